@@ -1,0 +1,180 @@
+//! The `voxguard` command-line tool.
+//!
+//! This binary owns command-line parsing (clap, derive style) and turns the verdicts of the
+//! library crates into text, JSON and exit codes. It carries `audit verify` today; `swml`,
+//! `tools`, `exec`, `simulate`, `probe`, `check`, `keys` and `bench` follow (see the design
+//! notes). It must not contain security logic of its own: verification is
+//! [`voxguard_store::SqliteAuditLog::verify_path`] / [`voxguard_store::JsonlAuditLog::verify_path`]
+//! over the pure verifier in `voxguard_guard::audit`. It must never print a secret (the audit
+//! key is read from the environment and only ever handed to the verifier).
+//!
+//! # Exit codes
+//!
+//! Every command exits with one of the [`Exit`] codes:
+//!
+//! | code | meaning |
+//! | ---- | ------- |
+//! | 0 | OK (for `audit verify`: the chain verified) |
+//! | 1 | the audit chain is broken: tampering (or damage) was detected |
+//! | 2 | usage or configuration error: bad arguments, a missing or unreadable file, a bad key |
+//! | 3 | internal error |
+#![forbid(unsafe_code)]
+
+mod audit;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The exit codes, listed in `--help` too.
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  OK (audit verify: the chain verified)
+  1  the audit chain is broken: tampering or damage was detected
+  2  usage or configuration error: bad arguments, missing or unreadable file, bad key
+  3  internal error";
+
+/// `audit verify --help`: the output format, then the exit codes.
+const VERIFY_AFTER_HELP: &str = "\
+Output:
+  OK: N records verified (last seq S), C checkpoints checked
+  BROKEN at seq S: <what is wrong> (<problem>)
+  --json: {\"ok\":true,\"records\":N,\"last_seq\":S,\"checkpoints_checked\":C}
+      or  {\"ok\":false,\"seq\":S,\"problem\":\"<problem>\",\"message\":\"...\"}
+  problem: modified, missing, reordered, truncated, checkpoint_forged, checkpoint_mismatch
+
+Exit codes:
+  0  OK: the chain verified
+  1  the audit chain is broken: tampering or damage was detected
+  2  usage or configuration error: bad arguments, missing or unreadable file, bad key
+  3  internal error";
+
+/// How the process ends. The numbers are stable; scripts depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success.
+    Ok = 0,
+    /// 1: the audit chain is broken (tampering or damage detected).
+    Broken = 1,
+    /// 2: usage or configuration error (bad arguments, missing or unreadable file, bad key).
+    Usage = 2,
+    /// 3: internal error.
+    Internal = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Secure-by-default runtime for SignalWire SWML/SWAIG voice AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "voxguard", version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with the tamper-evident audit trail.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// `voxguard audit …`
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the audit log's hash chain and signed checkpoints.
+    ///
+    /// Reports OK, or the first bad sequence number and why: modified, missing, reordered,
+    /// truncated (after a signed checkpoint), checkpoint_forged or checkpoint_mismatch.
+    /// Checkpoints are only checked with the audit key; without it, cutting off the tail of the
+    /// log cannot be detected.
+    #[command(after_help = VERIFY_AFTER_HELP)]
+    Verify(audit::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // `--help` and `--version` are "errors" that print to stdout and exit 0.
+            let _ = err.print();
+            return if err.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            }
+            .into();
+        }
+    };
+    // A panic is an internal error (exit 3), not Rust's default 101.
+    match std::panic::catch_unwind(move || run(cli)) {
+        Ok(exit) => exit.into(),
+        Err(_) => Exit::Internal.into(),
+    }
+}
+
+fn run(cli: Cli) -> Exit {
+    match cli.command {
+        None => print_stdout(&Cli::command_help().to_string()),
+        Some(Command::Version) => {
+            print_stdout(&format!("voxguard {}\n", env!("CARGO_PKG_VERSION")))
+        }
+        Some(Command::Audit {
+            command: AuditCommand::Verify(args),
+        }) => audit::verify(&args, &audit::ProcessEnv),
+    }
+}
+
+impl Cli {
+    /// The long help text, as `voxguard --help` prints it.
+    fn command_help() -> clap::builder::StyledStr {
+        <Self as clap::CommandFactory>::command().render_long_help()
+    }
+}
+
+/// Print `text` to stdout; a failed write (e.g. a closed pipe) is an internal error.
+fn print_stdout(text: &str) -> Exit {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Exit::Ok,
+        Err(_) => Exit::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes_are_stable() {
+        assert_eq!(Exit::Ok as u8, 0);
+        assert_eq!(Exit::Broken as u8, 1);
+        assert_eq!(Exit::Usage as u8, 2);
+        assert_eq!(Exit::Internal as u8, 3);
+    }
+
+    #[test]
+    fn help_lists_commands_and_exit_codes() {
+        let help = Cli::command_help().to_string();
+        assert!(help.contains("audit"), "{help}");
+        assert!(help.contains("version"), "{help}");
+        assert!(help.contains("Exit codes:"), "{help}");
+    }
+}

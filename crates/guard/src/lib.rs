@@ -1,0 +1,79 @@
+//! Security logic for voxguard, pure and testable without a network.
+//!
+//! This crate owns the decisions: are these HTTP Basic credentials right ([`credentials`]), is
+//! this per-call function token genuine and bound to this call and function ([`token`]), do these
+//! tool arguments satisfy the tool's schema, and what subset of that schema may be shown to the
+//! platform ([`validate`], with reusable validators for phones, account and order numbers, dates
+//! and amounts in [`validators`]), and is this caller text safe to hand to a tool once
+//! normalized ([`sanitize`]: length limits, prompt-injection detection). It must not do I/O: no
+//! sockets, no files, no environment reads, no logging of secrets. Callers (the server, the CLI)
+//! gather inputs and act on the verdicts.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod anomaly;
+pub mod audit;
+pub mod clock;
+pub mod credentials;
+pub mod pin;
+pub mod policy;
+pub mod ratelimit;
+pub mod redact;
+pub mod sanitize;
+pub mod token;
+pub mod validate;
+pub mod validators;
+
+pub use anomaly::{
+    Anomaly, AnomalyDetector, AnomalyRules, BurstRule, BusinessHours, LargeTransactionRule,
+};
+pub use audit::{
+    AuditEvent, AuditKey, AuditKeyError, AuditRecord, Chain, ChainProblem, Checkpoint, Verifier,
+    VerifyReport, GENESIS_HASH,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use credentials::{
+    resolve_credentials, AuthError, BasicCredentials, CredentialError, CredentialSource,
+    MIN_PASSWORD_LEN,
+};
+pub use pin::{PinError, PinVault, SecretHash};
+pub use policy::{
+    args_digest, strip_confirmed, ConfirmationCheck, EmergencyState, EmergencySwitch,
+    PendingConfirmation, TransferAllowList, CONFIRMED_ARG,
+};
+pub use ratelimit::{InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter};
+pub use redact::{Redactor, REDACTED};
+pub use sanitize::{
+    normalize, InjectionDetector, InjectionKind, InputGuard, InputRejection, DEFAULT_MAX_LEN,
+};
+pub use token::{KeyError, KeyRing, TokenError, TokenKey, DEFAULT_TOKEN_TTL, MIN_KEY_LEN};
+pub use validate::{max_length_at, platform_parameters, ArgError, ArgValidator, SchemaError};
+pub use validators::{
+    account_number_schema, currency_schema, e164_schema, is_account_number, is_currency_amount,
+    is_e164, is_iso_date, is_order_number, iso_date_schema, order_number_schema, CURRENCY_KEYWORD,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        // The server shares these across tasks behind `Arc`s; this fails to compile otherwise.
+        assert_send_sync::<BasicCredentials>();
+        assert_send_sync::<KeyRing>();
+        assert_send_sync::<TokenKey>();
+        assert_send_sync::<ArgValidator>();
+        assert_send_sync::<InjectionDetector>();
+        assert_send_sync::<InputGuard>();
+        assert_send_sync::<InputRejection>();
+        assert_send_sync::<ArgError>();
+        assert_send_sync::<SchemaError>();
+        assert_send_sync::<TokenError>();
+        assert_send_sync::<AuthError>();
+        assert_send_sync::<CredentialError>();
+        assert_send_sync::<KeyError>();
+    }
+}

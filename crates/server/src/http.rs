@@ -1,0 +1,581 @@
+//! The HTTP surface: routes, Basic auth, body limits, timeouts, JSON errors and security
+//! headers.
+//!
+//! Owns the mapping from HTTP to [`AgentService`] calls. Every request passes, outermost
+//! first: response policy (security headers, `X-Request-Id`, JSON bodies for every error) →
+//! request timeout → Basic auth ([`require_basic_auth`]; only `/health` and `/ready` are
+//! exempt) → route. Bodies are read up to the configured limit before any JSON is parsed.
+//! It must not interpret SWAIG semantics — that is the agent's job.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{json, Value};
+use voxguard_guard::BasicCredentials;
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::service::{
+    new_request_id, AccessHooks, AccessRecord, AdminService, AgentService, Reply, RequestInfo,
+    SecurityEvents,
+};
+
+/// Paths that answer without credentials.
+pub const PUBLIC_PATHS: [&str; 2] = ["/health", "/ready"];
+
+/// The metrics path: it accepts only the metrics credentials.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Operator paths: they accept only the admin credentials, never the platform's.
+pub const ADMIN_PATHS: [&str; 2] = ["/admin/emergency", "/ready/detail"];
+
+/// The peer address of a connection, inserted by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Id of the current request, inserted by the response-policy layer.
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
+/// Shared state of the HTTP layer.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) credentials: Arc<BasicCredentials>,
+    pub(crate) agents: Arc<Vec<Arc<dyn AgentService>>>,
+    pub(crate) admin: Option<Arc<dyn AdminService>>,
+    pub(crate) events: Option<Arc<dyn SecurityEvents>>,
+    pub(crate) access: Option<Arc<dyn AccessHooks>>,
+    pub(crate) metrics: Metrics,
+    /// Every path the router answers, for bounded metric labels.
+    pub(crate) known_paths: Arc<std::collections::HashSet<String>>,
+}
+
+/// Build the router serving `shared.agents`.
+pub(crate) fn router(shared: Shared) -> Router {
+    let mut app = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready));
+    if shared.config.metrics_credentials.is_some() {
+        app = app.route(METRICS_PATH, get(metrics_endpoint));
+    }
+    if shared.admin.is_some() && shared.config.admin_credentials.is_some() {
+        app = app
+            .route("/admin/emergency", post(admin_emergency))
+            .route("/ready/detail", get(ready_detail));
+    }
+    for agent in shared.agents.iter() {
+        let [swml, swaig, swaig_slash, post_prompt] = agent_paths(agent.route());
+        app = app
+            .route(&swml, swml_route(agent.clone()))
+            .route(&swaig, swaig_route(agent.clone(), Endpoint::Swaig))
+            .route(&swaig_slash, swaig_route(agent.clone(), Endpoint::Swaig))
+            .route(
+                &post_prompt,
+                swaig_route(agent.clone(), Endpoint::PostPrompt),
+            );
+    }
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_basic_auth,
+        ))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            response_policy,
+        ))
+        .with_state(shared)
+}
+
+/// The paths an agent on `route` answers: SWML, SWAIG (with and without a trailing slash) and
+/// the post-prompt summary. The one definition both the router and the start-up collision
+/// check use.
+pub fn agent_paths(route: &str) -> [String; 4] {
+    let base = route.trim_end_matches('/');
+    let swml = if base.is_empty() {
+        "/".to_string()
+    } else {
+        base.to_string()
+    };
+    [
+        swml,
+        format!("{base}/swaig"),
+        format!("{base}/swaig/"),
+        format!("{base}/post_prompt"),
+    ]
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Swaig,
+    PostPrompt,
+}
+
+fn swml_route(agent: Arc<dyn AgentService>) -> MethodRouter<Shared> {
+    let on_get = agent.clone();
+    get(move |State(shared): State<Shared>, req: Request| {
+        let agent = on_get.clone();
+        async move {
+            let info = request_info(&shared, &req);
+            reply(agent.swml(&info, None).await)
+        }
+    })
+    .post(move |State(shared): State<Shared>, req: Request| {
+        let agent = agent.clone();
+        async move {
+            let info = request_info(&shared, &req);
+            match read_json(&shared, req).await {
+                Ok(body) => reply(agent.swml(&info, body).await),
+                Err(refusal) => refusal,
+            }
+        }
+    })
+}
+
+fn swaig_route(agent: Arc<dyn AgentService>, endpoint: Endpoint) -> MethodRouter<Shared> {
+    post(move |State(shared): State<Shared>, req: Request| {
+        let agent = agent.clone();
+        async move {
+            let info = request_info(&shared, &req);
+            let body = match read_json(&shared, req).await {
+                Ok(Some(body)) => body,
+                Ok(None) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "empty_body",
+                        "The request body is empty; a JSON object is required.",
+                    )
+                }
+                Err(refusal) => return refusal,
+            };
+            match endpoint {
+                Endpoint::Swaig => reply(agent.swaig(&info, body).await),
+                Endpoint::PostPrompt => reply(agent.post_prompt(&info, body).await),
+            }
+        }
+    })
+}
+
+fn request_info(shared: &Shared, req: &Request) -> RequestInfo {
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(new_request_id);
+    RequestInfo {
+        request_id,
+        client,
+        token: query_token(req.uri()),
+        public_base: crate::public_url::public_base(&shared.config, req.headers()),
+        credentials: shared.credentials.clone(),
+    }
+}
+
+/// The function token from `__token` (preferred) or `token` in the query string.
+fn query_token(uri: &Uri) -> Option<String> {
+    let query = uri.query()?;
+    let mut fallback = None;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "__token" => return Some(value.into_owned()),
+            "token" if fallback.is_none() => fallback = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    fallback
+}
+
+/// Read the body up to the limit and parse it as JSON. `Ok(None)` for an empty body.
+async fn read_json(shared: &Shared, req: Request) -> Result<Option<Value>, Response> {
+    let limit = shared.config.body_limit;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "The request body is larger than this server accepts.",
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                "The request body could not be read.",
+            ))
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "The request body is not valid JSON.",
+        )
+    })
+}
+
+/// The call id a reply belonged to, carried to the access log in the response extensions.
+#[derive(Debug, Clone)]
+struct CallId(String);
+
+fn reply(reply: Reply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(reply.body)).into_response();
+    if let Some(call_id) = reply.call_id {
+        response.extensions_mut().insert(CallId(call_id));
+    }
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// A JSON error response: `{"error": reason, "response": sentence}`.
+pub(crate) fn error(status: StatusCode, reason: &str, sentence: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": reason, "response": sentence })),
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn ready(State(shared): State<Shared>) -> Response {
+    for agent in shared.agents.iter() {
+        if let Err(reason) = agent.ready().await {
+            tracing::warn!(agent = agent.name(), %reason, "not ready");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "not_ready" })),
+            )
+                .into_response();
+        }
+    }
+    axum::Json(json!({ "status": "ready" })).into_response()
+}
+
+async fn admin_emergency(State(shared): State<Shared>, req: Request) -> Response {
+    let Some(admin) = shared.admin.clone() else {
+        return not_found().await;
+    };
+    let info = request_info(&shared, &req);
+    match read_json(&shared, req).await {
+        Ok(Some(body)) => reply(admin.emergency(&info, body).await),
+        Ok(None) => error(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "The request body is empty; a JSON object is required.",
+        ),
+        Err(refusal) => refusal,
+    }
+}
+
+async fn ready_detail(State(shared): State<Shared>) -> Response {
+    let mut agents = Vec::new();
+    let mut ready = true;
+    for agent in shared.agents.iter() {
+        let state = match agent.ready().await {
+            Ok(()) => json!({ "name": agent.name(), "route": agent.route(), "ready": true }),
+            Err(reason) => {
+                ready = false;
+                json!({ "name": agent.name(), "route": agent.route(), "ready": false, "reason": reason })
+            }
+        };
+        agents.push(state);
+    }
+    let detail = match &shared.admin {
+        Some(admin) => admin.detail().await,
+        None => Value::Null,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "agents": agents,
+            "runtime": detail,
+        })),
+    )
+        .into_response()
+}
+
+async fn metrics_endpoint(State(shared): State<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "There is nothing at this address.",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This address does not accept that HTTP method.",
+    )
+}
+
+/// Basic auth for everything but [`PUBLIC_PATHS`]. Constant-time comparison lives in
+/// [`BasicCredentials::verify_header`].
+pub(crate) async fn require_basic_auth(
+    State(shared): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if PUBLIC_PATHS.contains(&path) {
+        return next.run(req).await;
+    }
+    // Operator paths take only the admin credentials (when configured); the platform's
+    // credentials — embedded in every webhook URL — must never switch tools off.
+    let expected = match (
+        &shared.config.admin_credentials,
+        ADMIN_PATHS.contains(&path),
+    ) {
+        (Some(admin), true) => admin,
+        _ => match (&shared.config.metrics_credentials, path == METRICS_PATH) {
+            (Some(metrics), true) => metrics,
+            _ => shared.credentials.as_ref(),
+        },
+    };
+    let outcome = match req.headers().get(header::AUTHORIZATION) {
+        None => Err("auth_required"),
+        Some(value) => expected
+            .verify_header(value.as_bytes())
+            .map_err(|e| e.reason()),
+    };
+    match outcome {
+        Ok(()) => next.run(req).await,
+        Err(reason) => {
+            let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+            if let Some(events) = &shared.events {
+                let request_id = req
+                    .extensions()
+                    .get::<RequestId>()
+                    .map(|r| r.0.clone())
+                    .unwrap_or_default();
+                let path: String = req.uri().path().chars().take(128).collect();
+                events
+                    .auth_failed(
+                        client.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                        req.method().as_str(),
+                        &path,
+                        reason,
+                        &request_id,
+                    )
+                    .await;
+            }
+            tracing::warn!(
+                target: "voxguard::security",
+                event = "auth_failed",
+                reason,
+                client = ?client,
+                method = %req.method(),
+                path = ?req.uri().path(),
+                "request refused: missing or invalid credentials"
+            );
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                reason,
+                "Authentication is required to use this service.",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"voxguard\", charset=\"UTF-8\""),
+            );
+            response
+        }
+    }
+}
+
+async fn request_timeout(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(shared.config.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?shared.config.request_timeout, "request timed out");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "Sorry, that took too long. Please try again.",
+            )
+        }
+    }
+}
+
+/// Security headers and a request id on every response; any error response that is not
+/// already JSON (e.g. a rejection produced inside axum) gets a JSON body.
+async fn response_policy(State(shared): State<Shared>, mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let request_id = new_request_id();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(256).collect();
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    if let Some(hooks) = &shared.access {
+        hooks.on_request(method.as_str(), &path, client, &request_id);
+    }
+    let mut response = next.run(req).await;
+    let record = AccessRecord {
+        method: method.to_string(),
+        path,
+        status: response.status().as_u16(),
+        duration: started.elapsed(),
+        client,
+        request_id: request_id.clone(),
+        call_id: response.extensions().get::<CallId>().map(|c| c.0.clone()),
+    };
+    // The default access log: one structured line per request (JSON with
+    // VOXGUARD_LOG_FORMAT=json), through the redacting log writer like every line.
+    tracing::info!(
+        target: "voxguard::access",
+        method = %record.method,
+        path = ?record.path,
+        status = record.status,
+        duration_ms = %format_args!("{:.3}", record.duration.as_secs_f64() * 1000.0),
+        client = %record.client,
+        request_id = %record.request_id,
+        call_id = ?record.call_id,
+        "request"
+    );
+    let route = if shared.known_paths.contains(&record.path) {
+        record.path.as_str()
+    } else {
+        "other"
+    };
+    shared
+        .metrics
+        .request(route, record.status, record.duration);
+    if let Some(hooks) = &shared.access {
+        hooks.on_response(&record);
+    }
+    if response.status().is_client_error() || response.status().is_server_error() {
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if !is_json {
+            let status = response.status();
+            let headers = std::mem::take(response.headers_mut());
+            response = generic_error(status);
+            merge_missing(response.headers_mut(), headers);
+        }
+    }
+    if method == Method::HEAD {
+        *response.body_mut() = Body::empty();
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    if shared.config.tls.is_some() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", value);
+    }
+    response
+}
+
+fn generic_error(status: StatusCode) -> Response {
+    let (reason, sentence) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "The request could not be understood."),
+        StatusCode::NOT_FOUND => ("not_found", "There is nothing at this address."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This address does not accept that HTTP method.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            "The request body is larger than this server accepts.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Send a JSON body."),
+        s if s.is_server_error() => ("internal_error", "Something went wrong on our side."),
+        _ => ("request_refused", "The request was refused."),
+    };
+    error(status, reason, sentence)
+}
+
+fn merge_missing(target: &mut HeaderMap, source: HeaderMap) {
+    let mut last = None;
+    for (name, value) in source {
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            if name != header::CONTENT_TYPE
+                && name != header::CONTENT_LENGTH
+                && !target.contains_key(name)
+            {
+                target.append(name.clone(), value);
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The voxguard HTTP runtime.
+//!
+//! This crate owns everything that needs the network: binding and accepting ([`serve`]), TLS
+//! ([`tls`]), Basic authentication, body limits, timeouts, JSON errors and security headers
+//! ([`http`]), and the public URL used in rendered webhooks ([`public_url`]). Agents plug in
+//! through the [`AgentService`] trait and receive only authenticated, size-checked,
+//! syntactically valid requests. Where a SWAIG request is authenticated:
+//! [`http::require_basic_auth`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod public_url;
+pub mod serve;
+pub mod service;
+pub mod tls;
+
+pub use config::{ConfigError, ServerConfig, TlsConfig};
+pub use metrics::Metrics;
+pub use serve::{shutdown_signal, BoundServer, ServeError, Server};
+pub use service::{
+    AccessHooks, AccessRecord, AdminService, AgentService, Reply, RequestInfo, SecurityEvents,
+};

@@ -1,0 +1,444 @@
+//! The listener: binding, the accept loop, TLS handshakes, the connection caps, the
+//! header-read timeout and graceful shutdown.
+//!
+//! Owns connection lifetime. A semaphore caps open connections (further clients wait in the
+//! kernel's accept queue) and a per-address cap closes surplus connections from one host at
+//! once, so a single client cannot take every slot; hyper's header-read timeout and a
+//! TLS-handshake timeout close clients that trickle bytes. On shutdown the listener
+//! closes at once, in-flight requests finish, idle keep-alive connections are closed, and the
+//! wait is bounded by the request timeout.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::config::ServerConfig;
+use crate::http::{agent_paths, router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
+use crate::metrics::Metrics;
+use crate::service::{AccessHooks, AdminService, AgentService, SecurityEvents};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Two agents, or an agent and a built-in endpoint, want the same path.
+    #[error("agent route {route:?} is not usable: {reason}")]
+    Route {
+        /// The offending route.
+        route: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The admin credentials equal the platform's Basic credentials.
+    #[error("the admin credentials must differ from the platform's Basic credentials, which every webhook URL carries")]
+    AdminCredentials,
+    /// No agent was registered.
+    #[error("no agent registered: add at least one agent before serving")]
+    NoAgents,
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// A server with its agents, ready to bind.
+pub struct Server {
+    config: ServerConfig,
+    agents: Vec<Arc<dyn AgentService>>,
+    admin: Option<Arc<dyn AdminService>>,
+    events: Option<Arc<dyn SecurityEvents>>,
+    access: Option<Arc<dyn AccessHooks>>,
+    metrics: Metrics,
+}
+
+impl Server {
+    /// A server with `config` and no agents yet.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            agents: Vec::new(),
+            admin: None,
+            events: None,
+            access: None,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Record metrics into `metrics` (share the handle with the agent runtime).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Call `hooks` around every request.
+    pub fn access(mut self, hooks: Arc<dyn AccessHooks>) -> Self {
+        self.access = Some(hooks);
+        self
+    }
+
+    /// Report refused authentications to `events` (e.g. the audit trail).
+    pub fn events(mut self, events: Arc<dyn SecurityEvents>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Serve the operator endpoints (`POST /admin/emergency`, `GET /ready/detail`) with
+    /// `admin`. They answer only when `ServerConfig::admin_credentials` is set.
+    pub fn admin(mut self, admin: Arc<dyn AdminService>) -> Self {
+        self.admin = Some(admin);
+        self
+    }
+
+    /// Serve `agent` on its route.
+    pub fn agent(mut self, agent: Arc<dyn AgentService>) -> Self {
+        self.agents.push(agent);
+        self
+    }
+
+    /// Check the routes, load TLS and bind the listening socket.
+    pub async fn bind(self) -> Result<BoundServer, ServeError> {
+        check_routes(&self.agents)?;
+        if let Some(admin) = &self.config.admin_credentials {
+            // The platform's credentials travel in every webhook URL: they must never open the
+            // operator endpoints.
+            if admin.user() == self.config.credentials.user()
+                && admin.expose_password() == self.config.credentials.expose_password()
+            {
+                return Err(ServeError::AdminCredentials);
+            }
+        }
+        let tls = match &self.config.tls {
+            Some(tls) => Some(crate::tls::acceptor(tls)?),
+            None => None,
+        };
+        let addr = SocketAddr::new(self.config.host, self.config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let mut config = self.config;
+        config.port = local_addr.port();
+        let config = Arc::new(config);
+        let known_paths: std::collections::HashSet<String> = self
+            .agents
+            .iter()
+            .flat_map(|agent| agent_paths(agent.route()))
+            .chain(
+                PUBLIC_PATHS
+                    .iter()
+                    .chain(ADMIN_PATHS.iter())
+                    .map(|p| p.to_string()),
+            )
+            .chain(std::iter::once(crate::http::METRICS_PATH.to_string()))
+            .collect();
+        let shared = Shared {
+            credentials: Arc::new(config.credentials.clone()),
+            config: config.clone(),
+            agents: Arc::new(self.agents),
+            admin: self.admin,
+            events: self.events,
+            access: self.access,
+            metrics: self.metrics,
+            known_paths: Arc::new(known_paths),
+        };
+        Ok(BoundServer {
+            listener,
+            local_addr,
+            app: router(shared),
+            tls,
+            config,
+        })
+    }
+}
+
+fn check_routes(agents: &[Arc<dyn AgentService>]) -> Result<(), ServeError> {
+    if agents.is_empty() {
+        return Err(ServeError::NoAgents);
+    }
+    // Every path any agent answers, so that `/a` and `/a/swaig` cannot both claim `/a/swaig`.
+    let mut taken: std::collections::HashMap<String, String> = PUBLIC_PATHS
+        .iter()
+        .chain(ADMIN_PATHS.iter())
+        .chain(std::iter::once(&crate::http::METRICS_PATH))
+        .map(|p| (p.to_string(), "the health checks".to_string()))
+        .collect();
+    for agent in agents {
+        let route = agent.route();
+        let fail = |reason| ServeError::Route {
+            route: route.to_string(),
+            reason,
+        };
+        if !route.starts_with('/') {
+            return Err(fail("a route must start with '/'"));
+        }
+        if route.len() > 1 && route.ends_with('/') {
+            return Err(fail("a route must not end with '/'"));
+        }
+        for path in agent_paths(route) {
+            if taken.contains_key(&path) {
+                return Err(fail(
+                    if PUBLIC_PATHS.contains(&path.as_str()) || ADMIN_PATHS.contains(&path.as_str())
+                    {
+                        "this path is reserved for health checks and operator endpoints"
+                    } else {
+                        "another agent already answers one of this agent's paths (route, /swaig, /post_prompt)"
+                    },
+                ));
+            }
+            taken.insert(path, route.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// A bound server: knows its address, serves until told to stop.
+pub struct BoundServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    config: Arc<ServerConfig>,
+}
+
+impl BoundServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Serve until SIGTERM or Ctrl-C, then shut down gracefully.
+    pub async fn serve(self) {
+        self.serve_until(shutdown_signal()).await
+    }
+
+    /// Serve until `shutdown` completes, then stop accepting, let in-flight requests finish
+    /// (bounded by the request timeout) and return.
+    pub async fn serve_until(self, shutdown: impl Future<Output = ()> + Send) {
+        let BoundServer {
+            listener,
+            app,
+            tls,
+            config,
+            ..
+        } = self;
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let graceful = GracefulShutdown::new();
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            // Reap finished connection tasks so the set stays as small as the open connections.
+            while connections.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Typically EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Some(per_ip) =
+                PerIpGuard::acquire(&per_ip, peer.ip(), config.max_connections_per_ip)
+            else {
+                // One host may not occupy every slot: close at once instead of queueing.
+                tracing::debug!(%peer, "per-address connection cap reached; closing");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let watcher = graceful.watcher();
+            let app = app.clone();
+            let tls = tls.clone();
+            let config = config.clone();
+            connections.spawn(async move {
+                let _permit = permit;
+                let _per_ip = per_ip;
+                serve_connection(stream, peer, app, tls, &config, watcher).await;
+            });
+        }
+        drop(listener);
+        let grace = config.request_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = connections.len(),
+                "graceful shutdown timed out; closing the remaining connections"
+            );
+        }
+        connections.shutdown().await;
+    }
+}
+
+type PerIp = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// One open connection counted against its peer address; uncounted when dropped.
+struct PerIpGuard {
+    counts: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIpGuard {
+    fn acquire(counts: &PerIp, ip: IpAddr, cap: usize) -> Option<Self> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let open = map.entry(ip).or_insert(0);
+        if *open >= cap {
+            return None;
+        }
+        *open += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIpGuard {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(open) = map.get_mut(&self.ip) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    config: &ServerConfig,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    let result = match tls {
+        None => {
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                .await
+        }
+        Some(acceptor) => {
+            match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection closed with an error");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C. The signal handlers are installed when this function is
+/// *called*, not when the future is first polled, so a signal that arrives between start-up
+/// and serving is not lost.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = signals;
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => {},
+                () = int => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+    }
+}

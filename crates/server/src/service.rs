@@ -1,0 +1,219 @@
+//! The contract between the HTTP runtime and an agent.
+//!
+//! The server owns transport concerns — TLS, authentication, limits, timeouts, JSON syntax —
+//! and hands each agent an already-authenticated, size-checked, syntactically valid request
+//! through [`AgentService`]. What a request *means* (SWML rendering, token checks, argument
+//! validation, running a tool) belongs to the agent (`voxguard`). A [`Reply`] is a status and a
+//! JSON body; the server adds headers and never inspects it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::Value;
+use voxguard_guard::BasicCredentials;
+
+/// An agent served on its own route.
+#[async_trait::async_trait]
+pub trait AgentService: Send + Sync + 'static {
+    /// The agent's name (for logs).
+    fn name(&self) -> &str;
+    /// The agent's route: starts with `/`, no trailing slash except the root `/`.
+    fn route(&self) -> &str;
+    /// Render SWML. `body` is the parsed POST body (`None` for GET or an empty body).
+    async fn swml(&self, request: &RequestInfo, body: Option<Value>) -> Reply;
+    /// Handle a SWAIG function call (`POST {route}/swaig`).
+    async fn swaig(&self, request: &RequestInfo, body: Value) -> Reply;
+    /// Handle the end-of-call summary (`POST {route}/post_prompt`).
+    async fn post_prompt(&self, request: &RequestInfo, body: Value) -> Reply;
+    /// Readiness: `Err` with an operator-facing reason when a dependency is down.
+    async fn ready(&self) -> Result<(), String>;
+}
+
+/// What the agent may know about the HTTP request.
+#[derive(Clone)]
+pub struct RequestInfo {
+    /// Unique id of this request (also sent back as `X-Request-Id`).
+    pub request_id: String,
+    /// Peer address of the connection.
+    pub client: SocketAddr,
+    /// Function token from the query string (`__token`, or `token`).
+    pub token: Option<String>,
+    /// Public base URL the platform reaches this server at (no credentials).
+    pub public_base: url::Url,
+    pub(crate) credentials: Arc<BasicCredentials>,
+}
+
+impl std::fmt::Debug for RequestInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestInfo")
+            .field("request_id", &self.request_id)
+            .field("client", &self.client)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("public_base", &self.public_base.as_str())
+            .finish()
+    }
+}
+
+impl RequestInfo {
+    /// A request description for calling an agent outside HTTP (tests, CLI simulation).
+    pub fn new(
+        client: SocketAddr,
+        public_base: url::Url,
+        credentials: Arc<BasicCredentials>,
+        token: Option<String>,
+    ) -> Self {
+        Self {
+            request_id: new_request_id(),
+            client,
+            token,
+            public_base,
+            credentials,
+        }
+    }
+
+    /// The absolute URL of `path` (relative to the public base, e.g. `/bank/swaig`) with the
+    /// Basic credentials embedded and `query` appended — the form the platform calls back.
+    pub fn webhook_url(&self, path: &str, query: &[(&str, &str)]) -> String {
+        let mut url = self.public_base.clone();
+        let joined = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
+        url.set_path(&joined);
+        // Both setters only fail for URLs that cannot carry credentials (no host), which
+        // `public_base` always has.
+        let _ = url.set_username(self.credentials.user());
+        let _ = url.set_password(Some(self.credentials.expose_password()));
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query.iter().copied());
+        }
+        url.into()
+    }
+}
+
+/// An agent's answer: HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+    /// Extra response headers (e.g. `Retry-After`). Names must be valid header names; invalid
+    /// ones are dropped.
+    pub headers: Vec<(&'static str, String)>,
+    /// The call the request belonged to, for the access log (never sent to the client).
+    pub call_id: Option<String>,
+}
+
+impl Reply {
+    /// `200 OK` with `body`.
+    pub fn ok(body: Value) -> Self {
+        Self {
+            status: 200,
+            body,
+            headers: Vec::new(),
+            call_id: None,
+        }
+    }
+
+    /// A refusal: `status` with `{"response": sentence, "error": reason}`.
+    pub fn refusal(status: u16, reason: &str, sentence: &str) -> Self {
+        Self {
+            status,
+            body: serde_json::json!({ "response": sentence, "error": reason }),
+            headers: Vec::new(),
+            call_id: None,
+        }
+    }
+
+    /// Name the call this request belonged to (access log).
+    pub fn with_call_id(mut self, call_id: Option<String>) -> Self {
+        self.call_id = call_id;
+        self
+    }
+
+    /// Add a response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Where the HTTP layer reports security events it decides itself (refused authentication).
+/// The call returns only once the event is stored, so a refusal is never answered before it is
+/// on record.
+#[async_trait::async_trait]
+pub trait SecurityEvents: Send + Sync + 'static {
+    /// A request was refused for missing or invalid credentials.
+    async fn auth_failed(
+        &self,
+        client: SocketAddr,
+        method: &str,
+        path: &str,
+        reason: &str,
+        request_id: &str,
+    );
+}
+
+/// One finished request, as the access hooks and the access log see it. The path never
+/// includes the query string (which carries function tokens).
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Request path, without the query string.
+    pub path: String,
+    /// Response status.
+    pub status: u16,
+    /// Time from the request's arrival to its response.
+    pub duration: std::time::Duration,
+    /// Peer address.
+    pub client: SocketAddr,
+    /// The request id (also sent as `X-Request-Id`).
+    pub request_id: String,
+    /// The call the request belonged to, when the agent knew it.
+    pub call_id: Option<String>,
+}
+
+/// Callbacks around every request (e.g. for custom metrics or logging). Both run on the
+/// request path: keep them cheap and non-blocking.
+pub trait AccessHooks: Send + Sync + 'static {
+    /// A request arrived (before authentication).
+    fn on_request(&self, _method: &str, _path: &str, _client: SocketAddr, _request_id: &str) {}
+    /// A response is about to be sent.
+    fn on_response(&self, _record: &AccessRecord) {}
+}
+
+/// Runtime-wide operator endpoints, served behind their own credentials:
+/// `POST /admin/emergency` and `GET /ready/detail`.
+#[async_trait::async_trait]
+pub trait AdminService: Send + Sync + 'static {
+    /// Handle `POST /admin/emergency` (body already parsed).
+    async fn emergency(&self, request: &RequestInfo, body: Value) -> Reply;
+    /// Extra readiness detail for `GET /ready/detail` (e.g. the emergency state).
+    async fn detail(&self) -> Value;
+}
+
+/// A random request id of 16 lowercase letters (~73 bits). Letters only: a hex id can
+/// contain a long run of digits that the log redactor would take for a card number.
+pub(crate) fn new_request_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_letters_and_distinct() {
+        let a = super::new_request_id();
+        let b = super::new_request_id();
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_lowercase()), "{a}");
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,27 @@
+//! Where voxguard keeps server-side state.
+//!
+//! This crate owns per-call session state behind the small async [`SessionStore`] trait,
+//! per-subject failed-verification counters behind [`AttemptStore`], and their
+//! backends: [`MemoryStore`] (in process) and [`SqliteStore`] (embedded, durable; the default).
+//! Authorization state — verification flags, attempt counters, pending confirmations — lives
+//! here, never in data the caller or the LLM controls. This crate must not decide whether
+//! anything is allowed (that is `voxguard-guard`), must not speak HTTP (that is
+//! `voxguard-server`), and its errors must never expose SQL text, file paths or stored values
+//! through `Display`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod attempts;
+mod audit;
+mod memory;
+mod session;
+mod sqlite;
+
+pub use attempts::{AttemptStatus, AttemptStore, Reservation};
+pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
+pub use memory::MemoryStore;
+pub use session::{SessionStore, StoreError, DEFAULT_SESSION_TTL};
+pub use sqlite::SqliteStore;
+
+#[cfg(test)]
+mod tests;

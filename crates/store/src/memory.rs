@@ -1,0 +1,227 @@
+//! The in-process session backend.
+//!
+//! This module owns [`MemoryStore`], a [`SessionStore`] and [`AttemptStore`] kept in
+//! mutex-guarded maps inside the process: fast, dependency-free, and lost on restart. It suits tests, development and
+//! single-replica deployments. It must behave exactly like the SQLite backend (same expiry rules,
+//! same renewal on write, same attempt transitions, each attempt operation one critical section)
+//! and must never print stored values, not even through `Debug`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::attempts::{
+    reserve_step, settle_failure_step, view, AttemptStatus, AttemptStore, Reservation,
+};
+use crate::session::{ttl_secs, Clock, SessionStore, StoreError, DEFAULT_SESSION_TTL};
+
+/// One stored value and the unix second at which it expires.
+#[derive(Clone)]
+struct Entry {
+    value: Value,
+    expires_at: i64,
+}
+
+/// Scope name → key → entry.
+type Scopes = HashMap<String, HashMap<String, Entry>>;
+
+/// Subject → stored attempt row (expired lockouts are kept until the next reservation).
+type Attempts = HashMap<String, AttemptStatus>;
+
+/// A [`SessionStore`] held in process memory.
+///
+/// State is lost when the process exits and is not shared between replicas. Expired entries are
+/// invisible at once and freed by [`SessionStore::purge_expired`].
+pub struct MemoryStore {
+    scopes: Mutex<Scopes>,
+    attempts: Mutex<Attempts>,
+    ttl: Duration,
+    ttl_secs: i64,
+    clock: Clock,
+}
+
+impl MemoryStore {
+    /// An empty store whose scopes expire `ttl` after their last write (whole seconds; a
+    /// sub-second remainder rounds up; zero expires entries at once).
+    pub fn new(ttl: Duration) -> Self {
+        Self::with_clock(ttl, Clock::default())
+    }
+
+    pub(crate) fn with_clock(ttl: Duration, clock: Clock) -> Self {
+        Self {
+            scopes: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+            ttl,
+            ttl_secs: ttl_secs(ttl),
+            clock,
+        }
+    }
+
+    /// The time-to-live this store applies on every write.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Lock the map. A panic while holding the lock cannot leave it structurally invalid (every
+    /// mutation is a single map operation), so a poisoned lock is simply recovered.
+    fn lock(&self) -> MutexGuard<'_, Scopes> {
+        self.scopes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lock the attempt counters. Every mutation is a single map operation after a pure
+    /// computation, so a poisoned lock is simply recovered.
+    fn lock_attempts(&self) -> MutexGuard<'_, Attempts> {
+        self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryStore {
+    /// A store using [`DEFAULT_SESSION_TTL`].
+    fn default() -> Self {
+        Self::new(DEFAULT_SESSION_TTL)
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for MemoryStore {
+    async fn get(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = self.clock.now();
+        let scopes = self.lock();
+        Ok(scopes
+            .get(scope)
+            .and_then(|entries| entries.get(key))
+            .filter(|entry| now < entry.expires_at)
+            .map(|entry| entry.value.clone()))
+    }
+
+    async fn set(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let expires_at = now.saturating_add(self.ttl_secs);
+        let mut scopes = self.lock();
+        let entries = scopes.entry(scope.to_owned()).or_default();
+        for entry in entries.values_mut() {
+            if now < entry.expires_at {
+                entry.expires_at = expires_at;
+            }
+        }
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                value: value.clone(),
+                expires_at,
+            },
+        );
+        Ok(())
+    }
+
+    async fn remove(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        let mut scopes = self.lock();
+        if let Some(entries) = scopes.get_mut(scope) {
+            entries.remove(key);
+            if entries.is_empty() {
+                scopes.remove(scope);
+            }
+        }
+        Ok(())
+    }
+
+    async fn take(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = self.clock.now();
+        let mut scopes = self.lock();
+        let Some(entries) = scopes.get_mut(scope) else {
+            return Ok(None);
+        };
+        let taken = entries.remove(key).filter(|entry| now < entry.expires_at);
+        if entries.is_empty() {
+            scopes.remove(scope);
+        }
+        Ok(taken.map(|entry| entry.value))
+    }
+
+    async fn clear(&self, scope: &str) -> Result<(), StoreError> {
+        self.lock().remove(scope);
+        Ok(())
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut scopes = self.lock();
+        let mut purged: u64 = 0;
+        scopes.retain(|_, entries| {
+            let before = entries.len();
+            entries.retain(|_, entry| now < entry.expires_at);
+            let removed = before.saturating_sub(entries.len());
+            purged = purged.saturating_add(u64::try_from(removed).unwrap_or(u64::MAX));
+            !entries.is_empty()
+        });
+        Ok(purged)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[async_trait::async_trait]
+impl AttemptStore for MemoryStore {
+    async fn reserve(
+        &self,
+        subject: &str,
+        limit: u32,
+        now: u64,
+    ) -> Result<Reservation, StoreError> {
+        // One critical section for the whole read-modify-write.
+        let mut attempts = self.lock_attempts();
+        let row = attempts.get(subject).copied().unwrap_or_default();
+        let (update, reservation) = reserve_step(row, limit, now);
+        if let Some(update) = update {
+            attempts.insert(subject.to_owned(), update);
+        }
+        Ok(reservation)
+    }
+
+    async fn settle(
+        &self,
+        subject: &str,
+        success: bool,
+        limit: u32,
+        lockout_secs: u64,
+        now: u64,
+    ) -> Result<AttemptStatus, StoreError> {
+        let mut attempts = self.lock_attempts();
+        if success {
+            attempts.remove(subject);
+            return Ok(AttemptStatus::default());
+        }
+        let Some(row) = attempts.get_mut(subject) else {
+            return Ok(AttemptStatus::default());
+        };
+        *row = settle_failure_step(*row, limit, lockout_secs, now);
+        Ok(view(*row, now))
+    }
+
+    async fn attempt_status(&self, subject: &str, now: u64) -> Result<AttemptStatus, StoreError> {
+        let attempts = self.lock_attempts();
+        let row = attempts.get(subject).copied().unwrap_or_default();
+        Ok(view(row, now))
+    }
+
+    async fn reset_attempts(&self, subject: &str) -> Result<(), StoreError> {
+        self.lock_attempts().remove(subject);
+        Ok(())
+    }
+}

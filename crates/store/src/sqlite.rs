@@ -1,0 +1,442 @@
+//! The embedded SQLite session backend.
+//!
+//! This module owns [`SqliteStore`]: opening (or creating) the database file with safe defaults
+//! (WAL journal, `synchronous=NORMAL`, a busy timeout), creating its tables, and running the
+//! session and attempt-counter queries through sqlx with bound parameters only. Each attempt
+//! transition is a single SQL statement (or a write-first transaction), so SQLite serializes it
+//! against every other connection and process using the file. It must never build SQL from caller
+//! data, never put SQL text or paths into an error's `Display`, and must behave exactly like the
+//! memory backend.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::attempts::{lock_deadline, view, AttemptStatus, AttemptStore, Reservation};
+use crate::session::{ttl_secs, Clock, SessionStore, StoreError};
+
+/// File name of the database inside the directory given to [`SqliteStore::open_in_dir`].
+const DB_FILE_NAME: &str = "voxguard.db";
+
+/// How long a connection waits for another writer's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an operation waits for a free pooled connection before giving up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections in the pool of a file-backed database (WAL: many readers, one writer).
+const MAX_FILE_CONNECTIONS: u32 = 8;
+
+/// Schema, applied on every open; each statement is idempotent.
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS session_entries (
+        scope      TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        value      TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS session_entries_expires_at ON session_entries (expires_at)",
+    "CREATE TABLE IF NOT EXISTS verification_attempts (
+        subject      TEXT    PRIMARY KEY,
+        failures     INTEGER NOT NULL,
+        locked_until INTEGER
+    )",
+];
+
+/// The reserve transition of `attempts::reserve_step` as one upsert. `?1` subject, `?2` limit,
+/// `?3` now. A row comes back only when the attempt is granted: a new subject is inserted with
+/// one failure (unless the limit is 0); an existing one is updated only if it is unlocked and
+/// below the limit, or its lockout has expired (then the count restarts at 1).
+const RESERVE_SQL: &str = "INSERT INTO verification_attempts (subject, failures, locked_until)
+    SELECT ?1, 1, NULL WHERE ?2 > 0
+    ON CONFLICT (subject) DO UPDATE SET
+        failures = CASE WHEN locked_until IS NULL THEN failures + 1 ELSE 1 END,
+        locked_until = NULL
+    WHERE (locked_until IS NULL AND failures < ?2)
+       OR (locked_until IS NOT NULL AND locked_until <= ?3 AND ?2 > 0)
+    RETURNING failures";
+
+/// The failure half of `attempts::settle_failure_step`. `?1` limit, `?2` deadline, `?3` subject.
+const SETTLE_FAILURE_SQL: &str = "UPDATE verification_attempts
+    SET locked_until = CASE
+        WHEN failures >= ?1 THEN MAX(COALESCE(locked_until, ?2), ?2)
+        ELSE locked_until
+    END
+    WHERE subject = ?3
+    RETURNING failures, locked_until";
+
+/// One stored attempt row as SQLite returns it.
+type AttemptRow = (i64, Option<i64>);
+
+/// An instant or limit as a SQLite integer, saturating at `i64::MAX`.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Decode a stored row. Out-of-range values (never written by this crate) decode
+/// pessimistically: a failure count as "limit used up", a deadline as "in the past".
+fn from_sql((failures, locked_until): AttemptRow) -> AttemptStatus {
+    AttemptStatus {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        locked_until: locked_until.map(|until| u64::try_from(until).unwrap_or(0)),
+    }
+}
+
+/// A [`SessionStore`] in an embedded SQLite database.
+///
+/// Durable across restarts and safe for concurrent use from many tasks. Several processes may
+/// open the same file on one host; replicas on different hosts need a networked backend.
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+    ttl: Duration,
+    ttl_secs: i64,
+    clock: Clock,
+}
+
+impl SqliteStore {
+    /// Open the database file at `path`, creating it if missing, with a WAL journal,
+    /// `synchronous=NORMAL` and a busy timeout, and create the tables if missing.
+    ///
+    /// The parent directory must exist; see [`SqliteStore::open_in_dir`] to create it.
+    /// Scopes expire `ttl` after their last write (whole seconds; a sub-second remainder rounds
+    /// up; zero expires entries at once).
+    pub async fn open(path: impl AsRef<Path>, ttl: Duration) -> Result<Self, StoreError> {
+        Self::open_with_clock(path.as_ref(), ttl, Clock::default()).await
+    }
+
+    /// Create `dir` if missing (mode `0700` on unix; an existing directory is left as it is)
+    /// and open `dir/voxguard.db` as [`SqliteStore::open`] does.
+    pub async fn open_in_dir(dir: impl AsRef<Path>, ttl: Duration) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let path = dir.join(DB_FILE_NAME);
+        tokio::task::spawn_blocking(move || create_private_dir(&dir))
+            .await
+            .map_err(|join| StoreError::Io {
+                source: std::io::Error::other(join),
+            })?
+            .map_err(|source| StoreError::Io { source })?;
+        Self::open(path, ttl).await
+    }
+
+    /// An in-memory SQLite database behind a single-connection pool, for tests.
+    ///
+    /// The data lives as long as the store and is not shared with any other store.
+    pub async fn open_in_memory(ttl: Duration) -> Result<Self, StoreError> {
+        Self::open_in_memory_with_clock(ttl, Clock::default()).await
+    }
+
+    /// Close every pooled connection, waiting for running operations to finish. Operations
+    /// after `close` fail with [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The time-to-live this store applies on every write.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub(crate) async fn open_with_clock(
+        path: &Path,
+        ttl: Duration,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_FILE_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let store = Self::with_pool(pool, ttl, clock).await?;
+        restrict_permissions(path).await?;
+        Ok(store)
+    }
+
+    pub(crate) async fn open_in_memory_with_clock(
+        ttl: Duration,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // One connection that is never recycled: closing it would drop the database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Self::with_pool(pool, ttl, clock).await
+    }
+
+    async fn with_pool(pool: SqlitePool, ttl: Duration, clock: Clock) -> Result<Self, StoreError> {
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
+        Ok(Self {
+            pool,
+            ttl,
+            ttl_secs: ttl_secs(ttl),
+            clock,
+        })
+    }
+}
+
+/// Create `dir` and any missing parents; on unix new directories get mode `0700`.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for SqliteStore {
+    async fn get(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = self.clock.now();
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM session_entries WHERE scope = ? AND key = ? AND expires_at > ?",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::unavailable)?;
+        text.map(|text| {
+            serde_json::from_str(&text).map_err(|source| StoreError::Corrupt { source })
+        })
+        .transpose()
+    }
+
+    async fn set(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let text = serde_json::to_string(value).map_err(|source| StoreError::Encode { source })?;
+        let now = self.clock.now();
+        let expires_at = now.saturating_add(self.ttl_secs);
+        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
+        // Writes first, so the transaction takes the write lock up front (no upgrade deadlock).
+        sqlx::query(
+            "INSERT INTO session_entries (scope, key, value, expires_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(scope, key) DO UPDATE
+             SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(&text)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::unavailable)?;
+        sqlx::query("UPDATE session_entries SET expires_at = ? WHERE scope = ? AND expires_at > ?")
+            .bind(expires_at)
+            .bind(scope)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
+        tx.commit().await.map_err(StoreError::unavailable)
+    }
+
+    async fn remove(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM session_entries WHERE scope = ? AND key = ?")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn take(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = self.clock.now();
+        // One statement: SQLite serializes writers, so only one DELETE can return the row.
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "DELETE FROM session_entries WHERE scope = ? AND key = ? RETURNING value, expires_at",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::unavailable)?;
+        match row {
+            Some((text, expires_at)) if expires_at > now => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt { source }),
+            _ => Ok(None),
+        }
+    }
+
+    async fn clear(&self, scope: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM session_entries WHERE scope = ?")
+            .bind(scope)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let done = sqlx::query("DELETE FROM session_entries WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        if one == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::unavailable(std::io::Error::other(
+                "health check returned an unexpected value",
+            )))
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+#[async_trait::async_trait]
+impl AttemptStore for SqliteStore {
+    async fn reserve(
+        &self,
+        subject: &str,
+        limit: u32,
+        now: u64,
+    ) -> Result<Reservation, StoreError> {
+        // The upsert comes first, so the transaction takes the write lock before anything is
+        // read; the follow-up read (only on refusal, to report the deadline) sees the same state.
+        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
+        let granted: Option<i64> = sqlx::query_scalar(RESERVE_SQL)
+            .bind(subject)
+            .bind(i64::from(limit))
+            .bind(to_sql(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let reservation = match granted {
+            Some(failures) => Reservation::Granted {
+                attempt: u32::try_from(failures).unwrap_or(u32::MAX),
+            },
+            None => {
+                let row: Option<AttemptRow> = sqlx::query_as(
+                    "SELECT failures, locked_until FROM verification_attempts WHERE subject = ?",
+                )
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+                let status = view(row.map(from_sql).unwrap_or_default(), now);
+                Reservation::Locked {
+                    until: status.locked_until,
+                }
+            }
+        };
+        tx.commit().await.map_err(StoreError::unavailable)?;
+        Ok(reservation)
+    }
+
+    async fn settle(
+        &self,
+        subject: &str,
+        success: bool,
+        limit: u32,
+        lockout_secs: u64,
+        now: u64,
+    ) -> Result<AttemptStatus, StoreError> {
+        if success {
+            self.reset_attempts(subject).await?;
+            return Ok(AttemptStatus::default());
+        }
+        let row: Option<AttemptRow> = sqlx::query_as(SETTLE_FAILURE_SQL)
+            .bind(i64::from(limit))
+            .bind(to_sql(lock_deadline(now, lockout_secs)))
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(view(row.map(from_sql).unwrap_or_default(), now))
+    }
+
+    async fn attempt_status(&self, subject: &str, now: u64) -> Result<AttemptStatus, StoreError> {
+        let row: Option<AttemptRow> = sqlx::query_as(
+            "SELECT failures, locked_until FROM verification_attempts WHERE subject = ?",
+        )
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::unavailable)?;
+        Ok(view(row.map(from_sql).unwrap_or_default(), now))
+    }
+
+    async fn reset_attempts(&self, subject: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM verification_attempts WHERE subject = ?")
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+}
+
+/// Make the database and its WAL/shared-memory files readable by the owner only (they hold
+/// session state: verification flags, customer ids). Files that do not exist yet are skipped.
+pub(crate) async fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(name.into());
+        }
+        for file in files {
+            match tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { source }),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}

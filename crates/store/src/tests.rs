@@ -1,0 +1,1068 @@
+//! One behavioural suite run against every backend, so that they provably behave alike.
+//!
+//! This module owns the crate's unit tests; it must not be compiled outside `cfg(test)`.
+
+use std::error::Error as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::session::{ttl_secs, Clock};
+use crate::{
+    AttemptStatus, AttemptStore, MemoryStore, Reservation, SessionStore, SqliteStore, StoreError,
+    DEFAULT_SESSION_TTL,
+};
+
+/// A store under test, with the temporary directory that must outlive it (file backend).
+struct Backend {
+    store: Arc<dyn SessionStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The three backends, all with the same TTL and clock.
+async fn backends(ttl: Duration, clock: Clock) -> Vec<Backend> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = SqliteStore::open_with_clock(&dir.path().join("test.db"), ttl, clock.clone())
+        .await
+        .expect("open file store");
+    let in_memory = SqliteStore::open_in_memory_with_clock(ttl, clock.clone())
+        .await
+        .expect("open in-memory store");
+    vec![
+        Backend {
+            store: Arc::new(MemoryStore::with_clock(ttl, clock)),
+            _dir: None,
+        },
+        Backend {
+            store: Arc::new(in_memory),
+            _dir: None,
+        },
+        Backend {
+            store: Arc::new(file),
+            _dir: Some(dir),
+        },
+    ]
+}
+
+/// Basic reads and writes, with a TTL long enough that nothing expires.
+async fn basic_suite(store: Arc<dyn SessionStore>) {
+    let b = store.backend();
+    store.ping().await.expect("ping");
+    assert_eq!(store.get("a/1", "missing").await.unwrap(), None, "{b}");
+
+    // set / get / overwrite
+    store.set("a/1", "verified", &json!(false)).await.unwrap();
+    assert_eq!(
+        store.get("a/1", "verified").await.unwrap(),
+        Some(json!(false)),
+        "{b}"
+    );
+    store.set("a/1", "verified", &json!(true)).await.unwrap();
+    assert_eq!(
+        store.get("a/1", "verified").await.unwrap(),
+        Some(json!(true)),
+        "{b}"
+    );
+
+    // scopes are isolated
+    store.set("a/2", "verified", &json!("other")).await.unwrap();
+    store.set("b/1", "verified", &json!(7)).await.unwrap();
+    assert_eq!(
+        store.get("a/1", "verified").await.unwrap(),
+        Some(json!(true)),
+        "{b}"
+    );
+    assert_eq!(
+        store.get("a/2", "verified").await.unwrap(),
+        Some(json!("other")),
+        "{b}"
+    );
+    assert_eq!(
+        store.get("b/1", "verified").await.unwrap(),
+        Some(json!(7)),
+        "{b}"
+    );
+    assert_eq!(store.get("a/3", "verified").await.unwrap(), None, "{b}");
+
+    // remove touches one key of one scope; removing a missing key is fine
+    store.set("a/1", "attempts", &json!(2)).await.unwrap();
+    store.remove("a/1", "verified").await.unwrap();
+    store.remove("a/1", "verified").await.unwrap();
+    store.remove("nope", "nope").await.unwrap();
+    assert_eq!(store.get("a/1", "verified").await.unwrap(), None, "{b}");
+    assert_eq!(
+        store.get("a/1", "attempts").await.unwrap(),
+        Some(json!(2)),
+        "{b}"
+    );
+    assert_eq!(
+        store.get("a/2", "verified").await.unwrap(),
+        Some(json!("other")),
+        "{b}"
+    );
+
+    // clear empties one scope only; clearing an empty scope is fine
+    store
+        .set("a/1", "pending", &json!({"op": "transfer"}))
+        .await
+        .unwrap();
+    store.clear("a/1").await.unwrap();
+    store.clear("a/1").await.unwrap();
+    assert_eq!(store.get("a/1", "attempts").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("a/1", "pending").await.unwrap(), None, "{b}");
+    assert_eq!(
+        store.get("a/2", "verified").await.unwrap(),
+        Some(json!("other")),
+        "{b}"
+    );
+    assert_eq!(
+        store.get("b/1", "verified").await.unwrap(),
+        Some(json!(7)),
+        "{b}"
+    );
+
+    // a scope can be written again after clear
+    store.set("a/1", "attempts", &json!(0)).await.unwrap();
+    assert_eq!(
+        store.get("a/1", "attempts").await.unwrap(),
+        Some(json!(0)),
+        "{b}"
+    );
+
+    // scope and key are opaque: no prefix matching, no SQL meaning, any characters
+    store.set("a/1%", "x", &json!(1)).await.unwrap();
+    store
+        .set("'; DROP TABLE session_entries; --", "k'\"\\", &json!(2))
+        .await
+        .unwrap();
+    store.clear("a/").await.unwrap();
+    assert_eq!(
+        store.get("a/1", "attempts").await.unwrap(),
+        Some(json!(0)),
+        "{b}"
+    );
+    assert_eq!(store.get("a/1%", "x").await.unwrap(), Some(json!(1)), "{b}");
+    assert_eq!(
+        store
+            .get("'; DROP TABLE session_entries; --", "k'\"\\")
+            .await
+            .unwrap(),
+        Some(json!(2)),
+        "{b}"
+    );
+    store.set("", "", &json!("empty names")).await.unwrap();
+    assert_eq!(
+        store.get("", "").await.unwrap(),
+        Some(json!("empty names")),
+        "{b}"
+    );
+    store.set("ünï/☎", "ключ", &json!("🦀")).await.unwrap();
+    assert_eq!(
+        store.get("ünï/☎", "ключ").await.unwrap(),
+        Some(json!("🦀")),
+        "{b}"
+    );
+
+    // nothing has expired
+    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
+    assert_eq!(
+        store.get("b/1", "verified").await.unwrap(),
+        Some(json!(7)),
+        "{b}"
+    );
+}
+
+/// Values of every JSON type come back exactly as stored.
+async fn json_types_suite(store: Arc<dyn SessionStore>) {
+    let b = store.backend();
+    let values: Vec<Value> = vec![
+        Value::Null,
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(-42),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!(1.5),
+        json!(-0.25e-10),
+        json!(""),
+        json!("text with \"quotes\", \\ and \n newline, 日本語"),
+        json!([]),
+        json!([1, "two", null, [3.0], {"four": 4}]),
+        json!({}),
+        json!({"nested": {"deep": [true, {"x": null}]}, "n": 1}),
+    ];
+    for (i, value) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        store.set("types", &key, value).await.unwrap();
+        assert_eq!(
+            store.get("types", &key).await.unwrap().as_ref(),
+            Some(value),
+            "{b}: {value}"
+        );
+    }
+}
+
+/// Many tasks writing distinct keys of one scope at once all succeed and are all readable.
+async fn concurrency_suite(store: Arc<dyn SessionStore>) {
+    let b = store.backend();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.set("busy/call", &format!("key{i}"), &json!(i)).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("set");
+    }
+    for i in 0..50 {
+        assert_eq!(
+            store.get("busy/call", &format!("key{i}")).await.unwrap(),
+            Some(json!(i)),
+            "{b}"
+        );
+    }
+    // Concurrent writers on one key: the last write wins, and it is one of the written values.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.set("busy/call", "same", &json!(i)).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("set");
+    }
+    let last = store
+        .get("busy/call", "same")
+        .await
+        .unwrap()
+        .expect("value");
+    assert!(
+        last.as_i64().is_some_and(|n| (0..20).contains(&n)),
+        "{b}: {last}"
+    );
+}
+
+/// With a zero TTL every entry is expired the moment it is written (real clock).
+async fn zero_ttl_suite(store: Arc<dyn SessionStore>) {
+    let b = store.backend();
+    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
+    store.set("z/1", "a", &json!(1)).await.unwrap();
+    store.set("z/1", "b", &json!(2)).await.unwrap();
+    store.set("z/2", "a", &json!(3)).await.unwrap();
+    assert_eq!(store.get("z/1", "a").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("z/1", "b").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("z/2", "a").await.unwrap(), None, "{b}");
+    assert_eq!(store.purge_expired().await.unwrap(), 3, "{b}");
+    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
+}
+
+/// Expiry, renewal and purging, driven by a manual clock with a 10 s TTL.
+async fn clock_suite(store: Arc<dyn SessionStore>, time: Arc<AtomicI64>) {
+    let b = store.backend();
+    let at = |t: i64| time.store(t, Ordering::SeqCst);
+
+    at(1_000);
+    store.set("c/1", "a", &json!("a")).await.unwrap(); // expires 1010
+    store.set("c/2", "x", &json!("x")).await.unwrap(); // expires 1010, never renewed
+    at(1_005);
+    store.set("c/1", "b", &json!("b")).await.unwrap(); // a and b now expire 1015
+    at(1_009);
+    assert_eq!(
+        store.get("c/2", "x").await.unwrap(),
+        Some(json!("x")),
+        "{b}"
+    );
+    at(1_010); // now >= expires_at counts as expired
+    assert_eq!(store.get("c/2", "x").await.unwrap(), None, "{b}");
+    assert_eq!(
+        store.get("c/1", "a").await.unwrap(),
+        Some(json!("a")),
+        "{b}: renewed by set"
+    );
+    assert_eq!(store.purge_expired().await.unwrap(), 1, "{b}");
+    at(1_014);
+    assert_eq!(
+        store.get("c/1", "a").await.unwrap(),
+        Some(json!("a")),
+        "{b}"
+    );
+    assert_eq!(
+        store.get("c/1", "b").await.unwrap(),
+        Some(json!("b")),
+        "{b}"
+    );
+    at(1_015);
+    assert_eq!(store.get("c/1", "a").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("c/1", "b").await.unwrap(), None, "{b}");
+
+    // A write does not resurrect entries that already expired, but re-setting a key does.
+    store.set("c/1", "c", &json!("c")).await.unwrap(); // expires 1025
+    assert_eq!(
+        store.get("c/1", "a").await.unwrap(),
+        None,
+        "{b}: no resurrection"
+    );
+    store.set("c/1", "b", &json!("b2")).await.unwrap();
+    assert_eq!(
+        store.get("c/1", "b").await.unwrap(),
+        Some(json!("b2")),
+        "{b}"
+    );
+    assert_eq!(
+        store.purge_expired().await.unwrap(),
+        1,
+        "{b}: only the stale a"
+    );
+    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
+    at(1_030);
+    assert_eq!(store.purge_expired().await.unwrap(), 2, "{b}");
+    assert_eq!(store.get("c/1", "c").await.unwrap(), None, "{b}");
+}
+
+/// `take` hands a value to exactly one of many concurrent takers, and never an expired one.
+async fn take_suite(store: Arc<dyn SessionStore>) {
+    let b = store.backend();
+    store
+        .set("t/1", "pending", &json!({"amount": 100}))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.take("t/1", "pending").await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        if let Some(value) = task.await.unwrap() {
+            assert_eq!(value, json!({"amount": 100}), "{b}");
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "{b}: exactly one concurrent take wins");
+    assert_eq!(store.get("t/1", "pending").await.unwrap(), None, "{b}");
+    assert_eq!(store.take("t/1", "missing").await.unwrap(), None, "{b}");
+}
+
+async fn run_on_all<F, Fut>(ttl: Duration, suite: F)
+where
+    F: Fn(Arc<dyn SessionStore>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let all = backends(ttl, Clock::default()).await;
+    let names: Vec<_> = all.iter().map(|b| b.store.backend()).collect();
+    assert_eq!(names, ["memory", "sqlite", "sqlite"]);
+    for backend in &all {
+        suite(Arc::clone(&backend.store)).await;
+    }
+}
+
+#[tokio::test]
+async fn basic_operations_on_every_backend() {
+    run_on_all(DEFAULT_SESSION_TTL, basic_suite).await;
+}
+
+#[tokio::test]
+async fn every_json_type_round_trips_on_every_backend() {
+    run_on_all(DEFAULT_SESSION_TTL, json_types_suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_on_every_backend() {
+    run_on_all(DEFAULT_SESSION_TTL, concurrency_suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn take_is_atomic_on_every_backend() {
+    run_on_all(DEFAULT_SESSION_TTL, take_suite).await;
+}
+
+#[tokio::test]
+async fn zero_ttl_expires_at_once_on_every_backend() {
+    run_on_all(Duration::ZERO, zero_ttl_suite).await;
+}
+
+#[tokio::test]
+async fn expiry_renewal_and_purge_on_every_backend() {
+    for index in 0..3 {
+        let time = Arc::new(AtomicI64::new(0));
+        let mut all = backends(Duration::from_secs(10), Clock::manual(Arc::clone(&time))).await;
+        let backend = all.swap_remove(index);
+        clock_suite(backend.store, time).await;
+    }
+}
+
+#[tokio::test]
+async fn real_clock_expiry_after_one_second() {
+    let all = backends(Duration::from_secs(1), Clock::default()).await;
+    for backend in &all {
+        backend.store.set("r/1", "k", &json!(1)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for backend in &all {
+        assert_eq!(backend.store.get("r/1", "k").await.unwrap(), None);
+        assert_eq!(backend.store.purge_expired().await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn data_persists_across_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("persist.db");
+    {
+        let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+        store
+            .set("p/1", "verified", &json!({"by": "pin"}))
+            .await
+            .unwrap();
+        store.set("p/1", "attempts", &json!(1)).await.unwrap();
+        store.remove("p/1", "attempts").await.unwrap();
+        store.close().await;
+    }
+    let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    assert_eq!(
+        store.get("p/1", "verified").await.unwrap(),
+        Some(json!({"by": "pin"}))
+    );
+    assert_eq!(store.get("p/1", "attempts").await.unwrap(), None);
+
+    // Also without an explicit close (process crash / plain drop).
+    store.set("p/2", "k", &json!([1, 2])).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    assert_eq!(store.get("p/2", "k").await.unwrap(), Some(json!([1, 2])));
+}
+
+#[tokio::test]
+async fn file_database_uses_wal_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    store.set("w", "k", &json!(1)).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(sync, 1, "NORMAL");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn database_files_are_private_to_the_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in_dir(dir.path(), DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    store.set("p/1", "k", &json!(1)).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open_in_dir(dir.path(), DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    for name in ["voxguard.db", "voxguard.db-wal", "voxguard.db-shm"] {
+        let path = dir.path().join(name);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        } else {
+            assert_ne!(name, "voxguard.db", "the database file exists");
+        }
+    }
+    drop(store);
+}
+
+#[tokio::test]
+async fn open_in_dir_creates_a_private_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("state").join("voxguard");
+    let store = SqliteStore::open_in_dir(&dir, DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    store.set("d/1", "k", &json!("v")).await.unwrap();
+    store.ping().await.unwrap();
+    assert!(dir.join("voxguard.db").is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "got {mode:o}");
+    }
+    store.close().await;
+
+    // Opening again in the existing directory finds the data.
+    let store = SqliteStore::open_in_dir(&dir, DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    assert_eq!(store.get("d/1", "k").await.unwrap(), Some(json!("v")));
+}
+
+#[tokio::test]
+async fn errors_do_not_leak_paths_or_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = dir.path().join("no-such-dir").join("secret-name.db");
+    let err = SqliteStore::open(&secret_path, DEFAULT_SESSION_TTL)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "session store is unavailable");
+    assert!(err.source().is_some());
+
+    // A file where the directory should be.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"x").unwrap();
+    let err = SqliteStore::open_in_dir(blocker.join("sub"), DEFAULT_SESSION_TTL)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+    assert!(!err.to_string().contains("blocker"), "{err}");
+
+    // A closed store reports itself unavailable, generically.
+    let store = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    store.close().await;
+    let err = store.ping().await.unwrap_err();
+    assert_eq!(err.to_string(), "session store is unavailable");
+    let err = store.get("s", "k").await.unwrap_err();
+    assert!(!err.to_string().to_lowercase().contains("select"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_values_are_reported_without_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("c.db"), DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    store.set("s", "k", &json!(1)).await.unwrap();
+    sqlx::query("UPDATE session_entries SET value = ? WHERE scope = ? AND key = ?")
+        .bind("{not json 4111111111111111")
+        .bind("s")
+        .bind("k")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let err = store.get("s", "k").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "stored session value is corrupt");
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_values() {
+    let memory = MemoryStore::default();
+    memory.set("s", "pin", &json!("4242-secret")).await.unwrap();
+    let sqlite = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    sqlite.set("s", "pin", &json!("4242-secret")).await.unwrap();
+    for debug in [format!("{memory:?}"), format!("{sqlite:?}")] {
+        assert!(!debug.contains("4242"), "{debug}");
+    }
+}
+
+#[test]
+fn defaults_and_ttl_rounding() {
+    assert_eq!(DEFAULT_SESSION_TTL, Duration::from_secs(86_400));
+    assert_eq!(MemoryStore::default().ttl(), DEFAULT_SESSION_TTL);
+    assert_eq!(ttl_secs(Duration::ZERO), 0);
+    assert_eq!(ttl_secs(Duration::from_millis(1)), 1);
+    assert_eq!(ttl_secs(Duration::from_millis(1_500)), 2);
+    assert_eq!(ttl_secs(Duration::from_secs(30)), 30);
+    assert_eq!(ttl_secs(Duration::MAX), i64::MAX);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification-attempt counters
+// ---------------------------------------------------------------------------------------------
+
+/// An attempt store under test, named for assertion messages.
+struct AttemptBackend {
+    name: &'static str,
+    store: Arc<dyn AttemptStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The three backends: memory, in-memory SQLite (one connection), file SQLite (a pool of many).
+async fn attempt_backends() -> Vec<AttemptBackend> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = SqliteStore::open(dir.path().join("attempts.db"), DEFAULT_SESSION_TTL)
+        .await
+        .expect("open file store");
+    assert!(
+        file.pool.options().get_max_connections() > 1,
+        "the file store must exercise a multi-connection pool"
+    );
+    let in_memory = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
+        .await
+        .expect("open in-memory store");
+    vec![
+        AttemptBackend {
+            name: "memory",
+            store: Arc::new(MemoryStore::default()),
+            _dir: None,
+        },
+        AttemptBackend {
+            name: "sqlite in memory",
+            store: Arc::new(in_memory),
+            _dir: None,
+        },
+        AttemptBackend {
+            name: "sqlite file",
+            store: Arc::new(file),
+            _dir: Some(dir),
+        },
+    ]
+}
+
+async fn run_attempts_on_all<F, Fut>(suite: F)
+where
+    F: Fn(&'static str, Arc<dyn AttemptStore>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in attempt_backends().await {
+        suite(backend.name, Arc::clone(&backend.store)).await;
+    }
+}
+
+const T0: u64 = 1_700_000_000;
+const LOCKOUT: u64 = 900;
+
+fn status(failures: u32, locked_until: Option<u64>) -> AttemptStatus {
+    AttemptStatus {
+        failures,
+        locked_until,
+    }
+}
+
+fn granted(attempt: u32) -> Reservation {
+    Reservation::Granted { attempt }
+}
+
+/// Reserve and fail `n` times in a row at `now`, checking each grant.
+async fn fail_times(store: &dyn AttemptStore, b: &str, subject: &str, n: u32, now: u64) {
+    for _ in 0..n {
+        let before = store.attempt_status(subject, now).await.unwrap().failures;
+        assert_eq!(
+            store.reserve(subject, 3, now).await.unwrap(),
+            granted(before + 1),
+            "{b}"
+        );
+        store.settle(subject, false, 3, LOCKOUT, now).await.unwrap();
+    }
+}
+
+async fn limit_and_lockout_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    let s = "customer-1";
+    assert_eq!(store.attempt_status(s, T0).await.unwrap(), status(0, None));
+
+    for attempt in 1..=2 {
+        assert_eq!(
+            store.reserve(s, 3, T0).await.unwrap(),
+            granted(attempt),
+            "{b}"
+        );
+        assert_eq!(
+            store.attempt_status(s, T0).await.unwrap(),
+            status(attempt, None),
+            "{b}: a reserved attempt already counts"
+        );
+        assert_eq!(
+            store.settle(s, false, 3, LOCKOUT, T0).await.unwrap(),
+            status(attempt, None),
+            "{b}: below the limit, no lockout"
+        );
+    }
+    // The limit-th failure sets the lockout.
+    assert_eq!(
+        store.reserve(s, 3, T0 + 1).await.unwrap(),
+        granted(3),
+        "{b}"
+    );
+    let until = T0 + 2 + LOCKOUT;
+    assert_eq!(
+        store.settle(s, false, 3, LOCKOUT, T0 + 2).await.unwrap(),
+        status(3, Some(until)),
+        "{b}"
+    );
+    assert_eq!(
+        store.attempt_status(s, T0 + 3).await.unwrap(),
+        status(3, Some(until)),
+        "{b}"
+    );
+    // Locked: refused with the deadline, and refusals do not move it.
+    for now in [T0 + 3, T0 + 500, until - 1] {
+        assert_eq!(
+            store.reserve(s, 3, now).await.unwrap(),
+            Reservation::Locked { until: Some(until) },
+            "{b}"
+        );
+    }
+    assert_eq!(
+        store.attempt_status(s, until - 1).await.unwrap(),
+        status(3, Some(until)),
+        "{b}"
+    );
+
+    // Expiry: at the deadline the lock is over; attempt_status reports it so but writes nothing.
+    assert_eq!(
+        store.attempt_status(s, until).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+    assert_eq!(
+        store.attempt_status(s, until - 1).await.unwrap(),
+        status(3, Some(until)),
+        "{b}: attempt_status is read-only"
+    );
+    // The next reservation clears the expired lock and restarts the count.
+    assert_eq!(store.reserve(s, 3, until).await.unwrap(), granted(1), "{b}");
+    assert_eq!(
+        store.attempt_status(s, until).await.unwrap(),
+        status(1, None),
+        "{b}"
+    );
+    assert_eq!(
+        store.settle(s, false, 3, LOCKOUT, until).await.unwrap(),
+        status(1, None),
+        "{b}"
+    );
+}
+
+async fn success_resets_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    let s = "customer-2";
+    fail_times(&*store, b, s, 2, T0).await;
+    assert_eq!(store.reserve(s, 3, T0).await.unwrap(), granted(3), "{b}");
+    assert_eq!(
+        store.settle(s, true, 3, LOCKOUT, T0).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+    assert_eq!(
+        store.attempt_status(s, T0).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+    // A full fresh budget after the success.
+    fail_times(&*store, b, s, 3, T0).await;
+    assert_eq!(
+        store.attempt_status(s, T0).await.unwrap(),
+        status(3, Some(T0 + LOCKOUT)),
+        "{b}"
+    );
+}
+
+async fn independence_and_reset_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    let weird = "'; DROP TABLE verification_attempts; --";
+    fail_times(&*store, b, "alice", 3, T0).await;
+    fail_times(&*store, b, weird, 1, T0).await;
+    assert_eq!(
+        store.reserve("alice", 3, T0).await.unwrap(),
+        Reservation::Locked {
+            until: Some(T0 + LOCKOUT)
+        },
+        "{b}"
+    );
+    assert_eq!(
+        store.reserve("bob", 3, T0).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+    assert_eq!(
+        store.reserve("alic", 3, T0).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+    assert_eq!(store.reserve("%", 3, T0).await.unwrap(), granted(1), "{b}");
+    assert_eq!(
+        store.attempt_status(weird, T0).await.unwrap(),
+        status(1, None),
+        "{b}"
+    );
+
+    // An operator unlocks alice; nobody else is touched.
+    store.reset_attempts("alice").await.unwrap();
+    store.reset_attempts("never-seen").await.unwrap();
+    assert_eq!(
+        store.attempt_status("alice", T0).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+    assert_eq!(
+        store.reserve("alice", 3, T0).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+    assert_eq!(
+        store.attempt_status("bob", T0).await.unwrap(),
+        status(1, None),
+        "{b}"
+    );
+    assert_eq!(
+        store.attempt_status(weird, T0).await.unwrap(),
+        status(1, None),
+        "{b}"
+    );
+
+    // Settling after a reset (the reservation was forgotten) changes nothing.
+    store.reset_attempts("bob").await.unwrap();
+    assert_eq!(
+        store.settle("bob", false, 1, LOCKOUT, T0).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+    assert_eq!(
+        store.reserve("bob", 1, T0).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+}
+
+async fn crash_safety_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    let s = "crashy";
+    // Three verifications start and the process dies before any is settled.
+    for attempt in 1..=3 {
+        assert_eq!(
+            store.reserve(s, 3, T0).await.unwrap(),
+            granted(attempt),
+            "{b}"
+        );
+    }
+    assert_eq!(
+        store.reserve(s, 3, T0).await.unwrap(),
+        Reservation::Locked { until: None },
+        "{b}: unsettled attempts still count"
+    );
+    assert_eq!(
+        store.attempt_status(s, T0).await.unwrap(),
+        status(3, None),
+        "{b}"
+    );
+    // Without a settled failure there is no deadline to expire: still refused much later.
+    assert_eq!(
+        store.reserve(s, 3, T0 + 10 * LOCKOUT).await.unwrap(),
+        Reservation::Locked { until: None },
+        "{b}"
+    );
+    // A late failure settlement sets the lockout, which then expires normally.
+    assert_eq!(
+        store.settle(s, false, 3, LOCKOUT, T0 + 5).await.unwrap(),
+        status(3, Some(T0 + 5 + LOCKOUT)),
+        "{b}"
+    );
+    assert_eq!(
+        store.reserve(s, 3, T0 + 5 + LOCKOUT).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+}
+
+async fn edge_cases_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    // A limit of 0 never grants and stores nothing.
+    assert_eq!(
+        store.reserve("zero", 0, T0).await.unwrap(),
+        Reservation::Locked { until: None },
+        "{b}"
+    );
+    assert_eq!(
+        store.attempt_status("zero", T0).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+
+    // A lockout of 0 seconds expires at once: the budget restarts.
+    for attempt in 1..=2 {
+        assert_eq!(
+            store.reserve("nolock", 2, T0).await.unwrap(),
+            granted(attempt),
+            "{b}"
+        );
+        store.settle("nolock", false, 2, 0, T0).await.unwrap();
+    }
+    assert_eq!(
+        store.attempt_status("nolock", T0).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+    assert_eq!(
+        store.reserve("nolock", 2, T0).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+
+    // A later, shorter lockout never shortens an active one.
+    fail_times(&*store, b, "long", 3, T0).await;
+    assert_eq!(
+        store.settle("long", false, 3, 10, T0 + 1).await.unwrap(),
+        status(3, Some(T0 + LOCKOUT)),
+        "{b}"
+    );
+
+    // Instants near the top of the range saturate instead of wrapping.
+    let late = u64::MAX - 5;
+    assert_eq!(
+        store.reserve("late", 1, late).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+    let max = i64::MAX.unsigned_abs();
+    assert_eq!(
+        store
+            .settle("late", false, 1, LOCKOUT, max - 10)
+            .await
+            .unwrap(),
+        status(1, Some(max)),
+        "{b}"
+    );
+    assert_eq!(
+        store.reserve("late", 1, max - 1).await.unwrap(),
+        Reservation::Locked { until: Some(max) },
+        "{b}"
+    );
+    assert_eq!(
+        store.attempt_status("late", late).await.unwrap(),
+        status(0, None),
+        "{b}: a deadline at the storable maximum has passed at u64::MAX - 5"
+    );
+}
+
+/// 50 tasks reserve at once for one subject with a limit of 3: exactly 3 are granted.
+async fn parallel_reservations(stores: &[Arc<dyn AttemptStore>], b: &str) {
+    const TASKS: usize = 50;
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for i in 0..TASKS {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.reserve("contended", 3, T0).await
+        }));
+    }
+    let mut attempts = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("reserve") {
+            Reservation::Granted { attempt } => attempts.push(attempt),
+            Reservation::Locked { until: None } => refused += 1,
+            other => panic!("{b}: unexpected {other:?}"),
+        }
+    }
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 2, 3], "{b}");
+    assert_eq!(refused, TASKS - 3, "{b}");
+    assert_eq!(
+        stores[0].attempt_status("contended", T0).await.unwrap(),
+        status(3, None),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn attempts_limit_and_lockout_on_every_backend() {
+    run_attempts_on_all(limit_and_lockout_suite).await;
+}
+
+#[tokio::test]
+async fn attempts_success_resets_on_every_backend() {
+    run_attempts_on_all(success_resets_suite).await;
+}
+
+#[tokio::test]
+async fn attempts_subjects_are_independent_and_resettable_on_every_backend() {
+    run_attempts_on_all(independence_and_reset_suite).await;
+}
+
+#[tokio::test]
+async fn unsettled_attempts_still_count_on_every_backend() {
+    run_attempts_on_all(crash_safety_suite).await;
+}
+
+#[tokio::test]
+async fn attempts_edge_cases_on_every_backend() {
+    run_attempts_on_all(edge_cases_suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn parallel_reservations_never_exceed_the_limit_on_every_backend() {
+    for backend in attempt_backends().await {
+        parallel_reservations(&[Arc::clone(&backend.store)], backend.name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn parallel_reservations_across_two_stores_on_one_file() {
+    // Two independently opened stores (two pools, as two replicas on one host would have).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let one: Arc<dyn AttemptStore> =
+        Arc::new(SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap());
+    let two: Arc<dyn AttemptStore> =
+        Arc::new(SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap());
+    parallel_reservations(&[one, Arc::clone(&two)], "two pools").await;
+    assert_eq!(
+        two.attempt_status("contended", T0).await.unwrap(),
+        status(3, None)
+    );
+}
+
+#[tokio::test]
+async fn attempts_persist_across_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attempts.db");
+    {
+        let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+        fail_times(&store, "file", "locked", 3, T0).await;
+        fail_times(&store, "file", "counting", 1, T0).await;
+        assert_eq!(store.reserve("pending", 3, T0).await.unwrap(), granted(1));
+        store.close().await;
+    }
+    let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    assert_eq!(
+        store.reserve("locked", 3, T0 + 1).await.unwrap(),
+        Reservation::Locked {
+            until: Some(T0 + LOCKOUT)
+        }
+    );
+    assert_eq!(
+        store.attempt_status("counting", T0).await.unwrap(),
+        status(1, None)
+    );
+    assert_eq!(
+        store.attempt_status("pending", T0).await.unwrap(),
+        status(1, None),
+        "a reservation made before the restart still counts"
+    );
+
+    // Also without an explicit close (process crash / plain drop).
+    assert_eq!(store.reserve("pending", 3, T0).await.unwrap(), granted(2));
+    drop(store);
+    let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    assert_eq!(
+        store.attempt_status("pending", T0).await.unwrap(),
+        status(2, None)
+    );
+}
+
+#[tokio::test]
+async fn attempt_errors_are_generic() {
+    let store = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    store.close().await;
+    let err = store.reserve("s", 3, T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "session store is unavailable");
+    let err = store.settle("s", false, 3, LOCKOUT, T0).await.unwrap_err();
+    assert_eq!(err.to_string(), "session store is unavailable");
+    assert!(store.attempt_status("s", T0).await.is_err());
+    assert!(store.reset_attempts("s").await.is_err());
+}

@@ -1,0 +1,190 @@
+//! What a handler knows about the call: [`CallContext`] and its server-side [`Session`].
+//!
+//! Owns the boundary between untrusted call data and trusted state. Caller number, name and
+//! `global_data` come from the platform (and, through the conversation, from the caller and
+//! the LLM): they are context, never proof. The [`Session`] is server-side state keyed by the
+//! call (agent + call_id) in a [`SessionStore`]; verification flags and counters belong there.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use voxguard_store::SessionStore;
+
+use crate::tool::ToolError;
+use crate::verification::VerifyServices;
+
+/// Everything a handler may use about the current call.
+#[derive(Clone)]
+pub struct CallContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    agent: String,
+    services: Arc<VerifyServices>,
+    call_id: String,
+    caller_number: Option<String>,
+    caller_name: Option<String>,
+    global_data: Map<String, Value>,
+    request_id: String,
+    session: Session,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("call_id", &self.inner.call_id)
+            .field("request_id", &self.inner.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallContext {
+    /// A context for `call_id` of `agent`, with its session in `store`. The runtime builds one
+    /// per SWAIG request; build your own to unit-test a handler.
+    pub fn new(agent: &str, call_id: impl Into<String>, store: Arc<dyn SessionStore>) -> Self {
+        let call_id = call_id.into();
+        let scope = format!("{agent}/{call_id}");
+        Self::with_services(
+            agent,
+            call_id,
+            scope,
+            store,
+            Arc::new(VerifyServices::default()),
+        )
+    }
+
+    /// A context whose session lives under `scope` (the runtime scopes sessions by agent, call
+    /// and SWML render, see `dispatch`).
+    pub(crate) fn with_services(
+        agent: &str,
+        call_id: impl Into<String>,
+        scope: String,
+        store: Arc<dyn SessionStore>,
+        services: Arc<VerifyServices>,
+    ) -> Self {
+        let call_id = call_id.into();
+        Self {
+            inner: Arc::new(Inner {
+                agent: agent.to_string(),
+                services,
+                session: Session { scope, store },
+                call_id,
+                caller_number: None,
+                caller_name: None,
+                global_data: Map::new(),
+                request_id: String::new(),
+            }),
+        }
+    }
+
+    /// Set the caller's number and name (as the platform reported them).
+    pub fn with_caller(mut self, number: Option<String>, name: Option<String>) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.caller_number = number;
+        inner.caller_name = name;
+        self
+    }
+
+    /// Set the platform's `global_data`.
+    pub fn with_global_data(mut self, global_data: Map<String, Value>) -> Self {
+        Arc::make_mut(&mut self.inner).global_data = global_data;
+        self
+    }
+
+    /// Set the request id used in logs.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.inner).request_id = request_id.into();
+        self
+    }
+
+    /// The agent handling the call.
+    pub fn agent_name(&self) -> &str {
+        &self.inner.agent
+    }
+
+    pub(crate) fn verify_services(&self) -> &VerifyServices {
+        &self.inner.services
+    }
+
+    /// The platform's call id.
+    pub fn call_id(&self) -> &str {
+        &self.inner.call_id
+    }
+
+    /// The caller's number as the platform saw it. Spoofable: identify with it, never
+    /// authorize with it alone.
+    pub fn caller_number(&self) -> Option<&str> {
+        self.inner.caller_number.as_deref()
+    }
+
+    /// The caller's name as the platform saw it.
+    pub fn caller_name(&self) -> Option<&str> {
+        self.inner.caller_name.as_deref()
+    }
+
+    /// The platform's `global_data`: conversation context only, never authoritative.
+    pub fn global_data(&self) -> &Map<String, Value> {
+        &self.inner.global_data
+    }
+
+    /// The id of the current request.
+    pub fn request_id(&self) -> &str {
+        &self.inner.request_id
+    }
+
+    /// Server-side state for this call.
+    pub fn session(&self) -> &Session {
+        &self.inner.session
+    }
+}
+
+/// Typed, server-side state for one call, persisted in the agent's [`SessionStore`].
+#[derive(Clone)]
+pub struct Session {
+    scope: String,
+    store: Arc<dyn SessionStore>,
+}
+
+impl Session {
+    /// Read `key` as `T` (`None` when unset).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ToolError> {
+        match self.store.get(&self.scope, key).await? {
+            None => Ok(None),
+            Some(value) => Ok(Some(serde_json::from_value(value)?)),
+        }
+    }
+
+    /// Store `value` under `key`.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), ToolError> {
+        let value = serde_json::to_value(value)?;
+        self.store.set(&self.scope, key, &value).await?;
+        Ok(())
+    }
+
+    /// Whether the boolean flag `key` is set to `true`.
+    pub async fn flag(&self, key: &str) -> Result<bool, ToolError> {
+        Ok(self.get::<bool>(key).await?.unwrap_or(false))
+    }
+
+    /// Remove `key` and return its value, atomically: of several concurrent takes, only one
+    /// gets the value.
+    pub async fn take(&self, key: &str) -> Result<Option<Value>, ToolError> {
+        Ok(self.store.take(&self.scope, key).await?)
+    }
+
+    /// Remove `key`.
+    pub async fn remove(&self, key: &str) -> Result<(), ToolError> {
+        self.store.remove(&self.scope, key).await?;
+        Ok(())
+    }
+
+    /// Remove everything stored for this call.
+    pub async fn clear(&self) -> Result<(), ToolError> {
+        self.store.clear(&self.scope).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! voxguard: secure-by-default voice AI agents for SignalWire SWML/SWAIG.
+//!
+//! Declare an [`Agent`] with a prompt and [`Tool`]s; [`Runtime`] serves it over HTTP(S) with
+//! Basic auth, per-call function tokens and server-side argument validation already enforced.
+//!
+//! ```no_run
+//! use voxguard::prelude::*;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let agent = Agent::builder("greeter")
+//!     .prompt_section("Role", "You greet callers and tell them the opening hours.")
+//!     .tool(Tool::untyped(
+//!         "opening_hours",
+//!         "Tell the caller when we are open",
+//!         serde_json::json!({"type": "object", "properties": {}}),
+//!         |_args, _ctx| async { Ok(FunctionResult::new("We are open 9 to 5, Monday to Friday.")) },
+//!     ))
+//!     .build()?;
+//! Runtime::from_env()?.agent(agent).serve().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Where things happen: Basic auth — `voxguard_server::http::require_basic_auth`; function
+//! tokens minted — [`render`](crate) at SWML time, checked — `dispatch::check_token`; argument
+//! validation — `voxguard_guard::ArgValidator`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod agent;
+mod audit;
+mod context;
+mod dispatch;
+pub mod logging;
+mod render;
+mod runtime;
+mod tool;
+mod verification;
+
+pub use agent::{Agent, AgentBuilder, AgentError};
+pub use context::{CallContext, Session};
+pub use dispatch::{reasons, UNDECLARED_FIELD};
+pub use logging::{redacting_writer, RedactingWriter};
+pub use runtime::{
+    emergency_from_lookup, keys_from_lookup, open_audit_log_from_env, KeySettings, Running,
+    Runtime, RuntimeError,
+};
+pub use tool::{Tool, ToolError, ToolResult};
+pub use verification::{
+    CallerAllowList, CallerEntry, LockoutAction, Verification, VerificationPolicy, VerifyOutcome,
+};
+
+pub use voxguard_guard as guard;
+pub use voxguard_server as server;
+pub use voxguard_store as store;
+pub use voxguard_swml as swml;
+
+/// Logging setup for binaries: `RUST_LOG`-style filter (default `info`), JSON lines when
+/// `VOXGUARD_LOG_FORMAT=json`, human-readable otherwise, on stderr. Safe to call more than once.
+///
+/// Every line passes through a [`RedactingWriter`] first, so no card number, PIN, password,
+/// token or credential reaches the log in clear, whichever format is chosen and whoever logged
+/// it. The first successful call also replaces std's panic hook with one that logs the panic
+/// through `tracing` (target `panic`), because the default hook prints the message straight to
+/// stderr, past the redaction; it replaces any hook set before, so set your own after this call.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("VOXGUARD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(redacting_writer(std::io::stderr));
+    let installed = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    if installed.is_ok() {
+        logging::install_panic_hook();
+    }
+}
+
+/// The items most agents need.
+pub mod prelude {
+    pub use crate::{
+        Agent, CallContext, CallerAllowList, LockoutAction, Runtime, Tool, ToolError, ToolResult,
+        VerificationPolicy,
+    };
+    pub use voxguard_swml::{FunctionResult, Language, PomSection};
+}

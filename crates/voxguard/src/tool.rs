@@ -1,0 +1,390 @@
+//! Tools: what the AI may call, with which arguments, and the async handler that runs.
+//!
+//! Owns [`Tool`] — name, description, full argument schema (enforced by the server) and its
+//! platform subset (rendered into SWML), the `secure` flag (on by default: a per-call function
+//! token is required), and the type-erased handler. Typed tools take an argument struct that
+//! derives `Deserialize + JsonSchema`; untyped tools take a JSON schema and a closure. It does
+//! not run handlers — see `dispatch`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use voxguard_guard::{platform_parameters, ArgValidator, InvalidRateLimit, RateLimit, SchemaError};
+use voxguard_swml::FunctionResult;
+
+use crate::context::CallContext;
+
+/// What a handler returns.
+pub type ToolResult = Result<FunctionResult, ToolError>;
+
+/// A boxed handler future.
+pub(crate) type BoxFuture =
+    Pin<Box<dyn Future<Output = Result<FunctionResult, HandlerFailure>> + Send>>;
+
+/// A handler failure. The caller (and the AI) only ever sees a generic sentence; the message
+/// is logged for operators.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// Something the handler could not do (a backend down, a bug). Logged, never shown.
+    #[error("{0}")]
+    Internal(String),
+    /// The handler refuses on purpose, with a stable machine reason and a sentence for the AI
+    /// (e.g. a business rule: "requires additional verification"). Logged as a security event.
+    #[error("refused: {reason}")]
+    Refused {
+        /// Stable machine-readable reason.
+        reason: String,
+        /// Sentence for the AI.
+        sentence: String,
+    },
+    /// The session store failed.
+    #[error("session store failed: {0}")]
+    Store(#[from] voxguard_store::StoreError),
+    /// A session value could not be converted. (The serde message, which can quote values,
+    /// is only reachable through `source()`.)
+    #[error("session value has an unexpected shape")]
+    Session(#[from] serde_json::Error),
+}
+
+impl ToolError {
+    /// An internal failure with a message for the logs.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        ToolError::Internal(message.to_string())
+    }
+
+    /// A deliberate refusal: `reason` goes to the machine field, `sentence` to the AI.
+    pub fn refuse(reason: impl Into<String>, sentence: impl Into<String>) -> Self {
+        ToolError::Refused {
+            reason: reason.into(),
+            sentence: sentence.into(),
+        }
+    }
+}
+
+/// Builds the read-back sentence of a confirmation from the (validated) arguments.
+pub(crate) type ConfirmSummary = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+
+/// Declarative checks the runtime runs before the handler (see `dispatch`).
+#[derive(Clone, Default)]
+pub(crate) struct ToolPolicy {
+    /// Session flags that must all be `true`.
+    pub(crate) requires: Vec<String>,
+    /// Roles, one of which the verified caller must hold.
+    pub(crate) roles: Vec<String>,
+    /// Two-step confirmation.
+    pub(crate) confirm: Option<ConfirmSummary>,
+    /// Per-caller limit on this tool (an impossible one is refused by `Agent::build`).
+    pub(crate) rate_limit: Option<Result<RateLimit, InvalidRateLimit>>,
+    /// Explicitly marked sensitive (emergency switch).
+    pub(crate) sensitive: bool,
+    /// Input guards (normalization, length cap, injection screen) — on unless opted out.
+    pub(crate) skip_input_guard: bool,
+    /// Argument names masked in audit records and logs on top of the redactor's defaults.
+    pub(crate) sensitive_args: Vec<String>,
+}
+
+/// Why a handler did not produce a result.
+pub(crate) enum HandlerFailure {
+    /// Arguments passed the schema but did not deserialize into the typed struct.
+    Arguments(serde_json::Error),
+    /// The handler returned an error.
+    Tool(ToolError),
+}
+
+pub(crate) trait ErasedHandler: Send + Sync {
+    fn call(&self, args: Value, ctx: CallContext) -> BoxFuture;
+}
+
+struct TypedHandler<A, F> {
+    handler: F,
+    _args: std::marker::PhantomData<fn(A)>,
+}
+
+impl<A, F, Fut> ErasedHandler for TypedHandler<A, F>
+where
+    A: DeserializeOwned + Send + 'static,
+    F: Fn(A, CallContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ToolResult> + Send + 'static,
+{
+    fn call(&self, args: Value, ctx: CallContext) -> BoxFuture {
+        match serde_json::from_value::<A>(args) {
+            Ok(args) => {
+                let fut = (self.handler)(args, ctx);
+                Box::pin(async move { fut.await.map_err(HandlerFailure::Tool) })
+            }
+            Err(e) => Box::pin(async move { Err(HandlerFailure::Arguments(e)) }),
+        }
+    }
+}
+
+struct UntypedHandler<F> {
+    handler: F,
+}
+
+impl<F, Fut> ErasedHandler for UntypedHandler<F>
+where
+    F: Fn(Value, CallContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ToolResult> + Send + 'static,
+{
+    fn call(&self, args: Value, ctx: CallContext) -> BoxFuture {
+        let fut = (self.handler)(args, ctx);
+        Box::pin(async move { fut.await.map_err(HandlerFailure::Tool) })
+    }
+}
+
+/// A tool the AI can call.
+#[derive(Clone)]
+pub struct Tool {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) schema: Value,
+    pub(crate) compiled: Result<Arc<Compiled>, Arc<SchemaError>>,
+    pub(crate) secure: bool,
+    pub(crate) active: bool,
+    pub(crate) fillers: Option<Map<String, Value>>,
+    pub(crate) wait_file: Option<String>,
+    pub(crate) policy: ToolPolicy,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+}
+
+/// The schema forms derived once when the tool is declared.
+pub(crate) struct Compiled {
+    pub(crate) validator: ArgValidator,
+    pub(crate) parameters: Value,
+}
+
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool")
+            .field("name", &self.name)
+            .field("secure", &self.secure)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tool {
+    /// A typed tool: arguments arrive as `A`, validated against `A`'s JSON schema first.
+    ///
+    /// ```
+    /// use schemars::JsonSchema;
+    /// use serde::Deserialize;
+    /// use voxguard::prelude::*;
+    ///
+    /// #[derive(Deserialize, JsonSchema)]
+    /// struct Lookup {
+    ///     /// Order number, e.g. ORD-12345
+    ///     #[schemars(regex(pattern = r"^ORD-[0-9]{5}$"))]
+    ///     order: String,
+    /// }
+    ///
+    /// let tool = Tool::typed("lookup_order", "Look up an order", |args: Lookup, _ctx| async move {
+    ///     Ok(FunctionResult::new(format!("Order {} has shipped.", args.order)))
+    /// });
+    /// ```
+    pub fn typed<A, F, Fut>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        handler: F,
+    ) -> Self
+    where
+        A: DeserializeOwned + JsonSchema + Send + 'static,
+        F: Fn(A, CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ToolResult> + Send + 'static,
+    {
+        let schema = schemars::schema_for!(A).to_value();
+        Self::with_handler(
+            name.into(),
+            description.into(),
+            schema,
+            Arc::new(TypedHandler {
+                handler,
+                _args: std::marker::PhantomData,
+            }),
+        )
+    }
+
+    /// An untyped tool: arguments arrive as JSON, validated against `schema` (a JSON schema of
+    /// type `object`) first.
+    pub fn untyped<F, Fut>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        schema: Value,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Value, CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ToolResult> + Send + 'static,
+    {
+        Self::with_handler(
+            name.into(),
+            description.into(),
+            schema,
+            Arc::new(UntypedHandler { handler }),
+        )
+    }
+
+    fn with_handler(
+        name: String,
+        description: String,
+        schema: Value,
+        handler: Arc<dyn ErasedHandler>,
+    ) -> Self {
+        let compiled = ArgValidator::new(&schema)
+            .and_then(|validator| {
+                Ok(Compiled {
+                    validator,
+                    parameters: platform_parameters(&schema)?,
+                })
+            })
+            .map(Arc::new)
+            .map_err(Arc::new);
+        Self {
+            name,
+            description,
+            schema,
+            compiled,
+            secure: true,
+            active: true,
+            fillers: None,
+            wait_file: None,
+            policy: ToolPolicy::default(),
+            handler,
+        }
+    }
+
+    /// Require a per-call function token (the default). `secure(false)` is an explicit,
+    /// documented opt-out for tools that expose nothing sensitive.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Render the tool inactive; a `toggle_functions` action activates it later.
+    pub fn inactive(mut self) -> Self {
+        self.active = false;
+        self
+    }
+
+    /// Filler phrases the platform plays while the tool runs. The platform accepts phrases for
+    /// exactly one language per function (a code from [`voxguard_swml::FILLER_LANGUAGES`], or
+    /// `default`); a later call replaces an earlier one, and `Agent::build` refuses an unknown
+    /// code.
+    pub fn fillers<I, S>(mut self, language: impl Into<String>, phrases: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let phrases: Vec<Value> = phrases
+            .into_iter()
+            .map(|p| Value::String(p.into()))
+            .collect();
+        let mut fillers = Map::new();
+        fillers.insert(language.into(), Value::Array(phrases));
+        self.fillers = Some(fillers);
+        self
+    }
+
+    /// Run only when the server-side session flag `flag` is `true` for this call (set by a
+    /// verification, see `CallContext::verify_secret`); otherwise refuse with
+    /// `verification_required`. Several calls require all flags.
+    pub fn requires(mut self, flag: impl Into<String>) -> Self {
+        self.policy.requires.push(flag.into());
+        self
+    }
+
+    /// Run only when the *verified* caller holds `role` (from the agent's caller allow-list);
+    /// otherwise refuse with `forbidden`. Several calls accept any of the roles. Caller ID alone
+    /// never grants a role: the session must have been verified first.
+    pub fn requires_role(mut self, role: impl Into<String>) -> Self {
+        self.policy.roles.push(role.into());
+        self
+    }
+
+    /// Two-step confirmation: the first call stores the pending action server-side and answers
+    /// `summary(args)`, which the AI reads back; the handler runs only on a second call with
+    /// `confirmed: true` and identical arguments within 5 minutes, and only once.
+    pub fn confirm<F>(mut self, summary: F) -> Self
+    where
+        F: Fn(&Value) -> String + Send + Sync + 'static,
+    {
+        self.policy.confirm = Some(Arc::new(summary));
+        self
+    }
+
+    /// At most `max` calls per `per` for each caller on this tool (HTTP 429 beyond).
+    ///
+    /// An impossible limit (0 calls, zero period) is reported by `Agent::build`.
+    pub fn rate_limit(mut self, max: u32, per: std::time::Duration) -> Self {
+        self.policy.rate_limit = Some(RateLimit::new(max, per));
+        self
+    }
+
+    /// Mark the tool sensitive: the emergency switch disables it. Tools with `requires`,
+    /// `requires_role` or `confirm` are sensitive without saying so.
+    pub fn sensitive(mut self) -> Self {
+        self.policy.sensitive = true;
+        self
+    }
+
+    /// Opt out of the input guards (Unicode normalization, length cap, prompt-injection
+    /// screen) for this tool's string arguments. Schema validation still applies.
+    pub fn without_input_guard(mut self) -> Self {
+        self.policy.skip_input_guard = true;
+        self
+    }
+
+    /// Argument names to mask in audit records on top of the defaults (`pin`, `cvv`, `ssn`,
+    /// `password`, …), e.g. `["member_id"]`.
+    pub fn sensitive_args<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.policy
+            .sensitive_args
+            .extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether the emergency switch covers this tool.
+    pub fn is_sensitive(&self) -> bool {
+        self.policy.sensitive
+            || !self.policy.requires.is_empty()
+            || !self.policy.roles.is_empty()
+            || self.policy.confirm.is_some()
+    }
+
+    /// Audio to play while the tool runs.
+    pub fn wait_file(mut self, url: impl Into<String>) -> Self {
+        self.wait_file = Some(url.into());
+        self
+    }
+
+    /// The tool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The full argument schema the server enforces.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// Whether the tool requires a function token.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Whether `field` is a top-level property the schema declares (safe to name to the AI).
+    pub(crate) fn declares(&self, field: &str) -> bool {
+        self.schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|props| props.contains_key(field))
+    }
+}

@@ -1,0 +1,220 @@
+//! The reference bank agent as a real child process: built once per test run, started on an
+//! ephemeral port with an environment of the test's choosing, stopped with a signal.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something that should happen soon.
+pub const EVENTUALLY: Duration = Duration::from_secs(20);
+
+/// The `bank_agent` example binary, built once per test run (`cargo test --test …` does not
+/// build examples by itself, and a stale binary would test old code).
+pub fn bank_agent_binary() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = built.as_ref() {
+        return path.clone();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // <target>/<profile>/deps/http_surface-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("bank_agent{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "--quiet",
+        "--example",
+        "bank_agent",
+        "--manifest-path",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+    ]);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --example bank_agent failed");
+    assert!(
+        binary.exists(),
+        "no bank_agent binary at {}",
+        binary.display()
+    );
+    *built = Some(binary.clone());
+    binary
+}
+
+/// A `bank_agent` command with a clean environment of our own settings.
+pub fn bank_agent_command(data_dir: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(bank_agent_binary());
+    for (name, _) in std::env::vars() {
+        if ["VOXGUARD_", "SWML_", "BANK_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+        .current_dir(data_dir)
+        .env("VOXGUARD_PORT", "0")
+        .env("VOXGUARD_HOST", "127.0.0.1")
+        .env("VOXGUARD_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Kills the child if a test fails half-way.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Wait for the child to exit; `None` if it is still running after [`EVENTUALLY`].
+pub async fn wait_for_exit(child: &mut Child) -> Option<ExitStatus> {
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Drain a pipe on a thread so the child never blocks on a full pipe.
+pub fn drain<R: std::io::Read + Send + 'static>(mut pipe: R) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+/// Basic-auth user the bank agent child is started with.
+pub const BANK_USER: &str = "bank-operator";
+/// Basic-auth password the bank agent child is started with.
+pub const BANK_PASSWORD: &str = "s3cure-bank-agent-password-0123456789";
+
+/// A running `bank_agent` child process.
+pub struct BankAgent {
+    /// The child process.
+    pub child: ChildGuard,
+    /// The announced base URL.
+    pub base: reqwest::Url,
+    stderr: std::thread::JoinHandle<String>,
+    stdout: std::thread::JoinHandle<Vec<String>>,
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+/// Start the bank agent with `vars` and wait for its "listening" line.
+pub async fn start_bank_agent(vars: &[(&str, &str)]) -> BankAgent {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut agent = start_bank_agent_in(data_dir.path(), vars).await;
+    agent._data_dir = Some(data_dir);
+    agent
+}
+
+/// Start the bank agent on the data directory `dir` (kept by the caller, e.g. to restart on
+/// the same state) with `vars`.
+pub async fn start_bank_agent_in(dir: &Path, vars: &[(&str, &str)]) -> BankAgent {
+    let mut child = ChildGuard(
+        bank_agent_command(dir, vars)
+            .spawn()
+            .expect("spawn bank_agent"),
+    );
+    let stderr = drain(child.0.stderr.take().expect("stderr"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+    let stdout = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = line_tx.send(first);
+        lines.map_while(Result::ok).collect::<Vec<_>>()
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), line_rx)
+        .await
+        .expect("the bank agent announced itself")
+        .expect("stdout line");
+    let base = line
+        .strip_prefix("bank agent listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let base = reqwest::Url::parse(base).expect("announced URL");
+    assert_eq!(base.scheme(), "http");
+    assert_eq!(base.host_str(), Some("127.0.0.1"));
+    assert!(base.port().is_some_and(|port| port != 0), "{base}");
+    BankAgent {
+        child,
+        base,
+        stderr,
+        stdout,
+        _data_dir: None,
+    }
+}
+
+impl BankAgent {
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        self.base.join(path).expect("join").to_string()
+    }
+
+    /// Send SIGTERM and wait for the exit; returns the status and everything on stderr.
+    pub async fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = self.child.0.id().to_string();
+        let kill = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM {pid}");
+        let status = wait_for_exit(&mut self.child.0)
+            .await
+            .expect("the bank agent exits after SIGTERM");
+        let stderr = self.stderr.join().unwrap_or_default();
+        let _ = self.stdout.join();
+        (status, stderr)
+    }
+}
+
+impl BankAgent {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Kill the process with SIGKILL (no shutdown, no flush) and wait for it.
+    pub async fn kill9(mut self) -> ExitStatus {
+        let pid = self.child.0.id().to_string();
+        let kill = Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -KILL {pid}");
+        wait_for_exit(&mut self.child.0)
+            .await
+            .expect("the bank agent dies on SIGKILL")
+    }
+}

@@ -1,0 +1,101 @@
+//! `on_request` / `on_response` hooks see every request — refused ones included — with
+//! method, path (never the query string, which carries tokens), status, duration, client
+//! address, request id and call id.
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use voxguard::prelude::*;
+use voxguard::server::AccessRecord;
+use voxguard_reference::{token_for, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_see_every_request_with_its_call_and_never_the_token() {
+    let agent = Agent::builder("hooked")
+        .prompt_text("You answer.")
+        .tool(Tool::untyped(
+            "ping",
+            "Ping",
+            json!({"type": "object", "properties": {}}),
+            |_a, _c| async { Ok(FunctionResult::new("pong")) },
+        ))
+        .build()
+        .expect("agent");
+    let arrivals: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let records: Arc<Mutex<Vec<AccessRecord>>> = Arc::default();
+    let (a, r) = (arrivals.clone(), records.clone());
+    let server = TestServer::start_with(
+        vec![agent],
+        |_| {},
+        move |runtime| {
+            runtime
+                .on_request(move |method, path, _client, request_id| {
+                    a.lock()
+                        .unwrap()
+                        .push((method.into(), path.into(), request_id.into()));
+                })
+                .on_response(move |record| r.lock().unwrap().push(record.clone()))
+        },
+        reqwest::Client::builder(),
+    )
+    .await;
+
+    let swml = server.swml("/", "hook-call").await;
+    let token = token_for(&swml, "ping").expect("token");
+    let (status, _) = server
+        .swaig(
+            "/",
+            "ping",
+            "hook-call",
+            "+15551234567",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let response = server
+        .client
+        .post(server.url("/swaig"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let unauthorized_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    let records = records.lock().unwrap().clone();
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(arrivals.len(), 3, "{arrivals:?}");
+    let statuses: Vec<(&str, &str, u16)> = records
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("POST", "/", 200),
+            ("POST", "/swaig", 200),
+            ("POST", "/swaig", 401)
+        ]
+    );
+    assert_eq!(records[0].call_id.as_deref(), Some("hook-call"));
+    assert_eq!(records[1].call_id.as_deref(), Some("hook-call"));
+    assert_eq!(records[2].call_id, None);
+    assert_eq!(records[2].request_id, unauthorized_id);
+    assert!(records.iter().all(|r| r.client.ip().is_loopback()));
+    for (record, (method, path, request_id)) in records.iter().zip(&arrivals) {
+        assert_eq!(
+            (&record.method, &record.path, &record.request_id),
+            (method, path, request_id)
+        );
+        assert!(
+            !record.path.contains(&token) && !record.path.contains('?'),
+            "{record:?}"
+        );
+    }
+}
