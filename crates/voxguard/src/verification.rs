@@ -274,7 +274,7 @@ impl CallContext {
         let policy = &services.policy;
         let key = format!("{}/{}", self.agent_name(), subject);
         let now = services.clock.now_unix();
-        match services
+        let attempt = match services
             .attempts
             .reserve(&key, policy.max_attempts, now)
             .await?
@@ -300,8 +300,8 @@ impl CallContext {
                 self.security_event("verification_locked", subject).await?;
                 return Ok(self.locked(status.locked_until));
             }
-            Reservation::Granted { .. } => {}
-        }
+            Reservation::Granted { attempt } => attempt,
+        };
         // argon2 needs ~19 MiB and a core per check: bound how many run at once.
         let _permit = services
             .hash_permits
@@ -348,7 +348,9 @@ impl CallContext {
                 return Ok(self.locked(status.locked_until));
             }
             self.security_event("verification_failed", subject).await?;
-            let remaining = policy.max_attempts.saturating_sub(status.failures);
+            // Counted from this attempt's own reservation: guesses settling concurrently
+            // would otherwise all hear the same figure.
+            let remaining = policy.max_attempts.saturating_sub(attempt);
             let sentence = match remaining {
                 1 => "That didn't match our records. You have one attempt left.".to_string(),
                 n => format!("That didn't match our records. You have {n} attempts left."),
