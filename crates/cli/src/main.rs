@@ -1,9 +1,10 @@
 //! The `voxguard` command-line tool.
 //!
 //! This binary owns command-line parsing (clap, derive style) and turns the verdicts of the
-//! library crates into text, JSON and exit codes. It carries `audit verify` today; `swml`,
-//! `tools`, `exec`, `simulate`, `probe`, `check`, `keys` and `bench` follow (see the design
-//! notes). It must not contain security logic of its own: verification is
+//! library crates into text, JSON and exit codes. It carries `audit verify` and `bench` (the
+//! load generator, with its bare-axum baseline in `baseline`); `swml`, `tools`, `exec`,
+//! `simulate`, `probe`, `check` and `keys` follow (see the design notes). It must not contain
+//! security logic of its own: verification is
 //! [`voxguard_store::SqliteAuditLog::verify_path`] / [`voxguard_store::JsonlAuditLog::verify_path`]
 //! over the pure verifier in `voxguard_guard::audit`. It must never print a secret (the audit
 //! key is read from the environment and only ever handed to the verifier).
@@ -21,11 +22,27 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod baseline;
+mod bench;
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// `bench --help`: examples, then the exit codes.
+const BENCH_AFTER_HELP: &str = "\
+Examples:
+  voxguard bench http://127.0.0.1:3000/ --user bank-operator --password ... --pid 1234
+  voxguard bench http://u:p@127.0.0.1:3000/fast --calls unlimited --baseline \\
+      --call 'check_order:{\"order_number\":\"ORD-12345\",\"amount\":25.5,\"note\":\"parcel\"}'
+  voxguard bench http://u:p@127.0.0.1:3000/wide --calls 0        (SWML render rate)
+  voxguard bench http://u:p@127.0.0.1:3000/slow -c 256 --little-ms 50
+
+Exit codes:
+  0  the run completed (errors during the load are in the report)
+  2  usage or setup error: bad arguments, target unreachable or refusing the credentials
+  3  internal error";
 
 /// The exit codes, listed in `--help` too.
 const EXIT_CODES_HELP: &str = "\
@@ -86,6 +103,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Load-test a running agent with realistic call flows and report throughput and latency.
+    ///
+    /// Each simulated call fetches the SWML document by POST, takes the function tokens from
+    /// it, verifies the caller when the agent renders the verification function, then makes
+    /// SWAIG calls from the mix. Requests/s, latency percentiles (p50/p90/p99/p99.9), errors by
+    /// status and refusal reason, and with --pid the target's resident memory. Targets must be
+    /// loopback addresses unless --allow-remote is given.
+    #[command(after_help = BENCH_AFTER_HELP)]
+    Bench(bench::BenchArgs),
+    /// The bare-axum server of `bench --baseline` (started by the bench itself).
+    #[command(hide = true)]
+    BenchBaselineServer,
     /// Print the version.
     Version,
 }
@@ -133,6 +162,8 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Audit {
             command: AuditCommand::Verify(args),
         }) => audit::verify(&args, &audit::ProcessEnv),
+        Some(Command::Bench(args)) => bench::bench(&args),
+        Some(Command::BenchBaselineServer) => baseline::serve(),
     }
 }
 

@@ -36,7 +36,7 @@ pub use credentials::{
     resolve_credentials, AuthError, BasicCredentials, CredentialError, CredentialSource,
     MIN_PASSWORD_LEN,
 };
-pub use pin::{PinError, PinVault, SecretHash};
+pub use pin::{HashMemory, PinError, PinVault, SecretHash};
 pub use policy::{
     args_digest, strip_confirmed, ConfirmationCheck, EmergencyState, EmergencySwitch,
     PendingConfirmation, TransferAllowList, CONFIRMED_ARG,

@@ -4,16 +4,63 @@
 //! passphrase) into a salted argon2id hash in the standard PHC string format and later checks a
 //! candidate against it, and [`SecretHash`], the stored form. Hashing uses the `argon2` crate's
 //! recommended defaults unless configured, a fresh random salt from the operating system for every
-//! hash, and the crate's own constant-time verification. This module must never log a secret or a
-//! hash, never show either through `Debug` or an error message, never compare secrets itself, and
-//! does not count attempts: lockout after repeated failures is the job of the attempt store
-//! (`voxguard_store::AttemptStore`), which callers consult *before* calling
-//! [`PinVault::verify`].
+//! hash, and a constant-time comparison of the derived output (`subtle`). It also owns
+//! [`HashMemory`], argon2's working memory kept for reuse so that a busy server's resident size
+//! stays fixed (see its documentation). This module must never log a secret or a hash, never
+//! show either through `Debug` or an error message, and does not count attempts: lockout after
+//! repeated failures is the job of the attempt store (`voxguard_store::AttemptStore`), which
+//! callers consult *before* calling [`PinVault::verify`].
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroize;
+
+/// argon2's working memory, kept between checks.
+///
+/// Every argon2 computation needs `m_cost` KiB of scratch memory (19 MiB with the defaults).
+/// Allocating and freeing that much for each check makes glibc's `malloc` raise its mmap
+/// threshold to the block's size, after which every thread arena may keep up to twice that much
+/// freed memory: a server checking PINs on tokio's blocking-thread pool grew to about 480 MiB
+/// resident under a load test. Holding one `HashMemory` per check that may run at once (the
+/// voxguard runtime keeps one per core) and passing it to [`PinVault::verify_with`] keeps the memory at that many blocks for the life of the process.
+///
+/// It grows on first use to the size the parameters need and never shrinks.
+#[derive(Default)]
+pub struct HashMemory {
+    blocks: Vec<Block>,
+}
+
+impl HashMemory {
+    /// Empty; allocated on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At least as many blocks as `params` need.
+    fn for_params(&mut self, params: &Params) -> &mut [Block] {
+        let needed = params.block_count();
+        if self.blocks.len() < needed {
+            self.blocks.resize(needed, Block::default());
+        }
+        &mut self.blocks
+    }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.blocks.len() * Block::SIZE
+    }
+}
+
+impl std::fmt::Debug for HashMemory {
+    /// The size only: the contents are derived from secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashMemory")
+            .field("bytes", &self.size())
+            .finish()
+    }
+}
 
 /// Hashes and verifies PINs and passphrases with argon2id.
 ///
@@ -80,14 +127,47 @@ impl PinVault {
     ///
     /// The hash's own parameters are used, so hashes made with older parameters still verify.
     /// Returns `false` (never an error) for a wrong candidate and for a hash that cannot be
-    /// checked.
+    /// checked. Allocates the working memory for this one check; see
+    /// [`verify_with`](Self::verify_with) to reuse it.
     pub fn verify(&self, hash: &SecretHash, candidate: &str) -> bool {
+        self.verify_with(&mut HashMemory::new(), hash, candidate)
+    }
+
+    /// [`verify`](Self::verify) with reusable working memory.
+    pub fn verify_with(&self, memory: &mut HashMemory, hash: &SecretHash, candidate: &str) -> bool {
         let Ok(parsed) = PasswordHash::new(hash.as_phc()) else {
             return false;
         };
-        self.argon2
-            .verify_password(candidate.as_bytes(), &parsed)
-            .is_ok()
+        let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+            return false;
+        };
+        let version = match parsed.version.map(Version::try_from).transpose() {
+            Ok(version) => version.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        // Carries the output length of the stored hash.
+        let Ok(params) = Params::try_from(&parsed) else {
+            return false;
+        };
+        let mut salt_bytes = [0u8; 64];
+        let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
+            return false;
+        };
+        let mut output = [0u8; argon2::password_hash::Output::MAX_LENGTH];
+        let output = &mut output[..expected.len()];
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let computed = argon2.hash_password_into_with_memory(
+            candidate.as_bytes(),
+            raw_salt,
+            output,
+            memory.for_params(&params),
+        );
+        let matched = computed.is_ok() && bool::from(output.ct_eq(expected.as_bytes()));
+        output.zeroize();
+        matched
     }
 }
 
@@ -241,6 +321,46 @@ mod tests {
         let other = PinVault::with_params(Params::MIN_M_COST * 2, 2, 1).unwrap();
         assert!(other.verify(&loaded, "2468"));
         assert!(!other.verify(&loaded, "2469"));
+    }
+
+    #[test]
+    fn reused_memory_gives_the_same_verdicts_and_stays_one_size() {
+        let vault = vault();
+        let mut memory = HashMemory::new();
+        assert_eq!(memory.size(), 0);
+        let stored = vault.hash("5150").unwrap();
+        // Hashes made by other argon2 variants, costs and output lengths, by the crate itself.
+        let variants = [
+            Argon2::new(
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(16, 2, 1, Some(16)).unwrap(),
+            ),
+            Argon2::new(
+                Algorithm::Argon2d,
+                Version::V0x10,
+                Params::new(24, 1, 2, Some(64)).unwrap(),
+            ),
+        ]
+        .map(|argon2| {
+            let salt = SaltString::generate(&mut OsRng);
+            SecretHash::from_phc(argon2.hash_password(b"5150", &salt).unwrap().to_string()).unwrap()
+        });
+        for _ in 0..3 {
+            for hash in std::iter::once(&stored).chain(&variants) {
+                assert!(vault.verify_with(&mut memory, hash, "5150"));
+                assert!(!vault.verify_with(&mut memory, hash, "5151"));
+                assert!(!vault.verify_with(&mut memory, hash, ""));
+            }
+        }
+        // Sized for the largest (24 KiB), never shrunk or regrown.
+        assert_eq!(memory.size(), 24 * 1024);
+        assert_eq!(format!("{memory:?}"), "HashMemory { bytes: 24576 }");
+        // A hash whose output was cut short does not verify.
+        let phc = stored.as_phc();
+        let (head, output) = phc.rsplit_once('$').unwrap();
+        let short = SecretHash::from_phc(format!("{head}${}", &output[..32])).unwrap();
+        assert!(!vault.verify_with(&mut memory, &short, "5150"));
     }
 
     #[test]

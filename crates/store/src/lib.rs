@@ -13,6 +13,7 @@
 
 mod attempts;
 mod audit;
+mod cache;
 mod memory;
 mod session;
 mod sqlite;

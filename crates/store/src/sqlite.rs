@@ -4,9 +4,11 @@
 //! (WAL journal, `synchronous=NORMAL`, a busy timeout), creating its tables, and running the
 //! session and attempt-counter queries through sqlx with bound parameters only. Each attempt
 //! transition is a single SQL statement (or a write-first transaction), so SQLite serializes it
-//! against every other connection and process using the file. It must never build SQL from caller
-//! data, never put SQL text or paths into an error's `Display`, and must behave exactly like the
-//! memory backend.
+//! against every other connection and process using the file. Session reads go through an
+//! in-process cache ([`crate::cache`]) that every write of this store invalidates, so one
+//! process must own a database's sessions (attempt counters are never cached). It must never
+//! build SQL from caller data, never put SQL text or paths into an error's `Display`, and must
+//! behave exactly like the memory backend.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use sqlx::sqlite::{
 };
 
 use crate::attempts::{lock_deadline, view, AttemptStatus, AttemptStore, Reservation};
+use crate::cache::{Lookup, SessionCache};
 use crate::session::{ttl_secs, Clock, SessionStore, StoreError};
 
 /// File name of the database inside the directory given to [`SqliteStore::open_in_dir`].
@@ -96,6 +99,7 @@ pub struct SqliteStore {
     ttl: Duration,
     ttl_secs: i64,
     clock: Clock,
+    cache: SessionCache,
 }
 
 impl SqliteStore {
@@ -154,6 +158,9 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_FILE_CONNECTIONS)
+            // A local file has no network link to go stale; the default ping before every
+            // checkout doubled the round trips to the connection's worker thread per query.
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
@@ -195,6 +202,7 @@ impl SqliteStore {
             ttl,
             ttl_secs: ttl_secs(ttl),
             clock,
+            cache: SessionCache::default(),
         })
     }
 }
@@ -219,12 +227,29 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Drops the written scope (`None`: everything) from the cache when the write is over —
+/// however it ends: committed, failed or cancelled.
+struct Forget<'a>(&'a SessionCache, Option<&'a str>);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        match self.1 {
+            Some(scope) => self.0.invalidate(scope),
+            None => self.0.invalidate_all(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
     async fn get(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
         let now = self.clock.now();
-        let text: Option<String> = sqlx::query_scalar(
-            "SELECT value FROM session_entries WHERE scope = ? AND key = ? AND expires_at > ?",
+        let generation = match self.cache.lookup(scope, key, now) {
+            Lookup::Hit(value) => return Ok(value),
+            Lookup::Miss(generation) => generation,
+        };
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT value, expires_at FROM session_entries WHERE scope = ? AND key = ? AND expires_at > ?",
         )
         .bind(scope)
         .bind(key)
@@ -232,13 +257,23 @@ impl SessionStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(StoreError::unavailable)?;
-        text.map(|text| {
-            serde_json::from_str(&text).map_err(|source| StoreError::Corrupt { source })
-        })
-        .transpose()
+        let (value, expires_at) = match row {
+            Some((text, expires_at)) => (
+                Some(
+                    serde_json::from_str::<Value>(&text)
+                        .map_err(|source| StoreError::Corrupt { source })?,
+                ),
+                expires_at,
+            ),
+            None => (None, i64::MAX),
+        };
+        self.cache
+            .fill(generation, scope, key, value.clone(), expires_at);
+        Ok(value)
     }
 
     async fn set(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let _forget = Forget(&self.cache, Some(scope));
         let text = serde_json::to_string(value).map_err(|source| StoreError::Encode { source })?;
         let now = self.clock.now();
         let expires_at = now.saturating_add(self.ttl_secs);
@@ -267,6 +302,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn remove(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        let _forget = Forget(&self.cache, Some(scope));
         sqlx::query("DELETE FROM session_entries WHERE scope = ? AND key = ?")
             .bind(scope)
             .bind(key)
@@ -277,6 +313,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn take(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let _forget = Forget(&self.cache, Some(scope));
         let now = self.clock.now();
         // One statement: SQLite serializes writers, so only one DELETE can return the row.
         let row: Option<(String, i64)> = sqlx::query_as(
@@ -296,6 +333,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn clear(&self, scope: &str) -> Result<(), StoreError> {
+        let _forget = Forget(&self.cache, Some(scope));
         sqlx::query("DELETE FROM session_entries WHERE scope = ?")
             .bind(scope)
             .execute(&self.pool)
@@ -305,6 +343,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let _forget = Forget(&self.cache, None);
         let now = self.clock.now();
         let done = sqlx::query("DELETE FROM session_entries WHERE expires_at <= ?")
             .bind(now)

@@ -324,6 +324,47 @@ async fn clock_suite(store: Arc<dyn SessionStore>, time: Arc<AtomicI64>) {
     assert_eq!(store.get("c/1", "c").await.unwrap(), None, "{b}");
 }
 
+/// Reads answered from a warm cache (the SQLite backend keeps one) see every later write:
+/// renewals by writes to other keys, sets of absent keys, removals, takes and clears.
+async fn warm_reads_suite(store: Arc<dyn SessionStore>, time: Arc<AtomicI64>) {
+    let b = store.backend();
+    let at = |t: i64| time.store(t, Ordering::SeqCst);
+    let get = |key: &'static str| {
+        let store = store.clone();
+        async move { store.get("w/1", key).await.unwrap() }
+    };
+
+    at(1_000);
+    store.set("w/1", "a", &json!(1)).await.unwrap(); // expires 1010
+    store.set("w/1", "n", &Value::Null).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(get("a").await, Some(json!(1)), "{b}");
+        assert_eq!(get("m").await, None, "{b}");
+        assert_eq!(get("n").await, Some(Value::Null), "{b}: null is a value");
+    }
+    at(1_005);
+    store.set("w/1", "b", &json!(2)).await.unwrap(); // a renewed to 1015
+    at(1_012);
+    assert_eq!(get("a").await, Some(json!(1)), "{b}: renewal seen");
+    store.set("w/1", "m", &json!(5)).await.unwrap();
+    assert_eq!(get("m").await, Some(json!(5)), "{b}: absence forgotten");
+    store.remove("w/1", "a").await.unwrap();
+    assert_eq!(get("a").await, None, "{b}: removal seen");
+    store.set("w/1", "a", &json!(3)).await.unwrap();
+    assert_eq!(get("a").await, Some(json!(3)), "{b}");
+    assert_eq!(store.take("w/1", "a").await.unwrap(), Some(json!(3)), "{b}");
+    assert_eq!(get("a").await, None, "{b}: take seen");
+    store.set("w/1", "a", &json!(4)).await.unwrap();
+    assert_eq!(get("a").await, Some(json!(4)), "{b}");
+    store.clear("w/1").await.unwrap();
+    assert_eq!(get("a").await, None, "{b}: clear seen");
+    assert_eq!(get("m").await, None, "{b}: clear seen");
+    store.set("w/1", "a", &json!(5)).await.unwrap(); // expires 1022
+    assert_eq!(get("a").await, Some(json!(5)), "{b}");
+    at(1_022);
+    assert_eq!(get("a").await, None, "{b}: expiry seen on a warm read");
+}
+
 /// `take` hands a value to exactly one of many concurrent takers, and never an expired one.
 async fn take_suite(store: Arc<dyn SessionStore>) {
     let b = store.backend();
@@ -395,6 +436,15 @@ async fn expiry_renewal_and_purge_on_every_backend() {
         let mut all = backends(Duration::from_secs(10), Clock::manual(Arc::clone(&time))).await;
         let backend = all.swap_remove(index);
         clock_suite(backend.store, time).await;
+    }
+}
+
+#[tokio::test]
+async fn warm_reads_see_every_write_on_every_backend() {
+    let time = Arc::new(AtomicI64::new(0));
+    let all = backends(Duration::from_secs(10), Clock::manual(Arc::clone(&time))).await;
+    for backend in all {
+        warm_reads_suite(backend.store, Arc::clone(&time)).await;
     }
 }
 

@@ -484,14 +484,14 @@ impl Runtime {
         }
         let maintenance = spawn_maintenance(self.store.clone(), self.agents.clone());
         let input_guard = InputGuard::new();
-        let permits = crate::verification::hash_permits();
+        let hashers = crate::verification::Hashers::per_core();
         for agent in self.agents {
             let services = Arc::new(VerifyServices {
                 attempts: self.attempts.clone(),
                 clock: self.clock.clone(),
                 vault: PinVault::default(),
                 policy: agent.inner.verification.clone(),
-                hash_permits: permits.clone(),
+                hashers: hashers.clone(),
                 auditor: auditor.clone(),
             });
             server = server.agent(Arc::new(AgentRuntime {

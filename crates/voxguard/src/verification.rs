@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use voxguard_guard::{Clock, PinVault, SecretHash, SystemClock};
+use voxguard_guard::{Clock, HashMemory, PinVault, SecretHash, SystemClock};
 use voxguard_store::{AttemptStore, MemoryStore, Reservation};
 use voxguard_swml::FunctionResult;
 
@@ -220,16 +220,82 @@ pub(crate) struct VerifyServices {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) vault: PinVault,
     pub(crate) policy: VerificationPolicy,
-    pub(crate) hash_permits: Arc<tokio::sync::Semaphore>,
+    pub(crate) hashers: Arc<Hashers>,
     pub(crate) auditor: Auditor,
 }
 
-/// Concurrent argon2 checks allowed: one per core.
-pub(crate) fn hash_permits() -> Arc<tokio::sync::Semaphore> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    Arc::new(tokio::sync::Semaphore::new(cores))
+/// The argon2 checks that may run at once (one per core: each takes a core and, with the
+/// default cost, 19 MiB), each with working memory kept for reuse so that the process's
+/// resident size stays fixed under load (see [`HashMemory`]).
+pub(crate) struct Hashers {
+    permits: tokio::sync::Semaphore,
+    memory: std::sync::Mutex<Vec<HashMemory>>,
+    /// Checked against when the subject has no secret on file, so that the answer costs the
+    /// same; made on first need with the vault's parameters.
+    decoy: std::sync::OnceLock<Option<SecretHash>>,
+}
+
+impl Hashers {
+    /// One permit per core.
+    pub(crate) fn per_core() -> Arc<Self> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Arc::new(Self {
+            permits: tokio::sync::Semaphore::new(cores),
+            memory: std::sync::Mutex::new(Vec::new()),
+            decoy: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Whether every `(answer, hash)` pair matches, checked on a blocking thread with pooled
+    /// memory. Every pair is checked (no early exit), unknown ones against the decoy hash.
+    async fn check(
+        self: &Arc<Self>,
+        vault: &PinVault,
+        pairs: Vec<(String, Option<SecretHash>)>,
+    ) -> Result<bool, ToolError> {
+        let _permit = self.permits.acquire().await.map_err(ToolError::internal)?;
+        let mut memory = self
+            .memory
+            .lock()
+            .map_err(|_| ToolError::internal("hash memory pool poisoned"))?
+            .pop()
+            .unwrap_or_default();
+        let hashers = self.clone();
+        let vault = vault.clone();
+        let (matched, memory) = tokio::task::spawn_blocking(move || {
+            let mut all = !pairs.is_empty();
+            for (answer, hash) in &pairs {
+                let ok = match hash {
+                    Some(hash) => vault.verify_with(&mut memory, hash, answer),
+                    None => {
+                        let decoy = hashers.decoy.get_or_init(|| {
+                            use rand::Rng as _;
+                            let filler: String = rand::thread_rng()
+                                .sample_iter(rand::distributions::Alphanumeric)
+                                .take(24)
+                                .map(char::from)
+                                .collect();
+                            vault.hash(&filler).ok()
+                        });
+                        if let Some(decoy) = decoy {
+                            let _ = vault.verify_with(&mut memory, decoy, answer);
+                        }
+                        false
+                    }
+                };
+                all &= ok;
+            }
+            (all, memory)
+        })
+        .await
+        .map_err(ToolError::internal)?;
+        if let Ok(mut pool) = self.memory.lock() {
+            pool.push(memory);
+        }
+        Ok(matched)
+    }
 }
 
 impl Default for VerifyServices {
@@ -239,7 +305,7 @@ impl Default for VerifyServices {
             clock: Arc::new(SystemClock),
             vault: PinVault::default(),
             policy: VerificationPolicy::default(),
-            hash_permits: hash_permits(),
+            hashers: Hashers::per_core(),
             auditor: Auditor::default(),
         }
     }
@@ -302,35 +368,11 @@ impl CallContext {
             }
             Reservation::Granted { attempt } => attempt,
         };
-        // argon2 needs ~19 MiB and a core per check: bound how many run at once.
-        let _permit = services
-            .hash_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(ToolError::internal)?;
-        let vault = services.vault.clone();
         let pairs: Vec<(String, Option<SecretHash>)> = answers
             .iter()
             .map(|(answer, hash)| (answer.trim().to_string(), hash.cloned()))
             .collect();
-        let matched = tokio::task::spawn_blocking(move || {
-            // Every pair is checked (no early exit), unknown ones against a throwaway hash.
-            let mut all = !pairs.is_empty();
-            for (answer, hash) in &pairs {
-                let ok = match hash {
-                    Some(hash) => vault.verify(hash, answer),
-                    None => {
-                        let _ = vault.hash(answer);
-                        false
-                    }
-                };
-                all &= ok;
-            }
-            all
-        })
-        .await
-        .map_err(ToolError::internal)?;
+        let matched = services.hashers.check(&services.vault, pairs).await?;
         let now = services.clock.now_unix();
         let status = services
             .attempts
