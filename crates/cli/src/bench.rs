@@ -656,7 +656,8 @@ async fn worker(
             )
             .await;
         }
-        if Instant::now() <= phases.deadline {
+        let now = Instant::now();
+        if now >= phases.measure_from && now <= phases.deadline {
             tally.flows += 1;
         }
     }
