@@ -1350,6 +1350,40 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_writers_on_one_sqlite_file_never_fork_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let a = SqliteAuditLog::open(&path, Durability::Normal, Some(key()), 0)
+            .await
+            .unwrap();
+        let b = SqliteAuditLog::open(&path, Durability::Normal, Some(key()), 0)
+            .await
+            .unwrap();
+        // Each writer's remembered head goes stale as soon as the other one appends.
+        let mut seqs = Vec::new();
+        for i in 0..10 {
+            let log = if i % 3 == 0 { &b } else { &a };
+            seqs.push(log.append(event(i)).await.unwrap().seq);
+        }
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+        // And concurrently.
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let tasks: Vec<_> = (10..60)
+            .map(|i| {
+                let log = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { log.append(event(i)).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        a.flush().await.unwrap();
+        assert_eq!(a.verify(Some(&key()), 0).await.unwrap(), ok(60, 1));
+        Arc::into_inner(a).unwrap().close().await.unwrap();
+        Arc::into_inner(b).unwrap().close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_checkpointer_moves_the_wal_into_the_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
