@@ -108,6 +108,8 @@ async fn answer(State(swml): State<Bytes>, uri: Uri, body: Bytes) -> Response {
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its process id.
+    pub pid: u32,
     _child: tokio::process::Child,
 }
 
@@ -145,6 +147,9 @@ pub async fn spawn(swml: &[u8]) -> std::io::Result<Server> {
         .ok_or_else(|| std::io::Error::other(format!("unexpected first line {line:?}")))?;
     Ok(Server {
         addr,
+        pid: child
+            .id()
+            .ok_or_else(|| std::io::Error::other("the baseline server exited at once"))?,
         _child: child,
     })
 }

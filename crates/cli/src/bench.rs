@@ -752,6 +752,21 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time of every thread of `pid` so far, nanoseconds (`/proc/<pid>/task/*/schedstat`).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
 /// The target's memory over the run, in MiB.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rss {
@@ -834,6 +849,12 @@ pub struct RunReport {
     pub errors_by: BTreeMap<String, u64>,
     /// The measured window, seconds.
     pub measured_secs: f64,
+    /// The server's CPU time over the measured window ÷ requests, microseconds (with the
+    /// server's pid: `--pid`, or the baseline's own process). Unlike requests/s, this does not
+    /// depend on how much of the machine the load generator takes.
+    pub server_cpu_us_per_request: Option<f64>,
+    /// The server's CPU time over the measured window ÷ the window: cores kept busy.
+    pub server_cpu_cores: Option<f64>,
 }
 
 /// Little's law for a handler that waits a known time.
@@ -1021,7 +1042,14 @@ async fn run(args: &BenchArgs) -> Result<Report, Usage> {
             .map_err(|e| Usage(format!("cannot start the baseline server: {e}")))?;
         let bare =
             Arc::new(target.at(server.addr, format!("http://{}/ (bare axum)", server.addr))?);
-        let (bare_run, _) = load(bare, plan, args, None, progress.then_some("bare axum")).await;
+        let (bare_run, _) = load(
+            bare,
+            plan,
+            args,
+            Some(server.pid),
+            progress.then_some("bare axum"),
+        )
+        .await;
         drop(server);
         let ratio = if bare_run.rps > 0.0 {
             run.rps / bare_run.rps
@@ -1095,11 +1123,15 @@ async fn load(
         None => indicatif::ProgressBar::hidden(),
     };
     let mut peak = 0u64;
+    let mut cpu_from = None;
     let mut last = (Instant::now(), 0u64);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while Instant::now() < phases.deadline {
         tick.tick().await;
         let now = Instant::now();
+        if cpu_from.is_none() && now >= phases.measure_from {
+            cpu_from = pid.and_then(cpu_ns).map(|ns| (now, ns));
+        }
         if let Some(rss) = pid.and_then(rss_bytes) {
             peak = peak.max(rss);
         }
@@ -1120,8 +1152,19 @@ async fn load(
             tally.merge(worker);
         }
     }
+    let cpu_to = pid.and_then(cpu_ns).map(|ns| (Instant::now(), ns));
     bar.finish_and_clear();
-    (report_of(&target.shown, tally, phases), peak)
+    let mut report = report_of(&target.shown, tally, phases);
+    if let (Some((from, ns_from)), Some((to, ns_to))) = (cpu_from, cpu_to) {
+        let secs = ns_to.saturating_sub(ns_from) as f64 / 1e9;
+        let window = (to - from).as_secs_f64().max(1e-3);
+        report.server_cpu_cores = Some((secs / window * 100.0).round() / 100.0);
+        if report.rps > 0.0 {
+            let per_request = secs / window / report.rps * 1e6;
+            report.server_cpu_us_per_request = Some((per_request * 10.0).round() / 10.0);
+        }
+    }
+    (report, peak)
 }
 
 fn report_of(target: &str, tally: Tally, phases: Phases) -> RunReport {
@@ -1151,6 +1194,8 @@ fn report_of(target: &str, tally: Tally, phases: Phases) -> RunReport {
         steps,
         errors_by: tally.errors,
         measured_secs: window,
+        server_cpu_us_per_request: None,
+        server_cpu_cores: None,
     }
 }
 
@@ -1183,6 +1228,14 @@ impl RunReport {
                 step.latency_ms.p50,
                 step.latency_ms.p99,
                 step.errors
+            );
+        }
+        if let (Some(cores), Some(per_request)) =
+            (self.server_cpu_cores, self.server_cpu_us_per_request)
+        {
+            let _ = writeln!(
+                out,
+                "  server CPU {cores:.2} cores busy = {per_request:.1} µs of CPU per request"
             );
         }
         if self.errors_by.is_empty() {
@@ -1244,6 +1297,16 @@ impl Report {
                 "voxguard ÷ bare axum: {:.1}% of the baseline's requests/s",
                 baseline.ratio * 100.0
             );
+            if let (Some(ours), Some(bare)) = (
+                self.run.server_cpu_us_per_request,
+                baseline.run.server_cpu_us_per_request,
+            ) {
+                let _ = writeln!(
+                    out,
+                    "CPU per request: voxguard {ours:.1} µs, bare axum {bare:.1} µs ({:.1}×)",
+                    ours / bare.max(0.1)
+                );
+            }
         }
         out
     }

@@ -209,7 +209,22 @@ async fn a_run_plays_whole_calls_and_compares_with_the_bare_baseline() {
         report["rss"]["peak_mib"].as_f64().unwrap() > 1.0,
         "{report:#}"
     );
+    assert!(
+        run["server_cpu_us_per_request"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    assert!(
+        run["server_cpu_cores"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
     let baseline = &report["baseline"];
+    assert!(
+        baseline["run"]["server_cpu_us_per_request"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "the baseline's own process is sampled: {report:#}"
+    );
     assert_eq!(baseline["run"]["errors"], 0, "{report:#}");
     assert!(
         baseline["run"]["requests"].as_u64().unwrap() > 0,
