@@ -191,9 +191,12 @@ async fn a_run_plays_whole_calls_and_compares_with_the_bare_baseline() {
     let swml = steps["swml"]["requests"].as_u64().unwrap();
     let tools = steps["balance"]["requests"].as_u64().unwrap()
         + steps["lookup"]["requests"].as_u64().unwrap();
+    // Three tool calls per SWML fetch, give or take the calls that the window's edges cut
+    // (at most one call in progress per worker at each edge).
+    let edge = 3 * 4;
     assert!(
-        tools >= 2 * swml,
-        "about three tool calls per SWML fetch: {report:#}"
+        3 * swml <= tools + edge && tools <= 3 * swml + edge,
+        "three tool calls per SWML fetch: {report:#}"
     );
     let latency = &run["latency_ms"];
     let p50 = latency["p50"].as_f64().unwrap();
