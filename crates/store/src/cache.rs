@@ -6,7 +6,9 @@
 //! deliberately simple so that it cannot serve a stale answer:
 //!
 //! - every write to a scope (set, remove, take, clear — successful or not) drops the whole
-//!   scope from the cache, because a `set` also extends the expiry of the scope's other keys;
+//!   scope from the cache once the write is over, because a `set` also extends the expiry of
+//!   the scope's other keys; writes run to the end in their own task even when the caller
+//!   stops waiting, so the scope is never forgotten before a late write lands;
 //! - a `get` fills the cache only if no write happened anywhere since it started reading
 //!   (a global generation number), so a read that raced a write never caches the old value;
 //! - a cached value is served only before its expiry, by the store's clock;

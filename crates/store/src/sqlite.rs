@@ -11,6 +11,7 @@
 //! behave exactly like the memory backend.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -92,14 +93,18 @@ fn from_sql((failures, locked_until): AttemptRow) -> AttemptStatus {
 
 /// A [`SessionStore`] in an embedded SQLite database.
 ///
-/// Durable across restarts and safe for concurrent use from many tasks. Several processes may
-/// open the same file on one host; replicas on different hosts need a networked backend.
+/// Durable across restarts and safe for concurrent use from many tasks; clones share the
+/// database and the read cache. One process owns a database's sessions: repeated reads are
+/// answered from an in-process cache that only this process's writes invalidate (attempt
+/// counters are never cached and stay safe across processes). Replicas need a networked
+/// backend.
+#[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     ttl: Duration,
     ttl_secs: i64,
     clock: Clock,
-    cache: SessionCache,
+    cache: Arc<SessionCache>,
 }
 
 impl SqliteStore {
@@ -202,7 +207,7 @@ impl SqliteStore {
             ttl,
             ttl_secs: ttl_secs(ttl),
             clock,
-            cache: SessionCache::default(),
+            cache: Arc::default(),
         })
     }
 }
@@ -227,16 +232,105 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// Drops the written scope (`None`: everything) from the cache when the write is over —
-/// however it ends: committed, failed or cancelled.
-struct Forget<'a>(&'a SessionCache, Option<&'a str>);
+impl SqliteStore {
+    /// Run a session write to the end in its own task, then drop the written scope (`None`:
+    /// everything) from the read cache. The caller may stop waiting (a request timeout), but
+    /// the write cannot be cut short: sqlx's connection thread would finish the statement
+    /// anyway, and forgetting the scope before that could let a read cache the old value.
+    async fn write<T: Send + 'static>(
+        &self,
+        scope: Option<String>,
+        write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let outcome = write.await;
+            match scope {
+                Some(scope) => cache.invalidate(&scope),
+                None => cache.invalidate_all(),
+            }
+            outcome
+        })
+        .await
+        .map_err(StoreError::unavailable)?
+    }
+}
 
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        match self.1 {
-            Some(scope) => self.0.invalidate(scope),
-            None => self.0.invalidate_all(),
+impl SqliteStore {
+    async fn set_now(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let text = serde_json::to_string(value).map_err(|source| StoreError::Encode { source })?;
+        let now = self.clock.now();
+        let expires_at = now.saturating_add(self.ttl_secs);
+        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
+        // Writes first, so the transaction takes the write lock up front (no upgrade deadlock).
+        sqlx::query(
+            "INSERT INTO session_entries (scope, key, value, expires_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(scope, key) DO UPDATE
+             SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(&text)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::unavailable)?;
+        sqlx::query("UPDATE session_entries SET expires_at = ? WHERE scope = ? AND expires_at > ?")
+            .bind(expires_at)
+            .bind(scope)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
+        tx.commit().await.map_err(StoreError::unavailable)
+    }
+
+    async fn remove_now(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM session_entries WHERE scope = ? AND key = ?")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn take_now(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = self.clock.now();
+        // One statement: SQLite serializes writers, so only one DELETE can return the row.
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "DELETE FROM session_entries WHERE scope = ? AND key = ? RETURNING value, expires_at",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::unavailable)?;
+        match row {
+            Some((text, expires_at)) if expires_at > now => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt { source }),
+            _ => Ok(None),
         }
+    }
+
+    async fn clear_now(&self, scope: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM session_entries WHERE scope = ?")
+            .bind(scope)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn purge_expired_now(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let done = sqlx::query("DELETE FROM session_entries WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -273,84 +367,47 @@ impl SessionStore for SqliteStore {
     }
 
     async fn set(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
-        let _forget = Forget(&self.cache, Some(scope));
-        let text = serde_json::to_string(value).map_err(|source| StoreError::Encode { source })?;
-        let now = self.clock.now();
-        let expires_at = now.saturating_add(self.ttl_secs);
-        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
-        // Writes first, so the transaction takes the write lock up front (no upgrade deadlock).
-        sqlx::query(
-            "INSERT INTO session_entries (scope, key, value, expires_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT(scope, key) DO UPDATE
-             SET value = excluded.value, expires_at = excluded.expires_at",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(&text)
-        .bind(expires_at)
-        .execute(&mut *tx)
+        let (store, scope, key, value) = (
+            self.clone(),
+            scope.to_owned(),
+            key.to_owned(),
+            value.clone(),
+        );
+        self.write(Some(scope.clone()), async move {
+            store.set_now(&scope, &key, &value).await
+        })
         .await
-        .map_err(StoreError::unavailable)?;
-        sqlx::query("UPDATE session_entries SET expires_at = ? WHERE scope = ? AND expires_at > ?")
-            .bind(expires_at)
-            .bind(scope)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::unavailable)?;
-        tx.commit().await.map_err(StoreError::unavailable)
     }
 
     async fn remove(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let _forget = Forget(&self.cache, Some(scope));
-        sqlx::query("DELETE FROM session_entries WHERE scope = ? AND key = ?")
-            .bind(scope)
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
+        let (store, scope, key) = (self.clone(), scope.to_owned(), key.to_owned());
+        self.write(Some(scope.clone()), async move {
+            store.remove_now(&scope, &key).await
+        })
+        .await
     }
 
     async fn take(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let _forget = Forget(&self.cache, Some(scope));
-        let now = self.clock.now();
-        // One statement: SQLite serializes writers, so only one DELETE can return the row.
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM session_entries WHERE scope = ? AND key = ? RETURNING value, expires_at",
-        )
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(&self.pool)
+        let (store, scope, key) = (self.clone(), scope.to_owned(), key.to_owned());
+        self.write(Some(scope.clone()), async move {
+            store.take_now(&scope, &key).await
+        })
         .await
-        .map_err(StoreError::unavailable)?;
-        match row {
-            Some((text, expires_at)) if expires_at > now => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt { source }),
-            _ => Ok(None),
-        }
     }
 
     async fn clear(&self, scope: &str) -> Result<(), StoreError> {
-        let _forget = Forget(&self.cache, Some(scope));
-        sqlx::query("DELETE FROM session_entries WHERE scope = ?")
-            .bind(scope)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
+        let (store, scope) = (self.clone(), scope.to_owned());
+        self.write(
+            Some(scope.clone()),
+            async move { store.clear_now(&scope).await },
+        )
+        .await
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
-        let _forget = Forget(&self.cache, None);
-        let now = self.clock.now();
-        let done = sqlx::query("DELETE FROM session_entries WHERE expires_at <= ?")
-            .bind(now)
-            .execute(&self.pool)
+        let store = self.clone();
+        self.write(None, async move { store.purge_expired_now().await })
             .await
-            .map_err(StoreError::unavailable)?;
-        Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

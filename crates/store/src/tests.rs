@@ -461,6 +461,51 @@ async fn real_clock_expiry_after_one_second() {
     }
 }
 
+/// A write whose caller stops waiting (a request timeout) still lands later; the read cache
+/// must not keep the value from before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_write_that_lands_later_is_seen_by_reads() {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cancel.db");
+    let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    store.set("c/1", "verified", &json!(true)).await.unwrap();
+    assert_eq!(store.get("c/1", "verified").await.unwrap(), Some(json!(true)));
+
+    // Another connection holds the write lock, so the removal waits in SQLite.
+    let mut blocker = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let removal = tokio::time::timeout(
+        Duration::from_millis(100),
+        store.remove("c/1", "verified"),
+    )
+    .await;
+    assert!(removal.is_err(), "the removal waits for the lock");
+    // Meanwhile a read sees the old value (the removal has not happened yet) and caches it.
+    assert_eq!(store.get("c/1", "verified").await.unwrap(), Some(json!(true)));
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+
+    // The removal lands; from then on reads see it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.get("c/1", "verified").await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache still serves a value the database no longer has"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fresh = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    assert_eq!(fresh.get("c/1", "verified").await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn data_persists_across_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
