@@ -294,7 +294,13 @@ impl SqliteAuditLog {
             .connect_with(reader_options(path))
             .await
             .map_err(StoreError::unavailable)?;
-        let checkpointer = options.connect().await.map_err(StoreError::unavailable)?;
+        // A short busy timeout: a RESTART checkpoint waits for readers while holding the
+        // writer back; better to give up and try again at the next tick.
+        let checkpointer = options
+            .busy_timeout(Duration::from_millis(50))
+            .connect()
+            .await
+            .map_err(StoreError::unavailable)?;
         let alive = Arc::new(());
         tokio::spawn(checkpoint_wal(checkpointer, Arc::downgrade(&alive)));
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -521,15 +527,7 @@ impl SqliteWriter {
         let events = std::mem::take(&mut batch.events);
         match self.write(events, seal).await {
             Ok(records) => {
-                let flushed = if seal {
-                    // Syncs the WAL to disk even in `synchronous=NORMAL` mode.
-                    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                        .fetch_all(&mut self.conn)
-                        .await
-                        .map(drop)
-                } else {
-                    Ok(())
-                };
+                let flushed = if seal { self.sync_wal().await } else { Ok(()) };
                 let flushed: Result<(), &dyn std::error::Error> = match &flushed {
                     Ok(()) => Ok(()),
                     Err(err) => Err(err),
@@ -540,6 +538,31 @@ impl SqliteWriter {
                 let err: &dyn std::error::Error = &err;
                 batch.acknowledge(Err(err), Err(err));
             }
+        }
+    }
+
+    /// Make every committed record durable, even in `synchronous=NORMAL` mode.
+    ///
+    /// A checkpoint syncs the WAL before it copies frames into the database, so once a
+    /// checkpoint reports every frame copied (now, or by the checkpointer earlier), every
+    /// record is on stable storage. A checkpoint that is busy (the checkpointer holds the
+    /// lock) or held back by a reader's snapshot is retried for up to [`BUSY_TIMEOUT`].
+    async fn sync_wal(&mut self) -> Result<(), sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            let (busy, frames, copied): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut self.conn)
+                    .await?;
+            if busy == 0 && copied >= frames {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(sqlx::Error::Protocol(
+                    "the audit WAL could not be checkpointed to stable storage in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -470,7 +470,10 @@ async fn a_cancelled_write_that_lands_later_is_seen_by_reads() {
     let path = dir.path().join("cancel.db");
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
     store.set("c/1", "verified", &json!(true)).await.unwrap();
-    assert_eq!(store.get("c/1", "verified").await.unwrap(), Some(json!(true)));
+    assert_eq!(
+        store.get("c/1", "verified").await.unwrap(),
+        Some(json!(true))
+    );
 
     // Another connection holds the write lock, so the removal waits in SQLite.
     let mut blocker = sqlx::sqlite::SqliteConnectOptions::new()
@@ -482,14 +485,14 @@ async fn a_cancelled_write_that_lands_later_is_seen_by_reads() {
         .execute(&mut blocker)
         .await
         .unwrap();
-    let removal = tokio::time::timeout(
-        Duration::from_millis(100),
-        store.remove("c/1", "verified"),
-    )
-    .await;
+    let removal =
+        tokio::time::timeout(Duration::from_millis(100), store.remove("c/1", "verified")).await;
     assert!(removal.is_err(), "the removal waits for the lock");
     // Meanwhile a read sees the old value (the removal has not happened yet) and caches it.
-    assert_eq!(store.get("c/1", "verified").await.unwrap(), Some(json!(true)));
+    assert_eq!(
+        store.get("c/1", "verified").await.unwrap(),
+        Some(json!(true))
+    );
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
     blocker.close().await.unwrap();
 
