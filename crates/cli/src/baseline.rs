@@ -27,13 +27,29 @@ const SWAIG_REPLY: &str = r#"{"response":"OK."}"#;
 /// The line the server prints once it listens, before the URL.
 const LISTENING: &str = "bench baseline listening on http://";
 
-/// `voxguard bench-baseline-server`: read the SWML document from stdin, serve until killed.
+/// `voxguard bench-baseline-server`: read the SWML document from stdin (its length in bytes
+/// on a line, then the bytes), serve until stdin closes — which happens when the bench exits
+/// however it exits, so the server never outlives it.
 pub fn serve() -> Exit {
-    let mut swml = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut swml) {
-        eprintln!("bench baseline: cannot read the SWML document from stdin: {e}");
+    let mut stdin = std::io::stdin().lock();
+    let mut length = String::new();
+    let swml = std::io::BufRead::read_line(&mut stdin, &mut length)
+        .ok()
+        .and_then(|_| length.trim().parse::<usize>().ok())
+        .and_then(|length| {
+            let mut swml = vec![0; length];
+            stdin.read_exact(&mut swml).ok().map(|()| swml)
+        });
+    drop(stdin);
+    let Some(swml) = swml else {
+        eprintln!("bench baseline: stdin must carry the SWML document's length, a newline, then the document");
         return Exit::Usage;
-    }
+    };
+    std::thread::spawn(|| {
+        // Returns at end of file (or error): the bench is gone.
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     if serde_json::from_slice::<serde_json::Value>(&swml).is_err() {
         eprintln!("bench baseline: stdin is not a JSON SWML document");
         return Exit::Usage;
@@ -111,6 +127,8 @@ pub struct Server {
     /// Its process id.
     pub pid: u32,
     _child: tokio::process::Child,
+    /// Held open: the server exits when it closes.
+    _stdin: tokio::process::ChildStdin,
 }
 
 /// Start the baseline server as a child process serving `swml`.
@@ -126,8 +144,11 @@ pub async fn spawn(swml: &[u8]) -> std::io::Result<Server> {
         .stdin
         .take()
         .ok_or_else(|| std::io::Error::other("no stdin"))?;
+    stdin
+        .write_all(format!("{}\n", swml.len()).as_bytes())
+        .await?;
     stdin.write_all(swml).await?;
-    drop(stdin);
+    stdin.flush().await?;
     let stdout = child
         .stdout
         .take()
@@ -151,5 +172,6 @@ pub async fn spawn(swml: &[u8]) -> std::io::Result<Server> {
             .id()
             .ok_or_else(|| std::io::Error::other("the baseline server exited at once"))?,
         _child: child,
+        _stdin: stdin,
     })
 }

@@ -78,9 +78,8 @@ pub struct BenchArgs {
     /// The first caller's number (`call.from` and `caller_id_num`).
     #[arg(long, default_value = "+15551234567")]
     pub caller: String,
-    /// Spread the simulated calls over this many consecutive numbers from --caller, one per
-    /// worker in turn (default: one per worker, as real traffic has a different caller on each
-    /// call). Use 1 to load a single customer: the attempt counter is per customer, so more
+    /// Spread the simulated calls over this many consecutive numbers from --caller, in turn
+    /// (default: one per worker, as real traffic has a different caller on each call). Use 1 to load a single customer: the attempt counter is per customer, so more
     /// parallel verifications of one customer than its attempt limit start a lockout.
     #[arg(long)]
     pub callers: Option<u64>,
@@ -428,6 +427,13 @@ fn callers(first: &str, count: u64) -> Result<Vec<String>, Usage> {
     if count == 0 {
         return Err(Usage("--callers must be at least 1".into()));
     }
+    let last = start.checked_add(count - 1);
+    if last.is_none_or(|last| last.to_string().len() != digits.len()) || count > 1_000_000 {
+        return Err(Usage(format!(
+            "{count} numbers from {first} run past {} digits (or past a million callers)",
+            digits.len()
+        )));
+    }
     (0..count)
         .map(|i| {
             let number = (start + i).to_string();
@@ -585,7 +591,10 @@ async fn worker(
     while Instant::now() < phases.deadline {
         flow += 1;
         let call_id = format!("bench-{}-{index}-{flow}", plan.run_id);
-        let caller = &plan.callers[index % plan.callers.len()];
+        // Worker by worker, then on to the next numbers with each new call, so that every
+        // number is used even when there are more numbers than workers.
+        let seat = index + usize::try_from(flow - 1).unwrap_or(0) * plan.concurrency;
+        let caller = &plan.callers[seat % plan.callers.len()];
         let swml_body = json!({
             "call_id": call_id,
             "call": {
@@ -752,19 +761,19 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// CPU time of every thread of `pid` so far, nanoseconds (`/proc/<pid>/task/*/schedstat`).
+/// CPU time of `pid` so far (user + system, every thread, including threads that have
+/// exited), nanoseconds, from `/proc/<pid>/stat`. Its unit is USER_HZ, which Linux fixes at
+/// 100 per second for user space on every architecture.
 fn cpu_ns(pid: u32) -> Option<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut total = 0u64;
-    for task in tasks.flatten() {
-        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        total += stat
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Some(total)
+    const NS_PER_TICK: u64 = 10_000_000;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count from after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // After the name: state (3), …, utime (14) and stime (15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * NS_PER_TICK)
 }
 
 /// The target's memory over the run, in MiB.
@@ -1146,13 +1155,14 @@ async fn load(
         bar.set_position((now - phases.start).as_millis() as u64);
         bar.set_message(format!("{phase}, {rate:.0} req/s"));
     }
+    // At the deadline, before waiting for the requests still in flight.
+    let cpu_to = pid.and_then(cpu_ns).map(|ns| (Instant::now(), ns));
     let mut tally = Tally::new();
     for handle in workers {
         if let Ok(worker) = handle.await {
             tally.merge(worker);
         }
     }
-    let cpu_to = pid.and_then(cpu_ns).map(|ns| (Instant::now(), ns));
     bar.finish_and_clear();
     let mut report = report_of(&target.shown, tally, phases);
     if let (Some((from, ns_from)), Some((to, ns_to))) = (cpu_from, cpu_to) {
@@ -1160,6 +1170,7 @@ async fn load(
         let window = (to - from).as_secs_f64().max(1e-3);
         report.server_cpu_cores = Some((secs / window * 100.0).round() / 100.0);
         if report.rps > 0.0 {
+            // CPU per second of the sampled window ÷ requests per second of the measured one.
             let per_request = secs / window / report.rps * 1e6;
             report.server_cpu_us_per_request = Some((per_request * 10.0).round() / 10.0);
         }

@@ -368,3 +368,59 @@ async fn setup_problems_are_usage_errors_before_any_load() {
     }
     assert_eq!(calls.load(Ordering::Relaxed), 0, "no tool ran");
 }
+
+#[test]
+fn the_baseline_server_serves_the_document_and_leaves_with_its_bench() {
+    use std::io::{BufRead as _, Write as _};
+    let swml = br#"{"version":"1.0.0","sections":{"main":[{"answer":{}}]}}"#;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_voxguard"))
+        .arg("bench-baseline-server")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", swml.len()).unwrap();
+    stdin.write_all(swml).unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("bench baseline listening on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    // It answers SWML fetches with the document, SWAIG calls with a fixed body.
+    let request = |path: &str, body: &str| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        answer
+    };
+    assert!(request("/agent", "{}").ends_with(std::str::from_utf8(swml).unwrap()));
+    assert!(request("/agent/swaig", r#"{"function":"f"}"#).ends_with(r#"{"response":"OK."}"#));
+    assert!(request("/agent/swaig", "{").starts_with("HTTP/1.1 400"));
+    // The bench goes away (its end of stdin closes): so does the server.
+    drop(stdin);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the baseline server outlived its bench"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
