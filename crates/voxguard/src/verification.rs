@@ -228,7 +228,7 @@ pub(crate) struct VerifyServices {
 /// default cost, 19 MiB), each with working memory kept for reuse so that the process's
 /// resident size stays fixed under load (see [`HashMemory`]).
 pub(crate) struct Hashers {
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
     memory: std::sync::Mutex<Vec<HashMemory>>,
     /// Checked against when the subject has no secret on file, so that the answer costs the
     /// same; made on first need with the vault's parameters.
@@ -242,7 +242,7 @@ impl Hashers {
             .map(|n| n.get())
             .unwrap_or(2);
         Arc::new(Self {
-            permits: tokio::sync::Semaphore::new(cores),
+            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
             memory: std::sync::Mutex::new(Vec::new()),
             decoy: std::sync::OnceLock::new(),
         })
@@ -255,7 +255,14 @@ impl Hashers {
         vault: &PinVault,
         pairs: Vec<(String, Option<SecretHash>)>,
     ) -> Result<bool, ToolError> {
-        let _permit = self.permits.acquire().await.map_err(ToolError::internal)?;
+        // The permit and the memory go with the blocking task: if the caller stops waiting,
+        // the check still runs to the end, and only then frees its core and its memory.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(ToolError::internal)?;
         let mut memory = self
             .memory
             .lock()
@@ -264,7 +271,7 @@ impl Hashers {
             .unwrap_or_default();
         let hashers = self.clone();
         let vault = vault.clone();
-        let (matched, memory) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut all = !pairs.is_empty();
             for (answer, hash) in &pairs {
                 let ok = match hash {
@@ -287,14 +294,14 @@ impl Hashers {
                 };
                 all &= ok;
             }
-            (all, memory)
+            if let Ok(mut pool) = hashers.memory.lock() {
+                pool.push(memory);
+            }
+            drop(permit);
+            all
         })
         .await
-        .map_err(ToolError::internal)?;
-        if let Ok(mut pool) = self.memory.lock() {
-            pool.push(memory);
-        }
-        Ok(matched)
+        .map_err(ToolError::internal)
     }
 }
 
