@@ -9,6 +9,7 @@
 pub mod bank_process;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -221,3 +222,89 @@ pub fn swml_schema_path() -> String {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// One phone call: a SWML render for `call_id`, and the caller's number on every SWAIG call.
+pub struct Call {
+    /// The server the call is on.
+    pub server: Arc<TestServer>,
+    /// The agent's route.
+    pub route: String,
+    /// The call id.
+    pub call_id: String,
+    /// The caller's number.
+    pub caller: String,
+    /// The SWML rendered for this call.
+    pub swml: Value,
+}
+
+impl Call {
+    /// Fetch SWML for `call_id` (a new render, with its own tokens and session).
+    pub async fn start(server: &Arc<TestServer>, route: &str, call_id: &str, caller: &str) -> Self {
+        let swml = server.swml(route, call_id).await;
+        Self {
+            server: server.clone(),
+            route: route.to_string(),
+            call_id: call_id.to_string(),
+            caller: caller.to_string(),
+            swml,
+        }
+    }
+
+    /// The token rendered for `function`.
+    pub fn token(&self, function: &str) -> String {
+        token_for(&self.swml, function)
+            .unwrap_or_else(|| panic!("{function} has a token in the SWML"))
+    }
+
+    /// Call `function` with this render's token (no token for insecure tools).
+    pub async fn invoke(&self, function: &str, args: Value) -> (StatusCode, Value) {
+        let token = token_for(&self.swml, function);
+        self.server
+            .swaig(
+                &self.route,
+                function,
+                &self.call_id,
+                &self.caller,
+                args,
+                token.as_deref(),
+            )
+            .await
+    }
+
+    /// A successful answer (200, no `error`).
+    pub async fn ok(&self, function: &str, args: Value) -> Value {
+        let (status, reply) = self.invoke(function, args).await;
+        assert_eq!(status, StatusCode::OK, "{function}: {reply}");
+        assert!(reply.get("error").is_none(), "{function}: {reply}");
+        reply
+    }
+
+    /// A policy refusal with HTTP 200 and `error: reason`, carrying no action.
+    pub async fn refused(&self, function: &str, args: Value, reason: &str) -> Value {
+        let (status, reply) = self.invoke(function, args).await;
+        assert_refusal(status, &reply, reason);
+        reply
+    }
+
+    /// The response sentence of a successful call (200, no `error`).
+    pub async fn say(&self, function: &str, args: Value) -> String {
+        let reply = self.ok(function, args).await;
+        reply["response"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function} answers a sentence: {reply}"))
+            .to_string()
+    }
+}
+
+/// HTTP 200, `error: reason`, a sentence, and no action.
+pub fn assert_refusal(status: StatusCode, reply: &Value, reason: &str) {
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["error"], reason, "{reply}");
+    assert!(
+        reply["response"]
+            .as_str()
+            .is_some_and(|s| s.trim().len() > 10),
+        "a sentence for the AI: {reply}"
+    );
+    assert!(reply.get("action").is_none(), "no action: {reply}");
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use voxguard_reference::{functions, swml_schema_path, token_for, TestServer};
+use voxguard_reference::{functions, swml_schema_path, token_for, Call, TestServer};
 use voxguard_swml::conformance::SchemaChecker;
 
 const STRANGER: &str = "+15550000000";
@@ -33,71 +33,6 @@ async fn bench_server() -> Arc<TestServer> {
         bench_agent::wide_agent().expect("wide agent builds"),
     ];
     Arc::new(TestServer::start(agents, |_| {}).await)
-}
-
-/// One phone call on one route: the SWML fetched for it and the caller's number.
-struct Call {
-    server: Arc<TestServer>,
-    route: String,
-    call_id: String,
-    caller: String,
-    swml: Value,
-}
-
-impl Call {
-    async fn start(server: &Arc<TestServer>, route: &str, call_id: &str, caller: &str) -> Self {
-        let swml = server.swml(route, call_id).await;
-        Self {
-            server: server.clone(),
-            route: route.to_string(),
-            call_id: call_id.to_string(),
-            caller: caller.to_string(),
-            swml,
-        }
-    }
-
-    /// Call `function` with the token rendered for it in this call's SWML.
-    async fn invoke(&self, function: &str, args: Value) -> (StatusCode, Value) {
-        let token = token_for(&self.swml, function)
-            .unwrap_or_else(|| panic!("{function} has a token in the SWML"));
-        self.server
-            .swaig(
-                &self.route,
-                function,
-                &self.call_id,
-                &self.caller,
-                args,
-                Some(&token),
-            )
-            .await
-    }
-
-    /// The response sentence of a successful call (200, no `error`).
-    async fn say(&self, function: &str, args: Value) -> String {
-        let (status, reply) = self.invoke(function, args).await;
-        assert_eq!(status, StatusCode::OK, "{function}: {reply}");
-        assert!(reply.get("error").is_none(), "{function}: {reply}");
-        reply["response"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{function} answers a sentence: {reply}"))
-            .to_string()
-    }
-
-    /// A refusal with HTTP 200, `error: reason`, a sentence and no action; returns the reply.
-    async fn refused(&self, function: &str, args: Value, reason: &str) -> Value {
-        let (status, reply) = self.invoke(function, args).await;
-        assert_eq!(status, StatusCode::OK, "{function}: {reply}");
-        assert_eq!(reply["error"], reason, "{function}: {reply}");
-        assert!(
-            reply["response"].as_str().is_some_and(|s| !s.is_empty()),
-            "{function}: a refusal has a sentence: {reply}"
-        );
-        assert!(
-            reply.get("action").is_none(),
-            "{function}: a refusal carries no action: {reply}"
-        );
-        reply
-    }
 }
 
 fn names(swml: &Value) -> Vec<String> {

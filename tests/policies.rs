@@ -27,7 +27,9 @@ use voxguard::prelude::*;
 use voxguard::store::{AttemptStore, MemoryStore};
 use voxguard::swml::{Action, Connect, Document, Verb};
 use voxguard::{emergency_from_lookup, RuntimeError};
-use voxguard_reference::{functions, swaig_path, token_for, TestServer, PASSWORD, USER};
+use voxguard_reference::{
+    assert_refusal, functions, swaig_path, token_for, Call, TestServer, PASSWORD, USER,
+};
 
 const JOHN: &str = "+15551234567";
 const JANE: &str = "+15559876543";
@@ -96,88 +98,17 @@ fn swaig_body(function: &str, call_id: &str, caller: &str, args: &Value) -> Valu
     })
 }
 
-/// One phone call: a SWML render for `call_id`, and the caller's number on every SWAIG call.
-struct Call {
-    server: Arc<TestServer>,
-    route: String,
-    call_id: String,
-    caller: String,
-    swml: Value,
-}
-
-impl Call {
-    /// Fetch SWML for `call_id` (a new render, with its own tokens and session).
-    async fn start(server: &Arc<TestServer>, route: &str, call_id: &str, caller: &str) -> Self {
-        let swml = server.swml(route, call_id).await;
-        Self {
-            server: server.clone(),
-            route: route.to_string(),
-            call_id: call_id.to_string(),
-            caller: caller.to_string(),
-            swml,
-        }
-    }
-
-    fn token(&self, function: &str) -> String {
-        token_for(&self.swml, function)
-            .unwrap_or_else(|| panic!("{function} has a token in the SWML"))
-    }
-
-    /// Call `function` with this render's token (no token for insecure tools).
-    async fn invoke(&self, function: &str, args: Value) -> (StatusCode, Value) {
-        let token = token_for(&self.swml, function);
-        self.server
-            .swaig(
-                &self.route,
-                function,
-                &self.call_id,
-                &self.caller,
-                args,
-                token.as_deref(),
-            )
-            .await
-    }
-
-    /// Like [`Call::invoke`], returning the raw response (for headers).
-    async fn invoke_raw(&self, function: &str, args: Value) -> reqwest::Response {
-        let token = token_for(&self.swml, function);
-        self.server
-            .client
-            .post(self.server.url(&swaig_path(&self.route, token.as_deref())))
-            .basic_auth(USER, Some(PASSWORD))
-            .json(&swaig_body(function, &self.call_id, &self.caller, &args))
-            .send()
-            .await
-            .expect("swaig request")
-    }
-
-    /// A successful answer (200, no `error`).
-    async fn ok(&self, function: &str, args: Value) -> Value {
-        let (status, reply) = self.invoke(function, args).await;
-        assert_eq!(status, StatusCode::OK, "{function}: {reply}");
-        assert!(reply.get("error").is_none(), "{function}: {reply}");
-        reply
-    }
-
-    /// A policy refusal with HTTP 200 and `error: reason`, carrying no action.
-    async fn refused(&self, function: &str, args: Value, reason: &str) -> Value {
-        let (status, reply) = self.invoke(function, args).await;
-        assert_refusal(status, &reply, reason);
-        reply
-    }
-}
-
-/// HTTP 200, `error: reason`, a sentence, and no action.
-fn assert_refusal(status: StatusCode, reply: &Value, reason: &str) {
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    assert_eq!(reply["error"], reason, "{reply}");
-    assert!(
-        reply["response"]
-            .as_str()
-            .is_some_and(|s| s.trim().len() > 10),
-        "a sentence for the AI: {reply}"
-    );
-    assert!(reply.get("action").is_none(), "no action: {reply}");
+/// Like [`Call::invoke`], returning the raw response (for headers).
+async fn invoke_raw(call: &Call, function: &str, args: Value) -> reqwest::Response {
+    let token = token_for(&call.swml, function);
+    call.server
+        .client
+        .post(call.server.url(&swaig_path(&call.route, token.as_deref())))
+        .basic_auth(USER, Some(PASSWORD))
+        .json(&swaig_body(function, &call.call_id, &call.caller, &args))
+        .send()
+        .await
+        .expect("swaig request")
 }
 
 /// The `active` flag a tool is rendered with (absent means active).
@@ -1279,7 +1210,7 @@ async fn tool_limit_answers_429_with_retry_after_per_caller_and_tool() {
     for _ in 0..3 {
         john.ok("quote", json!({})).await;
     }
-    let retry_after = assert_rate_limited(john.invoke_raw("quote", json!({})).await).await;
+    let retry_after = assert_rate_limited(invoke_raw(&john, "quote", json!({})).await).await;
     // Three per minute refill one every 20 s.
     assert!(
         (1..=60).contains(&retry_after),
@@ -1289,7 +1220,7 @@ async fn tool_limit_answers_429_with_retry_after_per_caller_and_tool() {
 
     // The limit is per caller (across calls) and per tool.
     let john_again = Call::start(&server, "/", "limit-john-2", JOHN).await;
-    assert_rate_limited(john_again.invoke_raw("quote", json!({})).await).await;
+    assert_rate_limited(invoke_raw(&john_again, "quote", json!({})).await).await;
     john.ok("other", json!({})).await;
     let jane = Call::start(&server, "/", "limit-jane", JANE).await;
     jane.ok("quote", json!({})).await;
@@ -1318,12 +1249,12 @@ async fn per_caller_and_global_limits_span_every_tool() {
     let john = Call::start(&server, "/", "caller-limit-john", JOHN).await;
     john.ok("first", json!({})).await;
     john.ok("second", json!({})).await;
-    let retry_after = assert_rate_limited(john.invoke_raw("first", json!({})).await).await;
+    let retry_after = assert_rate_limited(invoke_raw(&john, "first", json!({})).await).await;
     assert!(
         (1..=60).contains(&retry_after),
         "Retry-After: {retry_after}"
     );
-    assert_rate_limited(john.invoke_raw("second", json!({})).await).await;
+    assert_rate_limited(invoke_raw(&john, "second", json!({})).await).await;
     let jane = Call::start(&server, "/", "caller-limit-jane", JANE).await;
     jane.ok("second", json!({})).await;
     assert_eq!(count(&runs), 3);
@@ -1337,7 +1268,7 @@ async fn per_caller_and_global_limits_span_every_tool() {
         call.ok("first", json!({})).await;
     }
     let fourth = Call::start(&server, "/global", "global-4", "+15550000004").await;
-    let retry_after = assert_rate_limited(fourth.invoke_raw("first", json!({})).await).await;
+    let retry_after = assert_rate_limited(invoke_raw(&fourth, "first", json!({})).await).await;
     assert!(
         (1..=60).contains(&retry_after),
         "Retry-After: {retry_after}"
@@ -1360,7 +1291,7 @@ async fn rate_limit_refills_after_its_period() {
     // Use the allowance up (a slow machine may see a refill in between: keep calling).
     let mut retry_after = None;
     for _ in 0..20 {
-        let response = call.invoke_raw("quote", json!({})).await;
+        let response = invoke_raw(&call, "quote", json!({})).await;
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             retry_after = Some(assert_rate_limited(response).await);
             break;
@@ -1867,7 +1798,7 @@ async fn policies_apply_in_the_documented_order() {
         .await;
     // The rate limit comes before verification.
     let retry_after =
-        assert_rate_limited(call.invoke_raw("guarded", everything_wrong.clone()).await).await;
+        assert_rate_limited(invoke_raw(&call, "guarded", everything_wrong.clone()).await).await;
     assert!(
         (1..=60).contains(&retry_after),
         "Retry-After: {retry_after}"
