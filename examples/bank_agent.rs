@@ -131,41 +131,23 @@ impl Departments {
     }
 }
 
-/// Agent-wide limits, from `BANK_CALLER_LIMIT_PER_MIN` / `BANK_GLOBAL_LIMIT_PER_MIN`.
-#[derive(Clone, Copy)]
-pub struct Limits {
-    /// Tool calls per minute per caller.
-    pub per_caller_per_min: u32,
-    /// Tool calls per minute for everyone.
-    pub global_per_min: u32,
-}
+/// Agent-wide tool-call limits of the bank agent.
+pub type Limits = voxguard_reference::AgentLimits;
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            per_caller_per_min: 60,
-            global_per_min: 1200,
-        }
-    }
-}
+/// The protective defaults: 60 tool calls a minute per caller, 1,200 for everyone.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    per_caller_per_min: 60,
+    global_per_min: 1200,
+};
 
-impl Limits {
-    /// From the environment, with the protective defaults.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let read = |name: &str, default: u32| -> anyhow::Result<u32> {
-            match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    anyhow::anyhow!("{name}={v:?} is not valid: a whole number of calls per minute greater than 0")
-                }),
-                _ => Ok(default),
-            }
-        };
-        let defaults = Self::default();
-        Ok(Self {
-            per_caller_per_min: read("BANK_CALLER_LIMIT_PER_MIN", defaults.per_caller_per_min)?,
-            global_per_min: read("BANK_GLOBAL_LIMIT_PER_MIN", defaults.global_per_min)?,
-        })
-    }
+/// The limits from `BANK_CALLER_LIMIT_PER_MIN` / `BANK_GLOBAL_LIMIT_PER_MIN` (raise them for
+/// load tests), defaulting to [`DEFAULT_LIMITS`].
+pub fn limits_from_env() -> anyhow::Result<Limits> {
+    Limits::from_env(
+        "BANK_CALLER_LIMIT_PER_MIN",
+        "BANK_GLOBAL_LIMIT_PER_MIN",
+        DEFAULT_LIMITS,
+    )
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -234,7 +216,7 @@ fn cents_of(amount: f64) -> i64 {
 
 /// The bank agent's declaration with the default (protective) limits.
 pub fn build_agent(bank: Arc<Bank>, departments: Departments) -> Result<Agent, AgentError> {
-    build_agent_with(bank, departments, Limits::default())
+    build_agent_with(bank, departments, DEFAULT_LIMITS)
 }
 
 /// The bank agent's declaration.
@@ -450,7 +432,7 @@ pub async fn run() -> anyhow::Result<()> {
     let agent = build_agent_with(
         Arc::new(Bank::demo()?),
         Departments::from_env(),
-        Limits::from_env()?,
+        limits_from_env()?,
     )?;
     let runtime = Runtime::from_env()?;
     let audit = voxguard::open_audit_log_from_env(&data_dir, runtime.config().production).await?;

@@ -61,7 +61,6 @@ use serde::Deserialize;
 use voxguard::guard::{PinVault, SecretHash};
 use voxguard::prelude::*;
 use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
-use voxguard::AgentBuilder;
 
 /// Session flag set by a successful `verify_pin` and required by `check_order`.
 pub const VERIFIED: &str = "pin_verified";
@@ -102,66 +101,24 @@ pub const WIDE_TOOLS: [(&str, &str); 20] = [
     ("tool_20", "Buy credits for the caller's prepaid plan"),
 ];
 
-/// Agent-wide tool-call limits of the bench agents, from `BENCH_CALLER_LIMIT_PER_MIN` /
-/// `BENCH_GLOBAL_LIMIT_PER_MIN`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Tool calls per minute per caller.
-    pub per_caller_per_min: u32,
-    /// Tool calls per minute for everyone.
-    pub global_per_min: u32,
-}
+/// Agent-wide tool-call limits of the bench agents.
+pub type Limits = voxguard_reference::AgentLimits;
 
-impl Default for Limits {
-    /// 6,000,000 a minute each: out of a load test's way, and not protective (see the module
-    /// documentation).
-    fn default() -> Self {
-        Self {
-            per_caller_per_min: 6_000_000,
-            global_per_min: 6_000_000,
-        }
-    }
-}
+/// 6,000,000 a minute each: out of a load test's way, and not protective (see the module
+/// documentation).
+pub const DEFAULT_LIMITS: Limits = Limits {
+    per_caller_per_min: 6_000_000,
+    global_per_min: 6_000_000,
+};
 
-impl Limits {
-    /// From the environment, defaulting to [`Limits::default`]; a set but invalid value (not a
-    /// whole number greater than 0) is an error.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let defaults = Self::default();
-        Ok(Self {
-            per_caller_per_min: positive_from_env(
-                "BENCH_CALLER_LIMIT_PER_MIN",
-                defaults.per_caller_per_min,
-            )?,
-            global_per_min: positive_from_env(
-                "BENCH_GLOBAL_LIMIT_PER_MIN",
-                defaults.global_per_min,
-            )?,
-        })
-    }
-
-    fn apply(self, builder: AgentBuilder) -> AgentBuilder {
-        let minute = Duration::from_secs(60);
-        builder
-            .rate_limit_per_caller(self.per_caller_per_min, minute)
-            .rate_limit_global(self.global_per_min, minute)
-    }
-}
-
-fn positive_from_env(name: &str, default: u32) -> anyhow::Result<u32> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{name}={v:?} is not valid: a whole number of calls per minute greater than 0"
-                )
-            }),
-        _ => Ok(default),
-    }
+/// The limits from `BENCH_CALLER_LIMIT_PER_MIN` / `BENCH_GLOBAL_LIMIT_PER_MIN`, defaulting to
+/// [`DEFAULT_LIMITS`].
+pub fn limits_from_env() -> anyhow::Result<Limits> {
+    Limits::from_env(
+        "BENCH_CALLER_LIMIT_PER_MIN",
+        "BENCH_GLOBAL_LIMIT_PER_MIN",
+        DEFAULT_LIMITS,
+    )
 }
 
 /// `backend_lookup`'s wait from `BENCH_BACKEND_MS` (milliseconds, default
@@ -240,7 +197,7 @@ impl DemoCaller {
 }
 
 /// The `/fast` agent: `verify_pin` and `check_order` (every security layer on, no I/O in the
-/// handler), with [`Limits::from_env`]. Hashes the demo PIN with argon2id.
+/// handler), with [`limits_from_env`]. Hashes the demo PIN with argon2id.
 pub fn fast_agent() -> anyhow::Result<Agent> {
     let pin_hash = PinVault::default()
         .hash(DEMO_PIN)
@@ -254,7 +211,7 @@ pub fn fast_agent() -> anyhow::Result<Agent> {
         )
         .security_rules("Example Shop customers' orders: where an order is and notes about it")
         .verification(VerificationPolicy::new().flag(VERIFIED));
-    Ok(Limits::from_env()?
+    Ok(limits_from_env()?
         .apply(builder)
         .tool(verify_pin(caller))
         .tool(check_order())
@@ -311,7 +268,7 @@ fn check_order() -> Tool {
 }
 
 /// The `/slow` agent: `backend_lookup`, whose handler waits `backend` (a stand-in for a slow
-/// CRM call) before answering, with [`Limits::from_env`].
+/// CRM call) before answering, with [`limits_from_env`].
 pub fn slow_agent(backend: Duration) -> anyhow::Result<Agent> {
     let builder = Agent::builder("slow")
         .route("/slow")
@@ -331,11 +288,11 @@ pub fn slow_agent(backend: Duration) -> anyhow::Result<Agent> {
             )))
         },
     );
-    Ok(Limits::from_env()?.apply(builder).tool(tool).build()?)
+    Ok(limits_from_env()?.apply(builder).tool(tool).build()?)
 }
 
 /// The `/wide` agent: the 20 tools of [`WIDE_TOOLS`], each secure and validated, with
-/// [`Limits::from_env`].
+/// [`limits_from_env`].
 pub fn wide_agent() -> anyhow::Result<Agent> {
     let mut builder = Agent::builder("wide")
         .route("/wide")
@@ -344,7 +301,7 @@ pub fn wide_agent() -> anyhow::Result<Agent> {
             "You are the general help line of Example City. You take requests for the services listed in your functions.",
         )
         .security_rules("Example City services offered by your functions");
-    builder = Limits::from_env()?.apply(builder);
+    builder = limits_from_env()?.apply(builder);
     for (name, description) in WIDE_TOOLS {
         builder = builder.tool(Tool::typed(
             name,

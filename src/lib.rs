@@ -308,3 +308,47 @@ pub fn assert_refusal(status: StatusCode, reply: &Value, reason: &str) {
     );
     assert!(reply.get("action").is_none(), "no action: {reply}");
 }
+
+/// Agent-wide tool-call limits of a reference agent (per caller and for everyone, per minute),
+/// read from the environment by the examples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentLimits {
+    /// Tool calls per minute per caller.
+    pub per_caller_per_min: u32,
+    /// Tool calls per minute for everyone.
+    pub global_per_min: u32,
+}
+
+impl AgentLimits {
+    /// From the variables `caller_var` and `global_var`, each defaulting to `defaults`; a set
+    /// but invalid value (not a whole number greater than 0) is an error naming the variable.
+    pub fn from_env(caller_var: &str, global_var: &str, defaults: Self) -> anyhow::Result<Self> {
+        let read = |name: &str, default: u32| -> anyhow::Result<u32> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{name}={v:?} is not valid: a whole number of calls per minute greater than 0"
+                        )
+                    }),
+                _ => Ok(default),
+            }
+        };
+        Ok(Self {
+            per_caller_per_min: read(caller_var, defaults.per_caller_per_min)?,
+            global_per_min: read(global_var, defaults.global_per_min)?,
+        })
+    }
+
+    /// Declare the limits on an agent.
+    pub fn apply(self, builder: voxguard::AgentBuilder) -> voxguard::AgentBuilder {
+        let minute = std::time::Duration::from_secs(60);
+        builder
+            .rate_limit_per_caller(self.per_caller_per_min, minute)
+            .rate_limit_global(self.global_per_min, minute)
+    }
+}

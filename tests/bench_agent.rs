@@ -202,7 +202,7 @@ async fn the_demo_pin_verifies_only_the_demo_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_limits_stay_out_of_a_load_tests_way() {
     assert_eq!(
-        bench_agent::Limits::default(),
+        bench_agent::DEFAULT_LIMITS,
         bench_agent::Limits {
             per_caller_per_min: 6_000_000,
             global_per_min: 6_000_000,
