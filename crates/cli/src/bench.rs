@@ -451,19 +451,11 @@ fn callers(first: &str, count: u64) -> Result<Vec<String>, Usage> {
 
 /// Per-function webhook paths (path and query, token included) of a rendered SWML document.
 fn webhooks(swml: &Value) -> HashMap<String, String> {
-    let Some(ai) = swml["sections"]["main"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find_map(|verb| verb.get("ai"))
-    else {
+    let Some(ai) = ai_verb(swml) else {
         return HashMap::new();
     };
     let default = ai["SWAIG"]["defaults"]["web_hook_url"].as_str();
-    ai["SWAIG"]["functions"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    rendered_functions(ai)
         .filter_map(|f| {
             let name = f["function"].as_str()?;
             let url = f["web_hook_url"].as_str().or(default)?;
@@ -479,14 +471,9 @@ fn webhooks(swml: &Value) -> HashMap<String, String> {
 
 /// The functions of a SWML document with no required argument.
 fn callable_without_arguments(swml: &Value) -> Vec<String> {
-    swml["sections"]["main"]
-        .as_array()
+    ai_verb(swml)
         .into_iter()
-        .flatten()
-        .find_map(|verb| verb.get("ai"))
-        .and_then(|ai| ai["SWAIG"]["functions"].as_array())
-        .into_iter()
-        .flatten()
+        .flat_map(rendered_functions)
         .filter(|f| {
             f["parameters"]["required"]
                 .as_array()
@@ -494,6 +481,20 @@ fn callable_without_arguments(swml: &Value) -> Vec<String> {
         })
         .filter_map(|f| f["function"].as_str().map(str::to_string))
         .collect()
+}
+
+/// The `ai` verb of a SWML document's main section.
+fn ai_verb(swml: &Value) -> Option<&Value> {
+    swml["sections"]["main"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|verb| verb.get("ai"))
+}
+
+/// The SWAIG functions of an `ai` verb.
+fn rendered_functions(ai: &Value) -> impl Iterator<Item = &Value> {
+    ai["SWAIG"]["functions"].as_array().into_iter().flatten()
 }
 
 /// The load plan shared by the workers.
