@@ -1,4 +1,5 @@
-//! Wall-clock time in whole unix seconds, behind a trait so expiry decisions are testable.
+//! Wall-clock time in unix milliseconds and seconds, behind a trait so every time-based decision
+//! (audit timestamps, session expiry, confirmations, lockouts, rate limits) is testable.
 //!
 //! This module owns [`Clock`] and its two implementations: [`SystemClock`], which reads the
 //! operating system's clock, and [`ManualClock`], which tests (and simulations) set and advance
@@ -10,21 +11,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of wall-clock seconds, injectable so lockout expiry and token expiry are testable.
+/// A source of wall-clock time, injected so that every expiry decision is testable. The runtime
+/// holds one and hands it to everything that reads the time.
 pub trait Clock: Send + Sync + 'static {
-    /// The current time in whole seconds since the unix epoch.
-    fn now_unix(&self) -> u64;
+    /// The current time in milliseconds since the unix epoch.
+    fn now_ms(&self) -> u64;
+
+    /// The current time in whole seconds since the unix epoch (rounded down).
+    fn now_unix(&self) -> u64 {
+        self.now_ms() / 1_000
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
-    fn now_unix(&self) -> u64 {
-        (**self).now_unix()
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
     }
 }
 
 impl<C: Clock + ?Sized> Clock for Box<C> {
-    fn now_unix(&self) -> u64 {
-        (**self).now_unix()
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
     }
 }
 
@@ -33,11 +40,13 @@ impl<C: Clock + ?Sized> Clock for Box<C> {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    /// Whole seconds since the unix epoch; 0 if the system clock is set before 1970.
-    fn now_unix(&self) -> u64 {
+    /// Milliseconds since the unix epoch; 0 if the system clock is set before 1970.
+    fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs())
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            })
     }
 }
 
@@ -90,8 +99,8 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now_unix(&self) -> u64 {
-        self.millis.load(Ordering::SeqCst) / 1_000
+    fn now_ms(&self) -> u64 {
+        self.millis.load(Ordering::SeqCst)
     }
 }
 

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::util::{token_for, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 use voxguard::guard::{Anomaly, AnomalyRules, BasicCredentials, BurstRule, LargeTransactionRule};
 use voxguard::prelude::*;
-use voxguard_reference::{token_for, TestServer};
 
 const METRICS_USER: &str = "prometheus";
 const METRICS_PASSWORD: &str = "a-metrics-scrape-password-of-32+";

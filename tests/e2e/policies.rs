@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::util::{
+    assert_refusal, functions, swaig_path, token_for, Call, TestServer, PASSWORD, USER,
+};
 use reqwest::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -27,9 +30,6 @@ use voxguard::prelude::*;
 use voxguard::store::{AttemptStore, MemoryStore};
 use voxguard::swml::{Action, Connect, Document, Verb};
 use voxguard::{emergency_from_lookup, RuntimeError};
-use voxguard_reference::{
-    assert_refusal, functions, swaig_path, token_for, Call, TestServer, PASSWORD, USER,
-};
 
 const JOHN: &str = "+15551234567";
 const JANE: &str = "+15559876543";

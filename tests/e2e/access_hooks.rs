@@ -4,11 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::util::{token_for, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 use voxguard::prelude::*;
 use voxguard::server::AccessRecord;
-use voxguard_reference::{token_for, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_see_every_request_with_its_call_and_never_the_token() {

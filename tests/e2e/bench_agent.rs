@@ -4,15 +4,15 @@
 //! way on rate limits, and `/slow` really waits for its simulated backend.
 
 #[allow(dead_code)]
-#[path = "../examples/bench_agent.rs"]
+#[path = "../../examples/bench_agent.rs"]
 mod bench_agent;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::util::{functions, swml_schema_path, token_for, Call, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use voxguard_reference::{functions, swml_schema_path, token_for, Call, TestServer};
 use voxguard_swml::conformance::SchemaChecker;
 
 const STRANGER: &str = "+15550000000";

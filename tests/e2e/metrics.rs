@@ -1,10 +1,10 @@
 //! `/metrics` serves Prometheus text behind its own credentials, with bounded labels.
 
+use crate::util::{token_for, TestServer, PASSWORD, USER};
 use reqwest::StatusCode;
 use serde_json::json;
 use voxguard::guard::BasicCredentials;
 use voxguard::prelude::*;
-use voxguard_reference::{token_for, TestServer, PASSWORD, USER};
 
 const METRICS_USER: &str = "prometheus";
 const METRICS_PASSWORD: &str = "a-metrics-scrape-password-of-32+";

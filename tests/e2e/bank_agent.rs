@@ -6,14 +6,14 @@
 // `manual_is_multiple_of`: the example's `dollars` trips this lint on current clippy because the
 // root package does not declare its MSRV (1.85, before `is_multiple_of`); not this file's to fix.
 #[allow(dead_code, unknown_lints, clippy::manual_is_multiple_of)]
-#[path = "../examples/bank_agent.rs"]
+#[path = "../../examples/bank_agent.rs"]
 mod bank_agent;
 
 use std::sync::Arc;
 
+use crate::util::{functions, swml_schema_path, token_for, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use voxguard_reference::{functions, swml_schema_path, token_for, TestServer};
 use voxguard_swml::conformance::SchemaChecker;
 
 const JOHN: &str = "+15551234567";

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::util::bank_process::*;
+use crate::util::token_for;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use voxguard_reference::bank_process::*;
-use voxguard_reference::token_for;
 
 const CALLER: &str = "+15551234567";
 const RIGHT_PIN: &str = "4321";

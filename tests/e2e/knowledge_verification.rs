@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::util::{token_for, TestServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use voxguard::guard::{PinVault, SecretHash};
 use voxguard::prelude::*;
-use voxguard_reference::{token_for, TestServer};
 
 const CALLER: &str = "+15557654321";
 const SUBJECT: &str = "cust_kba";

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::util::bank_process::*;
+use crate::util::{functions, token_for, TestServer, PASSWORD, USER};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use reqwest::header::HeaderMap;
@@ -25,8 +27,6 @@ use voxguard::guard::{BasicCredentials, KeyRing, TokenKey};
 use voxguard::prelude::*;
 use voxguard::server::{ServerConfig, TlsConfig};
 use voxguard::AgentError;
-use voxguard_reference::bank_process::*;
-use voxguard_reference::{functions, token_for, TestServer, PASSWORD, USER};
 
 // ---------------------------------------------------------------------------------------------
 // Agents and request helpers

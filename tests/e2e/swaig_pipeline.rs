@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::util::{functions, swml_schema_path, token_for, TestServer, PASSWORD, USER};
 use reqwest::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -16,7 +17,6 @@ use serde_json::{json, Value};
 use voxguard::guard::{KeyRing, TokenKey};
 use voxguard::prelude::*;
 use voxguard::swml::{Connect, Hint, Pay, PayParameter, RecordCall};
-use voxguard_reference::{functions, swml_schema_path, token_for, TestServer, PASSWORD, USER};
 use voxguard_swml::conformance::SchemaChecker;
 
 const CALL_A: &str = "call-aaaa-0001";

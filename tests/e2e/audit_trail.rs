@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::util::{token_for, TestServer, PASSWORD, USER};
 use reqwest::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -11,7 +12,6 @@ use serde_json::{json, Value};
 use voxguard::guard::{AuditEvent, AuditKey, AuditRecord, BasicCredentials, PinVault};
 use voxguard::prelude::*;
 use voxguard::store::{AuditSink, Durability, SqliteAuditLog, StoreError};
-use voxguard_reference::{token_for, TestServer, PASSWORD, USER};
 
 const CALLER: &str = "+15551234567";
 const ADMIN_USER: &str = "operator";

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::util::bank_process::*;
+use crate::util::token_for;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use voxguard::guard::AuditKey;
 use voxguard::store::{Durability, SqliteAuditLog, AUDIT_DB_FILE_NAME};
-use voxguard_reference::bank_process::*;
-use voxguard_reference::token_for;
 
 const CUSTOMERS: [(&str, &str); 2] = [("+15551234567", "4321"), ("+15559876543", "8765")];
 

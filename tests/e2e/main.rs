@@ -1,0 +1,21 @@
+//! The end-to-end tests, compiled into one test binary (one link instead of one per file).
+//!
+//! Each module starts real servers on `127.0.0.1:0` (or the reference bank agent as a child
+//! process) and speaks real HTTP to them; the shared helpers live in `util`. Run one area with
+//! `cargo test --test e2e policies::`.
+#![forbid(unsafe_code)]
+
+mod util;
+
+mod access_hooks;
+mod anomalies;
+mod audit_trail;
+mod bank_agent;
+mod bench_agent;
+mod crash_durability;
+mod http_surface;
+mod knowledge_verification;
+mod log_redaction;
+mod metrics;
+mod policies;
+mod swaig_pipeline;
