@@ -132,7 +132,7 @@ impl Departments {
 }
 
 /// Agent-wide tool-call limits of the bank agent.
-pub type Limits = voxguard_reference::AgentLimits;
+pub type Limits = voxguard::AgentLimits;
 
 /// The protective defaults: 60 tool calls a minute per caller, 1,200 for everyone.
 pub const DEFAULT_LIMITS: Limits = Limits {

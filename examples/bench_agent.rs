@@ -102,7 +102,7 @@ pub const WIDE_TOOLS: [(&str, &str); 20] = [
 ];
 
 /// Agent-wide tool-call limits of the bench agents.
-pub type Limits = voxguard_reference::AgentLimits;
+pub type Limits = voxguard::AgentLimits;
 
 /// 6,000,000 a minute each: out of a load test's way, and not protective (see the module
 /// documentation).

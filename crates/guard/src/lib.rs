@@ -19,6 +19,7 @@ pub mod pin;
 pub mod policy;
 pub mod ratelimit;
 pub mod redact;
+pub mod refusal;
 pub mod sanitize;
 pub mod token;
 pub mod validate;
@@ -43,6 +44,7 @@ pub use policy::{
 };
 pub use ratelimit::{InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter};
 pub use redact::{Redactor, REDACTED};
+pub use refusal::{Reason, Refusal};
 pub use sanitize::{
     normalize, InjectionDetector, InjectionKind, InputGuard, InputRejection, DEFAULT_MAX_LEN,
 };

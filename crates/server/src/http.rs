@@ -19,13 +19,13 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
-use voxguard_guard::BasicCredentials;
+use voxguard_guard::{BasicCredentials, Reason, Refusal};
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::service::{
-    new_request_id, AccessHooks, AccessRecord, AdminService, AgentService, Reply, RequestInfo,
-    SecurityEvents,
+    new_request_id, AccessHooks, AccessRecord, AdminService, AgentRoutes, AgentService, Reply,
+    RequestInfo, SecurityEvents,
 };
 
 /// Paths that answer without credentials.
@@ -73,7 +73,7 @@ pub(crate) fn router(shared: Shared) -> Router {
             .route("/ready/detail", get(ready_detail));
     }
     for agent in shared.agents.iter() {
-        let [swml, swaig, swaig_slash, post_prompt] = agent_paths(agent.route());
+        let [swml, swaig, swaig_slash, post_prompt] = AgentRoutes::new(agent.route()).all();
         app = app
             .route(&swml, swml_route(agent.clone()))
             .route(&swaig, swaig_route(agent.clone(), Endpoint::Swaig))
@@ -98,24 +98,6 @@ pub(crate) fn router(shared: Shared) -> Router {
             response_policy,
         ))
         .with_state(shared)
-}
-
-/// The paths an agent on `route` answers: SWML, SWAIG (with and without a trailing slash) and
-/// the post-prompt summary. The one definition both the router and the start-up collision
-/// check use.
-pub fn agent_paths(route: &str) -> [String; 4] {
-    let base = route.trim_end_matches('/');
-    let swml = if base.is_empty() {
-        "/".to_string()
-    } else {
-        base.to_string()
-    };
-    [
-        swml,
-        format!("{base}/swaig"),
-        format!("{base}/swaig/"),
-        format!("{base}/post_prompt"),
-    ]
 }
 
 #[derive(Clone, Copy)]
@@ -153,11 +135,10 @@ fn swaig_route(agent: Arc<dyn AgentService>, endpoint: Endpoint) -> MethodRouter
             let body = match read_json(&shared, req).await {
                 Ok(Some(body)) => body,
                 Ok(None) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "empty_body",
+                    return refuse(Refusal::new(
+                        Reason::EmptyBody,
                         "The request body is empty; a JSON object is required.",
-                    )
+                    ))
                 }
                 Err(refusal) => return refusal,
             };
@@ -207,11 +188,10 @@ fn query_token(uri: &Uri) -> Option<String> {
 async fn read_json(shared: &Shared, req: Request) -> Result<Option<Value>, Response> {
     let limit = shared.config.body_limit;
     let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+        refuse(Refusal::new(
+            Reason::BodyTooLarge,
             "The request body is larger than this server accepts.",
-        )
+        ))
     };
     let declared = req
         .headers()
@@ -225,22 +205,20 @@ async fn read_json(shared: &Shared, req: Request) -> Result<Option<Value>, Respo
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
         Err(_) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "body_unreadable",
+            return Err(refuse(Refusal::new(
+                Reason::BodyUnreadable,
                 "The request body could not be read.",
-            ))
+            )))
         }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     serde_json::from_slice(&bytes).map(Some).map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
+        refuse(Refusal::new(
+            Reason::MalformedJson,
             "The request body is not valid JSON.",
-        )
+        ))
     })
 }
 
@@ -265,13 +243,9 @@ fn reply(reply: Reply) -> Response {
     response
 }
 
-/// A JSON error response: `{"error": reason, "response": sentence}`.
-pub(crate) fn error(status: StatusCode, reason: &str, sentence: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "error": reason, "response": sentence })),
-    )
-        .into_response()
+/// A JSON refusal: the reason's status with `{"error": reason, "response": sentence}`.
+pub(crate) fn refuse(refusal: Refusal) -> Response {
+    reply(Reply::from(refusal))
 }
 
 async fn health() -> Response {
@@ -299,11 +273,10 @@ async fn admin_emergency(State(shared): State<Shared>, req: Request) -> Response
     let info = request_info(&shared, &req);
     match read_json(&shared, req).await {
         Ok(Some(body)) => reply(admin.emergency(&info, body).await),
-        Ok(None) => error(
-            StatusCode::BAD_REQUEST,
-            "empty_body",
+        Ok(None) => refuse(Refusal::new(
+            Reason::EmptyBody,
             "The request body is empty; a JSON object is required.",
-        ),
+        )),
         Err(refusal) => refusal,
     }
 }
@@ -353,19 +326,17 @@ async fn metrics_endpoint(State(shared): State<Shared>) -> Response {
 }
 
 async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
+    refuse(Refusal::new(
+        Reason::NotFound,
         "There is nothing at this address.",
-    )
+    ))
 }
 
 async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+    refuse(Refusal::new(
+        Reason::MethodNotAllowed,
         "This address does not accept that HTTP method.",
-    )
+    ))
 }
 
 /// Basic auth for everything but [`PUBLIC_PATHS`]. Constant-time comparison lives in
@@ -392,10 +363,10 @@ pub(crate) async fn require_basic_auth(
         },
     };
     let outcome = match req.headers().get(header::AUTHORIZATION) {
-        None => Err("auth_required"),
+        None => Err(Reason::AuthRequired),
         Some(value) => expected
             .verify_header(value.as_bytes())
-            .map_err(|e| e.reason()),
+            .map_err(Reason::from),
     };
     match outcome {
         Ok(()) => next.run(req).await,
@@ -421,17 +392,16 @@ pub(crate) async fn require_basic_auth(
             tracing::warn!(
                 target: "voxguard::security",
                 event = "auth_failed",
-                reason,
+                reason = reason.as_str(),
                 client = ?client,
                 method = %req.method(),
                 path = ?req.uri().path(),
                 "request refused: missing or invalid credentials"
             );
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
+            let mut response = refuse(Refusal::new(
                 reason,
                 "Authentication is required to use this service.",
-            );
+            ));
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"voxguard\", charset=\"UTF-8\""),
@@ -446,11 +416,10 @@ async fn request_timeout(State(shared): State<Shared>, req: Request, next: Next)
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout = ?shared.config.request_timeout, "request timed out");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "request_timeout",
+            refuse(Refusal::new(
+                Reason::RequestTimeout,
                 "Sorry, that took too long. Please try again.",
-            )
+            ))
         }
     }
 }
@@ -544,23 +513,27 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     response
 }
 
+/// The JSON body for an error response produced without one (e.g. inside axum), keeping its
+/// status.
 fn generic_error(status: StatusCode) -> Response {
     let (reason, sentence) = match status {
-        StatusCode::BAD_REQUEST => ("bad_request", "The request could not be understood."),
-        StatusCode::NOT_FOUND => ("not_found", "There is nothing at this address."),
+        StatusCode::BAD_REQUEST => (Reason::BadRequest, "The request could not be understood."),
+        StatusCode::NOT_FOUND => (Reason::NotFound, "There is nothing at this address."),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            Reason::MethodNotAllowed,
             "This address does not accept that HTTP method.",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "body_too_large",
+            Reason::BodyTooLarge,
             "The request body is larger than this server accepts.",
         ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Send a JSON body."),
-        s if s.is_server_error() => ("internal_error", "Something went wrong on our side."),
-        _ => ("request_refused", "The request was refused."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (Reason::UnsupportedMediaType, "Send a JSON body."),
+        s if s.is_server_error() => (Reason::InternalError, "Something went wrong on our side."),
+        _ => (Reason::RequestRefused, "The request was refused."),
     };
-    error(status, reason, sentence)
+    let mut response = refuse(Refusal::new(reason, sentence));
+    *response.status_mut() = status;
+    response
 }
 
 fn merge_missing(target: &mut HeaderMap, source: HeaderMap) {

@@ -21,5 +21,6 @@ pub use config::{ConfigError, ServerConfig, TlsConfig};
 pub use metrics::Metrics;
 pub use serve::{shutdown_signal, BoundServer, ServeError, Server};
 pub use service::{
-    AccessHooks, AccessRecord, AdminService, AgentService, Reply, RequestInfo, SecurityEvents,
+    AccessHooks, AccessRecord, AdminService, AgentRoutes, AgentService, Reply, RequestInfo,
+    SecurityEvents,
 };

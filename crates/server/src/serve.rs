@@ -24,9 +24,9 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::ServerConfig;
-use crate::http::{agent_paths, router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
+use crate::http::{router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
-use crate::service::{AccessHooks, AdminService, AgentService, SecurityEvents};
+use crate::service::{AccessHooks, AdminService, AgentRoutes, AgentService, SecurityEvents};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,7 @@ impl Server {
         let known_paths: std::collections::HashSet<String> = self
             .agents
             .iter()
-            .flat_map(|agent| agent_paths(agent.route()))
+            .flat_map(|agent| AgentRoutes::new(agent.route()).all())
             .chain(
                 PUBLIC_PATHS
                     .iter()
@@ -193,7 +193,7 @@ fn check_routes(agents: &[Arc<dyn AgentService>]) -> Result<(), ServeError> {
         if route.len() > 1 && route.ends_with('/') {
             return Err(fail("a route must not end with '/'"));
         }
-        for path in agent_paths(route) {
+        for path in AgentRoutes::new(route).all() {
             if taken.contains_key(&path) {
                 return Err(fail(
                     if PUBLIC_PATHS.contains(&path.as_str()) || ADMIN_PATHS.contains(&path.as_str())

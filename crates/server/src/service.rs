@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use voxguard_guard::BasicCredentials;
+use voxguard_guard::{Reason, Refusal};
 
 /// An agent served on its own route.
 #[async_trait::async_trait]
@@ -117,16 +118,6 @@ impl Reply {
         }
     }
 
-    /// A refusal: `status` with `{"response": sentence, "error": reason}`.
-    pub fn refusal(status: u16, reason: &str, sentence: &str) -> Self {
-        Self {
-            status,
-            body: serde_json::json!({ "response": sentence, "error": reason }),
-            headers: Vec::new(),
-            call_id: None,
-        }
-    }
-
     /// Name the call this request belonged to (access log).
     pub fn with_call_id(mut self, call_id: Option<String>) -> Self {
         self.call_id = call_id;
@@ -137,6 +128,74 @@ impl Reply {
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
+    }
+}
+
+impl From<Refusal> for Reply {
+    /// The refusal's status and body, with `Retry-After` when it carries one.
+    fn from(refusal: Refusal) -> Self {
+        let mut reply = Self {
+            status: refusal.status(),
+            body: refusal.body(),
+            headers: Vec::new(),
+            call_id: None,
+        };
+        if let Some(secs) = refusal.retry_after_secs() {
+            reply.headers.push(("retry-after", secs.to_string()));
+        }
+        reply
+    }
+}
+
+/// The paths an agent on one route answers: SWML at the route, SWAIG at `{route}/swaig` (and
+/// with a trailing slash) and the end-of-call summary at `{route}/post_prompt`. The one
+/// definition that the router, the start-up collision check and SWML rendering all use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRoutes {
+    swml: String,
+    swaig: String,
+    post_prompt: String,
+}
+
+impl AgentRoutes {
+    /// The paths of an agent on `route` (`/`, `/bank`, `/a/b`).
+    pub fn new(route: &str) -> Self {
+        let base = route.trim_end_matches('/');
+        Self {
+            swml: if base.is_empty() {
+                "/".into()
+            } else {
+                base.into()
+            },
+            swaig: format!("{base}/swaig"),
+            post_prompt: format!("{base}/post_prompt"),
+        }
+    }
+
+    /// Where the SWML document is fetched.
+    pub fn swml(&self) -> &str {
+        &self.swml
+    }
+
+    /// Where SWAIG function calls are posted.
+    pub fn swaig(&self) -> &str {
+        &self.swaig
+    }
+
+    /// Where the end-of-call summary is posted.
+    pub fn post_prompt(&self) -> &str {
+        &self.post_prompt
+    }
+
+    /// Every path the router answers for the agent: SWML, SWAIG, SWAIG with a trailing slash,
+    /// post-prompt.
+    pub fn all(&self) -> [String; 4] {
+        [
+            self.swml.clone(),
+            self.swaig.clone(),
+            format!("{}/", self.swaig),
+            self.post_prompt.clone(),
+        ]
     }
 }
 
@@ -151,7 +210,7 @@ pub trait SecurityEvents: Send + Sync + 'static {
         client: SocketAddr,
         method: &str,
         path: &str,
-        reason: &str,
+        reason: Reason,
         request_id: &str,
     );
 }
@@ -208,6 +267,20 @@ pub(crate) fn new_request_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::AgentRoutes;
+
+    #[test]
+    fn routes_have_one_definition() {
+        let root = AgentRoutes::new("/");
+        assert_eq!(root.all(), ["/", "/swaig", "/swaig/", "/post_prompt"]);
+        let bank = AgentRoutes::new("/bank");
+        assert_eq!(
+            (bank.swml(), bank.swaig(), bank.post_prompt()),
+            ("/bank", "/bank/swaig", "/bank/post_prompt")
+        );
+        assert_eq!(bank.all()[2], "/bank/swaig/");
+    }
+
     #[test]
     fn request_ids_are_letters_and_distinct() {
         let a = super::new_request_id();

@@ -2,7 +2,7 @@
 //!
 //! Owns the *declaration* of an agent and checks it once at build time (route form, tool
 //! names, duplicate tools, tool schemas), so that serving never meets a half-valid agent. It
-//! does not render SWML (`render`) or handle requests (`dispatch`).
+//! does not render SWML (`render`) or handle requests (`pipeline`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,7 +14,7 @@ use voxguard_swml::{Hint, Language, PomSection, PostPromptRequest, RecordCall, F
 
 use crate::context::CallContext;
 use crate::tool::{Tool, ToolError};
-use crate::verification::{LockoutAction, VerificationPolicy};
+use crate::verify_policy::{LockoutAction, VerificationPolicy};
 use voxguard_guard::{InvalidRateLimit, RateLimit, RateLimiter, TransferAllowList};
 
 /// The function name that post-prompt (summary) tokens are bound to. Tool names may not
@@ -50,9 +50,35 @@ pub(crate) struct AgentDef {
     pub(crate) tools: Vec<Tool>,
     pub(crate) tool_index: HashMap<String, usize>,
     pub(crate) on_summary: Option<SummaryHandler>,
-    pub(crate) verification: VerificationPolicy,
+    pub(crate) verification: Arc<VerificationPolicy>,
     pub(crate) transfers: TransferAllowList,
-    pub(crate) limiter: RateLimiter,
+    pub(crate) limits: Limits,
+}
+
+/// The agent's rate limits, checked at build time; each runtime builds its limiter from them
+/// (with the runtime's clock).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Limits {
+    caller: Option<RateLimit>,
+    global: Option<RateLimit>,
+    tools: Vec<(String, RateLimit)>,
+}
+
+impl Limits {
+    /// A fresh limiter enforcing these limits.
+    pub(crate) fn limiter(&self) -> RateLimiter {
+        let mut limiter = RateLimiter::default();
+        if let Some(limit) = self.caller {
+            limiter = limiter.per_caller(limit);
+        }
+        if let Some(limit) = self.global {
+            limiter = limiter.global(limit);
+        }
+        for (tool, limit) in &self.tools {
+            limiter = limiter.tool(tool, *limit);
+        }
+        limiter
+    }
 }
 
 impl std::fmt::Debug for Agent {
@@ -352,16 +378,16 @@ impl AgentBuilder {
             what,
             error: error.to_string(),
         };
-        let mut limiter = RateLimiter::default();
+        let mut limits = Limits::default();
         if let Some(limit) = &self.caller_limit {
-            limiter = limiter.per_caller(
+            limits.caller = Some(
                 *limit
                     .as_ref()
                     .map_err(|e| limit_error("per-caller limit".into(), e))?,
             );
         }
         if let Some(limit) = &self.global_limit {
-            limiter = limiter.global(
+            limits.global = Some(
                 *limit
                     .as_ref()
                     .map_err(|e| limit_error("global limit".into(), e))?,
@@ -404,7 +430,7 @@ impl AgentBuilder {
                 let limit = limit
                     .as_ref()
                     .map_err(|e| limit_error(format!("tool {:?}", tool.name), e))?;
-                limiter = limiter.tool(&tool.name, *limit);
+                limits.tools.push((tool.name.clone(), *limit));
             }
         }
         if let Some(missing) = self
@@ -434,9 +460,9 @@ impl AgentBuilder {
                 tools: self.tools,
                 tool_index,
                 on_summary: self.on_summary,
-                verification: self.verification,
+                verification: Arc::new(self.verification),
                 transfers,
-                limiter,
+                limits,
             }),
         })
     }

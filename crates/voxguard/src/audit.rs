@@ -1,28 +1,38 @@
 //! Where an audit event is written: [`Auditor::record`].
 //!
 //! Owns turning what the runtime decided (a refusal, a tool call and its outcome, a
-//! verification, an emergency toggle, a refused login) into an [`AuditEvent`] — caller masked to
-//! its last four digits, arguments passed through the redactor — and appending it to the
-//! configured [`AuditSink`] *before* the response that depends on it is sent. Without a sink
-//! nothing is recorded (the security log line is still written by the caller).
+//! verification, an emergency toggle, a refused login) into an [`AuditEvent`] — stamped by the
+//! runtime's one clock, caller masked to its last four digits, arguments passed through the
+//! redactor — and appending it to the configured [`AuditSink`] *before* the response that
+//! depends on it is sent. Without a sink nothing is recorded (the security log line is still
+//! written by the caller). It must not decide outcomes: callers pass typed kinds and outcomes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use voxguard_guard::{Anomaly, AnomalyDetector, AuditEvent, Redactor};
+use voxguard_guard::{
+    Anomaly, AnomalyDetector, AuditEvent, AuditKind, Clock, Outcome, Reason, Redactor, SystemClock,
+};
 use voxguard_server::{Metrics, SecurityEvents};
 use voxguard_store::AuditSink;
 
-/// The audit trail of a runtime: a sink (or none) and the redactor applied to arguments.
-#[derive(Clone, Default)]
+/// The audit trail of a runtime: a sink (or none), the clock that stamps events and the
+/// redactor applied to arguments.
+#[derive(Clone)]
 pub(crate) struct Auditor {
     sink: Option<Arc<dyn AuditSink>>,
+    clock: Arc<dyn Clock>,
     redactor: Redactor,
     pub(crate) metrics: Metrics,
     detector: Option<Arc<AnomalyDetector>>,
     on_anomaly: Option<AnomalyCallback>,
+}
+
+impl Default for Auditor {
+    fn default() -> Self {
+        Self::new(None, Arc::new(SystemClock), Metrics::new(), None, None)
+    }
 }
 
 /// What `Runtime::on_anomaly` registers.
@@ -39,12 +49,14 @@ pub(crate) struct AuditUnavailable;
 impl Auditor {
     pub(crate) fn new(
         sink: Option<Arc<dyn AuditSink>>,
+        clock: Arc<dyn Clock>,
         metrics: Metrics,
         detector: Option<Arc<AnomalyDetector>>,
         on_anomaly: Option<AnomalyCallback>,
     ) -> Self {
         Self {
             sink,
+            clock,
             redactor: Redactor::new(),
             metrics,
             detector,
@@ -74,13 +86,11 @@ impl Auditor {
         }
     }
 
-    /// A blank event of `kind`, stamped now.
-    pub(crate) fn event(kind: &str) -> AuditEvent {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        AuditEvent::new(kind, now)
+    /// A blank event of `kind` with `outcome`, stamped now by the runtime's clock.
+    pub(crate) fn event(&self, kind: AuditKind, outcome: Outcome) -> AuditEvent {
+        let mut event = AuditEvent::new(kind, self.clock.now_ms());
+        event.outcome = Some(outcome);
+        event
     }
 
     /// Redacted copy of tool arguments for the record; `extra` names are masked on top of the
@@ -135,13 +145,12 @@ impl SecurityEvents for AuthEvents {
         client: SocketAddr,
         method: &str,
         path: &str,
-        reason: &str,
+        reason: Reason,
         request_id: &str,
     ) {
-        self.0.metrics.refusal(reason);
-        let mut event = Auditor::event("auth_failed");
-        event.outcome = Some("refused".into());
-        event.reason = Some(reason.into());
+        self.0.metrics.refusal(reason.as_str());
+        let mut event = self.0.event(AuditKind::AuthFailed, Outcome::Refused);
+        event.reason = Some(reason.as_str().into());
         event.source = Some(client.ip().to_string());
         event.request_id = Some(request_id.into());
         event.function = Some(format!("{method} {}", self.0.redactor.redact_text(path)));

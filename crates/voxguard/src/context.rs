@@ -3,17 +3,25 @@
 //! Owns the boundary between untrusted call data and trusted state. Caller number, name and
 //! `global_data` come from the platform (and, through the conversation, from the caller and
 //! the LLM): they are context, never proof. The [`Session`] is server-side state keyed by the
-//! call (agent + call_id) in a [`SessionStore`]; verification flags and counters belong there.
+//! call (agent + call_id + SWML render) in a [`SessionStore`]; verification flags and counters
+//! belong there. It must not run policies or verification itself (`pipeline`, `verification`),
+//! and it depends on nothing above it: session failures are [`SessionError`]s, which a handler's
+//! `?` turns into a `ToolError`.
 
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use voxguard_store::SessionStore;
+use voxguard_store::{SessionStore, StoreError};
 
-use crate::tool::ToolError;
-use crate::verification::VerifyServices;
+use crate::services::Services;
+use crate::verify_policy::VerificationPolicy;
+
+/// Session key holding the role granted by a verification (runtime-internal).
+pub(crate) const ROLE_KEY: &str = "__vg.role";
+/// Session key holding the verified subject (runtime-internal).
+pub(crate) const SUBJECT_KEY: &str = "__vg.subject";
 
 /// Everything a handler may use about the current call.
 #[derive(Clone)]
@@ -24,7 +32,8 @@ pub struct CallContext {
 #[derive(Clone)]
 struct Inner {
     agent: String,
-    services: Arc<VerifyServices>,
+    services: Arc<Services>,
+    policy: Arc<VerificationPolicy>,
     call_id: String,
     caller_number: Option<String>,
     caller_name: Option<String>,
@@ -43,8 +52,9 @@ impl std::fmt::Debug for CallContext {
 }
 
 impl CallContext {
-    /// A context for `call_id` of `agent`, with its session in `store`. The runtime builds one
-    /// per SWAIG request; build your own to unit-test a handler.
+    /// A context for `call_id` of `agent`, with its session in `store`, the system clock, an
+    /// in-memory attempt store and the default verification policy. The runtime builds one per
+    /// SWAIG request; build your own to unit-test a handler.
     pub fn new(agent: &str, call_id: impl Into<String>, store: Arc<dyn SessionStore>) -> Self {
         let call_id = call_id.into();
         let scope = format!("{agent}/{call_id}");
@@ -53,26 +63,33 @@ impl CallContext {
             call_id,
             scope,
             store,
-            Arc::new(VerifyServices::default()),
+            Arc::new(Services::default()),
+            Arc::new(VerificationPolicy::default()),
         )
     }
 
     /// A context whose session lives under `scope` (the runtime scopes sessions by agent, call
-    /// and SWML render, see `dispatch`).
+    /// and SWML render, see `pipeline`).
     pub(crate) fn with_services(
         agent: &str,
         call_id: impl Into<String>,
         scope: String,
         store: Arc<dyn SessionStore>,
-        services: Arc<VerifyServices>,
+        services: Arc<Services>,
+        policy: Arc<VerificationPolicy>,
     ) -> Self {
-        let call_id = call_id.into();
+        let session = Session {
+            scope,
+            store,
+            services: services.clone(),
+        };
         Self {
             inner: Arc::new(Inner {
                 agent: agent.to_string(),
                 services,
-                session: Session { scope, store },
-                call_id,
+                policy,
+                session,
+                call_id: call_id.into(),
                 caller_number: None,
                 caller_name: None,
                 global_data: Map::new(),
@@ -106,8 +123,14 @@ impl CallContext {
         &self.inner.agent
     }
 
-    pub(crate) fn verify_services(&self) -> &VerifyServices {
+    /// The runtime's shared services (clock, attempts, vault, hashers, auditor).
+    pub(crate) fn services(&self) -> &Services {
         &self.inner.services
+    }
+
+    /// The agent's verification policy.
+    pub(crate) fn verification_policy(&self) -> &VerificationPolicy {
+        &self.inner.policy
     }
 
     /// The platform's call id.
@@ -142,16 +165,30 @@ impl CallContext {
     }
 }
 
-/// Typed, server-side state for one call, persisted in the agent's [`SessionStore`].
+/// Why a session read or write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session store failed.
+    #[error("session store failed: {0}")]
+    Store(#[from] StoreError),
+    /// A session value could not be converted. (The serde message, which can quote values,
+    /// is only reachable through `source()`.)
+    #[error("session value has an unexpected shape")]
+    Shape(#[from] serde_json::Error),
+}
+
+/// Typed, server-side state for one call, persisted in the agent's [`SessionStore`]. Expiry is
+/// decided by the runtime's clock.
 #[derive(Clone)]
 pub struct Session {
     scope: String,
     store: Arc<dyn SessionStore>,
+    services: Arc<Services>,
 }
 
 impl Session {
     /// Read `key` as `T` (`None` when unset).
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ToolError> {
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         match self.store.get(&self.scope, key).await? {
             None => Ok(None),
             Some(value) => Ok(Some(serde_json::from_value(value)?)),
@@ -159,31 +196,35 @@ impl Session {
     }
 
     /// Store `value` under `key`.
-    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), ToolError> {
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), SessionError> {
         let value = serde_json::to_value(value)?;
         self.store.set(&self.scope, key, &value).await?;
         Ok(())
     }
 
     /// Whether the boolean flag `key` is set to `true`.
-    pub async fn flag(&self, key: &str) -> Result<bool, ToolError> {
+    pub async fn flag(&self, key: &str) -> Result<bool, SessionError> {
         Ok(self.get::<bool>(key).await?.unwrap_or(false))
     }
 
     /// Remove `key` and return its value, atomically: of several concurrent takes, only one
     /// gets the value.
-    pub async fn take(&self, key: &str) -> Result<Option<Value>, ToolError> {
+    pub async fn take(&self, key: &str) -> Result<Option<Value>, SessionError> {
         Ok(self.store.take(&self.scope, key).await?)
     }
 
     /// Remove `key`.
-    pub async fn remove(&self, key: &str) -> Result<(), ToolError> {
+    pub async fn remove(&self, key: &str) -> Result<(), SessionError> {
         self.store.remove(&self.scope, key).await?;
         Ok(())
     }
 
     /// Remove everything stored for this call.
-    pub async fn clear(&self) -> Result<(), ToolError> {
+    pub async fn clear(&self) -> Result<(), SessionError> {
         self.store.clear(&self.scope).await?;
         Ok(())
     }

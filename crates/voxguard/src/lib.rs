@@ -21,33 +21,40 @@
 //! ```
 //!
 //! Where things happen: Basic auth — `voxguard_server::http::require_basic_auth`; function
-//! tokens minted — [`render`](crate) at SWML time, checked — `dispatch::check_token`; argument
-//! validation — `voxguard_guard::ArgValidator`.
+//! tokens minted — `render` at SWML time, checked — `pipeline::check_token`; argument
+//! validation — `voxguard_guard::ArgValidator`; audit events written — `audit::Auditor::record`,
+//! called from the one wrapper `pipeline::Pipeline::audited`. Module dependencies point one way:
+//! `runtime` → `admin`, `config`, `pipeline` → `render` → `agent` → `tool` → `context` →
+//! `services` → `audit`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admin;
 mod agent;
 mod audit;
+mod config;
 mod context;
-mod dispatch;
+mod limits;
 pub mod logging;
+mod pipeline;
 mod render;
 mod runtime;
+mod services;
 mod tool;
 mod verification;
+mod verify_policy;
 
 pub use agent::{Agent, AgentBuilder, AgentError};
-pub use context::{CallContext, Session};
-pub use dispatch::{reasons, UNDECLARED_FIELD};
+pub use config::{open_audit_log_from_env, RuntimeError};
+pub use context::{CallContext, Session, SessionError};
+pub use limits::{AgentLimits, LimitsError};
 pub use logging::{redacting_writer, RedactingWriter};
-pub use runtime::{
-    emergency_from_lookup, keys_from_lookup, open_audit_log_from_env, KeySettings, Running,
-    Runtime, RuntimeError,
-};
+pub use pipeline::{CONFIRMATION_WINDOW_SECS, UNDECLARED_FIELD};
+pub use runtime::{Running, Runtime};
 pub use tool::{Tool, ToolError, ToolResult};
-pub use verification::{
-    CallerAllowList, CallerEntry, LockoutAction, Verification, VerificationPolicy, VerifyOutcome,
-};
+pub use verification::{Verification, VerifyOutcome};
+pub use verify_policy::{CallerAllowList, CallerEntry, LockoutAction, VerificationPolicy};
+pub use voxguard_guard::{Reason, Refusal};
 
 pub use voxguard_guard as guard;
 pub use voxguard_server as server;
@@ -82,8 +89,8 @@ pub fn init_tracing() {
 /// The items most agents need.
 pub mod prelude {
     pub use crate::{
-        Agent, CallContext, CallerAllowList, LockoutAction, Runtime, Tool, ToolError, ToolResult,
-        VerificationPolicy,
+        Agent, AgentLimits, CallContext, CallerAllowList, LockoutAction, Runtime, Tool, ToolError,
+        ToolResult, VerificationPolicy,
     };
     pub use voxguard_swml::{FunctionResult, Language, PomSection};
 }

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 use voxguard_guard::KeyRing;
-use voxguard_server::RequestInfo;
+use voxguard_server::{AgentRoutes, RequestInfo};
 use voxguard_swml::{
     Ai, Answer, Document, PostPrompt, Prompt, Swaig, SwaigDefaults, SwaigFunction, SwmlRequest,
     Verb,
@@ -19,14 +19,14 @@ use crate::agent::{Agent, PromptDef, POST_PROMPT_FUNCTION};
 /// Render the SWML document for `call_id`.
 pub(crate) fn render(agent: &Agent, keys: &KeyRing, info: &RequestInfo, call_id: &str) -> Document {
     let def = &agent.inner;
-    let base = def.route.trim_end_matches('/');
+    let routes = AgentRoutes::new(&def.route);
     // One id per render: the tokens of this document share a server-side session that a later
-    // render for the same call cannot reach (see dispatch::session_scope).
+    // render for the same call cannot reach (see pipeline::session_scope).
     let render_id = {
         use rand::Rng;
         format!("{:032x}", rand::thread_rng().gen::<u128>())
     };
-    let swaig_path = format!("{base}/swaig");
+    let swaig_path = routes.swaig();
     let functions = def
         .tools
         .iter()
@@ -34,7 +34,7 @@ pub(crate) fn render(agent: &Agent, keys: &KeyRing, info: &RequestInfo, call_id:
             let compiled = tool.compiled.as_ref().ok()?;
             let web_hook_url = tool.secure.then(|| {
                 let token = keys.mint_with_session(call_id, &tool.name, &render_id);
-                info.webhook_url(&swaig_path, &[("__token", &token)])
+                info.webhook_url(swaig_path, &[("__token", &token)])
             });
             Some(SwaigFunction {
                 function: tool.name.clone(),
@@ -54,7 +54,7 @@ pub(crate) fn render(agent: &Agent, keys: &KeyRing, info: &RequestInfo, call_id:
         .collect::<Vec<_>>();
     let swaig = (!functions.is_empty()).then(|| Swaig {
         defaults: Some(SwaigDefaults {
-            web_hook_url: Some(info.webhook_url(&swaig_path, &[])),
+            web_hook_url: Some(info.webhook_url(swaig_path, &[])),
         }),
         functions,
     });
@@ -70,7 +70,7 @@ pub(crate) fn render(agent: &Agent, keys: &KeyRing, info: &RequestInfo, call_id:
     };
     let post_prompt_url = def.on_summary.as_ref().map(|_| {
         let token = keys.mint_with_session(call_id, POST_PROMPT_FUNCTION, &render_id);
-        info.webhook_url(&format!("{base}/post_prompt"), &[("__token", &token)])
+        info.webhook_url(routes.post_prompt(), &[("__token", &token)])
     });
     let ai = Ai {
         prompt,

@@ -1,273 +1,28 @@
-//! The runtime: configuration, token keys, session store and agents, served by
-//! `voxguard-server`.
+//! The runtime: agents plus everything they share, served by `voxguard-server`.
 //!
-//! Owns start-up decisions: reading `VOXGUARD_TOKEN_KEY` (and previous keys for rotation),
-//! refusing to start in production without strong credentials or a configured key, announcing
-//! generated credentials once, and binding each [`Agent`] to the shared [`KeyRing`] and
-//! [`SessionStore`] as an [`AgentService`].
+//! Owns start-up: the one clock, the stores, the audit sink, anomaly rules and access hooks are
+//! gathered by the [`Runtime`] builder; [`Runtime::bind`] announces generated credentials once,
+//! builds the shared [`Services`] and binds each [`Agent`] into a `Pipeline` (the server's
+//! `AgentService`), and keeps the maintenance task running while the server serves. Reading the
+//! environment is `config`'s job; the request path is `pipeline`'s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-use voxguard_guard::{Anomaly, AnomalyDetector, AnomalyRules, AuditKey};
 use voxguard_guard::{
-    Clock, CredentialSource, EmergencyState, EmergencySwitch, InputGuard, KeyError, KeyRing,
-    PinVault, SystemClock, TokenKey,
+    Anomaly, AnomalyDetector, AnomalyRules, Clock, CredentialSource, EmergencySwitch, InputGuard,
+    KeyRing, PinVault, SystemClock,
 };
-use voxguard_server::{
-    AccessHooks, AccessRecord, AdminService, AgentService, BoundServer, ConfigError, Metrics,
-    Reply, RequestInfo, ServeError, Server, ServerConfig,
-};
-use voxguard_store::{
-    AttemptStore, AuditSink, Durability, MemoryStore, SessionStore, SqliteAuditLog,
-};
+use voxguard_server::{AccessHooks, AccessRecord, BoundServer, Metrics, Server, ServerConfig};
+use voxguard_store::{AttemptStore, AuditSink, MemoryStore, SessionStore};
 
+use crate::admin::Admin;
 use crate::agent::Agent;
 use crate::audit::{AnomalyCallback, Auditor, AuthEvents};
-use crate::dispatch::{self, reasons, valid_call_id};
-use crate::render;
-use crate::verification::VerifyServices;
-
-/// Why the runtime could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// Server configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A token key is invalid.
-    #[error("{name}: {source}")]
-    Key {
-        /// The variable.
-        name: &'static str,
-        /// What is wrong.
-        source: KeyError,
-    },
-    /// Production mode needs a configured token key.
-    #[error("VOXGUARD_ENV=production requires VOXGUARD_TOKEN_KEY (base64, at least 32 bytes; e.g. `openssl rand -base64 32`) so that every replica accepts the same tokens")]
-    MissingKeyInProduction,
-    /// Two agents share a name (names scope sessions and logs).
-    #[error("two agents are named {0:?}; give each agent its own name")]
-    DuplicateAgent(String),
-    /// The audit trail cannot be configured or opened.
-    #[error("{0}")]
-    Audit(String),
-    /// Invalid emergency mode value.
-    #[error("VOXGUARD_EMERGENCY_MODE={0:?} is not valid: true or false")]
-    InvalidEmergency(String),
-    /// Invalid token lifetime.
-    #[error("VOXGUARD_TOKEN_TTL_SECS={0:?} is not valid: a whole number of seconds between 60 and 86400")]
-    InvalidTtl(String),
-    /// The server could not start.
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-}
-
-/// Token keys resolved from the environment.
-pub struct KeySettings {
-    /// The key ring.
-    pub keys: KeyRing,
-    /// Whether the current key was generated because none was configured.
-    pub generated: bool,
-}
-
-/// Read `VOXGUARD_TOKEN_KEY`, `VOXGUARD_TOKEN_KEYS_PREVIOUS` (comma-separated) and
-/// `VOXGUARD_TOKEN_TTL_SECS` through `lookup`.
-pub fn keys_from_lookup(
-    lookup: impl Fn(&str) -> Option<String>,
-    production: bool,
-) -> Result<KeySettings, RuntimeError> {
-    let get = |name: &str| {
-        lookup(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let (current, generated) = match get("VOXGUARD_TOKEN_KEY") {
-        Some(text) => (
-            TokenKey::from_base64(&text).map_err(|source| RuntimeError::Key {
-                name: "VOXGUARD_TOKEN_KEY",
-                source,
-            })?,
-            false,
-        ),
-        None if production => return Err(RuntimeError::MissingKeyInProduction),
-        None => (TokenKey::generate(), true),
-    };
-    let mut previous = Vec::new();
-    for text in get("VOXGUARD_TOKEN_KEYS_PREVIOUS")
-        .iter()
-        .flat_map(|v| v.split(','))
-    {
-        let text = text.trim();
-        if !text.is_empty() {
-            previous.push(
-                TokenKey::from_base64(text).map_err(|source| RuntimeError::Key {
-                    name: "VOXGUARD_TOKEN_KEYS_PREVIOUS",
-                    source,
-                })?,
-            );
-        }
-    }
-    let mut keys = KeyRing::new(current).with_previous(previous);
-    if let Some(ttl) = get("VOXGUARD_TOKEN_TTL_SECS") {
-        match ttl.parse::<u64>() {
-            Ok(secs) if (60..=86_400).contains(&secs) => {
-                keys = keys.with_ttl(Duration::from_secs(secs))
-            }
-            _ => return Err(RuntimeError::InvalidTtl(ttl)),
-        }
-    }
-    Ok(KeySettings { keys, generated })
-}
-
-/// Open the SQLite audit trail in `dir` (`dir/audit.db`, a database of its own so its
-/// durability setting does not slow call sessions), configured by `VOXGUARD_AUDIT_DURABILITY`
-/// (`normal`: survives a process crash or `kill -9`; `fsync`: also a power loss, with group
-/// commit), `VOXGUARD_AUDIT_KEY` (base64 HMAC key, ≥ 32 bytes, for signed checkpoints that make
-/// truncation detectable; required in production) and `VOXGUARD_AUDIT_CHECKPOINT_EVERY`
-/// (records between checkpoints, default 100).
-pub async fn open_audit_log_from_env(
-    dir: impl AsRef<std::path::Path>,
-    production: bool,
-) -> Result<SqliteAuditLog, RuntimeError> {
-    let get = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let durability = match get("VOXGUARD_AUDIT_DURABILITY")
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("normal") => Durability::Normal,
-        Some("fsync") => Durability::Fsync,
-        Some(other) => {
-            return Err(RuntimeError::Audit(format!(
-                "VOXGUARD_AUDIT_DURABILITY={other:?} is not valid: normal or fsync"
-            )))
-        }
-    };
-    let key = match get("VOXGUARD_AUDIT_KEY") {
-        Some(text) => Some(
-            AuditKey::from_base64(&text)
-                .map_err(|e| RuntimeError::Audit(format!("VOXGUARD_AUDIT_KEY: {e}")))?,
-        ),
-        None if production => {
-            return Err(RuntimeError::Audit(
-                "VOXGUARD_ENV=production requires VOXGUARD_AUDIT_KEY (base64, at least 32 bytes) so that truncating the audit trail is detectable".into(),
-            ))
-        }
-        None => {
-            tracing::warn!("VOXGUARD_AUDIT_KEY is not set: audit checkpoints are not signed, so deleting the newest audit records would go unnoticed");
-            None
-        }
-    };
-    let every = match get("VOXGUARD_AUDIT_CHECKPOINT_EVERY") {
-        None => 100,
-        Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            RuntimeError::Audit(format!(
-                "VOXGUARD_AUDIT_CHECKPOINT_EVERY={v:?} is not valid: a whole number greater than 0"
-            ))
-        })?,
-    };
-    SqliteAuditLog::open_in_dir(dir, durability, key, every)
-        .await
-        .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))
-}
-
-/// Read `VOXGUARD_EMERGENCY_MODE` (true/false) and `VOXGUARD_EMERGENCY_TOOLS` (comma-separated
-/// tool names; unset = every sensitive tool) through `lookup`.
-pub fn emergency_from_lookup(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<EmergencyState, RuntimeError> {
-    let enabled = match lookup("VOXGUARD_EMERGENCY_MODE")
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("") | Some("false") | Some("0") | Some("off") | Some("no") => false,
-        Some("true") | Some("1") | Some("on") | Some("yes") => true,
-        Some(other) => return Err(RuntimeError::InvalidEmergency(other.to_string())),
-    };
-    let tools = lookup("VOXGUARD_EMERGENCY_TOOLS")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string)
-                .collect::<std::collections::BTreeSet<_>>()
-        })
-        .filter(|set| !set.is_empty());
-    Ok(EmergencyState { enabled, tools })
-}
-
-/// The operator endpoints: the emergency switch and readiness detail.
-struct Admin {
-    emergency: Arc<EmergencySwitch>,
-    auditor: Auditor,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmergencyRequest {
-    enabled: bool,
-    #[serde(default)]
-    tools: Option<Vec<String>>,
-}
-
-#[async_trait::async_trait]
-impl AdminService for Admin {
-    async fn emergency(&self, request: &RequestInfo, body: Value) -> Reply {
-        // Only a JSON object: serde would also read a struct from an array such as [true].
-        let parsed = match body {
-            Value::Object(_) => serde_json::from_value::<EmergencyRequest>(body).ok(),
-            _ => None,
-        };
-        let Some(change) = parsed else {
-            return Reply::refusal(
-                400,
-                reasons::INVALID_REQUEST,
-                "Send {\"enabled\": true|false, \"tools\": [names] (optional; default every sensitive tool)}.",
-            );
-        };
-        let next = EmergencyState {
-            enabled: change.enabled,
-            tools: change
-                .tools
-                .map(|t| t.into_iter().collect())
-                .filter(|t: &std::collections::BTreeSet<String>| !t.is_empty()),
-        };
-        let mut event = Auditor::event("emergency_toggled");
-        event.outcome = Some(if next.enabled { "enabled" } else { "disabled" }.into());
-        event.arguments = Some(serde_json::json!({ "enabled": next.enabled, "tools": next.tools }));
-        event.source = Some(request.client.ip().to_string());
-        event.request_id = Some(request.request_id.clone());
-        if self.auditor.record(event).await.is_err() {
-            return Reply::refusal(
-                503,
-                reasons::AUDIT_UNAVAILABLE,
-                "The change could not be recorded, so it was not made.",
-            );
-        }
-        let previous = self.emergency.set(next.clone());
-        tracing::warn!(
-            target: "voxguard::security",
-            event = "emergency_toggled",
-            enabled = next.enabled,
-            tools = ?next.tools,
-            was_enabled = previous.enabled,
-            client = %request.client,
-            request_id = %request.request_id,
-            "emergency switch changed"
-        );
-        Reply::ok(serde_json::json!({ "emergency": next, "previous": previous }))
-    }
-
-    async fn detail(&self) -> Value {
-        serde_json::json!({ "emergency": self.emergency.state() })
-    }
-}
+use crate::config::{emergency_from_lookup, keys_from_lookup, RuntimeError};
+use crate::pipeline::Pipeline;
+use crate::services::{Hashers, Services};
 
 /// Agents plus everything they share, ready to serve.
 pub struct Runtime {
@@ -460,6 +215,7 @@ impl Runtime {
         let detector = Arc::new(AnomalyDetector::new(self.anomaly_rules.clone()));
         let auditor = Auditor::new(
             self.audit.clone(),
+            self.clock.clone(),
             metrics.clone(),
             Some(detector),
             self.on_anomaly.clone(),
@@ -482,28 +238,30 @@ impl Runtime {
         {
             return Err(RuntimeError::DuplicateAgent(dup.name().to_string()));
         }
-        let maintenance = spawn_maintenance(self.store.clone(), self.agents.clone());
+        let services = Arc::new(Services {
+            clock: self.clock.clone(),
+            attempts: self.attempts.clone(),
+            vault: PinVault::default(),
+            hashers: Hashers::per_core(),
+            auditor: auditor.clone(),
+        });
         let input_guard = InputGuard::new();
-        let hashers = crate::verification::Hashers::per_core();
+        let mut pipelines = Vec::with_capacity(self.agents.len());
         for agent in self.agents {
-            let services = Arc::new(VerifyServices {
-                attempts: self.attempts.clone(),
-                clock: self.clock.clone(),
-                vault: PinVault::default(),
+            let pipeline = Arc::new(Pipeline {
+                limiter: agent.inner.limits.limiter(),
                 policy: agent.inner.verification.clone(),
-                hashers: hashers.clone(),
-                auditor: auditor.clone(),
-            });
-            server = server.agent(Arc::new(AgentRuntime {
                 agent,
                 keys: self.keys.clone(),
                 store: self.store.clone(),
-                services,
+                services: services.clone(),
                 emergency: self.emergency.clone(),
                 input_guard: input_guard.clone(),
-                auditor: auditor.clone(),
-            }));
+            });
+            server = server.agent(pipeline.clone());
+            pipelines.push(pipeline);
         }
+        let maintenance = spawn_maintenance(self.store.clone(), pipelines);
         let bound = server.bind().await?;
         // Install the signal handlers now, before anyone is told the server is up.
         let signal = Box::pin(voxguard_server::shutdown_signal());
@@ -556,7 +314,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// Background upkeep: purge expired sessions (so nothing about a call outlives its TTL, in
 /// memory or on disk) and forget rate-limit state of callers that went quiet.
-fn spawn_maintenance(store: Arc<dyn SessionStore>, agents: Vec<Agent>) -> Upkeep {
+fn spawn_maintenance(store: Arc<dyn SessionStore>, pipelines: Vec<Arc<Pipeline>>) -> Upkeep {
     Upkeep(tokio::spawn(async move {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -567,8 +325,8 @@ fn spawn_maintenance(store: Arc<dyn SessionStore>, agents: Vec<Agent>) -> Upkeep
                 Ok(purged) => tracing::debug!(purged, "expired sessions purged"),
                 Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
             }
-            for agent in &agents {
-                agent.inner.limiter.retain_recent();
+            for pipeline in &pipelines {
+                pipeline.limiter.retain_recent();
             }
         }
     }))
@@ -604,61 +362,5 @@ impl Running {
         } = self;
         bound.serve_until(shutdown).await;
         drop(maintenance);
-    }
-}
-
-/// An agent bound to the runtime's keys and store.
-pub(crate) struct AgentRuntime {
-    pub(crate) agent: Agent,
-    pub(crate) keys: KeyRing,
-    pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) services: Arc<VerifyServices>,
-    pub(crate) emergency: Arc<EmergencySwitch>,
-    pub(crate) input_guard: InputGuard,
-    pub(crate) auditor: Auditor,
-}
-
-#[async_trait::async_trait]
-impl AgentService for AgentRuntime {
-    fn name(&self) -> &str {
-        self.agent.name()
-    }
-
-    fn route(&self) -> &str {
-        self.agent.route()
-    }
-
-    async fn swml(&self, request: &RequestInfo, body: Option<Value>) -> Reply {
-        if body.as_ref().is_some_and(|b| !b.is_object()) {
-            return Reply::refusal(
-                400,
-                reasons::INVALID_REQUEST,
-                "The SWML request body must be a JSON object.",
-            );
-        }
-        let call_id = render::call_id_for(body.as_ref());
-        if !valid_call_id(&call_id) {
-            return Reply::refusal(400, reasons::INVALID_CALL_ID, "The call id is not valid.");
-        }
-        let document = render::render(&self.agent, &self.keys, request, &call_id);
-        match serde_json::to_value(&document) {
-            Ok(body) => Reply::ok(body).with_call_id(Some(call_id)),
-            Err(error) => {
-                tracing::error!(agent = self.agent.name(), %error, "SWML could not be serialized");
-                Reply::refusal(500, "internal_error", "Something went wrong on our side.")
-            }
-        }
-    }
-
-    async fn swaig(&self, request: &RequestInfo, body: Value) -> Reply {
-        dispatch::swaig(self, request, body).await
-    }
-
-    async fn post_prompt(&self, request: &RequestInfo, body: Value) -> Reply {
-        dispatch::post_prompt(self, request, body).await
-    }
-
-    async fn ready(&self) -> Result<(), String> {
-        self.store.ping().await.map_err(|e| e.to_string())
     }
 }

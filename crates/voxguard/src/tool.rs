@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use voxguard_guard::{platform_parameters, ArgValidator, InvalidRateLimit, RateLimit, SchemaError};
 use voxguard_swml::FunctionResult;
 
-use crate::context::CallContext;
+use crate::context::{CallContext, SessionError};
 
 /// What a handler returns.
 pub type ToolResult = Result<FunctionResult, ToolError>;
@@ -41,13 +41,9 @@ pub enum ToolError {
         /// Sentence for the AI.
         sentence: String,
     },
-    /// The session store failed.
-    #[error("session store failed: {0}")]
-    Store(#[from] voxguard_store::StoreError),
-    /// A session value could not be converted. (The serde message, which can quote values,
-    /// is only reachable through `source()`.)
-    #[error("session value has an unexpected shape")]
-    Session(#[from] serde_json::Error),
+    /// The call's server-side session could not be read or written.
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 impl ToolError {
@@ -65,8 +61,9 @@ impl ToolError {
     }
 }
 
-/// Builds the read-back sentence of a confirmation from the (validated) arguments.
-pub(crate) type ConfirmSummary = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+/// Builds the read-back sentence of a confirmation from the (validated) arguments; `None` when
+/// they do not deserialize into the summary's argument type.
+pub(crate) type ConfirmSummary = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
 
 /// Declarative checks the runtime runs before the handler (see `dispatch`).
 #[derive(Clone, Default)]
@@ -308,11 +305,34 @@ impl Tool {
     /// Two-step confirmation: the first call stores the pending action server-side and answers
     /// `summary(args)`, which the AI reads back; the handler runs only on a second call with
     /// `confirmed: true` and identical arguments within 5 minutes, and only once.
-    pub fn confirm<F>(mut self, summary: F) -> Self
+    ///
+    /// The summary reads the validated arguments as the type it names: the tool's argument
+    /// struct for a typed tool, `serde_json::Value` for an untyped one.
+    ///
+    /// ```
+    /// use schemars::JsonSchema;
+    /// use serde::Deserialize;
+    /// use voxguard::prelude::*;
+    ///
+    /// #[derive(Deserialize, JsonSchema)]
+    /// struct Transfer {
+    ///     /// Amount in dollars
+    ///     amount: u32,
+    /// }
+    ///
+    /// let tool = Tool::typed("transfer", "Move money", |args: Transfer, _ctx| async move {
+    ///     Ok(FunctionResult::new(format!("Moved {} dollars.", args.amount)))
+    /// })
+    /// .confirm(|args: &Transfer| format!("Shall I move {} dollars?", args.amount));
+    /// ```
+    pub fn confirm<A, F>(mut self, summary: F) -> Self
     where
-        F: Fn(&Value) -> String + Send + Sync + 'static,
+        A: DeserializeOwned + 'static,
+        F: Fn(&A) -> String + Send + Sync + 'static,
     {
-        self.policy.confirm = Some(Arc::new(summary));
+        self.policy.confirm = Some(Arc::new(move |args: &Value| {
+            A::deserialize(args).ok().map(|args| summary(&args))
+        }));
         self
     }
 

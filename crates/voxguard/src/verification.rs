@@ -2,7 +2,7 @@
 //! argon2id hashes, with failed attempts counted per customer *across calls* and a lockout.
 //!
 //! Owns the sequence reserve-attempt → verify → settle → update the server-side session. The
-//! attempt is reserved before the (slow) hash comparison, atomically in the [`AttemptStore`],
+//! attempt is reserved before the (slow) hash comparison, atomically in the `AttemptStore`,
 //! so parallel guesses can never exceed the limit and a crash mid-check counts as a failure.
 //! On success the session flag is set (never `global_data`), the counter is reset, a role from
 //! the caller allow-list is recorded, and optionally tools rendered inactive are switched on.
@@ -11,160 +11,14 @@
 //! claims and is trivially spoofed. The allow-list maps numbers to names and roles, but a role
 //! only takes effect after a secret was verified on this call.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use voxguard_guard::{Clock, HashMemory, PinVault, SecretHash, SystemClock};
-use voxguard_store::{AttemptStore, MemoryStore, Reservation};
+use voxguard_guard::{AuditKind, Outcome, SecretHash};
+use voxguard_store::Reservation;
 use voxguard_swml::FunctionResult;
 
-use crate::audit::{mask, Auditor};
-use crate::context::CallContext;
+use crate::audit::mask;
+use crate::context::{CallContext, ROLE_KEY, SUBJECT_KEY};
 use crate::tool::ToolError;
-
-/// Session key holding the role granted by a verification (runtime-internal).
-pub(crate) const ROLE_KEY: &str = "__vg.role";
-/// Session key holding the verified subject (runtime-internal).
-pub(crate) const SUBJECT_KEY: &str = "__vg.subject";
-
-/// What happens when a subject is locked out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockoutAction {
-    /// End the call after the AI says the lockout sentence.
-    Hangup,
-    /// Transfer the caller to a security line (added to the transfer allow-list).
-    Transfer(String),
-}
-
-/// A caller on the allow-list: who they are and which role verification grants them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerEntry {
-    /// The verification subject (e.g. customer id) that must be verified for the role.
-    pub subject: String,
-    /// Display name.
-    pub name: String,
-    /// Role granted after a successful verification on a call from this number.
-    pub role: String,
-}
-
-/// Caller numbers mapped to names and roles.
-#[derive(Debug, Clone, Default)]
-pub struct CallerAllowList {
-    entries: HashMap<String, CallerEntry>,
-}
-
-impl CallerAllowList {
-    /// An empty list.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Add `number` (any punctuation is ignored): a call from it whose verified subject is
-    /// `subject` gets `role`. Both must hold — the number alone is spoofable, and a secret
-    /// verified for someone else must not borrow this number's role.
-    pub fn caller(
-        mut self,
-        number: &str,
-        subject: impl Into<String>,
-        name: impl Into<String>,
-        role: impl Into<String>,
-    ) -> Self {
-        self.entries.insert(
-            canonical_number(number),
-            CallerEntry {
-                subject: subject.into(),
-                name: name.into(),
-                role: role.into(),
-            },
-        );
-        self
-    }
-
-    /// The entry for `number`, if listed.
-    pub fn get(&self, number: &str) -> Option<&CallerEntry> {
-        self.entries.get(&canonical_number(number))
-    }
-}
-
-fn canonical_number(number: &str) -> String {
-    number
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == '+')
-        .collect()
-}
-
-/// How verification behaves for an agent.
-#[derive(Debug, Clone)]
-pub struct VerificationPolicy {
-    pub(crate) max_attempts: u32,
-    pub(crate) lockout: Duration,
-    pub(crate) flag: String,
-    pub(crate) activate: Vec<String>,
-    pub(crate) on_lockout: LockoutAction,
-    pub(crate) callers: CallerAllowList,
-}
-
-impl Default for VerificationPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            lockout: Duration::from_secs(15 * 60),
-            flag: "pin_verified".into(),
-            activate: Vec::new(),
-            on_lockout: LockoutAction::Hangup,
-            callers: CallerAllowList::default(),
-        }
-    }
-}
-
-impl VerificationPolicy {
-    /// Defaults: 3 attempts, 15-minute lockout, flag `pin_verified`, hang up on lockout.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Failed attempts allowed before the lockout (at least 1).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// How long a lockout lasts.
-    pub fn lockout(mut self, lockout: Duration) -> Self {
-        self.lockout = lockout;
-        self
-    }
-
-    /// The session flag a success sets (what `Tool::requires` checks).
-    pub fn flag(mut self, flag: impl Into<String>) -> Self {
-        self.flag = flag.into();
-        self
-    }
-
-    /// Tools to switch on (`toggle_functions`) after a success; render them with
-    /// `Tool::inactive()`.
-    pub fn activate<I, S>(mut self, tools: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.activate.extend(tools.into_iter().map(Into::into));
-        self
-    }
-
-    /// What a lockout does to the call.
-    pub fn on_lockout(mut self, action: LockoutAction) -> Self {
-        self.on_lockout = action;
-        self
-    }
-
-    /// Callers whose successful verification grants a role.
-    pub fn callers(mut self, callers: CallerAllowList) -> Self {
-        self.callers = callers;
-        self
-    }
-}
+use crate::verify_policy::LockoutAction;
 
 /// The result of one verification attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,110 +68,6 @@ impl Verification {
     }
 }
 
-/// What verification needs from the runtime.
-pub(crate) struct VerifyServices {
-    pub(crate) attempts: Arc<dyn AttemptStore>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) vault: PinVault,
-    pub(crate) policy: VerificationPolicy,
-    pub(crate) hashers: Arc<Hashers>,
-    pub(crate) auditor: Auditor,
-}
-
-/// The argon2 checks that may run at once (one per core: each takes a core and, with the
-/// default cost, 19 MiB), each with working memory kept for reuse so that the process's
-/// resident size stays fixed under load (see [`HashMemory`]).
-pub(crate) struct Hashers {
-    permits: Arc<tokio::sync::Semaphore>,
-    memory: std::sync::Mutex<Vec<HashMemory>>,
-    /// Checked against when the subject has no secret on file, so that the answer costs the
-    /// same; made on first need with the vault's parameters.
-    decoy: std::sync::OnceLock<Option<SecretHash>>,
-}
-
-impl Hashers {
-    /// One permit per core.
-    pub(crate) fn per_core() -> Arc<Self> {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        Arc::new(Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
-            memory: std::sync::Mutex::new(Vec::new()),
-            decoy: std::sync::OnceLock::new(),
-        })
-    }
-
-    /// Whether every `(answer, hash)` pair matches, checked on a blocking thread with pooled
-    /// memory. Every pair is checked (no early exit), unknown ones against the decoy hash.
-    async fn check(
-        self: &Arc<Self>,
-        vault: &PinVault,
-        pairs: Vec<(String, Option<SecretHash>)>,
-    ) -> Result<bool, ToolError> {
-        // The permit and the memory go with the blocking task: if the caller stops waiting,
-        // the check still runs to the end, and only then frees its core and its memory.
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(ToolError::internal)?;
-        let mut memory = self
-            .memory
-            .lock()
-            .map_err(|_| ToolError::internal("hash memory pool poisoned"))?
-            .pop()
-            .unwrap_or_default();
-        let hashers = self.clone();
-        let vault = vault.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut all = !pairs.is_empty();
-            for (answer, hash) in &pairs {
-                let ok = match hash {
-                    Some(hash) => vault.verify_with(&mut memory, hash, answer),
-                    None => {
-                        let decoy = hashers.decoy.get_or_init(|| {
-                            use rand::Rng as _;
-                            let filler: String = rand::thread_rng()
-                                .sample_iter(rand::distributions::Alphanumeric)
-                                .take(24)
-                                .map(char::from)
-                                .collect();
-                            vault.hash(&filler).ok()
-                        });
-                        if let Some(decoy) = decoy {
-                            let _ = vault.verify_with(&mut memory, decoy, answer);
-                        }
-                        false
-                    }
-                };
-                all &= ok;
-            }
-            if let Ok(mut pool) = hashers.memory.lock() {
-                pool.push(memory);
-            }
-            drop(permit);
-            all
-        })
-        .await
-        .map_err(ToolError::internal)
-    }
-}
-
-impl Default for VerifyServices {
-    fn default() -> Self {
-        Self {
-            attempts: Arc::new(MemoryStore::default()),
-            clock: Arc::new(SystemClock),
-            vault: PinVault::default(),
-            policy: VerificationPolicy::default(),
-            hashers: Hashers::per_core(),
-            auditor: Auditor::default(),
-        }
-    }
-}
-
 const SENTENCE_VERIFIED: &str = "Thank you. Your identity is verified.";
 const SENTENCE_LOCKED: &str =
     "For your security, verification is temporarily locked after too many attempts. Please try again later.";
@@ -343,8 +93,8 @@ impl CallContext {
         subject: &str,
         answers: &[(&str, Option<&SecretHash>)],
     ) -> Result<Verification, ToolError> {
-        let services = self.verify_services();
-        let policy = &services.policy;
+        let services = self.services();
+        let policy = self.verification_policy();
         let key = format!("{}/{}", self.agent_name(), subject);
         let now = services.clock.now_unix();
         let attempt = match services
@@ -353,7 +103,7 @@ impl CallContext {
             .await?
         {
             Reservation::Locked { until: Some(until) } => {
-                self.security_event("verification_locked", subject).await?;
+                self.security_event(Event::Locked, subject).await?;
                 return Ok(self.locked(Some(until)));
             }
             Reservation::Locked { until: None } => {
@@ -370,7 +120,7 @@ impl CallContext {
                         now,
                     )
                     .await?;
-                self.security_event("verification_locked", subject).await?;
+                self.security_event(Event::Locked, subject).await?;
                 return Ok(self.locked(status.locked_until));
             }
             Reservation::Granted { attempt } => attempt,
@@ -379,7 +129,11 @@ impl CallContext {
             .iter()
             .map(|(answer, hash)| (answer.trim().to_string(), hash.cloned()))
             .collect();
-        let matched = services.hashers.check(&services.vault, pairs).await?;
+        let matched = services
+            .hashers
+            .check(&services.vault, pairs)
+            .await
+            .map_err(ToolError::internal)?;
         let now = services.clock.now_unix();
         let status = services
             .attempts
@@ -393,10 +147,10 @@ impl CallContext {
             .await?;
         if !matched {
             if status.locked_until.is_some() {
-                self.security_event("verification_lockout", subject).await?;
+                self.security_event(Event::Lockout, subject).await?;
                 return Ok(self.locked(status.locked_until));
             }
-            self.security_event("verification_failed", subject).await?;
+            self.security_event(Event::Failed, subject).await?;
             // Counted from this attempt's own reservation: guesses settling concurrently
             // would otherwise all hear the same figure.
             let remaining = policy.max_attempts.saturating_sub(attempt);
@@ -421,8 +175,7 @@ impl CallContext {
             Some(role) => session.set(ROLE_KEY, role).await?,
             None => session.remove(ROLE_KEY).await?,
         }
-        self.security_event("verification_succeeded", subject)
-            .await?;
+        self.security_event(Event::Succeeded, subject).await?;
         let mut result = FunctionResult::new(SENTENCE_VERIFIED)
             .set_global_data(serde_json::json!({ "verified": true }));
         if !policy.activate.is_empty() {
@@ -436,7 +189,7 @@ impl CallContext {
 
     fn locked(&self, until: Option<u64>) -> Verification {
         let result = FunctionResult::new(SENTENCE_LOCKED);
-        let result = match &self.verify_services().policy.on_lockout {
+        let result = match &self.verification_policy().on_lockout {
             LockoutAction::Hangup => result.hangup(),
             LockoutAction::Transfer(line) => result.connect(line.clone()),
         };
@@ -447,33 +200,54 @@ impl CallContext {
     }
 
     /// Log and audit a verification event; the audit write completes before the answer.
-    async fn security_event(&self, event: &'static str, subject: &str) -> Result<(), ToolError> {
-        if event == "verification_succeeded" {
-            tracing::info!(target: "voxguard::security", event, agent = self.agent_name(), call_id = self.call_id(), "caller verified");
+    async fn security_event(&self, event: Event, subject: &str) -> Result<(), ToolError> {
+        let (kind, outcome) = event.audit();
+        if event == Event::Succeeded {
+            tracing::info!(target: "voxguard::security", event = outcome.as_str(), agent = self.agent_name(), call_id = self.call_id(), "caller verified");
         } else {
             tracing::warn!(
                 target: "voxguard::security",
-                event,
+                event = outcome.as_str(),
                 agent = self.agent_name(),
                 call_id = self.call_id(),
                 subject_len = subject.len(),
                 "verification event"
             );
         }
-        let kind = match event {
-            "verification_locked" | "verification_lockout" => "lockout",
-            other => other,
-        };
-        let mut record = Auditor::event(kind);
+        let auditor = &self.services().auditor;
+        let mut record = auditor.event(kind, outcome);
         record.agent = Some(self.agent_name().to_string());
         record.call_id = Some(self.call_id().to_string());
         record.request_id = Some(self.request_id().to_string());
         record.caller = self.caller_number().map(mask);
-        record.outcome = Some(event.to_string());
-        self.verify_services()
-            .auditor
+        auditor
             .record(record)
             .await
             .map_err(|_| ToolError::internal("audit trail unavailable"))
+    }
+}
+
+/// The verification events that are logged and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// The secret matched.
+    Succeeded,
+    /// It did not match; attempts remain.
+    Failed,
+    /// This failure started a lockout.
+    Lockout,
+    /// An attempt while locked out.
+    Locked,
+}
+
+impl Event {
+    /// The audit kind and outcome of the event.
+    fn audit(self) -> (AuditKind, Outcome) {
+        match self {
+            Event::Succeeded => (AuditKind::VerificationSucceeded, Outcome::VerificationSucceeded),
+            Event::Failed => (AuditKind::VerificationFailed, Outcome::VerificationFailed),
+            Event::Lockout => (AuditKind::Lockout, Outcome::VerificationLockout),
+            Event::Locked => (AuditKind::Lockout, Outcome::VerificationLocked),
+        }
     }
 }

@@ -1,0 +1,83 @@
+//! The operator endpoints of a runtime: `POST /admin/emergency` (the emergency switch) and the
+//! runtime part of `GET /ready/detail`.
+//!
+//! Owns checking an emergency change, auditing it *before* it takes effect (a change that cannot
+//! be recorded is not made), and logging it as a security event. It must not authenticate: the
+//! server admits only the admin credentials to these paths.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use voxguard_guard::{AuditKind, EmergencyState, EmergencySwitch, Outcome, Reason, Refusal};
+use voxguard_server::{AdminService, Reply, RequestInfo};
+
+use crate::audit::Auditor;
+
+/// The operator endpoints: the emergency switch and readiness detail.
+pub(crate) struct Admin {
+    pub(crate) emergency: Arc<EmergencySwitch>,
+    pub(crate) auditor: Auditor,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmergencyRequest {
+    enabled: bool,
+    #[serde(default)]
+    tools: Option<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl AdminService for Admin {
+    async fn emergency(&self, request: &RequestInfo, body: Value) -> Reply {
+        // Only a JSON object: serde would also read a struct from an array such as [true].
+        let parsed = match body {
+            Value::Object(_) => serde_json::from_value::<EmergencyRequest>(body).ok(),
+            _ => None,
+        };
+        let Some(change) = parsed else {
+            return Reply::from(Refusal::new(
+                Reason::InvalidRequest,
+                "Send {\"enabled\": true|false, \"tools\": [names] (optional; default every sensitive tool)}.",
+            ));
+        };
+        let next = EmergencyState {
+            enabled: change.enabled,
+            tools: change
+                .tools
+                .map(|t| t.into_iter().collect())
+                .filter(|t: &std::collections::BTreeSet<String>| !t.is_empty()),
+        };
+        let outcome = if next.enabled {
+            Outcome::Enabled
+        } else {
+            Outcome::Disabled
+        };
+        let mut event = self.auditor.event(AuditKind::EmergencyToggled, outcome);
+        event.arguments = Some(serde_json::json!({ "enabled": next.enabled, "tools": next.tools }));
+        event.source = Some(request.client.ip().to_string());
+        event.request_id = Some(request.request_id.clone());
+        if self.auditor.record(event).await.is_err() {
+            return Reply::from(Refusal::new(
+                Reason::AuditUnavailable,
+                "The change could not be recorded, so it was not made.",
+            ));
+        }
+        let previous = self.emergency.set(next.clone());
+        tracing::warn!(
+            target: "voxguard::security",
+            event = "emergency_toggled",
+            enabled = next.enabled,
+            tools = ?next.tools,
+            was_enabled = previous.enabled,
+            client = %request.client,
+            request_id = %request.request_id,
+            "emergency switch changed"
+        );
+        Reply::ok(serde_json::json!({ "emergency": next, "previous": previous }))
+    }
+
+    async fn detail(&self) -> Value {
+        serde_json::json!({ "emergency": self.emergency.state() })
+    }
+}

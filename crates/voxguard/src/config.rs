@@ -1,0 +1,262 @@
+//! Start-up configuration the runtime reads from the environment, and why start-up fails.
+//!
+//! Owns [`RuntimeError`] and the readers of `VOXGUARD_TOKEN_KEY` (and previous keys for
+//! rotation, and the token lifetime), the audit trail settings (`VOXGUARD_AUDIT_*`) and the
+//! emergency switch's initial state (`VOXGUARD_EMERGENCY_*`): every value is checked here, and a
+//! bad one stops start-up with a message naming the variable. It must not serve or decide
+//! anything per request. Server settings (listener, TLS, limits, credentials) are read by
+//! `voxguard_server::ServerConfig`.
+
+use std::time::Duration;
+
+use voxguard_guard::{AuditKey, EmergencyState, KeyError, KeyRing, TokenKey};
+use voxguard_server::{ConfigError, ServeError};
+use voxguard_store::{Durability, SqliteAuditLog};
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Server configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A token key is invalid.
+    #[error("{name}: {source}")]
+    Key {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        source: KeyError,
+    },
+    /// Production mode needs a configured token key.
+    #[error("VOXGUARD_ENV=production requires VOXGUARD_TOKEN_KEY (base64, at least 32 bytes; e.g. `openssl rand -base64 32`) so that every replica accepts the same tokens")]
+    MissingKeyInProduction,
+    /// Two agents share a name (names scope sessions and logs).
+    #[error("two agents are named {0:?}; give each agent its own name")]
+    DuplicateAgent(String),
+    /// The audit trail cannot be configured or opened.
+    #[error("{0}")]
+    Audit(String),
+    /// Invalid emergency mode value.
+    #[error("VOXGUARD_EMERGENCY_MODE={0:?} is not valid: true or false")]
+    InvalidEmergency(String),
+    /// Invalid token lifetime.
+    #[error("VOXGUARD_TOKEN_TTL_SECS={0:?} is not valid: a whole number of seconds between 60 and 86400")]
+    InvalidTtl(String),
+    /// The server could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Token keys resolved from the environment.
+pub(crate) struct KeySettings {
+    /// The key ring.
+    pub(crate) keys: KeyRing,
+    /// Whether the current key was generated because none was configured.
+    pub(crate) generated: bool,
+}
+
+/// Read `VOXGUARD_TOKEN_KEY`, `VOXGUARD_TOKEN_KEYS_PREVIOUS` (comma-separated) and
+/// `VOXGUARD_TOKEN_TTL_SECS` through `lookup`.
+pub(crate) fn keys_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+    production: bool,
+) -> Result<KeySettings, RuntimeError> {
+    let get = |name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let (current, generated) = match get("VOXGUARD_TOKEN_KEY") {
+        Some(text) => (
+            TokenKey::from_base64(&text).map_err(|source| RuntimeError::Key {
+                name: "VOXGUARD_TOKEN_KEY",
+                source,
+            })?,
+            false,
+        ),
+        None if production => return Err(RuntimeError::MissingKeyInProduction),
+        None => (TokenKey::generate(), true),
+    };
+    let mut previous = Vec::new();
+    for text in get("VOXGUARD_TOKEN_KEYS_PREVIOUS")
+        .iter()
+        .flat_map(|v| v.split(','))
+    {
+        let text = text.trim();
+        if !text.is_empty() {
+            previous.push(
+                TokenKey::from_base64(text).map_err(|source| RuntimeError::Key {
+                    name: "VOXGUARD_TOKEN_KEYS_PREVIOUS",
+                    source,
+                })?,
+            );
+        }
+    }
+    let mut keys = KeyRing::new(current).with_previous(previous);
+    if let Some(ttl) = get("VOXGUARD_TOKEN_TTL_SECS") {
+        match ttl.parse::<u64>() {
+            Ok(secs) if (60..=86_400).contains(&secs) => {
+                keys = keys.with_ttl(Duration::from_secs(secs))
+            }
+            _ => return Err(RuntimeError::InvalidTtl(ttl)),
+        }
+    }
+    Ok(KeySettings { keys, generated })
+}
+
+/// Open the SQLite audit trail in `dir` (`dir/audit.db`, a database of its own so its
+/// durability setting does not slow call sessions), configured by `VOXGUARD_AUDIT_DURABILITY`
+/// (`normal`: survives a process crash or `kill -9`; `fsync`: also a power loss, with group
+/// commit), `VOXGUARD_AUDIT_KEY` (base64 HMAC key, ≥ 32 bytes, for signed checkpoints that make
+/// truncation detectable; required in production) and `VOXGUARD_AUDIT_CHECKPOINT_EVERY`
+/// (records between checkpoints, default 100).
+pub async fn open_audit_log_from_env(
+    dir: impl AsRef<std::path::Path>,
+    production: bool,
+) -> Result<SqliteAuditLog, RuntimeError> {
+    let get = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let durability = match get("VOXGUARD_AUDIT_DURABILITY")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("normal") => Durability::Normal,
+        Some("fsync") => Durability::Fsync,
+        Some(other) => {
+            return Err(RuntimeError::Audit(format!(
+                "VOXGUARD_AUDIT_DURABILITY={other:?} is not valid: normal or fsync"
+            )))
+        }
+    };
+    let key = match get("VOXGUARD_AUDIT_KEY") {
+        Some(text) => Some(
+            AuditKey::from_base64(&text)
+                .map_err(|e| RuntimeError::Audit(format!("VOXGUARD_AUDIT_KEY: {e}")))?,
+        ),
+        None if production => {
+            return Err(RuntimeError::Audit(
+                "VOXGUARD_ENV=production requires VOXGUARD_AUDIT_KEY (base64, at least 32 bytes) so that truncating the audit trail is detectable".into(),
+            ))
+        }
+        None => {
+            tracing::warn!("VOXGUARD_AUDIT_KEY is not set: audit checkpoints are not signed, so deleting the newest audit records would go unnoticed");
+            None
+        }
+    };
+    let every = match get("VOXGUARD_AUDIT_CHECKPOINT_EVERY") {
+        None => 100,
+        Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            RuntimeError::Audit(format!(
+                "VOXGUARD_AUDIT_CHECKPOINT_EVERY={v:?} is not valid: a whole number greater than 0"
+            ))
+        })?,
+    };
+    SqliteAuditLog::open_in_dir(dir, durability, key, every)
+        .await
+        .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))
+}
+
+/// Read `VOXGUARD_EMERGENCY_MODE` (true/false) and `VOXGUARD_EMERGENCY_TOOLS` (comma-separated
+/// tool names; unset = every sensitive tool) through `lookup`.
+pub(crate) fn emergency_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<EmergencyState, RuntimeError> {
+    let enabled = match lookup("VOXGUARD_EMERGENCY_MODE")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("false") | Some("0") | Some("off") | Some("no") => false,
+        Some("true") | Some("1") | Some("on") | Some("yes") => true,
+        Some(other) => return Err(RuntimeError::InvalidEmergency(other.to_string())),
+    };
+    let tools = lookup("VOXGUARD_EMERGENCY_TOOLS")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect::<std::collections::BTreeSet<_>>()
+        })
+        .filter(|set| !set.is_empty());
+    Ok(EmergencyState { enabled, tools })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[test]
+    fn emergency_mode_from_the_environment_is_parsed() {
+        let off = EmergencyState::default();
+        for vars in [
+            vec![],
+            vec![("VOXGUARD_EMERGENCY_MODE", "")],
+            vec![("VOXGUARD_EMERGENCY_MODE", "false")],
+            vec![("VOXGUARD_EMERGENCY_MODE", " Off ")],
+            vec![("VOXGUARD_EMERGENCY_MODE", "0")],
+            vec![("VOXGUARD_EMERGENCY_MODE", "no")],
+        ] {
+            assert_eq!(
+                emergency_from_lookup(lookup(&vars)).expect("valid"),
+                off,
+                "{vars:?}"
+            );
+        }
+        for value in ["true", "TRUE", " yes", "1", "on"] {
+            let vars = [("VOXGUARD_EMERGENCY_MODE", value)];
+            assert_eq!(
+                emergency_from_lookup(lookup(&vars)).expect("valid"),
+                EmergencyState {
+                    enabled: true,
+                    tools: None
+                },
+                "{value:?}"
+            );
+        }
+        for value in ["maybe", "enabled", "2"] {
+            let vars = [("VOXGUARD_EMERGENCY_MODE", value)];
+            let error = emergency_from_lookup(lookup(&vars)).expect_err(value);
+            assert!(
+                matches!(error, RuntimeError::InvalidEmergency(_)),
+                "{error:?}"
+            );
+            assert!(
+                error.to_string().contains("VOXGUARD_EMERGENCY_MODE"),
+                "{error}"
+            );
+        }
+        let vars = [
+            ("VOXGUARD_EMERGENCY_MODE", "true"),
+            ("VOXGUARD_EMERGENCY_TOOLS", " pay, opening_hours,,pay "),
+        ];
+        let named = emergency_from_lookup(lookup(&vars)).expect("valid");
+        assert_eq!(
+            named,
+            EmergencyState {
+                enabled: true,
+                tools: Some(["opening_hours".to_string(), "pay".to_string()].into()),
+            }
+        );
+        let vars = [
+            ("VOXGUARD_EMERGENCY_MODE", "true"),
+            ("VOXGUARD_EMERGENCY_TOOLS", " , "),
+        ];
+        assert_eq!(
+            emergency_from_lookup(lookup(&vars)).expect("valid").tools,
+            None,
+            "an empty list means every sensitive tool"
+        );
+    }
+}

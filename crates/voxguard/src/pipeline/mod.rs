@@ -1,0 +1,533 @@
+//! The SWAIG pipeline: one function call from the platform, from parsed JSON to answer.
+//!
+//! Order — each step returns `Result<_, Refusal>` and a refusal ends the call without running
+//! the handler: parse the SWAIG request (`invalid_request`) → find the tool (404
+//! `unknown_function`) → **check the function token** for secure tools (403 `token_*`,
+//! [`check_token`]) → call id (`invalid_call_id`) → emergency switch (`emergency_disabled`) →
+//! rate limits (429 `rate_limited`, per tool, per caller, global) → `requires` session flags
+//! (`verification_required`) → `requires_role` (`forbidden`) → input guards on string arguments
+//! (`input_rejected`) → argument validation against the full schema (`invalid_argument`) →
+//! confirmation (`confirmation_*`; after validation, because the read-back must describe valid
+//! arguments) → the handler in its own task (panics contained, cancelled if the request times
+//! out) → transfer allow-list on the result (`transfer_blocked`). Handler errors become a
+//! generic sentence (`tool_failed`) and a logged reason. Every ending, refusals included, goes
+//! through the one audit wrapper ([`Pipeline::audited`]) before it is answered.
+//!
+//! A [`Pipeline`] is one agent bound to the runtime's keys, store and services; it implements
+//! the server's `AgentService`. It must not know about HTTP beyond `RequestInfo` and `Reply`.
+
+mod audited;
+mod confirm;
+mod summary;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use voxguard_guard::{
+    declared_path, max_length_at, EmergencySwitch, InputGuard, KeyRing, RateLimiter, Reason,
+    Refusal, TokenError,
+};
+use voxguard_server::{AgentService, Reply, RequestInfo};
+use voxguard_store::SessionStore;
+use voxguard_swml::SwaigRequest;
+
+use crate::agent::Agent;
+use crate::audit::mask;
+use crate::context::{CallContext, ROLE_KEY};
+use crate::render;
+use crate::services::Services;
+use crate::tool::{HandlerFailure, Tool, ToolError};
+use crate::verify_policy::VerificationPolicy;
+
+pub(crate) use audited::{Endpoint, Trail, Verdict};
+pub use confirm::CONFIRMATION_WINDOW_SECS;
+
+/// The `field` reported for an argument the schema does not declare.
+pub const UNDECLARED_FIELD: &str = "<undeclared>";
+
+const SENTENCE_UNAVAILABLE: &str = "I'm sorry, I can't do that right now.";
+const SENTENCE_FAILED: &str =
+    "I'm sorry, something went wrong on our side and I couldn't complete that. Please try again later.";
+const SENTENCE_TOKEN: &str =
+    "I'm sorry, I can't complete that request right now. Is there anything else I can help with?";
+
+/// Longest call id accepted; the platform's ids are UUIDs.
+const MAX_CALL_ID_LEN: usize = 128;
+
+/// The session namespace of tools that take no token.
+const PUBLIC_SCOPE: &str = "public";
+
+/// One agent bound to the runtime: what every request to its endpoints needs.
+pub(crate) struct Pipeline {
+    pub(crate) agent: Agent,
+    pub(crate) keys: KeyRing,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) services: Arc<Services>,
+    pub(crate) policy: Arc<VerificationPolicy>,
+    pub(crate) emergency: Arc<EmergencySwitch>,
+    pub(crate) input_guard: InputGuard,
+    pub(crate) limiter: RateLimiter,
+}
+
+/// Whether `id` is a plausible call id: 1–128 visible ASCII characters.
+pub(crate) fn valid_call_id(id: &str) -> bool {
+    (1..=MAX_CALL_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The call id step: refuse a missing or malformed one.
+fn check_call_id(call_id: &str) -> Result<(), Refusal> {
+    if valid_call_id(call_id) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            Reason::InvalidCallId,
+            "The request carries no valid call id.",
+        ))
+    }
+}
+
+/// **Where a function token is checked.** The token comes from the query string (`__token`
+/// or `token`); it must be bound to this call and this function and be unexpired. Returns the
+/// id of the SWML render that minted it, which scopes the call's server-side session.
+pub(crate) fn check_token(
+    keys: &KeyRing,
+    info: &RequestInfo,
+    call_id: &str,
+    function: &str,
+) -> Result<String, TokenError> {
+    match info.token.as_deref() {
+        None | Some("") => Err(TokenError::Missing),
+        Some(token) => keys.verify_with_session(token, call_id, function),
+    }
+}
+
+/// Server-side sessions are scoped by agent, call and SWML render: fetching SWML again for a
+/// call (which anyone holding the Basic credentials can do) yields tokens for a fresh, empty
+/// session, never for the verified session of the original render.
+pub(crate) fn session_scope(agent: &str, call_id: &str, render: &str) -> String {
+    format!("{agent}/{call_id}/{render}")
+}
+
+/// A handler task that is cancelled (at its next `.await`) when the request that started it
+/// is dropped — e.g. by the request timeout — so work never continues after the caller was
+/// told it failed.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Who a refusal concerns, for the security log.
+struct Event<'a> {
+    agent: &'a str,
+    function: &'a str,
+    call_id: &'a str,
+    caller: &'a str,
+    info: &'a RequestInfo,
+}
+
+impl Event<'_> {
+    fn log(&self, reason: &str, detail: &str) {
+        tracing::warn!(
+            target: "voxguard::security",
+            event = "policy_refused",
+            reason,
+            detail,
+            agent = self.agent,
+            function = self.function,
+            call_id = self.call_id,
+            caller = %mask(self.caller),
+            client = %self.info.client,
+            request_id = %self.info.request_id,
+            "tool call refused"
+        );
+    }
+
+    /// Log `refusal` as a security event and hand it back.
+    fn refuse(&self, refusal: Refusal) -> Refusal {
+        self.log(refusal.reason().as_str(), "");
+        refusal
+    }
+}
+
+/// Log a handler or store failure for operators and refuse with the generic sentence.
+fn failed(agent: &str, function: &str, call_id: &str, internal: &str) -> Refusal {
+    tracing::error!(agent, function, call_id, reason = internal, "tool failed");
+    Refusal::new(Reason::ToolFailed, SENTENCE_FAILED)
+}
+
+/// Log a token refusal as a security event and refuse.
+fn token_refusal(agent: &str, function: &str, info: &RequestInfo, error: TokenError) -> Refusal {
+    tracing::warn!(
+        target: "voxguard::security",
+        event = "token_refused",
+        agent,
+        function,
+        reason = error.reason(),
+        client = %info.client,
+        request_id = %info.request_id,
+        "function token refused"
+    );
+    Refusal::new(Reason::from(error), SENTENCE_TOKEN)
+}
+
+/// Rate-limit key: the caller's number, or the call when the platform sent none.
+fn rate_key<'a>(caller: &'a str, call_id: &'a str) -> &'a str {
+    if caller.is_empty() {
+        call_id
+    } else {
+        caller
+    }
+}
+
+/// The field name safe to report: schema-declared paths as they are, anything else masked.
+fn safe_field(tool: &Tool, field: &str) -> String {
+    if declared_path(&tool.schema, field) {
+        field.to_string()
+    } else {
+        UNDECLARED_FIELD.to_string()
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// The amount and currency of every `pay` verb in a handler's result.
+fn payments_in(result: &voxguard_swml::FunctionResult) -> Vec<Value> {
+    result
+        .action
+        .iter()
+        .filter_map(|action| match action {
+            voxguard_swml::Action::Swml(document) => Some(document),
+            _ => None,
+        })
+        .flat_map(voxguard_swml::Document::verbs)
+        .filter_map(|verb| match verb {
+            voxguard_swml::Verb::Pay(pay) => Some(json!({
+                "charge_amount": pay.charge_amount,
+                "currency": pay.currency,
+                "description": pay.description,
+            })),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Pipeline {
+    /// Handle `POST {route}/swaig`.
+    pub(crate) async fn swaig(&self, info: &RequestInfo, body: Value) -> Reply {
+        let mut trail = Trail::new(Endpoint::Swaig);
+        let verdict = self
+            .swaig_steps(info, body, &mut trail)
+            .await
+            .unwrap_or_else(Verdict::from);
+        self.audited(info, trail, verdict).await
+    }
+
+    /// A context for a call whose session belongs to the SWML render `render`.
+    fn context(&self, info: &RequestInfo, call_id: &str, render: &str) -> CallContext {
+        CallContext::with_services(
+            self.agent.name(),
+            call_id,
+            session_scope(self.agent.name(), call_id, render),
+            self.store.clone(),
+            self.services.clone(),
+            self.policy.clone(),
+        )
+        .with_request_id(info.request_id.clone())
+    }
+
+    /// The steps of a SWAIG call, in order; see the module doc.
+    async fn swaig_steps(
+        &self,
+        info: &RequestInfo,
+        body: Value,
+        trail: &mut Trail,
+    ) -> Result<Verdict, Refusal> {
+        let agent = &self.agent;
+        let request: SwaigRequest = serde_json::from_value(body).map_err(|_| {
+            Refusal::new(
+                Reason::InvalidRequest,
+                "The request is not a SWAIG function call.",
+            )
+        })?;
+        if request.function.is_empty() {
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
+                "The request names no function.",
+            ));
+        }
+        let Some(tool) = agent.tool(&request.function) else {
+            tracing::info!(agent = agent.name(), function = ?truncate(&request.function), "unknown function");
+            return Err(Refusal::new(Reason::UnknownFunction, SENTENCE_UNAVAILABLE));
+        };
+        let call_id = request.call_id().unwrap_or("");
+        trail.function = Some(tool.name.clone());
+        trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
+        trail.caller = request.caller_id_num.clone();
+        trail.arguments = Some(
+            self.services
+                .auditor
+                .redact_args(&request.arguments(), &tool.policy.sensitive_args),
+        );
+        // The session a secure call may touch is the one of the SWML render its token came
+        // from; insecure tools get a separate namespace and can never read verification state.
+        let render = if tool.secure {
+            check_token(&self.keys, info, call_id, &tool.name)
+                .map_err(|error| token_refusal(agent.name(), &tool.name, info, error))?
+        } else {
+            PUBLIC_SCOPE.to_string()
+        };
+        check_call_id(call_id)?;
+        let Ok(compiled) = &tool.compiled else {
+            // Agent::build refuses tools whose schema does not compile; unreachable in practice.
+            return Err(failed(agent.name(), &tool.name, call_id, "schema not compiled"));
+        };
+        let caller = request.caller_id_num.as_deref().unwrap_or("");
+        let event = Event {
+            agent: agent.name(),
+            function: &tool.name,
+            call_id,
+            caller,
+            info,
+        };
+
+        // Policy, in a fixed order. Each refusal is final and the handler never runs.
+        if self.emergency.blocks(&tool.name, tool.is_sensitive()) {
+            return Err(event.refuse(Refusal::new(
+                Reason::EmergencyDisabled,
+                "This service is temporarily unavailable.",
+            )));
+        }
+        if let Err(limited) = self.limiter.check(&tool.name, rate_key(caller, call_id)) {
+            event.log(Reason::RateLimited.as_str(), limited.scope.as_str());
+            return Err(Refusal::new(
+                Reason::RateLimited,
+                "I'm sorry, there have been too many requests. Please try again in a little while.",
+            )
+            .with_retry_after(limited.retry_after_secs()));
+        }
+        let ctx = self
+            .context(info, call_id, &render)
+            .with_caller(
+                request.caller_id_num.clone(),
+                request.caller_id_name.clone(),
+            )
+            .with_global_data(request.global_data.clone().unwrap_or_default());
+        self.check_session_policy(tool, &ctx, &event).await?;
+
+        // Arguments: the confirmation flag belongs to the runtime only for tools that use
+        // confirmation.
+        let mut args = request.arguments();
+        let confirmed = tool.policy.confirm.is_some() && confirm::take_confirmed(&mut args);
+        if !tool.policy.skip_input_guard {
+            // A length the schema declares is enforced (and reported as `maxLength`) by the
+            // validator; the guard's own cap covers strings the schema leaves unbounded.
+            let max_len = |path: &str| max_length_at(&tool.schema, path).map(|_| usize::MAX);
+            if let Err((field, rejection)) = self.input_guard.screen(&mut args, &max_len) {
+                event.log(Reason::InputRejected.as_str(), rejection.reason());
+                return Err(Refusal::new(
+                    Reason::InputRejected,
+                    "I'm sorry, I can't accept that input. Please ask the caller to rephrase.",
+                )
+                .with_field(safe_field(tool, &field), rejection.reason()));
+            }
+        }
+        if let Err(error) = compiled.validator.validate(&args) {
+            let field = safe_field(tool, &error.field);
+            tracing::info!(
+                agent = agent.name(), function = %tool.name, call_id, field = %field, rule = %error.rule,
+                "arguments refused"
+            );
+            let sentence = if tool.declares(&field) {
+                format!(
+                    "The {} provided isn't valid. Please ask the caller for it again.",
+                    field.replace('_', " ")
+                )
+            } else {
+                "Some of the details provided aren't valid. Please ask the caller for them again."
+                    .to_string()
+            };
+            return Err(
+                Refusal::new(Reason::InvalidArgument, sentence).with_field(field, error.rule)
+            );
+        }
+        if let Some(summary) = &tool.policy.confirm {
+            match confirm::confirm(&ctx, &tool.name, &args, confirmed, summary).await {
+                Ok(Ok(())) => {}
+                Ok(Err(refusal)) => {
+                    event.log(refusal.reason().as_str(), "confirmation");
+                    return Err(refusal);
+                }
+                Err(error) => {
+                    return Err(failed(agent.name(), &tool.name, call_id, &error.to_string()))
+                }
+            }
+        }
+
+        trail.handler_ran = true;
+        self.run_handler(tool, args, ctx, &event, trail).await
+    }
+
+    /// The `requires` flags, then `requires_role`, from the server-side session.
+    async fn check_session_policy(
+        &self,
+        tool: &Tool,
+        ctx: &CallContext,
+        event: &Event<'_>,
+    ) -> Result<(), Refusal> {
+        let store_failed =
+            |error: &dyn std::fmt::Display| failed(event.agent, event.function, event.call_id, &error.to_string());
+        for flag in &tool.policy.requires {
+            if !ctx.session().flag(flag).await.map_err(|e| store_failed(&e))? {
+                return Err(event.refuse(Refusal::new(
+                    Reason::VerificationRequired,
+                    "I need to verify the caller's identity before I can do that. Please ask for their PIN first.",
+                )));
+            }
+        }
+        if !tool.policy.roles.is_empty() {
+            let role = ctx
+                .session()
+                .get::<String>(ROLE_KEY)
+                .await
+                .map_err(|e| store_failed(&e))?;
+            if !role.is_some_and(|role| tool.policy.roles.contains(&role)) {
+                return Err(event.refuse(Refusal::new(
+                    Reason::Forbidden,
+                    "I'm sorry, I can't do that for this caller.",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run the handler in its own task, then check its result against the transfer allow-list.
+    async fn run_handler(
+        &self,
+        tool: &Tool,
+        args: Value,
+        ctx: CallContext,
+        event: &Event<'_>,
+        trail: &mut Trail,
+    ) -> Result<Verdict, Refusal> {
+        let (agent, call_id) = (self.agent.name(), event.call_id);
+        let handler = tool.handler.clone();
+        let outcome = AbortOnDrop(tokio::spawn(async move { handler.call(args, ctx).await }))
+            .join()
+            .await;
+        let result = match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(HandlerFailure::Arguments(error))) => {
+                // The serde message can quote the value: log only that it happened.
+                drop(error);
+                tracing::warn!(agent, function = %tool.name, call_id, "arguments passed the schema but not deserialization");
+                return Err(Refusal::new(
+                    Reason::InvalidArgument,
+                    "Some of the details provided aren't valid. Please ask the caller for them again.",
+                )
+                .with_field("", "type"));
+            }
+            Ok(Err(HandlerFailure::Tool(ToolError::Refused { reason, sentence }))) => {
+                event.log("handler_refused", &reason);
+                return Ok(Verdict::HandlerRefused { reason, sentence });
+            }
+            Ok(Err(HandlerFailure::Tool(error))) => {
+                return Err(failed(agent, &tool.name, call_id, &error.to_string()))
+            }
+            Err(join) if join.is_panic() => {
+                return Err(failed(agent, &tool.name, call_id, "handler panicked"))
+            }
+            Err(_) => return Err(failed(agent, &tool.name, call_id, "handler was cancelled")),
+        };
+        if let Some(blocked) = result
+            .destinations()
+            .into_iter()
+            .find(|d| !self.agent.inner.transfers.allows(d))
+        {
+            tracing::warn!(
+                target: "voxguard::security",
+                event = "transfer_blocked",
+                agent,
+                function = %tool.name,
+                call_id,
+                destination = %mask(blocked),
+                "a handler produced a transfer outside the allow-list; refused"
+            );
+            return Err(Refusal::new(
+                Reason::TransferBlocked,
+                "I'm sorry, I can't transfer the call to that destination.",
+            ));
+        }
+        trail.payments = payments_in(&result);
+        serde_json::to_value(&result).map(Verdict::Answered).map_err(|error| {
+            failed(
+                agent,
+                &tool.name,
+                call_id,
+                &format!("result not serializable: {error}"),
+            )
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl AgentService for Pipeline {
+    fn name(&self) -> &str {
+        self.agent.name()
+    }
+
+    fn route(&self) -> &str {
+        self.agent.route()
+    }
+
+    async fn swml(&self, request: &RequestInfo, body: Option<Value>) -> Reply {
+        if body.as_ref().is_some_and(|b| !b.is_object()) {
+            return Reply::from(Refusal::new(
+                Reason::InvalidRequest,
+                "The SWML request body must be a JSON object.",
+            ));
+        }
+        let call_id = render::call_id_for(body.as_ref());
+        if !valid_call_id(&call_id) {
+            return Reply::from(Refusal::new(
+                Reason::InvalidCallId,
+                "The call id is not valid.",
+            ));
+        }
+        let document = render::render(&self.agent, &self.keys, request, &call_id);
+        match serde_json::to_value(&document) {
+            Ok(body) => Reply::ok(body).with_call_id(Some(call_id)),
+            Err(error) => {
+                tracing::error!(agent = self.agent.name(), %error, "SWML could not be serialized");
+                Reply::from(Refusal::new(
+                    Reason::InternalError,
+                    "Something went wrong on our side.",
+                ))
+            }
+        }
+    }
+
+    async fn swaig(&self, request: &RequestInfo, body: Value) -> Reply {
+        Pipeline::swaig(self, request, body).await
+    }
+
+    async fn post_prompt(&self, request: &RequestInfo, body: Value) -> Reply {
+        self.summary(request, body).await
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.store.ping().await.map_err(|e| e.to_string())
+    }
+}
