@@ -49,7 +49,9 @@ pub use sanitize::{
     normalize, InjectionDetector, InjectionKind, InputGuard, InputRejection, DEFAULT_MAX_LEN,
 };
 pub use token::{KeyError, KeyRing, TokenError, TokenKey, DEFAULT_TOKEN_TTL, MIN_KEY_LEN};
-pub use validate::{max_length_at, platform_parameters, ArgError, ArgValidator, SchemaError};
+pub use validate::{
+    declared_path, max_length_at, platform_parameters, ArgError, ArgValidator, SchemaError,
+};
 pub use validators::{
     account_number_schema, currency_schema, e164_schema, is_account_number, is_currency_amount,
     is_e164, is_iso_date, is_order_number, iso_date_schema, order_number_schema, CURRENCY_KEYWORD,

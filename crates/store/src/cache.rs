@@ -11,7 +11,8 @@
 //!   stops waiting, so the scope is never forgotten before a late write lands;
 //! - a `get` fills the cache only if no write happened anywhere since it started reading
 //!   (a global generation number), so a read that raced a write never caches the old value;
-//! - a cached value is served only before its expiry, by the store's clock;
+//! - a cached value is served only before its expiry, judged by the caller's `now` (the cache
+//!   never reads the time either);
 //! - when it holds [`MAX_SCOPES`] scopes, it is emptied.
 //!
 //! It assumes that this process is the only writer of the database's sessions, which is how the

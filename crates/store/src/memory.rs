@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::attempts::{
     reserve_step, settle_failure_step, view, AttemptStatus, AttemptStore, Reservation,
 };
-use crate::session::{ttl_secs, Clock, SessionStore, StoreError, DEFAULT_SESSION_TTL};
+use crate::session::{to_i64, ttl_secs, SessionStore, StoreError, DEFAULT_SESSION_TTL};
 
 /// One stored value and the unix second at which it expires.
 #[derive(Clone)]
@@ -39,23 +39,17 @@ pub struct MemoryStore {
     attempts: Mutex<Attempts>,
     ttl: Duration,
     ttl_secs: i64,
-    clock: Clock,
 }
 
 impl MemoryStore {
     /// An empty store whose scopes expire `ttl` after their last write (whole seconds; a
     /// sub-second remainder rounds up; zero expires entries at once).
     pub fn new(ttl: Duration) -> Self {
-        Self::with_clock(ttl, Clock::default())
-    }
-
-    pub(crate) fn with_clock(ttl: Duration, clock: Clock) -> Self {
         Self {
             scopes: Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
             ttl,
             ttl_secs: ttl_secs(ttl),
-            clock,
         }
     }
 
@@ -94,8 +88,8 @@ impl std::fmt::Debug for MemoryStore {
 
 #[async_trait::async_trait]
 impl SessionStore for MemoryStore {
-    async fn get(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let now = self.clock.now();
+    async fn get(&self, scope: &str, key: &str, now: u64) -> Result<Option<Value>, StoreError> {
+        let now = to_i64(now);
         let scopes = self.lock();
         Ok(scopes
             .get(scope)
@@ -104,8 +98,8 @@ impl SessionStore for MemoryStore {
             .map(|entry| entry.value.clone()))
     }
 
-    async fn set(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
-        let now = self.clock.now();
+    async fn set(&self, scope: &str, key: &str, value: &Value, now: u64) -> Result<(), StoreError> {
+        let now = to_i64(now);
         let expires_at = now.saturating_add(self.ttl_secs);
         let mut scopes = self.lock();
         let entries = scopes.entry(scope.to_owned()).or_default();
@@ -135,8 +129,8 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn take(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let now = self.clock.now();
+    async fn take(&self, scope: &str, key: &str, now: u64) -> Result<Option<Value>, StoreError> {
+        let now = to_i64(now);
         let mut scopes = self.lock();
         let Some(entries) = scopes.get_mut(scope) else {
             return Ok(None);
@@ -153,8 +147,8 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        let now = self.clock.now();
+    async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+        let now = to_i64(now);
         let mut scopes = self.lock();
         let mut purged: u64 = 0;
         scopes.retain(|_, entries| {

@@ -1,11 +1,12 @@
 //! The session-state contract shared by every backend.
 //!
 //! This module owns the [`SessionStore`] trait, its error type [`StoreError`], the default
-//! time-to-live and the whole-second clock both backends use to decide expiry, so that the
-//! memory and SQLite stores behave identically. It must not know about any concrete backend,
-//! and nothing it renders for display may contain SQL text, file paths or stored values.
+//! time-to-live and the whole-second expiry arithmetic both backends share, so that the memory
+//! and SQLite stores behave identically. It must not know about any concrete backend, must not
+//! read the time (the caller's clock decides), and nothing it renders for display may contain
+//! SQL text, file paths or stored values.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long a session scope lives after its last write: 24 hours.
 ///
@@ -19,39 +20,57 @@ pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// are short names; values are JSON. Authorization state (verification flags, attempt counters,
 /// pending confirmations) lives here, never in data the caller or the LLM controls.
 ///
-/// Expiry has whole-second resolution: every entry records the unix second at which it expires,
-/// and an entry counts as expired once the current unix second is at or past that instant. A TTL
-/// of zero therefore makes entries expire at once. Every [`set`](SessionStore::set) renews the
-/// whole scope (all of its live entries), so a session stays alive as long as it is written to.
+/// The caller's clock decides; stores never read the time. Every method whose answer depends on
+/// time takes `now`, the current unix time in whole seconds, read once by the caller from its
+/// injected clock (`voxguard_guard::Clock::now_unix`), so that the same `now` gives the same
+/// answer on every backend and tests need no sleeping.
+///
+/// Expiry has whole-second resolution: every entry records the unix second at which it expires
+/// (`now` of its last renewal + TTL), and an entry counts as expired once `now` is at or past
+/// that instant. A TTL of zero therefore makes entries expire at once. Every
+/// [`set`](SessionStore::set) renews the whole scope (all of its live entries), so a session
+/// stays alive as long as it is written to.
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Read the live value stored under `key` in `scope`, or `None` if it is absent or expired.
-    async fn get(&self, scope: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    /// Read the value stored under `key` in `scope` that is live at `now`, or `None` if it is
+    /// absent or expired.
+    async fn get(
+        &self,
+        scope: &str,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
 
-    /// Store `value` under `key` in `scope`, replacing any previous value.
+    /// Store `value` under `key` in `scope` at `now`, replacing any previous value.
     ///
-    /// Also refreshes the expiry of every live entry of the scope to now + TTL. Entries that had
-    /// already expired stay expired.
+    /// Also refreshes the expiry of every entry of the scope still live at `now` to `now` + TTL.
+    /// Entries that had already expired stay expired.
     async fn set(
         &self,
         scope: &str,
         key: &str,
         value: &serde_json::Value,
+        now: u64,
     ) -> Result<(), StoreError>;
 
     /// Delete `key` from `scope`. Deleting a missing key is not an error.
     async fn remove(&self, scope: &str, key: &str) -> Result<(), StoreError>;
 
-    /// Delete `key` from `scope` and return the live value it held, atomically: when several
-    /// callers take the same key concurrently, exactly one receives the value (one-shot
-    /// tokens such as pending confirmations rely on this).
-    async fn take(&self, scope: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    /// Delete `key` from `scope` and return the value it held if it was live at `now`,
+    /// atomically: when several callers take the same key concurrently, exactly one receives the
+    /// value (one-shot tokens such as pending confirmations rely on this).
+    async fn take(
+        &self,
+        scope: &str,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
 
     /// Delete every entry of `scope`. Clearing an empty scope is not an error.
     async fn clear(&self, scope: &str) -> Result<(), StoreError>;
 
-    /// Delete every expired entry and return how many entries were deleted.
-    async fn purge_expired(&self) -> Result<u64, StoreError>;
+    /// Delete every entry expired at `now` and return how many entries were deleted.
+    async fn purge_expired(&self, now: u64) -> Result<u64, StoreError>;
 
     /// Cheap health check, meant for a `/ready` endpoint.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -109,38 +128,13 @@ impl StoreError {
 
 /// Convert a TTL to whole seconds, rounding a non-zero sub-second remainder up.
 pub(crate) fn ttl_secs(ttl: Duration) -> i64 {
-    let secs = ttl
-        .as_secs()
-        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
-    i64::try_from(secs).unwrap_or(i64::MAX)
+    to_i64(
+        ttl.as_secs()
+            .saturating_add(u64::from(ttl.subsec_nanos() > 0)),
+    )
 }
 
-/// The source of "now" for expiry decisions, in whole unix seconds.
-///
-/// Production code always reads the system clock; tests can drive a manual clock to check
-/// expiry deterministically without sleeping.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Clock {
-    #[cfg(test)]
-    manual: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
-}
-
-impl Clock {
-    /// The current unix time in whole seconds (0 if the system clock is before 1970).
-    pub(crate) fn now(&self) -> i64 {
-        #[cfg(test)]
-        if let Some(manual) = &self.manual {
-            return manual.load(std::sync::atomic::Ordering::SeqCst);
-        }
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-
-    /// A clock that reads `time` instead of the system clock.
-    #[cfg(test)]
-    pub(crate) fn manual(time: std::sync::Arc<std::sync::atomic::AtomicI64>) -> Self {
-        Self { manual: Some(time) }
-    }
+/// A unix time or limit as the signed integer the backends store, saturating at `i64::MAX`.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 
 use crate::attempts::{lock_deadline, view, AttemptStatus, AttemptStore, Reservation};
 use crate::cache::{Lookup, SessionCache};
-use crate::session::{ttl_secs, Clock, SessionStore, StoreError};
+use crate::session::{to_i64, ttl_secs, SessionStore, StoreError};
 
 /// File name of the database inside the directory given to [`SqliteStore::open_in_dir`].
 const DB_FILE_NAME: &str = "voxguard.db";
@@ -77,11 +77,6 @@ const SETTLE_FAILURE_SQL: &str = "UPDATE verification_attempts
 /// One stored attempt row as SQLite returns it.
 type AttemptRow = (i64, Option<i64>);
 
-/// An instant or limit as a SQLite integer, saturating at `i64::MAX`.
-fn to_sql(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 /// Decode a stored row. Out-of-range values (never written by this crate) decode
 /// pessimistically: a failure count as "limit used up", a deadline as "in the past".
 fn from_sql((failures, locked_until): AttemptRow) -> AttemptStatus {
@@ -103,7 +98,6 @@ pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     ttl: Duration,
     ttl_secs: i64,
-    clock: Clock,
     cache: Arc<SessionCache>,
 }
 
@@ -115,7 +109,25 @@ impl SqliteStore {
     /// Scopes expire `ttl` after their last write (whole seconds; a sub-second remainder rounds
     /// up; zero expires entries at once).
     pub async fn open(path: impl AsRef<Path>, ttl: Duration) -> Result<Self, StoreError> {
-        Self::open_with_clock(path.as_ref(), ttl, Clock::default()).await
+        let path = path.as_ref();
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_FILE_CONNECTIONS)
+            // A local file has no network link to go stale; the default ping before every
+            // checkout doubled the round trips to the connection's worker thread per query.
+            .test_before_acquire(false)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let store = Self::with_pool(pool, ttl).await?;
+        restrict_permissions(path).await?;
+        Ok(store)
     }
 
     /// Create `dir` if missing (mode `0700` on unix; an existing directory is left as it is)
@@ -136,49 +148,6 @@ impl SqliteStore {
     ///
     /// The data lives as long as the store and is not shared with any other store.
     pub async fn open_in_memory(ttl: Duration) -> Result<Self, StoreError> {
-        Self::open_in_memory_with_clock(ttl, Clock::default()).await
-    }
-
-    /// Close every pooled connection, waiting for running operations to finish. Operations
-    /// after `close` fail with [`StoreError::Unavailable`].
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// The time-to-live this store applies on every write.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    pub(crate) async fn open_with_clock(
-        path: &Path,
-        ttl: Duration,
-        clock: Clock,
-    ) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_FILE_CONNECTIONS)
-            // A local file has no network link to go stale; the default ping before every
-            // checkout doubled the round trips to the connection's worker thread per query.
-            .test_before_acquire(false)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::unavailable)?;
-        let store = Self::with_pool(pool, ttl, clock).await?;
-        restrict_permissions(path).await?;
-        Ok(store)
-    }
-
-    pub(crate) async fn open_in_memory_with_clock(
-        ttl: Duration,
-        clock: Clock,
-    ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .in_memory(true)
             .busy_timeout(BUSY_TIMEOUT);
@@ -192,10 +161,21 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(StoreError::unavailable)?;
-        Self::with_pool(pool, ttl, clock).await
+        Self::with_pool(pool, ttl).await
     }
 
-    async fn with_pool(pool: SqlitePool, ttl: Duration, clock: Clock) -> Result<Self, StoreError> {
+    /// Close every pooled connection, waiting for running operations to finish. Operations
+    /// after `close` fail with [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The time-to-live this store applies on every write.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    async fn with_pool(pool: SqlitePool, ttl: Duration) -> Result<Self, StoreError> {
         for statement in SCHEMA {
             sqlx::query(statement)
                 .execute(&pool)
@@ -206,7 +186,6 @@ impl SqliteStore {
             pool,
             ttl,
             ttl_secs: ttl_secs(ttl),
-            clock,
             cache: Arc::default(),
         })
     }
@@ -257,9 +236,14 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    async fn set_now(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+    async fn set_now(
+        &self,
+        scope: &str,
+        key: &str,
+        value: &Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let text = serde_json::to_string(value).map_err(|source| StoreError::Encode { source })?;
-        let now = self.clock.now();
         let expires_at = now.saturating_add(self.ttl_secs);
         let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
         // Writes first, so the transaction takes the write lock up front (no upgrade deadlock).
@@ -295,8 +279,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn take_now(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let now = self.clock.now();
+    async fn take_now(
+        &self,
+        scope: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<Value>, StoreError> {
         // One statement: SQLite serializes writers, so only one DELETE can return the row.
         let row: Option<(String, i64)> = sqlx::query_as(
             "DELETE FROM session_entries WHERE scope = ? AND key = ? RETURNING value, expires_at",
@@ -323,8 +311,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn purge_expired_now(&self) -> Result<u64, StoreError> {
-        let now = self.clock.now();
+    async fn purge_expired_now(&self, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM session_entries WHERE expires_at <= ?")
             .bind(now)
             .execute(&self.pool)
@@ -336,37 +323,38 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
-    async fn get(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let now = self.clock.now();
+    async fn get(&self, scope: &str, key: &str, now: u64) -> Result<Option<Value>, StoreError> {
+        let now = to_i64(now);
         let generation = match self.cache.lookup(scope, key, now) {
             Lookup::Hit(value) => return Ok(value),
             Lookup::Miss(generation) => generation,
         };
         let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT value, expires_at FROM session_entries WHERE scope = ? AND key = ? AND expires_at > ?",
+            "SELECT value, expires_at FROM session_entries WHERE scope = ? AND key = ?",
         )
         .bind(scope)
         .bind(key)
-        .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(StoreError::unavailable)?;
-        let (value, expires_at) = match row {
-            Some((text, expires_at)) => (
-                Some(
-                    serde_json::from_str::<Value>(&text)
-                        .map_err(|source| StoreError::Corrupt { source })?,
-                ),
-                expires_at,
-            ),
-            None => (None, i64::MAX),
+        let Some((text, expires_at)) = row else {
+            self.cache.fill(generation, scope, key, None, i64::MAX);
+            return Ok(None);
         };
+        if expires_at <= now {
+            // Expired at this `now`, yet live for an earlier `now` another caller may still
+            // pass: the absence is not cached (the purge deletes the row soon).
+            return Ok(None);
+        }
+        let value = serde_json::from_str::<Value>(&text)
+            .map_err(|source| StoreError::Corrupt { source })?;
         self.cache
-            .fill(generation, scope, key, value.clone(), expires_at);
-        Ok(value)
+            .fill(generation, scope, key, Some(value.clone()), expires_at);
+        Ok(Some(value))
     }
 
-    async fn set(&self, scope: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+    async fn set(&self, scope: &str, key: &str, value: &Value, now: u64) -> Result<(), StoreError> {
+        let now = to_i64(now);
         let (store, scope, key, value) = (
             self.clone(),
             scope.to_owned(),
@@ -374,7 +362,7 @@ impl SessionStore for SqliteStore {
             value.clone(),
         );
         self.write(Some(scope.clone()), async move {
-            store.set_now(&scope, &key, &value).await
+            store.set_now(&scope, &key, &value, now).await
         })
         .await
     }
@@ -387,10 +375,11 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn take(&self, scope: &str, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn take(&self, scope: &str, key: &str, now: u64) -> Result<Option<Value>, StoreError> {
+        let now = to_i64(now);
         let (store, scope, key) = (self.clone(), scope.to_owned(), key.to_owned());
         self.write(Some(scope.clone()), async move {
-            store.take_now(&scope, &key).await
+            store.take_now(&scope, &key, now).await
         })
         .await
     }
@@ -404,9 +393,9 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        let store = self.clone();
-        self.write(None, async move { store.purge_expired_now().await })
+    async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+        let (store, now) = (self.clone(), to_i64(now));
+        self.write(None, async move { store.purge_expired_now(now).await })
             .await
     }
 
@@ -443,7 +432,7 @@ impl AttemptStore for SqliteStore {
         let granted: Option<i64> = sqlx::query_scalar(RESERVE_SQL)
             .bind(subject)
             .bind(i64::from(limit))
-            .bind(to_sql(now))
+            .bind(to_i64(now))
             .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::unavailable)?;
@@ -483,7 +472,7 @@ impl AttemptStore for SqliteStore {
         }
         let row: Option<AttemptRow> = sqlx::query_as(SETTLE_FAILURE_SQL)
             .bind(i64::from(limit))
-            .bind(to_sql(lock_deadline(now, lockout_secs)))
+            .bind(to_i64(lock_deadline(now, lockout_secs)))
             .bind(subject)
             .fetch_optional(&self.pool)
             .await

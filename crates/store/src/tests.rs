@@ -3,13 +3,12 @@
 //! This module owns the crate's unit tests; it must not be compiled outside `cfg(test)`.
 
 use std::error::Error as _;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::session::{ttl_secs, Clock};
+use crate::session::ttl_secs;
 use crate::{
     AttemptStatus, AttemptStore, MemoryStore, Reservation, SessionStore, SqliteStore, StoreError,
     DEFAULT_SESSION_TTL,
@@ -21,18 +20,22 @@ struct Backend {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// The three backends, all with the same TTL and clock.
-async fn backends(ttl: Duration, clock: Clock) -> Vec<Backend> {
+/// The instant (unix seconds) the suites run at unless they move time themselves.
+const T0: u64 = 1_700_000_000;
+
+/// The three backends, all with the same TTL. None of them reads the time: every test passes
+/// `now` explicitly, so time moves only when a test says so.
+async fn backends(ttl: Duration) -> Vec<Backend> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = SqliteStore::open_with_clock(&dir.path().join("test.db"), ttl, clock.clone())
+    let file = SqliteStore::open(dir.path().join("test.db"), ttl)
         .await
         .expect("open file store");
-    let in_memory = SqliteStore::open_in_memory_with_clock(ttl, clock.clone())
+    let in_memory = SqliteStore::open_in_memory(ttl)
         .await
         .expect("open in-memory store");
     vec![
         Backend {
-            store: Arc::new(MemoryStore::with_clock(ttl, clock)),
+            store: Arc::new(MemoryStore::new(ttl)),
             _dir: None,
         },
         Backend {
@@ -50,125 +53,138 @@ async fn backends(ttl: Duration, clock: Clock) -> Vec<Backend> {
 async fn basic_suite(store: Arc<dyn SessionStore>) {
     let b = store.backend();
     store.ping().await.expect("ping");
-    assert_eq!(store.get("a/1", "missing").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("a/1", "missing", T0).await.unwrap(), None, "{b}");
 
     // set / get / overwrite
-    store.set("a/1", "verified", &json!(false)).await.unwrap();
+    store
+        .set("a/1", "verified", &json!(false), T0)
+        .await
+        .unwrap();
     assert_eq!(
-        store.get("a/1", "verified").await.unwrap(),
+        store.get("a/1", "verified", T0).await.unwrap(),
         Some(json!(false)),
         "{b}"
     );
-    store.set("a/1", "verified", &json!(true)).await.unwrap();
+    store
+        .set("a/1", "verified", &json!(true), T0)
+        .await
+        .unwrap();
     assert_eq!(
-        store.get("a/1", "verified").await.unwrap(),
+        store.get("a/1", "verified", T0).await.unwrap(),
         Some(json!(true)),
         "{b}"
     );
 
     // scopes are isolated
-    store.set("a/2", "verified", &json!("other")).await.unwrap();
-    store.set("b/1", "verified", &json!(7)).await.unwrap();
+    store
+        .set("a/2", "verified", &json!("other"), T0)
+        .await
+        .unwrap();
+    store.set("b/1", "verified", &json!(7), T0).await.unwrap();
     assert_eq!(
-        store.get("a/1", "verified").await.unwrap(),
+        store.get("a/1", "verified", T0).await.unwrap(),
         Some(json!(true)),
         "{b}"
     );
     assert_eq!(
-        store.get("a/2", "verified").await.unwrap(),
+        store.get("a/2", "verified", T0).await.unwrap(),
         Some(json!("other")),
         "{b}"
     );
     assert_eq!(
-        store.get("b/1", "verified").await.unwrap(),
+        store.get("b/1", "verified", T0).await.unwrap(),
         Some(json!(7)),
         "{b}"
     );
-    assert_eq!(store.get("a/3", "verified").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("a/3", "verified", T0).await.unwrap(), None, "{b}");
 
     // remove touches one key of one scope; removing a missing key is fine
-    store.set("a/1", "attempts", &json!(2)).await.unwrap();
+    store.set("a/1", "attempts", &json!(2), T0).await.unwrap();
     store.remove("a/1", "verified").await.unwrap();
     store.remove("a/1", "verified").await.unwrap();
     store.remove("nope", "nope").await.unwrap();
-    assert_eq!(store.get("a/1", "verified").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("a/1", "verified", T0).await.unwrap(), None, "{b}");
     assert_eq!(
-        store.get("a/1", "attempts").await.unwrap(),
+        store.get("a/1", "attempts", T0).await.unwrap(),
         Some(json!(2)),
         "{b}"
     );
     assert_eq!(
-        store.get("a/2", "verified").await.unwrap(),
+        store.get("a/2", "verified", T0).await.unwrap(),
         Some(json!("other")),
         "{b}"
     );
 
     // clear empties one scope only; clearing an empty scope is fine
     store
-        .set("a/1", "pending", &json!({"op": "transfer"}))
+        .set("a/1", "pending", &json!({"op": "transfer"}), T0)
         .await
         .unwrap();
     store.clear("a/1").await.unwrap();
     store.clear("a/1").await.unwrap();
-    assert_eq!(store.get("a/1", "attempts").await.unwrap(), None, "{b}");
-    assert_eq!(store.get("a/1", "pending").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("a/1", "attempts", T0).await.unwrap(), None, "{b}");
+    assert_eq!(store.get("a/1", "pending", T0).await.unwrap(), None, "{b}");
     assert_eq!(
-        store.get("a/2", "verified").await.unwrap(),
+        store.get("a/2", "verified", T0).await.unwrap(),
         Some(json!("other")),
         "{b}"
     );
     assert_eq!(
-        store.get("b/1", "verified").await.unwrap(),
+        store.get("b/1", "verified", T0).await.unwrap(),
         Some(json!(7)),
         "{b}"
     );
 
     // a scope can be written again after clear
-    store.set("a/1", "attempts", &json!(0)).await.unwrap();
+    store.set("a/1", "attempts", &json!(0), T0).await.unwrap();
     assert_eq!(
-        store.get("a/1", "attempts").await.unwrap(),
+        store.get("a/1", "attempts", T0).await.unwrap(),
         Some(json!(0)),
         "{b}"
     );
 
     // scope and key are opaque: no prefix matching, no SQL meaning, any characters
-    store.set("a/1%", "x", &json!(1)).await.unwrap();
+    store.set("a/1%", "x", &json!(1), T0).await.unwrap();
     store
-        .set("'; DROP TABLE session_entries; --", "k'\"\\", &json!(2))
+        .set("'; DROP TABLE session_entries; --", "k'\"\\", &json!(2), T0)
         .await
         .unwrap();
     store.clear("a/").await.unwrap();
     assert_eq!(
-        store.get("a/1", "attempts").await.unwrap(),
+        store.get("a/1", "attempts", T0).await.unwrap(),
         Some(json!(0)),
         "{b}"
     );
-    assert_eq!(store.get("a/1%", "x").await.unwrap(), Some(json!(1)), "{b}");
+    assert_eq!(
+        store.get("a/1%", "x", T0).await.unwrap(),
+        Some(json!(1)),
+        "{b}"
+    );
     assert_eq!(
         store
-            .get("'; DROP TABLE session_entries; --", "k'\"\\")
+            .get("'; DROP TABLE session_entries; --", "k'\"\\", T0)
             .await
             .unwrap(),
         Some(json!(2)),
         "{b}"
     );
-    store.set("", "", &json!("empty names")).await.unwrap();
+    store.set("", "", &json!("empty names"), T0).await.unwrap();
     assert_eq!(
-        store.get("", "").await.unwrap(),
+        store.get("", "", T0).await.unwrap(),
         Some(json!("empty names")),
         "{b}"
     );
-    store.set("ünï/☎", "ключ", &json!("🦀")).await.unwrap();
+    store.set("ünï/☎", "ключ", &json!("🦀"), T0).await.unwrap();
     assert_eq!(
-        store.get("ünï/☎", "ключ").await.unwrap(),
+        store.get("ünï/☎", "ключ", T0).await.unwrap(),
         Some(json!("🦀")),
         "{b}"
     );
 
     // nothing has expired
-    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
+    assert_eq!(store.purge_expired(T0).await.unwrap(), 0, "{b}");
     assert_eq!(
-        store.get("b/1", "verified").await.unwrap(),
+        store.get("b/1", "verified", T0).await.unwrap(),
         Some(json!(7)),
         "{b}"
     );
@@ -196,9 +212,9 @@ async fn json_types_suite(store: Arc<dyn SessionStore>) {
     ];
     for (i, value) in values.iter().enumerate() {
         let key = format!("k{i}");
-        store.set("types", &key, value).await.unwrap();
+        store.set("types", &key, value, T0).await.unwrap();
         assert_eq!(
-            store.get("types", &key).await.unwrap().as_ref(),
+            store.get("types", &key, T0).await.unwrap().as_ref(),
             Some(value),
             "{b}: {value}"
         );
@@ -212,7 +228,9 @@ async fn concurrency_suite(store: Arc<dyn SessionStore>) {
     for i in 0..50 {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            store.set("busy/call", &format!("key{i}"), &json!(i)).await
+            store
+                .set("busy/call", &format!("key{i}"), &json!(i), T0)
+                .await
         }));
     }
     for task in tasks {
@@ -220,7 +238,10 @@ async fn concurrency_suite(store: Arc<dyn SessionStore>) {
     }
     for i in 0..50 {
         assert_eq!(
-            store.get("busy/call", &format!("key{i}")).await.unwrap(),
+            store
+                .get("busy/call", &format!("key{i}"), T0)
+                .await
+                .unwrap(),
             Some(json!(i)),
             "{b}"
         );
@@ -230,14 +251,14 @@ async fn concurrency_suite(store: Arc<dyn SessionStore>) {
     for i in 0..20 {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            store.set("busy/call", "same", &json!(i)).await
+            store.set("busy/call", "same", &json!(i), T0).await
         }));
     }
     for task in tasks {
         task.await.expect("task").expect("set");
     }
     let last = store
-        .get("busy/call", "same")
+        .get("busy/call", "same", T0)
         .await
         .unwrap()
         .expect("value");
@@ -250,133 +271,143 @@ async fn concurrency_suite(store: Arc<dyn SessionStore>) {
 /// With a zero TTL every entry is expired the moment it is written (real clock).
 async fn zero_ttl_suite(store: Arc<dyn SessionStore>) {
     let b = store.backend();
-    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
-    store.set("z/1", "a", &json!(1)).await.unwrap();
-    store.set("z/1", "b", &json!(2)).await.unwrap();
-    store.set("z/2", "a", &json!(3)).await.unwrap();
-    assert_eq!(store.get("z/1", "a").await.unwrap(), None, "{b}");
-    assert_eq!(store.get("z/1", "b").await.unwrap(), None, "{b}");
-    assert_eq!(store.get("z/2", "a").await.unwrap(), None, "{b}");
-    assert_eq!(store.purge_expired().await.unwrap(), 3, "{b}");
-    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
+    assert_eq!(store.purge_expired(T0).await.unwrap(), 0, "{b}");
+    store.set("z/1", "a", &json!(1), T0).await.unwrap();
+    store.set("z/1", "b", &json!(2), T0).await.unwrap();
+    store.set("z/2", "a", &json!(3), T0).await.unwrap();
+    assert_eq!(store.get("z/1", "a", T0).await.unwrap(), None, "{b}");
+    assert_eq!(store.get("z/1", "b", T0).await.unwrap(), None, "{b}");
+    assert_eq!(store.get("z/2", "a", T0).await.unwrap(), None, "{b}");
+    assert_eq!(store.purge_expired(T0).await.unwrap(), 3, "{b}");
+    assert_eq!(store.purge_expired(T0).await.unwrap(), 0, "{b}");
 }
 
-/// Expiry, renewal and purging, driven by a manual clock with a 10 s TTL.
-async fn clock_suite(store: Arc<dyn SessionStore>, time: Arc<AtomicI64>) {
+/// Expiry, renewal and purging, with a 10 s TTL and time moved by hand.
+async fn clock_suite(store: Arc<dyn SessionStore>) {
     let b = store.backend();
-    let at = |t: i64| time.store(t, Ordering::SeqCst);
 
-    at(1_000);
-    store.set("c/1", "a", &json!("a")).await.unwrap(); // expires 1010
-    store.set("c/2", "x", &json!("x")).await.unwrap(); // expires 1010, never renewed
-    at(1_005);
-    store.set("c/1", "b", &json!("b")).await.unwrap(); // a and b now expire 1015
-    at(1_009);
+    let mut now = 1_000;
+    store.set("c/1", "a", &json!("a"), now).await.unwrap(); // expires 1010
+    store.set("c/2", "x", &json!("x"), now).await.unwrap(); // expires 1010, never renewed
+    now = 1_005;
+    store.set("c/1", "b", &json!("b"), now).await.unwrap(); // a and b now expire 1015
+    now = 1_009;
     assert_eq!(
-        store.get("c/2", "x").await.unwrap(),
+        store.get("c/2", "x", now).await.unwrap(),
         Some(json!("x")),
         "{b}"
     );
-    at(1_010); // now >= expires_at counts as expired
-    assert_eq!(store.get("c/2", "x").await.unwrap(), None, "{b}");
+    now = 1_010; // now >= expires_at counts as expired
+    assert_eq!(store.get("c/2", "x", now).await.unwrap(), None, "{b}");
     assert_eq!(
-        store.get("c/1", "a").await.unwrap(),
+        store.get("c/1", "a", now).await.unwrap(),
         Some(json!("a")),
         "{b}: renewed by set"
     );
-    assert_eq!(store.purge_expired().await.unwrap(), 1, "{b}");
-    at(1_014);
+    assert_eq!(store.purge_expired(now).await.unwrap(), 1, "{b}");
+    now = 1_014;
     assert_eq!(
-        store.get("c/1", "a").await.unwrap(),
+        store.get("c/1", "a", now).await.unwrap(),
         Some(json!("a")),
         "{b}"
     );
     assert_eq!(
-        store.get("c/1", "b").await.unwrap(),
+        store.get("c/1", "b", now).await.unwrap(),
         Some(json!("b")),
         "{b}"
     );
-    at(1_015);
-    assert_eq!(store.get("c/1", "a").await.unwrap(), None, "{b}");
-    assert_eq!(store.get("c/1", "b").await.unwrap(), None, "{b}");
+    now = 1_015;
+    assert_eq!(store.get("c/1", "a", now).await.unwrap(), None, "{b}");
+    assert_eq!(store.get("c/1", "b", now).await.unwrap(), None, "{b}");
 
     // A write does not resurrect entries that already expired, but re-setting a key does.
-    store.set("c/1", "c", &json!("c")).await.unwrap(); // expires 1025
+    store.set("c/1", "c", &json!("c"), now).await.unwrap(); // expires 1025
     assert_eq!(
-        store.get("c/1", "a").await.unwrap(),
+        store.get("c/1", "a", now).await.unwrap(),
         None,
         "{b}: no resurrection"
     );
-    store.set("c/1", "b", &json!("b2")).await.unwrap();
+    store.set("c/1", "b", &json!("b2"), now).await.unwrap();
     assert_eq!(
-        store.get("c/1", "b").await.unwrap(),
+        store.get("c/1", "b", now).await.unwrap(),
         Some(json!("b2")),
         "{b}"
     );
     assert_eq!(
-        store.purge_expired().await.unwrap(),
+        store.purge_expired(now).await.unwrap(),
         1,
         "{b}: only the stale a"
     );
-    assert_eq!(store.purge_expired().await.unwrap(), 0, "{b}");
-    at(1_030);
-    assert_eq!(store.purge_expired().await.unwrap(), 2, "{b}");
-    assert_eq!(store.get("c/1", "c").await.unwrap(), None, "{b}");
+    assert_eq!(store.purge_expired(now).await.unwrap(), 0, "{b}");
+    now = 1_030;
+    assert_eq!(store.purge_expired(now).await.unwrap(), 2, "{b}");
+    assert_eq!(store.get("c/1", "c", now).await.unwrap(), None, "{b}");
 }
 
 /// Reads answered from a warm cache (the SQLite backend keeps one) see every later write:
 /// renewals by writes to other keys, sets of absent keys, removals, takes and clears.
-async fn warm_reads_suite(store: Arc<dyn SessionStore>, time: Arc<AtomicI64>) {
+async fn warm_reads_suite(store: Arc<dyn SessionStore>) {
     let b = store.backend();
-    let at = |t: i64| time.store(t, Ordering::SeqCst);
-    let get = |key: &'static str| {
+    let get = |key: &'static str, now: u64| {
         let store = store.clone();
-        async move { store.get("w/1", key).await.unwrap() }
+        async move { store.get("w/1", key, now).await.unwrap() }
     };
 
-    at(1_000);
-    store.set("w/1", "a", &json!(1)).await.unwrap(); // expires 1010
-    store.set("w/1", "n", &Value::Null).await.unwrap();
+    let mut now = 1_000;
+    store.set("w/1", "a", &json!(1), now).await.unwrap(); // expires 1010
+    store.set("w/1", "n", &Value::Null, now).await.unwrap();
     for _ in 0..2 {
-        assert_eq!(get("a").await, Some(json!(1)), "{b}");
-        assert_eq!(get("m").await, None, "{b}");
-        assert_eq!(get("n").await, Some(Value::Null), "{b}: null is a value");
+        assert_eq!(get("a", now).await, Some(json!(1)), "{b}");
+        assert_eq!(get("m", now).await, None, "{b}");
+        assert_eq!(
+            get("n", now).await,
+            Some(Value::Null),
+            "{b}: null is a value"
+        );
     }
-    at(1_005);
-    store.set("w/1", "b", &json!(2)).await.unwrap(); // a renewed to 1015
-    at(1_012);
-    assert_eq!(get("a").await, Some(json!(1)), "{b}: renewal seen");
-    store.set("w/1", "m", &json!(5)).await.unwrap();
-    assert_eq!(get("m").await, Some(json!(5)), "{b}: absence forgotten");
+    now = 1_005;
+    store.set("w/1", "b", &json!(2), now).await.unwrap(); // a renewed to 1015
+    now = 1_012;
+    assert_eq!(get("a", now).await, Some(json!(1)), "{b}: renewal seen");
+    store.set("w/1", "m", &json!(5), now).await.unwrap();
+    assert_eq!(
+        get("m", now).await,
+        Some(json!(5)),
+        "{b}: absence forgotten"
+    );
     store.remove("w/1", "a").await.unwrap();
-    assert_eq!(get("a").await, None, "{b}: removal seen");
-    store.set("w/1", "a", &json!(3)).await.unwrap();
-    assert_eq!(get("a").await, Some(json!(3)), "{b}");
-    assert_eq!(store.take("w/1", "a").await.unwrap(), Some(json!(3)), "{b}");
-    assert_eq!(get("a").await, None, "{b}: take seen");
-    store.set("w/1", "a", &json!(4)).await.unwrap();
-    assert_eq!(get("a").await, Some(json!(4)), "{b}");
+    assert_eq!(get("a", now).await, None, "{b}: removal seen");
+    store.set("w/1", "a", &json!(3), now).await.unwrap();
+    assert_eq!(get("a", now).await, Some(json!(3)), "{b}");
+    assert_eq!(
+        store.take("w/1", "a", now).await.unwrap(),
+        Some(json!(3)),
+        "{b}"
+    );
+    assert_eq!(get("a", now).await, None, "{b}: take seen");
+    store.set("w/1", "a", &json!(4), now).await.unwrap();
+    assert_eq!(get("a", now).await, Some(json!(4)), "{b}");
     store.clear("w/1").await.unwrap();
-    assert_eq!(get("a").await, None, "{b}: clear seen");
-    assert_eq!(get("m").await, None, "{b}: clear seen");
-    store.set("w/1", "a", &json!(5)).await.unwrap(); // expires 1022
-    assert_eq!(get("a").await, Some(json!(5)), "{b}");
-    at(1_022);
-    assert_eq!(get("a").await, None, "{b}: expiry seen on a warm read");
+    assert_eq!(get("a", now).await, None, "{b}: clear seen");
+    assert_eq!(get("m", now).await, None, "{b}: clear seen");
+    store.set("w/1", "a", &json!(5), now).await.unwrap(); // expires 1022
+    assert_eq!(get("a", now).await, Some(json!(5)), "{b}");
+    now = 1_022;
+    assert_eq!(get("a", now).await, None, "{b}: expiry seen on a warm read");
 }
 
 /// `take` hands a value to exactly one of many concurrent takers, and never an expired one.
 async fn take_suite(store: Arc<dyn SessionStore>) {
     let b = store.backend();
     store
-        .set("t/1", "pending", &json!({"amount": 100}))
+        .set("t/1", "pending", &json!({"amount": 100}), T0)
         .await
         .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            store.take("t/1", "pending").await.unwrap()
+            store.take("t/1", "pending", T0).await.unwrap()
         }));
     }
     let mut winners = 0;
@@ -387,8 +418,8 @@ async fn take_suite(store: Arc<dyn SessionStore>) {
         }
     }
     assert_eq!(winners, 1, "{b}: exactly one concurrent take wins");
-    assert_eq!(store.get("t/1", "pending").await.unwrap(), None, "{b}");
-    assert_eq!(store.take("t/1", "missing").await.unwrap(), None, "{b}");
+    assert_eq!(store.get("t/1", "pending", T0).await.unwrap(), None, "{b}");
+    assert_eq!(store.take("t/1", "missing", T0).await.unwrap(), None, "{b}");
 }
 
 async fn run_on_all<F, Fut>(ttl: Duration, suite: F)
@@ -396,7 +427,7 @@ where
     F: Fn(Arc<dyn SessionStore>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let all = backends(ttl, Clock::default()).await;
+    let all = backends(ttl).await;
     let names: Vec<_> = all.iter().map(|b| b.store.backend()).collect();
     assert_eq!(names, ["memory", "sqlite", "sqlite"]);
     for backend in &all {
@@ -431,33 +462,49 @@ async fn zero_ttl_expires_at_once_on_every_backend() {
 
 #[tokio::test]
 async fn expiry_renewal_and_purge_on_every_backend() {
-    for index in 0..3 {
-        let time = Arc::new(AtomicI64::new(0));
-        let mut all = backends(Duration::from_secs(10), Clock::manual(Arc::clone(&time))).await;
-        let backend = all.swap_remove(index);
-        clock_suite(backend.store, time).await;
-    }
+    run_on_all(Duration::from_secs(10), clock_suite).await;
 }
 
 #[tokio::test]
 async fn warm_reads_see_every_write_on_every_backend() {
-    let time = Arc::new(AtomicI64::new(0));
-    let all = backends(Duration::from_secs(10), Clock::manual(Arc::clone(&time))).await;
-    for backend in all {
-        warm_reads_suite(backend.store, Arc::clone(&time)).await;
-    }
+    run_on_all(Duration::from_secs(10), warm_reads_suite).await;
 }
 
+/// The caller's `now` alone decides expiry, identically on every backend: an entry set at `T0`
+/// with a 1 s TTL expires at `T0 + 1`. It is live at `T0` (also from the SQLite read cache) and
+/// gone at `T0 + 1` for `get`, `take` and `purge_expired` — and a read at `T0 + 1` leaves
+/// nothing behind that would hide the entry from a caller still passing `T0`.
 #[tokio::test]
-async fn real_clock_expiry_after_one_second() {
-    let all = backends(Duration::from_secs(1), Clock::default()).await;
+async fn every_backend_expires_at_the_callers_boundary() {
+    let all = backends(Duration::from_secs(1)).await;
+    let expires = T0 + 1;
     for backend in &all {
-        backend.store.set("r/1", "k", &json!(1)).await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    for backend in &all {
-        assert_eq!(backend.store.get("r/1", "k").await.unwrap(), None);
-        assert_eq!(backend.store.purge_expired().await.unwrap(), 1);
+        let (store, b) = (&backend.store, backend.store.backend());
+        store.set("r/1", "k", &json!(1), T0).await.unwrap();
+        store.set("r/1", "t", &json!(2), T0).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                store.get("r/1", "k", expires - 1).await.unwrap(),
+                Some(json!(1)),
+                "{b}: live one second before the boundary"
+            );
+        }
+        assert_eq!(store.purge_expired(expires - 1).await.unwrap(), 0, "{b}");
+        for _ in 0..2 {
+            assert_eq!(store.get("r/1", "k", expires).await.unwrap(), None, "{b}");
+        }
+        assert_eq!(
+            store.get("r/1", "k", expires - 1).await.unwrap(),
+            Some(json!(1)),
+            "{b}: the store keeps no time of its own"
+        );
+        assert_eq!(store.take("r/1", "t", expires).await.unwrap(), None, "{b}");
+        assert_eq!(store.purge_expired(expires).await.unwrap(), 1, "{b}");
+        assert_eq!(
+            store.get("r/1", "k", expires - 1).await.unwrap(),
+            None,
+            "{b}"
+        );
     }
 }
 
@@ -469,9 +516,12 @@ async fn a_cancelled_write_that_lands_later_is_seen_by_reads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cancel.db");
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
-    store.set("c/1", "verified", &json!(true)).await.unwrap();
+    store
+        .set("c/1", "verified", &json!(true), T0)
+        .await
+        .unwrap();
     assert_eq!(
-        store.get("c/1", "verified").await.unwrap(),
+        store.get("c/1", "verified", T0).await.unwrap(),
         Some(json!(true))
     );
 
@@ -490,7 +540,7 @@ async fn a_cancelled_write_that_lands_later_is_seen_by_reads() {
     assert!(removal.is_err(), "the removal waits for the lock");
     // Meanwhile a read sees the old value (the removal has not happened yet) and caches it.
     assert_eq!(
-        store.get("c/1", "verified").await.unwrap(),
+        store.get("c/1", "verified", T0).await.unwrap(),
         Some(json!(true))
     );
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
@@ -498,7 +548,7 @@ async fn a_cancelled_write_that_lands_later_is_seen_by_reads() {
 
     // The removal lands; from then on reads see it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while store.get("c/1", "verified").await.unwrap().is_some() {
+    while store.get("c/1", "verified", T0).await.unwrap().is_some() {
         assert!(
             std::time::Instant::now() < deadline,
             "the cache still serves a value the database no longer has"
@@ -506,7 +556,7 @@ async fn a_cancelled_write_that_lands_later_is_seen_by_reads() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let fresh = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
-    assert_eq!(fresh.get("c/1", "verified").await.unwrap(), None);
+    assert_eq!(fresh.get("c/1", "verified", T0).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -516,25 +566,28 @@ async fn data_persists_across_reopening_the_file() {
     {
         let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
         store
-            .set("p/1", "verified", &json!({"by": "pin"}))
+            .set("p/1", "verified", &json!({"by": "pin"}), T0)
             .await
             .unwrap();
-        store.set("p/1", "attempts", &json!(1)).await.unwrap();
+        store.set("p/1", "attempts", &json!(1), T0).await.unwrap();
         store.remove("p/1", "attempts").await.unwrap();
         store.close().await;
     }
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
     assert_eq!(
-        store.get("p/1", "verified").await.unwrap(),
+        store.get("p/1", "verified", T0).await.unwrap(),
         Some(json!({"by": "pin"}))
     );
-    assert_eq!(store.get("p/1", "attempts").await.unwrap(), None);
+    assert_eq!(store.get("p/1", "attempts", T0).await.unwrap(), None);
 
     // Also without an explicit close (process crash / plain drop).
-    store.set("p/2", "k", &json!([1, 2])).await.unwrap();
+    store.set("p/2", "k", &json!([1, 2]), T0).await.unwrap();
     drop(store);
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
-    assert_eq!(store.get("p/2", "k").await.unwrap(), Some(json!([1, 2])));
+    assert_eq!(
+        store.get("p/2", "k", T0).await.unwrap(),
+        Some(json!([1, 2]))
+    );
 }
 
 #[tokio::test]
@@ -542,7 +595,7 @@ async fn file_database_uses_wal_journal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wal.db");
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
-    store.set("w", "k", &json!(1)).await.unwrap();
+    store.set("w", "k", &json!(1), T0).await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&store.pool)
         .await
@@ -563,7 +616,7 @@ async fn database_files_are_private_to_the_owner() {
     let store = SqliteStore::open_in_dir(dir.path(), DEFAULT_SESSION_TTL)
         .await
         .unwrap();
-    store.set("p/1", "k", &json!(1)).await.unwrap();
+    store.set("p/1", "k", &json!(1), T0).await.unwrap();
     drop(store);
     let store = SqliteStore::open_in_dir(dir.path(), DEFAULT_SESSION_TTL)
         .await
@@ -586,7 +639,7 @@ async fn open_in_dir_creates_a_private_directory() {
     let store = SqliteStore::open_in_dir(&dir, DEFAULT_SESSION_TTL)
         .await
         .unwrap();
-    store.set("d/1", "k", &json!("v")).await.unwrap();
+    store.set("d/1", "k", &json!("v"), T0).await.unwrap();
     store.ping().await.unwrap();
     assert!(dir.join("voxguard.db").is_file());
     #[cfg(unix)]
@@ -601,7 +654,7 @@ async fn open_in_dir_creates_a_private_directory() {
     let store = SqliteStore::open_in_dir(&dir, DEFAULT_SESSION_TTL)
         .await
         .unwrap();
-    assert_eq!(store.get("d/1", "k").await.unwrap(), Some(json!("v")));
+    assert_eq!(store.get("d/1", "k", T0).await.unwrap(), Some(json!("v")));
 }
 
 #[tokio::test]
@@ -631,7 +684,7 @@ async fn errors_do_not_leak_paths_or_sql() {
     store.close().await;
     let err = store.ping().await.unwrap_err();
     assert_eq!(err.to_string(), "session store is unavailable");
-    let err = store.get("s", "k").await.unwrap_err();
+    let err = store.get("s", "k", T0).await.unwrap_err();
     assert!(!err.to_string().to_lowercase().contains("select"), "{err}");
 }
 
@@ -641,7 +694,7 @@ async fn corrupt_values_are_reported_without_their_content() {
     let store = SqliteStore::open(dir.path().join("c.db"), DEFAULT_SESSION_TTL)
         .await
         .unwrap();
-    store.set("s", "k", &json!(1)).await.unwrap();
+    store.set("s", "k", &json!(1), T0).await.unwrap();
     sqlx::query("UPDATE session_entries SET value = ? WHERE scope = ? AND key = ?")
         .bind("{not json 4111111111111111")
         .bind("s")
@@ -649,7 +702,7 @@ async fn corrupt_values_are_reported_without_their_content() {
         .execute(&store.pool)
         .await
         .unwrap();
-    let err = store.get("s", "k").await.unwrap_err();
+    let err = store.get("s", "k", T0).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     assert_eq!(err.to_string(), "stored session value is corrupt");
 }
@@ -657,11 +710,17 @@ async fn corrupt_values_are_reported_without_their_content() {
 #[tokio::test]
 async fn debug_output_never_shows_values() {
     let memory = MemoryStore::default();
-    memory.set("s", "pin", &json!("4242-secret")).await.unwrap();
+    memory
+        .set("s", "pin", &json!("4242-secret"), T0)
+        .await
+        .unwrap();
     let sqlite = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
         .await
         .unwrap();
-    sqlite.set("s", "pin", &json!("4242-secret")).await.unwrap();
+    sqlite
+        .set("s", "pin", &json!("4242-secret"), T0)
+        .await
+        .unwrap();
     for debug in [format!("{memory:?}"), format!("{sqlite:?}")] {
         assert!(!debug.contains("4242"), "{debug}");
     }
@@ -731,7 +790,6 @@ where
     }
 }
 
-const T0: u64 = 1_700_000_000;
 const LOCKOUT: u64 = 900;
 
 fn status(failures: u32, locked_until: Option<u64>) -> AttemptStatus {

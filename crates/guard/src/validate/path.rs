@@ -1,0 +1,250 @@
+//! The one walk from an argument path (`address/zip`, `items/0`) to the parts of a tool's JSON
+//! schema that describe the value there.
+//!
+//! This module owns how such a path is read (segments split on `/`, `~1` meaning `/` and `~0`
+//! meaning `~`, as [`ArgError::field`](super::ArgError::field) writes them) and how a schema is
+//! followed along it: `properties`; array positions through `prefixItems`, then `items`; local
+//! `$ref`s (`#` or any JSON pointer into the same document); `allOf`, `anyOf` and `oneOf`; and,
+//! only for questions about values, never about names, `additionalProperties`. Two answers are
+//! built on that walk: [`declared_path`] (does the schema itself name every member on the path,
+//! so the path is safe to report?) and [`max_length_at`] (which `maxLength` applies there, for
+//! the input guard). It must not fetch remote schemas, compile validators or report errors: a
+//! `$ref` that cannot be resolved, or that cycles back, simply leads nowhere.
+
+#[cfg(test)]
+mod tests;
+
+use serde_json::{Map, Value};
+
+/// Which members a walk may step into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Members {
+    /// Only members the schema names: `properties` and array positions.
+    Declared,
+    /// Also members whose names the caller chose, through `additionalProperties`.
+    Any,
+}
+
+/// What a walk computes at the schemas a path ends at, and how it joins their answers.
+struct Fold<T> {
+    /// Which members the walk steps into.
+    members: Members,
+    /// The answer of one schema the path ends at.
+    at_end: fn(&Value) -> Option<T>,
+    /// Join answers that all apply at once: a schema with its `$ref` target and `allOf` branches.
+    all: fn(Vec<T>) -> Option<T>,
+    /// Join the answers of alternatives: the branches of one `anyOf` or `oneOf`.
+    any: fn(Vec<T>) -> Option<T>,
+}
+
+/// Some answer when there is at least one.
+fn exists(answers: Vec<()>) -> Option<()> {
+    answers.first().copied()
+}
+
+/// [`declared_path`]: every schema reached names the path; any route will do.
+const DECLARED: Fold<()> = Fold {
+    members: Members::Declared,
+    at_end: |_| Some(()),
+    all: exists,
+    any: exists,
+};
+
+/// [`max_length_at`]: the smallest limit of those that apply together, the largest across
+/// alternatives.
+const MAX_LENGTH: Fold<usize> = Fold {
+    members: Members::Any,
+    at_end: |schema| {
+        schema
+            .get("maxLength")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+    },
+    all: |limits| limits.into_iter().min(),
+    any: |limits| limits.into_iter().max(),
+};
+
+/// Whether every segment of `path` names a member the schema itself declares along the way, so
+/// the path carries no name the caller chose and is safe to report (e.g. as the field of an
+/// [`ArgError`](super::ArgError)).
+///
+/// `path` is an [`ArgError::field`](super::ArgError::field)-style pointer: segments split on
+/// `/`, `~1` meaning `/` and `~0` meaning `~`; empty segments (a leading, doubled or trailing
+/// `/`) are skipped, and the root (`""`) is declared. A segment is declared when it is a key of
+/// `properties`, or an array index (digits only) where `prefixItems` or `items` describe the
+/// array. Local `$ref`s (`#/$defs/X`, `#/definitions/X`, any JSON pointer, `#`), `allOf`,
+/// `anyOf` and `oneOf` are followed; a member allowed only by `additionalProperties` or
+/// `patternProperties` is *not* declared: its name came from the caller. Cyclic `$ref`s
+/// terminate.
+///
+/// ```
+/// use serde_json::json;
+/// use voxguard_guard::declared_path;
+///
+/// let schema = json!({
+///     "type": "object",
+///     "properties": {
+///         "address": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}]},
+///         "notes": {"type": "object", "additionalProperties": {"type": "string"}}
+///     },
+///     "$defs": {"Address": {"type": "object", "properties": {"zip": {"type": "string"}}}}
+/// });
+/// assert!(declared_path(&schema, "address/zip"));
+/// assert!(declared_path(&schema, "notes"));
+/// assert!(!declared_path(&schema, "notes/my-card-is-4111"));
+/// assert!(!declared_path(&schema, "address/street"));
+/// ```
+pub fn declared_path(schema: &Value, path: &str) -> bool {
+    let names: Vec<String> = segments(path)
+        .into_iter()
+        .filter(|name| !name.is_empty())
+        .collect();
+    walk(schema, schema, &names, &DECLARED, &mut Vec::new()).is_some()
+}
+
+/// The `maxLength` that applies to the string at `path` in arguments described by `schema`, the
+/// way [`ArgValidator`](super::ArgValidator) would find it: following `properties`,
+/// `items`/`prefixItems`, `additionalProperties`, local `$ref`s and `allOf`/`anyOf`/`oneOf`.
+/// `path` is an [`ArgError::field`](super::ArgError::field)-style pointer (`"name"`,
+/// `"address/street"`, `"items/0"`, `""` for the root). Where several limits apply at once
+/// (`$ref` siblings, `allOf`) the smallest wins; across alternatives (`anyOf`/`oneOf`, e.g. an
+/// `Option`) the largest. `None` when no limit is set.
+///
+/// Feed it to [`InputGuard::screen`](crate::InputGuard::screen) so a schema's own limit replaces
+/// the guard's default:
+///
+/// ```
+/// use serde_json::json;
+/// use voxguard_guard::{max_length_at, InputGuard};
+///
+/// let schema = json!({
+///     "type": "object",
+///     "properties": {
+///         "note": {"type": "string", "maxLength": 1000},
+///         "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}}
+///     },
+///     "$defs": {"Tag": {"type": "string", "maxLength": 16}}
+/// });
+/// assert_eq!(max_length_at(&schema, "note"), Some(1000));
+/// assert_eq!(max_length_at(&schema, "tags/3"), Some(16));
+/// assert_eq!(max_length_at(&schema, "other"), None);
+///
+/// let mut args = json!({"note": "x".repeat(600)});
+/// assert!(InputGuard::new().screen(&mut args, &|p| max_length_at(&schema, p)).is_ok());
+/// ```
+pub fn max_length_at(schema: &Value, path: &str) -> Option<usize> {
+    walk(
+        schema,
+        schema,
+        &segments(path),
+        &MAX_LENGTH,
+        &mut Vec::new(),
+    )
+}
+
+/// The target of a `$ref` inside `doc`: `#` is the root, `#/…` a JSON pointer into it. `None`
+/// for a reference to anything else (another document, an anchor) or to nothing.
+pub(super) fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Option<&'d Value> {
+    let pointer = reference.strip_prefix('#')?;
+    if pointer.is_empty() {
+        Some(doc)
+    } else {
+        doc.pointer(pointer)
+    }
+}
+
+/// The member names of `path`: split on `/`, then `~1` → `/` and `~0` → `~`. `""` is the root.
+fn segments(path: &str) -> Vec<String> {
+    if path.is_empty() {
+        return Vec::new();
+    }
+    path.split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// Fold the schemas that describe `path` below `schema`. `visiting` holds the `$ref`s being
+/// followed with how much path was left then; meeting one again at the same point is a cycle
+/// and leads nowhere, and every other step shortens the path, so the walk ends.
+fn walk<'d, T>(
+    doc: &'d Value,
+    schema: &'d Value,
+    path: &[String],
+    fold: &Fold<T>,
+    visiting: &mut Vec<(&'d str, usize)>,
+) -> Option<T> {
+    let Value::Object(map) = schema else {
+        // `true`/`false` schemas describe no members.
+        return if path.is_empty() {
+            (fold.at_end)(schema)
+        } else {
+            None
+        };
+    };
+    let mut answers: Vec<T> = Vec::new();
+    if let Some(Value::String(reference)) = map.get("$ref") {
+        let key = (reference.as_str(), path.len());
+        if let Some(target) = resolve_ref(doc, reference).filter(|_| !visiting.contains(&key)) {
+            visiting.push(key);
+            answers.extend(walk(doc, target, path, fold, visiting));
+            visiting.pop();
+        }
+    }
+    if let Some(Value::Array(branches)) = map.get("allOf") {
+        for branch in branches {
+            answers.extend(walk(doc, branch, path, fold, visiting));
+        }
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(branches)) = map.get(key) {
+            let alternatives = branches
+                .iter()
+                .filter_map(|branch| walk(doc, branch, path, fold, visiting))
+                .collect();
+            answers.extend((fold.any)(alternatives));
+        }
+    }
+    match path.split_first() {
+        None => answers.extend((fold.at_end)(schema)),
+        Some((name, rest)) => {
+            if let Some(child) = member(map, name, fold.members) {
+                answers.extend(walk(doc, child, rest, fold, visiting));
+            }
+        }
+    }
+    (fold.all)(answers)
+}
+
+/// The subschema of `map` that describes its member `name`: a declared property, else an array
+/// position (`prefixItems`, then `items`), else (for [`Members::Any`]) `additionalProperties`.
+fn member<'v>(map: &'v Map<String, Value>, name: &str, members: Members) -> Option<&'v Value> {
+    if let Some(property) = map.get("properties").and_then(|p| p.get(name)) {
+        return Some(property);
+    }
+    if let Some(index) = array_index(name) {
+        if let Some(item) = map.get("prefixItems").and_then(|p| p.get(index)) {
+            return Some(item);
+        }
+        match map.get("items") {
+            Some(Value::Array(tuple)) => {
+                if let Some(item) = tuple.get(index) {
+                    return Some(item);
+                }
+            }
+            Some(items) => return Some(items),
+            None => {}
+        }
+    }
+    match (members, map.get("additionalProperties")) {
+        (Members::Any, Some(extra @ Value::Object(_))) => Some(extra),
+        _ => None,
+    }
+}
+
+/// `name` read as an array index: digits only (indexes too large for `usize` saturate).
+fn array_index(name: &str) -> Option<usize> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(name.parse().unwrap_or(usize::MAX))
+}

@@ -1,0 +1,238 @@
+//! Unit tests of the schema-path walker: [`declared_path`] and [`max_length_at`] on `$ref`s,
+//! combinators, array positions, escaped names and cyclic schemas.
+
+use super::*;
+use schemars::JsonSchema;
+use serde_json::json;
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+/// A postal address.
+struct Address {
+    /// Five-digit ZIP code.
+    #[schemars(regex(pattern = r"^[0-9]{5}$"))]
+    zip: String,
+    city: Option<String>,
+}
+
+#[test]
+fn max_length_follows_the_schema() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 40},
+            "free": {"type": "string"},
+            "address": {"$ref": "#/$defs/Address", "description": "Home"},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 8}},
+            "pair": {"type": "array", "prefixItems": [{"type": "string", "maxLength": 3}],
+                     "items": {"type": "string", "maxLength": 5}},
+            "both": {"allOf": [{"maxLength": 50}, {"type": "string", "maxLength": 20}]},
+            "either": {"anyOf": [{"type": "string", "maxLength": 10},
+                                 {"type": "string", "maxLength": 30}, {"type": "null"}]},
+            "a/b": {"type": "string", "maxLength": 7},
+            "extra": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 9}},
+            "tree": {"$ref": "#/$defs/Tree"}
+        },
+        "$defs": {
+            "Address": {"type": "object", "properties": {
+                "street": {"type": "string", "maxLength": 100},
+                "zip": {"$ref": "#/$defs/Zip"}
+            }},
+            "Zip": {"type": "string", "maxLength": 5},
+            "Tree": {"type": "object", "properties": {
+                "label": {"type": "string", "maxLength": 12},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Tree"}}
+            }, "anyOf": [{"$ref": "#/$defs/Tree"}]}
+        }
+    });
+    let cases = [
+        ("name", Some(40)),
+        ("free", None),
+        ("missing", None),
+        ("", None),
+        ("address/street", Some(100)),
+        ("address/zip", Some(5)),
+        ("address/other", None),
+        ("tags/0", Some(8)),
+        ("tags/12", Some(8)),
+        ("tags/x", None),
+        ("pair/0", Some(3)),
+        ("pair/1", Some(5)),
+        ("both", Some(20)),
+        ("either", Some(30)),
+        ("a~1b", Some(7)),
+        ("extra/anything", Some(9)),
+        ("tree/label", Some(12)),
+        ("tree/children/0/children/3/label", Some(12)),
+        ("tree/children/0/nope", None),
+    ];
+    for (path, want) in cases {
+        assert_eq!(max_length_at(&schema, path), want, "{path}");
+    }
+    // A bare self-reference terminates.
+    assert_eq!(max_length_at(&json!({"$ref": "#"}), "a/b"), None);
+
+    // schemars' Option<String> with a length limit.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    struct Note {
+        #[schemars(length(max = 500))]
+        text: Option<String>,
+        lines: Vec<Address>,
+    }
+    let schema = serde_json::to_value(schemars::schema_for!(Note)).unwrap();
+    assert_eq!(max_length_at(&schema, "text"), Some(500));
+    assert_eq!(max_length_at(&schema, "lines/2/zip"), None);
+}
+
+/// A schema with every construct the walker follows, and some it must not.
+fn walked() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "address": {"$ref": "#/$defs/Address"},
+            "legacy": {"$ref": "#/definitions/Legacy"},
+            "alias": {"$ref": "#/properties/address"},
+            "both": {"allOf": [{"properties": {"x": {}}}, {"properties": {"y": {}}}]},
+            "either": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}]},
+            "one": {"oneOf": [{"properties": {"b": {}}}, {"properties": {"c": true}}]},
+            "pair": {"type": "array",
+                     "prefixItems": [{"type": "object", "properties": {"first": {}}}],
+                     "items": {"type": "object", "properties": {"rest": {}}}},
+            "list": {"type": "array", "items": {"$ref": "#/$defs/Address"}},
+            "anything": {"type": "array", "items": true},
+            "extra": {"type": "object", "additionalProperties": {"type": "string"}},
+            "open": {"type": "object", "additionalProperties": true,
+                     "properties": {"known": {"type": "string"}}},
+            "pattern": {"type": "object", "patternProperties": {"^x": {"type": "string"}}},
+            "a/b": {"type": "object", "properties": {"c~d": {"type": "string"}}},
+            "tree": {"$ref": "#/$defs/Tree"},
+            "0": {"type": "string"}
+        },
+        "$defs": {
+            "Address": {"type": "object", "properties": {"zip": {"type": "string"}}},
+            "Tree": {"type": "object", "properties": {
+                "label": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Tree"}}
+            }, "allOf": [{"$ref": "#/$defs/Tree"}]}
+        },
+        "definitions": {"Legacy": {"type": "object", "properties": {"old": {}}}}
+    })
+}
+
+#[test]
+fn declared_paths_follow_refs_combinators_and_arrays() {
+    let schema = walked();
+    for path in [
+        "",
+        "name",
+        "address/zip",
+        "legacy/old",
+        "alias/zip",
+        "both/x",
+        "both/y",
+        "either/zip",
+        "one/b",
+        "one/c",
+        "pair/0/first",
+        "pair/1/rest",
+        "pair/7/rest",
+        "list/0/zip",
+        "list/12/zip",
+        "anything/3",
+        "extra",
+        "open/known",
+        "a~1b/c~0d",
+        "tree/label",
+        "tree/children/0/children/3/label",
+        "0",
+        // Empty segments name nothing and are skipped.
+        "/address/zip",
+        "address//zip",
+    ] {
+        assert!(declared_path(&schema, path), "{path:?} should be declared");
+    }
+}
+
+#[test]
+fn caller_chosen_and_unknown_names_are_not_declared() {
+    let schema = walked();
+    for path in [
+        "missing",
+        "name/x",
+        "address/street",
+        "legacy/new",
+        "both/z",
+        "either/street",
+        "one/d",
+        "pair/0/rest",
+        "pair/1/first",
+        "pair/x",
+        "list/x",
+        "list/0/secret",
+        "anything/3/x",
+        "extra/4111111111111111",
+        "open/4111111111111111",
+        "pattern/x1",
+        "a/b",
+        "a~1b/c~1d",
+        "tree/children/0/nope",
+        "tree/children/+1/label",
+        "1",
+    ] {
+        assert!(
+            !declared_path(&schema, path),
+            "{path:?} should not be declared"
+        );
+    }
+}
+
+#[test]
+fn cyclic_refs_terminate() {
+    let cycles = [
+        json!({"$ref": "#"}),
+        json!({"allOf": [{"$ref": "#"}], "anyOf": [{"$ref": "#"}]}),
+        json!({"$ref": "#/$defs/A",
+               "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"oneOf": [{"$ref": "#/$defs/A"}]}}}),
+        json!({"properties": {"me": {"$ref": "#"}}}),
+    ];
+    for schema in &cycles {
+        assert!(declared_path(schema, ""));
+        assert!(!declared_path(schema, "a/b"), "{schema}");
+        assert_eq!(max_length_at(schema, "a/b"), None, "{schema}");
+    }
+    assert!(declared_path(&cycles[3], "me/me/me"));
+    assert!(!declared_path(&cycles[3], "me/me/you"));
+}
+
+#[test]
+fn unresolvable_refs_lead_nowhere() {
+    let schema = json!({"type": "object", "properties": {
+        "remote": {"$ref": "https://example.com/s.json#/properties/x"},
+        "dangling": {"$ref": "#/$defs/Nope"},
+        "anchor": {"$ref": "#Here"}
+    }});
+    for name in ["remote", "dangling", "anchor"] {
+        assert!(declared_path(&schema, name), "{name}");
+        assert!(!declared_path(&schema, &format!("{name}/x")), "{name}");
+    }
+}
+
+#[test]
+fn schemars_shapes_are_declared() {
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    struct Order {
+        ship_to: Option<Address>,
+        lines: Vec<Address>,
+        pair: (u8, Address),
+    }
+    let schema = serde_json::to_value(schemars::schema_for!(Order)).unwrap();
+    for path in ["ship_to/zip", "ship_to/city", "lines/3/zip", "pair/1/city"] {
+        assert!(declared_path(&schema, path), "{path}");
+    }
+    for path in ["ship_to/street", "lines/3/street", "pair/0/zip", "other"] {
+        assert!(!declared_path(&schema, path), "{path}");
+    }
+}

@@ -1,0 +1,189 @@
+//! Durable, tamper-evident audit sinks: SQLite (the default) and JSON lines for log shippers.
+//!
+//! This module owns the [`AuditSink`] trait and its two backends, [`SqliteAuditLog`] and
+//! [`JsonlAuditLog`]. Each sink has a single writer — a background task (SQLite) or thread
+//! (JSON lines) that owns the connection or file and the
+//! [`Chain`](voxguard_guard::audit::Chain) — fed through a channel.
+//! [`append`](AuditSink::append) returns only after the writer has made the event durable per
+//! the sink's [`Durability`]; the writer commits whatever is queued as one group (one
+//! transaction, one write and at most one `fsync`), then acknowledges each event. With an
+//! [`AuditKey`], signed [`Checkpoint`](voxguard_guard::audit::Checkpoint)s are written every
+//! `checkpoint_every` records (and at each [`flush`](AuditSink::flush)), so that cutting off the
+//! tail is detectable. Both sinks verify what they stored with
+//! [`voxguard_guard::audit::verify`]. This module must not decide what is audited, must not
+//! redact (events arrive already masked and redacted), must never build SQL from event data,
+//! and its errors must not show paths, SQL or event content through `Display`.
+//!
+//! This file holds what both backends share: the trait, [`Durability`], the writer's command
+//! channel and group-commit batch, and the checkpoint schedule. Each backend lives in its own
+//! file ([`sqlite`], [`jsonl`]); nothing here may know a backend's storage format.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use voxguard_guard::audit::{AuditEvent, AuditKey, AuditRecord};
+
+use crate::StoreError;
+
+mod jsonl;
+mod sqlite;
+
+pub use jsonl::JsonlAuditLog;
+pub use sqlite::{SqliteAuditLog, AUDIT_DB_FILE_NAME};
+
+#[cfg(test)]
+mod tests;
+
+/// How many queued commands the writer takes into one group commit at most.
+const MAX_BATCH: usize = 512;
+
+/// How many commands may wait for the writer before `append` waits for room.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// How hard a sink works to keep an acknowledged event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written to the operating system before the acknowledgement (SQLite: WAL with
+    /// `synchronous=NORMAL`): survives a crash or `kill -9` of the process, not a power loss.
+    #[default]
+    Normal,
+    /// Also forced to stable storage before the acknowledgement (SQLite: `synchronous=FULL`;
+    /// JSON lines: `fsync`), once per group of queued events: survives a power loss.
+    Fsync,
+}
+
+/// Where audit records go.
+///
+/// Sinks are shared by every request (behind an `Arc`) and keep the chain contiguous however
+/// many tasks append at once.
+#[async_trait::async_trait]
+pub trait AuditSink: Send + Sync + 'static {
+    /// Append `event` and return the stored record, only once it is durable per the sink's
+    /// [`Durability`]: an acknowledged event is never lost to a process kill. Send the response
+    /// that depends on the event only after this returns `Ok`. If the caller stops waiting, the
+    /// event may still be stored.
+    async fn append(&self, event: AuditEvent) -> Result<AuditRecord, StoreError>;
+
+    /// Wait until every event appended before this call is stored, sign a checkpoint of the
+    /// newest record (when the sink has a key) and ask the storage to sync to disk, whatever
+    /// the [`Durability`]. Call it at shutdown.
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// The backend's name: `"sqlite"` or `"jsonl"`.
+    fn backend(&self) -> &'static str;
+}
+
+/// A request to a sink's writer.
+pub(super) enum Command {
+    Append {
+        event: Box<AuditEvent>,
+        ack: oneshot::Sender<Result<AuditRecord, StoreError>>,
+    },
+    Flush {
+        ack: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// One group commit's worth of commands, split by kind (appends keep their order).
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) events: Vec<AuditEvent>,
+    append_acks: Vec<oneshot::Sender<Result<AuditRecord, StoreError>>>,
+    flush_acks: Vec<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+impl Batch {
+    pub(super) fn new(commands: Vec<Command>) -> Self {
+        let mut batch = Self::default();
+        for command in commands {
+            match command {
+                Command::Append { event, ack } => {
+                    batch.events.push(*event);
+                    batch.append_acks.push(ack);
+                }
+                Command::Flush { ack } => batch.flush_acks.push(ack),
+            }
+        }
+        batch
+    }
+
+    /// Whether a flush asked for this group to be sealed with a checkpoint and a sync.
+    pub(super) fn seal(&self) -> bool {
+        !self.flush_acks.is_empty()
+    }
+
+    /// Acknowledge every command: appends get their records (or `failed`), flushes get
+    /// `flushed`. A caller that stopped waiting is ignored.
+    pub(super) fn acknowledge(
+        self,
+        stored: Result<Vec<AuditRecord>, &dyn std::error::Error>,
+        flushed: Result<(), &dyn std::error::Error>,
+    ) {
+        match stored {
+            Ok(records) => {
+                for (ack, record) in self.append_acks.into_iter().zip(records) {
+                    let _ = ack.send(Ok(record));
+                }
+            }
+            Err(err) => {
+                for ack in self.append_acks {
+                    let _ = ack.send(Err(copy_error(err)));
+                }
+            }
+        }
+        for ack in self.flush_acks {
+            let _ = ack.send(flushed.map_err(copy_error));
+        }
+    }
+}
+
+/// A [`StoreError::Unavailable`] carrying the text of `err` (each waiting caller gets its own).
+fn copy_error(err: &dyn std::error::Error) -> StoreError {
+    StoreError::unavailable(std::io::Error::other(err.to_string()))
+}
+
+/// The error every caller gets once the writer is gone.
+pub(super) fn writer_stopped() -> StoreError {
+    StoreError::unavailable(std::io::Error::other("the audit writer has stopped"))
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// Whether the record at `seq` gets a periodic checkpoint.
+pub(super) fn checkpoint_due(key: Option<&AuditKey>, every: u64, seq: u64) -> bool {
+    key.is_some() && every > 0 && seq % every == 0
+}
+
+/// The sending half every sink keeps.
+pub(super) struct Handle {
+    pub(super) tx: mpsc::Sender<Command>,
+}
+
+impl Handle {
+    pub(super) async fn append(&self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Command::Append {
+                event: Box::new(event),
+                ack,
+            })
+            .await
+            .map_err(|_| writer_stopped())?;
+        done.await.map_err(|_| writer_stopped())?
+    }
+
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Command::Flush { ack })
+            .await
+            .map_err(|_| writer_stopped())?;
+        done.await.map_err(|_| writer_stopped())?
+    }
+}

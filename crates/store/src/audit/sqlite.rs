@@ -1,0 +1,591 @@
+//! The SQLite audit backend, the default sink.
+//!
+//! This module owns [`SqliteAuditLog`]: its own database file (WAL, separate from the session
+//! database), the single writer task that commits each group of queued events in one
+//! `BEGIN IMMEDIATE` transaction (re-reading the stored head first, so the chain never forks),
+//! the background WAL checkpointer, and the strict reads that list and verify what is stored.
+//! It must never build SQL from event data, and its errors must not show paths, SQL or event
+//! content through `Display`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions as _, Connection as _, Row as _};
+use tokio::sync::mpsc;
+use voxguard_guard::audit::{
+    canonical_event_string, parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Chain,
+    Checkpoint, Verifier, VerifyReport,
+};
+
+use super::{
+    checkpoint_due, now_ms, AuditSink, Batch, Command, Durability, Handle, MAX_BATCH,
+    QUEUE_CAPACITY,
+};
+use crate::session::to_i64;
+use crate::sqlite::{create_private_dir, restrict_permissions};
+use crate::StoreError;
+
+/// File name of the audit database inside the directory given to
+/// [`SqliteAuditLog::open_in_dir`]. It is separate from the session database, so the audit
+/// log's durability settings never slow session reads and writes.
+pub const AUDIT_DB_FILE_NAME: &str = "audit.db";
+
+/// Rows read per query when verifying or listing a SQLite log.
+const PAGE: i64 = 1000;
+
+/// How long a connection waits for another writer's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reader connections of a live [`SqliteAuditLog`].
+const READERS: u32 = 2;
+
+/// Audit schema, applied on every open; each statement is idempotent. `event` holds exactly
+/// the canonical bytes that are hashed (`canonical_event(seq, event)`), so a record can be
+/// re-hashed with standard tools; `time_ms` and `kind` are copies for querying.
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS audit_log (
+        seq       INTEGER PRIMARY KEY,
+        time_ms   INTEGER NOT NULL,
+        kind      TEXT    NOT NULL,
+        event     TEXT    NOT NULL,
+        prev_hash TEXT    NOT NULL,
+        hash      TEXT    NOT NULL
+    ) STRICT",
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints (
+        seq     INTEGER PRIMARY KEY,
+        hash    TEXT    NOT NULL,
+        time_ms INTEGER NOT NULL,
+        mac     TEXT    NOT NULL
+    ) STRICT",
+];
+
+/// The audit trail in its own SQLite database (WAL), the default sink.
+///
+/// Records live in `audit_log`, checkpoints in `audit_checkpoints`. Each group commit is one
+/// `BEGIN IMMEDIATE` transaction that first re-reads the newest record, so even another process
+/// appending to the same file can never fork the chain (it can only make this writer continue
+/// after its records).
+pub struct SqliteAuditLog {
+    handle: Handle,
+    readers: SqlitePool,
+    writer: tokio::task::JoinHandle<()>,
+    durability: Durability,
+    /// The checkpointer stops once this is dropped.
+    _alive: Arc<()>,
+}
+
+impl SqliteAuditLog {
+    /// Open (or create) the audit database at `path` and start its writer, which resumes the
+    /// chain after the last stored record.
+    ///
+    /// With a `key`, a signed checkpoint is stored every `checkpoint_every` records (0: only at
+    /// [`flush`](AuditSink::flush)). The parent directory must exist; the file gets mode `0600`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the database cannot be opened or set up.
+    pub async fn open(
+        path: impl AsRef<Path>,
+        durability: Durability,
+        key: Option<AuditKey>,
+        checkpoint_every: u64,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let synchronous = match durability {
+            Durability::Normal => SqliteSynchronous::Normal,
+            Durability::Fsync => SqliteSynchronous::Full,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(BUSY_TIMEOUT);
+        // The writer never checkpoints the WAL itself (SQLite's automatic checkpoint would copy
+        // the WAL into the database and sync it inside a commit, stalling every request waiting
+        // for its event: the 99th-percentile latency under load); a checkpointer with its own
+        // connection does it beside the writer.
+        let mut conn = options
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            // When the WAL starts over, its file is cut back to this size (bytes).
+            .pragma("journal_size_limit", "33554432")
+            .connect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
+        restrict_permissions(path).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(BUSY_TIMEOUT * 2)
+            .connect_with(reader_options(path))
+            .await
+            .map_err(StoreError::unavailable)?;
+        // A short busy timeout: a RESTART checkpoint waits for readers while holding the
+        // writer back; better to give up and try again at the next tick.
+        let checkpointer = options
+            .busy_timeout(Duration::from_millis(50))
+            .connect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let alive = Arc::new(());
+        tokio::spawn(checkpoint_wal(checkpointer, Arc::downgrade(&alive)));
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = SqliteWriter {
+            conn,
+            key,
+            checkpoint_every,
+        };
+        Ok(Self {
+            handle: Handle { tx },
+            readers,
+            writer: tokio::spawn(writer.run(rx)),
+            durability,
+            _alive: alive,
+        })
+    }
+
+    /// Create `dir` if missing (mode `0700` on unix) and open `dir/audit.db` as
+    /// [`SqliteAuditLog::open`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] when the directory cannot be created, else as
+    /// [`SqliteAuditLog::open`].
+    pub async fn open_in_dir(
+        dir: impl AsRef<Path>,
+        durability: Durability,
+        key: Option<AuditKey>,
+        checkpoint_every: u64,
+    ) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let path = dir.join(AUDIT_DB_FILE_NAME);
+        tokio::task::spawn_blocking(move || create_private_dir(&dir))
+            .await
+            .map_err(|join| StoreError::Io {
+                source: std::io::Error::other(join),
+            })?
+            .map_err(|source| StoreError::Io { source })?;
+        Self::open(path, durability, key, checkpoint_every).await
+    }
+
+    /// This sink's durability mode.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Every stored record with a sequence number of at least `from`, in order (loads them
+    /// all; use [`SqliteAuditLog::verify`] to check a large log).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] when a stored event is not canonical JSON,
+    /// [`StoreError::Unavailable`] when the database fails or a row has the wrong types.
+    pub async fn records(&self, from: u64) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut next = to_i64(from);
+        loop {
+            let rows = record_page(&self.readers, next).await?;
+            let Some(last) = rows.last() else {
+                return Ok(records);
+            };
+            next = row_seq(last).saturating_add(1);
+            for row in &rows {
+                records.push(decode_record(row)?);
+            }
+        }
+    }
+
+    /// Every stored checkpoint, by sequence number.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the database fails or a row has the wrong types.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        read_checkpoints(&self.readers).await
+    }
+
+    /// Verify the stored chain from sequence number `from` (see
+    /// [`voxguard_guard::audit::verify`]); checkpoints are only checked with the `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the database cannot be read; damage to the records
+    /// themselves is a [`VerifyReport::Broken`], not an error.
+    pub async fn verify(
+        &self,
+        key: Option<&AuditKey>,
+        from: u64,
+    ) -> Result<VerifyReport, StoreError> {
+        verify_pool(&self.readers, key, from).await
+    }
+
+    /// Verify the audit database at `path` without starting a writer (for `voxguard audit
+    /// verify`). The file must exist; it is not created.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteAuditLog::verify`], and [`StoreError::Unavailable`] when the file cannot be
+    /// opened.
+    pub async fn verify_path(
+        path: impl AsRef<Path>,
+        key: Option<&AuditKey>,
+        from: u64,
+    ) -> Result<VerifyReport, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(path.as_ref())
+                    .create_if_missing(false)
+                    .busy_timeout(BUSY_TIMEOUT),
+            )
+            .await
+            .map_err(StoreError::unavailable)?;
+        let report = verify_pool(&pool, key, from).await;
+        pool.close().await;
+        report
+    }
+
+    /// Stop accepting events, wait for the writer to store everything queued, and close the
+    /// database.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the writer failed.
+    pub async fn close(self) -> Result<(), StoreError> {
+        let Self {
+            handle,
+            readers,
+            writer,
+            ..
+        } = self;
+        drop(handle);
+        let stopped = writer.await.map_err(StoreError::unavailable);
+        readers.close().await;
+        stopped
+    }
+}
+
+impl std::fmt::Debug for SqliteAuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteAuditLog")
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for SqliteAuditLog {
+    async fn append(&self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
+        self.handle.append(event).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.handle.flush().await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+/// How often the checkpointer moves the WAL into the database file.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// WAL frames (pages, 4 KiB each) past which the checkpointer makes the WAL start over.
+const WAL_RESTART_FRAMES: i64 = 4096;
+
+/// Move the audit WAL into the database every [`WAL_CHECKPOINT_EVERY`] (a PASSIVE checkpoint:
+/// it never waits for, nor blocks, the writer) until the log is dropped.
+async fn checkpoint_wal(mut conn: SqliteConnection, alive: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(WAL_CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if alive.strong_count() == 0 {
+            break;
+        }
+        // A failed checkpoint leaves the WAL to grow until the next one succeeds; every
+        // committed event is already in the WAL, so nothing is lost either way.
+        let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await;
+        // Under a steady stream of commits a passive checkpoint rarely catches up completely,
+        // and the WAL only starts over after one that did. Past the limit, a RESTART checkpoint
+        // finishes the little that is left, holding the writer back only for that.
+        if matches!(passive, Ok((_, frames, _)) if frames > WAL_RESTART_FRAMES) {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                .fetch_all(&mut conn)
+                .await;
+        }
+    }
+    let _ = conn.close().await;
+}
+
+/// Options of a reader connection: read-only, never creating anything.
+fn reader_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT)
+}
+
+/// The task that owns the write connection.
+struct SqliteWriter {
+    conn: SqliteConnection,
+    key: Option<AuditKey>,
+    checkpoint_every: u64,
+}
+
+impl SqliteWriter {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut commands = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut commands, MAX_BATCH).await > 0 {
+            let batch = Batch::new(std::mem::take(&mut commands));
+            self.commit(batch).await;
+        }
+        let _ = self.conn.close().await;
+    }
+
+    /// Store one batch in one transaction, then acknowledge it.
+    async fn commit(&mut self, mut batch: Batch) {
+        let seal = batch.seal();
+        let events = std::mem::take(&mut batch.events);
+        match self.write(events, seal).await {
+            Ok(records) => {
+                let flushed = if seal { self.sync_wal().await } else { Ok(()) };
+                let flushed: Result<(), &dyn std::error::Error> = match &flushed {
+                    Ok(()) => Ok(()),
+                    Err(err) => Err(err),
+                };
+                batch.acknowledge(Ok(records), flushed);
+            }
+            Err(err) => {
+                let err: &dyn std::error::Error = &err;
+                batch.acknowledge(Err(err), Err(err));
+            }
+        }
+    }
+
+    /// Make every committed record durable, even in `synchronous=NORMAL` mode.
+    ///
+    /// A checkpoint syncs the WAL before it copies frames into the database, so once a
+    /// checkpoint reports every frame copied (now, or by the checkpointer earlier), every
+    /// record is on stable storage. A checkpoint that is busy (the checkpointer holds the
+    /// lock) or held back by a reader's snapshot is retried for up to [`BUSY_TIMEOUT`].
+    async fn sync_wal(&mut self) -> Result<(), sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            let (busy, frames, copied): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut self.conn)
+                    .await?;
+            if busy == 0 && copied >= frames {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(sqlx::Error::Protocol(
+                    "the audit WAL could not be checkpointed to stable storage in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn write(
+        &mut self,
+        events: Vec<AuditEvent>,
+        seal: bool,
+    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut self.conn)
+            .await?;
+        let written = self.write_in_transaction(events, seal).await;
+        let outcome = match written {
+            Ok(records) => sqlx::query("COMMIT")
+                .execute(&mut self.conn)
+                .await
+                .map(|_| records),
+            Err(err) => Err(err),
+        };
+        if outcome.is_err() {
+            // Best effort: a failed COMMIT may already have rolled back.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+        }
+        outcome
+    }
+
+    async fn write_in_transaction(
+        &mut self,
+        events: Vec<AuditEvent>,
+        seal: bool,
+    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        // Resume from what is stored, under the write lock.
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut self.conn)
+                .await?;
+        let mut chain =
+            Chain::resume(head.map(|(seq, hash)| (u64::try_from(seq).unwrap_or(0), hash)));
+        let mut records = Vec::with_capacity(events.len());
+        let mut due = Vec::new();
+        for event in events {
+            let record = chain.append(event);
+            if checkpoint_due(self.key.as_ref(), self.checkpoint_every, record.seq) {
+                due.push((record.seq, record.hash.clone()));
+            }
+            records.push(record);
+        }
+        // The whole group in one statement: every statement is a round trip to the
+        // connection's worker thread, and those hops, not SQLite, were the cost under load.
+        // 6 parameters a row × MAX_BATCH stays far below SQLite's limit of 32766.
+        if !records.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_log (seq, time_ms, kind, event, prev_hash, hash) ",
+            );
+            insert.push_values(&records, |mut row, record| {
+                row.push_bind(to_i64(record.seq))
+                    .push_bind(to_i64(record.event.time_ms))
+                    .push_bind(record.event.kind.clone())
+                    .push_bind(canonical_event_string(record.seq, &record.event))
+                    .push_bind(record.prev_hash.clone())
+                    .push_bind(record.hash.clone());
+            });
+            insert.build().execute(&mut self.conn).await?;
+        }
+        let head_seq = chain.next_seq() - 1;
+        if seal
+            && self.key.is_some()
+            && head_seq > 0
+            && due.last().map(|(seq, _)| *seq) != Some(head_seq)
+        {
+            due.push((head_seq, chain.last_hash().to_string()));
+        }
+        for (seq, hash) in due {
+            self.store_checkpoint(seq, &hash).await?;
+        }
+        Ok(records)
+    }
+
+    async fn store_checkpoint(&mut self, seq: u64, hash: &str) -> Result<(), sqlx::Error> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let checkpoint = key.sign_checkpoint(seq, hash, now_ms());
+        sqlx::query(
+            "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time_ms, mac) VALUES (?, ?, ?, ?)",
+        )
+        .bind(to_i64(checkpoint.seq))
+        .bind(&checkpoint.hash)
+        .bind(to_i64(checkpoint.time_ms))
+        .bind(&checkpoint.mac)
+        .execute(&mut self.conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Up to [`PAGE`] rows of `audit_log` from storage position `from` on.
+async fn record_page(pool: &SqlitePool, from: i64) -> Result<Vec<SqliteRow>, StoreError> {
+    sqlx::query(
+        "SELECT seq, time_ms, kind, event, prev_hash, hash FROM audit_log
+         WHERE seq >= ? ORDER BY seq LIMIT ?",
+    )
+    .bind(from)
+    .bind(PAGE)
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::unavailable)
+}
+
+/// The storage position of a row (`seq` is the rowid, always an integer).
+fn row_seq(row: &SqliteRow) -> i64 {
+    row.try_get::<i64, _>("seq").unwrap_or(i64::MAX)
+}
+
+/// Decode a row, strictly: the event must be in canonical form and agree with the copied
+/// `time_ms` and `kind` columns. The record's sequence number is the one inside the hashed
+/// event (the row position is only the storage order the verifier checks it against).
+fn decode_record(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    let column = |name: &str| {
+        row.try_get::<String, _>(name)
+            .map_err(StoreError::unavailable)
+    };
+    let (event_text, prev_hash, hash, kind) = (
+        column("event")?,
+        column("prev_hash")?,
+        column("hash")?,
+        column("kind")?,
+    );
+    let time_ms: i64 = row.try_get("time_ms").map_err(StoreError::unavailable)?;
+    let (seq, event) =
+        parse_canonical_event(&event_text).map_err(|source| StoreError::Corrupt { source })?;
+    if event.kind != kind || to_i64(event.time_ms) != time_ms {
+        return Err(StoreError::unavailable(std::io::Error::other(
+            "an audit row's columns disagree with its event",
+        )));
+    }
+    Ok(AuditRecord {
+        seq,
+        event,
+        prev_hash,
+        hash,
+    })
+}
+
+async fn read_checkpoints(pool: &SqlitePool) -> Result<Vec<Checkpoint>, StoreError> {
+    let rows: Vec<(i64, String, i64, String)> =
+        sqlx::query_as("SELECT seq, hash, time_ms, mac FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, hash, time_ms, mac)| Checkpoint {
+            seq: u64::try_from(seq).unwrap_or(0),
+            hash,
+            time_ms: u64::try_from(time_ms).unwrap_or(0),
+            mac,
+        })
+        .collect())
+}
+
+async fn verify_pool(
+    pool: &SqlitePool,
+    key: Option<&AuditKey>,
+    from: u64,
+) -> Result<VerifyReport, StoreError> {
+    // Checkpoints first: they are committed with their records, so every checkpoint read here
+    // has its records visible to the reads below.
+    let checkpoints = read_checkpoints(pool).await?;
+    let mut verifier = Verifier::new(&checkpoints, key, from);
+    let mut next = to_i64(from);
+    while !verifier.is_settled() {
+        let rows = record_page(pool, next).await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        next = row_seq(last).saturating_add(1);
+        for row in &rows {
+            match decode_record(row) {
+                Ok(record) => verifier.push(&record),
+                Err(_) => verifier.push_unreadable(u64::try_from(row_seq(row)).ok()),
+            }
+            if verifier.is_settled() {
+                break;
+            }
+        }
+    }
+    Ok(verifier.finish())
+}
