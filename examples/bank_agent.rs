@@ -360,13 +360,11 @@ fn transfer_funds(bank: Arc<Bank>) -> Tool {
         },
     )
     .requires(VERIFIED)
-    .confirm(|args| {
-        let cents = args["amount"].as_f64().map(cents_of).unwrap_or(0);
-        let account = args["to_account"].as_str().unwrap_or("");
+    .confirm(|args: &TransferFunds| {
         format!(
             "You're about to transfer {} to account ending {}. Please say confirm to proceed.",
-            dollars(cents),
-            last4(account)
+            dollars(cents_of(args.amount)),
+            last4(&args.to_account)
         )
     })
     .inactive()

@@ -29,7 +29,6 @@ use voxguard::guard::{
 use voxguard::prelude::*;
 use voxguard::store::{AttemptStore, MemoryStore};
 use voxguard::swml::{Action, Connect, Document, Verb};
-use voxguard::{emergency_from_lookup, RuntimeError};
 
 const JOHN: &str = "+15551234567";
 const JANE: &str = "+15559876543";
@@ -564,7 +563,7 @@ async fn insecure_tools_can_neither_see_nor_grant_verification() {
             .requires_role("admin"),
         counting_tool("public_confirm", &runs.balance)
             .secure(false)
-            .confirm(|_| "Sure?".into()),
+            .confirm(|_: &Value| "Sure?".into()),
     ] {
         let error = Agent::builder("insecure")
             .prompt_text("x")
@@ -658,7 +657,7 @@ fn payments_agent() -> (Agent, Counter, Seen) {
                     }
                 },
             )
-            .confirm(|args| {
+            .confirm(|args: &Value| {
                 format!(
                     "You're about to pay {} to {}. Shall I go ahead?",
                     args["amount"], args["payee"]
@@ -1350,7 +1349,10 @@ fn emergency_agent() -> (Agent, Arc<EmergencyRuns>) {
         .tool(counting_tool("wire", &runs.wire).sensitive())
         .tool(counting_tool("balance", &runs.balance).requires("pin_verified"))
         .tool(counting_tool("approve", &runs.approve).requires_role("admin"))
-        .tool(counting_tool("pay", &runs.pay).confirm(|_| "Shall I pay the bill now?".to_string()))
+        .tool(
+            counting_tool("pay", &runs.pay)
+                .confirm(|_: &Value| "Shall I pay the bill now?".to_string()),
+        )
         .build()
         .expect("desk agent builds");
     (agent, runs)
@@ -1618,75 +1620,15 @@ async fn emergency_switch_toggles_sensitive_or_named_tools_at_runtime() {
     );
 }
 
-fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |name| {
-        vars.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.to_string())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emergency_mode_from_the_environment_is_parsed_and_enforced() {
+async fn emergency_mode_from_the_environment_is_enforced() {
+    // Parsing VOXGUARD_EMERGENCY_MODE / _TOOLS is unit-tested beside the parser (config.rs);
+    // this is the state it yields for `true` and ` pay, opening_hours,,pay `.
     let off = EmergencyState::default();
-    for vars in [
-        vec![],
-        vec![("VOXGUARD_EMERGENCY_MODE", "")],
-        vec![("VOXGUARD_EMERGENCY_MODE", "false")],
-        vec![("VOXGUARD_EMERGENCY_MODE", " Off ")],
-        vec![("VOXGUARD_EMERGENCY_MODE", "0")],
-        vec![("VOXGUARD_EMERGENCY_MODE", "no")],
-    ] {
-        assert_eq!(
-            emergency_from_lookup(lookup(&vars)).expect("valid"),
-            off,
-            "{vars:?}"
-        );
-    }
-    for value in ["true", "TRUE", " yes", "1", "on"] {
-        let vars = [("VOXGUARD_EMERGENCY_MODE", value)];
-        assert_eq!(
-            emergency_from_lookup(lookup(&vars)).expect("valid"),
-            EmergencyState {
-                enabled: true,
-                tools: None
-            },
-            "{value:?}"
-        );
-    }
-    for value in ["maybe", "enabled", "2"] {
-        let vars = [("VOXGUARD_EMERGENCY_MODE", value)];
-        let error = emergency_from_lookup(lookup(&vars)).expect_err(value);
-        assert!(
-            matches!(error, RuntimeError::InvalidEmergency(_)),
-            "{error:?}"
-        );
-        assert!(
-            error.to_string().contains("VOXGUARD_EMERGENCY_MODE"),
-            "{error}"
-        );
-    }
-    let vars = [
-        ("VOXGUARD_EMERGENCY_MODE", "true"),
-        ("VOXGUARD_EMERGENCY_TOOLS", " pay, opening_hours,,pay "),
-    ];
-    let named = emergency_from_lookup(lookup(&vars)).expect("valid");
-    assert_eq!(
-        named,
-        EmergencyState {
-            enabled: true,
-            tools: Some(["opening_hours".to_string(), "pay".to_string()].into()),
-        }
-    );
-    let vars = [
-        ("VOXGUARD_EMERGENCY_MODE", "true"),
-        ("VOXGUARD_EMERGENCY_TOOLS", " , "),
-    ];
-    assert_eq!(
-        emergency_from_lookup(lookup(&vars)).expect("valid").tools,
-        None,
-        "an empty list means every sensitive tool"
-    );
+    let named = EmergencyState {
+        enabled: true,
+        tools: Some(["opening_hours".to_string(), "pay".to_string()].into()),
+    };
 
     // A runtime started in that state enforces it from the first call, and the admin switch
     // can lift it.
@@ -1754,7 +1696,7 @@ async fn policies_apply_in_the_documented_order() {
             )
             .requires("pin_verified")
             .requires_role("admin")
-            .confirm(|_| "Shall I?".to_string())
+            .confirm(|_: &Value| "Shall I?".to_string())
             .rate_limit(3, Duration::from_secs(60)),
         )
         .build()
@@ -1828,7 +1770,7 @@ async fn input_guard_comes_before_validation_and_validation_before_confirmation(
                     }
                 },
             )
-            .confirm(|args| format!("Shall I do {}?", args["count"])),
+            .confirm(|args: &Value| format!("Shall I do {}?", args["count"])),
         )
         .build()
         .expect("agent builds");

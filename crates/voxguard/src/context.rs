@@ -187,9 +187,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// The runtime clock's reading, in the whole seconds the store decides expiry with.
+    fn now(&self) -> u64 {
+        self.services.clock.now_unix()
+    }
+
     /// Read `key` as `T` (`None` when unset).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        match self.store.get(&self.scope, key).await? {
+        match self.store.get(&self.scope, key, self.now()).await? {
             None => Ok(None),
             Some(value) => Ok(Some(serde_json::from_value(value)?)),
         }
@@ -202,7 +207,7 @@ impl Session {
         value: &T,
     ) -> Result<(), SessionError> {
         let value = serde_json::to_value(value)?;
-        self.store.set(&self.scope, key, &value).await?;
+        self.store.set(&self.scope, key, &value, self.now()).await?;
         Ok(())
     }
 
@@ -214,7 +219,7 @@ impl Session {
     /// Remove `key` and return its value, atomically: of several concurrent takes, only one
     /// gets the value.
     pub async fn take(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        Ok(self.store.take(&self.scope, key).await?)
+        Ok(self.store.take(&self.scope, key, self.now()).await?)
     }
 
     /// Remove `key`.

@@ -35,7 +35,12 @@ impl AgentLimits {
         global_var: &str,
         defaults: Self,
     ) -> Result<Self, LimitsError> {
-        Self::from_lookup(|name| std::env::var(name).ok(), caller_var, global_var, defaults)
+        Self::from_lookup(
+            |name| std::env::var(name).ok(),
+            caller_var,
+            global_var,
+            defaults,
+        )
     }
 
     /// As [`AgentLimits::from_env`], reading variables through `lookup`.
@@ -46,12 +51,15 @@ impl AgentLimits {
         defaults: Self,
     ) -> Result<Self, LimitsError> {
         let read = |name: &str, default: u32| match lookup(name) {
-            Some(v) if !v.trim().is_empty() => {
-                v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or(LimitsError {
+            Some(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(LimitsError {
                     name: name.to_string(),
                     value: v,
-                })
-            }
+                }),
             _ => Ok(default),
         };
         Ok(Self {
@@ -81,7 +89,10 @@ mod tests {
     #[test]
     fn unset_and_blank_take_the_defaults_and_bad_values_name_the_variable() {
         let none = |_: &str| None;
-        assert_eq!(AgentLimits::from_lookup(none, "C", "G", DEFAULTS).ok(), Some(DEFAULTS));
+        assert_eq!(
+            AgentLimits::from_lookup(none, "C", "G", DEFAULTS).ok(),
+            Some(DEFAULTS)
+        );
         let set = |name: &str| match name {
             "C" => Some(" 5 ".to_string()),
             _ => Some(String::new()),

@@ -261,7 +261,7 @@ impl Runtime {
             server = server.agent(pipeline.clone());
             pipelines.push(pipeline);
         }
-        let maintenance = spawn_maintenance(self.store.clone(), pipelines);
+        let maintenance = spawn_maintenance(self.store.clone(), self.clock.clone(), pipelines);
         let bound = server.bind().await?;
         // Install the signal handlers now, before anyone is told the server is up.
         let signal = Box::pin(voxguard_server::shutdown_signal());
@@ -314,13 +314,17 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// Background upkeep: purge expired sessions (so nothing about a call outlives its TTL, in
 /// memory or on disk) and forget rate-limit state of callers that went quiet.
-fn spawn_maintenance(store: Arc<dyn SessionStore>, pipelines: Vec<Arc<Pipeline>>) -> Upkeep {
+fn spawn_maintenance(
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    pipelines: Vec<Arc<Pipeline>>,
+) -> Upkeep {
     Upkeep(tokio::spawn(async move {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match store.purge_expired().await {
+            match store.purge_expired(clock.now_unix()).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "expired sessions purged"),
                 Err(error) => tracing::warn!(%error, "purging expired sessions failed"),

@@ -16,7 +16,7 @@ use voxguard_store::Reservation;
 use voxguard_swml::FunctionResult;
 
 use crate::audit::mask;
-use crate::context::{CallContext, ROLE_KEY, SUBJECT_KEY};
+use crate::context::{CallContext, SessionError, ROLE_KEY, SUBJECT_KEY};
 use crate::tool::ToolError;
 use crate::verify_policy::LockoutAction;
 
@@ -100,7 +100,8 @@ impl CallContext {
         let attempt = match services
             .attempts
             .reserve(&key, policy.max_attempts, now)
-            .await?
+            .await
+            .map_err(SessionError::from)?
         {
             Reservation::Locked { until: Some(until) } => {
                 self.security_event(Event::Locked, subject).await?;
@@ -119,7 +120,8 @@ impl CallContext {
                         policy.lockout.as_secs(),
                         now,
                     )
-                    .await?;
+                    .await
+                    .map_err(SessionError::from)?;
                 self.security_event(Event::Locked, subject).await?;
                 return Ok(self.locked(status.locked_until));
             }
@@ -144,7 +146,8 @@ impl CallContext {
                 policy.lockout.as_secs(),
                 now,
             )
-            .await?;
+            .await
+            .map_err(SessionError::from)?;
         if !matched {
             if status.locked_until.is_some() {
                 self.security_event(Event::Lockout, subject).await?;
@@ -244,7 +247,10 @@ impl Event {
     /// The audit kind and outcome of the event.
     fn audit(self) -> (AuditKind, Outcome) {
         match self {
-            Event::Succeeded => (AuditKind::VerificationSucceeded, Outcome::VerificationSucceeded),
+            Event::Succeeded => (
+                AuditKind::VerificationSucceeded,
+                Outcome::VerificationSucceeded,
+            ),
             Event::Failed => (AuditKind::VerificationFailed, Outcome::VerificationFailed),
             Event::Lockout => (AuditKind::Lockout, Outcome::VerificationLockout),
             Event::Locked => (AuditKind::Lockout, Outcome::VerificationLocked),

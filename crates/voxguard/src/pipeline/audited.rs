@@ -87,7 +87,9 @@ impl Trail {
         let handled = self.endpoint.handled_kind();
         match verdict {
             Verdict::Answered(_) => (handled, Outcome::Ok, None),
-            Verdict::HandlerRefused { reason, .. } => (handled, Outcome::Refused, Some(reason.clone())),
+            Verdict::HandlerRefused { reason, .. } => {
+                (handled, Outcome::Refused, Some(reason.clone()))
+            }
             Verdict::Refused(refusal) => {
                 let reason = refusal.reason();
                 let (kind, outcome) = match reason {
@@ -130,7 +132,12 @@ impl Pipeline {
     /// **The audit wrapper of every endpoint.** Count the metrics, write the request's audit
     /// event (and one per requested payment), then hand back the answer — or, when an event
     /// cannot be stored, refuse with `audit_unavailable`.
-    pub(crate) async fn audited(&self, info: &RequestInfo, trail: Trail, verdict: Verdict) -> Reply {
+    pub(crate) async fn audited(
+        &self,
+        info: &RequestInfo,
+        trail: Trail,
+        verdict: Verdict,
+    ) -> Reply {
         let auditor = &self.services.auditor;
         let (kind, outcome, reason) = trail.classify(&verdict);
         if trail.handler_ran {

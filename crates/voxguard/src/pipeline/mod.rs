@@ -292,7 +292,12 @@ impl Pipeline {
         check_call_id(call_id)?;
         let Ok(compiled) = &tool.compiled else {
             // Agent::build refuses tools whose schema does not compile; unreachable in practice.
-            return Err(failed(agent.name(), &tool.name, call_id, "schema not compiled"));
+            return Err(failed(
+                agent.name(),
+                &tool.name,
+                call_id,
+                "schema not compiled",
+            ));
         };
         let caller = request.caller_id_num.as_deref().unwrap_or("");
         let event = Event {
@@ -371,7 +376,12 @@ impl Pipeline {
                     return Err(refusal);
                 }
                 Err(error) => {
-                    return Err(failed(agent.name(), &tool.name, call_id, &error.to_string()))
+                    return Err(failed(
+                        agent.name(),
+                        &tool.name,
+                        call_id,
+                        &error.to_string(),
+                    ))
                 }
             }
         }
@@ -387,10 +397,21 @@ impl Pipeline {
         ctx: &CallContext,
         event: &Event<'_>,
     ) -> Result<(), Refusal> {
-        let store_failed =
-            |error: &dyn std::fmt::Display| failed(event.agent, event.function, event.call_id, &error.to_string());
+        let store_failed = |error: &dyn std::fmt::Display| {
+            failed(
+                event.agent,
+                event.function,
+                event.call_id,
+                &error.to_string(),
+            )
+        };
         for flag in &tool.policy.requires {
-            if !ctx.session().flag(flag).await.map_err(|e| store_failed(&e))? {
+            if !ctx
+                .session()
+                .flag(flag)
+                .await
+                .map_err(|e| store_failed(&e))?
+            {
                 return Err(event.refuse(Refusal::new(
                     Reason::VerificationRequired,
                     "I need to verify the caller's identity before I can do that. Please ask for their PIN first.",
@@ -471,14 +492,16 @@ impl Pipeline {
             ));
         }
         trail.payments = payments_in(&result);
-        serde_json::to_value(&result).map(Verdict::Answered).map_err(|error| {
-            failed(
-                agent,
-                &tool.name,
-                call_id,
-                &format!("result not serializable: {error}"),
-            )
-        })
+        serde_json::to_value(&result)
+            .map(Verdict::Answered)
+            .map_err(|error| {
+                failed(
+                    agent,
+                    &tool.name,
+                    call_id,
+                    &format!("result not serializable: {error}"),
+                )
+            })
     }
 }
 

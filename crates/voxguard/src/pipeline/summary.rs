@@ -63,7 +63,9 @@ impl Pipeline {
             .join()
             .await
         {
-            Ok(Ok(())) => Ok(Verdict::Answered(json!({ "response": "Summary received." }))),
+            Ok(Ok(())) => Ok(Verdict::Answered(
+                json!({ "response": "Summary received." }),
+            )),
             Ok(Err(error)) => Err(failed(
                 agent.name(),
                 POST_PROMPT_FUNCTION,
