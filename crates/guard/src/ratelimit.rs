@@ -1,19 +1,24 @@
 //! Rate limits: global, per caller, and per caller per tool, with the GCRA from `governor`.
 //!
 //! Owns the limits and the decision "may this caller call this tool now, and if not, how long
-//! until they may". It never hand-rolls rate-limit math. It does not decide HTTP statuses or
-//! log; the runtime turns a [`Limited`] into HTTP 429 with `Retry-After`. Caller numbers are
-//! spoofable, which is why the global limit exists.
+//! until they may". It never hand-rolls rate-limit math: governor does it, reading time from the
+//! one injected [`Clock`] (so tests drive limits with a [`ManualClock`](crate::ManualClock)
+//! instead of sleeping) through an adapter that only lets time move forward. It does not decide
+//! HTTP statuses or log; the runtime turns a [`Limited`] into HTTP 429 with `Retry-After`.
+//! Caller numbers are spoofable, which is why the global limit exists.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock as GovernorClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
+
+use crate::clock::{Clock, SystemClock};
 
 /// `max` calls per `per`, refilling continuously (a burst of `max` is allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,31 +103,84 @@ impl Limited {
     }
 }
 
-type Direct<C> =
-    governor::RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
-type Keyed<C> = governor::RateLimiter<
-    String,
-    DashMapStateStore<String>,
-    C,
-    NoOpMiddleware<<C as Clock>::Instant>,
->;
+/// The injected clock as governor reads it: milliseconds elapsed since the limiter was made,
+/// counting only forward steps of the wall clock. A wall clock set back (an NTP correction)
+/// counts as no time passing instead of pushing every caller's next allowed call into the
+/// future; clones share one timeline, so every limit and every `retry_after` agree.
+#[derive(Clone)]
+struct Ticks(Arc<Forward>);
 
-/// The limits of one agent. Checks go from the most specific (tool) to the most general
-/// (global), so a caller hammering one tool is refused before spending the shared budget.
-pub struct RateLimiter<C: Clock = DefaultClock> {
-    clock: C,
-    global: Option<Direct<C>>,
-    per_caller: Option<Keyed<C>>,
-    per_tool: HashMap<String, Keyed<C>>,
+struct Forward {
+    clock: Arc<dyn Clock>,
+    /// (last wall-clock reading, milliseconds counted so far).
+    state: Mutex<(u64, u64)>,
 }
 
-impl Default for RateLimiter<DefaultClock> {
-    fn default() -> Self {
-        Self::with_clock(DefaultClock::default())
+impl Ticks {
+    fn new(clock: Arc<dyn Clock>) -> Self {
+        let wall = clock.now_ms();
+        Self(Arc::new(Forward {
+            clock,
+            state: Mutex::new((wall, 0)),
+        }))
     }
 }
 
-impl<C: Clock> std::fmt::Debug for RateLimiter<C> {
+impl GovernorClock for Ticks {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        let wall = self.0.clock.now_ms();
+        // The state is two integers always written together; a poisoned lock still holds a
+        // consistent pair.
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, elapsed) = *state;
+        let elapsed = elapsed.saturating_add(wall.saturating_sub(last));
+        *state = (wall, elapsed);
+        Duration::from_millis(elapsed)
+    }
+}
+
+type Direct = governor::RateLimiter<NotKeyed, InMemoryState, Ticks, NoOpMiddleware<Duration>>;
+type Keyed =
+    governor::RateLimiter<String, DashMapStateStore<String>, Ticks, NoOpMiddleware<Duration>>;
+
+/// The limits of one agent. Checks go from the most specific (tool) to the most general
+/// (global), so a caller hammering one tool is refused before spending the shared budget.
+///
+/// Time comes from an injected [`Clock`] ([`RateLimiter::with_clock`]); the default reads the
+/// system clock.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use voxguard_guard::{LimitScope, ManualClock, RateLimit, RateLimiter};
+///
+/// let clock = ManualClock::new(1_700_000_000);
+/// let limiter = RateLimiter::with_clock(Arc::new(clock.clone()))
+///     .per_caller(RateLimit::new(1, Duration::from_secs(10))?);
+/// assert!(limiter.check("balance", "+15551234567").is_ok());
+/// let refused = limiter.check("balance", "+15551234567").unwrap_err();
+/// assert_eq!((refused.scope, refused.retry_after_secs()), (LimitScope::Caller, 10));
+/// clock.advance(Duration::from_secs(10));
+/// assert!(limiter.check("balance", "+15551234567").is_ok());
+/// # Ok::<(), voxguard_guard::InvalidRateLimit>(())
+/// ```
+pub struct RateLimiter {
+    clock: Ticks,
+    global: Option<Direct>,
+    per_caller: Option<Keyed>,
+    per_tool: HashMap<String, Keyed>,
+}
+
+impl Default for RateLimiter {
+    /// No limits yet, measured with the [`SystemClock`].
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimiter")
             .field("global", &self.global.is_some())
@@ -132,11 +190,12 @@ impl<C: Clock> std::fmt::Debug for RateLimiter<C> {
     }
 }
 
-impl<C: Clock + Clone> RateLimiter<C> {
-    /// No limits yet, measured with `clock` (tests use governor's `FakeRelativeClock`).
-    pub fn with_clock(clock: C) -> Self {
+impl RateLimiter {
+    /// No limits yet, measured with `clock`: the runtime's one clock, or a
+    /// [`ManualClock`](crate::ManualClock) in tests.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         Self {
-            clock,
+            clock: Ticks::new(clock),
             global: None,
             per_caller: None,
             per_tool: HashMap::new(),
@@ -177,7 +236,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
 
     /// Count one call of `tool` by `caller`, or say which limit refuses it and for how long.
     pub fn check(&self, tool: &str, caller: &str) -> Result<(), Limited> {
-        let refused = |scope, not_until: governor::NotUntil<C::Instant>| Limited {
+        let refused = |scope, not_until: governor::NotUntil<Duration>| Limited {
             scope,
             retry_after: not_until.wait_time_from(self.clock.now()),
         };
@@ -213,7 +272,12 @@ impl<C: Clock + Clone> RateLimiter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
+    use crate::ManualClock;
+
+    fn manual() -> (ManualClock, Arc<dyn Clock>) {
+        let clock = ManualClock::new(1_700_000_000);
+        (clock.clone(), Arc::new(clock))
+    }
 
     fn per_minute(n: u32) -> RateLimit {
         RateLimit::new(n, Duration::from_secs(60)).unwrap()
@@ -227,8 +291,8 @@ mod tests {
 
     #[test]
     fn tool_limit_is_per_caller_and_refills() {
-        let clock = FakeRelativeClock::default();
-        let limiter = RateLimiter::with_clock(clock.clone()).tool("transfer", per_minute(2));
+        let (clock, shared) = manual();
+        let limiter = RateLimiter::with_clock(shared).tool("transfer", per_minute(2));
         assert!(limiter.check("transfer", "+1555").is_ok());
         assert!(limiter.check("transfer", "+1555").is_ok());
         let refused = limiter.check("transfer", "+1555").unwrap_err();
@@ -245,8 +309,8 @@ mod tests {
 
     #[test]
     fn caller_and_global_limits_apply_across_tools() {
-        let clock = FakeRelativeClock::default();
-        let limiter = RateLimiter::with_clock(clock.clone())
+        let (clock, shared) = manual();
+        let limiter = RateLimiter::with_clock(shared)
             .per_caller(per_minute(3))
             .global(per_minute(4));
         assert!(limiter.check("a", "x").is_ok());
@@ -263,5 +327,37 @@ mod tests {
         );
         clock.advance(Duration::from_secs(60));
         assert!(limiter.check("a", "z").is_ok());
+    }
+
+    #[test]
+    fn a_refused_call_is_allowed_again_after_the_period() {
+        let (clock, shared) = manual();
+        let limiter = RateLimiter::with_clock(shared).global(per_minute(3));
+        for _ in 0..3 {
+            assert!(limiter.check("a", "x").is_ok());
+        }
+        let refused = limiter.check("a", "x").unwrap_err();
+        assert_eq!(refused.scope, LimitScope::Global);
+        assert_eq!(refused.retry_after, Duration::from_secs(20));
+        clock.advance(Duration::from_millis(19_999));
+        assert!(limiter.check("a", "x").is_err(), "not a millisecond early");
+        clock.advance(Duration::from_secs(41));
+        for _ in 0..3 {
+            assert!(limiter.check("a", "x").is_ok());
+        }
+        assert!(limiter.check("a", "x").is_err());
+    }
+
+    #[test]
+    fn a_wall_clock_set_back_does_not_lock_callers_out() {
+        let (clock, shared) = manual();
+        let limiter = RateLimiter::with_clock(shared).per_caller(per_minute(1));
+        assert!(limiter.check("a", "x").is_ok());
+        clock.set(1_700_000_000 - 3_600);
+        // The hour going back counts as no time: one minute still refills the caller.
+        let refused = limiter.check("a", "x").unwrap_err();
+        assert_eq!(refused.retry_after_secs(), 60);
+        clock.advance(Duration::from_secs(60));
+        assert!(limiter.check("a", "x").is_ok());
     }
 }
