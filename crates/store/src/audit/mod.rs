@@ -2,8 +2,7 @@
 //!
 //! This module owns the [`AuditSink`] trait and its two backends, [`SqliteAuditLog`] and
 //! [`JsonlAuditLog`]. Each sink has a single writer — a background task (SQLite) or thread
-//! (JSON lines) that owns the connection or file and the
-//! [`Chain`](voxguard_guard::audit::Chain) — fed through a channel.
+//! (JSON lines) that owns the connection or file and the [`Chain`] — fed through a channel.
 //! [`append`](AuditSink::append) returns only after the writer has made the event durable per
 //! the sink's [`Durability`]; the writer commits whatever is queued as one group (one
 //! transaction, one write and at most one `fsync`), then acknowledges each event. With an
