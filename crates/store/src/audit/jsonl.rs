@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::{mpsc, oneshot};
 use voxguard_guard::audit::{
-    AuditEvent, AuditKey, AuditRecord, Chain, Checkpoint, Verifier, VerifyReport,
+    AuditEvent, AuditKey, AuditRecord, Checkpoint, Verifier, VerifyReport,
 };
 
 use super::{
-    checkpoint_due, now_ms, writer_stopped, AuditSink, Batch, Command, Durability, Handle,
-    MAX_BATCH, QUEUE_CAPACITY,
+    checkpoint_due, writer_stopped, AuditSink, Batch, Command, Durability, Handle, Tail, MAX_BATCH,
+    QUEUE_CAPACITY,
 };
 use crate::StoreError;
 
@@ -325,7 +325,7 @@ struct JsonlWriter {
     log: LogFile,
     /// The checkpoint sidecar, when there is a key.
     sidecar: Option<LogFile>,
-    chain: Chain,
+    tail: Tail,
     last_checkpoint: u64,
     key: Option<AuditKey>,
     checkpoint_every: u64,
@@ -344,14 +344,12 @@ impl JsonlWriter {
     ) -> Result<Self, StoreError> {
         let io = |source| StoreError::Io { source };
         let (file, len, last) = open_append(path).map_err(io)?;
-        let chain = match last {
-            Some(line) => {
-                let record = AuditRecord::from_json_line(&line)
-                    .map_err(|source| StoreError::Corrupt { source })?;
-                Chain::resume(Some((record.seq, record.hash)))
-            }
-            None => Chain::genesis(),
-        };
+        let last = last
+            .map(|line| {
+                AuditRecord::from_json_line(&line).map_err(|source| StoreError::Corrupt { source })
+            })
+            .transpose()?;
+        let tail = Tail::resume(last.map(|record| (record.seq, record.hash, record.event.time_ms)));
         let mut last_checkpoint = 0;
         let sidecar = match key {
             Some(_) => {
@@ -376,7 +374,7 @@ impl JsonlWriter {
         Ok(Self {
             log: LogFile { file, len },
             sidecar,
-            chain,
+            tail,
             last_checkpoint,
             key,
             checkpoint_every,
@@ -405,39 +403,45 @@ impl JsonlWriter {
     fn commit(&mut self, mut batch: Batch) {
         let seal = batch.seal();
         let events = std::mem::take(&mut batch.events);
-        let saved = (self.chain.clone(), self.last_checkpoint);
+        let saved = (self.tail.clone(), self.last_checkpoint);
         let mut lines = String::new();
         let mut checkpoints = String::new();
         let mut records = Vec::with_capacity(events.len());
         for event in events {
-            let record = self.chain.append(event);
+            let record = self.tail.append(event);
             lines.push_str(&record.to_json_line());
             lines.push('\n');
             if checkpoint_due(self.key.as_ref(), self.checkpoint_every, record.seq) {
-                self.checkpoint(&mut checkpoints, record.seq, &record.hash);
+                self.checkpoint(
+                    &mut checkpoints,
+                    record.seq,
+                    &record.hash,
+                    record.event.time_ms,
+                );
             }
             records.push(record);
         }
-        let head_seq = self.chain.next_seq() - 1;
+        let (head_seq, head_hash, head_time_ms) = self.tail.head();
         if seal && head_seq > self.last_checkpoint {
-            let head_hash = self.chain.last_hash().to_owned();
-            self.checkpoint(&mut checkpoints, head_seq, &head_hash);
+            let head_hash = head_hash.to_owned();
+            self.checkpoint(&mut checkpoints, head_seq, &head_hash, head_time_ms);
         }
         let sync = seal || self.durability == Durability::Fsync;
         match self.persist(&lines, &checkpoints, sync) {
             Ok(()) => batch.acknowledge(Ok(records), Ok(())),
             Err(err) => {
-                (self.chain, self.last_checkpoint) = saved;
+                (self.tail, self.last_checkpoint) = saved;
                 let err: &dyn std::error::Error = &err;
                 batch.acknowledge(Err(err), Err(err));
             }
         }
     }
 
-    /// Sign a checkpoint (when there is a key) and add its line to `out`.
-    fn checkpoint(&mut self, out: &mut String, seq: u64, hash: &str) {
+    /// Sign a checkpoint of the record `seq` (hash `hash`, stamped `time_ms`) when there is a
+    /// key, and add its line to `out`.
+    fn checkpoint(&mut self, out: &mut String, seq: u64, hash: &str, time_ms: u64) {
         if let Some(key) = &self.key {
-            out.push_str(&key.sign_checkpoint(seq, hash, now_ms()).to_json_line());
+            out.push_str(&key.sign_checkpoint(seq, hash, time_ms).to_json_line());
             out.push('\n');
             self.last_checkpoint = seq;
         }

@@ -2,8 +2,7 @@
 //!
 //! This module owns the [`AuditSink`] trait and its two backends, [`SqliteAuditLog`] and
 //! [`JsonlAuditLog`]. Each sink has a single writer — a background task (SQLite) or thread
-//! (JSON lines) that owns the connection or file and the
-//! [`Chain`](voxguard_guard::audit::Chain) — fed through a channel.
+//! (JSON lines) that owns the connection or file and the [`Chain`] — fed through a channel.
 //! [`append`](AuditSink::append) returns only after the writer has made the event durable per
 //! the sink's [`Durability`]; the writer commits whatever is queued as one group (one
 //! transaction, one write and at most one `fsync`), then acknowledges each event. With an
@@ -15,13 +14,13 @@
 //! and its errors must not show paths, SQL or event content through `Display`.
 //!
 //! This file holds what both backends share: the trait, [`Durability`], the writer's command
-//! channel and group-commit batch, and the checkpoint schedule. Each backend lives in its own
+//! channel and group-commit batch, the chain's [`Tail`] and the checkpoint schedule. No sink
+//! reads the time: a checkpoint carries the `time_ms` of the record it checkpoints, which the
+//! runtime's clock stamped on the event. Each backend lives in its own
 //! file ([`sqlite`], [`jsonl`]); nothing here may know a backend's storage format.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tokio::sync::{mpsc, oneshot};
-use voxguard_guard::audit::{AuditEvent, AuditKey, AuditRecord};
+use voxguard_guard::audit::{AuditEvent, AuditKey, AuditRecord, Chain};
 
 use crate::StoreError;
 
@@ -147,12 +146,42 @@ pub(super) fn writer_stopped() -> StoreError {
     StoreError::unavailable(std::io::Error::other("the audit writer has stopped"))
 }
 
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
+/// A writer's [`Chain`] and the time of its newest record.
+///
+/// A checkpoint is stamped with the `time_ms` of the record it checkpoints, never with a read of
+/// the wall clock, so a checkpoint of the head (at a flush, possibly of a record stored by an
+/// earlier run) needs that record's time at hand.
+#[derive(Clone)]
+pub(super) struct Tail {
+    chain: Chain,
+    time_ms: u64,
+}
+
+impl Tail {
+    /// Continue after the stored record `(seq, hash, time_ms)`, or from the genesis.
+    pub(super) fn resume(last: Option<(u64, String, u64)>) -> Self {
+        let time_ms = last.as_ref().map_or(0, |(_, _, time_ms)| *time_ms);
+        Self {
+            chain: Chain::resume(last.map(|(seq, hash, _)| (seq, hash))),
+            time_ms,
+        }
+    }
+
+    /// Chain `event` as the next record.
+    pub(super) fn append(&mut self, event: AuditEvent) -> AuditRecord {
+        let record = self.chain.append(event);
+        self.time_ms = record.event.time_ms;
+        record
+    }
+
+    /// The newest record's sequence number (0 for an empty chain), hash and `time_ms`.
+    pub(super) fn head(&self) -> (u64, &str, u64) {
+        (
+            self.chain.next_seq().saturating_sub(1),
+            self.chain.last_hash(),
+            self.time_ms,
+        )
+    }
 }
 
 /// Whether the record at `seq` gets a periodic checkpoint.

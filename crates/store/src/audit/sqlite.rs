@@ -18,13 +18,12 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 use tokio::sync::mpsc;
 use voxguard_guard::audit::{
-    canonical_event_string, parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Chain,
-    Checkpoint, Verifier, VerifyReport,
+    canonical_event_string, parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Checkpoint,
+    Verifier, VerifyReport,
 };
 
 use super::{
-    checkpoint_due, now_ms, AuditSink, Batch, Command, Durability, Handle, MAX_BATCH,
-    QUEUE_CAPACITY,
+    checkpoint_due, AuditSink, Batch, Command, Durability, Handle, Tail, MAX_BATCH, QUEUE_CAPACITY,
 };
 use crate::session::to_i64;
 use crate::sqlite::{create_private_dir, restrict_permissions};
@@ -432,18 +431,20 @@ impl SqliteWriter {
         seal: bool,
     ) -> Result<Vec<AuditRecord>, sqlx::Error> {
         // Resume from what is stored, under the write lock.
-        let head: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let head: Option<(i64, String, i64)> =
+            sqlx::query_as("SELECT seq, hash, time_ms FROM audit_log ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut self.conn)
                 .await?;
-        let mut chain =
-            Chain::resume(head.map(|(seq, hash)| (u64::try_from(seq).unwrap_or(0), hash)));
+        let mut tail = Tail::resume(head.map(|(seq, hash, time_ms)| {
+            let decode = |value: i64| u64::try_from(value).unwrap_or(0);
+            (decode(seq), hash, decode(time_ms))
+        }));
         let mut records = Vec::with_capacity(events.len());
         let mut due = Vec::new();
         for event in events {
-            let record = chain.append(event);
+            let record = tail.append(event);
             if checkpoint_due(self.key.as_ref(), self.checkpoint_every, record.seq) {
-                due.push((record.seq, record.hash.clone()));
+                due.push((record.seq, record.hash.clone(), record.event.time_ms));
             }
             records.push(record);
         }
@@ -464,25 +465,31 @@ impl SqliteWriter {
             });
             insert.build().execute(&mut self.conn).await?;
         }
-        let head_seq = chain.next_seq() - 1;
+        let (head_seq, head_hash, head_time_ms) = tail.head();
         if seal
             && self.key.is_some()
             && head_seq > 0
-            && due.last().map(|(seq, _)| *seq) != Some(head_seq)
+            && due.last().map(|(seq, _, _)| *seq) != Some(head_seq)
         {
-            due.push((head_seq, chain.last_hash().to_string()));
+            due.push((head_seq, head_hash.to_string(), head_time_ms));
         }
-        for (seq, hash) in due {
-            self.store_checkpoint(seq, &hash).await?;
+        for (seq, hash, time_ms) in due {
+            self.store_checkpoint(seq, &hash, time_ms).await?;
         }
         Ok(records)
     }
 
-    async fn store_checkpoint(&mut self, seq: u64, hash: &str) -> Result<(), sqlx::Error> {
+    /// Sign and store a checkpoint of the record `seq` (hash `hash`, stamped `time_ms`).
+    async fn store_checkpoint(
+        &mut self,
+        seq: u64,
+        hash: &str,
+        time_ms: u64,
+    ) -> Result<(), sqlx::Error> {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let checkpoint = key.sign_checkpoint(seq, hash, now_ms());
+        let checkpoint = key.sign_checkpoint(seq, hash, time_ms);
         sqlx::query(
             "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time_ms, mac) VALUES (?, ?, ?, ?)",
         )

@@ -291,6 +291,52 @@ async fn flush_checkpoints_the_head() {
     }
 }
 
+/// A checkpoint carries the time of the record it checkpoints (stamped on the event by the
+/// runtime's clock), never a read of the wall clock: periodic checkpoints, a flush's checkpoint
+/// of a head stored by an earlier run, and one of a head written in the same group.
+#[tokio::test]
+async fn checkpoints_carry_the_time_of_their_record() {
+    for kind in [Kind::Sqlite, Kind::Jsonl] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let first = open(kind, &path, Durability::Normal, Some(key()), 3).await;
+        for i in 0..5 {
+            first.sink.append(event(i)).await.unwrap();
+        }
+        // Closed without a flush: only record 3 is checkpointed, the head (5) is not.
+        first.close().await;
+        let second = open(kind, &path, Durability::Normal, Some(key()), 3).await;
+        second.sink.flush().await.unwrap();
+        for i in 5..7 {
+            second.sink.append(event(i)).await.unwrap();
+        }
+        second.sink.flush().await.unwrap();
+        let (records, checkpoints) = match (&second.sqlite, &second.jsonl) {
+            (Some(s), _) => (s.records(0).await.unwrap(), s.checkpoints().await.unwrap()),
+            (_, Some(_)) => (
+                JsonlAuditLog::read_all(&path).await.unwrap(),
+                JsonlAuditLog::read_checkpoints(&path).await.unwrap(),
+            ),
+            _ => unreachable!(),
+        };
+        let stamped: Vec<(u64, u64)> = checkpoints.iter().map(|c| (c.seq, c.time_ms)).collect();
+        let t = 1_700_000_000_000;
+        assert_eq!(
+            stamped,
+            [(3, t + 2), (5, t + 4), (6, t + 5), (7, t + 6)],
+            "{kind:?}"
+        );
+        for checkpoint in &checkpoints {
+            let record = records.iter().find(|r| r.seq == checkpoint.seq).unwrap();
+            assert_eq!(checkpoint.time_ms, record.event.time_ms, "{kind:?}");
+            assert_eq!(checkpoint.hash, record.hash, "{kind:?}");
+            assert!(key().verify_checkpoint(checkpoint), "{kind:?}");
+        }
+        assert_eq!(second.verify(Some(&key()), 0).await, ok(7, 4), "{kind:?}");
+        second.close().await;
+    }
+}
+
 #[tokio::test]
 async fn no_key_means_no_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
