@@ -5,7 +5,9 @@
 //! tool arguments satisfy the tool's schema, and what subset of that schema may be shown to the
 //! platform ([`validate`], with reusable validators for phones, account and order numbers, dates
 //! and amounts in [`validators`]), and is this caller text safe to hand to a tool once
-//! normalized ([`sanitize`]: length limits, prompt-injection detection). It must not do I/O: no
+//! normalized ([`sanitize`]: length limits, prompt-injection detection). It also owns the
+//! tamper-evident audit trail's pure side ([`audit`]), the one secret-key type ([`key`]) and
+//! the one canonical-JSON writer ([`canonical`]). It must not do I/O: no
 //! sockets, no files, no environment reads, no logging of secrets. Callers (the server, the CLI)
 //! gather inputs and act on the verdicts.
 #![forbid(unsafe_code)]
@@ -13,8 +15,10 @@
 
 pub mod anomaly;
 pub mod audit;
+pub mod canonical;
 pub mod clock;
 pub mod credentials;
+pub mod key;
 pub mod pin;
 pub mod policy;
 pub mod ratelimit;
@@ -29,14 +33,16 @@ pub use anomaly::{
     Anomaly, AnomalyDetector, AnomalyRules, BurstRule, BusinessHours, LargeTransactionRule,
 };
 pub use audit::{
-    AuditEvent, AuditKey, AuditKeyError, AuditRecord, Chain, ChainProblem, Checkpoint, Verifier,
-    VerifyReport, GENESIS_HASH,
+    AuditEvent, AuditKey, AuditKeyError, AuditKind, AuditRecord, Chain, ChainProblem, Checkpoint,
+    Outcome, Verifier, VerifyReport, GENESIS_HASH,
 };
+pub use canonical::canonical_json;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{
     resolve_credentials, AuthError, BasicCredentials, CredentialError, CredentialSource,
     MIN_PASSWORD_LEN,
 };
+pub use key::{KeyError, SecretKey, MIN_KEY_LEN};
 pub use pin::{HashMemory, PinError, PinVault, SecretHash};
 pub use policy::{
     args_digest, strip_confirmed, ConfirmationCheck, EmergencyState, EmergencySwitch,
@@ -48,7 +54,7 @@ pub use refusal::{Reason, Refusal};
 pub use sanitize::{
     normalize, InjectionDetector, InjectionKind, InputGuard, InputRejection, DEFAULT_MAX_LEN,
 };
-pub use token::{KeyError, KeyRing, TokenError, TokenKey, DEFAULT_TOKEN_TTL, MIN_KEY_LEN};
+pub use token::{KeyRing, TokenError, TokenKey, DEFAULT_TOKEN_TTL};
 pub use validate::{
     declared_path, max_length_at, platform_parameters, ArgError, ArgValidator, SchemaError,
 };
@@ -68,7 +74,8 @@ mod tests {
         // The server shares these across tasks behind `Arc`s; this fails to compile otherwise.
         assert_send_sync::<BasicCredentials>();
         assert_send_sync::<KeyRing>();
-        assert_send_sync::<TokenKey>();
+        assert_send_sync::<SecretKey>();
+        assert_send_sync::<AuditEvent>();
         assert_send_sync::<ArgValidator>();
         assert_send_sync::<InjectionDetector>();
         assert_send_sync::<InputGuard>();

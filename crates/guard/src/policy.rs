@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::canonical::{canonical_json, to_hex};
+
 /// The emergency switch: when on, sensitive tools (or a named list) are refused at once.
 #[derive(Debug, Default)]
 pub struct EmergencySwitch {
@@ -186,13 +188,11 @@ impl PendingConfirmation {
     }
 }
 
-/// SHA-256 of the canonical form of `args` (object keys sorted at every level, the
-/// [`CONFIRMED_ARG`] flag removed at the top level), hex-encoded.
+/// SHA-256 of the [`canonical_json`] of `args` with the [`CONFIRMED_ARG`] flag removed at the
+/// top level, hex-encoded.
 pub fn args_digest(args: &Value) -> String {
-    let mut canonical = String::new();
-    write_canonical(&strip_confirmed(args), &mut canonical);
-    let digest = Sha256::digest(canonical.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let canonical = canonical_json(&strip_confirmed(args));
+    to_hex(&Sha256::digest(canonical.as_bytes()))
 }
 
 /// `args` without the top-level [`CONFIRMED_ARG`] flag.
@@ -204,38 +204,6 @@ pub fn strip_confirmed(args: &Value) -> Value {
             Value::Object(map)
         }
         other => other.clone(),
-    }
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*key).clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(*key) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -289,6 +257,22 @@ mod tests {
         assert_ne!(
             args_digest(&a),
             args_digest(&json!({"amount": 100, "to": {"a": 2, "b": 1, "confirmed": true}}))
+        );
+    }
+
+    #[test]
+    fn digest_known_answer() {
+        // SHA-256 of `{"amount":100,"memo":"\"q\"","to":{"a":"x\ny\u0001é","b":1}}`,
+        // computed independently (Python `json.dumps(sort_keys=True)` and `hashlib`).
+        let args = json!({
+            "to": {"b": 1, "a": "x\ny\u{1}é"},
+            "memo": "\"q\"",
+            "amount": 100,
+            "confirmed": true
+        });
+        assert_eq!(
+            args_digest(&args),
+            "e404ffd317f71b76a2bcd07d38c15595161f21ba2045dba5f25299b39b22a5ff"
         );
     }
 

@@ -4,136 +4,34 @@
 //! exactly this `call_id` and this function, not expired, and signed by a key the ring knows.
 //! Tokens look like `<kid>.<payload>.<mac>`, where `payload` is the URL-safe unpadded base64 of
 //! the JSON array `["v1", call_id, function, expiry_unix_secs, nonce, session]` and `mac` is
-//! HMAC-SHA256 over `<kid>.<payload>`. The MAC is checked (in constant time) before the payload
-//! is parsed, so unauthenticated bytes never reach the JSON parser. Keys come from configuration
-//! so every replica accepts every other replica's tokens; previous keys stay valid for
-//! verification during rotation. This module must not log, store or print keys or tokens, and
+//! HMAC-SHA256 over `<kid>.<payload>`; `kid` is the signing [`SecretKey`]'s id and `nonce` is
+//! 16 random bytes, URL-safe unpadded base64. The MAC is checked (in constant time) before the
+//! payload is parsed, so unauthenticated bytes never reach the JSON parser. Keys come from
+//! configuration so every replica accepts every other replica's tokens; previous keys stay
+//! valid for verification during rotation. This module must not log, store or print keys or tokens, and
 //! must not decide HTTP status codes: it returns a [`TokenError`] with a stable reason.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac as _};
+use hmac::Mac as _;
 use rand::rngs::OsRng;
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
-use zeroize::Zeroizing;
 
-/// Minimum length, in bytes, of a token signing key.
-pub const MIN_KEY_LEN: usize = 32;
+use crate::key::SecretKey;
+
+/// The key that signs function tokens: the crate's one [`SecretKey`] type, under the name
+/// callers used before keys were unified. Its id is unchanged, so tokens minted before verify.
+pub type TokenKey = SecretKey;
 
 /// Default lifetime of a minted token: one hour.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
 
 const TOKEN_VERSION: &str = "v1";
 const NONCE_LEN: usize = 16;
-const KEY_ID_DOMAIN: &[u8] = b"voxguard-token-key-id";
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// A secret key for signing function tokens, with its public key id.
-///
-/// The secret is zeroized on drop; `Debug` shows only the key id.
-#[derive(Clone)]
-pub struct TokenKey {
-    id: String,
-    secret: Zeroizing<Vec<u8>>,
-}
-
-impl TokenKey {
-    /// A key from raw bytes (at least [`MIN_KEY_LEN`]).
-    ///
-    /// # Errors
-    ///
-    /// [`KeyError::TooShort`] when fewer than [`MIN_KEY_LEN`] bytes are given (the bytes are
-    /// zeroized either way).
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, KeyError> {
-        let secret = Zeroizing::new(bytes);
-        if secret.len() < MIN_KEY_LEN {
-            return Err(KeyError::TooShort { len: secret.len() });
-        }
-        let id = key_id(&secret);
-        Ok(Self { id, secret })
-    }
-
-    /// A key from base64 text: standard or URL-safe alphabet, padded or not; whitespace is
-    /// ignored, including the line breaks `openssl rand -base64 64` puts in long keys.
-    ///
-    /// # Errors
-    ///
-    /// [`KeyError::NotBase64`] or [`KeyError::TooShort`].
-    pub fn from_base64(s: &str) -> Result<Self, KeyError> {
-        let compact: Zeroizing<String> =
-            Zeroizing::new(s.chars().filter(|c| !c.is_ascii_whitespace()).collect());
-        let decoded = [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
-            .into_iter()
-            .find_map(|engine| engine.decode(compact.as_bytes()).ok())
-            .ok_or(KeyError::NotBase64)?;
-        Self::from_bytes(decoded)
-    }
-
-    /// A fresh random key of [`MIN_KEY_LEN`] bytes from the operating system's CSPRNG.
-    pub fn generate() -> Self {
-        let mut secret = Zeroizing::new(vec![0u8; MIN_KEY_LEN]);
-        OsRng.fill_bytes(&mut secret);
-        let id = key_id(&secret);
-        Self { id, secret }
-    }
-
-    /// The public key id: the first 8 bytes of SHA-256(`"voxguard-token-key-id"` || secret),
-    /// as 16 lowercase hex characters. Safe to log.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn mac(&self) -> Option<HmacSha256> {
-        // HMAC accepts keys of any length, so this never fails in practice.
-        HmacSha256::new_from_slice(&self.secret).ok()
-    }
-}
-
-impl fmt::Debug for TokenKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-fn key_id(secret: &[u8]) -> String {
-    let digest = Sha256::new()
-        .chain_update(KEY_ID_DOMAIN)
-        .chain_update(secret)
-        .finalize();
-    digest
-        .iter()
-        .take(8)
-        .fold(String::with_capacity(16), |mut out, b| {
-            use fmt::Write as _;
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
-
-/// Why a token signing key was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    /// The text is not base64 (standard or URL-safe, padded or not).
-    #[error("token signing key is not valid base64; make one with `openssl rand -base64 32`")]
-    NotBase64,
-    /// The key is shorter than [`MIN_KEY_LEN`] bytes.
-    #[error(
-        "token signing key is {len} bytes; at least 32 bytes are needed (make one with `openssl rand -base64 32`)"
-    )]
-    TooShort {
-        /// Length of the key that was given, in bytes.
-        len: usize,
-    },
-}
 
 /// The keys that mint and verify function tokens, with the token lifetime.
 ///
@@ -150,14 +48,14 @@ pub enum KeyError {
 /// ```
 #[derive(Clone)]
 pub struct KeyRing {
-    current: Arc<TokenKey>,
-    previous: Arc<[TokenKey]>,
+    current: Arc<SecretKey>,
+    previous: Arc<[SecretKey]>,
     ttl: Duration,
 }
 
 impl KeyRing {
     /// A ring that mints and verifies with `current`, with [`DEFAULT_TOKEN_TTL`].
-    pub fn new(current: TokenKey) -> Self {
+    pub fn new(current: SecretKey) -> Self {
         Self {
             current: Arc::new(current),
             previous: Arc::from(Vec::new()),
@@ -166,7 +64,7 @@ impl KeyRing {
     }
 
     /// Also accept tokens signed by these keys (verification only, for key rotation).
-    pub fn with_previous(self, previous: Vec<TokenKey>) -> Self {
+    pub fn with_previous(self, previous: Vec<SecretKey>) -> Self {
         Self {
             previous: Arc::from(previous),
             ..self
@@ -216,30 +114,7 @@ impl KeyRing {
         let expiry = now_unix.saturating_add(self.ttl.as_secs());
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
-        let payload = serde_json::json!([
-            TOKEN_VERSION,
-            call_id,
-            function,
-            expiry,
-            URL_SAFE_NO_PAD.encode(nonce),
-            session
-        ])
-        .to_string();
-        let signed = format!(
-            "{}.{}",
-            self.current.id(),
-            URL_SAFE_NO_PAD.encode(payload.as_bytes())
-        );
-        // An empty MAC never verifies, so the impossible HMAC-init failure fails closed.
-        let mac = self
-            .current
-            .mac()
-            .map(|mut m| {
-                m.update(signed.as_bytes());
-                m.finalize().into_bytes().to_vec()
-            })
-            .unwrap_or_default();
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))
+        mint_token(&self.current, call_id, function, session, expiry, &nonce)
     }
 
     /// Verify `token` for `function` in call `call_id`, now.
@@ -313,9 +188,9 @@ impl KeyRing {
             .map_err(|_| TokenError::Invalid)?;
         let signed_len = kid.len() + 1 + payload_b64.len();
         let signed = token.get(..signed_len).ok_or(TokenError::Invalid)?;
-        let mut mac = key.mac().ok_or(TokenError::Invalid)?;
-        mac.update(signed.as_bytes());
-        mac.verify_slice(&mac_bytes)
+        key.mac(signed.as_bytes())
+            .ok_or(TokenError::Invalid)?
+            .verify_slice(&mac_bytes)
             .map_err(|_| TokenError::Invalid)?;
 
         // Authenticated from here on.
@@ -345,7 +220,7 @@ impl KeyRing {
         Ok(session)
     }
 
-    fn key(&self, kid: &str) -> Option<&TokenKey> {
+    fn key(&self, kid: &str) -> Option<&SecretKey> {
         std::iter::once(self.current.as_ref())
             .chain(self.previous.iter())
             .find(|k| k.id() == kid)
@@ -360,6 +235,39 @@ impl fmt::Debug for KeyRing {
             .field("ttl", &self.ttl)
             .finish()
     }
+}
+
+/// The token for `function` in call `call_id` with `session`, expiring at `expiry` (unix
+/// seconds), signed by `key`, with the given nonce: `<kid>.<payload>.<mac>` as the module
+/// documentation describes. Deterministic, so the format can be pinned by a known answer.
+fn mint_token(
+    key: &SecretKey,
+    call_id: &str,
+    function: &str,
+    session: &str,
+    expiry: u64,
+    nonce: &[u8; NONCE_LEN],
+) -> String {
+    let payload = serde_json::json!([
+        TOKEN_VERSION,
+        call_id,
+        function,
+        expiry,
+        URL_SAFE_NO_PAD.encode(nonce),
+        session
+    ])
+    .to_string();
+    let signed = format!(
+        "{}.{}",
+        key.id(),
+        URL_SAFE_NO_PAD.encode(payload.as_bytes())
+    );
+    // An empty MAC never verifies, so the impossible HMAC-init failure fails closed.
+    let mac = key
+        .mac(signed.as_bytes())
+        .map(|m| m.finalize().into_bytes().to_vec())
+        .unwrap_or_default();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))
 }
 
 fn now_unix() -> u64 {
@@ -508,8 +416,7 @@ mod tests {
         let r = KeyRing::new(key.clone());
         let sign = |payload: &str| {
             let signed = format!("{}.{}", key.id(), URL_SAFE_NO_PAD.encode(payload));
-            let mut m = key.mac().unwrap();
-            m.update(signed.as_bytes());
+            let m = key.mac(signed.as_bytes()).unwrap();
             format!(
                 "{signed}.{}",
                 URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
@@ -660,63 +567,51 @@ mod tests {
     }
 
     #[test]
-    fn key_from_bytes_and_base64() {
-        assert_eq!(
-            TokenKey::from_bytes(vec![1; 31]).unwrap_err(),
-            KeyError::TooShort { len: 31 }
-        );
-        let msg = KeyError::TooShort { len: 31 }.to_string();
-        assert!(msg.contains("31 bytes") && msg.contains("32") && msg.contains("openssl rand"));
-
-        let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37) ^ 0xfb).collect();
-        let id = TokenKey::from_bytes(bytes.clone())
-            .unwrap()
-            .id()
-            .to_string();
-        assert_eq!(id.len(), 16);
-        assert!(id.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
-        for text in [
-            STANDARD.encode(&bytes),
-            STANDARD_NO_PAD.encode(&bytes),
-            URL_SAFE.encode(&bytes),
-            URL_SAFE_NO_PAD.encode(&bytes),
-            format!("  {}\n", STANDARD.encode(&bytes)),
-            {
-                let text = STANDARD.encode(&bytes);
-                format!("{}\n{}\n", &text[..20], &text[20..])
-            },
-        ] {
-            assert_eq!(TokenKey::from_base64(&text).unwrap().id(), id, "{text}");
-        }
-        assert_eq!(
-            TokenKey::from_base64("not base64 at all!").unwrap_err(),
-            KeyError::NotBase64
-        );
-        assert_eq!(
-            TokenKey::from_base64(&STANDARD.encode([0u8; 16])).unwrap_err(),
-            KeyError::TooShort { len: 16 }
-        );
-    }
-
-    #[test]
-    fn key_id_matches_definition() {
-        let secret = vec![0x42u8; 32];
-        let mut h = Sha256::new();
-        h.update(b"voxguard-token-key-id");
-        h.update(&secret);
-        let d = h.finalize();
-        let expected: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(TokenKey::from_bytes(secret).unwrap().id(), expected);
-    }
-
-    #[test]
     fn debug_shows_only_id() {
+        // The key's own Debug is tested in `key`; the ring must not print more than it.
         let key = TokenKey::from_bytes(vec![0xAB; 32]).unwrap();
-        let dbg = format!("{key:?}");
-        assert!(dbg.contains(key.id()));
-        assert!(!dbg.contains("171") && !dbg.to_lowercase().contains("abab"));
         let ring_dbg = format!("{:?}", KeyRing::new(key.clone()));
         assert!(ring_dbg.contains(key.id()) && !ring_dbg.contains("171"));
+        assert!(!ring_dbg.to_lowercase().contains("abab"));
+    }
+
+    /// The token format, pinned: the expected string was computed independently (Python
+    /// `hmac`, `hashlib`, `base64`, `json`) from the format in the module documentation, and
+    /// matches what the code minted before keys were unified.
+    #[test]
+    fn known_answer_vector() {
+        const KAT: &str = "4e3aa3cfa755d37f.\
+            WyJ2MSIsImNhbGwtNDIiLCJ0cmFuc2Zlcl9mdW5kcyIsMTcwMDAwMzYwMCwiQUFFQ0F3UUZCZ2NJQ1FvTERBME9EdyIsInJlbmRlci05Il0.\
+            dLF_apkEFysBhIqERzXksENS111rlQQ4Jk0MlfQoeBk";
+        let key = SecretKey::from_bytes((0u8..32).collect()).unwrap();
+        let nonce: [u8; NONCE_LEN] = std::array::from_fn(|i| i as u8);
+        let expiry = NOW + DEFAULT_TOKEN_TTL.as_secs();
+        let token = mint_token(
+            &key,
+            "call-42",
+            "transfer_funds",
+            "render-9",
+            expiry,
+            &nonce,
+        );
+        assert_eq!(token, KAT);
+        let ring = KeyRing::new(key);
+        assert_eq!(
+            ring.verify_with_session_at(KAT, "call-42", "transfer_funds", NOW),
+            Ok("render-9".to_owned())
+        );
+        assert_eq!(
+            ring.verify_at(KAT, "call-42", "transfer_funds", expiry),
+            Err(TokenError::Expired)
+        );
+        // A token the previous code minted (random nonce) with the same key still verifies.
+        let before = "4e3aa3cfa755d37f.\
+            WyJ2MSIsImNhbGwtNDIiLCJ0cmFuc2Zlcl9mdW5kcyIsMTcwMDAwMzYwMCwiS3RtUHcyVS1KQXBoUE5MTDdzUE1iQSIsInJlbmRlci05Il0.\
+            8q7Hp3P3aYH9PdTNVHch1xO8z10inYWQJNbesDEbyDo";
+        assert_eq!(
+            ring.verify_with_session_at(before, "call-42", "transfer_funds", NOW),
+            Ok("render-9".to_owned())
+        );
     }
 
     proptest! {

@@ -1,0 +1,162 @@
+//! The one canonical text encoding of this crate: canonical JSON and lowercase hex.
+//!
+//! Everything that is hashed or MACed — audit events and records, checkpoint messages, the
+//! digest of arguments awaiting confirmation — is written with these functions, so the same
+//! value always yields the same bytes whatever `serde_json` features the build enables. The
+//! bytes are frozen: audit chain hashes stored on disk depend on them, so this module must not
+//! change its output for any input. It must not know what it encodes (no audit or token types).
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// Canonical JSON for any value: object keys sorted bytewise at every level, no whitespace,
+/// strings escaped minimally (quote, backslash and control characters only, `\u00xx` in
+/// lowercase hex for controls without a short escape), numbers as `serde_json` prints them.
+///
+/// ```
+/// use serde_json::json;
+/// use voxguard_guard::canonical_json;
+///
+/// assert_eq!(canonical_json(&json!({"b": 1, "a": [true, null]})), r#"{"a":[true,null],"b":1}"#);
+/// ```
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+/// Append the canonical JSON of `value` to `out` (see [`canonical_json`]).
+pub(crate) fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_str(out, key);
+                out.push(':');
+                write_value(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Append `s` to `out` as a JSON string literal, escaped as [`canonical_json`] does.
+pub(crate) fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `bytes` as lowercase hex, two characters a byte.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// Lowercase hex (as [`to_hex`] writes it) back to bytes; `None` for anything else, including
+/// uppercase digits and odd lengths.
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => Some(nibble(*hi)? << 4 | nibble(*lo)?),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sorts_every_level_and_escapes_minimally() {
+        assert_eq!(
+            canonical_json(&json!({"b": 1, "a": {"d": "\u{7f}", "c": "\u{1f}"}})),
+            "{\"a\":{\"c\":\"\\u001f\",\"d\":\"\u{7f}\"},\"b\":1}"
+        );
+        assert_eq!(
+            canonical_json(&json!([
+                "\"\\\n\r\t\u{8}\u{c}\u{0}",
+                -0.0,
+                1e300,
+                u64::MAX,
+                false
+            ])),
+            r#"["\"\\\n\r\t\b\f\u0000",-0.0,1e+300,18446744073709551615,false]"#
+        );
+    }
+
+    #[test]
+    fn matches_serde_json_for_sorted_input() {
+        // serde_json escapes strings the same way; with keys already sorted (its default map
+        // is a BTreeMap) the bytes must agree exactly.
+        let value = json!({
+            "": {"": null},
+            "floats": [0.1 + 0.2, 5e-324, 150.0, -1.5e-7],
+            "ints": [i64::MIN, 0],
+            "text": "\u{2028}\u{7f}\u{0}\u{1b}😀 \\ \"",
+        });
+        assert_eq!(canonical_json(&value), value.to_string());
+    }
+
+    #[test]
+    fn hex_round_trips_and_refuses_non_canonical_text() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff];
+        assert_eq!(to_hex(&bytes), "000fa5ff");
+        assert_eq!(from_hex("000fa5ff").as_deref(), Some(&bytes[..]));
+        for bad in ["000FA5FF", "abc", "zz", "0g"] {
+            assert_eq!(from_hex(bad), None, "{bad}");
+        }
+        assert_eq!(from_hex(""), Some(Vec::new()));
+    }
+}
