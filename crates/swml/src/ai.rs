@@ -233,7 +233,10 @@ pub struct SwaigFunction {
     pub function: String,
     /// When the AI should use it.
     pub description: String,
-    /// Argument schema, already reduced to the subset the platform accepts.
+    /// Argument schema, already reduced to the subset the platform accepts. The schema lets a
+    /// function omit it (a function without arguments): it then reads as, and is written back
+    /// as, absent (`null`).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub parameters: Value,
     /// Function-specific webhook (carries the per-call token for secure tools).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -4,10 +4,18 @@
 //! `record_call`, `stop_record_call`, `ai`, `connect`, `transfer`, `pay`, `hangup`). Field
 //! names follow the official schema exactly; optional fields are omitted when unset so that
 //! every rendered document validates. It does not decide *which* verbs an agent may emit.
+//!
+//! Reading is tolerant of what voxguard does not model, so that a document rendered by another
+//! SWML producer (another SDK's agent, read by `voxguard bench`) parses: unknown fields are
+//! ignored, a missing `version` reads as [`SWML_VERSION`], and a verb voxguard does not emit
+//! reads as an [`OtherVerb`] that writes back as it came. A verb voxguard *does* model must take
+//! the form it models: a malformed `connect` is an error, never an [`OtherVerb`], so nothing
+//! that reads connect and transfer targets through [`Verb`] can miss one.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::ai::Ai;
 
@@ -17,7 +25,8 @@ pub const SWML_VERSION: &str = "1.0.0";
 /// A whole SWML document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
-    /// Always [`SWML_VERSION`].
+    /// Always [`SWML_VERSION`] (the schema lets a document omit it; it then reads as that).
+    #[serde(default = "swml_version")]
     pub version: String,
     /// Named sections; execution starts at `main`.
     pub sections: BTreeMap<String, Vec<Verb>>,
@@ -43,11 +52,26 @@ impl Document {
     pub fn verbs(&self) -> impl Iterator<Item = &Verb> {
         self.sections.values().flatten()
     }
+
+    /// The first `ai` verb of the `main` section: the agent the platform runs.
+    pub fn ai(&self) -> Option<&Ai> {
+        self.main().iter().find_map(|verb| match verb {
+            Verb::Ai(ai) => Some(&**ai),
+            _ => None,
+        })
+    }
+}
+
+fn swml_version() -> String {
+    SWML_VERSION.to_string()
 }
 
 /// One SWML verb (method). Serialized as a single-key object, e.g. `{"answer": {}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(
+    rename_all = "snake_case",
+    expecting = "a SWML verb: an object with one key, the verb, in the form voxguard models if it models the verb"
+)]
 pub enum Verb {
     /// Answer the call.
     Answer(Answer),
@@ -65,6 +89,70 @@ pub enum Verb {
     Pay(Box<Pay>),
     /// End the call.
     Hangup(Hangup),
+    /// A verb voxguard does not model, read from a document another producer rendered.
+    #[serde(untagged)]
+    Other(OtherVerb),
+}
+
+/// The verbs [`Verb`] models, by their wire name: an [`OtherVerb`] never carries one of these.
+const MODELED_VERBS: &[&str] = &[
+    "answer",
+    "record_call",
+    "stop_record_call",
+    "ai",
+    "connect",
+    "transfer",
+    "pay",
+    "hangup",
+];
+
+/// A verb voxguard does not model (`play`, `set`, `sleep`, …), kept whole: it serializes back
+/// to the object it was read from. It can only be read, never built, and its name is never one
+/// of the verbs [`Verb`] models (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtherVerb {
+    name: String,
+    params: Value,
+}
+
+impl OtherVerb {
+    /// The verb's name, the object's only key (e.g. `play`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The verb's parameters, the value under its name, unread.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+}
+
+impl Serialize for OtherVerb {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(&self.name, &self.params)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for OtherVerb {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let object = Map::<String, Value>::deserialize(deserializer)?;
+        let mut entries = object.into_iter();
+        let (Some((name, params)), None) = (entries.next(), entries.next()) else {
+            return Err(D::Error::custom(
+                "a SWML verb is an object with exactly one key",
+            ));
+        };
+        if MODELED_VERBS.contains(&name.as_str()) {
+            return Err(D::Error::custom(format!(
+                "the `{name}` verb is not in the form voxguard models"
+            )));
+        }
+        Ok(Self { name, params })
+    }
 }
 
 /// Parameters of `answer`.
@@ -184,3 +272,6 @@ pub struct Hangup {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+#[cfg(test)]
+mod tests;

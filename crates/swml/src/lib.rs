@@ -21,8 +21,8 @@ pub use ai::{
     FILLER_LANGUAGES,
 };
 pub use document::{
-    Answer, Connect, Document, Hangup, Pay, PayParameter, RecordCall, StopRecordCall, Transfer,
-    Verb, SWML_VERSION,
+    Answer, Connect, Document, Hangup, OtherVerb, Pay, PayParameter, RecordCall, StopRecordCall,
+    Transfer, Verb, SWML_VERSION,
 };
 pub use request::{PostPromptRequest, SwaigArgument, SwaigRequest, SwmlRequest};
 pub use result::{Action, FunctionResult, Toggle};
