@@ -143,11 +143,11 @@ pub const DEFAULT_LIMITS: Limits = Limits {
 /// The limits from `BANK_CALLER_LIMIT_PER_MIN` / `BANK_GLOBAL_LIMIT_PER_MIN` (raise them for
 /// load tests), defaulting to [`DEFAULT_LIMITS`].
 pub fn limits_from_env() -> anyhow::Result<Limits> {
-    Limits::from_env(
+    Ok(Limits::from_env(
         "BANK_CALLER_LIMIT_PER_MIN",
         "BANK_GLOBAL_LIMIT_PER_MIN",
         DEFAULT_LIMITS,
-    )
+    )?)
 }
 
 #[derive(Deserialize, JsonSchema)]

@@ -114,11 +114,11 @@ pub const DEFAULT_LIMITS: Limits = Limits {
 /// The limits from `BENCH_CALLER_LIMIT_PER_MIN` / `BENCH_GLOBAL_LIMIT_PER_MIN`, defaulting to
 /// [`DEFAULT_LIMITS`].
 pub fn limits_from_env() -> anyhow::Result<Limits> {
-    Limits::from_env(
+    Ok(Limits::from_env(
         "BENCH_CALLER_LIMIT_PER_MIN",
         "BENCH_GLOBAL_LIMIT_PER_MIN",
         DEFAULT_LIMITS,
-    )
+    )?)
 }
 
 /// `backend_lookup`'s wait from `BENCH_BACKEND_MS` (milliseconds, default

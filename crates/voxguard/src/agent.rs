@@ -15,7 +15,7 @@ use voxguard_swml::{Hint, Language, PomSection, PostPromptRequest, RecordCall, F
 use crate::context::CallContext;
 use crate::tool::{Tool, ToolError};
 use crate::verify_policy::{LockoutAction, VerificationPolicy};
-use voxguard_guard::{InvalidRateLimit, RateLimit, RateLimiter, TransferAllowList};
+use voxguard_guard::{Clock, InvalidRateLimit, RateLimit, RateLimiter, TransferAllowList};
 
 /// The function name that post-prompt (summary) tokens are bound to. Tool names may not
 /// start with `__`, so no tool can collide with it.
@@ -65,9 +65,9 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    /// A fresh limiter enforcing these limits.
-    pub(crate) fn limiter(&self) -> RateLimiter {
-        let mut limiter = RateLimiter::default();
+    /// A fresh limiter enforcing these limits, measuring time with `clock`.
+    pub(crate) fn limiter(&self, clock: Arc<dyn Clock>) -> RateLimiter {
+        let mut limiter = RateLimiter::with_clock(clock);
         if let Some(limit) = self.caller {
             limiter = limiter.per_caller(limit);
         }

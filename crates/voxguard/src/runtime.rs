@@ -115,7 +115,8 @@ impl Runtime {
         self
     }
 
-    /// Measure lockouts and confirmation windows with `clock` (tests use `ManualClock`).
+    /// The one clock of the runtime (tests use `ManualClock`): audit timestamps, session
+    /// expiry, confirmation windows, lockouts and rate limits all read it.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -249,7 +250,7 @@ impl Runtime {
         let mut pipelines = Vec::with_capacity(self.agents.len());
         for agent in self.agents {
             let pipeline = Arc::new(Pipeline {
-                limiter: agent.inner.limits.limiter(),
+                limiter: agent.inner.limits.limiter(self.clock.clone()),
                 policy: agent.inner.verification.clone(),
                 agent,
                 keys: self.keys.clone(),

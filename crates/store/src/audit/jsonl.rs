@@ -441,7 +441,7 @@ impl JsonlWriter {
     /// key, and add its line to `out`.
     fn checkpoint(&mut self, out: &mut String, seq: u64, hash: &str, time_ms: u64) {
         if let Some(key) = &self.key {
-            out.push_str(&key.sign_checkpoint(seq, hash, time_ms).to_json_line());
+            out.push_str(&Checkpoint::sign(key, seq, hash, time_ms).to_json_line());
             out.push('\n');
             self.last_checkpoint = seq;
         }

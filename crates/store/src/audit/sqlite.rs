@@ -458,7 +458,7 @@ impl SqliteWriter {
             insert.push_values(&records, |mut row, record| {
                 row.push_bind(to_i64(record.seq))
                     .push_bind(to_i64(record.event.time_ms))
-                    .push_bind(record.event.kind.clone())
+                    .push_bind(record.event.kind.as_str())
                     .push_bind(canonical_event_string(record.seq, &record.event))
                     .push_bind(record.prev_hash.clone())
                     .push_bind(record.hash.clone());
@@ -489,7 +489,7 @@ impl SqliteWriter {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let checkpoint = key.sign_checkpoint(seq, hash, time_ms);
+        let checkpoint = Checkpoint::sign(key, seq, hash, time_ms);
         sqlx::query(
             "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time_ms, mac) VALUES (?, ?, ?, ?)",
         )
@@ -538,7 +538,7 @@ fn decode_record(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     let time_ms: i64 = row.try_get("time_ms").map_err(StoreError::unavailable)?;
     let (seq, event) =
         parse_canonical_event(&event_text).map_err(|source| StoreError::Corrupt { source })?;
-    if event.kind != kind || to_i64(event.time_ms) != time_ms {
+    if event.kind.as_str() != kind || to_i64(event.time_ms) != time_ms {
         return Err(StoreError::unavailable(std::io::Error::other(
             "an audit row's columns disagree with its event",
         )));

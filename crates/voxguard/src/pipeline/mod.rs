@@ -203,6 +203,20 @@ fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+/// Whether a handler's result carries a SWML action with a verb voxguard does not model (and so
+/// cannot check against the transfer allow-list).
+fn unmodeled_verbs(result: &voxguard_swml::FunctionResult) -> bool {
+    result
+        .action
+        .iter()
+        .filter_map(|action| match action {
+            voxguard_swml::Action::Swml(document) => Some(document),
+            _ => None,
+        })
+        .flat_map(voxguard_swml::Document::verbs)
+        .any(|verb| matches!(verb, voxguard_swml::Verb::Other(_)))
+}
+
 /// The amount and currency of every `pay` verb in a handler's result.
 fn payments_in(result: &voxguard_swml::FunctionResult) -> Vec<Value> {
     result
@@ -472,6 +486,22 @@ impl Pipeline {
             }
             Err(_) => return Err(failed(agent, &tool.name, call_id, "handler was cancelled")),
         };
+        if unmodeled_verbs(&result) {
+            // A verb voxguard does not model (sip_refer, execute, …) could route the call
+            // where the allow-list cannot see: refuse it like a transfer off the list.
+            tracing::warn!(
+                target: "voxguard::security",
+                event = "transfer_blocked",
+                agent,
+                function = %tool.name,
+                call_id,
+                "a handler produced a SWML action with a verb voxguard does not check; refused"
+            );
+            return Err(Refusal::new(
+                Reason::TransferBlocked,
+                "I'm sorry, I can't transfer the call to that destination.",
+            ));
+        }
         if let Some(blocked) = result
             .destinations()
             .into_iter()

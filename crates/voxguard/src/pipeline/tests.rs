@@ -61,7 +61,7 @@ impl Harness {
             ..Services::default()
         });
         let pipeline = Pipeline {
-            limiter: agent.inner.limits.limiter(),
+            limiter: agent.inner.limits.limiter(Arc::new(clock.clone())),
             policy: agent.inner.verification.clone(),
             agent,
             keys: KeyRing::new(TokenKey::generate()),
@@ -325,6 +325,10 @@ async fn policy_steps_apply_in_order_emergency_rate_requires_guard_schema_confir
         )
     );
 
+    // The limit refills by the runtime's clock, with no waiting.
+    h.clock.advance(Duration::from_secs(60));
+    assert_refused(&h.call("c1", "guarded", bad.clone()).await, 200, "verification_required");
+
     // With the flag set in the render's session, the input guard is next, then the schema,
     // then the confirmation.
     let h = Harness::new(agent(|runs| {
@@ -557,7 +561,8 @@ async fn summary_refusals_failures_and_successes_are_audited() {
     let post = |token: Option<String>, call: &str| {
         let info = h.info(token);
         let body = json!({"call_id": call, "post_prompt_data": {"raw": "The caller asked."}});
-        async move { h.pipeline.summary(&info, body).await }
+        let pipeline = &h.pipeline;
+        async move { pipeline.summary(&info, body).await }
     };
     let reply = post(None, "c1").await;
     assert_refused(&reply, 403, "token_missing");
