@@ -620,7 +620,7 @@ impl SqliteWriter {
             insert.push_values(&records, |mut row, record| {
                 row.push_bind(to_sql(record.seq))
                     .push_bind(to_sql(record.event.time_ms))
-                    .push_bind(record.event.kind.clone())
+                    .push_bind(record.event.kind.as_str())
                     .push_bind(canonical_event_string(record.seq, &record.event))
                     .push_bind(record.prev_hash.clone())
                     .push_bind(record.hash.clone());
@@ -645,7 +645,7 @@ impl SqliteWriter {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let checkpoint = key.sign_checkpoint(seq, hash, now_ms());
+        let checkpoint = Checkpoint::sign(key, seq, hash, now_ms());
         sqlx::query(
             "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time_ms, mac) VALUES (?, ?, ?, ?)",
         )
@@ -694,7 +694,7 @@ fn decode_record(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     let time_ms: i64 = row.try_get("time_ms").map_err(StoreError::unavailable)?;
     let (seq, event) =
         parse_canonical_event(&event_text).map_err(|source| StoreError::Corrupt { source })?;
-    if event.kind != kind || to_sql(event.time_ms) != time_ms {
+    if event.kind.as_str() != kind || to_sql(event.time_ms) != time_ms {
         return Err(StoreError::unavailable(std::io::Error::other(
             "an audit row's columns disagree with its event",
         )));
@@ -1173,7 +1173,7 @@ impl JsonlWriter {
     /// Sign a checkpoint (when there is a key) and add its line to `out`.
     fn checkpoint(&mut self, out: &mut String, seq: u64, hash: &str) {
         if let Some(key) = &self.key {
-            out.push_str(&key.sign_checkpoint(seq, hash, now_ms()).to_json_line());
+            out.push_str(&Checkpoint::sign(key, seq, hash, now_ms()).to_json_line());
             out.push('\n');
             self.last_checkpoint = seq;
         }
@@ -1228,7 +1228,7 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use voxguard_guard::audit::{ChainProblem, GENESIS_HASH};
+    use voxguard_guard::audit::{AuditKind, ChainProblem, Outcome, GENESIS_HASH};
 
     fn key() -> AuditKey {
         AuditKey::from_bytes(vec![5u8; 32]).unwrap()
@@ -1240,8 +1240,8 @@ mod tests {
             caller: Some("***4567".into()),
             function: Some("transfer_funds".into()),
             arguments: Some(json!({"amount": i, "to": "acct-9", "card": "****1111"})),
-            outcome: Some("ok".into()),
-            ..AuditEvent::new("tool_called", 1_700_000_000_000 + i)
+            outcome: Some(Outcome::Ok),
+            ..AuditEvent::new(AuditKind::ToolCalled, 1_700_000_000_000 + i)
         }
     }
 
@@ -1496,7 +1496,7 @@ mod tests {
             assert_eq!(checkpoints.len(), 1, "{kind:?}");
             assert_eq!(checkpoints[0].seq, 3);
             assert_eq!(checkpoints[0].hash, records[2].hash);
-            assert!(key().verify_checkpoint(&checkpoints[0]));
+            assert!(checkpoints[0].verify(&key()));
             assert_eq!(opened.verify(Some(&key()), 0).await, ok(3, 1), "{kind:?}");
             opened.close().await;
         }
@@ -1661,7 +1661,7 @@ mod tests {
         for (seq, text) in rows {
             let (s, mut e) = parse_canonical_event(&text).unwrap();
             if s == 14 {
-                e.outcome = Some("refused".into());
+                e.outcome = Some(Outcome::Refused);
             }
             let hash = voxguard_guard::audit::chain_hash(&prev, s, &e);
             sqlx::query("UPDATE audit_log SET event = ?, prev_hash = ?, hash = ? WHERE seq = ?")
@@ -1728,7 +1728,7 @@ mod tests {
 
         // An edited line.
         let mut edited = lines.clone();
-        edited[8] = edited[8].replace("\"outcome\":\"ok\"", "\"outcome\":\"no\"");
+        edited[8] = edited[8].replace("\"outcome\":\"ok\"", "\"outcome\":\"refused\"");
         rewrite(&path, &edited);
         assert_eq!(
             jsonl_verdict(&path).await,
