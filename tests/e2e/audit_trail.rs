@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use voxguard::guard::{AuditEvent, AuditKey, AuditRecord, BasicCredentials, PinVault};
+use voxguard::guard::{
+    AuditEvent, AuditKey, AuditKind, AuditRecord, BasicCredentials, Outcome, PinVault,
+};
 use voxguard::prelude::*;
 use voxguard::store::{AuditSink, Durability, SqliteAuditLog, StoreError};
 
@@ -177,7 +179,7 @@ async fn every_decision_is_on_record_redacted_and_the_chain_verifies() {
         .map(|r| {
             (
                 r.event.kind.as_str(),
-                r.event.outcome.as_deref(),
+                r.event.outcome.map(|o| o.as_str()),
                 r.event.reason.as_deref(),
             )
         })
@@ -236,7 +238,7 @@ async fn every_decision_is_on_record_redacted_and_the_chain_verifies() {
     let note = records
         .iter()
         .find(|r| {
-            r.event.function.as_deref() == Some("note") && r.event.outcome.as_deref() == Some("ok")
+            r.event.function.as_deref() == Some("note") && r.event.outcome == Some(Outcome::Ok)
         })
         .expect("note call recorded");
     assert_eq!(note.event.caller.as_deref(), Some("***4567"));
@@ -329,12 +331,14 @@ async fn payments_requested_by_a_handler_are_on_record() {
     let records = log.records(1).await.expect("records");
     let payment = records
         .iter()
-        .find(|r| r.event.kind == "payment")
+        .find(|r| r.event.kind == AuditKind::Payment)
         .expect("payment event");
-    assert_eq!(payment.event.outcome.as_deref(), Some("requested"));
+    assert_eq!(payment.event.outcome, Some(Outcome::Requested));
     assert_eq!(payment.event.function.as_deref(), Some("checkout"));
     let arguments = payment.event.arguments.as_ref().expect("arguments");
     assert_eq!(arguments["charge_amount"], "29.99");
     assert_eq!(arguments["currency"], "usd");
-    assert!(records.iter().any(|r| r.event.kind == "tool_called"));
+    assert!(records
+        .iter()
+        .any(|r| r.event.kind == AuditKind::ToolCalled));
 }

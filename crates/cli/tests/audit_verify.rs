@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions as _, Connection as _};
-use voxguard_guard::audit::{AuditEvent, AuditKey};
+use voxguard_guard::audit::{AuditEvent, AuditKey, AuditKind, Outcome};
 use voxguard_store::{AuditSink as _, Durability, JsonlAuditLog, SqliteAuditLog};
 
 /// The raw test key (48 bytes) and its base64 text, as an operator would export it.
@@ -24,13 +24,13 @@ fn key() -> AuditKey {
 }
 
 fn event(i: u64) -> AuditEvent {
-    let mut event = AuditEvent::new("tool_called", 1_700_000_000_000 + i);
+    let mut event = AuditEvent::new(AuditKind::ToolCalled, 1_700_000_000_000 + i);
     event.agent = Some("bank".into());
     event.call_id = Some(format!("call-{i}"));
     event.caller = Some("***4567".into());
     event.function = Some("get_balance".into());
     event.arguments = Some(json!({"account": "[REDACTED]", "n": i}));
-    event.outcome = Some("ok".into());
+    event.outcome = Some(Outcome::Ok);
     event
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use tokio::runtime::Runtime;
-use voxguard_guard::audit::{AuditEvent, AuditKey, AuditRecord};
+use voxguard_guard::audit::{AuditEvent, AuditKey, AuditKind, AuditRecord, Outcome};
 use voxguard_store::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, StoreError};
 
 /// Tasks appending at once in the concurrent benchmarks.
@@ -113,9 +113,9 @@ fn event(i: u64) -> AuditEvent {
         caller: Some("***4567".into()),
         function: Some("transfer_funds".into()),
         arguments: Some(json!({"amount": "150.00", "to": "acct-9", "card": "****1111"})),
-        outcome: Some("ok".into()),
+        outcome: Some(Outcome::Ok),
         source: Some("203.0.113.7".into()),
-        ..AuditEvent::new("tool_called", 1_700_000_000_000 + i)
+        ..AuditEvent::new(AuditKind::ToolCalled, 1_700_000_000_000 + i)
     }
 }
 
