@@ -12,8 +12,8 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::ConnectOptions as _;
 use voxguard_guard::audit::{
-    canonical_event_string, parse_canonical_event, AuditEvent, AuditKey, AuditRecord, ChainProblem,
-    VerifyReport, GENESIS_HASH,
+    canonical_event_string, parse_canonical_event, AuditEvent, AuditKey, AuditKind, AuditRecord,
+    ChainProblem, Outcome, VerifyReport, GENESIS_HASH,
 };
 
 use super::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
@@ -29,8 +29,8 @@ fn event(i: u64) -> AuditEvent {
         caller: Some("***4567".into()),
         function: Some("transfer_funds".into()),
         arguments: Some(json!({"amount": i, "to": "acct-9", "card": "****1111"})),
-        outcome: Some("ok".into()),
-        ..AuditEvent::new("tool_called", 1_700_000_000_000 + i)
+        outcome: Some(Outcome::Ok),
+        ..AuditEvent::new(AuditKind::ToolCalled, 1_700_000_000_000 + i)
     }
 }
 
@@ -285,7 +285,7 @@ async fn flush_checkpoints_the_head() {
         assert_eq!(checkpoints.len(), 1, "{kind:?}");
         assert_eq!(checkpoints[0].seq, 3);
         assert_eq!(checkpoints[0].hash, records[2].hash);
-        assert!(key().verify_checkpoint(&checkpoints[0]));
+        assert!(checkpoints[0].verify(&key()));
         assert_eq!(opened.verify(Some(&key()), 0).await, ok(3, 1), "{kind:?}");
         opened.close().await;
     }
@@ -330,7 +330,7 @@ async fn checkpoints_carry_the_time_of_their_record() {
             let record = records.iter().find(|r| r.seq == checkpoint.seq).unwrap();
             assert_eq!(checkpoint.time_ms, record.event.time_ms, "{kind:?}");
             assert_eq!(checkpoint.hash, record.hash, "{kind:?}");
-            assert!(key().verify_checkpoint(checkpoint), "{kind:?}");
+            assert!(checkpoint.verify(&key()), "{kind:?}");
         }
         assert_eq!(second.verify(Some(&key()), 0).await, ok(7, 4), "{kind:?}");
         second.close().await;
@@ -495,7 +495,7 @@ async fn sqlite_rewritten_tail_is_caught_by_a_checkpoint() {
     for (seq, text) in rows {
         let (s, mut e) = parse_canonical_event(&text).unwrap();
         if s == 14 {
-            e.outcome = Some("refused".into());
+            e.outcome = Some(Outcome::Refused);
         }
         let hash = voxguard_guard::audit::chain_hash(&prev, s, &e);
         sqlx::query("UPDATE audit_log SET event = ?, prev_hash = ?, hash = ? WHERE seq = ?")

@@ -327,7 +327,11 @@ async fn policy_steps_apply_in_order_emergency_rate_requires_guard_schema_confir
 
     // The limit refills by the runtime's clock, with no waiting.
     h.clock.advance(Duration::from_secs(60));
-    assert_refused(&h.call("c1", "guarded", bad.clone()).await, 200, "verification_required");
+    assert_refused(
+        &h.call("c1", "guarded", bad.clone()).await,
+        200,
+        "verification_required",
+    );
 
     // With the flag set in the render's session, the input guard is next, then the schema,
     // then the confirmation.
