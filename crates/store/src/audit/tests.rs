@@ -562,7 +562,7 @@ async fn jsonl_round_trips_and_detects_tampering() {
 
     // An edited line.
     let mut edited = lines.clone();
-    edited[8] = edited[8].replace("\"outcome\":\"ok\"", "\"outcome\":\"no\"");
+    edited[8] = edited[8].replace("\"outcome\":\"ok\"", "\"outcome\":\"refused\"");
     rewrite(&path, &edited);
     assert_eq!(
         jsonl_verdict(&path).await,
