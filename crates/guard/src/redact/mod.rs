@@ -225,7 +225,7 @@ const EMAIL: &str = r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?-u:\b)
 /// The user-info part of a URL: `scheme://user:pass@host`.
 const URL_USERINFO: &str = r#"://([^\s/?#"'<>\\]+)@"#;
 
-/// Anchored at a keyword: "Bearer <token>" and "Basic <base64>" wherever they appear.
+/// Anchored at a keyword: `Bearer <token>` and `Basic <base64>` wherever they appear.
 const AUTH_SCHEME: &str = r"^((?i-u:bearer|basic))\s+([A-Za-z0-9._~+/-]+=*)";
 
 /// Anchored at a keyword: "password is hunter2", "secret abc123", "api key was k-42" — the
