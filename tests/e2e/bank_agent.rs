@@ -7,7 +7,7 @@
 // root package does not declare its MSRV (1.85, before `is_multiple_of`); not this file's to fix.
 #[allow(dead_code, unknown_lints, clippy::manual_is_multiple_of)]
 #[path = "../../examples/bank_agent.rs"]
-mod bank_agent;
+mod example;
 
 use std::sync::Arc;
 
@@ -36,8 +36,8 @@ const TOOLS: [&str; 5] = [
 /// Tools rendered `active: false` until `verify_pin` switches them on.
 const INACTIVE_UNTIL_VERIFIED: [&str; 2] = ["get_balance", "transfer_funds"];
 
-fn departments() -> bank_agent::Departments {
-    bank_agent::Departments {
+fn departments() -> example::Departments {
+    example::Departments {
         support: "+15557770001".into(),
         sales: "+15557770002".into(),
         billing: BILLING.into(),
@@ -45,8 +45,8 @@ fn departments() -> bank_agent::Departments {
 }
 
 async fn bank_server() -> TestServer {
-    let bank = Arc::new(bank_agent::Bank::demo().expect("demo bank"));
-    let agent = bank_agent::build_agent(bank, departments()).expect("bank agent builds");
+    let bank = Arc::new(example::Bank::demo().expect("demo bank"));
+    let agent = example::build_agent(bank, departments()).expect("bank agent builds");
     TestServer::start(vec![agent], |_| {}).await
 }
 

@@ -5,7 +5,7 @@
 
 #[allow(dead_code)]
 #[path = "../../examples/bench_agent.rs"]
-mod bench_agent;
+mod example;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +28,9 @@ fn order() -> Value {
 /// All three agents on one server, as the example's `main` serves them.
 async fn bench_server() -> Arc<TestServer> {
     let agents = vec![
-        bench_agent::fast_agent().expect("fast agent builds"),
-        bench_agent::slow_agent(BACKEND).expect("slow agent builds"),
-        bench_agent::wide_agent().expect("wide agent builds"),
+        example::fast_agent().expect("fast agent builds"),
+        example::slow_agent(BACKEND).expect("slow agent builds"),
+        example::wide_agent().expect("wide agent builds"),
     ];
     Arc::new(TestServer::start(agents, |_| {}).await)
 }
@@ -46,7 +46,7 @@ fn names(swml: &Value) -> Vec<String> {
 async fn every_route_renders_conforming_swml_with_a_token_per_function() {
     let server = bench_server().await;
     let checker = SchemaChecker::from_path(swml_schema_path()).expect("schema loads");
-    let wide: Vec<&str> = bench_agent::WIDE_TOOLS.iter().map(|(n, _)| *n).collect();
+    let wide: Vec<&str> = example::WIDE_TOOLS.iter().map(|(n, _)| *n).collect();
     let routes: [(&str, Vec<&str>); 3] = [
         ("/fast", vec!["verify_pin", "check_order"]),
         ("/slow", vec!["backend_lookup"]),
@@ -134,7 +134,7 @@ async fn wide_renders_twenty_distinct_validated_functions_each_with_its_own_toke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_path_keeps_verification_validation_and_the_input_guard() {
     let server = bench_server().await;
-    let call = Call::start(&server, "/fast", "call-fast", bench_agent::DEMO_CALLER).await;
+    let call = Call::start(&server, "/fast", "call-fast", example::DEMO_CALLER).await;
 
     // Before verification the handler is never reached, whatever the arguments.
     let reply = call
@@ -171,7 +171,7 @@ async fn fast_path_keeps_verification_validation_and_the_input_guard() {
     assert_eq!(reply["rule"], "input_injection", "{reply}");
 
     // Verification belongs to that call: a new call starts unverified.
-    let other = Call::start(&server, "/fast", "call-fast-2", bench_agent::DEMO_CALLER).await;
+    let other = Call::start(&server, "/fast", "call-fast-2", example::DEMO_CALLER).await;
     other
         .refused("check_order", order(), "verification_required")
         .await;
@@ -187,7 +187,7 @@ async fn the_demo_pin_verifies_only_the_demo_caller() {
         .refused("check_order", order(), "verification_required")
         .await;
 
-    let john = Call::start(&server, "/fast", "call-wrong-pin", bench_agent::DEMO_CALLER).await;
+    let john = Call::start(&server, "/fast", "call-wrong-pin", example::DEMO_CALLER).await;
     let sentence = john.say("verify_pin", json!({"pin": "1111"})).await;
     assert_eq!(
         sentence,
@@ -202,14 +202,14 @@ async fn the_demo_pin_verifies_only_the_demo_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_limits_stay_out_of_a_load_tests_way() {
     assert_eq!(
-        bench_agent::DEFAULT_LIMITS,
-        bench_agent::Limits {
+        example::DEFAULT_LIMITS,
+        example::Limits {
             per_caller_per_min: 6_000_000,
             global_per_min: 6_000_000,
         }
     );
     let server = bench_server().await;
-    let call = Call::start(&server, "/fast", "call-burst", bench_agent::DEMO_CALLER).await;
+    let call = Call::start(&server, "/fast", "call-burst", example::DEMO_CALLER).await;
     call.say("verify_pin", json!({"pin": "4321"})).await;
     // Well past the bank agent's protective 60 calls a minute per caller.
     for i in 0..100 {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::bank_process::*;
+use crate::util::{count, counter, counting_tool, empty_schema, Counter};
 use crate::util::{functions, token_for, TestServer, PASSWORD, USER};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -31,43 +32,6 @@ use voxguard::AgentError;
 // ---------------------------------------------------------------------------------------------
 // Agents and request helpers
 // ---------------------------------------------------------------------------------------------
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
-
-fn count(counter: &AtomicUsize) -> usize {
-    counter.load(Ordering::SeqCst)
-}
-
-fn empty_schema() -> Value {
-    json!({ "type": "object", "properties": {} })
-}
-
-/// A tool that counts its runs and answers `"{name} ran"`. `secure(false)`, so that only Basic
-/// auth and the HTTP layer stand between a request and the handler.
-fn counting_tool(name: &str, runs: Arc<AtomicUsize>) -> Tool {
-    let label = name.to_string();
-    Tool::untyped(
-        name,
-        "Counts its calls",
-        empty_schema(),
-        move |_args, _ctx| {
-            let runs = runs.clone();
-            let label = label.clone();
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok(FunctionResult::new(format!("{label} ran")))
-            }
-        },
-    )
-    .secure(false)
-}
-
-/// A secure (token-protected) counting tool.
-fn secure_counting_tool(name: &str, runs: Arc<AtomicUsize>) -> Tool {
-    counting_tool(name, runs).secure(true)
-}
 
 /// A tool that sleeps `delay` before answering.
 fn sleeping_tool(name: &str, delay: Duration, runs: Arc<AtomicUsize>) -> Tool {
@@ -102,7 +66,7 @@ fn root_agent(runs: Arc<AtomicUsize>) -> Agent {
     let summaries = runs.clone();
     Agent::builder("root")
         .prompt_text("You are a test agent.")
-        .tool(counting_tool("ping", runs))
+        .tool(counting_tool("ping", &runs).secure(false))
         .on_summary(move |_summary, _ctx| {
             let summaries = summaries.clone();
             async move {
@@ -186,13 +150,13 @@ async fn expect_refusal(response: reqwest::Response, status: StatusCode, reason:
 }
 
 /// A good SWAIG call to `ping` on the root agent answers 200 and runs the handler once more.
-async fn assert_still_serving(server: &TestServer, runs: &AtomicUsize) {
+async fn assert_still_serving(server: &TestServer, runs: &Counter) {
     let before = count(runs);
     let (status, body) = server
         .post_json("/swaig", swaig_body("ping", "call-good"))
         .await;
     assert_eq!(status, StatusCode::OK, "body: {body}");
-    assert_eq!(body["response"], "ping ran");
+    assert_eq!(body["response"], "ping ran.");
     assert_eq!(count(runs), before + 1);
 }
 
@@ -731,7 +695,7 @@ async fn body_at_the_limit_is_accepted() {
             .expect("request");
         let (status, _, body) = json_body(response).await;
         assert_eq!(status, StatusCode::OK, "{len} bytes: {body}");
-        assert_eq!(body["response"], "ping ran");
+        assert_eq!(body["response"], "ping ran.");
         // Chunked.
         let body = swaig_body_of_len("ping", len);
         let response = raw_exchange(
@@ -740,7 +704,7 @@ async fn body_at_the_limit_is_accepted() {
         )
         .await;
         assert_eq!(response.status, 200, "{len} bytes chunked");
-        assert_eq!(response.json()["response"], "ping ran");
+        assert_eq!(response.json()["response"], "ping ran.");
     }
     assert_eq!(count(&runs), 4);
 }
@@ -845,7 +809,7 @@ async fn slow_handler_gets_503_request_timeout_and_server_keeps_serving() {
     let slow_runs = counter();
     let agent = Agent::builder("timeouts")
         .prompt_text("You are a test agent.")
-        .tool(counting_tool("ping", runs.clone()))
+        .tool(counting_tool("ping", &runs).secure(false))
         .tool(sleeping_tool(
             "slow",
             Duration::from_secs(5),
@@ -1020,7 +984,7 @@ async fn connection_cap_holds_extra_clients_until_a_slot_frees() {
     drop(idle_one);
     let response = read_response(&mut third).await;
     assert_eq!(response.status, 200);
-    assert_eq!(response.json()["response"], "ping ran");
+    assert_eq!(response.json()["response"], "ping ran.");
     assert_eq!(count(&runs), 1);
 }
 
@@ -1046,7 +1010,7 @@ async fn connection_cap_slots_are_freed_by_the_header_timeout() {
     .await
     .expect("the normal request is eventually served");
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["response"], "ping ran");
+    assert_eq!(body["response"], "ping ran.");
     closed_by_peer(&mut slow_one, "the first slow connection").await;
     closed_by_peer(&mut slow_two, "the second slow connection").await;
     assert_eq!(count(&runs), 1);
@@ -1271,7 +1235,7 @@ async fn tls12_only_and_tls13_only_clients_are_served() {
             .unwrap_or_else(|e| panic!("{what} client: {e}"));
         let (status, _, body) = json_body(response).await;
         assert_eq!(status, StatusCode::OK, "{what}");
-        assert_eq!(body["response"], "ping ran", "{what}");
+        assert_eq!(body["response"], "ping ran.", "{what}");
     }
     assert_eq!(count(&runs), 2);
     // A client that does not trust the certificate is refused at the handshake.
@@ -1364,8 +1328,8 @@ fn agent_with_secure_tool() -> Agent {
     let runs = counter();
     Agent::builder("urls")
         .prompt_text("You are a test agent.")
-        .tool(secure_counting_tool("lookup", runs.clone()))
-        .tool(counting_tool("ping", runs))
+        .tool(counting_tool("lookup", &runs))
+        .tool(counting_tool("ping", &runs).secure(false))
         .build()
         .expect("agent builds")
 }
@@ -1413,7 +1377,7 @@ async fn proxy_url_base_is_used_with_credentials_embedded() {
     let routed = Agent::builder("routed")
         .route("/bank")
         .prompt_text("You are a test agent.")
-        .tool(secure_counting_tool("lookup", runs))
+        .tool(counting_tool("lookup", &runs))
         .build()
         .expect("agent builds");
     let server = TestServer::start(vec![agent_with_secure_tool(), routed], move |config| {
@@ -1468,11 +1432,11 @@ async fn two_agents() -> TwoAgents {
     let a = agent(
         "/a",
         vec![
-            secure_counting_tool("tool_a", a_runs.clone()),
-            counting_tool("open_a", a_runs.clone()),
+            counting_tool("tool_a", &a_runs),
+            counting_tool("open_a", &a_runs).secure(false),
         ],
     );
-    let b = agent("/b", vec![secure_counting_tool("tool_b", b_runs.clone())]);
+    let b = agent("/b", vec![counting_tool("tool_b", &b_runs)]);
     let server = TestServer::start(vec![a, b], |_| {}).await;
     TwoAgents {
         server,
@@ -1528,7 +1492,7 @@ async fn two_agents_on_one_server_keep_their_tools_apart() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["response"], "tool_a ran");
+    assert_eq!(body["response"], "tool_a ran.");
     let (status, body) = server
         .swaig(
             "/b",
@@ -1540,7 +1504,7 @@ async fn two_agents_on_one_server_keep_their_tools_apart() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["response"], "tool_b ran");
+    assert_eq!(body["response"], "tool_b ran.");
     assert_eq!((count(&a_runs), count(&b_runs)), (1, 1));
 
     // a's token does not open b's tool (the function binding holds across routes too).
@@ -1578,7 +1542,7 @@ async fn swaig_trailing_slash_and_get_swml_work() {
         .post_json("/a/swaig/", swaig_body("open_a", "call-slash"))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["response"], "open_a ran");
+    assert_eq!(body["response"], "open_a ran.");
     assert_eq!(count(&a_runs), 1);
 
     let response = server

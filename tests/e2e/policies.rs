@@ -12,12 +12,13 @@
 //! Nothing asserts that anything is fast.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::util::{
-    assert_refusal, functions, swaig_path, token_for, Call, TestServer, PASSWORD, USER,
+    assert_refusal, count, counter, counting_tool, empty_schema, functions, swaig_path, token_for,
+    Call, Counter, TestServer, PASSWORD, USER,
 };
 use reqwest::StatusCode;
 use schemars::JsonSchema;
@@ -45,46 +46,14 @@ const LOCKOUT: Duration = Duration::from_secs(15 * 60);
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-type Counter = Arc<AtomicUsize>;
 /// The arguments a handler received, in order.
 type Seen = Arc<Mutex<Vec<Value>>>;
-
-fn counter() -> Counter {
-    Arc::new(AtomicUsize::new(0))
-}
-
-fn count(counter: &Counter) -> usize {
-    counter.load(Ordering::SeqCst)
-}
 
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-fn empty_schema() -> Value {
-    json!({"type": "object", "properties": {}})
-}
-
-/// An untyped tool without arguments that counts its runs and answers `"{name} ran."`.
-fn counting_tool(name: &str, runs: &Counter) -> Tool {
-    let runs = runs.clone();
-    let reply = format!("{name} ran.");
-    Tool::untyped(
-        name,
-        format!("Test tool {name}"),
-        empty_schema(),
-        move |_args, _ctx| {
-            let runs = runs.clone();
-            let reply = reply.clone();
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok(FunctionResult::new(reply))
-            }
-        },
-    )
 }
 
 /// A SWAIG request body as the platform sends it.

@@ -5,10 +5,11 @@
 //! Every test starts its own server on `127.0.0.1:0` and proves whether a handler ran with a
 //! counter, so a refusal that still ran the handler fails the test.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::util::{count, counter, counting_tool, Counter};
 use crate::util::{functions, swml_schema_path, token_for, TestServer, PASSWORD, USER};
 use reqwest::StatusCode;
 use schemars::JsonSchema;
@@ -26,35 +27,6 @@ const CALLER: &str = "+15550001111";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-type Counter = Arc<AtomicUsize>;
-
-fn counter() -> Counter {
-    Arc::new(AtomicUsize::new(0))
-}
-
-fn count(counter: &Counter) -> usize {
-    counter.load(Ordering::SeqCst)
-}
-
-/// An untyped tool without arguments that counts its runs and answers `"<name> ran."`.
-fn counting_tool(name: &str, counter: &Counter) -> Tool {
-    let counter = counter.clone();
-    let reply = format!("{name} ran.");
-    Tool::untyped(
-        name,
-        format!("Test tool {name}"),
-        json!({"type": "object", "properties": {}}),
-        move |_args, _ctx| {
-            let counter = counter.clone();
-            let reply = reply.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(FunctionResult::new(reply))
-            }
-        },
-    )
-}
 
 /// A SWAIG request body as the platform sends it.
 fn call_body(function: &str, call_id: &str, args: Value) -> Value {
