@@ -189,8 +189,8 @@ impl FunctionResult {
         })]))
     }
 
-    /// Every `connect` destination and `transfer` target in this result's SWML actions.
-    pub fn destinations(&self) -> Vec<&str> {
+    /// Every verb of every SWML action in this result, in order.
+    pub fn swml_verbs(&self) -> impl Iterator<Item = &Verb> {
         self.action
             .iter()
             .filter_map(|action| match action {
@@ -198,6 +198,11 @@ impl FunctionResult {
                 _ => None,
             })
             .flat_map(Document::verbs)
+    }
+
+    /// Every `connect` destination and `transfer` target in this result's SWML actions.
+    pub fn destinations(&self) -> Vec<&str> {
+        self.swml_verbs()
             .filter_map(|verb| match verb {
                 Verb::Connect(connect) => Some(connect.to.as_str()),
                 Verb::Transfer(transfer) => Some(transfer.dest.as_str()),

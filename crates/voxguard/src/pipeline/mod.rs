@@ -207,26 +207,14 @@ fn truncate(text: &str) -> String {
 /// cannot check against the transfer allow-list).
 fn unmodeled_verbs(result: &voxguard_swml::FunctionResult) -> bool {
     result
-        .action
-        .iter()
-        .filter_map(|action| match action {
-            voxguard_swml::Action::Swml(document) => Some(document),
-            _ => None,
-        })
-        .flat_map(voxguard_swml::Document::verbs)
+        .swml_verbs()
         .any(|verb| matches!(verb, voxguard_swml::Verb::Other(_)))
 }
 
 /// The amount and currency of every `pay` verb in a handler's result.
 fn payments_in(result: &voxguard_swml::FunctionResult) -> Vec<Value> {
     result
-        .action
-        .iter()
-        .filter_map(|action| match action {
-            voxguard_swml::Action::Swml(document) => Some(document),
-            _ => None,
-        })
-        .flat_map(voxguard_swml::Document::verbs)
+        .swml_verbs()
         .filter_map(|verb| match verb {
             voxguard_swml::Verb::Pay(pay) => Some(json!({
                 "charge_amount": pay.charge_amount,
