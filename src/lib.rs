@@ -174,10 +174,10 @@ impl Drop for TestServer {
 
 /// `{route}/swaig` with `__token` when given.
 pub fn swaig_path(route: &str, token: Option<&str>) -> String {
-    let base = route.trim_end_matches('/');
+    let swaig = voxguard::server::AgentRoutes::new(route).swaig().to_string();
     match token {
-        Some(token) => format!("{base}/swaig?__token={token}"),
-        None => format!("{base}/swaig"),
+        Some(token) => format!("{swaig}?__token={token}"),
+        None => swaig,
     }
 }
 

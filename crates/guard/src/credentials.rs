@@ -168,9 +168,15 @@ pub enum AuthError {
 impl AuthError {
     /// Stable machine-readable reason: `auth_malformed` or `auth_invalid`.
     pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Malformed => "auth_malformed",
-            AuthError::Invalid => "auth_invalid",
+        crate::refusal::Reason::from(*self).as_str()
+    }
+}
+
+impl From<AuthError> for crate::refusal::Reason {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Malformed => crate::refusal::Reason::AuthMalformed,
+            AuthError::Invalid => crate::refusal::Reason::AuthInvalid,
         }
     }
 }

@@ -121,11 +121,6 @@ reasons! {
 }
 
 impl Reason {
-    /// The reason whose string form is `text`, if any.
-    pub fn parse(text: &str) -> Option<Reason> {
-        Reason::ALL.iter().copied().find(|r| r.as_str() == text)
-    }
-
     /// Whether this is one of the function-token reasons (`token_*`).
     pub const fn is_token(self) -> bool {
         matches!(
@@ -136,29 +131,6 @@ impl Reason {
                 | Reason::TokenWrongCall
                 | Reason::TokenWrongFunction
         )
-    }
-}
-
-impl From<crate::token::TokenError> for Reason {
-    fn from(error: crate::token::TokenError) -> Self {
-        use crate::token::TokenError;
-        match error {
-            TokenError::Missing => Reason::TokenMissing,
-            TokenError::Invalid => Reason::TokenInvalid,
-            TokenError::Expired => Reason::TokenExpired,
-            TokenError::WrongCall => Reason::TokenWrongCall,
-            TokenError::WrongFunction => Reason::TokenWrongFunction,
-        }
-    }
-}
-
-impl From<crate::credentials::AuthError> for Reason {
-    fn from(error: crate::credentials::AuthError) -> Self {
-        use crate::credentials::AuthError;
-        match error {
-            AuthError::Malformed => Reason::AuthMalformed,
-            AuthError::Invalid => Reason::AuthInvalid,
-        }
     }
 }
 
@@ -286,14 +258,15 @@ mod tests {
 
     #[test]
     fn strings_round_trip_and_serialize_as_documented() {
+        let strings: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(strings.len(), Reason::ALL.len(), "every string is distinct");
         for reason in Reason::ALL {
-            assert_eq!(Reason::parse(reason.as_str()), Some(*reason));
             assert_eq!(
                 serde_json::to_value(reason).ok(),
                 Some(Value::String(reason.as_str().to_string()))
             );
         }
-        assert_eq!(Reason::parse("no_such_reason"), None);
     }
 
     #[test]
@@ -318,7 +291,12 @@ mod tests {
             crate::token::TokenError::WrongFunction,
         ] {
             assert_eq!(Reason::from(error).as_str(), error.reason());
+            assert!(Reason::from(error).is_token());
         }
+        assert_eq!(
+            crate::credentials::AuthError::Malformed.reason(),
+            "auth_malformed"
+        );
         assert!(!Reason::RateLimited.is_token());
     }
 }

@@ -277,6 +277,19 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+impl From<TokenError> for crate::refusal::Reason {
+    fn from(error: TokenError) -> Self {
+        use crate::refusal::Reason;
+        match error {
+            TokenError::Missing => Reason::TokenMissing,
+            TokenError::Invalid => Reason::TokenInvalid,
+            TokenError::Expired => Reason::TokenExpired,
+            TokenError::WrongCall => Reason::TokenWrongCall,
+            TokenError::WrongFunction => Reason::TokenWrongFunction,
+        }
+    }
+}
+
 /// Why a function token was refused. Each variant has a stable [`TokenError::reason`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
@@ -295,13 +308,7 @@ pub enum TokenError {
 impl TokenError {
     /// Stable machine-readable reason, e.g. `token_expired`.
     pub fn reason(&self) -> &'static str {
-        match self {
-            TokenError::Missing => "token_missing",
-            TokenError::Invalid => "token_invalid",
-            TokenError::Expired => "token_expired",
-            TokenError::WrongCall => "token_wrong_call",
-            TokenError::WrongFunction => "token_wrong_function",
-        }
+        crate::refusal::Reason::from(*self).as_str()
     }
 }
 

@@ -16,8 +16,15 @@ use voxguard_swml::{
 
 use crate::agent::{Agent, PromptDef, POST_PROMPT_FUNCTION};
 
-/// Render the SWML document for `call_id`.
-pub(crate) fn render(agent: &Agent, keys: &KeyRing, info: &RequestInfo, call_id: &str) -> Document {
+/// Render the SWML document for `call_id`, minting tokens that expire one token lifetime after
+/// `now_unix` (the runtime clock's reading).
+pub(crate) fn render(
+    agent: &Agent,
+    keys: &KeyRing,
+    info: &RequestInfo,
+    call_id: &str,
+    now_unix: u64,
+) -> Document {
     let def = &agent.inner;
     let routes = AgentRoutes::new(&def.route);
     // One id per render: the tokens of this document share a server-side session that a later
@@ -33,7 +40,7 @@ pub(crate) fn render(agent: &Agent, keys: &KeyRing, info: &RequestInfo, call_id:
         .filter_map(|tool| {
             let compiled = tool.compiled.as_ref().ok()?;
             let web_hook_url = tool.secure.then(|| {
-                let token = keys.mint_with_session(call_id, &tool.name, &render_id);
+                let token = keys.mint_with_session_at(call_id, &tool.name, &render_id, now_unix);
                 info.webhook_url(swaig_path, &[("__token", &token)])
             });
             Some(SwaigFunction {
@@ -69,7 +76,7 @@ pub(crate) fn render(agent: &Agent, keys: &KeyRing, info: &RequestInfo, call_id:
         },
     };
     let post_prompt_url = def.on_summary.as_ref().map(|_| {
-        let token = keys.mint_with_session(call_id, POST_PROMPT_FUNCTION, &render_id);
+        let token = keys.mint_with_session_at(call_id, POST_PROMPT_FUNCTION, &render_id, now_unix);
         info.webhook_url(routes.post_prompt(), &[("__token", &token)])
     });
     let ai = Ai {

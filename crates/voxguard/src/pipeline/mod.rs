@@ -21,6 +21,7 @@ mod confirm;
 mod summary;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 use std::sync::Arc;
 
@@ -41,8 +42,8 @@ use crate::services::Services;
 use crate::tool::{HandlerFailure, Tool, ToolError};
 use crate::verify_policy::VerificationPolicy;
 
-pub(crate) use audited::{Endpoint, Trail, Verdict};
 pub use confirm::CONFIRMATION_WINDOW_SECS;
+use verdict::{Endpoint, Trail, Verdict};
 
 /// The `field` reported for an argument the schema does not declare.
 pub const UNDECLARED_FIELD: &str = "<undeclared>";
@@ -89,17 +90,19 @@ fn check_call_id(call_id: &str) -> Result<(), Refusal> {
 }
 
 /// **Where a function token is checked.** The token comes from the query string (`__token`
-/// or `token`); it must be bound to this call and this function and be unexpired. Returns the
+/// or `token`); it must be bound to this call and this function and be unexpired at `now_unix`
+/// (the runtime clock's reading). Returns the
 /// id of the SWML render that minted it, which scopes the call's server-side session.
 pub(crate) fn check_token(
     keys: &KeyRing,
     info: &RequestInfo,
     call_id: &str,
     function: &str,
+    now_unix: u64,
 ) -> Result<String, TokenError> {
     match info.token.as_deref() {
         None | Some("") => Err(TokenError::Missing),
-        Some(token) => keys.verify_with_session(token, call_id, function),
+        Some(token) => keys.verify_with_session_at(token, call_id, function, now_unix),
     }
 }
 
@@ -237,6 +240,11 @@ impl Pipeline {
         self.audited(info, trail, verdict).await
     }
 
+    /// The runtime clock's reading in whole seconds.
+    fn now_unix(&self) -> u64 {
+        self.services.clock.now_unix()
+    }
+
     /// A context for a call whose session belongs to the SWML render `render`.
     fn context(&self, info: &RequestInfo, call_id: &str, render: &str) -> CallContext {
         CallContext::with_services(
@@ -286,7 +294,7 @@ impl Pipeline {
         // The session a secure call may touch is the one of the SWML render its token came
         // from; insecure tools get a separate namespace and can never read verification state.
         let render = if tool.secure {
-            check_token(&self.keys, info, call_id, &tool.name)
+            check_token(&self.keys, info, call_id, &tool.name, self.now_unix())
                 .map_err(|error| token_refusal(agent.name(), &tool.name, info, error))?
         } else {
             PUBLIC_SCOPE.to_string()
@@ -376,6 +384,16 @@ impl Pipeline {
                 Ok(Err(refusal)) => {
                     event.log(refusal.reason().as_str(), "confirmation");
                     return Err(refusal);
+                }
+                Err(confirm::ConfirmError::SummaryArguments) => {
+                    // As when the handler's own arguments do not deserialize: the caller's
+                    // details are the problem, not the server.
+                    tracing::warn!(agent = agent.name(), function = %tool.name, call_id, "arguments passed the schema but not the read-back's deserialization");
+                    return Err(Refusal::new(
+                        Reason::InvalidArgument,
+                        "Some of the details provided aren't valid. Please ask the caller for them again.",
+                    )
+                    .with_field("", "type"));
                 }
                 Err(error) => {
                     return Err(failed(
@@ -547,7 +565,7 @@ impl AgentService for Pipeline {
                 "The call id is not valid.",
             ));
         }
-        let document = render::render(&self.agent, &self.keys, request, &call_id);
+        let document = render::render(&self.agent, &self.keys, request, &call_id, self.now_unix());
         match serde_json::to_value(&document) {
             Ok(body) => Reply::ok(body).with_call_id(Some(call_id)),
             Err(error) => {

@@ -11,9 +11,9 @@ use voxguard_guard::{Reason, Refusal};
 use voxguard_server::{Reply, RequestInfo};
 use voxguard_swml::PostPromptRequest;
 
+use super::verdict::{Endpoint, Trail, Verdict};
 use super::{
-    check_call_id, check_token, failed, token_refusal, AbortOnDrop, Endpoint, Pipeline, Trail,
-    Verdict, MAX_CALL_ID_LEN,
+    check_call_id, check_token, failed, token_refusal, AbortOnDrop, Pipeline, MAX_CALL_ID_LEN,
 };
 use crate::agent::POST_PROMPT_FUNCTION;
 
@@ -51,8 +51,14 @@ impl Pipeline {
         let call_id = request.call_id.clone().unwrap_or_default();
         trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
         trail.caller = request.caller_id_num.clone();
-        let render = check_token(&self.keys, info, &call_id, POST_PROMPT_FUNCTION)
-            .map_err(|error| token_refusal(agent.name(), POST_PROMPT_FUNCTION, info, error))?;
+        let render = check_token(
+            &self.keys,
+            info,
+            &call_id,
+            POST_PROMPT_FUNCTION,
+            self.now_unix(),
+        )
+        .map_err(|error| token_refusal(agent.name(), POST_PROMPT_FUNCTION, info, error))?;
         check_call_id(&call_id)?;
         let ctx = self
             .context(info, &call_id, &render)

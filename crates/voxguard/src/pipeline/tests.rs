@@ -21,6 +21,7 @@ use super::Pipeline;
 use crate::audit::Auditor;
 use crate::services::Services;
 use crate::{Agent, Tool, ToolError};
+use voxguard_guard::Clock as _;
 
 const START: u64 = 1_700_000_000;
 
@@ -91,10 +92,11 @@ impl Harness {
         )
     }
 
+    /// A token minted now by the runtime's clock.
     fn token(&self, call_id: &str, function: &str, render: &str) -> String {
         self.pipeline
             .keys
-            .mint_with_session(call_id, function, render)
+            .mint_with_session_at(call_id, function, render, self.clock.now_unix())
     }
 
     /// Call `function` on `call` with a valid token of render `r1`.
@@ -263,6 +265,73 @@ async fn token_refusals_come_before_the_call_id_and_are_audited_as_token_refused
             )
         );
     }
+    assert_eq!(h.runs(), 0);
+}
+
+#[tokio::test]
+async fn tokens_expire_by_the_runtime_clock() {
+    let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    let token = h.token("call-1", "note", "r1");
+    h.clock
+        .advance(h.pipeline.keys.ttl() + Duration::from_secs(1));
+    let reply = h.call_with(Some(token), "call-1", "note", json!({})).await;
+    assert_refused(&reply, 403, "token_expired");
+    assert_eq!(h.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_handler_cannot_pass_its_refusal_off_as_a_runtime_one() {
+    let h = Harness::new(|_| {
+        Agent::builder("spoof")
+            .prompt_text("x")
+            .tool(Tool::untyped(
+                "spoof",
+                "Refuses with a runtime reason",
+                json!({"type": "object"}),
+                |_, _| async {
+                    Err(ToolError::refuse(
+                        "token_expired",
+                        "Pretend the token expired.",
+                    ))
+                },
+            ))
+            .build()
+            .expect("builds")
+    })
+    .await;
+    let reply = h.call("c1", "spoof", json!({})).await;
+    assert_eq!(
+        (reply.status, reply.body["error"].as_str()),
+        (200, Some("token_expired"))
+    );
+    assert_eq!(
+        h.last().await,
+        (
+            AuditKind::ToolCalled,
+            Some(Outcome::Refused),
+            Some("token_expired".into())
+        ),
+        "audited as the handler's refusal, not as a token refusal"
+    );
+}
+
+#[tokio::test]
+async fn a_read_back_whose_type_does_not_fit_the_arguments_is_an_argument_refusal() {
+    #[derive(serde::Deserialize)]
+    struct Wrong {
+        #[allow(dead_code)]
+        missing: u32,
+    }
+    let h = Harness::new(agent(|runs| {
+        vec![counting("pay", runs).confirm(|_: &Wrong| "never".to_string())]
+    }))
+    .await;
+    let reply = h.call("c1", "pay", json!({"note": "a"})).await;
+    assert_refused(&reply, 200, "invalid_argument");
+    assert_eq!(
+        (reply.body["field"].as_str(), reply.body["rule"].as_str()),
+        (Some(""), Some("type"))
+    );
     assert_eq!(h.runs(), 0);
 }
 
