@@ -328,7 +328,13 @@ pub async fn run() -> anyhow::Result<()> {
     let fast = fast_agent()?;
     let slow = slow_agent(backend_delay_from_env()?)?;
     let wide = wide_agent()?;
-    let runtime = Runtime::from_env()?;
+    let mut runtime = Runtime::from_env()?;
+    if std::env::var_os("VOXGUARD_SWML_RENDERS_PER_MIN").is_none() {
+        // A load-test target: one address (the load generator) renders thousands of calls a
+        // second, which the per-address render limit exists to stop. Set the variable to test
+        // with a limit.
+        runtime = runtime.swml_render_limit(None);
+    }
     let audit = voxguard::open_audit_log_from_env(&data_dir, runtime.config().production).await?;
     let running = runtime
         .store(Arc::new(store))

@@ -98,6 +98,8 @@ async fn serve(calls: Arc<AtomicU64>) -> (String, tokio::sync::oneshot::Sender<(
     let mut config = ServerConfig::new(BasicCredentials::new(USER, PASSWORD));
     config.port = 0;
     let running = Runtime::new(config, KeyRing::new(TokenKey::generate()))
+        // The load generator renders many calls from one address.
+        .swml_render_limit(None)
         .agent(agent(calls))
         .bind()
         .await

@@ -263,6 +263,35 @@ pub fn parse_canonical_event(text: &str) -> Result<(u64, AuditEvent), serde_json
     Ok((seq, event))
 }
 
+/// The most bytes of (already redacted) arguments an audit event keeps whole; see
+/// [`bounded_arguments`].
+pub const MAX_AUDITED_ARGUMENT_BYTES: usize = 2_048;
+
+/// How many bytes of an oversized argument object an audit event keeps as a prefix.
+const AUDITED_PREFIX_BYTES: usize = 512;
+
+/// `arguments` as an audit event stores them: whole when their canonical JSON is at most
+/// `max_bytes`, otherwise `{"truncated": true, "bytes": n, "sha256": …, "prefix": …}` — the
+/// first bytes (cut on a character boundary) and the SHA-256 of the whole canonical JSON, so an
+/// attacker-sized argument costs a bounded record while the record still pins what was sent.
+/// The caller must pass *redacted* arguments: the hash of a clear PIN would be guessable.
+pub fn bounded_arguments(arguments: Value, max_bytes: usize) -> Value {
+    let text = crate::canonical::canonical_json(&arguments);
+    if text.len() <= max_bytes {
+        return arguments;
+    }
+    let mut cut = AUDITED_PREFIX_BYTES.min(max_bytes).min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    serde_json::json!({
+        "truncated": true,
+        "bytes": text.len(),
+        "sha256": to_hex(&Sha256::digest(text.as_bytes())),
+        "prefix": &text[..cut],
+    })
+}
+
 /// The hash of the record at `seq` holding `event` after a record whose hash is `prev_hash`:
 /// lowercase hex of SHA-256 over the ASCII bytes of `prev_hash` (as stored, 64 hex characters)
 /// followed by [`canonical_event`]`(seq, event)`.

@@ -33,8 +33,9 @@ pub use anomaly::{
     Anomaly, AnomalyDetector, AnomalyRules, BurstRule, BusinessHours, LargeTransactionRule,
 };
 pub use audit::{
-    AuditEvent, AuditKey, AuditKeyError, AuditKind, AuditRecord, Chain, ChainProblem, Checkpoint,
-    Outcome, Verifier, VerifyReport, GENESIS_HASH,
+    bounded_arguments, AuditEvent, AuditKey, AuditKeyError, AuditKind, AuditRecord, Chain,
+    ChainProblem, Checkpoint, Outcome, Verifier, VerifyReport, GENESIS_HASH,
+    MAX_AUDITED_ARGUMENT_BYTES,
 };
 pub use canonical::canonical_json;
 pub use clock::{Clock, ManualClock, SystemClock};

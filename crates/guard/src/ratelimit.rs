@@ -145,8 +145,29 @@ type Direct = governor::RateLimiter<NotKeyed, InMemoryState, Ticks, NoOpMiddlewa
 type Keyed =
     governor::RateLimiter<String, DashMapStateStore<String>, Ticks, NoOpMiddleware<Duration>>;
 
+/// The most keys one per-key limit keeps. Past it, state that has refilled is dropped, and if
+/// the map is still full every new key shares [`OVERFLOW_KEY`]: memory stays bounded under a
+/// flood of distinct callers, at the price of those callers sharing one budget.
+pub const MAX_KEYS: usize = 100_000;
+
+/// The shared key of callers that arrive while a per-key map is full.
+pub const OVERFLOW_KEY: &str = "~overflow";
+
+/// `key` as the limiter stores it: itself while there is room, [`OVERFLOW_KEY`] when full.
+fn bounded_key(limiter: &Keyed, key: &str) -> String {
+    if limiter.len() >= MAX_KEYS {
+        limiter.retain_recent();
+        if limiter.len() >= MAX_KEYS {
+            return OVERFLOW_KEY.to_string();
+        }
+    }
+    key.to_string()
+}
+
 /// The limits of one agent. Checks go from the most specific (tool) to the most general
-/// (global), so a caller hammering one tool is refused before spending the shared budget.
+/// (global), so a caller hammering one tool is refused before spending the shared budget (governor
+/// cannot ask a limit without counting, so checking the global limit first would let one caller
+/// over their own limit drain everyone's). Per-key state stays bounded by [`MAX_KEYS`] instead.
 ///
 /// Time comes from an injected [`Clock`] ([`RateLimiter::with_clock`]); the default reads the
 /// system clock.
@@ -236,19 +257,30 @@ impl RateLimiter {
 
     /// Count one call of `tool` by `caller`, or say which limit refuses it and for how long.
     pub fn check(&self, tool: &str, caller: &str) -> Result<(), Limited> {
+        self.check_keys(tool, &[caller])
+    }
+
+    /// Count one call of `tool` that every key in `keys` answers for (e.g. the caller's number
+    /// *and* the call's SWML render, which the caller cannot change), or say which limit refuses
+    /// it. Each per-key map holds at most [`MAX_KEYS`] keys, beyond which new keys share one
+    /// bucket, so a flood of distinct keys costs bounded memory.
+    pub fn check_keys(&self, tool: &str, keys: &[&str]) -> Result<(), Limited> {
         let refused = |scope, not_until: governor::NotUntil<Duration>| Limited {
             scope,
             retry_after: not_until.wait_time_from(self.clock.now()),
         };
-        if let Some(limiter) = self.per_tool.get(tool) {
-            limiter
-                .check_key(&caller.to_string())
-                .map_err(|n| refused(LimitScope::Tool, n))?;
-        }
-        if let Some(limiter) = &self.per_caller {
-            limiter
-                .check_key(&caller.to_string())
-                .map_err(|n| refused(LimitScope::Caller, n))?;
+        let keyed = self
+            .per_tool
+            .get(tool)
+            .map(|l| (LimitScope::Tool, l))
+            .into_iter()
+            .chain(self.per_caller.as_ref().map(|l| (LimitScope::Caller, l)));
+        for (scope, limiter) in keyed {
+            for key in keys {
+                limiter
+                    .check_key(&bounded_key(limiter, key))
+                    .map_err(|n| refused(scope, n))?;
+            }
         }
         if let Some(limiter) = &self.global {
             limiter
@@ -281,6 +313,24 @@ mod tests {
 
     fn per_minute(n: u32) -> RateLimit {
         RateLimit::new(n, Duration::from_secs(60)).unwrap()
+    }
+
+    #[test]
+    fn every_key_answers_and_the_maps_stay_bounded() {
+        let (_clock, shared) = manual();
+        let limiter = RateLimiter::with_clock(shared).per_caller(per_minute(2));
+        // A spoofer varying the caller number within one render is caught by the render key.
+        assert!(limiter.check_keys("t", &["+1001", "render-1"]).is_ok());
+        assert!(limiter.check_keys("t", &["+1002", "render-1"]).is_ok());
+        let refused = limiter.check_keys("t", &["+1003", "render-1"]).unwrap_err();
+        assert_eq!(refused.scope, LimitScope::Caller);
+        assert!(limiter.check_keys("t", &["+1003", "render-2"]).is_ok());
+        // A flood of distinct keys never holds more than MAX_KEYS of them.
+        for i in 0..(MAX_KEYS + 500) {
+            let _ = limiter.check("t", &format!("k{i}"));
+        }
+        let map = limiter.per_caller.as_ref().expect("per-caller limit");
+        assert!(map.len() <= MAX_KEYS + 1, "{} keys", map.len());
     }
 
     #[test]

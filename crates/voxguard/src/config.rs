@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use voxguard_guard::{AuditKey, EmergencyState, KeyError, KeyRing, TokenKey};
+use voxguard_guard::{AuditKey, EmergencyState, KeyError, KeyRing, RateLimit, TokenKey};
 use voxguard_server::{ConfigError, ServeError};
 use voxguard_store::{Durability, SqliteAuditLog};
 
@@ -42,6 +42,9 @@ pub enum RuntimeError {
     /// Invalid token lifetime.
     #[error("VOXGUARD_TOKEN_TTL_SECS={0:?} is not valid: a whole number of seconds between 60 and 86400")]
     InvalidTtl(String),
+    /// Invalid SWML render limit.
+    #[error("VOXGUARD_SWML_RENDERS_PER_MIN={0:?} is not valid: a whole number of renders per minute per source address (0 turns the limit off)")]
+    InvalidRenderLimit(String),
     /// The server could not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -102,6 +105,33 @@ pub(crate) fn keys_from_lookup(
         }
     }
     Ok(KeySettings { keys, generated })
+}
+
+/// SWML renders allowed per minute from one source address by default. A render mints fresh
+/// tokens for a fresh server-side session (and so a fresh per-call rate budget); holders of
+/// the Basic credentials must not be able to mint them at will.
+pub(crate) const DEFAULT_SWML_RENDERS_PER_MIN: u32 = 120;
+
+/// Read `VOXGUARD_SWML_RENDERS_PER_MIN` through `lookup`: SWML renders per minute per source
+/// address (default [`DEFAULT_SWML_RENDERS_PER_MIN`]; `0` turns the limit off).
+pub(crate) fn render_limit_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<RateLimit>, RuntimeError> {
+    let per_minute = match lookup("VOXGUARD_SWML_RENDERS_PER_MIN")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
+        None => DEFAULT_SWML_RENDERS_PER_MIN,
+        Some(text) => text
+            .parse::<u32>()
+            .map_err(|_| RuntimeError::InvalidRenderLimit(text.clone()))?,
+    };
+    if per_minute == 0 {
+        return Ok(None);
+    }
+    RateLimit::new(per_minute, Duration::from_secs(60))
+        .map(Some)
+        .map_err(|_| RuntimeError::InvalidRenderLimit(per_minute.to_string()))
 }
 
 /// Open the SQLite audit trail in `dir` (`dir/audit.db`, a database of its own so its
@@ -195,6 +225,23 @@ mod tests {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| value.to_string())
         }
+    }
+
+    #[test]
+    fn the_render_limit_defaults_on_and_can_be_turned_off() {
+        let limit = render_limit_from_lookup(lookup(&[])).expect("default");
+        assert_eq!(limit.map(|l| l.max()), Some(DEFAULT_SWML_RENDERS_PER_MIN));
+        assert!(
+            render_limit_from_lookup(lookup(&[("VOXGUARD_SWML_RENDERS_PER_MIN", "0")]))
+                .expect("off")
+                .is_none()
+        );
+        let error = render_limit_from_lookup(lookup(&[("VOXGUARD_SWML_RENDERS_PER_MIN", "lots")]))
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("VOXGUARD_SWML_RENDERS_PER_MIN"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use voxguard_guard::{
     Anomaly, AnomalyDetector, AnomalyRules, Clock, CredentialSource, EmergencySwitch, InputGuard,
-    KeyRing, PinVault, SystemClock,
+    KeyRing, PinVault, RateLimit, RateLimiter, SystemClock,
 };
 use voxguard_server::{AccessHooks, AccessRecord, BoundServer, Metrics, Server, ServerConfig};
 use voxguard_store::{AttemptStore, AuditSink, MemoryStore, SessionStore};
@@ -20,13 +20,17 @@ use voxguard_store::{AttemptStore, AuditSink, MemoryStore, SessionStore};
 use crate::admin::Admin;
 use crate::agent::Agent;
 use crate::audit::{AnomalyCallback, Auditor, AuthEvents};
-use crate::config::{emergency_from_lookup, keys_from_lookup, RuntimeError};
+use crate::config::{
+    emergency_from_lookup, keys_from_lookup, render_limit_from_lookup, RuntimeError,
+    DEFAULT_SWML_RENDERS_PER_MIN,
+};
 use crate::pipeline::Pipeline;
 use crate::services::{Hashers, Services};
 
 /// Agents plus everything they share, ready to serve.
 pub struct Runtime {
     config: ServerConfig,
+    render_limit: Option<RateLimit>,
     keys: KeyRing,
     key_generated: bool,
     store: Arc<dyn SessionStore>,
@@ -71,9 +75,11 @@ impl Runtime {
         let config = ServerConfig::from_env()?;
         let keys = keys_from_lookup(|name| std::env::var(name).ok(), config.production)?;
         let emergency = emergency_from_lookup(|name| std::env::var(name).ok())?;
+        let render_limit = render_limit_from_lookup(|name| std::env::var(name).ok())?;
         let memory = Arc::new(MemoryStore::default());
         Ok(Self {
             config,
+            render_limit,
             keys: keys.keys,
             key_generated: keys.generated,
             store: memory.clone(),
@@ -93,6 +99,8 @@ impl Runtime {
         let memory = Arc::new(MemoryStore::default());
         Self {
             config,
+            render_limit: RateLimit::new(DEFAULT_SWML_RENDERS_PER_MIN, Duration::from_secs(60))
+                .ok(),
             keys,
             key_generated: false,
             store: memory.clone(),
@@ -127,6 +135,15 @@ impl Runtime {
     /// each stored before the response that depends on it is sent.
     pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
         self.audit = Some(sink);
+        self
+    }
+
+    /// At most `limit` SWML renders per source address (default 120 per minute, or
+    /// `VOXGUARD_SWML_RENDERS_PER_MIN`); `None` turns the limit off (e.g. for a load-test
+    /// target). A render mints fresh tokens for a fresh session, so this bounds how many fresh
+    /// per-call budgets one client can make itself.
+    pub fn swml_render_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.render_limit = limit;
         self
     }
 
@@ -251,6 +268,9 @@ impl Runtime {
         for agent in self.agents {
             let pipeline = Arc::new(Pipeline {
                 limiter: agent.inner.limits.limiter(self.clock.clone()),
+                render_limiter: self
+                    .render_limit
+                    .map(|limit| RateLimiter::with_clock(self.clock.clone()).per_caller(limit)),
                 policy: agent.inner.verification.clone(),
                 agent,
                 keys: self.keys.clone(),
@@ -332,6 +352,9 @@ fn spawn_maintenance(
             }
             for pipeline in &pipelines {
                 pipeline.limiter.retain_recent();
+                if let Some(limiter) = &pipeline.render_limiter {
+                    limiter.retain_recent();
+                }
             }
         }
     }))

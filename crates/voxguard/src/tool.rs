@@ -148,6 +148,61 @@ pub struct Tool {
     pub(crate) handler: Arc<dyn ErasedHandler>,
 }
 
+/// Compile `schema` for the server (closed to undeclared arguments when `closed`) and derive
+/// the subset rendered for the platform (always from the schema as declared).
+fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc<SchemaError>> {
+    let enforced = if closed {
+        close_objects(schema.clone())
+    } else {
+        schema.clone()
+    };
+    ArgValidator::new(&enforced)
+        .and_then(|validator| {
+            Ok(Compiled {
+                validator,
+                parameters: platform_parameters(schema)?,
+            })
+        })
+        .map(Arc::new)
+        .map_err(Arc::new)
+}
+
+/// `schema` with `additionalProperties: false` on every object schema that lists `properties`
+/// and says nothing about additional ones: the root, nested objects, array items, `$defs`
+/// entries and the branches of `anyOf`/`allOf`/`oneOf` (walked by keyword, so a property that
+/// happens to be *named* `properties` is never mistaken for a schema).
+fn close_objects(mut schema: Value) -> Value {
+    fn close(node: &mut Value) {
+        let Value::Object(map) = node else {
+            return;
+        };
+        if map.contains_key("properties")
+            && !map.contains_key("additionalProperties")
+            && !map.contains_key("patternProperties")
+        {
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        for (keyword, child) in map.iter_mut() {
+            match keyword.as_str() {
+                "properties" | "$defs" | "definitions" => {
+                    if let Value::Object(schemas) = child {
+                        schemas.values_mut().for_each(close);
+                    }
+                }
+                "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
+                    if let Value::Array(schemas) = child {
+                        schemas.iter_mut().for_each(close);
+                    }
+                }
+                "items" | "not" | "if" | "then" | "else" => close(child),
+                _ => {}
+            }
+        }
+    }
+    close(&mut schema);
+    schema
+}
+
 /// The schema forms derived once when the tool is declared.
 pub(crate) struct Compiled {
     pub(crate) validator: ArgValidator,
@@ -166,6 +221,8 @@ impl std::fmt::Debug for Tool {
 
 impl Tool {
     /// A typed tool: arguments arrive as `A`, validated against `A`'s JSON schema first.
+    /// Arguments the schema does not declare are refused (`invalid_argument`, rule
+    /// `additionalProperties`) unless [`Tool::allow_undeclared_args`].
     ///
     /// ```
     /// use schemars::JsonSchema;
@@ -202,6 +259,7 @@ impl Tool {
                 handler,
                 _args: std::marker::PhantomData,
             }),
+            true,
         )
     }
 
@@ -222,6 +280,7 @@ impl Tool {
             description.into(),
             schema,
             Arc::new(UntypedHandler { handler }),
+            false,
         )
     }
 
@@ -230,16 +289,9 @@ impl Tool {
         description: String,
         schema: Value,
         handler: Arc<dyn ErasedHandler>,
+        closed: bool,
     ) -> Self {
-        let compiled = ArgValidator::new(&schema)
-            .and_then(|validator| {
-                Ok(Compiled {
-                    validator,
-                    parameters: platform_parameters(&schema)?,
-                })
-            })
-            .map(Arc::new)
-            .map_err(Arc::new);
+        let compiled = compile(&schema, closed);
         Self {
             name,
             description,
@@ -252,6 +304,14 @@ impl Tool {
             policy: ToolPolicy::default(),
             handler,
         }
+    }
+
+    /// Accept arguments the schema does not declare (typed tools refuse them by default). They
+    /// are still never written to the audit trail, and the handler of a typed tool never sees
+    /// them (serde drops unknown fields).
+    pub fn allow_undeclared_args(mut self) -> Self {
+        self.compiled = compile(&self.schema, false);
+        self
     }
 
     /// Require a per-call function token (the default). `secure(false)` is an explicit,

@@ -631,3 +631,20 @@ fn records_and_checkpoints_written_before_still_verify() {
         }
     );
 }
+
+#[test]
+fn oversized_arguments_keep_a_prefix_and_the_hash_of_the_whole() {
+    let small = serde_json::json!({"note": "hi"});
+    assert_eq!(bounded_arguments(small.clone(), 64), small);
+    let big = serde_json::json!({"note": "é".repeat(10_000)});
+    let whole = crate::canonical::canonical_json(&big);
+    let bounded = bounded_arguments(big, 2_048);
+    assert_eq!(bounded["truncated"], true);
+    assert_eq!(bounded["bytes"], whole.len());
+    let prefix = bounded["prefix"].as_str().expect("prefix");
+    assert!(prefix.len() <= 512 && whole.starts_with(prefix), "{prefix}");
+    let digest = Sha256::digest(whole.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(bounded["sha256"], hex);
+    assert!(crate::canonical::canonical_json(&bounded).len() < 2_048);
+}

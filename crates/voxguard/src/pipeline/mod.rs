@@ -17,6 +17,7 @@
 //! the server's `AgentService`. It must not know about HTTP beyond `RequestInfo` and `Reply`.
 
 mod audited;
+mod bounds;
 mod confirm;
 mod summary;
 #[cfg(test)]
@@ -70,6 +71,8 @@ pub(crate) struct Pipeline {
     pub(crate) emergency: Arc<EmergencySwitch>,
     pub(crate) input_guard: InputGuard,
     pub(crate) limiter: RateLimiter,
+    /// SWML renders per source address (`None`: unlimited).
+    pub(crate) render_limiter: Option<RateLimiter>,
 }
 
 /// Whether `id` is a plausible call id: 1–128 visible ASCII characters.
@@ -184,15 +187,6 @@ fn token_refusal(agent: &str, function: &str, info: &RequestInfo, error: TokenEr
     Refusal::new(Reason::from(error), SENTENCE_TOKEN)
 }
 
-/// Rate-limit key: the caller's number, or the call when the platform sent none.
-fn rate_key<'a>(caller: &'a str, call_id: &'a str) -> &'a str {
-    if caller.is_empty() {
-        call_id
-    } else {
-        caller
-    }
-}
-
 /// The field name safe to report: schema-declared paths as they are, anything else masked.
 fn safe_field(tool: &Tool, field: &str) -> String {
     if declared_path(&tool.schema, field) {
@@ -283,14 +277,10 @@ impl Pipeline {
             return Err(Refusal::new(Reason::UnknownFunction, SENTENCE_UNAVAILABLE));
         };
         let call_id = request.call_id().unwrap_or("");
+        let caller = bounds::caller_number(request.caller_id_num.as_deref());
         trail.function = Some(tool.name.clone());
         trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
-        trail.caller = request.caller_id_num.clone();
-        trail.arguments = Some(
-            self.services
-                .auditor
-                .redact_args(&request.arguments(), &tool.policy.sensitive_args),
-        );
+        trail.caller = caller.map(str::to_string);
         // The session a secure call may touch is the one of the SWML render its token came
         // from; insecure tools get a separate namespace and can never read verification state.
         let render = if tool.secure {
@@ -299,6 +289,13 @@ impl Pipeline {
         } else {
             PUBLIC_SCOPE.to_string()
         };
+        // Per-argument work starts only now: a token-refused request is recorded in O(1).
+        trail.arguments = Some(bounds::audited_arguments(
+            &self.services.auditor,
+            &tool.schema,
+            &request.arguments(),
+            &tool.policy.sensitive_args,
+        ));
         check_call_id(call_id)?;
         let Ok(compiled) = &tool.compiled else {
             // Agent::build refuses tools whose schema does not compile; unreachable in practice.
@@ -309,12 +306,11 @@ impl Pipeline {
                 "schema not compiled",
             ));
         };
-        let caller = request.caller_id_num.as_deref().unwrap_or("");
         let event = Event {
             agent: agent.name(),
             function: &tool.name,
             call_id,
-            caller,
+            caller: caller.unwrap_or(""),
             info,
         };
 
@@ -325,7 +321,18 @@ impl Pipeline {
                 "This service is temporarily unavailable.",
             )));
         }
-        if let Err(limited) = self.limiter.check(&tool.name, rate_key(caller, call_id)) {
+        // Limits answer for the caller's number *and* the call's SWML render (from the token,
+        // which the caller cannot change), so varying a spoofed number buys nothing.
+        let render_key = if tool.secure {
+            render.as_str()
+        } else {
+            call_id
+        };
+        let keys: &[&str] = match caller {
+            Some(caller) => &[caller, render_key],
+            None => &[render_key],
+        };
+        if let Err(limited) = self.limiter.check_keys(&tool.name, keys) {
             event.log(Reason::RateLimited.as_str(), limited.scope.as_str());
             return Err(Refusal::new(
                 Reason::RateLimited,
@@ -336,8 +343,8 @@ impl Pipeline {
         let ctx = self
             .context(info, call_id, &render)
             .with_caller(
-                request.caller_id_num.clone(),
-                request.caller_id_name.clone(),
+                caller.map(str::to_string),
+                bounds::caller_name(request.caller_id_name.as_deref()),
             )
             .with_global_data(request.global_data.clone().unwrap_or_default());
         self.check_session_policy(tool, &ctx, &event).await?;
@@ -557,6 +564,26 @@ impl AgentService for Pipeline {
                 Reason::InvalidRequest,
                 "The SWML request body must be a JSON object.",
             ));
+        }
+        if let Some(limiter) = &self.render_limiter {
+            let source = request.client.ip().to_string();
+            if let Err(limited) = limiter.check("swml", &source) {
+                tracing::warn!(
+                    target: "voxguard::security",
+                    event = "swml_rate_limited",
+                    agent = self.agent.name(),
+                    client = %request.client,
+                    request_id = %request.request_id,
+                    "SWML renders from this address over the limit; refused"
+                );
+                return Reply::from(
+                    Refusal::new(
+                        Reason::RateLimited,
+                        "Too many call documents were requested from this address. Please try again in a little while.",
+                    )
+                    .with_retry_after(limited.retry_after_secs()),
+                );
+            }
         }
         let call_id = render::call_id_for(body.as_ref());
         if !valid_call_id(&call_id) {

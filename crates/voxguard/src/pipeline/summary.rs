@@ -50,7 +50,9 @@ impl Pipeline {
         })?;
         let call_id = request.call_id.clone().unwrap_or_default();
         trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
-        trail.caller = request.caller_id_num.clone();
+        let caller =
+            super::bounds::caller_number(request.caller_id_num.as_deref()).map(str::to_string);
+        trail.caller = caller.clone();
         let render = check_token(
             &self.keys,
             info,
@@ -62,7 +64,7 @@ impl Pipeline {
         check_call_id(&call_id)?;
         let ctx = self
             .context(info, &call_id, &render)
-            .with_caller(request.caller_id_num.clone(), None)
+            .with_caller(caller, None)
             .with_global_data(request.global_data.clone().unwrap_or_default());
         // `handler_ran` stays false: the summary is not a tool call, so it is not counted as one.
         match AbortOnDrop(tokio::spawn(async move { handler(request, ctx).await }))

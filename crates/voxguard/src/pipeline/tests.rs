@@ -13,7 +13,7 @@ use voxguard_guard::{
     AuditKind, AuditRecord, BasicCredentials, EmergencyState, EmergencySwitch, InputGuard, KeyRing,
     ManualClock, Outcome, TokenKey,
 };
-use voxguard_server::{Reply, RequestInfo};
+use voxguard_server::{AgentService as _, Reply, RequestInfo};
 use voxguard_store::{AuditSink, Durability, MemoryStore, SqliteAuditLog};
 use voxguard_swml::FunctionResult;
 
@@ -63,6 +63,11 @@ impl Harness {
         });
         let pipeline = Pipeline {
             limiter: agent.inner.limits.limiter(Arc::new(clock.clone())),
+            render_limiter: Some(
+                voxguard_guard::RateLimiter::with_clock(Arc::new(clock.clone())).per_caller(
+                    voxguard_guard::RateLimit::new(2, Duration::from_secs(60)).expect("limit"),
+                ),
+            ),
             policy: agent.inner.verification.clone(),
             agent,
             keys: KeyRing::new(TokenKey::generate()),
@@ -707,4 +712,151 @@ async fn a_summary_to_an_agent_without_a_handler_is_refused_and_audited() {
             Some("summary_not_configured".into())
         )
     );
+}
+
+#[tokio::test]
+async fn token_refused_requests_are_recorded_without_their_arguments() {
+    let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    let huge = json!({"note": "password=".repeat(100_000)});
+    let reply = h.call_with(None, "c1", "note", huge).await;
+    assert_refused(&reply, 403, "token_missing");
+    let records = h.records().await;
+    let event = &records.last().expect("a record").event;
+    assert_eq!(event.kind, AuditKind::TokenRefused);
+    assert_eq!(
+        event.arguments, None,
+        "no per-argument work before the token"
+    );
+}
+
+#[tokio::test]
+async fn audited_arguments_are_declared_redacted_and_bounded() {
+    let h = Harness::new(agent(|runs| {
+        vec![counting("note", runs).allow_undeclared_args()]
+    }))
+    .await;
+    let reply = h
+        .call(
+            "c1",
+            "note",
+            json!({"note": "n".repeat(50_000), "pin_hint": "4321", "count": 2}),
+        )
+        .await;
+    assert_refused(&reply, 200, "invalid_argument");
+    let records = h.records().await;
+    let arguments = records
+        .last()
+        .expect("a record")
+        .event
+        .arguments
+        .clone()
+        .expect("arguments");
+    let text = arguments.to_string();
+    assert!(
+        text.len() <= voxguard_guard::MAX_AUDITED_ARGUMENT_BYTES,
+        "{} bytes",
+        text.len()
+    );
+    assert_eq!(arguments["truncated"], true);
+    assert!(
+        !text.contains("4321") && !text.contains("pin_hint"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn typed_tools_refuse_undeclared_arguments_unless_they_opt_out() {
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Lookup {
+        /// Order number
+        order: String,
+    }
+    let typed = |name: &str, runs: &Arc<AtomicUsize>| {
+        let runs = runs.clone();
+        Tool::typed(name, "Look up", move |args: Lookup, _ctx| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(FunctionResult::new(format!("Order {}.", args.order)))
+            }
+        })
+    };
+    let h = Harness::new(agent(|runs| {
+        vec![
+            typed("strict", runs),
+            typed("lenient", runs).allow_undeclared_args(),
+        ]
+    }))
+    .await;
+    let extra = json!({"order": "A1", "code": "1234"});
+    let reply = h.call("c1", "strict", extra.clone()).await;
+    assert_refused(&reply, 200, "invalid_argument");
+    assert_eq!(
+        (reply.body["field"].as_str(), reply.body["rule"].as_str()),
+        (Some(crate::UNDECLARED_FIELD), Some("additionalProperties"))
+    );
+    assert_eq!(h.runs(), 0);
+    let reply = h.call("c1", "lenient", extra).await;
+    assert_eq!(reply.body["response"], "Order A1.");
+    let records = h.records().await;
+    let audited = records.last().expect("a record").event.arguments.clone();
+    assert_eq!(
+        audited,
+        Some(json!({"order": "A1"})),
+        "undeclared names never reach the trail"
+    );
+    // The rendered SWML is unchanged: the platform never sees additionalProperties.
+    let swml = h
+        .pipeline
+        .swml(&h.info(None), Some(json!({"call_id": "c9"})))
+        .await;
+    assert!(
+        !swml.body.to_string().contains("additionalProperties"),
+        "{}",
+        swml.body
+    );
+}
+
+#[tokio::test]
+async fn spoofed_caller_numbers_share_their_renders_limit_and_huge_ones_are_unknown() {
+    let h = Harness::new(agent(|runs| {
+        vec![counting("note", runs).rate_limit(3, Duration::from_secs(60))]
+    }))
+    .await;
+    let call = |caller: String| {
+        let token = h.token("c1", "note", "r1");
+        let info = h.info(Some(token));
+        let body = json!({"function": "note", "call_id": "c1", "caller_id_num": caller,
+                          "argument": {"parsed": [{}]}});
+        let pipeline = &h.pipeline;
+        async move { pipeline.swaig(&info, body).await }
+    };
+    for i in 0..3 {
+        assert_eq!(call(format!("+1555000{i:04}")).await.status, 200);
+    }
+    assert_refused(&call("+15559999999".into()).await, 429, "rate_limited");
+    // Another render (a real new call) has its own budget; a megabyte "number" is an unknown
+    // caller, never a key or an audit field.
+    let h2 = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    let token = h2.token("c2", "note", "r2");
+    let body = json!({"function": "note", "call_id": "c2", "caller_id_num": "9".repeat(1 << 20),
+                      "argument": {"parsed": [{}]}});
+    let reply = h2.pipeline.swaig(&h2.info(Some(token)), body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let records = h2.records().await;
+    assert_eq!(records.last().expect("a record").event.caller, None);
+}
+
+#[tokio::test]
+async fn swml_renders_are_limited_per_source_address() {
+    let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    for _ in 0..2 {
+        let reply = h.pipeline.swml(&h.info(None), None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let reply = h.pipeline.swml(&h.info(None), None).await;
+    assert_refused(&reply, 429, "rate_limited");
+    assert!(reply.headers.iter().any(|(name, _)| *name == "retry-after"));
+    h.clock.advance(Duration::from_secs(30));
+    assert_eq!(h.pipeline.swml(&h.info(None), None).await.status, 200);
 }

@@ -1,0 +1,151 @@
+//! What a caller's request can make the pipeline keep: caller numbers and names cut to a bounded
+//! shape before they become rate-limit keys, context or audit fields, and the arguments an audit
+//! record keeps limited to what the tool's schema declares, redacted, and bounded in size.
+//!
+//! Owns those bounds. It must not decide policy or run before the function token is checked:
+//! everything here is per-argument or per-field work, which an unauthenticated or token-refused
+//! request must never cost (such requests are recorded in O(1)).
+
+use serde_json::{Map, Value};
+use voxguard_guard::{bounded_arguments, declared_path, MAX_AUDITED_ARGUMENT_BYTES};
+
+use crate::audit::Auditor;
+
+/// The longest caller number accepted (E.164 allows 15 digits; SIP-derived numbers run longer).
+const MAX_CALLER_NUMBER_LEN: usize = 32;
+
+/// The longest caller name kept.
+const MAX_CALLER_NAME_CHARS: usize = 64;
+
+/// The platform's caller number when it is number-shaped — an optional `+` and 3 to 31 digits,
+/// 32 characters at most — else `None`: an unknown caller, never an attacker-sized key. (Rate
+/// limits then key the call by its SWML render alone.)
+pub(crate) fn caller_number(raw: Option<&str>) -> Option<&str> {
+    let raw = raw?;
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
+    let shaped = raw.len() <= MAX_CALLER_NUMBER_LEN
+        && digits.len() >= 3
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    shaped.then_some(raw)
+}
+
+/// The platform's caller name, cut to 64 characters.
+pub(crate) fn caller_name(raw: Option<&str>) -> Option<String> {
+    raw.map(|name| name.chars().take(MAX_CALLER_NAME_CHARS).collect())
+}
+
+/// The arguments an audit record keeps: only what `schema` declares (a name the caller made up
+/// is dropped), redacted, and bounded to [`MAX_AUDITED_ARGUMENT_BYTES`].
+pub(crate) fn audited_arguments(
+    auditor: &Auditor,
+    schema: &Value,
+    args: &Value,
+    sensitive: &[String],
+) -> Value {
+    let declared = declared_only(schema, args, &mut String::new());
+    bounded_arguments(
+        auditor.redact_args(&declared, sensitive),
+        MAX_AUDITED_ARGUMENT_BYTES,
+    )
+}
+
+/// `value` without the object members whose path `schema` does not declare.
+fn declared_only(schema: &Value, value: &Value, path: &mut String) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut kept = Map::new();
+            for (name, member) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('/');
+                }
+                path.push_str(&name.replace('~', "~0").replace('/', "~1"));
+                if declared_path(schema, path) {
+                    kept.insert(name.clone(), declared_only(schema, member, path));
+                }
+                path.truncate(len);
+            }
+            Value::Object(kept)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('/');
+                    }
+                    path.push_str(&i.to_string());
+                    let kept = declared_only(schema, item, path);
+                    path.truncate(len);
+                    kept
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn caller_numbers_are_number_shaped_or_unknown() {
+        for ok in ["+15551234567", "5551234", "+123"] {
+            assert_eq!(caller_number(Some(ok)), Some(ok));
+        }
+        let long = "1".repeat(33);
+        for bad in [
+            "",
+            "+",
+            "12",
+            "anonymous",
+            "sip:alice@example.com",
+            "+1 555 123",
+            long.as_str(),
+        ] {
+            assert_eq!(caller_number(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(caller_number(None), None);
+        assert_eq!(
+            caller_name(Some(&"x".repeat(1_000))).map(|n| n.len()),
+            Some(64)
+        );
+    }
+
+    #[test]
+    fn only_declared_arguments_are_audited_redacted_and_bounded() {
+        let schema = json!({"type": "object", "properties": {
+            "amount": {"type": "number"},
+            "pin": {"type": "string"},
+            "address": {"type": "object", "properties": {"zip": {"type": "string"}}},
+            "items": {"type": "array", "items": {"type": "object", "properties": {"sku": {"type": "string"}}}}
+        }});
+        let args = json!({
+            "amount": 5, "pin": "1234", "code": "9876", "pín": "5555",
+            "address": {"zip": "10001", "pin_hint": "4321"},
+            "items": [{"sku": "A1", "secret": "x"}]
+        });
+        let audited = audited_arguments(&Auditor::default(), &schema, &args, &[]);
+        assert_eq!(audited["amount"], 5);
+        assert_ne!(audited["pin"], "1234", "redacted: {audited}");
+        for undeclared in ["code", "pín"] {
+            assert!(audited.get(undeclared).is_none(), "{audited}");
+        }
+        assert_eq!(audited["address"], json!({"zip": "10001"}));
+        assert_eq!(audited["items"], json!([{"sku": "A1"}]));
+        let text = audited.to_string();
+        for secret in ["1234", "9876", "5555", "4321"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let huge = json!({"amount": 1, "address": {"zip": "9".repeat(100_000)}});
+        let bounded = audited_arguments(&Auditor::default(), &schema, &huge, &[]);
+        assert!(
+            bounded.to_string().len() <= MAX_AUDITED_ARGUMENT_BYTES,
+            "{bounded}"
+        );
+    }
+}
