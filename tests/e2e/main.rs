@@ -12,6 +12,7 @@ mod anomalies;
 mod audit_trail;
 mod bank_agent;
 mod bench_agent;
+mod bounded_state;
 mod crash_durability;
 mod http_surface;
 mod knowledge_verification;
