@@ -1553,23 +1553,27 @@ async fn an_attempt_table_from_before_windows_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
-        let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
-        sqlx::query("DROP TABLE verification_attempts")
-            .execute(&store.pool)
+        // The old shape, written by one connection as an earlier version would have.
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
             .await
             .unwrap();
         sqlx::query(
             "CREATE TABLE verification_attempts (subject TEXT PRIMARY KEY,
              failures INTEGER NOT NULL, locked_until INTEGER)",
         )
-        .execute(&store.pool)
+        .execute(&pool)
         .await
         .unwrap();
         sqlx::query("INSERT INTO verification_attempts VALUES ('bank/+15551234567', 2, NULL)")
-            .execute(&store.pool)
+            .execute(&pool)
             .await
             .unwrap();
-        store.close().await;
+        pool.close().await;
     }
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
     assert_eq!(
