@@ -35,6 +35,7 @@ async fn bursts_and_large_transactions_raise_anomalies() {
             let rules = AnomalyRules {
                 failed_auth: Some(BurstRule::new(3, Duration::from_secs(60))),
                 tool_spike: None,
+                repeated_lockouts: None,
                 large_transaction: Some(LargeTransactionRule {
                     function: Some("pay".into()),
                     field: "amount".into(),

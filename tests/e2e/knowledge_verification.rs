@@ -275,3 +275,100 @@ async fn security_rules_render_their_prompt_sections() {
         assert!(text.contains(needle), "missing {needle:?} in {text}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attempt counters at rest
+// ---------------------------------------------------------------------------------------------
+
+/// An agent that, like many, verifies unknown callers under their caller number.
+fn by_caller_agent() -> Agent {
+    let vault = PinVault::with_params(8, 1, 1).expect("params");
+    let pin = Arc::new(vault.hash("2468").expect("hash"));
+    Agent::builder("by_caller")
+        .prompt_section("Role", "You verify callers.")
+        .verification(VerificationPolicy::new().max_attempts(3).flag("verified"))
+        .tool(Tool::typed(
+            "verify_pin",
+            "Verify the caller with a PIN",
+            move |args: Pin, ctx: CallContext| {
+                let pin = pin.clone();
+                async move {
+                    let subject = ctx.caller_number().unwrap_or("unknown").to_string();
+                    Ok(ctx
+                        .verify_secret(&subject, &args.pin, Some(&pin))
+                        .await?
+                        .into_result())
+                }
+            },
+        ))
+        .build()
+        .expect("agent builds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_holds_no_caller_number_in_clear() {
+    const NUMBER: &str = "+15551234567";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(
+        voxguard::store::SqliteStore::open_in_dir(dir.path(), std::time::Duration::from_secs(600))
+            .await
+            .expect("sqlite store"),
+    );
+    let server = {
+        let store = store.clone();
+        TestServer::start_with(
+            vec![by_caller_agent()],
+            |_| {},
+            move |runtime| runtime.store(store),
+            reqwest::Client::builder(),
+        )
+        .await
+    };
+    let swml = server.swml("/", "rest-1").await;
+    let token = token_for(&swml, "verify_pin").expect("token");
+    for pin in ["1111", "2222"] {
+        let (status, body) = server
+            .swaig(
+                "/",
+                "verify_pin",
+                "rest-1",
+                NUMBER,
+                json!({ "pin": pin }),
+                Some(&token),
+            )
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+        assert!(
+            body["response"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("That didn't match")),
+            "{body}"
+        );
+    }
+    // The counter is there (under its keyed hash), so the failures were stored...
+    let key = VerificationPolicy::new()
+        .attempt_key(&server.keys, "by_caller", NUMBER)
+        .expect("attempt key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let status = voxguard::store::AttemptStore::attempt_status(&*store, &key, now)
+        .await
+        .expect("status");
+    assert_eq!(status.failures, 2);
+    // ...yet no file of the database (WAL and shared memory included) holds the number.
+    store.close().await;
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read file");
+        files += 1;
+        assert!(
+            !bytes.windows(10).any(|w| w == b"5551234567"),
+            "{} holds the caller number",
+            path.display()
+        );
+    }
+    assert!(files >= 1);
+}

@@ -378,6 +378,109 @@ async fn lockout_can_transfer_to_the_security_line_which_joins_the_allow_list() 
     assert_eq!(reply["post_process"], true, "{reply}");
 }
 
+/// Three wrong PINs on a new call at the clock's current time: the third locks.
+async fn lock_out(server: &Arc<TestServer>, call_id: &str) {
+    let call = Call::start(server, "/", call_id, JOHN).await;
+    for pin in ["1111", "2222"] {
+        assert!(is_mismatch(
+            &call.ok("verify_pin", json!({ "pin": pin })).await
+        ));
+    }
+    assert_locked_with_hangup(&call.ok("verify_pin", json!({"pin": "3333"})).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_lockouts_escalate_and_a_third_one_raises_an_anomaly() {
+    let clock = ManualClock::new(now_unix());
+    let (agent, _runs) = vault_agent(LockoutAction::Hangup);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<voxguard::guard::Anomaly>();
+    let server = {
+        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        Arc::new(
+            TestServer::start_with(
+                vec![agent],
+                |_| {},
+                move |runtime| {
+                    runtime.clock(clock).on_anomaly(move |anomaly| {
+                        let tx = tx.clone();
+                        async move {
+                            let _ = tx.send(anomaly);
+                        }
+                    })
+                },
+                reqwest::Client::builder(),
+            )
+            .await,
+        )
+    };
+    let right_pin = |call_id: &'static str| {
+        let server = server.clone();
+        async move {
+            let call = Call::start(&server, "/", call_id, JOHN).await;
+            call.ok("verify_pin", json!({"pin": "4321"})).await
+        }
+    };
+
+    // First lockout: 15 minutes.
+    lock_out(&server, "esc-1").await;
+    clock.advance(LOCKOUT);
+    // Second lockout, right after the first expired: 30 minutes.
+    lock_out(&server, "esc-2").await;
+    clock.advance(LOCKOUT);
+    assert_locked_with_hangup(&right_pin("esc-2-early").await);
+    clock.advance(LOCKOUT);
+    // Third lockout: 60 minutes, and the anomaly rule fires on it.
+    lock_out(&server, "esc-3").await;
+    let anomaly = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let anomaly = rx.recv().await.expect("anomaly channel open");
+            if anomaly.rule == "repeated_lockouts" {
+                return anomaly;
+            }
+        }
+    })
+    .await
+    .expect("a repeated_lockouts anomaly");
+    assert!(anomaly.subject.starts_with("vault/"), "{anomaly:?}");
+    assert!(!anomaly.subject.contains("cust_001"), "{anomaly:?}");
+    assert!(!anomaly.detail.contains("5551234567"), "{anomaly:?}");
+    clock.advance(2 * LOCKOUT);
+    assert_locked_with_hangup(&right_pin("esc-3-early").await);
+    clock.advance(2 * LOCKOUT);
+    // After the hour the right PIN verifies, and a success forgets the escalation.
+    assert_eq!(right_pin("esc-3-done").await["response"], VERIFIED);
+    lock_out(&server, "esc-4").await;
+    clock.advance(LOCKOUT);
+    assert_eq!(right_pin("esc-4-done").await["response"], VERIFIED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_failures_a_day_lock_a_customer_until_the_day_is_over() {
+    let clock = ManualClock::new(now_unix());
+    let (server, _runs) = vault_server(&clock).await;
+    let start = clock.now_unix();
+    // Three lockouts (15, 30, 60 minutes) spend nine failures.
+    for (i, wait) in [1u32, 2, 4].into_iter().enumerate() {
+        lock_out(&server, ["day-1", "day-2", "day-3"][i]).await;
+        clock.advance(LOCKOUT * wait);
+    }
+    // The tenth failure of the day locks until the day's window ends.
+    let call = Call::start(&server, "/", "day-4", JOHN).await;
+    assert_locked_with_hangup(&call.ok("verify_pin", json!({"pin": "5555"})).await);
+    // Twenty hours in, long after any escalated lockout would have ended: still locked.
+    clock.advance(Duration::from_secs(20 * 3600) - LOCKOUT * 7);
+    let call = Call::start(&server, "/", "day-late", JOHN).await;
+    assert_locked_with_hangup(&call.ok("verify_pin", json!({"pin": "4321"})).await);
+    // 24 hours after the first failure the window has ended: the right PIN verifies.
+    let elapsed = clock.now_unix() - start;
+    clock.advance(Duration::from_secs(24 * 3600 - elapsed));
+    let call = Call::start(&server, "/", "day-next", JOHN).await;
+    assert_eq!(
+        call.ok("verify_pin", json!({"pin": "4321"})).await["response"],
+        VERIFIED
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_parallel_wrong_pins_reach_the_hash_check_at_most_three_times() {
     const GUESSES: usize = 50;
@@ -431,9 +534,12 @@ async fn fifty_parallel_wrong_pins_reach_the_hash_check_at_most_three_times() {
     assert_eq!(distinct.len(), mismatches.len(), "{mismatches:?}");
 
     // Every guess that reached the argon2 comparison was reserved (and counted) first: the
-    // counter of the customer (kept under "<agent>/<subject>") shows exactly the limit.
+    // counter of the customer (kept under an HMAC of agent and subject) shows exactly the limit.
+    let key = VerificationPolicy::new()
+        .attempt_key(&server.keys, "vault", "cust_001")
+        .expect("attempt key");
     let status = store
-        .attempt_status("vault/cust_001", clock.now_unix())
+        .attempt_status(&key, clock.now_unix())
         .await
         .expect("attempt status");
     assert_eq!(

@@ -2,7 +2,8 @@
 //! [`AuditEvent`]s into [`Anomaly`] reports.
 //!
 //! Owns the *rules* and their state: failed-authentication bursts per source address, tool-call
-//! spikes per (masked) caller, large transaction attempts (a configurable argument field above a
+//! spikes per (masked) caller, repeated verification lockouts per subject, large transaction
+//! attempts (a configurable argument field above a
 //! threshold) and activity outside business hours. The runtime hands every audit event it writes
 //! to [`AnomalyDetector::observe`] and acts on what comes back (a warn-level security event, a
 //! metric, an optional callback); this module does no I/O, no logging and never reads the clock:
@@ -15,7 +16,8 @@
 //! forgetting the least recently seen key first. Reports never carry argument values: the only
 //! value taken from the arguments is the transaction amount, which is the point of that rule.
 //! Keys and subjects come from fields the audit trail already holds masked (the caller, last
-//! four digits) or not secret at all (source address, function name); they are cut to
+//! four digits), pseudonymous (a verification subject's keyed-hash prefix) or not secret at
+//! all (source address, function name); they are cut to
 //! [`MAX_SUBJECT_CHARS`] characters with control characters replaced, so a report is always safe
 //! to put on one log line.
 
@@ -26,20 +28,23 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::audit::{AuditEvent, AuditKind};
+use crate::audit::{AuditEvent, AuditKind, Outcome};
 
 /// [`Anomaly::rule`] of a failed-authentication burst from one source address.
 pub const FAILED_AUTH_BURST: &str = "failed_auth_burst";
 /// [`Anomaly::rule`] of a spike of tool calls from one caller.
 pub const TOOL_CALL_SPIKE: &str = "tool_call_spike";
+/// [`Anomaly::rule`] of repeated verification lockouts of one subject.
+pub const REPEATED_LOCKOUTS: &str = "repeated_lockouts";
 /// [`Anomaly::rule`] of a transaction attempt above the configured threshold.
 pub const LARGE_TRANSACTION: &str = "large_transaction";
 /// [`Anomaly::rule`] of a tool call outside business hours.
 pub const AFTER_HOURS: &str = "after_hours";
 /// Every rule name, e.g. to register metric labels up front.
-pub const RULE_NAMES: [&str; 4] = [
+pub const RULE_NAMES: [&str; 5] = [
     FAILED_AUTH_BURST,
     TOOL_CALL_SPIKE,
+    REPEATED_LOCKOUTS,
     LARGE_TRANSACTION,
     AFTER_HOURS,
 ];
@@ -76,6 +81,12 @@ pub struct AnomalyRules {
     /// number share the key [`UNKNOWN_SUBJECT`], so withholding the number does not evade the
     /// rule). Default: more than 30 in 60 s.
     pub tool_spike: Option<BurstRule>,
+    /// `lockout` events that start a lockout (outcome `verification_lockout`) per agent and
+    /// subject (`arguments.subject`, the pseudonym the verification kit writes; events without
+    /// one share the agent's key). The settlements of parallel guesses that end in one lockout
+    /// each write such an event, so a flood of parallel guesses counts too. Default: more than
+    /// 2 in 24 h, i.e. a third lockout of one subject within a day.
+    pub repeated_lockouts: Option<BurstRule>,
     /// A transaction amount above a threshold. Default: `amount` above 5000 in any function.
     pub large_transaction: Option<LargeTransactionRule>,
     /// Tool calls outside business hours. Default: off.
@@ -87,6 +98,7 @@ impl Default for AnomalyRules {
         Self {
             failed_auth: Some(BurstRule::new(10, Duration::from_secs(60))),
             tool_spike: Some(BurstRule::new(30, Duration::from_secs(60))),
+            repeated_lockouts: Some(BurstRule::new(2, Duration::from_secs(24 * 3600))),
             large_transaction: Some(LargeTransactionRule::default()),
             after_hours: None,
         }
@@ -99,6 +111,7 @@ impl AnomalyRules {
         Self {
             failed_auth: None,
             tool_spike: None,
+            repeated_lockouts: None,
             large_transaction: None,
             after_hours: None,
         }
@@ -241,7 +254,7 @@ pub struct Anomaly {
     /// Which rule fired: one of [`RULE_NAMES`].
     pub rule: &'static str,
     /// What it is about: the source address ([`FAILED_AUTH_BURST`]), the masked caller
-    /// ([`TOOL_CALL_SPIKE`]) or the function ([`LARGE_TRANSACTION`], [`AFTER_HOURS`]).
+    /// ([`TOOL_CALL_SPIKE`]), `agent/subject pseudonym` ([`REPEATED_LOCKOUTS`]) or the function ([`LARGE_TRANSACTION`], [`AFTER_HOURS`]).
     pub subject: String,
     /// One human sentence saying what happened; it holds no argument value except, for
     /// [`LARGE_TRANSACTION`], the amount.
@@ -267,6 +280,7 @@ pub struct AnomalyDetector {
 struct State {
     failed_auth: Option<BurstTracker>,
     tool_spike: Option<BurstTracker>,
+    lockouts: Option<BurstTracker>,
 }
 
 impl AnomalyDetector {
@@ -286,6 +300,9 @@ impl AnomalyDetector {
             tool_spike: rules
                 .tool_spike
                 .map(|rule| BurstTracker::new(rule, max_keys)),
+            lockouts: rules
+                .repeated_lockouts
+                .map(|rule| BurstTracker::new(rule, max_keys)),
         };
         Self {
             rules,
@@ -302,7 +319,7 @@ impl AnomalyDetector {
     /// tests; never more than the key bound times the number of burst rules).
     pub fn tracked_keys(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        [&state.failed_auth, &state.tool_spike]
+        [&state.failed_auth, &state.tool_spike, &state.lockouts]
             .into_iter()
             .flatten()
             .map(|tracker| tracker.keys.len())
@@ -310,7 +327,7 @@ impl AnomalyDetector {
     }
 
     /// Feed one audit event; returns the anomalies it completes (usually none), in the order
-    /// failed-auth burst, tool-call spike, large transaction, after hours.
+    /// failed-auth burst, tool-call spike, repeated lockouts, large transaction, after hours.
     ///
     /// Only the event's `time_ms` is used as the time; events may arrive slightly out of
     /// order, and one older than a key's window is not counted.
@@ -318,7 +335,9 @@ impl AnomalyDetector {
         let mut found = Vec::new();
         let is_failed_auth = matches!(event.kind, AuditKind::AuthFailed | AuditKind::TokenRefused);
         let is_tool_call = event.kind == AuditKind::ToolCalled;
-        if is_failed_auth || is_tool_call {
+        let is_lockout =
+            event.kind == AuditKind::Lockout && event.outcome == Some(Outcome::VerificationLockout);
+        if is_failed_auth || is_tool_call || is_lockout {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if is_failed_auth {
                 if let Some(tracker) = state.failed_auth.as_mut() {
@@ -346,6 +365,19 @@ impl AnomalyDetector {
                     }
                 }
             }
+            if is_lockout {
+                if let Some(tracker) = state.lockouts.as_mut() {
+                    let subject = lockout_subject(event);
+                    if tracker.observe(&subject, event.time_ms) {
+                        let detail = format!(
+                            "more than {} verification lockouts of subject {subject} within {}",
+                            tracker.rule.max,
+                            human_duration(tracker.rule.window)
+                        );
+                        found.push(anomaly(REPEATED_LOCKOUTS, subject, detail, event));
+                    }
+                }
+            }
         }
         if let Some(rule) = &self.rules.large_transaction {
             if let Some(found_one) = large_transaction(rule, event) {
@@ -370,6 +402,18 @@ fn anomaly(rule: &'static str, subject: String, detail: String, event: &AuditEve
         detail,
         time_ms: event.time_ms,
     }
+}
+
+/// `agent/subject` of a lockout event, each part bounded like any subject.
+fn lockout_subject(event: &AuditEvent) -> String {
+    let pseudonym = event
+        .arguments
+        .as_ref()
+        .and_then(|arguments| arguments.get("subject"))
+        .and_then(Value::as_str);
+    let agent = subject_of(event.agent.as_deref());
+    let pseudonym = subject_of(pseudonym);
+    subject_of(Some(&format!("{agent}/{pseudonym}")))
 }
 
 fn large_transaction(rule: &LargeTransactionRule, event: &AuditEvent) -> Option<Anomaly> {

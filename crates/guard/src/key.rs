@@ -26,6 +26,9 @@ pub const MIN_KEY_LEN: usize = 32;
 /// must stay as it is so that tokens minted before keep verifying.
 const KEY_ID_DOMAIN: &[u8] = b"voxguard-token-key-id";
 
+/// Domain tag of derived keys (a token or checkpoint message never starts with it).
+const DERIVE_DOMAIN: &[u8] = b"voxguard-derived-key\0";
+
 /// HMAC-SHA256, the one MAC of this crate.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -89,6 +92,26 @@ impl SecretKey {
     /// as 16 lowercase hex characters. Safe to log.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// A key for another `purpose`, derived from this one: SHA-256(`"voxguard-derived-key\0"`
+    /// || purpose || `\0` || secret). Whoever holds this key can derive it again, nobody else;
+    /// knowing the derived key reveals nothing about this one.
+    pub fn derive(&self, purpose: &str) -> SecretKey {
+        let digest = Sha256::new()
+            .chain_update(DERIVE_DOMAIN)
+            .chain_update(purpose.as_bytes())
+            .chain_update([0u8])
+            .chain_update(self.secret.as_slice())
+            .finalize();
+        Self::from_secret(Zeroizing::new(digest.to_vec()))
+    }
+
+    /// The HMAC-SHA256 of `message` under this key as 64 lowercase hex characters: a stable
+    /// pseudonym for `message` that only holders of the key can compute. `None` only if HMAC
+    /// refused the key, which it never does; callers fail closed on `None`.
+    pub fn mac_hex(&self, message: &[u8]) -> Option<String> {
+        Some(to_hex(&self.mac(message)?.finalize().into_bytes()))
     }
 
     /// An HMAC-SHA256 keyed with this key that has already absorbed `message`.
@@ -200,6 +223,27 @@ mod tests {
         let dbg = format!("{key:?}");
         assert!(dbg.contains(key.id()));
         assert!(!dbg.contains("171") && !dbg.to_lowercase().contains("abab"));
+    }
+
+    #[test]
+    fn derived_keys_and_hex_macs() {
+        let key = SecretKey::from_bytes((0u8..32).collect()).unwrap();
+        let derived = key.derive("attempt-subjects");
+        assert_eq!(derived.id(), key.derive("attempt-subjects").id(), "stable");
+        assert_ne!(derived.id(), key.derive("other").id());
+        assert_ne!(derived.id(), key.id());
+        let mut h = Sha256::new();
+        h.update(b"voxguard-derived-key\0attempt-subjects\0");
+        h.update((0u8..32).collect::<Vec<u8>>());
+        let expected = SecretKey::from_bytes(h.finalize().to_vec()).unwrap();
+        assert_eq!(derived.id(), expected.id());
+
+        let tag = key.mac_hex(b"message").unwrap();
+        assert_eq!(tag.len(), 64);
+        let mut theirs = HmacSha256::new_from_slice(&(0u8..32).collect::<Vec<u8>>()).unwrap();
+        theirs.update(b"message");
+        assert_eq!(tag, to_hex(&theirs.finalize().into_bytes()));
+        assert_ne!(derived.mac_hex(b"message").unwrap(), tag);
     }
 
     #[test]

@@ -54,6 +54,13 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
+    /// A key for another `purpose`, derived from the current key (see [`SecretKey::derive`]):
+    /// what a runtime uses when the token key is the only secret configured. It changes when
+    /// the current key is rotated.
+    pub fn derive(&self, purpose: &str) -> SecretKey {
+        self.current.derive(purpose)
+    }
+
     /// A ring that mints and verifies with `current`, with [`DEFAULT_TOKEN_TTL`].
     pub fn new(current: SecretKey) -> Self {
         Self {

@@ -3,12 +3,13 @@
 //! This module owns the [`AttemptStore`] trait, its result types ([`Reservation`],
 //! [`AttemptStatus`]) and the pure state transitions that every backend must follow. The counter
 //! is keyed by a *subject* — a customer id, an account number — rather than by call, so an
-//! attacker who hangs up and calls back keeps the count. The protocol is pessimistic: an attempt
+//! attacker who hangs up and calls back keeps the count; consecutive lockouts grow longer and a
+//! window caps the failures per subject ([`AttemptLimits`]). The protocol is pessimistic: an attempt
 //! is counted as a failure when it is *reserved*, before the secret is checked, and only a
 //! successful [`settle`](AttemptStore::settle) gives it back. Parallel attempts therefore can never
 //! exceed the limit, and a crash between reservation and settlement counts as a failure. This
-//! module must not decide what the limit or the lockout is (that is policy, in `voxguard-guard`
-//! and the runtime), must not read the clock (callers pass `now`, so expiry is testable), and
+//! module must not decide what the limits are (that is policy, in the runtime's
+//! `VerificationPolicy`), must not read the clock (callers pass `now`, so expiry is testable), and
 //! must never store or see the secret being verified.
 
 use crate::StoreError;
@@ -18,7 +19,12 @@ use crate::StoreError;
 ///
 /// Time is whole unix seconds passed in by the caller. A lockout is *active* while
 /// `locked_until > now` and *expired* once `locked_until <= now`. Instants are stored as signed
-/// 64-bit integers, so lockout deadlines saturate at `i64::MAX`.
+/// 64-bit integers, so deadlines saturate at `i64::MAX`. What the limits are is the caller's
+/// to say, in [`AttemptLimits`]: consecutive lockouts escalate, and a window caps the failures
+/// per subject (see there).
+///
+/// Subjects are opaque keys: the store keeps them as given, so callers pass a keyed hash when
+/// the subject is personal data (the runtime does).
 ///
 /// The intended flow for one verification attempt is:
 ///
@@ -30,20 +36,22 @@ use crate::StoreError;
 /// A reservation that is never settled stays counted as a failure. Note that such failures do
 /// not set a lockout deadline on their own: a subject whose every allowed attempt was reserved
 /// but never settled stays refused (with `Locked { until: None }`) until a later failure is
-/// settled or an operator calls [`reset_attempts`](AttemptStore::reset_attempts).
+/// settled, its window ends, or an operator calls
+/// [`reset_attempts`](AttemptStore::reset_attempts).
 ///
 /// # Example
 ///
 /// ```
-/// use voxguard_store::{AttemptStore, MemoryStore, Reservation};
+/// use voxguard_store::{AttemptLimits, AttemptStore, MemoryStore, Reservation};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let store = MemoryStore::default();
+/// let limits = AttemptLimits::fixed(3, 900);
 /// let now = 1_700_000_000;
-/// let reservation = store.reserve("customer-42", 3, now).await?;
+/// let reservation = store.reserve("customer-42", &limits, now).await?;
 /// assert_eq!(reservation, Reservation::Granted { attempt: 1 });
 /// // ... the PIN was wrong:
-/// let status = store.settle("customer-42", false, 3, 900, now).await?;
+/// let status = store.settle("customer-42", false, &limits, now).await?;
 /// assert_eq!(status.failures, 1);
 /// assert_eq!(status.locked_until, None);
 /// # Ok::<(), voxguard_store::StoreError>(())
@@ -54,38 +62,52 @@ pub trait AttemptStore: Send + Sync + 'static {
     /// Reserve one verification attempt for `subject`, counting it as a failure up front.
     ///
     /// Atomically: if the subject is locked (`locked_until > now`) the answer is
-    /// [`Reservation::Locked`] with that deadline. An expired lockout (`locked_until <= now`) is
-    /// cleared and the failures reset to 0 first. Then, if `failures >= limit`, the answer is
-    /// `Locked { until: None }` (the limit is used up by attempts not yet settled); otherwise
-    /// `failures` is incremented and the answer is [`Reservation::Granted`] with the new count.
-    /// A `limit` of 0 never grants anything.
-    async fn reserve(&self, subject: &str, limit: u32, now: u64)
-        -> Result<Reservation, StoreError>;
+    /// [`Reservation::Locked`] with that deadline. An expired lockout is cleared and the
+    /// failures reset to 0 first (the escalation level stays); an ended window forgets the
+    /// subject. Then, if the failures reach `limits.max_failures` or the window's failures
+    /// reach `limits.window_cap`, the answer is `Locked { until: None }` (used up by attempts
+    /// not yet settled); otherwise both counts are incremented (opening a window if none is
+    /// open) and the answer is [`Reservation::Granted`] with the new failure count. A
+    /// `max_failures` of 0 never grants anything.
+    async fn reserve(
+        &self,
+        subject: &str,
+        limits: &AttemptLimits,
+        now: u64,
+    ) -> Result<Reservation, StoreError>;
 
     /// Record the outcome of a granted attempt and return the resulting status.
     ///
-    /// Success forgets the subject: no failures, no lockout. Failure leaves the count as
-    /// reserved and, if `failures >= limit`, sets `locked_until` to `now + lockout_secs` (an
-    /// existing later deadline is never shortened). Settling a subject that has no counter (it
+    /// Success forgets the subject: no failures, no lockout, no escalation. Failure leaves the
+    /// counts as reserved and, if either limit is reached, locks the subject: for the escalated
+    /// lockout of [`AttemptLimits::lockout_for`] (one level more than before, unless a lockout
+    /// is still active), and at least until the window ends if the window cap was reached. An
+    /// existing later deadline is never shortened. Settling a subject that has no counter (it
     /// was reset in the meantime) changes nothing. The returned status is reported as
-    /// [`attempt_status`](AttemptStore::attempt_status) would report it, so a `lockout_secs` of
-    /// 0 yields an already-expired lockout, reported as unlocked with 0 failures.
+    /// [`attempt_status`](AttemptStore::attempt_status) would report it, so a lockout of 0
+    /// seconds is already expired and reported as unlocked with 0 failures.
     async fn settle(
         &self,
         subject: &str,
         success: bool,
-        limit: u32,
-        lockout_secs: u64,
+        limits: &AttemptLimits,
         now: u64,
     ) -> Result<AttemptStatus, StoreError>;
 
     /// The current status of `subject`, read-only. An expired lockout is reported as unlocked
-    /// with 0 failures; an unknown subject as [`AttemptStatus::default`].
+    /// with 0 failures; an unknown subject, or one whose window has ended with no lockout
+    /// active, as [`AttemptStatus::default`].
     async fn attempt_status(&self, subject: &str, now: u64) -> Result<AttemptStatus, StoreError>;
 
     /// Forget `subject` entirely, e.g. when an operator unlocks a customer. Resetting an unknown
     /// subject is not an error.
     async fn reset_attempts(&self, subject: &str) -> Result<(), StoreError>;
+
+    /// Delete every subject that already reads as fresh at `now` (no active lockout, window
+    /// ended) and return how many were deleted. It changes no answer of this trait, only what
+    /// is kept: the runtime's maintenance task calls it so that callers who never come back
+    /// leave nothing behind.
+    async fn purge_attempts(&self, now: u64) -> Result<u64, StoreError>;
 }
 
 /// The answer to [`AttemptStore::reserve`].
@@ -114,152 +136,180 @@ pub struct AttemptStatus {
     pub locked_until: Option<u64>,
 }
 
+/// The rules one verification attempt is counted under; the runtime builds them from its
+/// verification policy, the store only applies them.
+///
+/// * `max_failures` failed attempts in a row lock the subject. The *n*-th consecutive lockout
+///   lasts `lockout_secs × 2^(n-1)`, capped at `max_lockout_secs` (never shorter than
+///   `lockout_secs`); only a success, an operator reset or the end of the window forgets how
+///   many lockouts there were.
+/// * At most `window_cap` attempts fail within a window of `window_secs` that opens at the
+///   first counted failure; the failure that reaches the cap locks the subject until the window
+///   ends (or longer, if the escalated lockout is). When a window ends with no lockout active,
+///   the subject starts afresh: its counts are forgotten and its row may be purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimits {
+    /// Failed attempts in a row before a lockout. 0 never grants an attempt.
+    pub max_failures: u32,
+    /// How long the first lockout lasts, in seconds.
+    pub lockout_secs: u64,
+    /// The longest an escalated lockout lasts, in seconds.
+    pub max_lockout_secs: u64,
+    /// Failed attempts allowed per window.
+    pub window_cap: u32,
+    /// The length of the failure window, in seconds.
+    pub window_secs: u64,
+}
+
+impl AttemptLimits {
+    /// `max_failures` in a row lock for `lockout_secs`, every time: no escalation, no window
+    /// cap, and failures below the limit are kept until a success or a reset.
+    pub const fn fixed(max_failures: u32, lockout_secs: u64) -> Self {
+        Self {
+            max_failures,
+            lockout_secs,
+            max_lockout_secs: lockout_secs,
+            window_cap: u32::MAX,
+            window_secs: u64::MAX,
+        }
+    }
+
+    /// How long the `nth` consecutive lockout lasts (1-based; 0 counts as 1): `lockout_secs`
+    /// doubled `nth - 1` times, saturating, capped at `max_lockout_secs` but never shorter than
+    /// `lockout_secs`.
+    pub fn lockout_for(&self, nth: u32) -> u64 {
+        let doublings = nth.saturating_sub(1);
+        let factor = 1u64.checked_shl(doublings).unwrap_or(u64::MAX);
+        let cap = self.max_lockout_secs.max(self.lockout_secs);
+        self.lockout_secs.saturating_mul(factor).min(cap)
+    }
+}
+
 /// The largest instant a backend can store (SQLite integers are signed 64-bit).
 pub(crate) const MAX_INSTANT: u64 = i64::MAX.unsigned_abs();
 
-/// The lockout deadline for a failure settled at `now`, saturating at [`MAX_INSTANT`].
-pub(crate) fn lock_deadline(now: u64, lockout_secs: u64) -> u64 {
-    now.saturating_add(lockout_secs).min(MAX_INSTANT)
+/// `now + secs`, saturating at [`MAX_INSTANT`].
+pub(crate) fn deadline(now: u64, secs: u64) -> u64 {
+    now.saturating_add(secs).min(MAX_INSTANT)
 }
 
-/// How a stored row looks to readers at `now`: an expired lockout reads as a fresh subject.
-pub(crate) fn view(row: AttemptStatus, now: u64) -> AttemptStatus {
-    match row.locked_until {
-        Some(until) if until <= now => AttemptStatus::default(),
-        _ => row,
-    }
+/// One subject's stored state. Every backend stores exactly these fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Row {
+    /// Failures counted toward the next lockout (reserved ones included).
+    pub(crate) failures: u32,
+    /// The lockout deadline, active while `> now`.
+    pub(crate) locked_until: Option<u64>,
+    /// Lockouts since the last success, reset or window end: the escalation level.
+    pub(crate) lockouts: u32,
+    /// Failures counted in the current window (reserved ones included).
+    pub(crate) window_failures: u32,
+    /// When the current window ends; `<= now` means no window is open.
+    pub(crate) window_until: u64,
 }
 
-/// The reserve transition: the row to store (`None`: leave it as it is) and the answer.
-///
-/// The SQLite backend implements exactly this in SQL; the memory backend calls it directly.
-pub(crate) fn reserve_step(
-    row: AttemptStatus,
-    limit: u32,
-    now: u64,
-) -> (Option<AttemptStatus>, Reservation) {
-    let failures = match row.locked_until {
-        Some(until) if until > now => {
-            return (None, Reservation::Locked { until: Some(until) });
-        }
-        // An expired lockout starts the count afresh.
-        Some(_) => 0,
-        None => row.failures,
-    };
-    if failures >= limit {
-        return (None, Reservation::Locked { until: None });
+/// What a transition does to the stored row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// Leave the row as it is (or absent).
+    Keep,
+    /// Store this row.
+    Put(Row),
+    /// Delete the row.
+    Delete,
+}
+
+/// The row as it reads at `now`: an active lockout keeps everything; otherwise an ended window
+/// forgets the subject, and an expired lockout restarts the failure count (the escalation level
+/// and the window's count stay).
+pub(crate) fn normalize(row: Row, now: u64) -> Row {
+    if row.locked_until.is_some_and(|until| until > now) {
+        return row;
     }
-    let attempt = failures.saturating_add(1);
-    (
-        Some(AttemptStatus {
-            failures: attempt,
+    if row.window_until <= now {
+        return Row::default();
+    }
+    if row.locked_until.is_some() {
+        return Row {
+            failures: 0,
             locked_until: None,
-        }),
-        Reservation::Granted { attempt },
-    )
-}
-
-/// The settle transition for a failure on an existing row: the row to store.
-pub(crate) fn settle_failure_step(
-    mut row: AttemptStatus,
-    limit: u32,
-    lockout_secs: u64,
-    now: u64,
-) -> AttemptStatus {
-    if row.failures >= limit {
-        let deadline = lock_deadline(now, lockout_secs);
-        row.locked_until = Some(row.locked_until.map_or(deadline, |old| old.max(deadline)));
+            ..row
+        };
     }
     row
 }
 
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn reserve_step_follows_the_rules() {
-        let fresh = AttemptStatus::default();
-        assert_eq!(
-            reserve_step(fresh, 3, 10),
-            (
-                Some(AttemptStatus {
-                    failures: 1,
-                    locked_until: None
-                }),
-                Reservation::Granted { attempt: 1 }
-            )
-        );
-        let full = AttemptStatus {
-            failures: 3,
-            locked_until: None,
-        };
-        assert_eq!(
-            reserve_step(full, 3, 10),
-            (None, Reservation::Locked { until: None })
-        );
-        let locked = AttemptStatus {
-            failures: 3,
-            locked_until: Some(20),
-        };
-        assert_eq!(
-            reserve_step(locked, 3, 19),
-            (None, Reservation::Locked { until: Some(20) })
-        );
-        assert_eq!(
-            reserve_step(locked, 3, 20),
-            (
-                Some(AttemptStatus {
-                    failures: 1,
-                    locked_until: None
-                }),
-                Reservation::Granted { attempt: 1 }
-            ),
-            "a lockout expires at its deadline"
-        );
-        assert_eq!(
-            reserve_step(fresh, 0, 10),
-            (None, Reservation::Locked { until: None }),
-            "limit 0 never grants"
-        );
-    }
-
-    #[test]
-    fn settle_failure_locks_at_the_limit_and_never_shortens() {
-        let below = AttemptStatus {
-            failures: 2,
-            locked_until: None,
-        };
-        assert_eq!(settle_failure_step(below, 3, 60, 100), below);
-        let at = AttemptStatus {
-            failures: 3,
-            locked_until: None,
-        };
-        assert_eq!(settle_failure_step(at, 3, 60, 100).locked_until, Some(160));
-        let long = AttemptStatus {
-            failures: 3,
-            locked_until: Some(1_000),
-        };
-        assert_eq!(
-            settle_failure_step(long, 3, 60, 100).locked_until,
-            Some(1_000)
-        );
-        assert_eq!(lock_deadline(u64::MAX - 1, 60), MAX_INSTANT);
-        assert_eq!(MAX_INSTANT, 9_223_372_036_854_775_807);
-    }
-
-    #[test]
-    fn expired_lockouts_read_as_fresh() {
-        let locked = AttemptStatus {
-            failures: 3,
-            locked_until: Some(50),
-        };
-        assert_eq!(view(locked, 49), locked);
-        assert_eq!(view(locked, 50), AttemptStatus::default());
-        let counting = AttemptStatus {
-            failures: 2,
-            locked_until: None,
-        };
-        assert_eq!(view(counting, u64::MAX), counting);
+/// How a stored row looks to readers at `now`.
+pub(crate) fn view(row: Row, now: u64) -> AttemptStatus {
+    let row = normalize(row, now);
+    AttemptStatus {
+        failures: row.failures,
+        locked_until: row.locked_until,
     }
 }
+
+/// Whether the purge may delete `row` at `now`: it already reads as a fresh subject.
+pub(crate) fn purgeable(row: Row, now: u64) -> bool {
+    normalize(row, now) == Row::default()
+}
+
+/// The reserve transition: what to store and the answer.
+pub(crate) fn reserve_step(
+    stored: Option<Row>,
+    limits: &AttemptLimits,
+    now: u64,
+) -> (Write, Reservation) {
+    let stored = stored.unwrap_or_default();
+    if let Some(until) = stored.locked_until.filter(|until| *until > now) {
+        return (Write::Keep, Reservation::Locked { until: Some(until) });
+    }
+    let mut row = normalize(stored, now);
+    if row.failures >= limits.max_failures || row.window_failures >= limits.window_cap {
+        return (Write::Keep, Reservation::Locked { until: None });
+    }
+    row.failures = row.failures.saturating_add(1);
+    row.window_failures = row.window_failures.saturating_add(1);
+    if row.window_until <= now {
+        row.window_until = deadline(now, limits.window_secs);
+    }
+    (
+        Write::Put(row),
+        Reservation::Granted {
+            attempt: row.failures,
+        },
+    )
+}
+
+/// The settle transition: what to store and the resulting status.
+///
+/// A failure over either limit sets (or extends, never shortens) the lockout; it starts a new,
+/// longer lockout level only when no lockout is active, so the settlements of parallel
+/// attempts escalate once.
+pub(crate) fn settle_step(
+    stored: Option<Row>,
+    success: bool,
+    limits: &AttemptLimits,
+    now: u64,
+) -> (Write, AttemptStatus) {
+    if success {
+        return (Write::Delete, AttemptStatus::default());
+    }
+    let Some(mut row) = stored else {
+        return (Write::Keep, AttemptStatus::default());
+    };
+    let capped = row.window_failures >= limits.window_cap;
+    if row.failures >= limits.max_failures || capped {
+        if row.locked_until.is_none_or(|until| until <= now) {
+            row.lockouts = row.lockouts.saturating_add(1);
+        }
+        let mut until = deadline(now, limits.lockout_for(row.lockouts));
+        if capped {
+            until = until.max(row.window_until);
+        }
+        row.locked_until = Some(row.locked_until.map_or(until, |old| old.max(until)));
+    }
+    (Write::Put(row), view(row, now))
+}
+
+#[cfg(test)]
+mod tests;

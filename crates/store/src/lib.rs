@@ -18,7 +18,7 @@ mod memory;
 mod session;
 mod sqlite;
 
-pub use attempts::{AttemptStatus, AttemptStore, Reservation};
+pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
 pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
 pub use memory::MemoryStore;
 pub use session::{SessionStore, StoreError, DEFAULT_SESSION_TTL};

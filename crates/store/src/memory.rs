@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::attempts::{
-    reserve_step, settle_failure_step, view, AttemptStatus, AttemptStore, Reservation,
+    purgeable, reserve_step, settle_step, view, AttemptLimits, AttemptStatus, AttemptStore,
+    Reservation, Row, Write,
 };
 use crate::session::{to_i64, ttl_secs, SessionStore, StoreError, DEFAULT_SESSION_TTL};
 
@@ -27,8 +28,8 @@ struct Entry {
 /// Scope name → key → entry.
 type Scopes = HashMap<String, HashMap<String, Entry>>;
 
-/// Subject → stored attempt row (expired lockouts are kept until the next reservation).
-type Attempts = HashMap<String, AttemptStatus>;
+/// Subject → stored attempt row (rows that read as fresh are kept until the next purge).
+type Attempts = HashMap<String, Row>;
 
 /// A [`SessionStore`] held in process memory.
 ///
@@ -170,42 +171,43 @@ impl SessionStore for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Apply one attempt transition to `subject` in a single critical section.
+    fn transition<T>(&self, subject: &str, step: impl FnOnce(Option<Row>) -> (Write, T)) -> T {
+        let mut attempts = self.lock_attempts();
+        let (write, answer) = step(attempts.get(subject).copied());
+        match write {
+            Write::Keep => {}
+            Write::Put(row) => {
+                attempts.insert(subject.to_owned(), row);
+            }
+            Write::Delete => {
+                attempts.remove(subject);
+            }
+        }
+        answer
+    }
+}
+
 #[async_trait::async_trait]
 impl AttemptStore for MemoryStore {
     async fn reserve(
         &self,
         subject: &str,
-        limit: u32,
+        limits: &AttemptLimits,
         now: u64,
     ) -> Result<Reservation, StoreError> {
-        // One critical section for the whole read-modify-write.
-        let mut attempts = self.lock_attempts();
-        let row = attempts.get(subject).copied().unwrap_or_default();
-        let (update, reservation) = reserve_step(row, limit, now);
-        if let Some(update) = update {
-            attempts.insert(subject.to_owned(), update);
-        }
-        Ok(reservation)
+        Ok(self.transition(subject, |row| reserve_step(row, limits, now)))
     }
 
     async fn settle(
         &self,
         subject: &str,
         success: bool,
-        limit: u32,
-        lockout_secs: u64,
+        limits: &AttemptLimits,
         now: u64,
     ) -> Result<AttemptStatus, StoreError> {
-        let mut attempts = self.lock_attempts();
-        if success {
-            attempts.remove(subject);
-            return Ok(AttemptStatus::default());
-        }
-        let Some(row) = attempts.get_mut(subject) else {
-            return Ok(AttemptStatus::default());
-        };
-        *row = settle_failure_step(*row, limit, lockout_secs, now);
-        Ok(view(*row, now))
+        Ok(self.transition(subject, |row| settle_step(row, success, limits, now)))
     }
 
     async fn attempt_status(&self, subject: &str, now: u64) -> Result<AttemptStatus, StoreError> {
@@ -217,5 +219,13 @@ impl AttemptStore for MemoryStore {
     async fn reset_attempts(&self, subject: &str) -> Result<(), StoreError> {
         self.lock_attempts().remove(subject);
         Ok(())
+    }
+
+    async fn purge_attempts(&self, now: u64) -> Result<u64, StoreError> {
+        let mut attempts = self.lock_attempts();
+        let before = attempts.len();
+        attempts.retain(|_, row| !purgeable(*row, now));
+        let purged = before.saturating_sub(attempts.len());
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
 }

@@ -3,8 +3,9 @@
 //! This module owns [`SqliteStore`]: opening (or creating) the database file with safe defaults
 //! (WAL journal, `synchronous=NORMAL`, a busy timeout), creating its tables, and running the
 //! session and attempt-counter queries through sqlx with bound parameters only. Each attempt
-//! transition is a single SQL statement (or a write-first transaction), so SQLite serializes it
-//! against every other connection and process using the file. Session reads go through an
+//! transition is one `BEGIN IMMEDIATE` transaction that reads the row, applies the pure step of
+//! `attempts` (the same code the memory backend runs) and writes the result, so SQLite
+//! serializes it against every other connection and process using the file. Session reads go through an
 //! in-process cache ([`crate::cache`]) that every write of this store invalidates, so one
 //! process must own a database's sessions (attempt counters are never cached). It must never
 //! build SQL from caller data, never put SQL text or paths into an error's `Display`, and must
@@ -19,7 +20,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::attempts::{lock_deadline, view, AttemptStatus, AttemptStore, Reservation};
+use crate::attempts::{
+    reserve_step, settle_step, view, AttemptLimits, AttemptStatus, AttemptStore, Reservation, Row,
+    Write, MAX_INSTANT,
+};
 use crate::cache::{Lookup, SessionCache};
 use crate::session::{to_i64, ttl_secs, SessionStore, StoreError};
 
@@ -46,43 +50,49 @@ const SCHEMA: [&str; 3] = [
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS session_entries_expires_at ON session_entries (expires_at)",
     "CREATE TABLE IF NOT EXISTS verification_attempts (
-        subject      TEXT    PRIMARY KEY,
-        failures     INTEGER NOT NULL,
-        locked_until INTEGER
+        subject         TEXT    PRIMARY KEY,
+        failures        INTEGER NOT NULL,
+        locked_until    INTEGER,
+        lockouts        INTEGER NOT NULL,
+        window_failures INTEGER NOT NULL,
+        window_until    INTEGER NOT NULL
     )",
 ];
 
-/// The reserve transition of `attempts::reserve_step` as one upsert. `?1` subject, `?2` limit,
-/// `?3` now. A row comes back only when the attempt is granted: a new subject is inserted with
-/// one failure (unless the limit is 0); an existing one is updated only if it is unlocked and
-/// below the limit, or its lockout has expired (then the count restarts at 1).
-const RESERVE_SQL: &str = "INSERT INTO verification_attempts (subject, failures, locked_until)
-    SELECT ?1, 1, NULL WHERE ?2 > 0
-    ON CONFLICT (subject) DO UPDATE SET
-        failures = CASE WHEN locked_until IS NULL THEN failures + 1 ELSE 1 END,
-        locked_until = NULL
-    WHERE (locked_until IS NULL AND failures < ?2)
-       OR (locked_until IS NOT NULL AND locked_until <= ?3 AND ?2 > 0)
-    RETURNING failures";
-
-/// The failure half of `attempts::settle_failure_step`. `?1` limit, `?2` deadline, `?3` subject.
-const SETTLE_FAILURE_SQL: &str = "UPDATE verification_attempts
-    SET locked_until = CASE
-        WHEN failures >= ?1 THEN MAX(COALESCE(locked_until, ?2), ?2)
-        ELSE locked_until
-    END
-    WHERE subject = ?3
-    RETURNING failures, locked_until";
+/// Whether an attempt table from before windows and escalation exists (it also keyed rows by
+/// subjects in clear). Such a table is dropped on open: its counters are lost once.
+const OLD_ATTEMPTS_SQL: &str = "SELECT COUNT(*) FROM sqlite_master
+    WHERE type = 'table' AND name = 'verification_attempts'
+      AND NOT EXISTS (SELECT 1 FROM pragma_table_info('verification_attempts')
+                      WHERE name = 'window_until')";
 
 /// One stored attempt row as SQLite returns it.
-type AttemptRow = (i64, Option<i64>);
+type AttemptRow = (i64, Option<i64>, i64, i64, i64);
+
+const SELECT_ATTEMPT_SQL: &str = "SELECT failures, locked_until, lockouts, window_failures,
+    window_until FROM verification_attempts WHERE subject = ?";
+
+const PUT_ATTEMPT_SQL: &str = "INSERT INTO verification_attempts
+    (subject, failures, locked_until, lockouts, window_failures, window_until)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (subject) DO UPDATE SET failures = ?2, locked_until = ?3, lockouts = ?4,
+        window_failures = ?5, window_until = ?6";
+
+/// `attempts::purgeable` in SQL: no active lockout and the window has ended.
+const PURGE_ATTEMPTS_SQL: &str = "DELETE FROM verification_attempts
+    WHERE (locked_until IS NULL OR locked_until <= ?1) AND window_until <= ?1";
 
 /// Decode a stored row. Out-of-range values (never written by this crate) decode
-/// pessimistically: a failure count as "limit used up", a deadline as "in the past".
-fn from_sql((failures, locked_until): AttemptRow) -> AttemptStatus {
-    AttemptStatus {
-        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+/// pessimistically: counts as "limit used up", a lockout deadline as "in the past" and a window
+/// end as "never".
+fn from_sql((failures, locked_until, lockouts, window_failures, window_until): AttemptRow) -> Row {
+    let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    Row {
+        failures: count(failures),
         locked_until: locked_until.map(|until| u64::try_from(until).unwrap_or(0)),
+        lockouts: count(lockouts),
+        window_failures: count(window_failures),
+        window_until: u64::try_from(window_until).unwrap_or(MAX_INSTANT),
     }
 }
 
@@ -115,6 +125,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // Deleted rows (purged attempt counters, expired sessions) are overwritten, not
+            // left readable in free pages.
+            .pragma("secure_delete", "ON")
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_FILE_CONNECTIONS)
@@ -176,6 +189,16 @@ impl SqliteStore {
     }
 
     async fn with_pool(pool: SqlitePool, ttl: Duration) -> Result<Self, StoreError> {
+        let old: i64 = sqlx::query_scalar(OLD_ATTEMPTS_SQL)
+            .fetch_one(&pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        if old > 0 {
+            sqlx::query("DROP TABLE verification_attempts")
+                .execute(&pool)
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
         for statement in SCHEMA {
             sqlx::query(statement)
                 .execute(&pool)
@@ -418,76 +441,82 @@ impl SessionStore for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Apply one attempt transition to `subject` in a write transaction taken up front
+    /// (`BEGIN IMMEDIATE`), so no other connection or process can interleave between the read
+    /// and the write. Dropped before the commit, the transaction rolls back.
+    async fn transition<T>(
+        &self,
+        subject: &str,
+        step: impl FnOnce(Option<Row>) -> (Write, T),
+    ) -> Result<T, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::unavailable)?;
+        let row: Option<AttemptRow> = sqlx::query_as(SELECT_ATTEMPT_SQL)
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let (write, answer) = step(row.map(from_sql));
+        match write {
+            Write::Keep => {}
+            Write::Put(row) => {
+                sqlx::query(PUT_ATTEMPT_SQL)
+                    .bind(subject)
+                    .bind(i64::from(row.failures))
+                    .bind(row.locked_until.map(to_i64))
+                    .bind(i64::from(row.lockouts))
+                    .bind(i64::from(row.window_failures))
+                    .bind(to_i64(row.window_until))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+            }
+            Write::Delete => {
+                sqlx::query("DELETE FROM verification_attempts WHERE subject = ?")
+                    .bind(subject)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+            }
+        }
+        tx.commit().await.map_err(StoreError::unavailable)?;
+        Ok(answer)
+    }
+}
+
 #[async_trait::async_trait]
 impl AttemptStore for SqliteStore {
     async fn reserve(
         &self,
         subject: &str,
-        limit: u32,
+        limits: &AttemptLimits,
         now: u64,
     ) -> Result<Reservation, StoreError> {
-        // The upsert comes first, so the transaction takes the write lock before anything is
-        // read; the follow-up read (only on refusal, to report the deadline) sees the same state.
-        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
-        let granted: Option<i64> = sqlx::query_scalar(RESERVE_SQL)
-            .bind(subject)
-            .bind(i64::from(limit))
-            .bind(to_i64(now))
-            .fetch_optional(&mut *tx)
+        self.transition(subject, |row| reserve_step(row, limits, now))
             .await
-            .map_err(StoreError::unavailable)?;
-        let reservation = match granted {
-            Some(failures) => Reservation::Granted {
-                attempt: u32::try_from(failures).unwrap_or(u32::MAX),
-            },
-            None => {
-                let row: Option<AttemptRow> = sqlx::query_as(
-                    "SELECT failures, locked_until FROM verification_attempts WHERE subject = ?",
-                )
-                .bind(subject)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::unavailable)?;
-                let status = view(row.map(from_sql).unwrap_or_default(), now);
-                Reservation::Locked {
-                    until: status.locked_until,
-                }
-            }
-        };
-        tx.commit().await.map_err(StoreError::unavailable)?;
-        Ok(reservation)
     }
 
     async fn settle(
         &self,
         subject: &str,
         success: bool,
-        limit: u32,
-        lockout_secs: u64,
+        limits: &AttemptLimits,
         now: u64,
     ) -> Result<AttemptStatus, StoreError> {
-        if success {
-            self.reset_attempts(subject).await?;
-            return Ok(AttemptStatus::default());
-        }
-        let row: Option<AttemptRow> = sqlx::query_as(SETTLE_FAILURE_SQL)
-            .bind(i64::from(limit))
-            .bind(to_i64(lock_deadline(now, lockout_secs)))
+        self.transition(subject, |row| settle_step(row, success, limits, now))
+            .await
+    }
+
+    async fn attempt_status(&self, subject: &str, now: u64) -> Result<AttemptStatus, StoreError> {
+        let row: Option<AttemptRow> = sqlx::query_as(SELECT_ATTEMPT_SQL)
             .bind(subject)
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::unavailable)?;
-        Ok(view(row.map(from_sql).unwrap_or_default(), now))
-    }
-
-    async fn attempt_status(&self, subject: &str, now: u64) -> Result<AttemptStatus, StoreError> {
-        let row: Option<AttemptRow> = sqlx::query_as(
-            "SELECT failures, locked_until FROM verification_attempts WHERE subject = ?",
-        )
-        .bind(subject)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::unavailable)?;
         Ok(view(row.map(from_sql).unwrap_or_default(), now))
     }
 
@@ -498,6 +527,15 @@ impl AttemptStore for SqliteStore {
             .await
             .map_err(StoreError::unavailable)?;
         Ok(())
+    }
+
+    async fn purge_attempts(&self, now: u64) -> Result<u64, StoreError> {
+        let done = sqlx::query(PURGE_ATTEMPTS_SQL)
+            .bind(to_i64(now))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(done.rows_affected())
     }
 }
 

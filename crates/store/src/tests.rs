@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use crate::session::ttl_secs;
 use crate::{
-    AttemptStatus, AttemptStore, MemoryStore, Reservation, SessionStore, SqliteStore, StoreError,
-    DEFAULT_SESSION_TTL,
+    AttemptLimits, AttemptStatus, AttemptStore, MemoryStore, Reservation, SessionStore,
+    SqliteStore, StoreError, DEFAULT_SESSION_TTL,
 };
 
 /// A store under test, with the temporary directory that must outlive it (file backend).
@@ -792,6 +792,11 @@ where
 
 const LOCKOUT: u64 = 900;
 
+/// Fixed limits (no escalation, no window), as the counters behaved before escalation.
+fn limits(max_failures: u32, lockout_secs: u64) -> AttemptLimits {
+    AttemptLimits::fixed(max_failures, lockout_secs)
+}
+
 fn status(failures: u32, locked_until: Option<u64>) -> AttemptStatus {
     AttemptStatus {
         failures,
@@ -808,11 +813,17 @@ async fn fail_times(store: &dyn AttemptStore, b: &str, subject: &str, n: u32, no
     for _ in 0..n {
         let before = store.attempt_status(subject, now).await.unwrap().failures;
         assert_eq!(
-            store.reserve(subject, 3, now).await.unwrap(),
+            store
+                .reserve(subject, &limits(3, LOCKOUT), now)
+                .await
+                .unwrap(),
             granted(before + 1),
             "{b}"
         );
-        store.settle(subject, false, 3, LOCKOUT, now).await.unwrap();
+        store
+            .settle(subject, false, &limits(3, LOCKOUT), now)
+            .await
+            .unwrap();
     }
 }
 
@@ -822,7 +833,7 @@ async fn limit_and_lockout_suite(b: &'static str, store: Arc<dyn AttemptStore>) 
 
     for attempt in 1..=2 {
         assert_eq!(
-            store.reserve(s, 3, T0).await.unwrap(),
+            store.reserve(s, &limits(3, LOCKOUT), T0).await.unwrap(),
             granted(attempt),
             "{b}"
         );
@@ -832,20 +843,26 @@ async fn limit_and_lockout_suite(b: &'static str, store: Arc<dyn AttemptStore>) 
             "{b}: a reserved attempt already counts"
         );
         assert_eq!(
-            store.settle(s, false, 3, LOCKOUT, T0).await.unwrap(),
+            store
+                .settle(s, false, &limits(3, LOCKOUT), T0)
+                .await
+                .unwrap(),
             status(attempt, None),
             "{b}: below the limit, no lockout"
         );
     }
     // The limit-th failure sets the lockout.
     assert_eq!(
-        store.reserve(s, 3, T0 + 1).await.unwrap(),
+        store.reserve(s, &limits(3, LOCKOUT), T0 + 1).await.unwrap(),
         granted(3),
         "{b}"
     );
     let until = T0 + 2 + LOCKOUT;
     assert_eq!(
-        store.settle(s, false, 3, LOCKOUT, T0 + 2).await.unwrap(),
+        store
+            .settle(s, false, &limits(3, LOCKOUT), T0 + 2)
+            .await
+            .unwrap(),
         status(3, Some(until)),
         "{b}"
     );
@@ -857,7 +874,7 @@ async fn limit_and_lockout_suite(b: &'static str, store: Arc<dyn AttemptStore>) 
     // Locked: refused with the deadline, and refusals do not move it.
     for now in [T0 + 3, T0 + 500, until - 1] {
         assert_eq!(
-            store.reserve(s, 3, now).await.unwrap(),
+            store.reserve(s, &limits(3, LOCKOUT), now).await.unwrap(),
             Reservation::Locked { until: Some(until) },
             "{b}"
         );
@@ -880,14 +897,21 @@ async fn limit_and_lockout_suite(b: &'static str, store: Arc<dyn AttemptStore>) 
         "{b}: attempt_status is read-only"
     );
     // The next reservation clears the expired lock and restarts the count.
-    assert_eq!(store.reserve(s, 3, until).await.unwrap(), granted(1), "{b}");
+    assert_eq!(
+        store.reserve(s, &limits(3, LOCKOUT), until).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
     assert_eq!(
         store.attempt_status(s, until).await.unwrap(),
         status(1, None),
         "{b}"
     );
     assert_eq!(
-        store.settle(s, false, 3, LOCKOUT, until).await.unwrap(),
+        store
+            .settle(s, false, &limits(3, LOCKOUT), until)
+            .await
+            .unwrap(),
         status(1, None),
         "{b}"
     );
@@ -896,9 +920,16 @@ async fn limit_and_lockout_suite(b: &'static str, store: Arc<dyn AttemptStore>) 
 async fn success_resets_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
     let s = "customer-2";
     fail_times(&*store, b, s, 2, T0).await;
-    assert_eq!(store.reserve(s, 3, T0).await.unwrap(), granted(3), "{b}");
     assert_eq!(
-        store.settle(s, true, 3, LOCKOUT, T0).await.unwrap(),
+        store.reserve(s, &limits(3, LOCKOUT), T0).await.unwrap(),
+        granted(3),
+        "{b}"
+    );
+    assert_eq!(
+        store
+            .settle(s, true, &limits(3, LOCKOUT), T0)
+            .await
+            .unwrap(),
         status(0, None),
         "{b}"
     );
@@ -921,23 +952,33 @@ async fn independence_and_reset_suite(b: &'static str, store: Arc<dyn AttemptSto
     fail_times(&*store, b, "alice", 3, T0).await;
     fail_times(&*store, b, weird, 1, T0).await;
     assert_eq!(
-        store.reserve("alice", 3, T0).await.unwrap(),
+        store
+            .reserve("alice", &limits(3, LOCKOUT), T0)
+            .await
+            .unwrap(),
         Reservation::Locked {
             until: Some(T0 + LOCKOUT)
         },
         "{b}"
     );
     assert_eq!(
-        store.reserve("bob", 3, T0).await.unwrap(),
+        store.reserve("bob", &limits(3, LOCKOUT), T0).await.unwrap(),
         granted(1),
         "{b}"
     );
     assert_eq!(
-        store.reserve("alic", 3, T0).await.unwrap(),
+        store
+            .reserve("alic", &limits(3, LOCKOUT), T0)
+            .await
+            .unwrap(),
         granted(1),
         "{b}"
     );
-    assert_eq!(store.reserve("%", 3, T0).await.unwrap(), granted(1), "{b}");
+    assert_eq!(
+        store.reserve("%", &limits(3, LOCKOUT), T0).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
     assert_eq!(
         store.attempt_status(weird, T0).await.unwrap(),
         status(1, None),
@@ -953,7 +994,10 @@ async fn independence_and_reset_suite(b: &'static str, store: Arc<dyn AttemptSto
         "{b}"
     );
     assert_eq!(
-        store.reserve("alice", 3, T0).await.unwrap(),
+        store
+            .reserve("alice", &limits(3, LOCKOUT), T0)
+            .await
+            .unwrap(),
         granted(1),
         "{b}"
     );
@@ -971,12 +1015,15 @@ async fn independence_and_reset_suite(b: &'static str, store: Arc<dyn AttemptSto
     // Settling after a reset (the reservation was forgotten) changes nothing.
     store.reset_attempts("bob").await.unwrap();
     assert_eq!(
-        store.settle("bob", false, 1, LOCKOUT, T0).await.unwrap(),
+        store
+            .settle("bob", false, &limits(1, LOCKOUT), T0)
+            .await
+            .unwrap(),
         status(0, None),
         "{b}"
     );
     assert_eq!(
-        store.reserve("bob", 1, T0).await.unwrap(),
+        store.reserve("bob", &limits(1, LOCKOUT), T0).await.unwrap(),
         granted(1),
         "{b}"
     );
@@ -987,13 +1034,13 @@ async fn crash_safety_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
     // Three verifications start and the process dies before any is settled.
     for attempt in 1..=3 {
         assert_eq!(
-            store.reserve(s, 3, T0).await.unwrap(),
+            store.reserve(s, &limits(3, LOCKOUT), T0).await.unwrap(),
             granted(attempt),
             "{b}"
         );
     }
     assert_eq!(
-        store.reserve(s, 3, T0).await.unwrap(),
+        store.reserve(s, &limits(3, LOCKOUT), T0).await.unwrap(),
         Reservation::Locked { until: None },
         "{b}: unsettled attempts still count"
     );
@@ -1004,18 +1051,27 @@ async fn crash_safety_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
     );
     // Without a settled failure there is no deadline to expire: still refused much later.
     assert_eq!(
-        store.reserve(s, 3, T0 + 10 * LOCKOUT).await.unwrap(),
+        store
+            .reserve(s, &limits(3, LOCKOUT), T0 + 10 * LOCKOUT)
+            .await
+            .unwrap(),
         Reservation::Locked { until: None },
         "{b}"
     );
     // A late failure settlement sets the lockout, which then expires normally.
     assert_eq!(
-        store.settle(s, false, 3, LOCKOUT, T0 + 5).await.unwrap(),
+        store
+            .settle(s, false, &limits(3, LOCKOUT), T0 + 5)
+            .await
+            .unwrap(),
         status(3, Some(T0 + 5 + LOCKOUT)),
         "{b}"
     );
     assert_eq!(
-        store.reserve(s, 3, T0 + 5 + LOCKOUT).await.unwrap(),
+        store
+            .reserve(s, &limits(3, LOCKOUT), T0 + 5 + LOCKOUT)
+            .await
+            .unwrap(),
         granted(1),
         "{b}"
     );
@@ -1024,7 +1080,10 @@ async fn crash_safety_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
 async fn edge_cases_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
     // A limit of 0 never grants and stores nothing.
     assert_eq!(
-        store.reserve("zero", 0, T0).await.unwrap(),
+        store
+            .reserve("zero", &limits(0, LOCKOUT), T0)
+            .await
+            .unwrap(),
         Reservation::Locked { until: None },
         "{b}"
     );
@@ -1037,11 +1096,17 @@ async fn edge_cases_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
     // A lockout of 0 seconds expires at once: the budget restarts.
     for attempt in 1..=2 {
         assert_eq!(
-            store.reserve("nolock", 2, T0).await.unwrap(),
+            store
+                .reserve("nolock", &limits(2, LOCKOUT), T0)
+                .await
+                .unwrap(),
             granted(attempt),
             "{b}"
         );
-        store.settle("nolock", false, 2, 0, T0).await.unwrap();
+        store
+            .settle("nolock", false, &limits(2, 0), T0)
+            .await
+            .unwrap();
     }
     assert_eq!(
         store.attempt_status("nolock", T0).await.unwrap(),
@@ -1049,7 +1114,10 @@ async fn edge_cases_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
         "{b}"
     );
     assert_eq!(
-        store.reserve("nolock", 2, T0).await.unwrap(),
+        store
+            .reserve("nolock", &limits(2, LOCKOUT), T0)
+            .await
+            .unwrap(),
         granted(1),
         "{b}"
     );
@@ -1057,7 +1125,10 @@ async fn edge_cases_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
     // A later, shorter lockout never shortens an active one.
     fail_times(&*store, b, "long", 3, T0).await;
     assert_eq!(
-        store.settle("long", false, 3, 10, T0 + 1).await.unwrap(),
+        store
+            .settle("long", false, &limits(3, 10), T0 + 1)
+            .await
+            .unwrap(),
         status(3, Some(T0 + LOCKOUT)),
         "{b}"
     );
@@ -1065,21 +1136,27 @@ async fn edge_cases_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
     // Instants near the top of the range saturate instead of wrapping.
     let late = u64::MAX - 5;
     assert_eq!(
-        store.reserve("late", 1, late).await.unwrap(),
+        store
+            .reserve("late", &limits(1, LOCKOUT), late)
+            .await
+            .unwrap(),
         granted(1),
         "{b}"
     );
     let max = i64::MAX.unsigned_abs();
     assert_eq!(
         store
-            .settle("late", false, 1, LOCKOUT, max - 10)
+            .settle("late", false, &limits(1, LOCKOUT), max - 10)
             .await
             .unwrap(),
         status(1, Some(max)),
         "{b}"
     );
     assert_eq!(
-        store.reserve("late", 1, max - 1).await.unwrap(),
+        store
+            .reserve("late", &limits(1, LOCKOUT), max - 1)
+            .await
+            .unwrap(),
         Reservation::Locked { until: Some(max) },
         "{b}"
     );
@@ -1100,7 +1177,7 @@ async fn parallel_reservations(stores: &[Arc<dyn AttemptStore>], b: &str) {
         let barrier = Arc::clone(&barrier);
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store.reserve("contended", 3, T0).await
+            store.reserve("contended", &limits(3, LOCKOUT), T0).await
         }));
     }
     let mut attempts = Vec::new();
@@ -1178,12 +1255,21 @@ async fn attempts_persist_across_reopening_the_file() {
         let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
         fail_times(&store, "file", "locked", 3, T0).await;
         fail_times(&store, "file", "counting", 1, T0).await;
-        assert_eq!(store.reserve("pending", 3, T0).await.unwrap(), granted(1));
+        assert_eq!(
+            store
+                .reserve("pending", &limits(3, LOCKOUT), T0)
+                .await
+                .unwrap(),
+            granted(1)
+        );
         store.close().await;
     }
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
     assert_eq!(
-        store.reserve("locked", 3, T0 + 1).await.unwrap(),
+        store
+            .reserve("locked", &limits(3, LOCKOUT), T0 + 1)
+            .await
+            .unwrap(),
         Reservation::Locked {
             until: Some(T0 + LOCKOUT)
         }
@@ -1199,7 +1285,13 @@ async fn attempts_persist_across_reopening_the_file() {
     );
 
     // Also without an explicit close (process crash / plain drop).
-    assert_eq!(store.reserve("pending", 3, T0).await.unwrap(), granted(2));
+    assert_eq!(
+        store
+            .reserve("pending", &limits(3, LOCKOUT), T0)
+            .await
+            .unwrap(),
+        granted(2)
+    );
     drop(store);
     let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
     assert_eq!(
@@ -1214,11 +1306,285 @@ async fn attempt_errors_are_generic() {
         .await
         .unwrap();
     store.close().await;
-    let err = store.reserve("s", 3, T0).await.unwrap_err();
+    let err = store
+        .reserve("s", &limits(3, LOCKOUT), T0)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
     assert_eq!(err.to_string(), "session store is unavailable");
-    let err = store.settle("s", false, 3, LOCKOUT, T0).await.unwrap_err();
+    let err = store
+        .settle("s", false, &limits(3, LOCKOUT), T0)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "session store is unavailable");
     assert!(store.attempt_status("s", T0).await.is_err());
     assert!(store.reset_attempts("s").await.is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escalating lockouts, the window cap and the purge
+// ---------------------------------------------------------------------------------------------
+
+/// The defaults of the runtime's verification policy: 3 in a row lock for 15 minutes,
+/// doubling up to 24 h, and at most 10 failures per 24 h.
+const ESCALATING: AttemptLimits = AttemptLimits {
+    max_failures: 3,
+    lockout_secs: 900,
+    max_lockout_secs: 86_400,
+    window_cap: 10,
+    window_secs: 86_400,
+};
+
+/// Fail `subject` until it is locked, starting at `now`; the lockout's deadline.
+async fn lock_once(store: &dyn AttemptStore, b: &str, subject: &str, now: u64) -> u64 {
+    loop {
+        match store.reserve(subject, &ESCALATING, now).await.unwrap() {
+            Reservation::Granted { .. } => {
+                let status = store
+                    .settle(subject, false, &ESCALATING, now)
+                    .await
+                    .unwrap();
+                if let Some(until) = status.locked_until {
+                    return until;
+                }
+            }
+            other => panic!("{b}: {subject} refused at {now}: {other:?}"),
+        }
+    }
+}
+
+async fn escalation_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    let s = "escalating";
+    // Lockouts 1, 2, 3 last 15, 30 and 60 minutes: each starts when the previous one ended.
+    let mut now = T0;
+    let mut lengths = Vec::new();
+    for _ in 0..3 {
+        let until = lock_once(&*store, b, s, now).await;
+        lengths.push(until - now);
+        assert_eq!(
+            store.reserve(s, &ESCALATING, until - 1).await.unwrap(),
+            Reservation::Locked { until: Some(until) },
+            "{b}"
+        );
+        now = until;
+    }
+    assert_eq!(lengths, [900, 1_800, 3_600], "{b}");
+    // Nine failures so far; the tenth of the day reaches the cap, however long until the next
+    // escalated lockout would be: locked until the day's window ends (T0 + 24 h).
+    assert_eq!(
+        store.reserve(s, &ESCALATING, now).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+    assert_eq!(
+        store.settle(s, false, &ESCALATING, now).await.unwrap(),
+        status(1, Some(T0 + 86_400)),
+        "{b}: the daily cap locks until the window ends"
+    );
+    assert_eq!(
+        store.reserve(s, &ESCALATING, T0 + 86_399).await.unwrap(),
+        Reservation::Locked {
+            until: Some(T0 + 86_400)
+        },
+        "{b}"
+    );
+    // A new day: a fresh budget, and escalation starts over.
+    let day2 = T0 + 86_400;
+    assert_eq!(
+        store.attempt_status(s, day2).await.unwrap(),
+        status(0, None),
+        "{b}"
+    );
+    assert_eq!(lock_once(&*store, b, s, day2).await, day2 + 900, "{b}");
+
+    // A success resets escalation: the next lockout is 15 minutes again.
+    let t = "recovers";
+    let first = lock_once(&*store, b, t, T0).await;
+    let second = lock_once(&*store, b, t, first).await;
+    assert_eq!(second - first, 1_800, "{b}");
+    assert_eq!(
+        store.reserve(t, &ESCALATING, second).await.unwrap(),
+        granted(1),
+        "{b}"
+    );
+    store.settle(t, true, &ESCALATING, second).await.unwrap();
+    assert_eq!(
+        lock_once(&*store, b, t, second).await,
+        second + 900,
+        "{b}: escalation forgotten after a success"
+    );
+}
+
+async fn cap_by_reservations_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    // Ten reservations that never settle reach the window cap (the in-a-row limit is raised
+    // so that only the cap can refuse).
+    let limits = AttemptLimits {
+        max_failures: 20,
+        ..ESCALATING
+    };
+    for attempt in 1..=10 {
+        assert_eq!(
+            store.reserve("capped", &limits, T0).await.unwrap(),
+            granted(attempt),
+            "{b}"
+        );
+    }
+    assert_eq!(
+        store.reserve("capped", &limits, T0 + 60).await.unwrap(),
+        Reservation::Locked { until: None },
+        "{b}: the cap counts reserved attempts"
+    );
+    // The runtime then settles a failure: locked until the window ends.
+    assert_eq!(
+        store
+            .settle("capped", false, &limits, T0 + 60)
+            .await
+            .unwrap(),
+        status(10, Some(T0 + 86_400)),
+        "{b}"
+    );
+}
+
+async fn purge_suite(b: &'static str, store: Arc<dyn AttemptStore>) {
+    let day = ESCALATING.window_secs;
+    // A caller who failed once at T0 and never came back.
+    store.reserve("gone", &ESCALATING, T0).await.unwrap();
+    store.settle("gone", false, &ESCALATING, T0).await.unwrap();
+    // Locked at T0 + 10 (window until T0 + 10 + day), still failing later.
+    let locked = lock_once(&*store, b, "locked", T0 + 10).await;
+    // A lockout that outlasts its window: capped late in the window, escalated beyond it.
+    let long = AttemptLimits {
+        lockout_secs: 2 * day,
+        max_lockout_secs: 2 * day,
+        ..ESCALATING
+    };
+    for _ in 0..3 {
+        store.reserve("long", &long, T0).await.unwrap();
+        store.settle("long", false, &long, T0).await.unwrap();
+    }
+    assert_eq!(
+        store.attempt_status("long", T0).await.unwrap(),
+        status(3, Some(T0 + 2 * day)),
+        "{b}"
+    );
+
+    // Nothing has ended yet.
+    assert_eq!(store.purge_attempts(T0 + 100).await.unwrap(), 0, "{b}");
+    assert_eq!(
+        store.attempt_status("gone", T0 + 100).await.unwrap(),
+        status(1, None),
+        "{b}"
+    );
+    // At T0 + day the first window has ended: "gone" is purged, the others stay.
+    assert_eq!(store.purge_attempts(T0 + day).await.unwrap(), 1, "{b}");
+    assert_eq!(
+        store.attempt_status("locked", T0 + day).await.unwrap(),
+        status(0, None),
+        "{b}: its lockout ({locked}) is over but its window is not"
+    );
+    // The window of "locked" still counts: after a purge its next lockout still escalates.
+    assert_eq!(
+        lock_once(&*store, b, "locked", T0 + day).await,
+        T0 + day + 1_800,
+        "{b}: a purge forgets nothing that still counts"
+    );
+    assert_eq!(
+        store.reserve("long", &long, T0 + day).await.unwrap(),
+        Reservation::Locked {
+            until: Some(T0 + 2 * day)
+        },
+        "{b}: an active lockout survives the end of its window and the purge"
+    );
+    // Much later everything has ended: all rows go, and nothing reads differently.
+    let later = T0 + 3 * day;
+    assert_eq!(store.purge_attempts(later).await.unwrap(), 2, "{b}");
+    assert_eq!(store.purge_attempts(later).await.unwrap(), 0, "{b}");
+    for subject in ["gone", "locked", "long"] {
+        assert_eq!(
+            store.attempt_status(subject, later).await.unwrap(),
+            status(0, None),
+            "{b}: {subject}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lockouts_escalate_and_the_daily_cap_holds_on_every_backend() {
+    run_attempts_on_all(escalation_suite).await;
+}
+
+#[tokio::test]
+async fn unsettled_reservations_count_toward_the_cap_on_every_backend() {
+    run_attempts_on_all(cap_by_reservations_suite).await;
+}
+
+#[tokio::test]
+async fn purge_removes_ended_windows_and_keeps_live_rows_on_every_backend() {
+    run_attempts_on_all(purge_suite).await;
+}
+
+#[tokio::test]
+async fn purged_rows_leave_the_sqlite_table() {
+    let store = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let subject = format!("caller-{i}");
+        store.reserve(&subject, &ESCALATING, T0).await.unwrap();
+        store
+            .settle(&subject, false, &ESCALATING, T0)
+            .await
+            .unwrap();
+    }
+    lock_once(&store, "sqlite", "live", T0 + 3_600).await;
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verification_attempts")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 21);
+    assert_eq!(store.purge_attempts(T0 + 86_400).await.unwrap(), 20);
+    assert_eq!(rows().await, 1, "the live row stays");
+}
+
+#[tokio::test]
+async fn an_attempt_table_from_before_windows_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // The old shape, written by one connection as an earlier version would have.
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE verification_attempts (subject TEXT PRIMARY KEY,
+             failures INTEGER NOT NULL, locked_until INTEGER)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO verification_attempts VALUES ('bank/+15551234567', 2, NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path, DEFAULT_SESSION_TTL).await.unwrap();
+    assert_eq!(
+        store.reserve("s", &ESCALATING, T0).await.unwrap(),
+        granted(1)
+    );
+    let old: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM verification_attempts WHERE subject LIKE 'bank/%'",
+    )
+    .fetch_one(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(old, 0, "rows keyed by numbers in clear are gone");
 }

@@ -26,6 +26,7 @@ use crate::config::{
 };
 use crate::pipeline::Pipeline;
 use crate::services::{Hashers, Services};
+use crate::verify_policy::SUBJECT_KEY_PURPOSE;
 
 /// Agents plus everything they share, ready to serve.
 pub struct Runtime {
@@ -259,6 +260,7 @@ impl Runtime {
         let services = Arc::new(Services {
             clock: self.clock.clone(),
             attempts: self.attempts.clone(),
+            subject_key: self.keys.derive(SUBJECT_KEY_PURPOSE),
             vault: PinVault::default(),
             hashers: Hashers::per_core(),
             auditor: auditor.clone(),
@@ -282,7 +284,12 @@ impl Runtime {
             server = server.agent(pipeline.clone());
             pipelines.push(pipeline);
         }
-        let maintenance = spawn_maintenance(self.store.clone(), self.clock.clone(), pipelines);
+        let maintenance = spawn_maintenance(
+            self.store.clone(),
+            self.attempts.clone(),
+            self.clock.clone(),
+            pipelines,
+        );
         let bound = server.bind().await?;
         // Install the signal handlers now, before anyone is told the server is up.
         let signal = Box::pin(voxguard_server::shutdown_signal());
@@ -334,9 +341,11 @@ impl Drop for Upkeep {
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// Background upkeep: purge expired sessions (so nothing about a call outlives its TTL, in
-/// memory or on disk) and forget rate-limit state of callers that went quiet.
+/// memory or on disk), attempt counters whose window has ended, and forget rate-limit state of
+/// callers that went quiet.
 fn spawn_maintenance(
     store: Arc<dyn SessionStore>,
+    attempts: Arc<dyn AttemptStore>,
     clock: Arc<dyn Clock>,
     pipelines: Vec<Arc<Pipeline>>,
 ) -> Upkeep {
@@ -349,6 +358,11 @@ fn spawn_maintenance(
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "expired sessions purged"),
                 Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
+            }
+            match attempts.purge_attempts(clock.now_unix()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "ended attempt counters purged"),
+                Err(error) => tracing::warn!(%error, "purging attempt counters failed"),
             }
             for pipeline in &pipelines {
                 pipeline.limiter.retain_recent();

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use voxguard_guard::{Clock, HashMemory, PinVault, SecretHash, SystemClock};
+use voxguard_guard::{Clock, HashMemory, PinVault, SecretHash, SecretKey, SystemClock};
 use voxguard_store::{AttemptStore, MemoryStore};
 
 use crate::audit::Auditor;
@@ -20,6 +20,9 @@ pub(crate) struct Services {
     pub(crate) clock: Arc<dyn Clock>,
     /// Verification attempts and lockouts, per subject, across calls.
     pub(crate) attempts: Arc<dyn AttemptStore>,
+    /// The key attempt counters are stored under when a policy sets none (derived from the
+    /// token key by the runtime).
+    pub(crate) subject_key: SecretKey,
     /// argon2id hashing and checking of secrets.
     pub(crate) vault: PinVault,
     /// The argon2 checks that may run at once.
@@ -34,6 +37,7 @@ impl Default for Services {
         Self {
             clock: Arc::new(SystemClock),
             attempts: Arc::new(MemoryStore::default()),
+            subject_key: SecretKey::generate(),
             vault: PinVault::default(),
             hashers: Hashers::per_core(),
             auditor: Auditor::default(),

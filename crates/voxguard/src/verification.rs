@@ -4,6 +4,11 @@
 //! Owns the sequence reserve-attempt → verify → settle → update the server-side session. The
 //! attempt is reserved before the (slow) hash comparison, atomically in the `AttemptStore`,
 //! so parallel guesses can never exceed the limit and a crash mid-check counts as a failure.
+//! Consecutive lockouts escalate and a daily cap bounds the failures per subject (the policy's
+//! `AttemptLimits`). Counters are stored under an HMAC of agent and subject, never the subject
+//! itself (agents pass unknown callers' numbers as subjects), and verification audit events
+//! carry only a short prefix of that HMAC (`arguments.subject`), so repeated lockouts of one
+//! subject can be told apart without naming it.
 //! On success the session flag is set (never `global_data`), the counter is reset, a role from
 //! the caller allow-list is recorded, and optionally tools rendered inactive are switched on.
 //!
@@ -18,7 +23,10 @@ use voxguard_swml::FunctionResult;
 use crate::audit::mask;
 use crate::context::{CallContext, SessionError, ROLE_KEY, SUBJECT_KEY};
 use crate::tool::ToolError;
-use crate::verify_policy::LockoutAction;
+use crate::verify_policy::{attempt_row_key, LockoutAction};
+
+/// Hex characters of the counter key that audit events carry as the subject's pseudonym.
+const SUBJECT_REF_CHARS: usize = 16;
 
 /// The result of one verification attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,16 +103,20 @@ impl CallContext {
     ) -> Result<Verification, ToolError> {
         let services = self.services();
         let policy = self.verification_policy();
-        let key = format!("{}/{}", self.agent_name(), subject);
+        let limits = policy.limits();
+        let subject_key = policy.subject_key.as_ref().unwrap_or(&services.subject_key);
+        let key = attempt_row_key(subject_key, self.agent_name(), subject)
+            .ok_or_else(|| ToolError::internal("attempt key unavailable"))?;
+        let subject_ref = key.get(..SUBJECT_REF_CHARS).unwrap_or(&key);
         let now = services.clock.now_unix();
         let attempt = match services
             .attempts
-            .reserve(&key, policy.max_attempts, now)
+            .reserve(&key, &limits, now)
             .await
             .map_err(SessionError::from)?
         {
             Reservation::Locked { until: Some(until) } => {
-                self.security_event(Event::Locked, subject).await?;
+                self.security_event(Event::Locked, subject_ref).await?;
                 return Ok(self.locked(Some(until)));
             }
             Reservation::Locked { until: None } => {
@@ -113,16 +125,10 @@ impl CallContext {
                 // settling will lift it.
                 let status = services
                     .attempts
-                    .settle(
-                        &key,
-                        false,
-                        policy.max_attempts,
-                        policy.lockout.as_secs(),
-                        now,
-                    )
+                    .settle(&key, false, &limits, now)
                     .await
                     .map_err(SessionError::from)?;
-                self.security_event(Event::Locked, subject).await?;
+                self.security_event(Event::Locked, subject_ref).await?;
                 return Ok(self.locked(status.locked_until));
             }
             Reservation::Granted { attempt } => attempt,
@@ -139,21 +145,15 @@ impl CallContext {
         let now = services.clock.now_unix();
         let status = services
             .attempts
-            .settle(
-                &key,
-                matched,
-                policy.max_attempts,
-                policy.lockout.as_secs(),
-                now,
-            )
+            .settle(&key, matched, &limits, now)
             .await
             .map_err(SessionError::from)?;
         if !matched {
             if status.locked_until.is_some() {
-                self.security_event(Event::Lockout, subject).await?;
+                self.security_event(Event::Lockout, subject_ref).await?;
                 return Ok(self.locked(status.locked_until));
             }
-            self.security_event(Event::Failed, subject).await?;
+            self.security_event(Event::Failed, subject_ref).await?;
             // Counted from this attempt's own reservation: guesses settling concurrently
             // would otherwise all hear the same figure.
             let remaining = policy.max_attempts.saturating_sub(attempt);
@@ -178,7 +178,7 @@ impl CallContext {
             Some(role) => session.set(ROLE_KEY, role).await?,
             None => session.remove(ROLE_KEY).await?,
         }
-        self.security_event(Event::Succeeded, subject).await?;
+        self.security_event(Event::Succeeded, subject_ref).await?;
         let mut result = FunctionResult::new(SENTENCE_VERIFIED)
             .set_global_data(serde_json::json!({ "verified": true }));
         if !policy.activate.is_empty() {
@@ -203,7 +203,8 @@ impl CallContext {
     }
 
     /// Log and audit a verification event; the audit write completes before the answer.
-    async fn security_event(&self, event: Event, subject: &str) -> Result<(), ToolError> {
+    /// `subject_ref` is the subject's pseudonym (a prefix of its counter key), never the subject.
+    async fn security_event(&self, event: Event, subject_ref: &str) -> Result<(), ToolError> {
         let (kind, outcome) = event.audit();
         if event == Event::Succeeded {
             tracing::info!(target: "voxguard::security", event = outcome.as_str(), agent = self.agent_name(), call_id = self.call_id(), "caller verified");
@@ -213,7 +214,7 @@ impl CallContext {
                 event = outcome.as_str(),
                 agent = self.agent_name(),
                 call_id = self.call_id(),
-                subject_len = subject.len(),
+                subject = subject_ref,
                 "verification event"
             );
         }
@@ -223,6 +224,7 @@ impl CallContext {
         record.call_id = Some(self.call_id().to_string());
         record.request_id = Some(self.request_id().to_string());
         record.caller = self.caller_number().map(mask);
+        record.arguments = Some(serde_json::json!({ "subject": subject_ref }));
         auditor
             .record(record)
             .await

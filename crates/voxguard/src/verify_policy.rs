@@ -1,6 +1,7 @@
-//! How verification behaves for an agent: [`VerificationPolicy`] (attempts, lockout, the
-//! session flag a success sets, tools it activates) and the [`CallerAllowList`] that maps caller
-//! numbers to names and roles.
+//! How verification behaves for an agent: [`VerificationPolicy`] (attempts, escalating
+//! lockouts, the daily cap, the key attempt counters are stored under, the session flag a
+//! success sets, tools it activates) and the [`CallerAllowList`] that maps caller numbers to
+//! names and roles.
 //!
 //! Owns the *declaration* only: the policy is checked by `Agent::build` and read by the
 //! verification kit (`verification`) and the pipeline. It must not verify anything, read a
@@ -9,6 +10,13 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use voxguard_guard::{KeyRing, SecretKey};
+use voxguard_store::AttemptLimits;
+
+/// The purpose the attempt-subject key is derived for from the token key
+/// ([`KeyRing::derive`]) when the policy configures none.
+pub(crate) const SUBJECT_KEY_PURPOSE: &str = "voxguard-attempt-subjects";
 
 /// What happens when a subject is locked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +89,10 @@ fn canonical_number(number: &str) -> String {
 pub struct VerificationPolicy {
     pub(crate) max_attempts: u32,
     pub(crate) lockout: Duration,
+    pub(crate) max_lockout: Duration,
+    pub(crate) daily_cap: u32,
+    pub(crate) cap_window: Duration,
+    pub(crate) subject_key: Option<SecretKey>,
     pub(crate) flag: String,
     pub(crate) activate: Vec<String>,
     pub(crate) on_lockout: LockoutAction,
@@ -92,6 +104,10 @@ impl Default for VerificationPolicy {
         Self {
             max_attempts: 3,
             lockout: Duration::from_secs(15 * 60),
+            max_lockout: Duration::from_secs(24 * 3600),
+            daily_cap: 10,
+            cap_window: Duration::from_secs(24 * 3600),
+            subject_key: None,
             flag: "pin_verified".into(),
             activate: Vec::new(),
             on_lockout: LockoutAction::Hangup,
@@ -101,7 +117,9 @@ impl Default for VerificationPolicy {
 }
 
 impl VerificationPolicy {
-    /// Defaults: 3 attempts, 15-minute lockout, flag `pin_verified`, hang up on lockout.
+    /// Defaults: 3 attempts, a 15-minute lockout that doubles with each consecutive lockout up
+    /// to 24 hours, at most 10 failed attempts per subject per 24 hours, attempt counters keyed
+    /// by a key derived from the token key, flag `pin_verified`, hang up on lockout.
     pub fn new() -> Self {
         Self::default()
     }
@@ -112,10 +130,66 @@ impl VerificationPolicy {
         self
     }
 
-    /// How long a lockout lasts.
+    /// How long the first lockout lasts (default 15 minutes). Each consecutive lockout lasts
+    /// twice as long as the one before, up to [`max_lockout`](Self::max_lockout); a success
+    /// starts over.
     pub fn lockout(mut self, lockout: Duration) -> Self {
         self.lockout = lockout;
         self
+    }
+
+    /// The longest an escalated lockout lasts (default 24 hours). Set it to the
+    /// [`lockout`](Self::lockout) to turn escalation off.
+    pub fn max_lockout(mut self, max_lockout: Duration) -> Self {
+        self.max_lockout = max_lockout;
+        self
+    }
+
+    /// Failed attempts allowed per subject within [`cap_window`](Self::cap_window) (default 10,
+    /// at least 1). The failure that reaches the cap locks the subject until the window ends,
+    /// whatever the lockout.
+    pub fn daily_cap(mut self, failures: u32) -> Self {
+        self.daily_cap = failures.max(1);
+        self
+    }
+
+    /// The window of the daily cap (default 24 hours, at least one minute). It opens at a
+    /// subject's first failure; when it ends with no lockout active the subject's failures and
+    /// escalation are forgotten, and its row is purged.
+    pub fn cap_window(mut self, window: Duration) -> Self {
+        self.cap_window = window.max(Duration::from_secs(60));
+        self
+    }
+
+    /// Store attempt counters under HMAC-SHA256(`key`, agent and subject), so the database
+    /// never holds a subject (often a caller's number) in clear. Default: a key derived from the
+    /// current token key, which changes when the token key is rotated (and with it every
+    /// counter restarts); set a dedicated key to keep counters across token-key rotations.
+    pub fn subject_key(mut self, key: SecretKey) -> Self {
+        self.subject_key = Some(key);
+        self
+    }
+
+    /// The key under which `agent`'s attempt counter for `subject` is stored: what an operator
+    /// passes to `AttemptStore::reset_attempts` to unlock a customer. `keys` are the runtime's
+    /// token keys (used when no [`subject_key`](Self::subject_key) is set). `None` only if
+    /// HMAC fails, which it does not.
+    pub fn attempt_key(&self, keys: &KeyRing, agent: &str, subject: &str) -> Option<String> {
+        match &self.subject_key {
+            Some(key) => attempt_row_key(key, agent, subject),
+            None => attempt_row_key(&keys.derive(SUBJECT_KEY_PURPOSE), agent, subject),
+        }
+    }
+
+    /// The limits the attempt store applies.
+    pub(crate) fn limits(&self) -> AttemptLimits {
+        AttemptLimits {
+            max_failures: self.max_attempts,
+            lockout_secs: self.lockout.as_secs(),
+            max_lockout_secs: self.max_lockout.as_secs(),
+            window_cap: self.daily_cap,
+            window_secs: self.cap_window.as_secs(),
+        }
     }
 
     /// The session flag a success sets (what `Tool::requires` checks).
@@ -146,4 +220,10 @@ impl VerificationPolicy {
         self.callers = callers;
         self
     }
+}
+
+/// The stored key of `agent`'s counter for `subject`: hex HMAC-SHA256 under `key` of the JSON
+/// array `[agent, subject]` (unambiguous whatever characters either holds).
+pub(crate) fn attempt_row_key(key: &SecretKey, agent: &str, subject: &str) -> Option<String> {
+    key.mac_hex(serde_json::json!([agent, subject]).to_string().as_bytes())
 }

@@ -86,6 +86,10 @@ fn defaults_are_as_documented() {
         })
     );
     assert_eq!(rules.after_hours, None);
+    assert_eq!(
+        rules.repeated_lockouts,
+        Some(BurstRule::new(2, Duration::from_secs(24 * 3600)))
+    );
     let hours = BusinessHours::default();
     assert_eq!((hours.open_minute, hours.close_minute), (480, 1080));
     assert!(hours.weekdays_only);
@@ -97,6 +101,7 @@ fn defaults_are_as_documented() {
         [
             "failed_auth_burst",
             "tool_call_spike",
+            "repeated_lockouts",
             "large_transaction",
             "after_hours"
         ]
@@ -488,6 +493,7 @@ fn details_hold_no_argument_values_but_the_amount() {
     let detector = only(AnomalyRules {
         failed_auth: Some(BurstRule::new(0, Duration::from_secs(60))),
         tool_spike: Some(BurstRule::new(0, Duration::from_secs(60))),
+        repeated_lockouts: Some(BurstRule::new(0, Duration::from_secs(60))),
         large_transaction: Some(LargeTransactionRule::default()),
         after_hours: Some(BusinessHours::default()),
     });
@@ -772,4 +778,96 @@ fn detector_is_shareable() {
         rules_fired(&detector, &auth_failed("198.51.100.7", MONDAY + 100)),
         [FAILED_AUTH_BURST]
     );
+}
+
+fn lockout(agent: &str, subject: Option<&str>, outcome: Outcome, time_ms: u64) -> AuditEvent {
+    AuditEvent {
+        agent: Some(agent.to_owned()),
+        caller: Some("***4567".to_owned()),
+        arguments: subject.map(|s| json!({ "subject": s })),
+        outcome: Some(outcome),
+        ..AuditEvent::new(AuditKind::Lockout, time_ms)
+    }
+}
+
+#[test]
+fn a_third_lockout_of_one_subject_within_a_day_fires() {
+    let detector = AnomalyDetector::new(AnomalyRules::default());
+    let lockout_at = |subject, t| lockout("bank", Some(subject), Outcome::VerificationLockout, t);
+    // Two lockouts, and attempts while locked (which are not new lockouts): quiet.
+    assert!(detector.observe(&lockout_at("a1b2", MONDAY)).is_empty());
+    for minute in 1..10 {
+        let locked = lockout(
+            "bank",
+            Some("a1b2"),
+            Outcome::VerificationLocked,
+            MONDAY + minute * MINUTE,
+        );
+        assert!(detector.observe(&locked).is_empty());
+    }
+    assert!(detector
+        .observe(&lockout_at("a1b2", MONDAY + HOUR))
+        .is_empty());
+    // Other subjects and other agents keep their own count.
+    assert!(detector
+        .observe(&lockout_at("ffff", MONDAY + HOUR))
+        .is_empty());
+    assert!(detector
+        .observe(&lockout(
+            "shop",
+            Some("a1b2"),
+            Outcome::VerificationLockout,
+            MONDAY + HOUR
+        ))
+        .is_empty());
+    let fired = detector.observe(&lockout_at("a1b2", MONDAY + 3 * HOUR));
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].rule, REPEATED_LOCKOUTS);
+    assert_eq!(fired[0].subject, "bank/a1b2");
+    assert_eq!(
+        fired[0].detail,
+        "more than 2 verification lockouts of subject bank/a1b2 within 86400 s"
+    );
+    assert!(!fired[0].detail.contains("4567"));
+    // Once per window.
+    assert!(detector
+        .observe(&lockout_at("a1b2", MONDAY + 4 * HOUR))
+        .is_empty());
+}
+
+#[test]
+fn lockouts_spread_over_more_than_a_day_do_not_fire() {
+    let detector = AnomalyDetector::new(AnomalyRules::default());
+    for day in 0..5 {
+        let event = lockout(
+            "bank",
+            Some("a1b2"),
+            Outcome::VerificationLockout,
+            MONDAY + day * (DAY / 2 + HOUR),
+        );
+        assert!(detector.observe(&event).is_empty(), "day {day}");
+    }
+    // Without a subject the lockouts of an agent share one key; disabled means disabled.
+    let fired: Vec<_> = (0..3)
+        .flat_map(|i| {
+            detector.observe(&lockout(
+                "bank",
+                None,
+                Outcome::VerificationLockout,
+                MONDAY + i * MINUTE,
+            ))
+        })
+        .collect();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].subject, "bank/unknown");
+    let off = only(AnomalyRules::disabled());
+    for i in 0..5 {
+        let event = lockout(
+            "bank",
+            Some("a1b2"),
+            Outcome::VerificationLockout,
+            MONDAY + i,
+        );
+        assert!(off.observe(&event).is_empty());
+    }
 }
