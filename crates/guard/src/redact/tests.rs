@@ -747,3 +747,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bounded_redaction_cuts_before_redacting_and_marks_the_cut() {
+    let redactor = Redactor::new();
+    // Short text: the same as redact_text, borrowed when clean.
+    assert!(matches!(
+        redactor.redact_bounded("/swaig", MAX_LOG_PATH),
+        Cow::Borrowed("/swaig")
+    ));
+    assert_eq!(redactor.redact_bounded("pin=4321", 8), "pin=[REDACTED]");
+    // 60 KB of `pin:` with digits: the cap is kept, the secret is not, the marker ends it.
+    let path = "/pin:4321".repeat(60 * 1024 / 9);
+    let out = redactor.redact_bounded(&path, MAX_LOG_PATH);
+    let marker = truncation_marker(path.len() - MAX_LOG_PATH);
+    assert!(out.ends_with(&marker), "{out}");
+    assert!(out.len() <= MAX_LOG_PATH + marker.len(), "{}", out.len());
+    assert!(!out.contains("4321"), "{out}");
+    // Cut on a character boundary.
+    assert_eq!(clip("ééé", 3), ("é", 4));
+    assert_eq!(clip("abc", 3), ("abc", 0));
+}
