@@ -19,7 +19,8 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
-use voxguard_guard::{BasicCredentials, Reason, Refusal};
+use voxguard_guard::redact::MAX_LOG_PATH;
+use voxguard_guard::{BasicCredentials, Reason, Redactor, Refusal};
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -395,7 +396,8 @@ pub(crate) async fn require_basic_auth(
                 reason = reason.as_str(),
                 client = ?client,
                 method = %req.method(),
-                path = ?req.uri().path(),
+                // Capped before redaction: an unauthenticated path costs O(cap) to log.
+                path = ?Redactor::new().redact_bounded(req.uri().path(), MAX_LOG_PATH),
                 "request refused: missing or invalid credentials"
             );
             let mut response = refuse(Refusal::new(
@@ -432,6 +434,10 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(256).collect();
+    // The access log's path: cut at MAX_LOG_PATH bytes before redaction, with a marker.
+    let log_path = Redactor::new()
+        .redact_bounded(req.uri().path(), MAX_LOG_PATH)
+        .into_owned();
     let client = req
         .extensions()
         .get::<ClientAddr>()
@@ -455,7 +461,7 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     tracing::info!(
         target: "voxguard::access",
         method = %record.method,
-        path = ?record.path,
+        path = ?log_path,
         status = record.status,
         duration_ms = %format_args!("{:.3}", record.duration.as_secs_f64() * 1000.0),
         client = %record.client,

@@ -33,6 +33,10 @@
 //! valid JSON, that line is masked structurally instead (the value becomes a string; the keys of
 //! such a line come out sorted).
 //!
+//! Lines are bounded: one longer than [`MAX_LOG_LINE`] (16 KiB) is cut at the cap before it is
+//! redacted and ends with `…[truncated N bytes]`, so no event makes the redactor read more.
+//! Request fields are capped earlier, where they are logged ([`Redactor::redact_bounded`]).
+//!
 //! Panics are the one common path around `tracing`: std's default hook prints the panic message
 //! straight to stderr. [`crate::init_tracing`] therefore installs a panic hook that logs the
 //! message through `tracing` (target `panic`, level error), so it is redacted like every other
@@ -43,6 +47,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use tracing_subscriber::fmt::MakeWriter;
+use voxguard_guard::redact::{truncation_marker, MAX_LOG_LINE};
 use voxguard_guard::Redactor;
 
 /// Wrap `inner` so every line written through it is redacted first.
@@ -166,7 +171,19 @@ impl<W: Write> std::fmt::Debug for RedactedLine<'_, W> {
 }
 
 /// Write `bytes` to `out` as they are if they hold nothing sensitive, redacted otherwise.
+///
+/// A line (or multi-line event) longer than [`MAX_LOG_LINE`] bytes is cut at the cap *before*
+/// redaction, redacted as text, and ends with the truncation marker: one event never makes the
+/// redactor read more than the cap (such a JSON line is no longer JSON).
 fn write_redacted(out: &mut impl Write, redactor: &Redactor, bytes: &[u8]) -> io::Result<()> {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if body.len() > MAX_LOG_LINE {
+        let kept = String::from_utf8_lossy(&body[..MAX_LOG_LINE]);
+        let mut line = redactor.redact_text(&strip_ansi(&kept)).into_owned();
+        line.push_str(&truncation_marker(body.len() - MAX_LOG_LINE));
+        line.push_str(if body.len() < bytes.len() { "\n" } else { "" });
+        return out.write_all(line.as_bytes());
+    }
     let text = String::from_utf8_lossy(bytes);
     let plain = strip_ansi(&text);
     match redact(redactor, &plain) {
@@ -591,6 +608,32 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("hunter2"), "{out}");
+    }
+
+    #[test]
+    fn long_lines_are_cut_before_redaction_and_marked() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(redacting_writer(buffer.clone()))
+            .finish();
+        let path = "/pin:4321".repeat(60 * 1024 / 9);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(path = %path, "refused");
+            tracing::info!("short line after it");
+        });
+        let out = buffer.contents();
+        let mut lines = out.lines();
+        let long = lines.next().expect("the long line");
+        assert!(long.len() < MAX_LOG_LINE + 40, "{}", long.len());
+        assert!(
+            long.contains("…[truncated ") && long.ends_with(" bytes]"),
+            "{long}"
+        );
+        assert!(!long.contains("4321"), "{long}");
+        assert!(lines
+            .next()
+            .is_some_and(|l| l.ends_with("short line after it")));
     }
 
     #[test]

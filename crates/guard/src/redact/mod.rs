@@ -37,7 +37,7 @@
 //! digit of either survives.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -45,9 +45,11 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{CaptureLocations, Regex};
 use serde_json::{Map, Value};
 
+pub use bounded::{clip, truncation_marker, MAX_LOG_FIELD, MAX_LOG_LINE, MAX_LOG_PATH};
 pub use scan::REDACTED;
 use scan::*;
 
+mod bounded;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -708,8 +710,12 @@ impl Redactor {
 
     /// `name=value`, `name: value`, `"name": "value"` and `\"name\":\"value\"` where `name` is a
     /// sensitive field name: the value is masked (an `Authorization`-style scheme word is kept).
+    ///
+    /// Linear in the text: names are read back at most [`MAX_NAME_LEN`] bytes, and values are
+    /// measured through one [`BareEnds`], so a run of `pin:pin:…` is not read once per `:`.
     fn assignments(&self, text: &str, edits: &mut Vec<Edit>) {
         let bytes = text.as_bytes();
+        let mut bare = BareEnds::default();
         for (pos, &b) in bytes.iter().enumerate() {
             if b != b':' && b != b'=' {
                 continue;
@@ -720,7 +726,7 @@ impl Redactor {
             if !self.is_sensitive_field(name) {
                 continue;
             }
-            if let Some((start, end)) = value_after(bytes, pos + 1) {
+            if let Some((start, end)) = value_after(bytes, pos + 1, &mut bare) {
                 push(edits, text, start, end, REDACTED.into());
             }
         }
@@ -740,13 +746,29 @@ impl Redactor {
                 Cow::Borrowed(_) => None,
             })
             .collect();
+        // The first free `~n` per new name, so that many keys redacted to one name cost linear
+        // time, not a search from `~2` each: every `{new}~k` with `2 <= k < next` is taken.
+        let mut next_suffix: HashMap<String, usize> = HashMap::new();
         for (old, new) in renames {
             if let Some(child) = map.remove(&old) {
+                // Removing `{name}~k` frees that suffix again.
+                if let Some((name, k)) = old.rsplit_once('~') {
+                    if let (Some(next), Ok(k)) = (next_suffix.get_mut(name), k.parse::<usize>()) {
+                        if k >= 2 && k < *next && old.ends_with(&format!("~{k}")) {
+                            *next = k;
+                        }
+                    }
+                }
                 let mut key = new.clone();
-                let mut n = 2;
-                while map.contains_key(&key) {
-                    key = format!("{new}~{n}");
-                    n += 1;
+                if map.contains_key(&key) {
+                    let n = next_suffix.entry(new.clone()).or_insert(2);
+                    loop {
+                        key = format!("{new}~{n}");
+                        *n += 1;
+                        if !map.contains_key(&key) {
+                            break;
+                        }
+                    }
                 }
                 map.insert(key, child);
             }

@@ -221,14 +221,14 @@ pub(super) fn card_edits(text: &str, start: usize, end: usize, edits: &mut Vec<E
     let mut first = 0;
     while first < groups.len() {
         let from = groups[first].0;
-        let mut digits = 0;
+        let mut luhn = LuhnSums::default();
         let mut best = None;
         for (last, &(a, b)) in groups.iter().enumerate().skip(first) {
-            digits += b - a;
-            if digits > CARD_MAX_DIGITS {
+            if luhn.digits + (b - a) > CARD_MAX_DIGITS {
                 break;
             }
-            if digits >= CARD_MIN_DIGITS && luhn_valid(&bytes[from..b]) {
+            luhn.extend(&bytes[a..b]);
+            if luhn.digits >= CARD_MIN_DIGITS && luhn.valid() {
                 best = Some(last);
             }
         }
@@ -241,6 +241,39 @@ pub(super) fn card_edits(text: &str, start: usize, end: usize, edits: &mut Vec<E
             }
             None => first += 1,
         }
+    }
+}
+
+/// The Luhn check of a digit string that grows to the right, in constant time per digit.
+///
+/// Which digits Luhn doubles depends on the length (every second one counted from the right),
+/// so the sums of plain and of doubled digits are kept for even and odd positions from the left
+/// and combined for the current length. [`card_edits`] tries up to 19 lengths per start; checking
+/// each one afresh made a long run of one-digit groups cost hundreds of steps per byte.
+#[derive(Default)]
+pub(super) struct LuhnSums {
+    /// `[plain, doubled]` sums of the digits at even and odd positions from the left.
+    sums: [[u32; 2]; 2],
+    pub(super) digits: usize,
+}
+
+impl LuhnSums {
+    /// Append the ASCII digits of `group`.
+    pub(super) fn extend(&mut self, group: &[u8]) {
+        for &b in group.iter().filter(|b| b.is_ascii_digit()) {
+            let d = u32::from(b - b'0');
+            let parity = self.digits % 2;
+            self.sums[0][parity] += d;
+            self.sums[1][parity] += if d > 4 { 2 * d - 9 } else { 2 * d };
+            self.digits += 1;
+        }
+    }
+
+    /// Whether the digits so far pass the Luhn check: the last digit is not doubled, the one
+    /// before it is, and so on.
+    pub(super) fn valid(&self) -> bool {
+        let last = self.digits.wrapping_sub(1) % 2;
+        (self.sums[0][last] + self.sums[1][1 - last]) % 10 == 0
     }
 }
 
@@ -380,10 +413,62 @@ pub(super) fn name_before(text: &str, pos: usize) -> Option<&str> {
     text.get(start..end).filter(|name| !name.is_empty())
 }
 
+/// Where bare values end, remembered between the field-name scanner's calls.
+///
+/// A bare value runs to the next delimiter (see [`BareEnds::end`]); with `pin:pin:pin:…` every
+/// `:` starts a value that ends at the same far delimiter, and finding it afresh each time made
+/// the scan quadratic. The span `[from, end)` holds no delimiter and `end` is a delimiter (or the
+/// end of the text), so any value starting inside it ends at `end`: the scanner's starts only
+/// move forward, so the text is read once.
+#[derive(Default)]
+pub(super) struct BareEnds {
+    known: Option<(usize, usize)>,
+}
+
+impl BareEnds {
+    /// The end of the bare value starting at `start`: up to whitespace or a delimiter (an
+    /// earlier `[REDACTED]` is read whole, so redacting twice changes nothing more).
+    pub(super) fn end(&mut self, bytes: &[u8], start: usize) -> usize {
+        let rest = bytes.get(start..).unwrap_or_default();
+        if rest.starts_with(REDACTED.as_bytes()) {
+            return start + REDACTED.len();
+        }
+        match self.known {
+            Some((from, end)) if from <= start && start <= end => end,
+            _ => {
+                let end = start
+                    + rest
+                        .iter()
+                        .position(|&b| ends_bare(b))
+                        .unwrap_or(rest.len());
+                self.known = Some((start, end));
+                end
+            }
+        }
+    }
+}
+
+/// A byte that ends a bare value: whitespace or a delimiter.
+fn ends_bare(b: u8) -> bool {
+    b.is_ascii_whitespace()
+        || matches!(
+            b,
+            b',' | b';' | b'&' | b'"' | b'\'' | b'<' | b'>' | b')' | b']' | b'}' | b'\\'
+        )
+}
+
 /// The span of the value written after a `:` or `=` at `from - 1`: the inside of a quoted
 /// string, or a bare word. An authentication scheme word ("Bearer", "Basic") is kept and the
 /// word after it is the value. `None` for no value or a structured one (`{`, `[`).
-pub(super) fn value_after(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+///
+/// Linear over a whole text: the separator runs it skips are disjoint between two sensitive
+/// names, a quoted value ends at the next quote of its kind (where the next value of that kind
+/// starts at the earliest), and bare values are measured through `bare`.
+pub(super) fn value_after(
+    bytes: &[u8],
+    from: usize,
+    bare: &mut BareEnds,
+) -> Option<(usize, usize)> {
     let mut i = from;
     while i < bytes.len() && matches!(bytes[i], b':' | b'=') {
         i += 1;
@@ -394,11 +479,11 @@ pub(super) fn value_after(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
     let rest = bytes.get(i..)?;
     if rest.starts_with(b"\\\"") {
         let start = i + 2;
-        let len = bytes[start..]
+        let end = bytes[start..]
             .windows(2)
             .position(|w| w == b"\\\"")
-            .unwrap_or_else(|| bare_len(&bytes[start..]));
-        return Some((start, start + len)).filter(|(s, e)| s < e);
+            .map_or_else(|| bare.end(bytes, start), |len| start + len);
+        return Some((start, end)).filter(|(s, e)| s < e);
     }
     match rest.first() {
         Some(&quote @ (b'"' | b'\'')) => {
@@ -411,8 +496,8 @@ pub(super) fn value_after(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
         }
         Some(b'{' | b'[') | None => None,
         Some(_) => {
-            let len = bare_len(rest);
-            let word = &rest[..len];
+            let end = bare.end(bytes, i);
+            let word = &bytes[i..end];
             let is_scheme = [
                 "basic",
                 "bearer",
@@ -424,35 +509,17 @@ pub(super) fn value_after(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
             ]
             .iter()
             .any(|s| word.eq_ignore_ascii_case(s.as_bytes()));
-            if is_scheme && rest.get(len) == Some(&b' ') {
-                let mut k = i + len;
+            if is_scheme && bytes.get(end) == Some(&b' ') {
+                let mut k = end;
                 while k < bytes.len() && bytes[k] == b' ' {
                     k += 1;
                 }
-                let next = bare_len(&bytes[k..]);
-                if next > 0 {
-                    return Some((k, k + next));
+                let next = bare.end(bytes, k);
+                if next > k {
+                    return Some((k, next));
                 }
             }
-            Some((i, i + len)).filter(|(s, e)| s < e)
+            Some((i, end)).filter(|(s, e)| s < e)
         }
     }
-}
-
-/// Length of a bare value: up to whitespace or a delimiter (an earlier `[REDACTED]` is read
-/// whole, so redacting twice changes nothing more).
-pub(super) fn bare_len(bytes: &[u8]) -> usize {
-    if bytes.starts_with(REDACTED.as_bytes()) {
-        return REDACTED.len();
-    }
-    bytes
-        .iter()
-        .position(|&b| {
-            b.is_ascii_whitespace()
-                || matches!(
-                    b,
-                    b',' | b';' | b'&' | b'"' | b'\'' | b'<' | b'>' | b')' | b']' | b'}' | b'\\'
-                )
-        })
-        .unwrap_or(bytes.len())
 }

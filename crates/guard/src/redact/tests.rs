@@ -633,3 +633,138 @@ proptest! {
         prop_assert!(!value.to_string().contains(&card));
     }
 }
+
+/// Compare a megabyte-sized result without printing it whole on failure.
+fn assert_big_eq(text: &str, expected: &str) {
+    let out = redact(text);
+    let at = out
+        .bytes()
+        .zip(expected.bytes())
+        .position(|(a, b)| a != b)
+        .unwrap_or(out.len().min(expected.len()));
+    let near = |s: &str| {
+        s.get(at.saturating_sub(20)..(at + 20).min(s.len()))
+            .map(str::to_owned)
+    };
+    assert!(
+        out == expected,
+        "{} bytes out, {} expected, first difference at {at}: {:?} vs {:?}",
+        out.len(),
+        expected.len(),
+        near(&out),
+        near(expected),
+    );
+}
+
+/// A megabyte of `unit`, whole units only.
+fn megabyte_of(unit: &str) -> (String, usize) {
+    let n = (1 << 20) / unit.len();
+    (unit.repeat(n), n)
+}
+
+// Inputs that took quadratic time before the field-name scanner remembered where bare values
+// end (a megabyte of `pin:` ran for minutes): only the output is asserted here, the time per
+// byte is in `benches/redact_adversarial.rs`.
+#[test]
+fn a_megabyte_of_sensitive_names_is_redacted_whole() {
+    let (text, _) = megabyte_of("pin:");
+    assert_big_eq(&text, "pin:[REDACTED]");
+    let (text, _) = megabyte_of("password=");
+    assert_big_eq(&text, "password=[REDACTED]");
+    let (text, n) = megabyte_of("pin:4321 ");
+    assert_big_eq(&text, &"pin:[REDACTED] ".repeat(n));
+    let (text, n) = megabyte_of("x=1&password=hunter2&");
+    assert_big_eq(&text, &"x=1&password=[REDACTED]&".repeat(n));
+}
+
+#[test]
+fn a_megabyte_of_other_adversarial_shapes() {
+    let (text, n) = megabyte_of("4111 1111 1111 1111 ");
+    assert_big_eq(&text, &"****1111 ".repeat(n));
+    let (text, n) = megabyte_of("jane@example.com ");
+    assert_big_eq(&text, &"j***@example.com ".repeat(n));
+    let (text, n) = megabyte_of("https://u:p@h/ ");
+    assert_big_eq(&text, &"https://[REDACTED]@h/ ".repeat(n));
+    let (text, n) = megabyte_of("my pin is 4321. ");
+    assert_big_eq(&text, &"my pin is [REDACTED]. ".repeat(n));
+    // Long runs of one-digit groups: every start is tried against up to 19 lengths.
+    for unit in ["1-", "1 ", "(1", "+1 "] {
+        let (text, _) = megabyte_of(unit);
+        assert_untouched(&[text.as_str()]);
+    }
+}
+
+#[test]
+fn many_json_keys_redacted_to_one_name_get_distinct_suffixes() {
+    let n = 20_000;
+    let mut value = Value::Object(
+        (0..n)
+            .map(|i| (format!("pin:{i}"), json!(i)))
+            .collect::<Map<String, Value>>(),
+    );
+    Redactor::new().redact_json(&mut value);
+    let map = value.as_object().expect("an object");
+    assert_eq!(map.len(), n);
+    // Keys are renamed in order: `pin:0`, `pin:1`, `pin:10`, …
+    assert_eq!(map["pin:[REDACTED]"], json!(0));
+    assert_eq!(map["pin:[REDACTED]~2"], json!(1));
+    assert_eq!(map["pin:[REDACTED]~3"], json!(10));
+    assert!((2..=n).all(|k| map.contains_key(&format!("pin:[REDACTED]~{k}"))));
+}
+
+#[test]
+fn a_renamed_key_frees_its_suffix() {
+    // `password is !x1` takes `~3` because `~2` exists; then `~2` itself is renamed (its value
+    // is masked) and takes back the suffix it freed.
+    let mut value = json!({
+        "password is !x1": 1,
+        "password is [REDACTED]": 0,
+        "password is [REDACTED]~2": 2,
+    });
+    Redactor::new().redact_json(&mut value);
+    assert_eq!(
+        value,
+        json!({
+            "password is [REDACTED]": 0,
+            "password is [REDACTED]~2": 2,
+            "password is [REDACTED]~3": 1,
+        })
+    );
+}
+
+proptest! {
+    #[test]
+    fn incremental_luhn_agrees_with_the_luhn_check(
+        groups in proptest::collection::vec("[0-9]{1,5}", 1..8),
+    ) {
+        let mut sums = LuhnSums::default();
+        let mut all = String::new();
+        for group in &groups {
+            sums.extend(group.as_bytes());
+            all.push_str(group);
+            prop_assert_eq!(sums.digits, all.len());
+            prop_assert_eq!(sums.valid(), luhn_valid(all.as_bytes()), "{}", all);
+        }
+    }
+}
+
+#[test]
+fn bounded_redaction_cuts_before_redacting_and_marks_the_cut() {
+    let redactor = Redactor::new();
+    // Short text: the same as redact_text, borrowed when clean.
+    assert!(matches!(
+        redactor.redact_bounded("/swaig", MAX_LOG_PATH),
+        Cow::Borrowed("/swaig")
+    ));
+    assert_eq!(redactor.redact_bounded("pin=4321", 8), "pin=[REDACTED]");
+    // 60 KB of `pin:` with digits: the cap is kept, the secret is not, the marker ends it.
+    let path = "/pin:4321".repeat(60 * 1024 / 9);
+    let out = redactor.redact_bounded(&path, MAX_LOG_PATH);
+    let marker = truncation_marker(path.len() - MAX_LOG_PATH);
+    assert!(out.ends_with(&marker), "{out}");
+    assert!(out.len() <= MAX_LOG_PATH + marker.len(), "{}", out.len());
+    assert!(!out.contains("4321"), "{out}");
+    // Cut on a character boundary.
+    assert_eq!(clip("ééé", 3), ("é", 4));
+    assert_eq!(clip("abc", 3), ("abc", 0));
+}
