@@ -41,11 +41,13 @@ fn a_small_table_reads_as_written() {
                     strings(&["ignore", "stop following"]),
                     strings(&["", "all"])
                 ],
+                unless: vec![],
             },
             Template {
                 kind: InjectionKind::RoleChange,
                 end: End::Prefix,
                 slots: vec![strings(&["jailbreak"])],
+                unless: vec![],
             },
         ]
     );
