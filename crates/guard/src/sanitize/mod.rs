@@ -5,16 +5,18 @@
 //! tool: [`normalize`] folds every string to NFKC and strips the invisible and control
 //! characters that hide text from people but not from models; [`InjectionDetector`] recognises
 //! the phrases callers use to take over an agent ("ignore previous instructions", "reveal your
-//! system prompt", "you are now DAN", "I am the admin"), including their obfuscated spellings
-//! (mixed case, letters spread out by spaces or punctuation, leetspeak, look-alike letters from
-//! other scripts, fullwidth forms, zero-width characters); and [`InputGuard`] applies both to
+//! system prompt", "you are now DAN", "I am the admin", "SYSTEM:", `</tool_result>`), in nine
+//! languages, including their obfuscated spellings (mixed case, letters spread out by spaces or
+//! punctuation, leetspeak, look-alike letters from other scripts, fullwidth forms, zero-width
+//! characters) and encodings (rot13, reversed, base64); and [`InputGuard`] applies both to
 //! every string inside a tool's arguments. Verdicts name the field and the kind of problem,
 //! never the text, so they are safe to return and to log. This module must not do I/O, must not
 //! log, and must not rewrite a value beyond normalizing it: a suspicious value is refused, never
 //! silently "cleaned" into something the caller did not say.
 //!
 //! The canonical spellings live in `text`, the phrase table (a data file, `phrases.txt`) and its
-//! matcher in `phrases`; this module puts them together and walks the arguments.
+//! matcher in `phrases`, bracketed chat-template tags in `markers`, the other readings of a
+//! text in `decode`; this module puts them together and walks the arguments.
 
 mod decode;
 mod markers;
