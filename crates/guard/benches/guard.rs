@@ -11,6 +11,9 @@
 //!   (target: ≥ 50 MB/s).
 //! - `input_guard/screen`: [`InputGuard::screen`] (normalization, length and injection checks)
 //!   of a small arguments object.
+//! - `injection/<input>/<size>`: [`InjectionDetector::detect`] of clean but adversarial text
+//!   (near-miss phrases at every word, unclosed tags, base64 runs, CJK) at 1 KB, 16 KB and
+//!   256 KB, in bytes per second: the rate stays flat as the input grows (linear time).
 //!
 //! Run with `cargo bench -p voxguard-guard --bench guard`; figures go to `BENCHMARKS.md`.
 #![forbid(unsafe_code)]
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
-use voxguard_guard::{ArgValidator, InputGuard, KeyRing, Redactor, TokenKey};
+use voxguard_guard::{ArgValidator, InjectionDetector, InputGuard, KeyRing, Redactor, TokenKey};
 
 /// A fixed "now" (unix seconds), well inside the token's lifetime.
 const NOW: u64 = 1_700_000_000;
@@ -166,6 +169,34 @@ fn input_guard(c: &mut Criterion) {
     group.finish();
 }
 
+/// Clean text built to make the detector work hard: every word starts a phrase that never
+/// completes, brackets that never close into a tag, base64 runs that decode to clean text.
+fn adversarial(kind: &str, size: usize) -> String {
+    let unit = match kind {
+        "near_miss" => "ignore all your previous pretend act as from now show me your i am the ",
+        "tags" => "<|<[{system ",
+        "base64" => "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ= ",
+        _ => "请忽略背景噪音我是公司的系统管理员从现在开始",
+    };
+    unit.repeat(size / unit.len() + 1)
+}
+
+fn injection(c: &mut Criterion) {
+    let detector = InjectionDetector::default();
+    let mut group = c.benchmark_group("injection");
+    for kind in ["near_miss", "tags", "base64", "cjk"] {
+        for size in [1 << 10, 1 << 14, 1 << 18] {
+            let text = adversarial(kind, size);
+            assert_eq!(detector.detect(&text), None, "{kind} must stay clean");
+            group.throughput(Throughput::Bytes(text.len() as u64));
+            group.bench_function(format!("{kind}/{size}"), |b| {
+                b.iter(|| detector.detect(black_box(&text)));
+            });
+        }
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -176,6 +207,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = tokens, validation, redaction, input_guard
+    targets = tokens, validation, redaction, input_guard, injection
 }
 criterion_main!(benches);

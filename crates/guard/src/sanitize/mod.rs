@@ -5,17 +5,21 @@
 //! tool: [`normalize`] folds every string to NFKC and strips the invisible and control
 //! characters that hide text from people but not from models; [`InjectionDetector`] recognises
 //! the phrases callers use to take over an agent ("ignore previous instructions", "reveal your
-//! system prompt", "you are now DAN", "I am the admin"), including their obfuscated spellings
-//! (mixed case, letters spread out by spaces or punctuation, leetspeak, look-alike letters from
-//! other scripts, fullwidth forms, zero-width characters); and [`InputGuard`] applies both to
+//! system prompt", "you are now DAN", "I am the admin", "SYSTEM:", `</tool_result>`), in nine
+//! languages, including their obfuscated spellings (mixed case, letters spread out by spaces or
+//! punctuation, leetspeak, look-alike letters from other scripts, fullwidth forms, zero-width
+//! characters) and encodings (rot13, reversed, base64); and [`InputGuard`] applies both to
 //! every string inside a tool's arguments. Verdicts name the field and the kind of problem,
 //! never the text, so they are safe to return and to log. This module must not do I/O, must not
 //! log, and must not rewrite a value beyond normalizing it: a suspicious value is refused, never
 //! silently "cleaned" into something the caller did not say.
 //!
 //! The canonical spellings live in `text`, the phrase table (a data file, `phrases.txt`) and its
-//! matcher in `phrases`; this module puts them together and walks the arguments.
+//! matcher in `phrases`, bracketed chat-template tags in `markers`, the other readings of a
+//! text in `decode`; this module puts them together and walks the arguments.
 
+mod decode;
+mod markers;
 mod phrases;
 #[cfg(test)]
 mod tests;
@@ -91,9 +95,23 @@ impl fmt::Debug for InjectionDetector {
 impl InjectionDetector {
     /// The kind of injection attempt in `text`, if any. When several phrases match, the one
     /// that starts first wins (ties: instruction override, prompt extraction, authority claim,
-    /// role change).
+    /// role change, role marker); a bracketed role tag (`</tool_result>`, `<|im_start|>`)
+    /// counts as a role marker when no phrase matched.
+    ///
+    /// When the text itself is clean, its other readings are screened the same way, once
+    /// each: rot13, the text reversed, and up to eight base64 runs decoded. The kind reported
+    /// is the decoded attack's. All of this is linear in the length of `text`.
     pub fn detect(&self, text: &str) -> Option<InjectionKind> {
-        let folded = fold(&normalize(text));
+        let normalized = normalize(text);
+        self.detect_normalized(&normalized).or_else(|| {
+            decode::readings(&normalized)
+                .find_map(|reading| self.detect_normalized(&normalize(&reading)))
+        })
+    }
+
+    /// [`detect`](Self::detect) on normalized text, without other readings.
+    fn detect_normalized(&self, normalized: &str) -> Option<InjectionKind> {
+        let folded = fold(normalized);
         // Symbols are read both ways: as separators ("stop!ignore") and as leetspeak
         // ("@dm!n"); each reading alone would miss what the other catches.
         [false, true]
@@ -104,6 +122,7 @@ impl InjectionDetector {
             })
             .min_by_key(|&(start, kind)| (start, kind.rank()))
             .map(|(_, kind)| kind)
+            .or_else(|| markers::has_role_tag(normalized).then_some(InjectionKind::RoleMarker))
     }
 }
 

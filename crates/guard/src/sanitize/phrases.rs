@@ -32,17 +32,22 @@ pub enum InjectionKind {
     RoleChange,
     /// Claim authority over the agent ("I am the admin", "this is your developer").
     AuthorityClaim,
+    /// Forge the conversation's structure: a role tag or chat-template token (`</tool_result>`,
+    /// `<|im_start|>system`, `[INST]`), a transcript label ("SYSTEM:", "Assistant:") or a fake
+    /// delimiter ("end of user input").
+    RoleMarker,
 }
 
 impl InjectionKind {
     /// The stable machine-readable name: `instruction_override`, `prompt_extraction`,
-    /// `role_change` or `authority_claim`.
+    /// `role_change`, `authority_claim` or `role_marker`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InstructionOverride => "instruction_override",
             Self::PromptExtraction => "prompt_extraction",
             Self::RoleChange => "role_change",
             Self::AuthorityClaim => "authority_claim",
+            Self::RoleMarker => "role_marker",
         }
     }
 
@@ -53,6 +58,7 @@ impl InjectionKind {
             Self::PromptExtraction => 1,
             Self::AuthorityClaim => 2,
             Self::RoleChange => 3,
+            Self::RoleMarker => 4,
         }
     }
 }
@@ -86,75 +92,130 @@ fn is_apostrophe(c: char) -> bool {
     matches!(c, '\'' | '\u{2019}' | '\u{02BC}' | '`' | '\u{00B4}')
 }
 
-/// Folded text as its words run together, with where words start and end.
+/// Marks on an offset of [`View::letters`].
+mod mark {
+    /// A word starts here.
+    pub(super) const WORD_START: u8 = 1;
+    /// A word ends here.
+    pub(super) const WORD_END: u8 = 1 << 1;
+    /// A `:` follows the word ending here (with only separators between).
+    pub(super) const COLON_AFTER: u8 = 1 << 2;
+    /// The word starting here opens the text or follows sentence or tag punctuation
+    /// (`. ! ? ; : < > [ ] { } ( ) " # * =` or a dash run).
+    pub(super) const SENTENCE_START: u8 = 1 << 3;
+    /// The word starting here follows a heading or rule marker (`#`, `*`, `=`, a dash run).
+    pub(super) const HEADING_START: u8 = 1 << 4;
+    /// The word ending here is closed like a label (`:`, `>`, `]`, `}`, `#`, `=`, a dash run).
+    pub(super) const LABEL_END: u8 = 1 << 5;
+}
+
+/// Characters of CJK scripts, written without spaces: each one is read as a word of its own,
+/// so a phrase can start and end at any of them.
+fn is_cjk(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x3040..=0x30FF     // hiragana, katakana
+        | 0x31F0..=0x31FF   // katakana phonetic extensions
+        | 0x3400..=0x4DBF   // CJK extension A
+        | 0x4E00..=0x9FFF   // CJK unified ideographs
+        | 0xF900..=0xFAFF   // CJK compatibility ideographs
+        | 0x20000..=0x2FA1F // CJK extensions B and later
+    )
+}
+
+/// Folded text as its words run together, with where words start and end and what
+/// punctuation surrounds them.
 pub(super) struct View {
     letters: String,
-    /// Byte offsets into `letters` (length + 1 entries).
-    word_start: Vec<bool>,
-    word_end: Vec<bool>,
-    /// A `:` follows the word ending here (with only separators between).
-    colon_after: Vec<bool>,
+    /// [`mark`] bits per byte offset into `letters` (length + 1 entries).
+    marks: Vec<u8>,
 }
 
 impl View {
     pub(super) fn new(folded: &str, symbols_as_letters: bool) -> Self {
         let mut letters = String::with_capacity(folded.len());
-        let (mut starts, mut ends, mut colons) = (Vec::new(), Vec::new(), Vec::new());
+        let mut marks = vec![0u8; folded.len() + 1];
+        fn set(marks: &mut [u8], offset: usize, bits: u8) {
+            if let Some(slot) = marks.get_mut(offset) {
+                *slot |= bits;
+            }
+        }
         let mut in_word = false;
+        // Marks the separators since the last word earn the next word's start.
+        let mut run = mark::SENTENCE_START;
+        let mut dashes = 0usize;
         for c in folded.chars() {
             let c = leet(c, symbols_as_letters);
             if is_apostrophe(c) {
                 continue;
             }
+            let cjk = is_cjk(c);
             if c.is_alphanumeric() {
+                if in_word && cjk {
+                    set(&mut marks, letters.len(), mark::WORD_END);
+                    in_word = false;
+                }
                 if !in_word {
-                    starts.push(letters.len());
+                    set(&mut marks, letters.len(), mark::WORD_START | run);
+                    run = 0;
+                    dashes = 0;
                     in_word = true;
                 }
                 letters.push(c);
-            } else {
-                if in_word {
-                    ends.push(letters.len());
+                if cjk {
+                    set(&mut marks, letters.len(), mark::WORD_END);
                     in_word = false;
                 }
-                if c == ':' {
-                    colons.push(letters.len());
+                continue;
+            }
+            if in_word {
+                set(&mut marks, letters.len(), mark::WORD_END);
+                in_word = false;
+            }
+            dashes = if c == '-' { dashes + 1 } else { 0 };
+            let (before_next, after_last) = match c {
+                ':' => (mark::SENTENCE_START, mark::COLON_AFTER | mark::LABEL_END),
+                '>' | ']' | '}' => (mark::SENTENCE_START, mark::LABEL_END),
+                '#' | '=' => (mark::SENTENCE_START | mark::HEADING_START, mark::LABEL_END),
+                '*' => (mark::SENTENCE_START | mark::HEADING_START, 0),
+                '-' if dashes >= 2 => (mark::SENTENCE_START | mark::HEADING_START, mark::LABEL_END),
+                '.' | '!' | '?' | ';' | '<' | '[' | '{' | '(' | ')' | '"' => {
+                    (mark::SENTENCE_START, 0)
                 }
+                _ => (0, 0),
+            };
+            run |= before_next;
+            // Only when a word has ended: a label must follow the word it closes.
+            if after_last != 0 && !letters.is_empty() {
+                set(&mut marks, letters.len(), after_last);
             }
         }
         if in_word {
-            ends.push(letters.len());
+            set(&mut marks, letters.len(), mark::WORD_END);
         }
-        let marks = |offsets: Vec<usize>| {
-            let mut marked = vec![false; letters.len() + 1];
-            for offset in offsets {
-                if let Some(slot) = marked.get_mut(offset) {
-                    *slot = true;
-                }
-            }
-            marked
-        };
-        let (word_start, word_end, colon_after) = (marks(starts), marks(ends), marks(colons));
-        Self {
-            letters,
-            word_start,
-            word_end,
-            colon_after,
-        }
+        marks.truncate(letters.len() + 1);
+        Self { letters, marks }
     }
 
-    fn at(marks: &[bool], offset: usize) -> bool {
-        marks.get(offset).copied().unwrap_or(false)
+    fn has(&self, offset: usize, bits: u8) -> bool {
+        self.marks
+            .get(offset)
+            .is_some_and(|&marks| marks & bits == bits)
     }
 
     fn accepts(&self, start: usize, end: usize, how: End) -> bool {
-        if !Self::at(&self.word_start, start) {
+        if !self.has(start, mark::WORD_START) {
             return false;
         }
         match how {
             End::Prefix => true,
-            End::Word => Self::at(&self.word_end, end),
-            End::Colon => Self::at(&self.word_end, end) && Self::at(&self.colon_after, end),
+            End::Word => self.has(end, mark::WORD_END),
+            End::Colon => self.has(end, mark::WORD_END | mark::COLON_AFTER),
+            End::Label => {
+                self.has(start, mark::SENTENCE_START)
+                    && self.has(end, mark::WORD_END | mark::LABEL_END)
+            }
+            End::Heading => self.has(start, mark::HEADING_START) && self.has(end, mark::WORD_END),
         }
     }
 }
@@ -168,6 +229,12 @@ pub(super) enum End {
     Prefix,
     /// At the end of a word followed by `:` ("new instructions: …").
     Colon,
+    /// A transcript label: starting a sentence (or the text, or right after a tag) and closed
+    /// by `:`, `>`, `]`, `}`, `#`, `=` or a dash run ("SYSTEM: …", "--- system message ---").
+    Label,
+    /// A heading: right after `#`, `*`, `=` or a dash run, ending at the end of a word
+    /// ("### Instruction", "=== SYSTEM").
+    Heading,
 }
 
 /// A phrase template: every combination of one alternative per slot, joined by spaces, is a
@@ -181,6 +248,9 @@ pub(super) struct Template {
     pub(super) end: End,
     /// The alternatives of each slot, as written.
     pub(super) slots: Vec<Vec<String>>,
+    /// Words that, directly after a match, cancel it ("i am the admin" but not "i am the
+    /// admin at my company").
+    pub(super) unless: Vec<String>,
 }
 
 /// A line of the phrase table that could not be read (1-based line number).
@@ -217,6 +287,8 @@ enum Target<'t> {
     Template,
     /// The last slot of the last template.
     Slot,
+    /// The `unless` list of the last template.
+    Unless,
 }
 
 /// Read a phrase table (format in `phrases.txt`). Never fails: a line it cannot read is
@@ -242,6 +314,10 @@ pub(super) fn parse(text: &str) -> Table {
         };
         let Some(directive) = line.strip_prefix('@') else {
             let alternative = match line {
+                "-" if matches!(target, Target::Unless) => {
+                    fail("the empty alternative in an unless list would cancel every match");
+                    continue;
+                }
                 "-" => String::new(),
                 _ if is_phrase(line) => line.to_string(),
                 _ => {
@@ -252,6 +328,7 @@ pub(super) fn parse(text: &str) -> Table {
             let alternatives = match target {
                 Target::List(name) => lists.get_mut(name),
                 Target::Slot => table.templates.last_mut().and_then(|t| t.slots.last_mut()),
+                Target::Unless => table.templates.last_mut().map(|t| &mut t.unless),
                 Target::Nothing | Target::Template => None,
             };
             match alternatives {
@@ -292,6 +369,7 @@ pub(super) fn parse(text: &str) -> Table {
                         kind,
                         end,
                         slots: Vec::new(),
+                        unless: Vec::new(),
                     });
                     Target::Template
                 }
@@ -319,6 +397,14 @@ pub(super) fn parse(text: &str) -> Table {
                 }
                 next
             }
+            (["unless"], Target::Template | Target::Slot) => {
+                opened = Some(number);
+                Target::Unless
+            }
+            (["unless", ..], _) => {
+                fail("an unless list outside a template, or with arguments");
+                Target::Nothing
+            }
             (["slot", ..], _) => {
                 fail("a slot outside a template, or with more than one list name");
                 Target::Nothing
@@ -338,10 +424,11 @@ pub(super) fn parse(text: &str) -> Table {
     table
 }
 
-/// Lowercase ASCII words separated by single spaces.
+/// Lowercase words (of any script) separated by single spaces.
 fn is_phrase(line: &str) -> bool {
-    line.split(' ')
-        .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()))
+    line.split(' ').all(|word| {
+        !word.is_empty() && word.chars().all(|c| c.is_alphabetic() && !c.is_uppercase())
+    })
 }
 
 fn kind_named(name: &str) -> Option<InjectionKind> {
@@ -350,6 +437,7 @@ fn kind_named(name: &str) -> Option<InjectionKind> {
         InjectionKind::PromptExtraction,
         InjectionKind::RoleChange,
         InjectionKind::AuthorityClaim,
+        InjectionKind::RoleMarker,
     ]
     .into_iter()
     .find(|kind| kind.as_str() == name)
@@ -360,6 +448,8 @@ fn end_named(name: &str) -> Option<End> {
         "word" => Some(End::Word),
         "prefix" => Some(End::Prefix),
         "colon" => Some(End::Colon),
+        "label" => Some(End::Label),
+        "heading" => Some(End::Heading),
         _ => None,
     }
 }
@@ -369,12 +459,36 @@ pub(super) fn fold_phrase(phrase: &str) -> String {
     View::new(&fold(&normalize(phrase)), false).letters
 }
 
+/// A phrase folded as written, with its words capitalized and in capitals. Folding reads some
+/// capitals differently from their small letters (Cyrillic `З` as `3` but `з` otherwise), so a
+/// sentence that starts with a phrase, or shouts it, must be matched in those spellings too.
+fn spellings(phrase: &str) -> Vec<String> {
+    let capitalized: String = phrase
+        .split(' ')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut folded: Vec<String> = [phrase.to_string(), capitalized, phrase.to_uppercase()]
+        .iter()
+        .map(|spelling| fold_phrase(spelling))
+        .collect();
+    folded.dedup();
+    folded
+}
+
 /// A template with its alternatives folded.
 pub(super) struct CompiledTemplate {
     kind: InjectionKind,
     end: End,
     /// Folded alternatives of every slot after the first (the first slot is the anchor).
     rest: Vec<Vec<String>>,
+    /// Folded words that cancel a match they directly follow.
+    unless: Vec<String>,
 }
 
 /// Finds templates in a [`View`]: an automaton over every template's first slot ("anchors")
@@ -398,24 +512,26 @@ impl PhraseMatcher {
         for (index, template) in table.iter().enumerate() {
             let mut slots = template.slots.iter();
             for alternative in slots.next().map(Vec::as_slice).unwrap_or_default() {
-                let folded = fold_phrase(alternative);
-                // An empty anchor would match everywhere; templates never start with one.
-                if !folded.is_empty() && seen.insert((folded.clone(), index)) {
-                    anchors.push((folded, index));
+                for folded in spellings(alternative) {
+                    // An empty anchor would match everywhere; templates never start with one.
+                    if !folded.is_empty() && seen.insert((folded.clone(), index)) {
+                        anchors.push((folded, index));
+                    }
                 }
             }
-            let rest = slots
-                .map(|slot| {
-                    let mut folded: Vec<String> = slot.iter().map(|a| fold_phrase(a)).collect();
-                    folded.sort();
-                    folded.dedup();
-                    folded
-                })
-                .collect();
+            let all_spellings = |slot: &[String]| {
+                let mut folded: Vec<String> = slot.iter().flat_map(|a| spellings(a)).collect();
+                folded.sort();
+                folded.dedup();
+                folded
+            };
+            let rest = slots.map(|slot| all_spellings(slot)).collect();
+            let unless = all_spellings(&template.unless);
             templates.push(CompiledTemplate {
                 kind: template.kind,
                 end: template.end,
                 rest,
+                unless,
             });
         }
         let automaton = AhoCorasick::new(anchors.iter().map(|(a, _)| a.as_str())).ok();
@@ -426,23 +542,42 @@ impl PhraseMatcher {
         }
     }
 
-    /// Whether `template`'s slots from `slot` on can be matched at `pos`, ending as required.
-    fn completes(
+    /// The furthest end at which `template`'s slots from `slot` on can be matched from `pos`,
+    /// ending as required. The furthest, so that an `unless` word is looked for after the
+    /// whole phrase ("i am the system administrator | at my company"), not after a shorter
+    /// reading of it ("i am the system | administrator").
+    fn longest_end(
         view: &View,
         template: &CompiledTemplate,
         start: usize,
         pos: usize,
         slot: usize,
-    ) -> bool {
+    ) -> Option<usize> {
         match template.rest.get(slot) {
-            None => view.accepts(start, pos, template.end),
-            Some(alternatives) => alternatives.iter().any(|alternative| {
-                view.letters
-                    .get(pos..)
-                    .is_some_and(|tail| tail.starts_with(alternative.as_str()))
-                    && Self::completes(view, template, start, pos + alternative.len(), slot + 1)
-            }),
+            None => view.accepts(start, pos, template.end).then_some(pos),
+            Some(alternatives) => alternatives
+                .iter()
+                .filter(|alternative| {
+                    view.letters
+                        .get(pos..)
+                        .is_some_and(|tail| tail.starts_with(alternative.as_str()))
+                })
+                .filter_map(|alternative| {
+                    Self::longest_end(view, template, start, pos + alternative.len(), slot + 1)
+                })
+                .max(),
         }
+    }
+
+    /// Whether one of `template`'s `unless` words follows a match ending at `end`.
+    fn cancelled(view: &View, template: &CompiledTemplate, end: usize) -> bool {
+        template.unless.iter().any(|word| {
+            view.letters
+                .get(end..)
+                .is_some_and(|tail| tail.starts_with(word.as_str()))
+                && view.has(end, mark::WORD_START)
+                && view.has(end + word.len(), mark::WORD_END)
+        })
     }
 
     /// The earliest phrase in `view`: (start, kind).
@@ -458,7 +593,8 @@ impl PhraseMatcher {
             };
             let kind = template.kind;
             if best.is_none_or(|(s, k)| (start, kind.rank()) < (s, k.rank()))
-                && Self::completes(view, template, start, end, 0)
+                && Self::longest_end(view, template, start, end, 0)
+                    .is_some_and(|end| !Self::cancelled(view, template, end))
             {
                 best = Some((start, kind));
             }

@@ -41,11 +41,13 @@ fn a_small_table_reads_as_written() {
                     strings(&["ignore", "stop following"]),
                     strings(&["", "all"])
                 ],
+                unless: vec![],
             },
             Template {
                 kind: InjectionKind::RoleChange,
                 end: End::Prefix,
                 slots: vec![strings(&["jailbreak"])],
+                unless: vec![],
             },
         ]
     );
@@ -96,4 +98,29 @@ fn malformed_lines_are_reported_and_skipped() {
     // What could be read was kept; a slot naming a missing list matches nothing.
     assert_eq!(table.templates.len(), 4);
     assert_eq!(table.templates[0].slots, vec![Vec::<String>::new()]);
+}
+
+#[test]
+fn unless_lists_read_and_refuse_misplaced_or_empty_words() {
+    let table = parse(
+        "@template authority_claim word\n  @slot\n    i am\n  @unless\n    at my\n\
+         @unless\n    stray\n\
+         @template role_marker label\n  @slot\n    system\n  @unless\n    -\n",
+    );
+    let bad: Vec<(usize, &str)> = table.bad.iter().map(|b| (b.line, b.reason)).collect();
+    assert_eq!(
+        bad,
+        vec![
+            (6, "an unless list outside a template, or with arguments"),
+            (7, "an alternative outside a list or inline slot"),
+            (
+                12,
+                "the empty alternative in an unless list would cancel every match"
+            ),
+            (11, "a list or slot without alternatives"),
+        ]
+    );
+    assert_eq!(table.templates[0].unless, vec!["at my".to_string()]);
+    assert_eq!(table.templates[1].kind, InjectionKind::RoleMarker);
+    assert_eq!(table.templates[1].end, End::Label);
 }
