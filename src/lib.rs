@@ -174,7 +174,9 @@ impl Drop for TestServer {
 
 /// `{route}/swaig` with `__token` when given.
 pub fn swaig_path(route: &str, token: Option<&str>) -> String {
-    let swaig = voxguard::server::AgentRoutes::new(route).swaig().to_string();
+    let swaig = voxguard::server::AgentRoutes::new(route)
+        .swaig()
+        .to_string();
     match token {
         Some(token) => format!("{swaig}?__token={token}"),
         None => swaig,
