@@ -2036,3 +2036,142 @@ async fn bank_agent_binary_refuses_plain_http_webhooks_in_production() {
     assert!(!stderr.contains("plain.example.com"), "stderr: {stderr}");
     assert!(!stderr.contains(BANK_PASSWORD), "stderr: {stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): signed webhooks
+// ---------------------------------------------------------------------------------------------
+
+const SIGNING_KEY: &str = "PSKtest1234567890abcdef";
+
+/// A server with `SIGNING_KEY` configured and an SQLite audit trail (returned for inspection).
+async fn signed_server(
+    runs: &Counter,
+) -> (
+    TestServer,
+    Arc<voxguard::store::SqliteAuditLog>,
+    tempfile::TempDir,
+) {
+    use voxguard::store::{AuditSink, Durability, SqliteAuditLog};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(
+        SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, None, 5)
+            .await
+            .expect("audit log"),
+    );
+    let sink: Arc<dyn AuditSink> = log.clone();
+    let server = TestServer::start_with(
+        vec![root_agent(runs.clone())],
+        |config| {
+            config.signing_key = Some(voxguard::guard::SigningKey::new(SIGNING_KEY).expect("key"));
+        },
+        move |runtime| runtime.audit(sink),
+        reqwest::Client::builder(),
+    )
+    .await;
+    (server, log, dir)
+}
+
+/// POST `body` to `path` (with `query`) with valid credentials and, when given, `signature`.
+async fn post_signed(
+    server: &TestServer,
+    path_and_query: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let mut request = server
+        .client
+        .post(server.url(path_and_query))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("x-signalwire-signature", signature);
+    }
+    request.send().await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_are_required_on_swml_and_checked_when_present_elsewhere() {
+    let runs = counter();
+    let (server, log, _dir) = signed_server(&runs).await;
+    let key = voxguard::guard::SigningKey::new(SIGNING_KEY).expect("key");
+    // The URL as the platform called it: the Host reqwest sends, the path, the query.
+    let url = |path_and_query: &str| server.url(path_and_query);
+
+    // SWML: unsigned and wrongly signed fetches are refused, GET and POST alike.
+    let response = server
+        .client
+        .get(server.url("/"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("request");
+    assert_security_headers(response.headers(), "signature refusal");
+    expect_refusal(response, StatusCode::FORBIDDEN, "signature_invalid").await;
+    let body = serde_json::to_vec(&json!({"call_id": "call-signed"})).expect("json");
+    let wrong = key.sign_json(&url("/"), b"{\"call_id\":\"call-other\"}");
+    for signature in [None, Some(wrong.as_str()), Some("")] {
+        let response = post_signed(&server, "/", &body, signature).await;
+        expect_refusal(response, StatusCode::FORBIDDEN, "signature_invalid").await;
+    }
+    // Correctly signed: served (GET signs the URL and an empty body).
+    let response = server
+        .client
+        .get(server.url("/?x=1"))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("x-signalwire-signature", key.sign_json(&url("/?x=1"), b""))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let signature = key.sign_json(&url("/"), &body);
+    let response = post_signed(&server, "/", &body, Some(&signature)).await;
+    let (status, _, swml) = json_body(response).await;
+    assert_eq!(status, StatusCode::OK, "{swml}");
+    assert!(!webhook_urls(&swml).is_empty());
+
+    // SWAIG and post-prompt: an unsigned call passes on Basic auth, a wrong signature never
+    // reaches the handler, a right one (over the URL with its query) does.
+    let call = serde_json::to_vec(&swaig_body("ping", "call-signed")).expect("json");
+    let response = post_signed(&server, "/swaig", &call, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(count(&runs), 1);
+    let for_other_path = key.sign_json(&url("/post_prompt"), &call);
+    for path in ["/swaig", "/swaig?__token=abc", "/post_prompt"] {
+        let response = post_signed(&server, path, &call, Some(&for_other_path)).await;
+        // The signature is right for /post_prompt: the request gets past it to the next
+        // check (the summary's function token, which this call does not carry).
+        let reason = if path == "/post_prompt" {
+            "token_missing"
+        } else {
+            "signature_invalid"
+        };
+        expect_refusal(response, StatusCode::FORBIDDEN, reason).await;
+    }
+    assert_eq!(count(&runs), 1, "no refused call ran a handler");
+    let signed = key.sign_json(&url("/swaig?__token=abc"), &call);
+    let response = post_signed(&server, "/swaig?__token=abc", &call, Some(&signed)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(count(&runs), 2);
+
+    // Refusals are on record as refused authentications with reason signature_invalid.
+    let records = log.records(1).await.expect("records");
+    let refused = records
+        .iter()
+        .filter(|r| r.event.reason.as_deref() == Some("signature_invalid"))
+        .collect::<Vec<_>>();
+    assert!(!refused.is_empty(), "signature refusals are audited");
+    assert!(refused
+        .iter()
+        .all(|r| r.event.kind.as_str() == "auth_failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_signing_key_signatures_are_not_checked() {
+    let runs = counter();
+    let server = TestServer::start(vec![root_agent(runs.clone())], |_| {}).await;
+    let call = serde_json::to_vec(&swaig_body("ping", "call-unsigned")).expect("json");
+    let response = post_signed(&server, "/swaig", &call, Some("bogus")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(count(&runs), 1);
+}
