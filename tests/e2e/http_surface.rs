@@ -2175,3 +2175,94 @@ async fn without_a_signing_key_signatures_are_not_checked() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(count(&runs), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): aggregated authentication failures
+// ---------------------------------------------------------------------------------------------
+
+/// The `auth_failed` records of `log` with their `arguments.count`.
+async fn auth_failure_counts(log: &voxguard::store::SqliteAuditLog) -> Vec<u64> {
+    log.records(1)
+        .await
+        .expect("records")
+        .iter()
+        .filter(|r| r.event.kind.as_str() == "auth_failed")
+        .map(|r| {
+            r.event
+                .arguments
+                .as_ref()
+                .and_then(|a| a["count"].as_u64())
+                .expect("an auth_failed record carries its count")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_anonymous_401s_make_a_bounded_number_of_records_that_add_up() {
+    use voxguard::guard::ManualClock;
+    use voxguard::store::{AuditSink, Durability, SqliteAuditLog};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(
+        SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, None, 5)
+            .await
+            .expect("audit log"),
+    );
+    let sink: Arc<dyn AuditSink> = log.clone();
+    let clock = Arc::new(ManualClock::new(1_700_000_000));
+    let runtime_clock = clock.clone();
+    let runs = counter();
+    let server = TestServer::start_with(
+        vec![root_agent(runs.clone())],
+        |_| {},
+        move |runtime| runtime.audit(sink).clock(runtime_clock),
+        reqwest::Client::builder(),
+    )
+    .await;
+    let send = |n: usize| {
+        let futures = (0..n).map(|_| {
+            server
+                .client
+                .post(server.url("/swaig"))
+                .json(&swaig_body("ping", "call-anon"))
+                .send()
+        });
+        futures_util::future::join_all(futures)
+    };
+    let mut sent = 0u64;
+    for _ in 0..20 {
+        for response in send(50).await {
+            assert_eq!(
+                response.expect("request").status(),
+                StatusCode::UNAUTHORIZED
+            );
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 1000);
+    assert_eq!(
+        auth_failure_counts(&log).await,
+        vec![1],
+        "the first failure is on record at once, the rest are counted"
+    );
+    // The next failure after the window writes the count, then opens a new window.
+    clock.advance(Duration::from_secs(61));
+    let response = send(1).await.pop().expect("one").expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    sent += 1;
+    let counts = auth_failure_counts(&log).await;
+    assert!(counts.len() <= 3, "bounded: {counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), sent, "{counts:?}");
+    // Counted failures still pending at shutdown are written then.
+    for response in send(5).await {
+        assert_eq!(
+            response.expect("request").status(),
+            StatusCode::UNAUTHORIZED
+        );
+        sent += 1;
+    }
+    server.stop().await;
+    let counts = auth_failure_counts(&log).await;
+    assert!(counts.len() <= 4, "bounded: {counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), sent, "{counts:?}");
+    assert_eq!(count(&runs), 0);
+}
