@@ -2266,3 +2266,129 @@ async fn a_thousand_anonymous_401s_make_a_bounded_number_of_records_that_add_up(
     assert_eq!(counts.iter().sum::<u64>(), sent, "{counts:?}");
     assert_eq!(count(&runs), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): the per-address cap counts waiting connections, not work in progress
+// ---------------------------------------------------------------------------------------------
+
+/// A tool that waits until `expected` calls are in progress at once (bounded by
+/// [`EVENTUALLY`]), and counts the calls that saw all of them.
+fn rendezvous_tool(expected: usize, arrived: Counter, saw_all: Counter) -> Tool {
+    Tool::untyped(
+        "gather",
+        "Waits for the others",
+        empty_schema(),
+        move |_args, _ctx| {
+            let arrived = arrived.clone();
+            let saw_all = saw_all.clone();
+            async move {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                let deadline = Instant::now() + EVENTUALLY;
+                while arrived.load(Ordering::SeqCst) < expected && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if arrived.load(Ordering::SeqCst) >= expected {
+                    saw_all.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(FunctionResult::new("gathered"))
+            }
+        },
+    )
+    .secure(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_from_one_address_are_served_at_defaults() {
+    const N: usize = 1000;
+    let (arrived, saw_all) = (counter(), counter());
+    let server = TestServer::start(
+        vec![agent(
+            "/",
+            vec![rendezvous_tool(N, arrived.clone(), saw_all.clone())],
+        )],
+        |config| {
+            // The defaults are what is under test.
+            assert_eq!(config.max_connections_per_ip, 128);
+            assert!(config.max_connections > N);
+        },
+    )
+    .await;
+    let requests = (0..N).map(|i| {
+        server
+            .client
+            .post(server.url("/swaig"))
+            .basic_auth(USER, Some(PASSWORD))
+            .json(&swaig_body("gather", &format!("call-{i}")))
+            .send()
+    });
+    let responses = tokio::time::timeout(EVENTUALLY * 3, futures_util::future::join_all(requests))
+        .await
+        .expect("every request is answered");
+    let mut served = 0;
+    for response in responses {
+        let response = response.expect("a request from the busy address was dropped");
+        assert_eq!(response.status(), StatusCode::OK);
+        served += 1;
+    }
+    assert_eq!(served, N);
+    assert_eq!(count(&arrived), N);
+    assert_eq!(count(&saw_all), N, "all {N} were in progress at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_address_are_still_capped() {
+    let runs = counter();
+    let server = TestServer::start(vec![root_agent(runs.clone())], |config| {
+        config.max_connections_per_ip = 3;
+        config.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    // Three silent connections fill the address's waiting slots.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    // A fourth is closed without an answer (after the short grace for a slot to free).
+    let mut fourth = TcpStream::connect(server.addr).await.expect("connect");
+    let received = closed_by_peer(&mut fourth, "a fourth idle connection").await;
+    assert!(
+        received.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+    // A silent connection that sends a request is served; afterwards it waits again and
+    // still counts: a new connection is still refused.
+    let mut first = silent.remove(0);
+    first
+        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
+        .await
+        .expect("send");
+    assert_eq!(read_response(&mut first).await.status, 200);
+    let mut another = TcpStream::connect(server.addr).await.expect("connect");
+    closed_by_peer(&mut another, "a connection past the cap").await;
+    // When a waiting connection leaves, its slot is free again.
+    drop(first);
+    eventually_served(&server).await;
+    drop(silent);
+}
+
+/// A fresh connection is eventually accepted and served.
+async fn eventually_served(server: &TestServer) {
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        let request = format!(
+            "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            server.addr
+        );
+        if stream.write_all(request.as_bytes()).await.is_ok() {
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(EVENTUALLY, stream.read_to_end(&mut buf)).await;
+            if buf.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "a freed slot was never reused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

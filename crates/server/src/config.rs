@@ -22,7 +22,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on simultaneously open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default cap on simultaneously open connections from one IP address.
+/// Default cap on connections from one IP address that are waiting (sending a request head, or
+/// idle between requests); connections whose request is being handled do not count.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 128;
 /// Default Basic-auth user name when none is configured.
 pub const DEFAULT_AUTH_USER: &str = "voxguard";
@@ -46,8 +47,10 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Maximum simultaneously open connections; further clients wait in the accept queue.
     pub max_connections: usize,
-    /// Maximum simultaneously open connections from one IP address; further connections from
-    /// it are closed at once, so one host cannot occupy every slot.
+    /// Maximum connections from one IP address that are waiting — not yet done sending a
+    /// request head, or idle between requests; further connections from it are closed at once,
+    /// so one idle or slow host cannot occupy every slot. Connections whose request is being
+    /// handled do not count, so a busy proxy is limited only by `max_connections`.
     pub max_connections_per_ip: usize,
     /// HTTPS settings; `None` serves plain HTTP.
     pub tls: Option<TlsConfig>,

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+mod per_ip;
 pub mod public_url;
 pub mod serve;
 pub mod service;

@@ -2,15 +2,17 @@
 //! header-read timeout and graceful shutdown.
 //!
 //! Owns connection lifetime. A semaphore caps open connections (further clients wait in the
-//! kernel's accept queue) and a per-address cap closes surplus connections from one host at
-//! once, so a single client cannot take every slot; hyper's header-read timeout and a
+//! kernel's accept queue) and a per-address cap on *waiting* connections — not yet done sending
+//! a request head, or idle between requests — closes surplus connections from one host at once,
+//! so a single idle or slow client cannot take every slot, while requests in progress are not
+//! counted against their address (`per_ip`; a connection over the cap waits a short grace for
+//! a slot, so a burst whose request heads are still in flight is served); hyper's header-read timeout and a
 //! TLS-handshake timeout close clients that trickle bytes. On shutdown the listener
 //! closes at once, in-flight requests finish, idle keep-alive connections are closed, and the
 //! wait is bounded by the request timeout.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use tower::ServiceExt;
 use crate::config::ServerConfig;
 use crate::http::{router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
+use crate::per_ip::{Slot, Waiting, OVER_CAP_GRACE};
 use crate::service::{AccessHooks, AdminService, AgentRoutes, AgentService, SecurityEvents};
 
 /// Why the server could not start.
@@ -250,7 +253,8 @@ impl BoundServer {
             ..
         } = self;
         let permits = Arc::new(Semaphore::new(config.max_connections));
-        let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let waiting = Waiting::new(config.max_connections_per_ip);
+        let grace = OVER_CAP_GRACE.min(config.header_read_timeout);
         let graceful = GracefulShutdown::new();
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -276,23 +280,20 @@ impl BoundServer {
                 },
                 () = &mut shutdown => break,
             };
-            let Some(per_ip) =
-                PerIpGuard::acquire(&per_ip, peer.ip(), config.max_connections_per_ip)
-            else {
-                // One host may not occupy every slot: close at once instead of queueing.
-                tracing::debug!(%peer, "per-address connection cap reached; closing");
-                drop(stream);
-                continue;
-            };
             let _ = stream.set_nodelay(true);
             let watcher = graceful.watcher();
             let app = app.clone();
             let tls = tls.clone();
             let config = config.clone();
+            let waiting = waiting.clone();
             connections.spawn(async move {
                 let _permit = permit;
-                let _per_ip = per_ip;
-                serve_connection(stream, peer, app, tls, &config, watcher).await;
+                let Some(slot) = waiting.acquire(peer.ip(), grace).await else {
+                    // One host may not hold more than its share of waiting connections.
+                    tracing::debug!(%peer, "per-address connection cap reached; closing");
+                    return;
+                };
+                serve_connection(stream, peer, app, tls, &config, watcher, slot).await;
             });
         }
         drop(listener);
@@ -310,46 +311,6 @@ impl BoundServer {
     }
 }
 
-type PerIp = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
-
-/// One open connection counted against its peer address; uncounted when dropped.
-struct PerIpGuard {
-    counts: PerIp,
-    ip: IpAddr,
-}
-
-impl PerIpGuard {
-    fn acquire(counts: &PerIp, ip: IpAddr, cap: usize) -> Option<Self> {
-        let mut map = counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let open = map.entry(ip).or_insert(0);
-        if *open >= cap {
-            return None;
-        }
-        *open += 1;
-        Some(Self {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIpGuard {
-    fn drop(&mut self) {
-        let mut map = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(open) = map.get_mut(&self.ip) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -357,10 +318,24 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
     config: &ServerConfig,
     watcher: hyper_util::server::graceful::Watcher,
+    slot: Slot,
 ) {
+    let slot = Arc::new(slot);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
-        app.clone().oneshot(req.map(axum::body::Body::new))
+        let app = app.clone();
+        let slot = slot.clone();
+        async move {
+            slot.busy();
+            let mut response = app.oneshot(req.map(axum::body::Body::new)).await?;
+            if !slot.idle() {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
