@@ -2392,3 +2392,62 @@ async fn eventually_served(server: &TestServer) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): the errors hyper answers by itself are JSON with the security headers
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_too_long_and_too_large_requests_get_json_and_security_headers() {
+    let runs = counter();
+    let server = TestServer::start(vec![root_agent(runs.clone())], |_| {}).await;
+    let host = server.addr;
+    let long_target = format!("/{}", "a".repeat(70_000));
+    let many_headers: String = (0..150).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
+    for (request, status, reason) in [
+        (
+            "GET / HTTP/1.1 extra\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET /health HTTP/1.1\r\nHost: {host}\r\nBad Header\r\n\r\n"),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET {long_target} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            414,
+            "uri_too_long",
+        ),
+        (
+            format!("GET /health HTTP/1.1\r\nHost: {host}\r\n{many_headers}\r\n"),
+            431,
+            "headers_too_large",
+        ),
+    ] {
+        let response = raw_exchange(server.addr, request.as_bytes()).await;
+        assert_eq!(response.status, status, "{reason}");
+        assert!(
+            response
+                .header("content-type")
+                .is_some_and(|v| v.starts_with("application/json")),
+            "{reason}: {:?}",
+            response.headers
+        );
+        let body = response.json();
+        assert_eq!(body["error"], reason);
+        assert!(body["response"].as_str().is_some_and(|s| !s.is_empty()));
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(response.header(name), Some(value), "{reason}: {name}");
+        }
+        assert!(response.header("x-request-id").is_some(), "{reason}");
+    }
+    assert_eq!(count(&runs), 0);
+    assert_still_serving(&server, &runs).await;
+}

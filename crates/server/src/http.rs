@@ -30,6 +30,22 @@ use crate::service::{
     RequestInfo, SecurityEvents,
 };
 
+/// The security headers every response carries (also the ones hyper answers by itself, see
+/// `raw_errors`).
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("cache-control", "no-store"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
+/// `Strict-Transport-Security`, sent on every response when TLS is on.
+pub(crate) const HSTS: &str = "max-age=63072000; includeSubDomains";
+
 /// Paths that answer without credentials.
 pub const PUBLIC_PATHS: [&str; 2] = ["/health", "/ready"];
 
@@ -573,21 +589,13 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         *response.body_mut() = Body::empty();
     }
     let headers = response.headers_mut();
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     if shared.config.tls.is_some() {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+            HeaderValue::from_static(HSTS),
         );
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {

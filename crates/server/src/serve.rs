@@ -7,7 +7,8 @@
 //! so a single idle or slow client cannot take every slot, while requests in progress are not
 //! counted against their address (`per_ip`; a connection over the cap waits a short grace for
 //! a slot, so a burst whose request heads are still in flight is served); hyper's header-read timeout and a
-//! TLS-handshake timeout close clients that trickle bytes. On shutdown the listener
+//! TLS-handshake timeout close clients that trickle bytes; each connection is wrapped so that
+//! the errors hyper answers by itself get JSON and the security headers (`raw_errors`). On shutdown the listener
 //! closes at once, in-flight requests finish, idle keep-alive connections are closed, and the
 //! wait is bounded by the request timeout.
 
@@ -29,6 +30,7 @@ use crate::config::ServerConfig;
 use crate::http::{router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
 use crate::per_ip::{Slot, Waiting, OVER_CAP_GRACE};
+use crate::raw_errors::JsonErrors;
 use crate::service::{AccessHooks, AdminService, AgentRoutes, AgentService, SecurityEvents};
 
 /// Why the server could not start.
@@ -344,16 +346,14 @@ async fn serve_connection(
         .keep_alive(true);
     let result = match tls {
         None => {
-            watcher
-                .watch(builder.serve_connection(TokioIo::new(stream), service))
-                .await
+            let io = TokioIo::new(JsonErrors::new(stream, false));
+            watcher.watch(builder.serve_connection(io, service)).await
         }
         Some(acceptor) => {
             match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let io = TokioIo::new(JsonErrors::new(stream, true));
+                    watcher.watch(builder.serve_connection(io, service)).await
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
