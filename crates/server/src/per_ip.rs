@@ -5,8 +5,10 @@
 //! whose request is being handled is not counted, so a busy client — a reverse proxy, the
 //! platform's egress address — can have as many requests in progress as the global connection
 //! cap allows, while idle and slow clients from one address are held to the cap. A new
-//! connection over the cap waits a short grace for a slot (a burst's connections free theirs
-//! as soon as their request heads arrive) and is closed if none frees. It must not read from or
+//! connection over the cap waits for a slot — no longer than any connection has to send its
+//! request head (the header-read timeout) — and is closed if none frees: a burst's connections
+//! free theirs as soon as their request heads arrive, a silent host's never do. It is not read
+//! from while it waits, so it cannot start a request. It must not read from or
 //! write to connections, and it does not know about HTTP: `serve` tells it when a request
 //! starts and when its response is ready.
 
@@ -17,10 +19,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-
-/// Longest time a connection over its address's cap waits for a slot before it is closed
-/// (never longer than the header-read timeout).
-pub(crate) const OVER_CAP_GRACE: Duration = Duration::from_secs(1);
 
 /// The waiting connections of every address, capped per address.
 pub(crate) struct Waiting {

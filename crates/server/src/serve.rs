@@ -5,8 +5,9 @@
 //! kernel's accept queue) and a per-address cap on *waiting* connections — not yet done sending
 //! a request head, or idle between requests — closes surplus connections from one host at once,
 //! so a single idle or slow client cannot take every slot, while requests in progress are not
-//! counted against their address (`per_ip`; a connection over the cap waits a short grace for
-//! a slot, so a burst whose request heads are still in flight is served); hyper's header-read timeout and a
+//! counted against their address (`per_ip`; a connection over the cap waits up to the
+//! header-read timeout for a slot, so a burst whose request heads are still in flight is
+//! served); hyper's header-read timeout and a
 //! TLS-handshake timeout close clients that trickle bytes; each connection is wrapped so that
 //! the errors hyper answers by itself get JSON and the security headers (`raw_errors`). On shutdown the listener
 //! closes at once, in-flight requests finish, idle keep-alive connections are closed, and the
@@ -29,7 +30,7 @@ use tower::ServiceExt;
 use crate::config::ServerConfig;
 use crate::http::{router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
-use crate::per_ip::{Slot, Waiting, OVER_CAP_GRACE};
+use crate::per_ip::{Slot, Waiting};
 use crate::raw_errors::JsonErrors;
 use crate::service::{AccessHooks, AdminService, AgentRoutes, AgentService, SecurityEvents};
 
@@ -256,7 +257,9 @@ impl BoundServer {
         } = self;
         let permits = Arc::new(Semaphore::new(config.max_connections));
         let waiting = Waiting::new(config.max_connections_per_ip);
-        let grace = OVER_CAP_GRACE.min(config.header_read_timeout);
+        // A connection over its address's cap waits for a slot no longer than any connection
+        // has to send its request head.
+        let grace = config.header_read_timeout;
         let graceful = GracefulShutdown::new();
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
