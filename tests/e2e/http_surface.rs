@@ -2036,3 +2036,393 @@ async fn bank_agent_binary_refuses_plain_http_webhooks_in_production() {
     assert!(!stderr.contains("plain.example.com"), "stderr: {stderr}");
     assert!(!stderr.contains(BANK_PASSWORD), "stderr: {stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): signed webhooks
+// ---------------------------------------------------------------------------------------------
+
+const SIGNING_KEY: &str = "PSKtest1234567890abcdef";
+
+/// A server with `SIGNING_KEY` configured and an SQLite audit trail (returned for inspection).
+async fn signed_server(
+    runs: &Counter,
+) -> (
+    TestServer,
+    Arc<voxguard::store::SqliteAuditLog>,
+    tempfile::TempDir,
+) {
+    use voxguard::store::{AuditSink, Durability, SqliteAuditLog};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(
+        SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, None, 5)
+            .await
+            .expect("audit log"),
+    );
+    let sink: Arc<dyn AuditSink> = log.clone();
+    let server = TestServer::start_with(
+        vec![root_agent(runs.clone())],
+        |config| {
+            config.signing_key = Some(voxguard::guard::SigningKey::new(SIGNING_KEY).expect("key"));
+        },
+        move |runtime| runtime.audit(sink),
+        reqwest::Client::builder(),
+    )
+    .await;
+    (server, log, dir)
+}
+
+/// POST `body` to `path` (with `query`) with valid credentials and, when given, `signature`.
+async fn post_signed(
+    server: &TestServer,
+    path_and_query: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let mut request = server
+        .client
+        .post(server.url(path_and_query))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("x-signalwire-signature", signature);
+    }
+    request.send().await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_are_required_on_swml_and_checked_when_present_elsewhere() {
+    let runs = counter();
+    let (server, log, _dir) = signed_server(&runs).await;
+    let key = voxguard::guard::SigningKey::new(SIGNING_KEY).expect("key");
+    // The URL as the platform called it: the Host reqwest sends, the path, the query.
+    let url = |path_and_query: &str| server.url(path_and_query);
+
+    // SWML: unsigned and wrongly signed fetches are refused, GET and POST alike.
+    let response = server
+        .client
+        .get(server.url("/"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("request");
+    assert_security_headers(response.headers(), "signature refusal");
+    expect_refusal(response, StatusCode::FORBIDDEN, "signature_invalid").await;
+    let body = serde_json::to_vec(&json!({"call_id": "call-signed"})).expect("json");
+    let wrong = key.sign_json(&url("/"), b"{\"call_id\":\"call-other\"}");
+    for signature in [None, Some(wrong.as_str()), Some("")] {
+        let response = post_signed(&server, "/", &body, signature).await;
+        expect_refusal(response, StatusCode::FORBIDDEN, "signature_invalid").await;
+    }
+    // Correctly signed: served (GET signs the URL and an empty body).
+    let response = server
+        .client
+        .get(server.url("/?x=1"))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("x-signalwire-signature", key.sign_json(&url("/?x=1"), b""))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let signature = key.sign_json(&url("/"), &body);
+    let response = post_signed(&server, "/", &body, Some(&signature)).await;
+    let (status, _, swml) = json_body(response).await;
+    assert_eq!(status, StatusCode::OK, "{swml}");
+    assert!(!webhook_urls(&swml).is_empty());
+
+    // SWAIG and post-prompt: an unsigned call passes on Basic auth, a wrong signature never
+    // reaches the handler, a right one (over the URL with its query) does.
+    let call = serde_json::to_vec(&swaig_body("ping", "call-signed")).expect("json");
+    let response = post_signed(&server, "/swaig", &call, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(count(&runs), 1);
+    let for_other_path = key.sign_json(&url("/post_prompt"), &call);
+    for path in ["/swaig", "/swaig?__token=abc", "/post_prompt"] {
+        let response = post_signed(&server, path, &call, Some(&for_other_path)).await;
+        // The signature is right for /post_prompt: the request gets past it to the next
+        // check (the summary's function token, which this call does not carry).
+        let reason = if path == "/post_prompt" {
+            "token_missing"
+        } else {
+            "signature_invalid"
+        };
+        expect_refusal(response, StatusCode::FORBIDDEN, reason).await;
+    }
+    assert_eq!(count(&runs), 1, "no refused call ran a handler");
+    let signed = key.sign_json(&url("/swaig?__token=abc"), &call);
+    let response = post_signed(&server, "/swaig?__token=abc", &call, Some(&signed)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(count(&runs), 2);
+
+    // Refusals are on record as refused authentications with reason signature_invalid.
+    let records = log.records(1).await.expect("records");
+    let refused = records
+        .iter()
+        .filter(|r| r.event.reason.as_deref() == Some("signature_invalid"))
+        .collect::<Vec<_>>();
+    assert!(!refused.is_empty(), "signature refusals are audited");
+    assert!(refused
+        .iter()
+        .all(|r| r.event.kind.as_str() == "auth_failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_signing_key_signatures_are_not_checked() {
+    let runs = counter();
+    let server = TestServer::start(vec![root_agent(runs.clone())], |_| {}).await;
+    let call = serde_json::to_vec(&swaig_body("ping", "call-unsigned")).expect("json");
+    let response = post_signed(&server, "/swaig", &call, Some("bogus")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(count(&runs), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): aggregated authentication failures
+// ---------------------------------------------------------------------------------------------
+
+/// The `auth_failed` records of `log` with their `arguments.count`.
+async fn auth_failure_counts(log: &voxguard::store::SqliteAuditLog) -> Vec<u64> {
+    log.records(1)
+        .await
+        .expect("records")
+        .iter()
+        .filter(|r| r.event.kind.as_str() == "auth_failed")
+        .map(|r| {
+            r.event
+                .arguments
+                .as_ref()
+                .and_then(|a| a["count"].as_u64())
+                .expect("an auth_failed record carries its count")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_anonymous_401s_make_a_bounded_number_of_records_that_add_up() {
+    use voxguard::guard::ManualClock;
+    use voxguard::store::{AuditSink, Durability, SqliteAuditLog};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(
+        SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, None, 5)
+            .await
+            .expect("audit log"),
+    );
+    let sink: Arc<dyn AuditSink> = log.clone();
+    let clock = Arc::new(ManualClock::new(1_700_000_000));
+    let runtime_clock = clock.clone();
+    let runs = counter();
+    let server = TestServer::start_with(
+        vec![root_agent(runs.clone())],
+        |_| {},
+        move |runtime| runtime.audit(sink).clock(runtime_clock),
+        reqwest::Client::builder(),
+    )
+    .await;
+    let send = |n: usize| {
+        let futures = (0..n).map(|_| {
+            server
+                .client
+                .post(server.url("/swaig"))
+                .json(&swaig_body("ping", "call-anon"))
+                .send()
+        });
+        futures_util::future::join_all(futures)
+    };
+    let mut sent = 0u64;
+    for _ in 0..20 {
+        for response in send(50).await {
+            assert_eq!(
+                response.expect("request").status(),
+                StatusCode::UNAUTHORIZED
+            );
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 1000);
+    assert_eq!(
+        auth_failure_counts(&log).await,
+        vec![1],
+        "the first failure is on record at once, the rest are counted"
+    );
+    // The next failure after the window writes the count, then opens a new window.
+    clock.advance(Duration::from_secs(61));
+    let response = send(1).await.pop().expect("one").expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    sent += 1;
+    let counts = auth_failure_counts(&log).await;
+    assert!(counts.len() <= 3, "bounded: {counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), sent, "{counts:?}");
+    // Counted failures still pending at shutdown are written then.
+    for response in send(5).await {
+        assert_eq!(
+            response.expect("request").status(),
+            StatusCode::UNAUTHORIZED
+        );
+        sent += 1;
+    }
+    server.stop().await;
+    let counts = auth_failure_counts(&log).await;
+    assert!(counts.len() <= 4, "bounded: {counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), sent, "{counts:?}");
+    assert_eq!(count(&runs), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): the per-address cap counts waiting connections, not work in progress
+// ---------------------------------------------------------------------------------------------
+
+/// A tool that waits until `expected` calls are in progress at once (bounded by
+/// [`EVENTUALLY`]), and counts the calls that saw all of them.
+fn rendezvous_tool(expected: usize, arrived: Counter, saw_all: Counter) -> Tool {
+    Tool::untyped(
+        "gather",
+        "Waits for the others",
+        empty_schema(),
+        move |_args, _ctx| {
+            let arrived = arrived.clone();
+            let saw_all = saw_all.clone();
+            async move {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                let deadline = Instant::now() + EVENTUALLY;
+                while arrived.load(Ordering::SeqCst) < expected && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if arrived.load(Ordering::SeqCst) >= expected {
+                    saw_all.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(FunctionResult::new("gathered"))
+            }
+        },
+    )
+    .secure(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_from_one_address_are_served_at_defaults() {
+    const N: usize = 1000;
+    let (arrived, saw_all) = (counter(), counter());
+    let server = TestServer::start(
+        vec![agent(
+            "/",
+            vec![rendezvous_tool(N, arrived.clone(), saw_all.clone())],
+        )],
+        |config| {
+            // The defaults are what is under test.
+            assert_eq!(config.max_connections_per_ip, 128);
+            assert!(config.max_connections > N);
+        },
+    )
+    .await;
+    let requests = (0..N).map(|i| {
+        server
+            .client
+            .post(server.url("/swaig"))
+            .basic_auth(USER, Some(PASSWORD))
+            .json(&swaig_body("gather", &format!("call-{i}")))
+            .send()
+    });
+    let responses = tokio::time::timeout(EVENTUALLY * 3, futures_util::future::join_all(requests))
+        .await
+        .expect("every request is answered");
+    let mut served = 0;
+    for response in responses {
+        let response = response.expect("a request from the busy address was dropped");
+        assert_eq!(response.status(), StatusCode::OK);
+        served += 1;
+    }
+    assert_eq!(served, N);
+    assert_eq!(count(&arrived), N);
+    assert_eq!(count(&saw_all), N, "all {N} were in progress at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_address_are_still_capped() {
+    let runs = counter();
+    // The default header timeout (5 s) bounds both how long the silent connections are kept
+    // and how long a connection over the cap waits for a slot.
+    let server = TestServer::start(vec![root_agent(runs.clone())], |config| {
+        config.max_connections_per_ip = 3;
+    })
+    .await;
+    // Three silent connections fill the address's waiting slots.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    // A fourth sends a complete request but is not served while they wait. (This bounds
+    // nothing from above: a slower machine only makes it more true.)
+    let mut fourth = TcpStream::connect(server.addr).await.expect("connect");
+    fourth
+        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
+        .await
+        .expect("send");
+    let mut probe = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_secs(1), fourth.read(&mut probe)).await;
+    assert!(
+        early.is_err(),
+        "the fourth connection was answered or closed while the cap of 3 was full; it must wait for a slot"
+    );
+    // When a silent connection leaves, its slot goes to the waiting one, which is served.
+    drop(silent.remove(0));
+    assert_eq!(read_response(&mut fourth).await.status, 200);
+    drop(silent);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): the errors hyper answers by itself are JSON with the security headers
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_too_long_and_too_large_requests_get_json_and_security_headers() {
+    let runs = counter();
+    let server = TestServer::start(vec![root_agent(runs.clone())], |_| {}).await;
+    let host = server.addr;
+    let long_target = format!("/{}", "a".repeat(70_000));
+    let many_headers: String = (0..150).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
+    for (request, status, reason) in [
+        (
+            "GET / HTTP/1.1 extra\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET /health HTTP/1.1\r\nHost: {host}\r\nBad Header\r\n\r\n"),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET {long_target} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            414,
+            "uri_too_long",
+        ),
+        (
+            format!("GET /health HTTP/1.1\r\nHost: {host}\r\n{many_headers}\r\n"),
+            431,
+            "headers_too_large",
+        ),
+    ] {
+        let response = raw_exchange(server.addr, request.as_bytes()).await;
+        assert_eq!(response.status, status, "{reason}");
+        assert!(
+            response
+                .header("content-type")
+                .is_some_and(|v| v.starts_with("application/json")),
+            "{reason}: {:?}",
+            response.headers
+        );
+        let body = response.json();
+        assert_eq!(body["error"], reason);
+        assert!(body["response"].as_str().is_some_and(|s| !s.is_empty()));
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(response.header(name), Some(value), "{reason}: {name}");
+        }
+        assert!(response.header("x-request-id").is_some(), "{reason}");
+    }
+    assert_eq!(count(&runs), 0);
+    assert_still_serving(&server, &runs).await;
+}

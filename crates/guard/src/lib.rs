@@ -7,7 +7,7 @@
 //! and amounts in [`validators`]), and is this caller text safe to hand to a tool once
 //! normalized ([`sanitize`]: length limits, prompt-injection detection). It also owns the
 //! tamper-evident audit trail's pure side ([`audit`]), the one secret-key type ([`key`]) and
-//! the one canonical-JSON writer ([`canonical`]). It must not do I/O: no
+//! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]). It must not do I/O: no
 //! sockets, no files, no environment reads, no logging of secrets. Callers (the server, the CLI)
 //! gather inputs and act on the verdicts.
 #![forbid(unsafe_code)]
@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod refusal;
 pub mod sanitize;
+pub mod signature;
 pub mod token;
 pub mod validate;
 pub mod validators;
@@ -55,6 +56,7 @@ pub use refusal::{Reason, Refusal};
 pub use sanitize::{
     normalize, InjectionDetector, InjectionKind, InputGuard, InputRejection, DEFAULT_MAX_LEN,
 };
+pub use signature::{EmptySigningKey, SignatureError, SigningKey, SIGNATURE_HEADER};
 pub use token::{KeyRing, TokenError, TokenKey, DEFAULT_TOKEN_TTL};
 pub use validate::{
     declared_path, max_length_at, platform_parameters, ArgError, ArgValidator, SchemaError,

@@ -56,6 +56,12 @@ reasons! {
     AuthInvalid = ("auth_invalid", 401),
     /// The request could not be understood at the HTTP level.
     BadRequest = ("bad_request", 400),
+    /// The request line's target is longer than the server reads.
+    UriTooLong = ("uri_too_long", 414),
+    /// The request's headers are larger (or more numerous) than the server reads.
+    HeadersTooLarge = ("headers_too_large", 431),
+    /// The webhook signature (`X-SignalWire-Signature`) is missing where required, or wrong.
+    SignatureInvalid = ("signature_invalid", 403),
     /// No such route.
     NotFound = ("not_found", 404),
     /// The route exists, the method does not.

@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use voxguard_guard::{resolve_credentials, BasicCredentials, CredentialError, CredentialSource};
+use voxguard_guard::{
+    resolve_credentials, BasicCredentials, CredentialError, CredentialSource, SigningKey,
+};
 
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -20,7 +22,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on simultaneously open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default cap on simultaneously open connections from one IP address.
+/// Default cap on connections from one IP address that are waiting (sending a request head, or
+/// idle between requests); connections whose request is being handled do not count.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 128;
 /// Default Basic-auth user name when none is configured.
 pub const DEFAULT_AUTH_USER: &str = "voxguard";
@@ -44,8 +47,10 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Maximum simultaneously open connections; further clients wait in the accept queue.
     pub max_connections: usize,
-    /// Maximum simultaneously open connections from one IP address; further connections from
-    /// it are closed at once, so one host cannot occupy every slot.
+    /// Maximum connections from one IP address that are waiting — not yet done sending a
+    /// request head, or idle between requests; further connections from it are closed at once,
+    /// so one idle or slow host cannot occupy every slot. Connections whose request is being
+    /// handled do not count, so a busy proxy is limited only by `max_connections`.
     pub max_connections_per_ip: usize,
     /// HTTPS settings; `None` serves plain HTTP.
     pub tls: Option<TlsConfig>,
@@ -60,6 +65,10 @@ pub struct ServerConfig {
     pub admin_credentials: Option<BasicCredentials>,
     /// Credentials for `GET /metrics`; `None` disables the endpoint.
     pub metrics_credentials: Option<BasicCredentials>,
+    /// The platform's signing key (`SIGNALWIRE_SIGNING_KEY`, the official SDK's name). When set,
+    /// the SWML route requires a valid `X-SignalWire-Signature` and the other webhooks check it
+    /// whenever it is present; `None` checks nothing.
+    pub signing_key: Option<SigningKey>,
 }
 
 /// Certificate and key for HTTPS.
@@ -117,6 +126,7 @@ impl ServerConfig {
             production: false,
             admin_credentials: None,
             metrics_credentials: None,
+            signing_key: None,
         }
     }
 
@@ -258,6 +268,10 @@ impl ServerConfig {
             "at least 32 characters",
         )?;
         let trust_proxy = parse_bool(&get, "VOXGUARD_TRUST_PROXY")?;
+        // Taken verbatim (not trimmed): the key is the dashboard's text, byte for byte.
+        let signing_key = lookup("SIGNALWIRE_SIGNING_KEY")
+            .filter(|v| !v.is_empty())
+            .and_then(|v| SigningKey::new(v).ok());
         let https_webhooks = tls.is_some()
             || proxy_url_base
                 .as_ref()
@@ -285,6 +299,7 @@ impl ServerConfig {
             production,
             admin_credentials,
             metrics_credentials,
+            signing_key,
         })
     }
 }
@@ -502,6 +517,20 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("SWML_PROXY_URL_BASE"), "{err}");
         assert!(!err.to_string().contains("s3cretpw"), "{err}");
+    }
+
+    #[test]
+    fn the_signing_key_comes_from_the_sdk_variable() {
+        assert!(config(&[]).unwrap().signing_key.is_none());
+        let c = config(&[("SIGNALWIRE_SIGNING_KEY", "PSKtest1234567890abcdef")]).unwrap();
+        let key = c.signing_key.clone().expect("key set");
+        assert_eq!(
+            key.sign_json("https://example.ngrok.io/webhook", b""),
+            voxguard_guard::SigningKey::new("PSKtest1234567890abcdef")
+                .unwrap()
+                .sign_json("https://example.ngrok.io/webhook", b"")
+        );
+        assert!(!format!("{c:?}").contains("PSKtest"), "never printed");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Owns the mapping from HTTP to [`AgentService`] calls. Every request passes, outermost
 //! first: response policy (security headers, `X-Request-Id`, JSON bodies for every error) →
 //! request timeout → Basic auth ([`require_basic_auth`]; only `/health` and `/ready` are
-//! exempt) → route. Bodies are read up to the configured limit before any JSON is parsed.
+//! exempt) → route. Bodies are read up to the configured limit, and their webhook signature
+//! checked (with `SIGNALWIRE_SIGNING_KEY`: required on SWML, checked when present on SWAIG and
+//! post-prompt), before any JSON is parsed.
 //! It must not interpret SWAIG semantics — that is the agent's job.
 
 use std::net::SocketAddr;
@@ -28,6 +30,22 @@ use crate::service::{
     new_request_id, AccessHooks, AccessRecord, AdminService, AgentRoutes, AgentService, Reply,
     RequestInfo, SecurityEvents,
 };
+
+/// The security headers every response carries (also the ones hyper answers by itself, see
+/// `raw_errors`).
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("cache-control", "no-store"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
+/// `Strict-Transport-Security`, sent on every response when TLS is on.
+pub(crate) const HSTS: &str = "max-age=63072000; includeSubDomains";
 
 /// Paths that answer without credentials.
 pub const PUBLIC_PATHS: [&str; 2] = ["/health", "/ready"];
@@ -113,6 +131,10 @@ fn swml_route(agent: Arc<dyn AgentService>) -> MethodRouter<Shared> {
         let agent = on_get.clone();
         async move {
             let info = request_info(&shared, &req);
+            // A GET carries no body, but it is signed all the same (URL + empty body).
+            if let Err(refusal) = read_signed(&shared, req, Signature::Required).await {
+                return refusal;
+            }
             reply(agent.swml(&info, None).await)
         }
     })
@@ -120,7 +142,7 @@ fn swml_route(agent: Arc<dyn AgentService>) -> MethodRouter<Shared> {
         let agent = agent.clone();
         async move {
             let info = request_info(&shared, &req);
-            match read_json(&shared, req).await {
+            match read_json(&shared, req, Signature::Required).await {
                 Ok(body) => reply(agent.swml(&info, body).await),
                 Err(refusal) => refusal,
             }
@@ -133,7 +155,7 @@ fn swaig_route(agent: Arc<dyn AgentService>, endpoint: Endpoint) -> MethodRouter
         let agent = agent.clone();
         async move {
             let info = request_info(&shared, &req);
-            let body = match read_json(&shared, req).await {
+            let body = match read_json(&shared, req, Signature::IfPresent).await {
                 Ok(Some(body)) => body,
                 Ok(None) => {
                     return refuse(Refusal::new(
@@ -185,8 +207,96 @@ fn query_token(uri: &Uri) -> Option<String> {
     fallback
 }
 
-/// Read the body up to the limit and parse it as JSON. `Ok(None)` for an empty body.
-async fn read_json(shared: &Shared, req: Request) -> Result<Option<Value>, Response> {
+/// When a route checks `X-SignalWire-Signature` (only ever with a signing key configured).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signature {
+    /// Always: a request without the header is refused (the SWML route).
+    Required,
+    /// When the header is present (SWAIG, post-prompt): the platform's documentation says
+    /// every webhook is signed, the official Python SDK checks only some routes, so an
+    /// unsigned call still passes on Basic auth and function tokens alone.
+    IfPresent,
+    /// Never (operator endpoints: not called by the platform).
+    Never,
+}
+
+/// Read the body up to the limit, check the webhook signature over it (before anything parses
+/// it), and parse it as JSON. `Ok(None)` for an empty body.
+async fn read_json(
+    shared: &Shared,
+    req: Request,
+    signature: Signature,
+) -> Result<Option<Value>, Response> {
+    let bytes = read_signed(shared, req, signature).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|_| {
+        refuse(Refusal::new(
+            Reason::MalformedJson,
+            "The request body is not valid JSON.",
+        ))
+    })
+}
+
+/// Read the body under the size limit, then check its signature as `policy` says.
+async fn read_signed(shared: &Shared, req: Request, policy: Signature) -> Result<Bytes, Response> {
+    let check = match (&shared.config.signing_key, policy) {
+        (None, _) | (_, Signature::Never) => None,
+        (Some(_), _) => {
+            let header = req
+                .headers()
+                .get(voxguard_guard::SIGNATURE_HEADER)
+                .map(|v| v.to_str().unwrap_or_default().to_string());
+            if header.is_none() && policy == Signature::IfPresent {
+                None
+            } else {
+                Some((
+                    header.unwrap_or_default(),
+                    crate::public_url::request_url(&shared.config, req.headers(), req.uri()),
+                    req.method().clone(),
+                    req.uri().path().chars().take(128).collect::<String>(),
+                    req.extensions().get::<ClientAddr>().map(|c| c.0),
+                    req.extensions()
+                        .get::<RequestId>()
+                        .map(|r| r.0.clone())
+                        .unwrap_or_default(),
+                ))
+            }
+        }
+    };
+    let bytes = read_body(shared, req).await?;
+    let (Some(key), Some((signature, url, method, path, client, request_id))) =
+        (&shared.config.signing_key, check)
+    else {
+        return Ok(bytes);
+    };
+    if key.verify(&signature, &url, &bytes).is_ok() {
+        return Ok(bytes);
+    }
+    let client = client.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    if let Some(events) = &shared.events {
+        events
+            .signature_failed(client, method.as_str(), &path, &request_id)
+            .await;
+    }
+    tracing::warn!(
+        target: "voxguard::security",
+        event = "signature_failed",
+        reason = Reason::SignatureInvalid.as_str(),
+        client = %client,
+        method = %method,
+        path = ?path,
+        "request refused: missing or invalid webhook signature"
+    );
+    Err(refuse(Refusal::new(
+        Reason::SignatureInvalid,
+        "The request signature is not valid.",
+    )))
+}
+
+/// Read the body up to the configured limit.
+async fn read_body(shared: &Shared, req: Request) -> Result<Bytes, Response> {
     let limit = shared.config.body_limit;
     let too_large = || {
         refuse(Refusal::new(
@@ -202,25 +312,14 @@ async fn read_json(shared: &Shared, req: Request) -> Result<Option<Value>, Respo
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let bytes: Bytes = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(_) => {
-            return Err(refuse(Refusal::new(
-                Reason::BodyUnreadable,
-                "The request body could not be read.",
-            )))
-        }
-    };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(_) => Err(refuse(Refusal::new(
+            Reason::BodyUnreadable,
+            "The request body could not be read.",
+        ))),
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|_| {
-        refuse(Refusal::new(
-            Reason::MalformedJson,
-            "The request body is not valid JSON.",
-        ))
-    })
 }
 
 /// The call id a reply belonged to, carried to the access log in the response extensions.
@@ -272,7 +371,7 @@ async fn admin_emergency(State(shared): State<Shared>, req: Request) -> Response
         return not_found().await;
     };
     let info = request_info(&shared, &req);
-    match read_json(&shared, req).await {
+    match read_json(&shared, req, Signature::Never).await {
         Ok(Some(body)) => reply(admin.emergency(&info, body).await),
         Ok(None) => refuse(Refusal::new(
             Reason::EmptyBody,
@@ -496,21 +595,13 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         *response.body_mut() = Body::empty();
     }
     let headers = response.headers_mut();
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     if shared.config.tls.is_some() {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+            HeaderValue::from_static(HSTS),
         );
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -12,7 +12,9 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+mod per_ip;
 pub mod public_url;
+mod raw_errors;
 pub mod serve;
 pub mod service;
 pub mod tls;

@@ -6,7 +6,7 @@
 //! `X-Forwarded-Host` are honoured only with `VOXGUARD_TRUST_PROXY=true` — otherwise any client
 //! could redirect the platform's webhooks, credentials included, to a host of its choosing.
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
 
 use crate::config::ServerConfig;
 
@@ -49,6 +49,26 @@ pub fn public_base(config: &ServerConfig, headers: &HeaderMap) -> url::Url {
     url::Url::parse(&format!("{scheme}://{host}/")).unwrap_or_else(|_| {
         url::Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable_url())
     })
+}
+
+/// The absolute URL the platform called for a request to `uri`, as it signed it: the public
+/// base (same rules as [`public_base`]) joined with the request's path, and its query string
+/// byte for byte. No credentials.
+pub fn request_url(config: &ServerConfig, headers: &HeaderMap, uri: &Uri) -> String {
+    let mut url = public_base(config, headers);
+    let joined = format!(
+        "{}/{}",
+        url.path().trim_end_matches('/'),
+        uri.path().trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    url.set_query(None);
+    let mut text: String = url.into();
+    if let Some(query) = uri.query() {
+        text.push('?');
+        text.push_str(query);
+    }
+    text
 }
 
 /// `host` or `host:port` made only of characters a host name, IPv4/IPv6 literal and port use.
@@ -96,6 +116,22 @@ mod tests {
         assert_eq!(public_base(&c, &h).as_str(), "http://agent.local:3000/");
         c.trust_proxy = true;
         assert_eq!(public_base(&c, &h).as_str(), "https://evil.example/");
+    }
+
+    #[test]
+    fn request_urls_keep_the_query_and_the_proxy_path() {
+        let mut c = config();
+        let h = headers(&[("host", "agent.local:3000")]);
+        let uri: Uri = "/bank/swaig?__token=a%2Bb&x=1".parse().unwrap();
+        assert_eq!(
+            request_url(&c, &h, &uri),
+            "http://agent.local:3000/bank/swaig?__token=a%2Bb&x=1"
+        );
+        c.proxy_url_base = Some(url::Url::parse("https://agents.example.com/base/").unwrap());
+        assert_eq!(
+            request_url(&c, &h, &"/bank".parse().unwrap()),
+            "https://agents.example.com/base/bank"
+        );
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //! header-read timeout and graceful shutdown.
 //!
 //! Owns connection lifetime. A semaphore caps open connections (further clients wait in the
-//! kernel's accept queue) and a per-address cap closes surplus connections from one host at
-//! once, so a single client cannot take every slot; hyper's header-read timeout and a
-//! TLS-handshake timeout close clients that trickle bytes. On shutdown the listener
+//! kernel's accept queue) and a per-address cap on *waiting* connections — not yet done sending
+//! a request head, or idle between requests — closes surplus connections from one host at once,
+//! so a single idle or slow client cannot take every slot, while requests in progress are not
+//! counted against their address (`per_ip`; a connection over the cap waits up to the
+//! header-read timeout for a slot, so a burst whose request heads are still in flight is
+//! served); hyper's header-read timeout and a
+//! TLS-handshake timeout close clients that trickle bytes; each connection is wrapped so that
+//! the errors hyper answers by itself get JSON and the security headers (`raw_errors`). On shutdown the listener
 //! closes at once, in-flight requests finish, idle keep-alive connections are closed, and the
 //! wait is bounded by the request timeout.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +30,8 @@ use tower::ServiceExt;
 use crate::config::ServerConfig;
 use crate::http::{router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
+use crate::per_ip::{Slot, Waiting};
+use crate::raw_errors::JsonErrors;
 use crate::service::{AccessHooks, AdminService, AgentRoutes, AgentService, SecurityEvents};
 
 /// Why the server could not start.
@@ -250,7 +256,10 @@ impl BoundServer {
             ..
         } = self;
         let permits = Arc::new(Semaphore::new(config.max_connections));
-        let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let waiting = Waiting::new(config.max_connections_per_ip);
+        // A connection over its address's cap waits for a slot no longer than any connection
+        // has to send its request head.
+        let grace = config.header_read_timeout;
         let graceful = GracefulShutdown::new();
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -276,23 +285,20 @@ impl BoundServer {
                 },
                 () = &mut shutdown => break,
             };
-            let Some(per_ip) =
-                PerIpGuard::acquire(&per_ip, peer.ip(), config.max_connections_per_ip)
-            else {
-                // One host may not occupy every slot: close at once instead of queueing.
-                tracing::debug!(%peer, "per-address connection cap reached; closing");
-                drop(stream);
-                continue;
-            };
             let _ = stream.set_nodelay(true);
             let watcher = graceful.watcher();
             let app = app.clone();
             let tls = tls.clone();
             let config = config.clone();
+            let waiting = waiting.clone();
             connections.spawn(async move {
                 let _permit = permit;
-                let _per_ip = per_ip;
-                serve_connection(stream, peer, app, tls, &config, watcher).await;
+                let Some(slot) = waiting.acquire(peer.ip(), grace).await else {
+                    // One host may not hold more than its share of waiting connections.
+                    tracing::debug!(%peer, "per-address connection cap reached; closing");
+                    return;
+                };
+                serve_connection(stream, peer, app, tls, &config, watcher, slot).await;
             });
         }
         drop(listener);
@@ -310,46 +316,6 @@ impl BoundServer {
     }
 }
 
-type PerIp = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
-
-/// One open connection counted against its peer address; uncounted when dropped.
-struct PerIpGuard {
-    counts: PerIp,
-    ip: IpAddr,
-}
-
-impl PerIpGuard {
-    fn acquire(counts: &PerIp, ip: IpAddr, cap: usize) -> Option<Self> {
-        let mut map = counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let open = map.entry(ip).or_insert(0);
-        if *open >= cap {
-            return None;
-        }
-        *open += 1;
-        Some(Self {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIpGuard {
-    fn drop(&mut self) {
-        let mut map = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(open) = map.get_mut(&self.ip) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -357,10 +323,24 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
     config: &ServerConfig,
     watcher: hyper_util::server::graceful::Watcher,
+    slot: Slot,
 ) {
+    let slot = Arc::new(slot);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
-        app.clone().oneshot(req.map(axum::body::Body::new))
+        let app = app.clone();
+        let slot = slot.clone();
+        async move {
+            slot.busy();
+            let mut response = app.oneshot(req.map(axum::body::Body::new)).await?;
+            if !slot.idle() {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -369,16 +349,14 @@ async fn serve_connection(
         .keep_alive(true);
     let result = match tls {
         None => {
-            watcher
-                .watch(builder.serve_connection(TokioIo::new(stream), service))
-                .await
+            let io = TokioIo::new(JsonErrors::new(stream, false));
+            watcher.watch(builder.serve_connection(io, service)).await
         }
         Some(acceptor) => {
             match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let io = TokioIo::new(JsonErrors::new(stream, true));
+                    watcher.watch(builder.serve_connection(io, service)).await
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");

@@ -213,6 +213,19 @@ pub trait SecurityEvents: Send + Sync + 'static {
         reason: Reason,
         request_id: &str,
     );
+
+    /// A webhook was refused because its `X-SignalWire-Signature` was missing or wrong. By
+    /// default this is recorded as a refused authentication with reason `signature_invalid`.
+    async fn signature_failed(
+        &self,
+        client: SocketAddr,
+        method: &str,
+        path: &str,
+        request_id: &str,
+    ) {
+        self.auth_failed(client, method, path, Reason::SignatureInvalid, request_id)
+            .await;
+    }
 }
 
 /// One finished request, as the access hooks and the access log see it. The path never

@@ -22,8 +22,8 @@ use voxguard_store::AuditSink;
 #[derive(Clone)]
 pub(crate) struct Auditor {
     sink: Option<Arc<dyn AuditSink>>,
-    clock: Arc<dyn Clock>,
-    redactor: Redactor,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) redactor: Redactor,
     pub(crate) metrics: Metrics,
     detector: Option<Arc<AnomalyDetector>>,
     on_anomaly: Option<AnomalyCallback>,
@@ -66,7 +66,7 @@ impl Auditor {
 
     /// Run the anomaly rules over `event`: each finding becomes a warn-level security event, a
     /// metric and (in the background, never delaying the request) a call of the callback.
-    fn watch(&self, event: &AuditEvent) {
+    pub(crate) fn watch(&self, event: &AuditEvent) {
         let Some(detector) = &self.detector else {
             return;
         };
@@ -111,6 +111,12 @@ impl Auditor {
     /// **Where an audit event is written.** Returns once the sink has made it durable.
     pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
         self.watch(&event);
+        self.append(event).await
+    }
+
+    /// Write `event` without showing it to the anomaly rules (for aggregated records whose
+    /// individual events were already shown).
+    async fn append(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
         let Some(sink) = &self.sink else {
             return Ok(());
         };
@@ -135,8 +141,74 @@ pub(crate) fn mask(value: &str) -> String {
     format!("***{tail}")
 }
 
-/// Refused logins at the HTTP layer go to the audit trail too.
-pub(crate) struct AuthEvents(pub(crate) Auditor);
+/// How long one source's repeated authentication failures are folded into one record.
+pub(crate) const AUTH_FAILURE_WINDOW_SECS: u64 = 60;
+
+/// How many (source, reason) windows are held at once; a new source past this evicts (and
+/// writes out) the oldest window.
+pub(crate) const AUTH_FAILURE_SOURCES: usize = 4096;
+
+/// Refused logins and webhook signatures at the HTTP layer go to the audit trail too —
+/// aggregated, so that an anonymous flood cannot grow the trail at request rate.
+///
+/// Per source address and reason, the first failure of a window is written at once (with
+/// `arguments: {"count": 1, "window_secs": w}`); the further ones in the same window are only
+/// counted, and written as one event with their `count` when the next failure after the window
+/// arrives, when the maintenance task finds the window closed, when the window is evicted to
+/// make room, or at shutdown. The counts in the trail add up to the failures that happened.
+pub(crate) struct AuthEvents {
+    auditor: Auditor,
+    windows: std::sync::Mutex<FailureWindows>,
+}
+
+impl AuthEvents {
+    pub(crate) fn new(auditor: Auditor) -> Self {
+        Self {
+            auditor,
+            windows: std::sync::Mutex::new(FailureWindows::new(
+                AUTH_FAILURE_WINDOW_SECS * 1000,
+                AUTH_FAILURE_SOURCES,
+            )),
+        }
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, FailureWindows> {
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Write out every window that closed by now (maintenance).
+    pub(crate) async fn flush_closed(&self) {
+        let due = self.windows().take_closed(self.auditor.clock.now_ms());
+        self.write(due).await;
+    }
+
+    /// Write out every counted failure (shutdown).
+    pub(crate) async fn flush_all(&self) {
+        let due = self.windows().take_all();
+        self.write(due).await;
+    }
+
+    async fn write(&self, failures: Vec<Failures>) {
+        for failures in failures {
+            let mut event = self.auditor.event(AuditKind::AuthFailed, Outcome::Refused);
+            event.reason = Some(failures.reason.as_str().into());
+            event.source = Some(failures.source.to_string());
+            event.request_id = Some(failures.request_id);
+            event.function = Some(format!(
+                "{} {}",
+                failures.method,
+                self.auditor.redactor.redact_text(&failures.path)
+            ));
+            event.arguments = Some(serde_json::json!({
+                "count": failures.count,
+                "window_secs": AUTH_FAILURE_WINDOW_SECS,
+            }));
+            let _ = self.auditor.append(event).await;
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl SecurityEvents for AuthEvents {
@@ -148,12 +220,186 @@ impl SecurityEvents for AuthEvents {
         reason: Reason,
         request_id: &str,
     ) {
-        self.0.metrics.refusal(reason.as_str());
-        let mut event = self.0.event(AuditKind::AuthFailed, Outcome::Refused);
-        event.reason = Some(reason.as_str().into());
-        event.source = Some(client.ip().to_string());
-        event.request_id = Some(request_id.into());
-        event.function = Some(format!("{method} {}", self.0.redactor.redact_text(path)));
-        let _ = self.0.record(event).await;
+        self.auditor.metrics.refusal(reason.as_str());
+        // The anomaly rules see every failure, written or only counted; a bare event keeps
+        // this O(1) (nothing is redacted for a failure that is only counted).
+        let mut seen = self.auditor.event(AuditKind::AuthFailed, Outcome::Refused);
+        seen.source = Some(client.ip().to_string());
+        seen.reason = Some(reason.as_str().into());
+        self.auditor.watch(&seen);
+        let failure = Failures {
+            source: client.ip(),
+            reason,
+            method: method.into(),
+            path: path.into(),
+            request_id: request_id.into(),
+            count: 1,
+        };
+        let due = self.windows().observe(failure, self.auditor.clock.now_ms());
+        self.write(due).await;
+    }
+}
+
+/// Failures of one source for one reason: the last request's method, path and id, and how many.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failures {
+    source: std::net::IpAddr,
+    reason: Reason,
+    method: String,
+    path: String,
+    request_id: String,
+    count: u64,
+}
+
+/// One open window: when it opened, and the failures counted (not yet written) since.
+struct Window {
+    opened_ms: u64,
+    pending: Option<Failures>,
+}
+
+/// The bounded map of open windows. Pure bookkeeping: it says what to write, never writes.
+pub(crate) struct FailureWindows {
+    window_ms: u64,
+    cap: usize,
+    open: std::collections::HashMap<(std::net::IpAddr, Reason), Window>,
+}
+
+impl FailureWindows {
+    pub(crate) fn new(window_ms: u64, cap: usize) -> Self {
+        Self {
+            window_ms,
+            cap: cap.max(1),
+            open: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Count `failure` at `now_ms`; returns what must be written now (in order).
+    pub(crate) fn observe(&mut self, failure: Failures, now_ms: u64) -> Vec<Failures> {
+        let key = (failure.source, failure.reason);
+        let window_ms = self.window_ms;
+        let mut due = Vec::new();
+        if let Some(window) = self.open.get_mut(&key) {
+            if now_ms < window.opened_ms.saturating_add(window_ms) {
+                let count = window.pending.as_ref().map_or(0, |p| p.count) + 1;
+                window.pending = Some(Failures { count, ..failure });
+                return due;
+            }
+            due.extend(window.pending.take());
+            window.opened_ms = now_ms;
+        } else {
+            if self.open.len() >= self.cap {
+                due.extend(self.take_closed(now_ms));
+            }
+            if self.open.len() >= self.cap {
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, w)| w.opened_ms)
+                    .map(|(k, _)| *k);
+                if let Some(window) = oldest.and_then(|k| self.open.remove(&k)) {
+                    due.extend(window.pending);
+                }
+            }
+            self.open.insert(
+                key,
+                Window {
+                    opened_ms: now_ms,
+                    pending: None,
+                },
+            );
+        }
+        due.push(failure);
+        due
+    }
+
+    /// Close every window that ended by `now_ms`; returns their counted failures.
+    pub(crate) fn take_closed(&mut self, now_ms: u64) -> Vec<Failures> {
+        let window_ms = self.window_ms;
+        let mut due = Vec::new();
+        self.open.retain(|_, window| {
+            let open = now_ms < window.opened_ms.saturating_add(window_ms);
+            if !open {
+                due.extend(window.pending.take());
+            }
+            open
+        });
+        due
+    }
+
+    /// Close every window; returns their counted failures.
+    pub(crate) fn take_all(&mut self) -> Vec<Failures> {
+        self.open
+            .drain()
+            .filter_map(|(_, window)| window.pending)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(source: [u8; 4], request_id: &str) -> Failures {
+        Failures {
+            source: std::net::IpAddr::from(source),
+            reason: Reason::AuthRequired,
+            method: "GET".into(),
+            path: "/".into(),
+            request_id: request_id.into(),
+            count: 1,
+        }
+    }
+
+    fn total(written: &[Failures]) -> u64 {
+        written.iter().map(|f| f.count).sum()
+    }
+
+    #[test]
+    fn repeated_failures_are_counted_and_written_when_the_window_closes() {
+        let mut windows = FailureWindows::new(60_000, 16);
+        let mut written = Vec::new();
+        for i in 0..1000u64 {
+            written.extend(windows.observe(failure([10, 0, 0, 1], &format!("r{i}")), i));
+        }
+        assert_eq!(written.len(), 1, "only the first is written at once");
+        // The next failure after the window writes the count, then itself.
+        let after = windows.observe(failure([10, 0, 0, 1], "late"), 60_000);
+        assert_eq!(after.len(), 2);
+        assert_eq!(after[0].count, 999);
+        assert_eq!(after[0].request_id, "r999", "the last counted request");
+        written.extend(after);
+        assert_eq!(total(&written), 1001);
+        // A quiet window with nothing counted writes nothing when closed.
+        assert!(windows.take_closed(200_000).is_empty());
+    }
+
+    #[test]
+    fn the_map_is_bounded_and_evicted_windows_are_written() {
+        let mut windows = FailureWindows::new(60_000, 4);
+        let mut written = Vec::new();
+        for source in 0..4u8 {
+            for n in 0..3 {
+                written.extend(windows.observe(failure([10, 0, 0, source], "x"), n));
+            }
+        }
+        assert_eq!(written.len(), 4);
+        // A fifth source evicts the oldest window and writes its count.
+        written.extend(windows.observe(failure([10, 0, 1, 0], "x"), 10));
+        assert_eq!(windows.open.len(), 4);
+        assert_eq!(written.len(), 6);
+        written.extend(windows.take_all());
+        assert_eq!(total(&written), 13, "4 sources x 3 + 1");
+        assert!(windows.open.is_empty());
+    }
+
+    #[test]
+    fn closed_windows_are_flushed_by_maintenance() {
+        let mut windows = FailureWindows::new(1_000, 8);
+        windows.observe(failure([10, 0, 0, 1], "a"), 0);
+        windows.observe(failure([10, 0, 0, 1], "b"), 10);
+        assert!(windows.take_closed(999).is_empty());
+        let due = windows.take_closed(1_000);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].count, 1);
     }
 }

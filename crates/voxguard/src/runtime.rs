@@ -239,13 +239,14 @@ impl Runtime {
             Some(detector),
             self.on_anomaly.clone(),
         );
+        let auth_events = Arc::new(AuthEvents::new(auditor.clone()));
         let mut server = Server::new(self.config)
             .metrics(metrics)
             .admin(Arc::new(Admin {
                 emergency: self.emergency.clone(),
                 auditor: auditor.clone(),
             }))
-            .events(Arc::new(AuthEvents(auditor.clone())));
+            .events(auth_events.clone());
         if !self.hooks.on_request.is_empty() || !self.hooks.on_response.is_empty() {
             server = server.access(Arc::new(self.hooks.clone()));
         }
@@ -289,6 +290,7 @@ impl Runtime {
             self.attempts.clone(),
             self.clock.clone(),
             pipelines,
+            auth_events.clone(),
         );
         let bound = server.bind().await?;
         // Install the signal handlers now, before anyone is told the server is up.
@@ -301,6 +303,7 @@ impl Runtime {
             bound,
             signal,
             maintenance,
+            auth_events,
         })
     }
 
@@ -326,6 +329,7 @@ pub struct Running {
     bound: BoundServer,
     signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     maintenance: Upkeep,
+    auth_events: Arc<AuthEvents>,
 }
 
 /// The maintenance task, stopped when the server stops (or the `Running` is dropped).
@@ -341,19 +345,30 @@ impl Drop for Upkeep {
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// Background upkeep: purge expired sessions (so nothing about a call outlives its TTL, in
-/// memory or on disk), attempt counters whose window has ended, and forget rate-limit state of
-/// callers that went quiet.
+/// memory or on disk), attempt counters whose window has ended, forget rate-limit state of
+/// callers that went quiet, and write out the counts of authentication-failure windows that
+/// closed (every window length).
 fn spawn_maintenance(
     store: Arc<dyn SessionStore>,
     attempts: Arc<dyn AttemptStore>,
     clock: Arc<dyn Clock>,
     pipelines: Vec<Arc<Pipeline>>,
+    auth_events: Arc<AuthEvents>,
 ) -> Upkeep {
     Upkeep(tokio::spawn(async move {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut auth_tick =
+            tokio::time::interval(Duration::from_secs(crate::audit::AUTH_FAILURE_WINDOW_SECS));
+        auth_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = auth_tick.tick() => {
+                    auth_events.flush_closed().await;
+                    continue;
+                }
+            }
             match store.purge_expired(clock.now_unix()).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "expired sessions purged"),
@@ -392,17 +407,23 @@ impl Running {
             bound,
             signal,
             maintenance,
+            auth_events,
         } = self;
         bound.serve_until(signal).await;
         drop(maintenance);
+        auth_events.flush_all().await;
     }
 
     /// Serve until `shutdown` resolves, then shut down gracefully.
     pub async fn serve_until(self, shutdown: impl std::future::Future<Output = ()> + Send) {
         let Running {
-            bound, maintenance, ..
+            bound,
+            maintenance,
+            auth_events,
+            ..
         } = self;
         bound.serve_until(shutdown).await;
         drop(maintenance);
+        auth_events.flush_all().await;
     }
 }
