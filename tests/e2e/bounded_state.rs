@@ -63,12 +63,18 @@ async fn hundred_thousand_distinct_callers_and_calls_grow_rss_under_64_mib() {
             })
     };
     let warm = flood(0..2_000).await;
-    assert_eq!(warm[2], 0, "every warm-up call answered 200 or 429: {warm:?}");
+    assert_eq!(
+        warm[2], 0,
+        "every warm-up call answered 200 or 429: {warm:?}"
+    );
     let before = rss_kib(bank.pid());
     let tally = flood(2_000..100_000).await;
     let after = rss_kib(bank.pid());
     assert_eq!(tally[2], 0, "every call answered 200 or 429: {tally:?}");
-    assert!(tally[0] > 0 && tally[1] > 0, "some served, the rest limited: {tally:?}");
+    assert!(
+        tally[0] > 0 && tally[1] > 0,
+        "some served, the rest limited: {tally:?}"
+    );
     let grown_mib = after.saturating_sub(before) / 1024;
     eprintln!("98,000 distinct callers: RSS {before} KiB -> {after} KiB; answers {tally:?}");
     assert!(
