@@ -421,6 +421,44 @@ async fn json_log_of_a_bank_session_has_no_secrets() {
     }
 }
 
+/// Issue 9, item 1: an anonymous request with a 58 KB path of `pin:` values is refused, and its
+/// log line is cut to the path cap (with the marker) before redaction ever sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_megapath_makes_one_bounded_log_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bank = Bank::start(
+        dir.path(),
+        &[
+            ("SWML_BASIC_AUTH_USER", BANK_USER),
+            ("SWML_BASIC_AUTH_PASSWORD", BANK_PASSWORD),
+        ],
+    )
+    .await;
+    let path = format!("/swaig/{}", "pin:7531;".repeat(6_500));
+    let response = reqwest::Client::new()
+        .get(bank.url(&path))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (stdout, stderr) = bank.terminate().await;
+    let log = format!("{stdout}\n{stderr}");
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("auth_failed"))
+        .collect();
+    assert!(!refused.is_empty(), "the refusal is logged:\n{log}");
+    for line in &refused {
+        assert!(line.len() < 2_048, "{} bytes: {line}", line.len());
+        assert!(line.contains("[truncated"), "the cut is marked: {line}");
+    }
+    assert!(!log.contains("7531"), "no PIN in the log");
+    assert!(
+        log.lines().all(|line| line.len() <= 16 * 1024 + 64),
+        "every line is bounded"
+    );
+}
+
 #[test]
 fn words_split_the_way_a_leak_would_show() {
     let log = r#"pin=4321 "pin":"9999" PIN is 1357. took 12.4321 ms at 10:30:17.543210Z id 4321ab"#;
