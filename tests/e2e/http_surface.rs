@@ -2368,6 +2368,44 @@ async fn idle_connections_from_one_address_are_still_capped() {
     drop(silent);
 }
 
+/// Review finding: connections queued over their address's cap must not hold the global
+/// connection slots, or one address could keep every other client out until they time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_connections_of_one_address_do_not_hold_the_global_slots() {
+    let runs = counter();
+    let server = TestServer::start(vec![root_agent(runs.clone())], |config| {
+        config.max_connections = 40;
+        config.max_connections_per_ip = 4;
+        // Long enough that a starved client would wait far past the bound below.
+        config.header_read_timeout = Duration::from_secs(120);
+    })
+    .await;
+    // 60 silent connections from 127.0.0.1: 4 counted, the rest queued over the cap.
+    let mut silent = Vec::new();
+    for _ in 0..60 {
+        silent.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Another address on the loopback network is served while they sit there.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut other = socket.connect(server.addr).await.expect("connect");
+    other
+        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
+        .await
+        .expect("send");
+    let answered = tokio::time::timeout(EVENTUALLY, read_response(&mut other)).await;
+    assert_eq!(
+        answered
+            .expect("served long before the silent connections time out")
+            .status,
+        200
+    );
+    drop(silent);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hardening (issue 9): the errors hyper answers by itself are JSON with the security headers
 // ---------------------------------------------------------------------------------------------

@@ -154,14 +154,49 @@ pub const MAX_KEYS: usize = 100_000;
 pub const OVERFLOW_KEY: &str = "~overflow";
 
 /// `key` as the limiter stores it: itself while there is room, [`OVERFLOW_KEY`] when full.
-fn bounded_key(limiter: &Keyed, key: &str) -> String {
+/// A full map is swept of refilled state at most once per [`SWEEP_EVERY`] (the sweep walks every
+/// key: on every call it would make a flood cost quadratic time).
+fn bounded_key(limiter: &Keyed, key: &str, sweeps: &Sweeps) -> String {
     if limiter.len() >= MAX_KEYS {
-        limiter.retain_recent();
+        if sweeps.due() {
+            limiter.retain_recent();
+        }
         if limiter.len() >= MAX_KEYS {
             return OVERFLOW_KEY.to_string();
         }
     }
     key.to_string()
+}
+
+/// How often a full per-key map may be swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// When a full map was last swept, by the limiter's own clock.
+struct Sweeps {
+    clock: Ticks,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Sweeps {
+    fn new(clock: Ticks) -> Self {
+        Self {
+            clock,
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a sweep may run now (and, if so, record it).
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let every = u64::try_from(SWEEP_EVERY.as_millis()).unwrap_or(u64::MAX);
+        (last == 0 || now.saturating_sub(last) >= every)
+            && self
+                .last_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 /// The limits of one agent. Checks go from the most specific (tool) to the most general
@@ -189,6 +224,7 @@ fn bounded_key(limiter: &Keyed, key: &str) -> String {
 /// ```
 pub struct RateLimiter {
     clock: Ticks,
+    sweeps: Sweeps,
     global: Option<Direct>,
     per_caller: Option<Keyed>,
     per_tool: HashMap<String, Keyed>,
@@ -215,8 +251,10 @@ impl RateLimiter {
     /// No limits yet, measured with `clock`: the runtime's one clock, or a
     /// [`ManualClock`](crate::ManualClock) in tests.
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        let clock = Ticks::new(clock);
         Self {
-            clock: Ticks::new(clock),
+            sweeps: Sweeps::new(clock.clone()),
+            clock,
             global: None,
             per_caller: None,
             per_tool: HashMap::new(),
@@ -278,7 +316,7 @@ impl RateLimiter {
         for (scope, limiter) in keyed {
             for key in keys {
                 limiter
-                    .check_key(&bounded_key(limiter, key))
+                    .check_key(&bounded_key(limiter, key, &self.sweeps))
                     .map_err(|n| refused(scope, n))?;
             }
         }

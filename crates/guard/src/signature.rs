@@ -111,8 +111,9 @@ impl SigningKey {
 
     /// Check `signature` (the header's value) for a request the platform sent to `url` with the
     /// raw `body`. Accepts the JSON form, then the compatibility form (form parameters parsed
-    /// from the body; a JSON or empty body signs the URL alone, whose `bodySHA256` must then
-    /// match the body), each with and without the scheme's default port. Cost: linear in the
+    /// from the body; a JSON or empty body signs the URL alone, which is accepted only for an
+    /// empty body or when the URL's `bodySHA256` matches the body), each with and without the
+    /// scheme's default port. Cost: linear in the
     /// body, a fixed number of HMACs.
     ///
     /// # Errors
@@ -125,8 +126,11 @@ impl SigningKey {
             return Err(SignatureError::Missing);
         }
         let params = form_params(body);
+        // Without `bodySHA256`, the URL-only compatibility form signs nothing of the body, so it
+        // is accepted only for an empty body: otherwise one signed empty-body request (whose
+        // MAC is also the URL-only MAC) would sign any body sent to the same URL.
         let body_hash_ok = || match body_sha256_param(url) {
-            None => true,
+            None => body.iter().all(u8::is_ascii_whitespace),
             Some(expected) => {
                 let actual = to_hex(&Sha256::digest(body));
                 bool::from(

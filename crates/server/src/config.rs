@@ -269,9 +269,20 @@ impl ServerConfig {
         )?;
         let trust_proxy = parse_bool(&get, "VOXGUARD_TRUST_PROXY")?;
         // Taken verbatim (not trimmed): the key is the dashboard's text, byte for byte.
-        let signing_key = lookup("SIGNALWIRE_SIGNING_KEY")
-            .filter(|v| !v.is_empty())
-            .and_then(|v| SigningKey::new(v).ok());
+        let signing_key = match lookup("SIGNALWIRE_SIGNING_KEY") {
+            None => None,
+            // Set but blank is a mistake, not a choice: checking nothing must be said by
+            // leaving the variable unset.
+            Some(v) if v.trim().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    name: "SIGNALWIRE_SIGNING_KEY",
+                    value: String::new(),
+                    expected:
+                        "the project's signing key; unset the variable to check no signatures",
+                })
+            }
+            Some(v) => SigningKey::new(v).ok(),
+        };
         let https_webhooks = tls.is_some()
             || proxy_url_base
                 .as_ref()
@@ -522,6 +533,13 @@ mod tests {
     #[test]
     fn the_signing_key_comes_from_the_sdk_variable() {
         assert!(config(&[]).unwrap().signing_key.is_none());
+        for blank in ["", "  "] {
+            let error = config(&[("SIGNALWIRE_SIGNING_KEY", blank)]).expect_err("blank refused");
+            assert!(
+                error.to_string().contains("SIGNALWIRE_SIGNING_KEY"),
+                "{error}"
+            );
+        }
         let c = config(&[("SIGNALWIRE_SIGNING_KEY", "PSKtest1234567890abcdef")]).unwrap();
         let key = c.signing_key.clone().expect("key set");
         assert_eq!(

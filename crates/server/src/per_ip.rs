@@ -8,7 +8,10 @@
 //! connection over the cap waits for a slot — no longer than any connection has to send its
 //! request head (the header-read timeout) — and is closed if none frees: a burst's connections
 //! free theirs as soon as their request heads arrive, a silent host's never do. It is not read
-//! from while it waits, so it cannot start a request. It must not read from or
+//! from while it waits, so it cannot start a request, and it holds no slot of the global
+//! connection cap while it waits (so one address cannot fill the server with queued
+//! connections); the queue itself is bounded, and a connection that finds it full is closed at
+//! once. It must not read from or
 //! write to connections, and it does not know about HTTP: `serve` tells it when a request
 //! starts and when its response is ready.
 
@@ -25,16 +28,61 @@ pub(crate) struct Waiting {
     counts: Mutex<HashMap<IpAddr, usize>>,
     freed: Notify,
     cap: usize,
+    /// Connections queued for a slot (over their address's cap), across all addresses.
+    queued: std::sync::atomic::AtomicUsize,
+    /// The most connections that may queue at once.
+    queue_cap: usize,
+}
+
+/// A queued connection's place in the bounded queue; leaves it when dropped.
+pub(crate) struct Queued(Arc<Waiting>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Waiting {
-    /// At most `cap` waiting connections per address.
-    pub(crate) fn new(cap: usize) -> Arc<Self> {
+    /// At most `cap` waiting connections per address, and at most `queue_cap` connections
+    /// queued for a slot at once.
+    pub(crate) fn new(cap: usize, queue_cap: usize) -> Arc<Self> {
         Arc::new(Self {
             counts: Mutex::new(HashMap::new()),
             freed: Notify::new(),
             cap,
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            queue_cap,
         })
+    }
+
+    /// A slot for `ip` now, without waiting.
+    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        self.try_count(ip).then(|| Slot {
+            waiting: self.clone(),
+            ip,
+            counted: AtomicBool::new(true),
+        })
+    }
+
+    /// A place in the queue of connections waiting for a slot; `None` when the queue is full
+    /// (the connection is then closed at once).
+    pub(crate) fn enqueue(self: &Arc<Self>) -> Option<Queued> {
+        let mut current = self.queued.load(Ordering::SeqCst);
+        loop {
+            if current >= self.queue_cap {
+                return None;
+            }
+            match self.queued.compare_exchange(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Queued(self.clone())),
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -138,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_waiting_connections_count() {
-        let waiting = Waiting::new(2);
+        let waiting = Waiting::new(2, 1024);
         let a = waiting.acquire(IP, NOW).await.expect("first");
         let b = waiting.acquire(IP, NOW).await.expect("second");
         assert!(waiting.acquire(IP, NOW).await.is_none(), "cap of 2 waiting");
@@ -165,7 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_over_the_cap_gets_a_slot_that_frees_within_the_grace() {
-        let waiting = Waiting::new(1);
+        let waiting = Waiting::new(1, 1024);
         let first = waiting.acquire(IP, NOW).await.expect("first");
         let other = waiting.clone();
         let second =
@@ -180,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_free_slot_the_grace_runs_out() {
-        let waiting = Waiting::new(1);
+        let waiting = Waiting::new(1, 1024);
         let _held = waiting.acquire(IP, NOW).await.expect("first");
         assert!(waiting
             .acquire(IP, Duration::from_millis(30))

@@ -256,7 +256,7 @@ impl BoundServer {
             ..
         } = self;
         let permits = Arc::new(Semaphore::new(config.max_connections));
-        let waiting = Waiting::new(config.max_connections_per_ip);
+        let waiting = Waiting::new(config.max_connections_per_ip, config.max_connections);
         // A connection over its address's cap waits for a slot no longer than any connection
         // has to send its request head.
         let grace = config.header_read_timeout;
@@ -291,12 +291,31 @@ impl BoundServer {
             let tls = tls.clone();
             let config = config.clone();
             let waiting = waiting.clone();
+            let permits = permits.clone();
             connections.spawn(async move {
-                let _permit = permit;
-                let Some(slot) = waiting.acquire(peer.ip(), grace).await else {
-                    // One host may not hold more than its share of waiting connections.
-                    tracing::debug!(%peer, "per-address connection cap reached; closing");
-                    return;
+                let (slot, _permit) = match waiting.try_acquire(peer.ip()) {
+                    Some(slot) => (slot, permit),
+                    None => {
+                        // Over its address's cap: wait for a slot in the bounded queue, holding
+                        // no place of the global cap meanwhile, then take one again.
+                        drop(permit);
+                        let Some(queued) = waiting.enqueue() else {
+                            tracing::debug!(%peer, "connection queue full; closing");
+                            return;
+                        };
+                        let Some(slot) = waiting.acquire(peer.ip(), grace).await else {
+                            // One host may not hold more than its share of waiting connections.
+                            tracing::debug!(%peer, "per-address connection cap reached; closing");
+                            return;
+                        };
+                        drop(queued);
+                        let Ok(Ok(permit)) =
+                            tokio::time::timeout(grace, permits.acquire_owned()).await
+                        else {
+                            return;
+                        };
+                        (slot, permit)
+                    }
                 };
                 serve_connection(stream, peer, app, tls, &config, watcher, slot).await;
             });

@@ -210,6 +210,20 @@ impl AuthEvents {
     }
 }
 
+/// The source failures are counted under: the address itself for IPv4, its /64 network for
+/// IPv6 (one host commonly holds a whole /64, so counting per address would let it write one
+/// durable event per request by rotating addresses).
+fn aggregation_source(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            std::net::IpAddr::from(octets)
+        }
+        other => other,
+    }
+}
+
 #[async_trait::async_trait]
 impl SecurityEvents for AuthEvents {
     async fn auth_failed(
@@ -228,9 +242,11 @@ impl SecurityEvents for AuthEvents {
         seen.reason = Some(reason.as_str().into());
         self.auditor.watch(&seen);
         let failure = Failures {
-            source: client.ip(),
+            source: aggregation_source(client.ip()),
             reason,
-            method: method.into(),
+            // hyper accepts extension methods as long as the request head allows: keep a
+            // method-sized prefix only.
+            method: method.chars().take(16).collect(),
             path: path.into(),
             request_id: request_id.into(),
             count: 1,
@@ -338,6 +354,17 @@ impl FailureWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_failures_are_counted_per_64_and_ipv4_per_address() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(aggregation_source(a), aggregation_source(b));
+        assert_ne!(aggregation_source(a), aggregation_source(c));
+        let v4: std::net::IpAddr = "198.51.100.7".parse().expect("ip");
+        assert_eq!(aggregation_source(v4), v4);
+    }
 
     fn failure(source: [u8; 4], request_id: &str) -> Failures {
         Failures {

@@ -113,14 +113,18 @@ pub(crate) fn keys_from_lookup(
 pub(crate) const DEFAULT_SWML_RENDERS_PER_MIN: u32 = 120;
 
 /// Read `VOXGUARD_SWML_RENDERS_PER_MIN` through `lookup`: SWML renders per minute per source
-/// address (default [`DEFAULT_SWML_RENDERS_PER_MIN`]; `0` turns the limit off).
+/// address (default [`DEFAULT_SWML_RENDERS_PER_MIN`]; `0` turns the limit off). Behind a trusted
+/// proxy (`VOXGUARD_TRUST_PROXY`) every request's source is the proxy, so the limit is off unless
+/// the variable sets it.
 pub(crate) fn render_limit_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
+    behind_proxy: bool,
 ) -> Result<Option<RateLimit>, RuntimeError> {
     let per_minute = match lookup("VOXGUARD_SWML_RENDERS_PER_MIN")
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
     {
+        None if behind_proxy => 0,
         None => DEFAULT_SWML_RENDERS_PER_MIN,
         Some(text) => text
             .parse::<u32>()
@@ -229,15 +233,23 @@ mod tests {
 
     #[test]
     fn the_render_limit_defaults_on_and_can_be_turned_off() {
-        let limit = render_limit_from_lookup(lookup(&[])).expect("default");
+        let limit = render_limit_from_lookup(lookup(&[]), false).expect("default");
         assert_eq!(limit.map(|l| l.max()), Some(DEFAULT_SWML_RENDERS_PER_MIN));
+        let set = [("VOXGUARD_SWML_RENDERS_PER_MIN", "30")];
         assert!(
-            render_limit_from_lookup(lookup(&[("VOXGUARD_SWML_RENDERS_PER_MIN", "0")]))
-                .expect("off")
-                .is_none()
+            render_limit_from_lookup(lookup(&[]), true)
+                .expect("proxy")
+                .is_none(),
+            "behind a proxy every source is the proxy: off by default"
         );
-        let error = render_limit_from_lookup(lookup(&[("VOXGUARD_SWML_RENDERS_PER_MIN", "lots")]))
-            .expect_err("refused");
+        let limit = render_limit_from_lookup(lookup(&set), true).expect("explicit");
+        assert_eq!(limit.map(|l| l.max()), Some(30));
+        let off = [("VOXGUARD_SWML_RENDERS_PER_MIN", "0")];
+        assert!(render_limit_from_lookup(lookup(&off), false)
+            .expect("off")
+            .is_none());
+        let bad = [("VOXGUARD_SWML_RENDERS_PER_MIN", "lots")];
+        let error = render_limit_from_lookup(lookup(&bad), false).expect_err("refused");
         assert!(
             error.to_string().contains("VOXGUARD_SWML_RENDERS_PER_MIN"),
             "{error}"

@@ -178,9 +178,10 @@ impl<W: Write> std::fmt::Debug for RedactedLine<'_, W> {
 fn write_redacted(out: &mut impl Write, redactor: &Redactor, bytes: &[u8]) -> io::Result<()> {
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     if body.len() > MAX_LOG_LINE {
-        let kept = String::from_utf8_lossy(&body[..MAX_LOG_LINE]);
-        let mut line = redactor.redact_text(&strip_ansi(&kept)).into_owned();
-        line.push_str(&truncation_marker(body.len() - MAX_LOG_LINE));
+        let text = String::from_utf8_lossy(&body[..MAX_LOG_LINE + 1]);
+        let (kept, _) = voxguard_guard::redact::clip(&text, MAX_LOG_LINE);
+        let mut line = redactor.redact_text(&strip_ansi(kept)).into_owned();
+        line.push_str(&truncation_marker(body.len() - kept.len()));
         line.push_str(if body.len() < bytes.len() { "\n" } else { "" });
         return out.write_all(line.as_bytes());
     }

@@ -76,7 +76,8 @@ impl Runtime {
         let config = ServerConfig::from_env()?;
         let keys = keys_from_lookup(|name| std::env::var(name).ok(), config.production)?;
         let emergency = emergency_from_lookup(|name| std::env::var(name).ok())?;
-        let render_limit = render_limit_from_lookup(|name| std::env::var(name).ok())?;
+        let render_limit =
+            render_limit_from_lookup(|name| std::env::var(name).ok(), config.trust_proxy)?;
         let memory = Arc::new(MemoryStore::default());
         Ok(Self {
             config,

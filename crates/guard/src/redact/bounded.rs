@@ -25,6 +25,11 @@ pub fn truncation_marker(dropped: usize) -> String {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, and how many bytes were cut.
+///
+/// When anything is cut, the run of word characters (letters, digits and the separators of
+/// card numbers and tokens: `-`, `_`, `.`, space) that the cut went through is cut too: a
+/// secret split by the cap would otherwise leave a part too short for the redactor to recognise
+/// (12 digits of a card number pass no Luhn check) in clear.
 pub fn clip(text: &str, max: usize) -> (&str, usize) {
     if text.len() <= max {
         return (text, 0);
@@ -33,7 +38,9 @@ pub fn clip(text: &str, max: usize) -> (&str, usize) {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    (&text[..end], text.len() - end)
+    let kept = text[..end]
+        .trim_end_matches(|c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+    (kept, text.len() - kept.len())
 }
 
 impl Redactor {
@@ -47,7 +54,7 @@ impl Redactor {
     /// let path = "/pin:4321".repeat(10_000);
     /// let logged = Redactor::new().redact_bounded(&path, MAX_LOG_PATH);
     /// assert!(logged.len() < MAX_LOG_PATH + 40);
-    /// assert!(logged.ends_with("…[truncated 89744 bytes]"));
+    /// assert!(logged.contains("…[truncated "));
     /// assert!(!logged.contains("4321"));
     /// ```
     pub fn redact_bounded<'a>(&self, text: &'a str, max: usize) -> Cow<'a, str> {
@@ -59,5 +66,21 @@ impl Redactor {
         let mut out = redacted.into_owned();
         out.push_str(&truncation_marker(dropped));
         Cow::Owned(out)
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_split_by_the_cap_is_cut_whole() {
+        let text = format!("{}4111 1111 1111 1111 tail", "x/".repeat(60));
+        for max in 120..text.len() {
+            let logged = Redactor::new().redact_bounded(&text, max);
+            assert!(!logged.contains("1111"), "{max}: {logged}");
+        }
+        let (kept, dropped) = clip("abc/def", 5);
+        assert_eq!((kept, dropped), ("abc/", 3));
     }
 }

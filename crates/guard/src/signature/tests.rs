@@ -142,3 +142,26 @@ fn missing_garbage_and_empty_keys_fail_closed() {
     assert_eq!(SigningKey::new("").unwrap_err(), EmptySigningKey);
     assert!(!format!("{k:?}").contains("PSK"));
 }
+
+/// Review finding: the URL-only compatibility MAC of an empty-body request (the SWML GET) must
+/// not sign a different, non-empty body sent to the same URL.
+#[test]
+fn a_url_only_signature_does_not_sign_a_body() {
+    let k = key(KEY_A);
+    let url_only = k.sign_form(URL_A, &[]);
+    assert_eq!(
+        k.verify(&url_only, URL_A, b""),
+        Ok(()),
+        "empty body: the URL is all there is"
+    );
+    assert_eq!(
+        k.verify(&url_only, URL_A, br#"{"call_id":"forged"}"#),
+        Err(SignatureError::Mismatch)
+    );
+    // The hex form of an empty-body request carries the same MAC bytes, re-encoded.
+    let hex = k.sign_json(URL_A, b"");
+    assert_eq!(
+        k.verify(&hex, URL_A, br#"{"call_id":"forged"}"#),
+        Err(SignatureError::Mismatch)
+    );
+}

@@ -323,10 +323,13 @@ impl Pipeline {
         }
         // Limits answer for the caller's number *and* the call's SWML render (from the token,
         // which the caller cannot change), so varying a spoofed number buys nothing.
+        // An insecure tool has no token: its calls answer for their source address instead of
+        // the call id, which the caller chooses.
+        let source = info.client.ip().to_string();
         let render_key = if tool.secure {
             render.as_str()
         } else {
-            call_id
+            source.as_str()
         };
         let keys: &[&str] = match caller {
             Some(caller) => &[caller, render_key],
