@@ -38,8 +38,9 @@ pub fn clip(text: &str, max: usize) -> (&str, usize) {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let kept = text[..end]
-        .trim_end_matches(|c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+    let kept = text[..end].trim_end_matches(|c: char| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ')
+    });
     (kept, text.len() - kept.len())
 }
 
