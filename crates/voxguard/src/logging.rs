@@ -34,7 +34,7 @@
 //! such a line come out sorted).
 //!
 //! Lines are bounded: one longer than [`MAX_LOG_LINE`] (16 KiB) is cut at the cap before it is
-//! redacted and ends with `…[truncated N bytes]`, so no event makes the redactor read more.
+//! redacted and ends with ` …[truncated N bytes]`, so no event makes the redactor read more.
 //! Request fields are capped earlier, where they are logged ([`Redactor::redact_bounded`]).
 //!
 //! Panics are the one common path around `tracing`: std's default hook prints the panic message

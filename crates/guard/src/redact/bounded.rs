@@ -19,17 +19,20 @@ pub const MAX_LOG_FIELD: usize = 1024;
 /// Most bytes of one formatted log line (or one multi-line event) kept by the log writer.
 pub const MAX_LOG_LINE: usize = 16 * 1024;
 
-/// The marker that replaces what was cut: `…[truncated 123456 bytes]`.
+/// The marker that replaces what was cut: ` …[truncated 123456 bytes]`. It starts with a space
+/// so that a redactor reading the line again (the log writer does) ends a bare `name:value` at
+/// it instead of swallowing the marker into the value.
 pub fn truncation_marker(dropped: usize) -> String {
-    format!("…[truncated {dropped} bytes]")
+    format!(" …[truncated {dropped} bytes]")
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, and how many bytes were cut.
 ///
-/// When anything is cut, the run of word characters (letters, digits and the separators of
-/// card numbers and tokens: `-`, `_`, `.`, space) that the cut went through is cut too: a
-/// secret split by the cap would otherwise leave a part too short for the redactor to recognise
-/// (12 digits of a card number pass no Luhn check) in clear.
+/// When anything is cut, the run of word characters (ASCII letters, digits, the separators of
+/// card numbers and tokens — `-`, `_`, `.`, space — and the `:`/`=` of `name=value`) that the
+/// cut went through is cut too: a secret split by the cap would otherwise leave a part too short
+/// for the redactor to recognise (12 digits of a card number pass no Luhn check) in clear, and a
+/// dangling `pin:` would make the redactor take the marker for its value.
 pub fn clip(text: &str, max: usize) -> (&str, usize) {
     if text.len() <= max {
         return (text, 0);
@@ -39,7 +42,7 @@ pub fn clip(text: &str, max: usize) -> (&str, usize) {
         end -= 1;
     }
     let kept = text[..end].trim_end_matches(|c: char| {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ')
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ' | ':' | '=')
     });
     (kept, text.len() - kept.len())
 }
