@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Replay every input of a target's corpus (and its artifacts) through the fuzz binary and print
-# the slowest. Usage: fuzz/replay.sh <target> [how-many]. Build first
+# Replay every input of a target's corpus through the fuzz binary and print the slowest
+# (artifacts are findings: replay those one by one, see docs/fuzzing.md).
+# Usage: fuzz/replay.sh <target> [how-many]. Build first
 # (`cargo +nightly fuzz build <target>`); times include the sanitizer's overhead.
 #
 # On a shared machine one run is noisy: pass 1 runs every input 5 times (each batch after an
@@ -14,10 +15,8 @@ top=${2:-20}
 bin=target/x86_64-unknown-linux-gnu/release/$target
 warm=$(mktemp)
 trap 'rm -f "$warm"' EXIT
-dirs=("corpus/$target")
-[ -d "artifacts/$target" ] && dirs+=("artifacts/$target")
 executed() { sed -n 's/^Executed \(.*\) in \([0-9]*\) ms$/\2 \1/p' | grep -v " $warm\$" || true; }
-pass1=$(find "${dirs[@]}" -type f -print0 |
+pass1=$(find "corpus/$target" -type f -print0 |
     xargs -0 -n 500 sh -c 'exec "$0" -runs=5 -timeout=2 -rss_limit_mb=1024 "$@"' "$bin" "$warm" 2>&1 |
     executed | sort -n -r)
 echo "$(echo "$pass1" | grep -c .) inputs replayed 5 times; slowest: \
