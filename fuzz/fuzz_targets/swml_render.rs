@@ -225,6 +225,10 @@ fuzz_target!(|decl: Decl| {
         return;
     };
     let value = serde_json::to_value(&document).expect("a document serializes");
+    // Timing aid (docs/fuzzing.md): how much of an input's time is the schema check itself.
+    if std::env::var_os("VOXGUARD_FUZZ_SKIP_SCHEMA").is_some() {
+        return;
+    }
     if let Err(error) = checker().check_document(&value) {
         panic!("rendered SWML fails the official schema: {error}\n{value:#}");
     }
