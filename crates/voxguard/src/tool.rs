@@ -150,17 +150,22 @@ pub struct Tool {
 
 /// Compile `schema` for the server (closed to undeclared arguments when `closed`) and derive
 /// the subset rendered for the platform (always from the schema as declared).
+///
+/// The platform subset comes first: it refuses what the platform cannot take (recursive
+/// `$ref`s among others) in linear time, before the validator compiles a schema that could
+/// cost it exponential time (found by the `validator` fuzz target: a self-referencing `allOf`
+/// under an `anyOf` kept `jsonschema` busy for minutes).
 fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc<SchemaError>> {
     let enforced = if closed {
         close_objects(schema.clone())
     } else {
         schema.clone()
     };
-    ArgValidator::new(&enforced)
-        .and_then(|validator| {
+    platform_parameters(schema)
+        .and_then(|parameters| {
             Ok(Compiled {
-                validator,
-                parameters: platform_parameters(schema)?,
+                validator: ArgValidator::new(&enforced)?,
+                parameters,
             })
         })
         .map(Arc::new)
@@ -466,5 +471,40 @@ impl Tool {
             .get("properties")
             .and_then(Value::as_object)
             .is_some_and(|props| props.contains_key(field))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A schema whose `$ref`s recurse through `allOf` under an `anyOf` is refused at once
+    /// (before the fix, compiling it for the validator took minutes: a fuzz finding).
+    #[test]
+    fn recursive_all_of_schema_is_refused_quickly() {
+        let d = json!({"$ref": "#/$defs/D"});
+        let schema = json!({
+            "type": "object",
+            "properties": {"x": {"anyOf": [{"type": "boolean"}, d, d, d, d, d]}},
+            "$defs": {"D": {"allOf": [d, d, d, d, d, d]}}
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let tool = Tool::untyped("t", "d", schema, |_args, _ctx| async {
+                Ok(FunctionResult::new("ok"))
+            });
+            let _ = tx.send(
+                tool.compiled
+                    .err()
+                    .map(|e| matches!(*e, SchemaError::RecursiveRef { .. })),
+            );
+        });
+        let refused = rx.recv_timeout(Duration::from_secs(10));
+        assert_eq!(refused, Ok(Some(true)), "refused as recursive within 10 s");
     }
 }
