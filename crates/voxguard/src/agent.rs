@@ -186,6 +186,9 @@ pub enum AgentError {
     /// The agent has neither prompt sections nor prompt text.
     #[error("agent {0:?} has no prompt: add prompt sections or prompt text")]
     NoPrompt(String),
+    /// The prompt temperature is outside what the platform accepts.
+    #[error("temperature {0} is not valid: the platform accepts 0.0 to 1.5")]
+    InvalidTemperature(f64),
 }
 
 /// Declares an agent step by step; [`AgentBuilder::build`] checks everything at once.
@@ -367,6 +370,10 @@ impl AgentBuilder {
         if !valid_route(&self.route) {
             return Err(AgentError::InvalidRoute(self.route));
         }
+        if let Some(t) = self.temperature.filter(|t| !(0.0..=1.5).contains(t)) {
+            // The official schema bounds it; an out-of-range value would render invalid SWML.
+            return Err(AgentError::InvalidTemperature(t));
+        }
         let prompt = match (self.text, self.sections.is_empty()) {
             (Some(text), true) => PromptDef::Text(text),
             (None, false) => PromptDef::Pom(self.sections),
@@ -482,4 +489,30 @@ fn valid_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && !name.starts_with("__")
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temperature_the_platform_refuses_is_refused_at_build() {
+        for bad in [-0.1, 1.6, f64::NAN, f64::INFINITY] {
+            let built = Agent::builder("t")
+                .prompt_text("x")
+                .temperature(bad)
+                .build();
+            assert!(
+                matches!(built, Err(AgentError::InvalidTemperature(_))),
+                "{bad}"
+            );
+        }
+        for good in [0.0, 0.7, 1.5] {
+            assert!(Agent::builder("t")
+                .prompt_text("x")
+                .temperature(good)
+                .build()
+                .is_ok());
+        }
+    }
 }
