@@ -86,6 +86,21 @@ pub struct AuditEvent {
     /// The source address of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The operator who accessed conversation records (records API and CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The operator's role at the time of the access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The conversation record involved (its id, never its content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// The data subject involved, masked (`sub_` + a keyed pseudonym, never the id itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The purpose the operator gave for reading content (HIPAA minimum necessary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
 
 impl AuditEvent {
@@ -103,6 +118,11 @@ impl AuditEvent {
             outcome: None,
             reason: None,
             source: None,
+            operator: None,
+            role: None,
+            record: None,
+            subject: None,
+            purpose: None,
         }
     }
 

@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
@@ -27,8 +27,9 @@ use voxguard_guard::{BasicCredentials, Reason, Redactor, Refusal};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::service::{
-    new_request_id, AccessHooks, AccessRecord, AdminService, AgentRoutes, AgentService, Reply,
-    RequestInfo, SecurityEvents,
+    is_records_path, new_request_id, AccessHooks, AccessRecord, AdminService, AgentRoutes,
+    AgentService, OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents,
+    MAX_OPERATOR_QUERY_PAIRS, RECORDS_PREFIX,
 };
 
 /// The security headers every response carries (also the ones hyper answers by itself, see
@@ -71,6 +72,7 @@ pub(crate) struct Shared {
     pub(crate) credentials: Arc<BasicCredentials>,
     pub(crate) agents: Arc<Vec<Arc<dyn AgentService>>>,
     pub(crate) admin: Option<Arc<dyn AdminService>>,
+    pub(crate) records: Option<Arc<dyn RecordsService>>,
     pub(crate) events: Option<Arc<dyn SecurityEvents>>,
     pub(crate) access: Option<Arc<dyn AccessHooks>>,
     pub(crate) metrics: Metrics,
@@ -90,6 +92,11 @@ pub(crate) fn router(shared: Shared) -> Router {
         app = app
             .route("/admin/emergency", post(admin_emergency))
             .route("/ready/detail", get(ready_detail));
+    }
+    if shared.records.is_some() {
+        app = app
+            .route(RECORDS_PREFIX, any(records_route))
+            .route(&format!("{RECORDS_PREFIX}/{{*rest}}"), any(records_route));
     }
     for agent in shared.agents.iter() {
         let [swml, swaig, swaig_slash, post_prompt] = AgentRoutes::new(agent.route()).all();
@@ -381,6 +388,54 @@ async fn admin_emergency(State(shared): State<Shared>, req: Request) -> Response
     }
 }
 
+/// Hand a request under `/records` to the records service, unauthenticated (the service
+/// authenticates operators) but size-checked and parsed.
+async fn records_route(State(shared): State<Shared>, req: Request) -> Response {
+    let Some(records) = shared.records.clone() else {
+        return not_found().await;
+    };
+    let info = request_info(&shared, &req);
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix(RECORDS_PREFIX)
+        .unwrap_or_default()
+        .to_string();
+    let mut query = Vec::new();
+    for pair in url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+        if query.len() == MAX_OPERATOR_QUERY_PAIRS {
+            return refuse(Refusal::new(
+                Reason::InvalidRequest,
+                "The query string has too many parameters.",
+            ));
+        }
+        query.push((pair.0.into_owned(), pair.1.into_owned()));
+    }
+    let header = req.headers().get(header::AUTHORIZATION);
+    let platform_credentials =
+        header.is_some_and(|value| shared.credentials.verify_header(value.as_bytes()).is_ok());
+    let authorization = header.and_then(|value| value.to_str().ok().map(str::to_string));
+    let method = req.method().as_str().to_string();
+    let body = match read_json(&shared, req, Signature::Never).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    reply(
+        records
+            .handle(OperatorRequest {
+                request_id: info.request_id,
+                client: info.client,
+                method,
+                path,
+                query,
+                authorization,
+                platform_credentials,
+                body,
+            })
+            .await,
+    )
+}
+
 async fn ready_detail(State(shared): State<Shared>) -> Response {
     let mut agents = Vec::new();
     let mut ready = true;
@@ -448,6 +503,10 @@ pub(crate) async fn require_basic_auth(
 ) -> Response {
     let path = req.uri().path();
     if PUBLIC_PATHS.contains(&path) {
+        return next.run(req).await;
+    }
+    // The records API authenticates operators itself, with their own credentials.
+    if shared.records.is_some() && is_records_path(path) {
         return next.run(req).await;
     }
     // Operator paths take only the admin credentials (when configured); the platform's
@@ -570,6 +629,8 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     );
     let route = if shared.known_paths.contains(&record.path) {
         record.path.as_str()
+    } else if shared.records.is_some() && is_records_path(&record.path) {
+        RECORDS_PREFIX
     } else {
         "other"
     };

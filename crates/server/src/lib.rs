@@ -23,6 +23,7 @@ pub use config::{ConfigError, ServerConfig, TlsConfig};
 pub use metrics::Metrics;
 pub use serve::{shutdown_signal, BoundServer, ServeError, Server};
 pub use service::{
-    AccessHooks, AccessRecord, AdminService, AgentRoutes, AgentService, Reply, RequestInfo,
-    SecurityEvents,
+    is_records_path, AccessHooks, AccessRecord, AdminService, AgentRoutes, AgentService,
+    OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents, MAX_OPERATOR_QUERY_PAIRS,
+    RECORDS_PREFIX,
 };

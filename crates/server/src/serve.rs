@@ -32,7 +32,9 @@ use crate::http::{router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
 use crate::per_ip::{Slot, Waiting};
 use crate::raw_errors::JsonErrors;
-use crate::service::{AccessHooks, AdminService, AgentRoutes, AgentService, SecurityEvents};
+use crate::service::{
+    AccessHooks, AdminService, AgentRoutes, AgentService, RecordsService, SecurityEvents,
+};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ pub struct Server {
     config: ServerConfig,
     agents: Vec<Arc<dyn AgentService>>,
     admin: Option<Arc<dyn AdminService>>,
+    records: Option<Arc<dyn RecordsService>>,
     events: Option<Arc<dyn SecurityEvents>>,
     access: Option<Arc<dyn AccessHooks>>,
     metrics: Metrics,
@@ -81,6 +84,7 @@ impl Server {
             config,
             agents: Vec::new(),
             admin: None,
+            records: None,
             events: None,
             access: None,
             metrics: Metrics::new(),
@@ -112,6 +116,13 @@ impl Server {
         self
     }
 
+    /// Serve the operator records API on `/records` with `records`. Requests there skip the
+    /// platform's Basic auth: the service authenticates operators itself.
+    pub fn records(mut self, records: Arc<dyn RecordsService>) -> Self {
+        self.records = Some(records);
+        self
+    }
+
     /// Serve `agent` on its route.
     pub fn agent(mut self, agent: Arc<dyn AgentService>) -> Self {
         self.agents.push(agent);
@@ -120,7 +131,7 @@ impl Server {
 
     /// Check the routes, load TLS and bind the listening socket.
     pub async fn bind(self) -> Result<BoundServer, ServeError> {
-        check_routes(&self.agents)?;
+        check_routes(&self.agents, self.records.is_some())?;
         if let Some(admin) = &self.config.admin_credentials {
             // The platform's credentials travel in every webhook URL: they must never open the
             // operator endpoints.
@@ -161,6 +172,7 @@ impl Server {
             config: config.clone(),
             agents: Arc::new(self.agents),
             admin: self.admin,
+            records: self.records,
             events: self.events,
             access: self.access,
             metrics: self.metrics,
@@ -176,7 +188,7 @@ impl Server {
     }
 }
 
-fn check_routes(agents: &[Arc<dyn AgentService>]) -> Result<(), ServeError> {
+fn check_routes(agents: &[Arc<dyn AgentService>], records: bool) -> Result<(), ServeError> {
     if agents.is_empty() {
         return Err(ServeError::NoAgents);
     }
@@ -200,6 +212,9 @@ fn check_routes(agents: &[Arc<dyn AgentService>]) -> Result<(), ServeError> {
             return Err(fail("a route must not end with '/'"));
         }
         for path in AgentRoutes::new(route).all() {
+            if records && crate::service::is_records_path(&path) {
+                return Err(fail("this path is reserved for the operator records API"));
+            }
             if taken.contains_key(&path) {
                 return Err(fail(
                     if PUBLIC_PATHS.contains(&path.as_str()) || ADMIN_PATHS.contains(&path.as_str())

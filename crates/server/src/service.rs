@@ -267,6 +267,75 @@ pub trait AdminService: Send + Sync + 'static {
     async fn detail(&self) -> Value;
 }
 
+/// Where the operator records API is served: `/records` and every path below it.
+pub const RECORDS_PREFIX: &str = "/records";
+
+/// Whether `path` belongs to the operator records API ([`RECORDS_PREFIX`] or below it).
+pub fn is_records_path(path: &str) -> bool {
+    path.strip_prefix(RECORDS_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// One request to the operator records API, as the server hands it over: size-checked,
+/// with its query split and its JSON body parsed, but **not authenticated** — operators are
+/// authenticated by the service itself, with their own credentials. The server only tells
+/// whether the `Authorization` header carries the platform's Basic credentials, which the
+/// service must refuse (they travel in every webhook URL).
+pub struct OperatorRequest {
+    /// Unique id of this request (also sent back as `X-Request-Id`).
+    pub request_id: String,
+    /// Peer address of the connection.
+    pub client: SocketAddr,
+    /// HTTP method, upper case.
+    pub method: String,
+    /// The path below [`RECORDS_PREFIX`]: empty for `/records` itself, else starting with `/`.
+    /// Still percent-encoded.
+    pub path: String,
+    /// Decoded query pairs, in order (at most [`MAX_OPERATOR_QUERY_PAIRS`]).
+    pub query: Vec<(String, String)>,
+    /// The `Authorization` header, if any and if it is visible ASCII.
+    pub authorization: Option<String>,
+    /// Whether `authorization` holds the platform's Basic credentials (checked in constant
+    /// time by the server).
+    pub platform_credentials: bool,
+    /// The parsed JSON body (`None` when empty).
+    pub body: Option<Value>,
+}
+
+/// The most query pairs an operator request may carry; more is refused before the service
+/// sees it.
+pub const MAX_OPERATOR_QUERY_PAIRS: usize = 32;
+
+impl std::fmt::Debug for OperatorRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorRequest")
+            .field("request_id", &self.request_id)
+            .field("client", &self.client)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("authorization", &self.authorization.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl OperatorRequest {
+    /// The first value of query parameter `name`.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The operator records API on [`RECORDS_PREFIX`]: it authenticates operators itself and
+/// never accepts the platform's credentials.
+#[async_trait::async_trait]
+pub trait RecordsService: Send + Sync + 'static {
+    /// Handle one operator request.
+    async fn handle(&self, request: OperatorRequest) -> Reply;
+}
+
 /// A random request id of 16 lowercase letters (~73 bits). Letters only: a hex id can
 /// contain a long run of digits that the log redactor would take for a card number.
 pub(crate) fn new_request_id() -> String {

@@ -45,6 +45,22 @@ pub enum AuditKind {
     Payment,
     /// The platform posted its end-of-call summary for the agent (`summary_received`).
     SummaryReceived,
+    /// An operator listed record metadata or read a record's content (`record_accessed`).
+    RecordAccessed,
+    /// An operator exported a record or a data subject's records (`record_exported`).
+    RecordExported,
+    /// An operator deleted one record (`record_deleted`).
+    RecordDeleted,
+    /// An operator deleted every record, key, session and counter of a data subject; the event is the tombstone and holds no personal data (`subject_deleted`).
+    SubjectDeleted,
+    /// An operator request to the records API was refused: unknown or wrong credentials, the platform's credentials, a role without the permission, or no purpose given (`access_denied`).
+    AccessDenied,
+    /// A retention purge ran; the arguments hold the deleted counts per kind, never content (`records_purged`).
+    RecordsPurged,
+    /// The records key was rotated: subject data keys were re-wrapped under the new key (`records_key_rotated`).
+    RecordsKeyRotated,
+    /// An operator account was added, removed or given another role (`operator_changed`).
+    OperatorChanged,
 }
 
 impl AuditKind {
@@ -63,6 +79,14 @@ impl AuditKind {
             AuditKind::EmergencyToggled => "emergency_toggled",
             AuditKind::Payment => "payment",
             AuditKind::SummaryReceived => "summary_received",
+            AuditKind::RecordAccessed => "record_accessed",
+            AuditKind::RecordExported => "record_exported",
+            AuditKind::RecordDeleted => "record_deleted",
+            AuditKind::SubjectDeleted => "subject_deleted",
+            AuditKind::AccessDenied => "access_denied",
+            AuditKind::RecordsPurged => "records_purged",
+            AuditKind::RecordsKeyRotated => "records_key_rotated",
+            AuditKind::OperatorChanged => "operator_changed",
         }
     }
 }
@@ -133,7 +157,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const KINDS: [(AuditKind, &str); 12] = [
+    const KINDS: [(AuditKind, &str); 20] = [
         (AuditKind::AuthFailed, "auth_failed"),
         (AuditKind::TokenRefused, "token_refused"),
         (AuditKind::ToolCalled, "tool_called"),
@@ -146,6 +170,14 @@ mod tests {
         (AuditKind::EmergencyToggled, "emergency_toggled"),
         (AuditKind::Payment, "payment"),
         (AuditKind::SummaryReceived, "summary_received"),
+        (AuditKind::RecordAccessed, "record_accessed"),
+        (AuditKind::RecordExported, "record_exported"),
+        (AuditKind::RecordDeleted, "record_deleted"),
+        (AuditKind::SubjectDeleted, "subject_deleted"),
+        (AuditKind::AccessDenied, "access_denied"),
+        (AuditKind::RecordsPurged, "records_purged"),
+        (AuditKind::RecordsKeyRotated, "records_key_rotated"),
+        (AuditKind::OperatorChanged, "operator_changed"),
     ];
 
     const OUTCOMES: [(Outcome, &str); 10] = [
@@ -185,7 +217,7 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused() {
-        for bad in ["", "Tool_Called", "toolCalled", "record_accessed", "error"] {
+        for bad in ["", "Tool_Called", "toolCalled", "record_read", "error"] {
             assert!(serde_json::from_value::<AuditKind>(Value::from(bad)).is_err());
             assert!(serde_json::from_value::<Outcome>(Value::from(bad)).is_err());
         }
