@@ -6,7 +6,8 @@
 //! - `SWML_BASIC_AUTH_USER` / `SWML_BASIC_AUTH_PASSWORD` (generated and printed when unset);
 //! - `VOXGUARD_DATA_DIR` (default `./voxguard-data`): call sessions and verification attempt
 //!   counters live in SQLite there (`voxguard.db`), the audit trail beside them (`audit.db`,
-//!   see `VOXGUARD_AUDIT_*` in docs/configuration.md);
+//!   see `VOXGUARD_AUDIT_*` in docs/configuration.md), and the encrypted conversation records
+//!   (`records.db`; `VOXGUARD_RECORDS_KEY`, `VOXGUARD_RECORDS=off`, docs/records.md);
 //! - `BANK_SUPPORT_NUMBER`, `BANK_SALES_NUMBER`, `BANK_BILLING_NUMBER`: transfer destinations
 //!   (the only ones the agent may transfer to);
 //! - `BANK_CALLER_LIMIT_PER_MIN` (default 60) and `BANK_GLOBAL_LIMIT_PER_MIN` (default 1200):
@@ -433,13 +434,17 @@ pub async fn run() -> anyhow::Result<()> {
         limits_from_env()?,
     )?;
     let runtime = Runtime::from_env()?;
-    let audit = voxguard::open_audit_log_from_env(&data_dir, runtime.config().production).await?;
-    let running = runtime
+    let production = runtime.config().production;
+    let audit = voxguard::open_audit_log_from_env(&data_dir, production).await?;
+    let mut runtime = runtime
         .store(Arc::new(store))
         .audit(Arc::new(audit))
-        .agent(agent)
-        .bind()
-        .await?;
+        .agent(agent);
+    // Conversation records (summaries, transcripts, tool logs) unless VOXGUARD_RECORDS=off.
+    if let Some(records) = voxguard::RecordsConfig::open_from_env(&data_dir, production).await? {
+        runtime = runtime.records(records);
+    }
+    let running = runtime.bind().await?;
     println!(
         "bank agent listening on {}://{}/",
         running.scheme(),

@@ -124,6 +124,22 @@ reasons! {
     TransferBlocked = ("transfer_blocked", 200),
     /// The audit trail could not be written, so nothing is acknowledged.
     AuditUnavailable = ("audit_unavailable", 503),
+    /// A handler result would record the call, which HIPAA mode forbids.
+    RecordingBlocked = ("recording_blocked", 200),
+    /// A records API request without operator credentials (or with the platform's).
+    OperatorAuthRequired = ("operator_auth_required", 401),
+    /// Unknown operator, wrong password or unknown token on the records API.
+    OperatorAuthInvalid = ("operator_auth_invalid", 401),
+    /// The operator's role lacks the permission the records request needs.
+    AccessDenied = ("access_denied", 403),
+    /// A records content read without a `purpose`.
+    PurposeRequired = ("purpose_required", 400),
+    /// No such record (never stored, purged, expired or deleted).
+    RecordNotFound = ("record_not_found", 404),
+    /// A records API query parameter or path segment is not valid.
+    InvalidQuery = ("invalid_query", 400),
+    /// The operator change conflicts with existing state.
+    OperatorConflict = ("operator_conflict", 409),
 }
 
 impl Reason {

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use voxguard_swml::{Hint, Language, PomSection, PostPromptRequest, RecordCall, FILLER_LANGUAGES};
 
 use crate::context::CallContext;
+use crate::records::compliance::{Compliance, ComplianceError};
 use crate::tool::{Tool, ToolError};
 use crate::verify_policy::{LockoutAction, VerificationPolicy};
 use voxguard_guard::{Clock, InvalidRateLimit, RateLimit, RateLimiter, TransferAllowList};
@@ -53,6 +54,8 @@ pub(crate) struct AgentDef {
     pub(crate) verification: Arc<VerificationPolicy>,
     pub(crate) transfers: TransferAllowList,
     pub(crate) limits: Limits,
+    /// The compliance modes declared in code (the runtime may add more from the environment).
+    pub(crate) compliance: Compliance,
 }
 
 /// The agent's rate limits, checked at build time; each runtime builds its limiter from them
@@ -112,6 +115,7 @@ impl Agent {
             transfers: Vec::new(),
             caller_limit: None,
             global_limit: None,
+            compliance: Compliance::NONE,
         }
     }
 
@@ -189,6 +193,9 @@ pub enum AgentError {
     /// The prompt temperature is outside what the platform accepts.
     #[error("temperature {0} is not valid: the platform accepts 0.0 to 1.5")]
     InvalidTemperature(f64),
+    /// The agent breaks its compliance mode.
+    #[error(transparent)]
+    Compliance(#[from] ComplianceError),
 }
 
 /// Declares an agent step by step; [`AgentBuilder::build`] checks everything at once.
@@ -210,6 +217,7 @@ pub struct AgentBuilder {
     transfers: Vec<String>,
     caller_limit: Option<Result<RateLimit, InvalidRateLimit>>,
     global_limit: Option<Result<RateLimit, InvalidRateLimit>>,
+    compliance: Compliance,
 }
 
 impl AgentBuilder {
@@ -359,6 +367,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Hold the agent to compliance `modes` (e.g. [`Compliance::HIPAA`]): `build` refuses an
+    /// agent that breaks them, and the runtime applies them (docs/compliance.md).
+    pub fn compliance(mut self, modes: Compliance) -> Self {
+        self.compliance = self.compliance.and(modes);
+        self
+    }
+
     /// Add a tool.
     pub fn tool(mut self, tool: Tool) -> Self {
         self.tools.push(tool);
@@ -452,7 +467,8 @@ impl AgentBuilder {
         if let LockoutAction::Transfer(line) = &self.verification.on_lockout {
             transfers.insert(line);
         }
-        Ok(Agent {
+        let compliance = self.compliance;
+        let agent = Agent {
             inner: Arc::new(AgentDef {
                 name: self.name,
                 route: self.route,
@@ -470,8 +486,38 @@ impl AgentBuilder {
                 verification: Arc::new(self.verification),
                 transfers,
                 limits,
+                compliance,
             }),
-        })
+        };
+        agent.check_compliance(compliance)?;
+        Ok(agent)
+    }
+}
+
+impl Agent {
+    /// Check the agent against compliance `modes`: under HIPAA it may not record calls, and
+    /// every tool marked [`phi`](crate::Tool::phi) must require a verification flag.
+    pub(crate) fn check_compliance(&self, modes: Compliance) -> Result<(), ComplianceError> {
+        if !modes.hipaa() {
+            return Ok(());
+        }
+        let def = &self.inner;
+        if def.record_call.is_some() {
+            return Err(ComplianceError::Recording {
+                agent: def.name.clone(),
+            });
+        }
+        if let Some(tool) = def
+            .tools
+            .iter()
+            .find(|tool| tool.policy.phi && tool.policy.requires.is_empty())
+        {
+            return Err(ComplianceError::UnverifiedPhi {
+                agent: def.name.clone(),
+                tool: tool.name.clone(),
+            });
+        }
+        Ok(())
     }
 }
 

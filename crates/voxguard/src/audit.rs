@@ -192,7 +192,14 @@ impl AuthEvents {
 
     async fn write(&self, failures: Vec<Failures>) {
         for failures in failures {
-            let mut event = self.auditor.event(AuditKind::AuthFailed, Outcome::Refused);
+            // Refusals on the operator records API are `access_denied` (issue 10); the others
+            // are refused webhook or agent authentications.
+            let kind = if voxguard_server::is_records_path(&failures.path) {
+                AuditKind::AccessDenied
+            } else {
+                AuditKind::AuthFailed
+            };
+            let mut event = self.auditor.event(kind, Outcome::Refused);
             event.reason = Some(failures.reason.as_str().into());
             event.source = Some(failures.source.to_string());
             event.request_id = Some(failures.request_id);

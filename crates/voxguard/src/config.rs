@@ -48,6 +48,13 @@ pub enum RuntimeError {
     /// The server could not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// An agent or the runtime breaks its compliance mode (or `VOXGUARD_COMPLIANCE` is not
+    /// valid).
+    #[error(transparent)]
+    Compliance(#[from] crate::records::ComplianceError),
+    /// Conversation records cannot be configured.
+    #[error(transparent)]
+    Records(#[from] crate::records::RecordsConfigError),
 }
 
 /// Token keys resolved from the environment.

@@ -163,6 +163,50 @@ impl CallContext {
     pub fn session(&self) -> &Session {
         &self.inner.session
     }
+
+    /// Name the call's data subject — the customer or patient id — once you know who the
+    /// caller is (after verification): from now on the call's records (tool logs, summary,
+    /// transcript) are stored under it, so `GET/DELETE /records/subjects/{subject}` finds and
+    /// deletes them. Before, records belong to the call itself (`call:<call_id>`). A
+    /// successful `verify_secret` sets it for you. Lives in server-side session state: the
+    /// caller and the LLM cannot change it.
+    pub async fn set_subject(&self, subject: &str) -> Result<(), SessionError> {
+        if !crate::records::valid_subject(subject) {
+            return Err(SessionError::InvalidSubject);
+        }
+        self.session().set(SUBJECT_KEY, subject).await
+    }
+
+    /// The call's data subject, if one was set.
+    pub async fn subject(&self) -> Result<Option<String>, SessionError> {
+        self.session().get::<String>(SUBJECT_KEY).await
+    }
+
+    /// Keep `content` as a record of `kind` for this call (e.g. a recording reference or a
+    /// masked payment result): redacted, encrypted under the call's data subject and kept
+    /// for the kind's retention. Returns the record id, or `None` when the runtime keeps no
+    /// records.
+    pub async fn save_record(
+        &self,
+        kind: crate::records::RecordKind,
+        content: &Value,
+    ) -> Result<Option<String>, SessionError> {
+        let Some(records) = &self.services().records else {
+            return Ok(None);
+        };
+        let subject = self.subject().await?;
+        records
+            .store(
+                self.agent_name(),
+                self.call_id(),
+                subject.as_deref(),
+                kind,
+                content,
+            )
+            .await
+            .map(|meta| Some(meta.id))
+            .map_err(|error| SessionError::Records(error.to_string()))
+    }
 }
 
 /// Why a session read or write failed.
@@ -175,6 +219,12 @@ pub enum SessionError {
     /// is only reachable through `source()`.)
     #[error("session value has an unexpected shape")]
     Shape(#[from] serde_json::Error),
+    /// A subject id that is empty, longer than 128 characters or holds control characters.
+    #[error("the subject id must be 1 to 128 characters without control characters")]
+    InvalidSubject,
+    /// A record could not be stored.
+    #[error("the record could not be stored: {0}")]
+    Records(String),
 }
 
 /// Typed, server-side state for one call, persisted in the agent's [`SessionStore`]. Expiry is

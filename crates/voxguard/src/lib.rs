@@ -34,9 +34,11 @@ mod agent;
 mod audit;
 mod config;
 mod context;
+mod hashers;
 mod limits;
 pub mod logging;
 mod pipeline;
+pub mod records;
 mod render;
 mod runtime;
 mod services;
@@ -50,6 +52,10 @@ pub use context::{CallContext, Session, SessionError};
 pub use limits::{AgentLimits, LimitsError};
 pub use logging::{redacting_writer, RedactingWriter};
 pub use pipeline::{CONFIRMATION_WINDOW_SECS, UNDECLARED_FIELD};
+pub use records::{
+    Actor, Compliance, ComplianceError, DeletionReport, RecordKind, Records, RecordsConfig,
+    RecordsConfigError, RecordsError, Retention,
+};
 pub use runtime::{Running, Runtime};
 pub use tool::{Tool, ToolError, ToolResult};
 pub use verification::{Verification, VerifyOutcome};

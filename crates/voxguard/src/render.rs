@@ -15,6 +15,20 @@ use voxguard_swml::{
 };
 
 use crate::agent::{Agent, PromptDef, POST_PROMPT_FUNCTION};
+use crate::records::compliance::privacy_section;
+
+/// What the runtime adds to every agent's document.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RenderOptions {
+    /// Records are on: ask for the end-of-call summary even without a handler.
+    pub(crate) records: bool,
+    /// HIPAA mode: add the privacy prompt section.
+    pub(crate) hipaa: bool,
+}
+
+/// The summary prompt used when records are on and the agent sets none.
+pub(crate) const DEFAULT_POST_PROMPT: &str =
+    "Summarize the call in a few sentences: why the caller called, what was done, and what is still open.";
 
 /// Render the SWML document for `call_id`, minting tokens that expire one token lifetime after
 /// `now_unix` (the runtime clock's reading).
@@ -24,6 +38,7 @@ pub(crate) fn render(
     info: &RequestInfo,
     call_id: &str,
     now_unix: u64,
+    options: RenderOptions,
 ) -> Document {
     let def = &agent.inner;
     let routes = AgentRoutes::new(&def.route);
@@ -66,22 +81,43 @@ pub(crate) fn render(
         functions,
     });
     let prompt = match &def.prompt {
-        PromptDef::Pom(sections) => Prompt::Pom {
-            pom: sections.clone(),
-            temperature: def.temperature,
-        },
+        PromptDef::Pom(sections) => {
+            let mut pom = sections.clone();
+            if options.hipaa {
+                pom.push(privacy_section());
+            }
+            Prompt::Pom {
+                pom,
+                temperature: def.temperature,
+            }
+        }
         PromptDef::Text(text) => Prompt::Text {
-            text: text.clone(),
+            text: if options.hipaa {
+                let privacy = privacy_section();
+                format!(
+                    "{text}\n\n{}: {}",
+                    privacy.title.unwrap_or_default(),
+                    privacy.body.unwrap_or_default()
+                )
+            } else {
+                text.clone()
+            },
             temperature: def.temperature,
         },
     };
-    let post_prompt_url = def.on_summary.as_ref().map(|_| {
+    // With records on, the runtime takes the summary itself, handler or not.
+    let wants_summary = def.on_summary.is_some() || options.records;
+    let post_prompt_url = wants_summary.then(|| {
         let token = keys.mint_with_session_at(call_id, POST_PROMPT_FUNCTION, &render_id, now_unix);
         info.webhook_url(routes.post_prompt(), &[("__token", &token)])
     });
     let ai = Ai {
         prompt,
-        post_prompt: def.post_prompt.clone().map(|text| PostPrompt { text }),
+        post_prompt: def
+            .post_prompt
+            .clone()
+            .or_else(|| options.records.then(|| DEFAULT_POST_PROMPT.to_string()))
+            .map(|text| PostPrompt { text }),
         post_prompt_url,
         params: def.params.clone(),
         languages: def.languages.clone(),

@@ -25,6 +25,8 @@ use crate::config::{
     DEFAULT_SWML_RENDERS_PER_MIN,
 };
 use crate::pipeline::Pipeline;
+use crate::records::api::RecordsApi;
+use crate::records::{Cleanup, Compliance, ComplianceError, Records, RecordsConfig};
 use crate::services::{Hashers, Services};
 use crate::verify_policy::SUBJECT_KEY_PURPOSE;
 
@@ -43,6 +45,8 @@ pub struct Runtime {
     on_anomaly: Option<AnomalyCallback>,
     hooks: Hooks,
     agents: Vec<Agent>,
+    records: Option<RecordsConfig>,
+    compliance: Compliance,
 }
 
 type RequestHook = Arc<dyn Fn(&str, &str, SocketAddr, &str) + Send + Sync>;
@@ -79,6 +83,10 @@ impl Runtime {
         let render_limit =
             render_limit_from_lookup(|name| std::env::var(name).ok(), config.trust_proxy)?;
         let memory = Arc::new(MemoryStore::default());
+        let compliance = match std::env::var("VOXGUARD_COMPLIANCE") {
+            Ok(text) => Compliance::parse(&text)?,
+            Err(_) => Compliance::NONE,
+        };
         Ok(Self {
             config,
             render_limit,
@@ -93,6 +101,8 @@ impl Runtime {
             on_anomaly: None,
             hooks: Hooks::default(),
             agents: Vec::new(),
+            records: None,
+            compliance,
         })
     }
 
@@ -114,7 +124,23 @@ impl Runtime {
             on_anomaly: None,
             hooks: Hooks::default(),
             agents: Vec::new(),
+            records: None,
+            compliance: Compliance::NONE,
         }
+    }
+
+    /// Keep conversation records (summaries, transcripts, tool logs, …) as `config` says, and
+    /// serve the operator records API on `/records` (docs/records.md).
+    pub fn records(mut self, config: RecordsConfig) -> Self {
+        self.records = Some(config);
+        self
+    }
+
+    /// Hold every agent to compliance `modes` on top of its own (also read from
+    /// `VOXGUARD_COMPLIANCE` by [`Runtime::from_env`]; docs/compliance.md).
+    pub fn compliance(mut self, modes: Compliance) -> Self {
+        self.compliance = self.compliance.and(modes);
+        self
     }
 
     /// Keep call sessions and verification attempt counters in `store` (memory by default;
@@ -251,6 +277,16 @@ impl Runtime {
         if !self.hooks.on_request.is_empty() || !self.hooks.on_response.is_empty() {
             server = server.access(Arc::new(self.hooks.clone()));
         }
+        // Compliance before anything is bound: each agent under its own modes and the runtime's.
+        let mut modes = self.compliance;
+        for agent in &self.agents {
+            let effective = self.compliance.and(agent.inner.compliance);
+            agent.check_compliance(effective)?;
+            modes = modes.and(effective);
+        }
+        if modes.hipaa() && self.records.is_none() {
+            return Err(ComplianceError::RecordsRequired.into());
+        }
         let mut names = std::collections::HashSet::new();
         if let Some(dup) = self
             .agents
@@ -259,17 +295,55 @@ impl Runtime {
         {
             return Err(RuntimeError::DuplicateAgent(dup.name().to_string()));
         }
+        let subject_key = self.keys.derive(SUBJECT_KEY_PURPOSE);
+        let hashers = Hashers::per_core();
+        let records = self.records.map(|config| {
+            let attempt_keys = self
+                .agents
+                .iter()
+                .map(|agent| {
+                    let key = agent
+                        .inner
+                        .verification
+                        .subject_key
+                        .clone()
+                        .unwrap_or_else(|| subject_key.clone());
+                    (agent.name().to_string(), key)
+                })
+                .collect();
+            Records::with_auditor(
+                config,
+                auditor.clone(),
+                modes,
+                Some(Cleanup {
+                    sessions: self.store.clone(),
+                    attempts: self.attempts.clone(),
+                    attempt_keys,
+                }),
+            )
+        });
+        if let Some(records) = &records {
+            server = server.records(Arc::new(RecordsApi::new(
+                records.clone(),
+                PinVault::default(),
+                hashers.clone(),
+                auth_events.clone(),
+                self.clock.clone(),
+            )));
+        }
         let services = Arc::new(Services {
             clock: self.clock.clone(),
             attempts: self.attempts.clone(),
-            subject_key: self.keys.derive(SUBJECT_KEY_PURPOSE),
+            subject_key,
             vault: PinVault::default(),
-            hashers: Hashers::per_core(),
+            hashers,
             auditor: auditor.clone(),
+            records: records.clone(),
         });
         let input_guard = InputGuard::new();
         let mut pipelines = Vec::with_capacity(self.agents.len());
         for agent in self.agents {
+            let compliance = self.compliance.and(agent.inner.compliance);
             let pipeline = Arc::new(Pipeline {
                 limiter: agent.inner.limits.limiter(self.clock.clone()),
                 render_limiter: self
@@ -282,6 +356,7 @@ impl Runtime {
                 services: services.clone(),
                 emergency: self.emergency.clone(),
                 input_guard: input_guard.clone(),
+                compliance,
             });
             server = server.agent(pipeline.clone());
             pipelines.push(pipeline);
@@ -292,6 +367,7 @@ impl Runtime {
             self.clock.clone(),
             pipelines,
             auth_events.clone(),
+            records,
         );
         let bound = server.bind().await?;
         // Install the signal handlers now, before anyone is told the server is up.
@@ -355,8 +431,17 @@ fn spawn_maintenance(
     clock: Arc<dyn Clock>,
     pipelines: Vec<Arc<Pipeline>>,
     auth_events: Arc<AuthEvents>,
+    records: Option<Records>,
 ) -> Upkeep {
     Upkeep(tokio::spawn(async move {
+        // The retention purge: once at start, then every `purge_every` (an interval's first
+        // tick is immediate). Without records it never fires.
+        let purge_every = records
+            .as_ref()
+            .map(Records::purge_every)
+            .unwrap_or(Duration::from_secs(86_400));
+        let mut purge_tick = tokio::time::interval(purge_every);
+        purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut auth_tick =
@@ -367,6 +452,15 @@ fn spawn_maintenance(
                 _ = tick.tick() => {}
                 _ = auth_tick.tick() => {
                     auth_events.flush_closed().await;
+                    continue;
+                }
+                _ = purge_tick.tick(), if records.is_some() => {
+                    if let Some(records) = &records {
+                        match records.purge(&Records::runtime_actor(), false).await {
+                            Ok(counts) => tracing::info!(?counts, "retention purge ran"),
+                            Err(error) => tracing::warn!(%error, "retention purge failed"),
+                        }
+                    }
                     continue;
                 }
             }

@@ -82,6 +82,8 @@ pub(crate) struct ToolPolicy {
     pub(crate) skip_input_guard: bool,
     /// Argument names masked in audit records and logs on top of the redactor's defaults.
     pub(crate) sensitive_args: Vec<String>,
+    /// The tool handles protected health information (HIPAA mode requires verification).
+    pub(crate) phi: bool,
 }
 
 /// Why a handler did not produce a result.
@@ -412,6 +414,15 @@ impl Tool {
     /// Mark the tool sensitive: the emergency switch disables it. Tools with `requires`,
     /// `requires_role` or `confirm` are sensitive without saying so.
     pub fn sensitive(mut self) -> Self {
+        self.policy.sensitive = true;
+        self
+    }
+
+    /// Mark the tool as handling protected health information. It is sensitive (the emergency
+    /// switch disables it), and under HIPAA mode the agent does not build unless the tool
+    /// [`requires`](Self::requires) a verification flag.
+    pub fn phi(mut self) -> Self {
+        self.policy.phi = true;
         self.policy.sensitive = true;
         self
     }

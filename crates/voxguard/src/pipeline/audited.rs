@@ -12,6 +12,8 @@ use voxguard_server::{Reply, RequestInfo};
 use super::verdict::{Trail, Verdict};
 use super::Pipeline;
 use crate::audit::mask;
+use crate::context::SUBJECT_KEY;
+use crate::records::RecordKind;
 
 /// The answer when the audit trail cannot be written: nothing is acknowledged that is not on
 /// record.
@@ -62,11 +64,55 @@ impl Pipeline {
             }
         }
         let mut event = stamp(kind, outcome);
-        event.arguments = trail.arguments;
-        event.reason = reason;
-        match auditor.record(event).await {
-            Ok(()) => verdict.into_reply().with_call_id(trail.call_id),
-            Err(_) => audit_unavailable(),
+        event.arguments = trail.arguments.clone();
+        event.reason = reason.clone();
+        if auditor.record(event).await.is_err() {
+            return audit_unavailable();
+        }
+        self.store_tool_log(&trail, outcome, reason.as_deref()).await;
+        verdict.into_reply().with_call_id(trail.call_id)
+    }
+
+    /// Keep a token-verified tool call in the call's tool log (a record of kind `tool_log`:
+    /// declared arguments, already redacted and bounded, and the outcome), under the call's
+    /// data subject once the agent has named one. Rate-limited calls are only audited. A
+    /// records failure is logged; the call's answer does not depend on it.
+    async fn store_tool_log(&self, trail: &Trail, outcome: Outcome, reason: Option<&str>) {
+        let (Some(records), Some(scope), Some(call_id)) = (
+            &self.services.records,
+            &trail.session,
+            &trail.call_id,
+        ) else {
+            return;
+        };
+        if reason == Some(Reason::RateLimited.as_str()) {
+            return;
+        }
+        let now = self.services.clock.now_unix();
+        let subject = match self.store.get(scope, SUBJECT_KEY, now).await {
+            Ok(value) => value.and_then(|v| v.as_str().map(str::to_string)),
+            Err(error) => {
+                tracing::error!(%error, "tool log not stored: the session could not be read");
+                return;
+            }
+        };
+        let content = serde_json::json!({
+            "function": trail.function,
+            "arguments": trail.arguments,
+            "outcome": outcome.as_str(),
+            "reason": reason,
+        });
+        if let Err(error) = records
+            .store(
+                self.agent.name(),
+                call_id,
+                subject.as_deref(),
+                RecordKind::ToolLog,
+                &content,
+            )
+            .await
+        {
+            tracing::error!(target: "voxguard::security", %error, "tool log record could not be stored");
         }
     }
 }

@@ -37,6 +37,7 @@ use voxguard_swml::SwaigRequest;
 
 use crate::agent::Agent;
 use crate::audit::mask;
+use crate::records::Compliance;
 use crate::context::{CallContext, ROLE_KEY};
 use crate::render;
 use crate::services::Services;
@@ -73,6 +74,8 @@ pub(crate) struct Pipeline {
     pub(crate) limiter: RateLimiter,
     /// SWML renders per source address (`None`: unlimited).
     pub(crate) render_limiter: Option<RateLimiter>,
+    /// The compliance modes in force for this agent (its own plus the runtime's).
+    pub(crate) compliance: Compliance,
 }
 
 /// Whether `id` is a plausible call id: 1–128 visible ASCII characters.
@@ -297,6 +300,9 @@ impl Pipeline {
             &tool.policy.sensitive_args,
         ));
         check_call_id(call_id)?;
+        if tool.secure {
+            trail.session = Some(session_scope(agent.name(), call_id, &render));
+        }
         let Ok(compiled) = &tool.compiled else {
             // Agent::build refuses tools whose schema does not compile; unreachable in practice.
             return Err(failed(
@@ -518,6 +524,25 @@ impl Pipeline {
                 "I'm sorry, I can't transfer the call to that destination.",
             ));
         }
+        if self.compliance.hipaa()
+            && result
+                .swml_verbs()
+                .any(|verb| matches!(verb, voxguard_swml::Verb::RecordCall(_)))
+        {
+            // HIPAA mode never records a call (docs/compliance.md).
+            tracing::warn!(
+                target: "voxguard::security",
+                event = "recording_blocked",
+                agent,
+                function = %tool.name,
+                call_id,
+                "a handler asked to record the call in HIPAA mode; refused"
+            );
+            return Err(Refusal::new(
+                Reason::RecordingBlocked,
+                "I'm sorry, this call can't be recorded.",
+            ));
+        }
         if let Some(blocked) = result
             .destinations()
             .into_iter()
@@ -595,7 +620,17 @@ impl AgentService for Pipeline {
                 "The call id is not valid.",
             ));
         }
-        let document = render::render(&self.agent, &self.keys, request, &call_id, self.now_unix());
+        let document = render::render(
+            &self.agent,
+            &self.keys,
+            request,
+            &call_id,
+            self.now_unix(),
+            render::RenderOptions {
+                records: self.services.records.is_some(),
+                hipaa: self.compliance.hipaa(),
+            },
+        );
         match serde_json::to_value(&document) {
             Ok(body) => Reply::ok(body).with_call_id(Some(call_id)),
             Err(error) => {

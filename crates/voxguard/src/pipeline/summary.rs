@@ -1,10 +1,12 @@
 //! The end-of-call summary endpoint, `POST {route}/post_prompt`: token-checked like a secure
 //! tool, handed to the agent's `on_summary` handler, and audited like every endpoint.
 //!
-//! Owns the steps of a summary request: handler configured (404 `summary_not_configured`) →
-//! parse (`invalid_request`) → function token bound to the summary (403 `token_*`) → call id →
-//! the handler in its own task (`tool_failed` on error or panic). It must not store or redact the
-//! summary itself: that is the handler's (and, later, the records store's) job.
+//! Owns the steps of a summary request: a handler or records configured (404
+//! `summary_not_configured`) → parse (`invalid_request`) → function token bound to the summary
+//! (403 `token_*`) → call id → redact the summary and transcript → with records on, store both
+//! (encrypted, under the call's data subject) → the handler, given the **redacted** summary, in
+//! its own task (`tool_failed` on error or panic). Redaction and encryption themselves belong to
+//! `records`; this module only decides what is stored when.
 
 use serde_json::{json, Value};
 use voxguard_guard::{Reason, Refusal};
@@ -16,6 +18,7 @@ use super::{
     check_call_id, check_token, failed, token_refusal, AbortOnDrop, Pipeline, MAX_CALL_ID_LEN,
 };
 use crate::agent::POST_PROMPT_FUNCTION;
+use crate::records::RecordKind;
 
 impl Pipeline {
     /// Handle `POST {route}/post_prompt`.
@@ -36,12 +39,13 @@ impl Pipeline {
         trail: &mut Trail,
     ) -> Result<Verdict, Refusal> {
         let agent = &self.agent;
-        let Some(handler) = agent.inner.on_summary.clone() else {
+        let handler = agent.inner.on_summary.clone();
+        if handler.is_none() && self.services.records.is_none() {
             return Err(Refusal::new(
                 Reason::SummaryNotConfigured,
                 "This agent does not accept summaries.",
             ));
-        };
+        }
         let request: PostPromptRequest = serde_json::from_value(body).map_err(|_| {
             Refusal::new(
                 Reason::InvalidRequest,
@@ -66,6 +70,27 @@ impl Pipeline {
             .context(info, &call_id, &render)
             .with_caller(caller, None)
             .with_global_data(request.global_data.clone().unwrap_or_default());
+        let request = self.redacted_summary(request);
+        if let Some(records) = &self.services.records {
+            let subject = ctx.subject().await.map_err(|error| {
+                failed(agent.name(), POST_PROMPT_FUNCTION, &call_id, &error.to_string())
+            })?;
+            for (kind, content) in [
+                (RecordKind::Summary, request.post_prompt_data.clone().map(Value::Object)),
+                (RecordKind::Transcript, request.call_log.clone().map(Value::Array)),
+            ] {
+                let Some(content) = content else { continue };
+                records
+                    .store(agent.name(), &call_id, subject.as_deref(), kind, &content)
+                    .await
+                    .map_err(|error| {
+                        failed(agent.name(), POST_PROMPT_FUNCTION, &call_id, &error.to_string())
+                    })?;
+            }
+        }
+        let Some(handler) = handler else {
+            return Ok(Verdict::Answered(json!({ "response": "Summary received." })));
+        };
         // `handler_ran` stays false: the summary is not a tool call, so it is not counted as one.
         match AbortOnDrop(tokio::spawn(async move { handler(request, ctx).await }))
             .join()
@@ -88,4 +113,32 @@ impl Pipeline {
             )),
         }
     }
+
+    /// The summary as the handler and the records store see it: `post_prompt_data` and every
+    /// `call_log` entry redacted (card data, PINs, SSNs, secrets, contact details, dates of
+    /// birth; every date under HIPAA).
+    fn redacted_summary(&self, mut request: PostPromptRequest) -> PostPromptRequest {
+        let redact = |value: Value| -> Value {
+            match &self.services.records {
+                Some(records) => records.redact_json(&value),
+                None => {
+                    let mut copy = value;
+                    self.services.auditor.redactor.redact_json(&mut copy);
+                    copy
+                }
+            }
+        };
+        if let Some(data) = request.post_prompt_data.take() {
+            if let Value::Object(map) = redact(Value::Object(data)) {
+                request.post_prompt_data = Some(map);
+            }
+        }
+        if let Some(log) = request.call_log.take() {
+            if let Value::Array(items) = redact(Value::Array(log)) {
+                request.call_log = Some(items);
+            }
+        }
+        request
+    }
 }
+

@@ -64,6 +64,9 @@ pub(crate) struct Trail {
     /// `pay` verbs the handler's result asked the platform to run (amount and currency only;
     /// the card itself never passes through voxguard).
     pub(crate) payments: Vec<Value>,
+    /// The session scope of a token-verified call (secure tools only): where the call's data
+    /// subject is found when its tool log is stored as a record.
+    pub(crate) session: Option<String>,
 }
 
 impl Trail {
@@ -76,6 +79,7 @@ impl Trail {
             arguments: None,
             handler_ran: false,
             payments: Vec::new(),
+            session: None,
         }
     }
 

@@ -1,0 +1,650 @@
+//! The operator records API on `/records`: who the operator is, whether their role allows the
+//! request, and the JSON answer.
+//!
+//! **Where an operator is authenticated:** [`RecordsApi::authenticate`] — a bearer API token
+//! (looked up by its SHA-256) or Basic with an operator's name and argon2id password (checked on
+//! the shared argon2 workers, against a decoy when the name is unknown, at most
+//! [`LOGINS_PER_MIN`] uncached checks per source a minute). The platform's Basic credentials
+//! are refused here whatever they are. Every refusal is audited: unauthenticated ones as
+//! `access_denied` aggregated per source and window (an anonymous flood cannot grow the trail
+//! at request rate), authenticated ones one event each. This module must not touch storage or
+//! encryption itself (`Records` does) and must not answer before the access is on record.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+use voxguard_guard::records::{
+    generate_operator_password, generate_operator_token, operator_token_hash,
+    parse_operator_authorization, valid_operator_name, OperatorCredential, Permission,
+};
+use voxguard_guard::{Clock, PinVault, RateLimit, RateLimiter, Reason, Refusal, SecretHash};
+use voxguard_server::{OperatorRequest, RecordsService, Reply, SecurityEvents};
+use voxguard_store::{Operator, OperatorStoreError, RecordFilter};
+
+use super::{Actor, Records, RecordsError};
+use crate::audit::AuthEvents;
+use crate::hashers::Hashers;
+
+/// Uncached password checks one source may start per minute (each costs an argon2 run).
+pub const LOGINS_PER_MIN: u32 = 20;
+
+/// How long a successful Basic login is remembered (so a client sending Basic on every request
+/// costs one argon2 check per this period, not one per request).
+const LOGIN_CACHE_MS: u64 = 5 * 60 * 1000;
+
+/// The most remembered logins.
+const LOGIN_CACHE_SIZE: usize = 1024;
+
+/// The longest purpose accepted.
+const MAX_PURPOSE: usize = 200;
+
+/// The operator records API.
+pub(crate) struct RecordsApi {
+    pub(crate) records: Records,
+    pub(crate) vault: PinVault,
+    pub(crate) hashers: Arc<Hashers>,
+    pub(crate) events: Arc<AuthEvents>,
+    pub(crate) clock: Arc<dyn Clock>,
+    logins: RateLimiter,
+    /// SHA-256 of (name, password) → (name, stored PHC, expiry ms).
+    cache: Mutex<HashMap<String, (String, String, u64)>>,
+}
+
+/// A refusal plus, for an authenticated operator, who was refused.
+type Denied = Box<Reply>;
+
+impl RecordsApi {
+    pub(crate) fn new(
+        records: Records,
+        vault: PinVault,
+        hashers: Arc<Hashers>,
+        events: Arc<AuthEvents>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let mut logins = RateLimiter::with_clock(clock.clone());
+        if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN, Duration::from_secs(60)) {
+            logins = logins.per_caller(limit);
+        }
+        Self {
+            records,
+            vault,
+            hashers,
+            events,
+            clock,
+            logins,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuse an unauthenticated request: aggregated `access_denied`, then the 401.
+    async fn unauthenticated(&self, request: &OperatorRequest, refusal: Refusal) -> Denied {
+        let reason = refusal.reason();
+        self.events
+            .auth_failed(
+                request.client,
+                &request.method,
+                &format!("/records{}", clip(&request.path, 120)),
+                reason,
+                &request.request_id,
+            )
+            .await;
+        let mut reply = Reply::from(refusal);
+        if reason != Reason::RateLimited {
+            reply = reply.with_header(
+                "www-authenticate",
+                "Bearer realm=\"voxguard-records\", Basic realm=\"voxguard-records\", charset=\"UTF-8\"",
+            );
+        }
+        Box::new(reply)
+    }
+
+    /// **Where an operator is authenticated.** The operator behind the request, or the refusal.
+    pub(crate) async fn authenticate(&self, request: &OperatorRequest) -> Result<Operator, Denied> {
+        let invalid = || {
+            Refusal::new(
+                Reason::OperatorAuthInvalid,
+                "Those operator credentials are not valid.",
+            )
+        };
+        if request.platform_credentials {
+            return Err(self
+                .unauthenticated(
+                    request,
+                    Refusal::new(
+                        Reason::OperatorAuthRequired,
+                        "The platform's credentials are not accepted here; use an operator's credentials.",
+                    ),
+                )
+                .await);
+        }
+        let Some(header) = request.authorization.as_deref() else {
+            return Err(self
+                .unauthenticated(
+                    request,
+                    Refusal::new(
+                        Reason::OperatorAuthRequired,
+                        "Operator credentials are required: a bearer token, or an operator's name and password.",
+                    ),
+                )
+                .await);
+        };
+        let store = self.records.store();
+        let found = match parse_operator_authorization(header.as_bytes()) {
+            Err(_) => None,
+            Ok(OperatorCredential::Bearer(token)) => store
+                .operator_by_token_hash(&operator_token_hash(&token))
+                .await
+                .map_err(|_| self.unavailable())?,
+            Ok(OperatorCredential::Basic { name, password }) => {
+                self.check_password(request, &name, &password).await?
+            }
+        };
+        match found {
+            Some(operator) => Ok(operator),
+            None => Err(self.unauthenticated(request, invalid()).await),
+        }
+    }
+
+    fn unavailable(&self) -> Denied {
+        Box::new(Reply::from(Refusal::new(
+            Reason::InternalError,
+            "The records store is unavailable.",
+        )))
+    }
+
+    /// The operator `name` if `password` is theirs: from the login cache, or by an argon2
+    /// check (rate-limited per source, decoy-checked for unknown names).
+    async fn check_password(
+        &self,
+        request: &OperatorRequest,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<Operator>, Denied> {
+        if !valid_operator_name(name) {
+            return Ok(None);
+        }
+        let store = self.records.store();
+        let operator = store
+            .operator(name)
+            .await
+            .map_err(|_| self.unavailable())?;
+        let now = self.clock.now_ms();
+        let cache_key = operator_token_hash(&format!("{name}\0{password}"));
+        if let Some(operator) = &operator {
+            let cached = self
+                .cache
+                .lock()
+                .ok()
+                .and_then(|cache| cache.get(&cache_key).cloned());
+            if let Some((cached_name, phc, until)) = cached {
+                if until > now
+                    && cached_name == operator.name
+                    && operator.password_hash.as_deref() == Some(phc.as_str())
+                {
+                    return Ok(Some(operator.clone()));
+                }
+            }
+        }
+        if let Err(limited) = self.logins.check("login", &source_key(request.client.ip())) {
+            return Err(self
+                .unauthenticated(
+                    request,
+                    Refusal::new(
+                        Reason::RateLimited,
+                        "Too many operator logins from this address; try again shortly.",
+                    )
+                    .with_retry_after(limited.retry_after_secs()),
+                )
+                .await);
+        }
+        let hash = operator
+            .as_ref()
+            .and_then(|op| op.password_hash.clone())
+            .and_then(|phc| SecretHash::from_phc(phc).ok());
+        let matched = self
+            .hashers
+            .check(&self.vault, vec![(password.to_string(), hash)])
+            .await
+            .map_err(|_| self.unavailable())?;
+        let Some(operator) = operator.filter(|_| matched) else {
+            return Ok(None);
+        };
+        if let (Ok(mut cache), Some(phc)) = (self.cache.lock(), operator.password_hash.clone()) {
+            if cache.len() >= LOGIN_CACHE_SIZE {
+                cache.retain(|_, (_, _, until)| *until > now);
+                if cache.len() >= LOGIN_CACHE_SIZE {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                cache_key,
+                (operator.name.clone(), phc, now + LOGIN_CACHE_MS),
+            );
+        }
+        Ok(Some(operator))
+    }
+
+    /// Refuse an authenticated operator (one `access_denied` event each).
+    async fn deny(
+        &self,
+        actor: &Actor,
+        refusal: Refusal,
+        record: Option<&str>,
+        subject: Option<&str>,
+    ) -> Reply {
+        self.records
+            .denied(actor, refusal.reason().as_str(), record, subject)
+            .await;
+        Reply::from(refusal)
+    }
+
+    async fn route(&self, request: &OperatorRequest, actor: &Actor) -> Reply {
+        let segments: Vec<String> = request
+            .path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = request.method.as_str();
+        match (method, segments.as_slice()) {
+            ("GET", []) => self.list(request, actor).await,
+            ("GET", ["operators"]) => self.list_operators(actor).await,
+            ("POST", ["operators"]) => self.add_operator(request, actor).await,
+            ("DELETE", ["operators", name]) => self.remove_operator(actor, name).await,
+            ("PUT", ["operators", name]) => self.set_role(request, actor, name).await,
+            ("GET", ["subjects", subject]) => self.export_subject(request, actor, subject).await,
+            ("DELETE", ["subjects", subject]) => self.delete_subject(actor, subject).await,
+            ("GET", [id]) => self.read(request, actor, id, false).await,
+            ("GET", [id, "export"]) => self.read(request, actor, id, true).await,
+            ("DELETE", [id]) => self.delete(actor, id).await,
+            (_, [] | ["operators"] | ["operators", _] | ["subjects", _] | [_] | [_, "export"]) => {
+                Reply::from(Refusal::new(
+                    Reason::MethodNotAllowed,
+                    "This address does not accept that HTTP method.",
+                ))
+            }
+            _ => Reply::from(Refusal::new(
+                Reason::NotFound,
+                "There is nothing at this address.",
+            )),
+        }
+    }
+
+    /// `Ok` when `actor`'s role has `permission`, else the audited refusal.
+    async fn allowed(
+        &self,
+        actor: &Actor,
+        permission: Permission,
+        record: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<(), Reply> {
+        if self.records.roles().allows(&actor.role, permission) {
+            return Ok(());
+        }
+        Err(self
+            .deny(
+                actor,
+                Refusal::new(
+                    Reason::AccessDenied,
+                    format!(
+                        "The role {:?} does not allow {}.",
+                        actor.role,
+                        permission.as_str()
+                    ),
+                ),
+                record,
+                subject,
+            )
+            .await)
+    }
+
+    /// The `purpose` a content read must give, or the audited refusal.
+    async fn purpose(
+        &self,
+        request: &OperatorRequest,
+        actor: &Actor,
+        record: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<String, Reply> {
+        match request.query("purpose").map(str::trim) {
+            Some(purpose) if !purpose.is_empty() && purpose.chars().count() <= MAX_PURPOSE => {
+                Ok(purpose.to_string())
+            }
+            _ => Err(self
+                .deny(
+                    actor,
+                    Refusal::new(
+                        Reason::PurposeRequired,
+                        "Reading record content needs a purpose: add ?purpose=… (at most 200 characters).",
+                    ),
+                    record,
+                    subject,
+                )
+                .await),
+        }
+    }
+
+    async fn list(&self, request: &OperatorRequest, actor: &Actor) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::ListRecords, None, None)
+            .await
+        {
+            return reply;
+        }
+        let filter = match filter_from(request) {
+            Ok(filter) => filter,
+            Err(refusal) => return Reply::from(refusal),
+        };
+        match self.records.list(actor, &filter).await {
+            Ok(records) => {
+                let next = (records.len() as u32 == filter.limit.unwrap_or(100))
+                    .then(|| records.last().map(|m| m.id.clone()))
+                    .flatten();
+                Reply::ok(json!({ "records": records, "next": next }))
+            }
+            Err(error) => failure(error),
+        }
+    }
+
+    async fn read(&self, request: &OperatorRequest, actor: &Actor, id: &str, export: bool) -> Reply {
+        let permission = if export {
+            Permission::Export
+        } else {
+            Permission::ReadContent
+        };
+        if let Err(reply) = self.allowed(actor, permission, Some(id), None).await {
+            return reply;
+        }
+        let purpose = match self.purpose(request, actor, Some(id), None).await {
+            Ok(purpose) => purpose,
+            Err(reply) => return reply,
+        };
+        match self.records.read(actor, id, &purpose, export).await {
+            Ok((meta, content)) => {
+                let mut body = json!({ "record": meta, "content": content });
+                if export {
+                    body["exported_at"] = json!(self.clock.now_unix());
+                }
+                Reply::ok(body)
+            }
+            Err(error) => failure(error),
+        }
+    }
+
+    async fn delete(&self, actor: &Actor, id: &str) -> Reply {
+        if let Err(reply) = self.allowed(actor, Permission::Delete, Some(id), None).await {
+            return reply;
+        }
+        match self.records.delete(actor, id).await {
+            Ok(meta) => Reply::ok(json!({ "deleted": meta })),
+            Err(error) => failure(error),
+        }
+    }
+
+    async fn export_subject(&self, request: &OperatorRequest, actor: &Actor, subject: &str) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::Export, None, Some(subject))
+            .await
+        {
+            return reply;
+        }
+        let purpose = match self.purpose(request, actor, None, Some(subject)).await {
+            Ok(purpose) => purpose,
+            Err(reply) => return reply,
+        };
+        match self.records.export_subject(actor, subject, &purpose).await {
+            Ok(records) => Reply::ok(json!({
+                "subject": subject,
+                "exported_at": self.clock.now_unix(),
+                "records": records
+                    .into_iter()
+                    .map(|(meta, content)| json!({ "record": meta, "content": content }))
+                    .collect::<Vec<_>>(),
+            })),
+            Err(error) => failure(error),
+        }
+    }
+
+    async fn delete_subject(&self, actor: &Actor, subject: &str) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::Delete, None, Some(subject))
+            .await
+        {
+            return reply;
+        }
+        match self.records.delete_subject(actor, subject).await {
+            Ok(report) => Reply::ok(json!({ "deleted": report })),
+            Err(error) => failure(error),
+        }
+    }
+
+    async fn list_operators(&self, actor: &Actor) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::ManageOperators, None, None)
+            .await
+        {
+            return reply;
+        }
+        match self.records.list_operators(actor).await {
+            Ok(operators) => Reply::ok(json!({ "operators": operators })),
+            Err(error) => failure(error),
+        }
+    }
+
+    async fn add_operator(&self, request: &OperatorRequest, actor: &Actor) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::ManageOperators, None, None)
+            .await
+        {
+            return reply;
+        }
+        let body = request.body.clone().unwrap_or(Value::Null);
+        let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
+        let role = body.get("role").and_then(Value::as_str).unwrap_or_default();
+        let with_password = body.get("password").and_then(Value::as_bool) == Some(true);
+        match self
+            .records
+            .add_operator(actor, name, role, with_password)
+            .await
+        {
+            Ok((operator, secret)) => {
+                let mut reply = json!({ "operator": operator });
+                reply[if with_password { "password" } else { "token" }] = json!(secret.as_str());
+                Reply {
+                    status: 201,
+                    ..Reply::ok(reply)
+                }
+            }
+            Err(error) => operator_failure(error),
+        }
+    }
+
+    async fn remove_operator(&self, actor: &Actor, name: &str) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::ManageOperators, None, None)
+            .await
+        {
+            return reply;
+        }
+        match self.records.remove_operator(actor, name).await {
+            Ok(()) => Reply::ok(json!({ "removed": name })),
+            Err(error) => operator_failure(error),
+        }
+    }
+
+    async fn set_role(&self, request: &OperatorRequest, actor: &Actor, name: &str) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::ManageOperators, None, None)
+            .await
+        {
+            return reply;
+        }
+        let role = request
+            .body
+            .as_ref()
+            .and_then(|b| b.get("role"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match self.records.set_operator_role(actor, name, role).await {
+            Ok(operator) => Reply::ok(json!({ "operator": operator })),
+            Err(error) => operator_failure(error),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordsService for RecordsApi {
+    async fn handle(&self, request: OperatorRequest) -> Reply {
+        let operator = match self.authenticate(&request).await {
+            Ok(operator) => operator,
+            Err(reply) => return *reply,
+        };
+        let actor = Actor {
+            operator: operator.name,
+            role: operator.role,
+            source: Some(request.client.ip().to_string()),
+            request_id: Some(request.request_id.clone()),
+        };
+        self.route(&request, &actor).await
+    }
+}
+
+/// The query of `GET /records`.
+fn filter_from(request: &OperatorRequest) -> Result<RecordFilter, Refusal> {
+    let bad = |what: &str| {
+        Refusal::new(
+            Reason::InvalidQuery,
+            format!("The query parameter {what} is not valid."),
+        )
+    };
+    let time = |name: &str| -> Result<Option<u64>, Refusal> {
+        request
+            .query(name)
+            .map(|v| v.parse::<u64>().map_err(|_| bad(name)))
+            .transpose()
+    };
+    let subject = request.query("subject").map(str::to_string);
+    if subject.as_deref().is_some_and(|s| !super::valid_subject(s)) {
+        return Err(bad("subject"));
+    }
+    let kind = request.query("kind").map(str::to_string);
+    if kind
+        .as_deref()
+        .is_some_and(|k| super::RecordKind::parse(k).is_none())
+    {
+        return Err(bad("kind"));
+    }
+    let call_id = request.query("call_id").map(str::to_string);
+    if call_id.as_deref().is_some_and(|c| c.is_empty() || c.len() > 128) {
+        return Err(bad("call_id"));
+    }
+    let limit = request
+        .query("limit")
+        .map(|v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| bad("limit"))
+        })
+        .transpose()?
+        .or(Some(100));
+    let after = request.query("after").map(str::to_string);
+    if after.as_deref().is_some_and(|a| a.len() > 64) {
+        return Err(bad("after"));
+    }
+    Ok(RecordFilter {
+        subject,
+        call_id,
+        kind,
+        from: time("from")?,
+        to: time("to")?,
+        limit,
+        after,
+    })
+}
+
+/// A records failure as the operator sees it: never content, SQL or a subject id.
+fn failure(error: RecordsError) -> Reply {
+    let refusal = match &error {
+        RecordsError::NotFound => Refusal::new(Reason::RecordNotFound, "There is no such record."),
+        RecordsError::InvalidSubject => Refusal::new(
+            Reason::InvalidQuery,
+            "The subject id must be 1 to 128 characters without control characters.",
+        ),
+        RecordsError::Crypto(_) | RecordsError::KeyShredded | RecordsError::Corrupt => {
+            tracing::error!(target: "voxguard::security", %error, "a record could not be decrypted");
+            Refusal::new(
+                Reason::InternalError,
+                format!("The record cannot be read: {error}."),
+            )
+        }
+        RecordsError::AuditUnavailable => Refusal::new(
+            Reason::AuditUnavailable,
+            "The audit trail could not be written, so nothing was done.",
+        ),
+        RecordsError::Store(_) => {
+            tracing::error!(%error, "records store failed");
+            Refusal::new(Reason::InternalError, "The records store is unavailable.")
+        }
+        RecordsError::Operator(_) => {
+            Refusal::new(Reason::InvalidQuery, "The operator request is not valid.")
+        }
+    };
+    Reply::from(refusal)
+}
+
+/// An operator-management failure.
+fn operator_failure(error: RecordsError) -> Reply {
+    match error {
+        RecordsError::Operator(problem) => Reply::from(Refusal::new(
+            if problem.is_conflict() {
+                Reason::OperatorConflict
+            } else {
+                Reason::InvalidQuery
+            },
+            problem.to_string(),
+        )),
+        other => failure(other),
+    }
+}
+
+/// The key uncached logins are limited under: the address (the /64 for IPv6).
+fn source_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Generated secrets, re-exported for the operator helpers in `Records`.
+pub(crate) fn new_secret(password: bool) -> zeroize::Zeroizing<String> {
+    if password {
+        generate_operator_password()
+    } else {
+        generate_operator_token()
+    }
+}
+
+impl From<OperatorStoreError> for RecordsError {
+    fn from(error: OperatorStoreError) -> Self {
+        match error {
+            OperatorStoreError::Exists { name } => {
+                RecordsError::Operator(super::OperatorProblem::Exists(name))
+            }
+            OperatorStoreError::Store(store) => RecordsError::Store(store),
+        }
+    }
+}

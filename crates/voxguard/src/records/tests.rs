@@ -1,0 +1,275 @@
+//! The records service against a real SQLite records database and audit trail in a temporary
+//! directory, with a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use voxguard_guard::{AuditKind, AuditRecord, Clock, ManualClock};
+use voxguard_store::{
+    AuditSink, Durability, RecordStore, SqliteAuditLog, SqliteRecordStore, StoredRecord,
+};
+
+use super::*;
+use crate::audit::Auditor;
+
+const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const KEY_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+struct Harness {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    audit: Arc<SqliteAuditLog>,
+    store: Arc<SqliteRecordStore>,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = Arc::new(
+            SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, None, 100)
+                .await
+                .expect("audit"),
+        );
+        let store = Arc::new(
+            SqliteRecordStore::open_in_dir(dir.path())
+                .await
+                .expect("records store"),
+        );
+        Self {
+            dir,
+            clock: ManualClock::new(1_800_000_000),
+            audit,
+            store,
+        }
+    }
+
+    fn records_with(&self, key: &str, previous: Option<&str>, modes: Compliance) -> Records {
+        let config = RecordsConfig::new(self.store.clone(), key, previous).expect("config");
+        let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
+        let auditor = Auditor::new(
+            Some(self.audit.clone() as Arc<dyn AuditSink>),
+            clock,
+            voxguard_server::Metrics::new(),
+            None,
+            None,
+        );
+        Records::with_auditor(config, auditor, modes, None)
+    }
+
+    fn records(&self) -> Records {
+        self.records_with(KEY_A, None, Compliance::NONE)
+    }
+
+    async fn audit(&self) -> Vec<AuditRecord> {
+        self.audit.records(0).await.expect("audit read back")
+    }
+}
+
+fn actor() -> Actor {
+    Actor {
+        operator: "dana".into(),
+        role: "compliance".into(),
+        source: Some("127.0.0.1".into()),
+        request_id: None,
+    }
+}
+
+#[tokio::test]
+async fn a_record_is_redacted_then_encrypted_and_reads_back_audited() {
+    let h = Harness::new().await;
+    let records = h.records();
+    let transcript = json!([
+        {"role": "user", "content": "my card is 4111 1111 1111 1111 and my pin is 4321"},
+        {"role": "assistant", "content": "Thanks, Maria."}
+    ]);
+    let meta = records
+        .store(
+            "clinic",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Transcript,
+            &transcript,
+        )
+        .await
+        .expect("stored");
+    assert_eq!(
+        (meta.subject.as_str(), meta.kind.as_str()),
+        ("pat_001", "transcript")
+    );
+    assert_eq!(meta.expires_at, 1_800_000_000 + 30 * 86_400);
+    // At rest: neither the card, the PIN nor the plain phrase is in the stored bytes.
+    let stored = h.store.get_record(&meta.id).await.unwrap().unwrap();
+    let raw = String::from_utf8_lossy(&stored.body);
+    assert!(!raw.contains("Maria") && !raw.contains("4111"), "{raw}");
+    let (_, content) = records
+        .read(&actor(), &meta.id, "continuity of care", false)
+        .await
+        .expect("read");
+    let text = content.to_string();
+    assert!(text.contains("Thanks, Maria."), "{text}");
+    assert!(
+        !text.contains("4111 1111") && !text.contains("4321"),
+        "PCI data is never stored: {text}"
+    );
+    let audit = h.audit().await;
+    let read = audit.last().expect("an event").event.clone();
+    assert_eq!(read.kind, AuditKind::RecordAccessed);
+    assert_eq!(read.operator.as_deref(), Some("dana"));
+    assert_eq!(read.purpose.as_deref(), Some("continuity of care"));
+    assert_eq!(read.record.as_deref(), Some(meta.id.as_str()));
+    let subject = read.subject.expect("masked subject");
+    assert!(subject.starts_with("sub_") && !subject.contains("pat_001"));
+}
+
+#[tokio::test]
+async fn swapped_and_tampered_ciphertexts_are_refused() {
+    let h = Harness::new().await;
+    let records = h.records();
+    let a = records
+        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("alpha"))
+        .await
+        .unwrap();
+    let b = records
+        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("bravo"))
+        .await
+        .unwrap();
+    let body_b = h.store.get_record(&b.id).await.unwrap().unwrap().body;
+    // Row a now holds b's ciphertext: same subject and kind, other record id.
+    h.store.delete_record(&a.id).await.unwrap();
+    h.store
+        .put_record(&StoredRecord {
+            meta: a.clone(),
+            body: body_b.clone(),
+        })
+        .await
+        .unwrap();
+    let swapped = records.read(&actor(), &a.id, "audit", false).await;
+    assert!(
+        matches!(swapped, Err(RecordsError::Crypto(_))),
+        "{swapped:?}"
+    );
+    // A flipped byte in b's own row.
+    let mut flipped = body_b;
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    h.store.delete_record(&b.id).await.unwrap();
+    h.store
+        .put_record(&StoredRecord {
+            meta: b.clone(),
+            body: flipped,
+        })
+        .await
+        .unwrap();
+    let tampered = records.read(&actor(), &b.id, "audit", false).await;
+    let error = tampered.unwrap_err();
+    assert!(matches!(error, RecordsError::Crypto(_)));
+    assert!(
+        error.to_string().contains("did not decrypt"),
+        "a clear error: {error}"
+    );
+}
+
+#[tokio::test]
+async fn hipaa_mode_also_masks_every_date() {
+    let h = Harness::new().await;
+    let plain = h.records();
+    let hipaa = h.records_with(KEY_A, None, Compliance::HIPAA);
+    let text = "Born 1984-03-12, seen on March 12, 1984 and 03/12/1984; balance $150.00.";
+    assert!(plain.redact_text(text).contains("March 12, 1984"));
+    let strict = hipaa.redact_text(text);
+    for date in ["1984-03-12", "March 12, 1984", "03/12/1984"] {
+        assert!(!strict.contains(date), "{strict}");
+    }
+    assert!(strict.contains("$150.00"), "amounts stay: {strict}");
+}
+
+#[tokio::test]
+async fn deleting_a_subject_shreds_its_key_and_leaves_a_tombstone_without_personal_data() {
+    let h = Harness::new().await;
+    let records = h.records();
+    let kept = records
+        .store("a", "call-9", Some("pat_002"), RecordKind::Summary, &json!("other patient"))
+        .await
+        .unwrap();
+    let gone = records
+        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("zebra phrase"))
+        .await
+        .unwrap();
+    records
+        .store("a", "call-1", None, RecordKind::ToolLog, &json!({"function": "verify_patient"}))
+        .await
+        .unwrap();
+    let report = records.delete_subject(&actor(), "pat_001").await.unwrap();
+    assert_eq!(report.records.get("summary"), Some(&1));
+    assert_eq!(report.records.get("tool_log"), Some(&1), "the call's own records go too");
+    assert!(report.keys >= 1);
+    assert!(matches!(
+        records.read(&actor(), &gone.id, "x", false).await,
+        Err(RecordsError::NotFound)
+    ));
+    assert!(h.store.subject_key("pat_001").await.unwrap().is_none());
+    assert!(records.read(&actor(), &kept.id, "x", false).await.is_ok());
+    let tombstone = h
+        .audit()
+        .await
+        .into_iter()
+        .find(|r| r.event.kind == AuditKind::SubjectDeleted)
+        .expect("tombstone");
+    let text = serde_json::to_string(&tombstone.event).unwrap();
+    assert!(!text.contains("pat_001") && !text.contains("zebra"), "{text}");
+}
+
+#[tokio::test]
+async fn retention_purges_by_kind_with_the_clock_and_is_audited_with_counts_only() {
+    let h = Harness::new().await;
+    let records = h.records();
+    for kind in [RecordKind::Transcript, RecordKind::Summary] {
+        records
+            .store("a", "call-1", Some("pat_001"), kind, &json!("text"))
+            .await
+            .unwrap();
+    }
+    h.clock.advance(Duration::from_secs(31 * 86_400));
+    let dry = records.purge(&actor(), true).await.unwrap();
+    assert_eq!(dry.get("transcript"), Some(&1));
+    let counts = records.purge(&actor(), false).await.unwrap();
+    assert_eq!(counts.get("transcript"), Some(&1));
+    assert_eq!(counts.get("summary"), None, "summaries are kept a year");
+    let again = records.purge(&actor(), false).await.unwrap();
+    assert!(again.values().all(|n| *n == 0), "idempotent: {again:?}");
+    let purged: Vec<_> = h
+        .audit()
+        .await
+        .into_iter()
+        .filter(|r| r.event.kind == AuditKind::RecordsPurged)
+        .collect();
+    assert_eq!(purged.len(), 2);
+    assert_eq!(
+        purged[0].event.arguments.as_ref().unwrap()["transcript"],
+        Value::from(1)
+    );
+}
+
+#[tokio::test]
+async fn rotating_the_records_key_rewraps_keys_and_old_records_still_read() {
+    let h = Harness::new().await;
+    let old = h.records_with(KEY_A, None, Compliance::NONE);
+    let meta = old
+        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("kept across rotation"))
+        .await
+        .unwrap();
+    let body_before = h.store.get_record(&meta.id).await.unwrap().unwrap().body;
+    let rotating = h.records_with(KEY_B, Some(KEY_A), Compliance::NONE);
+    assert!(rotating.read(&actor(), &meta.id, "x", false).await.is_ok());
+    assert_eq!(rotating.rotate(&actor()).await.unwrap(), 1);
+    assert_eq!(rotating.rotate(&actor()).await.unwrap(), 0, "nothing left");
+    let body_after = h.store.get_record(&meta.id).await.unwrap().unwrap().body;
+    assert_eq!(body_before, body_after, "bodies are not re-encrypted");
+    let only_new = h.records_with(KEY_B, None, Compliance::NONE);
+    let (_, content) = only_new.read(&actor(), &meta.id, "x", false).await.unwrap();
+    assert_eq!(content, json!("kept across rotation"));
+    let only_old = h.records_with(KEY_A, None, Compliance::NONE);
+    assert!(only_old.read(&actor(), &meta.id, "x", false).await.is_err());
+    drop(h.dir);
+}
