@@ -7,7 +7,8 @@
 //! and amounts in [`validators`]), and is this caller text safe to hand to a tool once
 //! normalized ([`sanitize`]: length limits, prompt-injection detection). It also owns the
 //! tamper-evident audit trail's pure side ([`audit`]), the one secret-key type ([`key`]) and
-//! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]). It must not do I/O: no
+//! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]), and
+//! conversation records' encryption at rest, roles and operator credentials ([`records`]). It must not do I/O: no
 //! sockets, no files, no environment reads, no logging of secrets. Callers (the server, the CLI)
 //! gather inputs and act on the verdicts.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod key;
 pub mod pin;
 pub mod policy;
 pub mod ratelimit;
+pub mod records;
 pub mod redact;
 pub mod refusal;
 pub mod sanitize;
@@ -51,6 +53,10 @@ pub use policy::{
     PendingConfirmation, TransferAllowList, CONFIRMED_ARG,
 };
 pub use ratelimit::{InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter};
+pub use records::{
+    open, seal, subject_ref, DataKey, RecordAad, RecordCryptoError, RecordsKey, RecordsKeyError,
+    RecordsKeyring, WrappedKey,
+};
 pub use redact::{Redactor, REDACTED};
 pub use refusal::{Reason, Refusal};
 pub use sanitize::{
@@ -89,5 +95,8 @@ mod tests {
         assert_send_sync::<AuthError>();
         assert_send_sync::<CredentialError>();
         assert_send_sync::<KeyError>();
+        assert_send_sync::<RecordsKeyring>();
+        assert_send_sync::<DataKey>();
+        assert_send_sync::<RecordCryptoError>();
     }
 }
