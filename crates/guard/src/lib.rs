@@ -54,8 +54,8 @@ pub use policy::{
 };
 pub use ratelimit::{InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter};
 pub use records::{
-    open, seal, subject_ref, DataKey, RecordAad, RecordCryptoError, RecordsKey, RecordsKeyError,
-    RecordsKeyring, WrappedKey,
+    open, seal, subject_ref, DataKey, Permission, RecordAad, RecordCryptoError, RecordsKey,
+    RecordsKeyError, RecordsKeyring, Role, RoleError, Roles, WrappedKey,
 };
 pub use redact::{Redactor, REDACTED};
 pub use refusal::{Reason, Refusal};
@@ -97,6 +97,7 @@ mod tests {
         assert_send_sync::<KeyError>();
         assert_send_sync::<RecordsKeyring>();
         assert_send_sync::<DataKey>();
+        assert_send_sync::<Roles>();
         assert_send_sync::<RecordCryptoError>();
     }
 }

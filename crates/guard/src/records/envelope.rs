@@ -11,7 +11,7 @@
 //! This module owns the formats (`nonce || ciphertext || tag`, the length-prefixed associated
 //! data, the KEK derivation and id) and keeps every key zeroized and out of `Debug`. It must not
 //! store anything, read the environment, log, or decide who may decrypt: the store persists
-//! the blobs, the runtime reads the keys, and the roles (`records::rbac`) decide access. The
+//! the blobs, the runtime reads the keys, and [`crate::records::rbac`] decides access. The
 //! cipher is the `chacha20poly1305` crate's; nothing here is home-made cryptography.
 
 use std::fmt;

@@ -4,18 +4,20 @@
 //! A call leaves records behind (summaries, transcripts, tool logs, recording references). This
 //! module owns the decisions about them that need no I/O: envelope encryption with per-subject
 //! data keys wrapped by a rotating key-encryption key ([`envelope`]); the roles and permissions
-//! of the staff who read them (`rbac`, to come); operator passwords, API tokens and the parsing of their
+//! of the staff who read them ([`rbac`]); operator passwords, API tokens and the parsing of their
 //! `Authorization` header (`operator`, to come); and the masked subject reference that audit events
 //! carry instead of a customer's or patient's id ([`subject_ref`]). It must not store records,
 //! keys or operators, read the environment, log, or write audit events: the store persists, the
 //! runtime and the CLI gather inputs, act on these verdicts and audit every access.
 
 pub mod envelope;
+pub mod rbac;
 
 pub use envelope::{
     open, seal, DataKey, RecordAad, RecordCryptoError, RecordsKey, RecordsKeyError, RecordsKeyring,
     WrappedKey,
 };
+pub use rbac::{Permission, Role, RoleError, Roles};
 
 use crate::key::SecretKey;
 
