@@ -8,9 +8,9 @@
 //! normalized ([`sanitize`]: length limits, prompt-injection detection). It also owns the
 //! tamper-evident audit trail's pure side ([`audit`]), the one secret-key type ([`key`]) and
 //! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]), and
-//! conversation records' encryption at rest, roles and operator credentials ([`records`]). It must not do I/O: no
-//! sockets, no files, no environment reads, no logging of secrets. Callers (the server, the CLI)
-//! gather inputs and act on the verdicts.
+//! conversation records' encryption at rest, roles and operator credentials ([`records`]). It
+//! must not do I/O: no sockets, no files, no environment reads, no logging of secrets. Callers
+//! (the server, the CLI) gather inputs and act on the verdicts.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -54,7 +54,9 @@ pub use policy::{
 };
 pub use ratelimit::{InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter};
 pub use records::{
-    open, seal, subject_ref, DataKey, Permission, RecordAad, RecordCryptoError, RecordsKey,
+    generate_operator_password, generate_operator_token, open, operator_token_hash,
+    parse_operator_authorization, seal, subject_ref, valid_operator_name, DataKey,
+    OperatorAuthError, OperatorCredential, Permission, RecordAad, RecordCryptoError, RecordsKey,
     RecordsKeyError, RecordsKeyring, Role, RoleError, Roles, WrappedKey,
 };
 pub use redact::{Redactor, REDACTED};
@@ -98,6 +100,7 @@ mod tests {
         assert_send_sync::<RecordsKeyring>();
         assert_send_sync::<DataKey>();
         assert_send_sync::<Roles>();
+        assert_send_sync::<OperatorCredential>();
         assert_send_sync::<RecordCryptoError>();
     }
 }

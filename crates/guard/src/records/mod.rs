@@ -5,17 +5,23 @@
 //! module owns the decisions about them that need no I/O: envelope encryption with per-subject
 //! data keys wrapped by a rotating key-encryption key ([`envelope`]); the roles and permissions
 //! of the staff who read them ([`rbac`]); operator passwords, API tokens and the parsing of their
-//! `Authorization` header (`operator`, to come); and the masked subject reference that audit events
+//! `Authorization` header ([`operator`]); and the masked subject reference that audit events
 //! carry instead of a customer's or patient's id ([`subject_ref`]). It must not store records,
 //! keys or operators, read the environment, log, or write audit events: the store persists, the
 //! runtime and the CLI gather inputs, act on these verdicts and audit every access.
 
 pub mod envelope;
+pub mod operator;
 pub mod rbac;
 
 pub use envelope::{
     open, seal, DataKey, RecordAad, RecordCryptoError, RecordsKey, RecordsKeyError, RecordsKeyring,
     WrappedKey,
+};
+pub use operator::{
+    generate_operator_password, generate_operator_token, operator_token_hash,
+    parse_operator_authorization, valid_operator_name, OperatorAuthError, OperatorCredential,
+    MAX_AUTHORIZATION_LEN, OPERATOR_PASSWORD_LEN, OPERATOR_TOKEN_PREFIX,
 };
 pub use rbac::{Permission, Role, RoleError, Roles};
 

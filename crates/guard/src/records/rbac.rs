@@ -4,7 +4,7 @@
 //! ([`Permission`]), the built-in roles and their separation of duties, custom roles declared in
 //! code ([`Roles::with_role`]), and the permission table that `docs/records.md` shows
 //! ([`Roles::markdown_table`]). Its answers fail closed: an unknown role may do nothing. It must
-//! not authenticate anyone (operator credentials are `records::operator`'s), store which operator has which
+//! not authenticate anyone (see [`crate::records::operator`]), store which operator has which
 //! role, or write audit events — the server checks [`Roles::allows`] and audits both verdicts.
 
 use std::collections::{BTreeMap, BTreeSet};
