@@ -1,9 +1,11 @@
 //! The one secret-key type: [`SecretKey`], the HMAC-SHA256 key behind function tokens, audit
-//! checkpoints (and the records key to come), with its public key id and its one error type.
+//! checkpoints and, through [`crate::records::RecordsKey`], the records key-encryption key, with
+//! its public key id and its one error type.
 //!
 //! This module owns how a key is accepted (raw bytes or base64 text, at least [`MIN_KEY_LEN`]
 //! bytes), generated, identified and kept secret: the bytes are zeroized on drop, `Debug` shows
-//! only the public id, and the bytes never leave the crate except as HMAC output. It must not
+//! only the public id, and the bytes never leave this module except as HMAC output or derived
+//! keys (one-way: a derived key reveals nothing about the key it came from). It must not
 //! know what a key signs — the token and checkpoint formats live in [`crate::token`] and
 //! [`crate::audit`] — and it must not read keys from the environment or files (callers do).
 
@@ -15,7 +17,7 @@ use hmac::{Hmac, Mac as _};
 use rand::rngs::OsRng;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::canonical::to_hex;
 
@@ -88,6 +90,17 @@ impl SecretKey {
         Self::from_secret(secret)
     }
 
+    /// A fresh random key, as [`generate`](Self::generate), with its standard base64 text, to
+    /// be shown once so that it can be configured. Both are zeroized on drop.
+    pub(crate) fn generate_with_base64() -> (Self, Zeroizing<String>) {
+        let mut secret = Zeroizing::new(vec![0u8; MIN_KEY_LEN]);
+        OsRng.fill_bytes(&mut secret);
+        // Exact capacity (4 characters per 3 bytes, padded), so no reallocation leaves a copy.
+        let mut text = Zeroizing::new(String::with_capacity(MIN_KEY_LEN.div_ceil(3) * 4));
+        STANDARD.encode_string(secret.as_slice(), &mut text);
+        (Self::from_secret(secret), text)
+    }
+
     /// The public key id: the first 8 bytes of SHA-256(`"voxguard-token-key-id"` || secret),
     /// as 16 lowercase hex characters. Safe to log.
     pub fn id(&self) -> &str {
@@ -98,13 +111,23 @@ impl SecretKey {
     /// || purpose || `\0` || secret). Whoever holds this key can derive it again, nobody else;
     /// knowing the derived key reveals nothing about this one.
     pub fn derive(&self, purpose: &str) -> SecretKey {
-        let digest = Sha256::new()
+        let derived = self.derive_bytes(purpose);
+        Self::from_secret(Zeroizing::new(derived.to_vec()))
+    }
+
+    /// The bytes of [`derive`](Self::derive)`(purpose)`, for the crate's own ciphers (the
+    /// records key-encryption key). Zeroized on drop; they never leave the crate.
+    pub(crate) fn derive_bytes(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let mut digest = Sha256::new()
             .chain_update(DERIVE_DOMAIN)
             .chain_update(purpose.as_bytes())
             .chain_update([0u8])
             .chain_update(self.secret.as_slice())
             .finalize();
-        Self::from_secret(Zeroizing::new(digest.to_vec()))
+        let mut derived = Zeroizing::new([0u8; 32]);
+        derived.copy_from_slice(&digest);
+        digest.as_mut_slice().zeroize();
+        derived
     }
 
     /// The HMAC-SHA256 of `message` under this key as 64 lowercase hex characters: a stable

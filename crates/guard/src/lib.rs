@@ -7,9 +7,10 @@
 //! and amounts in [`validators`]), and is this caller text safe to hand to a tool once
 //! normalized ([`sanitize`]: length limits, prompt-injection detection). It also owns the
 //! tamper-evident audit trail's pure side ([`audit`]), the one secret-key type ([`key`]) and
-//! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]). It must not do I/O: no
-//! sockets, no files, no environment reads, no logging of secrets. Callers (the server, the CLI)
-//! gather inputs and act on the verdicts.
+//! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]), and
+//! conversation records' encryption at rest, roles and operator credentials ([`records`]). It
+//! must not do I/O: no sockets, no files, no environment reads, no logging of secrets. Callers
+//! (the server, the CLI) gather inputs and act on the verdicts.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod key;
 pub mod pin;
 pub mod policy;
 pub mod ratelimit;
+pub mod records;
 pub mod redact;
 pub mod refusal;
 pub mod sanitize;
@@ -51,6 +53,12 @@ pub use policy::{
     PendingConfirmation, TransferAllowList, CONFIRMED_ARG,
 };
 pub use ratelimit::{InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter};
+pub use records::{
+    generate_operator_password, generate_operator_token, open, operator_token_hash,
+    parse_operator_authorization, seal, subject_ref, valid_operator_name, DataKey,
+    OperatorAuthError, OperatorCredential, Permission, RecordAad, RecordCryptoError, RecordsKey,
+    RecordsKeyError, RecordsKeyring, Role, RoleError, Roles, WrappedKey,
+};
 pub use redact::{Redactor, REDACTED};
 pub use refusal::{Reason, Refusal};
 pub use sanitize::{
@@ -89,5 +97,10 @@ mod tests {
         assert_send_sync::<AuthError>();
         assert_send_sync::<CredentialError>();
         assert_send_sync::<KeyError>();
+        assert_send_sync::<RecordsKeyring>();
+        assert_send_sync::<DataKey>();
+        assert_send_sync::<Roles>();
+        assert_send_sync::<OperatorCredential>();
+        assert_send_sync::<RecordCryptoError>();
     }
 }
