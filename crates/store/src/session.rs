@@ -127,6 +127,13 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A record with the same id is already stored; nothing was written.
+    #[error("a record with this id already exists")]
+    DuplicateRecord,
+    /// A listing's paging cursor names no stored record (it may have been deleted or purged
+    /// since the previous page): start the listing again.
+    #[error("the paging cursor does not name a stored record")]
+    UnknownCursor,
     /// A deletion was committed, but the database's write-ahead log still holds copies of the
     /// deleted rows because other connections kept using it. Running the same deletion again
     /// (it is idempotent) retries the scrub.
