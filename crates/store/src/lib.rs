@@ -3,6 +3,10 @@
 //! This crate owns per-call session state behind the small async [`SessionStore`] trait,
 //! per-subject failed-verification counters behind [`AttemptStore`], and their
 //! backends: [`MemoryStore`] (in process) and [`SqliteStore`] (embedded, durable; the default).
+//! It also keeps the audit trail ([`AuditSink`]), conversation records with the subjects'
+//! wrapped data keys ([`RecordStore`]) and the records API's operators ([`OperatorStore`]),
+//! the last two in [`SqliteRecordStore`]. Record bodies and key blobs are opaque bytes here:
+//! this crate never encrypts or decrypts, and never reads the clock (callers pass `now`).
 //! Authorization state — verification flags, attempt counters, pending confirmations — lives
 //! here, never in data the caller or the LLM controls. This crate must not decide whether
 //! anything is allowed (that is `voxguard-guard`), must not speak HTTP (that is
@@ -15,12 +19,20 @@ mod attempts;
 mod audit;
 mod cache;
 mod memory;
+mod operators;
+mod records;
 mod session;
 mod sqlite;
 
 pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
 pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
 pub use memory::MemoryStore;
+pub use operators::{Operator, OperatorStore, OperatorStoreError};
+pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
+pub use records::{
+    RecordFilter, RecordMeta, RecordStore, StoredKey, StoredRecord, SubjectDeletion,
+    CALL_SUBJECT_PREFIX, DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE,
+};
 pub use session::{SessionStore, StoreError, DEFAULT_SESSION_TTL};
 pub use sqlite::SqliteStore;
 

@@ -148,6 +148,20 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut scopes = self.lock();
+        let mut cleared: u64 = 0;
+        scopes.retain(|scope, entries| {
+            let keep = !scope.starts_with(prefix);
+            if !keep {
+                let removed = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+                cleared = cleared.saturating_add(removed);
+            }
+            keep
+        });
+        Ok(cleared)
+    }
+
     async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
         let now = to_i64(now);
         let mut scopes = self.lock();

@@ -69,6 +69,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Delete every entry of `scope`. Clearing an empty scope is not an error.
     async fn clear(&self, scope: &str) -> Result<(), StoreError>;
 
+    /// Delete every entry of every scope that starts with `prefix` (an exact string prefix:
+    /// no character of it is a wildcard) and return how many entries were deleted, expired
+    /// ones included. An empty prefix matches every scope.
+    ///
+    /// It serves a data subject's erasure: voxguard scopes are `"<agent>/<call_id>/<render>"`,
+    /// so clearing `"<agent>/<call_id>/"` forgets a call. The SQLite backend therefore also
+    /// empties its write-ahead log afterwards, so that no copy of the deleted values is left in
+    /// its files (which makes it costlier than [`clear`](SessionStore::clear): it is not meant
+    /// for routine cleanup); if the log could not be emptied, the deletion is committed and
+    /// [`StoreError::ScrubIncomplete`] is returned.
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64, StoreError>;
+
     /// Delete every entry expired at `now` and return how many entries were deleted.
     async fn purge_expired(&self, now: u64) -> Result<u64, StoreError>;
 
@@ -115,6 +127,18 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A record with the same id is already stored; nothing was written.
+    #[error("a record with this id already exists")]
+    DuplicateRecord,
+    /// A listing's paging cursor names no stored record (it may have been deleted or purged
+    /// since the previous page): start the listing again.
+    #[error("the paging cursor does not name a stored record")]
+    UnknownCursor,
+    /// A deletion was committed, but the database's write-ahead log still holds copies of the
+    /// deleted rows because other connections kept using it. Running the same deletion again
+    /// (it is idempotent) retries the scrub.
+    #[error("the deletion was committed but the write-ahead log could not be emptied yet")]
+    ScrubIncomplete,
 }
 
 impl StoreError {

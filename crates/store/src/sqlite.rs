@@ -7,7 +7,9 @@
 //! `attempts` (the same code the memory backend runs) and writes the result, so SQLite
 //! serializes it against every other connection and process using the file. Session reads go through an
 //! in-process cache ([`crate::cache`]) that every write of this store invalidates, so one
-//! process must own a database's sessions (attempt counters are never cached). It must never
+//! process must own a database's sessions (attempt counters are never cached). Every connection
+//! runs with `secure_delete=ON`, and `clear_prefix` (a data subject's erasure) also empties the
+//! write-ahead log, so cleared values leave no copy in the files. It must never
 //! build SQL from caller data, never put SQL text or paths into an error's `Display`, and must
 //! behave exactly like the memory backend.
 
@@ -334,6 +336,49 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn clear_prefix_now(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::unavailable)?;
+        // The bounds only narrow the index range to read; which scopes match is decided below
+        // by `starts_with`, so no character of the prefix can act as a wildcard.
+        let candidates: Vec<String> = match prefix_upper_bound(prefix) {
+            Some(upper) => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT scope FROM session_entries WHERE scope >= ? AND scope < ?",
+                )
+                .bind(prefix)
+                .bind(upper)
+                .fetch_all(&mut *tx)
+                .await
+            }
+            None => {
+                sqlx::query_scalar("SELECT DISTINCT scope FROM session_entries WHERE scope >= ?")
+                    .bind(prefix)
+                    .fetch_all(&mut *tx)
+                    .await
+            }
+        }
+        .map_err(StoreError::unavailable)?;
+        let mut cleared: u64 = 0;
+        for scope in candidates.iter().filter(|scope| scope.starts_with(prefix)) {
+            let done = sqlx::query("DELETE FROM session_entries WHERE scope = ?")
+                .bind(scope)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+            cleared = cleared.saturating_add(done.rows_affected());
+        }
+        tx.commit().await.map_err(StoreError::unavailable)?;
+        if scrub_wal(&self.pool).await? {
+            Ok(cleared)
+        } else {
+            Err(StoreError::ScrubIncomplete)
+        }
+    }
+
     async fn purge_expired_now(&self, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM session_entries WHERE expires_at <= ?")
             .bind(now)
@@ -414,6 +459,13 @@ impl SessionStore for SqliteStore {
             async move { store.clear_now(&scope).await },
         )
         .await
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let (store, prefix) = (self.clone(), prefix.to_owned());
+        // The cleared scopes are not known up front: forget every cached scope afterwards.
+        self.write(None, async move { store.clear_prefix_now(&prefix).await })
+            .await
     }
 
     async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
@@ -537,6 +589,51 @@ impl AttemptStore for SqliteStore {
             .map_err(StoreError::unavailable)?;
         Ok(done.rows_affected())
     }
+}
+
+/// The least string greater than every string that starts with `prefix` (in SQLite's binary
+/// order, which for UTF-8 text is code-point order), or `None` when there is none (an empty
+/// prefix, or one made only of `char::MAX`).
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            other => char::from_u32(u32::from(other).saturating_add(1)),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// How many times a deletion that must leave no copy tries to empty the write-ahead log; each
+/// try waits up to the busy timeout for readers still using it.
+const SCRUB_TRIES: u32 = 3;
+
+/// Copy the write-ahead log into the database and truncate it to zero bytes, so that rows
+/// deleted before (overwritten in the database by `secure_delete`) leave no copy in the log.
+/// Tried up to [`SCRUB_TRIES`] times; `false` when readers kept using the log and it could
+/// not be emptied. (An in-memory database has no log: always `true`.)
+pub(crate) async fn scrub_wal(pool: &SqlitePool) -> Result<bool, StoreError> {
+    for _ in 0..SCRUB_TRIES {
+        if truncate_wal(pool).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// One `PRAGMA wal_checkpoint(TRUNCATE)`; `true` when it completed.
+pub(crate) async fn truncate_wal(pool: &SqlitePool) -> Result<bool, StoreError> {
+    let (busy, _frames, _copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+    Ok(busy == 0)
 }
 
 /// Make the database and its WAL/shared-memory files readable by the owner only (they hold

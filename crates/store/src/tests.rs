@@ -1588,3 +1588,183 @@ async fn an_attempt_table_from_before_windows_is_replaced() {
     .unwrap();
     assert_eq!(old, 0, "rows keyed by numbers in clear are gone");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Clearing every scope under a prefix (a data subject's calls)
+// ---------------------------------------------------------------------------------------------
+
+/// `clear_prefix` deletes exactly the scopes that start with the prefix — no wildcard, no
+/// neighbour that merely shares characters — and warm reads see it.
+async fn clear_prefix_suite(store: Arc<dyn SessionStore>) {
+    let b = store.backend();
+    let scopes = [
+        ("agent/call-1/swml", "a"),
+        ("agent/call-1/swml", "b"),
+        ("agent/call-1/other", "a"),
+        ("agent/call-1x/swml", "a"),
+        ("agent/call-10/swml", "a"),
+        ("agent/call-1", "a"),
+        ("agent/call-2/swml", "a"),
+        ("other/call-1/swml", "a"),
+        ("agent/é/swml", "a"),
+        ("agent/ê/swml", "a"),
+        ("agent/a\0b/swml", "a"),
+    ];
+    for (scope, key) in scopes {
+        store.set(scope, key, &json!(scope), T0).await.unwrap();
+    }
+    // Warm the SQLite backend's cache for a scope about to be cleared.
+    assert_eq!(
+        store.get("agent/call-1/swml", "a", T0).await.unwrap(),
+        Some(json!("agent/call-1/swml")),
+        "{b}"
+    );
+    for pattern in [
+        "agent/call_1/",
+        "agent/call-%/",
+        "agent/call-1/*",
+        "agent/call-1/%",
+    ] {
+        assert_eq!(
+            store.clear_prefix(pattern).await.unwrap(),
+            0,
+            "{b}: {pattern}"
+        );
+    }
+    assert_eq!(store.clear_prefix("agent/call-1/").await.unwrap(), 3, "{b}");
+    for (scope, key) in scopes {
+        let value = store.get(scope, key, T0).await.unwrap();
+        if scope.starts_with("agent/call-1/") {
+            assert_eq!(value, None, "{b}: {scope}/{key} cleared");
+        } else {
+            assert_eq!(value, Some(json!(scope)), "{b}: {scope}/{key} kept");
+        }
+    }
+    assert_eq!(store.clear_prefix("agent/call-1/").await.unwrap(), 0, "{b}");
+    assert_eq!(store.clear_prefix("agent/é/").await.unwrap(), 1, "{b}");
+    assert_eq!(
+        store.get("agent/ê/swml", "a", T0).await.unwrap(),
+        Some(json!("agent/ê/swml")),
+        "{b}"
+    );
+    assert_eq!(store.clear_prefix("agent/a\0c").await.unwrap(), 0, "{b}");
+    assert_eq!(store.clear_prefix("agent/a\0").await.unwrap(), 1, "{b}");
+    // Expired entries are deleted (and counted) too.
+    store.set("late/1/x", "k", &json!(1), 0).await.unwrap();
+    assert_eq!(store.get("late/1/x", "k", T0).await.unwrap(), None, "{b}");
+    assert_eq!(store.clear_prefix("late/").await.unwrap(), 1, "{b}");
+    // The empty prefix matches every scope.
+    assert_eq!(store.clear_prefix("").await.unwrap(), 6, "{b}");
+    assert_eq!(
+        store.purge_expired(u64::MAX).await.unwrap(),
+        0,
+        "{b}: nothing left"
+    );
+}
+
+#[tokio::test]
+async fn clear_prefix_deletes_exactly_the_prefixed_scopes_on_every_backend() {
+    run_on_all(DEFAULT_SESSION_TTL, clear_prefix_suite).await;
+}
+
+#[test]
+fn prefix_upper_bounds_follow_code_point_order() {
+    use crate::sqlite::prefix_upper_bound;
+    assert_eq!(
+        prefix_upper_bound("agent/call-1/").as_deref(),
+        Some("agent/call-10")
+    );
+    assert_eq!(prefix_upper_bound("aé").as_deref(), Some("aê"));
+    assert_eq!(
+        prefix_upper_bound("a\u{D7FF}").as_deref(),
+        Some("a\u{E000}")
+    );
+    assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+    assert_eq!(prefix_upper_bound("\u{10FFFF}\u{10FFFF}"), None);
+    assert_eq!(prefix_upper_bound(""), None);
+    // Every string with the prefix sorts below the bound, byte-wise as SQLite compares.
+    for prefix in ["a/", "aé", "a\u{D7FF}", "x\u{10FFFF}"] {
+        let upper = prefix_upper_bound(prefix).unwrap();
+        for tail in ["", "\0", "zz", "\u{10FFFF}\u{10FFFF}"] {
+            let scope = format!("{prefix}{tail}");
+            assert!(scope.as_bytes() < upper.as_bytes(), "{scope:?} < {upper:?}");
+            assert!(scope.as_bytes() >= prefix.as_bytes());
+        }
+    }
+}
+
+/// Names of the files in `dir` whose bytes contain `needle` (files removed meanwhile are
+/// skipped).
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.windows(needle.len()).any(|w| w == needle) => {
+                found.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot read {}: {e}", path.display()),
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn cleared_sessions_leave_no_copy_in_the_sqlite_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in_dir(dir.path(), DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    store
+        .set(
+            "clinic/call-9/swml",
+            "subject",
+            &json!("pat_QZX7SESSION"),
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .set("clinic/call-8/swml", "subject", &json!("pat_STAYS5512"), T0)
+        .await
+        .unwrap();
+    assert!(!files_containing(dir.path(), b"QZX7SESSION").is_empty());
+    assert_eq!(store.clear_prefix("clinic/call-9/").await.unwrap(), 1);
+    assert_eq!(
+        files_containing(dir.path(), b"QZX7SESSION"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_containing(dir.path(), b"pat_STAYS5512"),
+        ["voxguard.db"]
+    );
+}
+
+#[tokio::test]
+async fn reset_attempts_deletes_the_sqlite_row() {
+    let store = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
+        .await
+        .unwrap();
+    for subject in ["keyed-hash-1", "keyed-hash-2"] {
+        store.reserve(subject, &ESCALATING, T0).await.unwrap();
+        store.settle(subject, false, &ESCALATING, T0).await.unwrap();
+    }
+    let rows = |subject: &'static str| {
+        let pool = store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM verification_attempts WHERE subject = ?",
+            )
+            .bind(subject)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(rows("keyed-hash-1").await, 1);
+    store.reset_attempts("keyed-hash-1").await.unwrap();
+    assert_eq!(rows("keyed-hash-1").await, 0, "the row is gone, not zeroed");
+    assert_eq!(rows("keyed-hash-2").await, 1);
+}
