@@ -348,7 +348,7 @@ enum Field<'a> {
 }
 
 fn write_event(out: &mut String, seq: Option<u64>, event: &AuditEvent) {
-    let mut fields: Vec<(&'static str, Field<'_>)> = Vec::with_capacity(12);
+    let mut fields: Vec<(&'static str, Field<'_>)> = Vec::with_capacity(17);
     let optional = [
         ("agent", &event.agent),
         ("call_id", &event.call_id),
@@ -357,6 +357,11 @@ fn write_event(out: &mut String, seq: Option<u64>, event: &AuditEvent) {
         ("reason", &event.reason),
         ("request_id", &event.request_id),
         ("source", &event.source),
+        ("operator", &event.operator),
+        ("role", &event.role),
+        ("record", &event.record),
+        ("subject", &event.subject),
+        ("purpose", &event.purpose),
     ];
     for (name, value) in optional {
         if let Some(value) = value {

@@ -313,7 +313,10 @@ impl std::fmt::Debug for OperatorRequest {
             .field("client", &self.client)
             .field("method", &self.method)
             .field("path", &self.path)
-            .field("authorization", &self.authorization.as_ref().map(|_| "[redacted]"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[redacted]"),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -69,7 +69,8 @@ impl Pipeline {
         if auditor.record(event).await.is_err() {
             return audit_unavailable();
         }
-        self.store_tool_log(&trail, outcome, reason.as_deref()).await;
+        self.store_tool_log(&trail, outcome, reason.as_deref())
+            .await;
         verdict.into_reply().with_call_id(trail.call_id)
     }
 
@@ -78,11 +79,9 @@ impl Pipeline {
     /// data subject once the agent has named one. Rate-limited calls are only audited. A
     /// records failure is logged; the call's answer does not depend on it.
     async fn store_tool_log(&self, trail: &Trail, outcome: Outcome, reason: Option<&str>) {
-        let (Some(records), Some(scope), Some(call_id)) = (
-            &self.services.records,
-            &trail.session,
-            &trail.call_id,
-        ) else {
+        let (Some(records), Some(scope), Some(call_id)) =
+            (&self.services.records, &trail.session, &trail.call_id)
+        else {
             return;
         };
         if reason == Some(Reason::RateLimited.as_str()) {

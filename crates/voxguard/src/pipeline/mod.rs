@@ -37,8 +37,8 @@ use voxguard_swml::SwaigRequest;
 
 use crate::agent::Agent;
 use crate::audit::mask;
-use crate::records::Compliance;
 use crate::context::{CallContext, ROLE_KEY};
+use crate::records::Compliance;
 use crate::render;
 use crate::services::Services;
 use crate::tool::{HandlerFailure, Tool, ToolError};

@@ -73,23 +73,41 @@ impl Pipeline {
         let request = self.redacted_summary(request);
         if let Some(records) = &self.services.records {
             let subject = ctx.subject().await.map_err(|error| {
-                failed(agent.name(), POST_PROMPT_FUNCTION, &call_id, &error.to_string())
+                failed(
+                    agent.name(),
+                    POST_PROMPT_FUNCTION,
+                    &call_id,
+                    &error.to_string(),
+                )
             })?;
             for (kind, content) in [
-                (RecordKind::Summary, request.post_prompt_data.clone().map(Value::Object)),
-                (RecordKind::Transcript, request.call_log.clone().map(Value::Array)),
+                (
+                    RecordKind::Summary,
+                    request.post_prompt_data.clone().map(Value::Object),
+                ),
+                (
+                    RecordKind::Transcript,
+                    request.call_log.clone().map(Value::Array),
+                ),
             ] {
                 let Some(content) = content else { continue };
                 records
                     .store(agent.name(), &call_id, subject.as_deref(), kind, &content)
                     .await
                     .map_err(|error| {
-                        failed(agent.name(), POST_PROMPT_FUNCTION, &call_id, &error.to_string())
+                        failed(
+                            agent.name(),
+                            POST_PROMPT_FUNCTION,
+                            &call_id,
+                            &error.to_string(),
+                        )
                     })?;
             }
         }
         let Some(handler) = handler else {
-            return Ok(Verdict::Answered(json!({ "response": "Summary received." })));
+            return Ok(Verdict::Answered(
+                json!({ "response": "Summary received." }),
+            ));
         };
         // `handler_ran` stays false: the summary is not a tool call, so it is not counted as one.
         match AbortOnDrop(tokio::spawn(async move { handler(request, ctx).await }))
@@ -141,4 +159,3 @@ impl Pipeline {
         request
     }
 }
-

@@ -61,6 +61,7 @@ impl Harness {
             auditor,
             ..Services::default()
         });
+        let agent_compliance = agent.inner.compliance;
         let pipeline = Pipeline {
             limiter: agent.inner.limits.limiter(Arc::new(clock.clone())),
             render_limiter: Some(
@@ -75,6 +76,7 @@ impl Harness {
             services,
             emergency: Arc::new(EmergencySwitch::default()),
             input_guard: InputGuard::new(),
+            compliance: agent_compliance,
         };
         Self {
             pipeline,

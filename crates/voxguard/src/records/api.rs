@@ -132,7 +132,7 @@ impl RecordsApi {
                 )
                 .await);
         };
-        let store = self.records.store();
+        let store = self.records.backend();
         let found = match parse_operator_authorization(header.as_bytes()) {
             Err(_) => None,
             Ok(OperatorCredential::Bearer(token)) => store
@@ -167,11 +167,8 @@ impl RecordsApi {
         if !valid_operator_name(name) {
             return Ok(None);
         }
-        let store = self.records.store();
-        let operator = store
-            .operator(name)
-            .await
-            .map_err(|_| self.unavailable())?;
+        let store = self.records.backend();
+        let operator = store.operator(name).await.map_err(|_| self.unavailable())?;
         let now = self.clock.now_ms();
         let cache_key = operator_token_hash(&format!("{name}\0{password}"));
         if let Some(operator) = &operator {
@@ -351,7 +348,13 @@ impl RecordsApi {
         }
     }
 
-    async fn read(&self, request: &OperatorRequest, actor: &Actor, id: &str, export: bool) -> Reply {
+    async fn read(
+        &self,
+        request: &OperatorRequest,
+        actor: &Actor,
+        id: &str,
+        export: bool,
+    ) -> Reply {
         let permission = if export {
             Permission::Export
         } else {
@@ -377,7 +380,10 @@ impl RecordsApi {
     }
 
     async fn delete(&self, actor: &Actor, id: &str) -> Reply {
-        if let Err(reply) = self.allowed(actor, Permission::Delete, Some(id), None).await {
+        if let Err(reply) = self
+            .allowed(actor, Permission::Delete, Some(id), None)
+            .await
+        {
             return reply;
         }
         match self.records.delete(actor, id).await {
@@ -386,7 +392,12 @@ impl RecordsApi {
         }
     }
 
-    async fn export_subject(&self, request: &OperatorRequest, actor: &Actor, subject: &str) -> Reply {
+    async fn export_subject(
+        &self,
+        request: &OperatorRequest,
+        actor: &Actor,
+        subject: &str,
+    ) -> Reply {
         if let Err(reply) = self
             .allowed(actor, Permission::Export, None, Some(subject))
             .await
@@ -540,7 +551,10 @@ fn filter_from(request: &OperatorRequest) -> Result<RecordFilter, Refusal> {
         return Err(bad("kind"));
     }
     let call_id = request.query("call_id").map(str::to_string);
-    if call_id.as_deref().is_some_and(|c| c.is_empty() || c.len() > 128) {
+    if call_id
+        .as_deref()
+        .is_some_and(|c| c.is_empty() || c.len() > 128)
+    {
         return Err(bad("call_id"));
     }
     let limit = request
@@ -643,6 +657,9 @@ impl From<OperatorStoreError> for RecordsError {
         match error {
             OperatorStoreError::Exists { name } => {
                 RecordsError::Operator(super::OperatorProblem::Exists(name))
+            }
+            OperatorStoreError::TokenInUse => {
+                RecordsError::Operator(super::OperatorProblem::TokenCollision)
             }
             OperatorStoreError::Store(store) => RecordsError::Store(store),
         }

@@ -180,7 +180,10 @@ mod tests {
             ),
             (30, 90, 30, 365)
         );
-        assert_eq!(r.expires_at(RecordKind::Transcript, 100), 100 + 30 * DAY_SECS);
+        assert_eq!(
+            r.expires_at(RecordKind::Transcript, 100),
+            100 + 30 * DAY_SECS
+        );
     }
 
     #[test]

@@ -122,12 +122,11 @@ impl RecordsConfig {
         key: &str,
         previous: Option<&str>,
     ) -> Result<Self, RecordsConfigError> {
-        let keyring = RecordsKeyring::from_text(key, previous).map_err(|source| {
-            RecordsConfigError::Key {
+        let keyring =
+            RecordsKeyring::from_text(key, previous).map_err(|source| RecordsConfigError::Key {
                 name: "VOXGUARD_RECORDS_KEY",
                 source,
-            }
-        })?;
+            })?;
         // Subject pseudonyms in the audit trail: keyed by the records key, so that nobody
         // without it can test a guessed patient id against the trail.
         let pseudonyms = SecretKey::from_base64(key)
@@ -407,8 +406,8 @@ impl Records {
         &self.inner.config.roles
     }
 
-    /// The store (operators live there too).
-    pub fn store(&self) -> &Arc<dyn RecordsBackend> {
+    /// The records database (operators live there too).
+    pub fn backend(&self) -> &Arc<dyn RecordsBackend> {
         &self.inner.config.store
     }
 
@@ -483,7 +482,7 @@ impl Records {
                 kind: kind.as_str(),
             },
             &body,
-        );
+        )?;
         let now = self.inner.clock.now_unix();
         let meta = RecordMeta {
             id,
@@ -564,7 +563,12 @@ impl Records {
     }
 
     /// An audit event about records, by `actor`.
-    fn event(&self, kind: AuditKind, outcome: Outcome, actor: &Actor) -> voxguard_guard::AuditEvent {
+    fn event(
+        &self,
+        kind: AuditKind,
+        outcome: Outcome,
+        actor: &Actor,
+    ) -> voxguard_guard::AuditEvent {
         let mut event = self.inner.auditor.event(kind, outcome);
         event.operator = Some(actor.operator.clone());
         event.role = Some(actor.role.clone());
@@ -765,17 +769,19 @@ impl Records {
             ..DeletionReport::default()
         };
         if let Some(cleanup) = &self.inner.cleanup {
-            for (agent, call_id) in &calls {
-                report.sessions += cleanup
-                    .sessions
-                    .clear_prefix(&format!("{agent}/{call_id}/"))
-                    .await?;
-            }
+            // Counters first: clearing the sessions afterwards also truncates the session
+            // database's WAL, which would otherwise still hold the counter rows' old copies.
             for (agent, key) in &cleanup.attempt_keys {
                 if let Some(row) = crate::verify_policy::attempt_row_key(key, agent, subject) {
                     cleanup.attempts.reset_attempts(&row).await?;
                     report.attempt_counters += 1;
                 }
+            }
+            for (agent, call_id) in &calls {
+                report.sessions += cleanup
+                    .sessions
+                    .clear_prefix(&format!("{agent}/{call_id}/"))
+                    .await?;
             }
         }
         let mut event = self.event(AuditKind::SubjectDeleted, Outcome::Ok, actor);

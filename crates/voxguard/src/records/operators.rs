@@ -31,6 +31,9 @@ pub enum OperatorProblem {
     /// The role is not in the role table.
     #[error("there is no role {0:?} (built-in roles: auditor, supervisor, compliance, admin)")]
     UnknownRole(String),
+    /// A generated token collided with a stored one (astronomically unlikely): try again.
+    #[error("the generated token is already in use; try again")]
+    TokenCollision,
     /// The change would leave no admin.
     #[error("the last admin cannot be removed or given another role")]
     LastAdmin,
@@ -39,7 +42,10 @@ pub enum OperatorProblem {
 impl OperatorProblem {
     /// Whether the problem is a conflict with existing state (HTTP 409).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, OperatorProblem::Exists(_) | OperatorProblem::LastAdmin)
+        matches!(
+            self,
+            OperatorProblem::Exists(_) | OperatorProblem::LastAdmin
+        )
     }
 }
 
@@ -62,7 +68,7 @@ impl Records {
         let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
         event.function = Some("list_operators".into());
         self.write(event).await?;
-        Ok(self.store().list_operators().await?)
+        Ok(self.backend().list_operators().await?)
     }
 
     /// Add operator `name` with `role`; returns the account and its generated secret — a
@@ -100,20 +106,19 @@ impl Records {
             password_hash,
             token_hash,
         };
-        self.store().add_operator(&operator).await?;
+        self.backend().add_operator(&operator).await?;
         self.operator_event(actor, "add", name, role).await?;
         Ok((operator, secret))
     }
 
     /// Remove operator `name` (never the last admin).
     pub async fn remove_operator(&self, actor: &Actor, name: &str) -> Result<(), RecordsError> {
-        let store = self.store();
+        let store = self.backend();
         let operator = store
             .operator(name)
             .await?
             .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
-        if operator.role == ADMIN_ROLE && store.count_operators_with_role(ADMIN_ROLE).await? <= 1
-        {
+        if operator.role == ADMIN_ROLE && store.count_operators_with_role(ADMIN_ROLE).await? <= 1 {
             return Err(OperatorProblem::LastAdmin.into());
         }
         if !store.remove_operator(name).await? {
@@ -133,7 +138,7 @@ impl Records {
         if self.roles().get(role).is_none() {
             return Err(OperatorProblem::UnknownRole(role.to_string()).into());
         }
-        let store = self.store();
+        let store = self.backend();
         let operator = store
             .operator(name)
             .await?

@@ -127,11 +127,23 @@ async fn swapped_and_tampered_ciphertexts_are_refused() {
     let h = Harness::new().await;
     let records = h.records();
     let a = records
-        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("alpha"))
+        .store(
+            "a",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("alpha"),
+        )
         .await
         .unwrap();
     let b = records
-        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("bravo"))
+        .store(
+            "a",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("bravo"),
+        )
         .await
         .unwrap();
     let body_b = h.store.get_record(&b.id).await.unwrap().unwrap().body;
@@ -189,20 +201,42 @@ async fn deleting_a_subject_shreds_its_key_and_leaves_a_tombstone_without_person
     let h = Harness::new().await;
     let records = h.records();
     let kept = records
-        .store("a", "call-9", Some("pat_002"), RecordKind::Summary, &json!("other patient"))
+        .store(
+            "a",
+            "call-9",
+            Some("pat_002"),
+            RecordKind::Summary,
+            &json!("other patient"),
+        )
         .await
         .unwrap();
     let gone = records
-        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("zebra phrase"))
+        .store(
+            "a",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("zebra phrase"),
+        )
         .await
         .unwrap();
     records
-        .store("a", "call-1", None, RecordKind::ToolLog, &json!({"function": "verify_patient"}))
+        .store(
+            "a",
+            "call-1",
+            None,
+            RecordKind::ToolLog,
+            &json!({"function": "verify_patient"}),
+        )
         .await
         .unwrap();
     let report = records.delete_subject(&actor(), "pat_001").await.unwrap();
     assert_eq!(report.records.get("summary"), Some(&1));
-    assert_eq!(report.records.get("tool_log"), Some(&1), "the call's own records go too");
+    assert_eq!(
+        report.records.get("tool_log"),
+        Some(&1),
+        "the call's own records go too"
+    );
     assert!(report.keys >= 1);
     assert!(matches!(
         records.read(&actor(), &gone.id, "x", false).await,
@@ -217,7 +251,10 @@ async fn deleting_a_subject_shreds_its_key_and_leaves_a_tombstone_without_person
         .find(|r| r.event.kind == AuditKind::SubjectDeleted)
         .expect("tombstone");
     let text = serde_json::to_string(&tombstone.event).unwrap();
-    assert!(!text.contains("pat_001") && !text.contains("zebra"), "{text}");
+    assert!(
+        !text.contains("pat_001") && !text.contains("zebra"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -256,7 +293,13 @@ async fn rotating_the_records_key_rewraps_keys_and_old_records_still_read() {
     let h = Harness::new().await;
     let old = h.records_with(KEY_A, None, Compliance::NONE);
     let meta = old
-        .store("a", "call-1", Some("pat_001"), RecordKind::Summary, &json!("kept across rotation"))
+        .store(
+            "a",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("kept across rotation"),
+        )
         .await
         .unwrap();
     let body_before = h.store.get_record(&meta.id).await.unwrap().unwrap().body;
