@@ -200,6 +200,39 @@ impl FunctionResult {
             .flat_map(Document::verbs)
     }
 
+    /// Pause the call's background recording around every `pay` verb of this result: each
+    /// `pay` becomes `stop_record_call` (of `recording`'s control id, or the latest), `pay`,
+    /// then `record_call` again with `recording`'s settings, so the card digits the caller
+    /// keys in are never recorded (PCI mode). Returns how many `pay` verbs were wrapped.
+    pub fn pause_recording_around_pay(&mut self, recording: &RecordCall) -> usize {
+        let mut wrapped = 0;
+        for action in &mut self.action {
+            let Action::Swml(document) = action else {
+                continue;
+            };
+            for verbs in document.sections.values_mut() {
+                if !verbs.iter().any(|v| matches!(v, Verb::Pay(_))) {
+                    continue;
+                }
+                let mut paused = Vec::with_capacity(verbs.len() + 2);
+                for verb in verbs.drain(..) {
+                    if matches!(verb, Verb::Pay(_)) {
+                        wrapped += 1;
+                        paused.push(Verb::StopRecordCall(StopRecordCall {
+                            control_id: recording.control_id.clone(),
+                        }));
+                        paused.push(verb);
+                        paused.push(Verb::RecordCall(recording.clone()));
+                    } else {
+                        paused.push(verb);
+                    }
+                }
+                *verbs = paused;
+            }
+        }
+        wrapped
+    }
+
     /// Every `connect` destination and `transfer` target in this result's SWML actions.
     pub fn destinations(&self) -> Vec<&str> {
         self.swml_verbs()
@@ -237,6 +270,38 @@ mod tests {
             value["action"][0],
             json!({"SWML": {"version": "1.0.0", "sections": {"main": [{"connect": {"to": "+15550001111"}}]}}})
         );
+    }
+
+    #[test]
+    fn recording_pauses_around_every_pay_and_resumes() {
+        let recording = RecordCall {
+            control_id: Some("rec-1".into()),
+            ..RecordCall::default()
+        };
+        let mut result = FunctionResult::new("Collecting payment.")
+            .pay(Pay::new("https://shop.example/pay"))
+            .connect("+15550100001");
+        assert_eq!(result.pause_recording_around_pay(&recording), 1);
+        let names: Vec<String> = result
+            .swml_verbs()
+            .map(|v| {
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .next()
+                    .unwrap()
+                    .clone()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["stop_record_call", "pay", "record_call", "connect"],
+            "only the pay's document is touched"
+        );
+        let mut plain = FunctionResult::new("no payment").connect("+15550100001");
+        assert_eq!(plain.pause_recording_around_pay(&recording), 0);
     }
 
     #[test]

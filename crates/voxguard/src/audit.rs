@@ -86,6 +86,11 @@ impl Auditor {
         }
     }
 
+    /// The sink events go to, for reading the trail back (records API, role `auditor`).
+    pub(crate) fn sink(&self) -> Option<&Arc<dyn AuditSink>> {
+        self.sink.as_ref()
+    }
+
     /// A blank event of `kind` with `outcome`, stamped now by the runtime's clock.
     pub(crate) fn event(&self, kind: AuditKind, outcome: Outcome) -> AuditEvent {
         let mut event = AuditEvent::new(kind, self.clock.now_ms());

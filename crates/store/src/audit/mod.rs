@@ -70,6 +70,18 @@ pub trait AuditSink: Send + Sync + 'static {
 
     /// The backend's name: `"sqlite"` or `"jsonl"`.
     fn backend(&self) -> &'static str;
+
+    /// Up to `limit` stored records with a sequence number of at least `from`, in order, for
+    /// reading the trail over the records API (role `auditor`). `Ok(None)` when the sink cannot
+    /// be read back this way (the JSON-lines sink: read its file).
+    async fn read_page(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Option<Vec<AuditRecord>>, StoreError> {
+        let _ = (from, limit);
+        Ok(None)
+    }
 }
 
 /// A request to a sink's writer.

@@ -297,6 +297,26 @@ impl AuditSink for SqliteAuditLog {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+
+    async fn read_page(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Option<Vec<AuditRecord>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, time_ms, kind, event, prev_hash, hash FROM audit_log
+             WHERE seq >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(to_i64(from))
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(StoreError::unavailable)?;
+        rows.iter()
+            .map(decode_record)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
 }
 
 /// How often the checkpointer moves the WAL into the database file.

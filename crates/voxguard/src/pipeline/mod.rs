@@ -484,7 +484,7 @@ impl Pipeline {
         let outcome = AbortOnDrop(tokio::spawn(async move { handler.call(args, ctx).await }))
             .join()
             .await;
-        let result = match outcome {
+        let mut result = match outcome {
             Ok(Ok(result)) => result,
             Ok(Err(HandlerFailure::Arguments(error))) => {
                 // The serde message can quote the value: log only that it happened.
@@ -561,6 +561,12 @@ impl Pipeline {
                 Reason::TransferBlocked,
                 "I'm sorry, I can't transfer the call to that destination.",
             ));
+        }
+        if self.compliance.pci() {
+            if let Some(recording) = &self.agent.inner.record_call {
+                // PCI mode: the card digits keyed in during `pay` are never recorded.
+                result.pause_recording_around_pay(recording);
+            }
         }
         trail.payments = payments_in(&result);
         serde_json::to_value(&result)

@@ -862,3 +862,85 @@ async fn swml_renders_are_limited_per_source_address() {
     h.clock.advance(Duration::from_secs(30));
     assert_eq!(h.pipeline.swml(&h.info(None), None).await.status, 200);
 }
+
+/// An agent that records calls, with one tool answering with `result`, under `modes`.
+fn recording_agent(
+    modes: crate::Compliance,
+    result: fn() -> FunctionResult,
+) -> impl FnOnce(Arc<AtomicUsize>) -> Agent {
+    move |runs| {
+        let runs = runs.clone();
+        let mut builder = Agent::builder("unit")
+            .prompt_text("You help.")
+            .compliance(modes)
+            .tool(Tool::untyped(
+                "act",
+                "Act",
+                json!({"type": "object", "properties": {}}),
+                move |_args, _ctx| {
+                    let runs = runs.clone();
+                    async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Ok(result())
+                    }
+                },
+            ));
+        if !modes.hipaa() {
+            builder = builder.record_call(voxguard_swml::RecordCall {
+                control_id: Some("call-recording".into()),
+                ..Default::default()
+            });
+        }
+        builder.build().expect("agent builds")
+    }
+}
+
+#[tokio::test]
+async fn pci_mode_pauses_the_recording_around_a_payment() {
+    let pay = || {
+        FunctionResult::new("Collecting the card.")
+            .pay(voxguard_swml::Pay::new("https://shop.example/pay"))
+    };
+    let h = Harness::new(recording_agent(crate::Compliance::PCI, pay)).await;
+    let reply = h.call("call-1", "act", json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let verbs: Vec<String> = reply.body["action"][0]["SWML"]["sections"]["main"]
+        .as_array()
+        .expect("an SWML action")
+        .iter()
+        .map(|v| v.as_object().unwrap().keys().next().unwrap().clone())
+        .collect();
+    assert_eq!(verbs, ["stop_record_call", "pay", "record_call"]);
+    assert_eq!(
+        reply.body["action"][0]["SWML"]["sections"]["main"][0]["stop_record_call"]["control_id"],
+        "call-recording"
+    );
+    // Without PCI mode the handler's result goes out as it was.
+    let plain = Harness::new(recording_agent(crate::Compliance::NONE, pay)).await;
+    let reply = plain.call("call-1", "act", json!({})).await;
+    assert_eq!(
+        reply.body["action"][0]["SWML"]["sections"]["main"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn hipaa_mode_refuses_a_result_that_would_record_the_call() {
+    let record =
+        || FunctionResult::new("Recording now.").record_call(voxguard_swml::RecordCall::default());
+    let h = Harness::new(recording_agent(crate::Compliance::HIPAA, record)).await;
+    let reply = h.call("call-1", "act", json!({})).await;
+    assert_refused(&reply, 200, "recording_blocked");
+    assert_eq!(h.runs(), 1, "the handler ran; its result was refused");
+    let (kind, outcome, reason) = h.last().await;
+    assert_eq!(
+        (kind, outcome, reason.as_deref()),
+        (
+            AuditKind::ToolCalled,
+            Some(Outcome::Refused),
+            Some("recording_blocked")
+        )
+    );
+}

@@ -250,6 +250,7 @@ impl RecordsApi {
         let method = request.method.as_str();
         match (method, segments.as_slice()) {
             ("GET", []) => self.list(request, actor).await,
+            ("GET", ["audit"]) => self.audit_trail(request, actor).await,
             ("GET", ["operators"]) => self.list_operators(actor).await,
             ("POST", ["operators"]) => self.add_operator(request, actor).await,
             ("DELETE", ["operators", name]) => self.remove_operator(actor, name).await,
@@ -259,12 +260,19 @@ impl RecordsApi {
             ("GET", [id]) => self.read(request, actor, id, false).await,
             ("GET", [id, "export"]) => self.read(request, actor, id, true).await,
             ("DELETE", [id]) => self.delete(actor, id).await,
-            (_, [] | ["operators"] | ["operators", _] | ["subjects", _] | [_] | [_, "export"]) => {
-                Reply::from(Refusal::new(
-                    Reason::MethodNotAllowed,
-                    "This address does not accept that HTTP method.",
-                ))
-            }
+            (
+                _,
+                []
+                | ["audit"]
+                | ["operators"]
+                | ["operators", _]
+                | ["subjects", _]
+                | [_]
+                | [_, "export"],
+            ) => Reply::from(Refusal::new(
+                Reason::MethodNotAllowed,
+                "This address does not accept that HTTP method.",
+            )),
             _ => Reply::from(Refusal::new(
                 Reason::NotFound,
                 "There is nothing at this address.",
@@ -430,6 +438,44 @@ impl RecordsApi {
         }
         match self.records.delete_subject(actor, subject).await {
             Ok(report) => Reply::ok(json!({ "deleted": report })),
+            Err(error) => failure(error),
+        }
+    }
+
+    async fn audit_trail(&self, request: &OperatorRequest, actor: &Actor) -> Reply {
+        if let Err(reply) = self.allowed(actor, Permission::ReadAudit, None, None).await {
+            return reply;
+        }
+        let number = |name: &str, default: u64, max: u64| -> Result<u64, Refusal> {
+            match request.query(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            Reason::InvalidQuery,
+                            format!("The query parameter {name} is not valid."),
+                        )
+                    }),
+            }
+        };
+        let (from, limit) = match (number("from", 1, u64::MAX), number("limit", 100, 1000)) {
+            (Ok(from), Ok(limit)) => (from, limit as u32),
+            (Err(refusal), _) | (_, Err(refusal)) => return Reply::from(refusal),
+        };
+        match self.records.audit_page(actor, from, limit).await {
+            Ok(Some(records)) => {
+                let next = (records.len() as u32 == limit)
+                    .then(|| records.last().map(|r| r.seq + 1))
+                    .flatten();
+                Reply::ok(json!({ "records": records, "next": next }))
+            }
+            Ok(None) => Reply::from(Refusal::new(
+                Reason::NotFound,
+                "This runtime's audit trail cannot be read over the API (no SQLite audit trail).",
+            )),
             Err(error) => failure(error),
         }
     }

@@ -712,6 +712,25 @@ impl Records {
         Ok(out)
     }
 
+    /// Up to `limit` audit records from sequence number `from` (the auditor's view of the
+    /// trail), itself audited as `record_accessed` with function `audit_trail`. `Ok(None)` when
+    /// the trail cannot be read back (no sink, or a JSON-lines file).
+    pub async fn audit_page(
+        &self,
+        actor: &Actor,
+        from: u64,
+        limit: u32,
+    ) -> Result<Option<Vec<voxguard_guard::AuditRecord>>, RecordsError> {
+        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
+        event.function = Some("audit_trail".into());
+        event.arguments = Some(json!({ "from": from, "limit": limit }));
+        self.write(event).await?;
+        let Some(sink) = self.inner.auditor.sink() else {
+            return Ok(None);
+        };
+        Ok(sink.read_page(from, limit).await?)
+    }
+
     /// Delete one record, audited as `record_deleted`.
     pub async fn delete(&self, actor: &Actor, id: &str) -> Result<RecordMeta, RecordsError> {
         let meta = self
