@@ -388,6 +388,16 @@ async fn admin_emergency(State(shared): State<Shared>, req: Request) -> Response
     }
 }
 
+/// `path` as logs, hooks and metrics see it: a data subject's id in a records API path
+/// (`/records/subjects/{subject}`) is personal data, so it is replaced by `[subject]`.
+pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const SUBJECTS: &str = "/records/subjects/";
+    match path.strip_prefix(SUBJECTS) {
+        Some(rest) if !rest.is_empty() => std::borrow::Cow::Owned(format!("{SUBJECTS}[subject]")),
+        _ => std::borrow::Cow::Borrowed(path),
+    }
+}
+
 /// Hand a request under `/records` to the records service, unauthenticated (the service
 /// authenticates operators) but size-checked and parsed.
 async fn records_route(State(shared): State<Shared>, req: Request) -> Response {
@@ -591,10 +601,10 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     let request_id = new_request_id();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let path: String = req.uri().path().chars().take(256).collect();
+    let path: String = loggable_path(req.uri().path()).chars().take(256).collect();
     // The access log's path: cut at MAX_LOG_PATH bytes before redaction, with a marker.
     let log_path = Redactor::new()
-        .redact_bounded(req.uri().path(), MAX_LOG_PATH)
+        .redact_bounded(&loggable_path(req.uri().path()), MAX_LOG_PATH)
         .into_owned();
     let client = req
         .extensions()

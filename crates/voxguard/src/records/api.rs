@@ -87,7 +87,8 @@ impl RecordsApi {
             .auth_failed(
                 request.client,
                 &request.method,
-                &format!("/records{}", clip(&request.path, 120)),
+                // Never the path below /records: it can name a data subject.
+                voxguard_server::RECORDS_PREFIX,
                 reason,
                 &request.request_id,
             )
@@ -647,6 +648,10 @@ fn failure(error: RecordsError) -> Reply {
             Reason::AuditUnavailable,
             "The audit trail could not be written, so nothing was done.",
         ),
+        RecordsError::Store(voxguard_store::StoreError::UnknownCursor) => Refusal::new(
+            Reason::InvalidQuery,
+            "The `after` cursor names a record that no longer exists; start the listing again.",
+        ),
         RecordsError::Store(_) => {
             tracing::error!(%error, "records store failed");
             Refusal::new(Reason::InternalError, "The records store is unavailable.")
@@ -683,10 +688,6 @@ fn source_key(ip: IpAddr) -> String {
         }
         other => other.to_string(),
     }
-}
-
-fn clip(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
 }
 
 /// Generated secrets, re-exported for the operator helpers in `Records`.

@@ -731,21 +731,21 @@ impl Records {
         Ok(sink.read_page(from, limit).await?)
     }
 
-    /// Delete one record, audited as `record_deleted`.
+    /// Delete one record, audited as `record_deleted` — before the deletion, so that nothing is
+    /// ever deleted without a trace (an audit failure deletes nothing).
     pub async fn delete(&self, actor: &Actor, id: &str) -> Result<RecordMeta, RecordsError> {
-        let meta = self
-            .inner
-            .config
-            .store
-            .delete_record(id)
+        let store = &self.inner.config.store;
+        let meta = store
+            .get_record(id)
             .await?
-            .ok_or(RecordsError::NotFound)?;
+            .ok_or(RecordsError::NotFound)?
+            .meta;
         let mut event = self.event(AuditKind::RecordDeleted, Outcome::Ok, actor);
         event.record = Some(meta.id.clone());
         event.subject = Some(self.subject_ref(&meta.subject));
         event.function = Some(meta.kind.clone());
         self.write(event).await?;
-        Ok(meta)
+        store.delete_record(id).await?.ok_or(RecordsError::NotFound)
     }
 
     /// Delete everything of `subject`: its records (and those of the calls it took part in),
@@ -781,7 +781,23 @@ impl Records {
                 }
             }
         }
-        let deleted = store.delete_subject(subject).await?;
+        // On record before anything is deleted (an audit failure deletes nothing); the
+        // tombstone with the counts follows.
+        let mut requested = self.event(AuditKind::SubjectDeleted, Outcome::Requested, actor);
+        requested.subject = Some(self.subject_ref(subject));
+        self.write(requested).await?;
+        let mut deleted = store.delete_subject(subject).await;
+        for _ in 0..3 {
+            // The rows are gone but readers kept the WAL from being truncated: the deletion is
+            // idempotent, so run it again until the file holds no copy (counts of a retry are
+            // what remained, usually none; the first attempt's are in its error-free runs).
+            if !matches!(deleted, Err(StoreError::ScrubIncomplete)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            deleted = store.delete_subject(subject).await;
+        }
+        let deleted = deleted?;
         let mut report = DeletionReport {
             records: deleted.records,
             keys: deleted.keys,
