@@ -203,12 +203,18 @@ fn non_canonical_text_is_refused() {
 #[test]
 fn edited_field_is_modified_at_its_seq() {
     let clean = chain_of(50);
-    let edits: [fn(&mut AuditEvent); 5] = [
+    let edits: [fn(&mut AuditEvent); 10] = [
         |e| e.outcome = Some(Outcome::Refused),
         |e| e.time_ms += 1,
         |e| e.kind = AuditKind::Payment,
         |e| e.caller = None,
         |e| e.arguments = Some(json!({"to": "acct-666"})),
+        // The records-access fields are hashed like every other field.
+        |e| e.operator = Some("mallory".into()),
+        |e| e.role = Some("admin".into()),
+        |e| e.record = Some("rec_x".into()),
+        |e| e.subject = Some("sub_0".into()),
+        |e| e.purpose = Some("curiosity".into()),
     ];
     for edit in edits {
         let mut records = clean.clone();
