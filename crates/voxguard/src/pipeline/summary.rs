@@ -72,36 +72,19 @@ impl Pipeline {
             .with_global_data(request.global_data.clone().unwrap_or_default());
         let request = self.redacted_summary(request);
         if let Some(records) = &self.services.records {
-            let subject = ctx.subject().await.map_err(|error| {
-                failed(
-                    agent.name(),
-                    POST_PROMPT_FUNCTION,
-                    &call_id,
-                    &error.to_string(),
-                )
-            })?;
+            let fail = |error: String| failed(agent.name(), POST_PROMPT_FUNCTION, &call_id, &error);
+            let subject = ctx.subject().await.map_err(|e| fail(e.to_string()))?;
+            let summary = request.post_prompt_data.clone().map(Value::Object);
+            let transcript = request.call_log.clone().map(Value::Array);
             for (kind, content) in [
-                (
-                    RecordKind::Summary,
-                    request.post_prompt_data.clone().map(Value::Object),
-                ),
-                (
-                    RecordKind::Transcript,
-                    request.call_log.clone().map(Value::Array),
-                ),
+                (RecordKind::Summary, summary),
+                (RecordKind::Transcript, transcript),
             ] {
                 let Some(content) = content else { continue };
                 records
                     .store(agent.name(), &call_id, subject.as_deref(), kind, &content)
                     .await
-                    .map_err(|error| {
-                        failed(
-                            agent.name(),
-                            POST_PROMPT_FUNCTION,
-                            &call_id,
-                            &error.to_string(),
-                        )
-                    })?;
+                    .map_err(|e| fail(e.to_string()))?;
             }
         }
         let Some(handler) = handler else {

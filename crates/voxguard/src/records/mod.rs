@@ -667,6 +667,28 @@ impl Records {
         Ok((record.meta, content))
     }
 
+    /// The metadata of every record of `subject`, all pages.
+    async fn subject_records(&self, subject: &str) -> Result<Vec<RecordMeta>, RecordsError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .inner
+                .config
+                .store
+                .list_records(&RecordFilter {
+                    subject: Some(subject.to_string()),
+                    limit: Some(1000),
+                    after: all.last().map(|m: &RecordMeta| m.id.clone()),
+                    ..RecordFilter::default()
+                })
+                .await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
     /// Every record of `subject` with its content (a data-subject access export), audited as
     /// one `record_exported` event.
     pub async fn export_subject(
@@ -681,26 +703,13 @@ impl Records {
         let store = &self.inner.config.store;
         let now = self.inner.clock.now_unix();
         let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store
-                .list_records(&RecordFilter {
-                    subject: Some(subject.to_string()),
-                    limit: Some(1000),
-                    after: after.clone(),
-                    ..RecordFilter::default()
-                })
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for meta in page {
-                if meta.expires_at <= now {
-                    continue;
-                }
-                if let Some(record) = store.get_record(&meta.id).await? {
-                    let content = self.decrypt(&record).await?;
-                    out.push((record.meta, content));
-                }
+        for meta in self.subject_records(subject).await? {
+            if meta.expires_at <= now {
+                continue;
+            }
+            if let Some(record) = store.get_record(&meta.id).await? {
+                let content = self.decrypt(&record).await?;
+                out.push((record.meta, content));
             }
         }
         let mut event = self.event(AuditKind::RecordExported, Outcome::Ok, actor);
@@ -762,23 +771,10 @@ impl Records {
         let store = &self.inner.config.store;
         // The agents of the subject's calls, to find the calls' sessions.
         let mut calls: Vec<(String, String)> = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store
-                .list_records(&RecordFilter {
-                    subject: Some(subject.to_string()),
-                    limit: Some(1000),
-                    after: after.clone(),
-                    ..RecordFilter::default()
-                })
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for meta in page {
-                let pair = (meta.agent, meta.call_id);
-                if !calls.contains(&pair) {
-                    calls.push(pair);
-                }
+        for meta in self.subject_records(subject).await? {
+            let pair = (meta.agent, meta.call_id);
+            if !calls.contains(&pair) {
+                calls.push(pair);
             }
         }
         // On record before anything is deleted (an audit failure deletes nothing); the
