@@ -235,15 +235,17 @@ async fn read_json(
     signature: Signature,
 ) -> Result<Option<Value>, Response> {
     let bytes = read_signed(shared, req, signature).await?;
+    parse_json(&bytes).map_err(refuse)
+}
+
+/// A body as JSON: `Ok(None)` when it is empty (or only whitespace).
+fn parse_json(bytes: &[u8]) -> Result<Option<Value>, Refusal> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|_| {
-        refuse(Refusal::new(
-            Reason::MalformedJson,
-            "The request body is not valid JSON.",
-        ))
-    })
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|_| Refusal::new(Reason::MalformedJson, "The request body is not valid JSON."))
 }
 
 /// Read the body under the size limit, then check its signature as `policy` says.
@@ -304,7 +306,15 @@ async fn read_signed(shared: &Shared, req: Request, policy: Signature) -> Result
 
 /// Read the body up to the configured limit.
 async fn read_body(shared: &Shared, req: Request) -> Result<Bytes, Response> {
-    let limit = shared.config.body_limit;
+    read_body_up_to(req, shared.config.body_limit).await
+}
+
+/// The largest body the records API reads (operator requests carry a name and a role at
+/// most): an unauthenticated client cannot make the server buffer a full webhook body.
+pub const RECORDS_BODY_LIMIT: usize = 16 * 1024;
+
+/// Read the body up to `limit` bytes.
+async fn read_body_up_to(req: Request, limit: usize) -> Result<Bytes, Response> {
     let too_large = || {
         refuse(Refusal::new(
             Reason::BodyTooLarge,
@@ -426,9 +436,14 @@ async fn records_route(State(shared): State<Shared>, req: Request) -> Response {
         header.is_some_and(|value| shared.credentials.verify_header(value.as_bytes()).is_ok());
     let authorization = header.and_then(|value| value.to_str().ok().map(str::to_string));
     let method = req.method().as_str().to_string();
-    let body = match read_json(&shared, req, Signature::Never).await {
-        Ok(body) => body,
+    let limit = shared.config.body_limit.min(RECORDS_BODY_LIMIT);
+    let bytes = match read_body_up_to(req, limit).await {
+        Ok(bytes) => bytes,
         Err(refusal) => return refusal,
+    };
+    let body = match parse_json(&bytes) {
+        Ok(body) => body,
+        Err(refusal) => return refuse(refusal),
     };
     reply(
         records

@@ -507,6 +507,16 @@ impl Agent {
                 agent: def.name.clone(),
             });
         }
+        // AI parameters that make the platform post the conversation to another URL.
+        if let Some(param) = ["debug_webhook_url", "save_conversation"]
+            .into_iter()
+            .find(|p| def.params.contains_key(*p))
+        {
+            return Err(ComplianceError::ConversationExport {
+                agent: def.name.clone(),
+                param: param.to_string(),
+            });
+        }
         if let Some(tool) = def
             .tools
             .iter()
@@ -540,6 +550,50 @@ fn valid_tool_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hipaa_mode_refuses_recording_unverified_phi_and_conversation_exports() {
+        let phi = || {
+            Tool::untyped(
+                "chart",
+                "Read the chart",
+                serde_json::json!({"type": "object"}),
+                |_, _| async { Ok(voxguard_swml::FunctionResult::new("ok")) },
+            )
+            .phi()
+        };
+        let base = || {
+            Agent::builder("clinic")
+                .prompt_text("x")
+                .compliance(Compliance::HIPAA)
+        };
+        assert!(matches!(
+            base().tool(phi()).build(),
+            Err(AgentError::Compliance(
+                ComplianceError::UnverifiedPhi { .. }
+            ))
+        ));
+        assert!(base().tool(phi().requires("verified")).build().is_ok());
+        assert!(matches!(
+            base().record_call(RecordCall::default()).build(),
+            Err(AgentError::Compliance(ComplianceError::Recording { .. }))
+        ));
+        assert!(matches!(
+            base()
+                .param("debug_webhook_url", "https://elsewhere.example/")
+                .build(),
+            Err(AgentError::Compliance(
+                ComplianceError::ConversationExport { .. }
+            ))
+        ));
+        // Without HIPAA the same declarations build.
+        assert!(Agent::builder("shop")
+            .prompt_text("x")
+            .tool(phi())
+            .record_call(RecordCall::default())
+            .build()
+            .is_ok());
+    }
 
     #[test]
     fn a_temperature_the_platform_refuses_is_refused_at_build() {

@@ -284,8 +284,14 @@ impl Runtime {
             agent.check_compliance(effective)?;
             modes = modes.and(effective);
         }
-        if modes.hipaa() && self.records.is_none() {
-            return Err(ComplianceError::RecordsRequired.into());
+        if modes.hipaa() {
+            match &self.records {
+                None => return Err(ComplianceError::RecordsRequired.into()),
+                Some(records) if records.uses_dev_key() => {
+                    return Err(ComplianceError::DevKey.into())
+                }
+                Some(_) => {}
+            }
         }
         let mut names = std::collections::HashSet::new();
         if let Some(dup) = self

@@ -667,10 +667,10 @@ fn failure(error: RecordsError) -> Reply {
 fn operator_failure(error: RecordsError) -> Reply {
     match error {
         RecordsError::Operator(problem) => Reply::from(Refusal::new(
-            if problem.is_conflict() {
-                Reason::OperatorConflict
-            } else {
-                Reason::InvalidQuery
+            match &problem {
+                p if p.is_conflict() => Reason::OperatorConflict,
+                super::OperatorProblem::NotFound(_) => Reason::NotFound,
+                _ => Reason::InvalidQuery,
             },
             problem.to_string(),
         )),

@@ -91,8 +91,19 @@ pub enum ComplianceError {
     #[error("VOXGUARD_COMPLIANCE={0:?} is not valid: none, hipaa, pci, or hipaa,pci")]
     UnknownMode(String),
     /// HIPAA mode without conversation records (and so without a records key).
-    #[error("HIPAA mode requires conversation records with an encryption key: set VOXGUARD_RECORDS_KEY (base64, at least 32 bytes; `voxguard keys records` makes one)")]
+    #[error("HIPAA mode requires conversation records with an encryption key: set VOXGUARD_RECORDS_KEY (base64, at least 32 bytes; e.g. `openssl rand -base64 32`)")]
     RecordsRequired,
+    /// HIPAA mode with the development records key kept beside the data.
+    #[error("HIPAA mode requires VOXGUARD_RECORDS_KEY to be set: the development key kept in the data directory does not protect records at rest (e.g. `export VOXGUARD_RECORDS_KEY=$(openssl rand -base64 32)`)")]
+    DevKey,
+    /// HIPAA mode and an agent parameter that sends the conversation elsewhere.
+    #[error("agent {agent:?} sets the AI parameter {param:?}, which sends the conversation to another URL; HIPAA mode forbids it")]
+    ConversationExport {
+        /// The agent.
+        agent: String,
+        /// The parameter.
+        param: String,
+    },
     /// HIPAA mode and an agent that records calls.
     #[error("agent {agent:?} records calls, which HIPAA mode forbids: remove record_call")]
     Recording {

@@ -74,6 +74,7 @@ pub struct RecordsConfig {
     pub(crate) retention: Retention,
     pub(crate) roles: Roles,
     pub(crate) purge_every: Duration,
+    pub(crate) dev_key: bool,
 }
 
 impl std::fmt::Debug for RecordsConfig {
@@ -98,8 +99,11 @@ pub enum RecordsConfigError {
         source: RecordsKeyError,
     },
     /// Production mode with records on and no key.
-    #[error("VOXGUARD_ENV=production with conversation records requires VOXGUARD_RECORDS_KEY (base64, at least 32 bytes; `voxguard keys records` makes one)")]
+    #[error("VOXGUARD_ENV=production with conversation records requires VOXGUARD_RECORDS_KEY (base64, at least 32 bytes; e.g. `openssl rand -base64 32`), or VOXGUARD_RECORDS=off")]
     MissingKeyInProduction,
+    /// The development key file could not be read or written.
+    #[error("the development records key ({DEV_KEY_FILE}) could not be made in the data directory ({0}); set VOXGUARD_RECORDS_KEY")]
+    DevKey(String),
     /// A retention variable is not valid.
     #[error(transparent)]
     Retention(#[from] RetentionError),
@@ -142,6 +146,7 @@ impl RecordsConfig {
             retention: Retention::default(),
             roles: Roles::default(),
             purge_every: DEFAULT_PURGE_EVERY,
+            dev_key: false,
         })
     }
 
@@ -171,7 +176,8 @@ impl RecordsConfig {
     /// Records from the environment, in `dir/records.db`:
     /// - `VOXGUARD_RECORDS` — `on` (default) or `off` (returns `Ok(None)`);
     /// - `VOXGUARD_RECORDS_KEY` — base64, ≥ 32 bytes; required in production; elsewhere a
-    ///   random key is generated with a warning (records then cannot be read after a restart);
+    ///   development key is kept in `dir/records-dev.key` with a warning (it protects nothing
+    ///   at rest; HIPAA mode refuses it);
     /// - `VOXGUARD_RECORDS_KEYS_PREVIOUS` — earlier keys during a rotation;
     /// - `VOXGUARD_RETENTION_<KIND>_DAYS`, `VOXGUARD_RECORDS_PURGE_EVERY_SECS`.
     pub async fn open_from_env(
@@ -210,24 +216,54 @@ impl RecordsConfig {
                 .map(Duration::from_secs)
                 .ok_or(RecordsConfigError::PurgeEvery(v))?,
         };
-        let generated;
-        let key = match get("VOXGUARD_RECORDS_KEY") {
-            Some(key) => Zeroizing::new(key),
+        let (key, dev_key) = match get("VOXGUARD_RECORDS_KEY") {
+            Some(key) => (Zeroizing::new(key), false),
             None if production => return Err(RecordsConfigError::MissingKeyInProduction),
-            None => {
-                tracing::warn!("VOXGUARD_RECORDS_KEY is not set: generated a random records key; records written now cannot be read after a restart (set the key, or VOXGUARD_RECORDS=off)");
-                generated = voxguard_guard::records::RecordsKey::generate().1;
-                generated
-            }
+            None => (dev_key(dir.as_ref())?, true),
         };
         let store = voxguard_store::SqliteRecordStore::open_in_dir(dir.as_ref()).await?;
         let previous = get("VOXGUARD_RECORDS_KEYS_PREVIOUS");
-        Ok(Some(
-            Self::new(Arc::new(store), &key, previous.as_deref())?
-                .retention(retention)
-                .purge_every(purge_every),
-        ))
+        let mut config = Self::new(Arc::new(store), &key, previous.as_deref())?
+            .retention(retention)
+            .purge_every(purge_every);
+        config.dev_key = dev_key;
+        Ok(Some(config))
     }
+
+    /// Whether the key is the development key kept beside the data (no `VOXGUARD_RECORDS_KEY`
+    /// outside production). HIPAA mode refuses it.
+    pub fn uses_dev_key(&self) -> bool {
+        self.dev_key
+    }
+}
+
+/// The development records key file in the data directory (used only when
+/// `VOXGUARD_RECORDS_KEY` is unset outside production).
+pub const DEV_KEY_FILE: &str = "records-dev.key";
+
+/// Read the development key from `dir`, or make one (mode 0600). A key kept next to the data
+/// protects nothing at rest: it only lets a development setup read its records after a
+/// restart. Production refuses to run without `VOXGUARD_RECORDS_KEY`; HIPAA mode refuses this.
+fn dev_key(dir: &std::path::Path) -> Result<Zeroizing<String>, RecordsConfigError> {
+    let path = dir.join(DEV_KEY_FILE);
+    let io = |source: std::io::Error| RecordsConfigError::DevKey(source.kind().to_string());
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        tracing::warn!("VOXGUARD_RECORDS_KEY is not set: using the development records key in the data directory ({DEV_KEY_FILE}); records are NOT protected at rest. Set VOXGUARD_RECORDS_KEY for anything but development.");
+        return Ok(Zeroizing::new(text.trim().to_string()));
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let (_, text) = voxguard_guard::records::RecordsKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(io)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
+    tracing::warn!("VOXGUARD_RECORDS_KEY is not set: generated a development records key in the data directory ({DEV_KEY_FILE}); records are NOT protected at rest. Set VOXGUARD_RECORDS_KEY for anything but development.");
+    Ok(text)
 }
 
 /// Who is accessing records, as audit events name them.
@@ -363,6 +399,7 @@ impl Records {
                 retention: shared.config.retention.clone(),
                 roles: shared.config.roles.clone(),
                 purge_every: shared.config.purge_every,
+                dev_key: shared.config.dev_key,
             },
             auditor: shared.auditor.clone(),
             clock: shared.clock.clone(),
@@ -661,7 +698,7 @@ impl Records {
         event.record = Some(record.meta.id.clone());
         event.subject = Some(self.subject_ref(&record.meta.subject));
         event.call_id = Some(record.meta.call_id.clone());
-        event.purpose = Some(clip_purpose(purpose));
+        event.purpose = Some(self.audited_purpose(purpose));
         event.function = Some(record.meta.kind.clone());
         self.write(event).await?;
         Ok((record.meta, content))
@@ -714,7 +751,7 @@ impl Records {
         }
         let mut event = self.event(AuditKind::RecordExported, Outcome::Ok, actor);
         event.subject = Some(self.subject_ref(subject));
-        event.purpose = Some(clip_purpose(purpose));
+        event.purpose = Some(self.audited_purpose(purpose));
         event.function = Some("subject_export".into());
         event.arguments = Some(json!({ "records": out.len() }));
         self.write(event).await?;
@@ -899,14 +936,18 @@ impl Records {
     }
 }
 
-/// The purpose as audited: trimmed, at most 200 characters, control characters dropped.
-fn clip_purpose(purpose: &str) -> String {
-    purpose
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+impl Records {
+    /// The purpose as audited: trimmed, at most 200 characters, control characters dropped,
+    /// and redacted like everything else that reaches the trail (it is free text).
+    fn audited_purpose(&self, purpose: &str) -> String {
+        let clipped: String = purpose
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        self.redact_text(&clipped)
+    }
 }
 
 /// A random record id: `rec_` + 26 lowercase letters (~122 bits; letters only, so the log

@@ -106,8 +106,13 @@ impl Records {
             password_hash,
             token_hash,
         };
-        self.backend().add_operator(&operator).await?;
+        // On record before the account exists: an audit failure creates nothing (and loses
+        // no secret of an account that would exist).
+        if self.backend().operator(name).await?.is_some() {
+            return Err(OperatorProblem::Exists(name.to_string()).into());
+        }
         self.operator_event(actor, "add", name, role).await?;
+        self.backend().add_operator(&operator).await?;
         Ok((operator, secret))
     }
 
@@ -121,11 +126,12 @@ impl Records {
         if operator.role == ADMIN_ROLE && store.count_operators_with_role(ADMIN_ROLE).await? <= 1 {
             return Err(OperatorProblem::LastAdmin.into());
         }
+        self.operator_event(actor, "remove", name, &operator.role)
+            .await?;
         if !store.remove_operator(name).await? {
             return Err(OperatorProblem::NotFound(name.to_string()).into());
         }
-        self.operator_event(actor, "remove", name, &operator.role)
-            .await
+        Ok(())
     }
 
     /// Give operator `name` another role (never demote the last admin).
@@ -149,10 +155,10 @@ impl Records {
         {
             return Err(OperatorProblem::LastAdmin.into());
         }
+        self.operator_event(actor, "set_role", name, role).await?;
         if !store.set_operator_role(name, role).await? {
             return Err(OperatorProblem::NotFound(name.to_string()).into());
         }
-        self.operator_event(actor, "set_role", name, role).await?;
         Ok(Operator {
             role: role.to_string(),
             ..operator

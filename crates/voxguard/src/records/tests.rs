@@ -316,3 +316,85 @@ async fn rotating_the_records_key_rewraps_keys_and_old_records_still_read() {
     assert!(only_old.read(&actor(), &meta.id, "x", false).await.is_err());
     drop(h.dir);
 }
+
+#[tokio::test]
+async fn without_a_key_a_development_key_is_kept_beside_the_data_and_production_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = |_: &str| None::<String>;
+    let first = RecordsConfig::open_from_lookup(dir.path(), false, none)
+        .await
+        .unwrap()
+        .expect("records on by default");
+    assert!(first.uses_dev_key());
+    let records = Records::open(first, None, Compliance::NONE);
+    let meta = records
+        .store(
+            "a",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("survives"),
+        )
+        .await
+        .unwrap();
+    // A restart reads what the last run wrote.
+    let again = RecordsConfig::open_from_lookup(dir.path(), false, none)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, content) = Records::open(again, None, Compliance::NONE)
+        .read(&actor(), &meta.id, "x", false)
+        .await
+        .unwrap();
+    assert_eq!(content, json!("survives"));
+    let production =
+        RecordsConfig::open_from_lookup(tempfile::tempdir().unwrap().path(), true, none).await;
+    assert!(matches!(
+        production,
+        Err(RecordsConfigError::MissingKeyInProduction)
+    ));
+    let off = RecordsConfig::open_from_lookup(dir.path(), false, |name| {
+        (name == "VOXGUARD_RECORDS").then(|| "off".to_string())
+    })
+    .await
+    .unwrap();
+    assert!(off.is_none());
+}
+
+#[tokio::test]
+async fn purposes_are_redacted_before_they_reach_the_trail() {
+    let h = Harness::new().await;
+    let records = h.records();
+    let meta = records
+        .store(
+            "a",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("x"),
+        )
+        .await
+        .unwrap();
+    records
+        .read(
+            &actor(),
+            &meta.id,
+            "callback to jane.doe@example.com re card 4111 1111 1111 1111",
+            false,
+        )
+        .await
+        .unwrap();
+    let purpose = h
+        .audit()
+        .await
+        .last()
+        .unwrap()
+        .event
+        .purpose
+        .clone()
+        .unwrap();
+    assert!(
+        !purpose.contains("jane.doe") && !purpose.contains("4111 1111"),
+        "{purpose}"
+    );
+}
