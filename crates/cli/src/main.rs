@@ -1,13 +1,27 @@
 //! The `voxguard` command-line tool.
 //!
 //! This binary owns command-line parsing (clap, derive style) and turns the verdicts of the
-//! library crates into text, JSON and exit codes. It carries `audit verify` and `bench` (the
-//! load generator, with its bare-axum baseline in `baseline`); `swml`, `tools`, `exec`,
-//! `simulate`, `probe`, `check` and `keys` follow (see the design notes). It must not contain
-//! security logic of its own: verification is
+//! library crates into text, JSON and exit codes. Its commands:
+//!
+//! - `audit verify` (`audit`): check the audit trail's hash chain and signed checkpoints;
+//! - `bench` (`bench`, with its bare-axum baseline in `baseline`): the load generator;
+//! - `users add|list|remove|set-role` (`users`): the records API's operator accounts;
+//! - `records list|show|export|purge|delete-subject|rotate-key` (`records`): conversation
+//!   records, read and managed on the data directory;
+//! - `version`.
+//!
+//! `users` and `records` open the data directory (`datadir`) the way the runtime does —
+//! records database, audit trail, compliance modes — and act as the local administrator
+//! `cli:$USER`, so that every access is audited like one through the API; they require
+//! `VOXGUARD_RECORDS_KEY` (the library would otherwise generate a throw-away key). `swml`,
+//! `tools`, `exec`, `simulate`, `probe`, `check` and `keys` follow (see the design notes).
+//!
+//! It must not contain security logic of its own: verification is
 //! [`voxguard_store::SqliteAuditLog::verify_path`] / [`voxguard_store::JsonlAuditLog::verify_path`]
-//! over the pure verifier in `voxguard_guard::audit`. It must never print a secret (the audit
-//! key is read from the environment and only ever handed to the verifier).
+//! over the pure verifier in `voxguard_guard::audit`; records, operators, their rules and
+//! their audit events are [`voxguard::Records`]'. It must never print a secret (keys are read
+//! from the environment and only handed to the library), except the password or token that
+//! `users add` generates, printed once.
 //!
 //! # Exit codes
 //!
@@ -16,14 +30,18 @@
 //! | code | meaning |
 //! | ---- | ------- |
 //! | 0 | OK (for `audit verify`: the chain verified) |
-//! | 1 | the audit chain is broken: tampering (or damage) was detected |
-//! | 2 | usage or configuration error: bad arguments, a missing or unreadable file, a bad key |
-//! | 3 | internal error |
+//! | 1 | the audit chain is broken: tampering (or damage) was detected (`audit verify`) |
+//! | 2 | usage or configuration error: bad arguments, a missing or unreadable file, a bad or missing key (`VOXGUARD_RECORDS_KEY` for `users`/`records`), no records database, no record with that id, an operator change refused (unknown operator or role, the last admin), a deletion without `--yes` |
+//! | 3 | internal error (including a record that does not decrypt, or an audit trail that cannot be written) |
 #![forbid(unsafe_code)]
 
 mod audit;
 mod baseline;
 mod bench;
+mod datadir;
+mod output;
+mod records;
+mod users;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -49,7 +67,8 @@ const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  OK (audit verify: the chain verified)
   1  the audit chain is broken: tampering or damage was detected
-  2  usage or configuration error: bad arguments, missing or unreadable file, bad key
+  2  usage or configuration error: bad arguments, missing or unreadable file, bad or missing
+     key, no record with that id, an operator change refused
   3  internal error";
 
 /// `audit verify --help`: the output format, then the exit codes.
@@ -112,6 +131,19 @@ enum Command {
     /// loopback addresses unless --allow-remote is given.
     #[command(after_help = BENCH_AFTER_HELP)]
     Bench(bench::BenchArgs),
+    /// Manage the operators of the records API (staff accounts with a role).
+    ///
+    /// Works on the data directory directly; every change is audited as operator cli:$USER.
+    /// Requires VOXGUARD_RECORDS_KEY.
+    #[command(after_help = users::USERS_AFTER_HELP)]
+    Users(users::UsersArgs),
+    /// Read and manage conversation records: list, show, export, purge, delete a subject,
+    /// rotate the key.
+    ///
+    /// Works on the data directory directly; every access is audited as operator cli:$USER.
+    /// Requires VOXGUARD_RECORDS_KEY.
+    #[command(after_help = records::RECORDS_AFTER_HELP)]
+    Records(records::RecordsArgs),
     /// The bare-axum server of `bench --baseline` (started by the bench itself).
     #[command(hide = true)]
     BenchBaselineServer,
@@ -163,6 +195,8 @@ fn run(cli: Cli) -> Exit {
             command: AuditCommand::Verify(args),
         }) => audit::verify(&args, &audit::ProcessEnv),
         Some(Command::Bench(args)) => bench::bench(&args),
+        Some(Command::Users(args)) => users::run(&args),
+        Some(Command::Records(args)) => records::run(&args),
         Some(Command::BenchBaselineServer) => baseline::serve(),
     }
 }
@@ -205,6 +239,8 @@ mod tests {
     fn help_lists_commands_and_exit_codes() {
         let help = Cli::command_help().to_string();
         assert!(help.contains("audit"), "{help}");
+        assert!(help.contains("users"), "{help}");
+        assert!(help.contains("records"), "{help}");
         assert!(help.contains("version"), "{help}");
         assert!(help.contains("Exit codes:"), "{help}");
     }
