@@ -17,6 +17,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{json, Value};
 use voxguard::guard::records::RecordsKey;
+use voxguard::guard::{KeyRing, TokenKey};
 use voxguard::store::{RecordFilter, RecordMeta, SqliteStore, DEFAULT_SESSION_TTL};
 use voxguard::{DeletionReport, RecordKind};
 use zeroize::Zeroizing;
@@ -29,7 +30,10 @@ use crate::Exit;
 const MAX_PURPOSE: usize = 200;
 
 /// Why attempt counters are not reset by `delete-subject`.
-pub const ATTEMPT_COUNTERS_NOTE: &str = "attempt counters: not reset (the command line cannot derive the key they are stored under; they hold a keyed hash of the subject, never the id)";
+pub const ATTEMPT_COUNTERS_NOTE: &str = "attempt counters: not reset (set VOXGUARD_TOKEN_KEY to the agent's token key so the command can find them; they hold a keyed hash of the subject, never the id, and expire with their window)";
+
+/// The token key variable; the key attempt counters are stored under derives from it.
+const TOKEN_KEY_ENV: &str = "VOXGUARD_TOKEN_KEY";
 
 /// `records --help`: examples, then the exit codes.
 pub const RECORDS_AFTER_HELP: &str = "\
@@ -231,14 +235,29 @@ async fn execute(
         }
         RecordsCommand::DeleteSubject { subject, .. } => {
             // Sessions of the subject's calls live in the agent's session database.
+            // Attempt counters are keyed by a key derived from the token key.
+            let token_keys = match datadir::env_value(TOKEN_KEY_ENV) {
+                None => None,
+                Some(text) => Some(KeyRing::new(TokenKey::from_base64(&text).map_err(|e| {
+                    CommandError::InvalidArgument(format!("{TOKEN_KEY_ENV}: {e}"))
+                })?)),
+            };
             let store = SqliteStore::open_in_dir(&workspace.dir, DEFAULT_SESSION_TTL).await?;
             let report = records
                 .clone()
-                .with_cleanup(Arc::new(store.clone()), Arc::new(store.clone()), Vec::new())
+                .with_cleanup(
+                    Arc::new(store.clone()),
+                    Arc::new(store.clone()),
+                    token_keys.as_ref(),
+                )
                 .delete_subject(actor, subject)
                 .await;
             store.close().await;
-            Ok(Zeroizing::new(render_deletion(&report?, json)))
+            Ok(Zeroizing::new(render_deletion(
+                &report?,
+                token_keys.is_some(),
+                json,
+            )))
         }
         RecordsCommand::RotateKey => {
             if datadir::env_value(PREVIOUS_KEYS_ENV).is_none() {
@@ -473,17 +492,25 @@ fn render_purge(counts: &BTreeMap<String, u64>, dry_run: bool, json: bool) -> St
     }
 }
 
-fn render_deletion(report: &DeletionReport, json: bool) -> String {
+fn render_deletion(report: &DeletionReport, counters_reset: bool, json: bool) -> String {
     if json {
-        return format!(
-            "{}\n",
-            json!({
-                "deleted": report,
-                "attempt_counters_reset": false,
-                "note": ATTEMPT_COUNTERS_NOTE,
-            })
-        );
+        let mut value = json!({
+            "deleted": report,
+            "attempt_counters_reset": counters_reset,
+        });
+        if !counters_reset {
+            value["note"] = json!(ATTEMPT_COUNTERS_NOTE);
+        }
+        return format!("{value}\n");
     }
+    let counters = if counters_reset {
+        format!(
+            "attempt counters reset: {} agent(s)",
+            report.attempt_counters
+        )
+    } else {
+        ATTEMPT_COUNTERS_NOTE.to_string()
+    };
     let total: u64 = report.records.values().sum();
     let kinds: Vec<(String, u64)> = report
         .records
@@ -496,7 +523,7 @@ fn render_deletion(report: &DeletionReport, json: bool) -> String {
         format!(" ({})", list_counts(&kinds))
     };
     format!(
-        "Deleted the subject's data:\n  records deleted: {total}{detail}\n  data keys deleted (crypto-shredded): {}\n  call sessions cleared: {}\n  {ATTEMPT_COUNTERS_NOTE}\n",
+        "Deleted the subject's data:\n  records deleted: {total}{detail}\n  data keys deleted (crypto-shredded): {}\n  call sessions cleared: {}\n  {counters}\n",
         report.keys, report.sessions
     )
 }
@@ -587,7 +614,7 @@ mod tests {
             sessions: 3,
             attempt_counters: 0,
         };
-        let text = render_deletion(&report, false);
+        let text = render_deletion(&report, false, false);
         assert!(
             text.contains("records deleted: 3 (summary 1, transcript 2)"),
             "{text}"
@@ -598,9 +625,14 @@ mod tests {
         );
         assert!(text.contains("call sessions cleared: 3"), "{text}");
         assert!(text.contains("attempt counters: not reset"), "{text}");
-        let value: Value = serde_json::from_str(&render_deletion(&report, true)).unwrap();
+        let value: Value = serde_json::from_str(&render_deletion(&report, false, true)).unwrap();
         assert_eq!(value["deleted"]["keys"], 2);
         assert_eq!(value["attempt_counters_reset"], false);
+        let reset = render_deletion(&report, true, false);
+        assert!(
+            reset.contains("attempt counters reset: 0 agent(s)"),
+            "{reset}"
+        );
     }
 
     #[test]

@@ -835,15 +835,51 @@ async fn delete_subject_needs_yes_and_removes_records_keys_and_sessions() {
         "subject id",
     );
 
-    let run = voxguard(dir, &["records", "delete-subject", "pat_001", "--yes"]);
+    // With the agent's token key, the subject's attempt counter is found and reset.
+    let token_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let keys =
+        voxguard::guard::KeyRing::new(voxguard::guard::TokenKey::from_base64(&token_key).unwrap());
+    let row = voxguard::VerificationPolicy::new()
+        .attempt_key(&keys, "clinic", "pat_001")
+        .unwrap();
+    {
+        use voxguard::store::AttemptStore as _;
+        let sessions = SqliteStore::open_in_dir(dir, DEFAULT_SESSION_TTL)
+            .await
+            .unwrap();
+        let limits = voxguard::store::AttemptLimits::fixed(3, 900);
+        sessions.reserve(&row, &limits, now()).await.unwrap();
+        sessions.settle(&row, false, &limits, now()).await.unwrap();
+        assert_eq!(
+            sessions.attempt_status(&row, now()).await.unwrap().failures,
+            1
+        );
+        sessions.close().await;
+    }
+    let mut all = vec!["records", "delete-subject", "pat_001", "--yes"];
+    all.extend(["--data-dir", dir.to_str().unwrap()]);
+    let run = voxguard_with(
+        &std::env::temp_dir(),
+        &all,
+        &[("VOXGUARD_TOKEN_KEY", Some(token_key.as_str()))],
+    );
     assert_ok(&run);
     assert_eq!(
         run.stdout,
-        format!(
-            "Deleted the subject's data:\n  records deleted: 3 (summary 1, tool_log 1, transcript 1)\n  data keys deleted (crypto-shredded): 2\n  call sessions cleared: 1\n  {}\n",
-            "attempt counters: not reset (the command line cannot derive the key they are stored under; they hold a keyed hash of the subject, never the id)"
-        )
+        "Deleted the subject's data:\n  records deleted: 3 (summary 1, tool_log 1, transcript 1)\n  data keys deleted (crypto-shredded): 2\n  call sessions cleared: 1\n  attempt counters reset: 1 agent(s)\n"
     );
+    {
+        use voxguard::store::AttemptStore as _;
+        let sessions = SqliteStore::open_in_dir(dir, DEFAULT_SESSION_TTL)
+            .await
+            .unwrap();
+        assert_eq!(
+            sessions.attempt_status(&row, now()).await.unwrap().failures,
+            0,
+            "counter reset"
+        );
+        sessions.close().await;
+    }
     assert!(!run.stdout.contains("pat_001"));
 
     // Gone: the subject's records, the call's pre-verification record, the keys, the session.
@@ -924,11 +960,15 @@ async fn delete_subject_needs_yes_and_removes_records_keys_and_sessions() {
     // The tombstones: counts and a pseudonym, no personal data.
     assert_audit_verifies(dir);
     let events = audit_events(dir).await;
-    let tombstones = cli_events(&events, "subject_deleted");
+    let deletions = cli_events(&events, "subject_deleted");
+    // Each deletion is on record before it happens ("requested"), then with its counts.
+    assert_eq!(deletions.len(), 4);
+    assert_eq!(deletions[0]["outcome"], "requested");
+    let tombstones: Vec<_> = deletions.iter().filter(|e| e["outcome"] == "ok").collect();
     assert_eq!(tombstones.len(), 2);
     assert_eq!(
         tombstones[0]["arguments"],
-        json!({"records": {"summary": 1, "tool_log": 1, "transcript": 1}, "keys": 2, "sessions": 1, "attempt_counters": 0})
+        json!({"records": {"summary": 1, "tool_log": 1, "transcript": 1}, "keys": 2, "sessions": 1, "attempt_counters": 1})
     );
     assert_eq!(tombstones[0]["subject"], tombstones[1]["subject"]);
     assert!(tombstones[0]["subject"]

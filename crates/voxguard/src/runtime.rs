@@ -325,6 +325,7 @@ impl Runtime {
                     sessions: self.store.clone(),
                     attempts: self.attempts.clone(),
                     attempt_keys,
+                    default_key: Some(subject_key.clone()),
                 }),
             )
         });

@@ -339,6 +339,9 @@ pub(crate) struct Cleanup {
     pub(crate) attempts: Arc<dyn AttemptStore>,
     /// (agent name, key its attempt counters are stored under).
     pub(crate) attempt_keys: Vec<(String, SecretKey)>,
+    /// The key for agents not listed above that appear in the subject's records (the default
+    /// one, derived from the token keys).
+    pub(crate) default_key: Option<SecretKey>,
 }
 
 /// The records service: one per runtime (and one per CLI command).
@@ -384,13 +387,18 @@ impl Records {
     }
 
     /// Also clear sessions and attempt counters of deleted subjects (the CLI, working on the
-    /// data directory directly). `attempt_keys` are (agent name, key) pairs.
+    /// data directory directly). Attempt counters are found with the key the runtime derives
+    /// from `token_keys` (`VOXGUARD_TOKEN_KEY`), for every agent in the subject's records;
+    /// without token keys only the sessions are cleared (the counters hold a keyed hash of the
+    /// subject, never the id, and expire with their window).
     pub fn with_cleanup(
         self,
         sessions: Arc<dyn SessionStore>,
         attempts: Arc<dyn AttemptStore>,
-        attempt_keys: Vec<(String, SecretKey)>,
+        token_keys: Option<&voxguard_guard::KeyRing>,
     ) -> Self {
+        let default_key =
+            token_keys.map(|keys| keys.derive(crate::verify_policy::SUBJECT_KEY_PURPOSE));
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
             config: RecordsConfig {
                 store: shared.config.store.clone(),
@@ -412,7 +420,8 @@ impl Records {
                 cleanup: Some(Cleanup {
                     sessions,
                     attempts,
-                    attempt_keys,
+                    attempt_keys: Vec::new(),
+                    default_key,
                 }),
                 ..inner
             }),
@@ -839,7 +848,19 @@ impl Records {
         if let Some(cleanup) = &self.inner.cleanup {
             // Counters first: clearing the sessions afterwards also truncates the session
             // database's WAL, which would otherwise still hold the counter rows' old copies.
-            for (agent, key) in &cleanup.attempt_keys {
+            let mut keyed: Vec<(&str, &SecretKey)> = cleanup
+                .attempt_keys
+                .iter()
+                .map(|(agent, key)| (agent.as_str(), key))
+                .collect();
+            if let Some(default) = &cleanup.default_key {
+                for (agent, _) in &calls {
+                    if !keyed.iter().any(|(known, _)| known == agent) {
+                        keyed.push((agent.as_str(), default));
+                    }
+                }
+            }
+            for (agent, key) in keyed {
                 if let Some(row) = crate::verify_policy::attempt_row_key(key, agent, subject) {
                     cleanup.attempts.reset_attempts(&row).await?;
                     report.attempt_counters += 1;
