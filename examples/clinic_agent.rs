@@ -6,8 +6,9 @@
 //! - `SWML_BASIC_AUTH_USER` / `SWML_BASIC_AUTH_PASSWORD` (generated and printed when unset);
 //! - `VOXGUARD_DATA_DIR` (default `./voxguard-data`): sessions and attempt counters
 //!   (`voxguard.db`), the audit trail (`audit.db`) and the encrypted records (`records.db`);
-//! - `VOXGUARD_RECORDS_KEY` (base64, ≥ 32 bytes): the records key. HIPAA mode needs records;
-//!   outside production a random key is generated with a warning when it is unset;
+//! - `VOXGUARD_RECORDS_KEY` (base64, ≥ 32 bytes, e.g. `openssl rand -base64 32`): the records
+//!   key. Required: HIPAA mode refuses to start without records, and refuses the development
+//!   key the runtime would otherwise keep in the data directory;
 //! - `VOXGUARD_RETENTION_<KIND>_DAYS`, and the operator API on `/records` (docs/records.md;
 //!   create operators with `voxguard users add NAME --role R`).
 //!

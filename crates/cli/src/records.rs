@@ -29,7 +29,7 @@ use crate::Exit;
 /// The longest purpose accepted (the API's limit), in characters.
 const MAX_PURPOSE: usize = 200;
 
-/// Why attempt counters are not reset by `delete-subject`.
+/// What `delete-subject` says when it cannot reset attempt counters (no `VOXGUARD_TOKEN_KEY`).
 pub const ATTEMPT_COUNTERS_NOTE: &str = "attempt counters: not reset (set VOXGUARD_TOKEN_KEY to the agent's token key so the command can find them; they hold a keyed hash of the subject, never the id, and expire with their window)";
 
 /// The token key variable; the key attempt counters are stored under derives from it.
@@ -62,8 +62,10 @@ Exit codes:
 const DELETE_AFTER_HELP: &str = "\
 Deletes, in one transaction, every record of the subject and every record of the calls it took
 part in, and the subject's data key: every copy of its records, backups included, becomes
-unreadable (crypto-shredding). Then clears those calls' sessions in DIR/voxguard.db. Attempt
-counters are not reset by the command line. Cannot be undone; refused without --yes. Run it
+unreadable once the records key that wrapped it is retired (crypto-shredding). Then resets the
+subject's verification attempt counters for every agent in its records (with VOXGUARD_TOKEN_KEY
+set to the agents' token key) and clears those calls' sessions in DIR/voxguard.db. Cannot be
+undone; refused without --yes. Run it
 when the agent is idle: a running agent may still hold a deleted session of a call in progress
 in its memory.";
 
