@@ -735,3 +735,39 @@ fn merge_missing(target: &mut HeaderMap, source: HeaderMap) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+    use crate::service::is_records_path;
+
+    #[test]
+    fn a_subject_id_in_a_records_path_never_reaches_a_log() {
+        assert_eq!(
+            loggable_path("/records/subjects/pat_001"),
+            "/records/subjects/[subject]"
+        );
+        assert_eq!(
+            loggable_path("/records/subjects/pat%2F001/x"),
+            "/records/subjects/[subject]"
+        );
+        for kept in [
+            "/records",
+            "/records/subjects/",
+            "/records/rec_abc",
+            "/swaig",
+        ] {
+            assert_eq!(loggable_path(kept), kept);
+        }
+    }
+
+    #[test]
+    fn records_paths_are_the_prefix_and_below_only() {
+        for yes in ["/records", "/records/", "/records/rec_a/export"] {
+            assert!(is_records_path(yes), "{yes}");
+        }
+        for no in ["/recordsx", "/record", "/", "/bank/records"] {
+            assert!(!is_records_path(no), "{no}");
+        }
+    }
+}

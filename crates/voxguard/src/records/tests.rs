@@ -398,3 +398,49 @@ async fn purposes_are_redacted_before_they_reach_the_trail() {
         "{purpose}"
     );
 }
+
+#[tokio::test]
+async fn hipaa_refuses_to_start_without_records_or_on_the_development_key() {
+    use voxguard_guard::{BasicCredentials, KeyRing, TokenKey};
+    use voxguard_server::ServerConfig;
+    let agent = || {
+        crate::Agent::builder("clinic")
+            .prompt_text("You help patients.")
+            .compliance(Compliance::HIPAA)
+            .build()
+            .unwrap()
+    };
+    let runtime = || {
+        let mut config = ServerConfig::new(BasicCredentials::new(
+            "user",
+            "a-password-long-enough-for-tests",
+        ));
+        config.port = 0;
+        crate::Runtime::new(config, KeyRing::new(TokenKey::generate())).agent(agent())
+    };
+    let error = runtime().bind().await.err().expect("no records");
+    assert!(
+        error.to_string().contains("VOXGUARD_RECORDS_KEY"),
+        "{error}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dev = RecordsConfig::open_from_lookup(dir.path(), false, |_| None)
+        .await
+        .unwrap()
+        .unwrap();
+    let error = runtime().records(dev).bind().await.err().expect("dev key");
+    assert!(
+        matches!(
+            error,
+            crate::RuntimeError::Compliance(ComplianceError::DevKey)
+        ),
+        "{error}"
+    );
+    let keyed = RecordsConfig::open_from_lookup(dir.path(), false, |name| {
+        (name == "VOXGUARD_RECORDS_KEY").then(|| KEY_A.to_string())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(runtime().records(keyed).bind().await.is_ok());
+}
