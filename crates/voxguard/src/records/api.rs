@@ -364,6 +364,10 @@ impl RecordsApi {
         id: &str,
         export: bool,
     ) -> Reply {
+        if !super::valid_record_id(id) {
+            // Not a record id: answered like an unknown one, and never audited as one.
+            return failure(RecordsError::NotFound);
+        }
         let permission = if export {
             Permission::Export
         } else {
@@ -389,6 +393,9 @@ impl RecordsApi {
     }
 
     async fn delete(&self, actor: &Actor, id: &str) -> Reply {
+        if !super::valid_record_id(id) {
+            return failure(RecordsError::NotFound);
+        }
         if let Err(reply) = self
             .allowed(actor, Permission::Delete, Some(id), None)
             .await
@@ -712,3 +719,6 @@ impl From<OperatorStoreError> for RecordsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

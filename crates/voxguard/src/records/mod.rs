@@ -58,6 +58,15 @@ pub const DEFAULT_PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// Rows deleted per purge transaction, so a large purge never holds the write lock long.
 const PURGE_BATCH: u32 = 500;
 
+/// Whether `id` has the shape of a record id (`rec_` + 26 lowercase letters). What an operator
+/// types where a record id belongs is written to the audit trail only when it has this shape:
+/// anything else (a card number, a patient's id, kilobytes of text) is no record.
+pub fn valid_record_id(id: &str) -> bool {
+    id.strip_prefix("rec_").is_some_and(|tail| {
+        tail.len() == RECORD_ID_LETTERS && tail.bytes().all(|b| b.is_ascii_lowercase())
+    })
+}
+
 /// Whether `subject` is a usable subject id: 1–128 characters, no control characters.
 pub fn valid_subject(subject: &str) -> bool {
     !subject.is_empty()
@@ -913,13 +922,16 @@ fn clip_purpose(purpose: &str) -> String {
         .collect()
 }
 
+/// Lowercase letters after `rec_` in a record id.
+const RECORD_ID_LETTERS: usize = 26;
+
 /// A random record id: `rec_` + 26 lowercase letters (~122 bits; letters only, so the log
 /// redactor never takes an id for a card number).
 fn new_record_id() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::thread_rng();
-    let tail: String = (0..26)
+    let tail: String = (0..RECORD_ID_LETTERS)
         .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
         .collect();
     format!("rec_{tail}")
