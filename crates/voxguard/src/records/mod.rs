@@ -670,7 +670,7 @@ impl Records {
         event.record = Some(record.meta.id.clone());
         event.subject = Some(self.subject_ref(&record.meta.subject));
         event.call_id = Some(record.meta.call_id.clone());
-        event.purpose = Some(clip_purpose(purpose));
+        event.purpose = Some(self.audited_purpose(purpose));
         event.function = Some(record.meta.kind.clone());
         self.write(event).await?;
         Ok((record.meta, content))
@@ -714,7 +714,7 @@ impl Records {
         }
         let mut event = self.event(AuditKind::RecordExported, Outcome::Ok, actor);
         event.subject = Some(self.subject_ref(subject));
-        event.purpose = Some(clip_purpose(purpose));
+        event.purpose = Some(self.audited_purpose(purpose));
         event.function = Some("subject_export".into());
         event.arguments = Some(json!({ "records": out.len() }));
         self.write(event).await?;
@@ -901,6 +901,18 @@ impl Records {
         Ok(rewrapped)
     }
 
+    /// The purpose as audited: free text an operator typed, so redacted like a stored record
+    /// (card data, SSNs, phone numbers, dates of birth; every date under HIPAA), then trimmed to
+    /// at most 200 characters without control characters.
+    fn audited_purpose(&self, purpose: &str) -> String {
+        self.redact_text(purpose)
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect()
+    }
+
     /// The runtime's own actor for automatic work (the retention purge).
     pub(crate) fn runtime_actor() -> Actor {
         Actor {
@@ -910,16 +922,6 @@ impl Records {
             request_id: None,
         }
     }
-}
-
-/// The purpose as audited: trimmed, at most 200 characters, control characters dropped.
-fn clip_purpose(purpose: &str) -> String {
-    purpose
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
 }
 
 /// Lowercase letters after `rec_` in a record id.

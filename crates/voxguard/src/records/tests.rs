@@ -316,3 +316,41 @@ async fn rotating_the_records_key_rewraps_keys_and_old_records_still_read() {
     assert!(only_old.read(&actor(), &meta.id, "x", false).await.is_err());
     drop(h.dir);
 }
+
+#[tokio::test]
+async fn a_purpose_is_redacted_before_it_is_audited() {
+    let h = Harness::new().await;
+    let records = h.records();
+    let meta = records
+        .store(
+            "clinic",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("alpha"),
+        )
+        .await
+        .expect("stored");
+    // Free text typed by an operator: staff paste what they have at hand.
+    let purpose = "dispute on card 4111 1111 1111 1111, DOB 1984-03-12, callback 555-867-5309";
+    records
+        .read(&actor(), &meta.id, purpose, false)
+        .await
+        .expect("read");
+    records
+        .export_subject(&actor(), "pat_001", purpose)
+        .await
+        .expect("export");
+    let audit = h.audit().await;
+    let purposes: Vec<String> = audit
+        .iter()
+        .filter_map(|r| r.event.purpose.clone())
+        .collect();
+    assert_eq!(purposes.len(), 2, "{purposes:?}");
+    for audited in &purposes {
+        assert!(audited.starts_with("dispute on card"), "{audited}");
+        for secret in ["4111 1111 1111", "1984-03-12", "867-5309"] {
+            assert!(!audited.contains(secret), "{secret} audited: {audited}");
+        }
+    }
+}
