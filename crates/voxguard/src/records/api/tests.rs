@@ -16,6 +16,9 @@ use crate::records::{Compliance, RecordKind, RecordsConfig};
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+/// Basic credentials of an operator that does not exist: `ghost:not-the-password`.
+const GHOST_LOGIN: &str = "Basic Z2hvc3Q6bm90LXRoZS1wYXNzd29yZA==";
+
 struct Harness {
     _dir: tempfile::TempDir,
     audit: Arc<SqliteAuditLog>,
@@ -185,4 +188,34 @@ async fn a_path_that_is_not_a_record_id_is_never_written_to_the_audit_trail() {
         .expect("an event");
     assert_eq!(last.event.record.as_deref(), Some(meta.id.as_str()));
     let _: Value = reply.body;
+}
+
+#[tokio::test]
+async fn password_checks_are_capped_for_all_sources_together() {
+    let h = Harness::new().await;
+    let bearer = h.operator("comp", "compliance").await;
+    // One wrong login from each of many addresses (a botnet, or one host's IPv6 /48): each
+    // address stays under its own limit, yet every attempt would cost an argon2 check on the
+    // workers that also verify callers.
+    let mut checked = 0;
+    let mut limited = 0;
+    for i in 0..(LOGINS_PER_MIN_TOTAL + 80) {
+        let client: SocketAddr = format!("10.0.{}.{}:5000", i / 250, i % 250 + 1)
+            .parse()
+            .expect("addr");
+        let reply = h.send_from(GHOST_LOGIN, "GET", "", &[], client).await;
+        match error(&reply) {
+            "operator_auth_invalid" => checked += 1,
+            "rate_limited" => limited += 1,
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    assert_eq!(
+        checked, LOGINS_PER_MIN_TOTAL,
+        "password checks in one minute"
+    );
+    assert_eq!(limited, 80);
+    // Bearer tokens cost no password check and are not limited.
+    let reply = h.send(&bearer, "GET", "", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
