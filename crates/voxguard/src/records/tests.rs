@@ -354,3 +354,41 @@ async fn a_purpose_is_redacted_before_it_is_audited() {
         }
     }
 }
+
+#[tokio::test]
+async fn two_admins_removing_or_demoting_each_other_at_once_leave_one_admin() {
+    let h = Harness::new().await;
+    let records = h.records();
+    let cli = Actor::cli("test");
+    for round in 0..10 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        for name in [&a, &b] {
+            records
+                .add_operator(&cli, name, ADMIN_ROLE, false)
+                .await
+                .expect("admin added");
+        }
+        // Each is the other's second admin: checked one by one, both changes are allowed.
+        if round % 2 == 0 {
+            let _ = tokio::join!(
+                records.remove_operator(&cli, &a),
+                records.remove_operator(&cli, &b)
+            );
+        } else {
+            let _ = tokio::join!(
+                records.set_operator_role(&cli, &a, "auditor"),
+                records.set_operator_role(&cli, &b, "auditor")
+            );
+        }
+        let admins = h
+            .store
+            .count_operators_with_role(ADMIN_ROLE)
+            .await
+            .expect("count");
+        assert_eq!(admins, 1, "round {round}: the last admin is kept");
+        // Back to no admin for the next round.
+        for name in [&a, &b] {
+            let _ = h.store.remove_operator(name).await;
+        }
+    }
+}
