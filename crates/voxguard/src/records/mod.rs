@@ -55,6 +55,9 @@ pub const MAX_SUBJECT_LEN: usize = 128;
 /// How often the retention purge runs by default (it also runs at start).
 pub const DEFAULT_PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
+/// The audit reason of an access that failed because a record did not decrypt.
+const UNREADABLE: &str = "record_unreadable";
+
 /// Rows deleted per purge transaction, so a large purge never holds the write lock long.
 const PURGE_BATCH: u32 = 500;
 
@@ -665,7 +668,6 @@ impl Records {
         export: bool,
     ) -> Result<(RecordMeta, Value), RecordsError> {
         let record = self.fetch(id).await?;
-        let content = self.decrypt(&record).await?;
         let kind = if export {
             AuditKind::RecordExported
         } else {
@@ -677,8 +679,28 @@ impl Records {
         event.call_id = Some(record.meta.call_id.clone());
         event.purpose = Some(self.audited_purpose(purpose));
         event.function = Some(record.meta.kind.clone());
+        let content = match self.decrypt(&record).await {
+            Ok(content) => content,
+            Err(error) => return Err(self.unreadable(event, error).await),
+        };
         self.write(event).await?;
         Ok((record.meta, content))
+    }
+
+    /// Put an access that failed because a record did not decrypt (tampered, swapped, its key
+    /// shredded or not configured) on record — a sign of tampering belongs in the trail, not
+    /// only in a log line — and hand back the error.
+    async fn unreadable(
+        &self,
+        mut event: voxguard_guard::AuditEvent,
+        error: RecordsError,
+    ) -> RecordsError {
+        event.outcome = Some(Outcome::Failed);
+        event.reason = Some(UNREADABLE.into());
+        match self.write(event).await {
+            Ok(()) => error,
+            Err(unavailable) => unavailable,
+        }
     }
 
     /// Every record of `subject` with its content (a data-subject access export), audited as
@@ -712,7 +734,18 @@ impl Records {
                     continue;
                 }
                 if let Some(record) = store.get_record(&meta.id).await? {
-                    let content = self.decrypt(&record).await?;
+                    let content = match self.decrypt(&record).await {
+                        Ok(content) => content,
+                        Err(error) => {
+                            let mut event =
+                                self.event(AuditKind::RecordExported, Outcome::Ok, actor);
+                            event.record = Some(record.meta.id.clone());
+                            event.subject = Some(self.subject_ref(subject));
+                            event.purpose = Some(self.audited_purpose(purpose));
+                            event.function = Some("subject_export".into());
+                            return Err(self.unreadable(event, error).await);
+                        }
+                    };
                     out.push((record.meta, content));
                 }
             }

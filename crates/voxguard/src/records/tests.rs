@@ -392,3 +392,48 @@ async fn two_admins_removing_or_demoting_each_other_at_once_leave_one_admin() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_read_that_does_not_decrypt_is_on_record_too() {
+    let h = Harness::new().await;
+    let records = h.records();
+    let meta = records
+        .store(
+            "clinic",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("alpha"),
+        )
+        .await
+        .expect("stored");
+    // Someone with write access to records.db flips a byte of the body.
+    let mut body = h.store.get_record(&meta.id).await.unwrap().unwrap().body;
+    body[30] ^= 1;
+    h.store.delete_record(&meta.id).await.unwrap();
+    h.store
+        .put_record(&StoredRecord {
+            meta: meta.clone(),
+            body,
+        })
+        .await
+        .unwrap();
+    let before = h.audit().await.len();
+    let read = records.read(&actor(), &meta.id, "audit", false).await;
+    assert!(matches!(read, Err(RecordsError::Crypto(_))), "{read:?}");
+    let export = records.export_subject(&actor(), "pat_001", "audit").await;
+    assert!(matches!(export, Err(RecordsError::Crypto(_))), "{export:?}");
+    let audit = h.audit().await;
+    let attempts: Vec<_> = audit[before..].iter().map(|r| &r.event).collect();
+    assert_eq!(attempts.len(), 2, "both attempts are audited: {attempts:?}");
+    for (event, kind) in attempts
+        .iter()
+        .zip([AuditKind::RecordAccessed, AuditKind::RecordExported])
+    {
+        assert_eq!(event.kind, kind);
+        assert_eq!(event.outcome, Some(voxguard_guard::Outcome::Failed));
+        assert_eq!(event.reason.as_deref(), Some("record_unreadable"));
+        assert_eq!(event.record.as_deref(), Some(meta.id.as_str()));
+        assert_eq!(event.operator.as_deref(), Some("dana"));
+    }
+}
