@@ -399,9 +399,19 @@ async fn admin_emergency(State(shared): State<Shared>, req: Request) -> Response
 }
 
 /// `path` as logs, hooks and metrics see it: a data subject's id in a records API path
-/// (`/records/subjects/{subject}`) is personal data, so it is replaced by `[subject]`.
+/// (`/records/subjects/{subject}`) is personal data, so it is replaced by `[subject]`. The
+/// records API percent-decodes segments and skips empty ones, so a records path spelled any
+/// other way (`%73ubjects`, `subjects%2F…`, `//`) could name a subject too: it is replaced
+/// whole by `/records/[masked]`.
 pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     const SUBJECTS: &str = "/records/subjects/";
+    if !is_records_path(path) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let rest = path.get(RECORDS_PREFIX.len()..).unwrap_or_default();
+    if rest.contains('%') || rest.contains("//") {
+        return std::borrow::Cow::Owned(format!("{RECORDS_PREFIX}/[masked]"));
+    }
     match path.strip_prefix(SUBJECTS) {
         Some(rest) if !rest.is_empty() => std::borrow::Cow::Owned(format!("{SUBJECTS}[subject]")),
         _ => std::borrow::Cow::Borrowed(path),
@@ -742,32 +752,41 @@ mod tests {
     use crate::service::is_records_path;
 
     #[test]
-    fn a_subject_id_in_a_records_path_never_reaches_a_log() {
-        assert_eq!(
-            loggable_path("/records/subjects/pat_001"),
-            "/records/subjects/[subject]"
-        );
-        assert_eq!(
-            loggable_path("/records/subjects/pat%2F001/x"),
-            "/records/subjects/[subject]"
-        );
-        for kept in [
-            "/records",
-            "/records/subjects/",
-            "/records/rec_abc",
-            "/swaig",
-        ] {
-            assert_eq!(loggable_path(kept), kept);
-        }
-    }
-
-    #[test]
     fn records_paths_are_the_prefix_and_below_only() {
         for yes in ["/records", "/records/", "/records/rec_a/export"] {
             assert!(is_records_path(yes), "{yes}");
         }
         for no in ["/recordsx", "/record", "/", "/bank/records"] {
             assert!(!is_records_path(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_subject_id_never_reaches_the_log_whatever_the_spelling_of_its_path() {
+        // Every one of these reaches `GET|DELETE /records/subjects/{subject}` (the records API
+        // percent-decodes segments and skips empty ones), so none may log the subject.
+        for path in [
+            "/records/subjects/pat_001",
+            "/records/subjects/pat_001/",
+            "/records//subjects/pat_001",
+            "/records/subjects//pat_001",
+            "/records/%73ubjects/pat_001",
+            "/records/subjects/%70at_001",
+            "/records/subjects%2Fpat_001",
+        ] {
+            let logged = loggable_path(path);
+            assert!(!logged.contains("pat_001"), "{path} logged as {logged}");
+            assert!(!logged.contains("at_001"), "{path} logged as {logged}");
+        }
+        // Canonical paths without a subject are logged as they are.
+        for path in [
+            "/records",
+            "/records/audit",
+            "/records/rec_abcdefghijklmnopqrstuvwxyz/export",
+            "/records/operators/ana@example.org",
+            "/swaig",
+        ] {
+            assert_eq!(loggable_path(path), path);
         }
     }
 }

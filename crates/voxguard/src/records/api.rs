@@ -4,7 +4,8 @@
 //! **Where an operator is authenticated:** [`RecordsApi::authenticate`] — a bearer API token
 //! (looked up by its SHA-256) or Basic with an operator's name and argon2id password (checked on
 //! the shared argon2 workers, against a decoy when the name is unknown, at most
-//! [`LOGINS_PER_MIN`] uncached checks per source a minute). The platform's Basic credentials
+//! [`LOGINS_PER_MIN`] uncached checks per source and [`LOGINS_PER_MIN_TOTAL`] in all a
+//! minute). The platform's Basic credentials
 //! are refused here whatever they are. Every refusal is audited: unauthenticated ones as
 //! `access_denied` aggregated per source and window (an anonymous flood cannot grow the trail
 //! at request rate), authenticated ones one event each. This module must not touch storage or
@@ -21,7 +22,9 @@ use voxguard_guard::records::{
     generate_operator_password, generate_operator_token, operator_token_hash,
     parse_operator_authorization, valid_operator_name, OperatorCredential, Permission,
 };
-use voxguard_guard::{Clock, PinVault, RateLimit, RateLimiter, Reason, Refusal, SecretHash};
+use voxguard_guard::{
+    Clock, LimitScope, PinVault, RateLimit, RateLimiter, Reason, Refusal, SecretHash,
+};
 use voxguard_server::{OperatorRequest, RecordsService, Reply, SecurityEvents};
 use voxguard_store::{Operator, OperatorStoreError, RecordFilter};
 
@@ -31,6 +34,11 @@ use crate::hashers::Hashers;
 
 /// Uncached password checks one source may start per minute (each costs an argon2 run).
 pub const LOGINS_PER_MIN: u32 = 20;
+
+/// Uncached password checks all sources together may start per minute: the argon2 workers are
+/// shared with caller verification, and many addresses (a botnet, one host's IPv6 /48) each
+/// under [`LOGINS_PER_MIN`] must not keep them busy. Bearer tokens are not limited.
+pub const LOGINS_PER_MIN_TOTAL: u32 = 120;
 
 /// How long a successful Basic login is remembered (so a client sending Basic on every request
 /// costs one argon2 check per this period, not one per request).
@@ -68,6 +76,9 @@ impl RecordsApi {
         let mut logins = RateLimiter::with_clock(clock.clone());
         if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN, Duration::from_secs(60)) {
             logins = logins.per_caller(limit);
+        }
+        if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN_TOTAL, Duration::from_secs(60)) {
+            logins = logins.global(limit);
         }
         Self {
             records,
@@ -188,14 +199,15 @@ impl RecordsApi {
             }
         }
         if let Err(limited) = self.logins.check("login", &source_key(request.client.ip())) {
+            let sentence = match limited.scope {
+                LimitScope::Global => "Too many operator logins right now; try again shortly.",
+                _ => "Too many operator logins from this address; try again shortly.",
+            };
             return Err(self
                 .unauthenticated(
                     request,
-                    Refusal::new(
-                        Reason::RateLimited,
-                        "Too many operator logins from this address; try again shortly.",
-                    )
-                    .with_retry_after(limited.retry_after_secs()),
+                    Refusal::new(Reason::RateLimited, sentence)
+                        .with_retry_after(limited.retry_after_secs()),
                 )
                 .await);
         }
@@ -364,6 +376,10 @@ impl RecordsApi {
         id: &str,
         export: bool,
     ) -> Reply {
+        if !super::valid_record_id(id) {
+            // Not a record id: answered like an unknown one, and never audited as one.
+            return failure(RecordsError::NotFound);
+        }
         let permission = if export {
             Permission::Export
         } else {
@@ -389,6 +405,9 @@ impl RecordsApi {
     }
 
     async fn delete(&self, actor: &Actor, id: &str) -> Reply {
+        if !super::valid_record_id(id) {
+            return failure(RecordsError::NotFound);
+        }
         if let Err(reply) = self
             .allowed(actor, Permission::Delete, Some(id), None)
             .await
@@ -712,3 +731,6 @@ impl From<OperatorStoreError> for RecordsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -55,8 +55,20 @@ pub const MAX_SUBJECT_LEN: usize = 128;
 /// How often the retention purge runs by default (it also runs at start).
 pub const DEFAULT_PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
+/// The audit reason of an access that failed because a record did not decrypt.
+const UNREADABLE: &str = "record_unreadable";
+
 /// Rows deleted per purge transaction, so a large purge never holds the write lock long.
 const PURGE_BATCH: u32 = 500;
+
+/// Whether `id` has the shape of a record id (`rec_` + 26 lowercase letters). What an operator
+/// types where a record id belongs is written to the audit trail only when it has this shape:
+/// anything else (a card number, a patient's id, kilobytes of text) is no record.
+pub fn valid_record_id(id: &str) -> bool {
+    id.strip_prefix("rec_").is_some_and(|tail| {
+        tail.len() == RECORD_ID_LETTERS && tail.bytes().all(|b| b.is_ascii_lowercase())
+    })
+}
 
 /// Whether `subject` is a usable subject id: 1–128 characters, no control characters.
 pub fn valid_subject(subject: &str) -> bool {
@@ -357,6 +369,9 @@ struct Inner {
     compliance: Compliance,
     redactor: Redactor,
     cleanup: Option<Cleanup>,
+    /// Held while an operator is removed or given another role, so that the last-admin check
+    /// and the change are one step: two admins removing each other at once leave one.
+    operator_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Records {
@@ -414,6 +429,7 @@ impl Records {
             compliance: shared.compliance,
             redactor: shared.redactor.clone(),
             cleanup: None,
+            operator_changes: shared.operator_changes.clone(),
         });
         Self {
             inner: Arc::new(Inner {
@@ -443,6 +459,7 @@ impl Records {
                 compliance,
                 redactor: Redactor::new(),
                 cleanup,
+                operator_changes: Arc::default(),
             }),
         }
     }
@@ -697,7 +714,6 @@ impl Records {
         export: bool,
     ) -> Result<(RecordMeta, Value), RecordsError> {
         let record = self.fetch(id).await?;
-        let content = self.decrypt(&record).await?;
         let kind = if export {
             AuditKind::RecordExported
         } else {
@@ -709,6 +725,10 @@ impl Records {
         event.call_id = Some(record.meta.call_id.clone());
         event.purpose = Some(self.audited_purpose(purpose));
         event.function = Some(record.meta.kind.clone());
+        let content = match self.decrypt(&record).await {
+            Ok(content) => content,
+            Err(error) => return Err(self.unreadable(event, error).await),
+        };
         self.write(event).await?;
         Ok((record.meta, content))
     }
@@ -735,6 +755,22 @@ impl Records {
         }
     }
 
+    /// Put an access that failed because a record did not decrypt (tampered, swapped, its key
+    /// shredded or not configured) on record — a sign of tampering belongs in the trail, not
+    /// only in a log line — and hand back the error.
+    async fn unreadable(
+        &self,
+        mut event: voxguard_guard::AuditEvent,
+        error: RecordsError,
+    ) -> RecordsError {
+        event.outcome = Some(Outcome::Failed);
+        event.reason = Some(UNREADABLE.into());
+        match self.write(event).await {
+            Ok(()) => error,
+            Err(unavailable) => unavailable,
+        }
+    }
+
     /// Every record of `subject` with its content (a data-subject access export), audited as
     /// one `record_exported` event.
     pub async fn export_subject(
@@ -754,7 +790,17 @@ impl Records {
                 continue;
             }
             if let Some(record) = store.get_record(&meta.id).await? {
-                let content = self.decrypt(&record).await?;
+                let content = match self.decrypt(&record).await {
+                    Ok(content) => content,
+                    Err(error) => {
+                        let mut event = self.event(AuditKind::RecordExported, Outcome::Ok, actor);
+                        event.record = Some(record.meta.id.clone());
+                        event.subject = Some(self.subject_ref(subject));
+                        event.purpose = Some(self.audited_purpose(purpose));
+                        event.function = Some("subject_export".into());
+                        return Err(self.unreadable(event, error).await);
+                    }
+                };
                 out.push((record.meta, content));
             }
         }
@@ -946,6 +992,18 @@ impl Records {
         Ok(rewrapped)
     }
 
+    /// The purpose as audited: free text an operator typed, so redacted like a stored record
+    /// (card data, SSNs, phone numbers, dates of birth; every date under HIPAA), then trimmed to
+    /// at most 200 characters without control characters.
+    fn audited_purpose(&self, purpose: &str) -> String {
+        self.redact_text(purpose)
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect()
+    }
+
     /// The runtime's own actor for automatic work (the retention purge).
     pub(crate) fn runtime_actor() -> Actor {
         Actor {
@@ -957,19 +1015,8 @@ impl Records {
     }
 }
 
-impl Records {
-    /// The purpose as audited: trimmed, at most 200 characters, control characters dropped,
-    /// and redacted like everything else that reaches the trail (it is free text).
-    fn audited_purpose(&self, purpose: &str) -> String {
-        let clipped: String = purpose
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
-        self.redact_text(&clipped)
-    }
-}
+/// Lowercase letters after `rec_` in a record id.
+const RECORD_ID_LETTERS: usize = 26;
 
 /// A random record id: `rec_` + 26 lowercase letters (~122 bits; letters only, so the log
 /// redactor never takes an id for a card number).
@@ -977,7 +1024,7 @@ fn new_record_id() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::thread_rng();
-    let tail: String = (0..26)
+    let tail: String = (0..RECORD_ID_LETTERS)
         .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
         .collect();
     format!("rec_{tail}")

@@ -3,8 +3,9 @@
 //!
 //! Owns the rules of an account: a valid name, a role that exists in the role table, a secret
 //! generated here and shown once (an argon2id password or a bearer token stored only as its
-//! SHA-256), and never removing or demoting the last `admin`. It must not authenticate
-//! requests (that is `api`) nor hold a secret after returning it.
+//! SHA-256), and never removing or demoting the last `admin` (removals and role changes run one
+//! at a time in this process; a CLI in another process is not serialized with them). It must
+//! not authenticate requests (that is `api`) nor hold a secret after returning it.
 
 use voxguard_guard::records::{operator_token_hash, valid_operator_name};
 use voxguard_guard::{AuditKind, Outcome, PinVault};
@@ -118,6 +119,7 @@ impl Records {
 
     /// Remove operator `name` (never the last admin).
     pub async fn remove_operator(&self, actor: &Actor, name: &str) -> Result<(), RecordsError> {
+        let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
         let operator = store
             .operator(name)
@@ -144,6 +146,7 @@ impl Records {
         if self.roles().get(role).is_none() {
             return Err(OperatorProblem::UnknownRole(role.to_string()).into());
         }
+        let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
         let operator = store
             .operator(name)

@@ -1,0 +1,221 @@
+//! The operator records API (`RecordsApi::handle`) against a real SQLite records database and
+//! audit trail in a temporary directory, with a manual clock: what an operator's request may
+//! make the service write, spend or change.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use voxguard_guard::{Clock, ManualClock, PinVault};
+use voxguard_server::{OperatorRequest, RecordsService};
+use voxguard_store::{AuditSink, Durability, SqliteAuditLog, SqliteRecordStore};
+
+use super::*;
+use crate::audit::Auditor;
+use crate::records::{Compliance, RecordKind, RecordsConfig};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Basic credentials of an operator that does not exist: `ghost:not-the-password`.
+const GHOST_LOGIN: &str = "Basic Z2hvc3Q6bm90LXRoZS1wYXNzd29yZA==";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    audit: Arc<SqliteAuditLog>,
+    records: Records,
+    api: RecordsApi,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = Arc::new(
+            SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, None, 100)
+                .await
+                .expect("audit"),
+        );
+        let store = Arc::new(
+            SqliteRecordStore::open_in_dir(dir.path())
+                .await
+                .expect("records store"),
+        );
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_800_000_000));
+        let auditor = Auditor::new(
+            Some(audit.clone() as Arc<dyn AuditSink>),
+            clock.clone(),
+            voxguard_server::Metrics::new(),
+            None,
+            None,
+        );
+        let config = RecordsConfig::new(store, KEY, None).expect("config");
+        let records = Records::with_auditor(config, auditor.clone(), Compliance::NONE, None);
+        // The cheapest argon2 parameters: these tests count checks, they do not time them.
+        let vault = PinVault::with_params(8, 1, 1).expect("vault");
+        let api = RecordsApi::new(
+            records.clone(),
+            vault,
+            Hashers::per_core(),
+            Arc::new(AuthEvents::new(auditor)),
+            clock,
+        );
+        Self {
+            _dir: dir,
+            audit,
+            records,
+            api,
+        }
+    }
+
+    /// A new operator with `role` and a bearer token; returns the `Authorization` value.
+    async fn operator(&self, name: &str, role: &str) -> String {
+        let (_, token) = self
+            .records
+            .add_operator(&Actor::cli("test"), name, role, false)
+            .await
+            .expect("operator added");
+        format!("Bearer {}", token.as_str())
+    }
+
+    async fn send(&self, auth: &str, method: &str, path: &str, query: &[(&str, &str)]) -> Reply {
+        self.send_from(
+            auth,
+            method,
+            path,
+            query,
+            "127.0.0.1:4000".parse().expect("addr"),
+        )
+        .await
+    }
+
+    async fn send_from(
+        &self,
+        auth: &str,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        client: SocketAddr,
+    ) -> Reply {
+        self.api
+            .handle(OperatorRequest {
+                request_id: "reqtest".into(),
+                client,
+                method: method.into(),
+                path: path.into(),
+                query: query
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                authorization: Some(auth.to_string()),
+                platform_credentials: false,
+                body: None,
+            })
+            .await
+    }
+
+    /// The whole audit trail as text.
+    async fn trail(&self) -> String {
+        self.audit
+            .records(0)
+            .await
+            .expect("audit read back")
+            .iter()
+            .map(|r| serde_json::to_string(&r.event).expect("event json"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn error(reply: &Reply) -> &str {
+    reply.body["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_a_record_id_is_never_written_to_the_audit_trail() {
+    let h = Harness::new().await;
+    let auditor = h.operator("aud", "auditor").await;
+    let supervisor = h.operator("sup", "supervisor").await;
+    let long = "z".repeat(5000);
+    // Where the id of a record belongs, an operator can type anything: a card number, a
+    // patient's id, a date of birth, kilobytes of text.
+    for (auth, method, path) in [
+        (&auditor, "GET", "/4111111111111111"),
+        (&auditor, "GET", "/Maria%201984-03-12/export"),
+        (&supervisor, "DELETE", "/pat_001"),
+        (&auditor, "GET", &format!("/{long}") as &str),
+    ] {
+        let reply = h.send(auth, method, path, &[("purpose", "audit")]).await;
+        assert_eq!(
+            (reply.status, error(&reply)),
+            (404, "record_not_found"),
+            "{method} {path}: {}",
+            reply.body
+        );
+    }
+    let trail = h.trail().await;
+    for leaked in ["4111111111111111", "1984-03-12", "pat_001", "zzzzzzzz"] {
+        assert!(
+            !trail.contains(leaked),
+            "{leaked} in the audit trail:\n{trail}"
+        );
+    }
+    // A real record id is still refused by role, and that refusal is on record.
+    let meta = h
+        .records
+        .store(
+            "clinic",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!({"s": "x"}),
+        )
+        .await
+        .expect("stored");
+    let reply = h
+        .send(
+            &auditor,
+            "GET",
+            &format!("/{}", meta.id),
+            &[("purpose", "audit")],
+        )
+        .await;
+    assert_eq!((reply.status, error(&reply)), (403, "access_denied"));
+    let last = h
+        .audit
+        .records(0)
+        .await
+        .expect("trail")
+        .pop()
+        .expect("an event");
+    assert_eq!(last.event.record.as_deref(), Some(meta.id.as_str()));
+    let _: Value = reply.body;
+}
+
+#[tokio::test]
+async fn password_checks_are_capped_for_all_sources_together() {
+    let h = Harness::new().await;
+    let bearer = h.operator("comp", "compliance").await;
+    // One wrong login from each of many addresses (a botnet, or one host's IPv6 /48): each
+    // address stays under its own limit, yet every attempt would cost an argon2 check on the
+    // workers that also verify callers.
+    let mut checked = 0;
+    let mut limited = 0;
+    for i in 0..(LOGINS_PER_MIN_TOTAL + 80) {
+        let client: SocketAddr = format!("10.0.{}.{}:5000", i / 250, i % 250 + 1)
+            .parse()
+            .expect("addr");
+        let reply = h.send_from(GHOST_LOGIN, "GET", "", &[], client).await;
+        match error(&reply) {
+            "operator_auth_invalid" => checked += 1,
+            "rate_limited" => limited += 1,
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    assert_eq!(
+        checked, LOGINS_PER_MIN_TOTAL,
+        "password checks in one minute"
+    );
+    assert_eq!(limited, 80);
+    // Bearer tokens cost no password check and are not limited.
+    let reply = h.send(&bearer, "GET", "", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
