@@ -1970,11 +1970,18 @@ async fn bank_agent_binary_in_production_needs_a_token_key() {
     let stderr = bank_agent_production_failure(&vars).await;
     assert!(stderr.contains("VOXGUARD_AUDIT_KEY"), "stderr: {stderr}");
 
-    // Strong credentials and both keys: it starts, serves, and stops cleanly.
+    // With the audit key but no records key, production refuses too: its conversation
+    // records would have no key to be encrypted under.
     let audit_key = BASE64.encode([0x3c_u8; 32]);
+    vars.push(("VOXGUARD_AUDIT_KEY", audit_key.as_str()));
+    let stderr = bank_agent_production_failure(&vars).await;
+    assert!(stderr.contains("VOXGUARD_RECORDS_KEY"), "stderr: {stderr}");
+
+    // Strong credentials and every key: it starts, serves, and stops cleanly.
+    let records_key = BASE64.encode([0x6b_u8; 32]);
     vars.extend([
         ("VOXGUARD_ENV", "production"),
-        ("VOXGUARD_AUDIT_KEY", audit_key.as_str()),
+        ("VOXGUARD_RECORDS_KEY", records_key.as_str()),
     ]);
     let bank = start_bank_agent(&vars).await;
     let client = reqwest::Client::new();
