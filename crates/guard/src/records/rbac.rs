@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
-    /// List records' metadata (id, agent, call, masked subject, kind, dates, size) — no content.
+    /// List records' metadata (id, agent, call, subject, kind, dates, size) — no content. A
+    /// role without [`ReadContent`](Permission::ReadContent) sees subjects as pseudonyms.
     ListRecords,
     /// Read the audit trail of record access.
     ReadAudit,

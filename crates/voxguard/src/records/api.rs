@@ -359,10 +359,21 @@ impl RecordsApi {
             Err(refusal) => return Reply::from(refusal),
         };
         match self.records.list(actor, &filter).await {
-            Ok(records) => {
+            Ok(mut records) => {
                 let next = (records.len() as u32 == filter.limit.unwrap_or(100))
                     .then(|| records.last().map(|m| m.id.clone()))
                     .flatten();
+                // Minimum necessary: a role that may not read content (auditor) sees each
+                // subject as the pseudonym the audit trail uses, never the patient id.
+                if !self
+                    .records
+                    .roles()
+                    .allows(&actor.role, Permission::ReadContent)
+                {
+                    for meta in &mut records {
+                        meta.subject = self.records.subject_ref(&meta.subject);
+                    }
+                }
                 Reply::ok(json!({ "records": records, "next": next }))
             }
             Err(error) => failure(error),

@@ -1041,7 +1041,9 @@ fn redact_all_dates(value: &mut Value) {
 }
 
 /// Every date-shaped run masked (HIPAA identifiers): `1984-03-12`, `03/12/1984`, `12.03.84`,
-/// `March 12, 1984`, `12 March 1984`.
+/// `March 12, 1984`, `12 March 1984` — and the last four digits the default redaction keeps of
+/// an SSN or a phone number (`***-**-6789`, `***-***-4567`): under HIPAA an SSN's last four is
+/// often the very verification answer.
 fn redact_dates(text: &str) -> String {
     static DATES: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
     let pattern = DATES.get_or_init(|| {
@@ -1050,7 +1052,8 @@ fn redact_dates(text: &str) -> String {
             \b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b
           | \b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b
           | \b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{2,4}\b
-          | \b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+\d{2,4}\b",
+          | \b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+\d{2,4}\b
+          | \*{3}-\*{2,3}-\d{4}\b",
         )
         .ok()
     });

@@ -187,12 +187,16 @@ async fn hipaa_mode_also_masks_every_date() {
     let h = Harness::new().await;
     let plain = h.records();
     let hipaa = h.records_with(KEY_A, None, Compliance::HIPAA);
-    let text = "Born 1984-03-12, seen on March 12, 1984 and 03/12/1984; balance $150.00.";
+    let text = "Born 1984-03-12, seen on March 12, 1984 and 03/12/1984; SSN 123-45-6789, phone (555) 123-4567; balance $150.00.";
     assert!(plain.redact_text(text).contains("March 12, 1984"));
     let strict = hipaa.redact_text(text);
-    for date in ["1984-03-12", "March 12, 1984", "03/12/1984"] {
+    for date in ["1984-03-12", "March 12, 1984", "03/12/1984", "6789", "4567"] {
         assert!(!strict.contains(date), "{strict}");
     }
+    assert!(
+        plain.redact_text(text).contains("***-**-6789"),
+        "the default keeps the last four"
+    );
     assert!(strict.contains("$150.00"), "amounts stay: {strict}");
 }
 

@@ -219,3 +219,33 @@ async fn password_checks_are_capped_for_all_sources_together() {
     let reply = h.send(&bearer, "GET", "", &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn an_auditor_lists_subjects_as_pseudonyms_and_a_supervisor_sees_them() {
+    let h = Harness::new().await;
+    h.records
+        .store(
+            "clinic",
+            "call-1",
+            Some("pat_001"),
+            RecordKind::Summary,
+            &json!("x"),
+        )
+        .await
+        .expect("stored");
+    let auditor = h.operator("aud", "auditor").await;
+    let supervisor = h.operator("sup", "supervisor").await;
+    let listed = h.send(&auditor, "GET", "", &[("subject", "pat_001")]).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let subject = listed.body["records"][0]["subject"]
+        .as_str()
+        .expect("a record");
+    assert_eq!(subject, h.records.subject_ref("pat_001"));
+    assert!(
+        !listed.body.to_string().contains("pat_001"),
+        "{}",
+        listed.body
+    );
+    let listed = h.send(&supervisor, "GET", "", &[]).await;
+    assert_eq!(listed.body["records"][0]["subject"], "pat_001");
+}
