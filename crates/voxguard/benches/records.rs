@@ -24,7 +24,7 @@
 //! expire the calls' function tokens and sessions, so the old records are written with creation
 //! dates 400 days in the past instead.
 //!
-//! Run with `cargo bench -p voxguard --bench records` (about 2–3 minutes once compiled);
+//! Run with `cargo bench -p voxguard --bench records` (about 80 s once compiled);
 //! `RECORDS_BENCH_QUICK=1` runs a smaller smoke version. Figures go to `BENCHMARKS.md`. This
 //! bench must not assert on timings: it only checks that each step did what it claims.
 #![forbid(unsafe_code)]
@@ -315,11 +315,11 @@ async fn records_service(scale: &Scale, table: &mut Table) -> BenchResult<()> {
     let subject = "pat_bench_0001";
     let n = scale.subject_calls * RECORDS_PER_CALL;
     // The first record through the service makes the subject's data key; the rest are
-    // written directly, as old calls of the same subject.
+    // written directly, as old calls of the same subject (the first of them is the same call).
     records
         .store(
             AGENT,
-            "call-subj-first",
+            "call-subj-000000",
             Some(subject),
             RecordKind::Summary,
             &json!({"s": 1}),
