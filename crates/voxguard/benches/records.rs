@@ -24,7 +24,7 @@
 //! expire the calls' function tokens and sessions, so the old records are written with creation
 //! dates 400 days in the past instead.
 //!
-//! Run with `cargo bench -p voxguard --bench records` (about 80 s once compiled);
+//! Run with `cargo bench -p voxguard --bench records` (about 90 s once compiled);
 //! `RECORDS_BENCH_QUICK=1` runs a smaller smoke version. Figures go to `BENCHMARKS.md`. This
 //! bench must not assert on timings: it only checks that each step did what it claims.
 #![forbid(unsafe_code)]
