@@ -58,8 +58,9 @@ pub const DEFAULT_PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// The audit reason of an access that failed because a record did not decrypt.
 const UNREADABLE: &str = "record_unreadable";
 
-/// Rows deleted per purge transaction, so a large purge never holds the write lock long.
-const PURGE_BATCH: u32 = 500;
+/// Rows deleted per purge transaction, so a large purge never holds the write lock long: with
+/// the store's write queue, the call path's writes wait at most one batch (BENCHMARKS.md).
+const PURGE_BATCH: u32 = 100;
 
 /// Whether `id` has the shape of a record id (`rec_` + 26 lowercase letters). What an operator
 /// types where a record id belongs is written to the audit trail only when it has this shape:
