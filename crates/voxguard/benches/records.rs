@@ -144,7 +144,9 @@ async fn records_service(scale: &Scale, table: &mut Table) -> BenchResult<()> {
     .with_cleanup(
         sessions.clone(),
         sessions,
-        vec![(AGENT.to_string(), SecretKey::from_bytes(vec![9; 32])?)],
+        Some(&voxguard::guard::KeyRing::new(SecretKey::from_bytes(
+            vec![9; 32],
+        )?)),
     );
     let transcript = Arc::new(transcript());
     let json_len = transcript.to_string().len();
