@@ -19,4 +19,5 @@ mod knowledge_verification;
 mod log_redaction;
 mod metrics;
 mod policies;
+mod records_api;
 mod swaig_pipeline;
