@@ -1268,9 +1268,9 @@ async fn an_anonymous_request_for_a_subject_never_writes_the_subject_id_to_the_t
     );
 }
 
-/// The auditor role is documented as "record metadata … no content" and its list permission
-/// as "id, agent, call, masked subject, kind, dates, size": the listing must not name patients.
-#[ignore = "bug: GET /records serializes RecordMeta.subject in clear; rbac.rs documents list_records as \"masked subject\""]
+/// `Permission::ListRecords` is documented (guard/records/rbac.rs) as "id, agent, call, masked
+/// subject, kind, dates, size": by that contract an auditor's listing must not name patients.
+#[ignore = "open: guard/records/rbac.rs documents list_records as \"masked subject\" but GET /records returns RecordMeta.subject in clear (docs/records.md on main now documents the clear id); one of the two is wrong"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditors_listing_shows_masked_subjects() {
     let kit = RecordsKit::new().await;
@@ -1286,4 +1286,97 @@ async fn an_auditors_listing_shows_masked_subjects() {
         "the auditor sees patient ids: {text}"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_rate_limited_per_source_and_tokens_still_work() {
+    let kit = RecordsKit::new().await;
+    let token = kit.token("cleo.compliance", "compliance").await;
+    let password = kit.password("pat.basic", "supervisor").await;
+    let server = server(&kit, Arc::default()).await;
+    // A first good login is remembered: it keeps working while guessing is throttled.
+    let good = Auth::Basic("pat.basic", &password);
+    let reply = operator_request(&server, Method::GET, "/records", good, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let mut limited = None;
+    for attempt in 0..30 {
+        let guess = format!("guess-{attempt}");
+        let reply = operator_request(
+            &server,
+            Method::GET,
+            "/records",
+            Auth::Basic("pat.basic", &guess),
+            None,
+        )
+        .await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(reply.body["error"], "rate_limited", "{:?}", reply.body);
+            limited = Some(attempt);
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+        assert_eq!(reply.body["error"], "operator_auth_invalid");
+    }
+    let limited = limited.expect("password guessing is throttled");
+    assert!(limited <= 20, "throttled after {limited} guesses");
+    // Throttled: even the right password needs no argon2 run when it is cached...
+    let reply = operator_request(&server, Method::GET, "/records", good, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    // ...and tokens never touch the password limiter.
+    let reply =
+        operator_request(&server, Method::GET, "/records", Auth::Bearer(&token), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    server.stop().await;
+}
+
+/// "The last admin cannot be removed or demoted" must hold when two admins remove each other
+/// at the same moment: the check and the removal are separate statements.
+#[ignore = "bug: records/operators.rs remove_operator/set_operator_role check count_operators_with_role and then remove in separate statements (no transaction): two admins removing each other concurrently both get 200 and no admin is left"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_removing_each_other_at_once_never_leave_no_admin() {
+    let kit = RecordsKit::new().await;
+    let server = Arc::new(server(&kit, Arc::default()).await);
+    for round in 0..15 {
+        let a = format!("admin-a{round}");
+        let b = format!("admin-b{round}");
+        let token_a = kit.token(&a, "admin").await;
+        let token_b = kit.token(&b, "admin").await;
+        // Every round starts from exactly these two admins.
+        let (path_a, path_b) = (
+            format!("/records/operators/{b}"),
+            format!("/records/operators/{a}"),
+        );
+        let (ra, rb) = tokio::join!(
+            operator_request(
+                &server,
+                Method::DELETE,
+                &path_a,
+                Auth::Bearer(&token_a),
+                None
+            ),
+            operator_request(
+                &server,
+                Method::DELETE,
+                &path_b,
+                Auth::Bearer(&token_b),
+                None
+            ),
+        );
+        let admins = kit
+            .records
+            .backend()
+            .count_operators_with_role("admin")
+            .await
+            .expect("count");
+        assert!(
+            admins >= 1,
+            "round {round}: no admin left ({} and {})",
+            ra.status,
+            rb.status
+        );
+        // Reset: remove whoever is left, through the library (bypassing the API's rule).
+        for name in [&a, &b] {
+            let _ = kit.records.backend().remove_operator(name).await;
+        }
+    }
 }
