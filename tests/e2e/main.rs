@@ -14,6 +14,7 @@ mod bank_agent;
 mod bench_agent;
 mod bounded_state;
 mod crash_durability;
+mod hipaa;
 mod http_surface;
 mod knowledge_verification;
 mod log_redaction;
