@@ -13,6 +13,7 @@ mod audit_trail;
 mod bank_agent;
 mod bench_agent;
 mod bounded_state;
+mod clinic_agent;
 mod crash_durability;
 mod hipaa;
 mod http_surface;
