@@ -22,4 +22,5 @@ mod log_redaction;
 mod metrics;
 mod policies;
 mod records_api;
+mod records_deletion;
 mod swaig_pipeline;
