@@ -23,4 +23,5 @@ mod metrics;
 mod policies;
 mod records_api;
 mod records_deletion;
+mod records_retention;
 mod swaig_pipeline;
