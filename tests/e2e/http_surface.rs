@@ -1970,11 +1970,18 @@ async fn bank_agent_binary_in_production_needs_a_token_key() {
     let stderr = bank_agent_production_failure(&vars).await;
     assert!(stderr.contains("VOXGUARD_AUDIT_KEY"), "stderr: {stderr}");
 
-    // Strong credentials and both keys: it starts, serves, and stops cleanly.
+    // With both keys but no records key, production still refuses: the bank agent keeps
+    // conversation records (issue 10), and production never generates their key.
     let audit_key = BASE64.encode([0x3c_u8; 32]);
+    vars.push(("VOXGUARD_AUDIT_KEY", audit_key.as_str()));
+    let stderr = bank_agent_production_failure(&vars).await;
+    assert!(stderr.contains("VOXGUARD_RECORDS_KEY"), "stderr: {stderr}");
+
+    // Strong credentials and all three keys: it starts, serves, and stops cleanly.
+    let records_key = BASE64.encode([0x7e_u8; 32]);
     vars.extend([
         ("VOXGUARD_ENV", "production"),
-        ("VOXGUARD_AUDIT_KEY", audit_key.as_str()),
+        ("VOXGUARD_RECORDS_KEY", records_key.as_str()),
     ]);
     let bank = start_bank_agent(&vars).await;
     let client = reqwest::Client::new();
