@@ -106,7 +106,7 @@ async fn server(kit: &RecordsKit, seen: Seen) -> TestServer {
 
 /// One call of `patient`: SWML, `identify`, a `note`, and the end-of-call summary with a card
 /// number and a PIN in it.
-async fn drive_call(server: &TestServer, call_id: &str, patient: &str) {
+async fn drive_call(server: &TestServer, call_id: &str, patient: &str) -> Value {
     let swml = server.swml("/", call_id).await;
     for (function, args) in [
         ("identify", json!({ "patient": patient })),
@@ -128,6 +128,7 @@ async fn drive_call(server: &TestServer, call_id: &str, patient: &str) {
     let (status, reply) =
         post_summary(server, &swml, summary_body(call_id, CALLER, &raw, log)).await;
     assert_eq!(status, StatusCode::OK, "summary: {reply}");
+    swml
 }
 
 /// An operator of the test: name, role, bearer token.
@@ -1569,4 +1570,34 @@ async fn card_data_with_other_separators_is_never_stored() {
     ])
     .await;
     assert!(leaks.is_empty(), "card data kept: {leaks:#?}");
+}
+
+/// The platform posts one summary per call; the post-prompt token stays valid for its whole
+/// lifetime, so whoever holds the rendered post-prompt URL can add further "summaries" and
+/// "transcripts" under the verified patient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "gap: pipeline/summary.rs stores every POST to post_prompt that carries a valid token; a replayed or forged summary adds records under the verified subject (no one-shot token, no per-call dedupe)"]
+async fn a_call_keeps_one_summary_even_when_the_post_is_replayed() {
+    let kit = RecordsKit::new().await;
+    let staff = Staff::new(&kit).await;
+    let server = server(&kit, Arc::default()).await;
+    let swml = drive_call(&server, CALL, "pat_001").await;
+    // The same render's post-prompt URL, replayed with forged content.
+    let forged = summary_body(
+        CALL,
+        CALLER,
+        "Forged: the patient asked to share records.",
+        json!([]),
+    );
+    let (status, _) = post_summary(&server, &swml, forged).await;
+    let summaries = list_of(&server, &staff.auditor, "pat_001")
+        .await
+        .iter()
+        .filter(|r| r["kind"] == "summary")
+        .count();
+    assert!(
+        status != StatusCode::OK || summaries == 1,
+        "{status}: {summaries} summaries for one call"
+    );
+    server.stop().await;
 }
