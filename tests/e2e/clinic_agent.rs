@@ -2,6 +2,9 @@
 //! bank agent: knowledge-based verification with a lockout that outlives the call, PHI tools
 //! that answer only the verified patient, HIPAA SWML, and the call's summary and transcript
 //! stored under the verified patient, listed and read through the operator API.
+//!
+//! It must not link the example in-process: the agent runs as the binary operators run, with
+//! its documented environment, and operators are added to its records database beforehand.
 
 use crate::util::{
     clinic_operators, start_clinic_agent, swml_schema_path, ClinicAgent, ClinicCall,

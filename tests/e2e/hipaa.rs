@@ -3,6 +3,9 @@
 //! (`recording_blocked`, audited), what it renders (no `record_call`, a "Privacy" prompt section,
 //! still valid against the official SWML schema), and what it stores (every date masked in
 //! summaries, transcripts and tool logs, on top of the identifiers every mode masks).
+//!
+//! It must not configure HIPAA behaviour by hand: every guarantee comes from `.compliance(…)` on
+//! the agent or the runtime, and refusals are checked through the public error types and HTTP.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,6 +4,9 @@
 //! id, phone number, date of birth, name or a phrase of their transcript; the subject's wrapped
 //! data key is gone; the audit trail keeps a tombstone without personal data and still
 //! verifies; and another patient's records are untouched.
+//!
+//! It must not help the deletion along: the only write after the flow is the operator's
+//! `DELETE`, and the scan reads raw bytes of every file rather than asking the stores.
 
 use std::path::Path;
 

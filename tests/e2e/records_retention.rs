@@ -1,6 +1,9 @@
 //! Retention over HTTP with a manual clock: a record past its kind's retention reads as gone at
 //! once (before any purge), and the purge that runs at start deletes it and writes one
 //! `records_purged` event with counts per kind only.
+//!
+//! It must not wait for wall-clock time: expiry is driven by a `ManualClock`, and the purge is
+//! observed through the audit trail.
 
 use std::sync::Arc;
 use std::time::Duration;

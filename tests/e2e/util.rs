@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end modules: the reference test kit (`src/lib.rs`), plus the
-//! counting tools several modules use to prove whether a handler ran.
+//! counting tools several modules use to prove whether a handler ran, the records kit (a data
+//! directory with records, audit trail and operators, and an HTTP client for `/records`), and
+//! the reference clinic agent as a child process. Helpers must not assert product behaviour
+//! beyond what they need to run (the tests do that).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
