@@ -249,7 +249,6 @@ async fn a_verified_patient_hears_their_appointment_and_the_summary_is_stored_un
 /// The last four digits of the SSN are the clinic's verification answer: a transcript that
 /// carries them hands whoever may read transcripts the means to pass as the patient.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the redactor used by records/mod.rs redact_text keeps SSN last four (`***-**-6789`, and a bare `6789` said as \"the last four of my social\"): the clinic's verification answer is stored in transcripts readable by every supervisor"]
 async fn the_verification_answers_never_reach_a_stored_transcript() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = clinic_operators(dir.path(), &[("cleo.compliance", "compliance")]).await;

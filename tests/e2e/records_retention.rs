@@ -171,7 +171,6 @@ async fn an_expired_record_is_gone_at_once_and_the_purge_at_start_deletes_it_wit
 /// A record past its retention reads as 404 "never stored, expired, or deleted"; the listing
 /// should not keep offering it until the next purge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: records/mod.rs Records::list does not filter expires_at <= now (read and export_subject do): until the next purge (hourly by default) GET /records lists records that GET /records/{id} answers 404"]
 async fn the_listing_agrees_with_reads_about_expired_records() {
     let kit = RecordsKit::new().await;
     let token = kit.token("cleo.compliance", "compliance").await;

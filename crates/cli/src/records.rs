@@ -222,6 +222,7 @@ async fn execute(
                 to: args.to,
                 limit: Some(args.limit),
                 after: args.after.clone(),
+                ..RecordFilter::default()
             };
             let page = records.list(actor, &filter).await?;
             Ok(Zeroizing::new(render_list(&page, args.limit, json)))

@@ -95,6 +95,9 @@ pub struct RecordFilter {
     pub limit: Option<u32>,
     /// Paging cursor: the id of the last record already seen.
     pub after: Option<String>,
+    /// Only records still within their retention at this instant (`expires_at` after it):
+    /// what a reader sees, whether or not the purge has run yet.
+    pub live_at: Option<u64>,
 }
 
 impl RecordFilter {

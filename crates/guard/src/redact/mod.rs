@@ -211,8 +211,10 @@ const SEP: &str = r#"\s*\\?["']?\s*(?:(?:[:=#]|(?i-u:is|was))\s*\\?["']?\s*)?"#;
 /// Month names and their abbreviations, for dates of birth written out.
 const MONTH: &str = r"(?i-u:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
 
-/// A maximal run of at least 13 digits, with single spaces or dashes allowed between digits.
-const CARD_RUN: &str = r"[0-9](?:[ -]?[0-9]){12,}";
+/// A maximal run of at least 13 digits, with a separator allowed between digits: one space,
+/// dash, dot or slash, two spaces, or a dash, dot or slash with a space on either side
+/// (`4111 1111 …`, `4111.1111.…`, `4111/1111/…`, `4111 - 1111 - …`, `4111  1111  …`).
+const CARD_RUN: &str = r"[0-9](?:(?:[ ./-]| ?[./-] ?|  )?[0-9]){12,}";
 
 /// An SSN by shape: `123-45-6789` or `123 45 6789`.
 const SSN_SHAPE: &str = r"(?-u:\b)[0-9]{3}[ -][0-9]{2}[ -][0-9]{4}(?-u:\b)";

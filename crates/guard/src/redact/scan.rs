@@ -144,7 +144,7 @@ pub(super) fn next_char(text: &str, i: usize) -> usize {
         .map_or(i + 1, |c| i + c.len_utf8())
 }
 
-/// Numeric islands: digits joined by separators of one or two bytes (` `, `-`, `.`, `/`, `(`,
+/// Numeric islands: digits joined by separators of one to three bytes (` `, `-`, `.`, `/`, `(`,
 /// `)`, `+`), with a leading `+` or `(`. Every card number, SSN and phone number lies inside
 /// one island, as `(start, end, digit count)`.
 pub(super) struct NumericIslands<'a> {
@@ -175,7 +175,7 @@ impl Iterator for NumericIslands<'_> {
                 digits += 1;
             }
             let mut next = end;
-            while next < bytes.len() && next - end < 2 && is_island_separator(bytes[next]) {
+            while next < bytes.len() && next - end < 3 && is_island_separator(bytes[next]) {
                 next += 1;
             }
             if next > end && bytes.get(next).is_some_and(u8::is_ascii_digit) {

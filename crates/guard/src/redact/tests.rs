@@ -771,3 +771,29 @@ fn bounded_redaction_cuts_before_redacting_and_marks_the_cut() {
     assert_eq!(clip("ééé", 3), ("é", 4));
     assert_eq!(clip("abc", 3), ("abc", 0));
 }
+
+#[test]
+fn cards_grouped_with_dots_slashes_spaced_dashes_or_double_spaces_are_masked() {
+    let r = Redactor::new();
+    for card in [
+        "4111.1111.1111.1111",
+        "4111/1111/1111/1111",
+        "4111 - 1111 - 1111 - 1111",
+        "4111  1111  1111  1111",
+        "4111 / 1111 / 1111 / 1111",
+    ] {
+        let text = format!("my card is {card} thanks");
+        let out = r.redact_text(&text);
+        assert!(!out.contains("4111"), "{card}: {out}");
+        assert!(out.contains("****1111"), "{card}: {out}");
+    }
+    // Not cards: amounts, versions, short dotted numbers and a Luhn-invalid run stay.
+    for kept in [
+        "total 1,250.75 due",
+        "version 1.2.3.4",
+        "ref 1234.5678.9012",
+        "4111.1111.1111.1112",
+    ] {
+        assert_eq!(r.redact_text(kept), kept);
+    }
+}

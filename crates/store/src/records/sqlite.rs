@@ -499,6 +499,9 @@ impl RecordStore for SqliteRecordStore {
         if let Some(to) = filter.to {
             query.push(" AND created_at <= ").push_bind(to_i64(to));
         }
+        if let Some(live_at) = filter.live_at {
+            query.push(" AND expires_at > ").push_bind(to_i64(live_at));
+        }
         if let Some((created_at, id)) = cursor {
             query
                 .push(" AND (created_at, id) > (")

@@ -293,11 +293,25 @@ impl Pipeline {
             PUBLIC_SCOPE.to_string()
         };
         // Per-argument work starts only now: a token-refused request is recorded in O(1).
+        // Under HIPAA every argument of a PHI tool is masked: the trail is append-only and
+        // outlives a patient's deletion, so it keeps the argument names, never their values.
+        let phi_fields: Vec<String>;
+        let sensitive = if tool.policy.phi && self.compliance.hipaa() {
+            phi_fields = tool
+                .schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|props| props.keys().cloned().collect())
+                .unwrap_or_default();
+            &phi_fields
+        } else {
+            &tool.policy.sensitive_args
+        };
         trail.arguments = Some(bounds::audited_arguments(
             &self.services.auditor,
             &tool.schema,
             &request.arguments(),
-            &tool.policy.sensitive_args,
+            sensitive,
         ));
         check_call_id(call_id)?;
         if tool.secure {

@@ -20,6 +20,9 @@ use super::{
 use crate::agent::POST_PROMPT_FUNCTION;
 use crate::records::RecordKind;
 
+/// Session key marking that this render's summary was received (runtime-internal).
+const SUMMARY_TAKEN_KEY: &str = "__vg.summary_taken";
+
 impl Pipeline {
     /// Handle `POST {route}/post_prompt`.
     pub(crate) async fn summary(&self, info: &RequestInfo, body: Value) -> Reply {
@@ -70,9 +73,26 @@ impl Pipeline {
             .context(info, &call_id, &render)
             .with_caller(caller, None)
             .with_global_data(request.global_data.clone().unwrap_or_default());
+        let fail = |error: String| failed(agent.name(), POST_PROMPT_FUNCTION, &call_id, &error);
+        // One summary per render: a replay of the render's post-prompt URL (its token is valid
+        // for the token's lifetime) is acknowledged but neither stored nor handed on. Two
+        // posts racing within the same instant can both pass; a replay later cannot.
+        let session = ctx.session();
+        if session
+            .flag(SUMMARY_TAKEN_KEY)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+        {
+            return Ok(Verdict::Answered(
+                json!({ "response": "Summary already received." }),
+            ));
+        }
+        session
+            .set(SUMMARY_TAKEN_KEY, &true)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let request = self.redacted_summary(request);
         if let Some(records) = &self.services.records {
-            let fail = |error: String| failed(agent.name(), POST_PROMPT_FUNCTION, &call_id, &error);
             let subject = ctx.subject().await.map_err(|e| fail(e.to_string()))?;
             let summary = request.post_prompt_data.clone().map(Value::Object);
             let transcript = request.call_log.clone().map(Value::Array);

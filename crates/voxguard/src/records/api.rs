@@ -656,6 +656,7 @@ fn filter_from(request: &OperatorRequest) -> Result<RecordFilter, Refusal> {
         to: time("to")?,
         limit,
         after,
+        live_at: None,
     })
 }
 

@@ -687,7 +687,12 @@ impl Records {
         }));
         // Audited before the data leaves: an access that cannot be recorded does not happen.
         self.write(event).await?;
-        Ok(self.inner.config.store.list_records(filter).await?)
+        // Past retention is as good as purged, whether or not the purge has run yet.
+        let live = RecordFilter {
+            live_at: Some(self.inner.clock.now_unix()),
+            ..filter.clone()
+        };
+        Ok(self.inner.config.store.list_records(&live).await?)
     }
 
     async fn fetch(&self, id: &str) -> Result<StoredRecord, RecordsError> {
@@ -1031,38 +1036,70 @@ fn new_record_id() -> String {
     format!("rec_{tail}")
 }
 
-/// Every date-shaped run in every string of `value` masked.
+/// Every date-shaped run and identifier remnant in every string of `value` masked — object
+/// keys included (`{"visits": {"2026-12-03": …}}`): a key that changes is renamed, numbered
+/// when two would collide.
 fn redact_all_dates(value: &mut Value) {
     match value {
         Value::String(text) => *text = redact_dates(text),
         Value::Array(items) => items.iter_mut().for_each(redact_all_dates),
-        Value::Object(map) => map.values_mut().for_each(redact_all_dates),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut child) in entries {
+                redact_all_dates(&mut child);
+                let mut key = redact_dates(&key);
+                let mut n = 2;
+                while map.contains_key(&key) {
+                    key = format!("{} {n}", redact_dates(&key));
+                    n += 1;
+                }
+                map.insert(key, child);
+            }
+        }
         _ => {}
     }
 }
 
-/// Every date-shaped run masked (HIPAA identifiers): `1984-03-12`, `03/12/1984`, `12.03.84`,
-/// `March 12, 1984`, `12 March 1984` — and the last four digits the default redaction keeps of
-/// an SSN or a phone number (`***-**-6789`, `***-***-4567`): under HIPAA an SSN's last four is
-/// often the very verification answer.
+/// The month names of written-out dates.
+const MONTHS: &str = "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?";
+
+/// HIPAA's extra masking of free text:
+/// - every date, in any of `1984-03-12`, `2026-12-03T10:30:00Z`, `03/12/1984`, `12.03.84`,
+///   `19840312`, `March 12, 1984`, `12 March 1984`, `12-Mar-1984`;
+/// - the last four digits the default redaction keeps of an SSN or a phone number
+///   (`***-**-6789`, `***-***-4567`): an SSN's last four is often the verification answer;
+/// - four digits said after "SSN", "social (security)" or "last four" ("the last four of my
+///   social are 6789").
 fn redact_dates(text: &str) -> String {
-    static DATES: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    let pattern = DATES.get_or_init(|| {
-        regex::Regex::new(
+    static PATTERNS: std::sync::OnceLock<Option<(regex::Regex, regex::Regex)>> =
+        std::sync::OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        let dates = regex::Regex::new(&format!(
             r"(?ix)
-            \b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b
-          | \b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b
-          | \b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{2,4}\b
-          | \b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+\d{2,4}\b
-          | \*{3}-\*{2,3}-\d{4}\b",
+            \b\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}(?:[t\ ]\d{{1,2}}:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?(?:z|[+-]\d{{2}}:?\d{{2}})?)?
+          | \b\d{{1,2}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}\b
+          | \b(?:19|20)\d{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b
+          | \b(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b
+          | \b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{MONTHS})\.?,?\s+\d{{2,4}}\b
+          | \b\d{{1,2}}[-/.\ ](?:{MONTHS})\.?[-/.\ ]\d{{2,4}}\b
+          | \*{{3}}-\*{{2,3}}-\d{{4}}\b"
+        ))
+        .ok()?;
+        let said = regex::Regex::new(
+            r"(?i)\b(ssn|social(?:\s+security)?(?:\s+number)?|last\s+(?:four|4)(?:\s+digits)?)\b([^\d
+]{0,40}?)\b\d{4}\b",
         )
-        .ok()
+        .ok()?;
+        Some((dates, said))
     });
-    match pattern {
-        Some(pattern) => pattern
-            .replace_all(text, voxguard_guard::REDACTED)
-            .into_owned(),
-        // Fail closed: a pattern that did not compile masks the whole text.
+    match patterns {
+        Some((dates, said)) => {
+            let spoken = said.replace_all(text, "${1}${2}[REDACTED]");
+            dates
+                .replace_all(&spoken, voxguard_guard::REDACTED)
+                .into_owned()
+        }
+        // Fail closed: patterns that did not compile mask the whole text.
         None => voxguard_guard::REDACTED.to_string(),
     }
 }
