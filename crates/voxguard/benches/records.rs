@@ -459,7 +459,7 @@ fn purge_under_load(rt: &TokioRuntime, scale: &Scale) -> BenchResult<()> {
     std::thread::sleep(scale.before);
     eprintln!("3. purging");
     // `RECORDS_BENCH_PURGE_BATCH=N` purges through the store with N rows per transaction
-    // instead of `Records::purge` (500), to see what the batch size changes.
+    // instead of `Records::purge` (`PURGE_BATCH`), to see what the batch size changes.
     let batch: Option<u32> = match std::env::var("RECORDS_BENCH_PURGE_BATCH") {
         Ok(v) => Some(v.parse()?),
         Err(_) => None,
@@ -488,7 +488,7 @@ fn purge_under_load(rt: &TokioRuntime, scale: &Scale) -> BenchResult<()> {
 
     let took = purge_end - purge_start;
     let (how, batch) = match batch {
-        None => ("`Records::purge`", 500),
+        None => ("`Records::purge`", voxguard::records::PURGE_BATCH),
         Some(batch) => ("`RecordStore::purge_expired_records`", batch),
     };
     println!(

@@ -60,7 +60,7 @@ const UNREADABLE: &str = "record_unreadable";
 
 /// Rows deleted per purge transaction, so a large purge never holds the write lock long: with
 /// the store's write queue, the call path's writes wait at most one batch (BENCHMARKS.md).
-const PURGE_BATCH: u32 = 100;
+pub const PURGE_BATCH: u32 = 100;
 
 /// Whether `id` has the shape of a record id (`rec_` + 26 lowercase letters). What an operator
 /// types where a record id belongs is written to the audit trail only when it has this shape:
