@@ -571,6 +571,24 @@ async fn every_endpoint_by_every_role_is_allowed_or_denied_as_documented_and_alw
         .expect("store")
         .is_some());
 
+    // GET /records/audit (read_audit): auditor only — the trail itself, paged.
+    for op in staff.all() {
+        let reply = send(&server, op, Method::GET, "/records/audit?from=1&limit=5").await;
+        if op.role == "auditor" {
+            assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+            let page = reply.body["records"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(page.len(), 5, "{:?}", reply.body);
+            assert_eq!(page[0]["seq"], 1);
+            assert_eq!(reply.body["next"], 6);
+            assert_allowed(&kit, &reply, op, "record_accessed", None, None, None).await;
+        } else {
+            assert_denied(&kit, &reply, op, None, None).await;
+        }
+    }
+
     // GET /records/operators (manage_operators): admin; never a hash.
     for op in staff.all() {
         let reply = send(&server, op, Method::GET, "/records/operators").await;

@@ -221,6 +221,13 @@ pub(super) fn card_edits(text: &str, start: usize, end: usize, edits: &mut Vec<E
     let mut first = 0;
     while first < groups.len() {
         let from = groups[first].0;
+        // A lone `0.` is a decimal's integer part (`0.4111…`), not the start of a card grouped
+        // with dots: no card number starts with 0 (ISO/IEC 7812).
+        if groups[first].1 - from == 1 && bytes[from] == b'0' && bytes.get(from + 1) == Some(&b'.')
+        {
+            first += 1;
+            continue;
+        }
         let mut luhn = LuhnSums::default();
         let mut best = None;
         for (last, &(a, b)) in groups.iter().enumerate().skip(first) {
