@@ -568,20 +568,21 @@ async fn records_are_listed_shown_and_exported_with_each_access_audited() {
         "{run:?}"
     );
 
-    // Pages: 6 records (2 expired ones included), 4 at a time.
-    let run = voxguard(dir, &["records", "list", "--limit", "4", "--json"]);
+    // Pages: 4 live records (the 2 expired ones are past retention: not listed, as good as
+    // purged), 3 at a time.
+    let run = voxguard(dir, &["records", "list", "--limit", "3", "--json"]);
     let first = run.json();
-    assert_eq!(first["records"].as_array().unwrap().len(), 4);
+    assert_eq!(first["records"].as_array().unwrap().len(), 3);
     let next = first["next"].as_str().unwrap().to_owned();
     let run = voxguard(
         dir,
         &[
-            "records", "list", "--limit", "4", "--after", &next, "--json",
+            "records", "list", "--limit", "3", "--after", &next, "--json",
         ],
     );
-    assert_eq!(run.json()["records"].as_array().unwrap().len(), 2);
+    assert_eq!(run.json()["records"].as_array().unwrap().len(), 1);
     assert_eq!(run.json()["next"], Value::Null);
-    let run = voxguard(dir, &["records", "list", "--limit", "4"]);
+    let run = voxguard(dir, &["records", "list", "--limit", "3"]);
     assert!(
         run.stdout.ends_with(&format!("add --after {next}\n")),
         "{run:?}"
@@ -590,9 +591,9 @@ async fn records_are_listed_shown_and_exported_with_each_access_audited() {
         &voxguard(dir, &["records", "list", "--after", "rec_nosuchrecord"]),
         "--after",
     );
-    // Times: the seeded expired rows were created in 1970; the others now.
+    // Times: the seeded expired rows were created in 1970 (and are not listed); the others now.
     let run = voxguard(dir, &["records", "list", "--to", "1970-01-01", "--json"]);
-    assert_eq!(run.json()["records"].as_array().unwrap().len(), 2);
+    assert_eq!(run.json()["records"].as_array().unwrap().len(), 0);
     let run = voxguard(dir, &["records", "list", "--from", "2000-01-01", "--json"]);
     assert_eq!(run.json()["records"].as_array().unwrap().len(), 4);
     for bad in [
@@ -781,8 +782,9 @@ async fn purge_dry_run_counts_and_purge_deletes_only_expired_records() {
         run.stdout,
         "Dry run: 2 records past retention would be purged (summary 0, transcript 1, tool_log 1, recording 0, payment 0); nothing was deleted.\n"
     );
+    // Expired records are not listed even before the purge deletes them.
     let run = voxguard(dir, &["records", "list", "--json"]);
-    assert_eq!(run.json()["records"].as_array().unwrap().len(), 6);
+    assert_eq!(run.json()["records"].as_array().unwrap().len(), 4);
 
     let run = voxguard(dir, &["records", "purge", "--json"]);
     assert_ok(&run);
