@@ -2345,10 +2345,13 @@ async fn a_thousand_concurrent_requests_from_one_address_are_served_at_defaults(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_one_address_are_still_capped() {
     let runs = counter();
-    // The default header timeout (5 s) bounds both how long the silent connections are kept
-    // and how long a connection over the cap waits for a slot.
+    // The header timeout bounds both how long the silent connections are kept and how long a
+    // connection over the cap waits for a slot. It is raised from the default 5 s so that a
+    // loaded machine (other tests building and running beside this one) cannot let the
+    // silent connections time out before the fourth is probed.
     let server = TestServer::start(vec![root_agent(runs.clone())], |config| {
         config.max_connections_per_ip = 3;
+        config.header_read_timeout = Duration::from_secs(30);
     })
     .await;
     // Three silent connections fill the address's waiting slots.
