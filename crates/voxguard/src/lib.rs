@@ -37,6 +37,7 @@ mod context;
 mod hashers;
 mod limits;
 pub mod logging;
+pub mod payments;
 mod pipeline;
 pub mod records;
 mod render;
