@@ -65,7 +65,7 @@ pub use sanitize::{
     normalize, InjectionDetector, InjectionKind, InputGuard, InputRejection, DEFAULT_MAX_LEN,
 };
 pub use signature::{EmptySigningKey, SignatureError, SigningKey, SIGNATURE_HEADER};
-pub use token::{KeyRing, TokenError, TokenKey, DEFAULT_TOKEN_TTL};
+pub use token::{KeyRing, TokenClaims, TokenError, TokenKey, DEFAULT_TOKEN_TTL};
 pub use validate::{
     declared_path, max_length_at, platform_parameters, ArgError, ArgValidator, SchemaError,
 };

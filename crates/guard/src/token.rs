@@ -27,6 +27,15 @@ use crate::key::SecretKey;
 /// callers used before keys were unified. Its id is unchanged, so tokens minted before verify.
 pub type TokenKey = SecretKey;
 
+/// What a verified token was minted for (see [`KeyRing::claims_at`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The call.
+    pub call_id: String,
+    /// The session id (empty when minted without one).
+    pub session: String,
+}
+
 /// Default lifetime of a minted token: one hour.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
 
@@ -180,6 +189,39 @@ impl KeyRing {
         function: &str,
         now_unix: u64,
     ) -> Result<String, TokenError> {
+        let (token_call, token_function, session) = self.open_at(token, now_unix)?;
+        if token_call != call_id {
+            return Err(TokenError::WrongCall);
+        }
+        if token_function != function {
+            return Err(TokenError::WrongFunction);
+        }
+        Ok(session)
+    }
+
+    /// Verify `token` for `function` at `now_unix` and return the call and session it was
+    /// minted for — for endpoints whose requests do not name the call themselves (the payment
+    /// connector: the platform's POST carries no call id, the token does). The same checks as
+    /// [`KeyRing::verify_at`] but the call id's, which the caller compares if it has one.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyRing::verify_at`], never [`TokenError::WrongCall`].
+    pub fn claims_at(
+        &self,
+        token: &str,
+        function: &str,
+        now_unix: u64,
+    ) -> Result<TokenClaims, TokenError> {
+        let (call_id, token_function, session) = self.open_at(token, now_unix)?;
+        if token_function != function {
+            return Err(TokenError::WrongFunction);
+        }
+        Ok(TokenClaims { call_id, session })
+    }
+
+    /// Check structure, key, MAC, version and expiry, and return (call, function, session).
+    fn open_at(&self, token: &str, now_unix: u64) -> Result<(String, String, String), TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
@@ -218,13 +260,7 @@ impl KeyRing {
         if now_unix >= expiry {
             return Err(TokenError::Expired);
         }
-        if token_call != call_id {
-            return Err(TokenError::WrongCall);
-        }
-        if token_function != function {
-            return Err(TokenError::WrongFunction);
-        }
-        Ok(session)
+        Ok((token_call, token_function, session))
     }
 
     fn key(&self, kid: &str) -> Option<&SecretKey> {
@@ -485,6 +521,33 @@ mod tests {
         assert_eq!(
             r.verify_at(&t, "c", "f", NOW + 3600),
             Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn claims_name_the_call_and_session_and_keep_every_other_check() {
+        let r = ring();
+        let t = r.mint_with_session_at("call-7", "__pay", "render|pay_1", NOW);
+        assert_eq!(
+            r.claims_at(&t, "__pay", NOW),
+            Ok(TokenClaims {
+                call_id: "call-7".into(),
+                session: "render|pay_1".into()
+            })
+        );
+        assert_eq!(
+            r.claims_at(&t, "transfer", NOW),
+            Err(TokenError::WrongFunction)
+        );
+        assert_eq!(
+            r.claims_at(&t, "__pay", NOW + r.ttl().as_secs()),
+            Err(TokenError::Expired)
+        );
+        let mut tampered = t.clone();
+        tampered.pop();
+        assert_eq!(
+            r.claims_at(&tampered, "__pay", NOW),
+            Err(TokenError::Invalid)
         );
     }
 
