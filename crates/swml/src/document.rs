@@ -3,7 +3,8 @@
 //! Owns the document envelope and the call-control verbs voxguard emits (`answer`,
 //! `record_call`, `stop_record_call`, `ai`, `connect`, `transfer`, `pay`, `hangup`). Field
 //! names follow the official schema exactly; optional fields are omitted when unset so that
-//! every rendered document validates. It does not decide *which* verbs an agent may emit.
+//! every rendered document validates (the `pay` verb's parameters live in their own module,
+//! `pay`). It does not decide *which* verbs an agent may emit.
 //!
 //! Reading is tolerant of what voxguard does not model, so that a document rendered by another
 //! SWML producer (another SDK's agent, read by `voxguard bench`) parses: unknown fields are
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ai::Ai;
+use crate::pay::Pay;
 
 /// The SWML version string every document carries.
 pub const SWML_VERSION: &str = "1.0.0";
@@ -209,60 +211,6 @@ pub struct Connect {
 pub struct Transfer {
     /// A section name, a URL returning SWML, or an inline SWML document as a string.
     pub dest: String,
-}
-
-/// Parameters of `pay`. The card is collected by DTMF and posted to the connector; the AI only
-/// ever sees `${pay_result}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pay {
-    /// Where the platform POSTs the gathered payment details.
-    pub payment_connector_url: String,
-    /// Amount to charge, a decimal string without currency prefix (e.g. `"29.99"`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub charge_amount: Option<String>,
-    /// ISO 4217 currency code (`usd` by default on the platform).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
-    /// Description sent to the connector.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Collection method; the platform supports only `dtmf`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<String>,
-    /// Retries for collecting the card.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
-    /// Prompt language, e.g. `en-US`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub language: Option<String>,
-    /// Extra name/value pairs passed to the connector.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub parameters: Vec<PayParameter>,
-}
-
-impl Pay {
-    /// A DTMF payment posting to `payment_connector_url`.
-    pub fn new(payment_connector_url: impl Into<String>) -> Self {
-        Self {
-            payment_connector_url: payment_connector_url.into(),
-            charge_amount: None,
-            currency: None,
-            description: None,
-            input: Some("dtmf".to_string()),
-            max_attempts: None,
-            language: None,
-            parameters: Vec::new(),
-        }
-    }
-}
-
-/// A custom name/value pair for the payment connector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PayParameter {
-    /// Parameter name.
-    pub name: String,
-    /// Parameter value.
-    pub value: String,
 }
 
 /// Parameters of `hangup`.

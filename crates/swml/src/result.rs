@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::document::{Connect, Document, Pay, RecordCall, StopRecordCall, Transfer, Verb};
+use crate::document::{Connect, Document, RecordCall, StopRecordCall, Transfer, Verb};
+use crate::pay::Pay;
 
 /// What a tool answers: a sentence for the AI plus actions for the platform.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::{Ai, Hint, Language, PomSection, PostPrompt, Prompt, Swaig, SwaigDefaults};
-use crate::{SwaigFunction, FILLER_LANGUAGES};
+use crate::{PayPrompt, PayStep, PostalCode, SwaigFunction, FILLER_LANGUAGES};
 
 /// A document with every verb and every `ai` field voxguard renders.
 fn rendered() -> Document {
@@ -77,7 +77,18 @@ fn rendered() -> Document {
         Verb::Transfer(Transfer {
             dest: "https://example.com/next".into(),
         }),
-        Verb::Pay(Box::new(Pay::new("https://pay.example.com/connector"))),
+        Verb::Pay(Box::new(
+            Pay::new("https://pay.example.com/connector")
+                .charge_amount("12.50")
+                .max_attempts(3)
+                .security_code(true)
+                .postal_code(PostalCode::Skip)
+                .prompt(
+                    PayPrompt::new(PayStep::PaymentCardNumber)
+                        .attempts([2])
+                        .say("Your card number, please."),
+                ),
+        )),
         Verb::Hangup(Hangup::default()),
     ])
 }
