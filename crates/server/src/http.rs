@@ -99,7 +99,8 @@ pub(crate) fn router(shared: Shared) -> Router {
             .route(&format!("{RECORDS_PREFIX}/{{*rest}}"), any(records_route));
     }
     for agent in shared.agents.iter() {
-        let [swml, swaig, swaig_slash, post_prompt] = AgentRoutes::new(agent.route()).all();
+        let [swml, swaig, swaig_slash, post_prompt, pay, pay_status] =
+            AgentRoutes::new(agent.route()).all();
         app = app
             .route(&swml, swml_route(agent.clone()))
             .route(&swaig, swaig_route(agent.clone(), Endpoint::Swaig))
@@ -107,6 +108,11 @@ pub(crate) fn router(shared: Shared) -> Router {
             .route(
                 &post_prompt,
                 swaig_route(agent.clone(), Endpoint::PostPrompt),
+            )
+            .route(&pay, pay_route(agent.clone()))
+            .route(
+                &pay_status,
+                swaig_route(agent.clone(), Endpoint::PayStatus),
             );
     }
     app.fallback(not_found)
@@ -130,6 +136,23 @@ pub(crate) fn router(shared: Shared) -> Router {
 enum Endpoint {
     Swaig,
     PostPrompt,
+    PayStatus,
+}
+
+/// The payment connector: the body goes to the agent unparsed (card details are parsed
+/// straight into zeroizing types there), after the size limit and, when present, the webhook
+/// signature.
+fn pay_route(agent: Arc<dyn AgentService>) -> MethodRouter<Shared> {
+    post(move |State(shared): State<Shared>, req: Request| {
+        let agent = agent.clone();
+        async move {
+            let info = request_info(&shared, &req);
+            match read_signed(&shared, req, Signature::IfPresent).await {
+                Ok(bytes) => reply(agent.pay(&info, bytes).await),
+                Err(refusal) => refusal,
+            }
+        }
+    })
 }
 
 fn swml_route(agent: Arc<dyn AgentService>) -> MethodRouter<Shared> {
@@ -175,6 +198,7 @@ fn swaig_route(agent: Arc<dyn AgentService>, endpoint: Endpoint) -> MethodRouter
             match endpoint {
                 Endpoint::Swaig => reply(agent.swaig(&info, body).await),
                 Endpoint::PostPrompt => reply(agent.post_prompt(&info, body).await),
+                Endpoint::PayStatus => reply(agent.pay_status(&info, body).await),
             }
         }
     })

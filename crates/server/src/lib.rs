@@ -19,6 +19,7 @@ pub mod serve;
 pub mod service;
 pub mod tls;
 
+pub use axum::body::Bytes;
 pub use config::{ConfigError, ServerConfig, TlsConfig};
 pub use metrics::Metrics;
 pub use serve::{shutdown_signal, BoundServer, ServeError, Server};

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use serde_json::Value;
 use voxguard_guard::BasicCredentials;
 use voxguard_guard::{Reason, Refusal};
@@ -26,6 +27,22 @@ pub trait AgentService: Send + Sync + 'static {
     async fn swaig(&self, request: &RequestInfo, body: Value) -> Reply;
     /// Handle the end-of-call summary (`POST {route}/post_prompt`).
     async fn post_prompt(&self, request: &RequestInfo, body: Value) -> Reply;
+    /// Handle the payment connector (`POST {route}/pay`): the platform's card details, as the
+    /// raw body, so that the agent can parse them straight into zeroizing types. Agents
+    /// without payments answer 404.
+    async fn pay(&self, _request: &RequestInfo, _body: Bytes) -> Reply {
+        Reply::from(Refusal::new(
+            Reason::NotFound,
+            "This agent does not take payments.",
+        ))
+    }
+    /// Handle the platform's payment status events (`POST {route}/pay/status`).
+    async fn pay_status(&self, _request: &RequestInfo, _body: Value) -> Reply {
+        Reply::from(Refusal::new(
+            Reason::NotFound,
+            "This agent does not take payments.",
+        ))
+    }
     /// Readiness: `Err` with an operator-facing reason when a dependency is down.
     async fn ready(&self) -> Result<(), String>;
 }
@@ -155,6 +172,8 @@ pub struct AgentRoutes {
     swml: String,
     swaig: String,
     post_prompt: String,
+    pay: String,
+    pay_status: String,
 }
 
 impl AgentRoutes {
@@ -169,6 +188,8 @@ impl AgentRoutes {
             },
             swaig: format!("{base}/swaig"),
             post_prompt: format!("{base}/post_prompt"),
+            pay: format!("{base}/pay"),
+            pay_status: format!("{base}/pay/status"),
         }
     }
 
@@ -187,14 +208,26 @@ impl AgentRoutes {
         &self.post_prompt
     }
 
+    /// Where the platform posts card details for a payment (the payment connector).
+    pub fn pay(&self) -> &str {
+        &self.pay
+    }
+
+    /// Where the platform posts payment status events.
+    pub fn pay_status(&self) -> &str {
+        &self.pay_status
+    }
+
     /// Every path the router answers for the agent: SWML, SWAIG, SWAIG with a trailing slash,
-    /// post-prompt.
-    pub fn all(&self) -> [String; 4] {
+    /// post-prompt, the payment connector and its status events.
+    pub fn all(&self) -> [String; 6] {
         [
             self.swml.clone(),
             self.swaig.clone(),
             format!("{}/", self.swaig),
             self.post_prompt.clone(),
+            self.pay.clone(),
+            self.pay_status.clone(),
         ]
     }
 }
@@ -357,7 +390,10 @@ mod tests {
     #[test]
     fn routes_have_one_definition() {
         let root = AgentRoutes::new("/");
-        assert_eq!(root.all(), ["/", "/swaig", "/swaig/", "/post_prompt"]);
+        assert_eq!(
+            root.all(),
+            ["/", "/swaig", "/swaig/", "/post_prompt", "/pay", "/pay/status"]
+        );
         let bank = AgentRoutes::new("/bank");
         assert_eq!(
             (bank.swml(), bank.swaig(), bank.post_prompt()),

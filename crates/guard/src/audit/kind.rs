@@ -61,6 +61,16 @@ pub enum AuditKind {
     RecordsKeyRotated,
     /// An operator account was added, removed or given another role (`operator_changed`).
     OperatorChanged,
+    /// A handler asked the platform to collect a payment for an amount held in server state (`payment_requested`).
+    PaymentRequested,
+    /// The payment connector charged (or tokenized) a card; the arguments hold brand, last four, expiry and the gateway's id, never the card (`payment_charged`).
+    PaymentCharged,
+    /// The card was refused: by the connector's checks (Luhn, expiry, CVV) or by the gateway (`payment_declined`).
+    PaymentDeclined,
+    /// The gateway could not be reached or answered in time; nothing was charged that a retry would charge again (`payment_error`).
+    PaymentError,
+    /// The platform's connector request named another amount or currency than the pending payment: a security event (`payment_amount_mismatch`).
+    PaymentAmountMismatch,
 }
 
 impl AuditKind {
@@ -87,6 +97,11 @@ impl AuditKind {
             AuditKind::RecordsPurged => "records_purged",
             AuditKind::RecordsKeyRotated => "records_key_rotated",
             AuditKind::OperatorChanged => "operator_changed",
+            AuditKind::PaymentRequested => "payment_requested",
+            AuditKind::PaymentCharged => "payment_charged",
+            AuditKind::PaymentDeclined => "payment_declined",
+            AuditKind::PaymentError => "payment_error",
+            AuditKind::PaymentAmountMismatch => "payment_amount_mismatch",
         }
     }
 }
@@ -157,7 +172,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const KINDS: [(AuditKind, &str); 20] = [
+    const KINDS: [(AuditKind, &str); 25] = [
         (AuditKind::AuthFailed, "auth_failed"),
         (AuditKind::TokenRefused, "token_refused"),
         (AuditKind::ToolCalled, "tool_called"),
@@ -178,6 +193,11 @@ mod tests {
         (AuditKind::RecordsPurged, "records_purged"),
         (AuditKind::RecordsKeyRotated, "records_key_rotated"),
         (AuditKind::OperatorChanged, "operator_changed"),
+        (AuditKind::PaymentRequested, "payment_requested"),
+        (AuditKind::PaymentCharged, "payment_charged"),
+        (AuditKind::PaymentDeclined, "payment_declined"),
+        (AuditKind::PaymentError, "payment_error"),
+        (AuditKind::PaymentAmountMismatch, "payment_amount_mismatch"),
     ];
 
     const OUTCOMES: [(Outcome, &str); 10] = [
