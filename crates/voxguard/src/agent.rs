@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use voxguard_swml::{Hint, Language, PomSection, PostPromptRequest, RecordCall, FILLER_LANGUAGES};
 
 use crate::context::CallContext;
+use crate::payments::gateway::PaymentGateway;
 use crate::records::compliance::{Compliance, ComplianceError};
 use crate::tool::{Tool, ToolError};
 use crate::verify_policy::{LockoutAction, VerificationPolicy};
@@ -56,6 +57,8 @@ pub(crate) struct AgentDef {
     pub(crate) limits: Limits,
     /// The compliance modes declared in code (the runtime may add more from the environment).
     pub(crate) compliance: Compliance,
+    /// The gateway the payment connector charges through (`None`: no payments).
+    pub(crate) payments: Option<Arc<dyn PaymentGateway>>,
 }
 
 /// The agent's rate limits, checked at build time; each runtime builds its limiter from them
@@ -116,6 +119,7 @@ impl Agent {
             caller_limit: None,
             global_limit: None,
             compliance: Compliance::NONE,
+            payments: None,
         }
     }
 
@@ -218,6 +222,7 @@ pub struct AgentBuilder {
     caller_limit: Option<Result<RateLimit, InvalidRateLimit>>,
     global_limit: Option<Result<RateLimit, InvalidRateLimit>>,
     compliance: Compliance,
+    payments: Option<Arc<dyn PaymentGateway>>,
 }
 
 impl AgentBuilder {
@@ -374,6 +379,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Take card payments through `gateway`: tools may call `CallContext::request_payment`,
+    /// and the payment connector answers on `{route}/pay` (docs/payments.md).
+    pub fn payments(mut self, gateway: Arc<dyn PaymentGateway>) -> Self {
+        self.payments = Some(gateway);
+        self
+    }
+
     /// Add a tool.
     pub fn tool(mut self, tool: Tool) -> Self {
         self.tools.push(tool);
@@ -487,6 +499,7 @@ impl AgentBuilder {
                 transfers,
                 limits,
                 compliance,
+                payments: self.payments,
             }),
         };
         agent.check_compliance(compliance)?;

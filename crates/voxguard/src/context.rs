@@ -40,6 +40,17 @@ struct Inner {
     global_data: Map<String, Value>,
     request_id: String,
     session: Session,
+    pay_link: Option<Arc<PayLink>>,
+}
+
+/// What a tool needs to render a payment: how to mint the connector's token and its URL. Set
+/// by the pipeline for secure tools (a payment belongs to the SWML render of the call).
+pub(crate) struct PayLink {
+    pub(crate) keys: voxguard_guard::KeyRing,
+    pub(crate) info: voxguard_server::RequestInfo,
+    pub(crate) render: String,
+    pub(crate) routes: voxguard_server::AgentRoutes,
+    pub(crate) payments_on: bool,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -94,6 +105,7 @@ impl CallContext {
                 caller_name: None,
                 global_data: Map::new(),
                 request_id: String::new(),
+                pay_link: None,
             }),
         }
     }
@@ -109,6 +121,12 @@ impl CallContext {
     /// Set the platform's `global_data`.
     pub fn with_global_data(mut self, global_data: Map<String, Value>) -> Self {
         Arc::make_mut(&mut self.inner).global_data = global_data;
+        self
+    }
+
+    /// Let this call's tools request payments (the pipeline does this for secure tools).
+    pub(crate) fn with_pay_link(mut self, link: PayLink) -> Self {
+        Arc::make_mut(&mut self.inner).pay_link = Some(Arc::new(link));
         self
     }
 
@@ -177,6 +195,72 @@ impl CallContext {
         self.session().set(SUBJECT_KEY, subject).await
     }
 
+    /// Ask the platform to collect a card payment for `request` — an amount from your own
+    /// server-side state (a cart, an invoice), never from the LLM's arguments. The pending
+    /// payment is kept in the call's session; the returned result carries the `pay` verb,
+    /// pointed at this agent's payment connector with a token bound to this payment. The AI
+    /// only ever hears `${pay_result}`; read the real outcome with
+    /// [`payment_outcome`](Self::payment_outcome). Needs a gateway
+    /// (`AgentBuilder::payments`) and a secure tool.
+    pub async fn request_payment(
+        &self,
+        request: &crate::payments::PaymentRequest,
+    ) -> Result<voxguard_swml::FunctionResult, SessionError> {
+        use crate::payments::{
+            new_payment_id, open_key, pending_key, Pending, LAST_PAYMENT_KEY, PAY_FUNCTION,
+            PAYMENT_WINDOW_SECS,
+        };
+        let Some(link) = self.inner.pay_link.as_ref().filter(|l| l.payments_on) else {
+            return Err(SessionError::PaymentsNotConfigured);
+        };
+        let now = self.services().clock.now_unix();
+        let id = new_payment_id();
+        let pending = Pending {
+            id: id.clone(),
+            amount_cents: request.amount_cents,
+            currency: request.currency.clone(),
+            description: request.description.clone(),
+            reusable: request.reusable,
+            expires_at: now + PAYMENT_WINDOW_SECS,
+        };
+        let session = self.session();
+        session.set(&pending_key(&id), &pending).await?;
+        session.set(&open_key(&id), &true).await?;
+        session.set(LAST_PAYMENT_KEY, &id).await?;
+        let token = link.keys.mint_with_session_at(
+            self.call_id(),
+            PAY_FUNCTION,
+            &format!("{}|{id}", link.render),
+            now,
+        );
+        let connector = link
+            .info
+            .webhook_url(link.routes.pay(), &[("__token", &token)]);
+        let status = link
+            .info
+            .webhook_url(link.routes.pay_status(), &[("__token", &token)]);
+        Ok(voxguard_swml::FunctionResult::new(
+            "I'll collect the card details securely now; please use your keypad.",
+        )
+        .pay(request.verb(connector, status)))
+    }
+
+    /// The outcome of this call's latest payment, as the payment connector recorded it in
+    /// server state (`None` while nothing was charged or declined). Never trust the LLM's
+    /// account of `${pay_result}`: read this.
+    pub async fn payment_outcome(
+        &self,
+    ) -> Result<Option<crate::payments::PaymentOutcome>, SessionError> {
+        let Some(id) = self
+            .session()
+            .get::<String>(crate::payments::LAST_PAYMENT_KEY)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.session().get(&crate::payments::done_key(&id)).await
+    }
+
     /// The call's data subject, if one was set.
     pub async fn subject(&self) -> Result<Option<String>, SessionError> {
         self.session().get::<String>(SUBJECT_KEY).await
@@ -225,6 +309,9 @@ pub enum SessionError {
     /// A record could not be stored.
     #[error("the record could not be stored: {0}")]
     Records(String),
+    /// A payment was requested by an agent without a gateway, or by an insecure tool.
+    #[error("payments need a payment gateway (AgentBuilder::payments) and a secure tool")]
+    PaymentsNotConfigured,
 }
 
 /// Typed, server-side state for one call, persisted in the agent's [`SessionStore`]. Expiry is

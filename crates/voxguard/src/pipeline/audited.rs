@@ -57,7 +57,7 @@ impl Pipeline {
             event
         };
         for payment in &trail.payments {
-            let mut event = stamp(AuditKind::Payment, Outcome::Requested);
+            let mut event = stamp(AuditKind::PaymentRequested, Outcome::Requested);
             event.arguments = Some(payment.clone());
             if auditor.record(event).await.is_err() {
                 return audit_unavailable();

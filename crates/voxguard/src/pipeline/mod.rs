@@ -17,6 +17,7 @@
 //! the server's `AgentService`. It must not know about HTTP beyond `RequestInfo` and `Reply`.
 
 mod audited;
+mod pay;
 mod bounds;
 mod confirm;
 mod summary;
@@ -244,7 +245,7 @@ impl Pipeline {
 
     /// A context for a call whose session belongs to the SWML render `render`.
     fn context(&self, info: &RequestInfo, call_id: &str, render: &str) -> CallContext {
-        CallContext::with_services(
+        let ctx = CallContext::with_services(
             self.agent.name(),
             call_id,
             session_scope(self.agent.name(), call_id, render),
@@ -252,7 +253,18 @@ impl Pipeline {
             self.services.clone(),
             self.policy.clone(),
         )
-        .with_request_id(info.request_id.clone())
+        .with_request_id(info.request_id.clone());
+        if render == PUBLIC_SCOPE {
+            // A payment belongs to a token-verified render, never to the public namespace.
+            return ctx;
+        }
+        ctx.with_pay_link(crate::context::PayLink {
+            keys: self.keys.clone(),
+            info: info.clone(),
+            render: render.to_string(),
+            routes: voxguard_server::AgentRoutes::new(self.agent.route()),
+            payments_on: self.agent.inner.payments.is_some(),
+        })
     }
 
     /// The steps of a SWAIG call, in order; see the module doc.
@@ -669,6 +681,14 @@ impl AgentService for Pipeline {
 
     async fn post_prompt(&self, request: &RequestInfo, body: Value) -> Reply {
         self.summary(request, body).await
+    }
+
+    async fn pay(&self, request: &RequestInfo, body: voxguard_server::Bytes) -> Reply {
+        Pipeline::pay(self, request, body).await
+    }
+
+    async fn pay_status(&self, request: &RequestInfo, body: Value) -> Reply {
+        Pipeline::pay_status(self, request, body).await
     }
 
     async fn ready(&self) -> Result<(), String> {
