@@ -110,10 +110,7 @@ pub(crate) fn router(shared: Shared) -> Router {
                 swaig_route(agent.clone(), Endpoint::PostPrompt),
             )
             .route(&pay, pay_route(agent.clone()))
-            .route(
-                &pay_status,
-                swaig_route(agent.clone(), Endpoint::PayStatus),
-            );
+            .route(&pay_status, swaig_route(agent.clone(), Endpoint::PayStatus));
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

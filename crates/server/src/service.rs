@@ -392,7 +392,14 @@ mod tests {
         let root = AgentRoutes::new("/");
         assert_eq!(
             root.all(),
-            ["/", "/swaig", "/swaig/", "/post_prompt", "/pay", "/pay/status"]
+            [
+                "/",
+                "/swaig",
+                "/swaig/",
+                "/post_prompt",
+                "/pay",
+                "/pay/status"
+            ]
         );
         let bank = AgentRoutes::new("/bank");
         assert_eq!(

@@ -207,8 +207,8 @@ impl CallContext {
         request: &crate::payments::PaymentRequest,
     ) -> Result<voxguard_swml::FunctionResult, SessionError> {
         use crate::payments::{
-            new_payment_id, open_key, pending_key, Pending, LAST_PAYMENT_KEY, PAY_FUNCTION,
-            PAYMENT_WINDOW_SECS,
+            new_payment_id, open_key, pending_key, Pending, LAST_PAYMENT_KEY, PAYMENT_WINDOW_SECS,
+            PAY_FUNCTION,
         };
         let Some(link) = self.inner.pay_link.as_ref().filter(|l| l.payments_on) else {
             return Err(SessionError::PaymentsNotConfigured);

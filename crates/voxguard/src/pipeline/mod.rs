@@ -17,9 +17,9 @@
 //! the server's `AgentService`. It must not know about HTTP beyond `RequestInfo` and `Reply`.
 
 mod audited;
-mod pay;
 mod bounds;
 mod confirm;
+mod pay;
 mod summary;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use voxguard_guard::payment::{parse_amount_cents, normalize_currency, CardData, CardSummary};
+use voxguard_guard::payment::{normalize_currency, parse_amount_cents, CardData, CardSummary};
 use voxguard_guard::{AuditEvent, AuditKind, Outcome};
 use voxguard_server::{Bytes, Reply, RequestInfo};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -39,20 +39,23 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// The platform's connector request. Card fields are wiped when it is dropped; it is parsed
 /// straight from the body bytes (no JSON tree holds the card).
-#[derive(Deserialize, Zeroize, ZeroizeOnDrop, Default)]
-#[serde(default)]
+#[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
 struct ConnectorRequest {
+    #[serde(default, deserialize_with = "text")]
     transaction_id: String,
+    #[serde(default, deserialize_with = "text")]
     cardnumber: String,
+    #[serde(default, deserialize_with = "text")]
     cvv: String,
-    #[serde(deserialize_with = "text")]
+    #[serde(default, deserialize_with = "text")]
     expiry_month: String,
-    #[serde(deserialize_with = "text")]
+    #[serde(default, deserialize_with = "text")]
     expiry_year: String,
-    #[serde(deserialize_with = "text")]
+    #[serde(default, deserialize_with = "text")]
     postal_code: String,
-    #[serde(rename = "chargeAmount", deserialize_with = "text")]
+    #[serde(default, rename = "chargeAmount", deserialize_with = "text")]
     charge_amount: String,
+    #[serde(default, deserialize_with = "text")]
     currency_code: String,
 }
 
@@ -73,7 +76,12 @@ fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::
 }
 
 /// A connector answer in the platform's shape.
-fn answer(status: u16, charge_id: Option<&str>, token_id: Option<&str>, error: Option<(&str, &str)>) -> Reply {
+fn answer(
+    status: u16,
+    charge_id: Option<&str>,
+    token_id: Option<&str>,
+    error: Option<(&str, &str)>,
+) -> Reply {
     let mut body = json!({
         "charge_id": charge_id,
         "error_code": error.map(|(code, _)| code),
@@ -96,7 +104,11 @@ impl Pipeline {
     /// Handle `POST {route}/pay`.
     pub(crate) async fn pay(&self, info: &RequestInfo, body: Bytes) -> Reply {
         let Some(gateway) = self.agent.inner.payments.clone() else {
-            return refused(404, "payments_not_configured", "This agent does not take payments.");
+            return refused(
+                404,
+                "payments_not_configured",
+                "This agent does not take payments.",
+            );
         };
         let now = self.services.clock.now_unix();
         let claims = match info
@@ -107,22 +119,37 @@ impl Pipeline {
         {
             Ok(claims) => claims,
             Err(error) => {
-                let mut event = self.pay_event(AuditKind::TokenRefused, Outcome::Refused, info, None);
+                let mut event =
+                    self.pay_event(AuditKind::TokenRefused, Outcome::Refused, info, None);
                 event.function = Some(PAY_FUNCTION.into());
                 event.reason = Some(voxguard_guard::Reason::from(error).as_str().into());
                 let _ = self.services.auditor.record(event).await;
-                return refused(403, "payment_token_invalid", "The payment link is not valid.");
+                return refused(
+                    403,
+                    "payment_token_invalid",
+                    "The payment link is not valid.",
+                );
             }
         };
         let Some((render, payment_id)) = claims.session.split_once('|') else {
-            return refused(403, "payment_token_invalid", "The payment link is not valid.");
+            return refused(
+                403,
+                "payment_token_invalid",
+                "The payment link is not valid.",
+            );
         };
         let call_id = claims.call_id.clone();
         let scope = session_scope(self.agent.name(), &call_id, render);
         // The card goes straight from the body into wiped fields; the body is not kept.
         let request: ConnectorRequest = match serde_json::from_slice(&body) {
             Ok(request) => request,
-            Err(_) => return refused(400, "invalid_request", "The payment request is not valid JSON."),
+            Err(_) => {
+                return refused(
+                    400,
+                    "invalid_request",
+                    "The payment request is not valid JSON.",
+                )
+            }
         };
         drop(body);
         let store = &self.store;
@@ -132,15 +159,25 @@ impl Pipeline {
                 Err(_) => return refused(500, "internal_error", "The payment could not be read."),
             },
             Ok(None) => return refused(404, "payment_not_found", "There is no such payment."),
-            Err(_) => return refused(503, "payment-connector-error", "The payment service is unavailable."),
+            Err(_) => {
+                return refused(
+                    503,
+                    "payment-connector-error",
+                    "The payment service is unavailable.",
+                )
+            }
         };
-        let mut trail = PayTrail {
+        let trail = PayTrail {
             info,
             call_id: &call_id,
             pending: &pending,
         };
         if pending.expires_at <= now {
-            return refused(410, "payment_expired", "This payment has expired; please start again.");
+            return refused(
+                410,
+                "payment_expired",
+                "This payment has expired; please start again.",
+            );
         }
         // The amount and currency are the server's; anything else is tampering.
         let amount = parse_amount_cents(&request.charge_amount).ok();
@@ -149,13 +186,32 @@ impl Pipeline {
         } else {
             normalize_currency(&request.currency_code).ok()
         };
-        if amount != Some(pending.amount_cents) || currency.as_deref() != Some(pending.currency.as_str()) {
+        if amount != Some(pending.amount_cents)
+            || currency.as_deref() != Some(pending.currency.as_str())
+        {
             tracing::warn!(target: "voxguard::security", event = "payment_amount_mismatch", agent = self.agent.name(), call_id = %call_id, payment = %pending.id, "connector request amount or currency differs from the pending payment; refused");
-            trail.audit(self, AuditKind::PaymentAmountMismatch, Outcome::Refused, Some("payment_amount_mismatch"), None, None).await;
-            return refused(400, "payment_amount_mismatch", "The amount does not match the payment requested.");
+            trail
+                .audit(
+                    self,
+                    AuditKind::PaymentAmountMismatch,
+                    Outcome::Refused,
+                    Some("payment_amount_mismatch"),
+                    None,
+                    None,
+                )
+                .await;
+            return refused(
+                400,
+                "payment_amount_mismatch",
+                "The amount does not match the payment requested.",
+            );
         }
         if request.transaction_id.is_empty() || request.transaction_id.len() > 128 {
-            return refused(400, "invalid_request", "The payment request has no valid transaction id.");
+            return refused(
+                400,
+                "invalid_request",
+                "The payment request has no valid transaction id.",
+            );
         }
         let txn_key = answer_key(&pending.id, &request.transaction_id);
         // A retry of an answered transaction gets the same answer; once paid, another
@@ -164,8 +220,21 @@ impl Pipeline {
             return reply;
         }
         if let Ok(Some(_)) = store.get(&scope, &done_key(&pending.id), now).await {
-            trail.audit(self, AuditKind::PaymentDeclined, Outcome::Refused, Some("payment_already_processed"), None, None).await;
-            return refused(409, "payment_already_processed", "This payment was already completed.");
+            trail
+                .audit(
+                    self,
+                    AuditKind::PaymentDeclined,
+                    Outcome::Refused,
+                    Some("payment_already_processed"),
+                    None,
+                    None,
+                )
+                .await;
+            return refused(
+                409,
+                "payment_already_processed",
+                "This payment was already completed.",
+            );
         }
         let card = match CardData::new(
             &request.cardnumber,
@@ -178,7 +247,16 @@ impl Pipeline {
         {
             Ok(checked) => checked,
             Err(error) => {
-                trail.audit(self, AuditKind::PaymentDeclined, Outcome::Refused, Some(error.as_str()), None, None).await;
+                trail
+                    .audit(
+                        self,
+                        AuditKind::PaymentDeclined,
+                        Outcome::Refused,
+                        Some(error.as_str()),
+                        None,
+                        None,
+                    )
+                    .await;
                 return refused(402, error.as_str(), "The card details are not valid.");
             }
         };
@@ -189,7 +267,13 @@ impl Pipeline {
         match store.take(&scope, &open_key(&pending.id), now).await {
             Ok(Some(_)) => {}
             Ok(None) => return self.wait_for_answer(&scope, &txn_key).await,
-            Err(_) => return refused(503, "payment-connector-error", "The payment service is unavailable."),
+            Err(_) => {
+                return refused(
+                    503,
+                    "payment-connector-error",
+                    "The payment service is unavailable.",
+                )
+            }
         }
         // One key per payment and transaction: retries of a transaction share it (the gateway
         // answers them with the first charge); another card is another transaction.
@@ -215,27 +299,72 @@ impl Pipeline {
         drop(card);
         let reply = match outcome {
             Ok(GatewayAnswer::Charged { charge_id }) => {
-                self.finish(&scope, &trail, &txn_key, PaymentStatus::Charged, Some(&charge_id), None, &summary, now).await;
+                self.finish(
+                    &scope,
+                    &trail,
+                    &txn_key,
+                    PaymentStatus::Charged,
+                    Some(&charge_id),
+                    None,
+                    &summary,
+                    now,
+                )
+                .await;
                 answer(200, Some(&charge_id), None, None)
             }
             Ok(GatewayAnswer::Tokenized { token_id }) => {
-                self.finish(&scope, &trail, &txn_key, PaymentStatus::Tokenized, Some(&token_id), None, &summary, now).await;
+                self.finish(
+                    &scope,
+                    &trail,
+                    &txn_key,
+                    PaymentStatus::Tokenized,
+                    Some(&token_id),
+                    None,
+                    &summary,
+                    now,
+                )
+                .await;
                 answer(200, None, Some(&token_id), None)
             }
             Ok(GatewayAnswer::Declined { code, message: _ }) => {
-                self.finish(&scope, &trail, &txn_key, PaymentStatus::Declined, None, Some(&code), &summary, now).await;
+                self.finish(
+                    &scope,
+                    &trail,
+                    &txn_key,
+                    PaymentStatus::Declined,
+                    None,
+                    Some(&code),
+                    &summary,
+                    now,
+                )
+                .await;
                 refused(402, &code, "The card was declined.")
             }
             Err(error) => {
                 // Nothing is kept for the transaction: a retry charges again with the same
                 // idempotency key, which the gateway answers with the first charge if there was one.
-                let _ = store.set(&scope, &open_key(&pending.id), &json!(true), now).await;
+                let _ = store
+                    .set(&scope, &open_key(&pending.id), &json!(true), now)
+                    .await;
                 let reason = match error {
                     GatewayError::Timeout => "gateway_timeout",
                     _ => "gateway_unavailable",
                 };
-                trail.audit(self, AuditKind::PaymentError, Outcome::Failed, Some(reason), Some(&summary), None).await;
-                refused(502, "payment-connector-error", "The payment service did not answer; please try again.")
+                trail
+                    .audit(
+                        self,
+                        AuditKind::PaymentError,
+                        Outcome::Failed,
+                        Some(reason),
+                        Some(&summary),
+                        None,
+                    )
+                    .await;
+                refused(
+                    502,
+                    "payment-connector-error",
+                    "The payment service did not answer; please try again.",
+                )
             }
         };
         reply
@@ -274,7 +403,9 @@ impl Pipeline {
         let _ = store.set(scope, txn_key, &value, now).await;
         match status {
             PaymentStatus::Declined => {
-                let _ = store.set(scope, &open_key(&pending.id), &json!(true), now).await;
+                let _ = store
+                    .set(scope, &open_key(&pending.id), &json!(true), now)
+                    .await;
             }
             _ => {
                 let _ = store.set(scope, &done_key(&pending.id), &value, now).await;
@@ -284,8 +415,21 @@ impl Pipeline {
             PaymentStatus::Declined => AuditKind::PaymentDeclined,
             _ => AuditKind::PaymentCharged,
         };
-        let outcome_kind = if status == PaymentStatus::Declined { Outcome::Refused } else { Outcome::Ok };
-        trail.audit(self, kind, outcome_kind, error_code, Some(summary), gateway_id).await;
+        let outcome_kind = if status == PaymentStatus::Declined {
+            Outcome::Refused
+        } else {
+            Outcome::Ok
+        };
+        trail
+            .audit(
+                self,
+                kind,
+                outcome_kind,
+                error_code,
+                Some(summary),
+                gateway_id,
+            )
+            .await;
         if let Some(records) = &self.services.records {
             let subject = store
                 .get(scope, crate::context::SUBJECT_KEY, now)
@@ -294,7 +438,13 @@ impl Pipeline {
                 .flatten()
                 .and_then(|v| v.as_str().map(str::to_string));
             if let Err(error) = records
-                .store(self.agent.name(), trail.call_id, subject.as_deref(), RecordKind::Payment, &value)
+                .store(
+                    self.agent.name(),
+                    trail.call_id,
+                    subject.as_deref(),
+                    RecordKind::Payment,
+                    &value,
+                )
                 .await
             {
                 tracing::error!(%error, "payment record could not be stored");
@@ -327,11 +477,21 @@ impl Pipeline {
                 return reply;
             }
         }
-        refused(409, "payment_in_progress", "This payment is being processed; please wait.")
+        refused(
+            409,
+            "payment_in_progress",
+            "This payment is being processed; please wait.",
+        )
     }
 
     /// An audit event about a payment connector request.
-    fn pay_event(&self, kind: AuditKind, outcome: Outcome, info: &RequestInfo, call_id: Option<&str>) -> AuditEvent {
+    fn pay_event(
+        &self,
+        kind: AuditKind,
+        outcome: Outcome,
+        info: &RequestInfo,
+        call_id: Option<&str>,
+    ) -> AuditEvent {
         let mut event = self.services.auditor.event(kind, outcome);
         event.agent = Some(self.agent.name().to_string());
         event.request_id = Some(info.request_id.clone());
@@ -351,7 +511,13 @@ impl Pipeline {
             .and_then(|token| self.keys.claims_at(token, PAY_FUNCTION, now))
         {
             Ok(claims) => claims,
-            Err(_) => return refused(403, "payment_token_invalid", "The payment link is not valid."),
+            Err(_) => {
+                return refused(
+                    403,
+                    "payment_token_invalid",
+                    "The payment link is not valid.",
+                )
+            }
         };
         let mut redacted = body.clone();
         self.services.auditor.redactor.redact_json(&mut redacted);
@@ -360,7 +526,8 @@ impl Pipeline {
             tracing::warn!(target: "voxguard::security", event = "pay_status_card_data", call_id = %claims.call_id, "a payment status event carried unmasked card data; redacted");
         }
         drop(body);
-        let mut event = self.pay_event(AuditKind::Payment, Outcome::Ok, info, Some(&claims.call_id));
+        let mut event =
+            self.pay_event(AuditKind::Payment, Outcome::Ok, info, Some(&claims.call_id));
         event.function = Some("pay_status".into());
         event.arguments = Some(json!({
             "status": voxguard_guard::audit::bounded_arguments(
@@ -371,7 +538,11 @@ impl Pipeline {
         }));
         match self.services.auditor.record(event).await {
             Ok(()) => Reply::ok(json!({ "response": "Status received." })),
-            Err(_) => refused(503, "audit_unavailable", "The status could not be recorded."),
+            Err(_) => refused(
+                503,
+                "audit_unavailable",
+                "The status could not be recorded.",
+            ),
         }
     }
 }
