@@ -7,8 +7,9 @@
 //! and amounts in [`validators`]), and is this caller text safe to hand to a tool once
 //! normalized ([`sanitize`]: length limits, prompt-injection detection). It also owns the
 //! tamper-evident audit trail's pure side ([`audit`]), the one secret-key type ([`key`]) and
-//! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]), and
-//! conversation records' encryption at rest, roles and operator credentials ([`records`]). It
+//! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]),
+//! conversation records' encryption at rest, roles and operator credentials ([`records`]), and
+//! the payment connector's card and amount checks ([`payment`]). It
 //! must not do I/O: no sockets, no files, no environment reads, no logging of secrets. Callers
 //! (the server, the CLI) gather inputs and act on the verdicts.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod canonical;
 pub mod clock;
 pub mod credentials;
 pub mod key;
+pub mod payment;
 pub mod pin;
 pub mod policy;
 pub mod ratelimit;
@@ -47,6 +49,10 @@ pub use credentials::{
     MIN_PASSWORD_LEN,
 };
 pub use key::{KeyError, SecretKey, MIN_KEY_LEN};
+pub use payment::{
+    format_cents, luhn_valid, normalize_currency, parse_amount_cents, AmountError, CardBrand,
+    CardData, CardError, CardSummary,
+};
 pub use pin::{HashMemory, PinError, PinVault, SecretHash};
 pub use policy::{
     args_digest, strip_confirmed, ConfirmationCheck, EmergencyState, EmergencySwitch,
@@ -102,5 +108,6 @@ mod tests {
         assert_send_sync::<Roles>();
         assert_send_sync::<OperatorCredential>();
         assert_send_sync::<RecordCryptoError>();
+        assert_send_sync::<CardData>();
     }
 }

@@ -284,28 +284,13 @@ impl LuhnSums {
     }
 }
 
-/// The Luhn (mod 10) check over the ASCII digits of `bytes`; other bytes are skipped.
-pub(super) fn luhn_valid(bytes: &[u8]) -> bool {
-    let mut sum = 0u32;
-    let mut double = false;
-    for &b in bytes.iter().rev().filter(|b| b.is_ascii_digit()) {
-        let mut d = u32::from(b - b'0');
-        if double {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        sum += d;
-        double = !double;
-    }
-    sum % 10 == 0
-}
+/// The Luhn (mod 10) check, owned by the payment module: one implementation for both.
+pub(super) use crate::payment::luhn_valid;
 
 /// `****1111` for an integer that is a Luhn-valid card number.
 pub(super) fn mask_card_integer(n: u64) -> Option<String> {
     let digits = n.to_string();
-    ((CARD_MIN_DIGITS..=CARD_MAX_DIGITS).contains(&digits.len()) && luhn_valid(digits.as_bytes()))
+    ((CARD_MIN_DIGITS..=CARD_MAX_DIGITS).contains(&digits.len()) && luhn_valid(&digits))
         .then(|| format!("****{}", last_digits(&digits, 4)))
 }
 
