@@ -1,6 +1,7 @@
 //! Payment gateways: what the payment connector charges a card through. [`PaymentGateway`] is
-//! the seam — charge an amount, or store a card and get a token — with [`TestGateway`],
-//! deterministic and in memory, for demos and tests.
+//! the seam — charge an amount, or store a card and get a token — with two implementations:
+//! [`TestGateway`], deterministic and in memory, for demos and tests, and [`StripeGateway`], an
+//! adapter for a Stripe-compatible HTTP API.
 //!
 //! This module owns the gateway contract: the request and answer types, the one error type,
 //! the idempotency rule (one key, one charge, however many retries) and the checks every
@@ -12,8 +13,12 @@
 
 use voxguard_guard::payment::{normalize_currency, CardData, MAX_AMOUNT_CENTS};
 
+mod stripe;
 mod test;
 
+pub use stripe::{
+    StripeConfigError, StripeGateway, DEFAULT_STRIPE_API_BASE, DEFAULT_STRIPE_TIMEOUT,
+};
 pub use test::TestGateway;
 
 /// Longest idempotency key a gateway accepts (Stripe's own limit).
