@@ -944,3 +944,121 @@ async fn hipaa_mode_refuses_a_result_that_would_record_the_call() {
         )
     );
 }
+
+/// An agent whose `checkout` tool requests $37.50 through `gateway`.
+fn shop(
+    gateway: Arc<crate::payments::gateway::TestGateway>,
+) -> impl FnOnce(Arc<AtomicUsize>) -> Agent {
+    move |_runs| {
+        Agent::builder("unit")
+            .prompt_text("You sell mugs.")
+            .payments(gateway)
+            .tool(Tool::untyped(
+                "checkout",
+                "Pay for the cart",
+                json!({"type": "object", "properties": {}}),
+                |_args, ctx| async move {
+                    let request = crate::payments::PaymentRequest::new(3750, "usd", "Order 1")
+                        .expect("request");
+                    Ok(ctx.request_payment(&request).await?)
+                },
+            ))
+            .build()
+            .expect("agent builds")
+    }
+}
+
+/// The connector token in a checkout answer's pay verb.
+fn connector_token(reply: &Reply) -> String {
+    let url = reply.body["action"][0]["SWML"]["sections"]["main"][0]["pay"]
+        ["payment_connector_url"]
+        .as_str()
+        .expect("a pay verb with a connector URL")
+        .to_string();
+    let url: url::Url = url.parse().expect("url");
+    url.query_pairs()
+        .find(|(k, _)| k == "__token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a token")
+}
+
+fn connector_body(transaction: &str, card: &str, amount: &str) -> voxguard_server::Bytes {
+    voxguard_server::Bytes::from(
+        json!({
+            "transaction_id": transaction, "method": "credit-card", "cardnumber": card, "cvv": "123",
+            "expiry_month": "12", "expiry_year": "2030", "postal_code": "94107",
+            "chargeAmount": amount, "currency_code": "usd", "token_type": "one-time",
+            "description": "Order 1"
+        })
+        .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn the_connector_charges_the_servers_amount_once_and_refuses_tampering_and_replays() {
+    let gateway = Arc::new(crate::payments::gateway::TestGateway::new());
+    let h = Harness::new(shop(gateway.clone())).await;
+    let reply = h.call("call-1", "checkout", json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let pay = &reply.body["action"][0]["SWML"]["sections"]["main"][0]["pay"];
+    assert_eq!(pay["charge_amount"], "37.50");
+    let token = connector_token(&reply);
+    let info = h.info(Some(token.clone()));
+    // The amount is the server's: anything else is refused and audited.
+    let tampered = h
+        .pipeline
+        .pay(&info, connector_body("t-0", "4242424242424242", "0.50"))
+        .await;
+    assert_eq!(
+        (tampered.status, tampered.body["error_code"].as_str()),
+        (400, Some("payment_amount_mismatch"))
+    );
+    assert_eq!(h.last().await.0, AuditKind::PaymentAmountMismatch);
+    // A bad card never reaches the gateway.
+    let luhn = h
+        .pipeline
+        .pay(&info, connector_body("t-1", "4242424242424241", "37.50"))
+        .await;
+    assert_eq!(luhn.body["error_code"], "card_luhn_failed");
+    // Twenty concurrent retries of one transaction: one charge, one answer.
+    let answers = futures_util::future::join_all((0..20).map(|_| {
+        h.pipeline
+            .pay(&info, connector_body("t-2", "4242 4242 4242 4242", "37.50"))
+    }))
+    .await;
+    assert_eq!(gateway.charges(), 1);
+    let first = answers[0].body.clone();
+    assert!(
+        first["charge_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("ch_")),
+        "{first}"
+    );
+    assert!(answers.iter().all(|a| a.status == 200 && a.body == first));
+    // Another transaction after the charge is a replay.
+    let replay = h
+        .pipeline
+        .pay(&info, connector_body("t-3", "4242424242424242", "37.50"))
+        .await;
+    assert_eq!(
+        (replay.status, replay.body["error_code"].as_str()),
+        (409, Some("payment_already_processed"))
+    );
+    // A token of another function is refused.
+    let foreign = h.token("call-1", "checkout", "r1");
+    let refused = h
+        .pipeline
+        .pay(
+            &h.info(Some(foreign)),
+            connector_body("t-4", "4242424242424242", "37.50"),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    // No card number or CVV in the trail.
+    let trail = serde_json::to_string(&h.records().await).unwrap();
+    assert!(
+        !trail.contains("4242424242424242") && !trail.contains("4242 4242"),
+        "{trail}"
+    );
+    assert!(trail.contains("payment_charged"));
+}
