@@ -113,6 +113,37 @@ pub(crate) fn check_token(
     }
 }
 
+/// Session key holding the `record_call` a handler started in this call (PCI mode).
+const RECORDING_KEY: &str = "__vg.recording";
+
+impl Pipeline {
+    /// The recording a handler started earlier in this call, if it is still running.
+    async fn recording_started(&self, scope: &str) -> Option<voxguard_swml::RecordCall> {
+        let now = self.services.clock.now_unix();
+        let value = self.store.get(scope, RECORDING_KEY, now).await.ok()??;
+        serde_json::from_value(value).ok()
+    }
+
+    /// Remember a recording `result` starts (or forget one it stops), so a later payment in
+    /// the call pauses it.
+    async fn track_recording(&self, scope: &str, result: &voxguard_swml::FunctionResult) {
+        let now = self.services.clock.now_unix();
+        for verb in result.swml_verbs() {
+            match verb {
+                voxguard_swml::Verb::RecordCall(record) => {
+                    if let Ok(value) = serde_json::to_value(record) {
+                        let _ = self.store.set(scope, RECORDING_KEY, &value, now).await;
+                    }
+                }
+                voxguard_swml::Verb::StopRecordCall(_) => {
+                    let _ = self.store.remove(scope, RECORDING_KEY).await;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Server-side sessions are scoped by agent, call and SWML render: fetching SWML again for a
 /// call (which anyone holding the Basic credentials can do) yields tokens for a fresh, empty
 /// session, never for the verified session of the original render.
@@ -589,9 +620,17 @@ impl Pipeline {
             ));
         }
         if self.compliance.pci() {
-            if let Some(recording) = &self.agent.inner.record_call {
-                // PCI mode: the card digits keyed in during `pay` are never recorded.
-                result.pause_recording_around_pay(recording);
+            // PCI mode: the card digits keyed in during `pay` are never recorded — whether the
+            // agent records every call or a handler started a recording earlier in this call.
+            let started = match &trail.session {
+                Some(scope) => self.recording_started(scope).await,
+                None => None,
+            };
+            if let Some(recording) = self.agent.inner.record_call.clone().or(started) {
+                result.pause_recording_around_pay(&recording);
+            }
+            if let Some(scope) = &trail.session {
+                self.track_recording(scope, &result).await;
             }
         }
         trail.payments = payments_in(&result);

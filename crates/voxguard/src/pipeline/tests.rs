@@ -1062,3 +1062,60 @@ async fn the_connector_charges_the_servers_amount_once_and_refuses_tampering_and
     );
     assert!(trail.contains("payment_charged"));
 }
+
+#[tokio::test]
+async fn pci_mode_pauses_a_recording_a_handler_started_earlier_in_the_call() {
+    let h = Harness::new(|_runs| {
+        Agent::builder("unit")
+            .prompt_text("You help.")
+            .compliance(crate::Compliance::PCI)
+            .tool(Tool::untyped(
+                "start_recording",
+                "Record",
+                json!({"type": "object", "properties": {}}),
+                |_args, _ctx| async {
+                    Ok(
+                        FunctionResult::new("Recording.").record_call(voxguard_swml::RecordCall {
+                            control_id: Some("rec-7".into()),
+                            ..Default::default()
+                        }),
+                    )
+                },
+            ))
+            .tool(Tool::untyped(
+                "pay_now",
+                "Pay",
+                json!({"type": "object", "properties": {}}),
+                |_args, _ctx| async {
+                    Ok(FunctionResult::new("Paying.")
+                        .pay(voxguard_swml::Pay::new("https://shop.example/pay")))
+                },
+            ))
+            .build()
+            .expect("agent builds")
+    })
+    .await;
+    let verbs = |reply: &Reply| -> Vec<String> {
+        reply.body["action"][0]["SWML"]["sections"]["main"]
+            .as_array()
+            .expect("an SWML action")
+            .iter()
+            .map(|v| v.as_object().unwrap().keys().next().unwrap().clone())
+            .collect()
+    };
+    // Before any recording, a payment goes out as it is.
+    assert_eq!(
+        verbs(&h.call("call-1", "pay_now", json!({})).await),
+        ["pay"]
+    );
+    assert_eq!(
+        verbs(&h.call("call-1", "start_recording", json!({})).await),
+        ["record_call"]
+    );
+    let paused = h.call("call-1", "pay_now", json!({})).await;
+    assert_eq!(verbs(&paused), ["stop_record_call", "pay", "record_call"]);
+    assert_eq!(
+        paused.body["action"][0]["SWML"]["sections"]["main"][0]["stop_record_call"]["control_id"],
+        "rec-7"
+    );
+}
