@@ -331,7 +331,7 @@ async fn payments_requested_by_a_handler_are_on_record() {
     let records = log.records(1).await.expect("records");
     let payment = records
         .iter()
-        .find(|r| r.event.kind == AuditKind::Payment)
+        .find(|r| r.event.kind == AuditKind::PaymentRequested)
         .expect("payment event");
     assert_eq!(payment.event.outcome, Some(Outcome::Requested));
     assert_eq!(payment.event.function.as_deref(), Some("checkout"));
