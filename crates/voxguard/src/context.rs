@@ -214,6 +214,26 @@ impl CallContext {
             return Err(SessionError::PaymentsNotConfigured);
         };
         let now = self.services().clock.now_unix();
+        let session = self.session();
+        // One payment at a time per call: a completed one stays completed (a second checkout
+        // must not charge the order again); an open one is withdrawn (its link stops working)
+        // unless it is being charged right now.
+        if let Some(previous) = session.get::<String>(LAST_PAYMENT_KEY).await? {
+            if session
+                .get::<Value>(&crate::payments::done_key(&previous))
+                .await?
+                .is_some()
+            {
+                return Err(SessionError::PaymentCompleted);
+            }
+            if session.take(&open_key(&previous)).await?.is_none() {
+                let pending = session.get::<Value>(&pending_key(&previous)).await?;
+                if pending.is_some() {
+                    return Err(SessionError::PaymentInProgress);
+                }
+            }
+            session.remove(&pending_key(&previous)).await?;
+        }
         let id = new_payment_id();
         let pending = Pending {
             id: id.clone(),
@@ -223,7 +243,6 @@ impl CallContext {
             reusable: request.reusable,
             expires_at: now + PAYMENT_WINDOW_SECS,
         };
-        let session = self.session();
         session.set(&pending_key(&id), &pending).await?;
         session.set(&open_key(&id), &true).await?;
         session.set(LAST_PAYMENT_KEY, &id).await?;
@@ -246,8 +265,9 @@ impl CallContext {
     }
 
     /// The outcome of this call's latest payment, as the payment connector recorded it in
-    /// server state (`None` while nothing was charged or declined). Never trust the LLM's
-    /// account of `${pay_result}`: read this.
+    /// server state: the charge once there is one, else the latest decline (`None` while
+    /// nothing was charged or declined). Never trust the LLM's account of `${pay_result}`:
+    /// read this.
     pub async fn payment_outcome(
         &self,
     ) -> Result<Option<crate::payments::PaymentOutcome>, SessionError> {
@@ -258,7 +278,12 @@ impl CallContext {
         else {
             return Ok(None);
         };
-        self.session().get(&crate::payments::done_key(&id)).await
+        if let Some(done) = self.session().get(&crate::payments::done_key(&id)).await? {
+            return Ok(Some(done));
+        }
+        self.session()
+            .get(&crate::payments::declined_key(&id))
+            .await
     }
 
     /// The call's data subject, if one was set.
@@ -309,6 +334,12 @@ pub enum SessionError {
     /// A record could not be stored.
     #[error("the record could not be stored: {0}")]
     Records(String),
+    /// This call's payment is already completed; it is not requested again.
+    #[error("this call's payment is already completed")]
+    PaymentCompleted,
+    /// This call's payment is being charged right now.
+    #[error("this call's payment is being processed")]
+    PaymentInProgress,
     /// A payment was requested by an agent without a gateway, or by an insecure tool.
     #[error("payments need a payment gateway (AgentBuilder::payments) and a secure tool")]
     PaymentsNotConfigured,

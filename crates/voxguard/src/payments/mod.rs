@@ -190,6 +190,22 @@ pub(crate) fn answer_key(id: &str, transaction: &str) -> String {
     format!("__vg.pay_txn.{id}.{hex}")
 }
 
+/// Session key of payment `id`'s latest decline (what `payment_outcome` reports until a
+/// charge succeeds).
+pub(crate) fn declined_key(id: &str) -> String {
+    format!("__vg.pay_declined.{id}")
+}
+
+/// Session key of payment `id`'s gateway attempt number (its idempotency key's suffix).
+pub(crate) fn attempt_key(id: &str) -> String {
+    format!("__vg.pay_attempt.{id}")
+}
+
+/// Session key of payment `id`'s count of declines and failed card checks.
+pub(crate) fn failures_key(id: &str) -> String {
+    format!("__vg.pay_failures.{id}")
+}
+
 /// Session key naming the call's latest payment.
 pub(crate) const LAST_PAYMENT_KEY: &str = "__vg.pay_last";
 

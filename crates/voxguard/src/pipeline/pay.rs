@@ -26,8 +26,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::{session_scope, Pipeline};
 use crate::payments::gateway::{ChargeRequest, GatewayAnswer, GatewayError, TokenizeRequest};
 use crate::payments::{
-    answer_key, done_key, open_key, pending_key, PaymentOutcome, PaymentStatus, Pending,
-    PAY_FUNCTION,
+    answer_key, attempt_key, declined_key, done_key, failures_key, open_key, pending_key,
+    PaymentOutcome, PaymentStatus, Pending, PAY_FUNCTION,
 };
 use crate::records::RecordKind;
 
@@ -167,18 +167,6 @@ impl Pipeline {
                 )
             }
         };
-        let trail = PayTrail {
-            info,
-            call_id: &call_id,
-            pending: &pending,
-        };
-        if pending.expires_at <= now {
-            return refused(
-                410,
-                "payment_expired",
-                "This payment has expired; please start again.",
-            );
-        }
         // The amount and currency are the server's; anything else is tampering.
         let amount = parse_amount_cents(&request.charge_amount).ok();
         let currency = if request.currency_code.is_empty() {
@@ -186,13 +174,13 @@ impl Pipeline {
         } else {
             normalize_currency(&request.currency_code).ok()
         };
+        let books = self.books(info, &call_id, &scope, &pending);
         if amount != Some(pending.amount_cents)
             || currency.as_deref() != Some(pending.currency.as_str())
         {
             tracing::warn!(target: "voxguard::security", event = "payment_amount_mismatch", agent = self.agent.name(), call_id = %call_id, payment = %pending.id, "connector request amount or currency differs from the pending payment; refused");
-            trail
+            books
                 .audit(
-                    self,
                     AuditKind::PaymentAmountMismatch,
                     Outcome::Refused,
                     Some("payment_amount_mismatch"),
@@ -214,15 +202,14 @@ impl Pipeline {
             );
         }
         let txn_key = answer_key(&pending.id, &request.transaction_id);
-        // A retry of an answered transaction gets the same answer; once paid, another
-        // transaction is a replay.
-        if let Some(reply) = self.stored_answer(&scope, &txn_key, now).await {
+        // A charged payment stays charged, even past its window: a retry of the charging
+        // transaction gets its answer, any other transaction is a replay.
+        if let Some(reply) = books.stored_answer(&txn_key).await {
             return reply;
         }
-        if let Ok(Some(_)) = store.get(&scope, &done_key(&pending.id), now).await {
-            trail
+        if books.get(&done_key(&pending.id)).await.is_some() {
+            books
                 .audit(
-                    self,
                     AuditKind::PaymentDeclined,
                     Outcome::Refused,
                     Some("payment_already_processed"),
@@ -236,20 +223,35 @@ impl Pipeline {
                 "This payment was already completed.",
             );
         }
-        let card = match CardData::new(
+        if pending.expires_at <= now {
+            return refused(
+                410,
+                "payment_expired",
+                "This payment has expired; please start again.",
+            );
+        }
+        if books.failures().await >= MAX_FAILURES {
+            return refused(
+                429,
+                "too_many_attempts",
+                "Too many card attempts for this payment.",
+            );
+        }
+        let checked = CardData::new(
             &request.cardnumber,
             &request.cvv,
             &request.expiry_month,
             &request.expiry_year,
             (!request.postal_code.is_empty()).then_some(request.postal_code.as_str()),
         )
-        .and_then(|card| card.check(now).map(|summary| (card, summary)))
-        {
+        .and_then(|card| card.check(now).map(|summary| (card, summary)));
+        drop(request);
+        let (card, summary) = match checked {
             Ok(checked) => checked,
             Err(error) => {
-                trail
+                books.count_failure().await;
+                books
                     .audit(
-                        self,
                         AuditKind::PaymentDeclined,
                         Outcome::Refused,
                         Some(error.as_str()),
@@ -260,228 +262,91 @@ impl Pipeline {
                 return refused(402, error.as_str(), "The card details are not valid.");
             }
         };
-        drop(request);
-        let (card, summary) = card;
-        // One request charges at a time; concurrent retries of the same transaction wait for
-        // its answer.
-        match store.take(&scope, &open_key(&pending.id), now).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return self.wait_for_answer(&scope, &txn_key).await,
-            Err(_) => {
-                return refused(
-                    503,
-                    "payment-connector-error",
-                    "The payment service is unavailable.",
-                )
-            }
-        }
-        // One key per payment and transaction: retries of a transaction share it (the gateway
-        // answers them with the first charge); another card is another transaction.
-        let idempotency = format!("{}:{}", pending.id, request_id_of(&txn_key));
-        let outcome = if pending.reusable {
-            gateway
-                .tokenize(&TokenizeRequest {
-                    idempotency_key: &idempotency,
-                    card: &card,
-                })
-                .await
-        } else {
-            gateway
-                .charge(&ChargeRequest {
-                    idempotency_key: &idempotency,
-                    card: &card,
-                    amount_cents: pending.amount_cents,
-                    currency: &pending.currency,
-                    description: &pending.description,
-                })
-                .await
-        };
-        drop(card);
-        let reply = match outcome {
-            Ok(GatewayAnswer::Charged { charge_id }) => {
-                self.finish(
-                    &scope,
-                    &trail,
-                    &txn_key,
-                    PaymentStatus::Charged,
-                    Some(&charge_id),
-                    None,
-                    &summary,
-                    now,
-                )
-                .await;
-                answer(200, Some(&charge_id), None, None)
-            }
-            Ok(GatewayAnswer::Tokenized { token_id }) => {
-                self.finish(
-                    &scope,
-                    &trail,
-                    &txn_key,
-                    PaymentStatus::Tokenized,
-                    Some(&token_id),
-                    None,
-                    &summary,
-                    now,
-                )
-                .await;
-                answer(200, None, Some(&token_id), None)
-            }
-            Ok(GatewayAnswer::Declined { code, message: _ }) => {
-                self.finish(
-                    &scope,
-                    &trail,
-                    &txn_key,
-                    PaymentStatus::Declined,
-                    None,
-                    Some(&code),
-                    &summary,
-                    now,
-                )
-                .await;
-                refused(402, &code, "The card was declined.")
-            }
-            Err(error) => {
-                // Nothing is kept for the transaction: a retry charges again with the same
-                // idempotency key, which the gateway answers with the first charge if there was one.
-                let _ = store
-                    .set(&scope, &open_key(&pending.id), &json!(true), now)
-                    .await;
-                let reason = match error {
-                    GatewayError::Timeout => "gateway_timeout",
-                    _ => "gateway_unavailable",
-                };
-                trail
-                    .audit(
-                        self,
-                        AuditKind::PaymentError,
-                        Outcome::Failed,
-                        Some(reason),
-                        Some(&summary),
-                        None,
-                    )
-                    .await;
-                refused(
-                    502,
-                    "payment-connector-error",
-                    "The payment service did not answer; please try again.",
-                )
-            }
-        };
-        reply
-    }
-
-    /// Keep a finished transaction's answer (for retries), and for a charge or a token the
-    /// payment's outcome (for `payment_outcome`); reopen the payment after a decline so the
-    /// caller can try another card; audit and record it, card reduced to its summary.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        scope: &str,
-        trail: &PayTrail<'_>,
-        txn_key: &str,
-        status: PaymentStatus,
-        gateway_id: Option<&str>,
-        error_code: Option<&str>,
-        summary: &CardSummary,
-        now: u64,
-    ) {
-        let pending = trail.pending;
-        let outcome = PaymentOutcome {
-            payment_id: pending.id.clone(),
-            status,
-            gateway_id: gateway_id.map(str::to_string),
-            error_code: error_code.map(str::to_string),
-            amount_cents: pending.amount_cents,
-            currency: pending.currency.clone(),
-            brand: Some(summary.brand.as_str().to_string()),
-            last4: Some(summary.last4.clone()),
-            exp_month: Some(summary.exp_month),
-            exp_year: Some(summary.exp_year),
-        };
-        let value = serde_json::to_value(&outcome).unwrap_or(Value::Null);
-        let store = &self.store;
-        let _ = store.set(scope, txn_key, &value, now).await;
-        match status {
-            PaymentStatus::Declined => {
-                let _ = store
-                    .set(scope, &open_key(&pending.id), &json!(true), now)
-                    .await;
-            }
-            _ => {
-                let _ = store.set(scope, &done_key(&pending.id), &value, now).await;
-            }
-        }
-        let kind = match status {
-            PaymentStatus::Declined => AuditKind::PaymentDeclined,
-            _ => AuditKind::PaymentCharged,
-        };
-        let outcome_kind = if status == PaymentStatus::Declined {
-            Outcome::Refused
-        } else {
-            Outcome::Ok
-        };
-        trail
-            .audit(
-                self,
-                kind,
-                outcome_kind,
-                error_code,
-                Some(summary),
-                gateway_id,
-            )
-            .await;
-        if let Some(records) = &self.services.records {
-            let subject = store
-                .get(scope, crate::context::SUBJECT_KEY, now)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|v| v.as_str().map(str::to_string));
-            if let Err(error) = records
-                .store(
-                    self.agent.name(),
-                    trail.call_id,
-                    subject.as_deref(),
-                    RecordKind::Payment,
-                    &value,
-                )
-                .await
-            {
-                tracing::error!(%error, "payment record could not be stored");
-            }
-        }
-    }
-
-    /// The kept answer of a transaction, in the connector's shape.
-    async fn stored_answer(&self, scope: &str, txn_key: &str, now: u64) -> Option<Reply> {
-        let value = self.store.get(scope, txn_key, now).await.ok()??;
-        let outcome: PaymentOutcome = serde_json::from_value(value).ok()?;
-        Some(match outcome.status {
-            PaymentStatus::Charged => answer(200, outcome.gateway_id.as_deref(), None, None),
-            PaymentStatus::Tokenized => answer(200, None, outcome.gateway_id.as_deref(), None),
-            PaymentStatus::Declined => refused(
-                402,
-                outcome.error_code.as_deref().unwrap_or("card_declined"),
-                "The card was declined.",
-            ),
-        })
-    }
-
-    /// A retry arriving while another request charges its payment: wait for that answer.
-    async fn wait_for_answer(&self, scope: &str, txn_key: &str) -> Reply {
+        // One request charges at a time. Another arriving meanwhile waits for its answer, for
+        // the payment to be done, or for it to be open again (after a decline or an error).
         let started = std::time::Instant::now();
-        while started.elapsed() < WAIT_FOR_CHARGE {
+        loop {
+            match self.store.take(&scope, &open_key(&pending.id), now).await {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(_) => {
+                    return refused(
+                        503,
+                        "payment-connector-error",
+                        "The payment service is unavailable.",
+                    )
+                }
+            }
+            if started.elapsed() >= WAIT_FOR_CHARGE {
+                return refused(
+                    409,
+                    "payment_in_progress",
+                    "This payment is being processed; please wait.",
+                );
+            }
             tokio::time::sleep(POLL_EVERY).await;
-            let now = self.services.clock.now_unix();
-            if let Some(reply) = self.stored_answer(scope, txn_key, now).await {
+            if let Some(reply) = books.stored_answer(&txn_key).await {
                 return reply;
             }
+            if books.get(&done_key(&pending.id)).await.is_some() {
+                return refused(
+                    409,
+                    "payment_already_processed",
+                    "This payment was already completed.",
+                );
+            }
         }
-        refused(
-            409,
-            "payment_in_progress",
-            "This payment is being processed; please wait.",
-        )
+        // The gateway's idempotency key is the payment's attempt, not the platform's
+        // transaction id: after a timeout (the charge may have happened, its answer lost),
+        // every later attempt — whatever its transaction id — asks the gateway under the same
+        // key and gets that first charge back. Only a definite decline moves to a new key.
+        let attempt = books.attempt().await;
+        let idempotency = format!("{}:{attempt}", pending.id);
+        // The charge and its bookkeeping run in their own task: a request dropped mid-charge
+        // (the request timeout, a platform that hangs up) cannot lose a charge that was made.
+        let job = tokio::spawn(async move {
+            let outcome = if books.pending.reusable {
+                gateway
+                    .tokenize(&TokenizeRequest {
+                        idempotency_key: &idempotency,
+                        card: &card,
+                    })
+                    .await
+            } else {
+                gateway
+                    .charge(&ChargeRequest {
+                        idempotency_key: &idempotency,
+                        card: &card,
+                        amount_cents: books.pending.amount_cents,
+                        currency: &books.pending.currency,
+                        description: &books.pending.description,
+                    })
+                    .await
+            };
+            drop(card);
+            books.settle(outcome, &txn_key, &summary, attempt).await
+        });
+        match job.await {
+            Ok(reply) => reply,
+            Err(_) => refused(
+                500,
+                "payment-connector-error",
+                "The payment could not be completed.",
+            ),
+        }
+    }
+
+    /// Everything the bookkeeping of one connector request needs, owned (it outlives the request).
+    fn books(&self, info: &RequestInfo, call_id: &str, scope: &str, pending: &Pending) -> Books {
+        Books {
+            store: self.store.clone(),
+            services: self.services.clone(),
+            agent: self.agent.name().to_string(),
+            info: info.clone(),
+            call_id: call_id.to_string(),
+            scope: scope.to_string(),
+            pending: pending.clone(),
+        }
     }
 
     /// An audit event about a payment connector request.
@@ -547,32 +412,199 @@ impl Pipeline {
     }
 }
 
-/// The hashed-transaction part of an answer key, reused in the gateway idempotency key.
-fn request_id_of(txn_key: &str) -> String {
-    txn_key.rsplit('.').next().unwrap_or_default().to_string()
+/// The most card attempts (declines and failed checks) one payment takes before it closes:
+/// the connector is not a card-testing oracle.
+const MAX_FAILURES: u32 = 5;
+
+/// The bookkeeping of one connector request: the session it reads and writes, and the audit
+/// events and records it leaves. Owned, so that the charge's task can outlive the request.
+struct Books {
+    store: std::sync::Arc<dyn voxguard_store::SessionStore>,
+    services: std::sync::Arc<crate::services::Services>,
+    agent: String,
+    info: RequestInfo,
+    call_id: String,
+    scope: String,
+    pending: Pending,
 }
 
-/// What every audit event of one connector request shares.
-struct PayTrail<'a> {
-    info: &'a RequestInfo,
-    call_id: &'a str,
-    pending: &'a Pending,
-}
+impl Books {
+    fn now(&self) -> u64 {
+        self.services.clock.now_unix()
+    }
 
-impl PayTrail<'_> {
+    async fn get(&self, key: &str) -> Option<Value> {
+        self.store.get(&self.scope, key, self.now()).await.ok()?
+    }
+
+    async fn set(&self, key: &str, value: &Value) {
+        if let Err(error) = self.store.set(&self.scope, key, value, self.now()).await {
+            tracing::error!(%error, payment = %self.pending.id, "payment state could not be written");
+        }
+    }
+
+    /// Declines and failed card checks so far.
+    async fn failures(&self) -> u32 {
+        self.get(&failures_key(&self.pending.id))
+            .await
+            .and_then(|v| v.as_u64())
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn count_failure(&self) {
+        let next = self.failures().await.saturating_add(1);
+        self.set(&failures_key(&self.pending.id), &json!(next))
+            .await;
+    }
+
+    /// The gateway attempt the next charge is made under.
+    async fn attempt(&self) -> u64 {
+        self.get(&attempt_key(&self.pending.id))
+            .await
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    }
+
+    /// The kept answer of a charging transaction, in the connector's shape.
+    async fn stored_answer(&self, txn_key: &str) -> Option<Reply> {
+        let outcome: PaymentOutcome = serde_json::from_value(self.get(txn_key).await?).ok()?;
+        Some(match outcome.status {
+            PaymentStatus::Charged => answer(200, outcome.gateway_id.as_deref(), None, None),
+            PaymentStatus::Tokenized => answer(200, None, outcome.gateway_id.as_deref(), None),
+            PaymentStatus::Declined => refused(
+                402,
+                outcome.error_code.as_deref().unwrap_or("card_declined"),
+                "The card was declined.",
+            ),
+        })
+    }
+
+    /// Record the gateway's answer and give the connector's. A charge or token is kept for
+    /// the transaction's retries and as the payment's outcome; a decline is kept as the
+    /// latest decline (`payment_outcome`), moves the payment to a new gateway attempt and
+    /// reopens it for another card (up to [`MAX_FAILURES`]); an error reopens it under the
+    /// same attempt, so the retry asks the gateway for the charge it may have made.
+    async fn settle(
+        self,
+        outcome: Result<GatewayAnswer, GatewayError>,
+        txn_key: &str,
+        summary: &CardSummary,
+        attempt: u64,
+    ) -> Reply {
+        let id = self.pending.id.clone();
+        let (status, gateway_id, error_code) = match outcome {
+            Ok(GatewayAnswer::Charged { charge_id }) => {
+                (PaymentStatus::Charged, Some(charge_id), None)
+            }
+            Ok(GatewayAnswer::Tokenized { token_id }) => {
+                (PaymentStatus::Tokenized, Some(token_id), None)
+            }
+            Ok(GatewayAnswer::Declined { code, message: _ }) => {
+                (PaymentStatus::Declined, None, Some(code))
+            }
+            Err(error) => {
+                self.set(&open_key(&id), &json!(true)).await;
+                let reason = match error {
+                    GatewayError::Timeout => "gateway_timeout",
+                    _ => "gateway_unavailable",
+                };
+                self.audit(
+                    AuditKind::PaymentError,
+                    Outcome::Failed,
+                    Some(reason),
+                    Some(summary),
+                    None,
+                )
+                .await;
+                return refused(
+                    502,
+                    "payment-connector-error",
+                    "The payment service did not answer; please try again.",
+                );
+            }
+        };
+        let outcome = PaymentOutcome {
+            payment_id: id.clone(),
+            status,
+            gateway_id: gateway_id.clone(),
+            error_code: error_code.clone(),
+            amount_cents: self.pending.amount_cents,
+            currency: self.pending.currency.clone(),
+            brand: Some(summary.brand.as_str().to_string()),
+            last4: Some(summary.last4.clone()),
+            exp_month: Some(summary.exp_month),
+            exp_year: Some(summary.exp_year),
+        };
+        let value = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+        if status == PaymentStatus::Declined {
+            self.set(&declined_key(&id), &value).await;
+            self.set(&attempt_key(&id), &json!(attempt + 1)).await;
+            self.count_failure().await;
+            if self.failures().await < MAX_FAILURES {
+                self.set(&open_key(&id), &json!(true)).await;
+            }
+        } else {
+            self.set(txn_key, &value).await;
+            self.set(&done_key(&id), &value).await;
+        }
+        let (kind, audited) = match status {
+            PaymentStatus::Declined => (AuditKind::PaymentDeclined, Outcome::Refused),
+            _ => (AuditKind::PaymentCharged, Outcome::Ok),
+        };
+        self.audit(
+            kind,
+            audited,
+            error_code.as_deref(),
+            Some(summary),
+            gateway_id.as_deref(),
+        )
+        .await;
+        if let Some(records) = &self.services.records {
+            let subject = self
+                .get(crate::context::SUBJECT_KEY)
+                .await
+                .and_then(|v| v.as_str().map(str::to_string));
+            if let Err(error) = records
+                .store(
+                    &self.agent,
+                    &self.call_id,
+                    subject.as_deref(),
+                    RecordKind::Payment,
+                    &value,
+                )
+                .await
+            {
+                tracing::error!(%error, "payment record could not be stored");
+            }
+        }
+        match status {
+            PaymentStatus::Charged => answer(200, gateway_id.as_deref(), None, None),
+            PaymentStatus::Tokenized => answer(200, None, gateway_id.as_deref(), None),
+            PaymentStatus::Declined => refused(
+                402,
+                error_code.as_deref().unwrap_or("card_declined"),
+                "The card was declined.",
+            ),
+        }
+    }
+
     /// Write a payment event: amount and currency from server state, the card as brand, last
     /// four and expiry, the gateway's id. If the trail cannot be written the answer still
     /// goes out — money may already have moved — and the failure is logged.
     async fn audit(
         &self,
-        pipeline: &Pipeline,
         kind: AuditKind,
         outcome: Outcome,
         reason: Option<&str>,
         summary: Option<&CardSummary>,
         gateway_id: Option<&str>,
     ) {
-        let mut event = pipeline.pay_event(kind, outcome, self.info, Some(self.call_id));
+        let auditor = &self.services.auditor;
+        let mut event = auditor.event(kind, outcome);
+        event.agent = Some(self.agent.clone());
+        event.request_id = Some(self.info.request_id.clone());
+        event.call_id = Some(self.call_id.clone());
+        event.source = Some(self.info.client.ip().to_string());
         event.function = Some(PAY_FUNCTION.into());
         event.reason = reason.map(str::to_string);
         event.record = Some(self.pending.id.clone());
@@ -585,7 +617,7 @@ impl PayTrail<'_> {
             "exp_year": summary.map(|s| s.exp_year),
             "gateway_id": gateway_id,
         }));
-        if pipeline.services.auditor.record(event).await.is_err() {
+        if auditor.record(event).await.is_err() {
             tracing::error!(target: "voxguard::security", payment = %self.pending.id, "a payment audit event could not be written");
         }
     }

@@ -1119,3 +1119,276 @@ async fn pci_mode_pauses_a_recording_a_handler_started_earlier_in_the_call() {
         "rec-7"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile review of the payment connector.
+// ---------------------------------------------------------------------------------------------
+
+/// `shop`, over any gateway, asking for `cents`.
+fn review_shop(
+    gateway: Arc<dyn crate::payments::gateway::PaymentGateway>,
+    compliance: crate::Compliance,
+) -> impl FnOnce(Arc<AtomicUsize>) -> Agent {
+    move |_runs| {
+        Agent::builder("unit")
+            .prompt_text("You sell mugs.")
+            .payments(gateway)
+            .compliance(compliance)
+            .tool(Tool::untyped(
+                "checkout",
+                "Pay for the cart",
+                json!({"type": "object", "properties": {}}),
+                |_args, ctx| async move {
+                    let request = crate::payments::PaymentRequest::new(3750, "usd", "Order 1")
+                        .expect("request");
+                    Ok(ctx.request_payment(&request).await?)
+                },
+            ))
+            .tool(Tool::untyped(
+                "confirm_payment",
+                "Read the outcome",
+                json!({"type": "object", "properties": {}}),
+                |_args, ctx| async move {
+                    let outcome = ctx.payment_outcome().await?;
+                    Ok(FunctionResult::new(match outcome {
+                        Some(o) => format!("{:?}", o.status),
+                        None => "unpaid".to_string(),
+                    }))
+                },
+            ))
+            .tool(
+                Tool::untyped(
+                    "start_recording_public",
+                    "Record (an insecure tool)",
+                    json!({"type": "object", "properties": {}}),
+                    |_args, _ctx| async {
+                        Ok(FunctionResult::new("Recording.").record_call(
+                            voxguard_swml::RecordCall {
+                                control_id: Some("rec-public".into()),
+                                ..Default::default()
+                            },
+                        ))
+                    },
+                )
+                .secure(false),
+            )
+            .tool(Tool::untyped(
+                "record_and_checkout",
+                "Record, then pay",
+                json!({"type": "object", "properties": {}}),
+                |_args, ctx| async move {
+                    let request = crate::payments::PaymentRequest::new(3750, "usd", "Order 1")
+                        .expect("request");
+                    let paying = ctx.request_payment(&request).await?;
+                    let pay = match paying.swml_verbs().next() {
+                        Some(voxguard_swml::Verb::Pay(pay)) => (**pay).clone(),
+                        _ => unreachable!(),
+                    };
+                    Ok(FunctionResult::new("Recording and paying.")
+                        .record_call(voxguard_swml::RecordCall {
+                            control_id: Some("rec-same".into()),
+                            ..Default::default()
+                        })
+                        .pay(pay))
+                },
+            ))
+            .build()
+            .expect("agent builds")
+    }
+}
+
+fn verb_names(reply: &Reply) -> Vec<String> {
+    reply.body["action"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| {
+            a["SWML"]["sections"]["main"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|v| v.as_object().unwrap().keys().next().unwrap().clone())
+        .collect()
+}
+
+/// Review finding F1, fixed — before: the gateway charged but its answer was lost (timeout, 502); the platform's next
+/// attempt arrives with a new transaction id, gets a new idempotency key, and is charged again.
+#[tokio::test]
+async fn review_a_lost_gateway_answer_then_a_new_transaction_is_charged_once() {
+    let gateway =
+        Arc::new(crate::payments::gateway::TestGateway::new().failing_with_timeout_once());
+    let h = Harness::new(review_shop(gateway.clone(), crate::Compliance::default())).await;
+    let reply = h.call("call-1", "checkout", json!({})).await;
+    let info = h.info(Some(connector_token(&reply)));
+    let first = h
+        .pipeline
+        .pay(&info, connector_body("t-1", "4242424242424242", "37.50"))
+        .await;
+    assert_eq!(first.status, 502, "{}", first.body);
+    assert_eq!(
+        gateway.charges(),
+        1,
+        "the charge happened, its answer was lost"
+    );
+    let second = h
+        .pipeline
+        .pay(&info, connector_body("t-2", "4242424242424242", "37.50"))
+        .await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(
+        gateway.charges(),
+        1,
+        "one payment of $37.50 was charged twice"
+    );
+}
+
+/// A gateway that charges at once and then takes `slow` to answer (a slow network).
+struct ChargesThenHangs {
+    charges: AtomicUsize,
+    slow: Duration,
+}
+
+#[async_trait::async_trait]
+impl crate::payments::gateway::PaymentGateway for ChargesThenHangs {
+    async fn charge(
+        &self,
+        _request: &crate::payments::gateway::ChargeRequest<'_>,
+    ) -> Result<crate::payments::gateway::GatewayAnswer, crate::payments::gateway::GatewayError>
+    {
+        let n = self.charges.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.slow).await;
+        Ok(crate::payments::gateway::GatewayAnswer::Charged {
+            charge_id: format!("ch_{n}"),
+        })
+    }
+    async fn tokenize(
+        &self,
+        _request: &crate::payments::gateway::TokenizeRequest<'_>,
+    ) -> Result<crate::payments::gateway::GatewayAnswer, crate::payments::gateway::GatewayError>
+    {
+        unreachable!()
+    }
+    fn name(&self) -> &'static str {
+        "hangs"
+    }
+}
+
+/// Review finding F2, fixed — before: the connector request is dropped mid-charge (the server's request timeout, or the
+/// platform hanging up on a slow connector): the `open` key taken for the charge is never put
+/// back and nothing is recorded. The money moved, `payment_outcome` says unpaid, no
+/// `payment_charged` is audited, and every later attempt waits 20 s for `payment_in_progress`.
+#[tokio::test]
+async fn review_a_connector_request_cancelled_mid_charge_still_keeps_and_answers_the_charge() {
+    let gateway = Arc::new(ChargesThenHangs {
+        charges: AtomicUsize::new(0),
+        slow: Duration::from_secs(2),
+    });
+    let h = Harness::new(review_shop(gateway.clone(), crate::Compliance::default())).await;
+    let reply = h.call("call-1", "checkout", json!({})).await;
+    let info = h.info(Some(connector_token(&reply)));
+    // The HTTP layer's request_timeout is exactly this: a tokio::time::timeout around the handler.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(300),
+        h.pipeline
+            .pay(&info, connector_body("t-1", "4242424242424242", "37.50")),
+    )
+    .await;
+    assert!(cut.is_err(), "the request was cut off mid-charge");
+    assert_eq!(
+        gateway.charges.load(Ordering::SeqCst),
+        1,
+        "the card was charged"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await; // long after the gateway answered
+    let outcome = h.call("call-1", "confirm_payment", json!({})).await;
+    let retry = h
+        .pipeline
+        .pay(&info, connector_body("t-1", "4242424242424242", "37.50"))
+        .await;
+    let trail = serde_json::to_string(&h.records().await).unwrap();
+    assert!(
+        retry.status == 200
+            && outcome.body["response"] == "Charged"
+            && trail.contains("payment_charged"),
+        "retry: {} {}; confirm_payment: {}; payment_charged audited: {}",
+        retry.status,
+        retry.body,
+        outcome.body["response"],
+        trail.contains("payment_charged"),
+    );
+}
+
+/// F3 (fixed): a second `request_payment` in the call withdraws the first (its link no longer
+/// charges); once paid, the call's payment is not requested again, and `payment_outcome` reads
+/// the charge.
+#[tokio::test]
+async fn review_a_second_payment_request_withdraws_the_first_and_a_paid_call_is_not_charged_again()
+{
+    let gateway = Arc::new(crate::payments::gateway::TestGateway::new());
+    let h = Harness::new(review_shop(gateway.clone(), crate::Compliance::default())).await;
+    let first = connector_token(&h.call("call-1", "checkout", json!({})).await);
+    let second = connector_token(&h.call("call-1", "checkout", json!({})).await);
+    let withdrawn = h
+        .pipeline
+        .pay(
+            &h.info(Some(first)),
+            connector_body("t-1", "4242424242424242", "37.50"),
+        )
+        .await;
+    assert_eq!(withdrawn.status, 404, "{}", withdrawn.body);
+    let paid = h
+        .pipeline
+        .pay(
+            &h.info(Some(second)),
+            connector_body("t-2", "4242424242424242", "37.50"),
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(gateway.charges(), 1);
+    let seen = h.call("call-1", "confirm_payment", json!({})).await;
+    assert_eq!(seen.body["response"], "Charged");
+    let third = h.call("call-1", "checkout", json!({})).await;
+    assert!(
+        third.body.get("action").is_none(),
+        "no second pay: {}",
+        third.body
+    );
+    assert_eq!(gateway.charges(), 1);
+}
+
+/// Review finding F5, fixed — before: a decline is kept per transaction id; if the platform re-posts the same transaction
+/// with another card (the caller's second attempt) the good card is never tried.
+#[tokio::test]
+async fn review_a_decline_is_not_replayed_to_a_good_card_on_the_same_transaction() {
+    let gateway = Arc::new(crate::payments::gateway::TestGateway::new());
+    let h = Harness::new(review_shop(gateway.clone(), crate::Compliance::default())).await;
+    let info = h.info(Some(connector_token(
+        &h.call("call-1", "checkout", json!({})).await,
+    )));
+    let declined = h
+        .pipeline
+        .pay(&info, connector_body("t-1", "4000000000000002", "37.50"))
+        .await;
+    assert_eq!(declined.status, 402);
+    let good = h
+        .pipeline
+        .pay(&info, connector_body("t-1", "4242424242424242", "37.50"))
+        .await;
+    assert_eq!((good.status, gateway.charges()), (200, 1), "{}", good.body);
+}
+
+/// F6: a status event carrying a PAN as a JSON float is audited with the PAN in it.
+#[tokio::test]
+async fn review_pay_status_keeps_a_pan_sent_as_a_float() {
+    let gateway = Arc::new(crate::payments::gateway::TestGateway::new());
+    let h = Harness::new(review_shop(gateway, crate::Compliance::default())).await;
+    let info = h.info(Some(connector_token(
+        &h.call("call-1", "checkout", json!({})).await,
+    )));
+    let body: Value = serde_json::from_str(r#"{"status":"x","card":4242424242424242.0}"#).unwrap();
+    let reply = h.pipeline.pay_status(&info, body).await;
+    assert_eq!(reply.status, 200);
+    let trail = serde_json::to_string(&h.records().await).unwrap();
+    assert!(!trail.contains("4242424242424242"), "{trail}");
+}
