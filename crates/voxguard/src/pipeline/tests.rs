@@ -1197,21 +1197,6 @@ fn review_shop(
     }
 }
 
-fn verb_names(reply: &Reply) -> Vec<String> {
-    reply.body["action"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|a| {
-            a["SWML"]["sections"]["main"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|v| v.as_object().unwrap().keys().next().unwrap().clone())
-        .collect()
-}
-
 /// Review finding F1, fixed — before: the gateway charged but its answer was lost (timeout, 502); the platform's next
 /// attempt arrives with a new transaction id, gets a new idempotency key, and is charged again.
 #[tokio::test]
