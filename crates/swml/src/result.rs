@@ -202,10 +202,13 @@ impl FunctionResult {
     }
 
     /// Pause the call's background recording around every `pay` verb of this result: each
-    /// `pay` becomes `stop_record_call` (of `recording`'s control id, or the latest), `pay`,
-    /// then `record_call` again with `recording`'s settings, so the card digits the caller
-    /// keys in are never recorded (PCI mode). Returns how many `pay` verbs were wrapped.
-    pub fn pause_recording_around_pay(&mut self, recording: &RecordCall) -> usize {
+    /// `pay` made while a recording runs becomes `stop_record_call` (that recording's control
+    /// id), `pay`, then `record_call` again with its settings, so the card digits the caller
+    /// keys in are never recorded (PCI mode). A recording runs when `recording` was already
+    /// running before this result, or when a `record_call` earlier in the same section
+    /// started one (and no `stop_record_call` ended it since). Returns how many `pay` verbs
+    /// were wrapped.
+    pub fn pause_recording_around_pay(&mut self, recording: Option<&RecordCall>) -> usize {
         let mut wrapped = 0;
         for action in &mut self.action {
             let Action::Swml(document) = action else {
@@ -215,17 +218,24 @@ impl FunctionResult {
                 if !verbs.iter().any(|v| matches!(v, Verb::Pay(_))) {
                     continue;
                 }
+                let mut active = recording.cloned();
                 let mut paused = Vec::with_capacity(verbs.len() + 2);
                 for verb in verbs.drain(..) {
-                    if matches!(verb, Verb::Pay(_)) {
-                        wrapped += 1;
-                        paused.push(Verb::StopRecordCall(StopRecordCall {
-                            control_id: recording.control_id.clone(),
-                        }));
-                        paused.push(verb);
-                        paused.push(Verb::RecordCall(recording.clone()));
-                    } else {
-                        paused.push(verb);
+                    match &verb {
+                        Verb::RecordCall(record) => active = Some(record.clone()),
+                        Verb::StopRecordCall(_) => active = None,
+                        _ => {}
+                    }
+                    match (&verb, &active) {
+                        (Verb::Pay(_), Some(running)) => {
+                            wrapped += 1;
+                            paused.push(Verb::StopRecordCall(StopRecordCall {
+                                control_id: running.control_id.clone(),
+                            }));
+                            paused.push(verb);
+                            paused.push(Verb::RecordCall(running.clone()));
+                        }
+                        _ => paused.push(verb),
                     }
                 }
                 *verbs = paused;
@@ -282,7 +292,7 @@ mod tests {
         let mut result = FunctionResult::new("Collecting payment.")
             .pay(Pay::new("https://shop.example/pay"))
             .connect("+15550100001");
-        assert_eq!(result.pause_recording_around_pay(&recording), 1);
+        assert_eq!(result.pause_recording_around_pay(Some(&recording)), 1);
         let names: Vec<String> = result
             .swml_verbs()
             .map(|v| {
@@ -302,7 +312,17 @@ mod tests {
             "only the pay's document is touched"
         );
         let mut plain = FunctionResult::new("no payment").connect("+15550100001");
-        assert_eq!(plain.pause_recording_around_pay(&recording), 0);
+        assert_eq!(plain.pause_recording_around_pay(Some(&recording)), 0);
+        // A recording started earlier in the same result is paused too; none, nothing.
+        let mut started_here =
+            FunctionResult::new("Recording, then paying.").swml(Document::new(vec![
+                Verb::RecordCall(recording.clone()),
+                Verb::Pay(Box::new(Pay::new("https://shop.example/pay"))),
+            ]));
+        assert_eq!(started_here.pause_recording_around_pay(None), 1);
+        let mut unrecorded =
+            FunctionResult::new("Paying.").pay(Pay::new("https://shop.example/pay"));
+        assert_eq!(unrecorded.pause_recording_around_pay(None), 0);
     }
 
     #[test]

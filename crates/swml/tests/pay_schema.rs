@@ -139,7 +139,7 @@ fn a_pay_with_every_field_and_prompt_form_validates() {
         format: Some("wav".into()),
         ..RecordCall::default()
     };
-    assert_eq!(paused.pause_recording_around_pay(&recording), 1);
+    assert_eq!(paused.pause_recording_around_pay(Some(&recording)), 1);
     checker
         .check_response(&serde_json::to_value(&paused).unwrap())
         .unwrap();

@@ -626,9 +626,8 @@ impl Pipeline {
                 Some(scope) => self.recording_started(scope).await,
                 None => None,
             };
-            if let Some(recording) = self.agent.inner.record_call.clone().or(started) {
-                result.pause_recording_around_pay(&recording);
-            }
+            let running = self.agent.inner.record_call.clone().or(started);
+            result.pause_recording_around_pay(running.as_ref());
             if let Some(scope) = &trail.session {
                 self.track_recording(scope, &result).await;
             }
