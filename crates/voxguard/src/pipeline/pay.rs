@@ -208,6 +208,11 @@ impl Pipeline {
             return reply;
         }
         if books.get(&done_key(&pending.id)).await.is_some() {
+            // The charging request writes its answer before `done`: read it again, or a
+            // retry racing that write would be taken for a replay.
+            if let Some(reply) = books.stored_answer(&txn_key).await {
+                return reply;
+            }
             books
                 .audit(
                     AuditKind::PaymentDeclined,
@@ -265,6 +270,7 @@ impl Pipeline {
         // One request charges at a time. Another arriving meanwhile waits for its answer, for
         // the payment to be done, or for it to be open again (after a decline or an error).
         let started = std::time::Instant::now();
+        let mut pause = FIRST_POLL;
         loop {
             match self.store.take(&scope, &open_key(&pending.id), now).await {
                 Ok(Some(_)) => break,
