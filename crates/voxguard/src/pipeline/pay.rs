@@ -34,8 +34,12 @@ use crate::records::RecordKind;
 /// How long a retry waits for the request that is charging its payment.
 const WAIT_FOR_CHARGE: Duration = Duration::from_secs(20);
 
-/// How often a waiting retry looks for the answer.
+/// How often a waiting retry looks for the answer: first after [`FIRST_POLL`], doubling up to
+/// this (a charge takes milliseconds with a fast gateway, seconds with a slow one).
 const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// The first wait of a retry for the request that is charging.
+const FIRST_POLL: Duration = Duration::from_millis(5);
 
 /// The platform's connector request. Card fields are wiped when it is dropped; it is parsed
 /// straight from the body bytes (no JSON tree holds the card).
@@ -290,11 +294,15 @@ impl Pipeline {
                     "This payment is being processed; please wait.",
                 );
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_EVERY);
             if let Some(reply) = books.stored_answer(&txn_key).await {
                 return reply;
             }
             if books.get(&done_key(&pending.id)).await.is_some() {
+                if let Some(reply) = books.stored_answer(&txn_key).await {
+                    return reply;
+                }
                 return refused(
                     409,
                     "payment_already_processed",
