@@ -22,6 +22,7 @@ mod http_surface;
 mod knowledge_verification;
 mod log_redaction;
 mod metrics;
+mod payments;
 mod policies;
 mod records_api;
 mod records_deletion;

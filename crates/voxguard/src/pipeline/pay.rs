@@ -400,7 +400,9 @@ impl Pipeline {
         };
         let mut redacted = body.clone();
         self.services.auditor.redactor.redact_json(&mut redacted);
-        let full_card_seen = redacted != body;
+        // Flag a *full* card number only: the platform's own masked number
+        // (`************4242`) is redacted by its field name, and is no alarm.
+        let full_card_seen = holds_card_number(&body);
         if full_card_seen {
             tracing::warn!(target: "voxguard::security", event = "pay_status_card_data", call_id = %claims.call_id, "a payment status event carried unmasked card data; redacted");
         }
@@ -424,6 +426,55 @@ impl Pipeline {
             ),
         }
     }
+}
+
+/// Whether any string or number in `value` holds a full card number: a run of 13 to 19
+/// digits (single spaces or dashes between them allowed) that passes the Luhn check.
+fn holds_card_number(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        let found = match value {
+            Value::String(text) => text_holds_card_number(text),
+            Value::Number(number) => text_holds_card_number(&number.to_string()),
+            Value::Array(items) => {
+                stack.extend(items);
+                false
+            }
+            Value::Object(map) => {
+                stack.extend(map.values());
+                map.keys().any(|key| text_holds_card_number(key))
+            }
+            Value::Null | Value::Bool(_) => false,
+        };
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `text` holds a Luhn-valid run of 13 to 19 digits (separators dropped), as the
+/// redactor finds card numbers in text.
+fn text_holds_card_number(text: &str) -> bool {
+    use voxguard_guard::payment::luhn_valid;
+    let check = |digits: &str| (13..=19).contains(&digits.len()) && luhn_valid(digits);
+    let mut digits = zeroize::Zeroizing::new(String::new());
+    let mut last_was_separator = false;
+    for ch in text.chars() {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+            last_was_separator = false;
+        } else if (ch == ' ' || ch == '-') && !digits.is_empty() && !last_was_separator {
+            last_was_separator = true;
+        } else {
+            if check(&digits) {
+                return true;
+            }
+            digits.clear();
+            last_was_separator = false;
+        }
+    }
+    check(&digits)
 }
 
 /// The most card attempts (declines and failed checks) one payment takes before it closes:
@@ -634,5 +685,31 @@ impl Books {
         if auditor.record(event).await.is_err() {
             tracing::error!(target: "voxguard::security", payment = %self.pending.id, "a payment audit event could not be written");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_card_number;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_full_card_number_is_flagged() {
+        assert!(!holds_card_number(
+            &json!({"payment_card_number": "************4242"})
+        ));
+        assert!(!holds_card_number(
+            &json!({"state": "finished", "amount": "37.50", "n": 42})
+        ));
+        assert!(
+            !holds_card_number(&json!({"n": "4242424242424241"})),
+            "Luhn fails"
+        );
+        assert!(holds_card_number(&json!({"p": {"n": "4242424242424242"}})));
+        assert!(holds_card_number(&json!([
+            "card 4242 4242 4242 4242 entered"
+        ])));
+        assert!(holds_card_number(&json!({"n": 4242424242424242u64})));
+        assert!(holds_card_number(&json!({"4111-1111-1111-1111": true})));
     }
 }
