@@ -774,7 +774,6 @@ async fn a_masked_status_event_is_not_flagged_as_card_data() {
 /// `additionalProperties: false`. `Tool::allow_undeclared_args` documents that typed tools
 /// refuse them by default. (The handler never sees them: serde drops unknown fields.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: typed tools without arguments accept undeclared arguments (crates/voxguard/src/tool.rs, close_objects)"]
 async fn a_tool_without_arguments_refuses_undeclared_ones() {
     let shop = Shop::start(TestGateway::new()).await;
     let call = shop.call("call-undeclared").await;

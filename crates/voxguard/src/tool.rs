@@ -183,7 +183,11 @@ fn close_objects(mut schema: Value) -> Value {
         let Value::Object(map) = node else {
             return;
         };
-        if map.contains_key("properties")
+        // An object with declared properties, or an object type with none at all (a typed
+        // tool's `struct NoArgs {}`): nothing undeclared gets in either way.
+        let object = map.contains_key("properties")
+            || map.get("type").and_then(Value::as_str) == Some("object");
+        if object
             && !map.contains_key("additionalProperties")
             && !map.contains_key("patternProperties")
         {
