@@ -98,6 +98,31 @@ fn from_sql((failures, locked_until, lockouts, window_failures, window_until): A
     }
 }
 
+/// A pool on the database file at `path`, created if missing: WAL journal, `synchronous`,
+/// `secure_delete=ON` (deleted rows — expired sessions, purged counters, deleted records — are
+/// overwritten, not left readable in free pages), a busy timeout, and no ping before each
+/// checkout (a local file has no network link to go stale; the ping doubled the round trips
+/// to the connection's worker thread per query). Shared by the session and records stores.
+pub(crate) async fn open_file_pool(
+    path: &Path,
+    synchronous: SqliteSynchronous,
+) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .pragma("secure_delete", "ON")
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(MAX_FILE_CONNECTIONS)
+        .test_before_acquire(false)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(StoreError::unavailable)
+}
+
 /// A [`SessionStore`] in an embedded SQLite database.
 ///
 /// Durable across restarts and safe for concurrent use from many tasks; clones share the
@@ -122,24 +147,7 @@ impl SqliteStore {
     /// up; zero expires entries at once).
     pub async fn open(path: impl AsRef<Path>, ttl: Duration) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            // Deleted rows (purged attempt counters, expired sessions) are overwritten, not
-            // left readable in free pages.
-            .pragma("secure_delete", "ON")
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_FILE_CONNECTIONS)
-            // A local file has no network link to go stale; the default ping before every
-            // checkout doubled the round trips to the connection's worker thread per query.
-            .test_before_acquire(false)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::unavailable)?;
+        let pool = open_file_pool(path, SqliteSynchronous::Normal).await?;
         let store = Self::with_pool(pool, ttl).await?;
         restrict_permissions(path).await?;
         Ok(store)

@@ -14,9 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use crate::operators::{Operator, OperatorStore, OperatorStoreError};
@@ -25,7 +23,9 @@ use crate::records::{
     CALL_SUBJECT_PREFIX,
 };
 use crate::session::to_i64;
-use crate::sqlite::{create_private_dir, restrict_permissions, scrub_wal, truncate_wal};
+use crate::sqlite::{
+    create_private_dir, open_file_pool, restrict_permissions, scrub_wal, truncate_wal,
+};
 use crate::StoreError;
 
 /// File name of the records database inside the directory given to
@@ -37,9 +37,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an operation waits for a free pooled connection before giving up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections in the pool of a file-backed database (WAL: many readers, one writer).
-const MAX_FILE_CONNECTIONS: u32 = 8;
 
 /// The largest purge batch, whatever the caller asks for: one batch is one write transaction,
 /// and other writers wait for it.
@@ -202,21 +199,8 @@ impl SqliteRecordStore {
     /// [`StoreError::Io`] when its permissions cannot be restricted.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .pragma("secure_delete", "ON")
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_FILE_CONNECTIONS)
-            // A local file has no network link to go stale (see `SqliteStore::open`).
-            .test_before_acquire(false)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::unavailable)?;
+        // FULL: a deletion that came back after a power loss would contradict the trail.
+        let pool = open_file_pool(path, SqliteSynchronous::Full).await?;
         let store = Self::with_pool(pool).await?;
         restrict_permissions(path).await?;
         Ok(store)
