@@ -123,6 +123,24 @@ pub(crate) async fn open_file_pool(
         .map_err(StoreError::unavailable)
 }
 
+/// A pool on a private in-memory database: one connection that is never recycled (closing
+/// it would drop the database), `secure_delete=ON` like the file pools. For tests.
+pub(crate) async fn open_memory_pool() -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::new()
+        .in_memory(true)
+        .pragma("secure_delete", "ON")
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(StoreError::unavailable)
+}
+
 /// A [`SessionStore`] in an embedded SQLite database.
 ///
 /// Durable across restarts and safe for concurrent use from many tasks; clones share the
@@ -171,20 +189,7 @@ impl SqliteStore {
     ///
     /// The data lives as long as the store and is not shared with any other store.
     pub async fn open_in_memory(ttl: Duration) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        // One connection that is never recycled: closing it would drop the database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Self::with_pool(pool, ttl).await
+        Self::with_pool(open_memory_pool().await?, ttl).await
     }
 
     /// Close every pooled connection, waiting for running operations to finish. Operations

@@ -12,9 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use crate::operators::{Operator, OperatorStore, OperatorStoreError};
@@ -24,19 +23,14 @@ use crate::records::{
 };
 use crate::session::to_i64;
 use crate::sqlite::{
-    create_private_dir, open_file_pool, restrict_permissions, scrub_wal, truncate_wal,
+    create_private_dir, open_file_pool, open_memory_pool, restrict_permissions, scrub_wal,
+    truncate_wal,
 };
 use crate::StoreError;
 
 /// File name of the records database inside the directory given to
 /// [`SqliteRecordStore::open_in_dir`].
 pub const RECORDS_DB_FILE_NAME: &str = "records.db";
-
-/// How long a connection waits for another writer's lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long an operation waits for a free pooled connection before giving up.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest purge batch, whatever the caller asks for: one batch is one write transaction,
 /// and other writers wait for it.
@@ -232,21 +226,7 @@ impl SqliteRecordStore {
     ///
     /// [`StoreError::Unavailable`] when SQLite cannot be set up.
     pub async fn open_in_memory() -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .pragma("secure_delete", "ON")
-            .busy_timeout(BUSY_TIMEOUT);
-        // One connection that is never recycled: closing it would drop the database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Self::with_pool(pool).await
+        Self::with_pool(open_memory_pool().await?).await
     }
 
     async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
