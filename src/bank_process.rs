@@ -9,49 +9,48 @@ use std::time::{Duration, Instant};
 /// How long a test waits for something that should happen soon.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
 
-/// The `bank_agent` example binary, built once per test run (`cargo test --test …` does not
-/// build examples by itself, and a stale binary would test old code).
+/// The `bank_agent` example binary, built once per test run (see [`example_binary`]).
 pub fn bank_agent_binary() -> PathBuf {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    example_binary("bank_agent")
+}
+
+/// The example binary `name` (`bank_agent`, `clinic_agent`, `shop_agent`), built once per test
+/// run in the test binary's own profile (`cargo test --test …` does not build examples by
+/// itself, and a stale binary would test old code).
+pub fn example_binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(path) = built.as_ref() {
+    if let Some((_, path)) = built.iter().find(|(built, _)| built == name) {
         return path.clone();
     }
     let exe = std::env::current_exe().expect("current exe");
-    // <target>/<profile>/deps/http_surface-<hash>
+    // <target>/<profile>/deps/<test>-<hash>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("test binary lives in <target>/<profile>/deps");
     let binary = profile_dir
         .join("examples")
-        .join(format!("bank_agent{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
     let mut build = Command::new(cargo);
     build.args([
         "build",
         "--quiet",
         "--example",
-        "bank_agent",
+        name,
         "--manifest-path",
         concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
     ]);
-    if profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release")
-    {
+    if profile_dir.file_name().is_some_and(|dir| dir == "release") {
         build.arg("--release");
     }
     let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --example bank_agent failed");
-    assert!(
-        binary.exists(),
-        "no bank_agent binary at {}",
-        binary.display()
-    );
-    *built = Some(binary.clone());
+    assert!(status.success(), "cargo build --example {name} failed");
+    assert!(binary.exists(), "no {name} binary at {}", binary.display());
+    built.push((name.to_string(), binary.clone()));
     binary
 }
 

@@ -798,43 +798,7 @@ const SHOP_PASSWORD: &str = "s3cure-shop-agent-password-0123456789";
 
 /// The `shop_agent` example binary, built once per test run.
 fn shop_agent_binary() -> PathBuf {
-    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(path) = built.as_ref() {
-        return path.clone();
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("shop_agent{}", std::env::consts::EXE_SUFFIX));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-    let mut build = std::process::Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "--example",
-        "shop_agent",
-        "--manifest-path",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-    ]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    assert!(
-        build.status().expect("cargo build").success(),
-        "cargo build --example shop_agent"
-    );
-    assert!(
-        binary.exists(),
-        "no shop_agent binary at {}",
-        binary.display()
-    );
-    *built = Some(binary.clone());
-    binary
+    voxguard_reference::bank_process::example_binary("shop_agent")
 }
 
 /// The shop agent child: its process, URL, and threads collecting stdout and stderr.

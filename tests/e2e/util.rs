@@ -273,50 +273,7 @@ pub const CLINIC_AUDIT_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=
 
 /// The `clinic_agent` example binary, built once per test run (as `bank_agent_binary` does).
 pub fn clinic_agent_binary() -> std::path::PathBuf {
-    use std::path::Path;
-    static BUILT: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(path) = built.as_ref() {
-        return path.clone();
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("clinic_agent{}", std::env::consts::EXE_SUFFIX));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-    let mut build = std::process::Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "--example",
-        "clinic_agent",
-        "--manifest-path",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-    ]);
-    if profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release")
-    {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build --example clinic_agent failed"
-    );
-    assert!(
-        binary.exists(),
-        "no clinic_agent binary at {}",
-        binary.display()
-    );
-    *built = Some(binary.clone());
-    binary
+    voxguard_reference::bank_process::example_binary("clinic_agent")
 }
 
 /// A `clinic_agent` command on `data_dir` with a clean environment: the test's credentials,
