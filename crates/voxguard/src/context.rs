@@ -50,7 +50,6 @@ pub(crate) struct PayLink {
     pub(crate) info: voxguard_server::RequestInfo,
     pub(crate) render: String,
     pub(crate) routes: voxguard_server::AgentRoutes,
-    pub(crate) payments_on: bool,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -210,7 +209,7 @@ impl CallContext {
             new_payment_id, open_key, pending_key, Pending, LAST_PAYMENT_KEY, PAYMENT_WINDOW_SECS,
             PAY_FUNCTION,
         };
-        let Some(link) = self.inner.pay_link.as_ref().filter(|l| l.payments_on) else {
+        let Some(link) = self.inner.pay_link.as_ref() else {
             return Err(SessionError::PaymentsNotConfigured);
         };
         let now = self.services().clock.now_unix();

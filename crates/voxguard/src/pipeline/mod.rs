@@ -285,8 +285,9 @@ impl Pipeline {
             self.policy.clone(),
         )
         .with_request_id(info.request_id.clone());
-        if render == PUBLIC_SCOPE {
-            // A payment belongs to a token-verified render, never to the public namespace.
+        if render == PUBLIC_SCOPE || self.agent.inner.payments.is_none() {
+            // A payment belongs to a token-verified render, never to the public namespace; an
+            // agent without a gateway pays nothing for the link on its fast path.
             return ctx;
         }
         ctx.with_pay_link(crate::context::PayLink {
@@ -294,7 +295,6 @@ impl Pipeline {
             info: info.clone(),
             render: render.to_string(),
             routes: voxguard_server::AgentRoutes::new(self.agent.route()),
-            payments_on: self.agent.inner.payments.is_some(),
         })
     }
 

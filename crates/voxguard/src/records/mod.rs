@@ -80,6 +80,7 @@ pub fn valid_subject(subject: &str) -> bool {
 
 /// How conversation records are kept: where, under which key, for how long, and which roles
 /// exist. Give it to [`Runtime::records`](crate::Runtime::records).
+#[derive(Clone)]
 pub struct RecordsConfig {
     pub(crate) store: Arc<dyn RecordsBackend>,
     pub(crate) keyring: RecordsKeyring,
@@ -416,15 +417,7 @@ impl Records {
         let default_key =
             token_keys.map(|keys| keys.derive(crate::verify_policy::SUBJECT_KEY_PURPOSE));
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            config: RecordsConfig {
-                store: shared.config.store.clone(),
-                keyring: shared.config.keyring.clone(),
-                pseudonyms: shared.config.pseudonyms.clone(),
-                retention: shared.config.retention.clone(),
-                roles: shared.config.roles.clone(),
-                purge_every: shared.config.purge_every,
-                dev_key: shared.config.dev_key,
-            },
+            config: shared.config.clone(),
             auditor: shared.auditor.clone(),
             clock: shared.clock.clone(),
             compliance: shared.compliance,
