@@ -307,8 +307,11 @@ impl BoundServer {
             let config = config.clone();
             let waiting = waiting.clone();
             let permits = permits.clone();
+            // Counted here, in accept order, so an address's connections take its slots first
+            // come, first served (a task spawned later can run first).
+            let slot = waiting.try_acquire(peer.ip());
             connections.spawn(async move {
-                let (slot, _permit) = match waiting.try_acquire(peer.ip()) {
+                let (slot, _permit) = match slot {
                     Some(slot) => (slot, permit),
                     None => {
                         // Over its address's cap: wait for a slot in the bounded queue, holding

@@ -20,8 +20,10 @@ mod audit;
 mod cache;
 mod memory;
 mod operators;
+pub mod postgres;
 mod records;
 mod session;
+mod shared;
 mod sqlite;
 
 pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
@@ -34,6 +36,7 @@ pub use records::{
     CALL_SUBJECT_PREFIX, DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE,
 };
 pub use session::{SessionStore, StoreError, DEFAULT_SESSION_TTL};
+pub use shared::{GcraLimit, LimitCheck, LimitDecision, LimitStore, Notice, Notifier};
 pub use sqlite::SqliteStore;
 
 #[cfg(test)]

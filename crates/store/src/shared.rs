@@ -1,0 +1,91 @@
+//! State that several replicas share beyond sessions: rate-limit buckets and notifications.
+//!
+//! This module owns two small contracts. [`LimitStore`] decides GCRA rate limits atomically on
+//! a shared server (Redis, or PostgreSQL when there is no Redis) with exactly the semantics of
+//! the in-process `voxguard_guard::RateLimiter` (governor), so a limit of N per minute holds
+//! across replicas. [`Notifier`] carries [`Notice`]s between replicas (the emergency switch
+//! changed; a replica's subscription was re-established and it should reload what it caches).
+//! The backends live beside it. It must not decide what the limits are (the agent's policy
+//! does), must not read the clock (callers pass `now_ms`), and a store that cannot answer must
+//! say so ([`StoreError::Unavailable`]) so that the caller fails closed.
+
+use crate::StoreError;
+
+/// One GCRA limit: `burst` calls at once, refilling one call every `emission_ms`
+/// (`voxguard_guard::RateLimit` of `max` per `per` is `burst = max`,
+/// `emission_ms = per / max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcraLimit {
+    /// Calls allowed at once.
+    pub burst: u32,
+    /// Milliseconds for one call to refill (at least 1).
+    pub emission_ms: u64,
+}
+
+/// One key checked against one limit.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitCheck<'a> {
+    /// The bucket (e.g. `"<agent>/caller/<hash>"`); opaque to the store.
+    pub key: &'a str,
+    /// Its limit.
+    pub limit: GcraLimit,
+}
+
+/// What a [`LimitStore`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitDecision {
+    /// Every check passed, and each counted one call.
+    Allowed,
+    /// The check at `index` refused; the checks before it counted their call (as the
+    /// in-process limiter does), the ones after it were not looked at.
+    Denied {
+        /// Index into the checks.
+        index: usize,
+        /// Milliseconds until that bucket would allow a call.
+        retry_after_ms: u64,
+    },
+}
+
+/// Rate-limit buckets shared by every replica.
+#[async_trait::async_trait]
+pub trait LimitStore: Send + Sync + 'static {
+    /// Check `checks` in order at `now_ms` (unix milliseconds), atomically on the server: each
+    /// passing check counts one call, the first refusing one stops.
+    async fn check(
+        &self,
+        checks: &[LimitCheck<'_>],
+        now_ms: u64,
+    ) -> Result<LimitDecision, StoreError>;
+
+    /// Cheap health check, meant for `/ready`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The backend's name: `"redis"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+}
+
+/// A message from one replica to all (itself included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The emergency switch changed: reload it from the store.
+    Emergency,
+    /// The subscription was (re-)established and notices may have been missed: reload
+    /// everything that is cached from shared state.
+    Resync,
+}
+
+/// Notices between replicas.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync + 'static {
+    /// Send `notice` to every replica subscribed.
+    async fn publish(&self, notice: Notice) -> Result<(), StoreError>;
+
+    /// Notices from now on (a [`Notice::Resync`] arrives after every reconnection).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice>;
+
+    /// Cheap health check, meant for `/ready`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The backend's name: `"redis"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+}
