@@ -2,7 +2,8 @@
 //!
 //! This crate owns per-call session state behind the small async [`SessionStore`] trait,
 //! per-subject failed-verification counters behind [`AttemptStore`], and their
-//! backends: [`MemoryStore`] (in process) and [`SqliteStore`] (embedded, durable; the default).
+//! backends: [`MemoryStore`] (in process), [`SqliteStore`] (embedded, durable; the default) and
+//! [`PgStore`] (PostgreSQL, shared by several replicas).
 //! It also keeps the audit trail ([`AuditSink`]), conversation records with the subjects'
 //! wrapped data keys ([`RecordStore`]) and the records API's operators ([`OperatorStore`]),
 //! the last two in [`SqliteRecordStore`]. Record bodies and key blobs are opaque bytes here:
@@ -30,6 +31,7 @@ pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
 pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
+pub use postgres::PgStore;
 pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
 pub use records::{
     RecordFilter, RecordMeta, RecordStore, StoredKey, StoredRecord, SubjectDeletion,

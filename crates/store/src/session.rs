@@ -78,7 +78,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// empties its write-ahead log afterwards, so that no copy of the deleted values is left in
     /// its files (which makes it costlier than [`clear`](SessionStore::clear): it is not meant
     /// for routine cleanup); if the log could not be emptied, the deletion is committed and
-    /// [`StoreError::ScrubIncomplete`] is returned.
+    /// [`StoreError::ScrubIncomplete`] is returned. The PostgreSQL backend has no such scrub:
+    /// deleted rows may linger in dead tuples until autovacuum and in backups.
     async fn clear_prefix(&self, prefix: &str) -> Result<u64, StoreError>;
 
     /// Delete every entry expired at `now` and return how many entries were deleted.
@@ -87,7 +88,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Cheap health check, meant for a `/ready` endpoint.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// The backend's name: `"memory"` or `"sqlite"`.
+    /// The backend's name: `"memory"`, `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 }
 

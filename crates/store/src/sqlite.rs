@@ -68,8 +68,8 @@ const OLD_ATTEMPTS_SQL: &str = "SELECT COUNT(*) FROM sqlite_master
       AND NOT EXISTS (SELECT 1 FROM pragma_table_info('verification_attempts')
                       WHERE name = 'window_until')";
 
-/// One stored attempt row as SQLite returns it.
-type AttemptRow = (i64, Option<i64>, i64, i64, i64);
+/// One stored attempt row as SQLite (and PostgreSQL) returns it.
+pub(crate) type AttemptRow = (i64, Option<i64>, i64, i64, i64);
 
 const SELECT_ATTEMPT_SQL: &str = "SELECT failures, locked_until, lockouts, window_failures,
     window_until FROM verification_attempts WHERE subject = ?";
@@ -87,7 +87,9 @@ const PURGE_ATTEMPTS_SQL: &str = "DELETE FROM verification_attempts
 /// Decode a stored row. Out-of-range values (never written by this crate) decode
 /// pessimistically: counts as "limit used up", a lockout deadline as "in the past" and a window
 /// end as "never".
-fn from_sql((failures, locked_until, lockouts, window_failures, window_until): AttemptRow) -> Row {
+pub(crate) fn from_sql(
+    (failures, locked_until, lockouts, window_failures, window_until): AttemptRow,
+) -> Row {
     let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
     Row {
         failures: count(failures),

@@ -17,6 +17,13 @@ use sqlx::Executor;
 
 use crate::StoreError;
 
+mod attempts;
+#[cfg(test)]
+mod replica_tests;
+mod session;
+
+pub use session::PgStore;
+
 /// How long an operation waits for a free pooled connection before giving up: short, so that
 /// requests fail closed quickly while the database is down instead of queueing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
