@@ -8,23 +8,34 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::postgres::{testing, PgDatabase};
 use crate::session::ttl_secs;
 use crate::{
-    AttemptLimits, AttemptStatus, AttemptStore, MemoryStore, Reservation, SessionStore,
+    AttemptLimits, AttemptStatus, AttemptStore, MemoryStore, PgStore, Reservation, SessionStore,
     SqliteStore, StoreError, DEFAULT_SESSION_TTL,
 };
 
-/// A store under test, with the temporary directory that must outlive it (file backend).
+/// A store under test, with the temporary directory that must outlive it (file backend) or the
+/// PostgreSQL schema to drop once the test is done.
 struct Backend {
     store: Arc<dyn SessionStore>,
     _dir: Option<tempfile::TempDir>,
+    pg: Option<PgDatabase>,
+}
+
+/// Drop the PostgreSQL schemas the backends created (the other backends clean up on drop).
+async fn drop_schemas(schemas: impl IntoIterator<Item = Option<PgDatabase>>) {
+    for db in schemas.into_iter().flatten() {
+        db.drop_schema().await.expect("drop the test schema");
+    }
 }
 
 /// The instant (unix seconds) the suites run at unless they move time themselves.
 const T0: u64 = 1_700_000_000;
 
-/// The three backends, all with the same TTL. None of them reads the time: every test passes
-/// `now` explicitly, so time moves only when a test says so.
+/// The three embedded backends, and PostgreSQL (in a fresh schema) when
+/// `VOXGUARD_TEST_POSTGRES_URL` is set, all with the same TTL. None of them reads the time:
+/// every test passes `now` explicitly, so time moves only when a test says so.
 async fn backends(ttl: Duration) -> Vec<Backend> {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = SqliteStore::open(dir.path().join("test.db"), ttl)
@@ -33,20 +44,31 @@ async fn backends(ttl: Duration) -> Vec<Backend> {
     let in_memory = SqliteStore::open_in_memory(ttl)
         .await
         .expect("open in-memory store");
-    vec![
+    let mut all = vec![
         Backend {
             store: Arc::new(MemoryStore::new(ttl)),
             _dir: None,
+            pg: None,
         },
         Backend {
             store: Arc::new(in_memory),
             _dir: None,
+            pg: None,
         },
         Backend {
             store: Arc::new(file),
             _dir: Some(dir),
+            pg: None,
         },
-    ]
+    ];
+    if let Some(db) = testing::database("sessions").await {
+        all.push(Backend {
+            store: Arc::new(PgStore::new(db.clone(), ttl)),
+            _dir: None,
+            pg: Some(db),
+        });
+    }
+    all
 }
 
 /// Basic reads and writes, with a TTL long enough that nothing expires.
@@ -429,10 +451,13 @@ where
 {
     let all = backends(ttl).await;
     let names: Vec<_> = all.iter().map(|b| b.store.backend()).collect();
-    assert_eq!(names, ["memory", "sqlite", "sqlite"]);
+    let postgres = all.iter().any(|b| b.pg.is_some());
+    assert_eq!(names[..3], ["memory", "sqlite", "sqlite"]);
+    assert_eq!(&names[3..], if postgres { &["postgres"][..] } else { &[] });
     for backend in &all {
         suite(Arc::clone(&backend.store)).await;
     }
+    drop_schemas(all.into_iter().map(|b| b.pg)).await;
 }
 
 #[tokio::test]
@@ -506,6 +531,7 @@ async fn every_backend_expires_at_the_callers_boundary() {
             "{b}"
         );
     }
+    drop_schemas(all.into_iter().map(|b| b.pg)).await;
 }
 
 /// A write whose caller stops waiting (a request timeout) still lands later; the read cache
@@ -746,9 +772,12 @@ struct AttemptBackend {
     name: &'static str,
     store: Arc<dyn AttemptStore>,
     _dir: Option<tempfile::TempDir>,
+    pg: Option<PgDatabase>,
 }
 
-/// The three backends: memory, in-memory SQLite (one connection), file SQLite (a pool of many).
+/// The three embedded backends: memory, in-memory SQLite (one connection), file SQLite (a pool
+/// of many); and PostgreSQL (a pool of several, in a fresh schema) when
+/// `VOXGUARD_TEST_POSTGRES_URL` is set.
 async fn attempt_backends() -> Vec<AttemptBackend> {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = SqliteStore::open(dir.path().join("attempts.db"), DEFAULT_SESSION_TTL)
@@ -761,23 +790,36 @@ async fn attempt_backends() -> Vec<AttemptBackend> {
     let in_memory = SqliteStore::open_in_memory(DEFAULT_SESSION_TTL)
         .await
         .expect("open in-memory store");
-    vec![
+    let mut all = vec![
         AttemptBackend {
             name: "memory",
             store: Arc::new(MemoryStore::default()),
             _dir: None,
+            pg: None,
         },
         AttemptBackend {
             name: "sqlite in memory",
             store: Arc::new(in_memory),
             _dir: None,
+            pg: None,
         },
         AttemptBackend {
             name: "sqlite file",
             store: Arc::new(file),
             _dir: Some(dir),
+            pg: None,
         },
-    ]
+    ];
+    if let Some(db) = testing::database("attempts").await {
+        assert!(db.pool().options().get_max_connections() > 1);
+        all.push(AttemptBackend {
+            name: "postgres",
+            store: Arc::new(PgStore::new(db.clone(), DEFAULT_SESSION_TTL)),
+            _dir: None,
+            pg: Some(db),
+        });
+    }
+    all
 }
 
 async fn run_attempts_on_all<F, Fut>(suite: F)
@@ -785,9 +827,11 @@ where
     F: Fn(&'static str, Arc<dyn AttemptStore>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    for backend in attempt_backends().await {
+    let all = attempt_backends().await;
+    for backend in &all {
         suite(backend.name, Arc::clone(&backend.store)).await;
     }
+    drop_schemas(all.into_iter().map(|b| b.pg)).await;
 }
 
 const LOCKOUT: u64 = 900;
@@ -1226,9 +1270,11 @@ async fn attempts_edge_cases_on_every_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn parallel_reservations_never_exceed_the_limit_on_every_backend() {
-    for backend in attempt_backends().await {
+    let all = attempt_backends().await;
+    for backend in &all {
         parallel_reservations(&[Arc::clone(&backend.store)], backend.name).await;
     }
+    drop_schemas(all.into_iter().map(|b| b.pg)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]

@@ -1,0 +1,298 @@
+//! Tests of what only PostgreSQL promises: several replicas (separate pools on one schema) see
+//! each other's writes at once and share atomic attempt counters, and migrations can run
+//! concurrently. The behaviour every backend shares is tested in `crate::tests`.
+//!
+//! Each test uses its own schema and skips (saying so on stderr) when
+//! `VOXGUARD_TEST_POSTGRES_URL` is not set.
+
+use std::error::Error as _;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{testing, PgDatabase, PgStore};
+use crate::{
+    AttemptLimits, AttemptStatus, AttemptStore, Reservation, SessionStore, StoreError,
+    DEFAULT_SESSION_TTL,
+};
+
+const T0: u64 = 1_700_000_000;
+
+/// The test database's URL (only called after `testing::database` returned a database).
+fn url() -> String {
+    std::env::var(testing::URL_VAR).expect("the test database URL")
+}
+
+/// A migrated fresh schema and two stores on it with separate pools, as two replicas have.
+async fn two_replicas(label: &str) -> Option<(PgDatabase, PgStore, PgStore)> {
+    let one = testing::database(label).await?;
+    let two = PgDatabase::connect(&url(), one.schema(), 8)
+        .await
+        .expect("second pool");
+    let stores = (
+        PgStore::new(one.clone(), DEFAULT_SESSION_TTL),
+        PgStore::new(two, DEFAULT_SESSION_TTL),
+    );
+    Some((one, stores.0, stores.1))
+}
+
+#[tokio::test]
+async fn a_write_through_one_replica_is_read_through_the_other_at_once() {
+    let Some((db, a, b)) = two_replicas("replica_rw").await else {
+        return;
+    };
+    // Warm both sides first: a cache anywhere would now answer from stale state.
+    assert_eq!(a.get("agent/c1/r", "verified", T0).await.unwrap(), None);
+    assert_eq!(b.get("agent/c1/r", "verified", T0).await.unwrap(), None);
+    a.set("agent/c1/r", "verified", &json!(true), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get("agent/c1/r", "verified", T0).await.unwrap(),
+        Some(json!(true))
+    );
+    b.set("agent/c1/r", "verified", &json!(false), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.get("agent/c1/r", "verified", T0).await.unwrap(),
+        Some(json!(false))
+    );
+    // A renewal by one replica is seen by the other.
+    b.set("agent/c1/r", "other", &json!(1), T0 + 100)
+        .await
+        .unwrap();
+    let renewed = T0 + DEFAULT_SESSION_TTL.as_secs() + 50;
+    assert_eq!(
+        a.get("agent/c1/r", "verified", renewed).await.unwrap(),
+        Some(json!(false))
+    );
+    // A one-shot value taken on one side is gone on the other.
+    a.set("agent/c1/r", "pending", &json!({"amount": 5}), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.take("agent/c1/r", "pending", T0).await.unwrap(),
+        Some(json!({"amount": 5}))
+    );
+    assert_eq!(a.take("agent/c1/r", "pending", T0).await.unwrap(), None);
+    // Keys and scopes are opaque: NUL and non-ASCII round-trip.
+    a.set("agent/\0é", "k\0", &json!("v\0"), T0).await.unwrap();
+    assert_eq!(
+        b.get("agent/\0é", "k\0", T0).await.unwrap(),
+        Some(json!("v\0"))
+    );
+    assert_eq!(b.get("agent/\0é", "k", T0).await.unwrap(), None);
+    // Erasure through one replica is seen by the other.
+    assert_eq!(b.clear_prefix("agent/").await.unwrap(), 3);
+    assert_eq!(a.get("agent/c1/r", "verified", T0).await.unwrap(), None);
+    // Attempt counters are shared.
+    let limits = AttemptLimits::fixed(3, 900);
+    assert_eq!(
+        a.reserve("subject\0x", &limits, T0).await.unwrap(),
+        Reservation::Granted { attempt: 1 }
+    );
+    assert_eq!(
+        b.attempt_status("subject\0x", T0).await.unwrap().failures,
+        1
+    );
+    assert_eq!(b.attempt_status("subject", T0).await.unwrap().failures, 0);
+    b.settle("subject\0x", true, &limits, T0).await.unwrap();
+    assert_eq!(
+        a.attempt_status("subject\0x", T0).await.unwrap(),
+        AttemptStatus::default()
+    );
+    assert_eq!(a.backend(), "postgres");
+    a.ping().await.unwrap();
+    b.database().pool().close().await;
+    db.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reservations_across_two_replicas_grant_exactly_the_limit() {
+    const TASKS: usize = 30;
+    const MAX: u32 = 4;
+    let Some((db, a, b)) = two_replicas("replica_reserve").await else {
+        return;
+    };
+    let stores: [Arc<dyn AttemptStore>; 2] = [Arc::new(a.clone()), Arc::new(b.clone())];
+    let limits = AttemptLimits::fixed(MAX, 900);
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for i in 0..TASKS {
+        let store = Arc::clone(&stores[i % 2]);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.reserve("shared-subject", &limits, T0).await
+        }));
+    }
+    let mut granted = Vec::new();
+    for task in tasks {
+        match task.await.expect("task").expect("reserve") {
+            Reservation::Granted { attempt } => granted.push(attempt),
+            Reservation::Locked { until: None } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, (1..=MAX).collect::<Vec<_>>());
+    for store in &stores {
+        assert_eq!(
+            store.attempt_status("shared-subject", T0).await.unwrap(),
+            AttemptStatus {
+                failures: MAX,
+                locked_until: None
+            }
+        );
+    }
+    // The settlements, split across the replicas too, lock the subject once.
+    let mut settles = Vec::new();
+    for i in 0..MAX as usize {
+        let store = Arc::clone(&stores[i % 2]);
+        settles.push(tokio::spawn(async move {
+            store.settle("shared-subject", false, &limits, T0).await
+        }));
+    }
+    for settle in settles {
+        settle.await.expect("task").expect("settle");
+    }
+    assert_eq!(
+        b.attempt_status("shared-subject", T0).await.unwrap(),
+        AttemptStatus {
+            failures: MAX,
+            locked_until: Some(T0 + 900)
+        }
+    );
+    b.database().pool().close().await;
+    db.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_take_across_two_replicas_has_exactly_one_winner() {
+    let Some((db, a, b)) = two_replicas("replica_take").await else {
+        return;
+    };
+    a.set("t/1", "pending", &json!(42), T0).await.unwrap();
+    let stores: [Arc<dyn SessionStore>; 2] = [Arc::new(a), Arc::new(b.clone())];
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = Arc::clone(&stores[i % 2]);
+        tasks.push(tokio::spawn(async move {
+            store.take("t/1", "pending", T0).await
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        if let Some(value) = task.await.expect("task").expect("take") {
+            assert_eq!(value, json!(42));
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    b.database().pool().close().await;
+    db.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent() {
+    let Some(db) = testing::database("migrate_twice").await else {
+        return;
+    };
+    let known: Vec<i64> = PgDatabase::known_migrations()
+        .into_iter()
+        .map(|(version, _)| version)
+        .collect();
+    assert!(!known.is_empty());
+    assert_eq!(db.applied_migrations().await.unwrap(), known);
+    db.migrate().await.unwrap();
+    db.migrate().await.unwrap();
+    assert_eq!(db.applied_migrations().await.unwrap(), known);
+    db.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_migrations_of_a_fresh_schema_both_succeed() {
+    let Some(probe) = std::env::var(testing::URL_VAR)
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "skipped on PostgreSQL (concurrent migrate): {} is not set",
+            testing::URL_VAR
+        );
+        return;
+    };
+    let schema = testing::unique_schema("migrate_race");
+    let one = PgDatabase::connect(&probe, &schema, 2).await.unwrap();
+    let two = PgDatabase::connect(&probe, &schema, 2).await.unwrap();
+    assert_eq!(one.applied_migrations().await.unwrap(), Vec::<i64>::new());
+    let (first, second) = tokio::join!(one.migrate(), two.migrate());
+    first.unwrap();
+    second.unwrap();
+    let known: Vec<i64> = PgDatabase::known_migrations()
+        .into_iter()
+        .map(|(version, _)| version)
+        .collect();
+    assert_eq!(two.applied_migrations().await.unwrap(), known);
+    // Both pools can use the tables.
+    let store = PgStore::new(two.clone(), DEFAULT_SESSION_TTL);
+    store.set("m/1", "k", &json!(1), T0).await.unwrap();
+    assert_eq!(
+        PgStore::new(one.clone(), DEFAULT_SESSION_TTL)
+            .get("m/1", "k", T0)
+            .await
+            .unwrap(),
+        Some(json!(1))
+    );
+    two.pool().close().await;
+    one.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_and_debug_never_show_sql_urls_or_values() {
+    let Some(db) = testing::database("pg_errors").await else {
+        return;
+    };
+    let store = PgStore::new(db.clone(), DEFAULT_SESSION_TTL);
+    store
+        .set("secret-scope", "pin", &json!("4321"), T0)
+        .await
+        .unwrap();
+    let debug = format!("{store:?}");
+    assert!(debug.contains("PgStore"), "{debug}");
+    for secret in ["4321", "secret-scope", "postgres://", "127.0.0.1"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    // A stored value that is not JSON is reported without its content.
+    sqlx::query("UPDATE session_entries SET value = 'not json 4321'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let err = store.get("secret-scope", "pin", T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(!err.to_string().contains("4321"));
+    db.drop_schema().await.unwrap();
+    // With the tables gone, every operation fails with a generic message; the detail (which
+    // names SQL objects) is only the source.
+    let limits = AttemptLimits::fixed(3, 900);
+    let failures = [
+        store.get("secret-scope", "pin", T0).await.map(|_| ()),
+        store.set("s", "k", &json!(1), T0).await,
+        store.take("s", "k", T0).await.map(|_| ()),
+        store.clear_prefix("s").await.map(|_| ()),
+        store.reserve("subject", &limits, T0).await.map(|_| ()),
+        store
+            .settle("subject", false, &limits, T0)
+            .await
+            .map(|_| ()),
+    ];
+    for failure in failures {
+        let err = failure.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "session store is unavailable");
+        assert!(err.source().is_some());
+    }
+    db.pool().close().await;
+    assert!(store.ping().await.is_err());
+}
