@@ -30,6 +30,7 @@ pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
 pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
+pub use records::postgres::PgRecordStore;
 pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
 pub use records::{
     RecordFilter, RecordMeta, RecordStore, StoredKey, StoredRecord, SubjectDeletion,
