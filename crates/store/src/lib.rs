@@ -6,7 +6,7 @@
 //! [`PgStore`] (PostgreSQL, shared by several replicas).
 //! It also keeps the audit trail ([`AuditSink`]), conversation records with the subjects'
 //! wrapped data keys ([`RecordStore`]) and the records API's operators ([`OperatorStore`]),
-//! the last two in [`SqliteRecordStore`]. Record bodies and key blobs are opaque bytes here:
+//! the last two in [`SqliteRecordStore`] or [`PgRecordStore`]. Record bodies and key blobs are opaque bytes here:
 //! this crate never encrypts or decrypts, and never reads the clock (callers pass `now`).
 //! Authorization state — verification flags, attempt counters, pending confirmations — lives
 //! here, never in data the caller or the LLM controls. This crate must not decide whether
@@ -32,6 +32,7 @@ pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_F
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
 pub use postgres::PgStore;
+pub use records::postgres::PgRecordStore;
 pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
 pub use records::{
     RecordFilter, RecordMeta, RecordStore, StoredKey, StoredRecord, SubjectDeletion,

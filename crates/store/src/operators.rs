@@ -5,8 +5,9 @@
 //! (argon2id, PHC string) and one API-token hash (SHA-256, hex); the store keeps the hashes as
 //! given. It must never hash, verify or generate credentials (that is `voxguard-guard`), must
 //! never decide what a role may do or enforce rules such as "keep one admin" (the caller
-//! does), and must never reveal a hash through `Debug`, serialization or an error. The SQLite
-//! backend is [`SqliteRecordStore`](crate::SqliteRecordStore).
+//! does), and must never reveal a hash through `Debug`, serialization or an error. The
+//! backends are [`SqliteRecordStore`](crate::SqliteRecordStore) and
+//! [`PgRecordStore`](crate::PgRecordStore) (shared by replicas).
 
 use crate::StoreError;
 

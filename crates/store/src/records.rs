@@ -7,12 +7,15 @@
 //! never encrypt, decrypt, wrap or unwrap anything (that is `voxguard-guard`), must never decide
 //! who may read what (the caller checks roles and audits), and must never read the clock (every
 //! time-dependent operation takes the caller's `now`). Its errors must not show SQL, paths,
-//! bodies or subjects through `Display`. The SQLite backend lives in [`sqlite`].
+//! bodies or subjects through `Display`. The SQLite backend lives in [`sqlite`], the PostgreSQL
+//! one (shared by replicas) in [`postgres`]; [`rows`] decodes both backends' rows alike.
 
 use std::collections::BTreeMap;
 
 use crate::StoreError;
 
+pub(crate) mod postgres;
+mod rows;
 pub(crate) mod sqlite;
 
 #[cfg(test)]
@@ -241,16 +244,19 @@ pub trait RecordStore: Send + Sync + 'static {
     /// clears those calls' sessions). Deleting an unknown subject deletes nothing and is not
     /// an error.
     ///
-    /// Afterwards the store's files keep none of the deleted bytes (the SQLite backend zeroes
-    /// deleted content and empties its write-ahead log); if the log could not be emptied, the
-    /// deletion is committed and [`StoreError::ScrubIncomplete`] is returned: call again.
+    /// The SQLite backend's files then keep none of the deleted bytes (it zeroes deleted
+    /// content and empties its write-ahead log); if the log could not be emptied, the deletion
+    /// is committed and [`StoreError::ScrubIncomplete`] is returned: call again. PostgreSQL
+    /// keeps deleted rows as dead tuples until `VACUUM` and in its write-ahead log and backups
+    /// for as long as they are retained; they are unreadable once the subject's key is gone
+    /// (crypto-shredding), so that backend never returns `ScrubIncomplete`.
     async fn delete_subject(&self, subject: &str) -> Result<SubjectDeletion, StoreError>;
 
     /// Delete every record with `expires_at <= now`, at most `batch` rows per transaction (a
-    /// `batch` of 0 counts as 1; the SQLite backend caps it at 10,000), until none is left, so that a big purge never holds the
-    /// write lock for long. Each batch commits on its own: a crash loses no finished batch
-    /// and the next run continues. Also deletes the keys of call-subjects (`"call:…"`) whose
-    /// last record it deleted. Returns the records deleted per kind (empty when nothing
+    /// `batch` of 0 counts as 1; the backends cap it at 10,000), until none is left, so that a
+    /// big purge never holds the write lock for long. Each batch commits on its own: a crash
+    /// loses no finished batch and the next run continues. Also deletes the keys of
+    /// call-subjects (`"call:…"`) whose last record it deleted. Returns the records deleted per kind (empty when nothing
     /// expired).
     async fn purge_expired_records(
         &self,

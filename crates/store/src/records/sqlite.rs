@@ -17,6 +17,10 @@ use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use crate::operators::{Operator, OperatorStore, OperatorStoreError};
+use crate::records::rows::{
+    meta_from_row, operator_from_row, record_from_row, tally, unsigned, MetaRow, OperatorRow,
+    RecordRow, MAX_PURGE_BATCH, META_COLUMNS, OPERATOR_COLUMNS,
+};
 use crate::records::{
     RecordFilter, RecordMeta, RecordStore, StoredKey, StoredRecord, SubjectDeletion,
     CALL_SUBJECT_PREFIX,
@@ -31,10 +35,6 @@ use crate::StoreError;
 /// File name of the records database inside the directory given to
 /// [`SqliteRecordStore::open_in_dir`].
 pub const RECORDS_DB_FILE_NAME: &str = "records.db";
-
-/// The largest purge batch, whatever the caller asks for: one batch is one write transaction,
-/// and other writers wait for it.
-const MAX_PURGE_BATCH: u32 = 10_000;
 
 /// Schema, applied on every open; each statement is idempotent.
 const SCHEMA: [&str; 7] = [
@@ -67,87 +67,6 @@ const SCHEMA: [&str; 7] = [
         token_hash    TEXT    UNIQUE
     ) STRICT",
 ];
-
-/// The metadata columns, in the order of [`MetaRow`].
-const META_COLUMNS: &str =
-    "id, agent, call_id, subject, kind, created_at, expires_at, size, key_id";
-
-/// One record's metadata as SQLite returns it.
-type MetaRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-);
-
-/// One record with its body as SQLite returns it.
-type RecordRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-    Vec<u8>,
-);
-
-/// One operator as SQLite returns it.
-type OperatorRow = (String, String, i64, Option<String>, Option<String>);
-
-/// Decode a stored instant or size. Negative values are never written by this crate; they
-/// decode as 0 (for `expires_at`: already expired, so the purge removes the row).
-fn unsigned(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-fn meta_from_row(row: MetaRow) -> RecordMeta {
-    let (id, agent, call_id, subject, kind, created_at, expires_at, size, key_id) = row;
-    RecordMeta {
-        id,
-        agent,
-        call_id,
-        subject,
-        kind,
-        created_at: unsigned(created_at),
-        expires_at: unsigned(expires_at),
-        size: unsigned(size),
-        key_id,
-    }
-}
-
-fn record_from_row(row: RecordRow) -> StoredRecord {
-    let (id, agent, call_id, subject, kind, created_at, expires_at, size, key_id, body) = row;
-    StoredRecord {
-        meta: meta_from_row((
-            id, agent, call_id, subject, kind, created_at, expires_at, size, key_id,
-        )),
-        body,
-    }
-}
-
-fn operator_from_row((name, role, created_at, password_hash, token_hash): OperatorRow) -> Operator {
-    Operator {
-        name,
-        role,
-        created_at: unsigned(created_at),
-        password_hash,
-        token_hash,
-    }
-}
-
-/// Add one to the count of `kind`.
-fn tally(counts: &mut BTreeMap<String, u64>, kind: String) {
-    let count = counts.entry(kind).or_default();
-    *count = count.saturating_add(1);
-}
 
 /// `values` as a JSON array of strings, for `json_each(?)`: a set bound as one parameter.
 fn json_list<'a>(values: impl IntoIterator<Item = &'a String>) -> Result<String, StoreError> {
@@ -628,8 +547,6 @@ impl RecordStore for SqliteRecordStore {
             .collect())
     }
 }
-
-const OPERATOR_COLUMNS: &str = "name, role, created_at, password_hash, token_hash";
 
 #[async_trait::async_trait]
 impl OperatorStore for SqliteRecordStore {
