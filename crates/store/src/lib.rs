@@ -30,13 +30,17 @@ pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
 pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
+pub use postgres::{PgEmergency, PgLimits, PgNotifier};
 pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
 pub use records::{
     RecordFilter, RecordMeta, RecordStore, StoredKey, StoredRecord, SubjectDeletion,
     CALL_SUBJECT_PREFIX, DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE,
 };
 pub use session::{SessionStore, StoreError, DEFAULT_SESSION_TTL};
-pub use shared::{GcraLimit, LimitCheck, LimitDecision, LimitStore, Notice, Notifier};
+pub use shared::{
+    GcraLimit, LimitCheck, LimitDecision, LimitStore, Notice, Notifier, RedisState,
+    REDIS_COMMAND_TIMEOUT,
+};
 pub use sqlite::SqliteStore;
 
 #[cfg(test)]

@@ -17,6 +17,14 @@ use sqlx::Executor;
 
 use crate::StoreError;
 
+mod emergency;
+mod limits;
+mod notify;
+
+pub use emergency::PgEmergency;
+pub use limits::PgLimits;
+pub use notify::{channel_for_schema, PgNotifier};
+
 /// How long an operation waits for a free pooled connection before giving up: short, so that
 /// requests fail closed quickly while the database is down instead of queueing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
