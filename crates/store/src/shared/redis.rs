@@ -130,6 +130,15 @@ impl RedisState {
     /// a few [`COMMAND_TIMEOUT`]s; afterwards both connections are re-established by themselves.
     /// Must be called within a Tokio runtime (the subscription runs on a task of it).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Self::connect_pinging(url, prefix, PING_EVERY).await
+    }
+
+    /// [`RedisState::connect`], pinging the pub/sub connection every `ping_every`.
+    async fn connect_pinging(
+        url: &str,
+        prefix: &str,
+        ping_every: Duration,
+    ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(COMMAND_TIMEOUT)
@@ -153,6 +162,7 @@ impl RedisState {
             channel,
             notices.clone(),
             (sink, stream),
+            ping_every,
         ));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -283,12 +293,13 @@ async fn subscribe_forever(
     channel: String,
     notices: broadcast::Sender<Notice>,
     subscription: (PubSubSink, PubSubStream),
+    ping_every: Duration,
 ) {
     let mut subscription = Some(subscription);
     let mut backoff = MIN_BACKOFF;
     loop {
         if let Some((sink, stream)) = subscription.take() {
-            forward(sink, stream, &notices).await;
+            forward(sink, stream, &notices, ping_every).await;
             backoff = MIN_BACKOFF;
         }
         tokio::time::sleep(backoff).await;
@@ -309,8 +320,9 @@ async fn forward(
     mut sink: PubSubSink,
     mut stream: PubSubStream,
     notices: &broadcast::Sender<Notice>,
+    ping_every: Duration,
 ) {
-    let mut pings = tokio::time::interval(PING_EVERY);
+    let mut pings = tokio::time::interval(ping_every);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; the connection was just made.
     pings.tick().await;

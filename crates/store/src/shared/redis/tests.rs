@@ -188,24 +188,44 @@ async fn redis_notices_reach_every_replica_and_survive_a_killed_subscription() {
         return;
     };
     let prefix = unique_prefix("notices");
-    let one = RedisState::connect(&url, &prefix).await.unwrap();
-    let two = RedisState::connect(&url, &prefix).await.unwrap();
+    // The states connect as a user of their own, so that cutting "their" pub/sub connections
+    // leaves those of every other test (and every other user of the server) alone.
+    let mut admin = plain(&url).await;
+    let user = prefix.replace(':', "-");
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(">notices-test")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let address = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .unwrap()
+        .addr;
+    let user_url = format!("redis://{user}:notices-test@{address}/");
+    let one = RedisState::connect(&user_url, &prefix).await.unwrap();
+    let two = RedisState::connect(&user_url, &prefix).await.unwrap();
     let mut on_one = one.subscribe();
     let mut on_two = two.subscribe();
     one.publish(Notice::Emergency).await.unwrap();
     assert_eq!(next_notice(&mut on_one, true).await, Notice::Emergency);
     assert_eq!(next_notice(&mut on_two, true).await, Notice::Emergency);
 
-    // Every pub/sub connection on the server is cut: both re-subscribe and say so.
-    let mut connection = plain(&url).await;
+    // Their pub/sub connections are cut: both re-subscribe and say so.
     let killed: u64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
         .arg("pubsub")
-        .query_async(&mut connection)
+        .arg("USER")
+        .arg(&user)
+        .query_async(&mut admin)
         .await
         .unwrap();
-    assert!(killed >= 2, "{killed}");
+    assert_eq!(killed, 2);
     assert_eq!(next_notice(&mut on_one, false).await, Notice::Resync);
     assert_eq!(next_notice(&mut on_two, false).await, Notice::Resync);
     two.publish(Notice::Emergency).await.unwrap();
@@ -217,6 +237,29 @@ async fn redis_notices_reach_every_replica_and_survive_a_killed_subscription() {
     assert_eq!(next_notice(&mut on_clone, false).await, Notice::Resync);
     assert_eq!(Notifier::backend(&one), "redis");
     Notifier::ping(&one).await.unwrap();
+    drop((one, two));
+    let _: u64 = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn redis_pings_keep_a_healthy_subscription() {
+    let Some(url) = redis_url("pings") else {
+        return;
+    };
+    let prefix = unique_prefix("pings");
+    let state = RedisState::connect_pinging(&url, &prefix, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let mut notices = state.subscribe();
+    // Many pings answered: the subscription is kept (no Resync), and notices still arrive.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    state.publish(Notice::Emergency).await.unwrap();
+    assert_eq!(next_notice(&mut notices, false).await, Notice::Emergency);
 }
 
 #[tokio::test]
