@@ -5,8 +5,11 @@
 //! backends: [`MemoryStore`] (in process) and [`SqliteStore`] (embedded, durable; the default).
 //! It also keeps the audit trail ([`AuditSink`]), conversation records with the subjects'
 //! wrapped data keys ([`RecordStore`]) and the records API's operators ([`OperatorStore`]),
-//! the last two in [`SqliteRecordStore`]. Record bodies and key blobs are opaque bytes here:
-//! this crate never encrypts or decrypts, and never reads the clock (callers pass `now`).
+//! the last two in [`SqliteRecordStore`]. For several replicas, rate limits ([`LimitStore`]) and
+//! notices between replicas ([`Notifier`]) are shared through Redis ([`RedisState`]) or
+//! PostgreSQL ([`PgLimits`], [`PgNotifier`]), and so is the emergency switch ([`PgEmergency`]).
+//! Record bodies and key blobs are opaque bytes here: this crate never encrypts or decrypts,
+//! and never reads the clock (callers pass `now`).
 //! Authorization state — verification flags, attempt counters, pending confirmations — lives
 //! here, never in data the caller or the LLM controls. This crate must not decide whether
 //! anything is allowed (that is `voxguard-guard`), must not speak HTTP (that is
