@@ -6,8 +6,11 @@
 //! [`PgStore`] (PostgreSQL, shared by several replicas).
 //! It also keeps the audit trail ([`AuditSink`]), conversation records with the subjects'
 //! wrapped data keys ([`RecordStore`]) and the records API's operators ([`OperatorStore`]),
-//! the last two in [`SqliteRecordStore`] or [`PgRecordStore`]. Record bodies and key blobs are opaque bytes here:
-//! this crate never encrypts or decrypts, and never reads the clock (callers pass `now`).
+//! the last two in [`SqliteRecordStore`] or [`PgRecordStore`]. For several replicas, rate limits ([`LimitStore`]) and
+//! notices between replicas ([`Notifier`]) are shared through Redis ([`RedisState`]) or
+//! PostgreSQL ([`PgLimits`], [`PgNotifier`]), and so is the emergency switch ([`PgEmergency`]).
+//! Record bodies and key blobs are opaque bytes here: this crate never encrypts or decrypts,
+//! and never reads the clock (callers pass `now`).
 //! Authorization state — verification flags, attempt counters, pending confirmations — lives
 //! here, never in data the caller or the LLM controls. This crate must not decide whether
 //! anything is allowed (that is `voxguard-guard`), must not speak HTTP (that is
@@ -32,6 +35,7 @@ pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_F
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
 pub use postgres::PgStore;
+pub use postgres::{PgEmergency, PgLimits, PgNotifier};
 pub use records::postgres::PgRecordStore;
 pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
 pub use records::{
@@ -39,7 +43,10 @@ pub use records::{
     CALL_SUBJECT_PREFIX, DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE,
 };
 pub use session::{SessionStore, StoreError, DEFAULT_SESSION_TTL};
-pub use shared::{GcraLimit, LimitCheck, LimitDecision, LimitStore, Notice, Notifier};
+pub use shared::{
+    GcraLimit, LimitCheck, LimitDecision, LimitStore, Notice, Notifier, RedisState,
+    REDIS_COMMAND_TIMEOUT,
+};
 pub use sqlite::SqliteStore;
 
 #[cfg(test)]

@@ -11,6 +11,10 @@
 
 use crate::StoreError;
 
+mod redis;
+
+pub use self::redis::{RedisState, COMMAND_TIMEOUT as REDIS_COMMAND_TIMEOUT};
+
 /// One GCRA limit: `burst` calls at once, refilling one call every `emission_ms`
 /// (`voxguard_guard::RateLimit` of `max` per `per` is `burst = max`,
 /// `emission_ms = per / max`).
@@ -74,6 +78,26 @@ pub enum Notice {
     Resync,
 }
 
+impl Notice {
+    /// The notice as it travels between replicas.
+    pub(crate) fn as_payload(&self) -> &'static str {
+        match self {
+            Notice::Emergency => "emergency",
+            Notice::Resync => "resync",
+        }
+    }
+
+    /// A notice read from the wire; unknown payloads (e.g. from a newer replica) are `None`
+    /// and ignored.
+    pub(crate) fn from_payload(payload: &str) -> Option<Self> {
+        match payload {
+            "emergency" => Some(Notice::Emergency),
+            "resync" => Some(Notice::Resync),
+            _ => None,
+        }
+    }
+}
+
 /// Notices between replicas.
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync + 'static {
@@ -89,3 +113,6 @@ pub trait Notifier: Send + Sync + 'static {
     /// The backend's name: `"redis"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,10 +18,16 @@ use sqlx::Executor;
 use crate::StoreError;
 
 mod attempts;
+mod emergency;
+mod limits;
+mod notify;
 #[cfg(test)]
 mod replica_tests;
 mod session;
 
+pub use emergency::PgEmergency;
+pub use limits::PgLimits;
+pub use notify::{channel_for_schema, PgNotifier};
 pub use session::PgStore;
 
 /// How long an operation waits for a free pooled connection before giving up: short, so that

@@ -1,0 +1,316 @@
+//! RedisState against a real Redis (`VOXGUARD_TEST_REDIS_URL`), each test under its own prefix.
+
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::*;
+
+/// The variable naming the test server.
+const URL_VAR: &str = "VOXGUARD_TEST_REDIS_URL";
+
+/// A generous bound for anything that should happen "soon" on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The test server's URL, or `None` (after saying so on stderr) when it is not configured.
+pub(crate) fn redis_url(label: &str) -> Option<String> {
+    let url = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("skipped on Redis ({label}): {URL_VAR} is not set");
+    }
+    url
+}
+
+/// A key prefix no other test (or test run) uses.
+pub(crate) fn unique_prefix(label: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "voxguard-test:{label}:{}:{}:{nanos}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A plain connection to the test server, for looking behind the state's back.
+async fn plain(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Delete every key under `prefix` (prefixes are plain: no glob characters).
+pub(crate) async fn cleanup(url: &str, prefix: &str) {
+    let mut connection = plain(url).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: u64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+}
+
+/// The next notice other than `Resync`, within [`PATIENCE`].
+async fn next_notice(receiver: &mut broadcast::Receiver<Notice>, skip_resync: bool) -> Notice {
+    loop {
+        let notice = tokio::time::timeout(PATIENCE, receiver.recv())
+            .await
+            .expect("a notice arrives")
+            .expect("the channel stays open");
+        if !(skip_resync && notice == Notice::Resync) {
+            return notice;
+        }
+    }
+}
+
+const NOW: u64 = 1_700_000_000_000;
+
+#[tokio::test]
+async fn redis_checks_are_atomic_across_connections() {
+    let Some(url) = redis_url("atomic") else {
+        return;
+    };
+    let prefix = unique_prefix("atomic");
+    let mut states = Vec::new();
+    for _ in 0..4 {
+        states.push(RedisState::connect(&url, &prefix).await.unwrap());
+    }
+    let limit = GcraLimit {
+        burst: 50,
+        emission_ms: 60_000,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let state = states[i % 4].clone();
+        tasks.push(tokio::spawn(async move {
+            let checks = [LimitCheck { key: "hot", limit }];
+            state.check(&checks, NOW).await.unwrap()
+        }));
+    }
+    let mut allowed = 0;
+    for task in tasks {
+        if task.await.unwrap() == LimitDecision::Allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 50);
+    cleanup(&url, &prefix).await;
+}
+
+#[tokio::test]
+async fn redis_buckets_expire_once_refilled() {
+    let Some(url) = redis_url("expire") else {
+        return;
+    };
+    let prefix = unique_prefix("expire");
+    let state = RedisState::connect(&url, &prefix).await.unwrap();
+    let slow = GcraLimit {
+        burst: 3,
+        emission_ms: 60_000,
+    };
+    for _ in 0..3 {
+        let checks = [LimitCheck {
+            key: "slow",
+            limit: slow,
+        }];
+        assert_eq!(
+            state.check(&checks, NOW).await.unwrap(),
+            LimitDecision::Allowed
+        );
+    }
+    let mut connection = plain(&url).await;
+    // Three calls: the bucket refills (and vanishes) 3 emissions from now.
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(state.limit_key("slow"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(ttl > 120_000 && ttl <= 180_000, "{ttl}");
+    // A refused call does not extend it.
+    let checks = [LimitCheck {
+        key: "slow",
+        limit: slow,
+    }];
+    assert_eq!(
+        state.check(&checks, NOW).await.unwrap(),
+        LimitDecision::Denied {
+            index: 0,
+            retry_after_ms: 60_000
+        }
+    );
+    // A fast bucket is gone once refilled (its `now` is the caller's, its TTL Redis' own).
+    let fast = [LimitCheck {
+        key: "fast",
+        limit: GcraLimit {
+            burst: 1,
+            emission_ms: 20,
+        },
+    }];
+    state.check(&fast, NOW).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let exists: u64 = redis::cmd("EXISTS")
+            .arg(state.limit_key("fast"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the bucket stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every key this state wrote starts with the prefix.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys, vec![state.limit_key("slow")]);
+    cleanup(&url, &prefix).await;
+}
+
+#[tokio::test]
+async fn redis_notices_reach_every_replica_and_survive_a_killed_subscription() {
+    let Some(url) = redis_url("notices") else {
+        return;
+    };
+    let prefix = unique_prefix("notices");
+    // The states connect as a user of their own, so that cutting "their" pub/sub connections
+    // leaves those of every other test (and every other user of the server) alone.
+    let mut admin = plain(&url).await;
+    let user = prefix.replace(':', "-");
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(">notices-test")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let address = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .unwrap()
+        .addr;
+    let user_url = format!("redis://{user}:notices-test@{address}/");
+    let one = RedisState::connect(&user_url, &prefix).await.unwrap();
+    let two = RedisState::connect(&user_url, &prefix).await.unwrap();
+    let mut on_one = one.subscribe();
+    let mut on_two = two.subscribe();
+    one.publish(Notice::Emergency).await.unwrap();
+    assert_eq!(next_notice(&mut on_one, true).await, Notice::Emergency);
+    assert_eq!(next_notice(&mut on_two, true).await, Notice::Emergency);
+
+    // Their pub/sub connections are cut: both re-subscribe and say so.
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .arg("USER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(killed, 2);
+    assert_eq!(next_notice(&mut on_one, false).await, Notice::Resync);
+    assert_eq!(next_notice(&mut on_two, false).await, Notice::Resync);
+    two.publish(Notice::Emergency).await.unwrap();
+    assert_eq!(next_notice(&mut on_one, true).await, Notice::Emergency);
+    assert_eq!(next_notice(&mut on_two, true).await, Notice::Emergency);
+    // A clone shares the subscription.
+    let mut on_clone = one.clone().subscribe();
+    two.publish(Notice::Resync).await.unwrap();
+    assert_eq!(next_notice(&mut on_clone, false).await, Notice::Resync);
+    assert_eq!(Notifier::backend(&one), "redis");
+    Notifier::ping(&one).await.unwrap();
+    drop((one, two));
+    let _: u64 = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn redis_pings_keep_a_healthy_subscription() {
+    let Some(url) = redis_url("pings") else {
+        return;
+    };
+    let prefix = unique_prefix("pings");
+    let state = RedisState::connect_pinging(&url, &prefix, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let mut notices = state.subscribe();
+    // Many pings answered: the subscription is kept (no Resync), and notices still arrive.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    state.publish(Notice::Emergency).await.unwrap();
+    assert_eq!(next_notice(&mut notices, false).await, Notice::Emergency);
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_not_a_panic() {
+    // Nothing listens on port 1.
+    let refused = tokio::time::timeout(
+        PATIENCE,
+        RedisState::connect("redis://127.0.0.1:1/", "voxguard-test:unreachable:"),
+    )
+    .await
+    .expect("connecting gives up by itself");
+    let error = refused.expect_err("nothing listens there");
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    assert!(!error.to_string().contains("127.0.0.1"), "{error}");
+
+    // A server that accepts connections and never answers: each command times out.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("redis://{address}/");
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        let state = RedisState::connect(&url, "voxguard-test:silent:").await?;
+        let checks = [LimitCheck {
+            key: "k",
+            limit: GcraLimit {
+                burst: 1,
+                emission_ms: 1_000,
+            },
+        }];
+        state.check(&checks, NOW).await
+    })
+    .await
+    .expect("a silent server is given up on");
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable { .. })),
+        "{outcome:?}"
+    );
+    holder.abort();
+}
+
+#[test]
+fn limits_as_the_script_reads_them() {
+    // governor: t = emission, tau = t * (burst - 1); nonsense limits are read as the tightest.
+    let read = |burst, emission_ms| script_limit(GcraLimit { burst, emission_ms });
+    assert_eq!(read(5, 200), (200, 800));
+    assert_eq!(read(1, 1_000), (1_000, 0));
+    assert_eq!(read(0, 0), (1, 0));
+    assert_eq!(read(u32::MAX, u64::MAX), (MAX_MS, MAX_MS));
+}
