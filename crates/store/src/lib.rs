@@ -27,7 +27,9 @@ mod shared;
 mod sqlite;
 
 pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
-pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
+pub use audit::{
+    AuditSink, Durability, JsonlAuditLog, PgAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME,
+};
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
 pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
