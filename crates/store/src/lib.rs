@@ -31,7 +31,9 @@ mod shared;
 mod sqlite;
 
 pub use attempts::{AttemptLimits, AttemptStatus, AttemptStore, Reservation};
-pub use audit::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
+pub use audit::{
+    AuditSink, Durability, JsonlAuditLog, PgAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME,
+};
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
 pub use postgres::PgStore;

@@ -1,35 +1,42 @@
-//! Durable, tamper-evident audit sinks: SQLite (the default) and JSON lines for log shippers.
+//! Durable, tamper-evident audit sinks: SQLite (the default), PostgreSQL (one chain shared by
+//! several replicas) and JSON lines for log shippers.
 //!
-//! This module owns the [`AuditSink`] trait and its two backends, [`SqliteAuditLog`] and
-//! [`JsonlAuditLog`]. Each sink has a single writer — a background task (SQLite) or thread
-//! (JSON lines) that owns the connection or file and the [`Chain`] — fed through a channel.
-//! [`append`](AuditSink::append) returns only after the writer has made the event durable per
-//! the sink's [`Durability`]; the writer commits whatever is queued as one group (one
-//! transaction, one write and at most one `fsync`), then acknowledges each event. With an
-//! [`AuditKey`], signed [`Checkpoint`](voxguard_guard::audit::Checkpoint)s are written every
-//! `checkpoint_every` records (and at each [`flush`](AuditSink::flush)), so that cutting off the
-//! tail is detectable. Both sinks verify what they stored with
-//! [`voxguard_guard::audit::verify`]. This module must not decide what is audited, must not
-//! redact (events arrive already masked and redacted), must never build SQL from event data,
-//! and its errors must not show paths, SQL or event content through `Display`.
+//! This module owns the [`AuditSink`] trait and its backends, [`SqliteAuditLog`],
+//! [`PgAuditLog`] and [`JsonlAuditLog`]. Each sink has a single writer — a background task
+//! (SQLite, PostgreSQL) or thread (JSON lines) that owns the connection or file and the
+//! [`Chain`] — fed through a channel. [`append`](AuditSink::append) returns only after the
+//! writer has made the event durable per the sink's [`Durability`]; the writer commits whatever
+//! is queued as one group (one transaction, one write and at most one `fsync`), then
+//! acknowledges each event. With an [`AuditKey`], signed
+//! [`Checkpoint`](voxguard_guard::audit::Checkpoint)s are written every `checkpoint_every`
+//! records (and at each [`flush`](AuditSink::flush)), so that cutting off the tail is
+//! detectable. Every sink verifies what it stored with [`voxguard_guard::audit::verify`]. This
+//! module must not decide what is audited, must not redact (events arrive already masked and
+//! redacted), must never build SQL from event data, and its errors must not show paths, SQL or
+//! event content through `Display`.
 //!
-//! This file holds what both backends share: the trait, [`Durability`], the writer's command
-//! channel and group-commit batch, the chain's [`Tail`] and the checkpoint schedule. No sink
-//! reads the time: a checkpoint carries the `time_ms` of the record it checkpoints, which the
-//! runtime's clock stamped on the event. Each backend lives in its own
-//! file ([`sqlite`], [`jsonl`]); nothing here may know a backend's storage format.
+//! This file holds what the backends share: the trait, [`Durability`], the writer's command
+//! channel and group-commit batch, the chain's [`Tail`], the checkpoint schedule and the strict
+//! decoding of a stored row. No sink reads the time: a checkpoint carries the `time_ms` of the
+//! record it checkpoints, which the runtime's clock stamped on the event. Each backend lives in
+//! its own file ([`sqlite`], [`postgres`], [`jsonl`]); nothing here may know a backend's
+//! storage format.
 
 use tokio::sync::{mpsc, oneshot};
-use voxguard_guard::audit::{AuditEvent, AuditKey, AuditRecord, Chain};
+use voxguard_guard::audit::{parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Chain};
 
 use crate::StoreError;
 
 mod jsonl;
+mod postgres;
 mod sqlite;
 
 pub use jsonl::JsonlAuditLog;
+pub use postgres::PgAuditLog;
 pub use sqlite::{SqliteAuditLog, AUDIT_DB_FILE_NAME};
 
+#[cfg(test)]
+mod postgres_tests;
 #[cfg(test)]
 mod tests;
 
@@ -44,10 +51,16 @@ const QUEUE_CAPACITY: usize = 4096;
 pub enum Durability {
     /// Written to the operating system before the acknowledgement (SQLite: WAL with
     /// `synchronous=NORMAL`): survives a crash or `kill -9` of the process, not a power loss.
+    /// PostgreSQL: committed with the server's own `synchronous_commit` setting (its default,
+    /// `on`, makes an acknowledged commit durable on the server, power loss included).
     #[default]
     Normal,
     /// Also forced to stable storage before the acknowledgement (SQLite: `synchronous=FULL`;
     /// JSON lines: `fsync`), once per group of queued events: survives a power loss.
+    /// PostgreSQL: each group's transaction sets `synchronous_commit = on`, so the commit waits
+    /// for the server's WAL flush (and for synchronous standbys, if the server has any) even
+    /// where the server's default is weaker; the server's own settings (`fsync`, replication)
+    /// govern the rest.
     Fsync,
 }
 
@@ -68,7 +81,7 @@ pub trait AuditSink: Send + Sync + 'static {
     /// the [`Durability`]. Call it at shutdown.
     async fn flush(&self) -> Result<(), StoreError>;
 
-    /// The backend's name: `"sqlite"` or `"jsonl"`.
+    /// The backend's name: `"sqlite"`, `"postgres"` or `"jsonl"`.
     fn backend(&self) -> &'static str;
 
     /// Up to `limit` stored records with a sequence number of at least `from`, in order, for
@@ -199,6 +212,32 @@ impl Tail {
 /// Whether the record at `seq` gets a periodic checkpoint.
 pub(super) fn checkpoint_due(key: Option<&AuditKey>, every: u64, seq: u64) -> bool {
     key.is_some() && every > 0 && seq % every == 0
+}
+
+/// Decode a stored record from its columns, strictly: the event must be in canonical form and
+/// agree with the copied `time_ms` and `kind` columns. The record's sequence number is the one
+/// inside the hashed event (the row's position is only the storage order the verifier checks
+/// it against).
+pub(super) fn decode_stored(
+    time_ms: i64,
+    kind: &str,
+    event_text: &str,
+    prev_hash: String,
+    hash: String,
+) -> Result<AuditRecord, StoreError> {
+    let (seq, event) =
+        parse_canonical_event(event_text).map_err(|source| StoreError::Corrupt { source })?;
+    if event.kind.as_str() != kind || i64::try_from(event.time_ms).ok() != Some(time_ms) {
+        return Err(StoreError::unavailable(std::io::Error::other(
+            "an audit row's columns disagree with its event",
+        )));
+    }
+    Ok(AuditRecord {
+        seq,
+        event,
+        prev_hash,
+        hash,
+    })
 }
 
 /// The sending half every sink keeps.

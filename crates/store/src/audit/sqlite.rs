@@ -18,12 +18,12 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 use tokio::sync::mpsc;
 use voxguard_guard::audit::{
-    canonical_event_string, parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Checkpoint,
-    Verifier, VerifyReport,
+    canonical_event_string, AuditEvent, AuditKey, AuditRecord, Checkpoint, Verifier, VerifyReport,
 };
 
 use super::{
-    checkpoint_due, AuditSink, Batch, Command, Durability, Handle, Tail, MAX_BATCH, QUEUE_CAPACITY,
+    checkpoint_due, decode_stored, AuditSink, Batch, Command, Durability, Handle, Tail, MAX_BATCH,
+    QUEUE_CAPACITY,
 };
 use crate::session::to_i64;
 use crate::sqlite::{create_private_dir, restrict_permissions};
@@ -541,34 +541,20 @@ fn row_seq(row: &SqliteRow) -> i64 {
     row.try_get::<i64, _>("seq").unwrap_or(i64::MAX)
 }
 
-/// Decode a row, strictly: the event must be in canonical form and agree with the copied
-/// `time_ms` and `kind` columns. The record's sequence number is the one inside the hashed
-/// event (the row position is only the storage order the verifier checks it against).
+/// Decode a row, strictly (see [`decode_stored`]).
 fn decode_record(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     let column = |name: &str| {
         row.try_get::<String, _>(name)
             .map_err(StoreError::unavailable)
     };
-    let (event_text, prev_hash, hash, kind) = (
-        column("event")?,
+    let time_ms: i64 = row.try_get("time_ms").map_err(StoreError::unavailable)?;
+    decode_stored(
+        time_ms,
+        &column("kind")?,
+        &column("event")?,
         column("prev_hash")?,
         column("hash")?,
-        column("kind")?,
-    );
-    let time_ms: i64 = row.try_get("time_ms").map_err(StoreError::unavailable)?;
-    let (seq, event) =
-        parse_canonical_event(&event_text).map_err(|source| StoreError::Corrupt { source })?;
-    if event.kind.as_str() != kind || to_i64(event.time_ms) != time_ms {
-        return Err(StoreError::unavailable(std::io::Error::other(
-            "an audit row's columns disagree with its event",
-        )));
-    }
-    Ok(AuditRecord {
-        seq,
-        event,
-        prev_hash,
-        hash,
-    })
+    )
 }
 
 async fn read_checkpoints(pool: &SqlitePool) -> Result<Vec<Checkpoint>, StoreError> {

@@ -19,11 +19,13 @@ use voxguard_guard::audit::{
 use super::{AuditSink, Durability, JsonlAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME};
 use crate::StoreError;
 
-fn key() -> AuditKey {
+/// The audit key of every test (the PostgreSQL tests share it).
+pub(super) fn key() -> AuditKey {
     AuditKey::from_bytes(vec![5u8; 32]).unwrap()
 }
 
-fn event(i: u64) -> AuditEvent {
+/// The `i`th test event, stamped `1_700_000_000_000 + i`.
+pub(super) fn event(i: u64) -> AuditEvent {
     AuditEvent {
         call_id: Some(format!("call-{}", i % 5)),
         caller: Some("***4567".into()),
@@ -34,11 +36,11 @@ fn event(i: u64) -> AuditEvent {
     }
 }
 
-fn broken(seq: u64, problem: ChainProblem) -> VerifyReport {
+pub(super) fn broken(seq: u64, problem: ChainProblem) -> VerifyReport {
     VerifyReport::Broken { seq, problem }
 }
 
-fn ok(records: u64, checkpoints_checked: u64) -> VerifyReport {
+pub(super) fn ok(records: u64, checkpoints_checked: u64) -> VerifyReport {
     VerifyReport::Ok {
         records,
         last_seq: Some(records),

@@ -61,7 +61,7 @@ impl std::fmt::Debug for PgDatabase {
 }
 
 /// Why a schema name was refused.
-fn check_schema(schema: &str) -> Result<(), StoreError> {
+pub(crate) fn check_schema(schema: &str) -> Result<(), StoreError> {
     let plain = !schema.is_empty()
         && schema.len() <= 63
         && schema
