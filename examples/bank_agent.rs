@@ -31,7 +31,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use voxguard::guard::{PinVault, SecretHash};
 use voxguard::prelude::*;
-use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
 use voxguard::AgentError;
 
 /// Session flag set by a successful `verify_pin`.
@@ -427,7 +426,6 @@ pub async fn run() -> anyhow::Result<()> {
     voxguard::init_tracing();
     let data_dir =
         std::env::var("VOXGUARD_DATA_DIR").unwrap_or_else(|_| "./voxguard-data".to_string());
-    let store = SqliteStore::open_in_dir(&data_dir, DEFAULT_SESSION_TTL).await?;
     let agent = build_agent_with(
         Arc::new(Bank::demo()?),
         Departments::from_env(),
@@ -435,15 +433,10 @@ pub async fn run() -> anyhow::Result<()> {
     )?;
     let runtime = Runtime::from_env()?;
     let production = runtime.config().production;
-    let audit = voxguard::open_audit_log_from_env(&data_dir, production).await?;
-    let mut runtime = runtime
-        .store(Arc::new(store))
-        .audit(Arc::new(audit))
-        .agent(agent);
-    // Conversation records (summaries, transcripts, tool logs) unless VOXGUARD_RECORDS=off.
-    if let Some(records) = voxguard::RecordsConfig::open_from_env(&data_dir, production).await? {
-        runtime = runtime.records(records);
-    }
+    // SQLite files in the data directory, or PostgreSQL (+ Redis) shared by replicas when
+    // VOXGUARD_DATABASE_URL is set; conversation records unless VOXGUARD_RECORDS=off.
+    let state = voxguard::State::open_from_env(&data_dir, production).await?;
+    let runtime = runtime.state(state).agent(agent);
     let running = runtime.bind().await?;
     println!(
         "bank agent listening on {}://{}/",

@@ -60,7 +60,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use voxguard::guard::{PinVault, SecretHash};
 use voxguard::prelude::*;
-use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
 
 /// Session flag set by a successful `verify_pin` and required by `check_order`.
 pub const VERIFIED: &str = "pin_verified";
@@ -324,7 +323,6 @@ pub async fn run() -> anyhow::Result<()> {
     voxguard::init_tracing();
     let data_dir =
         std::env::var("VOXGUARD_DATA_DIR").unwrap_or_else(|_| DEFAULT_DATA_DIR.to_string());
-    let store = SqliteStore::open_in_dir(&data_dir, DEFAULT_SESSION_TTL).await?;
     let fast = fast_agent()?;
     let slow = slow_agent(backend_delay_from_env()?)?;
     let wide = wide_agent()?;
@@ -335,10 +333,13 @@ pub async fn run() -> anyhow::Result<()> {
         // with a limit.
         runtime = runtime.swml_render_limit(None);
     }
-    let audit = voxguard::open_audit_log_from_env(&data_dir, runtime.config().production).await?;
+    // SQLite in the data directory, or PostgreSQL (+ Redis) with VOXGUARD_DATABASE_URL; the
+    // bench agents keep no conversation records.
+    let state = voxguard::State::open_from_env(&data_dir, runtime.config().production)
+        .await?
+        .without_records();
     let running = runtime
-        .store(Arc::new(store))
-        .audit(Arc::new(audit))
+        .state(state)
         .agent(fast)
         .agent(slow)
         .agent(wide)

@@ -30,8 +30,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use voxguard::guard::{PinVault, SecretHash};
 use voxguard::prelude::*;
-use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
-use voxguard::{AgentError, Compliance, RecordsConfig};
+use voxguard::{AgentError, Compliance};
 
 /// Session flag set by a successful `verify_patient`.
 pub const VERIFIED: &str = "patient_verified";
@@ -331,19 +330,12 @@ pub async fn run() -> anyhow::Result<()> {
     voxguard::init_tracing();
     let data_dir =
         std::env::var("VOXGUARD_DATA_DIR").unwrap_or_else(|_| "./voxguard-data".to_string());
-    let store = SqliteStore::open_in_dir(&data_dir, DEFAULT_SESSION_TTL).await?;
     let agent = build_agent(Arc::new(Clinic::demo()?))?;
     let runtime = Runtime::from_env()?;
     let production = runtime.config().production;
-    let audit = voxguard::open_audit_log_from_env(&data_dir, production).await?;
-    let mut runtime = runtime
-        .store(Arc::new(store))
-        .audit(Arc::new(audit))
-        .agent(agent);
     // HIPAA mode refuses to start without records; VOXGUARD_RECORDS=off shows that refusal.
-    if let Some(records) = RecordsConfig::open_from_env(&data_dir, production).await? {
-        runtime = runtime.records(records);
-    }
+    let state = voxguard::State::open_from_env(&data_dir, production).await?;
+    let runtime = runtime.state(state).agent(agent);
     let running = runtime.bind().await?;
     println!(
         "clinic agent listening on {}://{}/",

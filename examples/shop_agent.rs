@@ -9,7 +9,10 @@
 //!   records (`records.db`; `VOXGUARD_RECORDS_KEY`, `VOXGUARD_RECORDS=off`, docs/records.md);
 //! - `VOXGUARD_PAYMENT_GATEWAY`: `test` (default, the deterministic [`TestGateway`]) or
 //!   `stripe` ([`StripeGateway::from_env`]: `VOXGUARD_STRIPE_SECRET_KEY`, and
-//!   `VOXGUARD_STRIPE_API_BASE` to point it at a Stripe-compatible API).
+//!   `VOXGUARD_STRIPE_API_BASE` to point it at a Stripe-compatible API);
+//! - `VOXGUARD_SERVE` (`all`, `agent` or `connector`) with `VOXGUARD_PAYMENT_CONNECTOR_URL` and
+//!   `VOXGUARD_DATABASE_URL` to run the payment connector on its own host (docs/payments.md):
+//!   the `agent` host never sees a card and holds no gateway secret.
 //!
 //! Catalog: `MUG-01` $12.50, `TEE-02` $25.00, `CAP-03` $18.00.
 //!
@@ -27,10 +30,9 @@ use std::sync::{Arc, Mutex};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use voxguard::payments::gateway::{PaymentGateway, StripeGateway, TestGateway};
+use voxguard::payments::gateway::{PaymentGateway, RemoteConnector, StripeGateway, TestGateway};
 use voxguard::payments::{PaymentRequest, PaymentStatus};
 use voxguard::prelude::*;
-use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
 use voxguard::{AgentBuilder, AgentError, Compliance};
 
 /// The demo catalog: SKU, name, price in cents.
@@ -112,6 +114,12 @@ impl Shop {
 
 /// The gateway named by `VOXGUARD_PAYMENT_GATEWAY`: `test` (default) or `stripe`.
 pub fn gateway_from_env() -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    let serve = std::env::var("VOXGUARD_SERVE").unwrap_or_default();
+    if serve.trim().eq_ignore_ascii_case("agent") {
+        // The connector (and the gateway's secret) lives on another host: this one never
+        // charges, it only records what to charge in the shared state.
+        return Ok(Arc::new(RemoteConnector));
+    }
     let name = std::env::var("VOXGUARD_PAYMENT_GATEWAY").unwrap_or_else(|_| "test".into());
     match name.trim().to_ascii_lowercase().as_str() {
         "" | "test" => Ok(Arc::new(TestGateway::new())),
@@ -386,20 +394,13 @@ pub async fn run() -> anyhow::Result<()> {
     voxguard::init_tracing();
     let data_dir =
         std::env::var("VOXGUARD_DATA_DIR").unwrap_or_else(|_| "./voxguard-data".to_string());
-    let store = SqliteStore::open_in_dir(&data_dir, DEFAULT_SESSION_TTL).await?;
     let agent = build_agent(Arc::new(Shop::demo()), gateway_from_env()?)?;
     let runtime = Runtime::from_env()?;
     let production = runtime.config().production;
-    let audit = voxguard::open_audit_log_from_env(&data_dir, production).await?;
-    let mut runtime = runtime
-        .store(Arc::new(store))
-        .audit(Arc::new(audit))
-        .agent(agent);
     // Conversation records (summaries, transcripts, tool logs, payment outcomes) unless
-    // VOXGUARD_RECORDS=off.
-    if let Some(records) = voxguard::RecordsConfig::open_from_env(&data_dir, production).await? {
-        runtime = runtime.records(records);
-    }
+    // VOXGUARD_RECORDS=off; PostgreSQL (+ Redis) when VOXGUARD_DATABASE_URL is set.
+    let state = voxguard::State::open_from_env(&data_dir, production).await?;
+    let runtime = runtime.state(state).agent(agent);
     let running = runtime.bind().await?;
     println!(
         "shop agent listening on {}://{}/",

@@ -27,4 +27,5 @@ mod policies;
 mod records_api;
 mod records_deletion;
 mod records_retention;
+mod replicas;
 mod swaig_pipeline;

@@ -812,6 +812,11 @@ struct ShopProcess {
 
 impl ShopProcess {
     async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[]).await
+    }
+
+    /// Start with `vars` on top of the defaults below.
+    async fn start_with(dir: &Path, vars: &[(&str, &str)]) -> Self {
         use std::process::Stdio;
         let mut command = std::process::Command::new(shop_agent_binary());
         for (name, _) in std::env::vars() {
@@ -833,6 +838,7 @@ impl ShopProcess {
             .env("VOXGUARD_AUDIT_KEY", CLINIC_AUDIT_KEY)
             .env("VOXGUARD_PAYMENT_GATEWAY", "test")
             .env("RUST_LOG", "debug")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -1159,4 +1165,117 @@ async fn no_card_number_or_cvv_reaches_a_log_line_or_a_data_file() {
             "card_expired"
         ]
     );
+}
+
+/// The connector on its own host (docs/payments.md, "The connector on its own host"): the agent
+/// host renders the pay verb towards the connector host, never serves `/pay` itself and holds no
+/// gateway; the connector host serves nothing but `/pay` and `/pay/status`; the pending payment
+/// and its outcome travel through the shared PostgreSQL state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_on_its_own_host_charges_what_the_agent_host_recorded() {
+    let Some(postgres) = std::env::var("VOXGUARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("skipped payments::connector_host: VOXGUARD_TEST_POSTGRES_URL is not set (bash .ci/run sets it when PostgreSQL answers)");
+        return;
+    };
+    let schema = voxguard::store::postgres::testing::unique_schema("connector_host");
+    let token_key = "c2hhcmVkLXRva2VuLWtleS1mb3ItdGhlLXR3by1ob3N0cyE=";
+    let shared = [
+        ("VOXGUARD_DATABASE_URL", postgres.as_str()),
+        ("VOXGUARD_DATABASE_SCHEMA", schema.as_str()),
+        ("VOXGUARD_TOKEN_KEY", token_key),
+    ];
+    let connector_dir = tempfile::tempdir().expect("tempdir");
+    let mut vars = shared.to_vec();
+    vars.push(("VOXGUARD_SERVE", "connector"));
+    let connector = ShopProcess::start_with(connector_dir.path(), &vars).await;
+    let agent_dir = tempfile::tempdir().expect("tempdir");
+    let mut vars = shared.to_vec();
+    vars.push(("VOXGUARD_SERVE", "agent"));
+    vars.push(("VOXGUARD_PAYMENT_CONNECTOR_URL", connector.base.as_str()));
+    // The agent host has no gateway secret to leak: were Stripe chosen, it still never charges.
+    vars.push(("VOXGUARD_PAYMENT_GATEWAY", "stripe"));
+    let agent = ShopProcess::start_with(agent_dir.path(), &vars).await;
+
+    // Each host serves only its half.
+    let (status, _) = agent.post("/pay", &json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the agent host has no connector"
+    );
+    let (status, _) = agent.post("/pay/status", &json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = connector.post("/", &json!({"call_id": "x"})).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the connector host renders no SWML"
+    );
+    let (status, _) = connector
+        .post("/swaig", &json!({"function": "checkout"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the connector host runs no tools"
+    );
+
+    let call_id = "call-two-hosts";
+    let swml = agent.swml(call_id).await;
+    agent
+        .invoke(
+            &swml,
+            call_id,
+            "add_to_cart",
+            json!({"sku": "CAP-03", "qty": 2}),
+        )
+        .await;
+    let reply = agent.invoke(&swml, call_id, "checkout", json!({})).await;
+    let pay = pay_verb(&reply);
+    assert_eq!(pay["charge_amount"], "36.00", "{pay}");
+    let url = pay["payment_connector_url"]
+        .as_str()
+        .expect("connector URL");
+    assert!(
+        url.contains(connector.base.trim_start_matches("http://")),
+        "the card goes to the connector host: {url}"
+    );
+    let status_url = pay["status_url"].as_str().expect("status URL");
+    assert!(
+        status_url.contains(connector.base.trim_start_matches("http://")),
+        "{status_url}"
+    );
+    // The platform posts the card to the connector host, as rendered.
+    let body = connector_body("txn-two-hosts", card(GOOD), "36.00", "usd");
+    let (status, answer) = post_to(&connector.client, &connector.base, url, &body).await;
+    let charge_id = assert_charged(status, &answer);
+    assert!(!charge_id.is_empty());
+    // A tampered amount is refused by the connector host too.
+    let tampered = connector_body("txn-two-hosts-2", card(GOOD), "1.00", "usd");
+    let (status, answer) = post_to(&connector.client, &connector.base, url, &tampered).await;
+    assert!(!status.is_success(), "{answer}");
+    // The agent host reads the outcome the connector host recorded.
+    let confirmed = agent
+        .invoke(&swml, call_id, "confirm_payment", json!({}))
+        .await;
+    let text = confirmed["response"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("Payment received: order ORD-"),
+        "{confirmed}"
+    );
+    assert!(text.contains("$36.00"), "{confirmed}");
+
+    let (_, agent_log) = agent.terminate().await;
+    let (_, connector_log) = connector.terminate().await;
+    for log in [&agent_log, &connector_log] {
+        assert!(!log.contains(GOOD), "a card number reached a log");
+    }
+    if let Ok(database) =
+        voxguard::store::postgres::PgDatabase::connect(&postgres, &schema, 1).await
+    {
+        let _ = database.drop_schema().await;
+    }
 }

@@ -39,6 +39,7 @@ mod audit;
 mod baseline;
 mod bench;
 mod datadir;
+mod migrate;
 mod output;
 mod records;
 mod users;
@@ -144,6 +145,11 @@ enum Command {
     /// Requires VOXGUARD_RECORDS_KEY.
     #[command(after_help = records::RECORDS_AFTER_HELP)]
     Records(records::RecordsArgs),
+    /// Apply the PostgreSQL migrations of this build (the runtime also applies them at start).
+    ///
+    /// Reads VOXGUARD_DATABASE_URL and VOXGUARD_DATABASE_SCHEMA unless given; --status only
+    /// reports. Safe to run from several machines at once: each migration is applied once.
+    Migrate(migrate::MigrateArgs),
     /// The bare-axum server of `bench --baseline` (started by the bench itself).
     #[command(hide = true)]
     BenchBaselineServer,
@@ -197,6 +203,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Users(args)) => users::run(&args),
         Some(Command::Records(args)) => records::run(&args),
+        Some(Command::Migrate(args)) => migrate::run(&args),
         Some(Command::BenchBaselineServer) => baseline::serve(),
     }
 }

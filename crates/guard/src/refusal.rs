@@ -124,6 +124,9 @@ reasons! {
     TransferBlocked = ("transfer_blocked", 200),
     /// The audit trail could not be written, so nothing is acknowledged.
     AuditUnavailable = ("audit_unavailable", 503),
+    /// Shared state (the session store, the database or the rate-limit server) could not be
+    /// reached, so the request is refused rather than decided without it.
+    StoreUnavailable = ("store_unavailable", 503),
     /// A handler result would record the call, which HIPAA mode forbids.
     RecordingBlocked = ("recording_blocked", 200),
     /// A records API request without operator credentials (or with the platform's).

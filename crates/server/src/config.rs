@@ -56,6 +56,13 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Public base URL for rendered webhooks (`SWML_PROXY_URL_BASE`).
     pub proxy_url_base: Option<url::Url>,
+    /// Which endpoints this process serves (`VOXGUARD_SERVE`): everything, or the agent and
+    /// the payment connector on separate hosts.
+    pub role: ServeRole,
+    /// Public base URL of the payment connector when it runs on its own host
+    /// (`VOXGUARD_PAYMENT_CONNECTOR_URL`): rendered `pay` verbs send card data there instead
+    /// of to this process.
+    pub payment_connector_url: Option<url::Url>,
     /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` (only behind a proxy you control).
     pub trust_proxy: bool,
     /// Production mode (`VOXGUARD_ENV=production`): strong credentials and keys are mandatory.
@@ -78,6 +85,32 @@ pub struct TlsConfig {
     pub cert_path: PathBuf,
     /// PEM private key.
     pub key_path: PathBuf,
+}
+
+/// Which endpoints a process serves (`VOXGUARD_SERVE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServeRole {
+    /// Everything: SWML, SWAIG, summaries, the payment connector, the records API.
+    #[default]
+    All,
+    /// Everything but the payment connector (`{route}/pay` and `{route}/pay/status` answer
+    /// 404): card data never reaches this host. Needs `VOXGUARD_PAYMENT_CONNECTOR_URL`.
+    Agent,
+    /// Only the payment connector (plus `/health`, `/ready` and the operator endpoints): the
+    /// host in PCI scope, with the gateway's secret and nothing else.
+    Connector,
+}
+
+impl ServeRole {
+    /// Whether this process serves the payment connector's endpoints.
+    pub fn serves_connector(self) -> bool {
+        self != ServeRole::Agent
+    }
+
+    /// Whether this process serves SWML, SWAIG, summaries and the records API.
+    pub fn serves_agent(self) -> bool {
+        self != ServeRole::Connector
+    }
 }
 
 /// A configuration value that cannot be used.
@@ -122,6 +155,8 @@ impl ServerConfig {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             tls: None,
             proxy_url_base: None,
+            role: ServeRole::All,
+            payment_connector_url: None,
             trust_proxy: false,
             production: false,
             admin_credentials: None,
@@ -246,6 +281,43 @@ impl ServerConfig {
                 expected: "an absolute http(s) URL without credentials, query or fragment",
             })?),
         };
+        let role = match get("VOXGUARD_SERVE").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("all") => ServeRole::All,
+            Some("agent") => ServeRole::Agent,
+            Some("connector") => ServeRole::Connector,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "VOXGUARD_SERVE",
+                    value: other.to_string(),
+                    expected: "all, agent (everything but the payment connector) or connector (only the payment connector)",
+                })
+            }
+        };
+        let payment_connector_url = match get("VOXGUARD_PAYMENT_CONNECTOR_URL") {
+            None => None,
+            Some(v) => Some(parse_base_url(&v).ok_or(ConfigError::Invalid {
+                name: "VOXGUARD_PAYMENT_CONNECTOR_URL",
+                value: "[not shown]".into(),
+                expected: "an absolute http(s) URL without credentials, query or fragment",
+            })?),
+        };
+        if production
+            && payment_connector_url
+                .as_ref()
+                .is_some_and(|u| u.scheme() != "https")
+        {
+            return Err(ConfigError::Invalid {
+                name: "VOXGUARD_PAYMENT_CONNECTOR_URL",
+                value: "[not shown]".into(),
+                expected: "an https URL in production (card numbers are posted to it)",
+            });
+        }
+        if role == ServeRole::Agent && payment_connector_url.is_none() {
+            return Err(ConfigError::Missing {
+                name: "VOXGUARD_PAYMENT_CONNECTOR_URL",
+                because: "VOXGUARD_SERVE=agent (the pay verb must send card data to the connector's host)",
+            });
+        }
         let admin_credentials = optional_credentials(
             &lookup,
             ("VOXGUARD_ADMIN_USER", "VOXGUARD_ADMIN_PASSWORD"),
@@ -306,6 +378,8 @@ impl ServerConfig {
             max_connections_per_ip,
             tls,
             proxy_url_base,
+            role,
+            payment_connector_url,
             trust_proxy,
             production,
             admin_credentials,

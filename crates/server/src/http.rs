@@ -93,7 +93,8 @@ pub(crate) fn router(shared: Shared) -> Router {
             .route("/admin/emergency", post(admin_emergency))
             .route("/ready/detail", get(ready_detail));
     }
-    if shared.records.is_some() {
+    let role = shared.config.role;
+    if shared.records.is_some() && role.serves_agent() {
         app = app
             .route(RECORDS_PREFIX, any(records_route))
             .route(&format!("{RECORDS_PREFIX}/{{*rest}}"), any(records_route));
@@ -101,16 +102,21 @@ pub(crate) fn router(shared: Shared) -> Router {
     for agent in shared.agents.iter() {
         let [swml, swaig, swaig_slash, post_prompt, pay, pay_status] =
             AgentRoutes::new(agent.route()).all();
-        app = app
-            .route(&swml, swml_route(agent.clone()))
-            .route(&swaig, swaig_route(agent.clone(), Endpoint::Swaig))
-            .route(&swaig_slash, swaig_route(agent.clone(), Endpoint::Swaig))
-            .route(
-                &post_prompt,
-                swaig_route(agent.clone(), Endpoint::PostPrompt),
-            )
-            .route(&pay, pay_route(agent.clone()))
-            .route(&pay_status, swaig_route(agent.clone(), Endpoint::PayStatus));
+        if role.serves_agent() {
+            app = app
+                .route(&swml, swml_route(agent.clone()))
+                .route(&swaig, swaig_route(agent.clone(), Endpoint::Swaig))
+                .route(&swaig_slash, swaig_route(agent.clone(), Endpoint::Swaig))
+                .route(
+                    &post_prompt,
+                    swaig_route(agent.clone(), Endpoint::PostPrompt),
+                );
+        }
+        if role.serves_connector() {
+            app = app
+                .route(&pay, pay_route(agent.clone()))
+                .route(&pay_status, swaig_route(agent.clone(), Endpoint::PayStatus));
+        }
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

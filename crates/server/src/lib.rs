@@ -20,7 +20,7 @@ pub mod service;
 pub mod tls;
 
 pub use axum::body::Bytes;
-pub use config::{ConfigError, ServerConfig, TlsConfig};
+pub use config::{ConfigError, ServeRole, ServerConfig, TlsConfig};
 pub use metrics::Metrics;
 pub use serve::{shutdown_signal, BoundServer, ServeError, Server};
 pub use service::{

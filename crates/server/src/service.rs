@@ -92,7 +92,13 @@ impl RequestInfo {
     /// The absolute URL of `path` (relative to the public base, e.g. `/bank/swaig`) with the
     /// Basic credentials embedded and `query` appended — the form the platform calls back.
     pub fn webhook_url(&self, path: &str, query: &[(&str, &str)]) -> String {
-        let mut url = self.public_base.clone();
+        self.webhook_url_at(&self.public_base, path, query)
+    }
+
+    /// As [`webhook_url`](Self::webhook_url), on another public `base` (the payment
+    /// connector's host when it runs apart from the agent).
+    pub fn webhook_url_at(&self, base: &url::Url, path: &str, query: &[(&str, &str)]) -> String {
+        let mut url = base.clone();
         let joined = format!(
             "{}/{}",
             url.path().trim_end_matches('/'),

@@ -12,11 +12,14 @@ use voxguard_guard::{AuditKind, EmergencyState, EmergencySwitch, Outcome, Reason
 use voxguard_server::{AdminService, Reply, RequestInfo};
 
 use crate::audit::Auditor;
+use crate::state::SharedEmergency;
 
 /// The operator endpoints: the emergency switch and readiness detail.
 pub(crate) struct Admin {
     pub(crate) emergency: Arc<EmergencySwitch>,
     pub(crate) auditor: Auditor,
+    /// The switch every replica shares (PostgreSQL state only).
+    pub(crate) shared: Option<SharedEmergency>,
 }
 
 #[derive(serde::Deserialize)]
@@ -63,6 +66,16 @@ impl AdminService for Admin {
                 "The change could not be recorded, so it was not made.",
             ));
         }
+        if let Some(shared) = &self.shared {
+            // Every replica or none: a change that cannot be shared is not made here either.
+            if let Err(error) = shared.publish(&next).await {
+                tracing::error!(%error, "the emergency change could not be stored for the other replicas; not made");
+                return Reply::from(Refusal::new(
+                    Reason::StoreUnavailable,
+                    "The change could not be shared with the other replicas, so it was not made.",
+                ));
+            }
+        }
         let previous = self.emergency.set(next.clone());
         tracing::warn!(
             target: "voxguard::security",
@@ -78,6 +91,23 @@ impl AdminService for Admin {
     }
 
     async fn detail(&self) -> Value {
-        serde_json::json!({ "emergency": self.emergency.state() })
+        let mut detail = serde_json::json!({ "emergency": self.emergency.state() });
+        if let Some(shared) = &self.shared {
+            let state = |result: Result<(), voxguard_store::StoreError>| match result {
+                Ok(()) => serde_json::json!({ "ready": true }),
+                Err(error) => serde_json::json!({ "ready": false, "reason": error.to_string() }),
+            };
+            let database = state(shared.shared.database.ping().await);
+            let limits = shared.shared.limits.backend();
+            let mut backends = serde_json::Map::new();
+            backends.insert("postgres".into(), database);
+            if limits == "redis" {
+                backends.insert("redis".into(), state(shared.shared.limits.ping().await));
+            }
+            detail["state"] = Value::Object(backends);
+        } else {
+            detail["state"] = serde_json::json!({ "sqlite": { "ready": true } });
+        }
+        detail
     }
 }

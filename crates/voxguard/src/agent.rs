@@ -65,9 +65,9 @@ pub(crate) struct AgentDef {
 /// (with the runtime's clock).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Limits {
-    caller: Option<RateLimit>,
-    global: Option<RateLimit>,
-    tools: Vec<(String, RateLimit)>,
+    pub(crate) caller: Option<RateLimit>,
+    pub(crate) global: Option<RateLimit>,
+    pub(crate) tools: Vec<(String, RateLimit)>,
 }
 
 impl Limits {

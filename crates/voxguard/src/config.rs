@@ -55,6 +55,10 @@ pub enum RuntimeError {
     /// Conversation records cannot be configured.
     #[error(transparent)]
     Records(#[from] crate::records::RecordsConfigError),
+    /// The state backend (PostgreSQL, Redis or the SQLite files) cannot be configured or
+    /// reached. The message never holds a URL.
+    #[error("{0}")]
+    State(String),
 }
 
 /// Token keys resolved from the environment.
@@ -155,50 +159,70 @@ pub async fn open_audit_log_from_env(
     dir: impl AsRef<std::path::Path>,
     production: bool,
 ) -> Result<SqliteAuditLog, RuntimeError> {
-    let get = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let durability = match get("VOXGUARD_AUDIT_DURABILITY")
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("normal") => Durability::Normal,
-        Some("fsync") => Durability::Fsync,
-        Some(other) => {
-            return Err(RuntimeError::Audit(format!(
-                "VOXGUARD_AUDIT_DURABILITY={other:?} is not valid: normal or fsync"
-            )))
-        }
-    };
-    let key = match get("VOXGUARD_AUDIT_KEY") {
-        Some(text) => Some(
-            AuditKey::from_base64(&text)
-                .map_err(|e| RuntimeError::Audit(format!("VOXGUARD_AUDIT_KEY: {e}")))?,
-        ),
-        None if production => {
-            return Err(RuntimeError::Audit(
-                "VOXGUARD_ENV=production requires VOXGUARD_AUDIT_KEY (base64, at least 32 bytes) so that truncating the audit trail is detectable".into(),
-            ))
-        }
-        None => {
-            tracing::warn!("VOXGUARD_AUDIT_KEY is not set: audit checkpoints are not signed, so deleting the newest audit records would go unnoticed");
-            None
-        }
-    };
-    let every = match get("VOXGUARD_AUDIT_CHECKPOINT_EVERY") {
-        None => 100,
-        Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            RuntimeError::Audit(format!(
-                "VOXGUARD_AUDIT_CHECKPOINT_EVERY={v:?} is not valid: a whole number greater than 0"
-            ))
-        })?,
-    };
-    SqliteAuditLog::open_in_dir(dir, durability, key, every)
+    let settings = AuditSettings::from_env(production)?;
+    SqliteAuditLog::open_in_dir(dir, settings.durability, settings.key, settings.every)
         .await
         .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))
+}
+
+/// The audit trail's settings from `VOXGUARD_AUDIT_DURABILITY`, `VOXGUARD_AUDIT_KEY` and
+/// `VOXGUARD_AUDIT_CHECKPOINT_EVERY`, whichever backend keeps the trail.
+pub(crate) struct AuditSettings {
+    pub(crate) durability: Durability,
+    pub(crate) key: Option<AuditKey>,
+    pub(crate) every: u64,
+}
+
+impl AuditSettings {
+    /// Read and check the variables (see [`open_audit_log_from_env`]).
+    pub(crate) fn from_env(production: bool) -> Result<Self, RuntimeError> {
+        let get = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let durability = match get("VOXGUARD_AUDIT_DURABILITY")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("normal") => Durability::Normal,
+            Some("fsync") => Durability::Fsync,
+            Some(other) => {
+                return Err(RuntimeError::Audit(format!(
+                    "VOXGUARD_AUDIT_DURABILITY={other:?} is not valid: normal or fsync"
+                )))
+            }
+        };
+        let key = match get("VOXGUARD_AUDIT_KEY") {
+            Some(text) => Some(
+                AuditKey::from_base64(&text)
+                    .map_err(|e| RuntimeError::Audit(format!("VOXGUARD_AUDIT_KEY: {e}")))?,
+            ),
+            None if production => {
+                return Err(RuntimeError::Audit(
+                    "VOXGUARD_ENV=production requires VOXGUARD_AUDIT_KEY (base64, at least 32 bytes) so that truncating the audit trail is detectable".into(),
+                ))
+            }
+            None => {
+                tracing::warn!("VOXGUARD_AUDIT_KEY is not set: audit checkpoints are not signed, so deleting the newest audit records would go unnoticed");
+                None
+            }
+        };
+        let every = match get("VOXGUARD_AUDIT_CHECKPOINT_EVERY") {
+            None => 100,
+            Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                RuntimeError::Audit(format!(
+                    "VOXGUARD_AUDIT_CHECKPOINT_EVERY={v:?} is not valid: a whole number greater than 0"
+                ))
+            })?,
+        };
+        Ok(Self {
+            durability,
+            key,
+            every,
+        })
+    }
 }
 
 /// Read `VOXGUARD_EMERGENCY_MODE` (true/false) and `VOXGUARD_EMERGENCY_TOOLS` (comma-separated

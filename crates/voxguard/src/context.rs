@@ -50,6 +50,8 @@ pub(crate) struct PayLink {
     pub(crate) info: voxguard_server::RequestInfo,
     pub(crate) render: String,
     pub(crate) routes: voxguard_server::AgentRoutes,
+    /// The connector's own host (`VOXGUARD_PAYMENT_CONNECTOR_URL`), or `None` for this one.
+    pub(crate) connector_base: Option<url::Url>,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -251,12 +253,16 @@ impl CallContext {
             &format!("{}|{id}", link.render),
             now,
         );
+        let base = link
+            .connector_base
+            .as_ref()
+            .unwrap_or(&link.info.public_base);
         let connector = link
             .info
-            .webhook_url(link.routes.pay(), &[("__token", &token)]);
-        let status = link
-            .info
-            .webhook_url(link.routes.pay_status(), &[("__token", &token)]);
+            .webhook_url_at(base, link.routes.pay(), &[("__token", &token)]);
+        let status =
+            link.info
+                .webhook_url_at(base, link.routes.pay_status(), &[("__token", &token)]);
         Ok(voxguard_swml::FunctionResult::new(
             "I'll collect the card details securely now; please use your keypad.",
         )

@@ -43,6 +43,7 @@ pub mod records;
 mod render;
 mod runtime;
 mod services;
+mod state;
 mod tool;
 mod verification;
 mod verify_policy;
@@ -58,6 +59,7 @@ pub use records::{
     RecordsConfigError, RecordsError, Retention,
 };
 pub use runtime::{Running, Runtime};
+pub use state::{State, StateConfig, DEFAULT_REDIS_PREFIX};
 pub use tool::{Tool, ToolError, ToolResult};
 pub use verification::{Verification, VerifyOutcome};
 pub use verify_policy::{CallerAllowList, CallerEntry, LockoutAction, VerificationPolicy};

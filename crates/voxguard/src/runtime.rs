@@ -14,7 +14,9 @@ use voxguard_guard::{
     Anomaly, AnomalyDetector, AnomalyRules, Clock, CredentialSource, EmergencySwitch, InputGuard,
     KeyRing, PinVault, RateLimit, RateLimiter, SystemClock,
 };
-use voxguard_server::{AccessHooks, AccessRecord, BoundServer, Metrics, Server, ServerConfig};
+use voxguard_server::{
+    AccessHooks, AccessRecord, BoundServer, Metrics, ServeRole, Server, ServerConfig,
+};
 use voxguard_store::{AttemptStore, AuditSink, MemoryStore, SessionStore};
 
 use crate::admin::Admin;
@@ -24,10 +26,12 @@ use crate::config::{
     emergency_from_lookup, keys_from_lookup, render_limit_from_lookup, RuntimeError,
     DEFAULT_SWML_RENDERS_PER_MIN,
 };
+use crate::pipeline::limiter::{Limiter, SharedLimiter, LIMIT_KEY_PURPOSE};
 use crate::pipeline::Pipeline;
 use crate::records::api::RecordsApi;
 use crate::records::{Cleanup, Compliance, ComplianceError, Records, RecordsConfig};
 use crate::services::{Hashers, Services};
+use crate::state::{Shared, SharedEmergency, State};
 use crate::verify_policy::SUBJECT_KEY_PURPOSE;
 
 /// Agents plus everything they share, ready to serve.
@@ -47,6 +51,7 @@ pub struct Runtime {
     agents: Vec<Agent>,
     records: Option<RecordsConfig>,
     compliance: Compliance,
+    shared: Option<Shared>,
 }
 
 type RequestHook = Arc<dyn Fn(&str, &str, SocketAddr, &str) + Send + Sync>;
@@ -103,6 +108,7 @@ impl Runtime {
             agents: Vec::new(),
             records: None,
             compliance,
+            shared: None,
         })
     }
 
@@ -126,6 +132,7 @@ impl Runtime {
             agents: Vec::new(),
             records: None,
             compliance: Compliance::NONE,
+            shared: None,
         }
     }
 
@@ -140,6 +147,21 @@ impl Runtime {
     /// `VOXGUARD_COMPLIANCE` by [`Runtime::from_env`]; docs/compliance.md).
     pub fn compliance(mut self, modes: Compliance) -> Self {
         self.compliance = self.compliance.and(modes);
+        self
+    }
+
+    /// Keep every store where `state` says ([`State::open_from_env`]: SQLite files in the data
+    /// directory, or PostgreSQL and Redis shared by several replicas): sessions, attempt
+    /// counters, the audit trail, conversation records, and with PostgreSQL the rate limits
+    /// and the emergency switch, which then hold for the whole deployment.
+    pub fn state(mut self, state: State) -> Self {
+        self.store = state.sessions;
+        self.attempts = state.attempts;
+        self.audit = Some(state.audit);
+        if let Some(records) = state.records {
+            self.records = Some(records);
+        }
+        self.shared = state.shared;
         self
     }
 
@@ -242,6 +264,12 @@ impl Runtime {
     /// Bind the listener. Prints generated credentials (once) to stderr and warns about a
     /// generated token key.
     pub async fn bind(self) -> Result<Running, RuntimeError> {
+        let connector_base = self.config.payment_connector_url.clone();
+        if self.config.role != ServeRole::All && self.shared.is_none() {
+            // The agent's host records a pending payment; the connector's host charges it:
+            // both must read the same sessions.
+            return Err(RuntimeError::State("VOXGUARD_SERVE=agent or connector needs VOXGUARD_DATABASE_URL: the agent and the payment connector on separate hosts share the call's pending payment through PostgreSQL".into()));
+        }
         if self.key_generated {
             tracing::warn!(
                 "VOXGUARD_TOKEN_KEY is not set: generated a random token key; function tokens will not survive a restart or be accepted by other replicas"
@@ -253,6 +281,12 @@ impl Runtime {
                 self.config.credentials.expose_password().to_string(),
             )
         });
+        let shared_emergency = self.shared.clone().map(|shared| SharedEmergency { shared });
+        if let Some(shared) = &shared_emergency {
+            shared.start(&self.emergency).await.map_err(|e| {
+                RuntimeError::State(format!("the shared emergency switch cannot be read: {e}"))
+            })?;
+        }
         let state = self.emergency.state();
         if state.enabled {
             tracing::warn!(target: "voxguard::security", event = "emergency_active", tools = ?state.tools, "starting with the emergency switch on");
@@ -272,6 +306,7 @@ impl Runtime {
             .admin(Arc::new(Admin {
                 emergency: self.emergency.clone(),
                 auditor: auditor.clone(),
+                shared: shared_emergency.clone(),
             }))
             .events(auth_events.clone());
         if !self.hooks.on_request.is_empty() || !self.hooks.on_response.is_empty() {
@@ -348,11 +383,22 @@ impl Runtime {
             records: records.clone(),
         });
         let input_guard = InputGuard::new();
+
         let mut pipelines = Vec::with_capacity(self.agents.len());
         for agent in self.agents {
             let compliance = self.compliance.and(agent.inner.compliance);
+            let limiter = match &self.shared {
+                Some(shared) => Limiter::Shared(SharedLimiter::new(
+                    shared.limits.clone(),
+                    agent.name(),
+                    agent.inner.limits.clone(),
+                    self.keys.derive(LIMIT_KEY_PURPOSE),
+                    self.clock.clone(),
+                )),
+                None => Limiter::Local(agent.inner.limits.limiter(self.clock.clone())),
+            };
             let pipeline = Arc::new(Pipeline {
-                limiter: agent.inner.limits.limiter(self.clock.clone()),
+                limiter,
                 render_limiter: self
                     .render_limit
                     .map(|limit| RateLimiter::with_clock(self.clock.clone()).per_caller(limit)),
@@ -364,10 +410,12 @@ impl Runtime {
                 emergency: self.emergency.clone(),
                 input_guard: input_guard.clone(),
                 compliance,
+                connector_base: connector_base.clone(),
             });
             server = server.agent(pipeline.clone());
             pipelines.push(pipeline);
         }
+        let follower = shared_emergency.map(|shared| Upkeep(shared.follow(self.emergency.clone())));
         let maintenance = spawn_maintenance(
             self.store.clone(),
             self.attempts.clone(),
@@ -387,6 +435,7 @@ impl Runtime {
             bound,
             signal,
             maintenance,
+            _follower: follower,
             auth_events,
         })
     }
@@ -413,6 +462,8 @@ pub struct Running {
     bound: BoundServer,
     signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     maintenance: Upkeep,
+    /// Keeps the emergency switch in step with the other replicas (shared state only).
+    _follower: Option<Upkeep>,
     auth_events: Arc<AuthEvents>,
 }
 
@@ -510,6 +561,7 @@ impl Running {
             signal,
             maintenance,
             auth_events,
+            ..
         } = self;
         bound.serve_until(signal).await;
         drop(maintenance);

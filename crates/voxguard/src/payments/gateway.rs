@@ -1,7 +1,8 @@
 //! Payment gateways: what the payment connector charges a card through. [`PaymentGateway`] is
 //! the seam — charge an amount, or store a card and get a token — with two implementations:
 //! [`TestGateway`], deterministic and in memory, for demos and tests, and [`StripeGateway`], an
-//! adapter for a Stripe-compatible HTTP API.
+//! adapter for a Stripe-compatible HTTP API — and [`RemoteConnector`] for an agent whose
+//! connector runs on another host.
 //!
 //! This module owns the gateway contract: the request and answer types, the one error type,
 //! the idempotency rule (one key, one charge, however many retries) and the checks every
@@ -20,6 +21,36 @@ pub use stripe::{
     StripeConfigError, StripeGateway, DEFAULT_STRIPE_API_BASE, DEFAULT_STRIPE_TIMEOUT,
 };
 pub use test::TestGateway;
+
+/// The gateway of an agent whose payment connector runs on another host
+/// (`VOXGUARD_SERVE=agent` with `VOXGUARD_PAYMENT_CONNECTOR_URL`): it lets the agent request
+/// payments — the amount stays server-side, in the shared state — while this host never sees a
+/// card and holds no gateway secret. It never charges: were a card ever posted here, the
+/// charge is refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RemoteConnector;
+
+#[async_trait::async_trait]
+impl PaymentGateway for RemoteConnector {
+    async fn charge(&self, _request: &ChargeRequest<'_>) -> Result<GatewayAnswer, GatewayError> {
+        Err(GatewayError::Unavailable(
+            "cards are charged on the payment connector's host, not here".into(),
+        ))
+    }
+
+    async fn tokenize(
+        &self,
+        _request: &TokenizeRequest<'_>,
+    ) -> Result<GatewayAnswer, GatewayError> {
+        Err(GatewayError::Unavailable(
+            "cards are stored on the payment connector's host, not here".into(),
+        ))
+    }
+
+    fn name(&self) -> &'static str {
+        "remote"
+    }
+}
 
 /// Longest idempotency key a gateway accepts (Stripe's own limit).
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;

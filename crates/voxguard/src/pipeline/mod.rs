@@ -19,6 +19,7 @@
 mod audited;
 mod bounds;
 mod confirm;
+pub(crate) mod limiter;
 mod pay;
 mod summary;
 #[cfg(test)]
@@ -33,12 +34,12 @@ use voxguard_guard::{
     Refusal, TokenError,
 };
 use voxguard_server::{AgentService, Reply, RequestInfo};
-use voxguard_store::SessionStore;
+use voxguard_store::{SessionStore, StoreError};
 use voxguard_swml::SwaigRequest;
 
 use crate::agent::Agent;
 use crate::audit::mask;
-use crate::context::{CallContext, ROLE_KEY};
+use crate::context::{CallContext, SessionError, ROLE_KEY};
 use crate::records::Compliance;
 use crate::render;
 use crate::services::Services;
@@ -72,11 +73,13 @@ pub(crate) struct Pipeline {
     pub(crate) policy: Arc<VerificationPolicy>,
     pub(crate) emergency: Arc<EmergencySwitch>,
     pub(crate) input_guard: InputGuard,
-    pub(crate) limiter: RateLimiter,
+    pub(crate) limiter: limiter::Limiter,
     /// SWML renders per source address (`None`: unlimited).
     pub(crate) render_limiter: Option<RateLimiter>,
     /// The compliance modes in force for this agent (its own plus the runtime's).
     pub(crate) compliance: Compliance,
+    /// Where the payment connector runs when not on this host.
+    pub(crate) connector_base: Option<url::Url>,
 }
 
 /// Whether `id` is a plausible call id: 1–128 visible ASCII characters.
@@ -202,6 +205,14 @@ impl Event<'_> {
 }
 
 /// Log a handler or store failure for operators and refuse with the generic sentence.
+/// The refusal when shared state cannot be reached: 503, and nothing was decided.
+pub(crate) fn store_unavailable() -> Refusal {
+    Refusal::new(
+        Reason::StoreUnavailable,
+        "The service is temporarily unavailable. Please try again in a moment.",
+    )
+}
+
 fn failed(agent: &str, function: &str, call_id: &str, internal: &str) -> Refusal {
     tracing::error!(agent, function, call_id, reason = internal, "tool failed");
     Refusal::new(Reason::ToolFailed, SENTENCE_FAILED)
@@ -295,6 +306,7 @@ impl Pipeline {
             info: info.clone(),
             render: render.to_string(),
             routes: voxguard_server::AgentRoutes::new(self.agent.route()),
+            connector_base: self.connector_base.clone(),
         })
     }
 
@@ -398,13 +410,20 @@ impl Pipeline {
             Some(caller) => &[caller, render_key],
             None => &[render_key],
         };
-        if let Err(limited) = self.limiter.check_keys(&tool.name, keys) {
-            event.log(Reason::RateLimited.as_str(), limited.scope.as_str());
-            return Err(Refusal::new(
-                Reason::RateLimited,
-                "I'm sorry, there have been too many requests. Please try again in a little while.",
-            )
-            .with_retry_after(limited.retry_after_secs()));
+        match self.limiter.check_keys(&tool.name, keys).await {
+            Ok(()) => {}
+            Err(limiter::LimitError::Limited(limited)) => {
+                event.log(Reason::RateLimited.as_str(), limited.scope.as_str());
+                return Err(Refusal::new(
+                    Reason::RateLimited,
+                    "I'm sorry, there have been too many requests. Please try again in a little while.",
+                )
+                .with_retry_after(limited.retry_after_secs()));
+            }
+            Err(limiter::LimitError::Unavailable(error)) => {
+                tracing::error!(agent = event.agent, function = event.function, %error, "the shared rate-limit server did not answer; refused (limits fail closed)");
+                return Err(store_unavailable());
+            }
         }
         let ctx = self
             .context(info, call_id, &render)
@@ -490,13 +509,17 @@ impl Pipeline {
         ctx: &CallContext,
         event: &Event<'_>,
     ) -> Result<(), Refusal> {
-        let store_failed = |error: &dyn std::fmt::Display| {
-            failed(
+        let store_failed = |error: &SessionError| match error {
+            SessionError::Store(StoreError::Unavailable { .. }) => {
+                tracing::error!(agent = event.agent, function = event.function, call_id = event.call_id, %error, "the session store did not answer; refused");
+                store_unavailable()
+            }
+            _ => failed(
                 event.agent,
                 event.function,
                 event.call_id,
                 &error.to_string(),
-            )
+            ),
         };
         for flag in &tool.policy.requires {
             if !ctx
@@ -556,6 +579,12 @@ impl Pipeline {
             Ok(Err(HandlerFailure::Tool(ToolError::Refused { reason, sentence }))) => {
                 event.log("handler_refused", &reason);
                 return Ok(Verdict::HandlerRefused { reason, sentence });
+            }
+            Ok(Err(HandlerFailure::Tool(ToolError::Session(SessionError::Store(
+                error @ StoreError::Unavailable { .. },
+            ))))) => {
+                tracing::error!(agent, function = %tool.name, call_id, %error, "shared state did not answer during the handler; refused");
+                return Err(store_unavailable());
             }
             Ok(Err(HandlerFailure::Tool(error))) => {
                 return Err(failed(agent, &tool.name, call_id, &error.to_string()))
@@ -730,6 +759,10 @@ impl AgentService for Pipeline {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        self.store.ping().await.map_err(|e| e.to_string())
+        self.store.ping().await.map_err(|e| e.to_string())?;
+        self.limiter
+            .ping()
+            .await
+            .map_err(|e| format!("rate limits: {e}"))
     }
 }

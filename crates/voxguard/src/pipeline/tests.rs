@@ -63,7 +63,9 @@ impl Harness {
         });
         let agent_compliance = agent.inner.compliance;
         let pipeline = Pipeline {
-            limiter: agent.inner.limits.limiter(Arc::new(clock.clone())),
+            limiter: crate::pipeline::limiter::Limiter::Local(
+                agent.inner.limits.limiter(Arc::new(clock.clone())),
+            ),
             render_limiter: Some(
                 voxguard_guard::RateLimiter::with_clock(Arc::new(clock.clone())).per_caller(
                     voxguard_guard::RateLimit::new(2, Duration::from_secs(60)).expect("limit"),
@@ -77,6 +79,7 @@ impl Harness {
             emergency: Arc::new(EmergencySwitch::default()),
             input_guard: InputGuard::new(),
             compliance: agent_compliance,
+            connector_base: None,
         };
         Self {
             pipeline,

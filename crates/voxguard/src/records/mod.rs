@@ -115,6 +115,9 @@ pub enum RecordsConfigError {
     /// Production mode with records on and no key.
     #[error("VOXGUARD_ENV=production with conversation records requires VOXGUARD_RECORDS_KEY (base64, at least 32 bytes; e.g. `openssl rand -base64 32`), or VOXGUARD_RECORDS=off")]
     MissingKeyInProduction,
+    /// Records on a shared (PostgreSQL) store without `VOXGUARD_RECORDS_KEY`.
+    #[error("conversation records on PostgreSQL require VOXGUARD_RECORDS_KEY (base64, at least 32 bytes), the same on every replica; there is no development key in shared mode. Or set VOXGUARD_RECORDS=off")]
+    SharedNeedsKey,
     /// The development key file could not be read or written.
     #[error("the development records key ({DEV_KEY_FILE}) could not be made in the data directory ({0}); set VOXGUARD_RECORDS_KEY")]
     DevKey(String),
@@ -212,23 +215,12 @@ impl RecordsConfig {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        match get("VOXGUARD_RECORDS")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("on") | Some("true") | Some("1") => {}
-            Some("off") | Some("false") | Some("0") => return Ok(None),
-            Some(other) => return Err(RecordsConfigError::Switch(other.to_string())),
-        }
-        let retention = Retention::from_lookup(&lookup)?;
-        let purge_every = match get("VOXGUARD_RECORDS_PURGE_EVERY_SECS") {
-            None => DEFAULT_PURGE_EVERY,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (60..=86_400).contains(s))
-                .map(Duration::from_secs)
-                .ok_or(RecordsConfigError::PurgeEvery(v))?,
+        let Some(RecordsSettings {
+            retention,
+            purge_every,
+        }) = RecordsSettings::from_lookup(&lookup)?
+        else {
+            return Ok(None);
         };
         let (key, dev_key) = match get("VOXGUARD_RECORDS_KEY") {
             Some(key) => (Zeroizing::new(key), false),
@@ -244,10 +236,91 @@ impl RecordsConfig {
         Ok(Some(config))
     }
 
+    /// Records in a `store` shared by several replicas (PostgreSQL), from the environment like
+    /// [`open_from_env`](Self::open_from_env), except that there is no development key: every
+    /// replica must use the same `VOXGUARD_RECORDS_KEY`, so it is required. `Ok(None)` when
+    /// `VOXGUARD_RECORDS=off`.
+    pub fn open_shared_from_env(
+        store: Arc<dyn RecordsBackend>,
+        production: bool,
+    ) -> Result<Option<Self>, RecordsConfigError> {
+        Self::open_shared_from_lookup(store, production, |name| std::env::var(name).ok())
+    }
+
+    /// [`open_shared_from_env`](Self::open_shared_from_env) reading variables through `lookup`.
+    pub fn open_shared_from_lookup(
+        store: Arc<dyn RecordsBackend>,
+        production: bool,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, RecordsConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let Some(settings) = RecordsSettings::from_lookup(&lookup)? else {
+            return Ok(None);
+        };
+        let Some(key) = get("VOXGUARD_RECORDS_KEY").map(Zeroizing::new) else {
+            return Err(if production {
+                RecordsConfigError::MissingKeyInProduction
+            } else {
+                RecordsConfigError::SharedNeedsKey
+            });
+        };
+        let previous = get("VOXGUARD_RECORDS_KEYS_PREVIOUS");
+        Ok(Some(
+            Self::new(store, &key, previous.as_deref())?
+                .retention(settings.retention)
+                .purge_every(settings.purge_every),
+        ))
+    }
+
     /// Whether the key is the development key kept beside the data (no `VOXGUARD_RECORDS_KEY`
     /// outside production). HIPAA mode refuses it.
     pub fn uses_dev_key(&self) -> bool {
         self.dev_key
+    }
+}
+
+/// `VOXGUARD_RECORDS`, the retention and the purge interval, read once for either backend.
+struct RecordsSettings {
+    retention: Retention,
+    purge_every: Duration,
+}
+
+impl RecordsSettings {
+    /// `Ok(None)` when records are off.
+    fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, RecordsConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        match get("VOXGUARD_RECORDS")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("on") | Some("true") | Some("1") => {}
+            Some("off") | Some("false") | Some("0") => return Ok(None),
+            Some(other) => return Err(RecordsConfigError::Switch(other.to_string())),
+        }
+        let retention = Retention::from_lookup(lookup)?;
+        let purge_every = match get("VOXGUARD_RECORDS_PURGE_EVERY_SECS") {
+            None => DEFAULT_PURGE_EVERY,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (60..=86_400).contains(s))
+                .map(Duration::from_secs)
+                .ok_or(RecordsConfigError::PurgeEvery(v))?,
+        };
+        Ok(Some(Self {
+            retention,
+            purge_every,
+        }))
     }
 }
 
