@@ -1,11 +1,14 @@
 //! `voxguard audit verify`: check a stored audit log and report the verdict.
 //!
 //! This module owns the command's arguments ([`VerifyArgs`]), where the log is found (`--db`,
-//! `--dir` or `--jsonl`), reading the optional audit key from the environment (`--key-env`,
-//! default `VOXGUARD_AUDIT_KEY`), and how the verdict is printed (text or `--json`) and mapped to
-//! an [`Exit`] code. The verification itself is `voxguard-store`'s `verify_path` over the pure
-//! verifier in `voxguard_guard::audit`; this module adds no rules of its own. It must never
-//! print the key, and a missing or unreadable file must be a usage error, never an empty OK.
+//! `--dir`, `--jsonl`, or a PostgreSQL schema by `--database-url` / `VOXGUARD_DATABASE_URL`),
+//! reading the optional audit key from the environment (`--key-env`, default
+//! `VOXGUARD_AUDIT_KEY`), and how the verdict is printed (text or `--json`) and mapped to an
+//! [`Exit`] code. The verification itself is `voxguard-store`'s `verify_path` /
+//! `PgAuditLog::verify_url` over the pure verifier in `voxguard_guard::audit`; this module adds
+//! no rules of its own. It must never print the key or the database URL (it may hold a
+//! password), and a missing or unreadable file or schema must be a usage error, never an empty
+//! OK.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use clap::{ArgGroup, Args};
 use serde_json::json;
 use voxguard_guard::audit::{AuditKey, ChainProblem, Checkpoint, VerifyReport};
-use voxguard_store::{JsonlAuditLog, SqliteAuditLog, StoreError, AUDIT_DB_FILE_NAME};
+use voxguard_store::{JsonlAuditLog, PgAuditLog, SqliteAuditLog, StoreError, AUDIT_DB_FILE_NAME};
 use zeroize::Zeroizing;
 
 use crate::Exit;
@@ -25,9 +28,22 @@ pub const DEFAULT_KEY_ENV: &str = "VOXGUARD_AUDIT_KEY";
 /// The data directory used when no log is named.
 pub const DEFAULT_DATA_DIR: &str = "./voxguard-data";
 
+/// The environment variable naming the PostgreSQL database when no log is named.
+pub const DATABASE_URL_ENV: &str = "VOXGUARD_DATABASE_URL";
+
+/// The environment variable naming the PostgreSQL schema unless `--database-schema` does.
+pub const DATABASE_SCHEMA_ENV: &str = "VOXGUARD_DATABASE_SCHEMA";
+
+/// The PostgreSQL schema used when none is named.
+pub const DEFAULT_DATABASE_SCHEMA: &str = "public";
+
 /// Arguments of `voxguard audit verify`.
-#[derive(Debug, Clone, Default, Args)]
-#[command(group(ArgGroup::new("log").args(["db", "dir", "jsonl"]).multiple(false)))]
+#[derive(Clone, Default, Args)]
+#[command(group(
+    ArgGroup::new("log")
+        .args(["db", "dir", "jsonl", "database_url"])
+        .multiple(false)
+))]
 pub struct VerifyArgs {
     /// The SQLite audit database to verify.
     #[arg(long, value_name = "PATH")]
@@ -38,6 +54,15 @@ pub struct VerifyArgs {
     /// The JSON-lines audit log to verify (its checkpoints are read from PATH.checkpoints).
     #[arg(long, value_name = "PATH")]
     pub jsonl: Option<PathBuf>,
+    /// The PostgreSQL database whose audit log to verify (postgres://user:password@host/db);
+    /// without any log option, $VOXGUARD_DATABASE_URL is used when set. Prefer the variable:
+    /// a password on the command line is visible to other users. The URL is never printed.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// The PostgreSQL schema holding the audit tables [default: $VOXGUARD_DATABASE_SCHEMA, or
+    /// public].
+    #[arg(long, value_name = "SCHEMA", conflicts_with_all = ["db", "dir", "jsonl"])]
+    pub database_schema: Option<String>,
     /// Verify from this sequence number on (a signed checkpoint at N-1, if any, anchors it).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub from: u64,
@@ -49,6 +74,25 @@ pub struct VerifyArgs {
     /// Print the verdict as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+impl std::fmt::Debug for VerifyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the database URL: it may hold a password.
+        f.debug_struct("VerifyArgs")
+            .field("db", &self.db)
+            .field("dir", &self.dir)
+            .field("jsonl", &self.jsonl)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("database_schema", &self.database_schema)
+            .field("from", &self.from)
+            .field("key_env", &self.key_env)
+            .field("json", &self.json)
+            .finish()
+    }
 }
 
 /// Where environment variables come from: the process ([`ProcessEnv`]) or, in tests, a map.
@@ -252,7 +296,65 @@ impl Verdict {
     }
 }
 
-/// Which log to verify.
+/// A PostgreSQL audit log to verify.
+#[derive(Clone, PartialEq, Eq)]
+struct PgSource {
+    /// Never printed: it may hold a password.
+    url: Zeroizing<String>,
+    schema: String,
+}
+
+impl std::fmt::Debug for PgSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSource")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgSource {
+    /// The PostgreSQL log named by `--database-url` or, when no log option is given at all, by
+    /// `$VOXGUARD_DATABASE_URL`; its schema from `--database-schema`,
+    /// `$VOXGUARD_DATABASE_SCHEMA` or [`DEFAULT_DATABASE_SCHEMA`]. `None`: verify a file.
+    fn of(args: &VerifyArgs, env: &dyn Env) -> Result<Option<Self>, VerifyError> {
+        let file_named = args.db.is_some() || args.dir.is_some() || args.jsonl.is_some();
+        let url = match &args.database_url {
+            Some(url) if url.trim().is_empty() => {
+                return Err(usage("--database-url is empty".to_owned()));
+            }
+            Some(url) => Some(Zeroizing::new(url.clone())),
+            None if !file_named => env_text(env, DATABASE_URL_ENV)?.map(Zeroizing::new),
+            None => None,
+        };
+        let Some(url) = url else {
+            if args.database_schema.is_some() {
+                return Err(usage(format!(
+                    "--database-schema needs --database-url URL (or ${DATABASE_URL_ENV})"
+                )));
+            }
+            return Ok(None);
+        };
+        let schema = match &args.database_schema {
+            Some(schema) => schema.clone(),
+            None => env_text(env, DATABASE_SCHEMA_ENV)?
+                .unwrap_or_else(|| DEFAULT_DATABASE_SCHEMA.to_owned()),
+        };
+        Ok(Some(PgSource { url, schema }))
+    }
+}
+
+/// The value of the variable `name`, `None` when it is unset or empty.
+fn env_text(env: &dyn Env, name: &str) -> Result<Option<String>, VerifyError> {
+    let Some(value) = env.var_os(name) else {
+        return Ok(None);
+    };
+    let text = value
+        .into_string()
+        .map_err(|_| usage(format!("${name} is not valid UTF-8 text")))?;
+    Ok(Some(text).filter(|text| !text.trim().is_empty()))
+}
+
+/// Which log file to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     /// A SQLite audit database; `defaulted` when no option named it.
@@ -339,14 +441,23 @@ fn usage(message: String) -> VerifyError {
 
 /// Resolve the arguments, read the key, and verify: the verdict, or why there is none.
 pub fn check(args: &VerifyArgs, env: &dyn Env) -> Result<Verdict, VerifyError> {
+    let postgres = PgSource::of(args, env)?;
     let source = Source::of(args);
     let (key, missing_key_env) = load_key(args.key_env.as_deref(), env)?;
-    source.check_readable()?;
+    if postgres.is_none() {
+        source.check_readable()?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| VerifyError::Internal(format!("cannot start the runtime: {err}")))?;
     let finding = runtime.block_on(async {
+        if let Some(pg) = &postgres {
+            return PgAuditLog::verify_url(&pg.url, &pg.schema, key.as_ref(), args.from)
+                .await
+                .map(Finding::Report)
+                .map_err(|err| postgres_error(&err, &pg.schema));
+        }
         match &source {
             Source::Sqlite { path, .. } => {
                 SqliteAuditLog::verify_path(path, key.as_ref(), args.from)
@@ -434,6 +545,22 @@ fn sqlite_error(err: &StoreError, path: &Path) -> VerifyError {
         _ => VerifyError::Internal(format!(
             "verifying the audit database at {} failed: {}",
             path.display(),
+            causes(err)
+        )),
+    }
+}
+
+/// A PostgreSQL error (the URL is never part of it): an unreachable server, a refused login,
+/// a schema without audit tables is a usage error; anything else internal.
+fn postgres_error(err: &StoreError, schema: &str) -> VerifyError {
+    match err {
+        StoreError::Unavailable { .. } => usage(format!(
+            "cannot read the audit log in PostgreSQL schema {schema:?} (is the database \
+             reachable and migrated, and the schema right?): {}",
+            causes(err)
+        )),
+        _ => VerifyError::Internal(format!(
+            "verifying the audit log in PostgreSQL schema {schema:?} failed: {}",
             causes(err)
         )),
     }
@@ -595,6 +722,62 @@ mod tests {
             Source::Jsonl {
                 path: "/x.jsonl".into()
             }
+        );
+    }
+
+    #[test]
+    fn postgres_sources() {
+        let url = "postgres://u:pw-secret@db.example/voxguard";
+        let with_url = env(&[(DATABASE_URL_ENV, url)]);
+        // Nothing named and no variable: a file.
+        assert_eq!(
+            PgSource::of(&VerifyArgs::default(), &env(&[])).unwrap(),
+            None
+        );
+        // The variable names the database when no log option is given, in schema `public`...
+        let pg = PgSource::of(&VerifyArgs::default(), &with_url)
+            .unwrap()
+            .unwrap();
+        assert_eq!((pg.url.as_str(), pg.schema.as_str()), (url, "public"));
+        // ... but never over a file option; an empty variable counts as unset.
+        let args = VerifyArgs {
+            db: Some("a.db".into()),
+            ..VerifyArgs::default()
+        };
+        assert_eq!(PgSource::of(&args, &with_url).unwrap(), None);
+        let empty = env(&[(DATABASE_URL_ENV, "")]);
+        assert_eq!(PgSource::of(&VerifyArgs::default(), &empty).unwrap(), None);
+        // The schema: --database-schema, else the variable, else `public`.
+        let mut args = VerifyArgs {
+            database_url: Some(url.into()),
+            ..VerifyArgs::default()
+        };
+        let with_schema = env(&[(DATABASE_SCHEMA_ENV, "tenant_a")]);
+        let pg = PgSource::of(&args, &with_schema).unwrap().unwrap();
+        assert_eq!(pg.schema, "tenant_a");
+        args.database_schema = Some("tenant_b".into());
+        let pg = PgSource::of(&args, &with_schema).unwrap().unwrap();
+        assert_eq!(pg.schema, "tenant_b");
+        // Neither the arguments nor the source ever print the URL.
+        let shown = format!("{args:?} {pg:?}");
+        assert!(
+            !shown.contains("pw-secret") && shown.contains("tenant_b"),
+            "{shown}"
+        );
+        // A schema without a database, and an empty URL, are usage errors.
+        let args = VerifyArgs {
+            database_schema: Some("s".into()),
+            ..VerifyArgs::default()
+        };
+        let err = PgSource::of(&args, &env(&[])).unwrap_err();
+        assert_eq!(err.exit(), Exit::Usage);
+        let args = VerifyArgs {
+            database_url: Some(" ".into()),
+            ..VerifyArgs::default()
+        };
+        assert_eq!(
+            PgSource::of(&args, &env(&[])).unwrap_err().exit(),
+            Exit::Usage
         );
     }
 

@@ -18,7 +18,7 @@
 //!
 //! It must not contain security logic of its own: verification is
 //! [`voxguard_store::SqliteAuditLog::verify_path`] / [`voxguard_store::JsonlAuditLog::verify_path`]
-//! over the pure verifier in `voxguard_guard::audit`; records, operators, their rules and
+//! / [`voxguard_store::PgAuditLog::verify_url`] over the pure verifier in `voxguard_guard::audit`; records, operators, their rules and
 //! their audit events are [`voxguard::Records`]'. It must never print a secret (keys are read
 //! from the environment and only handed to the library), except the password or token that
 //! `users add` generates, printed once.
@@ -84,7 +84,8 @@ Output:
 Exit codes:
   0  OK: the chain verified
   1  the audit chain is broken: tampering or damage was detected
-  2  usage or configuration error: bad arguments, missing or unreadable file, bad key
+  2  usage or configuration error: bad arguments, missing or unreadable file, unreachable
+     database or schema without audit tables, bad key
   3  internal error";
 
 /// How the process ends. The numbers are stable; scripts depend on them.

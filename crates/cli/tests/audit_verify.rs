@@ -48,7 +48,10 @@ fn voxguard_in(cwd: &Path, args: &[&str], key: Option<&str>) -> Run {
     command
         .args(args)
         .current_dir(cwd)
-        .env_remove("VOXGUARD_AUDIT_KEY");
+        .env_remove("VOXGUARD_AUDIT_KEY")
+        // Set, it would name the PostgreSQL log when no log option is given.
+        .env_remove("VOXGUARD_DATABASE_URL")
+        .env_remove("VOXGUARD_DATABASE_SCHEMA");
     if let Some(key) = key {
         command.env("VOXGUARD_AUDIT_KEY", key);
     }
