@@ -310,7 +310,7 @@ async fn a_call_verified_on_one_replica_continues_on_the_others_and_confirms_onc
         "{reply}"
     );
     let mut confirmed = transfer.clone();
-    confirmed["confirm"] = json!(true);
+    confirmed["confirmed"] = json!(true);
     let (_, reply) = cluster
         .invoke(1, &swml, call_id, "transfer_funds", confirmed.clone())
         .await;
