@@ -17,8 +17,10 @@ use std::sync::Arc;
 use clap::Args;
 use voxguard::guard::records::RecordCryptoError;
 use voxguard::records::OperatorProblem;
-use voxguard::store::{SqliteAuditLog, StoreError, RECORDS_DB_FILE_NAME};
-use voxguard::{Actor, Compliance, Records, RecordsConfig, RecordsError};
+use voxguard::store::{
+    AttemptStore, AuditSink, SessionStore, SqliteAuditLog, StoreError, RECORDS_DB_FILE_NAME,
+};
+use voxguard::{Actor, Compliance, Records, RecordsConfig, RecordsError, State, StateConfig};
 use zeroize::Zeroizing;
 
 use crate::Exit;
@@ -188,7 +190,16 @@ pub struct Workspace {
     pub actor: Actor,
     /// The data directory.
     pub dir: PathBuf,
-    audit: Arc<SqliteAuditLog>,
+    /// The sessions and attempt counters when the state is shared on PostgreSQL
+    /// (`VOXGUARD_DATABASE_URL`); `None` for the data directory's SQLite files.
+    pub shared: Option<(Arc<dyn SessionStore>, Arc<dyn AttemptStore>)>,
+    audit: Audit,
+}
+
+/// The audit trail a command writes to.
+enum Audit {
+    Sqlite(Arc<SqliteAuditLog>),
+    Shared(Arc<dyn AuditSink>),
 }
 
 impl std::fmt::Debug for Workspace {
@@ -213,6 +224,25 @@ impl Workspace {
             Compliance::parse(&std::env::var("VOXGUARD_COMPLIANCE").unwrap_or_default())
                 .map_err(|error| CommandError::Config(error.to_string()))?;
         let dir = args.data_dir.clone();
+        let state =
+            StateConfig::from_env().map_err(|error| CommandError::Config(error.to_string()))?;
+        if state.shared() {
+            // The agent's state is on PostgreSQL: work there, exactly as its replicas do.
+            let state = State::open(&state, &dir, production)
+                .await
+                .map_err(|error| CommandError::Config(error.to_string()))?;
+            let config = state.records().ok_or(CommandError::RecordsOff)?;
+            let audit = state.audit();
+            warn_unsigned();
+            let records = Records::open(config, Some(audit.clone()), compliance);
+            return Ok(Self {
+                records,
+                actor: Actor::cli(&local_user()),
+                dir,
+                shared: Some((state.sessions(), state.attempts())),
+                audit: Audit::Shared(audit),
+            });
+        }
         if create == Create::Never && !dir.join(RECORDS_DB_FILE_NAME).is_file() {
             return Err(CommandError::NoRecordsDatabase);
         }
@@ -225,17 +255,14 @@ impl Workspace {
                 .await
                 .map_err(|error| CommandError::Config(error.to_string()))?,
         );
-        if env_value("VOXGUARD_AUDIT_KEY").is_none() {
-            eprintln!(
-                "voxguard: warning: VOXGUARD_AUDIT_KEY is not set: the audit checkpoints written now are not signed"
-            );
-        }
+        warn_unsigned();
         let records = Records::open(config, Some(audit.clone()), compliance);
         Ok(Self {
             records,
             actor: Actor::cli(&local_user()),
             dir,
-            audit,
+            shared: None,
+            audit: Audit::Sqlite(audit),
         })
     }
 
@@ -244,15 +271,31 @@ impl Workspace {
     pub async fn close(self) -> Result<(), CommandError> {
         let Self { records, audit, .. } = self;
         drop(records);
-        match Arc::try_unwrap(audit) {
-            Ok(audit) => audit
-                .close()
+        match audit {
+            Audit::Sqlite(audit) => match Arc::try_unwrap(audit) {
+                Ok(audit) => audit
+                    .close()
+                    .await
+                    .map_err(|error| CommandError::Store(causes(&error))),
+                // Still shared (cannot happen once the service is dropped): the appends
+                // already waited for their commit, so dropping it loses nothing.
+                Err(_) => Ok(()),
+            },
+            // Every append already waited for its commit; the flush signs the head.
+            Audit::Shared(audit) => audit
+                .flush()
                 .await
                 .map_err(|error| CommandError::Store(causes(&error))),
-            // Still shared (cannot happen once the service is dropped): the appends already
-            // waited for their commit, so dropping it loses nothing.
-            Err(_) => Ok(()),
         }
+    }
+}
+
+/// Say once that checkpoints written without `VOXGUARD_AUDIT_KEY` are not signed.
+fn warn_unsigned() {
+    if env_value("VOXGUARD_AUDIT_KEY").is_none() {
+        eprintln!(
+            "voxguard: warning: VOXGUARD_AUDIT_KEY is not set: the audit checkpoints written now are not signed"
+        );
     }
 }
 

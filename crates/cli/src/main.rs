@@ -135,14 +135,16 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Manage the operators of the records API (staff accounts with a role).
     ///
-    /// Works on the data directory directly; every change is audited as operator cli:$USER.
+    /// Works on the data directory directly, or on the replicas' PostgreSQL state when
+    /// VOXGUARD_DATABASE_URL is set; every change is audited as operator cli:$USER.
     /// Requires VOXGUARD_RECORDS_KEY.
     #[command(after_help = users::USERS_AFTER_HELP)]
     Users(users::UsersArgs),
     /// Read and manage conversation records: list, show, export, purge, delete a subject,
     /// rotate the key.
     ///
-    /// Works on the data directory directly; every access is audited as operator cli:$USER.
+    /// Works on the data directory directly, or on the replicas' PostgreSQL state when
+    /// VOXGUARD_DATABASE_URL is set; every access is audited as operator cli:$USER.
     /// Requires VOXGUARD_RECORDS_KEY.
     #[command(after_help = records::RECORDS_AFTER_HELP)]
     Records(records::RecordsArgs),

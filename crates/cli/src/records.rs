@@ -245,17 +245,31 @@ async fn execute(
                     CommandError::InvalidArgument(format!("{TOKEN_KEY_ENV}: {e}"))
                 })?)),
             };
-            let store = SqliteStore::open_in_dir(&workspace.dir, DEFAULT_SESSION_TTL).await?;
-            let report = records
-                .clone()
-                .with_cleanup(
-                    Arc::new(store.clone()),
-                    Arc::new(store.clone()),
-                    token_keys.as_ref(),
-                )
-                .delete_subject(actor, subject)
-                .await;
-            store.close().await;
+            let report = match &workspace.shared {
+                // Shared state: the replicas' sessions and counters on PostgreSQL.
+                Some((sessions, attempts)) => {
+                    records
+                        .clone()
+                        .with_cleanup(sessions.clone(), attempts.clone(), token_keys.as_ref())
+                        .delete_subject(actor, subject)
+                        .await
+                }
+                None => {
+                    let store =
+                        SqliteStore::open_in_dir(&workspace.dir, DEFAULT_SESSION_TTL).await?;
+                    let report = records
+                        .clone()
+                        .with_cleanup(
+                            Arc::new(store.clone()),
+                            Arc::new(store.clone()),
+                            token_keys.as_ref(),
+                        )
+                        .delete_subject(actor, subject)
+                        .await;
+                    store.close().await;
+                    report
+                }
+            };
             Ok(Zeroizing::new(render_deletion(
                 &report?,
                 token_keys.is_some(),

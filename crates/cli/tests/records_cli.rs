@@ -1124,3 +1124,77 @@ fn help_lists_the_new_commands_and_their_exit_codes() {
         assert!(run.stdout.is_empty(), "{run:?}");
     }
 }
+
+/// With `VOXGUARD_DATABASE_URL`, `users` and `records` work on the replicas' PostgreSQL state
+/// (no data directory file is made), and `migrate` reports and applies the schema's migrations.
+#[tokio::test]
+async fn with_a_database_url_users_and_records_work_on_postgres_and_migrate_reports() {
+    let Some(url) = std::env::var("VOXGUARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("skipped records_cli::postgres: VOXGUARD_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = voxguard::store::postgres::testing::unique_schema("cli_users");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let shared = [
+        ("VOXGUARD_DATABASE_URL", Some(url.as_str())),
+        ("VOXGUARD_DATABASE_SCHEMA", Some(schema.as_str())),
+    ];
+    // A fresh schema: every migration pending, nothing changed by --status.
+    let run = voxguard_with(dir.path(), &["migrate", "--status", "--json"], &shared);
+    assert_ok(&run);
+    let status = run.json();
+    assert!(status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["applied"] == false));
+    assert!(!run.stdout.contains(&url) && !run.stderr.contains(&url));
+    let run = voxguard_with(dir.path(), &["migrate"], &shared);
+    assert_ok(&run);
+    assert!(run.stdout.contains("applied"), "{run:?}");
+    let run = voxguard_with(dir.path(), &["migrate", "--status"], &shared);
+    assert_ok(&run);
+    assert!(run.stdout.contains("up to date"), "{run:?}");
+
+    let run = voxguard_with(
+        dir.path(),
+        &[
+            "users",
+            "add",
+            "carol",
+            "--role",
+            "compliance",
+            "--data-dir",
+            data,
+        ],
+        &shared,
+    );
+    assert_ok(&run);
+    let run = voxguard_with(
+        dir.path(),
+        &["users", "list", "--json", "--data-dir", data],
+        &shared,
+    );
+    assert_ok(&run);
+    assert!(run.stdout.contains("carol"), "{run:?}");
+    // Nothing went to the data directory: the operator is in PostgreSQL.
+    assert!(!data_dir.join("records.db").exists());
+    let database = voxguard::store::postgres::PgDatabase::connect(&url, &schema, 1)
+        .await
+        .unwrap();
+    let store = voxguard::store::PgRecordStore::new(database.clone());
+    let carol = voxguard::store::OperatorStore::operator(&store, "carol")
+        .await
+        .unwrap()
+        .expect("carol is stored on PostgreSQL");
+    assert_eq!(carol.role, "compliance");
+    // The change is on the shared audit chain, which verifies.
+    let run = voxguard_with(dir.path(), &["audit", "verify"], &shared);
+    assert_ok(&run);
+    database.drop_schema().await.unwrap();
+}

@@ -423,6 +423,9 @@ impl Runtime {
             pipelines,
             auth_events.clone(),
             records,
+            self.shared
+                .as_ref()
+                .and_then(|shared| shared.pg_limits.clone()),
         );
         let bound = server.bind().await?;
         // Install the signal handlers now, before anyone is told the server is up.
@@ -481,7 +484,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// Background upkeep: purge expired sessions (so nothing about a call outlives its TTL, in
 /// memory or on disk), attempt counters whose window has ended, forget rate-limit state of
-/// callers that went quiet, and write out the counts of authentication-failure windows that
+/// callers that went quiet (in process, or the refilled buckets of PostgreSQL limits), and write out the counts of authentication-failure windows that
 /// closed (every window length).
 fn spawn_maintenance(
     store: Arc<dyn SessionStore>,
@@ -490,6 +493,7 @@ fn spawn_maintenance(
     pipelines: Vec<Arc<Pipeline>>,
     auth_events: Arc<AuthEvents>,
     records: Option<Records>,
+    shared_limits: Option<voxguard_store::PgLimits>,
 ) -> Upkeep {
     Upkeep(tokio::spawn(async move {
         // The retention purge: once at start, then every `purge_every` (an interval's first
@@ -531,6 +535,13 @@ fn spawn_maintenance(
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "ended attempt counters purged"),
                 Err(error) => tracing::warn!(%error, "purging attempt counters failed"),
+            }
+            if let Some(limits) = &shared_limits {
+                match limits.purge(clock.now_ms()).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::debug!(purged, "refilled rate-limit buckets purged"),
+                    Err(error) => tracing::warn!(%error, "purging rate-limit buckets failed"),
+                }
             }
             for pipeline in &pipelines {
                 pipeline.limiter.retain_recent();

@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Arc<dyn LimitStore>,
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) emergency: PgEmergency,
+    /// The limits on PostgreSQL (no Redis), whose refilled buckets maintenance purges.
+    pub(crate) pg_limits: Option<PgLimits>,
 }
 
 impl State {
@@ -243,6 +245,7 @@ impl State {
             Arc::new(PgRecordStore::new(database.clone())),
             production,
         )?;
+        let pg_limits = config.redis_url.is_none().then(|| PgLimits::new(&database));
         let (limits, notifier): (Arc<dyn LimitStore>, Arc<dyn Notifier>) = match &config.redis_url {
             Some(url) => {
                 let redis = Arc::new(
@@ -275,6 +278,7 @@ impl State {
                 database,
                 limits,
                 notifier,
+                pg_limits,
             }),
         })
     }
@@ -292,6 +296,21 @@ impl State {
     pub fn without_records(mut self) -> Self {
         self.records = None;
         self
+    }
+
+    /// The conversation records settings, if records are on.
+    pub fn records(&self) -> Option<RecordsConfig> {
+        self.records.clone()
+    }
+
+    /// The call sessions.
+    pub fn sessions(&self) -> Arc<dyn SessionStore> {
+        self.sessions.clone()
+    }
+
+    /// The verification attempt counters.
+    pub fn attempts(&self) -> Arc<dyn AttemptStore> {
+        self.attempts.clone()
     }
 
     /// The audit trail (e.g. to flush it at shutdown).
