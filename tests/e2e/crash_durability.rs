@@ -14,11 +14,12 @@ use serde_json::{json, Value};
 use voxguard::guard::AuditKey;
 use voxguard::store::{Durability, SqliteAuditLog, AUDIT_DB_FILE_NAME};
 
-const CUSTOMERS: [(&str, &str); 2] = [("+15551234567", "4321"), ("+15559876543", "8765")];
+pub(crate) const CUSTOMERS: [(&str, &str); 2] =
+    [("+15551234567", "4321"), ("+15559876543", "8765")];
 
 /// One simulated call after another: fetch SWML, verify the PIN, read the balance. Every
 /// SWAIG answer received in full is recorded as acknowledged (its `X-Request-Id`).
-async fn caller_loop(
+pub(crate) async fn caller_loop(
     base: reqwest::Url,
     worker: usize,
     caller: &'static str,

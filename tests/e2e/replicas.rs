@@ -511,65 +511,6 @@ async fn a_global_limit_holds_across_replicas_with_postgres_alone() {
     global_limit_holds("limit_pg", false).await;
 }
 
-/// Calls in a loop against one replica; every answer received in full is acknowledged (its
-/// `X-Request-Id`).
-async fn load(
-    base: reqwest::Url,
-    worker: usize,
-    stop: Arc<AtomicBool>,
-    acknowledged: Arc<Mutex<Vec<String>>>,
-) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let url = |path: &str| base.join(path).expect("url").to_string();
-    let mut n = 0;
-    while !stop.load(Ordering::SeqCst) {
-        n += 1;
-        let call_id = format!("load-{worker}-{n}");
-        let Ok(response) = client
-            .post(url("/"))
-            .basic_auth(BANK_USER, Some(BANK_PASSWORD))
-            .json(&json!({ "call_id": call_id }))
-            .send()
-            .await
-        else {
-            return;
-        };
-        let Ok(swml) = response.json::<Value>().await else {
-            return;
-        };
-        let Some(token) = token_for(&swml, "get_balance") else {
-            return;
-        };
-        let Ok(response) = client
-            .post(url(&format!("/swaig?__token={token}")))
-            .basic_auth(BANK_USER, Some(BANK_PASSWORD))
-            .json(&json!({
-                "function": "get_balance",
-                "call_id": call_id,
-                "caller_id_num": JOHN,
-                "argument": { "parsed": [{}] },
-            }))
-            .send()
-            .await
-        else {
-            return;
-        };
-        let status = response.status();
-        let request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        match (status.is_success(), request_id, response.bytes().await) {
-            (true, Some(id), Ok(_)) => acknowledged.lock().expect("lock").push(id),
-            _ => return,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_replica_under_load_loses_no_acknowledged_event_and_the_chain_verifies() {
     let Some((postgres, redis)) = servers("kill9", true) else {
@@ -591,9 +532,12 @@ async fn kill_9_of_a_replica_under_load_loses_no_acknowledged_event_and_the_chai
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     for worker in 0..6 {
-        workers.push(tokio::spawn(load(
+        // The crash test's callers: SWML, verify_pin, get_balance, again and again.
+        workers.push(tokio::spawn(crate::crash_durability::caller_loop(
             cluster.replicas[worker % 3].base.clone(),
             worker,
+            crate::crash_durability::CUSTOMERS[worker % 2].0,
+            crate::crash_durability::CUSTOMERS[worker % 2].1,
             stop.clone(),
             acknowledged.clone(),
         )));
@@ -747,6 +691,13 @@ async fn postgres_restarted_under_load_fails_closed_and_recovers_without_restart
             "fails closed with a stable reason: {reply}"
         );
     }
+    let ready = cluster
+        .client
+        .get(cluster.replicas[0].url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     run("pg_ctlcluster", &[&version, &name, "start"]);
     recovers(&cluster, &swml, call_id).await;
     cluster.stop().await;
@@ -783,7 +734,39 @@ async fn redis_restarted_makes_limits_fail_closed_and_they_recover() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // Readiness says so, and the detail says which server is missing.
+    let ready = cluster
+        .client
+        .get(cluster.replicas[1].url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let detail = cluster
+        .client
+        .get(cluster.replicas[1].url("/ready/detail"))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("ready detail");
+    assert_eq!(detail.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let detail: Value = detail.json().await.expect("detail json");
+    assert_eq!(
+        detail["runtime"]["state"]["redis"]["ready"], false,
+        "{detail}"
+    );
+    assert_eq!(
+        detail["runtime"]["state"]["postgres"]["ready"], true,
+        "{detail}"
+    );
     start_redis();
     recovers(&cluster, &swml, call_id).await;
+    let ready = cluster
+        .client
+        .get(cluster.replicas[1].url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), StatusCode::OK);
     cluster.stop().await;
 }

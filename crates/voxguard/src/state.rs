@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use voxguard_guard::{EmergencyState, EmergencySwitch};
-use voxguard_store::postgres::{PgDatabase, DEFAULT_MAX_CONNECTIONS, DEFAULT_SCHEMA};
+use voxguard_store::postgres::{valid_schema, PgDatabase, DEFAULT_MAX_CONNECTIONS, DEFAULT_SCHEMA};
 use voxguard_store::{
     AttemptStore, AuditSink, LimitStore, Notice, Notifier, PgAuditLog, PgEmergency, PgLimits,
     PgNotifier, PgRecordStore, PgStore, RedisState, SessionStore, SqliteAuditLog, SqliteStore,
@@ -77,15 +77,7 @@ impl StateConfig {
             }
         }
         let schema = get("VOXGUARD_DATABASE_SCHEMA").unwrap_or_else(|| DEFAULT_SCHEMA.into());
-        let plain = schema.len() <= 63
-            && schema
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-            && schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !plain {
+        if !valid_schema(&schema) {
             return Err(invalid(format!("VOXGUARD_DATABASE_SCHEMA={schema:?} is not valid: 1-63 lowercase letters, digits or underscores, not starting with a digit")));
         }
         let max_connections = match get("VOXGUARD_DATABASE_MAX_CONNECTIONS") {

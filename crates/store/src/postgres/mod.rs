@@ -60,9 +60,10 @@ impl std::fmt::Debug for PgDatabase {
     }
 }
 
-/// Why a schema name was refused.
-pub(crate) fn check_schema(schema: &str) -> Result<(), StoreError> {
-    let plain = !schema.is_empty()
+/// Whether `schema` is a name voxguard accepts for its schema: 1-63 lowercase ASCII letters,
+/// digits or underscores, not starting with a digit (a plain identifier, safe to quote).
+pub fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
         && schema.len() <= 63
         && schema
             .bytes()
@@ -70,8 +71,12 @@ pub(crate) fn check_schema(schema: &str) -> Result<(), StoreError> {
             .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
         && schema
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if plain {
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Why a schema name was refused.
+pub(crate) fn check_schema(schema: &str) -> Result<(), StoreError> {
+    if valid_schema(schema) {
         Ok(())
     } else {
         Err(StoreError::unavailable(std::io::Error::other(
