@@ -533,7 +533,7 @@ fn spawn_maintenance(
                 Err(error) => tracing::warn!(%error, "purging attempt counters failed"),
             }
             for pipeline in &pipelines {
-                pipeline.limiter.retain_recent();
+                pipeline.limiter.retain_recent().await;
                 if let Some(limiter) = &pipeline.render_limiter {
                     limiter.retain_recent();
                 }

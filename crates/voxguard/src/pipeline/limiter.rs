@@ -144,10 +144,18 @@ impl Limiter {
         }
     }
 
-    /// Drop in-process state of callers that went quiet (the shared server expires its own).
-    pub(crate) fn retain_recent(&self) {
-        if let Limiter::Local(limiter) = self {
-            limiter.retain_recent();
+    /// Drop the state of callers that went quiet: in this process, or the refilled buckets on
+    /// the shared server (PostgreSQL keeps them until deleted; Redis expires its own).
+    pub(crate) async fn retain_recent(&self) {
+        match self {
+            Limiter::Local(limiter) => limiter.retain_recent(),
+            Limiter::Shared(shared) => match shared.store.purge(shared.clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "refilled rate-limit buckets purged"),
+                Err(error) => {
+                    tracing::warn!(%error, "purging refilled rate-limit buckets failed")
+                }
+            },
         }
     }
 
