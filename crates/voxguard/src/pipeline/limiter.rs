@@ -167,3 +167,33 @@ impl Limiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shared limiter counts in whole milliseconds. A limit whose emission interval is not
+    /// a whole number of milliseconds must round it up (stricter), never down: 600 per second
+    /// is one call every 1.67 ms, and rounding to 1 ms would let 1,000 per second through on
+    /// every replica set, while the in-process limiter (nanoseconds) holds 600.
+    #[test]
+    fn gcra_never_allows_more_than_the_declared_rate() {
+        for (max, per_ms) in [
+            (600, 1_000),
+            (7, 1_000),
+            (3, 10),
+            (1_500, 1_000),
+            (30, 60_000),
+        ] {
+            let limit = RateLimit::new(max, Duration::from_millis(per_ms)).unwrap();
+            let gcra = gcra(&limit);
+            assert_eq!(gcra.burst, max);
+            // Sustained rate: one call per emission_ms; it must not exceed max per per_ms.
+            assert!(
+                gcra.emission_ms * u64::from(max) >= per_ms,
+                "{max} per {per_ms} ms became one call every {} ms",
+                gcra.emission_ms
+            );
+        }
+    }
+}
