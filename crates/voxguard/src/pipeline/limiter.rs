@@ -124,14 +124,15 @@ impl SharedLimiter {
     }
 }
 
-/// A `RateLimit` of `max` per `per` as GCRA parameters (as governor builds its quota).
+/// A `RateLimit` of `max` per `per` as GCRA parameters (as governor builds its quota). The
+/// store counts whole milliseconds, so the emission interval is rounded up (a little stricter
+/// than declared), never down (which could let through far more than declared).
 pub(crate) fn gcra(limit: &RateLimit) -> GcraLimit {
     let emission = limit.per() / limit.max();
+    let millis = emission.as_nanos().div_ceil(1_000_000);
     GcraLimit {
         burst: limit.max(),
-        emission_ms: u64::try_from(emission.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1),
+        emission_ms: u64::try_from(millis).unwrap_or(u64::MAX).max(1),
     }
 }
 
