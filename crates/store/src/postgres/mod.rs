@@ -102,24 +102,7 @@ impl PgDatabase {
         schema: &str,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
-        check_schema(schema)?;
-        let options: PgConnectOptions = url.parse().map_err(StoreError::unavailable)?;
-        let search_path = format!("SET search_path TO \"{schema}\"");
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(move |conn, _meta| {
-                let search_path = search_path.clone();
-                Box::pin(async move {
-                    conn.execute(search_path.as_str()).await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(options);
-        let database = Self {
-            pool,
-            schema: schema.to_string(),
-        };
+        let database = Self::connect_existing(url, schema, max_connections)?;
         let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
         let mut attempt = 1;
         loop {
@@ -135,6 +118,34 @@ impl PgDatabase {
                 Err(error) => return Err(StoreError::unavailable(error)),
             }
         }
+    }
+
+    /// A pool on `url` using `schema`, creating nothing and connecting only when first used
+    /// (e.g. to report which migrations a schema has without creating it: a schema that does
+    /// not exist has none applied).
+    pub fn connect_existing(
+        url: &str,
+        schema: &str,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        check_schema(schema)?;
+        let options: PgConnectOptions = url.parse().map_err(StoreError::unavailable)?;
+        let search_path = format!("SET search_path TO \"{schema}\"");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _meta| {
+                let search_path = search_path.clone();
+                Box::pin(async move {
+                    conn.execute(search_path.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            schema: schema.to_string(),
+        })
     }
 
     /// Apply every migration not yet applied, in order (idempotent; concurrent replicas take
