@@ -204,7 +204,6 @@ impl Event<'_> {
     }
 }
 
-/// Log a handler or store failure for operators and refuse with the generic sentence.
 /// The refusal when shared state cannot be reached: 503, and nothing was decided.
 pub(crate) fn store_unavailable() -> Refusal {
     Refusal::new(
@@ -213,6 +212,7 @@ pub(crate) fn store_unavailable() -> Refusal {
     )
 }
 
+/// Log a handler or store failure for operators and refuse with the generic sentence.
 fn failed(agent: &str, function: &str, call_id: &str, internal: &str) -> Refusal {
     tracing::error!(agent, function, call_id, reason = internal, "tool failed");
     Refusal::new(Reason::ToolFailed, SENTENCE_FAILED)
