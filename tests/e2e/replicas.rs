@@ -643,6 +643,24 @@ async fn verified_call(cluster: &Cluster, call_id: &str) -> Value {
     swml
 }
 
+/// Poll `GET /ready` on replica `i` until it answers `status`.
+async fn ready_becomes(cluster: &Cluster, i: usize, status: StatusCode) {
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let ready = cluster
+            .client
+            .get(cluster.replicas[i].url("/ready"))
+            .send()
+            .await
+            .expect("ready");
+        if ready.status() == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "/ready stays {}", ready.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Poll `get_balance` on both replicas until it answers 200 again.
 async fn recovers(cluster: &Cluster, swml: &Value, call_id: &str) {
     let deadline = Instant::now() + EVENTUALLY * 2;
@@ -691,13 +709,7 @@ async fn postgres_restarted_under_load_fails_closed_and_recovers_without_restart
             "fails closed with a stable reason: {reply}"
         );
     }
-    let ready = cluster
-        .client
-        .get(cluster.replicas[0].url("/ready"))
-        .send()
-        .await
-        .expect("ready");
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    ready_becomes(&cluster, 0, StatusCode::SERVICE_UNAVAILABLE).await;
     run("pg_ctlcluster", &[&version, &name, "start"]);
     recovers(&cluster, &swml, call_id).await;
     cluster.stop().await;
@@ -734,14 +746,9 @@ async fn redis_restarted_makes_limits_fail_closed_and_they_recover() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // Readiness says so, and the detail says which server is missing.
-    let ready = cluster
-        .client
-        .get(cluster.replicas[1].url("/ready"))
-        .send()
-        .await
-        .expect("ready");
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Readiness says so (answers are reused for a second), and the detail says which server
+    // is missing.
+    ready_becomes(&cluster, 1, StatusCode::SERVICE_UNAVAILABLE).await;
     let detail = cluster
         .client
         .get(cluster.replicas[1].url("/ready/detail"))
@@ -761,12 +768,6 @@ async fn redis_restarted_makes_limits_fail_closed_and_they_recover() {
     );
     start_redis();
     recovers(&cluster, &swml, call_id).await;
-    let ready = cluster
-        .client
-        .get(cluster.replicas[1].url("/ready"))
-        .send()
-        .await
-        .expect("ready");
-    assert_eq!(ready.status(), StatusCode::OK);
+    ready_becomes(&cluster, 1, StatusCode::OK).await;
     cluster.stop().await;
 }

@@ -44,7 +44,13 @@ async fn migrate(args: &MigrateArgs) -> Exit {
         );
         return Exit::Usage;
     }
-    let database = match PgDatabase::connect(&args.database_url, &args.database_schema, 2).await {
+    // `--status` only looks: it must not even create the schema it was asked about.
+    let connected = if args.status {
+        PgDatabase::connect_existing(&args.database_url, &args.database_schema, 2)
+    } else {
+        PgDatabase::connect(&args.database_url, &args.database_schema, 2).await
+    };
+    let database = match connected {
         Ok(database) => database,
         Err(error) => return unreachable(&error),
     };

@@ -64,6 +64,15 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Cheap health check, meant for `/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Delete the buckets that have fully refilled at `now_ms` (they mean what a missing
+    /// bucket means) and return how many; the runtime's maintenance calls it so that callers
+    /// who went quiet leave nothing behind. A store whose buckets expire by themselves (Redis)
+    /// keeps this default, which does nothing.
+    async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let _ = now_ms;
+        Ok(0)
+    }
+
     /// The backend's name: `"redis"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 }

@@ -70,6 +70,16 @@ impl AdminService for Admin {
             // Every replica or none: a change that cannot be shared is not made here either.
             if let Err(error) = shared.publish(&next).await {
                 tracing::error!(%error, "the emergency change could not be stored for the other replicas; not made");
+                // The trail already says the change was asked for: say it was not made.
+                let mut failed = self
+                    .auditor
+                    .event(AuditKind::EmergencyToggled, Outcome::Failed);
+                failed.arguments = Some(
+                    serde_json::json!({ "enabled": next.enabled, "tools": next.tools, "made": false }),
+                );
+                failed.source = Some(request.client.ip().to_string());
+                failed.request_id = Some(request.request_id.clone());
+                let _ = self.auditor.record(failed).await;
                 return Reply::from(Refusal::new(
                     Reason::StoreUnavailable,
                     "The change could not be shared with the other replicas, so it was not made.",

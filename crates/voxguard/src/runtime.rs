@@ -264,6 +264,11 @@ impl Runtime {
     /// Bind the listener. Prints generated credentials (once) to stderr and warns about a
     /// generated token key.
     pub async fn bind(self) -> Result<Running, RuntimeError> {
+        if self.key_generated && self.shared.is_some() {
+            // Replicas must accept each other's tokens, and count in the same rate-limit
+            // buckets: a key made up by this process would do neither.
+            return Err(RuntimeError::State("VOXGUARD_DATABASE_URL needs VOXGUARD_TOKEN_KEY (base64, at least 32 bytes; the same on every replica): a generated key would make each replica refuse the others' tokens".into()));
+        }
         let connector_base = self.config.payment_connector_url.clone();
         if self.config.role != ServeRole::All && self.shared.is_none() {
             // The agent's host records a pending payment; the connector's host charges it:
@@ -411,6 +416,7 @@ impl Runtime {
                 input_guard: input_guard.clone(),
                 compliance,
                 connector_base: connector_base.clone(),
+                ready: Default::default(),
             });
             server = server.agent(pipeline.clone());
             pipelines.push(pipeline);
@@ -423,9 +429,6 @@ impl Runtime {
             pipelines,
             auth_events.clone(),
             records,
-            self.shared
-                .as_ref()
-                .and_then(|shared| shared.pg_limits.clone()),
         );
         let bound = server.bind().await?;
         // Install the signal handlers now, before anyone is told the server is up.
@@ -493,7 +496,6 @@ fn spawn_maintenance(
     pipelines: Vec<Arc<Pipeline>>,
     auth_events: Arc<AuthEvents>,
     records: Option<Records>,
-    shared_limits: Option<voxguard_store::PgLimits>,
 ) -> Upkeep {
     Upkeep(tokio::spawn(async move {
         // The retention purge: once at start, then every `purge_every` (an interval's first
@@ -536,15 +538,8 @@ fn spawn_maintenance(
                 Ok(purged) => tracing::debug!(purged, "ended attempt counters purged"),
                 Err(error) => tracing::warn!(%error, "purging attempt counters failed"),
             }
-            if let Some(limits) = &shared_limits {
-                match limits.purge(clock.now_ms()).await {
-                    Ok(0) => {}
-                    Ok(purged) => tracing::debug!(purged, "refilled rate-limit buckets purged"),
-                    Err(error) => tracing::warn!(%error, "purging rate-limit buckets failed"),
-                }
-            }
             for pipeline in &pipelines {
-                pipeline.limiter.retain_recent();
+                pipeline.limiter.retain_recent().await;
                 if let Some(limiter) = &pipeline.render_limiter {
                     limiter.retain_recent();
                 }

@@ -174,8 +174,6 @@ pub(crate) struct Shared {
     pub(crate) limits: Arc<dyn LimitStore>,
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) emergency: PgEmergency,
-    /// The limits on PostgreSQL (no Redis), whose refilled buckets maintenance purges.
-    pub(crate) pg_limits: Option<PgLimits>,
 }
 
 impl State {
@@ -237,7 +235,6 @@ impl State {
             Arc::new(PgRecordStore::new(database.clone())),
             production,
         )?;
-        let pg_limits = config.redis_url.is_none().then(|| PgLimits::new(&database));
         let (limits, notifier): (Arc<dyn LimitStore>, Arc<dyn Notifier>) = match &config.redis_url {
             Some(url) => {
                 let redis = Arc::new(
@@ -270,7 +267,6 @@ impl State {
                 database,
                 limits,
                 notifier,
-                pg_limits,
             }),
         })
     }
@@ -387,6 +383,99 @@ mod tests {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.to_string())
         })
+    }
+
+    /// Shared state on `database` with PostgreSQL alone (no Redis), as `State::open` builds it.
+    async fn postgres_state(database: &PgDatabase) -> State {
+        let store = Arc::new(PgStore::new(database.clone(), DEFAULT_SESSION_TTL));
+        let audit = PgAuditLog::open(
+            database.clone(),
+            voxguard_store::Durability::Normal,
+            None,
+            0,
+        )
+        .await
+        .expect("audit");
+        State {
+            sessions: store.clone(),
+            attempts: store,
+            audit: Arc::new(audit),
+            records: None,
+            shared: Some(Shared {
+                database: database.clone(),
+                limits: Arc::new(PgLimits::new(database)),
+                notifier: Arc::new(PgNotifier::connect(database).await.expect("notifier")),
+                emergency: PgEmergency::new(database),
+            }),
+        }
+    }
+
+    /// A runtime on `state` with one agent, on a free port.
+    fn runtime(state: State) -> crate::Runtime {
+        use voxguard_guard::{BasicCredentials, KeyRing, TokenKey};
+        let mut config = voxguard_server::ServerConfig::new(BasicCredentials::new(
+            "user",
+            "a-password-long-enough-for-tests",
+        ));
+        config.port = 0;
+        let agent = crate::Agent::builder("bank")
+            .prompt_text("You help customers.")
+            .rate_limit_per_caller(5, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        crate::Runtime::new(config, KeyRing::new(TokenKey::generate()))
+            .state(state)
+            .agent(agent)
+    }
+
+    /// Every distinct caller leaves a bucket row in `rate_limits` (PostgreSQL without Redis);
+    /// a row whose bucket has refilled means nothing, and the runtime's maintenance must delete
+    /// it, or the table grows with every caller ever seen (Redis expires its keys; the
+    /// in-process limiter sweeps its map; PostgreSQL needs `PgLimits::purge` to be run).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_maintenance_purges_refilled_rate_limit_buckets_on_postgres() {
+        let Some(database) = voxguard_store::postgres::testing::database("limit_purge").await
+        else {
+            return;
+        };
+        let now_ms = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        // One bucket refilled long ago (a caller who went quiet), one still draining.
+        sqlx::query(
+            "INSERT INTO rate_limits (key, tat_ms) VALUES ('rl:stale', 1), ('rl:live', $1)",
+        )
+        .bind(now_ms + 3_600_000)
+        .execute(database.pool())
+        .await
+        .unwrap();
+        let running = runtime(postgres_state(&database).await)
+            .bind()
+            .await
+            .expect("binds");
+        // The maintenance runs at start, then every few minutes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let keys = loop {
+            let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limits ORDER BY key")
+                .fetch_all(database.pool())
+                .await
+                .unwrap();
+            if keys.len() < 2 || std::time::Instant::now() > deadline {
+                break keys;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        drop(running);
+        database.drop_schema().await.unwrap();
+        assert_eq!(
+            keys,
+            vec!["rl:live".to_string()],
+            "refilled buckets are never purged"
+        );
     }
 
     #[test]

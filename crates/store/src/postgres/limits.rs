@@ -155,6 +155,10 @@ impl LimitStore for PgLimits {
         self.database.ping().await
     }
 
+    async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {
+        PgLimits::purge(self, now_ms).await
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

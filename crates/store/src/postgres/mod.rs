@@ -60,6 +60,19 @@ impl std::fmt::Debug for PgDatabase {
     }
 }
 
+/// How many times [`PgDatabase::connect`] runs `CREATE SCHEMA IF NOT EXISTS` when a replica
+/// creating the same schema at the same moment makes it fail.
+const CREATE_SCHEMA_ATTEMPTS: u32 = 3;
+
+/// Whether `error` says the object was created concurrently (unique violation `23505`, or
+/// duplicate schema `42P06`).
+fn is_duplicate(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "23505" || code == "42P06")
+}
+
 /// Whether `schema` is a name voxguard accepts for its schema: 1-63 lowercase ASCII letters,
 /// digits or underscores, not starting with a digit (a plain identifier, safe to quote).
 pub fn valid_schema(schema: &str) -> bool {
@@ -94,6 +107,32 @@ impl PgDatabase {
         schema: &str,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
+        let database = Self::connect_existing(url, schema, max_connections)?;
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+        let mut attempt = 1;
+        loop {
+            match database.pool.execute(create.as_str()).await {
+                Ok(_) => return Ok(database),
+                // `IF NOT EXISTS` does not cover a concurrent creation: a replica starting at
+                // the same moment can win the race, and this one then sees a unique violation
+                // on pg_namespace (23505) or "schema already exists" (42P06). Once the winner
+                // has committed, the same statement is a no-op.
+                Err(error) if attempt < CREATE_SCHEMA_ATTEMPTS && is_duplicate(&error) => {
+                    attempt += 1;
+                }
+                Err(error) => return Err(StoreError::unavailable(error)),
+            }
+        }
+    }
+
+    /// A pool on `url` using `schema`, creating nothing and connecting only when first used
+    /// (e.g. to report which migrations a schema has without creating it: a schema that does
+    /// not exist has none applied).
+    pub fn connect_existing(
+        url: &str,
+        schema: &str,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         check_schema(schema)?;
         let options: PgConnectOptions = url.parse().map_err(StoreError::unavailable)?;
         let search_path = format!("SET search_path TO \"{schema}\"");
@@ -108,16 +147,10 @@ impl PgDatabase {
                 })
             })
             .connect_lazy_with(options);
-        let database = Self {
+        Ok(Self {
             pool,
             schema: schema.to_string(),
-        };
-        database
-            .pool
-            .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(database)
+        })
     }
 
     /// Apply every migration not yet applied, in order (idempotent; concurrent replicas take

@@ -296,3 +296,46 @@ async fn errors_and_debug_never_show_sql_urls_or_values() {
     db.pool().close().await;
     assert!(store.ping().await.is_err());
 }
+
+/// Replicas of a new deployment start at once: each connects (creating the schema) and
+/// migrates. `CREATE SCHEMA IF NOT EXISTS` is not safe against a concurrent creation of the
+/// same schema (PostgreSQL can report a unique violation on `pg_namespace`), and a replica must
+/// not fail to start because another one created the schema a moment earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_connecting_at_once_to_a_fresh_schema_all_start() {
+    let Some(url) = std::env::var(testing::URL_VAR)
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "skipped on PostgreSQL (concurrent connect): {} is not set",
+            testing::URL_VAR
+        );
+        return;
+    };
+    // Several rounds, each on its own fresh schema: the race needs two creations to overlap.
+    for _ in 0..10 {
+        let schema = testing::unique_schema("connect_race");
+        let starts = (0..6).map(|_| {
+            let (url, schema) = (url.clone(), schema.clone());
+            tokio::spawn(async move {
+                let db = PgDatabase::connect(&url, &schema, 1).await?;
+                db.migrate().await?;
+                db.pool().close().await;
+                Ok::<_, StoreError>(())
+            })
+        });
+        let results = futures_util::future::join_all(starts).await;
+        let cleanup = PgDatabase::connect(&url, &schema, 1).await.unwrap();
+        cleanup.drop_schema().await.unwrap();
+        cleanup.pool().close().await;
+        for result in results {
+            let started = result.expect("no panic");
+            assert!(
+                started.is_ok(),
+                "a replica failed to start: {:?}",
+                started.map_err(|e| e.source().map(ToString::to_string))
+            );
+        }
+    }
+}

@@ -124,14 +124,15 @@ impl SharedLimiter {
     }
 }
 
-/// A `RateLimit` of `max` per `per` as GCRA parameters (as governor builds its quota).
+/// A `RateLimit` of `max` per `per` as GCRA parameters (as governor builds its quota). The
+/// store counts whole milliseconds, so the emission interval is rounded up (a little stricter
+/// than declared), never down (which could let through far more than declared).
 pub(crate) fn gcra(limit: &RateLimit) -> GcraLimit {
     let emission = limit.per() / limit.max();
+    let millis = emission.as_nanos().div_ceil(1_000_000);
     GcraLimit {
         burst: limit.max(),
-        emission_ms: u64::try_from(emission.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1),
+        emission_ms: u64::try_from(millis).unwrap_or(u64::MAX).max(1),
     }
 }
 
@@ -144,10 +145,18 @@ impl Limiter {
         }
     }
 
-    /// Drop in-process state of callers that went quiet (the shared server expires its own).
-    pub(crate) fn retain_recent(&self) {
-        if let Limiter::Local(limiter) = self {
-            limiter.retain_recent();
+    /// Drop the state of callers that went quiet: in this process, or the refilled buckets on
+    /// the shared server (PostgreSQL keeps them until deleted; Redis expires its own).
+    pub(crate) async fn retain_recent(&self) {
+        match self {
+            Limiter::Local(limiter) => limiter.retain_recent(),
+            Limiter::Shared(shared) => match shared.store.purge(shared.clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "refilled rate-limit buckets purged"),
+                Err(error) => {
+                    tracing::warn!(%error, "purging refilled rate-limit buckets failed")
+                }
+            },
         }
     }
 
@@ -156,6 +165,36 @@ impl Limiter {
         match self {
             Limiter::Local(_) => Ok(()),
             Limiter::Shared(shared) => shared.store.ping().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shared limiter counts in whole milliseconds. A limit whose emission interval is not
+    /// a whole number of milliseconds must round it up (stricter), never down: 600 per second
+    /// is one call every 1.67 ms, and rounding to 1 ms would let 1,000 per second through on
+    /// every replica set, while the in-process limiter (nanoseconds) holds 600.
+    #[test]
+    fn gcra_never_allows_more_than_the_declared_rate() {
+        for (max, per_ms) in [
+            (600, 1_000),
+            (7, 1_000),
+            (3, 10),
+            (1_500, 1_000),
+            (30, 60_000),
+        ] {
+            let limit = RateLimit::new(max, Duration::from_millis(per_ms)).unwrap();
+            let gcra = gcra(&limit);
+            assert_eq!(gcra.burst, max);
+            // Sustained rate: one call per emission_ms; it must not exceed max per per_ms.
+            assert!(
+                gcra.emission_ms * u64::from(max) >= per_ms,
+                "{max} per {per_ms} ms became one call every {} ms",
+                gcra.emission_ms
+            );
         }
     }
 }

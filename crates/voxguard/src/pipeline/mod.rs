@@ -80,6 +80,29 @@ pub(crate) struct Pipeline {
     pub(crate) compliance: Compliance,
     /// Where the payment connector runs when not on this host.
     pub(crate) connector_base: Option<url::Url>,
+    /// The last readiness check, reused for [`READY_FOR`].
+    pub(crate) ready: ReadyCache,
+}
+
+/// How long a readiness answer is reused.
+const READY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last readiness answer and when it was found.
+#[derive(Default)]
+pub(crate) struct ReadyCache(std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>);
+
+impl ReadyCache {
+    fn recent(&self) -> Option<Result<(), String>> {
+        let last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < READY_FOR)
+            .map(|(_, answer)| answer.clone())
+    }
+
+    fn keep(&self, answer: Result<(), String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), answer));
+    }
 }
 
 /// Whether `id` is a plausible call id: 1–128 visible ASCII characters.
@@ -204,7 +227,6 @@ impl Event<'_> {
     }
 }
 
-/// Log a handler or store failure for operators and refuse with the generic sentence.
 /// The refusal when shared state cannot be reached: 503, and nothing was decided.
 pub(crate) fn store_unavailable() -> Refusal {
     Refusal::new(
@@ -213,6 +235,7 @@ pub(crate) fn store_unavailable() -> Refusal {
     )
 }
 
+/// Log a handler or store failure for operators and refuse with the generic sentence.
 fn failed(agent: &str, function: &str, call_id: &str, internal: &str) -> Refusal {
     tracing::error!(agent, function, call_id, reason = internal, "tool failed");
     Refusal::new(Reason::ToolFailed, SENTENCE_FAILED)
@@ -759,10 +782,20 @@ impl AgentService for Pipeline {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        self.store.ping().await.map_err(|e| e.to_string())?;
-        self.limiter
-            .ping()
-            .await
-            .map_err(|e| format!("rate limits: {e}"))
+        // `/ready` needs no credentials: answer from the last check for a moment, so that a
+        // flood of probes costs the database and Redis one round trip a second, not one each.
+        if let Some(answer) = self.ready.recent() {
+            return answer;
+        }
+        let answer = async {
+            self.store.ping().await.map_err(|e| e.to_string())?;
+            self.limiter
+                .ping()
+                .await
+                .map_err(|e| format!("rate limits: {e}"))
+        }
+        .await;
+        self.ready.keep(answer.clone());
+        answer
     }
 }

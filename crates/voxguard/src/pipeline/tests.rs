@@ -80,6 +80,7 @@ impl Harness {
             input_guard: InputGuard::new(),
             compliance: agent_compliance,
             connector_base: None,
+            ready: Default::default(),
         };
         Self {
             pipeline,
