@@ -335,9 +335,13 @@ pub async fn run() -> anyhow::Result<()> {
     }
     // SQLite in the data directory, or PostgreSQL (+ Redis) with VOXGUARD_DATABASE_URL; the
     // bench agents keep no conversation records.
-    let state = voxguard::State::open_from_env(&data_dir, runtime.config().production)
-        .await?
-        .without_records();
+    let config = voxguard::StateConfig::from_env()?.without_records();
+    let state = voxguard::State::open(
+        &config,
+        std::path::Path::new(&data_dir),
+        runtime.config().production,
+    )
+    .await?;
     let running = runtime
         .state(state)
         .agent(fast)

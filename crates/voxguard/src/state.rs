@@ -41,6 +41,7 @@ pub struct StateConfig {
     max_connections: u32,
     redis_url: Option<String>,
     redis_prefix: String,
+    records: bool,
 }
 
 impl std::fmt::Debug for StateConfig {
@@ -110,7 +111,15 @@ impl StateConfig {
             max_connections,
             redis_url,
             redis_prefix,
+            records: true,
         })
+    }
+
+    /// Keep no conversation records, whatever `VOXGUARD_RECORDS` says (e.g. a load-test
+    /// target): their key is then not needed either.
+    pub fn without_records(mut self) -> Self {
+        self.records = false;
+        self
     }
 
     /// Whether state is shared on PostgreSQL.
@@ -213,7 +222,10 @@ impl State {
             )
             .await
             .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))?;
-            let records = RecordsConfig::open_from_env(data_dir, production).await?;
+            let records = match config.records {
+                true => RecordsConfig::open_from_env(data_dir, production).await?,
+                false => None,
+            };
             return Ok(Self {
                 sessions: store.clone(),
                 attempts: store,
@@ -231,10 +243,13 @@ impl State {
         )
         .await
         .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))?;
-        let records = RecordsConfig::open_shared_from_env(
-            Arc::new(PgRecordStore::new(database.clone())),
-            production,
-        )?;
+        let records = match config.records {
+            true => RecordsConfig::open_shared_from_env(
+                Arc::new(PgRecordStore::new(database.clone())),
+                production,
+            )?,
+            false => None,
+        };
         let (limits, notifier): (Arc<dyn LimitStore>, Arc<dyn Notifier>) = match &config.redis_url {
             Some(url) => {
                 let redis = Arc::new(
@@ -278,12 +293,6 @@ impl State {
             Some(shared) if shared.limits.backend() == "redis" => "postgres+redis",
             Some(_) => "postgres",
         }
-    }
-
-    /// The same stores, keeping no conversation records (e.g. a load-test target).
-    pub fn without_records(mut self) -> Self {
-        self.records = None;
-        self
     }
 
     /// The conversation records settings, if records are on.
