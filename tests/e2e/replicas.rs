@@ -170,16 +170,17 @@ impl Cluster {
     }
 }
 
+/// The sentence of an answer (empty when there is none).
+fn response(reply: &Value) -> &str {
+    reply["response"].as_str().unwrap_or_default()
+}
+
 fn is_mismatch(reply: &Value) -> bool {
-    reply["response"]
-        .as_str()
-        .is_some_and(|s| s.starts_with("That didn't match our records."))
+    response(&reply).starts_with("That didn't match our records.")
 }
 
 fn is_locked(reply: &Value) -> bool {
-    reply["response"]
-        .as_str()
-        .is_some_and(|s| s.contains("locked"))
+    response(&reply).contains("locked")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,12 +280,7 @@ async fn a_call_verified_on_one_replica_continues_on_the_others_and_confirms_onc
         .invoke(0, &swml, call_id, "verify_pin", json!({ "pin": JOHN_PIN }))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        reply["response"]
-            .as_str()
-            .is_some_and(|s| s.contains("verified")),
-        "{reply}"
-    );
+    assert!(response(&reply).contains("verified"), "{reply}");
     // The same render's tokens work on B and C, and they see the verification at once.
     for replica in [1, 2] {
         let (status, reply) = cluster
@@ -292,9 +288,7 @@ async fn a_call_verified_on_one_replica_continues_on_the_others_and_confirms_onc
             .await;
         assert_eq!(status, StatusCode::OK);
         assert!(
-            reply["response"]
-                .as_str()
-                .is_some_and(|s| s.contains("balance")),
+            response(&reply).contains("balance"),
             "replica {replica}: {reply}"
         );
     }
@@ -303,54 +297,33 @@ async fn a_call_verified_on_one_replica_continues_on_the_others_and_confirms_onc
     let (_, reply) = cluster
         .invoke(0, &swml, call_id, "transfer_funds", transfer.clone())
         .await;
-    assert!(
-        reply["response"]
-            .as_str()
-            .is_some_and(|s| s.contains("Please say confirm")),
-        "{reply}"
-    );
+    assert!(response(&reply).contains("Please say confirm"), "{reply}");
     let mut confirmed = transfer.clone();
     confirmed["confirmed"] = json!(true);
     let (_, reply) = cluster
         .invoke(1, &swml, call_id, "transfer_funds", confirmed.clone())
         .await;
-    assert!(
-        reply["response"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("Transferred")),
-        "{reply}"
-    );
+    assert!(response(&reply).starts_with("Transferred"), "{reply}");
     // The confirmation was used up: confirming again on C is refused.
     let (_, reply) = cluster
         .invoke(2, &swml, call_id, "transfer_funds", confirmed.clone())
         .await;
     assert!(
-        !reply["response"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("Transferred")),
+        !response(&reply).starts_with("Transferred"),
         "a used confirmation ran again: {reply}"
     );
     // A new read-back, then concurrent confirmations on A and B: exactly one runs.
     let (_, reply) = cluster
         .invoke(2, &swml, call_id, "transfer_funds", transfer.clone())
         .await;
-    assert!(
-        reply["response"]
-            .as_str()
-            .is_some_and(|s| s.contains("Please say confirm")),
-        "{reply}"
-    );
+    assert!(response(&reply).contains("Please say confirm"), "{reply}");
     let (a, b) = tokio::join!(
         cluster.invoke(0, &swml, call_id, "transfer_funds", confirmed.clone()),
         cluster.invoke(1, &swml, call_id, "transfer_funds", confirmed.clone()),
     );
     let ran = [a.1, b.1]
         .iter()
-        .filter(|reply| {
-            reply["response"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("Transferred"))
-        })
+        .filter(|reply| response(&reply).starts_with("Transferred"))
         .count();
     assert_eq!(
         ran, 1,
@@ -415,10 +388,7 @@ async fn emergency_reaches_every_replica(label: &str, redis: bool) {
         let (_, reply) = cluster
             .invoke(0, &swml, call_id, "verify_pin", json!({ "pin": JOHN_PIN }))
             .await;
-        if reply["response"]
-            .as_str()
-            .is_some_and(|s| s.contains("verified"))
-        {
+        if response(&reply).contains("verified") {
             break;
         }
         assert!(Instant::now() < deadline, "still disabled on A: {reply}");

@@ -154,23 +154,12 @@ impl From<StoreError> for CommandError {
             StoreError::UnknownCursor => CommandError::InvalidArgument(
                 "--after does not name a stored record: give the id of the last record of the previous page".into(),
             ),
-            other => CommandError::Store(causes(&other)),
+            other => CommandError::Store(other.describe()),
         }
     }
 }
 
 /// The messages of `error` and its sources (the store's own `Display` is deliberately vague).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 /// Whether the database may be created by the command (only `users add`, which bootstraps the
 /// first admin of a new deployment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +265,7 @@ impl Workspace {
                 Ok(audit) => audit
                     .close()
                     .await
-                    .map_err(|error| CommandError::Store(causes(&error))),
+                    .map_err(|error| CommandError::Store(error.describe())),
                 // Still shared (cannot happen once the service is dropped): the appends
                 // already waited for their commit, so dropping it loses nothing.
                 Err(_) => Ok(()),
@@ -285,7 +274,7 @@ impl Workspace {
             Audit::Shared(audit) => audit
                 .flush()
                 .await
-                .map_err(|error| CommandError::Store(causes(&error))),
+                .map_err(|error| CommandError::Store(error.describe())),
         }
     }
 }

@@ -128,13 +128,9 @@ async fn migrate(args: &MigrateArgs) -> Exit {
 
 /// Report a database failure with its causes, never the URL; exit 3.
 fn unreachable(error: &voxguard::store::StoreError) -> Exit {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    eprintln!("voxguard: error: the PostgreSQL database could not be migrated: {message}");
+    eprintln!(
+        "voxguard: error: the PostgreSQL database could not be migrated: {}",
+        error.describe()
+    );
     Exit::Internal
 }

@@ -143,6 +143,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The generic sentence followed by each underlying cause (`": "`-separated), for an
+    /// operator's console or a start-up error. The causes are the backend's own messages: they
+    /// can name a host, a file or SQL state, never a password (URLs are parsed before use and
+    /// not quoted back).
+    pub fn describe(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        out
+    }
+
     /// Wrap a backend error as [`StoreError::Unavailable`].
     pub(crate) fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Unavailable {

@@ -56,11 +56,15 @@ impl AdminService for Admin {
         } else {
             Outcome::Disabled
         };
-        let mut event = self.auditor.event(AuditKind::EmergencyToggled, outcome);
-        event.arguments = Some(serde_json::json!({ "enabled": next.enabled, "tools": next.tools }));
-        event.source = Some(request.client.ip().to_string());
-        event.request_id = Some(request.request_id.clone());
-        if self.auditor.record(event).await.is_err() {
+        let event = |outcome, arguments| {
+            let mut event = self.auditor.event(AuditKind::EmergencyToggled, outcome);
+            event.arguments = Some(arguments);
+            event.source = Some(request.client.ip().to_string());
+            event.request_id = Some(request.request_id.clone());
+            event
+        };
+        let asked = serde_json::json!({ "enabled": next.enabled, "tools": next.tools });
+        if self.auditor.record(event(outcome, asked)).await.is_err() {
             return Reply::from(Refusal::new(
                 Reason::AuditUnavailable,
                 "The change could not be recorded, so it was not made.",
@@ -71,15 +75,8 @@ impl AdminService for Admin {
             if let Err(error) = shared.publish(&next).await {
                 tracing::error!(%error, "the emergency change could not be stored for the other replicas; not made");
                 // The trail already says the change was asked for: say it was not made.
-                let mut failed = self
-                    .auditor
-                    .event(AuditKind::EmergencyToggled, Outcome::Failed);
-                failed.arguments = Some(
-                    serde_json::json!({ "enabled": next.enabled, "tools": next.tools, "made": false }),
-                );
-                failed.source = Some(request.client.ip().to_string());
-                failed.request_id = Some(request.request_id.clone());
-                let _ = self.auditor.record(failed).await;
+                let not_made = serde_json::json!({ "enabled": next.enabled, "tools": next.tools, "made": false });
+                let _ = self.auditor.record(event(Outcome::Failed, not_made)).await;
                 return Reply::from(Refusal::new(
                     Reason::StoreUnavailable,
                     "The change could not be shared with the other replicas, so it was not made.",

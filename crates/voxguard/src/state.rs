@@ -146,15 +146,9 @@ impl StateConfig {
 
 /// A start-up failure on the database, with its causes but never its URL.
 fn unreachable_db(what: &str, error: &StoreError) -> RuntimeError {
-    let mut causes = String::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        causes.push_str(": ");
-        causes.push_str(&cause.to_string());
-        source = cause.source();
-    }
     RuntimeError::State(format!(
-        "could not {what} the PostgreSQL database of VOXGUARD_DATABASE_URL{causes}"
+        "could not {what} the PostgreSQL database of VOXGUARD_DATABASE_URL: {}",
+        error.describe()
     ))
 }
 
@@ -211,7 +205,10 @@ impl State {
                 SqliteStore::open_in_dir(data_dir, DEFAULT_SESSION_TTL)
                     .await
                     .map_err(|e| {
-                        RuntimeError::State(format!("the session store cannot be opened: {e}"))
+                        RuntimeError::State(format!(
+                            "the session store cannot be opened: {}",
+                            e.describe()
+                        ))
                     })?,
             );
             let audit = SqliteAuditLog::open_in_dir(
@@ -221,7 +218,12 @@ impl State {
                 audit_settings.every,
             )
             .await
-            .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))?;
+            .map_err(|e| {
+                RuntimeError::Audit(format!(
+                    "the audit trail cannot be opened: {}",
+                    e.describe()
+                ))
+            })?;
             let records = match config.records {
                 true => RecordsConfig::open_from_env(data_dir, production).await?,
                 false => None,
@@ -242,7 +244,12 @@ impl State {
             audit_settings.every,
         )
         .await
-        .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))?;
+        .map_err(|e| {
+            RuntimeError::Audit(format!(
+                "the audit trail cannot be opened: {}",
+                e.describe()
+            ))
+        })?;
         let records = match config.records {
             true => RecordsConfig::open_shared_from_env(
                 Arc::new(PgRecordStore::new(database.clone())),
@@ -257,7 +264,8 @@ impl State {
                         .await
                         .map_err(|e| {
                             RuntimeError::State(format!(
-                                "could not connect to the Redis server of VOXGUARD_REDIS_URL: {e}"
+                                "could not connect to the Redis server of VOXGUARD_REDIS_URL: {}",
+                                e.describe()
                             ))
                         })?,
                 );
@@ -267,7 +275,8 @@ impl State {
                 Arc::new(PgLimits::new(&database)),
                 Arc::new(PgNotifier::connect(&database).await.map_err(|e| {
                     RuntimeError::State(format!(
-                        "could not listen for notifications on PostgreSQL: {e}"
+                        "could not listen for notifications on PostgreSQL: {}",
+                        e.describe()
                     ))
                 })?),
             ),
