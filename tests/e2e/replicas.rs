@@ -176,11 +176,11 @@ fn response(reply: &Value) -> &str {
 }
 
 fn is_mismatch(reply: &Value) -> bool {
-    response(&reply).starts_with("That didn't match our records.")
+    response(reply).starts_with("That didn't match our records.")
 }
 
 fn is_locked(reply: &Value) -> bool {
-    response(&reply).contains("locked")
+    response(reply).contains("locked")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +323,7 @@ async fn a_call_verified_on_one_replica_continues_on_the_others_and_confirms_onc
     );
     let ran = [a.1, b.1]
         .iter()
-        .filter(|reply| response(&reply).starts_with("Transferred"))
+        .filter(|reply| response(reply).starts_with("Transferred"))
         .count();
     assert_eq!(
         ran, 1,
