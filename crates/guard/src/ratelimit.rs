@@ -12,10 +12,12 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DashMapStateStore;
-use governor::state::{InMemoryState, NotKeyed};
+use governor::nanos::Nanos;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::Quota;
 
 use crate::clock::{Clock, SystemClock};
@@ -142,8 +144,72 @@ impl GovernorClock for Ticks {
 }
 
 type Direct = governor::RateLimiter<NotKeyed, InMemoryState, Ticks, NoOpMiddleware<Duration>>;
-type Keyed =
-    governor::RateLimiter<String, DashMapStateStore<String>, Ticks, NoOpMiddleware<Duration>>;
+
+/// governor's per-key cells, in a map this module can also ask "is this key here?" without
+/// creating it (governor's own DashMap store offers no such question). The limiter holds one
+/// handle and [`PerKey`] another; governor still does every measurement.
+#[derive(Clone, Default)]
+struct Cells(Arc<DashMap<String, InMemoryState>>);
+
+impl StateStore for Cells {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        if let Some(cell) = self.0.get(key) {
+            return cell.measure_and_replace(&NotKeyed::NonKey, f);
+        }
+        let cell = self.0.entry(key.clone()).or_default();
+        cell.measure_and_replace(&NotKeyed::NonKey, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<String> for Cells {
+    fn retain_recent(&self, drop_below: Nanos) {
+        // Reading a cell's arrival time through a closure that refuses leaves it unchanged.
+        self.0.retain(|_, cell| {
+            let tat = cell
+                .measure_and_replace(&NotKeyed::NonKey, |tat| Err::<((), Nanos), _>(tat))
+                .err()
+                .flatten();
+            tat.is_some_and(|tat| tat > drop_below)
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One per-key limit: governor's limiter over [`Cells`], and a handle on the same cells.
+struct PerKey {
+    limiter: governor::RateLimiter<String, Cells, Ticks, NoOpMiddleware<Duration>>,
+    cells: Cells,
+}
+
+impl PerKey {
+    fn new(limit: RateLimit, clock: Ticks) -> Self {
+        let cells = Cells::default();
+        Self {
+            limiter: governor::RateLimiter::new(limit.quota(), cells.clone(), clock),
+            cells,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    fn retain_recent(&self) {
+        self.limiter.retain_recent();
+    }
+}
 
 /// The most keys one per-key limit keeps. Past it, state that has refilled is dropped, and if
 /// the map is still full every new key shares [`OVERFLOW_KEY`]: memory stays bounded under a
@@ -156,7 +222,7 @@ pub const OVERFLOW_KEY: &str = "~overflow";
 /// `key` as the limiter stores it: itself while there is room, [`OVERFLOW_KEY`] when full.
 /// A full map is swept of refilled state at most once per [`SWEEP_EVERY`] (the sweep walks every
 /// key: on every call it would make a flood cost quadratic time).
-fn bounded_key(limiter: &Keyed, key: &str, sweeps: &Sweeps) -> String {
+fn bounded_key(limiter: &PerKey, key: &str, sweeps: &Sweeps) -> String {
     if limiter.len() >= MAX_KEYS {
         if sweeps.due() {
             limiter.retain_recent();
@@ -199,10 +265,15 @@ impl Sweeps {
     }
 }
 
-/// The limits of one agent. Checks go from the most specific (tool) to the most general
-/// (global), so a caller hammering one tool is refused before spending the shared budget (governor
-/// cannot ask a limit without counting, so checking the global limit first would let one caller
-/// over their own limit drain everyone's). Per-key state stays bounded by [`MAX_KEYS`] instead.
+/// The limits of one agent, checked in three steps:
+/// 1. the tool's and the caller's limits for keys that already have state, most specific
+///    first, so a caller over their own limit is refused before spending the shared budget;
+/// 2. the global limit;
+/// 3. only then the keys seen for the first time, whose state is created here. A fresh key
+///    always has its first call, so this order changes no decision, but while the global limit
+///    refuses, a flood of new callers creates no state at all.
+///
+/// Per-key maps are also capped at [`MAX_KEYS`].
 ///
 /// Time comes from an injected [`Clock`] ([`RateLimiter::with_clock`]); the default reads the
 /// system clock.
@@ -226,8 +297,8 @@ pub struct RateLimiter {
     clock: Ticks,
     sweeps: Sweeps,
     global: Option<Direct>,
-    per_caller: Option<Keyed>,
-    per_tool: HashMap<String, Keyed>,
+    per_caller: Option<PerKey>,
+    per_tool: HashMap<String, PerKey>,
 }
 
 impl Default for RateLimiter {
@@ -272,19 +343,14 @@ impl RateLimiter {
 
     /// Limit each caller across all tools.
     pub fn per_caller(mut self, limit: RateLimit) -> Self {
-        self.per_caller = Some(governor::RateLimiter::dashmap_with_clock(
-            limit.quota(),
-            self.clock.clone(),
-        ));
+        self.per_caller = Some(PerKey::new(limit, self.clock.clone()));
         self
     }
 
     /// Limit each caller on `tool`.
     pub fn tool(mut self, tool: &str, limit: RateLimit) -> Self {
-        self.per_tool.insert(
-            tool.to_string(),
-            governor::RateLimiter::dashmap_with_clock(limit.quota(), self.clock.clone()),
-        );
+        self.per_tool
+            .insert(tool.to_string(), PerKey::new(limit, self.clock.clone()));
         self
     }
 
@@ -300,30 +366,46 @@ impl RateLimiter {
 
     /// Count one call of `tool` that every key in `keys` answers for (e.g. the caller's number
     /// *and* the call's SWML render, which the caller cannot change), or say which limit refuses
-    /// it. Each per-key map holds at most [`MAX_KEYS`] keys, beyond which new keys share one
-    /// bucket, so a flood of distinct keys costs bounded memory.
+    /// it. Keys new to a limit get their state only after the global limit has let the call
+    /// through, and each per-key map holds at most [`MAX_KEYS`] keys, beyond which new keys
+    /// share one bucket: a flood of distinct keys costs bounded memory.
     pub fn check_keys(&self, tool: &str, keys: &[&str]) -> Result<(), Limited> {
         let refused = |scope, not_until: governor::NotUntil<Duration>| Limited {
             scope,
             retry_after: not_until.wait_time_from(self.clock.now()),
         };
+        let mut fresh = Vec::new();
         let keyed = self
             .per_tool
             .get(tool)
             .map(|l| (LimitScope::Tool, l))
             .into_iter()
             .chain(self.per_caller.as_ref().map(|l| (LimitScope::Caller, l)));
-        for (scope, limiter) in keyed {
+        for (scope, limit) in keyed {
             for key in keys {
-                limiter
-                    .check_key(&bounded_key(limiter, key, &self.sweeps))
-                    .map_err(|n| refused(scope, n))?;
+                let key = bounded_key(limit, key, &self.sweeps);
+                if limit.cells.0.contains_key(&key) {
+                    limit
+                        .limiter
+                        .check_key(&key)
+                        .map_err(|n| refused(scope, n))?;
+                } else {
+                    fresh.push((scope, limit, key));
+                }
             }
         }
         if let Some(limiter) = &self.global {
             limiter
                 .check()
                 .map_err(|n| refused(LimitScope::Global, n))?;
+        }
+        for (scope, limit, key) in fresh {
+            // Normally the first call of a fresh bucket; a concurrent call may have made it
+            // first, and then it counts like any other.
+            limit
+                .limiter
+                .check_key(&key)
+                .map_err(|n| refused(scope, n))?;
         }
         Ok(())
     }
@@ -369,6 +451,42 @@ mod tests {
         }
         let map = limiter.per_caller.as_ref().expect("per-caller limit");
         assert!(map.len() <= MAX_KEYS + 1, "{} keys", map.len());
+    }
+
+    /// Issue 9: while the global limit refuses, new callers create no per-key state, and a
+    /// caller over their own limit does not spend the global budget.
+    #[test]
+    fn the_global_limit_is_asked_before_new_keys_are_created() {
+        let (clock, shared) = manual();
+        let limiter = RateLimiter::with_clock(shared)
+            .tool("t", per_minute(1))
+            .per_caller(per_minute(1))
+            .global(per_minute(3));
+        assert!(limiter.check("t", "a").is_ok());
+        // "a" is over its own limit: refused by the tool limit, the global budget untouched.
+        for _ in 0..10 {
+            assert_eq!(limiter.check("t", "a").unwrap_err().scope, LimitScope::Tool);
+        }
+        assert!(limiter.check("t", "b").is_ok());
+        assert!(limiter.check("t", "c").is_ok());
+        let keys = |l: &RateLimiter| {
+            (
+                l.per_tool.get("t").map_or(0, PerKey::len),
+                l.per_caller.as_ref().map_or(0, PerKey::len),
+            )
+        };
+        assert_eq!(keys(&limiter), (3, 3));
+        // The global budget is spent: 1,000 new callers are refused and leave no state.
+        for i in 0..1_000 {
+            let refused = limiter.check("t", &format!("+1555{i:07}")).unwrap_err();
+            assert_eq!(refused.scope, LimitScope::Global);
+        }
+        assert_eq!(keys(&limiter), (3, 3));
+        // Refilled state is swept as before.
+        clock.advance(Duration::from_secs(120));
+        limiter.retain_recent();
+        assert_eq!(keys(&limiter), (0, 0));
+        assert!(limiter.check("t", "a").is_ok());
     }
 
     #[test]
