@@ -36,8 +36,8 @@ pub use audit::{
 };
 pub use memory::MemoryStore;
 pub use operators::{Operator, OperatorStore, OperatorStoreError};
-pub use postgres::PgStore;
 pub use postgres::{PgEmergency, PgLimits, PgNotifier};
+pub use postgres::{PgStore, MAX_AGE_SECS as PG_SESSION_CACHE_MAX_AGE_SECS};
 pub use records::postgres::PgRecordStore;
 pub use records::sqlite::{SqliteRecordStore, RECORDS_DB_FILE_NAME};
 pub use records::{

@@ -85,25 +85,52 @@ pub enum Notice {
     /// The subscription was (re-)established and notices may have been missed: reload
     /// everything that is cached from shared state.
     Resync,
+    /// A session scope was written: forget what is cached of it. It carries the scope's
+    /// digest (32 hex digits), never the scope, so no call id travels between replicas.
+    Session(String),
+    /// Many session scopes were written (a subject's deletion): forget every cached session.
+    Sessions,
+    /// Local only, never sent: this replica's subscription was lost, so notices may be missed
+    /// until the [`Notice::Resync`] that follows the next subscription.
+    Lost,
 }
 
+/// The wire prefix of [`Notice::Session`].
+const SESSION_PREFIX: &str = "session:";
+
 impl Notice {
-    /// The notice as it travels between replicas.
-    pub(crate) fn as_payload(&self) -> &'static str {
-        match self {
-            Notice::Emergency => "emergency",
-            Notice::Resync => "resync",
-        }
+    /// The notice as it travels between replicas (`None` for the local-only [`Notice::Lost`]).
+    pub(crate) fn as_payload(&self) -> Option<std::borrow::Cow<'static, str>> {
+        Some(match self {
+            Notice::Emergency => "emergency".into(),
+            Notice::Resync => "resync".into(),
+            Notice::Sessions => "sessions".into(),
+            Notice::Session(digest) => format!("{SESSION_PREFIX}{digest}").into(),
+            Notice::Lost => return None,
+        })
     }
 
     /// A notice read from the wire; unknown payloads (e.g. from a newer replica) are `None`
-    /// and ignored.
+    /// and ignored, and so is anything that claims to be local-only.
     pub(crate) fn from_payload(payload: &str) -> Option<Self> {
         match payload {
             "emergency" => Some(Notice::Emergency),
             "resync" => Some(Notice::Resync),
-            _ => None,
+            "sessions" => Some(Notice::Sessions),
+            _ => payload
+                .strip_prefix(SESSION_PREFIX)
+                .filter(|digest| {
+                    digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .map(|digest| Notice::Session(digest.to_string())),
         }
+    }
+
+    /// [`Self::as_payload`], or the error a publisher returns for a local-only notice.
+    pub(crate) fn payload(&self) -> Result<std::borrow::Cow<'static, str>, StoreError> {
+        self.as_payload().ok_or_else(|| {
+            StoreError::unavailable(std::io::Error::other("a local-only notice is never sent"))
+        })
     }
 }
 

@@ -68,6 +68,15 @@ async fn backends(ttl: Duration) -> Vec<Backend> {
             pg: Some(db),
         });
     }
+    // The same backend with the replicas' read cache, following notices on its own schema.
+    if let Some(db) = testing::database("sessions_cached").await {
+        let notifier = crate::PgNotifier::connect(&db).await.expect("notifier");
+        all.push(Backend {
+            store: Arc::new(PgStore::new(db.clone(), ttl).with_cache(Arc::new(notifier))),
+            _dir: None,
+            pg: Some(db),
+        });
+    }
     all
 }
 
@@ -453,7 +462,14 @@ where
     let names: Vec<_> = all.iter().map(|b| b.store.backend()).collect();
     let postgres = all.iter().any(|b| b.pg.is_some());
     assert_eq!(names[..3], ["memory", "sqlite", "sqlite"]);
-    assert_eq!(&names[3..], if postgres { &["postgres"][..] } else { &[] });
+    assert_eq!(
+        &names[3..],
+        if postgres {
+            &["postgres", "postgres"][..]
+        } else {
+            &[]
+        }
+    );
     for backend in &all {
         suite(Arc::clone(&backend.store)).await;
     }

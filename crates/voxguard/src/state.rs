@@ -236,7 +236,6 @@ impl State {
                 shared: None,
             });
         };
-        let store = Arc::new(PgStore::new(database.clone(), DEFAULT_SESSION_TTL));
         let audit = PgAuditLog::open(
             database.clone(),
             audit_settings.durability,
@@ -281,6 +280,11 @@ impl State {
                 })?),
             ),
         };
+        // Sessions read again are answered from this replica's memory, kept honest by the
+        // notices every replica's writes send (see `PgStore::with_cache`).
+        let store = Arc::new(
+            PgStore::new(database.clone(), DEFAULT_SESSION_TTL).with_cache(notifier.clone()),
+        );
         Ok(Self {
             sessions: store.clone(),
             attempts: store,
@@ -368,7 +372,10 @@ impl SharedEmergency {
             loop {
                 tokio::select! {
                     notice = notices.recv() => match notice {
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Ok(Notice::Emergency | Notice::Resync)
+                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        // Session notices are the session cache's, not the switch's.
+                        Ok(Notice::Session(_) | Notice::Sessions | Notice::Lost) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                             // No more notices: the periodic reload carries on alone.
                             tick.tick().await;

@@ -24,11 +24,13 @@ mod notify;
 #[cfg(test)]
 mod replica_tests;
 mod session;
+mod session_cache;
 
 pub use emergency::PgEmergency;
 pub use limits::PgLimits;
 pub use notify::{channel_for_schema, PgNotifier};
 pub use session::PgStore;
+pub use session_cache::MAX_AGE_SECS;
 
 /// How long an operation waits for a free pooled connection before giving up: short, so that
 /// requests fail closed quickly while the database is down instead of queueing.

@@ -156,6 +156,8 @@ async fn listen_forever(
                     let _ = notices.send(notice);
                 }
             }
+            // Notices sent from now until the next `LISTEN` are missed.
+            let _ = notices.send(Notice::Lost);
         }
         tokio::time::sleep(backoff).await;
         match listen(&pool, &channel).await {
@@ -171,9 +173,10 @@ async fn listen_forever(
 #[async_trait::async_trait]
 impl Notifier for PgNotifier {
     async fn publish(&self, notice: Notice) -> Result<(), StoreError> {
+        let payload = notice.payload()?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&self.inner.channel)
-            .bind(notice.as_payload())
+            .bind(payload.as_ref())
             .execute(self.inner.database.pool())
             .await
             .map(|_| ())

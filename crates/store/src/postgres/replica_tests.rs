@@ -339,3 +339,180 @@ async fn replicas_connecting_at_once_to_a_fresh_schema_all_start() {
         }
     }
 }
+
+/// Two replicas with the read cache, each following its own notifier on the shared schema, and
+/// a plain pool for writing behind their backs.
+async fn two_cached_replicas(label: &str) -> Option<(PgDatabase, PgStore, PgStore)> {
+    let one = testing::database(label).await?;
+    let two = PgDatabase::connect(&url(), one.schema(), 8)
+        .await
+        .expect("second pool");
+    let cached = |db: PgDatabase| async move {
+        let notifier = super::PgNotifier::connect(&db).await.expect("notifier");
+        PgStore::new(db, DEFAULT_SESSION_TTL).with_cache(Arc::new(notifier))
+    };
+    let a = cached(PgDatabase::connect(&url(), one.schema(), 8).await.unwrap()).await;
+    let b = cached(two).await;
+    Some((one, a, b))
+}
+
+/// Change a stored value with plain SQL, as nothing in voxguard does: no notice is sent.
+async fn write_behind_the_back(db: &PgDatabase, scope: &str, key: &str, value: &str) {
+    sqlx::query("UPDATE session_entries SET value = $3 WHERE scope = $1 AND key = $2")
+        .bind(scope.as_bytes())
+        .bind(key.as_bytes())
+        .bind(value)
+        .execute(db.pool())
+        .await
+        .unwrap();
+}
+
+/// Wait until `store` answers `scope`/`key` from memory: the database holds `cached` (JSON
+/// text) while it reads, then `behind` is written behind its back, and it must still answer
+/// `cached` (a notice of an earlier write may arrive in between and empty the cache: then try
+/// again). Returns with `cached` in the cache and `behind` in the database.
+async fn until_cached(
+    db: &PgDatabase,
+    store: &PgStore,
+    scope: &str,
+    key: &str,
+    cached: &str,
+    behind: &str,
+) {
+    let want: serde_json::Value = serde_json::from_str(cached).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        write_behind_the_back(db, scope, key, cached).await;
+        assert_eq!(store.get(scope, key, T0).await.unwrap(), Some(want.clone()));
+        write_behind_the_back(db, scope, key, behind).await;
+        if store.get(scope, key, T0).await.unwrap() == Some(want.clone()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never answered from memory"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Read `scope`/`key` on `store` at `now` until it answers `want`, within 30 s.
+async fn eventually(
+    store: &PgStore,
+    scope: &str,
+    key: &str,
+    now: u64,
+    want: Option<serde_json::Value>,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = store.get(scope, key, now).await.unwrap();
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{scope}/{key}: still {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn cached_replicas_see_each_others_writes_once_the_notice_arrives() {
+    let Some((db, a, b)) = two_cached_replicas("replica_cache").await else {
+        return;
+    };
+    let scope = "agent/c1/r";
+    assert!(a.cache_is_live() && b.cache_is_live());
+    // An absence is never cached: a verification on A is seen by B's very next read.
+    assert_eq!(b.get(scope, "verified", T0).await.unwrap(), None);
+    a.set(scope, "verified", &json!(true), T0).await.unwrap();
+    assert_eq!(
+        b.get(scope, "verified", T0).await.unwrap(),
+        Some(json!(true))
+    );
+
+    // B answers from memory once A's notice has come: a change that sends none is not seen...
+    until_cached(&db, &b, scope, "verified", "true", "false").await;
+    assert_eq!(
+        b.get(scope, "verified", T0).await.unwrap(),
+        Some(json!(true))
+    );
+    // ... for at most MAX_AGE_SECS of the caller's clock.
+    let later = T0 + super::MAX_AGE_SECS as u64;
+    assert_eq!(
+        b.get(scope, "verified", later).await.unwrap(),
+        Some(json!(false))
+    );
+
+    // A write through A is announced: B forgets its copy when the notice arrives.
+    a.set(scope, "verified", &json!("again"), later)
+        .await
+        .unwrap();
+    eventually(&b, scope, "verified", later, Some(json!("again"))).await;
+    // A's own writes are never served stale to A.
+    a.remove(scope, "verified").await.unwrap();
+    assert_eq!(a.get(scope, "verified", later).await.unwrap(), None);
+    eventually(&b, scope, "verified", later, None).await;
+    // A clear and an erasure by prefix reach B as well.
+    a.set(scope, "k", &json!(1), later).await.unwrap();
+    assert_eq!(b.get(scope, "k", later).await.unwrap(), Some(json!(1)));
+    a.clear(scope).await.unwrap();
+    eventually(&b, scope, "k", later, None).await;
+    a.set(scope, "k", &json!(2), later).await.unwrap();
+    assert_eq!(b.get(scope, "k", later).await.unwrap(), Some(json!(2)));
+    assert_eq!(a.clear_prefix("agent/").await.unwrap(), 1);
+    eventually(&b, scope, "k", later, None).await;
+    // take is atomic on the database whatever is cached.
+    a.set(scope, "pending", &json!(5), later).await.unwrap();
+    assert_eq!(
+        b.get(scope, "pending", later).await.unwrap(),
+        Some(json!(5))
+    );
+    assert_eq!(
+        a.take(scope, "pending", later).await.unwrap(),
+        Some(json!(5))
+    );
+    assert_eq!(b.take(scope, "pending", later).await.unwrap(), None);
+    eventually(&b, scope, "pending", later, None).await;
+    db.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cache_whose_subscription_is_lost_reads_the_database() {
+    let Some((db, a, b)) = two_cached_replicas("replica_cache_lost").await else {
+        return;
+    };
+    let scope = "agent/c2/r";
+    a.set(scope, "verified", &json!(true), T0).await.unwrap();
+    until_cached(&db, &b, scope, "verified", "true", "1").await;
+    // Every listening connection of this schema is cut. Until each replica listens again, it
+    // may miss notices, so it must not answer from memory at all.
+    let channel = super::channel_for_schema(db.schema());
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE pid <> pg_backend_pid() AND position($1 in query) > 0",
+    )
+    .bind(&channel)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(terminated.len(), 2);
+    // Either the loss was noticed (the cache is bypassed and was emptied) or the replica has
+    // already listened again (and emptied it on the resync): both read the database.
+    eventually(&b, scope, "verified", T0, Some(json!(1))).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !b.cache_is_live() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cache came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Back in use, and kept honest by notices again.
+    assert_eq!(b.get(scope, "verified", T0).await.unwrap(), Some(json!(1)));
+    a.set(scope, "verified", &json!(2), T0).await.unwrap();
+    eventually(&b, scope, "verified", T0, Some(json!(2))).await;
+    db.drop_schema().await.unwrap();
+}

@@ -2,9 +2,12 @@
 //!
 //! This module owns [`PgStore`] and its [`SessionStore`] half (the attempt counters are in the
 //! sibling `attempts` module): the session queries, run through sqlx with bound parameters
-//! only, on the pool of a [`PgDatabase`]. There is deliberately **no in-process read cache**:
-//! several replicas share the rows, so every `get` reads the database and a write made through
-//! replica B is seen by replica A at once. `set` stores the value and renews the scope's live
+//! only, on the pool of a [`PgDatabase`]. By default every `get` reads the database, so a write
+//! made through replica B is seen by replica A at once. [`PgStore::with_cache`] adds a
+//! per-replica read cache kept honest by notices between replicas (see `session_cache`: a
+//! value another replica changed may be served until its notice arrives, at most
+//! [`MAX_AGE_SECS`](super::MAX_AGE_SECS)); every write then runs to the end in its own task and
+//! announces its scope. `set` stores the value and renews the scope's live
 //! entries in one transaction that first takes an advisory lock on the scope (so concurrent
 //! writers of one scope queue instead of deadlocking on each other's rows; the rare deadlock
 //! PostgreSQL may still break against a concurrent bulk delete is retried); `take` is a single
@@ -23,8 +26,12 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
+use std::sync::Arc;
+
+use super::session_cache::{scope_digest, SharedCache};
 use super::PgDatabase;
 use crate::session::{to_i64, ttl_secs, SessionStore, StoreError};
+use crate::shared::Notifier;
 
 /// How many times an operation is tried when PostgreSQL aborts it to break a deadlock or a
 /// serialization conflict (both safe to retry: the transaction was rolled back).
@@ -41,14 +48,15 @@ pub(super) fn is_retryable(err: &sqlx::Error) -> bool {
 /// A [`SessionStore`] and [`AttemptStore`](crate::AttemptStore) in PostgreSQL, for several
 /// replicas sharing one database.
 ///
-/// Cheap to clone (clones share the pool). Every read goes to the database: there is no
-/// in-process cache, so what one replica writes every other replica reads at once. The tables
-/// come from [`PgDatabase::migrate`], which must have run before the store is used.
+/// Cheap to clone (clones share the pool and the cache). Without [`PgStore::with_cache`] every
+/// read goes to the database, so what one replica writes every other replica reads at once.
+/// The tables come from [`PgDatabase::migrate`], which must have run before the store is used.
 #[derive(Clone)]
 pub struct PgStore {
     pub(super) db: PgDatabase,
     ttl: Duration,
     ttl_secs: i64,
+    cache: Option<Arc<SharedCache>>,
 }
 
 impl PgStore {
@@ -60,7 +68,51 @@ impl PgStore {
             db,
             ttl,
             ttl_secs: ttl_secs(ttl),
+            cache: None,
         }
+    }
+
+    /// The same store with a per-replica read cache that follows `notifier` (every replica
+    /// of the deployment must use the same notifier, and every replica that writes sessions
+    /// must have a cache, so that its writes are announced). Session values read again are
+    /// then answered from memory; a value another replica changed or removed can be served
+    /// until that replica's notice arrives (milliseconds), and never for longer than
+    /// [`MAX_AGE_SECS`](super::MAX_AGE_SECS) seconds. While the notifier's subscription is lost
+    /// the cache is not used. Absences, `take` and the attempt counters are never cached.
+    ///
+    /// Must be called inside a tokio runtime (it starts the task that follows the notices).
+    pub fn with_cache(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.cache = Some(SharedCache::follow(notifier));
+        self
+    }
+
+    /// Whether reads are being answered from the cache now (for `/ready/detail` and tests).
+    pub fn cache_is_live(&self) -> bool {
+        self.cache.as_ref().is_some_and(|cache| cache.is_live())
+    }
+
+    /// Run a session write; with a cache, run it to the end in its own task and then announce
+    /// the written scope (`None`: many scopes), so that a caller who stops waiting (a request
+    /// timeout) cannot leave a committed write unannounced.
+    async fn write<T, F, Fut>(&self, scope: Option<&str>, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(PgStore) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let Some(cache) = self.cache.clone() else {
+            return op(self.clone()).await;
+        };
+        let digest = scope.map(|scope| scope_digest(scope.as_bytes()));
+        let write = op(self.clone());
+        tokio::spawn(async move {
+            let outcome = write.await;
+            // Announced whatever the outcome: a write that failed may still have committed.
+            cache.written(digest).await;
+            outcome
+        })
+        .await
+        .map_err(StoreError::unavailable)?
     }
 
     /// The time-to-live this store applies on every write.
@@ -189,6 +241,17 @@ fn live_value(row: Option<(String, i64)>, now: i64) -> Result<Option<Value>, Sto
 #[async_trait::async_trait]
 impl SessionStore for PgStore {
     async fn get(&self, scope: &str, key: &str, now: u64) -> Result<Option<Value>, StoreError> {
+        let now = to_i64(now);
+        let cached = self.cache.as_ref().map(|cache| {
+            let digest = scope_digest(scope.as_bytes());
+            let lookup = cache.lookup(&digest, key, now);
+            (cache, digest, lookup)
+        });
+        let fill = match cached {
+            Some((_, _, Ok(value))) => return Ok(Some(value)),
+            Some((cache, digest, Err(Some(generation)))) => Some((cache, digest, generation)),
+            Some((_, _, Err(None))) | None => None,
+        };
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT value, expires_at FROM session_entries WHERE scope = $1 AND key = $2",
         )
@@ -197,52 +260,80 @@ impl SessionStore for PgStore {
         .fetch_optional(self.db.pool())
         .await
         .map_err(StoreError::unavailable)?;
-        live_value(row, to_i64(now))
+        let expires_at = row.as_ref().map(|(_, expires_at)| *expires_at);
+        let value = live_value(row, now)?;
+        if let (Some((cache, digest, generation)), Some(value), Some(expires_at)) =
+            (fill, &value, expires_at)
+        {
+            cache.fill(generation, &digest, key, value.clone(), expires_at, now);
+        }
+        Ok(value)
     }
 
     async fn set(&self, scope: &str, key: &str, value: &Value, now: u64) -> Result<(), StoreError> {
         let text = serde_json::to_string(value).map_err(|source| StoreError::Encode { source })?;
         let now = to_i64(now);
-        retry(|| self.set_once(scope.as_bytes(), key.as_bytes(), &text, now)).await
+        let (scope_bytes, key) = (scope.as_bytes().to_vec(), key.as_bytes().to_vec());
+        self.write(Some(scope), move |store| async move {
+            retry(|| store.set_once(&scope_bytes, &key, &text, now)).await
+        })
+        .await
     }
 
     async fn remove(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM session_entries WHERE scope = $1 AND key = $2")
-            .bind(scope.as_bytes())
-            .bind(key.as_bytes())
-            .execute(self.db.pool())
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
+        let (scope_bytes, key) = (scope.as_bytes().to_vec(), key.as_bytes().to_vec());
+        self.write(Some(scope), move |store| async move {
+            sqlx::query("DELETE FROM session_entries WHERE scope = $1 AND key = $2")
+                .bind(scope_bytes)
+                .bind(key)
+                .execute(store.db.pool())
+                .await
+                .map_err(StoreError::unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn take(&self, scope: &str, key: &str, now: u64) -> Result<Option<Value>, StoreError> {
-        // One statement: PostgreSQL lets only one DELETE remove the row; a concurrent one
-        // waits for it and then finds nothing to return.
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM session_entries WHERE scope = $1 AND key = $2
-             RETURNING value, expires_at",
-        )
-        .bind(scope.as_bytes())
-        .bind(key.as_bytes())
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(StoreError::unavailable)?;
+        let (scope_bytes, key) = (scope.as_bytes().to_vec(), key.as_bytes().to_vec());
+        let row = self
+            .write(Some(scope), move |store| async move {
+                // One statement: PostgreSQL lets only one DELETE remove the row; a concurrent
+                // one waits for it and then finds nothing to return.
+                sqlx::query_as::<_, (String, i64)>(
+                    "DELETE FROM session_entries WHERE scope = $1 AND key = $2
+                     RETURNING value, expires_at",
+                )
+                .bind(scope_bytes)
+                .bind(key)
+                .fetch_optional(store.db.pool())
+                .await
+                .map_err(StoreError::unavailable)
+            })
+            .await?;
         live_value(row, to_i64(now))
     }
 
     async fn clear(&self, scope: &str) -> Result<(), StoreError> {
-        retry(|| {
-            sqlx::query("DELETE FROM session_entries WHERE scope = $1")
-                .bind(scope.as_bytes())
-                .execute(self.db.pool())
+        let scope_bytes = scope.as_bytes().to_vec();
+        self.write(Some(scope), move |store| async move {
+            retry(|| {
+                sqlx::query("DELETE FROM session_entries WHERE scope = $1")
+                    .bind(scope_bytes.as_slice())
+                    .execute(store.db.pool())
+            })
+            .await?;
+            Ok(())
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn clear_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        retry(|| self.clear_prefix_once(prefix.as_bytes())).await
+        let prefix = prefix.as_bytes().to_vec();
+        self.write(None, move |store| async move {
+            retry(|| store.clear_prefix_once(&prefix)).await
+        })
+        .await
     }
 
     async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {

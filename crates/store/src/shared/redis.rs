@@ -247,11 +247,12 @@ impl LimitStore for RedisState {
 #[async_trait::async_trait]
 impl Notifier for RedisState {
     async fn publish(&self, notice: Notice) -> Result<(), StoreError> {
+        let payload = notice.payload()?;
         let mut connection = self.inner.connection.clone();
         bounded(
             redis::cmd("PUBLISH")
                 .arg(self.notice_channel())
-                .arg(notice.as_payload())
+                .arg(payload.as_ref())
                 .query_async::<u64>(&mut connection),
         )
         .await
@@ -300,6 +301,8 @@ async fn subscribe_forever(
     loop {
         if let Some((sink, stream)) = subscription.take() {
             forward(sink, stream, &notices, ping_every).await;
+            // Notices published from now until the next subscription are missed.
+            let _ = notices.send(Notice::Lost);
             backoff = MIN_BACKOFF;
         }
         tokio::time::sleep(backoff).await;

@@ -226,8 +226,11 @@ async fn redis_notices_reach_every_replica_and_survive_a_killed_subscription() {
         .await
         .unwrap();
     assert_eq!(killed, 2);
-    assert_eq!(next_notice(&mut on_one, false).await, Notice::Resync);
-    assert_eq!(next_notice(&mut on_two, false).await, Notice::Resync);
+    // First the loss (local: caches stop trusting themselves), then the new subscription.
+    for on in [&mut on_one, &mut on_two] {
+        assert_eq!(next_notice(on, false).await, Notice::Lost);
+        assert_eq!(next_notice(on, false).await, Notice::Resync);
+    }
     two.publish(Notice::Emergency).await.unwrap();
     assert_eq!(next_notice(&mut on_one, true).await, Notice::Emergency);
     assert_eq!(next_notice(&mut on_two, true).await, Notice::Emergency);
@@ -235,6 +238,14 @@ async fn redis_notices_reach_every_replica_and_survive_a_killed_subscription() {
     let mut on_clone = one.clone().subscribe();
     two.publish(Notice::Resync).await.unwrap();
     assert_eq!(next_notice(&mut on_clone, false).await, Notice::Resync);
+    // Session notices carry a digest; the local-only notice is never sent.
+    let digest = "0123456789abcdef0123456789abcdef".to_string();
+    one.publish(Notice::Session(digest.clone())).await.unwrap();
+    assert_eq!(
+        next_notice(&mut on_two, true).await,
+        Notice::Session(digest)
+    );
+    assert!(one.publish(Notice::Lost).await.is_err());
     assert_eq!(Notifier::backend(&one), "redis");
     Notifier::ping(&one).await.unwrap();
     drop((one, two));
