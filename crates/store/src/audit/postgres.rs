@@ -299,22 +299,34 @@ impl PgWriter {
     ) -> Result<Vec<AuditRecord>, sqlx::Error> {
         // Dropped without a commit (any `?` below), the transaction rolls back.
         let mut tx = self.pool.begin().await?;
-        if self.durability == Durability::Fsync || seal {
-            sqlx::query("SET LOCAL synchronous_commit = on")
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Every appender of this schema, on any replica, waits here until the previous group
-        // is committed (the lock is released by COMMIT or ROLLBACK) ...
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(self.lock_key)
-            .execute(&mut *tx)
-            .await?;
-        // ... so the head read now (READ COMMITTED: a fresh snapshot per statement) is the
-        // newest committed record, whichever replica wrote it.
-        let head: Option<(i64, String, i64)> =
-            sqlx::query_as(SELECT_HEAD).fetch_optional(&mut *tx).await?;
+        // One round trip (a simple-protocol batch: its text holds only this module's constants
+        // and two integers, never event data) for what must precede the chaining:
+        // - with fsync durability (or a seal), this transaction's commit waits for the disk;
+        // - every appender of this schema, on any replica, waits on the advisory lock until the
+        //   previous group is committed (the lock is released by COMMIT or ROLLBACK) ...
+        // - ... so the head read after it (READ COMMITTED: a fresh snapshot per statement) is
+        //   the newest committed record, whichever replica wrote it.
+        let sync = if self.durability == Durability::Fsync || seal {
+            "SET LOCAL synchronous_commit = on; "
+        } else {
+            ""
+        };
+        let prelude = format!(
+            "{sync}SELECT pg_advisory_xact_lock({LOCK_CLASS}, {}); {SELECT_HEAD}",
+            self.lock_key
+        );
+        // A plain string with no arguments runs as one simple-protocol query (several
+        // statements allowed).
+        let rows = sqlx::Executor::fetch_all(&mut *tx, prelude.as_str()).await?;
+        // The lock's row has one column, the head's three.
+        let head = match rows.iter().rev().find(|row| row.len() == 3) {
+            Some(row) => Some((
+                row.try_get::<i64, _>(0)?,
+                row.try_get::<String, _>(1)?,
+                row.try_get::<i64, _>(2)?,
+            )),
+            None => None,
+        };
         let mut tail = Tail::resume(head.map(|(seq, hash, time_ms)| {
             let decode = |value: i64| u64::try_from(value).unwrap_or(0);
             (decode(seq), hash, decode(time_ms))
