@@ -8,7 +8,14 @@
 //! that serializes every appender of the schema, then reads the newest stored record (another
 //! replica may have appended since), chains its group onto it, inserts the rows and the due
 //! checkpoints, and commits; only then are the events acknowledged. The `seq` primary key is
-//! the last guard: two writers that somehow chained onto the same head cannot both commit. This
+//! the last guard: two writers that somehow chained onto the same head cannot both commit.
+//!
+//! The common case takes one round trip instead of five: a writer remembers the head it last
+//! committed and chains the next group onto it optimistically, in ONE statement that takes the
+//! same advisory lock and inserts the rows (autocommit). If another replica appended meanwhile,
+//! the first `seq` collides with its row, the statement fails as a whole (nothing stored), and
+//! the group goes through the locked path above. Groups that must be sealed or synced to disk,
+//! or that are due a checkpoint, always take the locked path. This
 //! module must never build SQL from event data (every value is a bound parameter), must not
 //! create or migrate tables (the runtime migrates the [`PgDatabase`]), and its errors must not
 //! show SQL, URLs, passwords or event content through `Display`.
@@ -98,6 +105,7 @@ impl PgAuditLog {
             durability,
             key,
             checkpoint_every,
+            known_head: None,
         };
         Ok(Self {
             handle: Handle { tx },
@@ -266,10 +274,17 @@ struct PgWriter {
     durability: Durability,
     key: Option<AuditKey>,
     checkpoint_every: u64,
+    /// The head this writer last committed (`seq`, hash, `time_ms`): the next group is
+    /// chained onto it optimistically. `None` after any failure, and at start.
+    known_head: Option<(u64, String, u64)>,
 }
 
+/// PostgreSQL's code for a unique violation: an optimistic group collided with another
+/// replica's rows.
+const UNIQUE_VIOLATION: &str = "23505";
+
 impl PgWriter {
-    async fn run(self, mut rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut commands = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut commands, MAX_BATCH).await > 0 {
             let batch = Batch::new(std::mem::take(&mut commands));
@@ -280,16 +295,75 @@ impl PgWriter {
     /// Store one batch in one transaction, then acknowledge it: every event gets its record
     /// once the commit succeeded, or an error (and was not stored, unless the connection broke
     /// during the commit itself) when anything failed.
-    async fn commit(&self, mut batch: Batch) {
+    async fn commit(&mut self, mut batch: Batch) {
         let seal = batch.seal();
         let events = std::mem::take(&mut batch.events);
-        match self.write(events, seal).await {
+        let outcome = self.store(events, seal).await;
+        self.known_head = match &outcome {
+            Ok(records) => records
+                .last()
+                .map(|record| (record.seq, record.hash.clone(), record.event.time_ms)),
+            Err(_) => None,
+        };
+        match outcome {
             Ok(records) => batch.acknowledge(Ok(records), Ok(())),
             Err(err) => {
                 let err: &dyn std::error::Error = &err;
                 batch.acknowledge(Err(err), Err(err));
             }
         }
+    }
+
+    /// Store `events`: in one round trip onto the known head when that is allowed and works,
+    /// else through the locked transaction.
+    async fn store(
+        &self,
+        events: Vec<AuditEvent>,
+        seal: bool,
+    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        let plain = self.durability != Durability::Fsync && !seal && !events.is_empty();
+        let Some(head) = self.known_head.clone().filter(|_| plain) else {
+            return self.write(events, seal).await;
+        };
+        let mut tail = Tail::resume(Some(head));
+        let records: Vec<AuditRecord> = events.into_iter().map(|e| tail.append(e)).collect();
+        let checkpoint = records
+            .iter()
+            .any(|r| checkpoint_due(self.key.as_ref(), self.checkpoint_every, r.seq));
+        if !checkpoint {
+            match self.append_onto_known_head(&records).await {
+                Ok(()) => return Ok(records),
+                Err(err) if !is_unique_violation(&err) => return Err(err),
+                // Another replica appended since: chain onto the stored head instead.
+                Err(_) => {}
+            }
+        }
+        let events = records.into_iter().map(|record| record.event).collect();
+        self.write(events, seal).await
+    }
+
+    /// One autocommit statement: take the appenders' advisory lock, then insert `records`
+    /// (chained onto the head this writer last committed). It fails as a whole on a `seq`
+    /// another replica already stored.
+    async fn append_onto_known_head(&self, records: &[AuditRecord]) -> sqlx::Result<()> {
+        let columns = RecordColumns::new(records);
+        sqlx::query(
+            "WITH appenders AS MATERIALIZED (SELECT pg_advisory_xact_lock($7, $8))
+             INSERT INTO audit_log (seq, time_ms, kind, event, prev_hash, hash)
+             SELECT r.* FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
+                                    $5::TEXT[], $6::TEXT[]) AS r, appenders",
+        )
+        .bind(columns.seq)
+        .bind(columns.time_ms)
+        .bind(columns.kind)
+        .bind(columns.event)
+        .bind(columns.prev_hash)
+        .bind(columns.hash)
+        .bind(LOCK_CLASS)
+        .bind(self.lock_key)
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     async fn write(
@@ -363,38 +437,62 @@ impl PgWriter {
     }
 }
 
+/// Whether `err` is a unique violation (another replica's row has the same `seq`).
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == UNIQUE_VIOLATION)
+}
+
+/// A group's rows as one array per `audit_log` column.
+struct RecordColumns<'a> {
+    seq: Vec<i64>,
+    time_ms: Vec<i64>,
+    kind: Vec<&'a str>,
+    event: Vec<String>,
+    prev_hash: Vec<&'a str>,
+    hash: Vec<&'a str>,
+}
+
+impl<'a> RecordColumns<'a> {
+    fn new(records: &'a [AuditRecord]) -> Self {
+        let mut columns = Self {
+            seq: Vec::with_capacity(records.len()),
+            time_ms: Vec::with_capacity(records.len()),
+            kind: Vec::with_capacity(records.len()),
+            event: Vec::with_capacity(records.len()),
+            prev_hash: Vec::with_capacity(records.len()),
+            hash: Vec::with_capacity(records.len()),
+        };
+        for record in records {
+            columns.seq.push(to_i64(record.seq));
+            columns.time_ms.push(to_i64(record.event.time_ms));
+            columns.kind.push(record.event.kind.as_str());
+            columns
+                .event
+                .push(canonical_event_string(record.seq, &record.event));
+            columns.prev_hash.push(record.prev_hash.as_str());
+            columns.hash.push(record.hash.as_str());
+        }
+        columns
+    }
+}
+
 /// The whole group in one statement with one array parameter per column (a fixed statement
 /// text, prepared once per connection, whatever the group's size).
 async fn insert_records(conn: &mut PgConnection, records: &[AuditRecord]) -> sqlx::Result<()> {
-    let mut columns = (
-        Vec::with_capacity(records.len()),
-        Vec::with_capacity(records.len()),
-        Vec::with_capacity(records.len()),
-        Vec::with_capacity(records.len()),
-        Vec::with_capacity(records.len()),
-        Vec::with_capacity(records.len()),
-    );
-    for record in records {
-        columns.0.push(to_i64(record.seq));
-        columns.1.push(to_i64(record.event.time_ms));
-        columns.2.push(record.event.kind.as_str());
-        columns
-            .3
-            .push(canonical_event_string(record.seq, &record.event));
-        columns.4.push(record.prev_hash.as_str());
-        columns.5.push(record.hash.as_str());
-    }
+    let columns = RecordColumns::new(records);
     sqlx::query(
         "INSERT INTO audit_log (seq, time_ms, kind, event, prev_hash, hash)
          SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
                               $6::TEXT[])",
     )
-    .bind(columns.0)
-    .bind(columns.1)
-    .bind(columns.2)
-    .bind(columns.3)
-    .bind(columns.4)
-    .bind(columns.5)
+    .bind(columns.seq)
+    .bind(columns.time_ms)
+    .bind(columns.kind)
+    .bind(columns.event)
+    .bind(columns.prev_hash)
+    .bind(columns.hash)
     .execute(conn)
     .await
     .map(drop)
