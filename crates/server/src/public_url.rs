@@ -5,10 +5,41 @@
 //! (syntax-checked) with the scheme this server speaks. `X-Forwarded-Proto` and
 //! `X-Forwarded-Host` are honoured only with `VOXGUARD_TRUST_PROXY=true` — otherwise any client
 //! could redirect the platform's webhooks, credentials included, to a host of its choosing.
+//! Parsed bases are remembered by their text (a bounded map), because parsing a URL is a
+//! visible share of every request's CPU and the same few hosts arrive again and again.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use axum::http::{header, HeaderMap, Uri};
 
 use crate::config::ServerConfig;
+
+/// How many distinct base texts are remembered; past it the map is emptied (a client sending a
+/// new `Host` on every request only costs what parsing cost before).
+const MAX_PARSED: usize = 256;
+
+/// `"scheme://host/"` texts and what `url::Url::parse` made of them.
+static PARSED: LazyLock<Mutex<HashMap<String, Option<url::Url>>>> = LazyLock::new(Mutex::default);
+
+/// `url::Url::parse(text).ok()`, remembered.
+fn parse(text: String) -> Option<url::Url> {
+    // The map only ever holds finished entries; a panic elsewhere cannot leave it half-written.
+    if let Some(parsed) = PARSED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&text)
+    {
+        return parsed.clone();
+    }
+    let parsed = url::Url::parse(&text).ok();
+    let mut map = PARSED.lock().unwrap_or_else(PoisonError::into_inner);
+    if map.len() >= MAX_PARSED {
+        map.clear();
+    }
+    map.insert(text, parsed.clone());
+    parsed
+}
 
 /// The base URL (no credentials, path ending in `/` or the proxy base's path) for `headers`.
 pub fn public_base(config: &ServerConfig, headers: &HeaderMap) -> url::Url {
@@ -46,7 +77,7 @@ pub fn public_base(config: &ServerConfig, headers: &HeaderMap) -> url::Url {
     }
     let fallback = std::net::SocketAddr::new(config.host, config.port).to_string();
     let host = host.unwrap_or(&fallback);
-    url::Url::parse(&format!("{scheme}://{host}/")).unwrap_or_else(|_| {
+    parse(format!("{scheme}://{host}/")).unwrap_or_else(|| {
         url::Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable_url())
     })
 }
@@ -78,8 +109,8 @@ fn valid_host(host: &str) -> Option<&str> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-        && url::Url::parse(&format!("http://{host}/"))
-            .is_ok_and(|u| u.path() == "/" && u.username().is_empty());
+        && parse(format!("http://{host}/"))
+            .is_some_and(|u| u.path() == "/" && u.username().is_empty());
     ok.then_some(host)
 }
 
@@ -144,5 +175,34 @@ mod tests {
             public_base(&c, &h).as_str(),
             "https://agents.example.com/bank/"
         );
+    }
+
+    /// The remembered parses answer exactly what parsing answers, for good and bad hosts,
+    /// the second time and after the map was emptied for being full.
+    #[test]
+    fn remembered_bases_answer_what_parsing_answers() {
+        let c = config();
+        let cases = [
+            ("agent.local:3000", "http://agent.local:3000/"),
+            ("[::1]:8080", "http://[::1]:8080/"),
+            ("[::1", "http://127.0.0.1:0/"),
+            ("host:99999", "http://127.0.0.1:0/"),
+            ("1.2.3.4", "http://1.2.3.4/"),
+        ];
+        for round in 0..3 {
+            for (host, want) in cases {
+                let h = headers(&[("host", host)]);
+                assert_eq!(public_base(&c, &h).as_str(), want, "{host} (round {round})");
+            }
+            // Fill the map past its bound between rounds.
+            for i in 0..MAX_PARSED + 3 {
+                let h = headers(&[("host", &format!("h{i}.example"))]);
+                assert_eq!(
+                    public_base(&c, &h).as_str(),
+                    format!("http://h{i}.example/")
+                );
+            }
+            assert!(PARSED.lock().unwrap().len() <= MAX_PARSED);
+        }
     }
 }
