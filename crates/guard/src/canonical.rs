@@ -85,13 +85,15 @@ pub(crate) fn write_json_str(out: &mut String, s: &str) {
 }
 
 /// `bytes` as lowercase hex, two characters a byte.
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+pub fn to_hex(bytes: &[u8]) -> String {
+    // A digit table, not `format!`: hashes, MACs and pseudonyms are hexed on every request.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 /// Lowercase hex (as [`to_hex`] writes it) back to bytes; `None` for anything else, including

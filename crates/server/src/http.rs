@@ -45,6 +45,18 @@ pub(crate) const SECURITY_HEADERS: [(&str, &str); 5] = [
     ),
 ];
 
+/// [`SECURITY_HEADERS`] as header names and values, parsed once (inserting by `&str` parses
+/// the name again on every response).
+static SECURITY_HEADER_PAIRS: std::sync::LazyLock<[(header::HeaderName, HeaderValue); 5]> =
+    std::sync::LazyLock::new(|| {
+        SECURITY_HEADERS.map(|(name, value)| {
+            (
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            )
+        })
+    });
+
 /// `Strict-Transport-Security`, sent on every response when TLS is on.
 pub(crate) const HSTS: &str = "max-age=63072000; includeSubDomains";
 
@@ -718,8 +730,8 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         *response.body_mut() = Body::empty();
     }
     let headers = response.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(name, HeaderValue::from_static(value));
+    for (name, value) in SECURITY_HEADER_PAIRS.iter() {
+        headers.insert(name.clone(), value.clone());
     }
     if shared.config.tls.is_some() {
         headers.insert(

@@ -141,6 +141,11 @@ impl PgDatabase {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // No ping before handing out a pooled connection: it was a round trip before every
+            // statement. A connection that died meanwhile (a restarted server) fails the one
+            // statement that finds it, which fails closed like any store error, and is dropped
+            // from the pool; the next statement gets a fresh one.
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 let search_path = search_path.clone();
                 Box::pin(async move {

@@ -40,14 +40,7 @@ pub const MAX_AGE_SECS: i64 = 2;
 
 /// A scope's name in notices and in the cache: the hex of the first 16 bytes of its SHA-256.
 pub(crate) fn scope_digest(scope: &[u8]) -> String {
-    let digest = Sha256::digest(scope);
-    digest[..16]
-        .iter()
-        .fold(String::with_capacity(32), |mut out, byte| {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    voxguard_guard::canonical::to_hex(&Sha256::digest(scope)[..16])
 }
 
 /// See the module documentation.
