@@ -1,7 +1,9 @@
 //! Shared GCRA rate limits in PostgreSQL, for deployments without Redis.
 //!
 //! This module owns [`PgLimits`]: the table `rate_limits(key, tat_ms)` and the decision of one
-//! call against several buckets in one transaction, with exactly governor's GCRA (the same
+//! call against several buckets in one statement — the function `rate_limit_check` of
+//! migration 0005, so the buckets' row locks are held for the function's microseconds rather
+//! than for a transaction's round trips — with exactly governor's GCRA (the same
 //! arithmetic as the Redis script: with emission interval `t` and tolerance
 //! `tau = t * (burst - 1)`, a call at `now` passes when `now >= tat - tau` and moves `tat` to
 //! `max(tat, now) + t`; a refused call changes nothing and must wait `tat - tau - now`). The
@@ -10,8 +12,6 @@
 //! passed means what a missing one means, so [`PgLimits::purge`] deletes those rows. It must not
 //! read the clock (callers pass `now_ms`), must not build SQL from keys, and its errors must not
 //! show SQL through `Display`.
-
-use std::collections::HashMap;
 
 use crate::postgres::PgDatabase;
 use crate::shared::{GcraLimit, LimitCheck, LimitDecision, LimitStore};
@@ -57,65 +57,34 @@ impl PgLimits {
             .map_err(StoreError::unavailable)
     }
 
-    /// One attempt at [`LimitStore::check`], in one transaction.
+    /// One attempt at [`LimitStore::check`]: one autocommit call of `rate_limit_check`.
     async fn check_once(
         &self,
         checks: &[LimitCheck<'_>],
         now: i64,
     ) -> Result<LimitDecision, sqlx::Error> {
-        let mut keys: Vec<String> = checks.iter().map(|c| c.key.to_string()).collect();
-        keys.sort();
-        keys.dedup();
-        let mut tx = self.database.pool().begin().await?;
-        // A missing bucket is one whose tat is long past: tat 0 means exactly that. Created in
-        // key order, then locked in key order, so concurrent calls cannot deadlock.
-        sqlx::query(
-            "INSERT INTO rate_limits (key, tat_ms)
-             SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&keys)
-        .execute(&mut *tx)
-        .await?;
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT key, tat_ms FROM rate_limits WHERE key = ANY($1::text[])
-             ORDER BY key FOR UPDATE",
-        )
-        .bind(&keys)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut tats: HashMap<String, i64> = rows.into_iter().collect();
-        let mut decision = LimitDecision::Allowed;
-        let mut changed: HashMap<&str, i64> = HashMap::new();
-        for (index, check) in checks.iter().enumerate() {
-            let (t, tau) = limit_ms(check.limit);
-            let tat = tats.get(check.key).copied().unwrap_or(0);
-            let earliest = tat.saturating_sub(tau);
-            if now < earliest {
-                decision = LimitDecision::Denied {
-                    index,
-                    retry_after_ms: u64::try_from(earliest - now).unwrap_or(0),
-                };
-                break;
-            }
-            let next = tat.max(now).saturating_add(t);
-            tats.insert(check.key.to_string(), next);
-            changed.insert(check.key, next);
-        }
-        if !changed.is_empty() {
-            let (keys, values): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
-            sqlx::query(
-                "UPDATE rate_limits SET tat_ms = v.tat_ms
-                 FROM unnest($1::text[], $2::bigint[]) AS v(key, tat_ms)
-                 WHERE rate_limits.key = v.key",
-            )
+        let keys: Vec<&str> = checks.iter().map(|c| c.key).collect();
+        let (ts, taus): (Vec<i64>, Vec<i64>) = checks.iter().map(|c| limit_ms(c.limit)).unzip();
+        let answer: Vec<i64> = sqlx::query_scalar("SELECT rate_limit_check($1, $2, $3, $4)")
             .bind(keys)
-            .bind(values)
-            .execute(&mut *tx)
+            .bind(ts)
+            .bind(taus)
+            .bind(now)
+            .fetch_one(self.database.pool())
             .await?;
+        match answer.as_slice() {
+            [-1, _] => Ok(LimitDecision::Allowed),
+            [index, retry] if usize::try_from(*index).is_ok_and(|i| i < checks.len()) => {
+                Ok(LimitDecision::Denied {
+                    index: usize::try_from(*index).unwrap_or(0),
+                    retry_after_ms: u64::try_from(*retry).unwrap_or(0),
+                })
+            }
+            // Anything else is not an answer this code asked for: fail closed.
+            _ => Err(sqlx::Error::Protocol(
+                "rate_limit_check returned an unexpected answer".into(),
+            )),
         }
-        tx.commit().await?;
-        Ok(decision)
     }
 }
 
