@@ -12,6 +12,12 @@
 -- created, and all of the call's buckets are locked in key order first, so concurrent calls on
 -- the same buckets take turns and cannot deadlock.
 --
+-- The call's transaction commits without waiting for the WAL flush (synchronous_commit off for
+-- this transaction only): the buckets' row locks are released at commit, and waiting for the
+-- disk there made every call queue behind the previous one's flush. A PostgreSQL crash can
+-- therefore forget the bucket updates of its last fraction of a second (a few calls too many
+-- let through afterwards), as a restarted Redis forgets all of them.
+--
 -- Returns {-1, 0} when every check passed, else {index of the refusing check (0-based),
 -- milliseconds until it would pass}.
 CREATE FUNCTION rate_limit_check(keys TEXT[], ts BIGINT[], taus BIGINT[], now_ms BIGINT)
@@ -26,6 +32,7 @@ BEGIN
        OR cardinality(keys) IS DISTINCT FROM cardinality(taus) THEN
         RAISE EXCEPTION 'rate_limit_check: arrays of different lengths';
     END IF;
+    PERFORM set_config('synchronous_commit', 'off', true);
     INSERT INTO rate_limits (key, tat_ms)
         SELECT DISTINCT k, 0::BIGINT FROM unnest(keys) AS k ORDER BY k
         ON CONFLICT (key) DO NOTHING;
