@@ -171,7 +171,7 @@ impl ShrinkableKeyedStateStore<String> for Cells {
         // Reading a cell's arrival time through a closure that refuses leaves it unchanged.
         self.0.retain(|_, cell| {
             let tat = cell
-                .measure_and_replace(&NotKeyed::NonKey, |tat| Err::<((), Nanos), _>(tat))
+                .measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>)
                 .err()
                 .flatten();
             tat.is_some_and(|tat| tat > drop_below)

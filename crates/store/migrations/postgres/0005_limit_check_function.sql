@@ -39,14 +39,19 @@ BEGIN
     PERFORM 1 FROM rate_limits WHERE key = ANY(keys) ORDER BY key FOR UPDATE;
     FOR i IN 1 .. coalesce(cardinality(keys), 0) LOOP
         SELECT tat_ms INTO tat FROM rate_limits WHERE key = keys[i];
+        -- A concurrent purge may have deleted a refilled bucket between its creation above and
+        -- the lock: a missing bucket means tat 0, and the upsert below stores it again.
+        IF NOT FOUND THEN
+            tat := 0;
+        END IF;
         IF now_ms < tat - taus[i] THEN
             RETURN ARRAY[(i - 1)::BIGINT, tat - taus[i] - now_ms];
         END IF;
         base := GREATEST(tat, now_ms);
-        UPDATE rate_limits
-           SET tat_ms = CASE WHEN base > 9223372036854775807 - ts[i]
-                             THEN 9223372036854775807 ELSE base + ts[i] END
-         WHERE key = keys[i];
+        INSERT INTO rate_limits (key, tat_ms)
+             VALUES (keys[i], CASE WHEN base > 9223372036854775807 - ts[i]
+                                   THEN 9223372036854775807 ELSE base + ts[i] END)
+             ON CONFLICT (key) DO UPDATE SET tat_ms = EXCLUDED.tat_ms;
     END LOOP;
     RETURN ARRAY[-1::BIGINT, 0::BIGINT];
 END;

@@ -347,23 +347,19 @@ impl PgWriter {
     /// another replica already stored.
     async fn append_onto_known_head(&self, records: &[AuditRecord]) -> sqlx::Result<()> {
         let columns = RecordColumns::new(records);
-        sqlx::query(
+        let query = sqlx::query(
             "WITH appenders AS MATERIALIZED (SELECT pg_advisory_xact_lock($7, $8))
              INSERT INTO audit_log (seq, time_ms, kind, event, prev_hash, hash)
              SELECT r.* FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
                                     $5::TEXT[], $6::TEXT[]) AS r, appenders",
-        )
-        .bind(columns.seq)
-        .bind(columns.time_ms)
-        .bind(columns.kind)
-        .bind(columns.event)
-        .bind(columns.prev_hash)
-        .bind(columns.hash)
-        .bind(LOCK_CLASS)
-        .bind(self.lock_key)
-        .execute(&self.pool)
-        .await
-        .map(drop)
+        );
+        columns
+            .bind(query)
+            .bind(LOCK_CLASS)
+            .bind(self.lock_key)
+            .execute(&self.pool)
+            .await
+            .map(drop)
     }
 
     async fn write(
@@ -476,26 +472,38 @@ impl<'a> RecordColumns<'a> {
         }
         columns
     }
+
+    /// `query` with the columns bound as `$1`..`$6`, in `audit_log`'s column order.
+    fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.seq)
+            .bind(self.time_ms)
+            .bind(self.kind)
+            .bind(self.event)
+            .bind(self.prev_hash)
+            .bind(self.hash)
+    }
 }
 
 /// The whole group in one statement with one array parameter per column (a fixed statement
 /// text, prepared once per connection, whatever the group's size).
 async fn insert_records(conn: &mut PgConnection, records: &[AuditRecord]) -> sqlx::Result<()> {
-    let columns = RecordColumns::new(records);
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO audit_log (seq, time_ms, kind, event, prev_hash, hash)
          SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
                               $6::TEXT[])",
-    )
-    .bind(columns.seq)
-    .bind(columns.time_ms)
-    .bind(columns.kind)
-    .bind(columns.event)
-    .bind(columns.prev_hash)
-    .bind(columns.hash)
-    .execute(conn)
-    .await
-    .map(drop)
+    );
+    RecordColumns::new(records)
+        .bind(query)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Store signed checkpoints; one already stored for a `seq` (a flush of an unchanged head) is

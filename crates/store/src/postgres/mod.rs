@@ -64,7 +64,7 @@ impl std::fmt::Debug for PgDatabase {
 
 /// How many times [`PgDatabase::connect`] runs `CREATE SCHEMA IF NOT EXISTS` when a replica
 /// creating the same schema at the same moment makes it fail.
-const CREATE_SCHEMA_ATTEMPTS: u32 = 3;
+const CREATE_SCHEMA_ATTEMPTS: u32 = 6;
 
 /// Whether `error` says the object was created concurrently (unique violation `23505`, or
 /// duplicate schema `42P06`).
@@ -120,6 +120,9 @@ impl PgDatabase {
                 // on pg_namespace (23505) or "schema already exists" (42P06). Once the winner
                 // has committed, the same statement is a no-op.
                 Err(error) if attempt < CREATE_SCHEMA_ATTEMPTS && is_duplicate(&error) => {
+                    // Another replica's creation may still be in flight (each retry can lose
+                    // to the next one): wait a little longer each time.
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                     attempt += 1;
                 }
                 Err(error) => return Err(StoreError::unavailable(error)),
@@ -141,11 +144,6 @@ impl PgDatabase {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // No ping before handing out a pooled connection: it was a round trip before every
-            // statement. A connection that died meanwhile (a restarted server) fails the one
-            // statement that finds it, which fails closed like any store error, and is dropped
-            // from the pool; the next statement gets a fresh one.
-            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 let search_path = search_path.clone();
                 Box::pin(async move {

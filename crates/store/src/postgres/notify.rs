@@ -27,8 +27,20 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Notices buffered per subscriber; a slower subscriber sees `Lagged` and should resync.
-const NOTICE_CAPACITY: usize = 64;
+/// Notices buffered per subscriber (session writes announce themselves, so they come in
+/// bursts); a slower subscriber sees `Lagged` and should resync.
+const NOTICE_CAPACITY: usize = 1024;
+
+/// How often each replica sends a heartbeat on its channel, so that a listening connection
+/// that silently died (a half-open TCP connection) is noticed: one that hears nothing, not
+/// even heartbeats, for [`SILENCE`] is given up.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// See [`HEARTBEAT_EVERY`].
+const SILENCE: Duration = Duration::from_secs(16);
+
+/// The heartbeat's payload (not a notice: receivers only take it as a sign of life).
+const HEARTBEAT: &str = "heartbeat";
 
 /// PostgreSQL's longest identifier (channel names are identifiers).
 const MAX_CHANNEL_LEN: usize = 63;
@@ -63,11 +75,13 @@ struct Inner {
     channel: String,
     notices: broadcast::Sender<Notice>,
     listener: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
+        self.heartbeat.abort();
     }
 }
 
@@ -102,12 +116,14 @@ impl PgNotifier {
             notices.clone(),
             listener,
         ));
+        let heartbeat = tokio::spawn(heartbeat_forever(database.clone(), channel.clone()));
         Ok(Self {
             inner: std::sync::Arc::new(Inner {
                 database: database.clone(),
                 channel,
                 notices,
                 listener: task,
+                heartbeat,
             }),
         })
     }
@@ -151,7 +167,11 @@ async fn listen_forever(
             backoff = MIN_BACKOFF;
             // Until the connection is lost (`Ok(None)`) or fails; then a fresh listener is
             // made after a wait, so that a connection that keeps dying is not retried in a loop.
-            while let Ok(Some(notification)) = current.try_recv().await {
+            // A connection that hears nothing for SILENCE (not even the replicas' heartbeats)
+            // is given up like a lost one; it is dropped, never read again.
+            while let Ok(Ok(Some(notification))) =
+                tokio::time::timeout(SILENCE, current.try_recv()).await
+            {
                 if let Some(notice) = Notice::from_payload(notification.payload()) {
                     let _ = notices.send(notice);
                 }
@@ -170,17 +190,35 @@ async fn listen_forever(
     }
 }
 
+/// Send a heartbeat on `channel` every [`HEARTBEAT_EVERY`] until the task is aborted (a failed
+/// one is not retried early: the next tick tries again).
+async fn heartbeat_forever(database: PgDatabase, channel: String) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let _ = notify(&database, &channel, HEARTBEAT).await;
+    }
+}
+
+/// `pg_notify(channel, payload)` in its own transaction, committed without waiting for the
+/// WAL flush: PostgreSQL holds a cluster-wide lock from queueing a notification until after
+/// the commit, and a notice is worth nothing after a crash anyway.
+async fn notify(database: &PgDatabase, channel: &str, payload: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(database.pool())
+        .await
+        .map(|_| ())
+        .map_err(StoreError::unavailable)
+}
+
 #[async_trait::async_trait]
 impl Notifier for PgNotifier {
     async fn publish(&self, notice: Notice) -> Result<(), StoreError> {
         let payload = notice.payload()?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&self.inner.channel)
-            .bind(payload.as_ref())
-            .execute(self.inner.database.pool())
-            .await
-            .map(|_| ())
-            .map_err(StoreError::unavailable)
+        notify(&self.inner.database, &self.inner.channel, payload.as_ref()).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {

@@ -370,7 +370,8 @@ async fn write_behind_the_back(db: &PgDatabase, scope: &str, key: &str, value: &
 /// Wait until `store` answers `scope`/`key` from memory: the database holds `cached` (JSON
 /// text) while it reads, then `behind` is written behind its back, and it must still answer
 /// `cached` (a notice of an earlier write may arrive in between and empty the cache: then try
-/// again). Returns with `cached` in the cache and `behind` in the database.
+/// again). Returns with `cached` in the cache and `behind` in the database, and the `now` the
+/// cache was filled at: each try reads at a later `now` than any earlier try's entry lives.
 async fn until_cached(
     db: &PgDatabase,
     store: &PgStore,
@@ -378,16 +379,21 @@ async fn until_cached(
     key: &str,
     cached: &str,
     behind: &str,
-) {
+) -> u64 {
     let want: serde_json::Value = serde_json::from_str(cached).unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now = T0;
     loop {
         write_behind_the_back(db, scope, key, cached).await;
-        assert_eq!(store.get(scope, key, T0).await.unwrap(), Some(want.clone()));
+        assert_eq!(
+            store.get(scope, key, now).await.unwrap(),
+            Some(want.clone())
+        );
         write_behind_the_back(db, scope, key, behind).await;
-        if store.get(scope, key, T0).await.unwrap() == Some(want.clone()) {
-            return;
+        if store.get(scope, key, now).await.unwrap() == Some(want.clone()) {
+            return now;
         }
+        now += super::MAX_AGE_SECS as u64 + 1;
         assert!(
             tokio::time::Instant::now() < deadline,
             "never answered from memory"
@@ -434,13 +440,13 @@ async fn cached_replicas_see_each_others_writes_once_the_notice_arrives() {
     );
 
     // B answers from memory once A's notice has come: a change that sends none is not seen...
-    until_cached(&db, &b, scope, "verified", "true", "false").await;
+    let filled = until_cached(&db, &b, scope, "verified", "true", "false").await;
     assert_eq!(
-        b.get(scope, "verified", T0).await.unwrap(),
+        b.get(scope, "verified", filled).await.unwrap(),
         Some(json!(true))
     );
     // ... for at most MAX_AGE_SECS of the caller's clock.
-    let later = T0 + super::MAX_AGE_SECS as u64;
+    let later = filled + super::MAX_AGE_SECS as u64;
     assert_eq!(
         b.get(scope, "verified", later).await.unwrap(),
         Some(json!(false))

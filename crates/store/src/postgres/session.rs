@@ -91,9 +91,10 @@ impl PgStore {
         self.cache.as_ref().is_some_and(|cache| cache.is_live())
     }
 
-    /// Run a session write; with a cache, run it to the end in its own task and then announce
-    /// the written scope (`None`: many scopes), so that a caller who stops waiting (a request
-    /// timeout) cannot leave a committed write unannounced.
+    /// Run a session write; with a cache, run it to the end in its own task, then forget the
+    /// written scope (`None`: many scopes) and announce it (see `SharedCache::written`), so
+    /// that a caller who stops waiting (a request timeout) cannot leave a committed write
+    /// unannounced.
     async fn write<T, F, Fut>(&self, scope: Option<&str>, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -107,7 +108,8 @@ impl PgStore {
         let write = op(self.clone());
         tokio::spawn(async move {
             let outcome = write.await;
-            // Announced whatever the outcome: a write that failed may still have committed.
+            // Forgotten here and announced whatever the outcome: a write that failed may still
+            // have committed.
             cache.written(digest).await;
             outcome
         })

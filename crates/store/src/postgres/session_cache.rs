@@ -133,10 +133,14 @@ impl SharedCache {
         }
     }
 
-    /// After a write to the scope `digest` (`None`: to many scopes): forget it here, then tell
-    /// every replica. A failed announcement is logged; the other replicas then serve their
-    /// copy for at most [`MAX_AGE_SECS`].
+    /// After a write to the scope `digest` (`None`: to many scopes): forget it here at once,
+    /// and tell every replica. A one-scope write is announced in the background, so that a
+    /// slow or unreachable notifier never delays a tool call; an erasure of many scopes (rare:
+    /// a subject's deletion, often from a short-lived CLI process) is announced before this
+    /// returns. A failed announcement is logged; the other replicas then serve their copy for
+    /// at most [`MAX_AGE_SECS`].
     pub(crate) async fn written(&self, digest: Option<String>) {
+        let background = digest.is_some();
         let notice = match digest {
             Some(digest) => {
                 self.cache.invalidate(&digest);
@@ -147,8 +151,16 @@ impl SharedCache {
                 Notice::Sessions
             }
         };
-        if let Err(error) = self.notifier.publish(notice).await {
-            tracing::warn!(%error, "a session write could not be announced to the other replicas; their cached copies expire within seconds");
+        let notifier = Arc::clone(&self.notifier);
+        let announce = async move {
+            if let Err(error) = notifier.publish(notice).await {
+                tracing::warn!(%error, "a session write could not be announced to the other replicas; their cached copies expire within seconds");
+            }
+        };
+        if background {
+            tokio::spawn(announce);
+        } else {
+            announce.await;
         }
     }
 }

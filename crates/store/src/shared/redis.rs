@@ -41,7 +41,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(15);
 
 /// Notices buffered per subscriber; a slower subscriber sees `Lagged` and should resync.
-const NOTICE_CAPACITY: usize = 64;
+const NOTICE_CAPACITY: usize = 1024;
 
 /// The largest time value (milliseconds) the script computes with: Lua numbers are doubles,
 /// exact to 2^53; this bound (some 35,000 years) keeps every sum well inside.

@@ -78,3 +78,111 @@ async fn postgres_notices_reach_every_replica_and_survive_a_lost_connection() {
     drop((one, two));
     database.drop_schema().await.unwrap();
 }
+
+/// A TCP forwarder to the test server whose existing connections can be frozen: they stay
+/// open but carry nothing more either way (a half-open connection, as a dead NAT entry or a
+/// partition leaves it); connections made after the freeze work.
+struct Freezer {
+    port: u16,
+    cutoff: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Freezer {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cutoff = std::sync::Arc::new(AtomicU64::new(0));
+        let shared = cutoff.clone();
+        let task = tokio::spawn(async move {
+            let mut next = 0u64;
+            while let Ok((client, _)) = listener.accept().await {
+                next += 1;
+                let (id, cutoff) = (next, shared.clone());
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(server_read), Box::new(client_write)),
+                ] {
+                    let cutoff = cutoff.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            if id <= cutoff.load(Ordering::SeqCst) {
+                                // Frozen: hold both ends open, move nothing.
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                            let read = tokio::select! {
+                                read = from.read(&mut buf) => read,
+                                _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                            };
+                            match read {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { port, cutoff, task }
+    }
+
+    /// Freeze every connection made so far.
+    fn freeze(&self, made_so_far: u64) {
+        self.cutoff
+            .store(made_so_far, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_silent_listening_connection_is_given_up_and_replaced() {
+    let Some(database) = testing::database("notify_silent").await else {
+        return;
+    };
+    let url = std::env::var(testing::URL_VAR).expect("the test database URL");
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let upstream: std::net::SocketAddr = format!("{}:{}", options.get_host(), options.get_port())
+        .parse()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], options.get_port())));
+    let freezer = Freezer::start(upstream).await;
+    let proxied = url.replacen(
+        &format!(":{}/", options.get_port()),
+        &format!(":{}/", freezer.port),
+        1,
+    );
+    let through = PgDatabase::connect(&proxied, database.schema(), 2)
+        .await
+        .unwrap();
+    let notifier = PgNotifier::connect(&through).await.unwrap();
+    let mut notices = notifier.subscribe();
+    // Everything made so far (the pool's connections and the listener's) goes silent.
+    freezer.freeze(u64::MAX / 2);
+    let started = std::time::Instant::now();
+    assert_eq!(next_notice(&mut notices, false).await, Notice::Lost);
+    let silent_for = started.elapsed();
+    assert!(
+        silent_for >= SILENCE - Duration::from_secs(1),
+        "{silent_for:?}"
+    );
+    // Connections made from now on work again: the listener comes back and says so.
+    freezer.freeze(0);
+    assert_eq!(next_notice(&mut notices, false).await, Notice::Resync);
+    freezer.task.abort();
+    drop(notifier);
+    database.drop_schema().await.unwrap();
+}
