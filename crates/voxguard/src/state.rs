@@ -152,6 +152,14 @@ fn unreachable_db(what: &str, error: &StoreError) -> RuntimeError {
     ))
 }
 
+/// The start-up failure of an audit trail that cannot be opened, with its causes.
+fn audit_unopened(error: &StoreError) -> RuntimeError {
+    RuntimeError::Audit(format!(
+        "the audit trail cannot be opened: {}",
+        error.describe()
+    ))
+}
+
 /// Every store a runtime needs, opened on one backend.
 pub struct State {
     pub(crate) sessions: Arc<dyn SessionStore>,
@@ -218,12 +226,7 @@ impl State {
                 audit_settings.every,
             )
             .await
-            .map_err(|e| {
-                RuntimeError::Audit(format!(
-                    "the audit trail cannot be opened: {}",
-                    e.describe()
-                ))
-            })?;
+            .map_err(|e| audit_unopened(&e))?;
             let records = match config.records {
                 true => RecordsConfig::open_from_env(data_dir, production).await?,
                 false => None,
@@ -243,12 +246,7 @@ impl State {
             audit_settings.every,
         )
         .await
-        .map_err(|e| {
-            RuntimeError::Audit(format!(
-                "the audit trail cannot be opened: {}",
-                e.describe()
-            ))
-        })?;
+        .map_err(|e| audit_unopened(&e))?;
         let records = match config.records {
             true => RecordsConfig::open_shared_from_env(
                 Arc::new(PgRecordStore::new(database.clone())),

@@ -45,6 +45,8 @@ pub(crate) struct SharedLimiter {
     limits: Limits,
     pseudonyms: SecretKey,
     clock: Arc<dyn Clock>,
+    /// The agent's global bucket key, derived once (it never changes).
+    global: Option<String>,
 }
 
 impl SharedLimiter {
@@ -57,13 +59,16 @@ impl SharedLimiter {
         pseudonyms: SecretKey,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
+        let mut limiter = Self {
             store,
             agent: agent.to_string(),
             limits,
             pseudonyms,
             clock,
-        }
+            global: None,
+        };
+        limiter.global = limiter.bucket(&["global"]);
+        limiter
     }
 
     /// The bucket key of `parts` under this agent.
@@ -98,7 +103,7 @@ impl SharedLimiter {
             }
         }
         if let Some(limit) = &self.limits.global {
-            let bucket = self.bucket(&["global"]).ok_or_else(fail)?;
+            let bucket = self.global.clone().ok_or_else(fail)?;
             planned.push((LimitScope::Global, bucket, gcra(limit)));
         }
         if planned.is_empty() {
