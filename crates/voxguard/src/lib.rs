@@ -84,6 +84,9 @@ pub fn init_tracing() {
     let json = std::env::var("VOXGUARD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal: a file or a log collector gets plain text,
+        // which the redacting writer need not strip before it looks at a line.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(redacting_writer(std::io::stderr));
     let installed = if json {
         builder.json().try_init()

@@ -1,9 +1,16 @@
 //! The SQLite audit backend, the default sink.
 //!
 //! This module owns [`SqliteAuditLog`]: its own database file (WAL, separate from the session
-//! database), the single writer task that commits each group of queued events in one
+//! database), the single writer thread that commits each group of queued events in one
 //! `BEGIN IMMEDIATE` transaction (re-reading the stored head first, so the chain never forks),
 //! the background WAL checkpointer, and the strict reads that list and verify what is stored.
+//!
+//! The writer is a plain thread with its own synchronous connection (rusqlite), not a task on
+//! an sqlx connection: sqlx runs every statement on a worker thread of its own and hands each
+//! one over and back through a channel, and under load those hand-offs — four per group, each
+//! a futex wake-up each way — cost more than SQLite itself (BENCHMARKS.md, issue 13). The
+//! thread wakes once per group, runs the transaction in place and acknowledges every event of
+//! the group. Reads, verification and the WAL checkpointer stay on sqlx.
 //! It must never build SQL from event data, and its errors must not show paths, SQL or event
 //! content through `Display`.
 
@@ -11,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::OptionalExtension as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -72,7 +80,7 @@ const SCHEMA: [&str; 2] = [
 pub struct SqliteAuditLog {
     handle: Handle,
     readers: SqlitePool,
-    writer: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
     durability: Durability,
     /// The checkpointer stops once this is dropped.
     _alive: Arc<()>,
@@ -105,24 +113,13 @@ impl SqliteAuditLog {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT);
-        // The writer never checkpoints the WAL itself (SQLite's automatic checkpoint would copy
-        // the WAL into the database and sync it inside a commit, stalling every request waiting
-        // for its event: the 99th-percentile latency under load); a checkpointer with its own
-        // connection does it beside the writer.
-        let mut conn = options
-            .clone()
-            .pragma("wal_autocheckpoint", "0")
-            // When the WAL starts over, its file is cut back to this size (bytes).
-            .pragma("journal_size_limit", "33554432")
-            .connect()
-            .await
-            .map_err(StoreError::unavailable)?;
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&mut conn)
+        let conn = {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || open_writer(&path, durability))
                 .await
-                .map_err(StoreError::unavailable)?;
-        }
+                .map_err(StoreError::unavailable)?
+                .map_err(|err| StoreError::unavailable(std::io::Error::other(err)))?
+        };
         restrict_permissions(path).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
@@ -145,10 +142,14 @@ impl SqliteAuditLog {
             key,
             checkpoint_every,
         };
+        let writer = std::thread::Builder::new()
+            .name("voxguard-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StoreError::unavailable)?;
         Ok(Self {
             handle: Handle { tx },
             readers,
-            writer: tokio::spawn(writer.run(rx)),
+            writer,
             durability,
             _alive: alive,
         })
@@ -270,7 +271,14 @@ impl SqliteAuditLog {
             ..
         } = self;
         drop(handle);
-        let stopped = writer.await.map_err(StoreError::unavailable);
+        let stopped = tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(StoreError::unavailable)
+            .and_then(|joined| {
+                joined.map_err(|_| {
+                    StoreError::unavailable(std::io::Error::other("the audit writer panicked"))
+                })
+            });
         readers.close().await;
         stopped
     }
@@ -360,33 +368,70 @@ fn reader_options(path: &Path) -> SqliteConnectOptions {
         .busy_timeout(BUSY_TIMEOUT)
 }
 
-/// The task that owns the write connection.
+/// Open the writer's connection: WAL, the durability's `synchronous`, the schema.
+///
+/// The writer never checkpoints the WAL itself (SQLite's automatic checkpoint would copy the
+/// WAL into the database and sync it inside a commit, stalling every request waiting for its
+/// event: the 99th-percentile latency under load); a checkpointer with its own connection does
+/// it beside the writer.
+fn open_writer(path: &Path, durability: Durability) -> Result<rusqlite::Connection, WriteError> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err("the audit database could not be put in WAL mode".into());
+    }
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Fsync => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL starts over, its file is cut back to this size (bytes).
+    conn.pragma_update(None, "journal_size_limit", 33_554_432)?;
+    for statement in SCHEMA {
+        conn.execute(statement, [])?;
+    }
+    Ok(conn)
+}
+
+/// What the writer's steps fail with: SQLite's error, or one of this module's sentences.
+type WriteError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The thread that owns the write connection.
 struct SqliteWriter {
-    conn: SqliteConnection,
+    conn: rusqlite::Connection,
     key: Option<AuditKey>,
     checkpoint_every: u64,
 }
 
 impl SqliteWriter {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    /// Commit whatever is queued as one group, until every sender is gone.
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut commands = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut commands, MAX_BATCH).await > 0 {
+        while let Some(first) = rx.blocking_recv() {
+            commands.push(first);
+            while commands.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
             let batch = Batch::new(std::mem::take(&mut commands));
-            self.commit(batch).await;
+            self.commit(batch);
         }
-        let _ = self.conn.close().await;
     }
 
     /// Store one batch in one transaction, then acknowledge it.
-    async fn commit(&mut self, mut batch: Batch) {
+    fn commit(&mut self, mut batch: Batch) {
         let seal = batch.seal();
         let events = std::mem::take(&mut batch.events);
-        match self.write(events, seal).await {
+        match self.write(events, seal) {
             Ok(records) => {
-                let flushed = if seal { self.sync_wal().await } else { Ok(()) };
+                let flushed = if seal { self.sync_wal() } else { Ok(()) };
                 let flushed: Result<(), &dyn std::error::Error> = match &flushed {
                     Ok(()) => Ok(()),
-                    Err(err) => Err(err),
+                    Err(err) => Err(err.as_ref()),
                 };
                 batch.acknowledge(Ok(records), flushed);
             }
@@ -403,124 +448,103 @@ impl SqliteWriter {
     /// checkpoint reports every frame copied (now, or by the checkpointer earlier), every
     /// record is on stable storage. A checkpoint that is busy (the checkpointer holds the
     /// lock) or held back by a reader's snapshot is retried for up to [`BUSY_TIMEOUT`].
-    async fn sync_wal(&mut self) -> Result<(), sqlx::Error> {
-        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+    fn sync_wal(&mut self) -> Result<(), WriteError> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         loop {
             let (busy, frames, copied): (i64, i64, i64) =
-                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                    .fetch_one(&mut self.conn)
-                    .await?;
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?;
             if busy == 0 && copied >= frames {
                 return Ok(());
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(sqlx::Error::Protocol(
+            if std::time::Instant::now() >= deadline {
+                return Err(
                     "the audit WAL could not be checkpointed to stable storage in time".into(),
-                ));
+                );
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    async fn write(
-        &mut self,
-        events: Vec<AuditEvent>,
-        seal: bool,
-    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut self.conn)
-            .await?;
-        let written = self.write_in_transaction(events, seal).await;
-        let outcome = match written {
-            Ok(records) => sqlx::query("COMMIT")
-                .execute(&mut self.conn)
-                .await
-                .map(|_| records),
-            Err(err) => Err(err),
-        };
-        if outcome.is_err() {
-            // Best effort: a failed COMMIT may already have rolled back.
-            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-        }
-        outcome
-    }
-
-    async fn write_in_transaction(
-        &mut self,
-        events: Vec<AuditEvent>,
-        seal: bool,
-    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-        // Resume from what is stored, under the write lock.
-        let head: Option<(i64, String, i64)> =
-            sqlx::query_as("SELECT seq, hash, time_ms FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut self.conn)
-                .await?;
-        let mut tail = Tail::resume(head.map(|(seq, hash, time_ms)| {
-            let decode = |value: i64| u64::try_from(value).unwrap_or(0);
-            (decode(seq), hash, decode(time_ms))
-        }));
-        let mut records = Vec::with_capacity(events.len());
-        let mut due = Vec::new();
-        for event in events {
-            let record = tail.append(event);
-            if checkpoint_due(self.key.as_ref(), self.checkpoint_every, record.seq) {
-                due.push((record.seq, record.hash.clone(), record.event.time_ms));
-            }
-            records.push(record);
-        }
-        // The whole group in one statement: every statement is a round trip to the
-        // connection's worker thread, and those hops, not SQLite, were the cost under load.
-        // 6 parameters a row × MAX_BATCH stays far below SQLite's limit of 32766.
-        if !records.is_empty() {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO audit_log (seq, time_ms, kind, event, prev_hash, hash) ",
-            );
-            insert.push_values(&records, |mut row, record| {
-                row.push_bind(to_i64(record.seq))
-                    .push_bind(to_i64(record.event.time_ms))
-                    .push_bind(record.event.kind.as_str())
-                    .push_bind(canonical_event_string(record.seq, &record.event))
-                    .push_bind(record.prev_hash.clone())
-                    .push_bind(record.hash.clone());
-            });
-            insert.build().execute(&mut self.conn).await?;
-        }
-        let (head_seq, head_hash, head_time_ms) = tail.head();
-        if seal
-            && self.key.is_some()
-            && head_seq > 0
-            && due.last().map(|(seq, _, _)| *seq) != Some(head_seq)
-        {
-            due.push((head_seq, head_hash.to_string(), head_time_ms));
-        }
-        for (seq, hash, time_ms) in due {
-            self.store_checkpoint(seq, &hash, time_ms).await?;
-        }
+    /// The group in one `BEGIN IMMEDIATE` transaction, rolled back on any failure.
+    fn write(&mut self, events: Vec<AuditEvent>, seal: bool) -> rusqlite::Result<Vec<AuditRecord>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let records =
+            write_in_transaction(&tx, self.key.as_ref(), self.checkpoint_every, events, seal)?;
+        tx.commit()?;
         Ok(records)
     }
+}
 
-    /// Sign and store a checkpoint of the record `seq` (hash `hash`, stamped `time_ms`).
-    async fn store_checkpoint(
-        &mut self,
-        seq: u64,
-        hash: &str,
-        time_ms: u64,
-    ) -> Result<(), sqlx::Error> {
-        let Some(key) = &self.key else {
-            return Ok(());
-        };
-        let checkpoint = Checkpoint::sign(key, seq, hash, time_ms);
-        sqlx::query(
-            "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time_ms, mac) VALUES (?, ?, ?, ?)",
+/// Chain `events` onto the stored head (read under the write lock) and insert them, with the
+/// checkpoints that fall due.
+fn write_in_transaction(
+    tx: &rusqlite::Transaction<'_>,
+    key: Option<&AuditKey>,
+    checkpoint_every: u64,
+    events: Vec<AuditEvent>,
+    seal: bool,
+) -> rusqlite::Result<Vec<AuditRecord>> {
+    // Resume from what is stored, under the write lock.
+    let head: Option<(i64, String, i64)> = tx
+        .query_row(
+            "SELECT seq, hash, time_ms FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
-        .bind(to_i64(checkpoint.seq))
-        .bind(&checkpoint.hash)
-        .bind(to_i64(checkpoint.time_ms))
-        .bind(&checkpoint.mac)
-        .execute(&mut self.conn)
-        .await?;
-        Ok(())
+        .optional()?;
+    let mut tail = Tail::resume(head.map(|(seq, hash, time_ms)| {
+        let decode = |value: i64| u64::try_from(value).unwrap_or(0);
+        (decode(seq), hash, decode(time_ms))
+    }));
+    let mut records = Vec::with_capacity(events.len());
+    let mut due = Vec::new();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit_log (seq, time_ms, kind, event, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for event in events {
+            let record = tail.append(event);
+            if checkpoint_due(key, checkpoint_every, record.seq) {
+                due.push((record.seq, record.hash.clone(), record.event.time_ms));
+            }
+            insert.execute(rusqlite::params![
+                to_i64(record.seq),
+                to_i64(record.event.time_ms),
+                record.event.kind.as_str(),
+                canonical_event_string(record.seq, &record.event),
+                record.prev_hash,
+                record.hash,
+            ])?;
+            records.push(record);
+        }
     }
+    let (head_seq, head_hash, head_time_ms) = tail.head();
+    if seal && key.is_some() && head_seq > 0 && due.last().map(|(seq, _, _)| *seq) != Some(head_seq)
+    {
+        due.push((head_seq, head_hash.to_string(), head_time_ms));
+    }
+    if let Some(key) = key {
+        for (seq, hash, time_ms) in due {
+            let checkpoint = Checkpoint::sign(key, seq, &hash, time_ms);
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time_ms, mac)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![
+                to_i64(checkpoint.seq),
+                checkpoint.hash,
+                to_i64(checkpoint.time_ms),
+                checkpoint.mac,
+            ])?;
+        }
+    }
+    Ok(records)
 }
 
 /// Up to [`PAGE`] rows of `audit_log` from storage position `from` on.
