@@ -147,7 +147,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     Swaig,
     PostPrompt,
@@ -200,20 +200,29 @@ fn swaig_route(agent: Arc<dyn AgentService>, endpoint: Endpoint) -> MethodRouter
         let agent = agent.clone();
         async move {
             let info = request_info(&shared, &req);
-            let body = match read_json(&shared, req, Signature::IfPresent).await {
-                Ok(Some(body)) => body,
-                Ok(None) => {
-                    return refuse(Refusal::new(
-                        Reason::EmptyBody,
-                        "The request body is empty; a JSON object is required.",
-                    ))
-                }
+            let bytes = match read_signed(&shared, req, Signature::IfPresent).await {
+                Ok(bytes) => bytes,
                 Err(refusal) => return refusal,
             };
-            match endpoint {
-                Endpoint::Swaig => reply(agent.swaig(&info, body).await),
-                Endpoint::PostPrompt => reply(agent.post_prompt(&info, body).await),
-                Endpoint::PayStatus => reply(agent.pay_status(&info, body).await),
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return refuse(Refusal::new(
+                    Reason::EmptyBody,
+                    "The request body is empty; a JSON object is required.",
+                ));
+            }
+            if endpoint == Endpoint::Swaig {
+                // Parsed once, by the agent, straight into its request type.
+                return reply(agent.swaig(&info, bytes).await);
+            }
+            let body = match parse_json(&bytes) {
+                // Never `None`: the body is not blank.
+                Ok(body) => body.unwrap_or_default(),
+                Err(refusal) => return refuse(refusal),
+            };
+            if endpoint == Endpoint::PostPrompt {
+                reply(agent.post_prompt(&info, body).await)
+            } else {
+                reply(agent.pay_status(&info, body).await)
             }
         }
     })

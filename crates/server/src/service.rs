@@ -23,8 +23,10 @@ pub trait AgentService: Send + Sync + 'static {
     fn route(&self) -> &str;
     /// Render SWML. `body` is the parsed POST body (`None` for GET or an empty body).
     async fn swml(&self, request: &RequestInfo, body: Option<Value>) -> Reply;
-    /// Handle a SWAIG function call (`POST {route}/swaig`).
-    async fn swaig(&self, request: &RequestInfo, body: Value) -> Reply;
+    /// Handle a SWAIG function call (`POST {route}/swaig`): the raw body (size-checked,
+    /// signature-checked, not empty), so that the agent parses it once, straight into its
+    /// request type, and answers `malformed_json` itself when it is not JSON.
+    async fn swaig(&self, request: &RequestInfo, body: Bytes) -> Reply;
     /// Handle the end-of-call summary (`POST {route}/post_prompt`).
     async fn post_prompt(&self, request: &RequestInfo, body: Value) -> Reply;
     /// Handle the payment connector (`POST {route}/pay`): the platform's card details, as the

@@ -293,11 +293,33 @@ fn payments_in(result: &voxguard_swml::FunctionResult) -> Vec<Value> {
 }
 
 impl Pipeline {
-    /// Handle `POST {route}/swaig`.
+    /// `POST {route}/swaig` with `body` sent as JSON, through the same parse as the server's.
+    #[cfg(test)]
     pub(crate) async fn swaig(&self, info: &RequestInfo, body: Value) -> Reply {
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        self.swaig_raw(info, &bytes).await
+    }
+
+    /// Handle `POST {route}/swaig`: a SWAIG call from its raw body, parsed once, straight into [`SwaigRequest`]. A body
+    /// that is not JSON is refused `malformed_json` before anything is recorded (as the
+    /// server refuses one for the other endpoints); JSON that is not a SWAIG call (a duplicate
+    /// key included) goes through the steps and is refused `invalid_request`.
+    pub(crate) async fn swaig_raw(&self, info: &RequestInfo, body: &[u8]) -> Reply {
+        match serde_json::from_slice::<SwaigRequest>(body) {
+            Ok(request) => self.swaig_request(info, Some(request)).await,
+            Err(error) if error.is_data() => self.swaig_request(info, None).await,
+            Err(_) => Reply::from(Refusal::new(
+                Reason::MalformedJson,
+                "The request body is not valid JSON.",
+            )),
+        }
+    }
+
+    /// Run the steps on `request` (`None`: the body was not a SWAIG call) and audit the verdict.
+    async fn swaig_request(&self, info: &RequestInfo, request: Option<SwaigRequest>) -> Reply {
         let mut trail = Trail::new(Endpoint::Swaig);
         let verdict = self
-            .swaig_steps(info, body, &mut trail)
+            .swaig_steps(info, request, &mut trail)
             .await
             .unwrap_or_else(Verdict::from);
         self.audited(info, trail, verdict).await
@@ -337,11 +359,11 @@ impl Pipeline {
     async fn swaig_steps(
         &self,
         info: &RequestInfo,
-        body: Value,
+        request: Option<SwaigRequest>,
         trail: &mut Trail,
     ) -> Result<Verdict, Refusal> {
         let agent = &self.agent;
-        let request: SwaigRequest = serde_json::from_value(body).map_err(|_| {
+        let request = request.ok_or_else(|| {
             Refusal::new(
                 Reason::InvalidRequest,
                 "The request is not a SWAIG function call.",
@@ -765,8 +787,8 @@ impl AgentService for Pipeline {
         }
     }
 
-    async fn swaig(&self, request: &RequestInfo, body: Value) -> Reply {
-        Pipeline::swaig(self, request, body).await
+    async fn swaig(&self, request: &RequestInfo, body: voxguard_server::Bytes) -> Reply {
+        Pipeline::swaig_raw(self, request, &body).await
     }
 
     async fn post_prompt(&self, request: &RequestInfo, body: Value) -> Reply {
