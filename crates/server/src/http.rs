@@ -77,9 +77,26 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Debug, Clone)]
 struct RequestId(String);
 
-/// Shared state of the HTTP layer.
+/// Shared state of the HTTP layer: one pointer, cloned into every layer of every request.
 #[derive(Clone)]
-pub(crate) struct Shared {
+pub(crate) struct Shared(Arc<SharedState>);
+
+impl Shared {
+    pub(crate) fn new(state: SharedState) -> Self {
+        Self(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`Shared`] points to.
+pub(crate) struct SharedState {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) credentials: Arc<BasicCredentials>,
     pub(crate) agents: Arc<Vec<Arc<dyn AgentService>>>,

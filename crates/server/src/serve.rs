@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::ServerConfig;
-use crate::http::{router, ClientAddr, Shared, ADMIN_PATHS, PUBLIC_PATHS};
+use crate::http::{router, ClientAddr, Shared, SharedState, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
 use crate::per_ip::{Slot, Waiting};
 use crate::raw_errors::JsonErrors;
@@ -167,7 +167,7 @@ impl Server {
             )
             .chain(std::iter::once(crate::http::METRICS_PATH.to_string()))
             .collect();
-        let shared = Shared {
+        let shared = Shared::new(SharedState {
             credentials: Arc::new(config.credentials.clone()),
             config: config.clone(),
             agents: Arc::new(self.agents),
@@ -177,7 +177,7 @@ impl Server {
             access: self.access,
             metrics: self.metrics,
             known_paths: Arc::new(known_paths),
-        };
+        });
         Ok(BoundServer {
             listener,
             local_addr,

@@ -220,11 +220,18 @@ async fn a_call_that_passes_every_step_runs_once_and_is_audited_as_ok() {
 async fn the_raw_body_is_parsed_once_and_strictly() {
     let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
     // Not JSON: refused before anything is recorded, as the server refuses it elsewhere.
-    for body in [&b"{\"function\": \"note\""[..], b"not json", b"{\"function\": tru}"] {
+    for body in [
+        &b"{\"function\": \"note\""[..],
+        b"not json",
+        b"{\"function\": tru}",
+    ] {
         let reply = h.pipeline.swaig_raw(&h.info(None), body).await;
         assert_refused(&reply, 400, "malformed_json");
     }
-    assert!(h.records().await.is_empty(), "malformed bodies are not audited");
+    assert!(
+        h.records().await.is_empty(),
+        "malformed bodies are not audited"
+    );
     // A key given twice (one parser reading the first, another the last) is not a SWAIG call.
     let twice = br#"{"function": "nope", "function": "note", "call_id": "c"}"#;
     let reply = h.pipeline.swaig_raw(&h.info(None), twice).await;
