@@ -100,6 +100,18 @@ impl RequestInfo {
     /// As [`webhook_url`](Self::webhook_url), on another public `base` (the payment
     /// connector's host when it runs apart from the agent).
     pub fn webhook_url_at(&self, base: &url::Url, path: &str, query: &[(&str, &str)]) -> String {
+        with_query(self.webhook_base_at(base, path), query)
+    }
+
+    /// [`webhook_url`](Self::webhook_url) without its query, for many URLs that differ only
+    /// there (a render's tools, one token each): give each a clone to [`with_query`]. Joining
+    /// the path and embedding the credentials re-serializes the URL each time; this does it
+    /// once.
+    pub fn webhook_base(&self, path: &str) -> url::Url {
+        self.webhook_base_at(&self.public_base, path)
+    }
+
+    fn webhook_base_at(&self, base: &url::Url, path: &str) -> url::Url {
         let mut url = base.clone();
         let joined = format!(
             "{}/{}",
@@ -111,11 +123,16 @@ impl RequestInfo {
         // `public_base` always has.
         let _ = url.set_username(self.credentials.user());
         let _ = url.set_password(Some(self.credentials.expose_password()));
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query.iter().copied());
-        }
-        url.into()
+        url
     }
+}
+
+/// `url` with `query` appended (form-encoded, after any query it has), as a string.
+pub fn with_query(mut url: url::Url, query: &[(&str, &str)]) -> String {
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query.iter().copied());
+    }
+    url.into()
 }
 
 /// An agent's answer: HTTP status and JSON body.
@@ -394,6 +411,36 @@ pub(crate) fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::AgentRoutes;
+
+    #[test]
+    fn a_webhook_base_with_its_query_is_the_webhook_url() {
+        use super::{with_query, RequestInfo};
+        use std::sync::Arc;
+        use voxguard_guard::BasicCredentials;
+        let credentials = Arc::new(BasicCredentials::new("agent", "p@ss:w/rd"));
+        for base in [
+            "https://agent.example.com/",
+            "https://agent.example.com/voice/",
+            "https://agent.example.com:8443/voice?tenant=a b",
+        ] {
+            let info = RequestInfo::new(
+                "127.0.0.1:9".parse().unwrap(),
+                url::Url::parse(base).unwrap(),
+                credentials.clone(),
+                None,
+            );
+            for query in [&[][..], &[("__token", "ab-_c.d=")][..]] {
+                assert_eq!(
+                    with_query(info.webhook_base("/bank/swaig"), query),
+                    info.webhook_url("/bank/swaig", query),
+                    "{base} {query:?}"
+                );
+            }
+            let url = info.webhook_url("/bank/swaig", &[("__token", "t&x=1")]);
+            assert!(url.contains("agent:p%40ss%3Aw%2Frd@"), "{url}");
+            assert!(url.ends_with("__token=t%26x%3D1"), "{url}");
+        }
+    }
 
     #[test]
     fn routes_have_one_definition() {

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 use voxguard_guard::KeyRing;
-use voxguard_server::{AgentRoutes, RequestInfo};
+use voxguard_server::{with_query, AgentRoutes, RequestInfo};
 use voxguard_swml::{
     Ai, Answer, Document, PostPrompt, Prompt, Swaig, SwaigDefaults, SwaigFunction, SwmlRequest,
     Verb,
@@ -48,7 +48,7 @@ pub(crate) fn render(
         use rand::Rng;
         format!("{:032x}", rand::thread_rng().gen::<u128>())
     };
-    let swaig_path = routes.swaig();
+    let swaig_hook = info.webhook_base(routes.swaig());
     let functions = def
         .tools
         .iter()
@@ -56,7 +56,7 @@ pub(crate) fn render(
             let compiled = tool.compiled.as_ref().ok()?;
             let web_hook_url = tool.secure.then(|| {
                 let token = keys.mint_with_session_at(call_id, &tool.name, &render_id, now_unix);
-                info.webhook_url(swaig_path, &[("__token", &token)])
+                with_query(swaig_hook.clone(), &[("__token", &token)])
             });
             Some(SwaigFunction {
                 function: tool.name.clone(),
@@ -76,7 +76,7 @@ pub(crate) fn render(
         .collect::<Vec<_>>();
     let swaig = (!functions.is_empty()).then(|| Swaig {
         defaults: Some(SwaigDefaults {
-            web_hook_url: Some(info.webhook_url(swaig_path, &[])),
+            web_hook_url: Some(with_query(swaig_hook, &[])),
         }),
         functions,
     });
