@@ -300,18 +300,15 @@ impl Pipeline {
         self.swaig_raw(info, &bytes).await
     }
 
-    /// Handle `POST {route}/swaig`: a SWAIG call from its raw body, parsed once, straight into [`SwaigRequest`]. A body
-    /// that is not JSON is refused `malformed_json` before anything is recorded (as the
-    /// server refuses one for the other endpoints); JSON that is not a SWAIG call (a duplicate
-    /// key included) goes through the steps and is refused `invalid_request`.
+    /// Handle `POST {route}/swaig`: a SWAIG call from its raw body, parsed once, straight into
+    /// [`SwaigRequest`] (see [`parse_swaig`]). A body that is not JSON is refused
+    /// `malformed_json` before anything is recorded, as the server refuses one for the other
+    /// endpoints; JSON that is not a SWAIG call goes through the steps and is refused
+    /// `invalid_request`.
     pub(crate) async fn swaig_raw(&self, info: &RequestInfo, body: &[u8]) -> Reply {
-        match serde_json::from_slice::<SwaigRequest>(body) {
-            Ok(request) => self.swaig_request(info, Some(request)).await,
-            Err(error) if error.is_data() => self.swaig_request(info, None).await,
-            Err(_) => Reply::from(Refusal::new(
-                Reason::MalformedJson,
-                "The request body is not valid JSON.",
-            )),
+        match parse_swaig(body) {
+            Ok(request) => self.swaig_request(info, request).await,
+            Err(refusal) => Reply::from(refusal),
         }
     }
 
@@ -717,6 +714,35 @@ impl Pipeline {
                     &format!("result not serializable: {error}"),
                 )
             })
+    }
+}
+
+/// A SWAIG body as a [`SwaigRequest`]: `Ok(None)` for JSON that is not a SWAIG call (not an
+/// object, a key given twice, a field of the wrong type), a `malformed_json` refusal for
+/// anything that is not JSON.
+///
+/// One pass in the common case. The body must be UTF-8 and an object; keys the runtime does
+/// not read are skipped by syntax (their values are never read, stored or audited), so a
+/// number out of range or nesting deeper than serde_json's 128 levels *inside such a key* is
+/// not refused. Only when the typed parse fails is the body parsed again, as a `Value`, to
+/// tell malformed JSON from JSON of the wrong shape: a type error before a syntax error is
+/// still `malformed_json`.
+fn parse_swaig(body: &[u8]) -> Result<Option<SwaigRequest>, Refusal> {
+    let malformed = || Refusal::new(Reason::MalformedJson, "The request body is not valid JSON.");
+    let text = std::str::from_utf8(body).map_err(|_| malformed())?;
+    let is_object = text.trim_start().starts_with('{');
+    if is_object {
+        match serde_json::from_str::<SwaigRequest>(text) {
+            Ok(request) => return Ok(Some(request)),
+            Err(error) if !error.is_data() => return Err(malformed()),
+            Err(_) => {}
+        }
+    }
+    // Not an object (serde would read an array positionally), or the wrong shape: either
+    // way not a SWAIG call, if it is JSON at all.
+    match serde_json::from_str::<Value>(text) {
+        Ok(_) => Ok(None),
+        Err(_) => Err(malformed()),
     }
 }
 

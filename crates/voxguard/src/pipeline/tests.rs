@@ -232,11 +232,47 @@ async fn the_raw_body_is_parsed_once_and_strictly() {
         h.records().await.is_empty(),
         "malformed bodies are not audited"
     );
+    // Not JSON, though the typed parse meets a wrong type before the syntax error.
+    for body in [
+        &b"{\"function\": 5, GARBAGE"[..],
+        b"{\"call_id\": 7 !!",
+        b"[1, nope",
+    ] {
+        let reply = h.pipeline.swaig_raw(&h.info(None), body).await;
+        assert_refused(&reply, 400, "malformed_json");
+    }
+    assert!(
+        h.records().await.is_empty(),
+        "malformed bodies are not audited"
+    );
     // A key given twice (one parser reading the first, another the last) is not a SWAIG call.
     let twice = br#"{"function": "nope", "function": "note", "call_id": "c"}"#;
     let reply = h.pipeline.swaig_raw(&h.info(None), twice).await;
     assert_refused(&reply, 400, "invalid_request");
     assert_eq!(h.runs(), 0);
+}
+
+#[tokio::test]
+async fn only_an_object_of_valid_utf8_is_a_swaig_call() {
+    let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    let head = r#"{"function":"note","call_id":"c","argument":{"parsed":[{"note":"hi"}]},"x":"#;
+    // Invalid UTF-8, even in a key the runtime never reads, is not JSON.
+    let body = [head.as_bytes(), b"\"\xff\"}"].concat();
+    let token = h.token("c", "note", "r1");
+    let reply = h.pipeline.swaig_raw(&h.info(Some(token)), &body).await;
+    assert_refused(&reply, 400, "malformed_json");
+    // serde would read an array field by field; a SWAIG call is an object.
+    let array = br#"["note", {"parsed": [{"note": "hi"}]}, "c"]"#;
+    let token = h.token("c", "note", "r1");
+    let reply = h.pipeline.swaig_raw(&h.info(Some(token)), array).await;
+    assert_refused(&reply, 400, "invalid_request");
+    assert_eq!(h.runs(), 0, "no handler ran");
+    // The same call as an object runs.
+    let body = [head.as_bytes(), b"1}"].concat();
+    let token = h.token("c", "note", "r1");
+    let reply = h.pipeline.swaig_raw(&h.info(Some(token)), &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(h.runs(), 1);
 }
 
 #[tokio::test]
