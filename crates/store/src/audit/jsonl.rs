@@ -16,8 +16,8 @@ use voxguard_guard::audit::{
 };
 
 use super::{
-    checkpoint_due, writer_stopped, AuditSink, Batch, Command, Durability, Handle, Tail, MAX_BATCH,
-    QUEUE_CAPACITY,
+    checkpoint_due, each_batch_blocking, writer_stopped, AuditSink, Batch, Command, Durability,
+    Handle, Tail, QUEUE_CAPACITY,
 };
 use crate::StoreError;
 
@@ -383,19 +383,8 @@ impl JsonlWriter {
         })
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut commands = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.blocking_recv() {
-            commands.push(first);
-            while commands.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(command) => commands.push(command),
-                    Err(_) => break,
-                }
-            }
-            let batch = Batch::new(std::mem::take(&mut commands));
-            self.commit(batch);
-        }
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        each_batch_blocking(rx, |batch| self.commit(batch));
     }
 
     /// Write one batch with one write per file (and one sync each when asked), then

@@ -161,6 +161,22 @@ impl Batch {
     }
 }
 
+/// On a writer thread: wait for commands, hand each group of queued ones (at most
+/// [`MAX_BATCH`]) to `commit`, until every sender is gone.
+pub(super) fn each_batch_blocking(mut rx: mpsc::Receiver<Command>, mut commit: impl FnMut(Batch)) {
+    let mut commands = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        commands.push(first);
+        while commands.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(command) => commands.push(command),
+                Err(_) => break,
+            }
+        }
+        commit(Batch::new(std::mem::take(&mut commands)));
+    }
+}
+
 /// A [`StoreError::Unavailable`] carrying the text of `err` (each waiting caller gets its own).
 fn copy_error(err: &dyn std::error::Error) -> StoreError {
     StoreError::unavailable(std::io::Error::other(err.to_string()))

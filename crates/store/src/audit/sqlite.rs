@@ -30,8 +30,8 @@ use voxguard_guard::audit::{
 };
 
 use super::{
-    checkpoint_due, decode_stored, AuditSink, Batch, Command, Durability, Handle, Tail, MAX_BATCH,
-    QUEUE_CAPACITY,
+    checkpoint_due, decode_stored, each_batch_blocking, AuditSink, Batch, Command, Durability,
+    Handle, Tail, QUEUE_CAPACITY,
 };
 use crate::session::to_i64;
 use crate::sqlite::{create_private_dir, restrict_permissions};
@@ -407,19 +407,8 @@ struct SqliteWriter {
 
 impl SqliteWriter {
     /// Commit whatever is queued as one group, until every sender is gone.
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut commands = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.blocking_recv() {
-            commands.push(first);
-            while commands.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(command) => commands.push(command),
-                    Err(_) => break,
-                }
-            }
-            let batch = Batch::new(std::mem::take(&mut commands));
-            self.commit(batch);
-        }
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        each_batch_blocking(rx, |batch| self.commit(batch));
     }
 
     /// Store one batch in one transaction, then acknowledge it.
