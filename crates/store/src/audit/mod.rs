@@ -17,10 +17,10 @@
 //!
 //! This file holds what the backends share: the trait, [`Durability`], the writer's command
 //! channel and group-commit batch, the chain's [`Tail`], the checkpoint schedule and the strict
-//! decoding of a stored row. No sink reads the time: a checkpoint carries the `time_ms` of the
-//! record it checkpoints, which the runtime's clock stamped on the event. Each backend lives in
-//! its own file ([`sqlite`], [`postgres`], [`jsonl`]); nothing here may know a backend's
-//! storage format.
+//! decoding of a stored row. No sink reads the wall clock: a checkpoint carries the `time_ms`
+//! of the record it checkpoints, which the runtime's clock stamped on the event. Each backend
+//! lives in its own file ([`sqlite`], [`postgres`], [`jsonl`]); nothing here may know a
+//! backend's storage format.
 
 use tokio::sync::{mpsc, oneshot};
 use voxguard_guard::audit::{parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Chain};

@@ -20,6 +20,8 @@
 //! create or migrate tables (the runtime migrates the [`PgDatabase`]), and its errors must not
 //! show SQL, URLs, passwords or event content through `Display`.
 
+use std::time::{Duration, Instant};
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection, Row as _};
 use tokio::sync::mpsc;
@@ -106,6 +108,7 @@ impl PgAuditLog {
             key,
             checkpoint_every,
             known_head: None,
+            held: None,
         };
         Ok(Self {
             handle: Handle { tx },
@@ -277,7 +280,20 @@ struct PgWriter {
     /// The head this writer last committed (`seq`, hash, `time_ms`): the next group is
     /// chained onto it optimistically. `None` after any failure, and at start.
     known_head: Option<(u64, String, u64)>,
+    /// The connection the optimistic path keeps between groups (taken out of the pool, so
+    /// that closing the pool never waits for it), and when it last answered.
+    held: Option<(PgConnection, Instant)>,
 }
+
+/// How long the writer keeps using its connection without the pool's liveness check.
+///
+/// The pool pings a connection each time it hands one out, so that a connection broken by a
+/// server restart is replaced before it fails a request. For the writer under load that ping
+/// was a second round trip in every group commit, and group commits run one after another:
+/// the writer keeps its connection while groups follow each other within this time, and goes
+/// back to the pool (and its ping) after a pause or any error. A closed pool fails the group
+/// before the held connection is used, as it does for every other path.
+const HELD_FOR: Duration = Duration::from_secs(1);
 
 /// PostgreSQL's code for a unique violation: an optimistic group collided with another
 /// replica's rows.
@@ -317,7 +333,7 @@ impl PgWriter {
     /// Store `events`: in one round trip onto the known head when that is allowed and works,
     /// else through the locked transaction.
     async fn store(
-        &self,
+        &mut self,
         events: Vec<AuditEvent>,
         seal: bool,
     ) -> Result<Vec<AuditRecord>, sqlx::Error> {
@@ -345,7 +361,34 @@ impl PgWriter {
     /// One autocommit statement: take the appenders' advisory lock, then insert `records`
     /// (chained onto the head this writer last committed). It fails as a whole on a `seq`
     /// another replica already stored.
-    async fn append_onto_known_head(&self, records: &[AuditRecord]) -> sqlx::Result<()> {
+    async fn append_onto_known_head(&mut self, records: &[AuditRecord]) -> sqlx::Result<()> {
+        if self.pool.is_closed() {
+            self.held = None;
+            return Err(sqlx::Error::PoolClosed);
+        }
+        let mut conn = match self.held.take() {
+            Some((conn, answered)) if answered.elapsed() < HELD_FOR => conn,
+            // A connection that sat idle is dropped; the pool checks the one it hands out.
+            _ => self.pool.acquire().await?.detach(),
+        };
+        let outcome = Self::insert_onto_known_head(&mut conn, self.lock_key, records).await;
+        // Kept after a success or a refusal by the server (such as another replica's `seq`);
+        // any other error may mean a broken connection.
+        if outcome.is_ok()
+            || outcome
+                .as_ref()
+                .is_err_and(|e| e.as_database_error().is_some())
+        {
+            self.held = Some((conn, Instant::now()));
+        }
+        outcome
+    }
+
+    async fn insert_onto_known_head(
+        conn: &mut PgConnection,
+        lock_key: i32,
+        records: &[AuditRecord],
+    ) -> sqlx::Result<()> {
         let columns = RecordColumns::new(records);
         let query = sqlx::query(
             "WITH appenders AS MATERIALIZED (SELECT pg_advisory_xact_lock($7, $8))
@@ -356,8 +399,8 @@ impl PgWriter {
         columns
             .bind(query)
             .bind(LOCK_CLASS)
-            .bind(self.lock_key)
-            .execute(&self.pool)
+            .bind(lock_key)
+            .execute(conn)
             .await
             .map(drop)
     }
