@@ -290,10 +290,10 @@ struct PgWriter {
 /// The pool pings a connection each time it hands one out, so that a connection broken by a
 /// server restart is replaced before it fails a request. For the writer under load that ping
 /// was a second round trip in every group commit, and group commits run one after another:
-/// the writer keeps its connection while groups follow each other within this time, and goes
-/// back to the pool (and its ping) after a pause or any error. A closed pool fails the group
-/// before the held connection is used, as it does for every other path.
-const HELD_FOR: Duration = Duration::from_secs(1);
+/// the writer keeps its connection while groups follow each other within this time, and
+/// pings it itself after a pause (and goes back to the pool after any error). A closed pool
+/// fails the group before the held connection is used, as it does for every other path.
+pub(super) const HELD_FOR: Duration = Duration::from_secs(1);
 
 /// PostgreSQL's code for a unique violation: an optimistic group collided with another
 /// replica's rows.
@@ -305,6 +305,10 @@ impl PgWriter {
         while rx.recv_many(&mut commands, MAX_BATCH).await > 0 {
             let batch = Batch::new(std::mem::take(&mut commands));
             self.commit(batch).await;
+        }
+        // Say goodbye, so that the server does not log a lost client.
+        if let Some((conn, _)) = self.held.take() {
+            let _ = conn.close().await;
         }
     }
 
@@ -368,8 +372,12 @@ impl PgWriter {
         }
         let mut conn = match self.held.take() {
             Some((conn, answered)) if answered.elapsed() < HELD_FOR => conn,
-            // A connection that sat idle is dropped; the pool checks the one it hands out.
-            _ => self.pool.acquire().await?.detach(),
+            // After a pause, checked as the pool checks the connections it hands out.
+            Some((mut conn, _)) => match conn.ping().await {
+                Ok(()) => conn,
+                Err(_) => self.pool.acquire().await?.detach(),
+            },
+            None => self.pool.acquire().await?.detach(),
         };
         let outcome = Self::insert_onto_known_head(&mut conn, self.lock_key, records).await;
         // Kept after a success or a refusal by the server (such as another replica's `seq`);

@@ -537,3 +537,23 @@ async fn pg_verify_url_refuses_what_is_not_an_audit_log() {
     );
     db.drop_schema().await.unwrap();
 }
+
+/// The writer keeps its connection between groups; after a pause it checks it (as the pool
+/// checks the connections it hands out) and goes on chaining.
+#[tokio::test]
+async fn pg_the_writer_goes_on_after_a_pause() {
+    let Some(db) = testing::database("audit_pause").await else {
+        return;
+    };
+    let log = open(&db, Durability::Normal, 0, true).await;
+    let first = log.append(event(0)).await.unwrap();
+    let second = log.append(event(1)).await.unwrap();
+    tokio::time::sleep(super::postgres::HELD_FOR + std::time::Duration::from_millis(200)).await;
+    let third = log.append(event(2)).await.unwrap();
+    assert_eq!((first.seq, second.seq, third.seq), (1, 2, 3));
+    assert_eq!(third.prev_hash, second.hash);
+    log.flush().await.unwrap();
+    assert_eq!(log.verify(Some(&key()), 0).await.unwrap(), ok(3, 1));
+    close(log).await;
+    db.drop_schema().await.unwrap();
+}
