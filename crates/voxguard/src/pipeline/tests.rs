@@ -219,22 +219,13 @@ async fn a_call_that_passes_every_step_runs_once_and_is_audited_as_ok() {
 #[tokio::test]
 async fn the_raw_body_is_parsed_once_and_strictly() {
     let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
-    // Not JSON: refused before anything is recorded, as the server refuses it elsewhere.
+    // Not JSON: refused before anything is recorded, as the server refuses it elsewhere. The
+    // last three meet a wrong type (for the typed parse) before their syntax error.
     for body in [
         &b"{\"function\": \"note\""[..],
         b"not json",
         b"{\"function\": tru}",
-    ] {
-        let reply = h.pipeline.swaig_raw(&h.info(None), body).await;
-        assert_refused(&reply, 400, "malformed_json");
-    }
-    assert!(
-        h.records().await.is_empty(),
-        "malformed bodies are not audited"
-    );
-    // Not JSON, though the typed parse meets a wrong type before the syntax error.
-    for body in [
-        &b"{\"function\": 5, GARBAGE"[..],
+        b"{\"function\": 5, GARBAGE",
         b"{\"call_id\": 7 !!",
         b"[1, nope",
     ] {
