@@ -27,8 +27,8 @@ use voxguard_guard::{BasicCredentials, Reason, Redactor, Refusal};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::service::{
-    is_records_path, new_request_id, AccessHooks, AccessRecord, AdminService, AgentRoutes,
-    AgentService, OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents,
+    is_records_path, malformed_json, new_request_id, AccessHooks, AccessRecord, AdminService,
+    AgentRoutes, AgentService, OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents,
     MAX_OPERATOR_QUERY_PAIRS, RECORDS_PREFIX,
 };
 
@@ -221,19 +221,22 @@ fn swaig_route(agent: Arc<dyn AgentService>, endpoint: Endpoint) -> MethodRouter
                 Ok(bytes) => bytes,
                 Err(refusal) => return refusal,
             };
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return refuse(Refusal::new(
+            let empty = || {
+                refuse(Refusal::new(
                     Reason::EmptyBody,
                     "The request body is empty; a JSON object is required.",
-                ));
-            }
+                ))
+            };
             if endpoint == Endpoint::Swaig {
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return empty();
+                }
                 // Parsed once, by the agent, straight into its request type.
                 return reply(agent.swaig(&info, bytes).await);
             }
             let body = match parse_json(&bytes) {
-                // Never `None`: the body is not blank.
-                Ok(body) => body.unwrap_or_default(),
+                Ok(Some(body)) => body,
+                Ok(None) => return empty(),
                 Err(refusal) => return refuse(refusal),
             };
             if endpoint == Endpoint::PostPrompt {
@@ -310,7 +313,7 @@ fn parse_json(bytes: &[u8]) -> Result<Option<Value>, Refusal> {
     }
     serde_json::from_slice(bytes)
         .map(Some)
-        .map_err(|_| Refusal::new(Reason::MalformedJson, "The request body is not valid JSON."))
+        .map_err(|_| malformed_json())
 }
 
 /// Read the body under the size limit, then check its signature as `policy` says.

@@ -24,7 +24,7 @@ pub use config::{ConfigError, ServeRole, ServerConfig, TlsConfig};
 pub use metrics::Metrics;
 pub use serve::{shutdown_signal, BoundServer, ServeError, Server};
 pub use service::{
-    is_records_path, with_query, AccessHooks, AccessRecord, AdminService, AgentRoutes,
-    AgentService, OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents,
+    is_records_path, malformed_json, with_query, AccessHooks, AccessRecord, AdminService,
+    AgentRoutes, AgentService, OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents,
     MAX_OPERATOR_QUERY_PAIRS, RECORDS_PREFIX,
 };

@@ -127,6 +127,12 @@ impl RequestInfo {
     }
 }
 
+/// The refusal of a request body that is not JSON (`malformed_json`): one sentence, whichever
+/// layer parses the body.
+pub fn malformed_json() -> Refusal {
+    Refusal::new(Reason::MalformedJson, "The request body is not valid JSON.")
+}
+
 /// `url` with `query` appended (form-encoded, after any query it has), as a string.
 pub fn with_query(mut url: url::Url, query: &[(&str, &str)]) -> String {
     if !query.is_empty() {

@@ -728,7 +728,7 @@ impl Pipeline {
 /// tell malformed JSON from JSON of the wrong shape: a type error before a syntax error is
 /// still `malformed_json`.
 fn parse_swaig(body: &[u8]) -> Result<Option<SwaigRequest>, Refusal> {
-    let malformed = || Refusal::new(Reason::MalformedJson, "The request body is not valid JSON.");
+    let malformed = voxguard_server::malformed_json;
     let text = std::str::from_utf8(body).map_err(|_| malformed())?;
     let is_object = text.trim_start().starts_with('{');
     if is_object {
