@@ -282,7 +282,7 @@ struct PgWriter {
     known_head: Option<(u64, String, u64)>,
     /// The connection the optimistic path keeps between groups (taken out of the pool, so
     /// that closing the pool never waits for it), and when it last answered.
-    held: Option<(PgConnection, Instant)>,
+    held: Option<Held>,
 }
 
 /// How long the writer keeps using its connection without the pool's liveness check.
@@ -291,9 +291,27 @@ struct PgWriter {
 /// server restart is replaced before it fails a request. For the writer under load that ping
 /// was a second round trip in every group commit, and group commits run one after another:
 /// the writer keeps its connection while groups follow each other within this time, and
-/// pings it itself after a pause (and goes back to the pool after any error). A closed pool
-/// fails the group before the held connection is used, as it does for every other path.
+/// pings it itself after a pause. It takes a fresh one from the pool after any error but
+/// another replica's `seq`, after [`HELD_WAIT`] without an answer, and after
+/// [`HELD_AT_MOST`]. A closed pool fails the group before the held connection is used, as it
+/// does for every other path.
 pub(super) const HELD_FOR: Duration = Duration::from_secs(1);
+
+/// The longest a held connection is kept at all, so that it follows the pool's recycling
+/// (and a moved server) like every other connection.
+const HELD_AT_MOST: Duration = Duration::from_secs(300);
+
+/// The longest the writer waits on its held connection (the ping after a pause, or a group's
+/// statement) before it gives the connection up and fails the group closed: the pool's own
+/// checks give up after the same time, and a silent network must not stall the audit trail.
+const HELD_WAIT: Duration = Duration::from_secs(3);
+
+/// The writer's own connection, when it was taken from the pool and when it last answered.
+struct Held {
+    conn: PgConnection,
+    taken: Instant,
+    answered: Instant,
+}
 
 /// PostgreSQL's code for a unique violation: an optimistic group collided with another
 /// replica's rows.
@@ -307,8 +325,8 @@ impl PgWriter {
             self.commit(batch).await;
         }
         // Say goodbye, so that the server does not log a lost client.
-        if let Some((conn, _)) = self.held.take() {
-            let _ = conn.close().await;
+        if let Some(held) = self.held.take() {
+            let _ = tokio::time::timeout(HELD_WAIT, held.conn.close()).await;
         }
     }
 
@@ -370,24 +388,35 @@ impl PgWriter {
             self.held = None;
             return Err(sqlx::Error::PoolClosed);
         }
-        let mut conn = match self.held.take() {
-            Some((conn, answered)) if answered.elapsed() < HELD_FOR => conn,
-            // After a pause, checked as the pool checks the connections it hands out.
-            Some((mut conn, _)) => match conn.ping().await {
-                Ok(()) => conn,
-                Err(_) => self.pool.acquire().await?.detach(),
-            },
-            None => self.pool.acquire().await?.detach(),
+        let fresh = |pool: PgPool| async move {
+            let conn = pool.acquire().await?.detach();
+            Ok::<_, sqlx::Error>((conn, Instant::now()))
         };
-        let outcome = Self::insert_onto_known_head(&mut conn, self.lock_key, records).await;
-        // Kept after a success or a refusal by the server (such as another replica's `seq`);
-        // any other error may mean a broken connection.
-        if outcome.is_ok()
-            || outcome
-                .as_ref()
-                .is_err_and(|e| e.as_database_error().is_some())
-        {
-            self.held = Some((conn, Instant::now()));
+        let (mut conn, taken) = match self.held.take() {
+            Some(held) if held.taken.elapsed() >= HELD_AT_MOST => fresh(self.pool.clone()).await?,
+            Some(held) if held.answered.elapsed() < HELD_FOR => (held.conn, held.taken),
+            // After a pause, checked as the pool checks the connections it hands out.
+            Some(mut held) => match tokio::time::timeout(HELD_WAIT, held.conn.ping()).await {
+                Ok(Ok(())) => (held.conn, held.taken),
+                _ => fresh(self.pool.clone()).await?,
+            },
+            None => fresh(self.pool.clone()).await?,
+        };
+        let outcome = tokio::time::timeout(
+            HELD_WAIT,
+            Self::insert_onto_known_head(&mut conn, self.lock_key, records),
+        )
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+        // Kept only after a success or another replica's `seq`: any other error (a server
+        // that ended the session sends a FATAL database error first) may mean a connection
+        // that is broken or pinned to the wrong server.
+        if outcome.is_ok() || outcome.as_ref().is_err_and(is_unique_violation) {
+            self.held = Some(Held {
+                conn,
+                taken,
+                answered: Instant::now(),
+            });
         }
         outcome
     }

@@ -557,3 +557,87 @@ async fn pg_the_writer_goes_on_after_a_pause() {
     close(log).await;
     db.drop_schema().await.unwrap();
 }
+
+/// A TCP forwarder to the test server that can go silent: every socket stays open but nothing
+/// more is forwarded (a partition or a frozen host, not a reset). Returns the URL through it.
+async fn silent_proxy() -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let target = url();
+    let options: sqlx::postgres::PgConnectOptions = target.parse().unwrap();
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = Arc::new(AtomicBool::new(false));
+    let flag = silent.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream.as_str()).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            for (mut from, mut to) in [
+                (
+                    Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                    Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                ),
+                (Box::new(server_read), Box::new(client_write)),
+            ] {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match from.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if flag.load(SeqCst) {
+                            // Hold both ends open, move nothing.
+                            std::future::pending::<()>().await;
+                        }
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let through = target.replacen(
+        &format!(":{}/", options.get_port()),
+        &format!(":{port}/"),
+        1,
+    );
+    (through, silent)
+}
+
+/// A network gone silent under the writer's held connection fails the group closed within
+/// seconds, whether the connection was just used or sat through a pause; it never waits for
+/// TCP to give up (minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_silent_network_fails_the_held_connection_closed() {
+    for pause in [false, true] {
+        let Some(db) = testing::database("audit_silent").await else {
+            return;
+        };
+        let (through, silent) = silent_proxy().await;
+        let via = PgDatabase::connect(&through, db.schema(), 4).await.unwrap();
+        let log = open(&via, Durability::Normal, 0, false).await;
+        log.append(event(0)).await.unwrap();
+        // Chained onto the known head: the writer now holds a connection.
+        log.append(event(1)).await.unwrap();
+        if pause {
+            tokio::time::sleep(super::postgres::HELD_FOR + std::time::Duration::from_millis(200))
+                .await;
+        }
+        silent.store(true, std::sync::atomic::Ordering::SeqCst);
+        let outcome =
+            tokio::time::timeout(std::time::Duration::from_secs(15), log.append(event(2))).await;
+        assert!(
+            matches!(outcome, Ok(Err(_))),
+            "pause {pause}: the append must fail closed within seconds"
+        );
+        db.drop_schema().await.unwrap();
+    }
+}
