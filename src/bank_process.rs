@@ -18,6 +18,18 @@ pub fn bank_agent_binary() -> PathBuf {
 /// run in the test binary's own profile (`cargo test --test …` does not build examples by
 /// itself, and a stale binary would test old code).
 pub fn example_binary(name: &str) -> PathBuf {
+    built_binary("--example", name)
+}
+
+/// The `voxguard` command-line binary (crate `voxguard-cli`), built once per test run in the
+/// test binary's own profile, like [`example_binary`].
+pub fn voxguard_binary() -> PathBuf {
+    built_binary("--bin", "voxguard")
+}
+
+/// The binary `name` of kind `kind` (`--example` of this package, or `--bin` of the
+/// workspace), built once per test run.
+fn built_binary(kind: &str, name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT
         .lock()
@@ -31,24 +43,30 @@ pub fn example_binary(name: &str) -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("test binary lives in <target>/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let binary = if kind == "--example" {
+        profile_dir.join("examples")
+    } else {
+        profile_dir.to_path_buf()
+    }
+    .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
     let mut build = Command::new(cargo);
     build.args([
         "build",
         "--quiet",
-        "--example",
+        kind,
         name,
         "--manifest-path",
         concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
     ]);
+    if kind == "--bin" {
+        build.args(["-p", "voxguard-cli"]);
+    }
     if profile_dir.file_name().is_some_and(|dir| dir == "release") {
         build.arg("--release");
     }
     let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --example {name} failed");
+    assert!(status.success(), "cargo build {kind} {name} failed");
     assert!(binary.exists(), "no {name} binary at {}", binary.display());
     built.push((name.to_string(), binary.clone()));
     binary

@@ -15,6 +15,7 @@ mod audit_trail;
 mod bank_agent;
 mod bench_agent;
 mod bounded_state;
+mod cli;
 mod clinic_agent;
 mod crash_durability;
 mod hipaa;

@@ -112,7 +112,7 @@ impl Env for ProcessEnv {
 }
 
 /// Run `voxguard audit verify`: print the verdict (stdout) or the error (stderr) and return the
-/// exit code: [`Exit::Ok`], [`Exit::Broken`], [`Exit::Usage`] or [`Exit::Internal`].
+/// exit code: [`Exit::Ok`], [`Exit::Failed`], [`Exit::Usage`] or [`Exit::Internal`].
 pub fn verify(args: &VerifyArgs, env: &dyn Env) -> Exit {
     match check(args, env) {
         Ok(verdict) => {
@@ -187,11 +187,11 @@ pub enum Finding {
 }
 
 impl Verdict {
-    /// [`Exit::Ok`] for a verified chain, else [`Exit::Broken`].
+    /// [`Exit::Ok`] for a verified chain, else [`Exit::Failed`].
     pub fn exit(&self) -> Exit {
         match &self.finding {
             Finding::Report(report) if report.is_ok() => Exit::Ok,
-            _ => Exit::Broken,
+            _ => Exit::Failed,
         }
     }
 
@@ -827,7 +827,7 @@ mod tests {
             }),
             missing_key_env: None,
         };
-        assert_eq!(broken.exit(), Exit::Broken);
+        assert_eq!(broken.exit(), Exit::Failed);
         let text = broken.render(false, 1);
         assert!(
             text.starts_with("BROKEN at seq 16: the log was truncated"),
@@ -848,7 +848,7 @@ mod tests {
             },
             missing_key_env: Some("X".into()),
         };
-        assert_eq!(damaged.exit(), Exit::Broken);
+        assert_eq!(damaged.exit(), Exit::Failed);
         assert!(damaged.no_key_warning().is_none());
         assert_eq!(
             damaged.render(false, 1),

@@ -35,13 +35,21 @@
 //! | 3 | internal error (including a record that does not decrypt, or an audit trail that cannot be written) |
 #![forbid(unsafe_code)]
 
+mod agent;
 mod audit;
 mod baseline;
 mod bench;
+mod check;
+mod cmd;
 mod datadir;
+mod exec;
+mod inspect;
+mod keys;
 mod migrate;
 mod output;
+mod probe;
 mod records;
+mod simulate;
 mod users;
 
 use std::io::Write as _;
@@ -88,17 +96,30 @@ Exit codes:
      database or schema without audit tables, bad key
   3  internal error";
 
-/// How the process ends. The numbers are stable; scripts depend on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the process ends. The numbers are stable; scripts depend on them (docs/cli.md has the
+/// table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     /// 0: success.
     Ok = 0,
-    /// 1: the audit chain is broken (tampering or damage detected).
-    Broken = 1,
+    /// 1: what was checked failed: the audit chain is broken, a `simulate` expectation failed,
+    /// `check` found a failing item, `exec` was refused.
+    Failed = 1,
     /// 2: usage or configuration error (bad arguments, missing or unreadable file, bad key).
     Usage = 2,
     /// 3: internal error.
     Internal = 3,
+    /// 4: the agent could not be used: unreachable, TLS failure, timeout, 401 with the given
+    /// credentials, or an answer that is not SWML.
+    Agent = 4,
+    /// 11: `probe`'s worst finding is of low severity.
+    Low = 11,
+    /// 12: `probe`'s worst finding is of medium severity.
+    Medium = 12,
+    /// 13: `probe`'s worst finding is of high severity.
+    High = 13,
+    /// 14: `probe`'s worst finding is critical.
+    Critical = 14,
 }
 
 impl From<Exit> for ExitCode {
@@ -153,6 +174,40 @@ enum Command {
     /// Reads VOXGUARD_DATABASE_URL and VOXGUARD_DATABASE_SCHEMA unless given; --status only
     /// reports. Safe to run from several machines at once: each migration is applied once.
     Migrate(migrate::MigrateArgs),
+    /// Print the SWML document an agent renders for a call (credentials and tokens masked).
+    #[command(after_help = inspect::SWML_AFTER_HELP)]
+    Swml(inspect::SwmlArgs),
+    /// List an agent's AI functions: description, parameters, token, active.
+    #[command(after_help = inspect::TOOLS_AFTER_HELP)]
+    Tools(inspect::ToolsArgs),
+    /// Play one call: render the SWML, run the --first steps, call the function, show every
+    /// answer and action.
+    #[command(after_help = exec::EXEC_AFTER_HELP)]
+    Exec(exec::ExecArgs),
+    /// Run scripted calls (YAML) against an agent and check every expectation; for CI.
+    #[command(after_help = simulate::SIMULATE_AFTER_HELP)]
+    Simulate(simulate::SimulateArgs),
+    /// Black-box security probe of any SWML/SWAIG agent: auth, tokens, validation, limits,
+    /// headers, TLS. Sends only requests that must be refused unless --allow-calls.
+    #[command(after_help = probe::PROBE_AFTER_HELP)]
+    Probe(probe::ProbeArgs),
+    /// Evaluate the production hardening checklist on an environment (and a live agent).
+    #[command(after_help = check::CHECK_AFTER_HELP)]
+    Check(check::CheckArgs),
+    /// Generate keys and passwords in the format the runtime expects.
+    #[command(after_help = keys::KEYS_AFTER_HELP)]
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  voxguard completions bash > /etc/bash_completion.d/voxguard\n  voxguard completions zsh > \"${fpath[1]}/_voxguard\"\n  voxguard completions fish > ~/.config/fish/completions/voxguard.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// The bare-axum server of `bench --baseline` (started by the bench itself).
     #[command(hide = true)]
     BenchBaselineServer,
@@ -207,6 +262,23 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Users(args)) => users::run(&args),
         Some(Command::Records(args)) => records::run(&args),
         Some(Command::Migrate(args)) => migrate::run(&args),
+        Some(Command::Swml(args)) => inspect::swml(&args),
+        Some(Command::Tools(args)) => inspect::tools(&args),
+        Some(Command::Exec(args)) => exec::run(&args),
+        Some(Command::Simulate(args)) => simulate::run(&args),
+        Some(Command::Probe(args)) => probe::run(&args),
+        Some(Command::Check(args)) => check::run(&args),
+        Some(Command::Keys { command }) => keys::run(&command),
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "voxguard",
+                &mut script,
+            );
+            print_stdout(&String::from_utf8_lossy(&script))
+        }
         Some(Command::BenchBaselineServer) => baseline::serve(),
     }
 }
@@ -240,9 +312,14 @@ mod tests {
     #[test]
     fn exit_codes_are_stable() {
         assert_eq!(Exit::Ok as u8, 0);
-        assert_eq!(Exit::Broken as u8, 1);
+        assert_eq!(Exit::Failed as u8, 1);
         assert_eq!(Exit::Usage as u8, 2);
         assert_eq!(Exit::Internal as u8, 3);
+        assert_eq!(Exit::Agent as u8, 4);
+        assert_eq!(
+            [Exit::Low, Exit::Medium, Exit::High, Exit::Critical].map(|e| e as u8),
+            [11, 12, 13, 14]
+        );
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! End-to-end tests of the agent-facing CLI commands (`swml`, `tools`, `exec`, `simulate`,
+//! `probe`, `check`, `keys`, `completions`): the compiled `voxguard` binary run against the
+//! reference agents as real child processes on port 0, and against deliberately weak agents
+//! served by the tests. The kit here starts the agents and runs the binary; the tests assert
+//! stdout, stderr, JSON and exit codes.
+
+mod inspect;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::bank_process::{self, ChildGuard};
+pub use crate::util::bank_process::{BANK_PASSWORD, BANK_USER};
+pub use crate::util::{CLINIC_AUDIT_KEY, CLINIC_PASSWORD, CLINIC_USER, RECORDS_KEY};
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout as JSON (panics with the whole run when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim_end())
+            .unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {self:#?}"))
+    }
+}
+
+/// Run `voxguard args` with no `VOXGUARD_*`/`SWML_*` variables but `vars`, `NO_COLOR=1`, in
+/// `cwd` (the system temp dir when `None`). Runs on a blocking thread, so async tests may
+/// call it with their servers running.
+pub async fn voxguard(args: &[&str], vars: &[(&str, &str)], cwd: Option<&Path>) -> Run {
+    let mut command = Command::new(bank_process::voxguard_binary());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("VOXGUARD_") || name.starts_with("SWML_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .envs(vars.iter().copied())
+        .env("NO_COLOR", "1")
+        .current_dir(
+            cwd.map(Path::to_path_buf)
+                .unwrap_or_else(std::env::temp_dir),
+        )
+        .stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run voxguard");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A reference agent (`bank_agent`, `clinic_agent`, `shop_agent`) as a child process on
+/// port 0, with its own data directory.
+pub struct RefAgent {
+    /// The child process (killed on drop).
+    _child: ChildGuard,
+    /// The announced base URL (`http://127.0.0.1:PORT/`).
+    pub base: String,
+    /// Its Basic user.
+    pub user: &'static str,
+    /// Its Basic password.
+    pub password: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl RefAgent {
+    /// Start the example `name` with `vars` on top of its test credentials and keys.
+    pub async fn start(name: &str, vars: &[(&str, &str)]) -> Self {
+        let (user, password) = match name {
+            "clinic_agent" => (CLINIC_USER, CLINIC_PASSWORD),
+            _ => (BANK_USER, BANK_PASSWORD),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut command = Command::new(bank_process::example_binary(name));
+        for (var, _) in std::env::vars() {
+            if ["VOXGUARD_", "SWML_", "BANK_"]
+                .iter()
+                .any(|p| var.starts_with(p))
+            {
+                command.env_remove(var);
+            }
+        }
+        command
+            .current_dir(dir.path())
+            .env("VOXGUARD_PORT", "0")
+            .env("VOXGUARD_HOST", "127.0.0.1")
+            .env("VOXGUARD_DATA_DIR", dir.path())
+            .env("SWML_BASIC_AUTH_USER", user)
+            .env("SWML_BASIC_AUTH_PASSWORD", password)
+            .env("VOXGUARD_RECORDS_KEY", RECORDS_KEY)
+            .env("VOXGUARD_AUDIT_KEY", CLINIC_AUDIT_KEY)
+            .env("RUST_LOG", "warn")
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard(command.spawn().expect("spawn the reference agent"));
+        let stderr = bank_process::drain(child.0.stderr.take().expect("stderr"));
+        let stdout = child.0.stdout.take().expect("stdout");
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let _ = line_tx.send(first);
+            lines.map_while(Result::ok).for_each(drop);
+        });
+        let line = tokio::time::timeout(Duration::from_secs(60), line_rx)
+            .await
+            .expect("the agent announced itself")
+            .unwrap_or_default();
+        let prefix = format!("{} listening on ", name.replace('_', " "));
+        let Some(base) = line.strip_prefix(&prefix) else {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            panic!(
+                "unexpected first line {line:?}; stderr: {}",
+                stderr.join().unwrap_or_default()
+            );
+        };
+        Self {
+            _child: child,
+            base: base.to_string(),
+            user,
+            password,
+            _dir: dir,
+        }
+    }
+
+    /// The SWML URL with the credentials in it.
+    pub fn url_with_credentials(&self) -> String {
+        self.base.replacen(
+            "http://",
+            &format!("http://{}:{}@", self.user, self.password),
+            1,
+        )
+    }
+
+    /// The credentials as the environment of a CLI run.
+    pub fn env(&self) -> [(&'static str, &'static str); 2] {
+        [
+            ("SWML_BASIC_AUTH_USER", self.user),
+            ("SWML_BASIC_AUTH_PASSWORD", self.password),
+        ]
+    }
+}
