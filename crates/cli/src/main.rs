@@ -8,31 +8,36 @@
 //! - `users add|list|remove|set-role` (`users`): the records API's operator accounts;
 //! - `records list|show|export|purge|delete-subject|rotate-key` (`records`): conversation
 //!   records, read and managed on the data directory;
+//! - `swml`, `tools` (`inspect`), `exec`, `simulate`, `probe`, `check`: over real HTTP against
+//!   any running SWML/SWAIG agent, through the client in `agent` (plumbing in `cmd`);
+//! - `keys generate` (`keys`) and `completions`;
 //! - `version`.
 //!
 //! `users` and `records` open the data directory (`datadir`) the way the runtime does —
 //! records database, audit trail, compliance modes — and act as the local administrator
 //! `cli:$USER`, so that every access is audited like one through the API; they require
-//! `VOXGUARD_RECORDS_KEY` (the library would otherwise generate a throw-away key). `swml`,
-//! `tools`, `exec`, `simulate`, `probe`, `check` and `keys` follow (see the design notes).
+//! `VOXGUARD_RECORDS_KEY` (the library would otherwise generate a throw-away key).
 //!
 //! It must not contain security logic of its own: verification is
 //! [`voxguard_store::SqliteAuditLog::verify_path`] / [`voxguard_store::JsonlAuditLog::verify_path`]
 //! / [`voxguard_store::PgAuditLog::verify_url`] over the pure verifier in `voxguard_guard::audit`; records, operators, their rules and
 //! their audit events are [`voxguard::Records`]'. It must never print a secret (keys are read
-//! from the environment and only handed to the library), except the password or token that
-//! `users add` generates, printed once.
+//! from the environment and only handed to the library; agents' credentials and tokens are
+//! masked unless `--show-secrets`), except the password or token that `users add` or
+//! `keys generate` generates, printed once.
 //!
 //! # Exit codes
 //!
-//! Every command exits with one of the [`Exit`] codes:
+//! Every command exits with one of the [`Exit`] codes (docs/cli.md has the table):
 //!
 //! | code | meaning |
 //! | ---- | ------- |
 //! | 0 | OK (for `audit verify`: the chain verified) |
-//! | 1 | the audit chain is broken: tampering (or damage) was detected (`audit verify`) |
+//! | 1 | what was checked failed: the audit chain is broken, a `simulate` expectation failed, `check` found a failing item, an `exec` step was refused |
 //! | 2 | usage or configuration error: bad arguments, a missing or unreadable file, a bad or missing key (`VOXGUARD_RECORDS_KEY` for `users`/`records`), no records database, no record with that id, an operator change refused (unknown operator or role, the last admin), a deletion without `--yes` |
 //! | 3 | internal error (including a record that does not decrypt, or an audit trail that cannot be written) |
+//! | 4 | the agent could not be used: unreachable, TLS failure, timeout, 401 with the given credentials, not SWML |
+//! | 11–14 | `probe`: the worst finding is low, medium, high or critical |
 #![forbid(unsafe_code)]
 
 mod agent;
@@ -74,11 +79,14 @@ Exit codes:
 /// The exit codes, listed in `--help` too.
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  OK (audit verify: the chain verified)
-  1  the audit chain is broken: tampering or damage was detected
-  2  usage or configuration error: bad arguments, missing or unreadable file, bad or missing
-     key, no record with that id, an operator change refused
-  3  internal error";
+  0      OK (audit verify: the chain verified)
+  1      what was checked failed: audit chain broken, simulate expectation failed, check
+         found a fail, exec step refused
+  2      usage or configuration error: bad arguments, missing or unreadable file, bad or
+         missing key, no record with that id, an operator change refused
+  3      internal error
+  4      the agent could not be used: unreachable, TLS, timeout, 401, not SWML
+  11-14  probe: the worst finding is low, medium, high, critical";
 
 /// `audit verify --help`: the output format, then the exit codes.
 const VERIFY_AFTER_HELP: &str = "\
