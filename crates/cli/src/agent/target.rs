@@ -221,9 +221,11 @@ impl Target {
         }
     }
 
-    /// Where a webhook URL the agent rendered is called, and with which credentials (those
-    /// in its userinfo, else the target's). With `--same-origin` the scheme, host and port are
-    /// the target's.
+    /// Where a webhook URL the agent rendered is called, and with which credentials: those in
+    /// its userinfo; else the target's, but only when the webhook is on the target's own
+    /// origin (scheme, host and port) — a document must not be able to send the credentials
+    /// the user gave for one host to another. With `--same-origin` the scheme, host and port
+    /// are the target's.
     ///
     /// # Errors
     ///
@@ -244,7 +246,8 @@ impl Target {
         }
         let auth = match credentials {
             Some((user, password)) => Auth::Basic(user, password),
-            None => Auth::Target,
+            None if url.origin() == self.url.origin() => Auth::Target,
+            None => Auth::None,
         };
         Ok((url, auth))
     }
@@ -464,5 +467,16 @@ mod tests {
             .unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:9/swaig?__token=t");
         assert!(matches!(auth, Auth::Basic(user, _) if user == "a"));
+    }
+
+    #[test]
+    fn the_targets_credentials_never_go_to_another_origin() {
+        let target = Target::new(&args("http://127.0.0.1:9/agent")).unwrap();
+        let (_, same) = target.webhook("http://127.0.0.1:9/swaig").unwrap();
+        assert!(matches!(same, Auth::Target));
+        for elsewhere in ["http://attacker.example/swaig", "http://127.0.0.1:10/swaig", "https://127.0.0.1:9/swaig"] {
+            let (_, auth) = target.webhook(elsewhere).unwrap();
+            assert!(matches!(auth, Auth::None), "{elsewhere}");
+        }
     }
 }
