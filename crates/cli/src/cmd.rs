@@ -8,6 +8,7 @@ use std::future::Future;
 use std::io::IsTerminal as _;
 
 use crate::agent::AgentError;
+use crate::output::clean;
 use crate::Exit;
 
 /// Run `work` on a fresh multi-threaded runtime; a runtime that cannot start is an internal
@@ -26,9 +27,10 @@ pub fn block_on<F: Future<Output = Exit>>(work: F) -> Exit {
     }
 }
 
-/// Print `err` to stderr and return its exit code: usage (2) or agent (4).
+/// Print `err` to stderr (terminal-safe: the message may quote the agent) and return its exit
+/// code: usage (2) or agent (4).
 pub fn agent_error(err: &AgentError) -> Exit {
-    eprintln!("error: {err}");
+    eprintln!("error: {}", clean(&err.to_string()));
     if err.is_usage() {
         Exit::Usage
     } else {
@@ -38,7 +40,7 @@ pub fn agent_error(err: &AgentError) -> Exit {
 
 /// Print a usage error to stderr and return [`Exit::Usage`].
 pub fn usage(message: &str) -> Exit {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", clean(message));
     Exit::Usage
 }
 
@@ -55,8 +57,8 @@ pub fn print_json(value: &serde_json::Value, pretty: bool) -> Exit {
     }
 }
 
-/// Whether stdout gets colours: a terminal, and `NO_COLOR` unset or empty
-/// (<https://no-color.org>).
+/// Whether stdout gets colours: a terminal, and `NO_COLOR` unset or empty (any non-empty
+/// value turns colours off, <https://no-color.org>).
 pub fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
         && std::io::stdout().is_terminal()

@@ -10,9 +10,9 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::agent::{
-    mask, swaig::Refusal, CallArgs, CallState, Decoded, Function, Reply, Target, TargetArgs,
-};
+use crate::agent::mask::{self, Secrets};
+use crate::agent::swaig::Refusal;
+use crate::agent::{Auth, CallArgs, CallState, Decoded, Function, Reply, Target, TargetArgs};
 use crate::cmd;
 use crate::Exit;
 
@@ -65,6 +65,8 @@ pub struct ExecArgs {
 #[derive(Debug, Serialize)]
 struct Step {
     function: String,
+    /// Where it was sent (masked).
+    url: String,
     arguments: Value,
     status: u16,
     refused: bool,
@@ -72,8 +74,8 @@ struct Step {
     response: Option<String>,
     actions: Vec<Decoded>,
     body: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 /// Parse `text` as a JSON object, naming `what` in the error.
@@ -87,7 +89,10 @@ pub fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, String>
     }
 }
 
-/// `NAME=VALUE` pairs as an arguments object, each value of its declared type.
+/// `NAME=VALUE` pairs as an arguments object, each value of its declared type: a declared
+/// parameter that may be a string (typed `string`, untyped, or with string `enum` values) keeps
+/// the text as it is; one of another type gets the text parsed as JSON and checked against
+/// that type (an `integer` must be whole); an undeclared one is JSON when it parses, else text.
 pub fn pairs_to_args(function: &Function, pairs: &[String]) -> Result<Value, String> {
     let properties = function.properties();
     let mut args = Map::new();
@@ -95,26 +100,51 @@ pub fn pairs_to_args(function: &Function, pairs: &[String]) -> Result<Value, Str
         let (name, raw) = pair
             .split_once('=')
             .ok_or_else(|| format!("--arg {pair:?} is not NAME=VALUE"))?;
-        let declared = properties
-            .iter()
-            .find(|(prop, _)| prop == name)
-            .and_then(|(_, schema)| schema.get("type").and_then(Value::as_str));
-        let value = match declared {
-            Some("string") => Value::String(raw.to_string()),
-            Some("number") | Some("integer") | Some("boolean") | Some("array") | Some("object") => {
-                serde_json::from_str(raw).map_err(|_| {
-                    format!(
-                        "--arg {name}: {raw:?} is not a {} (the declared type)",
-                        declared.unwrap_or_default()
-                    )
-                })?
-            }
-            // Undeclared or untyped: JSON when it parses, else a string.
-            _ => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
+        let value = match properties.iter().find(|(prop, _)| prop == name) {
+            None => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
+            Some((_, schema)) => typed(name, raw, schema)?,
         };
         args.insert(name.to_string(), value);
     }
     Ok(Value::Object(args))
+}
+
+/// `raw` as a value of the type `schema` declares.
+fn typed(name: &str, raw: &str, schema: &Value) -> Result<Value, String> {
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(kind)) => vec![kind.as_str()],
+        Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let string_enum = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .is_some_and(|values| values.iter().any(Value::is_string));
+    let non_string: Vec<&str> = types.iter().copied().filter(|t| *t != "string").collect();
+    let parsed = serde_json::from_str::<Value>(raw).ok();
+    if let Some(value) = parsed.filter(|value| non_string.iter().any(|t| is_type(value, t))) {
+        return Ok(value);
+    }
+    if types.is_empty() || types.contains(&"string") || string_enum {
+        return Ok(Value::String(raw.to_string()));
+    }
+    Err(format!(
+        "--arg {name}: {raw:?} is not {} (the declared type)",
+        types.join(" or ")
+    ))
+}
+
+/// Whether `value` is of the JSON-schema type `kind`.
+fn is_type(value: &Value, kind: &str) -> bool {
+    match kind {
+        "number" => value.is_number(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "boolean" => value.is_boolean(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        "null" => value.is_null(),
+        _ => false,
+    }
 }
 
 /// `FUNCTION:JSON` as (function, arguments).
@@ -190,6 +220,8 @@ async fn exec(args: &ExecArgs) -> Exit {
     steps.push((args.function.clone(), main_args));
 
     let mut state = CallState::new(call, &rendered, extra.as_ref());
+    let mut secrets = target.secrets();
+    secrets.add_document(&rendered.document);
     let mut done: Vec<Step> = Vec::new();
     let mut refused = false;
     let color = cmd::color() && !args.json;
@@ -207,18 +239,43 @@ async fn exec(args: &ExecArgs) -> Exit {
         let Some(function) = rendered.function(name) else {
             continue;
         };
-        let note = (!function.active && state.toggled.get(name) != Some(&true)).then(|| {
-            "rendered inactive: the platform would not offer it to the AI until a \
-             toggle_functions turns it on"
-                .to_string()
-        });
+        let mut notes = Vec::new();
+        if !state.active(function) {
+            notes.push(
+                "inactive: the platform would not offer it to the AI now (rendered inactive, or \
+                 toggled off), unless a toggle_functions turns it on"
+                    .to_string(),
+            );
+        }
+        let url = match function.webhook.as_deref().map(|w| target.webhook(w)) {
+            Some(Ok((url, auth))) => {
+                if matches!(auth, Auth::None) && target.credentials().is_some() {
+                    notes.push(format!(
+                        "your credentials were not sent: the SWML sends this function to another \
+                         origin ({}) than the URL you gave; use --same-origin to call it on your \
+                         URL's host, or give credentials in the rendered URL",
+                        url.origin().ascii_serialization()
+                    ));
+                }
+                mask::url(url.as_str())
+            }
+            _ => String::new(),
+        };
         let reply: Reply = match target.invoke(function, arguments, &state).await {
             Ok(reply) => reply,
             Err(err) => return cmd::agent_error(&err),
         };
         state.apply(&reply);
+        if !reply.refused() {
+            if reply.actions.iter().any(|a| a.kind == "hangup") {
+                notes.push("the platform would hang up the call here".into());
+            } else if reply.actions.iter().any(|a| a.kind == "connect") {
+                notes.push("the platform would connect the call elsewhere here".into());
+            }
+        }
         let step = Step {
             function: name.clone(),
+            url,
             arguments: arguments.clone(),
             status: reply.status,
             refused: reply.refused(),
@@ -230,12 +287,12 @@ async fn exec(args: &ExecArgs) -> Exit {
                 .clone()
                 .map(Value::String)
                 .unwrap_or(reply.body.clone()),
-            note,
+            notes,
         };
         let step = if args.show_secrets {
             step
         } else {
-            masked(step)
+            masked(step, &secrets)
         };
         if !args.json {
             let _ = crate::print_stdout(&render_step(index + 1, &step, color));
@@ -250,13 +307,14 @@ async fn exec(args: &ExecArgs) -> Exit {
         }
     }
     if args.json {
+        let global_data = Value::Object(state.global_data.clone());
         let out = json!({
             "call_id": state.call.call_id,
             "from": state.call.from,
             "to": state.call.to,
             "ok": !refused,
             "steps": done,
-            "global_data": if args.show_secrets { Value::Object(state.global_data.clone()) } else { mask::document(&Value::Object(state.global_data.clone())) },
+            "global_data": if args.show_secrets { global_data } else { mask::document(&global_data, &secrets) },
         });
         if cmd::print_json(&out, true) != Exit::Ok {
             return Exit::Internal;
@@ -269,28 +327,42 @@ async fn exec(args: &ExecArgs) -> Exit {
     }
 }
 
-/// `step` with every URL's credentials and tokens masked.
-fn masked(mut step: Step) -> Step {
-    step.body = mask::document(&step.body);
+/// `step` with every secret masked: known ones (the user's password, the rendered tokens and
+/// credentials) wherever the agent echoes them, and credential-shaped text and keys.
+fn masked(mut step: Step, secrets: &Secrets) -> Step {
+    step.body = mask::document(&step.body, secrets);
+    step.response = step.response.map(|text| secrets.mask(&text));
+    if let Some(refusal) = &mut step.refusal {
+        refusal.reason = secrets.mask(&refusal.reason);
+        refusal.sentence = refusal.sentence.as_deref().map(|text| secrets.mask(text));
+    }
     for action in &mut step.actions {
-        action.raw = mask::document(&action.raw);
-        action.detail = mask::url(&action.detail);
+        action.raw = mask::document(&action.raw, secrets);
+        action.detail = secrets.mask(&action.detail);
     }
     step
 }
 
 /// One step as text.
 fn render_step(number: usize, step: &Step, color: bool) -> String {
-    let mut out = format!("\nstep {number}  {} {}\n", step.function, step.arguments);
-    if let Some(note) = &step.note {
-        out.push_str(&format!("  note: {note}\n"));
+    let clean = crate::output::clean;
+    let mut out = format!(
+        "\nstep {number}  {} {}\n",
+        clean(&step.function),
+        clean(&step.arguments.to_string())
+    );
+    if !step.url.is_empty() {
+        out.push_str(&format!("  POST {}\n", clean(&step.url)));
+    }
+    for note in &step.notes {
+        out.push_str(&format!("  note: {}\n", clean(note)));
     }
     let status = format!("HTTP {}", step.status);
     if step.refused {
         let reason = step
             .refusal
             .as_ref()
-            .map(|r| format!(" refused: {}", r.reason))
+            .map(|r| format!(" refused: {}", clean(&r.reason)))
             .unwrap_or_else(|| " refused".into());
         out.push_str(&format!(
             "  {}\n",
@@ -354,6 +426,34 @@ mod tests {
             .unwrap_err()
             .contains("number"));
         assert!(pairs_to_args(f, &["novalue".into()]).is_err());
+        // Types are checked, not only parsed.
+        assert!(pairs_to_args(f, &["ok=1".into()]).is_err());
+        assert!(pairs_to_args(f, &["amount=\"12\"".into()]).is_err());
+        let loose = Rendered::read(
+            json!({"sections": {"main": [{"ai": {"SWAIG": {"functions": [{
+                "function": "g", "description": "G", "web_hook_url": "http://h/",
+                "parameters": {"type": "object", "properties": {
+                    "n": {"type": "integer"}, "any": {"description": "untyped"},
+                    "opt": {"type": ["string", "null"]}, "dept": {"enum": ["1", "2"]}
+                }}
+            }]}}}]}}),
+        )
+        .unwrap();
+        let g = loose.function("g").unwrap();
+        assert!(pairs_to_args(g, &["n=12.5".into()]).is_err());
+        assert_eq!(
+            pairs_to_args(
+                g,
+                &[
+                    "n=12".into(),
+                    "any=4321".into(),
+                    "opt=null".into(),
+                    "dept=1".into()
+                ]
+            )
+            .unwrap(),
+            json!({"n": 12, "any": "4321", "opt": null, "dept": "1"})
+        );
     }
 
     #[test]

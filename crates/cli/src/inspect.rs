@@ -6,7 +6,8 @@
 
 use serde_json::{json, Value};
 
-use crate::agent::{mask, CallArgs, Rendered, Target, TargetArgs};
+use crate::agent::mask::{self, Secrets};
+use crate::agent::{CallArgs, Rendered, Target, TargetArgs};
 use crate::cmd;
 use crate::output::table;
 use crate::Exit;
@@ -60,26 +61,30 @@ pub struct ToolsArgs {
     json: bool,
 }
 
-/// Fetch the SWML of `target` for `call`, or the exit of the failure.
-async fn fetch(target: &TargetArgs, call: &CallArgs) -> Result<Rendered, Exit> {
+/// Fetch the SWML of `target` for `call`, with every secret it holds (and the user's
+/// password), or the exit of the failure.
+async fn fetch(target: &TargetArgs, call: &CallArgs) -> Result<(Rendered, Secrets), Exit> {
     let target = Target::new(target).map_err(|err| cmd::agent_error(&err))?;
-    target
+    let rendered = target
         .render(&call.spec())
         .await
-        .map_err(|err| cmd::agent_error(&err))
+        .map_err(|err| cmd::agent_error(&err))?;
+    let mut secrets = target.secrets();
+    secrets.add_document(&rendered.document);
+    Ok((rendered, secrets))
 }
 
 /// `voxguard swml`.
 pub fn swml(args: &SwmlArgs) -> Exit {
     cmd::block_on(async {
-        let rendered = match fetch(&args.target, &args.call).await {
-            Ok(rendered) => rendered,
+        let (rendered, secrets) = match fetch(&args.target, &args.call).await {
+            Ok(fetched) => fetched,
             Err(exit) => return exit,
         };
         let document = if args.show_secrets {
             rendered.document
         } else {
-            mask::document(&rendered.document)
+            mask::document(&rendered.document, &secrets)
         };
         cmd::print_json(&document, !args.json)
     })
@@ -88,8 +93,8 @@ pub fn swml(args: &SwmlArgs) -> Exit {
 /// `voxguard tools`.
 pub fn tools(args: &ToolsArgs) -> Exit {
     cmd::block_on(async {
-        let rendered = match fetch(&args.target, &args.call).await {
-            Ok(rendered) => rendered,
+        let (rendered, secrets) = match fetch(&args.target, &args.call).await {
+            Ok(fetched) => fetched,
             Err(exit) => return exit,
         };
         if args.json {
@@ -107,7 +112,8 @@ pub fn tools(args: &ToolsArgs) -> Exit {
                     })
                 })
                 .collect();
-            return cmd::print_json(&json!({ "functions": functions }), false);
+            let out = mask::document(&json!({ "functions": functions }), &secrets);
+            return cmd::print_json(&out, false);
         }
         if !rendered.has_ai {
             return crate::print_stdout("The document has no ai verb: no functions.\n");
@@ -139,7 +145,7 @@ pub fn tools(args: &ToolsArgs) -> Exit {
                     } else {
                         params.join(", ")
                     },
-                    function.description.clone(),
+                    secrets.mask(&function.description),
                 ]
             })
             .collect();

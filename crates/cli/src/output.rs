@@ -13,10 +13,19 @@ use std::path::Path;
 /// Seconds in a day.
 const DAY_SECS: u64 = 86_400;
 
-/// `text` safe to print on a terminal: every control character replaced by `?`.
+/// `text` safe to print on a terminal: every control character (C0, C1, DEL) and every
+/// bidirectional or invisible formatting character replaced by `?`, so that text from a
+/// stored value or a remote agent can neither drive the terminal nor reorder what is shown.
 pub fn clean(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            let format = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+            if c.is_control() || format {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

@@ -113,7 +113,7 @@ async fn exec_plays_a_verified_call_and_decodes_actions() {
         run.stdout
     );
     assert!(
-        !run.stdout.contains("note: rendered inactive"),
+        !run.stdout.contains("note: inactive"),
         "toggled on by the first step: {}",
         run.stdout
     );
@@ -169,7 +169,7 @@ async fn exec_shows_refusals_and_exits_1() {
     // A policy refusal answers 200, so that the AI hears the sentence; the reason says it.
     assert_eq!(step["refusal"]["reason"], "verification_required", "{json}");
     assert!(
-        step["note"]
+        step["notes"][0]
             .as_str()
             .is_some_and(|n| n.contains("inactive")),
         "{json}"
@@ -206,7 +206,10 @@ async fn exec_shows_refusals_and_exits_1() {
     let json = first.json();
     assert_eq!(first.code, 1);
     assert_eq!(json["steps"].as_array().map(Vec::len), Some(1), "{json}");
-    assert_eq!(json["steps"][0]["refusal"]["reason"], "invalid_argument", "{json}");
+    assert_eq!(
+        json["steps"][0]["refusal"]["reason"], "invalid_argument",
+        "{json}"
+    );
 }
 
 #[tokio::test]

@@ -279,13 +279,32 @@ impl Target {
                 hint: unauthorized_hint(self.credentials().is_some()),
             });
         }
+        if (300..400).contains(&answer.status) {
+            let location = answer
+                .header("location")
+                .map(|to| crate::output::clean(&super::mask::text(to)))
+                .unwrap_or_else(|| "nowhere".into());
+            return Err(AgentError::Unusable(format!(
+                "{shown} answered HTTP {} redirecting to {location}; the CLI does not follow \
+                 redirects: give the URL it points to",
+                answer.status
+            )));
+        }
         if !(200..300).contains(&answer.status) {
+            // Only a reason shaped like a stable machine reason is quoted: the body is the
+            // agent's, and may hold anything.
             let reason = answer
                 .json()
                 .and_then(|body| {
                     body.get("error")
                         .and_then(Value::as_str)
                         .map(str::to_string)
+                })
+                .filter(|reason| {
+                    (1..=64).contains(&reason.len())
+                        && reason
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
                 })
                 .map(|reason| format!(" ({reason})"))
                 .unwrap_or_default();

@@ -23,6 +23,8 @@ pub struct CallState {
     pub call: CallSpec,
     /// The conversation's global data (from the SWML, then the actions).
     pub global_data: Map<String, Value>,
+    /// The call's meta data (`set_meta_data` / `unset_meta_data`).
+    pub meta_data: Map<String, Value>,
     /// Functions toggled by `toggle_functions` actions.
     pub toggled: BTreeMap<String, bool>,
 }
@@ -40,8 +42,17 @@ impl CallState {
         Self {
             call,
             global_data,
+            meta_data: Map::new(),
             toggled: BTreeMap::new(),
         }
+    }
+
+    /// Whether `function` is active now: as toggled by an answer, else as rendered.
+    pub fn active(&self, function: &Function) -> bool {
+        self.toggled
+            .get(&function.name)
+            .copied()
+            .unwrap_or(function.active)
     }
 
     /// The SWAIG request body for `function` with `args`.
@@ -56,7 +67,7 @@ impl CallState {
             "caller_id_num": self.call.from,
             "caller_id_name": self.call.from,
             "global_data": self.global_data,
-            "meta_data": {},
+            "meta_data": self.meta_data,
             "project_id": "voxguard-cli",
             "space_id": "voxguard-cli",
             "app_name": "voxguard-cli",
@@ -69,31 +80,33 @@ impl CallState {
         body
     }
 
-    /// Apply an answer's actions: global data set and unset, functions toggled.
+    /// Apply an answer's actions as the platform would: global and meta data set and unset
+    /// (an empty object resets), functions toggled. A refused answer (error status) changes
+    /// nothing.
     pub fn apply(&mut self, reply: &Reply) {
+        if !(200..300).contains(&reply.status) {
+            return;
+        }
         for action in &reply.actions {
-            match (action.kind.as_str(), &action.raw) {
-                ("set_global_data", Value::Object(data)) => {
-                    for (key, value) in data {
-                        self.global_data.insert(key.clone(), value.clone());
-                    }
-                }
-                ("unset_global_data", keys) => {
-                    let keys: Vec<&str> = match keys {
-                        Value::String(key) => vec![key.as_str()],
-                        Value::Array(keys) => keys.iter().filter_map(Value::as_str).collect(),
-                        _ => Vec::new(),
-                    };
-                    for key in keys {
-                        self.global_data.remove(key);
-                    }
-                }
-                ("toggle_functions", Value::Array(toggles)) => {
-                    for toggle in toggles {
-                        if let (Some(name), Some(active)) = (
-                            toggle.get("function").and_then(Value::as_str),
-                            toggle.get("active").and_then(Value::as_bool),
-                        ) {
+            match action.kind.as_str() {
+                "set_global_data" => merge(&mut self.global_data, &action.raw),
+                "unset_global_data" => unset(&mut self.global_data, &action.raw),
+                "set_meta_data" => merge(&mut self.meta_data, &action.raw),
+                "unset_meta_data" => unset(&mut self.meta_data, &action.raw),
+                "toggle_functions" => {
+                    for toggle in action.raw.as_array().into_iter().flatten() {
+                        // `active` may be a SWML variable: its value is unknown here.
+                        let Some(active) = toggle.get("active").and_then(Value::as_bool) else {
+                            continue;
+                        };
+                        let names: Vec<&str> = match toggle.get("function") {
+                            Some(Value::String(name)) => vec![name.as_str()],
+                            Some(Value::Array(names)) => {
+                                names.iter().filter_map(Value::as_str).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        for name in names {
                             self.toggled.insert(name.to_string(), active);
                         }
                     }
@@ -101,6 +114,36 @@ impl CallState {
                 _ => {}
             }
         }
+    }
+}
+
+/// Merge the object `data` into `into`.
+fn merge(into: &mut Map<String, Value>, data: &Value) {
+    if let Value::Object(data) = data {
+        for (key, value) in data {
+            into.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// Remove the key(s) `keys` from `from`: a name, a list of names, or an empty object (all).
+fn unset(from: &mut Map<String, Value>, keys: &Value) {
+    match keys {
+        Value::String(key) => {
+            from.remove(key);
+        }
+        Value::Array(keys) => {
+            for key in keys.iter().filter_map(Value::as_str) {
+                from.remove(key);
+            }
+        }
+        Value::Object(keys) if keys.is_empty() => from.clear(),
+        Value::Object(keys) => {
+            for key in keys.keys() {
+                from.remove(key);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -284,12 +327,22 @@ fn describe(kind: &str, value: &Value) -> String {
                 .into_iter()
                 .flatten()
                 .map(|toggle| {
-                    let name = toggle
-                        .get("function")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?");
-                    let on = toggle.get("active").and_then(Value::as_bool) == Some(true);
-                    format!("{name} {}", if on { "on" } else { "off" })
+                    let name = match toggle.get("function") {
+                        Some(Value::String(name)) => name.clone(),
+                        Some(Value::Array(names)) => names
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        _ => "?".to_string(),
+                    };
+                    let state = match toggle.get("active") {
+                        Some(Value::Bool(true)) => "on".to_string(),
+                        Some(Value::Bool(false)) => "off".to_string(),
+                        Some(other) => format!("= {}", compact(other)),
+                        None => "?".to_string(),
+                    };
+                    format!("{name} {state}")
                 })
                 .collect();
             format!("toggle_functions → {}", toggles.join(", "))
@@ -328,7 +381,7 @@ impl Target {
     ///
     /// # Errors
     ///
-    /// [`AgentError::Unusable`] for a function without a webhook URL; transport errors as
+    /// [`AgentError::NoWebhook`] for a function without a webhook URL; transport errors as
     /// [`Target::send`]. Refusals are [`Reply`]s.
     pub async fn invoke(
         &self,
@@ -336,13 +389,10 @@ impl Target {
         args: &Value,
         state: &CallState,
     ) -> Result<Reply, AgentError> {
-        let webhook = function.webhook.as_deref().ok_or_else(|| {
-            AgentError::Unusable(format!(
-                "{} has no webhook URL in the SWML (a data_map function runs on the platform): \
-                 there is nothing to call",
-                function.name
-            ))
-        })?;
+        let webhook = function
+            .webhook
+            .as_deref()
+            .ok_or_else(|| AgentError::NoWebhook(function.name.clone()))?;
         let (url, auth) = self.webhook(webhook)?;
         let answer = self
             .post_json(&url, &auth, &state.request_body(function, args))
@@ -416,5 +466,34 @@ mod tests {
             json!({"b": 2, "c": 3, "d": 4})
         );
         assert_eq!(state.toggled.get("f"), Some(&true));
+
+        let answer = |status: u16, actions: Value| Reply {
+            status,
+            body: Value::Null,
+            text: None,
+            refusal: None,
+            response: None,
+            actions: decode_actions(&json!({ "action": actions })),
+        };
+        // Lists of functions, variables as `active`, meta data, and the `{}` reset.
+        state.apply(&answer(
+            200,
+            json!([
+                {"toggle_functions": [{"function": ["g", "h"], "active": true},
+                                      {"function": "f", "active": false},
+                                      {"function": "k", "active": "${x}"}]},
+                {"set_meta_data": {"step": 1}},
+                {"unset_global_data": {}}
+            ]),
+        ));
+        assert_eq!(state.toggled.get("g"), Some(&true));
+        assert_eq!(state.toggled.get("h"), Some(&true));
+        assert_eq!(state.toggled.get("f"), Some(&false));
+        assert!(!state.toggled.contains_key("k"));
+        assert!(state.global_data.is_empty());
+        assert_eq!(state.meta_data["step"], 1);
+        // A refused answer changes nothing.
+        state.apply(&answer(403, json!([{"set_global_data": {"z": 1}}])));
+        assert!(state.global_data.is_empty());
     }
 }

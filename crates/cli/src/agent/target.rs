@@ -87,13 +87,16 @@ pub enum AgentError {
     /// The answer is not what was expected (not SWML, not JSON, an error status).
     #[error("{0}")]
     Unusable(String),
+    /// The function has no webhook to call (a `data_map` function runs on the platform).
+    #[error("{0} has no webhook URL in the SWML (a data_map function runs on the platform): there is nothing to call")]
+    NoWebhook(String),
 }
 
 impl AgentError {
     /// Whether this is the user's mistake in the arguments (exit 2) rather than the agent's
     /// answer (exit 4).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::BadUrl(_))
+        matches!(self, Self::BadUrl(_) | Self::NoWebhook(_))
     }
 }
 
@@ -355,12 +358,27 @@ impl Target {
                 url: shown.to_string(),
                 detail: chain,
             }
-        } else {
+        } else if err.is_connect() {
             AgentError::Unreachable {
                 url: shown.to_string(),
                 detail: chain,
             }
+        } else {
+            AgentError::Unusable(format!(
+                "{shown} was reached, but the exchange broke: {chain}. The agent (or a proxy \
+                 in front of it) sent something that is not valid HTTP, or closed the connection."
+            ))
         }
+    }
+
+    /// The secrets the user gave for this target (its password), to be masked wherever an
+    /// agent might echo them.
+    pub fn secrets(&self) -> mask::Secrets {
+        let mut secrets = mask::Secrets::default();
+        if let Some((_, password)) = self.credentials() {
+            secrets.add(password);
+        }
+        secrets
     }
 }
 
@@ -474,7 +492,11 @@ mod tests {
         let target = Target::new(&args("http://127.0.0.1:9/agent")).unwrap();
         let (_, same) = target.webhook("http://127.0.0.1:9/swaig").unwrap();
         assert!(matches!(same, Auth::Target));
-        for elsewhere in ["http://attacker.example/swaig", "http://127.0.0.1:10/swaig", "https://127.0.0.1:9/swaig"] {
+        for elsewhere in [
+            "http://attacker.example/swaig",
+            "http://127.0.0.1:10/swaig",
+            "https://127.0.0.1:9/swaig",
+        ] {
             let (_, auth) = target.webhook(elsewhere).unwrap();
             assert!(matches!(auth, Auth::None), "{elsewhere}");
         }
