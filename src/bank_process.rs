@@ -131,6 +131,60 @@ pub fn drain<R: std::io::Read + Send + 'static>(mut pipe: R) -> std::thread::Joi
     })
 }
 
+/// A reference agent child process that announced its URL on its first stdout line
+/// (`"<name> listening on <url>"`), with threads collecting the rest of stdout and stderr.
+pub struct Announced {
+    /// The child process (killed on drop).
+    pub child: ChildGuard,
+    /// The announced base URL, as printed (`http://127.0.0.1:PORT/`).
+    pub base: String,
+    /// The rest of stdout, first line included, once the process has exited.
+    pub stdout: std::thread::JoinHandle<String>,
+    /// Everything on stderr, once the process has exited.
+    pub stderr: std::thread::JoinHandle<String>,
+}
+
+/// Spawn `command` (stdout and stderr piped) and wait up to two minutes for its
+/// `"<who> listening on <url>"` line; panics with the child's stderr on anything else.
+pub async fn spawn_announced(mut command: Command, who: &str) -> Announced {
+    let mut child = ChildGuard(
+        command
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {who}: {err}")),
+    );
+    let stderr = drain(child.0.stderr.take().expect("stderr"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+    let stdout = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut first = String::new();
+        let _ = reader.read_line(&mut first);
+        let _ = line_tx.send(first.trim_end().to_string());
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+        format!("{first}{rest}")
+    });
+    let line = tokio::time::timeout(Duration::from_secs(120), line_rx)
+        .await
+        .unwrap_or_else(|_| panic!("{who} did not announce itself"))
+        .unwrap_or_default();
+    let Some(base) = line.strip_prefix(&format!("{who} listening on ")) else {
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        panic!(
+            "unexpected first line {line:?} from {who}; stderr: {}",
+            stderr.join().unwrap_or_default()
+        );
+    };
+    Announced {
+        child,
+        base: base.to_string(),
+        stdout,
+        stderr,
+    }
+}
+
 /// Basic-auth user the bank agent child is started with.
 pub const BANK_USER: &str = "bank-operator";
 /// Basic-auth password the bank agent child is started with.
@@ -143,7 +197,7 @@ pub struct BankAgent {
     /// The announced base URL.
     pub base: reqwest::Url,
     stderr: std::thread::JoinHandle<String>,
-    stdout: std::thread::JoinHandle<Vec<String>>,
+    stdout: std::thread::JoinHandle<String>,
     _data_dir: Option<tempfile::TempDir>,
 }
 
@@ -158,29 +212,13 @@ pub async fn start_bank_agent(vars: &[(&str, &str)]) -> BankAgent {
 /// Start the bank agent on the data directory `dir` (kept by the caller, e.g. to restart on
 /// the same state) with `vars`.
 pub async fn start_bank_agent_in(dir: &Path, vars: &[(&str, &str)]) -> BankAgent {
-    let mut child = ChildGuard(
-        bank_agent_command(dir, vars)
-            .spawn()
-            .expect("spawn bank_agent"),
-    );
-    let stderr = drain(child.0.stderr.take().expect("stderr"));
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (line_tx, line_rx) = tokio::sync::oneshot::channel();
-    let stdout = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        let _ = line_tx.send(first);
-        lines.map_while(Result::ok).collect::<Vec<_>>()
-    });
-    let line = tokio::time::timeout(Duration::from_secs(60), line_rx)
-        .await
-        .expect("the bank agent announced itself")
-        .expect("stdout line");
-    let base = line
-        .strip_prefix("bank agent listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let base = reqwest::Url::parse(base).expect("announced URL");
+    let Announced {
+        child,
+        base,
+        stdout,
+        stderr,
+    } = spawn_announced(bank_agent_command(dir, vars), "bank agent").await;
+    let base = reqwest::Url::parse(&base).expect("announced URL");
     assert_eq!(base.scheme(), "http");
     assert_eq!(base.host_str(), Some("127.0.0.1"));
     assert!(base.port().is_some_and(|port| port != 0), "{base}");

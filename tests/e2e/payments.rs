@@ -842,38 +842,13 @@ impl ShopProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = ChildGuard(command.spawn().expect("spawn shop_agent"));
-        let stderr = bank_process::drain(child.0.stderr.take().expect("stderr"));
-        let stdout = child.0.stdout.take().expect("stdout");
-        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
-        let stdout = std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut reader = std::io::BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let _ = line_tx.send(first.trim_end().to_string());
-            let mut rest = String::new();
-            let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
-            format!("{first}{rest}")
-        });
-        let line = tokio::time::timeout(Duration::from_secs(120), line_rx)
-            .await
-            .expect("the shop agent announced itself")
-            .unwrap_or_default();
-        let Some(base) = line.strip_prefix("shop agent listening on ") else {
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            panic!(
-                "unexpected first line {line:?}; stderr: {}",
-                stderr.join().unwrap_or_default()
-            );
-        };
+        let agent = bank_process::spawn_announced(command, "shop agent").await;
         Self {
-            child,
-            base: base.trim_end_matches('/').to_string(),
+            child: agent.child,
+            base: agent.base.trim_end_matches('/').to_string(),
             client: reqwest::Client::new(),
-            stdout,
-            stderr,
+            stdout: agent.stdout,
+            stderr: agent.stderr,
         }
     }
 

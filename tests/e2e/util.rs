@@ -351,38 +351,15 @@ pub async fn clinic_operators(dir: &std::path::Path, operators: &[(&str, &str)])
 
 /// Start the clinic agent on `dir` with `vars` and wait for its "listening" line.
 pub async fn start_clinic_agent(dir: &std::path::Path, vars: &[(&str, &str)]) -> ClinicAgent {
-    let mut child = bank_process::ChildGuard(
-        clinic_agent_command(dir, vars)
-            .spawn()
-            .expect("spawn clinic_agent"),
-    );
-    let stderr = bank_process::drain(child.0.stderr.take().expect("stderr"));
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (line_tx, line_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        let _ = line_tx.send(first);
-        lines.map_while(Result::ok).for_each(drop);
-    });
-    let line = tokio::time::timeout(std::time::Duration::from_secs(60), line_rx)
-        .await
-        .expect("the clinic agent announced itself")
-        .unwrap_or_default();
-    let Some(base) = line.strip_prefix("clinic agent listening on ") else {
-        let _ = child.0.kill();
-        let _ = child.0.wait();
-        let stderr = stderr.join().unwrap_or_default();
-        panic!("unexpected first line {line:?}; stderr: {stderr}");
-    };
-    let base = reqwest::Url::parse(base).expect("announced URL");
+    let agent =
+        bank_process::spawn_announced(clinic_agent_command(dir, vars), "clinic agent").await;
+    let base = reqwest::Url::parse(&agent.base).expect("announced URL");
     assert_eq!(base.host_str(), Some("127.0.0.1"));
     ClinicAgent {
-        child,
+        child: agent.child,
         base,
         client: reqwest::Client::new(),
-        stderr,
+        stderr: agent.stderr,
     }
 }
 

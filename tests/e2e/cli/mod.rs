@@ -9,7 +9,6 @@ mod inspect;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -112,33 +111,10 @@ impl RefAgent {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = ChildGuard(command.spawn().expect("spawn the reference agent"));
-        let stderr = bank_process::drain(child.0.stderr.take().expect("stderr"));
-        let stdout = child.0.stdout.take().expect("stdout");
-        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut lines = std::io::BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok).unwrap_or_default();
-            let _ = line_tx.send(first);
-            lines.map_while(Result::ok).for_each(drop);
-        });
-        let line = tokio::time::timeout(Duration::from_secs(60), line_rx)
-            .await
-            .expect("the agent announced itself")
-            .unwrap_or_default();
-        let prefix = format!("{} listening on ", name.replace('_', " "));
-        let Some(base) = line.strip_prefix(&prefix) else {
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            panic!(
-                "unexpected first line {line:?}; stderr: {}",
-                stderr.join().unwrap_or_default()
-            );
-        };
+        let agent = bank_process::spawn_announced(command, &name.replace('_', " ")).await;
         Self {
-            _child: child,
-            base: base.to_string(),
+            _child: agent.child,
+            base: agent.base,
             user,
             password,
             _dir: dir,
