@@ -88,6 +88,17 @@ Exit codes:
   4      the agent could not be used: unreachable, TLS, timeout, 401, not SWML
   11-14  probe: the worst finding is low, medium, high, critical";
 
+/// `migrate --help`: examples, then the exit codes.
+const MIGRATE_AFTER_HELP: &str = "\
+Examples:
+  VOXGUARD_DATABASE_URL=postgres://voxguard@db/voxguard voxguard migrate
+  voxguard migrate --status --json
+
+Exit codes:
+  0  applied (or, with --status, reported)
+  2  usage error: no or bad database URL
+  3  the database could not be reached or migrated";
+
 /// `audit verify --help`: the output format, then the exit codes.
 const VERIFY_AFTER_HELP: &str = "\
 Output:
@@ -148,7 +159,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Work with the tamper-evident audit trail.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = "Examples:\n  voxguard audit verify --dir ./voxguard-data\n  VOXGUARD_AUDIT_KEY=... voxguard audit verify --dir ./voxguard-data --json\n\nExit codes: 0 verified; 1 broken (tampering or damage); 2 usage or configuration; 3 internal.")]
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -181,6 +192,7 @@ enum Command {
     ///
     /// Reads VOXGUARD_DATABASE_URL and VOXGUARD_DATABASE_SCHEMA unless given; --status only
     /// reports. Safe to run from several machines at once: each migration is applied once.
+    #[command(after_help = MIGRATE_AFTER_HELP)]
     Migrate(migrate::MigrateArgs),
     /// Print the SWML document an agent renders for a call (credentials and tokens masked).
     #[command(after_help = inspect::SWML_AFTER_HELP)]
