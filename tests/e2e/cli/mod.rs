@@ -5,6 +5,7 @@
 //! stdout, stderr, JSON and exit codes.
 
 mod inspect;
+mod simulate;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
