@@ -338,3 +338,108 @@ async fn an_agent_that_cannot_be_used_is_exit_4() {
     assert_eq!(run.code, 4, "{run:#?}");
     assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
 }
+
+/// The secret token the foreign agent puts in its webhook URL (and leaks in an answer).
+const FOREIGN_TOKEN: &str = "tok-SECRET-0123456789";
+
+/// A small agent that is not ours: no credentials, one token for everything, a `remember`
+/// function that sets global data, a `recall` function that answers with what the platform
+/// sent back of it, a `leak` function that answers with its own token, and a `data_map`
+/// function with no webhook. Returns its base URL.
+async fn foreign_agent() -> String {
+    use axum::routing::post;
+    use axum::Json;
+    use serde_json::json;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/", listener.local_addr().expect("addr"));
+    let hook = format!("{base}swaig?__token={FOREIGN_TOKEN}");
+    let swml = json!({"version": "1.0.0", "sections": {"main": [{"answer": {}}, {"ai": {
+        "prompt": {"text": "test"},
+        "global_data": {"start": "yes"},
+        "SWAIG": {"functions": [
+            {"function": "remember", "description": "r", "web_hook_url": hook},
+            {"function": "recall", "description": "r", "web_hook_url": hook},
+            {"function": "leak", "description": "l", "web_hook_url": hook},
+            {"function": "platform_only", "description": "p", "data_map": {"webhooks": []}},
+        ]}
+    }}]}});
+    let app = axum::Router::new()
+        .route("/", post(move || async move { Json(swml) }))
+        .route(
+            "/swaig",
+            post(|Json(body): Json<Value>| async move {
+                let data = &body["global_data"];
+                Json(match body["function"].as_str() {
+                    Some("remember") => json!({"response": "remembered",
+                        "action": [{"set_global_data": {"color": "blue"}}]}),
+                    Some("recall") => json!({"response": format!(
+                        "start={} extra={} color={} caller={}",
+                        data["start"], data["extra"], data["color"], body["caller_id_num"]
+                    )}),
+                    Some("leak") => json!({"response": format!("my token is {FOREIGN_TOKEN}")}),
+                    _ => json!({"error": "unknown_function"}),
+                })
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
+#[tokio::test]
+async fn any_agent_global_data_follows_the_answers_and_secrets_stay_masked() {
+    let base = foreign_agent().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = script(
+        dir.path(),
+        "foreign.yaml",
+        r#"
+calls:
+  - name: global data follows the answers
+    caller: "+15550001111"
+    global_data: {extra: 1}
+    steps:
+      - call: recall
+        expect: {response_contains: 'start="yes" extra=1 color=null caller="+15550001111"'}
+      - call: remember
+        expect: {action: set_global_data}
+      - call: recall
+        expect: {response_contains: 'color="blue"'}
+      - call: leak
+        # Compared with the answer as it came; only what is printed is masked.
+        expect: {response_contains: "my token is tok-"}
+  - name: a function the platform runs itself
+    caller: "+15550001111"
+    steps:
+      - call: platform_only
+"#,
+    );
+    let path = path.to_str().expect("utf-8");
+    let run = voxguard(&["simulate", &base, path, "--json"], &[], None).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(!run.stdout.contains(FOREIGN_TOKEN), "{}", run.stdout);
+    assert!(run.stdout.contains("my token is ****"), "{}", run.stdout);
+    let json = run.json();
+    assert_eq!(json["calls"][0]["ok"], true, "{json}");
+    let mismatch = &json["calls"][1]["steps"][0]["mismatches"][0];
+    assert_eq!(mismatch["expectation"], "function", "{json}");
+    assert!(
+        mismatch["actual"]
+            .as_str()
+            .is_some_and(|a| a.contains("no webhook URL")),
+        "{json}"
+    );
+
+    // --show-secrets shows what the agent answered.
+    let shown = voxguard(
+        &["simulate", &base, path, "--show-secrets", "-v"],
+        &[],
+        None,
+    )
+    .await;
+    assert!(shown.stdout.contains(FOREIGN_TOKEN), "{shown:#?}");
+}

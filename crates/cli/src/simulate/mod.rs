@@ -76,7 +76,7 @@ pub struct SimulateArgs {
     /// Also write a JUnit XML report here (one testsuite per call, one testcase per step).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// How many calls run at once.
+    /// How many calls run at once (1 to 64); the output stays in script order.
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,

@@ -109,13 +109,11 @@ fn step_text(step: &StepOutcome, color: bool) -> String {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        if step.verdict == Verdict::Failed {
-            out.push_str(&format!(
-                "        came back: HTTP {status}, {refusal}\n          response: {}\n          actions: {}\n",
-                clean(&response),
-                clean(&actions)
-            ));
-        }
+        out.push_str(&format!(
+            "        came back: HTTP {status}, {refusal}\n          response: {}\n          actions: {}\n",
+            clean(&response),
+            clean(&actions)
+        ));
     }
     out
 }
