@@ -296,6 +296,26 @@ async fn invalid_scripts_are_usage_errors_naming_the_file() {
         }
         assert!(run.stdout.is_empty(), "{run:#?}");
     }
+    // A report that cannot be written is found before any call.
+    let nowhere = dir.path().join("no-such-dir").join("report.xml");
+    let run = voxguard(
+        &[
+            "simulate",
+            url,
+            good.to_str().expect("utf-8"),
+            "--junit",
+            nowhere.to_str().expect("utf-8"),
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr.contains("cannot write --junit"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]

@@ -107,16 +107,16 @@ async fn simulate(args: &SimulateArgs) -> Exit {
             Err(err) => return cmd::usage(&err),
         }
     }
+    let target = match Target::new(&args.target) {
+        Ok(target) => Arc::new(target),
+        Err(err) => return cmd::agent_error(&err),
+    };
     // Fail on an unwritable report before any call is made, not after.
     if let Some(path) = &args.junit {
         if let Err(err) = std::fs::write(path, "") {
             return cmd::usage(&format!("cannot write --junit {}: {err}", path.display()));
         }
     }
-    let target = match Target::new(&args.target) {
-        Ok(target) => Arc::new(target),
-        Err(err) => return cmd::agent_error(&err),
-    };
     let calls = run_all(&target, plans, args).await;
     let Some(calls) = calls else {
         eprintln!("error: a call was lost (internal error)");
