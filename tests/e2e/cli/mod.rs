@@ -6,6 +6,7 @@
 
 mod hostile;
 mod inspect;
+mod simulate;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
