@@ -1,9 +1,10 @@
 //! The checklist items read from this machine: the data directory's permissions, the records
 //! API's operators kept in it, and secrets on process command lines (`/proc/PID/cmdline`).
 //!
-//! It owns looking at files and processes without changing anything: the data directory is
-//! never created or chmod-ed, `records.db` is opened only when it exists, and a command line
-//! is only searched, never printed. It must never print a secret: a process is reported by
+//! It owns looking at files and processes: the data directory is never created or chmod-ed,
+//! `records.db` is opened (as the runtime opens it, which may add its `-wal`/`-shm` files with
+//! the database's own mode) only when it exists and only to list the operators, and a command
+//! line is only searched, never printed. It must never print a secret: a process is reported by
 //! its pid, its name and the *name* of the variable whose value appears.
 
 use std::path::{Path, PathBuf};
