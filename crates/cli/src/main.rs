@@ -159,7 +159,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Work with the tamper-evident audit trail.
-    #[command(after_help = "Examples:\n  voxguard audit verify --dir ./voxguard-data\n  VOXGUARD_AUDIT_KEY=... voxguard audit verify --dir ./voxguard-data --json\n\nExit codes: 0 verified; 1 broken (tampering or damage); 2 usage or configuration; 3 internal.")]
+    #[command(
+        after_help = "Examples:\n  voxguard audit verify --dir ./voxguard-data\n  VOXGUARD_AUDIT_KEY=... voxguard audit verify --dir ./voxguard-data --json\n\nExit codes: 0 verified; 1 broken (tampering or damage); 2 usage or configuration; 3 internal."
+    )]
     Audit {
         #[command(subcommand)]
         command: AuditCommand,

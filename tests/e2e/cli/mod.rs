@@ -4,6 +4,7 @@
 //! served by the tests. The kit here starts the agents and runs the binary; the tests assert
 //! stdout, stderr, JSON and exit codes.
 
+mod check;
 mod hostile;
 mod inspect;
 mod simulate;
