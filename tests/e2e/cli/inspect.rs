@@ -206,7 +206,10 @@ async fn exec_shows_refusals_and_exits_1() {
     let json = first.json();
     assert_eq!(first.code, 1);
     assert_eq!(json["steps"].as_array().map(Vec::len), Some(1), "{json}");
-    assert_eq!(json["steps"][0]["refusal"]["reason"], "invalid_argument", "{json}");
+    assert_eq!(
+        json["steps"][0]["refusal"]["reason"], "invalid_argument",
+        "{json}"
+    );
 }
 
 #[tokio::test]

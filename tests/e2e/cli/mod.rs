@@ -5,6 +5,8 @@
 //! stdout, stderr, JSON and exit codes.
 
 mod inspect;
+mod probe;
+mod weak;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -18,6 +18,9 @@ use crate::agent::{mask, AgentError, Answer, Auth};
 /// The size of the oversized body: 4 MiB more than the usual 1 MiB limit.
 pub const OVERSIZED: usize = 5 * 1024 * 1024;
 
+/// How long the oversized body may take to be sent and answered.
+const OVERSIZED_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Bodies that are not valid JSON (or not UTF-8).
 const MALFORMED: [&[u8]; 4] = [
     b"{\"function\": [",
@@ -150,10 +153,23 @@ async fn body_limit(ctx: &mut Ctx, hook: &Hook) {
     body.resize(OVERSIZED - 2, b'a');
     body.extend_from_slice(b"\"}");
     let location = mask::url(hook.url.as_str());
-    match ctx
-        .send(Method::POST, &hook.url, &hook.auth, Some(body))
-        .await
-    {
+    let sent = tokio::time::timeout(
+        OVERSIZED_WAIT,
+        ctx.send(Method::POST, &hook.url, &hook.auth, Some(body)),
+    )
+    .await;
+    let Ok(sent) = sent else {
+        // An agent that answers early without reading the rest, and keeps the connection
+        // open, leaves the client writing: it did not read the body.
+        ctx.note(format!(
+            "{location}: the agent stopped reading the {} MiB body without an answer within \
+             {} s (counted as a refusal)",
+            OVERSIZED / (1024 * 1024),
+            OVERSIZED_WAIT.as_secs()
+        ));
+        return;
+    };
+    match sent {
         Ok(answer) if answer.status == 413 => {}
         Ok(answer) => {
             let evidence = ctx.evidence(
