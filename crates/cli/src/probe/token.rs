@@ -92,20 +92,23 @@ pub async fn check(ctx: &mut Ctx) {
             continue;
         };
         let declared = Declared::of(function);
+        let invalid = declared.as_ref().and_then(|d| d.invalid_args());
         let args = if ctx.allow_calls {
-            declared.as_ref().and_then(|d| d.valid_args())
+            // Valid arguments prove most; invalid ones when no valid set can be built.
+            declared.as_ref().and_then(|d| d.valid_args()).or(invalid)
         } else {
-            declared.as_ref().and_then(|d| d.invalid_args())
+            invalid
         };
         let Some(args) = args else {
             ctx.note(format!(
-                "{}: the bad-token checks were skipped: its arguments cannot be made invalid, \
-                 so a call could run it on an agent that checks no token{}",
+                "{}: the bad-token checks were skipped: {}",
                 function.name,
                 if ctx.allow_calls {
-                    " (and no valid arguments could be built either)"
+                    "no arguments could be built from its declared schema"
                 } else {
-                    "; --allow-calls sends them with valid arguments (test agents only)"
+                    "its arguments cannot be made invalid, so a call could run it on an agent \
+                     that checks no token; --allow-calls sends them with valid arguments (test \
+                     agents only)"
                 }
             ));
             continue;
