@@ -7,7 +7,9 @@
 mod check;
 mod hostile;
 mod inspect;
+mod probe;
 mod simulate;
+mod weak;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

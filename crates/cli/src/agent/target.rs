@@ -393,9 +393,12 @@ pub fn unauthorized_hint(sent_credentials: bool) -> &'static str {
     }
 }
 
+/// A user and its password.
+type UserPassword = (String, Zeroizing<String>);
+
 /// `text` as an absolute http(s) URL without userinfo, plus the userinfo's credentials
 /// (percent-decoded).
-fn split_credentials(text: &str) -> Result<(Url, Option<(String, Zeroizing<String>)>), AgentError> {
+fn split_credentials(text: &str) -> Result<(Url, Option<UserPassword>), AgentError> {
     let mut url = Url::parse(text).map_err(|err| {
         AgentError::BadUrl(format!(
             "{} is not a URL ({err}); give the agent's SWML URL, e.g. http://127.0.0.1:3000/",

@@ -1,0 +1,305 @@
+//! `voxguard probe` end to end: the reference agents (bank, clinic, shop) produce no finding;
+//! deliberately weak agents ([`super::weak`]) are flagged by id with the exit code of the
+//! worst severity; without `--allow-calls` no request that would really run a function is
+//! sent; `--json` and `--sarif` carry the findings; and TLS is judged with and without the
+//! test CA.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::Value;
+
+use super::weak::{self, Weak, WEAK_PASSWORD};
+use super::{voxguard, RefAgent, Run};
+
+/// Reference agents close slow request heads after 1 s; the probe waits 3 s.
+const FAST_HEADERS: (&str, &str) = ("VOXGUARD_HEADER_TIMEOUT_SECS", "1");
+
+fn ids(run: &Run) -> Vec<String> {
+    run.json()["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn finding<'a>(json: &'a Value, id: &str) -> &'a Value {
+    json["findings"]
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["id"] == id))
+        .unwrap_or_else(|| panic!("no {id} finding in {json:#}"))
+}
+
+async fn reference_agent_is_clean(name: &str) {
+    let agent = RefAgent::start(name, &[FAST_HEADERS]).await;
+    let run = voxguard(
+        &["probe", &agent.base, "--json", "--slow-secs", "3"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{name}: {run:#?}");
+    let json = run.json();
+    assert_eq!(json["findings"], Value::Array(vec![]), "{name}: {json:#}");
+    assert!(json["requests"].as_u64().unwrap_or(0) > 40, "{json:#}");
+    let notes = json["notes"].to_string();
+    assert!(notes.contains("slow clients: all"), "{notes}");
+    assert!(notes.contains("--allow-calls"), "{notes}");
+    assert!(
+        !run.stdout.contains(agent.password),
+        "the password is masked"
+    );
+}
+
+#[tokio::test]
+async fn probe_finds_nothing_on_the_bank_agent() {
+    reference_agent_is_clean("bank_agent").await;
+}
+
+#[tokio::test]
+async fn probe_finds_nothing_on_the_clinic_agent() {
+    reference_agent_is_clean("clinic_agent").await;
+}
+
+#[tokio::test]
+async fn probe_finds_nothing_on_the_shop_agent() {
+    reference_agent_is_clean("shop_agent").await;
+}
+
+#[tokio::test]
+async fn an_agent_without_token_check_or_validation_is_critical_and_nothing_real_runs() {
+    let agent = weak::start(Weak {
+        token_check: false,
+        validation: false,
+        ..Weak::strong()
+    })
+    .await;
+    let run = voxguard(
+        &["probe", &agent.base, "--json", "--slow-secs", "0"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 14, "{run:#?}");
+    let found = ids(&run);
+    for id in [
+        "token.missing",
+        "token.tampered",
+        "token.cross_call",
+        "token.cross_function",
+        "validation.type_confusion",
+        "validation.missing_required",
+        "validation.out_of_range",
+    ] {
+        assert!(
+            found.contains(&id.to_string()),
+            "{id} missing from {found:?}"
+        );
+    }
+    let json = run.json();
+    assert_eq!(finding(&json, "token.missing")["severity"], "critical");
+    assert_eq!(
+        finding(&json, "validation.out_of_range")["severity"],
+        "high"
+    );
+    // Handlers ran (the agent is weak), but never with a valid token and valid arguments.
+    assert!(agent.runs.load(Ordering::SeqCst) > 0);
+    assert_eq!(agent.real_runs.load(Ordering::SeqCst), 0, "{json:#}");
+    assert!(
+        !run.stdout.contains(WEAK_PASSWORD),
+        "the password is masked"
+    );
+    assert!(
+        !run.stdout.contains("weak-token-secret"),
+        "tokens are masked"
+    );
+
+    // --allow-calls is what sends real calls (and checks undeclared arguments).
+    let allowed = voxguard(
+        &[
+            "probe",
+            &agent.base,
+            "--json",
+            "--slow-secs",
+            "0",
+            "--allow-calls",
+        ],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(allowed.code, 14, "{allowed:#?}");
+    assert!(agent.real_runs.load(Ordering::SeqCst) > 0);
+    assert!(ids(&allowed).contains(&"validation.undeclared".to_string()));
+}
+
+#[tokio::test]
+async fn an_agent_that_validates_before_the_token_is_medium() {
+    let agent = weak::start(Weak {
+        token_check: false,
+        ..Weak::strong()
+    })
+    .await;
+    let run = voxguard(
+        &["probe", &agent.base, "--slow-secs", "0"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 12, "{run:#?}");
+    assert!(run.stdout.contains("MEDIUM ("), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("[token.not_checked_first]"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("[token.missing]"), "{}", run.stdout);
+    assert!(!run.stdout.contains(WEAK_PASSWORD));
+    assert_eq!(agent.real_runs.load(Ordering::SeqCst), 0);
+    assert_eq!(agent.runs.load(Ordering::SeqCst), 0, "nothing ran");
+}
+
+#[tokio::test]
+async fn a_sloppy_agent_is_flagged_in_sarif() {
+    let agent = weak::start(Weak {
+        body_limit: false,
+        headers: false,
+        generic_errors: false,
+        refusal_403: false,
+        webhook_auth: false,
+        ..Weak::strong()
+    })
+    .await;
+    let run = voxguard(
+        &[
+            "probe",
+            &agent.base,
+            "--sarif",
+            "--slow-secs",
+            "1",
+            "--slow-connections",
+            "4",
+        ],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 14, "{run:#?}");
+    let sarif = run.json();
+    assert_eq!(sarif["version"], "2.1.0");
+    let driver = &sarif["runs"][0]["tool"]["driver"];
+    assert_eq!(driver["name"], "voxguard probe");
+    assert!(driver["version"].is_string());
+    let rules: Vec<&str> = driver["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    let results = sarif["runs"][0]["results"].as_array().expect("results");
+    let level = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["ruleId"] == id)
+            .unwrap_or_else(|| panic!("no {id} result in {sarif:#}"))["level"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for result in results {
+        assert!(rules.contains(&result["ruleId"].as_str().unwrap_or_default()));
+        assert!(result["message"]["text"].is_string());
+    }
+    // No webhook authentication: the token refusal (200) is a 2xx without credentials.
+    assert_eq!(level("auth.missing_credentials"), "error");
+    assert_eq!(level("limits.body"), "warning");
+    assert_eq!(level("errors.leak"), "warning");
+    assert_eq!(level("headers.cache_control"), "warning");
+    assert_eq!(level("headers.nosniff"), "note");
+    assert_eq!(level("token.refusal_status"), "note");
+    assert_eq!(level("slow.headers"), "warning");
+    assert!(!run.stdout.contains(WEAK_PASSWORD));
+    assert_eq!(agent.real_runs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_strong_test_agent_is_clean_and_json_says_so() {
+    let agent = weak::start(Weak::strong()).await;
+    let run = voxguard(
+        &["probe", &agent.base, "--json", "--slow-secs", "0"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let json = run.json();
+    assert_eq!(json["summary"]["worst"], Value::Null);
+    assert_eq!(json["summary"]["critical"], 0);
+    // Wrong credentials for the SWML: exit 4 with advice, not a probe result.
+    let refused = voxguard(
+        &[
+            "probe",
+            &agent.base,
+            "--user",
+            "weak-user",
+            "--password",
+            "nope",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(refused.code, 4, "{refused:#?}");
+    assert!(refused.stderr.contains("401"), "{}", refused.stderr);
+}
+
+#[tokio::test]
+async fn tls_is_verified_with_the_test_ca_and_flagged_without() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("self-signed cert");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, certified.key_pair.serialize_pem()).expect("write key");
+    let cert = cert_path.to_string_lossy().into_owned();
+    let key = key_path.to_string_lossy().into_owned();
+    let bank = RefAgent::start(
+        "bank_agent",
+        &[
+            ("SWML_SSL_ENABLED", "true"),
+            ("SWML_SSL_CERT_PATH", &cert),
+            ("SWML_SSL_KEY_PATH", &key),
+            FAST_HEADERS,
+        ],
+    )
+    .await;
+    assert!(bank.base.starts_with("https://"), "{}", bank.base);
+
+    let trusted = voxguard(
+        &[
+            "probe",
+            &bank.base,
+            "--ca-cert",
+            &cert,
+            "--json",
+            "--slow-secs",
+            "3",
+            "--slow-connections",
+            "8",
+        ],
+        &bank.env(),
+        None,
+    )
+    .await;
+    assert_eq!(trusted.code, 0, "{trusted:#?}");
+    let json = trusted.json();
+    assert_eq!(json["findings"], Value::Array(vec![]), "{json:#}");
+    assert!(json["notes"].to_string().contains("TLS 1.3"), "{json:#}");
+
+    let untrusted = voxguard(&["probe", &bank.base, "--json"], &bank.env(), None).await;
+    assert_eq!(untrusted.code, 13, "{untrusted:#?}");
+    let json = untrusted.json();
+    assert_eq!(finding(&json, "tls.certificate")["severity"], "high");
+}
