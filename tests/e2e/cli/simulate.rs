@@ -463,3 +463,176 @@ calls:
     .await;
     assert!(shown.stdout.contains(FOREIGN_TOKEN), "{shown:#?}");
 }
+
+/// The password given with `--password` to the hostile agent: a quote and a backslash, which
+/// `{:?}` quoting escapes.
+const HOSTILE_PASSWORD: &str = "p\"w\\x-SECRETPASSWORD-1234";
+/// The token in the hostile agent's webhook URL.
+const HOSTILE_TOKEN: &str = "TOK-hostile-0123456789";
+/// The webhook password, rendered percent-encoded (`h%40ok%23PW-9876`).
+const HOOK_PASSWORD: &str = "h@ok#PW-9876";
+
+/// An agent that is not ours and answers with everything a report must not print: our
+/// password and its token echoed, a refusal reason with terminal escapes and the password,
+/// its webhook password decoded, an HTML page with 200, `{"hangup": false}`, and a policy
+/// refusal with 200. Returns its base URL.
+async fn hostile_agent() -> String {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use axum::Json;
+    use serde_json::json;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}/");
+    let hook = format!("http://hook:h%40ok%23PW-9876@{addr}/swaig?__token={HOSTILE_TOKEN}");
+    let names = [
+        "echo",
+        "escape",
+        "hook",
+        "html",
+        "hangup",
+        "policy",
+        "malformed",
+    ];
+    let functions: Vec<Value> = names
+        .iter()
+        .map(|name| json!({"function": name, "description": "d", "web_hook_url": hook}))
+        .collect();
+    let swml = json!({"version": "1.0.0", "sections": {"main": [{"ai": {
+        "prompt": {"text": "test"}, "SWAIG": {"functions": functions}
+    }}]}});
+    let app = axum::Router::new()
+        .route("/", post(move || async move { Json(swml) }))
+        .route(
+            "/swaig",
+            post(|Json(body): Json<Value>| async move {
+                let answer = match body["function"].as_str() {
+                    Some("echo") => json!({"response": format!(
+                        "your password is {HOSTILE_PASSWORD} and token {HOSTILE_TOKEN}"
+                    )}),
+                    Some("escape") => json!({"error": format!(
+                        "\u{1b}]0;pwned\u{7}\u{1b}[31mRED {HOSTILE_PASSWORD}"
+                    )}),
+                    Some("hook") => json!({"response": format!("hook password {HOOK_PASSWORD}")}),
+                    Some("html") => {
+                        return (
+                            [(header::CONTENT_TYPE, "text/html")],
+                            "<html>SECRET-HTML-BODY</html>",
+                        )
+                            .into_response()
+                    }
+                    Some("hangup") => json!({"response": "bye", "action": [{"hangup": false}]}),
+                    Some("policy") => {
+                        json!({"error": "verification_required", "response": "Verify first."})
+                    }
+                    _ => json!({"error": {"code": 7}}),
+                };
+                Json(answer).into_response()
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_hostile_agent_cannot_leak_secrets_or_pass_without_a_swaig_answer() {
+    let base = hostile_agent().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = script(
+        dir.path(),
+        "hostile.yaml",
+        &format!(
+            r#"
+calls:
+  - name: echo
+    caller: "+15550002222"
+    steps: [{{call: echo, expect: {{response_contains: nothing}}}}]
+  - name: escape
+    caller: "+15550002222"
+    steps: [{{call: escape}}]
+  - name: hook
+    caller: "+15550002222"
+    steps: [{{call: hook, expect: {{response_contains: nothing}}}}]
+  - name: html
+    caller: "+15550002222"
+    steps: [{{call: html}}]
+  - name: hangup
+    caller: "+15550002222"
+    steps: [{{call: hangup, args: {{note: '{}'}}, expect: {{action: hangup}}}}]
+  - name: policy
+    caller: "+15550002222"
+    steps: [{{call: policy, expect: {{status: 200}}}}]
+  - name: malformed
+    caller: "+15550002222"
+    steps: [{{call: malformed}}]
+"#,
+            HOSTILE_PASSWORD.replace('\'', "''")
+        ),
+    );
+    let path = path.to_str().expect("utf-8");
+    let junit = dir.path().join("report.xml");
+    let junit_arg = junit.to_str().expect("utf-8");
+    let args = [
+        "simulate",
+        &base,
+        path,
+        "--user",
+        "ci",
+        "--password",
+        HOSTILE_PASSWORD,
+    ];
+    let text = voxguard(
+        &[&args[..], &["-v", "--junit", junit_arg]].concat(),
+        &[],
+        None,
+    )
+    .await;
+    let json = voxguard(&[&args[..], &["--json"]].concat(), &[], None).await;
+    let xml = std::fs::read_to_string(&junit).expect("the report was written");
+    assert_eq!((text.code, json.code), (1, 1), "{text:#?}\n{json:#?}");
+    for (what, out) in [
+        ("text", &text.stdout),
+        ("json", &json.stdout),
+        ("junit", &xml),
+    ] {
+        for secret in [
+            "SECRETPASSWORD",
+            HOSTILE_TOKEN,
+            "PW-9876",
+            "pwned",
+            "\u{1b}",
+            "SECRET-HTML-BODY",
+        ] {
+            assert!(!out.contains(secret), "{what} shows {secret:?}:\n{out}");
+        }
+    }
+    let out = &text.stdout;
+    for line in [
+        "+ got:      \"your password is **** and token ****\"",
+        "+ got:      refused (unreadable reason) (HTTP 200)",
+        "came back: HTTP 200, refused (unreadable reason)",
+        "+ got:      \"hook password ****\"",
+        "+ got:      not a SWAIG answer: not JSON, 29 bytes (HTTP 200)",
+        "response: (not JSON, 29 bytes)",
+        "+ got:      hangup (false)",
+        "actions: hangup: false (no effect)",
+        "+ got:      refused: verification_required (HTTP 200)",
+        "+ got:      refused (malformed error) (HTTP 200)",
+        "7 calls: 0 passed, 7 failed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    let json = json.json();
+    let escape = &json["calls"][1]["steps"][0]["refusal"];
+    assert_eq!(escape["reason"], Value::Null, "{json}");
+    assert_eq!(escape["problem"], "unreadable reason", "{json}");
+    assert_eq!(json["calls"][3]["steps"][0]["response"], Value::Null);
+    assert_eq!(json["calls"][3]["steps"][0]["body"], "not JSON, 29 bytes");
+    assert_eq!(json["calls"][4]["steps"][0]["arguments"]["note"], "****");
+}

@@ -129,27 +129,11 @@ fn suite(out: &mut String, call: &CallOutcome) {
                         m.expected, m.actual
                     );
                 }
-                if let Some(status) = step.status {
+                if let Some(back) = super::report::came_back(step) {
                     let _ = writeln!(
                         detail,
-                        "came back: HTTP {status}, refusal: {}, response: {}, actions: {}",
-                        step.refusal
-                            .as_ref()
-                            .map(|r| r.reason.as_str())
-                            .unwrap_or("none"),
-                        step.response
-                            .as_deref()
-                            .map(|r| format!("{r:?}"))
-                            .unwrap_or_else(|| "none".into()),
-                        if step.actions.is_empty() {
-                            "none".to_string()
-                        } else {
-                            step.actions
-                                .iter()
-                                .map(|a| a.detail.as_str())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        }
+                        "came back: HTTP {}, {}, response: {}, actions: {}",
+                        back.status, back.refusal, back.response, back.actions
                     );
                 }
                 let _ = writeln!(

@@ -51,7 +51,8 @@ expect (every one given must hold):
   status: CODE                               the HTTP status
   action: KIND | [KIND, ...]                 connect, pay, hangup, toggle_functions,
                                              set_global_data, record_call, say, ...
-  A step without refused: or status: must not be refused (2xx and no refusal reason).
+  A step without refused: (and without a non-2xx status:) must succeed: a 2xx JSON answer
+  with a response or an action, and no error. An action valued false does not count.
   A call stops at its first failed step; the later steps are reported as skipped.
 
 Examples:
@@ -172,7 +173,11 @@ async fn run_all(
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(plan) = plans.get(index) else { break };
                 let outcome = if stop.load(Ordering::SeqCst) {
-                    plan.not_run("not run: an earlier call could not use the agent")
+                    let secrets = (!show_secrets).then(|| play::target_secrets(&target));
+                    plan.not_run(
+                        "not run: an earlier call could not use the agent",
+                        secrets.as_ref(),
+                    )
                 } else {
                     play::play(&target, plan, show_secrets).await
                 };

@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::check::Mismatch;
-use crate::agent::swaig::Refusal;
 use crate::agent::AgentError;
 
 /// How a step went.
@@ -33,6 +32,30 @@ pub struct ActionSeen {
     pub detail: String,
 }
 
+/// A refusal as shown (masked).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RefusalSeen {
+    /// The stable reason (`error`), or `null` when it is not one (free text, control
+    /// characters, not text at all): see `problem`.
+    pub reason: Option<String>,
+    /// The human sentence (`response` or `message`), if any.
+    pub sentence: Option<String>,
+    /// `unreadable reason` or `malformed error` when `reason` is `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl RefusalSeen {
+    /// `refused: verification_required`, `refused (unreadable reason)`.
+    pub fn words(&self) -> String {
+        match (&self.reason, &self.problem) {
+            (Some(reason), _) => format!("refused: {reason}"),
+            (None, Some(problem)) => format!("refused ({problem})"),
+            (None, None) => "refused".into(),
+        }
+    }
+}
+
 /// One step's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepOutcome {
@@ -48,10 +71,14 @@ pub struct StepOutcome {
     pub verdict: Verdict,
     /// The HTTP status, when the function was called.
     pub status: Option<u16>,
-    /// The refusal, when the answer carried one.
-    pub refusal: Option<Refusal>,
-    /// The response text (or the refusal's sentence, or a non-JSON body).
+    /// The refusal, when the answer carried an `error`.
+    pub refusal: Option<RefusalSeen>,
+    /// The response text (or the refusal's sentence); never a body that is not JSON.
     pub response: Option<String>,
+    /// What the body was when it is not JSON (`not JSON, 15 bytes`), or why a 2xx answer
+    /// without `error` is not a SWAIG answer; the body itself is never recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// The actions that came back.
     pub actions: Vec<ActionSeen>,
     /// The expectations that did not hold.
@@ -75,6 +102,7 @@ impl StepOutcome {
             status: None,
             refusal: None,
             response: None,
+            body: None,
             actions: Vec::new(),
             mismatches: Vec::new(),
             note: None,

@@ -15,9 +15,10 @@ use serde_json::Value;
 use super::check::{self, Mismatch};
 use super::outcome::{ActionSeen, CallOutcome, StepOutcome, Verdict};
 use super::script::CallScript;
-use crate::agent::mask::Secrets;
+use crate::agent::mask::{self, Secrets};
 use crate::agent::render::fresh_call_id;
-use crate::agent::{CallSpec, CallState, Rendered, Target};
+use crate::agent::swaig::decode_actions;
+use crate::agent::{CallSpec, CallState, Rendered, Reply, Target};
 
 /// The number called when a script does not say.
 pub const DEFAULT_TO: &str = "+15555550199";
@@ -33,19 +34,23 @@ pub struct Plan {
 
 impl Plan {
     /// The call's steps, none played, all marked skipped; the call id is the script's or a
-    /// fresh one.
-    fn unplayed(&self) -> CallOutcome {
+    /// fresh one. The arguments are masked with `secrets` (`None`: `--show-secrets`).
+    fn unplayed(&self, secrets: Option<&Secrets>) -> CallOutcome {
         let steps = self
             .script
             .steps
             .iter()
             .enumerate()
             .map(|(index, step)| {
+                let arguments = Value::Object(step.args.clone());
                 StepOutcome::skipped(
                     index + 1,
                     step.name.clone().unwrap_or_else(|| step.call.clone()),
                     step.call.clone(),
-                    Value::Object(step.args.clone()),
+                    match secrets {
+                        Some(secrets) => mask::document(&arguments, secrets),
+                        None => arguments,
+                    },
                 )
             })
             .collect();
@@ -61,20 +66,30 @@ impl Plan {
         }
     }
 
-    /// The call, not run because of `why`.
-    pub fn not_run(&self, why: &str) -> CallOutcome {
-        let mut outcome = self.unplayed();
+    /// The call, not run because of `why`; arguments masked with `secrets` (`None`:
+    /// `--show-secrets`).
+    pub fn not_run(&self, why: &str, secrets: Option<&Secrets>) -> CallOutcome {
+        let mut outcome = self.unplayed(secrets);
         outcome.error = Some(why.to_string());
         outcome
     }
 }
 
-/// The secrets of a call: the target's password and every token the render carries.
-fn secrets_of(target: &Target, rendered: &Rendered) -> Secrets {
+/// The secrets known before any render: the target's password.
+pub fn target_secrets(target: &Target) -> Secrets {
     let mut secrets = Secrets::default();
     if let Some((_, password)) = target.credentials() {
         secrets.add(password);
     }
+    secrets
+}
+
+/// The secrets of a call: the target's password, and every secret the render carries
+/// (webhook passwords, percent-decoded and as rendered; tokens; values under
+/// credential-like keys such as `meta_data_token`).
+fn secrets_of(target: &Target, rendered: &Rendered) -> Secrets {
+    let mut secrets = target_secrets(target);
+    secrets.add_document(&rendered.document);
     for function in &rendered.functions {
         for secret in [&function.token, &function.meta_data_token]
             .into_iter()
@@ -83,20 +98,63 @@ fn secrets_of(target: &Target, rendered: &Rendered) -> Secrets {
             secrets.add(secret);
         }
         if let Some(webhook) = &function.webhook {
-            if let Ok(url) = url::Url::parse(webhook) {
-                if let Some(password) = url.password() {
-                    secrets.add(password);
-                }
-            }
+            secrets.add_url(webhook);
         }
     }
     secrets
 }
 
+/// `body` with every `SWML` action given as JSON text parsed, so that masking sees its
+/// strings unescaped.
+fn swml_parsed(body: &Value) -> Value {
+    let mut body = body.clone();
+    let actions = match body.get_mut("action") {
+        Some(Value::Array(actions)) => actions.iter_mut().collect(),
+        Some(action @ Value::Object(_)) => vec![action],
+        _ => Vec::new(),
+    };
+    for action in actions {
+        if let Some(swml) = action.get_mut("SWML") {
+            if let Value::String(text) = swml {
+                if let Ok(parsed) = serde_json::from_str::<Value>(text) {
+                    *swml = parsed;
+                }
+            }
+        }
+    }
+    body
+}
+
+/// The actions of `reply` as shown: decoded from the masked body (`None`: as they came).
+fn actions_seen(reply: &Reply, secrets: Option<&Secrets>) -> Vec<ActionSeen> {
+    let decoded = match secrets {
+        Some(secrets) => decode_actions(&mask::document(&swml_parsed(&reply.body), secrets)),
+        None => reply.actions.clone(),
+    };
+    decoded
+        .into_iter()
+        .map(|action| {
+            let detail = if check::takes_effect(&action.raw) {
+                action.detail
+            } else {
+                format!("{}: false (no effect)", action.kind)
+            };
+            ActionSeen {
+                detail: match secrets {
+                    Some(secrets) => secrets.mask(&detail),
+                    None => detail,
+                },
+                kind: action.kind,
+            }
+        })
+        .collect()
+}
+
 /// Play `plan` against `target`.
 pub async fn play(target: &Target, plan: &Plan, show_secrets: bool) -> CallOutcome {
     let started = Instant::now();
-    let mut outcome = plan.unplayed();
+    let early = (!show_secrets).then(|| target_secrets(target));
+    let mut outcome = plan.unplayed(early.as_ref());
     let script = &plan.script;
     let call = CallSpec {
         call_id: outcome.call_id.clone(),
@@ -115,6 +173,12 @@ pub async fn play(target: &Target, plan: &Plan, show_secrets: bool) -> CallOutco
         }
     };
     let secrets = secrets_of(target, &rendered);
+    let masking = (!show_secrets).then_some(&secrets);
+    if let Some(secrets) = masking {
+        for (recorded, step) in outcome.steps.iter_mut().zip(&script.steps) {
+            recorded.arguments = mask::document(&Value::Object(step.args.clone()), secrets);
+        }
+    }
     let hide = |text: &str| {
         if show_secrets {
             text.to_string()
@@ -140,7 +204,7 @@ pub async fn play(target: &Target, plan: &Plan, show_secrets: bool) -> CallOutco
                     actual: if names.is_empty() {
                         "the SWML renders no function at all".into()
                     } else {
-                        format!("the SWML renders: {}", names.join(", "))
+                        hide(&format!("the SWML renders: {}", names.join(", ")))
                     },
                 },
             );
@@ -175,20 +239,12 @@ pub async fn play(target: &Target, plan: &Plan, show_secrets: bool) -> CallOutco
         recorded.seconds = sent.elapsed().as_secs_f64();
         state.apply(&reply);
         recorded.status = Some(reply.status);
-        recorded.refusal = reply.refusal.clone().map(|mut refusal| {
-            refusal.sentence = refusal.sentence.as_deref().map(hide);
-            refusal
-        });
-        recorded.response = check::response_text(&reply).map(hide);
-        recorded.actions = reply
-            .actions
-            .iter()
-            .map(|action| ActionSeen {
-                kind: action.kind.clone(),
-                detail: hide(&action.detail),
-            })
-            .collect();
-        recorded.mismatches = check::compare(&step.expect, &reply)
+        // Every agent text is masked before it is quoted, cut or described.
+        recorded.refusal = check::refusal_seen(&reply, &hide);
+        recorded.response = check::shown_response(&reply, &hide);
+        recorded.body = check::body_note(&reply);
+        recorded.actions = actions_seen(&reply, masking);
+        recorded.mismatches = check::compare(&step.expect, &reply, &hide)
             .into_iter()
             .map(|m| Mismatch {
                 expected: hide(&m.expected),

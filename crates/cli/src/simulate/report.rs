@@ -89,33 +89,63 @@ fn step_text(step: &StepOutcome, color: bool) -> String {
             clean(&mismatch.actual)
         ));
     }
-    if let Some(status) = step.status {
-        let refusal = match &step.refusal {
-            Some(refusal) => format!("refused: {}", refusal.reason),
-            None if !(200..300).contains(&status) => "refused (no reason)".into(),
-            None => "not refused".into(),
-        };
-        let response = step
-            .response
-            .as_deref()
-            .map(|text| format!("{text:?}"))
-            .unwrap_or_else(|| "none".into());
-        let actions = if step.actions.is_empty() {
-            "none".into()
-        } else {
-            step.actions
-                .iter()
-                .map(|a| a.detail.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
+    if let Some(back) = came_back(step) {
         out.push_str(&format!(
-            "        came back: HTTP {status}, {refusal}\n          response: {}\n          actions: {}\n",
-            clean(&response),
-            clean(&actions)
+            "        came back: HTTP {}, {}\n          response: {}\n          actions: {}\n",
+            back.status,
+            clean(&back.refusal),
+            clean(&back.response),
+            clean(&back.actions)
         ));
     }
     out
+}
+
+/// What came back for a played step, in words (not yet cleaned or escaped; every part
+/// was masked by the player).
+pub struct CameBack {
+    /// The HTTP status.
+    pub status: u16,
+    /// `not refused`, `refused: REASON`, `refused (unreadable reason)`, `refused (no
+    /// reason)`, `not a SWAIG answer (not JSON, 15 bytes)`.
+    pub refusal: String,
+    /// The response quoted, `(not JSON, 15 bytes)`, or `none`.
+    pub response: String,
+    /// The actions, `; `-separated, or `none`.
+    pub actions: String,
+}
+
+/// What came back for `step`, when it was played.
+pub fn came_back(step: &StepOutcome) -> Option<CameBack> {
+    let status = step.status?;
+    let refusal = match &step.refusal {
+        Some(refusal) => refusal.words(),
+        None if !(200..300).contains(&status) => "refused (no reason)".into(),
+        None => match &step.body {
+            Some(body) => format!("not a SWAIG answer ({body})"),
+            None => "not refused".into(),
+        },
+    };
+    let response = match (&step.response, &step.body) {
+        (Some(text), _) => format!("{text:?}"),
+        (None, Some(body)) => format!("({body})"),
+        (None, None) => "none".into(),
+    };
+    let actions = if step.actions.is_empty() {
+        "none".into()
+    } else {
+        step.actions
+            .iter()
+            .map(|a| a.detail.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Some(CameBack {
+        status,
+        refusal,
+        response,
+        actions,
+    })
 }
 
 /// The closing summary line.

@@ -92,13 +92,16 @@ pub enum Refused {
 }
 
 impl Expect {
-    /// Whether the step must succeed: `refused: false`, or neither `refused` nor `status`
-    /// given.
+    /// Whether the step must succeed: `refused: false`, or no `refused` and either no
+    /// `status` or a 2xx one (our runtime answers policy refusals with 200 and an `error`,
+    /// so `status: 200` alone must not let one pass).
     pub fn must_succeed(&self) -> bool {
         match &self.refused {
             Some(Refused::Flag(false)) => true,
             Some(_) => false,
-            None => self.status.is_none(),
+            None => self
+                .status
+                .is_none_or(|status| (200..300).contains(&status)),
         }
     }
 }
@@ -127,21 +130,35 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
 /// A sentence naming the file and the problem: unreadable, too large, not YAML, an unknown
 /// or missing key (with its line), or a script without a name, a caller or steps.
 pub fn load(path: &Path) -> Result<Vec<CallScript>, String> {
+    use std::io::Read as _;
+
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|err| format!("cannot read {shown}: {err}"))?;
+    let cannot = |err: std::io::Error| format!("cannot read {shown}: {err}");
+    let meta = std::fs::metadata(path).map_err(cannot)?;
     if meta.is_dir() {
         return Err(format!(
             "{shown} is a directory; give the script files (e.g. {shown}/*.yaml)"
         ));
     }
-    if meta.len() > MAX_SCRIPT_BYTES {
-        return Err(format!(
+    let too_large = || {
+        format!(
             "{shown} is larger than {} KiB; is it a script?",
             MAX_SCRIPT_BYTES / 1024
-        ));
+        )
+    };
+    if meta.len() > MAX_SCRIPT_BYTES {
+        return Err(too_large());
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|err| format!("cannot read {shown}: {err}"))?;
+    // A FIFO or a device reports no size: read at most one byte more than the cap.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_SCRIPT_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("cannot read {shown}: it is not UTF-8 text"))?;
     parse(&text).map_err(|err| format!("{shown}: {err}"))
 }
 
@@ -272,6 +289,17 @@ mod tests {
         let calls =
             parse("name: n\ncaller: \"+1\"\nsteps: [{call: f, expect: {status: 403}}]\n").unwrap();
         assert!(!calls[0].steps[0].expect.must_succeed());
+        // A 2xx status alone still demands no refusal (policy refusals are 200).
+        let calls =
+            parse("name: n\ncaller: \"+1\"\nsteps: [{call: f, expect: {status: 200}}]\n").unwrap();
+        assert!(calls[0].steps[0].expect.must_succeed());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_without_a_size_is_read_up_to_the_cap_only() {
+        let err = load(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
     }
 
     #[test]
