@@ -267,6 +267,14 @@ async fn exec(args: &ExecArgs) -> Exit {
         };
         state.apply(&reply);
         if !reply.refused() {
+            let swaig_answer = reply.response.is_some() || reply.body.get("action").is_some();
+            if !swaig_answer {
+                notes.push(
+                    "not a SWAIG answer: the platform expects a JSON object with a \"response\" \
+                     text or an \"action\" list"
+                        .into(),
+                );
+            }
             if reply.actions.iter().any(|a| a.kind == "hangup") {
                 notes.push("the platform would hang up the call here".into());
             } else if reply.actions.iter().any(|a| a.kind == "connect") {

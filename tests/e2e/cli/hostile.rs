@@ -73,6 +73,7 @@ async fn hostile() -> (String, Arc<Mutex<Vec<String>>>) {
              "meta_data_token": "MDTOKEN", "parameters": {"type": "object", "properties": {}}},
             {"function": "refuse", "description": "refuses \u{1b}[2J", "web_hook_url": format!("{hook}?__token=HOOKTOKEN")},
             {"function": "elsewhere", "description": "other origin", "web_hook_url": format!("{elsewhere}swaig")},
+            {"function": "html", "description": "a proxy's error page", "web_hook_url": format!("{base}html")},
             {"function": "dm", "description": "data map", "data_map": {"webhooks": [
                 {"url": "https://api.example/x", "headers": {"Authorization": "Bearer DMSECRET"}}]}},
             {"function": "evil\u{1b}]0;OWNED\u{7}", "description": "escape in a name", "web_hook_url": format!("{hook}")}
@@ -83,7 +84,11 @@ async fn hostile() -> (String, Arc<Mutex<Vec<String>>>) {
             let document = document.clone();
             async move { Json(document) }
         }))
-        .route("/err", post(|| async {
+                .route(
+            "/html",
+            post(|| async { axum::response::Html("<html>502 Bad Gateway</html>") }),
+        )
+.route("/err", post(|| async {
             (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "boom\u{1b}[2J HOOKSECRET"})))
         }))
         .route("/swaig", post(|Json(body): Json<Value>| async move {
@@ -168,4 +173,13 @@ async fn the_users_credentials_never_go_to_another_origin() {
         run.stdout
     );
     assert_eq!(*seen.lock().expect("lock"), vec!["none".to_string()]);
+}
+
+#[tokio::test]
+async fn a_page_that_is_not_a_swaig_answer_gets_a_note() {
+    let (base, _) = hostile().await;
+    let run = voxguard(&["exec", &base, "html", "--json"], &[], None).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let notes = run.json()["steps"][0]["notes"].to_string();
+    assert!(notes.contains("not a SWAIG answer"), "{notes}");
 }
