@@ -107,15 +107,32 @@ pub(crate) fn keys_from_lookup(
         }
     }
     let mut keys = KeyRing::new(current).with_previous(previous);
-    if let Some(ttl) = get("VOXGUARD_TOKEN_TTL_SECS") {
-        match ttl.parse::<u64>() {
-            Ok(secs) if (60..=86_400).contains(&secs) => {
-                keys = keys.with_ttl(Duration::from_secs(secs))
-            }
-            _ => return Err(RuntimeError::InvalidTtl(ttl)),
-        }
+    if let Some(ttl) = token_ttl_from_lookup(&lookup)? {
+        keys = keys.with_ttl(ttl);
     }
     Ok(KeySettings { keys, generated })
+}
+
+/// Read `VOXGUARD_TOKEN_TTL_SECS` through `lookup` as the runtime does at start-up: `None`
+/// when unset or blank (the key ring's default lifetime), else a whole number of seconds
+/// between 60 and 86400. Public so inspection tools (`voxguard check`) agree with start-up.
+///
+/// # Errors
+///
+/// [`RuntimeError::InvalidTtl`] for any other value.
+pub fn token_ttl_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Duration>, RuntimeError> {
+    let Some(ttl) = lookup("VOXGUARD_TOKEN_TTL_SECS")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    match ttl.parse::<u64>() {
+        Ok(secs) if (60..=86_400).contains(&secs) => Ok(Some(Duration::from_secs(secs))),
+        _ => Err(RuntimeError::InvalidTtl(ttl)),
+    }
 }
 
 /// SWML renders allowed per minute from one source address by default. A render mints fresh
@@ -126,8 +143,12 @@ pub(crate) const DEFAULT_SWML_RENDERS_PER_MIN: u32 = 120;
 /// Read `VOXGUARD_SWML_RENDERS_PER_MIN` through `lookup`: SWML renders per minute per source
 /// address (default [`DEFAULT_SWML_RENDERS_PER_MIN`]; `0` turns the limit off). Behind a trusted
 /// proxy (`VOXGUARD_TRUST_PROXY`) every request's source is the proxy, so the limit is off unless
-/// the variable sets it.
-pub(crate) fn render_limit_from_lookup(
+/// the variable sets it. Public so inspection tools (`voxguard check`) agree with start-up.
+///
+/// # Errors
+///
+/// [`RuntimeError::InvalidRenderLimit`] when the value is not a whole number of renders.
+pub fn render_limit_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
     behind_proxy: bool,
 ) -> Result<Option<RateLimit>, RuntimeError> {
@@ -165,6 +186,29 @@ pub async fn open_audit_log_from_env(
         .map_err(|e| RuntimeError::Audit(format!("the audit trail cannot be opened: {e}")))
 }
 
+/// Read `VOXGUARD_AUDIT_DURABILITY` through `lookup` as the runtime does at start-up: unset,
+/// blank or `normal` is [`Durability::Normal`], `fsync` is [`Durability::Fsync`] (any case).
+/// Public so inspection tools (`voxguard check`) agree with start-up.
+///
+/// # Errors
+///
+/// [`RuntimeError::Audit`] for any other value.
+pub fn audit_durability_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Durability, RuntimeError> {
+    match lookup("VOXGUARD_AUDIT_DURABILITY")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .as_deref()
+    {
+        None | Some("normal") => Ok(Durability::Normal),
+        Some("fsync") => Ok(Durability::Fsync),
+        Some(other) => Err(RuntimeError::Audit(format!(
+            "VOXGUARD_AUDIT_DURABILITY={other:?} is not valid: normal or fsync"
+        ))),
+    }
+}
+
 /// The audit trail's settings from `VOXGUARD_AUDIT_DURABILITY`, `VOXGUARD_AUDIT_KEY` and
 /// `VOXGUARD_AUDIT_CHECKPOINT_EVERY`, whichever backend keeps the trail.
 pub(crate) struct AuditSettings {
@@ -182,18 +226,7 @@ impl AuditSettings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let durability = match get("VOXGUARD_AUDIT_DURABILITY")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("normal") => Durability::Normal,
-            Some("fsync") => Durability::Fsync,
-            Some(other) => {
-                return Err(RuntimeError::Audit(format!(
-                    "VOXGUARD_AUDIT_DURABILITY={other:?} is not valid: normal or fsync"
-                )))
-            }
-        };
+        let durability = audit_durability_from_lookup(|name| std::env::var(name).ok())?;
         let key = match get("VOXGUARD_AUDIT_KEY") {
             Some(text) => Some(
                 AuditKey::from_base64(&text)

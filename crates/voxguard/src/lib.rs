@@ -49,7 +49,10 @@ mod verification;
 mod verify_policy;
 
 pub use agent::{Agent, AgentBuilder, AgentError};
-pub use config::{open_audit_log_from_env, RuntimeError};
+pub use config::{
+    audit_durability_from_lookup, open_audit_log_from_env, render_limit_from_lookup,
+    token_ttl_from_lookup, RuntimeError,
+};
 pub use context::{CallContext, Session, SessionError};
 pub use limits::{AgentLimits, LimitsError};
 pub use logging::{redacting_writer, RedactingWriter};

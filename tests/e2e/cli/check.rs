@@ -406,3 +406,139 @@ async fn an_unreadable_env_file_exits_2() {
     assert!(run.stderr.contains("KEY=VALUE"), "{}", run.stderr);
     assert_no_secret(&run, &[&secret]);
 }
+
+#[tokio::test]
+async fn check_changes_nothing_and_reports_an_open_records_db() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let records = generate("records").await;
+    let vars = [
+        ("VOXGUARD_RECORDS_KEY", records.as_str()),
+        ("VOXGUARD_DATA_DIR", data.to_str().expect("utf-8")),
+    ];
+    let added = voxguard(&["users", "add", "alice", "--role", "admin"], &vars, None).await;
+    assert_eq!(added.code, 0, "{added:#?}");
+    let db = data.join("records.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let listing = || {
+        let mut all: Vec<(String, u32)> = std::fs::read_dir(&data)
+            .expect("list")
+            .flatten()
+            .map(|e| {
+                let mode = e.metadata().expect("stat").permissions().mode() & 0o777;
+                (e.file_name().to_string_lossy().into_owned(), mode)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = listing();
+    let env_file = write_env(dir.path(), &vars);
+    let run = voxguard(
+        &[
+            "check",
+            "--env-file",
+            env_file.to_str().expect("utf-8"),
+            "--json",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let found = items(&run);
+    assert_eq!(found["data_dir"].0, "fail", "{found:?}");
+    assert!(
+        found["data_dir"].1.contains("records.db (0644)"),
+        "{found:?}"
+    );
+    assert_eq!(found["credentials.operators"].0, "pass", "{found:?}");
+    assert_eq!(listing(), before, "check changed the data directory");
+    assert_no_secret(&run, &[&records]);
+}
+
+/// An agent that looks protected but is not: a static token, a money tool whose description
+/// mentions the PIN, a camelCase money tool, and plain-http URLs outside the webhooks.
+async fn deceptive_agent() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hook = format!("https://bank:hook-secret-77@127.0.0.1:{port}/swaig");
+    let amount = json!({"type": "object", "properties": {"amount": {"type": "number"}}});
+    let document = json!({"version": "1.0.0", "sections": {"main": [
+        {"answer": {}},
+        {"pay": {"payment_connector_url": "http://pay.example/connector"}},
+        {"ai": {
+            "prompt": {"text": "You are a bank."},
+            "params": {"debug_webhook_url": "http://debug.example/hook"},
+            "post_prompt_url": "http://u:pw-secret-99@host:99999/post",
+            "SWAIG": {"functions": [
+                {"function": "transfer_funds",
+                 "description": "Move money to another account; ask for the PIN first",
+                 "web_hook_url": format!("{hook}?__token=static.token.value"),
+                 "parameters": amount.clone()},
+                {"function": "sendMoney", "description": "Send it",
+                 "web_hook_url": format!("{hook}?__token=static.token.value2"),
+                 "parameters": amount},
+                {"function": "lookup", "description": "Look something up",
+                 "data_map": {"webhooks": [{"url": "http://api.example/x", "method": "GET"}]}},
+            ]}
+        }}
+    ]}});
+    let swml = move || {
+        let document = document.clone();
+        async move { axum::Json::<Value>(document) }
+    };
+    let app = axum::Router::new().route("/", axum::routing::get(swml.clone()).post(swml));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://127.0.0.1:{port}/"), server)
+}
+
+#[tokio::test]
+async fn url_sees_through_a_deceptive_agent() {
+    let (url, server) = deceptive_agent().await;
+    let run = voxguard(&["check", "--url", &url, "--json"], &[], None).await;
+    server.abort();
+    assert_eq!(run.code, 1, "{run:#?}");
+    let found = items(&run);
+    // The same token for two call ids is static.
+    assert_eq!(found["tools.token"].0, "fail", "{found:?}");
+    assert!(
+        found["tools.token"].1.contains("transfer_funds"),
+        "{found:?}"
+    );
+    // A PIN in a description does not make a money tool the gate; camelCase is split.
+    for id in ["tools.verification", "tools.confirmation"] {
+        assert_eq!(found[id].0, "fail", "{id}: {found:?}");
+        assert!(
+            found[id].1.contains("transfer_funds") && found[id].1.contains("sendMoney"),
+            "{id}: {found:?}"
+        );
+    }
+    assert_eq!(found["tools.rate_limits"].0, "warn", "{found:?}");
+    // Plain http anywhere in the document, an unparseable URL included (masked).
+    let (status, detail) = &found["https"];
+    assert_eq!(status, "fail", "{found:?}");
+    for host in [
+        "http://pay.example",
+        "http://debug.example",
+        "http://api.example",
+        "host:99999 (not a valid URL)",
+    ] {
+        assert!(detail.contains(host), "{host}: {detail}");
+    }
+    assert_no_secret(&run, &["pw-secret-99", "hook-secret-77"]);
+}
+
+#[tokio::test]
+async fn an_endless_env_file_exits_2() {
+    let run = voxguard(&["check", "--env-file", "/dev/zero"], &[], None).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("larger than"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}

@@ -1,7 +1,8 @@
 //! The environment `voxguard check` evaluates: the variables of a dotenv file (`--env-file`),
 //! or else the process environment, and which of them hold secrets.
 //!
-//! It owns reading the file (with `dotenvy`, as deployment tools read such files: `KEY=VALUE`
+//! It owns reading the file (at most [`MAX_ENV_FILE_BYTES`], then parsed from memory with
+//! `dotenvy`, as deployment tools read such files: `KEY=VALUE`
 //! lines, `#` comments, single or double quotes, `export` prefixes and `${VAR}` expansion) and
 //! the list of secret variables, whose values are masked in every line `check` prints and
 //! searched for on process command lines. It must never print a value: its errors name the
@@ -29,6 +30,9 @@ pub const SECRET_VARS: [&str; 12] = [
     "VOXGUARD_DATABASE_URL",
     "VOXGUARD_REDIS_URL",
 ];
+
+/// The largest env file read (1 MiB); a larger one is refused.
+pub const MAX_ENV_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Where the variables came from.
 #[derive(Debug, Clone)]
@@ -78,13 +82,28 @@ impl Env {
     /// A sentence naming the file and what is wrong (never a line's text: it may hold a
     /// secret).
     pub fn from_file(path: &Path) -> Result<Self, String> {
+        use std::io::Read as _;
         let shown = path.display();
-        let iter = dotenvy::from_path_iter(path).map_err(|err| match err {
-            dotenvy::Error::Io(io) => format!(
+        let cannot = |io: std::io::Error| {
+            format!(
                 "cannot read the env file {shown}: {io}. Check the path and that this user may read it."
-            ),
-            other => format!("cannot read the env file {shown}: {}", describe(&other)),
-        })?;
+            )
+        };
+        // At most MAX_ENV_FILE_BYTES + 1 bytes are read: a device or a pipe (`/dev/zero`)
+        // must not exhaust memory.
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::fs::File::open(path)
+            .map_err(cannot)?
+            .take(MAX_ENV_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        if bytes.len() as u64 > MAX_ENV_FILE_BYTES {
+            return Err(format!(
+                "the env file {shown} is larger than {} KiB: it is not a dotenv file (is it a device or a pipe?)",
+                MAX_ENV_FILE_BYTES / 1024
+            ));
+        }
+        let iter = dotenvy::from_read_iter(bytes.as_slice());
         let mut vars = BTreeMap::new();
         for (entry, item) in iter.enumerate() {
             match item {
@@ -220,6 +239,19 @@ mod tests {
         assert!(err.contains("KEY=VALUE"), "{err}");
         let missing = Env::from_file(&dir.path().join("nope")).unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn an_endless_or_huge_file_is_refused_after_the_cap() {
+        let err = Env::from_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.contains("larger than 1024 KiB"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        let line = "A=1\n".repeat((MAX_ENV_FILE_BYTES as usize / 4) + 1);
+        std::fs::write(&path, line).unwrap();
+        assert!(Env::from_file(&path).unwrap_err().contains("larger than"));
+        std::fs::write(&path, "A=1\n").unwrap();
+        assert_eq!(Env::from_file(&path).unwrap().get("A"), Some("1"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! Each function turns a few variables into one [`Item`] with a fix for anything short of a
 //! pass. Validation is the runtime's wherever it is public (`ServerConfig::from_lookup`,
+//! `token_ttl_from_lookup`, `render_limit_from_lookup`, `audit_durability_from_lookup`,
 //! `SecretKey::from_base64`, `RecordsKeyring::from_text`, `BasicCredentials::check_strength`,
 //! `Retention::from_lookup`, `Compliance::parse`), so `check` and start-up agree. It must
 //! never put a value into a detail (only variable names, lengths and non-secret settings).
@@ -60,12 +61,22 @@ pub fn production(env: &Env) -> Item {
     }
 }
 
-/// `server_config`: the runtime's own start-up checks of the server settings.
+/// `server_config`: the runtime's own start-up checks of the server settings
+/// (`ServerConfig::from_lookup`), the token lifetime, the SWML render limit and the audit
+/// durability.
 pub fn server_config(env: &Env) -> Item {
-    match voxguard::server::ServerConfig::from_lookup(env.lookup()) {
+    let checked = voxguard::server::ServerConfig::from_lookup(env.lookup())
+        .map_err(|err| err.to_string())
+        .and_then(|config| {
+            voxguard::token_ttl_from_lookup(env.lookup()).map_err(|err| err.to_string())?;
+            voxguard::render_limit_from_lookup(env.lookup(), config.trust_proxy)
+                .map_err(|err| err.to_string())?;
+            voxguard::audit_durability_from_lookup(env.lookup()).map_err(|err| err.to_string())
+        });
+    match checked {
         Ok(_) => Item::pass(
             "server_config",
-            "the runtime's start-up checks (ServerConfig) accept these settings",
+            "the runtime's start-up checks (ServerConfig, token lifetime, SWML render limit, audit durability) accept these settings",
         ),
         Err(err) => Item::fail(
             "server_config",
@@ -521,4 +532,30 @@ pub fn compliance(env: &Env, live: &[String]) -> Item {
         ),
     };
     Item::pass("compliance", detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_config_checks_the_runtimes_other_start_up_values() {
+        assert_eq!(server_config(&Env::of(&[])).status, Status::Pass);
+        for (name, value) in [
+            ("VOXGUARD_TOKEN_TTL_SECS", "5"),
+            ("VOXGUARD_TOKEN_TTL_SECS", "soon"),
+            ("VOXGUARD_AUDIT_DURABILITY", "paranoid"),
+            ("VOXGUARD_SWML_RENDERS_PER_MIN", "lots"),
+        ] {
+            let item = server_config(&Env::of(&[(name, value)]));
+            assert_eq!(item.status, Status::Fail, "{name}={value}: {item:?}");
+            assert!(item.detail.contains(name), "{item:?}");
+        }
+        let good = Env::of(&[
+            ("VOXGUARD_TOKEN_TTL_SECS", "600"),
+            ("VOXGUARD_AUDIT_DURABILITY", "FSYNC"),
+            ("VOXGUARD_SWML_RENDERS_PER_MIN", "0"),
+        ]);
+        assert_eq!(server_config(&good).status, Status::Pass);
+    }
 }

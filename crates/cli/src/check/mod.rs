@@ -7,7 +7,7 @@
 //! The items are decided in [`items`] (environment), [`host`] (files and processes) and
 //! [`live`] (the rendered SWML); where the variables come from is [`env`]. It must never print
 //! a secret: every detail and fix goes through the evaluated environment's masking before it
-//! is shown, and it sends nothing to an agent but one SWML fetch.
+//! is shown, and it sends nothing to an agent but two SWML fetches (two call ids).
 
 pub mod env;
 pub mod host;
@@ -67,8 +67,8 @@ pub struct CheckArgs {
     /// Seconds to wait for the SWML answer.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub timeout: u64,
-    /// Search only this process's command line for secrets (default: every process of this
-    /// user).
+    /// Search only this process's command line for secrets (default: every process of any
+    /// user that this one can see).
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
     /// JSON output: {"source", "url", "items": [{"id", "status", "detail", "fix"}], "summary"}.
@@ -182,49 +182,65 @@ async fn evaluate(args: &CheckArgs, env: Env) -> Exit {
                 Ok(target) => target,
                 Err(err) => return cmd::agent_error(&err),
             };
-            let call = CallSpec {
-                call_id: fresh_call_id(),
-                from: "+15555550100".into(),
-                to: "+15555550199".into(),
-                call_type: "phone".into(),
-                get: false,
-            };
-            match target.render(&call).await {
-                Ok(rendered) => Some((target.url.scheme() == "https", rendered)),
-                Err(err) => return cmd::agent_error(&err),
+            // Two renders for two call ids: a per-call token differs between them.
+            let mut renders = Vec::with_capacity(2);
+            for _ in 0..2 {
+                let call = CallSpec {
+                    call_id: fresh_call_id(),
+                    from: "+15555550100".into(),
+                    to: "+15555550199".into(),
+                    call_type: "phone".into(),
+                    get: false,
+                };
+                match target.render(&call).await {
+                    Ok(rendered) => renders.push(rendered),
+                    Err(err) => return cmd::agent_error(&err),
+                }
+            }
+            let again = renders.pop();
+            match (renders.pop(), again) {
+                (Some(first), Some(again)) => Some((target.url.scheme() == "https", first, again)),
+                _ => None,
             }
         }
     };
     let live_http = rendered
         .as_ref()
-        .map(|(_, r)| live::plain_http(r))
+        .map(|(_, r, _)| live::plain_http(r))
         .unwrap_or_default();
     let live_hipaa = rendered
         .as_ref()
-        .map(|(_, r)| live::hipaa_findings(r))
+        .map(|(_, r, _)| live::hipaa_findings(r))
         .unwrap_or_default();
     let cmdline = match host::cmdline(&env, args.pid) {
         Ok(item) => item,
         Err(host::NoSuchProcess(message)) => return cmd::usage(&format!("--pid: {message}")),
     };
 
+    // The data directory is examined before anything opens a file in it.
+    let data_dir = host::data_dir(&env);
+    let operators = host::operators(&env).await;
     let mut all = vec![
         items::production(&env),
         items::server_config(&env),
-        items::https(&env, rendered.as_ref().map(|(https, _)| *https), &live_http),
+        items::https(
+            &env,
+            rendered.as_ref().map(|(https, _, _)| *https),
+            &live_http,
+        ),
         items::basic_auth(&env),
     ];
     all.extend(items::keys(&env));
     all.push(items::emergency(&env));
     all.push(items::metrics(&env));
     all.push(items::distinct(&env));
-    all.push(host::operators(&env).await);
+    all.push(operators);
     all.push(items::retention(&env));
     all.push(items::compliance(&env, &live_hipaa));
-    all.push(host::data_dir(&env));
+    all.push(data_dir);
     all.push(cmdline);
-    if let Some((_, rendered)) = &rendered {
-        all.extend(live::tools(rendered));
+    if let Some((_, rendered, again)) = &rendered {
+        all.extend(live::tools(rendered, again));
     }
     // Defence in depth: no item may show a secret value, whatever it quotes.
     for item in &mut all {

@@ -138,6 +138,47 @@ impl SqliteRecordStore {
         Self::open(path).await
     }
 
+    /// The operators kept in the database file at `path`, read without changing anything:
+    /// one read-only connection (`mode=ro`), no schema statement, no permission change, and
+    /// nothing created (a missing file is an error). When no `-wal`/`-shm` file sits next to
+    /// the database (no process has it open), it is opened `immutable` so SQLite does not
+    /// create a `-shm` file either. For inspection tools (`voxguard check`); the runtime uses
+    /// [`SqliteRecordStore::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the file cannot be opened read-only or holds no
+    /// operators table.
+    pub async fn read_operators(path: impl AsRef<Path>) -> Result<Vec<Operator>, StoreError> {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        let path = path.as_ref();
+        let sibling = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        };
+        let idle = !sibling("-wal").exists() && !sibling("-shm").exists();
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .create_if_missing(false)
+            .immutable(idle)
+            .connect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let rows: Result<Vec<OperatorRow>, _> = sqlx::query_as(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY name"
+        ))
+        .fetch_all(&mut conn)
+        .await;
+        let _ = conn.close().await;
+        Ok(rows
+            .map_err(StoreError::unavailable)?
+            .into_iter()
+            .map(operator_from_row)
+            .collect())
+    }
+
     /// An in-memory database behind a single-connection pool, for tests. The data lives as
     /// long as the store and is not shared with any other store.
     ///

@@ -1164,3 +1164,50 @@ async fn postgres_errors_are_generic() {
     let shown = format!("{store:?}");
     assert!(shown.contains(database.schema()), "{shown}");
 }
+
+/// `read_operators` lists what `open` wrote without touching the files: no mode change, no
+/// new file, even for a database readable by others (which `open` would have chmod-ed).
+#[tokio::test]
+async fn read_operators_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(RECORDS_DB_FILE_NAME);
+    let store = SqliteRecordStore::open(&path).await.unwrap();
+    store
+        .add_operator(&operator("alice", "admin", None))
+        .await
+        .unwrap();
+    // While the runtime holds it open (its -wal/-shm exist), it is read through them.
+    let open_files = std::fs::read_dir(dir.path()).unwrap().count();
+    let ops = SqliteRecordStore::read_operators(&path).await.unwrap();
+    assert_eq!(ops.len(), 1);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), open_files);
+    store.close().await;
+    drop(store);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let listing = |dir: &Path| -> Vec<(String, u32)> {
+        let mut all: Vec<(String, u32)> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+                (e.file_name().to_string_lossy().into_owned(), mode)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = listing(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    let ops = SqliteRecordStore::read_operators(&path).await.unwrap();
+    assert_eq!(ops, [operator("alice", "admin", None)]);
+    assert_eq!(listing(dir.path()), before);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // Nothing is created for a missing file, and a file without the table is an error.
+    let missing = dir.path().join("missing.db");
+    assert!(SqliteRecordStore::read_operators(&missing).await.is_err());
+    assert!(!missing.exists());
+    let other = dir.path().join("other.db");
+    std::fs::write(&other, b"").unwrap();
+    assert!(SqliteRecordStore::read_operators(&other).await.is_err());
+}
