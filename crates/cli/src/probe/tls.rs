@@ -100,9 +100,7 @@ pub async fn check(url: &Url, ca_cert: Option<&Path>, report: &mut Report) -> bo
     let config = match config(ca_cert) {
         Ok(config) => config,
         Err(why) => {
-            report
-                .notes
-                .push(format!("the TLS check did not run: {why}"));
+            report.note(format!("the TLS check did not run: {why}"));
             return true;
         }
     };
@@ -115,7 +113,7 @@ pub async fn check(url: &Url, ca_cert: Option<&Path>, report: &mut Report) -> bo
                 .protocol_version()
                 .map_or_else(|| "an unknown version".to_string(), |v| format!("{v:?}"))
                 .replace("TLSv1_", "TLS 1.");
-            report.notes.push(format!(
+            report.note(format!(
                 "TLS: {version} negotiated with {shown}, certificate verified{}",
                 if ca_cert.is_some() {
                     " (system roots and --ca-cert)"
@@ -150,7 +148,7 @@ pub async fn check(url: &Url, ca_cert: Option<&Path>, report: &mut Report) -> bo
                 shown.clone(),
                 format!("TLS handshake with {shown}: {why}"),
             );
-            report.notes.push(
+            report.note(
                 "the other checks need a verified TLS connection and did not run; for a \
                  private or test CA give --ca-cert FILE"
                     .to_string(),
