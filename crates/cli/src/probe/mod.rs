@@ -7,8 +7,9 @@
 //! It owns the command's arguments, the order of the checks and the shared context (target,
 //! rendered calls, known secrets, the report). Safety is its first rule: without
 //! `--allow-calls` it sends only requests that must be refused — no valid token, or arguments
-//! that the function's own declared schema rejects — so a production agent never runs a real
-//! action. Every request is bounded in size, count and time. It must never print a secret:
+//! that the function's own declared schema rejects *and* no lax handler could act on (`{}`,
+//! or declared arguments with object or `null` values, never valid values beside them) — so a
+//! production agent never runs a real action. Every request is bounded in size, count and time. It must never print a secret:
 //! evidence goes through [`Secrets::mask`].
 
 mod auth;
@@ -37,13 +38,14 @@ pub use report::{Report, Severity};
 
 /// `probe --help`: safety, examples, exit codes.
 pub const PROBE_AFTER_HELP: &str = "\
-SAFETY: by default the probe only sends requests that the agent must refuse: calls without a
-valid function token, or with arguments that the function's own declared schema rejects. It
-never sends a valid token together with valid arguments, so probing a production agent does
-not move money, transfer a call or change data. Checks that would need such a call (a bad
-token with valid arguments on a function whose arguments cannot be made invalid, undeclared
-arguments, a control call) are skipped and listed as notes; --allow-calls enables them, for
-test agents only. Every request is bounded: at most a few per function and route, one body of
+SAFETY: by default the probe only sends requests that the agent must refuse, with arguments no
+handler could act on: calls without a valid function token, and calls whose arguments are `{}`
+or a declared argument alone with an object value (null for a boolean), never valid values
+next to it. It never sends a valid token together with valid arguments, so probing a
+production agent does not move money, transfer a call or change data. Checks that would need
+such a call or values a lax handler may coerce (out-of-range, pattern, enum and boundary
+values, a bad token with valid arguments, undeclared arguments, a control call) are skipped
+and listed as notes; --allow-calls enables them, for test agents only. Every request is bounded: at most a few per function and route, one body of
 5 MiB per webhook path, and --slow-connections connections for at most --slow-secs seconds.
 
 Checks (stable ids, see docs/cli.md): auth.missing_credentials, auth.wrong_password,
@@ -62,7 +64,8 @@ Examples:
 
 Exit codes: 0 no finding; 11 worst finding low; 12 medium; 13 high; 14 critical;
 2 bad arguments; 3 internal error; 4 the agent is unreachable, refused the given credentials
-or did not answer SWML.";
+or did not answer SWML, or (without findings) most webhook requests got no answer (try
+--same-origin).";
 
 /// `voxguard probe …`
 #[derive(Debug, clap::Args)]

@@ -4,7 +4,9 @@
 //! (`Cache-Control: no-store`, `X-Content-Type-Options: nosniff`) on SWML and SWAIG answers.
 //!
 //! It owns those requests, their verdicts and the leak patterns ([`leak`]). None of its
-//! requests carries a function token, so nothing can run. It must keep every body bounded
+//! requests carries a function token or any other secret-named query parameter (a webhook
+//! whose token may be in its path is skipped), and the oversized body names a function that
+//! cannot exist, so nothing can run. It must keep every body bounded
 //! ([`OVERSIZED`] at most).
 
 use std::sync::OnceLock;

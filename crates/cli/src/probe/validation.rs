@@ -1,10 +1,10 @@
 //! Argument validation against each function's *declared* schema, sent with the valid token
-//! the SWML gave it: a wrong type, a missing required argument, a value outside a declared
-//! enum, pattern, length or range — and, with `--allow-calls` only, an undeclared argument
-//! next to valid ones.
+//! the SWML gave it: by default `{}` and each declared argument alone with a value of no usable
+//! type ([`super::schema`]); with `--allow-calls` only, also values outside a declared enum,
+//! pattern, length or range next to valid arguments, and an undeclared argument.
 //!
-//! It owns those requests and their verdicts: a handler that runs (2xx without a refusal
-//! reason) on arguments its own schema rejects is a finding. A refusal for another reason
+//! It owns those requests and their verdicts: a handler that runs (no refusal, or any answer
+//! with actions) on arguments its own schema rejects is a finding, one per case. A refusal for another reason
 //! (a policy checked before the arguments, a rate limit, the token) makes the case
 //! inconclusive: a note, never a finding. It must not send a case the declared schema accepts
 //! ([`super::schema`] guarantees it) except the undeclared case under `--allow-calls`.
