@@ -409,3 +409,63 @@ async fn a_token_in_the_webhook_path_is_never_sent_by_token_less_checks_nor_show
     assert!(!run.stdout.contains("weak-token-secret"), "{}", run.stdout);
     assert!(run.stdout.contains("path may carry"), "{}", run.stdout);
 }
+
+#[tokio::test]
+async fn a_huge_swml_is_probed_in_bounded_time() {
+    use axum::routing::post;
+    // About 3.8 MiB: 24,000 functions, each with its own token (every token is a secret).
+    let functions: Vec<Value> = (0..24_000)
+        .map(|i| {
+            serde_json::json!({
+                "function": format!("f{i}"),
+                "description": "d",
+                "parameters": {"type": "object", "properties": {}},
+                "web_hook_url": format!("http://127.0.0.1:9/swaig?__token=tok-{i:08}-abcdefgh"),
+            })
+        })
+        .collect();
+    let document = serde_json::json!({"version": "1.0.0", "sections": {"main": [
+        {"ai": {"prompt": {"text": "big"}, "SWAIG": {"functions": functions}}},
+    ]}})
+    .to_string();
+    assert!(document.len() < 4 * 1024 * 1024, "{}", document.len());
+    let router = axum::Router::new().route(
+        "/",
+        post(move || {
+            let document = document.clone();
+            async move { document }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let started = std::time::Instant::now();
+    let run = voxguard(
+        &[
+            "probe",
+            &base,
+            "--json",
+            "--slow-secs",
+            "0",
+            "--timeout",
+            "2",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let took = started.elapsed();
+    task.abort();
+    assert!(
+        run.json()["notes"]
+            .to_string()
+            .contains("only the first 32 functions"),
+        "{run:#?}"
+    );
+    // It took minutes when secrets were collected over every function with a sort per insert.
+    assert!(took.as_secs() < 40, "took {took:?}");
+}

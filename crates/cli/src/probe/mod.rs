@@ -278,11 +278,14 @@ pub fn hook_route(url: &Url) -> Option<Url> {
     has_query_secret(url).then(|| without_secrets(url))
 }
 
-/// Whether `url`'s host is a loopback address (127.0.0.0/8, ::1, localhost).
+/// Whether `url`'s host is a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104,
+/// localhost).
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             name == "localhost" || name.ends_with(".localhost")
@@ -481,10 +484,15 @@ mod tests {
             "http://127.0.0.1:3000/",
             "http://[::1]/",
             "http://localhost/",
+            "http://[::ffff:127.0.0.1]:3000/",
         ] {
             assert!(is_loopback(&Url::parse(url).unwrap()), "{url}");
         }
-        for url in ["http://10.0.0.1/", "http://agent.example.com/"] {
+        for url in [
+            "http://10.0.0.1/",
+            "http://agent.example.com/",
+            "http://[::ffff:10.0.0.1]/",
+        ] {
             assert!(!is_loopback(&Url::parse(url).unwrap()), "{url}");
         }
     }

@@ -172,8 +172,8 @@ async fn body_limit(ctx: &mut Ctx, hook: &Hook) {
         // An agent that answers early without reading the rest, and keeps the connection
         // open, leaves the client writing: it did not read the body.
         ctx.note(format!(
-            "{location}: the agent stopped reading the {} MiB body without an answer within \
-             {} s (counted as a refusal)",
+            "{location}: the {} MiB body got no answer within {} s (the agent stopped reading \
+             it, or is slow to read it): the body-limit check is inconclusive",
             OVERSIZED / (1024 * 1024),
             OVERSIZED_WAIT.as_secs()
         ));
@@ -202,7 +202,7 @@ async fn body_limit(ctx: &mut Ctx, hook: &Hook) {
         }
         Err(AgentError::Timeout { .. }) => ctx.note(format!(
             "{location}: the oversized body got no answer in time (neither 413 nor a closed \
-             connection)"
+             connection): the body-limit check is inconclusive"
         )),
         // The agent closed the connection while the body was sent: a refusal.
         Err(_) => {}
