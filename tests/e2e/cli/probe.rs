@@ -443,6 +443,8 @@ async fn a_huge_swml_is_probed_in_bounded_time() {
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
+    // Build the binary first (once per test run), outside the timing.
+    let _ = voxguard(&["--version"], &[], None).await;
     let started = std::time::Instant::now();
     let run = voxguard(
         &[
@@ -468,4 +470,46 @@ async fn a_huge_swml_is_probed_in_bounded_time() {
     );
     // It took minutes when secrets were collected over every function with a sort per insert.
     assert!(took.as_secs() < 40, "took {took:?}");
+}
+
+#[tokio::test]
+async fn the_tls_handshake_honours_timeout() {
+    // A port that accepts connections and never answers the TLS ClientHello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("https://{}/", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    // Build the binary first (once per test run), outside the timing.
+    let _ = voxguard(&["--version"], &[], None).await;
+    let started = std::time::Instant::now();
+    let run = voxguard(
+        &[
+            "probe",
+            &base,
+            "--json",
+            "--timeout",
+            "1",
+            "--slow-secs",
+            "0",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let took = started.elapsed();
+    task.abort();
+    assert_eq!(run.code, 13, "{run:#?}");
+    let json = run.json();
+    let protocol = finding(&json, "tls.protocol");
+    assert!(
+        protocol["evidence"].to_string().contains("within 1 s"),
+        "{json:#}"
+    );
+    assert!(took.as_secs() < 8, "took {took:?} with --timeout 1");
 }

@@ -346,7 +346,14 @@ async fn probe(args: &ProbeArgs) -> Result<Report, Exit> {
     // TLS first: without a trusted connection nothing else can be checked.
     bar.set_message("TLS");
     if target.url.scheme() == "https" {
-        let verdict = tls::check(&target.url, args.target.ca_cert.as_deref(), &mut report).await;
+        let wait = Duration::from_secs(args.target.timeout.max(1));
+        let verdict = tls::check(
+            &target.url,
+            args.target.ca_cert.as_deref(),
+            wait,
+            &mut report,
+        )
+        .await;
         if !verdict {
             bar.finish_and_clear();
             return Ok(report);

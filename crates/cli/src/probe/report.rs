@@ -93,7 +93,7 @@ pub const RULES: &[Rule] = &[
     Rule { id: "slow.headers", description: "Slow clients that never finish their request head are kept open past the bound.", fix: "Set a header read timeout (voxguard: VOXGUARD_HEADER_TIMEOUT_SECS, default 5 s) and per-IP connection limits." },
     Rule { id: "slow.starvation", description: "A normal request is not served while slow clients hold connections.", fix: "Bound connections per client and time out slow request heads so that others are still served." },
     Rule { id: "tls.certificate", description: "The certificate is not trusted for this host (untrusted issuer, expired, wrong name).", fix: "Serve a certificate from a trusted CA for the agent's host name, and renew it before it expires." },
-    Rule { id: "tls.protocol", description: "No TLS 1.2 or 1.3 connection could be negotiated.", fix: "Enable TLS 1.2 and 1.3 with modern cipher suites; disable older protocol versions." },
+    Rule { id: "tls.protocol", description: "No TLS 1.2 or 1.3 connection could be negotiated.", fix: "Make the port speak TLS 1.2 or 1.3 (with modern cipher suites, older versions disabled) and complete the handshake promptly; if it timed out, check that the URL's port serves TLS at all, or raise --timeout." },
 ];
 
 /// The rule of `id`.

@@ -31,7 +31,11 @@ async fn open(
     let url = &ctx.target.url;
     let host = url.host_str()?.to_string();
     let mut stream: Box<dyn Io> = match config {
-        Some(config) => Box::new(tls::connect(url, config).await.ok()?),
+        Some(config) => Box::new(
+            tls::connect(url, config, Duration::from_secs(5))
+                .await
+                .ok()?,
+        ),
         None => {
             let port = url.port_or_known_default()?;
             let host = host.trim_matches(['[', ']']).to_string();
