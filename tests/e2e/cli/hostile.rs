@@ -91,10 +91,16 @@ async fn hostile() -> (String, Arc<Mutex<Vec<String>>>) {
 .route("/err", post(|| async {
             (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "boom\u{1b}[2J HOOKSECRET"})))
         }))
-        .route("/swaig", post(|Json(body): Json<Value>| async move {
+        .route("/swaig", post(|headers: HeaderMap, Json(body): Json<Value>| async move {
+            let authorization = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_string();
             let echo = format!(
-                "echo HOOKSECRET USERPASSWORD-0123456789 http://x:RESPSECRET@h/?__token=RESPTOK \u{1b}]0;TITLE\u{7} {}",
-                body["meta_data_token"]
+                "echo HOOKSECRET USERPASSWORD-0123456789 http://x:RESPSECRET@h/?__token=RESPTOK \u{1b}]0;TITLE\u{7} \u{9b}2J \u{202e} Authorization: {authorization} {} {}",
+                body["meta_data_token"],
+                "r".repeat(100_000)
             );
             if body["function"] == "refuse" {
                 return (axum::http::StatusCode::FORBIDDEN, Json(json!({
@@ -121,6 +127,38 @@ fn clean(what: &str, text: &str) {
         !text.contains('\u{1b}') && !text.contains('\u{7}'),
         "{what} carries an escape:\n{text:?}"
     );
+}
+
+#[tokio::test]
+async fn a_hostile_agent_cannot_make_the_probe_print_secrets_escapes_or_floods() {
+    use base64::Engine as _;
+    let (base, _) = hostile().await;
+    let creds = [
+        ("SWML_BASIC_AUTH_USER", "user"),
+        ("SWML_BASIC_AUTH_PASSWORD", "USERPASSWORD-0123456789"),
+    ];
+    let basic = [
+        base64::engine::general_purpose::STANDARD.encode("user:USERPASSWORD-0123456789"),
+        base64::engine::general_purpose::STANDARD.encode("u:HOOKSECRET"),
+    ];
+    for format in [None, Some("--json"), Some("--sarif")] {
+        let mut args = vec!["probe", base.as_str(), "--slow-secs", "0"];
+        args.extend(format);
+        let run = voxguard(&args, &creds, None).await;
+        assert!(run.code >= 11 || run.code == 0, "{args:?}: {run:#?}");
+        for text in [&run.stdout, &run.stderr] {
+            clean(&format!("{args:?}"), text);
+            assert!(
+                !text.contains('\u{9b}') && !text.contains('\u{202e}'),
+                "{args:?}: C1 or bidi in {text:?}"
+            );
+            for value in &basic {
+                assert!(!text.contains(value.as_str()), "{args:?} shows {value}");
+            }
+            // A 100 KB answer is bounded in every line of evidence.
+            assert!(!text.contains(&"r".repeat(2_000)), "{args:?}: unbounded");
+        }
+    }
 }
 
 #[tokio::test]

@@ -89,19 +89,24 @@ async fn an_agent_without_token_check_or_validation_is_critical_and_nothing_real
         "token.cross_function",
         "validation.type_confusion",
         "validation.missing_required",
-        "validation.out_of_range",
     ] {
         assert!(
             found.contains(&id.to_string()),
             "{id} missing from {found:?}"
         );
     }
+    // Boundary values (a lax handler can act on them) only with --allow-calls.
+    assert!(!found.contains(&"validation.out_of_range".to_string()));
     let json = run.json();
     assert_eq!(finding(&json, "token.missing")["severity"], "critical");
-    assert_eq!(
-        finding(&json, "validation.out_of_range")["severity"],
-        "high"
-    );
+    // Each case is reported, not one per id.
+    let type_cases = json["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["id"] == "validation.type_confusion")
+        .count();
+    assert!(type_cases >= 3, "{json:#}");
     // Handlers ran (the agent is weak), but never with a valid token and valid arguments.
     assert!(agent.runs.load(Ordering::SeqCst) > 0);
     assert_eq!(agent.real_runs.load(Ordering::SeqCst), 0, "{json:#}");
@@ -131,6 +136,10 @@ async fn an_agent_without_token_check_or_validation_is_critical_and_nothing_real
     assert_eq!(allowed.code, 14, "{allowed:#?}");
     assert!(agent.real_runs.load(Ordering::SeqCst) > 0);
     assert!(ids(&allowed).contains(&"validation.undeclared".to_string()));
+    assert_eq!(
+        finding(&allowed.json(), "validation.out_of_range")["severity"],
+        "high"
+    );
 }
 
 #[tokio::test]
@@ -217,7 +226,8 @@ async fn a_sloppy_agent_is_flagged_in_sarif() {
     assert_eq!(level("headers.cache_control"), "warning");
     assert_eq!(level("headers.nosniff"), "note");
     assert_eq!(level("token.refusal_status"), "note");
-    assert_eq!(level("slow.headers"), "warning");
+    // Held slow heads without starvation: low (common behind proxies).
+    assert_eq!(level("slow.headers"), "note");
     assert!(!run.stdout.contains(WEAK_PASSWORD));
     assert_eq!(agent.real_runs.load(Ordering::SeqCst), 0);
 }
@@ -302,4 +312,204 @@ async fn tls_is_verified_with_the_test_ca_and_flagged_without() {
     assert_eq!(untrusted.code, 13, "{untrusted:#?}");
     let json = untrusted.json();
     assert_eq!(finding(&json, "tls.certificate")["severity"], "high");
+}
+
+#[tokio::test]
+async fn a_lax_agent_has_no_side_effect_without_allow_calls() {
+    let agent = weak::start_lax().await;
+    let run = voxguard(
+        &["probe", &agent.base, "--json", "--slow-secs", "0"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        agent.side_effects.load(Ordering::SeqCst),
+        0,
+        "the default probe moved money or closed an account: {run:#?}"
+    );
+    assert!(run.code >= 12, "{run:#?}");
+    let found = ids(&run);
+    for id in ["limits.body", "token.not_checked_first"] {
+        assert!(found.contains(&id.to_string()), "{id} missing: {run:#?}");
+    }
+    // The fixture does count side effects: --allow-calls causes them.
+    let allowed = voxguard(
+        &[
+            "probe",
+            &agent.base,
+            "--json",
+            "--slow-secs",
+            "0",
+            "--allow-calls",
+        ],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(allowed.code, 14, "{allowed:#?}");
+    assert!(agent.side_effects.load(Ordering::SeqCst) > 0);
+}
+
+#[tokio::test]
+async fn unreachable_webhooks_exit_4_and_suggest_same_origin() {
+    let agent = weak::start(Weak {
+        webhook_host: Some("127.0.0.1:9"),
+        ..Weak::strong()
+    })
+    .await;
+    let run = voxguard(
+        &["probe", &agent.base, "--slow-secs", "0"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:#?}");
+    assert!(run.stderr.contains("--same-origin"), "{run:#?}");
+    assert!(!run.stdout.contains("\nNo findings.\n"), "{}", run.stdout);
+    let json = voxguard(
+        &["probe", &agent.base, "--json", "--slow-secs", "0"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(json.code, 4, "{json:#?}");
+    assert_eq!(json.json()["webhooks"]["unreachable"], true);
+    let same = voxguard(
+        &[
+            "probe",
+            &agent.base,
+            "--same-origin",
+            "--json",
+            "--slow-secs",
+            "0",
+        ],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(same.code, 0, "{same:#?}");
+}
+
+#[tokio::test]
+async fn a_token_in_the_webhook_path_is_never_sent_by_token_less_checks_nor_shown() {
+    let agent = weak::start(Weak {
+        path_token: true,
+        ..Weak::strong()
+    })
+    .await;
+    let run = voxguard(
+        &["probe", &agent.base, "--json", "--slow-secs", "0"],
+        &agent.env(),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(agent.path_leaks.load(Ordering::SeqCst), 0, "{run:#?}");
+    assert!(!run.stdout.contains("weak-token-secret"), "{}", run.stdout);
+    assert!(run.stdout.contains("path may carry"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn a_huge_swml_is_probed_in_bounded_time() {
+    use axum::routing::post;
+    // About 3.8 MiB: 24,000 functions, each with its own token (every token is a secret).
+    let functions: Vec<Value> = (0..24_000)
+        .map(|i| {
+            serde_json::json!({
+                "function": format!("f{i}"),
+                "description": "d",
+                "parameters": {"type": "object", "properties": {}},
+                "web_hook_url": format!("http://127.0.0.1:9/swaig?__token=tok-{i:08}-abcdefgh"),
+            })
+        })
+        .collect();
+    let document = serde_json::json!({"version": "1.0.0", "sections": {"main": [
+        {"ai": {"prompt": {"text": "big"}, "SWAIG": {"functions": functions}}},
+    ]}})
+    .to_string();
+    assert!(document.len() < 4 * 1024 * 1024, "{}", document.len());
+    let router = axum::Router::new().route(
+        "/",
+        post(move || {
+            let document = document.clone();
+            async move { document }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    // Build the binary first (once per test run), outside the timing.
+    let _ = voxguard(&["--version"], &[], None).await;
+    let started = std::time::Instant::now();
+    let run = voxguard(
+        &[
+            "probe",
+            &base,
+            "--json",
+            "--slow-secs",
+            "0",
+            "--timeout",
+            "2",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let took = started.elapsed();
+    task.abort();
+    assert!(
+        run.json()["notes"]
+            .to_string()
+            .contains("only the first 32 functions"),
+        "{run:#?}"
+    );
+    // It took minutes when secrets were collected over every function with a sort per insert.
+    assert!(took.as_secs() < 40, "took {took:?}");
+}
+
+#[tokio::test]
+async fn the_tls_handshake_honours_timeout() {
+    // A port that accepts connections and never answers the TLS ClientHello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("https://{}/", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    // Build the binary first (once per test run), outside the timing.
+    let _ = voxguard(&["--version"], &[], None).await;
+    let started = std::time::Instant::now();
+    let run = voxguard(
+        &[
+            "probe",
+            &base,
+            "--json",
+            "--timeout",
+            "1",
+            "--slow-secs",
+            "0",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let took = started.elapsed();
+    task.abort();
+    assert_eq!(run.code, 13, "{run:#?}");
+    let json = run.json();
+    let protocol = finding(&json, "tls.protocol");
+    assert!(
+        protocol["evidence"].to_string().contains("within 1 s"),
+        "{json:#}"
+    );
+    assert!(took.as_secs() < 8, "took {took:?} with --timeout 1");
 }

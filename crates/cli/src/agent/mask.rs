@@ -31,9 +31,16 @@ static USERINFO: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap_or_else(|_| unreachable!("a constant pattern"))
 });
 
-/// A secret-named parameter in a query string or fragment: `name=value`.
+/// A secret-named parameter in a query string or fragment: `name=value` (the value ends at
+/// whitespace, `&`, `#` or a closing bracket or quote, so that the text after it is kept).
 static SECRET_PARAM: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)([?&#;]([a-z0-9_.-]*(?:token|password|passwd|secret|api[-_]?key|signature|credential)[a-z0-9_.-]*|key|sig)=)[^&#\s]*")
+    Regex::new(r#"(?i)([?&#;]([a-z0-9_.-]*(?:token|password|passwd|secret|api[-_]?key|signature|credential)[a-z0-9_.-]*|key|sig)=)[^&#\s)"'<>\]}]*"#)
+        .unwrap_or_else(|_| unreachable!("a constant pattern"))
+});
+
+/// The value of an HTTP Basic authorization echoed in text (`Basic dXNlcjpwYXNz`).
+static BASIC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(Basic\s+)[A-Za-z0-9+/=]{4,}")
         .unwrap_or_else(|_| unreachable!("a constant pattern"))
 });
 
@@ -51,7 +58,10 @@ pub fn text(text: &str) -> String {
             format!("{}{MASK}@", &caps[1])
         }
     });
-    SECRET_PARAM
+    let masked = SECRET_PARAM.replace_all(&masked, |caps: &regex::Captures<'_>| {
+        format!("{}{MASK}", &caps[1])
+    });
+    BASIC
         .replace_all(&masked, |caps: &regex::Captures<'_>| {
             format!("{}{MASK}", &caps[1])
         })
@@ -85,13 +95,17 @@ pub fn document(value: &Value, secrets: &Secrets) -> Value {
     }
 }
 
-/// Known secrets (passwords, tokens) to be masked wherever they appear in text.
+/// Known secrets (passwords, tokens) to be masked wherever they appear in text: a set (adding
+/// is constant time), sorted longest first once, when first needed for masking.
 #[derive(Default, Clone)]
-pub struct Secrets(Vec<String>);
+pub struct Secrets {
+    known: std::collections::HashSet<String>,
+    sorted: std::sync::OnceLock<Vec<String>>,
+}
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secrets({} values)", self.0.len())
+        write!(f, "Secrets({} values)", self.known.len())
     }
 }
 
@@ -103,12 +117,20 @@ impl Secrets {
             percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
         for value in [secret.to_string(), encoded] {
-            if value.chars().count() >= 4 && !self.0.contains(&value) {
-                self.0.push(value);
+            if value.chars().count() >= 4 && self.known.insert(value) {
+                self.sorted = std::sync::OnceLock::new();
             }
         }
-        // Longest first, so that a secret containing another is masked whole.
-        self.0.sort_by_key(|known| std::cmp::Reverse(known.len()));
+    }
+
+    /// The known secrets, longest first (so that a secret containing another is masked
+    /// whole).
+    fn sorted(&self) -> &[String] {
+        self.sorted.get_or_init(|| {
+            let mut sorted: Vec<String> = self.known.iter().cloned().collect();
+            sorted.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            sorted
+        })
     }
 
     /// Remember every secret of a JSON document: URL passwords, usernames of username-only
@@ -149,7 +171,7 @@ impl Secrets {
     /// `text` with every known secret masked, then masked by shape ([`text`](fn@text)).
     pub fn mask(&self, input: &str) -> String {
         let mut out = input.to_string();
-        for secret in &self.0 {
+        for secret in self.sorted() {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), MASK);
             }
@@ -210,6 +232,35 @@ mod tests {
             assert!(!masked.contains(secret), "{secret} in {masked}");
         }
         assert!(masked.contains("keeps http://h/ as is") && masked.contains("100"));
+    }
+
+    #[test]
+    fn basic_headers_are_masked_and_params_stop_at_the_value() {
+        assert_eq!(
+            text("echo: Authorization: Basic dXNlcjpodW50ZXIy, done"),
+            "echo: Authorization: Basic ****, done"
+        );
+        assert_eq!(
+            text("error sending request for url (http://h/s?__token=abc): Connection refused"),
+            "error sending request for url (http://h/s?__token=****): Connection refused"
+        );
+        assert_eq!(
+            text("http://h/s?__token=abc Connection refused"),
+            "http://h/s?__token=**** Connection refused"
+        );
+    }
+
+    #[test]
+    fn many_secrets_are_added_and_masked_quickly() {
+        let started = std::time::Instant::now();
+        let mut secrets = Secrets::default();
+        for i in 0..40_000 {
+            secrets.add(&format!("token-{i:08}"));
+        }
+        assert_eq!(secrets.mask("a token-00000007 b"), "a **** b");
+        secrets.add("token-00000007-longer");
+        assert_eq!(secrets.mask("token-00000007-longer"), "****");
+        assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
     }
 
     #[test]

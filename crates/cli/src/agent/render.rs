@@ -156,6 +156,7 @@ impl Rendered {
     /// Every URL the document reveals (webhooks, post-prompt), deduplicated, as rendered.
     pub fn urls(&self) -> Vec<String> {
         let mut urls: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let candidates = self
             .functions
             .iter()
@@ -163,7 +164,7 @@ impl Rendered {
             .chain(self.defaults_url.clone())
             .chain(self.post_prompt_url.clone());
         for url in candidates {
-            if !urls.contains(&url) {
+            if seen.insert(url.clone()) {
                 urls.push(url);
             }
         }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::schema::Declared;
-use super::{is_loopback, without_token, Ctx, Severity};
+use super::{add_credentials, hook_route, is_loopback, without_token, Ctx, Severity};
 use crate::agent::mask;
 use crate::agent::{Auth, CallState};
 
@@ -103,12 +103,15 @@ fn routes(ctx: &mut Ctx) -> Vec<Route> {
         let Ok((url, auth)) = ctx.target.webhook(webhook) else {
             continue;
         };
-        let url = without_token(&url);
+        let Some(url) = hook_route(&url) else {
+            path_note(ctx, &url);
+            continue;
+        };
         if routes.iter().any(|route| route.url == url) {
             continue;
         }
-        // Invalid arguments where the schema allows it, else an unknown function: nothing a
-        // weak agent could run for real.
+        // The maximally invalid arguments where the schema allows it, else an unknown
+        // function: nothing a weak agent could run for real.
         let args = Declared::of(function).and_then(|declared| declared.invalid_args());
         let body = match args {
             Some(args) => state.request_body(function, &args),
@@ -127,9 +130,10 @@ fn routes(ctx: &mut Ctx) -> Vec<Route> {
     }
     if let Some(post) = ctx.rendered.post_prompt_url.clone() {
         if let Ok((url, auth)) = ctx.target.webhook(&post) {
-            let url = without_token(&url);
-            if !routes.iter().any(|route| route.url == url) {
-                routes.push(Route {
+            match hook_route(&url) {
+                None => path_note(ctx, &url),
+                Some(url) if !routes.iter().any(|route| route.url == url) => {
+                    routes.push(Route {
                     what: "post_prompt_url",
                     url,
                     auth,
@@ -137,7 +141,9 @@ fn routes(ctx: &mut Ctx) -> Vec<Route> {
                         "call_id": ctx.call.call_id,
                         "post_prompt_data": {"raw": "voxguard probe", "substituted": "voxguard probe"},
                     }),
-                });
+                    });
+                }
+                Some(_) => {}
             }
         }
     }
@@ -150,6 +156,15 @@ fn routes(ctx: &mut Ctx) -> Vec<Route> {
         routes.truncate(super::MAX_ROUTES);
     }
     routes
+}
+
+/// The note for a webhook whose token may be in its path: the token-less checks skip it.
+pub fn path_note(ctx: &mut Ctx, url: &reqwest::Url) {
+    ctx.note(format!(
+        "{}: the webhook URL has no token query parameter, so its path may carry one; the \
+         credential, method, malformed-JSON and body-limit checks were not sent to it",
+        mask::url(url.as_str())
+    ));
 }
 
 /// Missing, wrong and prefix passwords on every route.
@@ -165,7 +180,11 @@ pub async fn check(ctx: &mut Ctx) {
         let user = known
             .as_ref()
             .map_or_else(|| "voxguard-probe".to_string(), |(user, _)| user.clone());
+        if let Some((user, password)) = &known {
+            add_credentials(&mut ctx.secrets, user, password);
+        }
         let wrong = format!("voxguard-probe-wrong-{:08x}", rand::random::<u32>());
+        add_credentials(&mut ctx.secrets, &user, &wrong);
         let mut cases: Vec<(&'static str, &'static str, Auth)> = vec![
             ("auth.missing_credentials", "no credentials", Auth::None),
             (
@@ -178,14 +197,14 @@ pub async fn check(ctx: &mut Ctx) {
             Some((_, password)) if password.chars().count() >= 2 => {
                 let mut shorter = password.to_string();
                 shorter.pop();
-                ctx.secrets.add(&shorter);
+                add_credentials(&mut ctx.secrets, &user, &shorter);
                 cases.push((
                     "auth.prefix_password",
                     "the password minus its last character",
                     Auth::Basic(user.clone(), Zeroizing::new(shorter)),
                 ));
                 let longer = format!("{}x", password.as_str());
-                ctx.secrets.add(&longer);
+                add_credentials(&mut ctx.secrets, &user, &longer);
                 cases.push((
                     "auth.prefix_password",
                     "the password plus one character",

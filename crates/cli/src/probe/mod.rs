@@ -7,8 +7,9 @@
 //! It owns the command's arguments, the order of the checks and the shared context (target,
 //! rendered calls, known secrets, the report). Safety is its first rule: without
 //! `--allow-calls` it sends only requests that must be refused — no valid token, or arguments
-//! that the function's own declared schema rejects — so a production agent never runs a real
-//! action. Every request is bounded in size, count and time. It must never print a secret:
+//! that the function's own declared schema rejects *and* no lax handler could act on (`{}`,
+//! or declared arguments with object or `null` values, never valid values beside them) — so a
+//! production agent never runs a real action. Every request is bounded in size, count and time. It must never print a secret:
 //! evidence goes through [`Secrets::mask`].
 
 mod auth;
@@ -27,20 +28,24 @@ use reqwest::{Method, Url};
 
 use crate::agent::mask::{self, Secrets};
 use crate::agent::render::fresh_call_id;
-use crate::agent::{AgentError, Answer, Auth, CallSpec, Rendered, Target, TargetArgs};
+use crate::agent::{
+    AgentError, Answer, Auth, CallSpec, CallState, Function, Rendered, Reply, Target, TargetArgs,
+};
 use crate::cmd;
 use crate::Exit;
+use base64::Engine as _;
 pub use report::{Report, Severity};
 
 /// `probe --help`: safety, examples, exit codes.
 pub const PROBE_AFTER_HELP: &str = "\
-SAFETY: by default the probe only sends requests that the agent must refuse: calls without a
-valid function token, or with arguments that the function's own declared schema rejects. It
-never sends a valid token together with valid arguments, so probing a production agent does
-not move money, transfer a call or change data. Checks that would need such a call (a bad
-token with valid arguments on a function whose arguments cannot be made invalid, undeclared
-arguments, a control call) are skipped and listed as notes; --allow-calls enables them, for
-test agents only. Every request is bounded: at most a few per function and route, one body of
+SAFETY: by default the probe only sends requests that the agent must refuse, with arguments no
+handler could act on: calls without a valid function token, and calls whose arguments are `{}`
+or a declared argument alone with an object value (null for a boolean), never valid values
+next to it. It never sends a valid token together with valid arguments, so probing a
+production agent does not move money, transfer a call or change data. Checks that would need
+such a call or values a lax handler may coerce (out-of-range, pattern, enum and boundary
+values, a bad token with valid arguments, undeclared arguments, a control call) are skipped
+and listed as notes; --allow-calls enables them, for test agents only. Every request is bounded: at most a few per function and route, one body of
 5 MiB per webhook path, and --slow-connections connections for at most --slow-secs seconds.
 
 Checks (stable ids, see docs/cli.md): auth.missing_credentials, auth.wrong_password,
@@ -59,7 +64,8 @@ Examples:
 
 Exit codes: 0 no finding; 11 worst finding low; 12 medium; 13 high; 14 critical;
 2 bad arguments; 3 internal error; 4 the agent is unreachable, refused the given credentials
-or did not answer SWML.";
+or did not answer SWML, or (without findings) most webhook requests got no answer (try
+--same-origin).";
 
 /// `voxguard probe …`
 #[derive(Debug, clap::Args)]
@@ -112,7 +118,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Record a finding of rule `id`.
+    /// Record a finding of rule `id` (masked, then cleaned and bounded by [`Report::add`]).
     pub fn finding(
         &mut self,
         id: &'static str,
@@ -129,15 +135,14 @@ impl Ctx {
         self.report.add(id, severity, title, location, evidence);
     }
 
-    /// Record an informational note.
+    /// Record an informational note (masked, then cleaned and bounded by [`Report::note`]).
     pub fn note(&mut self, text: String) {
         let text = self.secrets.mask(&text);
-        if !self.report.notes.contains(&text) {
-            self.report.notes.push(text);
-        }
+        self.report.note(text);
     }
 
-    /// Send one request (counted).
+    /// Send one request (counted; a request to a webhook counts towards
+    /// [`Report::hooks_sent`] and, when answered, [`Report::hooks_answered`]).
     pub async fn send(
         &mut self,
         method: Method,
@@ -151,7 +156,26 @@ impl Ctx {
         } else {
             &[]
         };
-        self.target.send(method, url, auth, headers, body).await
+        let answer = self.target.send(method, url, auth, headers, body).await;
+        if *url != self.target.url {
+            self.report.hooks_sent += 1;
+            self.report.hooks_answered += usize::from(answer.is_ok());
+        }
+        answer
+    }
+
+    /// Call `function` the way the platform does (counted as a webhook request).
+    pub async fn invoke(
+        &mut self,
+        function: &Function,
+        args: &serde_json::Value,
+        state: &CallState,
+    ) -> Result<Reply, AgentError> {
+        self.report.requests += 1;
+        self.report.hooks_sent += 1;
+        let reply = self.target.invoke(function, args, state).await;
+        self.report.hooks_answered += usize::from(reply.is_ok());
+        reply
     }
 
     /// One line of evidence: the request and an excerpt of the answer, masked.
@@ -164,6 +188,20 @@ impl Ctx {
             answer.status
         ))
     }
+}
+
+/// Whether the probe counts `reply` as a refusal: an error status or an `error` reason, and
+/// no actions (an answer that carries actions did something, whatever else it says).
+pub fn refused(reply: &Reply) -> bool {
+    reply.refused() && reply.actions.is_empty()
+}
+
+/// Remember `user:password` — the password and its Basic header value — as secrets.
+pub fn add_credentials(secrets: &mut Secrets, user: &str, password: &str) {
+    secrets.add(password);
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}").as_bytes());
+    secrets.add(&basic);
 }
 
 /// At most `max` characters of `text` on one line.
@@ -182,10 +220,25 @@ pub fn excerpt(text: &str, max: usize) -> String {
 
 /// `url` without its token query parameters (`__token`, `token`).
 pub fn without_token(url: &Url) -> Url {
+    strip_query(url, |key| key == "__token" || key == "token")
+}
+
+/// `url` without any secret-named query parameter (`__token`, `access_token`, `sig`, …).
+pub fn without_secrets(url: &Url) -> Url {
+    strip_query(url, mask::is_secret_name)
+}
+
+/// Whether `url` carries a secret-named query parameter.
+pub fn has_query_secret(url: &Url) -> bool {
+    url.query_pairs().any(|(key, _)| mask::is_secret_name(&key))
+}
+
+/// `url` without the query parameters whose name matches `drop`.
+fn strip_query(url: &Url, drop: impl Fn(&str) -> bool) -> Url {
     let mut bare = url.clone();
     let pairs: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(key, _)| key != "__token" && key != "token")
+        .filter(|(key, _)| !drop(key))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     if pairs.is_empty() {
@@ -205,11 +258,34 @@ pub fn with_token(url: &Url, token: Option<&str>) -> Url {
     out
 }
 
-/// Whether `url`'s host is a loopback address (127.0.0.0/8, ::1, localhost).
+/// The last path segment of a webhook URL that carries no secret-named query parameter: the
+/// agent may put its token in the path (`/swaig/<token>`), so it is treated as a secret.
+pub fn path_secret(url: &Url) -> Option<String> {
+    if has_query_secret(url) {
+        return None;
+    }
+    let segment = url.path_segments()?.rev().find(|s| !s.is_empty())?;
+    let decoded = percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned();
+    Some(decoded)
+}
+
+/// The webhook route to send token-less checks (credentials, methods, malformed JSON, the
+/// body limit) to: `url` without its secret-named query parameters; `None` when its token may
+/// be in the path ([`path_secret`]), since those requests must not carry it.
+pub fn hook_route(url: &Url) -> Option<Url> {
+    has_query_secret(url).then(|| without_secrets(url))
+}
+
+/// Whether `url`'s host is a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104,
+/// localhost).
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             name == "localhost" || name.ends_with(".localhost")
@@ -244,11 +320,13 @@ pub fn run(args: &ProbeArgs) -> Exit {
         } else {
             crate::print_stdout(&report.text())
         };
-        if printed == Exit::Ok {
-            report.exit()
-        } else {
-            printed
+        if printed != Exit::Ok {
+            return printed;
         }
+        if report.hooks_unreachable() {
+            eprintln!("warning: {}", report.unreachable_message());
+        }
+        report.exit()
     })
 }
 
@@ -257,8 +335,8 @@ async fn probe(args: &ProbeArgs) -> Result<Report, Exit> {
     let target = Target::new(&args.target).map_err(|err| cmd::agent_error(&err))?;
     let bar = bar(cmd::progress(args.json || args.sarif));
     let mut secrets = Secrets::default();
-    if let Some((_, password)) = target.credentials() {
-        secrets.add(password);
+    if let Some((user, password)) = target.credentials() {
+        add_credentials(&mut secrets, user, password);
     }
     let mut report = Report {
         target: target.shown(),
@@ -268,7 +346,14 @@ async fn probe(args: &ProbeArgs) -> Result<Report, Exit> {
     // TLS first: without a trusted connection nothing else can be checked.
     bar.set_message("TLS");
     if target.url.scheme() == "https" {
-        let verdict = tls::check(&target.url, args.target.ca_cert.as_deref(), &mut report).await;
+        let wait = Duration::from_secs(args.target.timeout.max(1));
+        let verdict = tls::check(
+            &target.url,
+            args.target.ca_cert.as_deref(),
+            wait,
+            &mut report,
+        )
+        .await;
         if !verdict {
             bar.finish_and_clear();
             return Ok(report);
@@ -284,7 +369,7 @@ async fn probe(args: &ProbeArgs) -> Result<Report, Exit> {
         call_type: "phone".into(),
         get: false,
     };
-    let rendered = target
+    let mut rendered = target
         .render(&call)
         .await
         .map_err(|err| cmd::agent_error(&err))?;
@@ -293,18 +378,36 @@ async fn probe(args: &ProbeArgs) -> Result<Report, Exit> {
         call_id: fresh_call_id(),
         ..call.clone()
     };
-    let other = target.render(&other_call).await.ok();
+    let mut other = target.render(&other_call).await.ok();
     report.requests += 1;
+    // Truncate first: everything below is linear in the functions kept.
+    let skipped = rendered.functions.len().saturating_sub(MAX_FUNCTIONS);
+    rendered.functions.truncate(MAX_FUNCTIONS);
+    if let Some(other) = other.as_mut() {
+        other.functions.truncate(MAX_FUNCTIONS);
+    }
     for rendered in std::iter::once(&rendered).chain(other.as_ref()) {
         for url in rendered.urls() {
-            if let Ok(parsed) = Url::parse(&url) {
-                if let Some(password) = parsed.password() {
-                    let decoded = percent_encoding::percent_decode_str(password)
-                        .decode_utf8_lossy()
-                        .into_owned();
-                    secrets.add(&decoded);
-                    secrets.add(password);
+            let Ok(parsed) = Url::parse(&url) else {
+                continue;
+            };
+            if let Some(password) = parsed.password() {
+                let decoded = percent_encoding::percent_decode_str(password)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                let user = percent_encoding::percent_decode_str(parsed.username())
+                    .decode_utf8_lossy()
+                    .into_owned();
+                add_credentials(&mut secrets, &user, &decoded);
+                secrets.add(password);
+            }
+            for (name, value) in parsed.query_pairs() {
+                if mask::is_secret_name(&name) {
+                    secrets.add(&value);
                 }
+            }
+            if let Some(segment) = path_secret(&parsed) {
+                secrets.add(&segment);
             }
         }
         for function in &rendered.functions {
@@ -326,9 +429,7 @@ async fn probe(args: &ProbeArgs) -> Result<Report, Exit> {
     if ctx.other.is_none() {
         ctx.note("a second SWML render failed: the cross-call token check was skipped".into());
     }
-    if ctx.rendered.functions.len() > MAX_FUNCTIONS {
-        let skipped = ctx.rendered.functions.len() - MAX_FUNCTIONS;
-        ctx.rendered.functions.truncate(MAX_FUNCTIONS);
+    if skipped > 0 {
         ctx.note(format!(
             "only the first {MAX_FUNCTIONS} functions were probed ({skipped} more skipped)"
         ));
@@ -390,10 +491,15 @@ mod tests {
             "http://127.0.0.1:3000/",
             "http://[::1]/",
             "http://localhost/",
+            "http://[::ffff:127.0.0.1]:3000/",
         ] {
             assert!(is_loopback(&Url::parse(url).unwrap()), "{url}");
         }
-        for url in ["http://10.0.0.1/", "http://agent.example.com/"] {
+        for url in [
+            "http://10.0.0.1/",
+            "http://agent.example.com/",
+            "http://[::ffff:10.0.0.1]/",
+        ] {
             assert!(!is_loopback(&Url::parse(url).unwrap()), "{url}");
         }
     }

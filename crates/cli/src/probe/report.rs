@@ -93,7 +93,7 @@ pub const RULES: &[Rule] = &[
     Rule { id: "slow.headers", description: "Slow clients that never finish their request head are kept open past the bound.", fix: "Set a header read timeout (voxguard: VOXGUARD_HEADER_TIMEOUT_SECS, default 5 s) and per-IP connection limits." },
     Rule { id: "slow.starvation", description: "A normal request is not served while slow clients hold connections.", fix: "Bound connections per client and time out slow request heads so that others are still served." },
     Rule { id: "tls.certificate", description: "The certificate is not trusted for this host (untrusted issuer, expired, wrong name).", fix: "Serve a certificate from a trusted CA for the agent's host name, and renew it before it expires." },
-    Rule { id: "tls.protocol", description: "No TLS 1.2 or 1.3 connection could be negotiated.", fix: "Enable TLS 1.2 and 1.3 with modern cipher suites; disable older protocol versions." },
+    Rule { id: "tls.protocol", description: "No TLS 1.2 or 1.3 connection could be negotiated.", fix: "Make the port speak TLS 1.2 or 1.3 (with modern cipher suites, older versions disabled) and complete the handshake promptly; if it timed out, check that the URL's port serves TLS at all, or raise --timeout." },
 ];
 
 /// The rule of `id`.
@@ -129,11 +129,32 @@ pub struct Report {
     pub notes: Vec<String>,
     /// How many requests were sent (slow connections count one each).
     pub requests: usize,
+    /// How many requests went to a webhook (or `post_prompt_url`).
+    pub hooks_sent: usize,
+    /// How many of those got an HTTP answer.
+    pub hooks_answered: usize,
+}
+
+/// The longest title or location kept (characters).
+const MAX_LINE: usize = 400;
+/// The longest evidence or note kept (characters).
+const MAX_TEXT: usize = 1200;
+
+/// `text` safe for a terminal, JSON and SARIF: controls, C1 and bidi characters replaced
+/// ([`crate::output::clean`]) and at most `max` characters.
+pub fn bounded(text: &str, max: usize) -> String {
+    let clean = crate::output::clean(text);
+    if clean.chars().count() > max {
+        let cut: String = clean.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        clean
+    }
 }
 
 impl Report {
-    /// Record a finding of rule `id` (once per id and location; the evidence must already be
-    /// masked).
+    /// Record a finding of rule `id` (once per id, location and title; the text must already
+    /// be masked; it is cleaned of terminal controls and bounded here).
     pub fn add(
         &mut self,
         id: &'static str,
@@ -142,10 +163,13 @@ impl Report {
         location: String,
         evidence: String,
     ) {
+        let title = bounded(&title, MAX_LINE);
+        let location = bounded(&location, MAX_LINE);
+        let evidence = bounded(&evidence, MAX_TEXT);
         if self
             .findings
             .iter()
-            .any(|known| known.id == id && known.location == location)
+            .any(|known| known.id == id && known.location == location && known.title == title)
         {
             return;
         }
@@ -160,14 +184,44 @@ impl Report {
         });
     }
 
+    /// Record an informational note (once; masked already; cleaned and bounded here).
+    pub fn note(&mut self, text: String) {
+        let text = bounded(&text, MAX_TEXT);
+        if !self.notes.contains(&text) {
+            self.notes.push(text);
+        }
+    }
+
+    /// Whether most webhook requests got no HTTP answer (the webhooks are unreachable from
+    /// here, so the checks that use them proved nothing).
+    pub fn hooks_unreachable(&self) -> bool {
+        self.hooks_sent > 0 && self.hooks_answered * 2 < self.hooks_sent
+    }
+
+    /// The sentence shown when [`Report::hooks_unreachable`].
+    pub fn unreachable_message(&self) -> String {
+        format!(
+            "only {} of {} webhook requests got an HTTP answer: the webhook URLs the SWML \
+             renders are not reachable from here, so the function checks proved nothing. If \
+             the agent renders its public or proxy address, retry with --same-origin (webhooks \
+             are then called on the probed URL's origin).",
+            self.hooks_answered, self.hooks_sent
+        )
+    }
+
     /// The worst severity found, if any.
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|finding| finding.severity).max()
     }
 
-    /// The exit code: [`Exit::Ok`] without findings, else that of the worst severity.
+    /// The exit code: that of the worst severity; else [`Exit::Agent`] when most webhook
+    /// requests got no answer; else [`Exit::Ok`].
     pub fn exit(&self) -> Exit {
-        self.worst().map_or(Exit::Ok, Severity::exit)
+        match self.worst() {
+            Some(worst) => worst.exit(),
+            None if self.hooks_unreachable() => Exit::Agent,
+            None => Exit::Ok,
+        }
     }
 
     /// How many findings have `severity`.
@@ -185,6 +239,11 @@ impl Report {
             "findings": self.findings,
             "notes": self.notes,
             "requests": self.requests,
+            "webhooks": {
+                "sent": self.hooks_sent,
+                "answered": self.hooks_answered,
+                "unreachable": self.hooks_unreachable(),
+            },
             "summary": {
                 "critical": self.count(Severity::Critical),
                 "high": self.count(Severity::High),
@@ -283,7 +342,14 @@ impl Report {
                 out.push_str(&format!("  - {note}\n"));
             }
         }
+        if self.hooks_unreachable() {
+            let warning = format!("WARNING: {}", self.unreachable_message());
+            out.push_str(&format!("\n{}\n", cmd::paint(&warning, "31", color)));
+        }
         let summary = match self.worst() {
+            None if self.hooks_unreachable() => {
+                "No findings, but the webhooks were not reachable (exit 4).".to_string()
+            }
             None => cmd::paint("No findings.", "32", color),
             Some(worst) => format!(
                 "{} findings: {} critical, {} high, {} medium, {} low; worst {} (exit {}).",
@@ -332,6 +398,52 @@ mod tests {
             .push(finding("limits.body", Severity::Medium));
         assert_eq!(report.exit(), Exit::Critical);
         assert_eq!(report.json()["summary"]["worst"], "critical");
+    }
+
+    #[test]
+    fn agent_text_is_cleaned_and_bounded() {
+        let mut report = Report::default();
+        let hostile = format!(
+            "f\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}{}",
+            "x".repeat(100_000)
+        );
+        report.add(
+            "token.missing",
+            Severity::Critical,
+            hostile.clone(),
+            hostile.clone(),
+            hostile.clone(),
+        );
+        report.note(hostile);
+        let finding = &report.findings[0];
+        for text in [
+            &finding.title,
+            &finding.location,
+            &finding.evidence,
+            &report.notes[0],
+        ] {
+            assert!(text.chars().count() <= MAX_TEXT + 1, "{}", text.len());
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{text}"
+            );
+        }
+        let shown = report.text();
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{9b}'));
+        assert!(shown.len() < 10_000);
+    }
+
+    #[test]
+    fn unanswered_webhooks_exit_4_with_advice() {
+        let mut report = Report {
+            hooks_sent: 10,
+            hooks_answered: 2,
+            ..Report::default()
+        };
+        assert_eq!(report.exit(), Exit::Agent);
+        assert!(report.text().contains("--same-origin"));
+        report.hooks_answered = 10;
+        assert_eq!(report.exit(), Exit::Ok);
     }
 
     #[test]

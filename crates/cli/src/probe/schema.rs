@@ -17,7 +17,7 @@ use crate::agent::Function;
 pub const UNDECLARED: &str = "voxguard_probe_undeclared";
 
 /// The most invalid cases per function.
-const MAX_CASES: usize = 12;
+const MAX_CASES: usize = 16;
 
 /// Which rule an invalid case breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,58 @@ impl Declared {
 
     /// The invalid cases: each rejected by the declared schema (checked), at most
     /// [`MAX_CASES`].
-    pub fn invalid_cases(&self) -> Vec<Case> {
+    ///
+    /// By default ([`Declared::safe_cases`]) only cases no lax handler can act on: no
+    /// arguments at all, and each declared argument alone with a value of no usable type (never
+    /// a truthy value for a boolean, never valid values for the others). With `boundary`
+    /// (`--allow-calls` only) also the cases built on *valid* arguments with one changed:
+    /// a wrong type, a value outside a declared enum, pattern, length or range, a missing
+    /// required argument — a lax handler can act on those, so they move money on a weak
+    /// agent.
+    pub fn invalid_cases(&self, boundary: bool) -> Vec<Case> {
+        let mut cases = self.safe_cases();
+        if boundary {
+            for case in self.boundary_cases() {
+                if cases.len() < MAX_CASES {
+                    cases.push(case);
+                }
+            }
+        }
+        cases
+    }
+
+    /// The cases of the default mode: `{}` when a required argument exists, and each
+    /// declared argument alone with [`unusable`] value.
+    fn safe_cases(&self) -> Vec<Case> {
+        let mut cases = Vec::new();
+        let empty = Value::Object(Map::new());
+        if !self.required.is_empty() && !self.accepts(&empty) {
+            cases.push(Case {
+                kind: Kind::MissingRequired,
+                field: self.required.join(", "),
+                args: empty,
+            });
+        }
+        for (name, schema) in &self.properties {
+            let Some(bad) = unusable(schema) else {
+                continue;
+            };
+            let mut args = Map::new();
+            args.insert(name.clone(), bad);
+            let args = Value::Object(args);
+            if cases.len() < MAX_CASES && !self.accepts(&args) {
+                cases.push(Case {
+                    kind: Kind::TypeConfusion,
+                    field: name.clone(),
+                    args,
+                });
+            }
+        }
+        cases
+    }
+
+    /// The cases built on valid arguments with one changed (`--allow-calls` only).
+    fn boundary_cases(&self) -> Vec<Case> {
         let base = self.base();
         let mut cases = Vec::new();
         let mut push = |kind: Kind, field: &str, args: Map<String, Value>| {
@@ -160,14 +211,33 @@ impl Declared {
         Some(args)
     }
 
-    /// One set of invalid arguments (the first case), for requests that must be refused for
-    /// another reason (no token, no credentials).
+    /// The maximally invalid arguments, for every request that must be refused for another
+    /// reason (no token, no credentials): every declared argument with [`unusable`] value
+    /// (left out when none is rejected), so that no lax handler can act on any of them;
+    /// `None` when the declared schema would accept that set.
     pub fn invalid_args(&self) -> Option<Value> {
-        self.invalid_cases()
-            .into_iter()
-            .next()
-            .map(|case| case.args)
+        let mut args = Map::new();
+        for (name, schema) in &self.properties {
+            if let Some(bad) = unusable(schema) {
+                args.insert(name.clone(), bad);
+            }
+        }
+        let args = Value::Object(args);
+        (!self.accepts(&args)).then_some(args)
     }
+}
+
+/// A value of `schema`'s argument that no lax handler can use, if `schema` rejects one: an
+/// object (no number, string or account can be made of it), or `null` for a boolean (never
+/// truthy) and where the object is accepted.
+fn unusable(schema: &Value) -> Option<Value> {
+    let own = jsonschema::validator_for(schema).ok()?;
+    let candidates = if first_type(schema) == Some("boolean") {
+        vec![Value::Null]
+    } else {
+        vec![json!({"voxguard_probe": {}}), Value::Null]
+    };
+    candidates.into_iter().find(|value| !own.is_valid(value))
 }
 
 /// The first declared type of `schema` (`type` may be a list).
@@ -347,7 +417,7 @@ mod tests {
         .unwrap();
         let valid = declared.valid_args().unwrap();
         assert_eq!(valid, json!({"to_account": "0000000000", "amount": 1}));
-        let cases = declared.invalid_cases();
+        let cases = declared.invalid_cases(true);
         let kinds: Vec<String> = cases.iter().map(Case::describe).collect();
         for expected in [
             "to_account of the wrong type",
@@ -367,10 +437,54 @@ mod tests {
     }
 
     #[test]
+    fn default_cases_carry_no_value_a_lax_handler_could_act_on() {
+        let declared = Declared::of(&function(json!({
+            "type": "object",
+            "properties": {
+                "to_account": {"type": "string", "pattern": "^[0-9]{10}$"},
+                "amount": {"type": "number", "minimum": 1, "maximum": 100},
+                "confirmed": {"type": "boolean"},
+                "department": {"type": "string", "enum": ["support", "sales"]},
+            },
+            "required": ["to_account", "amount", "confirmed"],
+        })))
+        .unwrap();
+        let cases = declared.invalid_cases(false);
+        let described: Vec<String> = cases.iter().map(Case::describe).collect();
+        assert!(
+            described.contains(&"required to_account, amount, confirmed missing".to_string()),
+            "{described:?}"
+        );
+        assert_eq!(cases.len(), 5, "{described:?}");
+        let bad = json!({"voxguard_probe": {}});
+        for case in &cases {
+            assert!(!declared.accepts(&case.args), "{case:?}");
+            let args = case.args.as_object().unwrap();
+            // At most one argument, and never a usable value: no number, no string, no
+            // truthy boolean.
+            assert!(args.len() <= 1, "{case:?}");
+            for value in args.values() {
+                assert!(*value == bad || value.is_null(), "{case:?}");
+            }
+        }
+        assert!(cases.iter().any(|c| c.args == json!({"confirmed": null})));
+        let all = declared.invalid_args().unwrap();
+        assert_eq!(all["amount"], bad);
+        assert_eq!(all["to_account"], bad);
+        assert_eq!(all["confirmed"], Value::Null);
+        // Boundary cases (a valid amount, a truthy boolean) only when calls are allowed.
+        assert!(declared
+            .invalid_cases(true)
+            .iter()
+            .any(|case| case.args.get("amount") == Some(&json!(1))));
+    }
+
+    #[test]
     fn a_function_without_typed_parameters_has_no_invalid_case() {
         let declared =
             Declared::of(&function(json!({"type": "object", "properties": {}}))).unwrap();
-        assert!(declared.invalid_cases().is_empty());
+        assert!(declared.invalid_cases(false).is_empty());
+        assert!(declared.invalid_cases(true).is_empty());
         assert!(declared.invalid_args().is_none());
         assert_eq!(declared.valid_args(), Some(json!({})));
     }

@@ -4,7 +4,9 @@
 //! (`Cache-Control: no-store`, `X-Content-Type-Options: nosniff`) on SWML and SWAIG answers.
 //!
 //! It owns those requests, their verdicts and the leak patterns ([`leak`]). None of its
-//! requests carries a function token, so nothing can run. It must keep every body bounded
+//! requests carries a function token or any other secret-named query parameter (a webhook
+//! whose token may be in its path is skipped), and the oversized body names a function that
+//! cannot exist, so nothing can run. It must keep every body bounded
 //! ([`OVERSIZED`] at most).
 
 use std::sync::OnceLock;
@@ -12,7 +14,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use reqwest::{Method, Url};
 
-use super::{excerpt, without_token, Ctx, Severity};
+use super::{excerpt, hook_route, Ctx, Severity};
 use crate::agent::{mask, AgentError, Answer, Auth};
 
 /// The size of the oversized body: 4 MiB more than the usual 1 MiB limit.
@@ -52,30 +54,34 @@ pub fn leak(text: &str) -> Option<&'static str> {
         .map(|(_, what)| *what)
 }
 
-/// A webhook path and the credentials and function it is called with.
+/// A webhook path and the credentials it is called with.
 struct Hook {
     url: Url,
     auth: Auth,
-    function: String,
 }
 
-/// The distinct webhook paths (no token).
-fn hooks(ctx: &Ctx) -> Vec<Hook> {
+/// The name of a function no agent has: the oversized body names it, so that an agent
+/// without token check or body limit has nothing to run.
+const NO_SUCH_FUNCTION: &str = "voxguard_probe_no_such_function";
+
+/// The distinct webhook paths (no secret-named query parameter; a path that may carry the
+/// token is skipped with a note).
+fn hooks(ctx: &mut Ctx) -> Vec<Hook> {
     let mut hooks: Vec<Hook> = Vec::new();
-    for function in &ctx.rendered.functions {
+    let functions = ctx.rendered.functions.clone();
+    for function in &functions {
         let Some(webhook) = &function.webhook else {
             continue;
         };
         let Ok((url, auth)) = ctx.target.webhook(webhook) else {
             continue;
         };
-        let url = without_token(&url);
+        let Some(url) = hook_route(&url) else {
+            super::auth::path_note(ctx, &url);
+            continue;
+        };
         if hooks.iter().all(|hook| hook.url != url) && hooks.len() < super::MAX_ROUTES {
-            hooks.push(Hook {
-                url,
-                auth,
-                function: function.name.clone(),
-            });
+            hooks.push(Hook { url, auth });
         }
     }
     hooks
@@ -145,25 +151,29 @@ async fn headers_of_swml(ctx: &mut Ctx) {
 /// One oversized body: 413 or a closed connection is right, anything else read it.
 async fn body_limit(ctx: &mut Ctx, hook: &Hook) {
     let prefix = format!(
-        "{{\"function\":\"{}\",\"call_id\":\"{}\",\"argument\":{{\"parsed\":[{{}}]}},\"pad\":\"",
-        hook.function, ctx.call.call_id
+        "{{\"function\":\"{NO_SUCH_FUNCTION}\",\"call_id\":\"{}\",\"argument\":{{\"parsed\":[{{\"voxguard_probe\":{{}}}}]}},\"pad\":\"",
+        ctx.call.call_id
     );
     let mut body = Vec::with_capacity(OVERSIZED);
     body.extend_from_slice(prefix.as_bytes());
     body.resize(OVERSIZED - 2, b'a');
     body.extend_from_slice(b"\"}");
     let location = mask::url(hook.url.as_str());
+    // Sent directly: a connection closed mid-body is a refusal, not an unanswered webhook.
+    ctx.report.requests += 1;
+    let headers = [("content-type", "application/json")];
     let sent = tokio::time::timeout(
         OVERSIZED_WAIT,
-        ctx.send(Method::POST, &hook.url, &hook.auth, Some(body)),
+        ctx.target
+            .send(Method::POST, &hook.url, &hook.auth, &headers, Some(body)),
     )
     .await;
     let Ok(sent) = sent else {
         // An agent that answers early without reading the rest, and keeps the connection
         // open, leaves the client writing: it did not read the body.
         ctx.note(format!(
-            "{location}: the agent stopped reading the {} MiB body without an answer within \
-             {} s (counted as a refusal)",
+            "{location}: the {} MiB body got no answer within {} s (the agent stopped reading \
+             it, or is slow to read it): the body-limit check is inconclusive",
             OVERSIZED / (1024 * 1024),
             OVERSIZED_WAIT.as_secs()
         ));
@@ -192,7 +202,7 @@ async fn body_limit(ctx: &mut Ctx, hook: &Hook) {
         }
         Err(AgentError::Timeout { .. }) => ctx.note(format!(
             "{location}: the oversized body got no answer in time (neither 413 nor a closed \
-             connection)"
+             connection): the body-limit check is inconclusive"
         )),
         // The agent closed the connection while the body was sent: a refusal.
         Err(_) => {}

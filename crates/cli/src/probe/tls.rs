@@ -19,9 +19,6 @@ use tokio_rustls::{client::TlsStream, TlsConnector};
 use super::report::{Report, Severity};
 use crate::agent::mask;
 
-/// How long a connection and handshake may take.
-const HANDSHAKE: Duration = Duration::from_secs(10);
-
 /// The client configuration: Mozilla roots plus the certificates of `ca_cert`.
 ///
 /// # Errors
@@ -73,6 +70,7 @@ pub enum Failure {
 pub async fn connect(
     url: &Url,
     config: Arc<ClientConfig>,
+    wait: Duration,
 ) -> Result<TlsStream<TcpStream>, Failure> {
     let host = url
         .host_str()
@@ -83,31 +81,34 @@ pub async fn connect(
     let name = ServerName::try_from(host.clone()).map_err(|err| {
         Failure::Handshake(format!("{host} is not a valid TLS server name: {err}"))
     })?;
-    let tcp = tokio::time::timeout(HANDSHAKE, TcpStream::connect((host.as_str(), port)))
+    let tcp = tokio::time::timeout(wait, TcpStream::connect((host.as_str(), port)))
         .await
         .map_err(|_| Failure::Connect)?
         .map_err(|_| Failure::Connect)?;
-    tokio::time::timeout(HANDSHAKE, TlsConnector::from(config).connect(name, tcp))
+    tokio::time::timeout(wait, TlsConnector::from(config).connect(name, tcp))
         .await
-        .map_err(|_| Failure::Handshake("no TLS handshake within 10 s".into()))?
+        .map_err(|_| {
+            Failure::Handshake(format!(
+                "no TLS handshake within {} s (--timeout)",
+                wait.as_secs()
+            ))
+        })?
         .map_err(|err| Failure::Handshake(err.to_string()))
 }
 
-/// Check TLS on `url`; `false` when the rest of the probe cannot go on (a finding or a note
-/// says why).
-pub async fn check(url: &Url, ca_cert: Option<&Path>, report: &mut Report) -> bool {
+/// Check TLS on `url`, waiting at most `wait` for the connection and for the handshake;
+/// `false` when the rest of the probe cannot go on (a finding or a note says why).
+pub async fn check(url: &Url, ca_cert: Option<&Path>, wait: Duration, report: &mut Report) -> bool {
     let shown = mask::url(url.as_str());
     let config = match config(ca_cert) {
         Ok(config) => config,
         Err(why) => {
-            report
-                .notes
-                .push(format!("the TLS check did not run: {why}"));
+            report.note(format!("the TLS check did not run: {why}"));
             return true;
         }
     };
     report.requests += 1;
-    match connect(url, config).await {
+    match connect(url, config, wait).await {
         Ok(stream) => {
             let version = stream
                 .get_ref()
@@ -115,7 +116,7 @@ pub async fn check(url: &Url, ca_cert: Option<&Path>, report: &mut Report) -> bo
                 .protocol_version()
                 .map_or_else(|| "an unknown version".to_string(), |v| format!("{v:?}"))
                 .replace("TLSv1_", "TLS 1.");
-            report.notes.push(format!(
+            report.note(format!(
                 "TLS: {version} negotiated with {shown}, certificate verified{}",
                 if ca_cert.is_some() {
                     " (system roots and --ca-cert)"
@@ -150,7 +151,7 @@ pub async fn check(url: &Url, ca_cert: Option<&Path>, report: &mut Report) -> bo
                 shown.clone(),
                 format!("TLS handshake with {shown}: {why}"),
             );
-            report.notes.push(
+            report.note(
                 "the other checks need a verified TLS connection and did not run; for a \
                  private or test CA give --ca-cert FILE"
                     .to_string(),

@@ -12,7 +12,7 @@
 use serde_json::Value;
 
 use super::schema::Declared;
-use super::{excerpt, with_token, Ctx, Severity};
+use super::{excerpt, refused, with_token, Ctx, Severity};
 use crate::agent::{mask, CallState, Function, Reply};
 
 /// `token` with one character changed (in the middle, so that a signature check must see it).
@@ -30,9 +30,18 @@ pub fn tamper(token: &str) -> String {
     chars.into_iter().collect()
 }
 
-/// Whether `reply` is a refusal about the token (or the credentials).
+/// Whether `reply` is a refusal about the token (or the credentials): 401 or 403, or an
+/// `error` reason naming the token — never an answer that carries actions, and never a 2xx
+/// merely mentioning "token" somewhere in its body.
 fn token_refusal(reply: &Reply) -> bool {
-    matches!(reply.status, 401 | 403) || reply_text(reply).to_ascii_lowercase().contains("token")
+    if !reply.actions.is_empty() {
+        return false;
+    }
+    matches!(reply.status, 401 | 403)
+        || reply
+            .refusal
+            .as_ref()
+            .is_some_and(|refusal| refusal.reason.to_ascii_lowercase().contains("token"))
 }
 
 /// The reply's body as text.
@@ -94,7 +103,8 @@ pub async fn check(ctx: &mut Ctx) {
         let declared = Declared::of(function);
         let invalid = declared.as_ref().and_then(|d| d.invalid_args());
         let args = if ctx.allow_calls {
-            // Valid arguments prove most; invalid ones when no valid set can be built.
+            // Valid arguments prove most; the maximally invalid ones when no valid set can be
+            // built.
             declared.as_ref().and_then(|d| d.valid_args()).or(invalid)
         } else {
             invalid
@@ -113,13 +123,11 @@ pub async fn check(ctx: &mut Ctx) {
             ));
             continue;
         };
+        let tampered = tamper(token);
+        ctx.secrets.add(&tampered);
         let mut cases: Vec<(&'static str, &'static str, Option<String>)> = vec![
             ("token.missing", "without its token", None),
-            (
-                "token.tampered",
-                "with a tampered token",
-                Some(tamper(token)),
-            ),
+            ("token.tampered", "with a tampered token", Some(tampered)),
         ];
         let other_call = ctx
             .other
@@ -152,8 +160,7 @@ pub async fn check(ctx: &mut Ctx) {
         for (id, how, bad) in cases {
             let mut probe = function.clone();
             probe.webhook = Some(with_token(&url, bad.as_deref()).to_string());
-            ctx.report.requests += 1;
-            let reply = match ctx.target.invoke(&probe, &args, &state).await {
+            let reply = match ctx.invoke(&probe, &args, &state).await {
                 Ok(reply) => reply,
                 Err(err) => {
                     ctx.note(format!(
@@ -168,8 +175,7 @@ pub async fn check(ctx: &mut Ctx) {
         if ctx.allow_calls {
             // The control call: the valid token with the same valid arguments must get past
             // the token check, or the refusals above prove nothing.
-            ctx.report.requests += 1;
-            if let Ok(reply) = ctx.target.invoke(function, &args, &state).await {
+            if let Ok(reply) = ctx.invoke(function, &args, &state).await {
                 if token_refusal(&reply) {
                     let evidence = evidence(ctx, function, &args, &reply);
                     ctx.note(format!(
@@ -210,7 +216,7 @@ fn judge(
         }
         return;
     }
-    if !reply.refused() {
+    if !refused(reply) {
         ctx.finding(
             id,
             Severity::Critical,
@@ -245,6 +251,55 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::swaig::Refusal;
+    use crate::agent::Decoded;
+    use serde_json::json;
+
+    fn reply(status: u16, body: Value, reason: Option<&str>, actions: bool) -> Reply {
+        Reply {
+            status,
+            body,
+            text: None,
+            refusal: reason.map(|reason| Refusal {
+                reason: reason.into(),
+                sentence: None,
+            }),
+            response: None,
+            actions: if actions {
+                vec![Decoded {
+                    kind: "say".into(),
+                    detail: "say".into(),
+                    raw: Value::Null,
+                }]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn a_token_refusal_needs_a_status_or_a_reason_and_no_actions() {
+        assert!(token_refusal(&reply(403, Value::Null, None, false)));
+        assert!(token_refusal(&reply(
+            200,
+            Value::Null,
+            Some("token_invalid"),
+            false
+        )));
+        // A 2xx that only mentions a token is an answer, not a refusal.
+        let chatty = json!({"response": "Your token balance is 10."});
+        assert!(!token_refusal(&reply(200, chatty, None, false)));
+        // Actions are never a refusal, whatever the reason says.
+        assert!(!token_refusal(&reply(
+            200,
+            Value::Null,
+            Some("token_invalid"),
+            true
+        )));
+        assert!(!refused(&reply(200, Value::Null, Some("error"), true)));
+        assert!(refused(&reply(200, Value::Null, Some("error"), false)));
+        assert!(refused(&reply(500, Value::Null, None, false)));
+    }
 
     #[test]
     fn tampering_changes_exactly_one_character() {

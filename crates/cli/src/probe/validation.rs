@@ -1,10 +1,10 @@
 //! Argument validation against each function's *declared* schema, sent with the valid token
-//! the SWML gave it: a wrong type, a missing required argument, a value outside a declared
-//! enum, pattern, length or range — and, with `--allow-calls` only, an undeclared argument
-//! next to valid ones.
+//! the SWML gave it: by default `{}` and each declared argument alone with a value of no usable
+//! type ([`super::schema`]); with `--allow-calls` only, also values outside a declared enum,
+//! pattern, length or range next to valid arguments, and an undeclared argument.
 //!
-//! It owns those requests and their verdicts: a handler that runs (2xx without a refusal
-//! reason) on arguments its own schema rejects is a finding. A refusal for another reason
+//! It owns those requests and their verdicts: a handler that runs (no refusal, or any answer
+//! with actions) on arguments its own schema rejects is a finding, one per case. A refusal for another reason
 //! (a policy checked before the arguments, a rate limit, the token) makes the case
 //! inconclusive: a note, never a finding. It must not send a case the declared schema accepts
 //! ([`super::schema`] guarantees it) except the undeclared case under `--allow-calls`.
@@ -12,7 +12,7 @@
 use super::schema::Declared;
 use super::surface::leak;
 use super::token::{evidence, location, reply_text};
-use super::{Ctx, Severity};
+use super::{refused, Ctx, Severity};
 use crate::agent::{CallState, Function, Reply};
 
 /// Every invalid case of every function with a webhook.
@@ -35,7 +35,7 @@ pub async fn check(ctx: &mut Ctx) {
             ));
             continue;
         };
-        let cases = declared.invalid_cases();
+        let cases = declared.invalid_cases(ctx.allow_calls);
         if cases.is_empty() {
             ctx.note(format!(
                 "{}: it declares no typed parameters, so there is no invalid argument to send",
@@ -44,8 +44,7 @@ pub async fn check(ctx: &mut Ctx) {
         }
         let mut inconclusive: Vec<String> = Vec::new();
         for case in cases {
-            ctx.report.requests += 1;
-            let reply = match ctx.target.invoke(function, &case.args, &state).await {
+            let reply = match ctx.invoke(function, &case.args, &state).await {
                 Ok(reply) => reply,
                 Err(err) => {
                     ctx.note(format!(
@@ -57,7 +56,7 @@ pub async fn check(ctx: &mut Ctx) {
                 }
             };
             scan_leak(ctx, function, &case.args, &reply);
-            if !reply.refused() {
+            if !refused(&reply) {
                 let evidence = evidence(ctx, function, &case.args, &reply);
                 ctx.finding(
                     case.kind.id(),
@@ -102,12 +101,11 @@ async fn undeclared(ctx: &mut Ctx, function: &Function, declared: &Declared, sta
         ));
         return;
     };
-    ctx.report.requests += 1;
-    let Ok(reply) = ctx.target.invoke(function, &args, state).await else {
+    let Ok(reply) = ctx.invoke(function, &args, state).await else {
         return;
     };
     scan_leak(ctx, function, &args, &reply);
-    if !reply.refused() {
+    if !refused(&reply) {
         let evidence = evidence(ctx, function, &args, &reply);
         ctx.finding(
             "validation.undeclared",
@@ -119,17 +117,30 @@ async fn undeclared(ctx: &mut Ctx, function: &Function, declared: &Declared, sta
     }
 }
 
-/// A refusal reason that is not about the arguments (the case then proves nothing).
+/// A refusal reason that is not about the arguments (the case then proves nothing): a
+/// token or credentials refusal (401, 403, a reason naming the token or authorization), a
+/// rate limit, a policy. Only `invalid_argument`-like and `validation…` reasons, or a bare
+/// 400/422, are argument refusals.
 fn other_reason(reply: &Reply) -> Option<String> {
-    let reason = reply.refusal.as_ref().map(|r| r.reason.clone());
+    let reason = reply
+        .refusal
+        .as_ref()
+        .map(|r| r.reason.to_ascii_lowercase());
+    if matches!(reply.status, 401 | 403) {
+        return Some(match reason {
+            Some(reason) => format!("HTTP {} {reason}", reply.status),
+            None => format!("HTTP {}", reply.status),
+        });
+    }
     match reason {
         Some(reason)
-            if reason.contains("argument")
-                || reason.contains("invalid")
-                || reason.contains("validation") =>
+            if ["token", "auth", "credential", "signature"]
+                .iter()
+                .any(|word| reason.contains(word)) =>
         {
-            None
+            Some(reason)
         }
+        Some(reason) if reason.contains("argument") || reason.starts_with("validation") => None,
         Some(reason) => Some(reason),
         None if reply.status == 400 || reply.status == 422 => None,
         None => Some(format!("HTTP {}", reply.status)),
@@ -147,5 +158,49 @@ fn scan_leak(ctx: &mut Ctx, function: &Function, args: &serde_json::Value, reply
             &location(function),
             &evidence,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::swaig::Refusal;
+    use serde_json::Value;
+
+    fn reply(status: u16, reason: Option<&str>) -> Reply {
+        Reply {
+            status,
+            body: Value::Null,
+            text: None,
+            refusal: reason.map(|reason| Refusal {
+                reason: reason.into(),
+                sentence: None,
+            }),
+            response: None,
+            actions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_argument_reasons_count_as_argument_refusals() {
+        for (status, reason) in [
+            (200, Some("invalid_argument")),
+            (200, Some("validation_failed")),
+            (400, None),
+            (422, None),
+        ] {
+            assert_eq!(other_reason(&reply(status, reason)), None, "{reason:?}");
+        }
+        for (status, reason) in [
+            (200, Some("invalid_token")),
+            (200, Some("token_invalid")),
+            (403, Some("invalid_argument")),
+            (401, None),
+            (200, Some("unauthorized")),
+            (429, None),
+            (200, Some("forbidden")),
+        ] {
+            assert!(other_reason(&reply(status, reason)).is_some(), "{reason:?}");
+        }
     }
 }
