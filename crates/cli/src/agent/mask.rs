@@ -96,11 +96,13 @@ pub fn document(value: &Value, secrets: &Secrets) -> Value {
 }
 
 /// Known secrets (passwords, tokens) to be masked wherever they appear in text: a set (adding
-/// is constant time), sorted longest first once, when first needed for masking.
+/// is constant time), searched with one automaton built when first needed for masking.
 #[derive(Default, Clone)]
 pub struct Secrets {
     known: std::collections::HashSet<String>,
-    sorted: std::sync::OnceLock<Vec<String>>,
+    /// One automaton over every known secret, built on first use: masking a text costs one
+    /// pass over it, whatever the number of secrets (a hostile document can hold thousands).
+    finder: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -118,19 +120,26 @@ impl Secrets {
                 .to_string();
         for value in [secret.to_string(), encoded] {
             if value.chars().count() >= 4 && self.known.insert(value) {
-                self.sorted = std::sync::OnceLock::new();
+                self.finder = std::sync::OnceLock::new();
             }
         }
     }
 
-    /// The known secrets, longest first (so that a secret containing another is masked
-    /// whole).
-    fn sorted(&self) -> &[String] {
-        self.sorted.get_or_init(|| {
-            let mut sorted: Vec<String> = self.known.iter().cloned().collect();
-            sorted.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-            sorted
-        })
+    /// The automaton over the known secrets, leftmost-longest (a secret containing another
+    /// is masked whole); `None` when there is none, or when it cannot be built (then only the
+    /// shapes are masked, and [`Secrets::mask`] masks the whole text instead).
+    fn finder(&self) -> Option<&aho_corasick::AhoCorasick> {
+        self.finder
+            .get_or_init(|| {
+                if self.known.is_empty() {
+                    return None;
+                }
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(self.known.iter())
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Remember every secret of a JSON document: URL passwords, usernames of username-only
@@ -170,13 +179,19 @@ impl Secrets {
 
     /// `text` with every known secret masked, then masked by shape ([`text`](fn@text)).
     pub fn mask(&self, input: &str) -> String {
-        let mut out = input.to_string();
-        for secret in self.sorted() {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), MASK);
+        match self.finder() {
+            Some(finder) => {
+                let mut out = String::with_capacity(input.len());
+                finder.replace_all_with(input, &mut out, |_, _, dst| {
+                    dst.push_str(MASK);
+                    true
+                });
+                text(&out)
             }
+            // Fail towards masking: secrets we cannot search for hide the whole text.
+            None if !self.known.is_empty() => MASK.to_string(),
+            None => text(input),
         }
-        text(&out)
     }
 }
 
