@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::util::bank_process::*;
 use crate::util::token_for;
@@ -38,37 +37,12 @@ impl Bank {
     /// Start the bank agent on `dir` with `vars` (applied after the kit's defaults, so
     /// `RUST_LOG` here overrides the kit's `warn`) and wait for its "listening" line.
     async fn start(dir: &Path, vars: &[(&str, &str)]) -> Self {
-        let mut child = ChildGuard(
-            bank_agent_command(dir, vars)
-                .spawn()
-                .expect("spawn bank_agent"),
-        );
-        let stderr = drain(child.0.stderr.take().expect("stderr"));
-        let stdout = child.0.stdout.take().expect("stdout");
-        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
-        let stdout = std::thread::spawn(move || {
-            use std::io::{BufRead, Read};
-            let mut reader = std::io::BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let _ = line_tx.send(first.trim_end().to_string());
-            let mut rest = String::new();
-            let _ = reader.read_to_string(&mut rest);
-            first + &rest
-        });
-        let line = tokio::time::timeout(Duration::from_secs(60), line_rx)
-            .await
-            .expect("the bank agent announced itself")
-            .expect("stdout line");
-        let base = line
-            .strip_prefix("bank agent listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        let base = reqwest::Url::parse(base).expect("announced URL");
+        let agent = spawn_announced(bank_agent_command(dir, vars), "bank agent").await;
         Self {
-            child,
-            base,
-            stdout,
-            stderr,
+            child: agent.child,
+            base: reqwest::Url::parse(&agent.base).expect("announced URL"),
+            stdout: agent.stdout,
+            stderr: agent.stderr,
         }
     }
 

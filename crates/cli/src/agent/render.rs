@@ -19,10 +19,10 @@ pub struct CallArgs {
     #[arg(long, value_name = "ID")]
     pub call_id: Option<String>,
     /// The caller's number.
-    #[arg(long, default_value = "+15555550100", value_name = "NUM")]
+    #[arg(long, default_value = DEFAULT_FROM, value_name = "NUM")]
     pub from: String,
     /// The number called.
-    #[arg(long, default_value = "+15555550199", value_name = "NUM")]
+    #[arg(long, default_value = DEFAULT_TO, value_name = "NUM")]
     pub to: String,
     /// The call type the platform reports (phone, sip, webrtc).
     #[arg(long, default_value = "phone", value_name = "TYPE")]
@@ -45,6 +45,12 @@ impl CallArgs {
     }
 }
 
+/// The caller's number when none is given.
+pub const DEFAULT_FROM: &str = "+15555550100";
+
+/// The number called when none is given.
+pub const DEFAULT_TO: &str = "+15555550199";
+
 /// A fresh call id: `voxguard-cli-` and 16 random hex digits.
 pub fn fresh_call_id() -> String {
     format!("voxguard-cli-{:016x}", rand::random::<u64>())
@@ -66,6 +72,25 @@ pub struct CallSpec {
 }
 
 impl CallSpec {
+    /// A phone call from [`DEFAULT_FROM`] to [`DEFAULT_TO`] under a fresh call id.
+    pub fn fresh() -> Self {
+        Self {
+            call_id: fresh_call_id(),
+            from: DEFAULT_FROM.into(),
+            to: DEFAULT_TO.into(),
+            call_type: "phone".into(),
+            get: false,
+        }
+    }
+
+    /// The same call data under a fresh call id (another call of the same caller).
+    pub fn another(&self) -> Self {
+        Self {
+            call_id: fresh_call_id(),
+            ..self.clone()
+        }
+    }
+
     /// The POST body of an SWML fetch, shaped like the platform's.
     pub fn body(&self) -> Value {
         json!({

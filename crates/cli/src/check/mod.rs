@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::agent::{mask, render::fresh_call_id, CallSpec, Target, TargetArgs};
+use crate::agent::{mask, CallSpec, Target, TargetArgs};
 use crate::cmd;
 use crate::output::table;
 use crate::Exit;
@@ -185,13 +185,7 @@ async fn evaluate(args: &CheckArgs, env: Env) -> Exit {
             // Two renders for two call ids: a per-call token differs between them.
             let mut renders = Vec::with_capacity(2);
             for _ in 0..2 {
-                let call = CallSpec {
-                    call_id: fresh_call_id(),
-                    from: "+15555550100".into(),
-                    to: "+15555550199".into(),
-                    call_type: "phone".into(),
-                    get: false,
-                };
+                let call = CallSpec::fresh();
                 match target.render(&call).await {
                     Ok(rendered) => renders.push(rendered),
                     Err(err) => return cmd::agent_error(&err),

@@ -95,28 +95,17 @@ fn routes(ctx: &mut Ctx) -> Vec<Route> {
         body: ctx.call.body(),
     }];
     let state = CallState::new(ctx.call.clone(), &ctx.rendered, None);
-    let functions = ctx.rendered.functions.clone();
-    for function in &functions {
-        let Some(webhook) = &function.webhook else {
-            continue;
-        };
-        let Ok((url, auth)) = ctx.target.webhook(webhook) else {
-            continue;
-        };
-        let Some(url) = hook_route(&url) else {
-            path_note(ctx, &url);
-            continue;
-        };
+    for (function, url, auth) in super::webhook_routes(ctx) {
         if routes.iter().any(|route| route.url == url) {
             continue;
         }
         // The maximally invalid arguments where the schema allows it, else an unknown
         // function: nothing a weak agent could run for real.
-        let args = Declared::of(function).and_then(|declared| declared.invalid_args());
+        let args = Declared::of(&function).and_then(|declared| declared.invalid_args());
         let body = match args {
-            Some(args) => state.request_body(function, &args),
+            Some(args) => state.request_body(&function, &args),
             None => {
-                let mut body = state.request_body(function, &json!({}));
+                let mut body = state.request_body(&function, &json!({}));
                 body["function"] = json!("voxguard_probe_no_such_function");
                 body
             }

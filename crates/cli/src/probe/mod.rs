@@ -27,7 +27,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, Url};
 
 use crate::agent::mask::{self, Secrets};
-use crate::agent::render::fresh_call_id;
 use crate::agent::{
     AgentError, Answer, Auth, CallSpec, CallState, Function, Rendered, Reply, Target, TargetArgs,
 };
@@ -278,6 +277,30 @@ pub fn hook_route(url: &Url) -> Option<Url> {
     has_query_secret(url).then(|| without_secrets(url))
 }
 
+/// The distinct webhook routes of the rendered functions, each with the first function on it
+/// and the credentials the platform would send: secret-named query parameters removed; a
+/// route that may carry its token in its path is skipped with a note.
+pub fn webhook_routes(ctx: &mut Ctx) -> Vec<(Function, Url, Auth)> {
+    let mut routes: Vec<(Function, Url, Auth)> = Vec::new();
+    let functions = ctx.rendered.functions.clone();
+    for function in functions {
+        let Some(webhook) = &function.webhook else {
+            continue;
+        };
+        let Ok((url, auth)) = ctx.target.webhook(webhook) else {
+            continue;
+        };
+        let Some(url) = hook_route(&url) else {
+            auth::path_note(ctx, &url);
+            continue;
+        };
+        if routes.iter().all(|(_, known, _)| *known != url) {
+            routes.push((function, url, auth));
+        }
+    }
+    routes
+}
+
 /// Whether `url`'s host is a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104,
 /// localhost).
 pub fn is_loopback(url: &Url) -> bool {
@@ -362,22 +385,13 @@ async fn probe(args: &ProbeArgs) -> Result<Report, Exit> {
     bar.inc(1);
 
     bar.set_message("rendering the SWML");
-    let call = CallSpec {
-        call_id: fresh_call_id(),
-        from: "+15555550100".into(),
-        to: "+15555550199".into(),
-        call_type: "phone".into(),
-        get: false,
-    };
+    let call = CallSpec::fresh();
     let mut rendered = target
         .render(&call)
         .await
         .map_err(|err| cmd::agent_error(&err))?;
     report.requests += 1;
-    let other_call = CallSpec {
-        call_id: fresh_call_id(),
-        ..call.clone()
-    };
+    let other_call = call.another();
     let mut other = target.render(&other_call).await.ok();
     report.requests += 1;
     // Truncate first: everything below is linear in the functions kept.

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{tls, Ctx, Severity};
-use crate::agent::{mask, CallSpec};
+use crate::agent::mask;
 
 /// A connection, plain or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -116,10 +116,7 @@ pub async fn check(ctx: &mut Ctx, count: usize, bound: Duration) {
         return;
     }
     // A normal request while the slow clients hold their connections.
-    let call = CallSpec {
-        call_id: crate::agent::render::fresh_call_id(),
-        ..ctx.call.clone()
-    };
+    let call = ctx.call.another();
     ctx.report.requests += 1;
     let starved = ctx.target.render(&call).await.err();
     if let Some(err) = &starved {

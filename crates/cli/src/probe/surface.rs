@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use reqwest::{Method, Url};
 
-use super::{excerpt, hook_route, Ctx, Severity};
+use super::{excerpt, Ctx, Severity};
 use crate::agent::{mask, AgentError, Answer, Auth};
 
 /// The size of the oversized body: 4 MiB more than the usual 1 MiB limit.
@@ -67,24 +67,11 @@ const NO_SUCH_FUNCTION: &str = "voxguard_probe_no_such_function";
 /// The distinct webhook paths (no secret-named query parameter; a path that may carry the
 /// token is skipped with a note).
 fn hooks(ctx: &mut Ctx) -> Vec<Hook> {
-    let mut hooks: Vec<Hook> = Vec::new();
-    let functions = ctx.rendered.functions.clone();
-    for function in &functions {
-        let Some(webhook) = &function.webhook else {
-            continue;
-        };
-        let Ok((url, auth)) = ctx.target.webhook(webhook) else {
-            continue;
-        };
-        let Some(url) = hook_route(&url) else {
-            super::auth::path_note(ctx, &url);
-            continue;
-        };
-        if hooks.iter().all(|hook| hook.url != url) && hooks.len() < super::MAX_ROUTES {
-            hooks.push(Hook { url, auth });
-        }
-    }
-    hooks
+    super::webhook_routes(ctx)
+        .into_iter()
+        .take(super::MAX_ROUTES)
+        .map(|(_, url, auth)| Hook { url, auth })
+        .collect()
 }
 
 /// Body limit, methods, malformed JSON and headers.

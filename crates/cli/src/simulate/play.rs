@@ -21,7 +21,7 @@ use crate::agent::swaig::decode_actions;
 use crate::agent::{CallSpec, CallState, Rendered, Reply, Target};
 
 /// The number called when a script does not say.
-pub const DEFAULT_TO: &str = "+15555550199";
+pub use crate::agent::render::DEFAULT_TO;
 
 /// One call to play: its script and the file it came from.
 #[derive(Debug, Clone)]
