@@ -209,6 +209,28 @@ pub fn audit_durability_from_lookup(
     }
 }
 
+/// `VOXGUARD_AUDIT_CHECKPOINT_EVERY` read through `lookup`: unset or blank is 100, else a whole
+/// number greater than 0. Public so inspection tools (`voxguard check`) agree with start-up.
+///
+/// # Errors
+///
+/// [`RuntimeError::Audit`] for any other value.
+pub fn checkpoint_every_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<u64, RuntimeError> {
+    match lookup("VOXGUARD_AUDIT_CHECKPOINT_EVERY")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(100),
+        Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            RuntimeError::Audit(format!(
+                "VOXGUARD_AUDIT_CHECKPOINT_EVERY={v:?} is not valid: a whole number greater than 0"
+            ))
+        }),
+    }
+}
+
 /// The audit trail's settings from `VOXGUARD_AUDIT_DURABILITY`, `VOXGUARD_AUDIT_KEY` and
 /// `VOXGUARD_AUDIT_CHECKPOINT_EVERY`, whichever backend keeps the trail.
 pub(crate) struct AuditSettings {
@@ -242,14 +264,7 @@ impl AuditSettings {
                 None
             }
         };
-        let every = match get("VOXGUARD_AUDIT_CHECKPOINT_EVERY") {
-            None => 100,
-            Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                RuntimeError::Audit(format!(
-                    "VOXGUARD_AUDIT_CHECKPOINT_EVERY={v:?} is not valid: a whole number greater than 0"
-                ))
-            })?,
-        };
+        let every = checkpoint_every_from_lookup(|name| std::env::var(name).ok())?;
         Ok(Self {
             durability,
             key,
@@ -259,8 +274,13 @@ impl AuditSettings {
 }
 
 /// Read `VOXGUARD_EMERGENCY_MODE` (true/false) and `VOXGUARD_EMERGENCY_TOOLS` (comma-separated
-/// tool names; unset = every sensitive tool) through `lookup`.
-pub(crate) fn emergency_from_lookup(
+/// tool names; unset = every sensitive tool) through `lookup`. Public so inspection tools
+/// (`voxguard check`) agree with start-up.
+///
+/// # Errors
+///
+/// [`RuntimeError::InvalidEmergency`] for a mode that is not true or false.
+pub fn emergency_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<EmergencyState, RuntimeError> {
     let enabled = match lookup("VOXGUARD_EMERGENCY_MODE")

@@ -62,8 +62,8 @@ pub fn production(env: &Env) -> Item {
 }
 
 /// `server_config`: the runtime's own start-up checks of the server settings
-/// (`ServerConfig::from_lookup`), the token lifetime, the SWML render limit and the audit
-/// durability.
+/// (`ServerConfig::from_lookup`), the token lifetime, the SWML render limit, the audit
+/// durability and checkpoint interval, and the emergency mode.
 pub fn server_config(env: &Env) -> Item {
     let checked = voxguard::server::ServerConfig::from_lookup(env.lookup())
         .map_err(|err| err.to_string())
@@ -71,12 +71,14 @@ pub fn server_config(env: &Env) -> Item {
             voxguard::token_ttl_from_lookup(env.lookup()).map_err(|err| err.to_string())?;
             voxguard::render_limit_from_lookup(env.lookup(), config.trust_proxy)
                 .map_err(|err| err.to_string())?;
+            voxguard::checkpoint_every_from_lookup(env.lookup()).map_err(|err| err.to_string())?;
+            voxguard::emergency_from_lookup(env.lookup()).map_err(|err| err.to_string())?;
             voxguard::audit_durability_from_lookup(env.lookup()).map_err(|err| err.to_string())
         });
     match checked {
         Ok(_) => Item::pass(
             "server_config",
-            "the runtime's start-up checks (ServerConfig, token lifetime, SWML render limit, audit durability) accept these settings",
+            "the runtime's start-up checks (ServerConfig, token lifetime, SWML render limit, audit durability and checkpoints, emergency mode) accept these settings",
         ),
         Err(err) => Item::fail(
             "server_config",
@@ -546,6 +548,8 @@ mod tests {
             ("VOXGUARD_TOKEN_TTL_SECS", "soon"),
             ("VOXGUARD_AUDIT_DURABILITY", "paranoid"),
             ("VOXGUARD_SWML_RENDERS_PER_MIN", "lots"),
+            ("VOXGUARD_AUDIT_CHECKPOINT_EVERY", "0"),
+            ("VOXGUARD_EMERGENCY_MODE", "maybe"),
         ] {
             let item = server_config(&Env::of(&[(name, value)]));
             assert_eq!(item.status, Status::Fail, "{name}={value}: {item:?}");
@@ -555,6 +559,8 @@ mod tests {
             ("VOXGUARD_TOKEN_TTL_SECS", "600"),
             ("VOXGUARD_AUDIT_DURABILITY", "FSYNC"),
             ("VOXGUARD_SWML_RENDERS_PER_MIN", "0"),
+            ("VOXGUARD_AUDIT_CHECKPOINT_EVERY", "50"),
+            ("VOXGUARD_EMERGENCY_MODE", "on"),
         ]);
         assert_eq!(server_config(&good).status, Status::Pass);
     }
