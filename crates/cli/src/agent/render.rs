@@ -326,12 +326,7 @@ impl Target {
                         .and_then(Value::as_str)
                         .map(str::to_string)
                 })
-                .filter(|reason| {
-                    (1..=64).contains(&reason.len())
-                        && reason
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-                })
+                .filter(|reason| super::swaig::is_stable_reason(reason))
                 .map(|reason| format!(" ({reason})"))
                 .unwrap_or_default();
             return Err(AgentError::Unusable(format!(

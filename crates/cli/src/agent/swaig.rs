@@ -147,6 +147,16 @@ fn unset(from: &mut Map<String, Value>, keys: &Value) {
     }
 }
 
+/// Whether `reason` reads as a stable machine reason (`verification_required`), not free text:
+/// 1 to 64 ASCII letters, digits, `_`, `.` or `-`. Only such a reason is quoted from an agent's
+/// answer; anything else may hold escapes, secrets or pages of text.
+pub fn is_stable_reason(reason: &str) -> bool {
+    (1..=64).contains(&reason.len())
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 /// A refusal: the stable reason and the sentence.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Refusal {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::outcome::RefusalSeen;
 use super::script::{Expect, Refused};
+use crate::agent::swaig::is_stable_reason;
 use crate::agent::Reply;
 
 /// One expectation that did not hold.
@@ -54,18 +55,10 @@ pub enum ErrorField<'a> {
 pub fn error_field(reply: &Reply) -> ErrorField<'_> {
     match reply.body.get("error") {
         None | Some(Value::Null) => ErrorField::Absent,
-        Some(Value::String(reason)) if readable(reason) => ErrorField::Readable(reason),
+        Some(Value::String(reason)) if is_stable_reason(reason) => ErrorField::Readable(reason),
         Some(Value::String(reason)) => ErrorField::Unreadable(reason),
         Some(_) => ErrorField::Malformed,
     }
-}
-
-/// Whether `reason` reads as a stable reason (`verification_required`), not free text.
-fn readable(reason: &str) -> bool {
-    (1..=64).contains(&reason.len())
-        && reason
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Whether the call was refused: a non-2xx status, or an `error` of any kind.

@@ -173,7 +173,7 @@ async fn run_all(
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(plan) = plans.get(index) else { break };
                 let outcome = if stop.load(Ordering::SeqCst) {
-                    let secrets = (!show_secrets).then(|| play::target_secrets(&target));
+                    let secrets = (!show_secrets).then(|| target.secrets());
                     plan.not_run(
                         "not run: an earlier call could not use the agent",
                         secrets.as_ref(),

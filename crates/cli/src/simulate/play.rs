@@ -75,32 +75,12 @@ impl Plan {
     }
 }
 
-/// The secrets known before any render: the target's password.
-pub fn target_secrets(target: &Target) -> Secrets {
-    let mut secrets = Secrets::default();
-    if let Some((_, password)) = target.credentials() {
-        secrets.add(password);
-    }
-    secrets
-}
-
 /// The secrets of a call: the target's password, and every secret the render carries
-/// (webhook passwords, percent-decoded and as rendered; tokens; values under
-/// credential-like keys such as `meta_data_token`).
+/// (webhook passwords, percent-decoded and as rendered; tokens; values under credential-like
+/// keys such as `meta_data_token`).
 fn secrets_of(target: &Target, rendered: &Rendered) -> Secrets {
-    let mut secrets = target_secrets(target);
+    let mut secrets = target.secrets();
     secrets.add_document(&rendered.document);
-    for function in &rendered.functions {
-        for secret in [&function.token, &function.meta_data_token]
-            .into_iter()
-            .flatten()
-        {
-            secrets.add(secret);
-        }
-        if let Some(webhook) = &function.webhook {
-            secrets.add_url(webhook);
-        }
-    }
     secrets
 }
 
@@ -153,7 +133,7 @@ fn actions_seen(reply: &Reply, secrets: Option<&Secrets>) -> Vec<ActionSeen> {
 /// Play `plan` against `target`.
 pub async fn play(target: &Target, plan: &Plan, show_secrets: bool) -> CallOutcome {
     let started = Instant::now();
-    let early = (!show_secrets).then(|| target_secrets(target));
+    let early = (!show_secrets).then(|| target.secrets());
     let mut outcome = plan.unplayed(early.as_ref());
     let script = &plan.script;
     let call = CallSpec {
