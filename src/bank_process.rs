@@ -72,9 +72,18 @@ fn built_binary(kind: &str, name: &str) -> PathBuf {
     binary
 }
 
-/// A `bank_agent` command with a clean environment of our own settings.
+/// A `bank_agent` command with a clean environment of our own settings, then `vars`.
 pub fn bank_agent_command(data_dir: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(bank_agent_binary());
+    let mut command = example_command("bank_agent", data_dir);
+    command.envs(vars.iter().copied());
+    command
+}
+
+/// The example `name` as a command on `data_dir`: no `VOXGUARD_*`, `SWML_*` or `BANK_*`
+/// variable of the test's own environment, port 0 on 127.0.0.1, `RUST_LOG=warn`, stdout and
+/// stderr piped. Callers add their variables after these, so theirs win.
+pub fn example_command(name: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(example_binary(name));
     for (name, _) in std::env::vars() {
         if ["VOXGUARD_", "SWML_", "BANK_"]
             .iter()
@@ -89,7 +98,6 @@ pub fn bank_agent_command(data_dir: &Path, vars: &[(&str, &str)]) -> Command {
         .env("VOXGUARD_HOST", "127.0.0.1")
         .env("VOXGUARD_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
-        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

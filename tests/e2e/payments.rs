@@ -796,11 +796,6 @@ const SHOP_USER: &str = "shop-platform";
 /// Basic-auth password the shop agent child is started with.
 const SHOP_PASSWORD: &str = "s3cure-shop-agent-password-0123456789";
 
-/// The `shop_agent` example binary, built once per test run.
-fn shop_agent_binary() -> PathBuf {
-    voxguard_reference::bank_process::example_binary("shop_agent")
-}
-
 /// The shop agent child: its process, URL, and threads collecting stdout and stderr.
 struct ShopProcess {
     child: ChildGuard,
@@ -817,31 +812,15 @@ impl ShopProcess {
 
     /// Start with `vars` on top of the defaults below.
     async fn start_with(dir: &Path, vars: &[(&str, &str)]) -> Self {
-        use std::process::Stdio;
-        let mut command = std::process::Command::new(shop_agent_binary());
-        for (name, _) in std::env::vars() {
-            if ["VOXGUARD_", "SWML_", "RUST_LOG"]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                command.env_remove(name);
-            }
-        }
+        let mut command = bank_process::example_command("shop_agent", dir);
         command
-            .current_dir(dir)
-            .env("VOXGUARD_PORT", "0")
-            .env("VOXGUARD_HOST", "127.0.0.1")
-            .env("VOXGUARD_DATA_DIR", dir)
             .env("SWML_BASIC_AUTH_USER", SHOP_USER)
             .env("SWML_BASIC_AUTH_PASSWORD", SHOP_PASSWORD)
             .env("VOXGUARD_RECORDS_KEY", RECORDS_KEY)
             .env("VOXGUARD_AUDIT_KEY", CLINIC_AUDIT_KEY)
             .env("VOXGUARD_PAYMENT_GATEWAY", "test")
             .env("RUST_LOG", "debug")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .envs(vars.iter().copied());
         let agent = bank_process::spawn_announced(command, "shop agent").await;
         Self {
             child: agent.child,

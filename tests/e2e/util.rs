@@ -271,41 +271,19 @@ pub const CLINIC_PASSWORD: &str = "s3cure-clinic-agent-password-0123456789";
 /// The audit key the clinic agent child signs its checkpoints with (base64 of 32 bytes).
 pub const CLINIC_AUDIT_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
-/// The `clinic_agent` example binary, built once per test run (as `bank_agent_binary` does).
-pub fn clinic_agent_binary() -> std::path::PathBuf {
-    voxguard_reference::bank_process::example_binary("clinic_agent")
-}
-
 /// A `clinic_agent` command on `data_dir` with a clean environment: the test's credentials,
 /// records key and audit key, then `vars`.
 pub fn clinic_agent_command(
     data_dir: &std::path::Path,
     vars: &[(&str, &str)],
 ) -> std::process::Command {
-    use std::process::Stdio;
-    let mut command = std::process::Command::new(clinic_agent_binary());
-    for (name, _) in std::env::vars() {
-        if ["VOXGUARD_", "SWML_"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-        {
-            command.env_remove(name);
-        }
-    }
+    let mut command = bank_process::example_command("clinic_agent", data_dir);
     command
-        .current_dir(data_dir)
-        .env("VOXGUARD_PORT", "0")
-        .env("VOXGUARD_HOST", "127.0.0.1")
-        .env("VOXGUARD_DATA_DIR", data_dir)
         .env("SWML_BASIC_AUTH_USER", CLINIC_USER)
         .env("SWML_BASIC_AUTH_PASSWORD", CLINIC_PASSWORD)
         .env("VOXGUARD_RECORDS_KEY", RECORDS_KEY)
         .env("VOXGUARD_AUDIT_KEY", CLINIC_AUDIT_KEY)
-        .env("RUST_LOG", "warn")
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .envs(vars.iter().copied());
     command
 }
 

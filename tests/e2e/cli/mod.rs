@@ -92,29 +92,13 @@ impl RefAgent {
             _ => (BANK_USER, BANK_PASSWORD),
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut command = Command::new(bank_process::example_binary(name));
-        for (var, _) in std::env::vars() {
-            if ["VOXGUARD_", "SWML_", "BANK_"]
-                .iter()
-                .any(|p| var.starts_with(p))
-            {
-                command.env_remove(var);
-            }
-        }
+        let mut command = bank_process::example_command(name, dir.path());
         command
-            .current_dir(dir.path())
-            .env("VOXGUARD_PORT", "0")
-            .env("VOXGUARD_HOST", "127.0.0.1")
-            .env("VOXGUARD_DATA_DIR", dir.path())
             .env("SWML_BASIC_AUTH_USER", user)
             .env("SWML_BASIC_AUTH_PASSWORD", password)
             .env("VOXGUARD_RECORDS_KEY", RECORDS_KEY)
             .env("VOXGUARD_AUDIT_KEY", CLINIC_AUDIT_KEY)
-            .env("RUST_LOG", "warn")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .envs(vars.iter().copied());
         let agent = bank_process::spawn_announced(command, &name.replace('_', " ")).await;
         Self {
             _child: agent.child,

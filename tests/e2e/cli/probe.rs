@@ -14,6 +14,14 @@ use super::{voxguard, RefAgent, Run};
 /// Reference agents close slow request heads after 1 s; the probe waits 3 s.
 const FAST_HEADERS: (&str, &str) = ("VOXGUARD_HEADER_TIMEOUT_SECS", "1");
 
+/// `voxguard probe BASE --json --slow-secs 0 EXTRA…` with `env`: the probe without its
+/// slow-client check, which the tests that want it run with their own bound.
+async fn quick_probe(base: &str, env: &[(&str, &str)], extra: &[&str]) -> Run {
+    let mut args = vec!["probe", base, "--json", "--slow-secs", "0"];
+    args.extend_from_slice(extra);
+    voxguard(&args, env, None).await
+}
+
 fn ids(run: &Run) -> Vec<String> {
     run.json()["findings"]
         .as_array()
@@ -74,12 +82,7 @@ async fn an_agent_without_token_check_or_validation_is_critical_and_nothing_real
         ..Weak::strong()
     })
     .await;
-    let run = voxguard(
-        &["probe", &agent.base, "--json", "--slow-secs", "0"],
-        &agent.env(),
-        None,
-    )
-    .await;
+    let run = quick_probe(&agent.base, &agent.env(), &[]).await;
     assert_eq!(run.code, 14, "{run:#?}");
     let found = ids(&run);
     for id in [
@@ -120,19 +123,7 @@ async fn an_agent_without_token_check_or_validation_is_critical_and_nothing_real
     );
 
     // --allow-calls is what sends real calls (and checks undeclared arguments).
-    let allowed = voxguard(
-        &[
-            "probe",
-            &agent.base,
-            "--json",
-            "--slow-secs",
-            "0",
-            "--allow-calls",
-        ],
-        &agent.env(),
-        None,
-    )
-    .await;
+    let allowed = quick_probe(&agent.base, &agent.env(), &["--allow-calls"]).await;
     assert_eq!(allowed.code, 14, "{allowed:#?}");
     assert!(agent.real_runs.load(Ordering::SeqCst) > 0);
     assert!(ids(&allowed).contains(&"validation.undeclared".to_string()));
@@ -235,12 +226,7 @@ async fn a_sloppy_agent_is_flagged_in_sarif() {
 #[tokio::test]
 async fn a_strong_test_agent_is_clean_and_json_says_so() {
     let agent = weak::start(Weak::strong()).await;
-    let run = voxguard(
-        &["probe", &agent.base, "--json", "--slow-secs", "0"],
-        &agent.env(),
-        None,
-    )
-    .await;
+    let run = quick_probe(&agent.base, &agent.env(), &[]).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let json = run.json();
     assert_eq!(json["summary"]["worst"], Value::Null);
@@ -317,12 +303,7 @@ async fn tls_is_verified_with_the_test_ca_and_flagged_without() {
 #[tokio::test]
 async fn a_lax_agent_has_no_side_effect_without_allow_calls() {
     let agent = weak::start_lax().await;
-    let run = voxguard(
-        &["probe", &agent.base, "--json", "--slow-secs", "0"],
-        &agent.env(),
-        None,
-    )
-    .await;
+    let run = quick_probe(&agent.base, &agent.env(), &[]).await;
     assert_eq!(
         agent.side_effects.load(Ordering::SeqCst),
         0,
@@ -334,19 +315,7 @@ async fn a_lax_agent_has_no_side_effect_without_allow_calls() {
         assert!(found.contains(&id.to_string()), "{id} missing: {run:#?}");
     }
     // The fixture does count side effects: --allow-calls causes them.
-    let allowed = voxguard(
-        &[
-            "probe",
-            &agent.base,
-            "--json",
-            "--slow-secs",
-            "0",
-            "--allow-calls",
-        ],
-        &agent.env(),
-        None,
-    )
-    .await;
+    let allowed = quick_probe(&agent.base, &agent.env(), &["--allow-calls"]).await;
     assert_eq!(allowed.code, 14, "{allowed:#?}");
     assert!(agent.side_effects.load(Ordering::SeqCst) > 0);
 }
@@ -367,12 +336,7 @@ async fn unreachable_webhooks_exit_4_and_suggest_same_origin() {
     assert_eq!(run.code, 4, "{run:#?}");
     assert!(run.stderr.contains("--same-origin"), "{run:#?}");
     assert!(!run.stdout.contains("\nNo findings.\n"), "{}", run.stdout);
-    let json = voxguard(
-        &["probe", &agent.base, "--json", "--slow-secs", "0"],
-        &agent.env(),
-        None,
-    )
-    .await;
+    let json = quick_probe(&agent.base, &agent.env(), &[]).await;
     assert_eq!(json.code, 4, "{json:#?}");
     assert_eq!(json.json()["webhooks"]["unreachable"], true);
     let same = voxguard(
@@ -398,12 +362,7 @@ async fn a_token_in_the_webhook_path_is_never_sent_by_token_less_checks_nor_show
         ..Weak::strong()
     })
     .await;
-    let run = voxguard(
-        &["probe", &agent.base, "--json", "--slow-secs", "0"],
-        &agent.env(),
-        None,
-    )
-    .await;
+    let run = quick_probe(&agent.base, &agent.env(), &[]).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(agent.path_leaks.load(Ordering::SeqCst), 0, "{run:#?}");
     assert!(!run.stdout.contains("weak-token-secret"), "{}", run.stdout);
