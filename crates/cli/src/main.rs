@@ -10,6 +10,7 @@
 //!   records, read and managed on the data directory;
 //! - `swml`, `tools` (`inspect`), `exec`, `simulate`, `probe`, `check`: over real HTTP against
 //!   any running SWML/SWAIG agent, through the client in `agent` (plumbing in `cmd`);
+//! - `gateway` (`gateway`): serve the library's gateway mode in front of an upstream agent;
 //! - `keys generate` (`keys`) and `completions`;
 //! - `version`.
 //!
@@ -48,6 +49,7 @@ mod check;
 mod cmd;
 mod datadir;
 mod exec;
+mod gateway;
 mod inspect;
 mod keys;
 mod migrate;
@@ -213,6 +215,13 @@ enum Command {
     /// headers, TLS. Sends only requests that must be refused unless --allow-calls.
     #[command(after_help = probe::PROBE_AFTER_HELP)]
     Probe(probe::ProbeArgs),
+    /// Serve voxguard in front of an SWML agent it did not build (gateway mode).
+    ///
+    /// The platform calls the gateway instead of the agent: every webhook in the agent's SWML
+    /// is rewritten to the gateway, and every function call is checked (auth, token, schema,
+    /// guards, limits, emergency switch, transfers, audit) before it is forwarded.
+    #[command(after_help = gateway::GATEWAY_AFTER_HELP)]
+    Gateway(gateway::GatewayArgs),
     /// Evaluate the production hardening checklist on an environment (and a live agent).
     #[command(after_help = check::CHECK_AFTER_HELP)]
     Check(check::CheckArgs),
@@ -290,6 +299,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Simulate(args)) => simulate::run(&args),
         Some(Command::Probe(args)) => probe::run(&args),
         Some(Command::Check(args)) => check::run(&args),
+        Some(Command::Gateway(args)) => gateway::run(&args),
         Some(Command::Keys { command }) => keys::run(&command),
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();

@@ -143,6 +143,10 @@ reasons! {
     InvalidQuery = ("invalid_query", 400),
     /// The operator change conflicts with existing state.
     OperatorConflict = ("operator_conflict", 409),
+    /// Gateway mode: the upstream agent did not answer a SWML fetch, or answered something the
+    /// gateway cannot serve safely (not SWML, or its credentials where the gateway cannot
+    /// replace them).
+    UpstreamFailed = ("upstream_failed", 502),
 }
 
 impl Reason {

@@ -59,6 +59,12 @@ pub enum RuntimeError {
     /// reached. The message never holds a URL.
     #[error("{0}")]
     State(String),
+    /// The gateway configuration (`gateway.toml` or its environment overrides) is not valid.
+    #[error("gateway configuration: {0}")]
+    Gateway(#[from] crate::gateway::GatewayConfigError),
+    /// The gateway's agent could not be declared (e.g. a bad route or rate limit).
+    #[error("gateway: {0}")]
+    GatewayAgent(#[from] crate::agent::AgentError),
 }
 
 /// Token keys resolved from the environment.

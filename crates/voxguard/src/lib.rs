@@ -34,6 +34,7 @@ mod agent;
 mod audit;
 mod config;
 mod context;
+pub mod gateway;
 mod hashers;
 mod limits;
 pub mod logging;
@@ -54,6 +55,7 @@ pub use config::{
     open_audit_log_from_env, render_limit_from_lookup, token_ttl_from_lookup, RuntimeError,
 };
 pub use context::{CallContext, Session, SessionError};
+pub use gateway::{GatewayConfig, GatewayConfigError};
 pub use limits::{AgentLimits, LimitsError};
 pub use logging::{redacting_writer, RedactingWriter};
 pub use pipeline::{CONFIRMATION_WINDOW_SECS, UNDECLARED_FIELD};

@@ -26,6 +26,7 @@ use crate::config::{
     emergency_from_lookup, keys_from_lookup, render_limit_from_lookup, RuntimeError,
     DEFAULT_SWML_RENDERS_PER_MIN,
 };
+use crate::gateway::{Gate, GatewayConfig};
 use crate::pipeline::limiter::{Limiter, SharedLimiter, LIMIT_KEY_PURPOSE};
 use crate::pipeline::Pipeline;
 use crate::records::api::RecordsApi;
@@ -49,6 +50,7 @@ pub struct Runtime {
     on_anomaly: Option<AnomalyCallback>,
     hooks: Hooks,
     agents: Vec<Agent>,
+    gateways: Vec<GatewayConfig>,
     records: Option<RecordsConfig>,
     compliance: Compliance,
     shared: Option<Shared>,
@@ -106,6 +108,7 @@ impl Runtime {
             on_anomaly: None,
             hooks: Hooks::default(),
             agents: Vec::new(),
+            gateways: Vec::new(),
             records: None,
             compliance,
             shared: None,
@@ -130,6 +133,7 @@ impl Runtime {
             on_anomaly: None,
             hooks: Hooks::default(),
             agents: Vec::new(),
+            gateways: Vec::new(),
             records: None,
             compliance: Compliance::NONE,
             shared: None,
@@ -246,6 +250,21 @@ impl Runtime {
         self
     }
 
+    /// Stand in front of the upstream agent `config` names (gateway mode, docs/gateway.md):
+    /// served like an agent, on `config.route`, with its functions taken from each render of
+    /// the upstream's SWML. The file's `public_url` and `body_limit` apply unless the
+    /// environment set them.
+    pub fn gateway(mut self, config: GatewayConfig) -> Self {
+        if let Some(url) = &config.public_url {
+            self.config.proxy_url_base = Some(url.clone());
+        }
+        if let Some(limit) = config.body_limit {
+            self.config.body_limit = limit;
+        }
+        self.gateways.push(config);
+        self
+    }
+
     /// The server configuration (e.g. to adjust limits before binding).
     pub fn config_mut(&mut self) -> &mut ServerConfig {
         &mut self.config
@@ -317,9 +336,16 @@ impl Runtime {
         if !self.hooks.on_request.is_empty() || !self.hooks.on_response.is_empty() {
             server = server.access(Arc::new(self.hooks.clone()));
         }
+        // Gateways are served as agents whose tools come from the upstream's renders.
+        let mut agents: Vec<(Agent, Option<Arc<Gate>>)> =
+            self.agents.into_iter().map(|agent| (agent, None)).collect();
+        for config in &self.gateways {
+            let gate = Arc::new(Gate::new(config)?);
+            agents.push((crate::gateway::agent(config, gate.clone())?, Some(gate)));
+        }
         // Compliance before anything is bound: each agent under its own modes and the runtime's.
         let mut modes = self.compliance;
-        for agent in &self.agents {
+        for (agent, _) in &agents {
             let effective = self.compliance.and(agent.inner.compliance);
             agent.check_compliance(effective)?;
             modes = modes.and(effective);
@@ -334,20 +360,18 @@ impl Runtime {
             }
         }
         let mut names = std::collections::HashSet::new();
-        if let Some(dup) = self
-            .agents
+        if let Some((dup, _)) = agents
             .iter()
-            .find(|a| !names.insert(a.name().to_string()))
+            .find(|(a, _)| !names.insert(a.name().to_string()))
         {
             return Err(RuntimeError::DuplicateAgent(dup.name().to_string()));
         }
         let subject_key = self.keys.derive(SUBJECT_KEY_PURPOSE);
         let hashers = Hashers::per_core();
         let records = self.records.map(|config| {
-            let attempt_keys = self
-                .agents
+            let attempt_keys = agents
                 .iter()
-                .map(|agent| {
+                .map(|(agent, _)| {
                     let key = agent
                         .inner
                         .verification
@@ -389,8 +413,8 @@ impl Runtime {
         });
         let input_guard = InputGuard::new();
 
-        let mut pipelines = Vec::with_capacity(self.agents.len());
-        for agent in self.agents {
+        let mut pipelines = Vec::with_capacity(agents.len());
+        for (agent, gateway) in agents {
             let compliance = self.compliance.and(agent.inner.compliance);
             let limiter = match &self.shared {
                 Some(shared) => Limiter::Shared(SharedLimiter::new(
@@ -417,6 +441,7 @@ impl Runtime {
                 compliance,
                 connector_base: connector_base.clone(),
                 ready: Default::default(),
+                gateway,
             });
             server = server.agent(pipeline.clone());
             pipelines.push(pipeline);

@@ -157,7 +157,7 @@ pub struct Tool {
 /// `$ref`s among others) in linear time, before the validator compiles a schema that could
 /// cost it exponential time (found by the `validator` fuzz target: a self-referencing `allOf`
 /// under an `anyOf` kept `jsonschema` busy for minutes).
-fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc<SchemaError>> {
+pub(crate) fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc<SchemaError>> {
     let enforced = if closed {
         close_objects(schema.clone())
     } else {
@@ -314,6 +314,31 @@ impl Tool {
             wait_file: None,
             policy: ToolPolicy::default(),
             handler,
+        }
+    }
+
+    /// A function of an upstream agent behind the gateway (`crate::gateway`): its schema as the
+    /// upstream declared it, compiled once per schema by the gateway's cache, and a handler
+    /// that is never run — the pipeline forwards a gateway call to the upstream instead of
+    /// running a handler (`Pipeline::run_handler` is not reached for it). Always `secure`.
+    pub(crate) fn forwarded(name: &str, schema: Value, compiled: Arc<Compiled>) -> Self {
+        Self {
+            name: name.to_string(),
+            description: String::new(),
+            schema,
+            compiled: Ok(compiled),
+            secure: true,
+            active: true,
+            fillers: None,
+            wait_file: None,
+            policy: ToolPolicy::default(),
+            handler: Arc::new(UntypedHandler {
+                handler: |_args: Value, _ctx: CallContext| async {
+                    Err(ToolError::internal(
+                        "a gateway function is forwarded to its upstream, never run here",
+                    ))
+                },
+            }),
         }
     }
 

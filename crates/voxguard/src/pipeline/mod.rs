@@ -19,6 +19,7 @@
 mod audited;
 mod bounds;
 mod confirm;
+mod gateway;
 pub(crate) mod limiter;
 mod pay;
 mod summary;
@@ -82,6 +83,8 @@ pub(crate) struct Pipeline {
     pub(crate) connector_base: Option<url::Url>,
     /// The last readiness check, reused for [`READY_FOR`].
     pub(crate) ready: ReadyCache,
+    /// Gateway mode: the upstream agent this pipeline stands in front of (`crate::gateway`).
+    pub(crate) gateway: Option<Arc<crate::gateway::Gate>>,
 }
 
 /// How long a readiness answer is reused.
@@ -307,16 +310,21 @@ impl Pipeline {
     /// `invalid_request`.
     pub(crate) async fn swaig_raw(&self, info: &RequestInfo, body: &[u8]) -> Reply {
         match parse_swaig(body) {
-            Ok(request) => self.swaig_request(info, request).await,
+            Ok(request) => self.swaig_request(info, request, body).await,
             Err(refusal) => Reply::from(refusal),
         }
     }
 
     /// Run the steps on `request` (`None`: the body was not a SWAIG call) and audit the verdict.
-    async fn swaig_request(&self, info: &RequestInfo, request: Option<SwaigRequest>) -> Reply {
+    async fn swaig_request(
+        &self,
+        info: &RequestInfo,
+        request: Option<SwaigRequest>,
+        raw: &[u8],
+    ) -> Reply {
         let mut trail = Trail::new(Endpoint::Swaig);
         let verdict = self
-            .swaig_steps(info, request, &mut trail)
+            .swaig_steps(info, request, raw, &mut trail)
             .await
             .unwrap_or_else(Verdict::from);
         self.audited(info, trail, verdict).await
@@ -357,6 +365,7 @@ impl Pipeline {
         &self,
         info: &RequestInfo,
         request: Option<SwaigRequest>,
+        raw: &[u8],
         trail: &mut Trail,
     ) -> Result<Verdict, Refusal> {
         let agent = &self.agent;
@@ -372,22 +381,35 @@ impl Pipeline {
                 "The request names no function.",
             ));
         }
-        let Some(tool) = agent.tool(&request.function) else {
-            tracing::info!(agent = agent.name(), function = ?truncate(&request.function), "unknown function");
-            return Err(Refusal::new(Reason::UnknownFunction, SENTENCE_UNAVAILABLE));
-        };
         let call_id = request.call_id().unwrap_or("");
         let caller = bounds::caller_number(request.caller_id_num.as_deref());
+        // Gateway mode: the function comes from the render the token names, so the token is
+        // checked first (and the bounded name and call id are on record if it is refused).
+        let forwarded: (Tool, gateway::Forwarding);
+        let (tool, forwarding) = if self.gateway.is_some() {
+            trail.function = Some(truncate(&request.function));
+            trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
+            forwarded = self.gateway_tool(info, &request.function, call_id).await?;
+            (&forwarded.0, Some(&forwarded.1))
+        } else {
+            let Some(tool) = agent.tool(&request.function) else {
+                tracing::info!(agent = agent.name(), function = ?truncate(&request.function), "unknown function");
+                return Err(Refusal::new(Reason::UnknownFunction, SENTENCE_UNAVAILABLE));
+            };
+            (tool, None)
+        };
         trail.function = Some(tool.name.clone());
         trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
         trail.caller = caller.map(str::to_string);
         // The session a secure call may touch is the one of the SWML render its token came
         // from; insecure tools get a separate namespace and can never read verification state.
-        let render = if tool.secure {
-            check_token(&self.keys, info, call_id, &tool.name, self.now_unix())
-                .map_err(|error| token_refusal(agent.name(), &tool.name, info, error))?
-        } else {
-            PUBLIC_SCOPE.to_string()
+        let render = match forwarding {
+            Some(forwarding) => forwarding.render.clone(),
+            None if tool.secure => {
+                check_token(&self.keys, info, call_id, &tool.name, self.now_unix())
+                    .map_err(|error| token_refusal(agent.name(), &tool.name, info, error))?
+            }
+            None => PUBLIC_SCOPE.to_string(),
         };
         // Per-argument work starts only now: a token-refused request is recorded in O(1).
         // Under HIPAA every argument of a PHI tool is masked: the trail is append-only and
@@ -541,7 +563,13 @@ impl Pipeline {
         }
 
         trail.handler_ran = true;
-        self.run_handler(tool, args, ctx, &event, trail).await
+        match forwarding {
+            Some(forwarding) => {
+                self.forward(info, tool, args, raw, forwarding, &event, trail)
+                    .await
+            }
+            None => self.run_handler(tool, args, ctx, &event, trail).await,
+        }
     }
 
     /// The `requires` flags, then `requires_role`, from the server-side session.
@@ -636,60 +664,7 @@ impl Pipeline {
             }
             Err(_) => return Err(failed(agent, &tool.name, call_id, "handler was cancelled")),
         };
-        if unmodeled_verbs(&result) {
-            // A verb voxguard does not model (sip_refer, execute, …) could route the call
-            // where the allow-list cannot see: refuse it like a transfer off the list.
-            tracing::warn!(
-                target: "voxguard::security",
-                event = "transfer_blocked",
-                agent,
-                function = %tool.name,
-                call_id,
-                "a handler produced a SWML action with a verb voxguard does not check; refused"
-            );
-            return Err(Refusal::new(
-                Reason::TransferBlocked,
-                "I'm sorry, I can't transfer the call to that destination.",
-            ));
-        }
-        if self.compliance.hipaa()
-            && result
-                .swml_verbs()
-                .any(|verb| matches!(verb, voxguard_swml::Verb::RecordCall(_)))
-        {
-            // HIPAA mode never records a call (docs/compliance.md).
-            tracing::warn!(
-                target: "voxguard::security",
-                event = "recording_blocked",
-                agent,
-                function = %tool.name,
-                call_id,
-                "a handler asked to record the call in HIPAA mode; refused"
-            );
-            return Err(Refusal::new(
-                Reason::RecordingBlocked,
-                "I'm sorry, this call can't be recorded.",
-            ));
-        }
-        if let Some(blocked) = result
-            .destinations()
-            .into_iter()
-            .find(|d| !self.agent.inner.transfers.allows(d))
-        {
-            tracing::warn!(
-                target: "voxguard::security",
-                event = "transfer_blocked",
-                agent,
-                function = %tool.name,
-                call_id,
-                destination = %mask(blocked),
-                "a handler produced a transfer outside the allow-list; refused"
-            );
-            return Err(Refusal::new(
-                Reason::TransferBlocked,
-                "I'm sorry, I can't transfer the call to that destination.",
-            ));
-        }
+        self.screen_result(&tool.name, call_id, &result)?;
         if self.compliance.pci() {
             // PCI mode: the card digits keyed in during `pay` are never recorded — whether the
             // agent records every call or a handler started a recording earlier in this call.
@@ -714,6 +689,72 @@ impl Pipeline {
                     &format!("result not serializable: {error}"),
                 )
             })
+    }
+    /// The checks on what a tool answered (a handler's result, or the SWML actions of an
+    /// upstream's answer in gateway mode): no verb voxguard does not model, no recording under
+    /// HIPAA, every connect/transfer destination on the allow-list.
+    fn screen_result(
+        &self,
+        function: &str,
+        call_id: &str,
+        result: &voxguard_swml::FunctionResult,
+    ) -> Result<(), Refusal> {
+        let agent = self.agent.name();
+        if unmodeled_verbs(result) {
+            // A verb voxguard does not model (sip_refer, execute, …) could route the call
+            // where the allow-list cannot see: refuse it like a transfer off the list.
+            tracing::warn!(
+                target: "voxguard::security",
+                event = "transfer_blocked",
+                agent,
+                function = %function,
+                call_id,
+                "a handler produced a SWML action with a verb voxguard does not check; refused"
+            );
+            return Err(Refusal::new(
+                Reason::TransferBlocked,
+                "I'm sorry, I can't transfer the call to that destination.",
+            ));
+        }
+        if self.compliance.hipaa()
+            && result
+                .swml_verbs()
+                .any(|verb| matches!(verb, voxguard_swml::Verb::RecordCall(_)))
+        {
+            // HIPAA mode never records a call (docs/compliance.md).
+            tracing::warn!(
+                target: "voxguard::security",
+                event = "recording_blocked",
+                agent,
+                function = %function,
+                call_id,
+                "a handler asked to record the call in HIPAA mode; refused"
+            );
+            return Err(Refusal::new(
+                Reason::RecordingBlocked,
+                "I'm sorry, this call can't be recorded.",
+            ));
+        }
+        if let Some(blocked) = result
+            .destinations()
+            .into_iter()
+            .find(|d| !self.agent.inner.transfers.allows(d))
+        {
+            tracing::warn!(
+                target: "voxguard::security",
+                event = "transfer_blocked",
+                agent,
+                function = %function,
+                call_id,
+                destination = %mask(blocked),
+                "a handler produced a transfer outside the allow-list; refused"
+            );
+            return Err(Refusal::new(
+                Reason::TransferBlocked,
+                "I'm sorry, I can't transfer the call to that destination.",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -790,6 +831,12 @@ impl AgentService for Pipeline {
                 "The call id is not valid.",
             ));
         }
+        if self.gateway.is_some() {
+            return match self.gateway_render(request, body, &call_id).await {
+                Ok(document) => Reply::ok(document).with_call_id(Some(call_id)),
+                Err(refusal) => Reply::from(refusal).with_call_id(Some(call_id)),
+            };
+        }
         let document = render::render(
             &self.agent,
             &self.keys,
@@ -822,10 +869,17 @@ impl AgentService for Pipeline {
     }
 
     async fn pay(&self, request: &RequestInfo, body: voxguard_server::Bytes) -> Reply {
+        if self.gateway.is_some() {
+            return self.gateway_pay(request, body.to_vec(), false).await;
+        }
         Pipeline::pay(self, request, body).await
     }
 
     async fn pay_status(&self, request: &RequestInfo, body: Value) -> Reply {
+        if self.gateway.is_some() {
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            return self.gateway_pay(request, bytes, true).await;
+        }
         Pipeline::pay_status(self, request, body).await
     }
 
@@ -840,7 +894,15 @@ impl AgentService for Pipeline {
             self.limiter
                 .ping()
                 .await
-                .map_err(|e| format!("rate limits: {e}"))
+                .map_err(|e| format!("rate limits: {e}"))?;
+            match &self.gateway {
+                Some(gate) => gate
+                    .upstream
+                    .ping()
+                    .await
+                    .map_err(|e| format!("upstream: {e}")),
+                None => Ok(()),
+            }
         }
         .await;
         self.ready.keep(answer.clone());

@@ -100,7 +100,7 @@ fn answer(
     }
 }
 
-fn refused(status: u16, code: &str, message: &str) -> Reply {
+pub(super) fn refused(status: u16, code: &str, message: &str) -> Reply {
     answer(status, None, None, Some((code, message)))
 }
 
@@ -364,7 +364,7 @@ impl Pipeline {
     }
 
     /// An audit event about a payment connector request.
-    fn pay_event(
+    pub(super) fn pay_event(
         &self,
         kind: AuditKind,
         outcome: Outcome,

@@ -81,6 +81,7 @@ impl Harness {
             compliance: agent_compliance,
             connector_base: None,
             ready: Default::default(),
+            gateway: None,
         };
         Self {
             pipeline,

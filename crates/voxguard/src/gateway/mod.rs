@@ -1,0 +1,141 @@
+//! Gateway mode: voxguard in front of an SWML agent it did not build (an official Python or
+//! TypeScript SDK agent, say), so that the platform talks to voxguard and voxguard to the
+//! agent ([docs/gateway.md](../../docs/gateway.md)).
+//!
+//! Owns what a gateway adds to an ordinary agent: its configuration (`config`), the upstream
+//! client (`upstream`), the SWML rewrite (`rewrite`), the [`Gate`] a `Pipeline` holds in
+//! gateway mode (compiled schemas, the rules of `gateway.toml`, the official schema checker),
+//! and the gateway's `Agent` (name, route, limits, transfer allow-list, summary forwarding).
+//! The request path itself stays the pipeline's (`pipeline/gateway.rs`): the same steps,
+//! refusals and audit records as for an agent's own tools. It must not run upstream code or
+//! let an upstream credential or token reach the platform.
+
+pub mod config;
+pub(crate) mod rewrite;
+pub(crate) mod upstream;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use voxguard_swml::conformance::SchemaChecker;
+
+use crate::agent::{Agent, AgentError};
+use crate::config::RuntimeError;
+use crate::tool::{compile, Compiled, Tool, ToolError};
+
+pub use config::{GatewayConfig, GatewayConfigError, UpstreamCredentials};
+use rewrite::{FunctionEntry, RenderEntry, ENTRY_KEY};
+use upstream::Upstream;
+
+/// Compiled schemas kept (distinct schemas; a gateway's upstream declares a few dozen).
+const COMPILED_CACHE: usize = 1024;
+
+/// What a pipeline in gateway mode holds besides its agent.
+pub(crate) struct Gate {
+    pub(crate) upstream: Upstream,
+    pub(crate) strict: bool,
+    pub(crate) sensitive_args: Vec<String>,
+    pub(crate) emergency_tools: HashSet<String>,
+    pub(crate) checker: Option<SchemaChecker>,
+    compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+}
+
+impl Gate {
+    /// The gate for `config`: the upstream client and the schema checker (read now, so a bad
+    /// path stops start-up).
+    pub(crate) fn new(config: &GatewayConfig) -> Result<Self, RuntimeError> {
+        let checker = match &config.swml_schema {
+            Some(path) => Some(SchemaChecker::from_path(path).map_err(|e| {
+                RuntimeError::Gateway(GatewayConfigError::Invalid {
+                    key: "swml_schema".into(),
+                    message: e.to_string(),
+                })
+            })?),
+            None => {
+                tracing::warn!("gateway: no swml_schema (VOXGUARD_SWML_SCHEMA) configured: the upstream's SWML is not checked against the official schema");
+                None
+            }
+        };
+        let upstream = Upstream::new(config).map_err(|message| {
+            RuntimeError::Gateway(GatewayConfigError::Invalid {
+                key: "upstream".into(),
+                message,
+            })
+        })?;
+        Ok(Self {
+            upstream,
+            strict: config.strict,
+            sensitive_args: config.sensitive_args.clone(),
+            emergency_tools: config.emergency_tools.iter().cloned().collect(),
+            checker,
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `schema` compiled for enforcement (closed to undeclared arguments in strict mode), from
+    /// the cache when the same schema was seen before.
+    pub(crate) fn compiled(&self, schema: &Value) -> Result<Arc<Compiled>, String> {
+        let key = schema.to_string();
+        if let Some(found) = self.lock().get(&key) {
+            return Ok(found.clone());
+        }
+        let compiled = compile(schema, self.strict).map_err(|e| e.to_string())?;
+        let mut cache = self.lock();
+        if cache.len() >= COMPILED_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Compiled>>> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tool the pipeline checks a call to upstream function `name` as: its declared schema,
+    /// the configured sensitive argument names, sensitive for the emergency switch when listed.
+    pub(crate) fn tool(&self, name: &str, entry: &FunctionEntry) -> Result<Tool, String> {
+        let compiled = self.compiled(&entry.schema)?;
+        let mut tool = Tool::forwarded(name, entry.schema.clone(), compiled);
+        tool.policy.sensitive = self.emergency_tools.contains(name);
+        tool.policy.sensitive_args = self.sensitive_args.clone();
+        Ok(tool)
+    }
+}
+
+/// The agent a gateway is served as: its name and route, rate limits and transfer allow-list
+/// from `config`, and a summary handler that forwards the (redacted) end-of-call summary to the
+/// upstream's `post_prompt_url`. It declares no tools: they come from each render.
+pub(crate) fn agent(config: &GatewayConfig, gate: Arc<Gate>) -> Result<Agent, AgentError> {
+    let mut builder = Agent::builder(&config.name)
+        .route(&config.route)
+        .prompt_text("(gateway)")
+        .allow_transfers_to(config.allow_transfers_to.iter().cloned())
+        .on_summary(move |summary, ctx| {
+            let gate = gate.clone();
+            async move {
+                let entry: Option<RenderEntry> = ctx.session().get(ENTRY_KEY).await?;
+                let Some(url) = entry.and_then(|e| e.post_prompt_url) else {
+                    return Ok(());
+                };
+                let body = serde_json::to_vec(&summary).map_err(ToolError::internal)?;
+                gate.upstream
+                    .call(&url, body)
+                    .await
+                    .map(drop)
+                    .map_err(ToolError::internal)
+            }
+        });
+    if let Some(limit) = config.per_caller {
+        builder = builder.rate_limit_per_caller(limit.max(), limit.per());
+    }
+    if let Some(limit) = config.global {
+        builder = builder.rate_limit_global(limit.max(), limit.per());
+    }
+    let mut agent = builder.build()?;
+    if let Some(def) = Arc::get_mut(&mut agent.inner) {
+        def.limits.tools = config.function_limits.clone();
+    }
+    Ok(agent)
+}

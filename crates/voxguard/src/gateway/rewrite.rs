@@ -1,0 +1,455 @@
+//! The upstream's SWML, made the gateway's: every webhook URL in it points at the gateway,
+//! with the gateway's Basic credentials and a function token minted for this call, and what
+//! the upstream had there is kept server-side ([`RenderEntry`]) for forwarding.
+//!
+//! Owns which fields are webhooks — each SWAIG function's `web_hook_url` (or the
+//! `SWAIG.defaults` one it inherits), `SWAIG.defaults.web_hook_url`, `post_prompt_url`, and a
+//! `pay` verb's `payment_connector_url` and `status_url`, in every section and in a function
+//! result's SWML action — and the final check that none of the upstream's secrets is left
+//! anywhere in the document. It must not talk to the upstream or the store.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use voxguard_guard::KeyRing;
+use voxguard_server::{with_query, AgentRoutes, RequestInfo};
+
+use crate::agent::POST_PROMPT_FUNCTION;
+
+/// The function name payment-connector tokens are bound to (the session part holds the render
+/// and the `pay` verb's index).
+pub(crate) const PAY_FUNCTION: &str = "__gateway_pay";
+/// The function name payment-status tokens are bound to.
+pub(crate) const PAY_STATUS_FUNCTION: &str = "__gateway_pay_status";
+
+/// What a render keeps server-side for forwarding: the upstream's original URLs and each
+/// function's declared schema. Stored in the call's session (so replicas share it) under
+/// [`ENTRY_KEY`]; it never leaves the gateway.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct RenderEntry {
+    /// Function name → where the upstream takes it and the schema it declared.
+    pub(crate) functions: BTreeMap<String, FunctionEntry>,
+    /// The upstream's `post_prompt_url`.
+    pub(crate) post_prompt_url: Option<String>,
+    /// The upstream's payment connector and status URLs, by `pay` verb.
+    pub(crate) pay: Vec<PayEntry>,
+}
+
+/// One upstream function.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct FunctionEntry {
+    /// The upstream's webhook URL (with whatever credentials and token it embedded).
+    pub(crate) url: String,
+    /// The `parameters` schema it declared.
+    pub(crate) schema: Value,
+}
+
+/// One upstream `pay` verb's URLs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct PayEntry {
+    pub(crate) connector: Option<String>,
+    pub(crate) status: Option<String>,
+}
+
+/// The session key a render's [`RenderEntry`] is stored under.
+pub(crate) const ENTRY_KEY: &str = "__vg.gateway";
+
+/// Everything needed to mint the gateway's URLs for one render.
+pub(crate) struct Minter<'a> {
+    pub(crate) keys: &'a KeyRing,
+    pub(crate) info: &'a RequestInfo,
+    pub(crate) routes: AgentRoutes,
+    pub(crate) call_id: &'a str,
+    pub(crate) render_id: &'a str,
+    pub(crate) now_unix: u64,
+}
+
+impl Minter<'_> {
+    fn url(&self, path: &str, function: &str, session: &str) -> String {
+        let token = self
+            .keys
+            .mint_with_session_at(self.call_id, function, session, self.now_unix);
+        self.info.webhook_url(path, &[("__token", &token)])
+    }
+
+    fn function_url(&self, function: &str) -> String {
+        self.url(self.routes.swaig(), function, self.render_id)
+    }
+}
+
+/// What the rewrite changed besides the URLs, for the operator's log.
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    /// Functions left out of the document, with why.
+    pub(crate) dropped: Vec<(String, String)>,
+    /// `SWAIG.includes` entries removed (remote function lists are not proxied).
+    pub(crate) includes_removed: usize,
+}
+
+/// A function's schema, compiled or not: the rewrite drops a function whose schema the gateway
+/// could not enforce.
+pub(crate) type SchemaCheck<'a> = &'a dyn Fn(&Value) -> Result<(), String>;
+
+/// Rewrite the upstream's `document` in place; return what to keep server-side.
+pub(crate) fn rewrite_document(
+    document: &mut Value,
+    minter: &Minter<'_>,
+    entry: &mut RenderEntry,
+    schema_ok: SchemaCheck<'_>,
+    notes: &mut Notes,
+) {
+    let Some(sections) = document.get_mut("sections").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for verbs in sections.values_mut() {
+        let Some(verbs) = verbs.as_array_mut() else {
+            continue;
+        };
+        for verb in verbs {
+            let Some(verb) = verb.as_object_mut() else {
+                continue;
+            };
+            if let Some(ai) = verb.get_mut("ai").and_then(Value::as_object_mut) {
+                rewrite_ai(ai, minter, entry, schema_ok, notes);
+            }
+            if let Some(pay) = verb.get_mut("pay").and_then(Value::as_object_mut) {
+                rewrite_pay(pay, minter, entry);
+            }
+        }
+    }
+}
+
+fn rewrite_ai(
+    ai: &mut Map<String, Value>,
+    minter: &Minter<'_>,
+    entry: &mut RenderEntry,
+    schema_ok: SchemaCheck<'_>,
+    notes: &mut Notes,
+) {
+    if let Some(url) = ai.get("post_prompt_url").and_then(Value::as_str) {
+        entry.post_prompt_url = Some(url.to_string());
+        let ours = minter.url(
+            minter.routes.post_prompt(),
+            POST_PROMPT_FUNCTION,
+            minter.render_id,
+        );
+        ai.insert("post_prompt_url".into(), Value::String(ours));
+    }
+    let Some(swaig) = ai.get_mut("SWAIG").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(includes) = swaig.remove("includes") {
+        notes.includes_removed += includes.as_array().map_or(1, Vec::len);
+    }
+    let default_url = swaig
+        .get("defaults")
+        .and_then(|d| d.get("web_hook_url"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(defaults) = swaig.get_mut("defaults").and_then(Value::as_object_mut) {
+        if defaults.contains_key("web_hook_url") {
+            // Tokenless: a function that reaches it is refused `token_missing`.
+            let ours = with_query(minter.info.webhook_base(minter.routes.swaig()), &[]);
+            defaults.insert("web_hook_url".into(), Value::String(ours));
+        }
+    }
+    let Some(functions) = swaig.get_mut("functions").and_then(Value::as_array_mut) else {
+        return;
+    };
+    functions.retain_mut(|function| {
+        let Some(function) = function.as_object_mut() else {
+            return true;
+        };
+        let name = function
+            .get("function")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let own = function.get("web_hook_url").and_then(Value::as_str);
+        if own.is_none() && function.contains_key("data_map") {
+            // Run by the platform itself; nothing comes through the gateway.
+            return true;
+        }
+        let Some(url) = own.map(str::to_string).or_else(|| default_url.clone()) else {
+            notes.dropped.push((name, "it has no webhook URL".into()));
+            return false;
+        };
+        if name.is_empty() || name.starts_with("__") || name.len() > 64 {
+            notes
+                .dropped
+                .push((name, "its name is empty, too long or reserved (__)".into()));
+            return false;
+        }
+        if entry.functions.contains_key(&name) {
+            notes.dropped.push((name, "it is declared twice".into()));
+            return false;
+        }
+        let schema = function
+            .get("parameters")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+        if let Err(why) = schema_ok(&schema) {
+            notes
+                .dropped
+                .push((name, format!("its parameters cannot be enforced: {why}")));
+            return false;
+        }
+        function.insert(
+            "web_hook_url".into(),
+            Value::String(minter.function_url(&name)),
+        );
+        entry.functions.insert(name, FunctionEntry { url, schema });
+        true
+    });
+}
+
+/// Point a `pay` verb's connector and status URLs at the gateway, keeping the upstream's.
+pub(crate) fn rewrite_pay(
+    pay: &mut Map<String, Value>,
+    minter: &Minter<'_>,
+    entry: &mut RenderEntry,
+) {
+    let connector = pay
+        .get("payment_connector_url")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let status = pay
+        .get("status_url")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if connector.is_none() && status.is_none() {
+        return;
+    }
+    let index = entry.pay.len();
+    let session = format!("{}|{index}", minter.render_id);
+    if connector.is_some() {
+        let ours = minter.url(minter.routes.pay(), PAY_FUNCTION, &session);
+        pay.insert("payment_connector_url".into(), Value::String(ours));
+    }
+    if status.is_some() {
+        let ours = minter.url(minter.routes.pay_status(), PAY_STATUS_FUNCTION, &session);
+        pay.insert("status_url".into(), Value::String(ours));
+    }
+    entry.pay.push(PayEntry { connector, status });
+}
+
+/// The upstream's secrets a rendered document must not contain: the configured password, and
+/// from every original URL kept in `entry` its password, its token-like query values and the
+/// URL itself.
+pub(crate) fn secrets(entry: &RenderEntry, password: Option<&str>) -> Vec<String> {
+    let mut secrets: Vec<String> = password.map(str::to_string).into_iter().collect();
+    let urls = entry
+        .functions
+        .values()
+        .map(|f| f.url.as_str())
+        .chain(entry.post_prompt_url.as_deref())
+        .chain(
+            entry
+                .pay
+                .iter()
+                .flat_map(|p| p.connector.iter().chain(p.status.iter()))
+                .map(String::as_str),
+        );
+    for text in urls {
+        if let Ok(url) = url::Url::parse(text) {
+            if let Some(password) = url.password().filter(|p| !p.is_empty()) {
+                secrets.push(password.to_string());
+                secrets.push(
+                    percent_encoding::percent_decode_str(password)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                );
+            }
+            for (key, value) in url.query_pairs() {
+                let key = key.to_ascii_lowercase();
+                if [
+                    "token",
+                    "key",
+                    "secret",
+                    "signature",
+                    "auth",
+                    "password",
+                    "sig",
+                ]
+                .iter()
+                .any(|k| key.contains(k))
+                    && value.len() >= 8
+                {
+                    secrets.push(value.into_owned());
+                }
+            }
+        }
+        secrets.push(text.to_string());
+    }
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort();
+    secrets.dedup();
+    secrets
+}
+
+/// The JSON path of the first string in `value` that contains one of `secrets`, if any.
+pub(crate) fn find_secret(value: &Value, secrets: &[String]) -> Option<String> {
+    fn walk(value: &Value, path: &mut String, secrets: &[String]) -> Option<String> {
+        match value {
+            Value::String(text) => secrets
+                .iter()
+                .any(|s| text.contains(s.as_str()))
+                .then(|| path.clone()),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                let found = walk(item, path, secrets);
+                path.truncate(len);
+                found
+            }),
+            Value::Object(map) => map.iter().find_map(|(key, item)| {
+                let len = path.len();
+                path.push('/');
+                path.push_str(key);
+                let found = if secrets.iter().any(|s| key.contains(s.as_str())) {
+                    Some(path.clone())
+                } else {
+                    walk(item, path, secrets)
+                };
+                path.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+    if secrets.is_empty() {
+        return None;
+    }
+    walk(value, &mut String::new(), secrets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+    use voxguard_guard::{BasicCredentials, SecretKey};
+
+    fn info() -> RequestInfo {
+        RequestInfo::new(
+            "127.0.0.1:1".parse().unwrap(),
+            url::Url::parse("https://gw.example.com/").unwrap(),
+            Arc::new(BasicCredentials::new("gw", "gateway-password-1234")),
+            None,
+        )
+    }
+
+    fn upstream_doc() -> Value {
+        json!({"version": "1.0.0", "sections": {"main": [
+            {"answer": {}},
+            {"ai": {
+                "prompt": {"text": "hi"},
+                "post_prompt_url": "http://agent:s3cret-pass@127.0.0.1:5000/post_prompt",
+                "SWAIG": {
+                    "defaults": {"web_hook_url": "http://agent:s3cret-pass@127.0.0.1:5000/swaig"},
+                    "includes": [{"url": "http://agent:s3cret-pass@127.0.0.1:5000/other", "functions": ["x"]}],
+                    "functions": [
+                        {"function": "lookup", "description": "d", "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+                         "web_hook_url": "http://agent:s3cret-pass@127.0.0.1:5000/swaig?__token=upstream-token-abcdef"},
+                        {"function": "inherits", "description": "d"},
+                        {"function": "weather", "description": "d", "data_map": {"webhooks": []}},
+                        {"function": "__post_prompt", "description": "sneaky"}
+                    ]
+                }
+            }},
+            {"pay": {"payment_connector_url": "http://agent:s3cret-pass@127.0.0.1:5000/pay", "status_url": "http://127.0.0.1:5000/pay/status"}}
+        ]}})
+    }
+
+    #[test]
+    fn every_webhook_points_at_the_gateway_and_no_upstream_secret_is_left() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let minter = Minter {
+            keys: &keys,
+            info: &info,
+            routes: AgentRoutes::new("/"),
+            call_id: "call-1",
+            render_id: "r1",
+            now_unix: 1_000,
+        };
+        let mut doc = upstream_doc();
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        rewrite_document(&mut doc, &minter, &mut entry, &|_| Ok(()), &mut notes);
+        assert_eq!(entry.functions.len(), 2, "{entry:?}");
+        assert!(entry.functions["lookup"]
+            .url
+            .contains("upstream-token-abcdef"));
+        assert!(entry.functions["inherits"].url.ends_with("/swaig"));
+        assert_eq!(notes.includes_removed, 1);
+        assert_eq!(notes.dropped.len(), 1);
+        assert_eq!(entry.pay.len(), 1);
+        let secrets = secrets(&entry, Some("configured-pass"));
+        assert!(secrets.iter().any(|s| s == "s3cret-pass"));
+        assert!(secrets.iter().any(|s| s == "upstream-token-abcdef"));
+        assert_eq!(find_secret(&doc, &secrets), None, "{doc:#}");
+        let text = doc.to_string();
+        assert!(!text.contains("5000"), "{text}");
+        let functions = &doc["sections"]["main"][1]["ai"]["SWAIG"]["functions"];
+        let url = functions[0]["web_hook_url"].as_str().unwrap();
+        assert!(
+            url.starts_with("https://gw:gateway-password-1234@gw.example.com/swaig?__token="),
+            "{url}"
+        );
+        let token = url.split("__token=").nth(1).unwrap();
+        assert_eq!(
+            keys.verify_with_session_at(token, "call-1", "lookup", 1_000)
+                .unwrap(),
+            "r1"
+        );
+        assert!(
+            functions[2].get("web_hook_url").is_none(),
+            "data_map functions stay as they are"
+        );
+    }
+
+    #[test]
+    fn a_secret_left_anywhere_is_found() {
+        let doc =
+            json!({"sections": {"main": [{"ai": {"params": {"x": "a http://u:topsecret@h/ b"}}}]}});
+        assert_eq!(
+            find_secret(&doc, &["topsecret".to_string()]).as_deref(),
+            Some("/sections/main/0/ai/params/x")
+        );
+        assert_eq!(find_secret(&doc, &["other".to_string()]), None);
+    }
+
+    #[test]
+    fn a_function_whose_schema_cannot_be_enforced_is_dropped() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let minter = Minter {
+            keys: &keys,
+            info: &info,
+            routes: AgentRoutes::new("/"),
+            call_id: "c",
+            render_id: "r",
+            now_unix: 1,
+        };
+        let mut doc = upstream_doc();
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        rewrite_document(
+            &mut doc,
+            &minter,
+            &mut entry,
+            &|s| {
+                if s.get("properties").is_some() {
+                    Err("no".into())
+                } else {
+                    Ok(())
+                }
+            },
+            &mut notes,
+        );
+        assert!(!entry.functions.contains_key("lookup"));
+        assert!(notes.dropped.iter().any(|(name, _)| name == "lookup"));
+    }
+}

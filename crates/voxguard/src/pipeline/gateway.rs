@@ -1,0 +1,408 @@
+//! The pipeline in gateway mode: the same steps as for an agent's own tools, with the tool
+//! found from the call's render and the handler replaced by the upstream.
+//!
+//! Owns the four places gateway mode differs: the SWML render (fetch the upstream's, check it
+//! against the official schema, rewrite its webhooks, keep the originals in the call's
+//! session — [`Pipeline::gateway_render`]); finding a call's function (the token first, since
+//! the render it names holds the function — [`Pipeline::gateway_tool`]); forwarding a call that
+//! passed every step and screening the upstream's answer like a handler's
+//! ([`Pipeline::forward`]); and relaying the payment connector ([`Pipeline::gateway_pay`]).
+//! It must not skip a step of `swaig_steps` or audit anything itself but the payment relay,
+//! which has no `Verdict` of its own.
+
+use serde_json::{json, Value};
+use voxguard_guard::{AuditKind, Outcome, Reason, Refusal, TokenError};
+use voxguard_server::{AgentRoutes, Reply, RequestInfo};
+use voxguard_store::StoreError;
+use voxguard_swml::{Action, Document, FunctionResult};
+
+use super::verdict::{Trail, Verdict};
+use super::{
+    check_token, failed, payments_in, session_scope, store_unavailable, token_refusal, Event,
+    Pipeline,
+};
+use crate::gateway::rewrite::{
+    self, Minter, Notes, RenderEntry, ENTRY_KEY, PAY_FUNCTION, PAY_STATUS_FUNCTION,
+};
+use crate::gateway::Gate;
+use crate::tool::Tool;
+
+/// The refusal of a render the upstream did not make possible.
+fn upstream_failed(sentence: &'static str) -> Refusal {
+    Refusal::new(Reason::UpstreamFailed, sentence)
+}
+
+/// A store failure as the refusal the runtime gives for one.
+fn store_refusal(agent: &str, error: &StoreError) -> Refusal {
+    match error {
+        StoreError::Unavailable { .. } => {
+            tracing::error!(agent, %error, "the session store did not answer; refused");
+            store_unavailable()
+        }
+        _ => failed(agent, "", "", &error.to_string()),
+    }
+}
+
+/// A call to the upstream function found for it.
+pub(super) struct Forwarding {
+    /// The upstream's webhook URL for the function.
+    pub(crate) url: String,
+    /// The render id from the token.
+    pub(crate) render: String,
+}
+
+impl Pipeline {
+    fn gate(&self) -> &Gate {
+        self.gateway
+            .as_deref()
+            .expect("gateway steps run only on a gateway pipeline")
+    }
+
+    /// The SWML of `call_id` in gateway mode: the upstream's document, webhooks rewritten.
+    pub(super) async fn gateway_render(
+        &self,
+        info: &RequestInfo,
+        body: Option<Value>,
+        call_id: &str,
+    ) -> Result<Value, Refusal> {
+        let gate = self.gate();
+        let agent = self.agent.name();
+        let platform_body = body.unwrap_or_else(|| json!({}));
+        let mut document = gate
+            .upstream
+            .fetch_swml(&platform_body)
+            .await
+            .map_err(|error| {
+                tracing::error!(agent, %error, "gateway: the upstream's SWML could not be fetched");
+                upstream_failed("The agent behind this gateway did not answer.")
+            })?;
+        if !document.get("sections").is_some_and(Value::is_object) {
+            tracing::error!(
+                agent,
+                "gateway: the upstream answered JSON without `sections`, not an SWML document"
+            );
+            return Err(upstream_failed(
+                "The agent behind this gateway did not answer with an SWML document.",
+            ));
+        }
+        if let Some(checker) = &gate.checker {
+            if let Err(problems) = checker.check_document(&document) {
+                tracing::warn!(agent, call_id, %problems, "gateway: the upstream's SWML does not validate against the official schema");
+            }
+        }
+        let render_id = {
+            use rand::Rng;
+            format!("{:032x}", rand::thread_rng().gen::<u128>())
+        };
+        let now = self.now_unix();
+        let minter = Minter {
+            keys: &self.keys,
+            info,
+            routes: AgentRoutes::new(self.agent.route()),
+            call_id,
+            render_id: &render_id,
+            now_unix: now,
+        };
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        let check = |schema: &Value| gate.compiled(schema).map(drop);
+        rewrite::rewrite_document(&mut document, &minter, &mut entry, &check, &mut notes);
+        for (function, why) in &notes.dropped {
+            tracing::warn!(agent, function = %function.chars().take(64).collect::<String>(), why = %why, "gateway: an upstream function was left out of the document");
+        }
+        if notes.includes_removed > 0 {
+            tracing::warn!(agent, removed = notes.includes_removed, "gateway: SWAIG.includes removed (remote function lists are not proxied; declare the functions in the document)");
+        }
+        let secrets = rewrite::secrets(&entry, gate.upstream.password());
+        if let Some(path) = rewrite::find_secret(&document, &secrets) {
+            tracing::error!(target: "voxguard::security", event = "upstream_secret_in_swml", agent, path = %path, "gateway: the upstream's SWML carries its credentials or a token where the gateway does not rewrite them; refused (fail closed)");
+            return Err(upstream_failed(
+                "The agent behind this gateway answered a document that cannot be served safely.",
+            ));
+        }
+        if entry != RenderEntry::default() {
+            let scope = session_scope(agent, call_id, &render_id);
+            let value = serde_json::to_value(&entry)
+                .map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
+            self.store
+                .set(&scope, ENTRY_KEY, &value, now)
+                .await
+                .map_err(|e| store_refusal(agent, &e))?;
+        }
+        Ok(document)
+    }
+
+    /// The tool a gateway call is checked as. The token comes first: it names the render,
+    /// and the render holds the function. A function the render did not declare — or a render
+    /// whose session expired — is `unknown_function`.
+    pub(super) async fn gateway_tool(
+        &self,
+        info: &RequestInfo,
+        function: &str,
+        call_id: &str,
+    ) -> Result<(Tool, Forwarding), Refusal> {
+        let agent = self.agent.name();
+        let render = check_token(&self.keys, info, call_id, function, self.now_unix())
+            .map_err(|error| token_refusal(agent, function, info, error))?;
+        let scope = session_scope(agent, call_id, &render);
+        let stored = self
+            .store
+            .get(&scope, ENTRY_KEY, self.now_unix())
+            .await
+            .map_err(|e| store_refusal(agent, &e))?;
+        let entry: Option<RenderEntry> = stored.and_then(|v| serde_json::from_value(v).ok());
+        let Some(found) = entry.as_ref().and_then(|e| e.functions.get(function)) else {
+            tracing::info!(
+                agent,
+                function,
+                "gateway: the call's render holds no such function (expired session?)"
+            );
+            return Err(Refusal::new(
+                Reason::UnknownFunction,
+                super::SENTENCE_UNAVAILABLE,
+            ));
+        };
+        let tool = self
+            .gate()
+            .tool(function, found)
+            .map_err(|why| failed(agent, function, call_id, &why))?;
+        Ok((
+            tool,
+            Forwarding {
+                url: found.url.clone(),
+                render,
+            },
+        ))
+    }
+
+    /// Forward a call that passed every step to the upstream — the platform's body with the
+    /// checked, normalized arguments — and screen its answer as a handler's result.
+    pub(super) async fn forward(
+        &self,
+        info: &RequestInfo,
+        tool: &Tool,
+        args: Value,
+        raw: &[u8],
+        forwarding: &Forwarding,
+        event: &Event<'_>,
+        trail: &mut Trail,
+    ) -> Result<Verdict, Refusal> {
+        let (agent, call_id) = (self.agent.name(), event.call_id);
+        let mut body: Value = serde_json::from_slice(raw)
+            .map_err(|_| failed(agent, &tool.name, call_id, "the body no longer parses"))?;
+        if let Some(object) = body.as_object_mut() {
+            let argument = object.entry("argument").or_insert_with(|| json!({}));
+            if !argument.is_object() {
+                *argument = json!({});
+            }
+            argument["raw"] = Value::String(args.to_string());
+            argument["parsed"] = json!([args]);
+        }
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut answer = self
+            .gate()
+            .upstream
+            .call(&forwarding.url, bytes)
+            .await
+            .map_err(|error| failed(agent, &tool.name, call_id, &error.to_string()))?;
+        let Some(object) = answer.as_object_mut() else {
+            return Err(failed(
+                agent,
+                &tool.name,
+                call_id,
+                "the upstream's answer is not a JSON object",
+            ));
+        };
+        // The SWML actions, parsed for the same checks as a handler's result.
+        let mut checked = FunctionResult::default();
+        let mut pays = false;
+        if let Some(actions) = object.get_mut("action") {
+            let Some(actions) = actions.as_array_mut() else {
+                return Err(failed(
+                    agent,
+                    &tool.name,
+                    call_id,
+                    "the upstream's `action` is not a list",
+                ));
+            };
+            for action in actions.iter_mut() {
+                let Some(swml) = action.get_mut("SWML") else {
+                    continue;
+                };
+                if let Value::String(text) = swml {
+                    // The SDKs may send the document as a JSON string.
+                    *swml = serde_json::from_str(text).unwrap_or(Value::Null);
+                }
+                let document: Document = serde_json::from_value(swml.clone()).map_err(|_| {
+                    event.log(Reason::TransferBlocked.as_str(), "unreadable SWML action");
+                    Refusal::new(
+                        Reason::TransferBlocked,
+                        "I'm sorry, I can't transfer the call to that destination.",
+                    )
+                })?;
+                pays |= document
+                    .verbs()
+                    .any(|v| matches!(v, voxguard_swml::Verb::Pay(_)));
+                checked.action.push(Action::Swml(document));
+            }
+        }
+        self.screen_result(&tool.name, call_id, &checked)?;
+        trail.payments = payments_in(&checked);
+        if pays {
+            self.rewrite_result_pay(info, object, call_id, &forwarding.render)
+                .await?;
+        }
+        Ok(Verdict::Answered(answer))
+    }
+
+    /// Point the `pay` verbs of a result's SWML actions at the gateway and keep the upstream's
+    /// connector URLs in the render's entry.
+    async fn rewrite_result_pay(
+        &self,
+        info: &RequestInfo,
+        answer: &mut serde_json::Map<String, Value>,
+        call_id: &str,
+        render: &str,
+    ) -> Result<(), Refusal> {
+        let agent = self.agent.name();
+        let scope = session_scope(agent, call_id, render);
+        let now = self.now_unix();
+        let stored = self
+            .store
+            .get(&scope, ENTRY_KEY, now)
+            .await
+            .map_err(|e| store_refusal(agent, &e))?;
+        let mut entry: RenderEntry = stored
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let minter = Minter {
+            keys: &self.keys,
+            info,
+            routes: AgentRoutes::new(self.agent.route()),
+            call_id,
+            render_id: render,
+            now_unix: now,
+        };
+        for action in answer
+            .get_mut("action")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(sections) = action
+                .get_mut("SWML")
+                .and_then(|s| s.get_mut("sections"))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            for verb in sections
+                .values_mut()
+                .filter_map(Value::as_array_mut)
+                .flatten()
+            {
+                if let Some(pay) = verb.get_mut("pay").and_then(Value::as_object_mut) {
+                    rewrite::rewrite_pay(pay, &minter, &mut entry);
+                }
+            }
+        }
+        let value =
+            serde_json::to_value(&entry).map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
+        self.store
+            .set(&scope, ENTRY_KEY, &value, now)
+            .await
+            .map_err(|e| store_refusal(agent, &e))
+    }
+
+    /// `POST {route}/pay` (`status`: `/pay/status`) in gateway mode: the token names the call,
+    /// render and `pay` verb; the platform's body goes to the upstream's connector as it came
+    /// (never parsed, logged or stored here), and its answer back. Audited with the outcome
+    /// only.
+    pub(super) async fn gateway_pay(
+        &self,
+        info: &RequestInfo,
+        body: Vec<u8>,
+        status: bool,
+    ) -> Reply {
+        let function = if status {
+            PAY_STATUS_FUNCTION
+        } else {
+            PAY_FUNCTION
+        };
+        let now = self.now_unix();
+        let claims = info
+            .token
+            .as_deref()
+            .ok_or(TokenError::Missing)
+            .and_then(|token| self.keys.claims_at(token, function, now));
+        let claims = match claims {
+            Ok(claims) => claims,
+            Err(error) => {
+                let mut event =
+                    self.pay_event(AuditKind::TokenRefused, Outcome::Refused, info, None);
+                event.function = Some(function.into());
+                event.reason = Some(Reason::from(error).as_str().into());
+                let _ = self.services.auditor.record(event).await;
+                return super::pay::refused(
+                    403,
+                    "payment_token_invalid",
+                    "The payment link is not valid.",
+                );
+            }
+        };
+        let lookup = async {
+            let (render, index) = claims.session.split_once('|')?;
+            let index: usize = index.parse().ok()?;
+            let scope = session_scope(self.agent.name(), &claims.call_id, render);
+            let stored = self.store.get(&scope, ENTRY_KEY, now).await.ok()??;
+            let entry: RenderEntry = serde_json::from_value(stored).ok()?;
+            let pay = entry.pay.get(index)?;
+            if status {
+                pay.status.clone()
+            } else {
+                pay.connector.clone()
+            }
+        };
+        let Some(url) = lookup.await else {
+            return super::pay::refused(404, "payment_not_found", "This payment is not known.");
+        };
+        let (reply, outcome) = match self.gate().upstream.relay(&url, body).await {
+            Ok((code, answer)) => {
+                let outcome = if (200..300).contains(&code) {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
+                };
+                (
+                    Reply {
+                        status: code,
+                        body: answer,
+                        headers: Vec::new(),
+                        call_id: None,
+                    },
+                    outcome,
+                )
+            }
+            Err(error) => {
+                tracing::error!(agent = self.agent.name(), %error, "gateway: the upstream's payment connector did not answer");
+                (
+                    super::pay::refused(
+                        502,
+                        "gateway_upstream_failed",
+                        "The payment could not be processed. Please try again.",
+                    ),
+                    Outcome::Failed,
+                )
+            }
+        };
+        let mut event = self.pay_event(AuditKind::Payment, outcome, info, Some(&claims.call_id));
+        event.function = Some(function.into());
+        if self.services.auditor.record(event).await.is_err() {
+            return Reply::from(Refusal::new(
+                Reason::AuditUnavailable,
+                "I'm sorry, I can't complete that request right now. Please try again later.",
+            ));
+        }
+        reply.with_call_id(Some(claims.call_id))
+    }
+}
