@@ -18,6 +18,7 @@ mod bounded_state;
 mod cli;
 mod clinic_agent;
 mod crash_durability;
+mod gateway;
 mod hipaa;
 mod http_surface;
 mod knowledge_verification;

@@ -89,7 +89,6 @@ async fn serve(config: voxguard::GatewayConfig, data_dir: PathBuf) -> Exit {
             return Exit::Internal;
         }
     };
-    let upstream = config.upstream.clone();
     let running = match runtime.state(state).gateway(config).bind().await {
         Ok(running) => running,
         Err(
@@ -106,11 +105,11 @@ async fn serve(config: voxguard::GatewayConfig, data_dir: PathBuf) -> Exit {
         }
     };
     println!(
-        "voxguard gateway listening on {}://{}/ in front of {}",
+        "voxguard gateway listening on {}://{}/",
         running.scheme(),
-        running.local_addr(),
-        upstream.origin().ascii_serialization()
+        running.local_addr()
     );
+
     running.serve().await;
     Exit::Ok
 }
