@@ -29,7 +29,7 @@ const ADMIN_USER: &str = "ops-admin";
 const ADMIN_PASSWORD: &str = "replica-admin-password-0123456789abcdef";
 
 /// Stopping a shared server takes this exclusively; every other replica test shares it.
-static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+pub(crate) static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The test servers, or `None` after saying why the test skips.
 fn servers(test: &str, redis: bool) -> Option<(String, Option<String>)> {
