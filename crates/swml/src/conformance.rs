@@ -1,8 +1,9 @@
 //! Validation of rendered SWML and SWAIG actions against the official SWML JSON schema.
 //!
-//! Compiled only with the `conformance` feature (tests and the CLI's `check`): it owns loading
+//! Compiled only with the `conformance` feature (tests, the CLI's `check`, gateway mode): it owns loading
 //! `swml-schema.json` and compiling two validators from it — one for whole documents, one for a
-//! single SWAIG action (`$defs/Action`). It must not be used on a request path.
+//! single SWAIG action (`$defs/Action`). On a request path only in gateway mode, once per render
+//! of the upstream's document (renders are rate-limited per address).
 
 use serde_json::Value;
 
@@ -68,6 +69,17 @@ impl SchemaChecker {
     /// Check a whole SWML document (as JSON).
     pub fn check_document(&self, document: &Value) -> Result<(), ConformanceError> {
         report(&self.document, document)
+    }
+
+    /// Where `document` breaks the schema, as instance paths with the failing keyword's
+    /// schema path (at most 5), and never the values found there: for logging documents that
+    /// may hold credentials (gateway mode).
+    pub fn document_problem_paths(&self, document: &Value) -> Vec<String> {
+        self.document
+            .iter_errors(document)
+            .take(5)
+            .map(|e| format!("{} (schema {})", e.instance_path(), e.schema_path()))
+            .collect()
     }
 
     /// Check one SWAIG action (as JSON).

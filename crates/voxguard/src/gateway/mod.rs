@@ -31,6 +31,45 @@ use upstream::Upstream;
 /// Compiled schemas kept (distinct schemas; a gateway's upstream declares a few dozen).
 const COMPILED_CACHE: usize = 1024;
 
+/// The largest function schema the gateway enforces (as JSON text); a larger one leaves its
+/// function out of the render.
+const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+
+/// `schema` closed to undeclared arguments whatever it says: strict mode is the gateway's
+/// rule, not the upstream's, so `additionalProperties` and `patternProperties` on an object
+/// schema are replaced by `additionalProperties: false`, at every level the validator walks.
+fn force_closed(mut schema: Value) -> Value {
+    fn close(node: &mut Value) {
+        let Value::Object(map) = node else {
+            return;
+        };
+        if map.contains_key("properties")
+            || map.get("type").and_then(Value::as_str) == Some("object")
+        {
+            map.remove("patternProperties");
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        for (keyword, child) in map.iter_mut() {
+            match keyword.as_str() {
+                "properties" | "$defs" | "definitions" => {
+                    if let Value::Object(schemas) = child {
+                        schemas.values_mut().for_each(close);
+                    }
+                }
+                "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
+                    if let Value::Array(schemas) = child {
+                        schemas.iter_mut().for_each(close);
+                    }
+                }
+                "items" | "not" | "if" | "then" | "else" => close(child),
+                _ => {}
+            }
+        }
+    }
+    close(&mut schema);
+    schema
+}
+
 /// What a pipeline in gateway mode holds besides its agent.
 pub(crate) struct Gate {
     pub(crate) upstream: Upstream,
@@ -77,10 +116,18 @@ impl Gate {
     /// the cache when the same schema was seen before.
     pub(crate) fn compiled(&self, schema: &Value) -> Result<Arc<Compiled>, String> {
         let key = schema.to_string();
+        if key.len() > MAX_SCHEMA_BYTES {
+            return Err(format!("the schema is over {MAX_SCHEMA_BYTES} bytes"));
+        }
         if let Some(found) = self.lock().get(&key) {
             return Ok(found.clone());
         }
-        let compiled = compile(schema, self.strict).map_err(|e| e.to_string())?;
+        let compiled = if self.strict {
+            compile(&force_closed(schema.clone()), true)
+        } else {
+            compile(schema, false)
+        }
+        .map_err(|e| e.to_string())?;
         let mut cache = self.lock();
         if cache.len() >= COMPILED_CACHE {
             cache.clear();
@@ -138,4 +185,41 @@ pub(crate) fn agent(config: &GatewayConfig, gate: Arc<Gate>) -> Result<Agent, Ag
         def.limits.tools = config.function_limits.clone();
     }
     Ok(agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strict_mode_closes_schemas_that_open_themselves() {
+        let mut config = GatewayConfig::new(url::Url::parse("http://127.0.0.1:9/").unwrap());
+        config.strict = true;
+        let gate = Gate::new(&config).unwrap();
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"},
+            "inner": {"type": "object", "properties": {"b": {"type": "string"}}, "additionalProperties": true}},
+            "additionalProperties": true, "patternProperties": {"^x": {}}});
+        let compiled = gate.compiled(&schema).unwrap();
+        assert!(compiled.validator.validate(&json!({"a": "ok"})).is_ok());
+        assert!(compiled
+            .validator
+            .validate(&json!({"a": "ok", "admin": true}))
+            .is_err());
+        assert!(compiled.validator.validate(&json!({"x1": 1})).is_err());
+        assert!(compiled
+            .validator
+            .validate(&json!({"inner": {"b": "ok", "c": 1}}))
+            .is_err());
+        config.strict = false;
+        let open = Gate::new(&config).unwrap();
+        assert!(open
+            .compiled(&schema)
+            .unwrap()
+            .validator
+            .validate(&json!({"a": "ok", "admin": true}))
+            .is_ok());
+        let huge = json!({"type": "object", "description": "x".repeat(MAX_SCHEMA_BYTES)});
+        assert!(gate.compiled(&huge).is_err());
+    }
 }

@@ -52,6 +52,10 @@ pub(crate) struct PayEntry {
     pub(crate) status: Option<String>,
 }
 
+/// The most functions one render keeps (the rest are left out and logged): what a hostile
+/// upstream can make one render cost.
+pub(crate) const MAX_FUNCTIONS: usize = 256;
+
 /// The session key a render's [`RenderEntry`] is stored under.
 pub(crate) const ENTRY_KEY: &str = "__vg.gateway";
 
@@ -167,9 +171,21 @@ fn rewrite_ai(
             .unwrap_or("")
             .to_string();
         let own = function.get("web_hook_url").and_then(Value::as_str);
-        if own.is_none() && function.contains_key("data_map") {
-            // Run by the platform itself; nothing comes through the gateway.
-            return true;
+        if function.contains_key("data_map") {
+            // Run by the platform itself: nothing of it would pass through the gateway (its
+            // actions, transfers included, would never meet the allow-list).
+            notes.dropped.push((
+                name,
+                "data_map functions run on the platform, past the gateway".into(),
+            ));
+            return false;
+        }
+        if entry.functions.len() >= MAX_FUNCTIONS {
+            notes.dropped.push((
+                name,
+                format!("a render keeps at most {MAX_FUNCTIONS} functions"),
+            ));
+            return false;
         }
         let Some(url) = own.map(str::to_string).or_else(|| default_url.clone()) else {
             notes.dropped.push((name, "it has no webhook URL".into()));
@@ -379,12 +395,16 @@ mod tests {
         let mut notes = Notes::default();
         rewrite_document(&mut doc, &minter, &mut entry, &|_| Ok(()), &mut notes);
         assert_eq!(entry.functions.len(), 2, "{entry:?}");
+        assert!(
+            notes.dropped.iter().any(|(name, _)| name == "weather"),
+            "data_map functions are left out"
+        );
         assert!(entry.functions["lookup"]
             .url
             .contains("upstream-token-abcdef"));
         assert!(entry.functions["inherits"].url.ends_with("/swaig"));
         assert_eq!(notes.includes_removed, 1);
-        assert_eq!(notes.dropped.len(), 1);
+        assert_eq!(notes.dropped.len(), 2);
         assert_eq!(entry.pay.len(), 1);
         let secrets = secrets(&entry, Some("configured-pass"));
         assert!(secrets.iter().any(|s| s == "s3cret-pass"));

@@ -1,8 +1,9 @@
 //! The gateway's side toward the upstream agent: one HTTP client, the SWML fetch and the
 //! forwarding of a webhook call to the URL the upstream gave for it.
 //!
-//! Owns the upstream's credentials and which URL may receive them (only the upstream's own
-//! origin), answers capped in size, no redirects followed, one timeout per request. It must
+//! Owns the upstream's credentials, the rule that only the upstream's own origin is ever
+//! called (webhook URLs elsewhere are refused), answers capped in size, no redirects followed,
+//! one timeout per request. It must
 //! not decide anything about a call (the pipeline does) and must never log a URL with its
 //! query or credentials.
 
@@ -31,6 +32,11 @@ pub(crate) enum UpstreamError {
     /// The answer was larger than the gateway reads.
     #[error("the upstream's answer is larger than {0} bytes")]
     TooLarge(usize),
+    /// A webhook URL outside the upstream's origin (scheme, host and port of its SWML URL).
+    #[error(
+        "the webhook URL is not on the upstream's origin; the gateway calls only the upstream"
+    )]
+    OtherOrigin,
     /// The answer was not JSON (or not the shape expected).
     #[error("the upstream's answer is not {0}")]
     NotJson(&'static str),
@@ -154,8 +160,15 @@ impl Upstream {
         };
         let embedded = (!url.username().is_empty())
             .then(|| (decode(url.username()), url.password().map(decode)));
+        // The configured credentials go with every request (all go to the upstream's origin),
+        // unless the upstream embedded its own in the URL.
         let _ = url.set_username("");
         let _ = url.set_password(None);
+        if url.origin() != self.swml_url.origin() {
+            // The upstream's SWML names the URLs; a compromised or confused upstream must not
+            // make the gateway call anything else on its network.
+            return Err(UpstreamError::OtherOrigin);
+        }
         let mut request = self
             .client
             .post(url.clone())
@@ -164,11 +177,7 @@ impl Upstream {
             .body(body);
         if let Some((user, password)) = embedded {
             request = request.basic_auth(user, password);
-        } else if let Some(credentials) = self
-            .credentials
-            .as_ref()
-            .filter(|_| url.origin() == self.swml_url.origin())
-        {
+        } else if let Some(credentials) = &self.credentials {
             request = request.basic_auth(&credentials.user, Some(&credentials.password));
         }
         let mut response = request

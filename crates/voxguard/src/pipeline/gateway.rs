@@ -27,6 +27,33 @@ use crate::gateway::rewrite::{
 use crate::gateway::Gate;
 use crate::tool::Tool;
 
+/// The SWAIG action keys an upstream's answer may carry (anything else is refused
+/// `transfer_blocked`: the gateway cannot tell whether it moves the call). `SWML` is parsed and
+/// checked; `transfer` is the SDKs' flag beside it.
+const PASSED_ACTIONS: &[&str] = &[
+    "SWML",
+    "transfer",
+    "say",
+    "stop",
+    "hangup",
+    "set_global_data",
+    "unset_global_data",
+    "set_meta_data",
+    "unset_meta_data",
+    "toggle_functions",
+    "user_input",
+    "back_to_back_functions",
+    "playback_bg",
+    "stop_playback_bg",
+    "hold",
+    "end_of_speech_timeout",
+    "speech_event_timeout",
+    "extensive_data",
+    "context_switch",
+    "change_context",
+    "change_step",
+];
+
 /// The refusal of a render the upstream did not make possible.
 fn upstream_failed(sentence: &'static str) -> Refusal {
     Refusal::new(Reason::UpstreamFailed, sentence)
@@ -49,6 +76,8 @@ pub(super) struct Forwarding {
     pub(crate) url: String,
     /// The render id from the token.
     pub(crate) render: String,
+    /// The upstream's secrets an answer must not carry to the platform.
+    pub(crate) secrets: Vec<String>,
 }
 
 impl Pipeline {
@@ -86,8 +115,10 @@ impl Pipeline {
             ));
         }
         if let Some(checker) = &gate.checker {
-            if let Err(problems) = checker.check_document(&document) {
-                tracing::warn!(agent, call_id, %problems, "gateway: the upstream's SWML does not validate against the official schema");
+            // Paths only: the validator's messages quote values, which can hold credentials.
+            let problems = checker.document_problem_paths(&document);
+            if !problems.is_empty() {
+                tracing::warn!(agent, call_id, problems = %problems.join("; "), "gateway: the upstream's SWML does not validate against the official schema");
             }
         }
         let render_id = {
@@ -171,6 +202,10 @@ impl Pipeline {
             Forwarding {
                 url: found.url.clone(),
                 render,
+                secrets: rewrite::secrets(
+                    entry.as_ref().expect("found in it"),
+                    self.gate().upstream.password(),
+                ),
             },
         ))
     }
@@ -179,7 +214,6 @@ impl Pipeline {
     /// checked, normalized arguments — and screen its answer as a handler's result.
     pub(super) async fn forward(
         &self,
-        info: &RequestInfo,
         tool: &Tool,
         args: Value,
         raw: &[u8],
@@ -187,7 +221,7 @@ impl Pipeline {
         event: &Event<'_>,
         trail: &mut Trail,
     ) -> Result<Verdict, Refusal> {
-        let (agent, call_id) = (self.agent.name(), event.call_id);
+        let (agent, call_id, info) = (self.agent.name(), event.call_id, event.info);
         let mut body: Value = serde_json::from_slice(raw)
             .map_err(|_| failed(agent, &tool.name, call_id, "the body no longer parses"))?;
         if let Some(object) = body.as_object_mut() {
@@ -213,7 +247,17 @@ impl Pipeline {
                 "the upstream's answer is not a JSON object",
             ));
         };
-        // The SWML actions, parsed for the same checks as a handler's result.
+        // The actions: only the kinds voxguard knows are passed on, and each SWML action is
+        // parsed for the same checks as a handler's result and passed on *as checked* (fields
+        // the model does not read, such as a `connect`'s `parallel` list, never reach the
+        // platform unchecked).
+        let blocked = |why: &str| {
+            event.log(Reason::TransferBlocked.as_str(), why);
+            Refusal::new(
+                Reason::TransferBlocked,
+                "I'm sorry, I can't transfer the call to that destination.",
+            )
+        };
         let mut checked = FunctionResult::default();
         let mut pays = false;
         if let Some(actions) = object.get_mut("action") {
@@ -226,6 +270,16 @@ impl Pipeline {
                 ));
             };
             for action in actions.iter_mut() {
+                let Some(action) = action.as_object_mut() else {
+                    return Err(blocked("an action that is not an object"));
+                };
+                if let Some(key) = action
+                    .keys()
+                    .find(|k| !PASSED_ACTIONS.contains(&k.as_str()))
+                {
+                    tracing::warn!(target: "voxguard::security", event = "transfer_blocked", agent, function = %tool.name, call_id, action = %key.chars().take(64).collect::<String>(), "gateway: the upstream's answer holds an action voxguard does not check; refused");
+                    return Err(blocked("unknown action"));
+                }
                 let Some(swml) = action.get_mut("SWML") else {
                     continue;
                 };
@@ -233,16 +287,20 @@ impl Pipeline {
                     // The SDKs may send the document as a JSON string.
                     *swml = serde_json::from_str(text).unwrap_or(Value::Null);
                 }
-                let document: Document = serde_json::from_value(swml.clone()).map_err(|_| {
-                    event.log(Reason::TransferBlocked.as_str(), "unreadable SWML action");
-                    Refusal::new(
-                        Reason::TransferBlocked,
-                        "I'm sorry, I can't transfer the call to that destination.",
-                    )
-                })?;
+                let document: Document = serde_json::from_value(swml.take())
+                    .map_err(|_| blocked("unreadable SWML action"))?;
+                if document
+                    .verbs()
+                    .any(|v| matches!(v, voxguard_swml::Verb::Ai(_)))
+                {
+                    // Its webhooks would lead the platform straight to the upstream.
+                    return Err(blocked("an ai verb in a function result"));
+                }
                 pays |= document
                     .verbs()
                     .any(|v| matches!(v, voxguard_swml::Verb::Pay(_)));
+                *swml = serde_json::to_value(&document)
+                    .map_err(|e| failed(agent, &tool.name, call_id, &e.to_string()))?;
                 checked.action.push(Action::Swml(document));
             }
         }
@@ -251,6 +309,15 @@ impl Pipeline {
         if pays {
             self.rewrite_result_pay(info, object, call_id, &forwarding.render)
                 .await?;
+        }
+        if let Some(path) = rewrite::find_secret(&answer, &forwarding.secrets) {
+            tracing::error!(target: "voxguard::security", event = "upstream_secret_in_answer", agent, function = %tool.name, call_id, path = %path, "gateway: the upstream's answer carries its credentials or a token; refused (fail closed)");
+            return Err(failed(
+                agent,
+                &tool.name,
+                call_id,
+                "the upstream's answer carries an upstream secret",
+            ));
         }
         Ok(Verdict::Answered(answer))
     }

@@ -565,7 +565,7 @@ impl Pipeline {
         trail.handler_ran = true;
         match forwarding {
             Some(forwarding) => {
-                self.forward(info, tool, args, raw, forwarding, &event, trail)
+                self.forward(tool, args, raw, forwarding, &event, trail)
                     .await
             }
             None => self.run_handler(tool, args, ctx, &event, trail).await,
