@@ -466,52 +466,32 @@ async fn attacks_the_weak_upstream_falls_for_are_refused_by_the_gateway() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_refused(status, &body, "token_missing");
     let tampered = format!("{}x", &token[..token.len() - 1]);
-    let (status, body) = server
-        .swaig(
-            "/",
-            "get_balance",
-            "call-x",
-            "+1555",
-            json!({"account": "123456"}),
-            Some(&tampered),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_refused(status, &body, "token_invalid");
-    let (status, body) = server
-        .swaig(
-            "/",
+    // A tampered token, another call's, another function's, a function the render did not
+    // declare (its token names get_balance).
+    let cases = [
+        ("get_balance", "call-x", tampered.as_str(), "token_invalid"),
+        (
             "get_balance",
             "call-other",
-            "+1555",
-            json!({"account": "123456"}),
-            Some(&token),
-        )
-        .await;
-    assert_refused(status, &body, "token_wrong_call");
-    let (status, body) = server
-        .swaig(
-            "/",
-            "echo",
-            "call-x",
-            "+1555",
-            json!({"text": "hi"}),
-            Some(&token),
-        )
-        .await;
-    assert_refused(status, &body, "token_wrong_function");
-    // A function the render did not declare.
-    let (status, body) = server
-        .swaig(
-            "/",
+            token.as_str(),
+            "token_wrong_call",
+        ),
+        ("echo", "call-x", token.as_str(), "token_wrong_function"),
+        (
             "drop_tables",
             "call-x",
-            "+1555",
-            json!({}),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+            token.as_str(),
+            "token_wrong_function",
+        ),
+    ];
+    for (function, call_id, token, reason) in cases {
+        let args = json!({"account": "123456", "text": "hi"});
+        let (status, body) = server
+            .swaig("/", function, call_id, "+1555", args, Some(token))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{function}: {body}");
+        assert_refused(status, &body, reason);
+    }
     // Schema: a value off the pattern, a missing required field, an undeclared argument.
     let (_, body) = gateway
         .call(

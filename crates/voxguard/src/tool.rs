@@ -178,8 +178,19 @@ pub(crate) fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc
 /// and says nothing about additional ones: the root, nested objects, array items, `$defs`
 /// entries and the branches of `anyOf`/`allOf`/`oneOf` (walked by keyword, so a property that
 /// happens to be *named* `properties` is never mistaken for a schema).
-fn close_objects(mut schema: Value) -> Value {
-    fn close(node: &mut Value) {
+fn close_objects(schema: Value) -> Value {
+    walk_objects(schema, false)
+}
+
+/// `schema` closed to undeclared arguments whatever it says (the gateway's strict mode, where
+/// the rule is the gateway's and not the upstream's): like [`close_objects`], but an object
+/// schema's own `additionalProperties` and `patternProperties` are replaced as well.
+pub(crate) fn force_closed(schema: Value) -> Value {
+    walk_objects(schema, true)
+}
+
+fn walk_objects(mut schema: Value, force: bool) -> Value {
+    fn close(node: &mut Value, force: bool) {
         let Value::Object(map) = node else {
             return;
         };
@@ -187,7 +198,10 @@ fn close_objects(mut schema: Value) -> Value {
         // tool's `struct NoArgs {}`): nothing undeclared gets in either way.
         let object = map.contains_key("properties")
             || map.get("type").and_then(Value::as_str) == Some("object");
-        if object
+        if object && force {
+            map.remove("patternProperties");
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        } else if object
             && !map.contains_key("additionalProperties")
             && !map.contains_key("patternProperties")
         {
@@ -197,20 +211,20 @@ fn close_objects(mut schema: Value) -> Value {
             match keyword.as_str() {
                 "properties" | "$defs" | "definitions" => {
                     if let Value::Object(schemas) = child {
-                        schemas.values_mut().for_each(close);
+                        schemas.values_mut().for_each(|s| close(s, force));
                     }
                 }
                 "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
                     if let Value::Array(schemas) = child {
-                        schemas.iter_mut().for_each(close);
+                        schemas.iter_mut().for_each(|s| close(s, force));
                     }
                 }
-                "items" | "not" | "if" | "then" | "else" => close(child),
+                "items" | "not" | "if" | "then" | "else" => close(child, force),
                 _ => {}
             }
         }
     }
-    close(&mut schema);
+    close(&mut schema, force);
     schema
 }
 

@@ -22,7 +22,7 @@ use voxguard_swml::conformance::SchemaChecker;
 
 use crate::agent::{Agent, AgentError};
 use crate::config::RuntimeError;
-use crate::tool::{compile, Compiled, Tool, ToolError};
+use crate::tool::{compile, force_closed, Compiled, Tool, ToolError};
 
 pub use config::{GatewayConfig, GatewayConfigError, UpstreamCredentials};
 use rewrite::{FunctionEntry, RenderEntry, ENTRY_KEY};
@@ -34,41 +34,6 @@ const COMPILED_CACHE: usize = 1024;
 /// The largest function schema the gateway enforces (as JSON text); a larger one leaves its
 /// function out of the render.
 const MAX_SCHEMA_BYTES: usize = 64 * 1024;
-
-/// `schema` closed to undeclared arguments whatever it says: strict mode is the gateway's
-/// rule, not the upstream's, so `additionalProperties` and `patternProperties` on an object
-/// schema are replaced by `additionalProperties: false`, at every level the validator walks.
-fn force_closed(mut schema: Value) -> Value {
-    fn close(node: &mut Value) {
-        let Value::Object(map) = node else {
-            return;
-        };
-        if map.contains_key("properties")
-            || map.get("type").and_then(Value::as_str) == Some("object")
-        {
-            map.remove("patternProperties");
-            map.insert("additionalProperties".into(), Value::Bool(false));
-        }
-        for (keyword, child) in map.iter_mut() {
-            match keyword.as_str() {
-                "properties" | "$defs" | "definitions" => {
-                    if let Value::Object(schemas) = child {
-                        schemas.values_mut().for_each(close);
-                    }
-                }
-                "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
-                    if let Value::Array(schemas) = child {
-                        schemas.iter_mut().for_each(close);
-                    }
-                }
-                "items" | "not" | "if" | "then" | "else" => close(child),
-                _ => {}
-            }
-        }
-    }
-    close(&mut schema);
-    schema
-}
 
 /// What a pipeline in gateway mode holds besides its agent.
 pub(crate) struct Gate {

@@ -356,6 +356,24 @@ mod tests {
         )
     }
 
+    /// Rewrite [`upstream_doc`] for call `call-1`, render `r1`, checking schemas with `check`.
+    fn rewritten(keys: &KeyRing, check: SchemaCheck<'_>) -> (Value, RenderEntry, Notes) {
+        let info = info();
+        let minter = Minter {
+            keys,
+            info: &info,
+            routes: AgentRoutes::new("/"),
+            call_id: "call-1",
+            render_id: "r1",
+            now_unix: 1_000,
+        };
+        let mut doc = upstream_doc();
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        rewrite_document(&mut doc, &minter, &mut entry, check, &mut notes);
+        (doc, entry, notes)
+    }
+
     fn upstream_doc() -> Value {
         json!({"version": "1.0.0", "sections": {"main": [
             {"answer": {}},
@@ -381,19 +399,7 @@ mod tests {
     #[test]
     fn every_webhook_points_at_the_gateway_and_no_upstream_secret_is_left() {
         let keys = KeyRing::new(SecretKey::generate());
-        let info = info();
-        let minter = Minter {
-            keys: &keys,
-            info: &info,
-            routes: AgentRoutes::new("/"),
-            call_id: "call-1",
-            render_id: "r1",
-            now_unix: 1_000,
-        };
-        let mut doc = upstream_doc();
-        let mut entry = RenderEntry::default();
-        let mut notes = Notes::default();
-        rewrite_document(&mut doc, &minter, &mut entry, &|_| Ok(()), &mut notes);
+        let (doc, entry, notes) = rewritten(&keys, &|_| Ok(()));
         assert_eq!(entry.functions.len(), 2, "{entry:?}");
         assert!(
             notes.dropped.iter().any(|(name, _)| name == "weather"),
@@ -444,31 +450,14 @@ mod tests {
     #[test]
     fn a_function_whose_schema_cannot_be_enforced_is_dropped() {
         let keys = KeyRing::new(SecretKey::generate());
-        let info = info();
-        let minter = Minter {
-            keys: &keys,
-            info: &info,
-            routes: AgentRoutes::new("/"),
-            call_id: "c",
-            render_id: "r",
-            now_unix: 1,
+        let refuse_declared = |s: &Value| {
+            if s.get("properties").is_some() {
+                Err("no".to_string())
+            } else {
+                Ok(())
+            }
         };
-        let mut doc = upstream_doc();
-        let mut entry = RenderEntry::default();
-        let mut notes = Notes::default();
-        rewrite_document(
-            &mut doc,
-            &minter,
-            &mut entry,
-            &|s| {
-                if s.get("properties").is_some() {
-                    Err("no".into())
-                } else {
-                    Ok(())
-                }
-            },
-            &mut notes,
-        );
+        let (_, entry, notes) = rewritten(&keys, &refuse_declared);
         assert!(!entry.functions.contains_key("lookup"));
         assert!(notes.dropped.iter().any(|(name, _)| name == "lookup"));
     }
