@@ -918,6 +918,27 @@ async fn a_bad_gateway_configuration_stops_start_up_with_the_key_named() {
     .await;
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--upstream"), "{}", run.stderr);
+    // A compliance mode the gateway cannot hold the upstream to: refused, not served.
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, "[upstream]\nurl = \"http://127.0.0.1:9/\"\n").unwrap();
+    let run = crate::cli::voxguard(
+        &[
+            "gateway",
+            "--config",
+            &path.to_string_lossy(),
+            "--data-dir",
+            &dir.path().to_string_lossy(),
+        ],
+        &[
+            ("VOXGUARD_PORT", "0"),
+            ("VOXGUARD_COMPLIANCE", "pci"),
+            ("VOXGUARD_RECORDS", "off"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("VOXGUARD_COMPLIANCE"), "{}", run.stderr);
 }
 
 /// `voxguard gateway --config config --data-dir dir` on port 0 with the test credentials, the

@@ -350,6 +350,15 @@ impl Runtime {
             agent.check_compliance(effective)?;
             modes = modes.and(effective);
         }
+        if !self.gateways.is_empty() && (modes.hipaa() || modes.pci()) {
+            // The gateway cannot hold an upstream to HIPAA's or PCI's rules (no recording, the
+            // recording paused around `pay`): it cannot see into the upstream's calls. Fail
+            // closed rather than serve under a mode that does not hold.
+            return Err(RuntimeError::Gateway(crate::gateway::GatewayConfigError::Invalid {
+                key: "VOXGUARD_COMPLIANCE".into(),
+                message: "gateway mode does not support the hipaa or pci compliance modes (docs/gateway.md)".into(),
+            }));
+        }
         if modes.hipaa() {
             match &self.records {
                 None => return Err(ComplianceError::RecordsRequired.into()),

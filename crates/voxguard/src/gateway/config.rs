@@ -344,6 +344,18 @@ impl GatewayConfig {
             .transpose()?;
         let mut function_limits = Vec::new();
         for (function, settings) in file.functions {
+            let valid = !function.is_empty()
+                && function.len() <= 64
+                && !function.starts_with("__")
+                && function
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            if !valid {
+                return Err(invalid(
+                    &format!("functions.{function}"),
+                    "not a function name (1-64 letters, digits, _ - ., not starting with __)",
+                ));
+            }
             if let Some(limit) = settings.rate_limit {
                 function_limits.push((
                     function.clone(),
@@ -491,6 +503,10 @@ mod tests {
             ("stirct = true\n[upstream]\nurl = \"http://x/\"", "stirct"),
             ("[upstream]\nurl = \"http://x/\"\npasword = \"p\"", "pasword"),
             ("name = \"a b\"\n[upstream]\nurl = \"http://x/\"", "name"),
+            (
+                "[upstream]\nurl = \"http://x/\"\n[functions.\"__x\"]\nrate_limit = { max = 1, per_secs = 60 }",
+                "functions.__x",
+            ),
         ];
         for (text, key) in cases {
             let error = parse(text, &[])

@@ -146,9 +146,9 @@ pub(crate) fn agent(config: &GatewayConfig, gate: Arc<Gate>) -> Result<Agent, Ag
         builder = builder.rate_limit_global(limit.max(), limit.per());
     }
     let mut agent = builder.build()?;
-    if let Some(def) = Arc::get_mut(&mut agent.inner) {
-        def.limits.tools = config.function_limits.clone();
-    }
+    // Just built, so not shared yet: the per-function limits go in as a declared tool's would.
+    let def = Arc::get_mut(&mut agent.inner).expect("a freshly built agent is not shared");
+    def.limits.tools = config.function_limits.clone();
     Ok(agent)
 }
 

@@ -103,24 +103,45 @@ pub(crate) fn rewrite_document(
     schema_ok: SchemaCheck<'_>,
     notes: &mut Notes,
 ) {
-    let Some(sections) = document.get_mut("sections").and_then(Value::as_object_mut) else {
+    let Some(sections) = document.get_mut("sections") else {
         return;
     };
-    for verbs in sections.values_mut() {
-        let Some(verbs) = verbs.as_array_mut() else {
-            continue;
-        };
-        for verb in verbs {
-            let Some(verb) = verb.as_object_mut() else {
-                continue;
-            };
-            if let Some(ai) = verb.get_mut("ai").and_then(Value::as_object_mut) {
-                rewrite_ai(ai, minter, entry, schema_ok, notes);
-            }
-            if let Some(pay) = verb.get_mut("pay").and_then(Value::as_object_mut) {
-                rewrite_pay(pay, minter, entry);
+    rewrite_verbs(sections, minter, entry, schema_ok, notes, 0);
+}
+
+/// How deep verbs are looked for (`cond`, `switch` and `execute` nest them); the document is
+/// at most 4 MiB and serde_json stops at 128 levels anyway.
+const MAX_DEPTH: usize = 64;
+
+/// Rewrite every `ai` and `pay` verb under `node`, at any depth: a verb nested in a `cond`
+/// branch or a `switch` case is as much the platform's as one at the top of a section.
+fn rewrite_verbs(
+    node: &mut Value,
+    minter: &Minter<'_>,
+    entry: &mut RenderEntry,
+    schema_ok: SchemaCheck<'_>,
+    notes: &mut Notes,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match node {
+        Value::Array(items) => {
+            for item in items {
+                rewrite_verbs(item, minter, entry, schema_ok, notes, depth + 1);
             }
         }
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match (key.as_str(), value) {
+                    ("ai", Value::Object(ai)) => rewrite_ai(ai, minter, entry, schema_ok, notes),
+                    ("pay", Value::Object(pay)) => rewrite_pay(pay, minter, entry),
+                    (_, value) => rewrite_verbs(value, minter, entry, schema_ok, notes, depth + 1),
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -304,18 +325,21 @@ pub(crate) fn secrets(entry: &RenderEntry, password: Option<&str>) -> Vec<String
     secrets
 }
 
-/// The JSON path of the first string in `value` that contains one of `secrets`, if any.
+/// The JSON path of the first string (or key) in `value` that contains one of `secrets`, if
+/// any. One pass over the text per string whatever the number of secrets (Aho-Corasick): a
+/// render with hundreds of functions costs O(size) to check.
 pub(crate) fn find_secret(value: &Value, secrets: &[String]) -> Option<String> {
-    fn walk(value: &Value, path: &mut String, secrets: &[String]) -> Option<String> {
+    fn walk(
+        value: &Value,
+        path: &mut String,
+        finder: &aho_corasick::AhoCorasick,
+    ) -> Option<String> {
         match value {
-            Value::String(text) => secrets
-                .iter()
-                .any(|s| text.contains(s.as_str()))
-                .then(|| path.clone()),
+            Value::String(text) => finder.is_match(text.as_str()).then(|| path.clone()),
             Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
                 let len = path.len();
                 path.push_str(&format!("/{i}"));
-                let found = walk(item, path, secrets);
+                let found = walk(item, path, finder);
                 path.truncate(len);
                 found
             }),
@@ -323,10 +347,10 @@ pub(crate) fn find_secret(value: &Value, secrets: &[String]) -> Option<String> {
                 let len = path.len();
                 path.push('/');
                 path.push_str(key);
-                let found = if secrets.iter().any(|s| key.contains(s.as_str())) {
+                let found = if finder.is_match(key.as_str()) {
                     Some(path.clone())
                 } else {
-                    walk(item, path, secrets)
+                    walk(item, path, finder)
                 };
                 path.truncate(len);
                 found
@@ -337,7 +361,11 @@ pub(crate) fn find_secret(value: &Value, secrets: &[String]) -> Option<String> {
     if secrets.is_empty() {
         return None;
     }
-    walk(value, &mut String::new(), secrets)
+    match aho_corasick::AhoCorasick::new(secrets) {
+        Ok(finder) => walk(value, &mut String::new(), &finder),
+        // Too many patterns to build an automaton: fail closed.
+        Err(_) => Some(String::new()),
+    }
 }
 
 #[cfg(test)]
@@ -434,6 +462,35 @@ mod tests {
             functions[2].get("web_hook_url").is_none(),
             "data_map functions stay as they are"
         );
+    }
+
+    #[test]
+    fn verbs_nested_in_cond_and_switch_are_rewritten_too() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let minter = Minter {
+            keys: &keys,
+            info: &info,
+            routes: AgentRoutes::new("/"),
+            call_id: "c",
+            render_id: "r",
+            now_unix: 1,
+        };
+        let mut doc = json!({"sections": {"main": [{"cond": [{"when": "true", "then": [
+            {"pay": {"payment_connector_url": "http://u:pw-nested-1@up/pay"}},
+            {"switch": {"variable": "x", "case": {"a": [{"ai": {"post_prompt_url": "http://u:pw-nested-1@up/pp"}}]}}}
+        ]}]}]}});
+        let mut entry = RenderEntry::default();
+        rewrite_document(
+            &mut doc,
+            &minter,
+            &mut entry,
+            &|_| Ok(()),
+            &mut Notes::default(),
+        );
+        assert_eq!(entry.pay.len(), 1);
+        assert!(entry.post_prompt_url.is_some());
+        assert_eq!(find_secret(&doc, &secrets(&entry, None)), None, "{doc}");
     }
 
     #[test]

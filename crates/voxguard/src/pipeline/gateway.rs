@@ -417,20 +417,40 @@ impl Pipeline {
                 );
             }
         };
-        let lookup = async {
-            let (render, index) = claims.session.split_once('|')?;
-            let index: usize = index.parse().ok()?;
-            let scope = session_scope(self.agent.name(), &claims.call_id, render);
-            let stored = self.store.get(&scope, ENTRY_KEY, now).await.ok()??;
-            let entry: RenderEntry = serde_json::from_value(stored).ok()?;
-            let pay = entry.pay.get(index)?;
-            if status {
-                pay.status.clone()
-            } else {
-                pay.connector.clone()
+        let Some((render, index)) = claims
+            .session
+            .split_once('|')
+            .and_then(|(render, index)| Some((render, index.parse::<usize>().ok()?)))
+        else {
+            return super::pay::refused(
+                403,
+                "payment_token_invalid",
+                "The payment link is not valid.",
+            );
+        };
+        let scope = session_scope(self.agent.name(), &claims.call_id, render);
+        let stored = match self.store.get(&scope, ENTRY_KEY, now).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(agent = self.agent.name(), %error, "gateway: the session store did not answer a payment; refused");
+                return super::pay::refused(
+                    503,
+                    "store_unavailable",
+                    "The payment could not be processed. Please try again.",
+                );
             }
         };
-        let Some(url) = lookup.await else {
+        let url = stored
+            .and_then(|v| serde_json::from_value::<RenderEntry>(v).ok())
+            .and_then(|entry| {
+                let pay = entry.pay.get(index)?;
+                if status {
+                    pay.status.clone()
+                } else {
+                    pay.connector.clone()
+                }
+            });
+        let Some(url) = url else {
             return super::pay::refused(404, "payment_not_found", "This payment is not known.");
         };
         let (reply, outcome) = match self.gate().upstream.relay(&url, body).await {
