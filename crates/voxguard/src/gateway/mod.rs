@@ -21,7 +21,6 @@ use serde_json::Value;
 use voxguard_swml::conformance::SchemaChecker;
 
 use crate::agent::{Agent, AgentError};
-use crate::config::RuntimeError;
 use crate::tool::{compile, force_closed, Compiled, Tool, ToolError};
 
 pub use config::{GatewayConfig, GatewayConfigError, UpstreamCredentials};
@@ -48,24 +47,24 @@ pub(crate) struct Gate {
 impl Gate {
     /// The gate for `config`: the upstream client and the schema checker (read now, so a bad
     /// path stops start-up).
-    pub(crate) fn new(config: &GatewayConfig) -> Result<Self, RuntimeError> {
+    pub(crate) fn new(config: &GatewayConfig) -> Result<Self, GatewayConfigError> {
         let checker = match &config.swml_schema {
-            Some(path) => Some(SchemaChecker::from_path(path).map_err(|e| {
-                RuntimeError::Gateway(GatewayConfigError::Invalid {
-                    key: "swml_schema".into(),
-                    message: e.to_string(),
-                })
-            })?),
+            Some(path) => {
+                Some(
+                    SchemaChecker::from_path(path).map_err(|e| GatewayConfigError::Invalid {
+                        key: "swml_schema".into(),
+                        message: e.to_string(),
+                    })?,
+                )
+            }
             None => {
                 tracing::warn!("gateway: no swml_schema (VOXGUARD_SWML_SCHEMA) configured: the upstream's SWML is not checked against the official schema");
                 None
             }
         };
-        let upstream = Upstream::new(config).map_err(|message| {
-            RuntimeError::Gateway(GatewayConfigError::Invalid {
-                key: "upstream".into(),
-                message,
-            })
+        let upstream = Upstream::new(config).map_err(|message| GatewayConfigError::Invalid {
+            key: "upstream".into(),
+            message,
         })?;
         Ok(Self {
             upstream,
