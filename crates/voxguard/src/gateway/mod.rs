@@ -34,6 +34,22 @@ const COMPILED_CACHE: usize = 1024;
 /// function out of the render.
 const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 
+/// Renders kept prepared in memory (most recent calls); a miss reads the call's session.
+const PREPARED_CACHE: usize = 16 * 1024;
+
+/// How long a prepared render is trusted without reading the session again (so an expired or
+/// cleared session stops being served within this, as on a replica that never had it).
+const PREPARED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A render as every call of it needs it, built once: the upstream's URLs, a checked tool per
+/// function (schema compiled), and the finder of the upstream's secrets.
+pub(crate) struct Prepared {
+    pub(crate) entry: RenderEntry,
+    pub(crate) tools: HashMap<String, Arc<Tool>>,
+    pub(crate) secrets: rewrite::SecretFinder,
+    at: std::time::Instant,
+}
+
 /// What a pipeline in gateway mode holds besides its agent.
 pub(crate) struct Gate {
     pub(crate) upstream: Upstream,
@@ -42,6 +58,7 @@ pub(crate) struct Gate {
     pub(crate) emergency_tools: HashSet<String>,
     pub(crate) checker: Option<SchemaChecker>,
     compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
 }
 
 impl Gate {
@@ -73,6 +90,7 @@ impl Gate {
             emergency_tools: config.emergency_tools.iter().cloned().collect(),
             checker,
             compiled: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(HashMap::new()),
         })
     }
 
@@ -102,6 +120,43 @@ impl Gate {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Compiled>>> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `entry` (the render stored under session `scope`) prepared for its calls, and kept.
+    pub(crate) fn prepare(&self, scope: &str, entry: RenderEntry) -> Result<Arc<Prepared>, String> {
+        let mut tools = HashMap::with_capacity(entry.functions.len());
+        for (name, function) in &entry.functions {
+            tools.insert(name.clone(), Arc::new(self.tool(name, function)?));
+        }
+        let secrets =
+            rewrite::SecretFinder::new(&rewrite::secrets(&entry, self.upstream.password()));
+        let prepared = Arc::new(Prepared {
+            entry,
+            tools,
+            secrets,
+            at: std::time::Instant::now(),
+        });
+        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= PREPARED_CACHE {
+            cache.clear();
+        }
+        cache.insert(scope.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+
+    /// The prepared render of session `scope`, if kept and recent.
+    pub(crate) fn prepared(&self, scope: &str) -> Option<Arc<Prepared>> {
+        let cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(scope)
+            .filter(|p| p.at.elapsed() < PREPARED_FOR)
+            .cloned()
+    }
+
+    /// Forget the prepared render of `scope` (its entry changed).
+    pub(crate) fn forget(&self, scope: &str) {
+        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(scope);
     }
 
     /// The tool the pipeline checks a call to upstream function `name` as: its declared schema,

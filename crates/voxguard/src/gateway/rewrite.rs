@@ -325,47 +325,63 @@ pub(crate) fn secrets(entry: &RenderEntry, password: Option<&str>) -> Vec<String
     secrets
 }
 
-/// The JSON path of the first string (or key) in `value` that contains one of `secrets`, if
-/// any. One pass over the text per string whatever the number of secrets (Aho-Corasick): a
-/// render with hundreds of functions costs O(size) to check.
-pub(crate) fn find_secret(value: &Value, secrets: &[String]) -> Option<String> {
-    fn walk(
-        value: &Value,
-        path: &mut String,
-        finder: &aho_corasick::AhoCorasick,
-    ) -> Option<String> {
-        match value {
-            Value::String(text) => finder.is_match(text.as_str()).then(|| path.clone()),
-            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-                let len = path.len();
-                path.push_str(&format!("/{i}"));
-                let found = walk(item, path, finder);
-                path.truncate(len);
-                found
-            }),
-            Value::Object(map) => map.iter().find_map(|(key, item)| {
-                let len = path.len();
-                path.push('/');
-                path.push_str(key);
-                let found = if finder.is_match(key.as_str()) {
-                    Some(path.clone())
-                } else {
-                    walk(item, path, finder)
-                };
-                path.truncate(len);
-                found
-            }),
-            _ => None,
+/// The upstream's secrets, compiled once to look for all of them in one pass over a text
+/// (Aho-Corasick): a document with hundreds of functions costs O(size) to check.
+pub(crate) struct SecretFinder(Option<aho_corasick::AhoCorasick>);
+
+impl SecretFinder {
+    /// A finder for `secrets` (none: finds nothing). An automaton too large to build becomes
+    /// one that matches every text (the empty pattern): fail closed.
+    pub(crate) fn new(secrets: &[String]) -> Self {
+        if secrets.is_empty() {
+            return Self(None);
+        }
+        match aho_corasick::AhoCorasick::new(secrets) {
+            Ok(finder) => Self(Some(finder)),
+            Err(_) => Self(aho_corasick::AhoCorasick::new([""]).ok()),
         }
     }
-    if secrets.is_empty() {
-        return None;
+
+    /// The JSON path of the first string (or key) in `value` that contains a secret, if any.
+    pub(crate) fn find(&self, value: &Value) -> Option<String> {
+        fn walk(
+            value: &Value,
+            path: &mut String,
+            finder: &aho_corasick::AhoCorasick,
+        ) -> Option<String> {
+            match value {
+                Value::String(text) => finder.is_match(text.as_str()).then(|| path.clone()),
+                Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                    let len = path.len();
+                    path.push_str(&format!("/{i}"));
+                    let found = walk(item, path, finder);
+                    path.truncate(len);
+                    found
+                }),
+                Value::Object(map) => map.iter().find_map(|(key, item)| {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(key);
+                    let found = if finder.is_match(key.as_str()) {
+                        Some(path.clone())
+                    } else {
+                        walk(item, path, finder)
+                    };
+                    path.truncate(len);
+                    found
+                }),
+                _ => None,
+            }
+        }
+        let finder = self.0.as_ref()?;
+        walk(value, &mut String::new(), finder)
     }
-    match aho_corasick::AhoCorasick::new(secrets) {
-        Ok(finder) => walk(value, &mut String::new(), &finder),
-        // Too many patterns to build an automaton: fail closed.
-        Err(_) => Some(String::new()),
-    }
+}
+
+/// The JSON path of the first string (or key) in `value` that contains one of `secrets`, if
+/// any (see [`SecretFinder`]).
+pub(crate) fn find_secret(value: &Value, secrets: &[String]) -> Option<String> {
+    SecretFinder::new(secrets).find(value)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! It must not skip a step of `swaig_steps` or audit anything itself but the payment relay,
 //! which has no `Verdict` of its own.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use voxguard_guard::{AuditKind, Outcome, Reason, Refusal, TokenError};
 use voxguard_server::{AgentRoutes, Reply, RequestInfo};
@@ -24,7 +26,7 @@ use super::{
 use crate::gateway::rewrite::{
     self, Minter, Notes, RenderEntry, ENTRY_KEY, PAY_FUNCTION, PAY_STATUS_FUNCTION,
 };
-use crate::gateway::Gate;
+use crate::gateway::{Gate, Prepared};
 use crate::tool::Tool;
 
 /// The SWAIG action keys an upstream's answer may carry (anything else is refused
@@ -72,12 +74,24 @@ fn store_refusal(agent: &str, error: &StoreError) -> Refusal {
 
 /// A call to the upstream function found for it.
 pub(super) struct Forwarding {
-    /// The upstream's webhook URL for the function.
-    pub(crate) url: String,
     /// The render id from the token.
     pub(crate) render: String,
-    /// The upstream's secrets an answer must not carry to the platform.
-    pub(crate) secrets: Vec<String>,
+    /// The render as its calls need it (the function's URL, the upstream's secrets).
+    pub(crate) prepared: Arc<Prepared>,
+    /// The function called.
+    pub(crate) function: String,
+}
+
+impl Forwarding {
+    /// The upstream's webhook URL for the function.
+    fn url(&self) -> &str {
+        self.prepared
+            .entry
+            .functions
+            .get(&self.function)
+            .map(|f| f.url.as_str())
+            .unwrap_or("")
+    }
 }
 
 impl Pipeline {
@@ -159,6 +173,8 @@ impl Pipeline {
                 .set(&scope, ENTRY_KEY, &value, now)
                 .await
                 .map_err(|e| store_refusal(agent, &e))?;
+            // Every schema compiled at the rewrite's check: this only assembles.
+            let _ = gate.prepare(&scope, entry);
         }
         Ok(document)
     }
@@ -171,18 +187,33 @@ impl Pipeline {
         info: &RequestInfo,
         function: &str,
         call_id: &str,
-    ) -> Result<(Tool, Forwarding), Refusal> {
+    ) -> Result<(Arc<Tool>, Forwarding), Refusal> {
         let agent = self.agent.name();
         let render = check_token(&self.keys, info, call_id, function, self.now_unix())
             .map_err(|error| token_refusal(agent, function, info, error))?;
         let scope = session_scope(agent, call_id, &render);
-        let stored = self
-            .store
-            .get(&scope, ENTRY_KEY, self.now_unix())
-            .await
-            .map_err(|e| store_refusal(agent, &e))?;
-        let entry: Option<RenderEntry> = stored.and_then(|v| serde_json::from_value(v).ok());
-        let Some(found) = entry.as_ref().and_then(|e| e.functions.get(function)) else {
+        let gate = self.gate();
+        let prepared = match gate.prepared(&scope) {
+            Some(prepared) => Some(prepared),
+            None => {
+                let stored = self
+                    .store
+                    .get(&scope, ENTRY_KEY, self.now_unix())
+                    .await
+                    .map_err(|e| store_refusal(agent, &e))?;
+                match stored.and_then(|v| serde_json::from_value::<RenderEntry>(v).ok()) {
+                    Some(entry) => Some(
+                        gate.prepare(&scope, entry)
+                            .map_err(|why| failed(agent, function, call_id, &why))?,
+                    ),
+                    None => None,
+                }
+            }
+        };
+        let Some((prepared, tool)) = prepared.and_then(|p| {
+            let tool = p.tools.get(function)?.clone();
+            Some((p, tool))
+        }) else {
             tracing::info!(
                 agent,
                 function,
@@ -193,19 +224,12 @@ impl Pipeline {
                 super::SENTENCE_UNAVAILABLE,
             ));
         };
-        let tool = self
-            .gate()
-            .tool(function, found)
-            .map_err(|why| failed(agent, function, call_id, &why))?;
         Ok((
             tool,
             Forwarding {
-                url: found.url.clone(),
                 render,
-                secrets: rewrite::secrets(
-                    entry.as_ref().expect("found in it"),
-                    self.gate().upstream.password(),
-                ),
+                prepared,
+                function: function.to_string(),
             },
         ))
     }
@@ -222,21 +246,29 @@ impl Pipeline {
         trail: &mut Trail,
     ) -> Result<Verdict, Refusal> {
         let (agent, call_id, info) = (self.agent.name(), event.call_id, event.info);
-        let mut body: Value = serde_json::from_slice(raw)
-            .map_err(|_| failed(agent, &tool.name, call_id, "the body no longer parses"))?;
-        if let Some(object) = body.as_object_mut() {
-            let argument = object.entry("argument").or_insert_with(|| json!({}));
-            if !argument.is_object() {
-                *argument = json!({});
+        // The platform's body as it came when the checks changed nothing in the arguments (the
+        // common case: one typed read, no re-encoding); else with the checked, normalized ones.
+        let unchanged = serde_json::from_slice::<voxguard_swml::SwaigRequest>(raw)
+            .is_ok_and(|request| request.arguments() == args);
+        let bytes = if unchanged {
+            raw.to_vec()
+        } else {
+            let mut body: Value = serde_json::from_slice(raw)
+                .map_err(|_| failed(agent, &tool.name, call_id, "the body no longer parses"))?;
+            if let Some(object) = body.as_object_mut() {
+                let argument = object.entry("argument").or_insert_with(|| json!({}));
+                if !argument.is_object() {
+                    *argument = json!({});
+                }
+                argument["raw"] = Value::String(args.to_string());
+                argument["parsed"] = json!([args]);
             }
-            argument["raw"] = Value::String(args.to_string());
-            argument["parsed"] = json!([args]);
-        }
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            serde_json::to_vec(&body).unwrap_or_default()
+        };
         let mut answer = self
             .gate()
             .upstream
-            .call(&forwarding.url, bytes)
+            .call(forwarding.url(), bytes)
             .await
             .map_err(|error| failed(agent, &tool.name, call_id, &error.to_string()))?;
         let Some(object) = answer.as_object_mut() else {
@@ -310,7 +342,7 @@ impl Pipeline {
             self.rewrite_result_pay(info, object, call_id, &forwarding.render)
                 .await?;
         }
-        if let Some(path) = rewrite::find_secret(&answer, &forwarding.secrets) {
+        if let Some(path) = forwarding.prepared.secrets.find(&answer) {
             tracing::error!(target: "voxguard::security", event = "upstream_secret_in_answer", agent, function = %tool.name, call_id, path = %path, "gateway: the upstream's answer carries its credentials or a token; refused (fail closed)");
             return Err(failed(
                 agent,
@@ -375,6 +407,8 @@ impl Pipeline {
         }
         let value =
             serde_json::to_value(&entry).map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
+        // The new connector URLs are secrets of this render too: prepare it again next call.
+        self.gate().forget(&scope);
         self.store
             .set(&scope, ENTRY_KEY, &value, now)
             .await

@@ -385,12 +385,12 @@ impl Pipeline {
         let caller = bounds::caller_number(request.caller_id_num.as_deref());
         // Gateway mode: the function comes from the render the token names, so the token is
         // checked first (and the bounded name and call id are on record if it is refused).
-        let forwarded: (Tool, gateway::Forwarding);
+        let forwarded: (Arc<Tool>, gateway::Forwarding);
         let (tool, forwarding) = if self.gateway.is_some() {
             trail.function = Some(truncate(&request.function));
             trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
             forwarded = self.gateway_tool(info, &request.function, call_id).await?;
-            (&forwarded.0, Some(&forwarded.1))
+            (&*forwarded.0, Some(&forwarded.1))
         } else {
             let Some(tool) = agent.tool(&request.function) else {
                 tracing::info!(agent = agent.name(), function = ?truncate(&request.function), "unknown function");
