@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// adds the Little's-law limit, concurrency ÷ latency, and the share of it reached.
     #[arg(long, value_name = "MS")]
     pub little_ms: Option<f64>,
+    /// Send at most this many requests per second in all (each worker paced to its share),
+    /// instead of back to back: latency at a load the target can carry, not at saturation.
+    #[arg(long, value_name = "REQ_PER_SEC", value_parser = parse_rate)]
+    pub rate: Option<f64>,
     /// Per-request timeout.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -162,6 +166,16 @@ impl<E: std::fmt::Display> From<E> for Usage {
     }
 }
 
+/// A request rate: a positive number of requests per second, at most a million.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate: requests per second, above 0 and at most 1000000"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +189,15 @@ mod tests {
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn rates_are_positive_and_bounded() {
+        assert_eq!(parse_rate("2000"), Ok(2000.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "NaN", "inf", "2e6", "fast"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

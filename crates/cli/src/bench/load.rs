@@ -218,7 +218,40 @@ impl Tally {
     }
 }
 
-/// One worker: simulated calls back to back until the deadline.
+/// With `--rate`, when a worker sends next: every `pace`, the workers staggered over one
+/// pace so that the requests spread evenly. A worker that falls behind (the target slower than
+/// the rate) sends at once; it never bunches requests to catch up.
+struct Pacer {
+    pace: Option<Duration>,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(pace: Option<Duration>, index: usize, workers: usize) -> Self {
+        let offset = pace
+            .map(|pace| pace.mul_f64(index as f64 / workers.max(1) as f64))
+            .unwrap_or_default();
+        Self {
+            pace,
+            next: Instant::now() + offset,
+        }
+    }
+
+    async fn wait(&mut self) {
+        let Some(pace) = self.pace else {
+            return;
+        };
+        let now = Instant::now();
+        if self.next > now {
+            tokio::time::sleep_until(self.next.into()).await;
+            self.next += pace;
+        } else {
+            self.next = now + pace;
+        }
+    }
+}
+
+/// One worker: simulated calls back to back (or paced, with `--rate`) until the deadline.
 async fn worker(
     index: usize,
     target: Arc<Target>,
@@ -228,6 +261,7 @@ async fn worker(
 ) -> Tally {
     let mut tally = Tally::new();
     let mut connection = Connection::new(target.clone(), plan.timeout);
+    let mut pacer = Pacer::new(plan.pace, index, plan.concurrency);
     let mut turn = index;
     let mut flow = 0u64;
     while Instant::now() < phases.deadline {
@@ -248,6 +282,7 @@ async fn worker(
             },
             "vars": {},
         });
+        pacer.wait().await;
         let Some(swml) = step(
             &mut connection,
             &mut tally,
@@ -269,6 +304,7 @@ async fn worker(
             if let Some(path) = webhooks.get(&verify.function) {
                 let name = format!("{} (verify)", verify.function);
                 let body = swaig_body(caller, &call_id, verify);
+                pacer.wait().await;
                 step(
                     &mut connection,
                     &mut tally,
@@ -299,6 +335,7 @@ async fn worker(
                 break;
             };
             let body = swaig_body(caller, &call_id, spec);
+            pacer.wait().await;
             step(
                 &mut connection,
                 &mut tally,
@@ -395,5 +432,28 @@ async fn step(
             }
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_paced_worker_waits_its_pace_between_requests_and_an_unpaced_one_never_waits() {
+        let pace = Duration::from_millis(20);
+        let mut pacer = Pacer::new(Some(pace), 0, 4);
+        let started = Instant::now();
+        for _ in 0..4 {
+            pacer.wait().await;
+        }
+        // Four sends, the first at once: at least three paces apart in all.
+        assert!(started.elapsed() >= pace * 3, "{:?}", started.elapsed());
+        // The last of four workers starts three quarters of a pace late.
+        let late = Pacer::new(Some(pace), 3, 4);
+        assert!(late.next >= started + pace.mul_f64(0.75));
+        let mut free = Pacer::new(None, 0, 4);
+        free.wait().await;
+        assert!(free.pace.is_none());
     }
 }

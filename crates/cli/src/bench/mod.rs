@@ -183,6 +183,9 @@ async fn run(args: &BenchArgs) -> Result<Report, Usage> {
             args.callers.unwrap_or(args.concurrency as u64),
         )?,
         timeout: args.timeout,
+        pace: args
+            .rate
+            .map(|rate| std::time::Duration::from_secs_f64(args.concurrency as f64 / rate)),
         run_id,
     });
 
@@ -245,6 +248,7 @@ async fn run(args: &BenchArgs) -> Result<Report, Usage> {
     };
     Ok(Report {
         concurrency: args.concurrency,
+        rate: args.rate,
         warmup_secs: args.warmup.as_secs_f64(),
         duration_secs: args.duration.as_secs_f64(),
         calls_per_call: match args.calls {

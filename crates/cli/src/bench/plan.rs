@@ -26,6 +26,8 @@ pub(super) struct Plan {
     pub(super) callers: Vec<String>,
     /// Per-request timeout.
     pub(super) timeout: Duration,
+    /// With `--rate`: the time between two requests of one worker.
+    pub(super) pace: Option<Duration>,
     /// Makes this run's call ids unique.
     pub(super) run_id: String,
 }

@@ -126,6 +126,8 @@ pub struct Baseline {
 pub struct Report {
     /// Simulated calls in flight.
     pub concurrency: usize,
+    /// With `--rate`: the requests per second asked for (`null`: back to back).
+    pub rate: Option<f64>,
     /// Warm-up, seconds.
     pub warmup_secs: f64,
     /// Measured window asked for, seconds.
@@ -213,6 +215,9 @@ impl Report {
             "  {} concurrent calls, {:.1} s warm-up, {:.1} s measured; {calls}",
             self.concurrency, self.warmup_secs, self.duration_secs
         );
+        if let Some(rate) = self.rate {
+            let _ = writeln!(out, "  paced     at most {rate:.0} requests/s in all");
+        }
         if !self.mix.is_empty() {
             let _ = writeln!(out, "  mix       {}", self.mix.join(", "));
         }
