@@ -247,21 +247,25 @@ impl GatewayConfig {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid(url_key, "must not carry a query or fragment"));
         }
-        let from_url = (!url.username().is_empty()).then(|| {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            UpstreamCredentials::new(decode(url.username()), decode(url.password().unwrap_or("")))
-        });
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        // Each part from the environment, else the file, else the URL: a user in the URL and
+        // the password in VOXGUARD_UPSTREAM_PASSWORD (out of `ps`) is the usual split.
+        let url_user = (!url.username().is_empty()).then(|| decode(url.username()));
+        let url_password = url.password().map(decode);
         let _ = url.set_username("");
         let _ = url.set_password(None);
         let user = env("VOXGUARD_UPSTREAM_USER").or(file.upstream.user);
         let password = env("VOXGUARD_UPSTREAM_PASSWORD").or(file.upstream.password);
-        let upstream_credentials = match (user, password) {
+        let from_url_only = user.is_none() && password.is_none();
+        let upstream_credentials = match (user.or(url_user), password.or(url_password)) {
             (Some(user), Some(password)) => Some(UpstreamCredentials::new(user, password)),
-            (None, None) => from_url,
+            (None, None) => None,
+            // A bare user in the URL (`http://agent@host/`) is an empty password.
+            (Some(user), None) if from_url_only => Some(UpstreamCredentials::new(user, "")),
             (Some(_), None) => {
                 return Err(invalid(
                     "upstream.password",
@@ -514,6 +518,24 @@ mod tests {
                 .unwrap_or_else(|| panic!("{text} was accepted"));
             assert!(error.to_string().contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn the_user_may_come_from_the_url_and_the_password_from_the_environment() {
+        let config = parse(
+            "[upstream]\nurl = \"http://agent@127.0.0.1:5000/\"\n",
+            &[("VOXGUARD_UPSTREAM_PASSWORD", "from-env")],
+        )
+        .unwrap();
+        let creds = config.upstream_credentials.unwrap();
+        assert_eq!(
+            (creds.user.as_str(), creds.password.as_str()),
+            ("agent", "from-env")
+        );
+        let bare = parse("[upstream]\nurl = \"http://agent@127.0.0.1:5000/\"\n", &[]).unwrap();
+        assert_eq!(bare.upstream_credentials.unwrap().password, "");
+        let none = parse("[upstream]\nurl = \"http://127.0.0.1:5000/\"\n", &[]).unwrap();
+        assert!(none.upstream_credentials.is_none());
     }
 
     #[test]
