@@ -162,6 +162,9 @@ async fn swml(
                     ]
                 }
             }}
+        ],
+        "take_payment": [
+            {"pay": {"payment_connector_url": format!("{base}/pay"), "status_url": format!("{base}/pay/status"), "charge_amount": "10.00"}}
         ]}
     });
     (AxStatus::OK, axum::Json(doc))
@@ -184,6 +187,18 @@ async fn webhook(
     tokio::time::sleep(shared.delay).await;
     if endpoint == "post_prompt" {
         return (AxStatus::OK, axum::Json(json!({"response": "ok"})));
+    }
+    if endpoint == "pay" {
+        if shared.kind == Kind::Faithful && !upstream_auth_ok(&headers) {
+            return (
+                AxStatus::UNAUTHORIZED,
+                axum::Json(json!({"error_code": "auth"})),
+            );
+        }
+        return (
+            AxStatus::OK,
+            axum::Json(json!({"charge_id": "ch_upstream_1"})),
+        );
     }
     let function = body["function"].as_str().unwrap_or("");
     let args = body["argument"]["parsed"][0].clone();
@@ -1080,4 +1095,61 @@ async fn two_gateways_on_shared_postgres_and_redis_serve_one_call_between_them()
     {
         let _ = database.drop_schema().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payment_connector_is_relayed_by_token_to_the_upstreams_connector() {
+    let upstream = Upstream::start(Kind::Faithful, Duration::ZERO).await;
+    let gateway = Gateway::start(config_for(&upstream)).await;
+    let swml = gateway.swml("call-pay").await;
+    let pay = &swml["sections"]["take_payment"][0]["pay"];
+    let connector = reqwest::Url::parse(pay["payment_connector_url"].as_str().unwrap()).unwrap();
+    let status_url = pay["status_url"].as_str().unwrap();
+    let port = gateway.server.addr.port().to_string();
+    assert_eq!(connector.port().map(|p| p.to_string()), Some(port.clone()));
+    assert_eq!(connector.path(), "/pay");
+    assert!(
+        status_url.contains(&format!("{port}/pay/status?__token=")),
+        "{status_url}"
+    );
+    let path = format!("{}?{}", connector.path(), connector.query().unwrap());
+    let card = json!({"transaction_id": "t1", "cardnumber": "4111111111111111", "cvv": "123",
+        "expiry_month": "12", "expiry_year": "2030", "chargeAmount": "10.00"});
+    // The platform's card body reaches the upstream's connector with its own credentials.
+    let (status, body) = gateway.server.post_json(&path, card.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["charge_id"], "ch_upstream_1");
+    let received = upstream.received();
+    let relayed = received.iter().find(|r| r.path == "pay").expect("relayed");
+    assert_eq!(relayed.body, card);
+    // A tampered payment token, or a function token, is refused before anything is relayed.
+    let (status, body) = gateway
+        .server
+        .post_json("/pay?__token=nope", card.clone())
+        .await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("payment_token_invalid")),
+        "{body}"
+    );
+    let function_token = token_for(&swml, "echo").unwrap();
+    let (status, _) = gateway
+        .server
+        .post_json(&format!("/pay?__token={function_token}"), card)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        upstream
+            .received()
+            .iter()
+            .filter(|r| r.path == "pay")
+            .count(),
+        1
+    );
+    // Audited: the relay's outcome, never the card.
+    let records = gateway.audit.records(1).await.unwrap();
+    assert!(records.iter().any(|r| r.event.kind.as_str() == "payment"));
+    let text =
+        serde_json::to_string(&records.iter().map(|r| &r.event).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("4111111111111111"));
 }
