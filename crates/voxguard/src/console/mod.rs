@@ -349,15 +349,16 @@ impl Console {
         // neither read nor set it), so no other site can sign a browser in.
         let cookie = request.cookie(LOGIN_COOKIE).unwrap_or_default();
         if cookie.is_empty() || !same(request.field("csrf"), cookie) {
+            // Nobody is signed in yet: aggregated per source like other sign-in failures, so
+            // an anonymous flood cannot grow the trail at request rate.
             self.api
-                .denied(
-                    &Actor {
-                        operator: shown_name.clone(),
-                        role: String::new(),
-                        source: Some(request.client.ip().to_string()),
-                        request_id: Some(request.request_id.clone()),
-                    },
-                    "csrf_invalid",
+                .events
+                .auth_failed(
+                    request.client,
+                    "POST",
+                    "/console/login",
+                    voxguard_guard::Reason::RequestRefused,
+                    &request.request_id,
                 )
                 .await;
             return self.sign_in_page(
