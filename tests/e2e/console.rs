@@ -1,10 +1,11 @@
 //! The security console (`/console`, issue 16 phase 1) over real HTTP, with a client that keeps
 //! cookies like a browser and does not follow redirects (so every answer is seen): sign-in with
-//! good and bad passwords, the session cookie's attributes, idle and absolute expiry on the
-//! runtime's `ManualClock`, sign-out, CSRF refusals that change nothing, role gating from the
-//! records permission table, the emergency switch turned on and off from the console and seen by
-//! a SWAIG call, the overview's refusal counts, the per-operator sign-in limit, and the security
-//! headers of every page. Each check that something was audited reads the SQLite trail.
+//! good and bad passwords, the session cookie's attributes (`Secure` over TLS), idle and
+//! absolute expiry on the runtime's `ManualClock`, sign-out, CSRF refusals that change nothing,
+//! role gating from the records permission table, the emergency switch turned on and off from
+//! the console and seen by a SWAIG call, the overview's refusal counts, the per-operator sign-in
+//! limit, and the security headers of every page. Each check that something was audited reads
+//! the SQLite trail.
 //!
 //! It must not reach into the console's session store: a session is only ever created, used and
 //! ended through HTTP.
@@ -33,6 +34,11 @@ struct Desk {
 }
 
 async fn desk() -> Desk {
+    desk_with(|_| {}).await
+}
+
+/// [`desk`] with `tweak` applied to the server configuration (TLS).
+async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> Desk {
     let kit = RecordsKit::new().await;
     let clock = Arc::new(ManualClock::new(START));
     let sessions = Arc::new(
@@ -53,7 +59,7 @@ async fn desk() -> Desk {
     let runtime_clock = clock.clone();
     let server = TestServer::start_with(
         vec![agent],
-        |_| {},
+        tweak,
         move |runtime| {
             runtime
                 .store(sessions)
@@ -303,6 +309,50 @@ async fn sign_in_with_a_good_and_a_bad_password_and_the_session_cookie() {
     };
     assert_eq!(count_of("operator_auth_invalid"), 2);
     assert_eq!(count_of("request_refused"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("self-signed cert");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, certified.key_pair.serialize_pem()).expect("write key");
+    let tls = voxguard::server::TlsConfig {
+        cert_path,
+        key_path,
+    };
+    let desk = desk_with(move |config| config.tls = Some(tls)).await;
+    assert_eq!(desk.server.scheme, "https");
+    let password = desk.kit.password("tia", "auditor").await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("pem"),
+        )
+        .resolve("localhost", desk.server.addr)
+        .build()
+        .expect("client");
+    let form = get(&client, &desk, "/console/login").await;
+    assert!(form
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("vg_console_login=") && c.ends_with("; Secure")));
+    let signed = sign_in(&client, &desk, "tia", &password).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    let cookie = signed
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("vg_console="))
+        .expect("session cookie");
+    assert!(cookie.split("; ").any(|a| a == "Secure"), "{cookie}");
+    let overview = get(&client, &desk, "/console/overview").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(overview.headers.contains_key("strict-transport-security"));
+    assert_eq!(overview.headers["content-security-policy"], CSP);
 }
 
 #[tokio::test]
