@@ -17,6 +17,7 @@ mod bench_agent;
 mod bounded_state;
 mod cli;
 mod clinic_agent;
+mod console;
 mod crash_durability;
 mod gateway;
 mod hipaa;

@@ -27,9 +27,10 @@ use voxguard_guard::{BasicCredentials, Reason, Redactor, Refusal};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::service::{
-    is_records_path, malformed_json, new_request_id, AccessHooks, AccessRecord, AdminService,
-    AgentRoutes, AgentService, OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents,
-    MAX_OPERATOR_QUERY_PAIRS, RECORDS_PREFIX,
+    is_console_path, is_records_path, malformed_json, new_request_id, AccessHooks, AccessRecord,
+    AdminService, AgentRoutes, AgentService, ConsoleRequest, ConsoleService, OperatorRequest,
+    RecordsService, Reply, RequestInfo, SecurityEvents, CONSOLE_BODY_LIMIT, CONSOLE_PREFIX,
+    MAX_CONSOLE_FORM_PAIRS, MAX_OPERATOR_QUERY_PAIRS, RECORDS_PREFIX,
 };
 
 /// The security headers every response carries (also the ones hyper answers by itself, see
@@ -56,6 +57,11 @@ static SECURITY_HEADER_PAIRS: std::sync::LazyLock<[(header::HeaderName, HeaderVa
             )
         })
     });
+
+/// The Content-Security-Policy of every console response (instead of the JSON one in
+/// [`SECURITY_HEADERS`]): no script at all, styles and images from the console itself only,
+/// forms posting only back to it, never framed.
+pub const CONSOLE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `Strict-Transport-Security`, sent on every response when TLS is on.
 pub(crate) const HSTS: &str = "max-age=63072000; includeSubDomains";
@@ -102,6 +108,7 @@ pub(crate) struct SharedState {
     pub(crate) agents: Arc<Vec<Arc<dyn AgentService>>>,
     pub(crate) admin: Option<Arc<dyn AdminService>>,
     pub(crate) records: Option<Arc<dyn RecordsService>>,
+    pub(crate) console: Option<Arc<dyn ConsoleService>>,
     pub(crate) events: Option<Arc<dyn SecurityEvents>>,
     pub(crate) access: Option<Arc<dyn AccessHooks>>,
     pub(crate) metrics: Metrics,
@@ -127,6 +134,11 @@ pub(crate) fn router(shared: Shared) -> Router {
         app = app
             .route(RECORDS_PREFIX, any(records_route))
             .route(&format!("{RECORDS_PREFIX}/{{*rest}}"), any(records_route));
+    }
+    if shared.console.is_some() && role.serves_agent() {
+        app = app
+            .route(CONSOLE_PREFIX, any(console_route))
+            .route(&format!("{CONSOLE_PREFIX}/{{*rest}}"), any(console_route));
     }
     for agent in shared.agents.iter() {
         let [swml, swaig, swaig_slash, post_prompt, pay, pay_status] =
@@ -539,6 +551,81 @@ async fn records_route(State(shared): State<Shared>, req: Request) -> Response {
     )
 }
 
+/// Hand a request under `/console` to the console, unauthenticated (the console signs
+/// operators in itself) but size-checked, its query and form split into pairs.
+async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
+    let Some(console) = shared.console.clone() else {
+        return not_found().await;
+    };
+    let info = request_info(&shared, &req);
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix(CONSOLE_PREFIX)
+        .unwrap_or_default()
+        .to_string();
+    let too_many = || {
+        refuse(Refusal::new(
+            Reason::InvalidRequest,
+            "The request has too many parameters.",
+        ))
+    };
+    let pairs = |bytes: &[u8]| -> Option<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        for (key, value) in url::form_urlencoded::parse(bytes) {
+            if pairs.len() == MAX_CONSOLE_FORM_PAIRS {
+                return None;
+            }
+            pairs.push((key.into_owned(), value.into_owned()));
+        }
+        Some(pairs)
+    };
+    let Some(query) = pairs(req.uri().query().unwrap_or_default().as_bytes()) else {
+        return too_many();
+    };
+    let cookie = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|value| value.to_str().ok().map(str::to_string));
+    let method = req.method().as_str().to_string();
+    let limit = shared.config.body_limit.min(CONSOLE_BODY_LIMIT);
+    let bytes = match read_body_up_to(req, limit).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal,
+    };
+    let Some(form) = pairs(&bytes) else {
+        return too_many();
+    };
+    let answer = console
+        .handle(ConsoleRequest {
+            request_id: info.request_id,
+            client: info.client,
+            method,
+            path,
+            query,
+            form,
+            cookie,
+            tls: shared.config.tls.is_some(),
+        })
+        .await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, answer.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(answer.content_type),
+    );
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
 async fn ready_detail(State(shared): State<Shared>) -> Response {
     let mut agents = Vec::new();
     let mut ready = true;
@@ -610,6 +697,10 @@ pub(crate) async fn require_basic_auth(
     }
     // The records API authenticates operators itself, with their own credentials.
     if shared.records.is_some() && is_records_path(path) {
+        return next.run(req).await;
+    }
+    // So does the console, with its sign-in page and session cookie.
+    if shared.console.is_some() && is_console_path(path) {
         return next.run(req).await;
     }
     // Operator paths take only the admin credentials (when configured); the platform's
@@ -730,10 +821,13 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         call_id = ?record.call_id,
         "request"
     );
+    let console = shared.console.is_some() && is_console_path(&record.path);
     let route = if shared.known_paths.contains(&record.path) {
         record.path.as_str()
     } else if shared.records.is_some() && is_records_path(&record.path) {
         RECORDS_PREFIX
+    } else if console {
+        CONSOLE_PREFIX
     } else {
         "other"
     };
@@ -743,7 +837,14 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     if let Some(hooks) = &shared.access {
         hooks.on_response(&record);
     }
-    if response.status().is_client_error() || response.status().is_server_error() {
+    // The console answers its errors with HTML pages of its own; everything else gets JSON.
+    let console_page = console
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/"));
+    if (response.status().is_client_error() || response.status().is_server_error()) && !console_page
+    {
         let is_json = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -761,6 +862,12 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADER_PAIRS.iter() {
         headers.insert(name.clone(), value.clone());
+    }
+    if console {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONSOLE_CSP),
+        );
     }
     if shared.config.tls.is_some() {
         headers.insert(

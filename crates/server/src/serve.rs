@@ -33,7 +33,8 @@ use crate::metrics::Metrics;
 use crate::per_ip::{Slot, Waiting};
 use crate::raw_errors::JsonErrors;
 use crate::service::{
-    AccessHooks, AdminService, AgentRoutes, AgentService, RecordsService, SecurityEvents,
+    AccessHooks, AdminService, AgentRoutes, AgentService, ConsoleService, RecordsService,
+    SecurityEvents,
 };
 
 /// Why the server could not start.
@@ -72,6 +73,7 @@ pub struct Server {
     agents: Vec<Arc<dyn AgentService>>,
     admin: Option<Arc<dyn AdminService>>,
     records: Option<Arc<dyn RecordsService>>,
+    console: Option<Arc<dyn ConsoleService>>,
     events: Option<Arc<dyn SecurityEvents>>,
     access: Option<Arc<dyn AccessHooks>>,
     metrics: Metrics,
@@ -85,6 +87,7 @@ impl Server {
             agents: Vec::new(),
             admin: None,
             records: None,
+            console: None,
             events: None,
             access: None,
             metrics: Metrics::new(),
@@ -123,6 +126,13 @@ impl Server {
         self
     }
 
+    /// Serve the security console on `/console` with `console`. Requests there skip the
+    /// platform's Basic auth: the console signs operators in itself.
+    pub fn console(mut self, console: Arc<dyn ConsoleService>) -> Self {
+        self.console = Some(console);
+        self
+    }
+
     /// Serve `agent` on its route.
     pub fn agent(mut self, agent: Arc<dyn AgentService>) -> Self {
         self.agents.push(agent);
@@ -131,7 +141,7 @@ impl Server {
 
     /// Check the routes, load TLS and bind the listening socket.
     pub async fn bind(self) -> Result<BoundServer, ServeError> {
-        check_routes(&self.agents, self.records.is_some())?;
+        check_routes(&self.agents, self.records.is_some(), self.console.is_some())?;
         if let Some(admin) = &self.config.admin_credentials {
             // The platform's credentials travel in every webhook URL: they must never open the
             // operator endpoints.
@@ -173,6 +183,7 @@ impl Server {
             agents: Arc::new(self.agents),
             admin: self.admin,
             records: self.records,
+            console: self.console,
             events: self.events,
             access: self.access,
             metrics: self.metrics,
@@ -188,7 +199,11 @@ impl Server {
     }
 }
 
-fn check_routes(agents: &[Arc<dyn AgentService>], records: bool) -> Result<(), ServeError> {
+fn check_routes(
+    agents: &[Arc<dyn AgentService>],
+    records: bool,
+    console: bool,
+) -> Result<(), ServeError> {
     if agents.is_empty() {
         return Err(ServeError::NoAgents);
     }
@@ -214,6 +229,9 @@ fn check_routes(agents: &[Arc<dyn AgentService>], records: bool) -> Result<(), S
         for path in AgentRoutes::new(route).all() {
             if records && crate::service::is_records_path(&path) {
                 return Err(fail("this path is reserved for the operator records API"));
+            }
+            if console && crate::service::is_console_path(&path) {
+                return Err(fail("this path is reserved for the security console"));
             }
             if taken.contains_key(&path) {
                 return Err(fail(

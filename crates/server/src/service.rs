@@ -403,6 +403,104 @@ pub trait RecordsService: Send + Sync + 'static {
     async fn handle(&self, request: OperatorRequest) -> Reply;
 }
 
+/// Where the security console is served: `/console` and every path below it.
+pub const CONSOLE_PREFIX: &str = "/console";
+
+/// Whether `path` belongs to the security console ([`CONSOLE_PREFIX`] or below it).
+pub fn is_console_path(path: &str) -> bool {
+    path.strip_prefix(CONSOLE_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The most form fields a console request may carry; more is refused before the service sees
+/// it.
+pub const MAX_CONSOLE_FORM_PAIRS: usize = 32;
+
+/// The largest console request body (a form): 16 KiB, or the server's body limit if smaller.
+pub const CONSOLE_BODY_LIMIT: usize = 16 * 1024;
+
+/// One request to the security console, as the server hands it over: size-checked, with its
+/// query and its `application/x-www-form-urlencoded` body split into pairs, but **not
+/// authenticated** — the console authenticates operators itself (sign-in and its own session
+/// cookie). The platform's credentials mean nothing here.
+pub struct ConsoleRequest {
+    /// Unique id of this request (also sent back as `X-Request-Id`).
+    pub request_id: String,
+    /// Peer address of the connection.
+    pub client: SocketAddr,
+    /// HTTP method, upper case.
+    pub method: String,
+    /// The path below [`CONSOLE_PREFIX`]: empty for `/console` itself, else starting with `/`.
+    pub path: String,
+    /// Decoded query pairs, in order (at most [`MAX_CONSOLE_FORM_PAIRS`]).
+    pub query: Vec<(String, String)>,
+    /// Decoded form fields of the body, in order (at most [`MAX_CONSOLE_FORM_PAIRS`]).
+    pub form: Vec<(String, String)>,
+    /// The `Cookie` header, if any and if it is visible ASCII.
+    pub cookie: Option<String>,
+    /// Whether the server runs TLS (the session cookie is then `Secure`).
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for ConsoleRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the form (it carries passwords) or the cookie (it carries the session id).
+        f.debug_struct("ConsoleRequest")
+            .field("request_id", &self.request_id)
+            .field("client", &self.client)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsoleRequest {
+    /// The first value of form field `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of form field `name`, in order.
+    pub fn fields<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.form
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The value of cookie `name`, if the request carries it.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookie.as_deref()?.split(';').find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+    }
+}
+
+/// A console answer: status, content type, body and extra headers. The server adds the
+/// console's Content-Security-Policy and the usual security headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleReply {
+    /// HTTP status code.
+    pub status: u16,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Bytes,
+    /// Extra headers (`Set-Cookie`, `Location`, …). Invalid ones are dropped.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The security console on [`CONSOLE_PREFIX`]: it authenticates operators itself.
+#[async_trait::async_trait]
+pub trait ConsoleService: Send + Sync + 'static {
+    /// Handle one console request.
+    async fn handle(&self, request: ConsoleRequest) -> ConsoleReply;
+}
+
 /// A random request id of 16 lowercase letters (~73 bits). Letters only: a hex id can
 /// contain a long run of digits that the log redactor would take for a card number.
 pub(crate) fn new_request_id() -> String {

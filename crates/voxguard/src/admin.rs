@@ -30,27 +30,18 @@ struct EmergencyRequest {
     tools: Option<Vec<String>>,
 }
 
-#[async_trait::async_trait]
-impl AdminService for Admin {
-    async fn emergency(&self, request: &RequestInfo, body: Value) -> Reply {
-        // Only a JSON object: serde would also read a struct from an array such as [true].
-        let parsed = match body {
-            Value::Object(_) => serde_json::from_value::<EmergencyRequest>(body).ok(),
-            _ => None,
-        };
-        let Some(change) = parsed else {
-            return Reply::from(Refusal::new(
-                Reason::InvalidRequest,
-                "Send {\"enabled\": true|false, \"tools\": [names] (optional; default every sensitive tool)}.",
-            ));
-        };
-        let next = EmergencyState {
-            enabled: change.enabled,
-            tools: change
-                .tools
-                .map(|t| t.into_iter().collect())
-                .filter(|t: &std::collections::BTreeSet<String>| !t.is_empty()),
-        };
+impl Admin {
+    /// **Where the emergency switch changes.** Audit `next` (naming `operator` and their role
+    /// when a console operator asked), share it with the other replicas, then apply it. A
+    /// change that cannot be recorded or shared is not made. Used by `POST /admin/emergency`
+    /// and by the security console.
+    pub(crate) async fn change(
+        &self,
+        next: EmergencyState,
+        source: String,
+        request_id: &str,
+        operator: Option<(&str, &str)>,
+    ) -> Reply {
         let outcome = if next.enabled {
             Outcome::Enabled
         } else {
@@ -59,8 +50,12 @@ impl AdminService for Admin {
         let event = |outcome, arguments| {
             let mut event = self.auditor.event(AuditKind::EmergencyToggled, outcome);
             event.arguments = Some(arguments);
-            event.source = Some(request.client.ip().to_string());
-            event.request_id = Some(request.request_id.clone());
+            event.source = Some(source.clone());
+            event.request_id = Some(request_id.to_string());
+            if let Some((name, role)) = operator {
+                event.operator = Some(name.to_string());
+                event.role = Some(role.to_string());
+            }
             event
         };
         let asked = serde_json::json!({ "enabled": next.enabled, "tools": next.tools });
@@ -90,11 +85,43 @@ impl AdminService for Admin {
             enabled = next.enabled,
             tools = ?next.tools,
             was_enabled = previous.enabled,
-            client = %request.client,
-            request_id = %request.request_id,
+            client = %source,
+            operator = ?operator.map(|(name, _)| name),
+            request_id = %request_id,
             "emergency switch changed"
         );
         Reply::ok(serde_json::json!({ "emergency": next, "previous": previous }))
+    }
+}
+
+#[async_trait::async_trait]
+impl AdminService for Admin {
+    async fn emergency(&self, request: &RequestInfo, body: Value) -> Reply {
+        // Only a JSON object: serde would also read a struct from an array such as [true].
+        let parsed = match body {
+            Value::Object(_) => serde_json::from_value::<EmergencyRequest>(body).ok(),
+            _ => None,
+        };
+        let Some(change) = parsed else {
+            return Reply::from(Refusal::new(
+                Reason::InvalidRequest,
+                "Send {\"enabled\": true|false, \"tools\": [names] (optional; default every sensitive tool)}.",
+            ));
+        };
+        let next = EmergencyState {
+            enabled: change.enabled,
+            tools: change
+                .tools
+                .map(|t| t.into_iter().collect())
+                .filter(|t: &std::collections::BTreeSet<String>| !t.is_empty()),
+        };
+        self.change(
+            next,
+            request.client.ip().to_string(),
+            &request.request_id,
+            None,
+        )
+        .await
     }
 
     async fn detail(&self) -> Value {

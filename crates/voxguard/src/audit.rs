@@ -199,7 +199,9 @@ impl AuthEvents {
         for failures in failures {
             // Refusals on the operator records API are `access_denied` (issue 10); the others
             // are refused webhook or agent authentications.
-            let kind = if voxguard_server::is_records_path(&failures.path) {
+            let kind = if voxguard_server::is_records_path(&failures.path)
+                || voxguard_server::is_console_path(&failures.path)
+            {
                 AuditKind::AccessDenied
             } else {
                 AuditKind::AuthFailed

@@ -39,6 +39,9 @@ pub enum RuntimeError {
     /// Invalid emergency mode value.
     #[error("VOXGUARD_EMERGENCY_MODE={0:?} is not valid: true or false")]
     InvalidEmergency(String),
+    /// Invalid security console setting (`VOXGUARD_CONSOLE_*`).
+    #[error("{0}")]
+    InvalidConsole(String),
     /// Invalid token lifetime.
     #[error("VOXGUARD_TOKEN_TTL_SECS={0:?} is not valid: a whole number of seconds between 60 and 86400")]
     InvalidTtl(String),

@@ -33,6 +33,7 @@ mod admin;
 mod agent;
 mod audit;
 mod config;
+pub mod console;
 mod context;
 pub mod gateway;
 mod hashers;

@@ -26,6 +26,7 @@ use crate::config::{
     emergency_from_lookup, keys_from_lookup, render_limit_from_lookup, RuntimeError,
     DEFAULT_SWML_RENDERS_PER_MIN,
 };
+use crate::console::{Console, ConsoleTimeouts};
 use crate::gateway::{Gate, GatewayConfig};
 use crate::pipeline::limiter::{Limiter, SharedLimiter, LIMIT_KEY_PURPOSE};
 use crate::pipeline::Pipeline;
@@ -325,13 +326,14 @@ impl Runtime {
             self.on_anomaly.clone(),
         );
         let auth_events = Arc::new(AuthEvents::new(auditor.clone()));
+        let admin = Arc::new(Admin {
+            emergency: self.emergency.clone(),
+            auditor: auditor.clone(),
+            shared: shared_emergency.clone(),
+        });
         let mut server = Server::new(self.config)
             .metrics(metrics)
-            .admin(Arc::new(Admin {
-                emergency: self.emergency.clone(),
-                auditor: auditor.clone(),
-                shared: shared_emergency.clone(),
-            }))
+            .admin(admin.clone())
             .events(auth_events.clone());
         if !self.hooks.on_request.is_empty() || !self.hooks.on_response.is_empty() {
             server = server.access(Arc::new(self.hooks.clone()));
@@ -403,12 +405,20 @@ impl Runtime {
             )
         });
         if let Some(records) = &records {
-            server = server.records(Arc::new(RecordsApi::new(
+            let api = Arc::new(RecordsApi::new(
                 records.clone(),
                 PinVault::default(),
                 hashers.clone(),
                 auth_events.clone(),
                 self.clock.clone(),
+            ));
+            // The security console: the same operators, permission table and auditing.
+            let timeouts = ConsoleTimeouts::from_lookup(|name| std::env::var(name).ok())?;
+            server = server.records(api.clone()).console(Arc::new(Console::new(
+                api,
+                admin.clone(),
+                self.store.clone(),
+                timeouts,
             )));
         }
         let services = Arc::new(Services {

@@ -71,6 +71,8 @@ pub enum AuditKind {
     PaymentError,
     /// The platform's connector request named another amount or currency than the pending payment: a security event (`payment_amount_mismatch`).
     PaymentAmountMismatch,
+    /// An operator signed in to or out of the security console; `function` says which (`console_session`).
+    ConsoleSession,
 }
 
 impl AuditKind {
@@ -102,6 +104,7 @@ impl AuditKind {
             AuditKind::PaymentDeclined => "payment_declined",
             AuditKind::PaymentError => "payment_error",
             AuditKind::PaymentAmountMismatch => "payment_amount_mismatch",
+            AuditKind::ConsoleSession => "console_session",
         }
     }
 }
@@ -172,7 +175,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const KINDS: [(AuditKind, &str); 25] = [
+    const KINDS: [(AuditKind, &str); 26] = [
         (AuditKind::AuthFailed, "auth_failed"),
         (AuditKind::TokenRefused, "token_refused"),
         (AuditKind::ToolCalled, "tool_called"),
@@ -198,6 +201,7 @@ mod tests {
         (AuditKind::PaymentDeclined, "payment_declined"),
         (AuditKind::PaymentError, "payment_error"),
         (AuditKind::PaymentAmountMismatch, "payment_amount_mismatch"),
+        (AuditKind::ConsoleSession, "console_session"),
     ];
 
     const OUTCOMES: [(Outcome, &str); 10] = [

@@ -29,17 +29,20 @@ pub enum Permission {
     Delete,
     /// Add, remove and change operators and their roles.
     ManageOperators,
+    /// Turn the emergency switch on or off (the security console's emergency page).
+    EmergencySwitch,
 }
 
 impl Permission {
     /// Every permission, in table order.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::ListRecords,
         Permission::ReadAudit,
         Permission::ReadContent,
         Permission::Export,
         Permission::Delete,
         Permission::ManageOperators,
+        Permission::EmergencySwitch,
     ];
 
     /// The stable snake_case name, as in JSON and audit events (`"read_content"`).
@@ -51,6 +54,7 @@ impl Permission {
             Permission::Export => "export",
             Permission::Delete => "delete",
             Permission::ManageOperators => "manage_operators",
+            Permission::EmergencySwitch => "emergency_switch",
         }
     }
 }
@@ -96,10 +100,14 @@ const BUILT_IN: [(&str, &[Permission]); 4] = [
             Permission::ReadContent,
             Permission::Export,
             Permission::Delete,
+            Permission::EmergencySwitch,
         ],
     ),
     // Separation of duties: whoever manages operators does not read content.
-    ("admin", &[Permission::ManageOperators]),
+    (
+        "admin",
+        &[Permission::ManageOperators, Permission::EmergencySwitch],
+    ),
 ];
 
 /// Longest role name, in characters.
@@ -254,9 +262,9 @@ mod tests {
         assert_eq!(perms(&roles, "supervisor"), [ListRecords, ReadContent]);
         assert_eq!(
             perms(&roles, "compliance"),
-            [ListRecords, ReadContent, Export, Delete]
+            [ListRecords, ReadContent, Export, Delete, EmergencySwitch]
         );
-        assert_eq!(perms(&roles, "admin"), [ManageOperators]);
+        assert_eq!(perms(&roles, "admin"), [ManageOperators, EmergencySwitch]);
         assert_eq!(
             roles.iter().map(Role::name).collect::<Vec<_>>(),
             ["admin", "auditor", "compliance", "supervisor"]
@@ -349,7 +357,8 @@ mod tests {
         for permission in Permission::ALL {
             // Adding a variant without adding it to ALL fails to compile here.
             match permission {
-                ListRecords | ReadAudit | ReadContent | Export | Delete | ManageOperators => {}
+                ListRecords | ReadAudit | ReadContent | Export | Delete | ManageOperators
+                | EmergencySwitch => {}
             }
             let json = serde_json::to_string(&permission).unwrap();
             assert_eq!(json, format!("\"{}\"", permission.as_str()));
@@ -359,26 +368,26 @@ mod tests {
             );
         }
         let unique: BTreeSet<_> = Permission::ALL.iter().map(Permission::as_str).collect();
-        assert_eq!(unique.len(), 6);
+        assert_eq!(unique.len(), 7);
         assert!(serde_json::from_str::<Permission>("\"ReadContent\"").is_err());
     }
 
     #[test]
     fn markdown_table_known_answer() {
         let expected = "\
-| Role | `list_records` | `read_audit` | `read_content` | `export` | `delete` | `manage_operators` |
-|---|---|---|---|---|---|---|
-| `admin` | — | — | — | — | — | yes |
-| `auditor` | yes | yes | — | — | — | — |
-| `compliance` | yes | — | yes | yes | yes | — |
-| `supervisor` | yes | — | yes | — | — | — |
+| Role | `list_records` | `read_audit` | `read_content` | `export` | `delete` | `manage_operators` | `emergency_switch` |
+|---|---|---|---|---|---|---|---|
+| `admin` | — | — | — | — | — | yes | yes |
+| `auditor` | yes | yes | — | — | — | — | — |
+| `compliance` | yes | — | yes | yes | yes | — | yes |
+| `supervisor` | yes | — | yes | — | — | — | — |
 ";
         assert_eq!(Roles::default().markdown_table(), expected);
         let custom = Roles::default()
             .with_role("billing", [Export])
             .unwrap()
             .markdown_table();
-        assert!(custom.contains("\n| `billing` | — | — | — | yes | — | — |\n"));
+        assert!(custom.contains("\n| `billing` | — | — | — | yes | — | — | — |\n"));
     }
 
     #[test]

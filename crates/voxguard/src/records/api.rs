@@ -93,13 +93,25 @@ impl RecordsApi {
 
     /// Refuse an unauthenticated request: aggregated `access_denied`, then the 401.
     async fn unauthenticated(&self, request: &OperatorRequest, refusal: Refusal) -> Denied {
+        // Never the path below /records: it can name a data subject.
+        self.unauthenticated_at(request, voxguard_server::RECORDS_PREFIX, refusal)
+            .await
+    }
+
+    /// [`unauthenticated`](Self::unauthenticated), audited under `prefix` (`/records` or the
+    /// console's sign-in page).
+    async fn unauthenticated_at(
+        &self,
+        request: &OperatorRequest,
+        prefix: &str,
+        refusal: Refusal,
+    ) -> Denied {
         let reason = refusal.reason();
         self.events
             .auth_failed(
                 request.client,
                 &request.method,
-                // Never the path below /records: it can name a data subject.
-                voxguard_server::RECORDS_PREFIX,
+                prefix,
                 reason,
                 &request.request_id,
             )
@@ -152,13 +164,57 @@ impl RecordsApi {
                 .await
                 .map_err(|_| self.unavailable())?,
             Ok(OperatorCredential::Basic { name, password }) => {
-                self.check_password(request, &name, &password).await?
+                self.check_password(request, voxguard_server::RECORDS_PREFIX, &name, &password)
+                    .await?
             }
         };
         match found {
             Some(operator) => Ok(operator),
             None => Err(self.unauthenticated(request, invalid()).await),
         }
+    }
+
+    /// A console sign-in: the operator `name` if `password` is theirs, checked exactly as
+    /// Basic is on `/records` (argon2id on the shared workers, a decoy for unknown names,
+    /// [`LOGINS_PER_MIN`] uncached checks per source); a refusal is audited like one of
+    /// `/records` (aggregated `access_denied`), under `at`. The `Err` reply carries the refusal's
+    /// status: 401, 429 (with `Retry-After`) or 500.
+    pub(crate) async fn sign_in(
+        &self,
+        client: std::net::SocketAddr,
+        request_id: &str,
+        at: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<Operator, Denied> {
+        let request = OperatorRequest {
+            request_id: request_id.to_string(),
+            client,
+            method: "POST".into(),
+            path: String::new(),
+            query: Vec::new(),
+            authorization: None,
+            platform_credentials: false,
+            body: None,
+        };
+        match self.check_password(&request, at, name, password).await? {
+            Some(operator) => Ok(operator),
+            None => Err(self
+                .unauthenticated_at(
+                    &request,
+                    at,
+                    Refusal::new(
+                        Reason::OperatorAuthInvalid,
+                        "That operator name and password do not match.",
+                    ),
+                )
+                .await),
+        }
+    }
+
+    /// Refuse a signed-in console operator (one `access_denied` event, with `reason`).
+    pub(crate) async fn denied(&self, actor: &Actor, reason: &str) {
+        self.records.denied(actor, reason, None, None).await;
     }
 
     fn unavailable(&self) -> Denied {
@@ -173,6 +229,7 @@ impl RecordsApi {
     async fn check_password(
         &self,
         request: &OperatorRequest,
+        prefix: &str,
         name: &str,
         password: &str,
     ) -> Result<Option<Operator>, Denied> {
@@ -204,8 +261,9 @@ impl RecordsApi {
                 _ => "Too many operator logins from this address; try again shortly.",
             };
             return Err(self
-                .unauthenticated(
+                .unauthenticated_at(
                     request,
+                    prefix,
                     Refusal::new(Reason::RateLimited, sentence)
                         .with_retry_after(limited.retry_after_secs()),
                 )

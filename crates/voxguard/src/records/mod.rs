@@ -715,6 +715,27 @@ impl Records {
             .map_err(|_| RecordsError::AuditUnavailable)
     }
 
+    /// A `console_session` event for `actor`, `function` naming what happened
+    /// (`console_sign_in`, `console_sign_out`).
+    pub(crate) fn console_event(
+        &self,
+        actor: &Actor,
+        outcome: Outcome,
+        function: &str,
+    ) -> voxguard_guard::AuditEvent {
+        let mut event = self.event(AuditKind::ConsoleSession, outcome, actor);
+        event.function = Some(function.to_string());
+        event
+    }
+
+    /// Write a console event; `Err` when it could not be recorded.
+    pub(crate) async fn console_write(
+        &self,
+        event: voxguard_guard::AuditEvent,
+    ) -> Result<(), RecordsError> {
+        self.write(event).await
+    }
+
     /// Write an `access_denied` event for `actor` (who may be unauthenticated: then `operator`
     /// is what they claimed, truncated) with a stable `reason`.
     pub(crate) async fn denied(
@@ -902,6 +923,72 @@ impl Records {
             return Ok(None);
         };
         Ok(sink.read_page(from, limit).await?)
+    }
+
+    /// The audit records written at or after `since_ms` (unix milliseconds), at most `cap` of
+    /// them (the oldest first), for the security console's overview; itself audited as
+    /// `record_accessed` with function `console_overview`. The first such record is found by
+    /// a binary search on the sequence numbers (O(log n) small reads), not by reading the trail.
+    /// `Ok(None)` when the trail cannot be read back (no sink, or a JSON-lines file).
+    pub(crate) async fn audit_since(
+        &self,
+        actor: &Actor,
+        since_ms: u64,
+        cap: u32,
+    ) -> Result<Option<Vec<voxguard_guard::AuditRecord>>, RecordsError> {
+        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
+        event.function = Some("console_overview".into());
+        event.arguments = Some(json!({ "since_ms": since_ms }));
+        self.write(event).await?;
+        let Some(sink) = self.inner.auditor.sink() else {
+            return Ok(None);
+        };
+        let time_at = |seq: u64| {
+            let sink = sink.clone();
+            async move {
+                Ok::<_, RecordsError>(
+                    sink.read_page(seq, 1)
+                        .await?
+                        .and_then(|page| page.into_iter().next())
+                        .map(|record| record.event.time_ms),
+                )
+            }
+        };
+        if time_at(1).await?.is_none() {
+            return Ok(Some(Vec::new()));
+        }
+        // The end of the trail: the first power of two past it.
+        let mut high = 1u64;
+        while time_at(high).await?.is_some() {
+            high = high.saturating_mul(2);
+        }
+        // The first sequence number whose time is at or after `since_ms` (times grow with seq).
+        let mut low = 1u64;
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match time_at(mid).await? {
+                Some(time) if time < since_ms => low = mid + 1,
+                _ => high = mid,
+            }
+        }
+        let mut out = Vec::new();
+        let mut from = low;
+        while (out.len() as u32) < cap {
+            let want = (cap - out.len() as u32).min(1000);
+            let Some(page) = sink.read_page(from, want).await? else {
+                break;
+            };
+            let Some(last) = page.last() else {
+                break;
+            };
+            from = last.seq + 1;
+            let short = (page.len() as u32) < want;
+            out.extend(page);
+            if short {
+                break;
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Delete one record, audited as `record_deleted` — before the deletion, so that nothing is

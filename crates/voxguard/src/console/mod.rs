@@ -1,0 +1,739 @@
+//! The security console on `/console` (docs/console.md): server-rendered pages for the
+//! operators of the records API, signed in with the same accounts.
+//!
+//! This module owns the console's sign-in (password checked by [`RecordsApi::sign_in`]: argon2id
+//! on the shared workers, per-source limits, aggregated auditing of failures), its sessions (an
+//! opaque random id in an `HttpOnly`, `SameSite=Strict` cookie; the state kept server-side in
+//! the runtime's [`SessionStore`] under `console/<sha256 of the id>`, with idle and absolute
+//! timeouts read from the runtime's one clock), CSRF tokens on every POST form, the per-user
+//! sign-in limit, and which role may open which page (the records permission table,
+//! [`Roles::allows`](voxguard_guard::records::Roles::allows); denials audited as
+//! `access_denied`). It must not write markup (`pages.rs` does), change the emergency switch
+//! itself (`Admin::change` does, naming the operator in the audit event), or answer a change
+//! before it is on record.
+
+mod pages;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::distributions::{Alphanumeric, DistString};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+use voxguard_guard::records::{operator_token_hash, Permission};
+use voxguard_guard::{audit::chain_hash, Clock, EmergencyState, Outcome, RateLimit, RateLimiter};
+use voxguard_server::{
+    Bytes, ConsoleReply, ConsoleRequest, ConsoleService, SecurityEvents, CONSOLE_PREFIX,
+};
+use voxguard_store::{Operator, SessionStore};
+
+use crate::admin::Admin;
+use crate::records::api::RecordsApi;
+use crate::records::Actor;
+use crate::RuntimeError;
+use pages::{AuditSummary, AuditView, Who};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "vg_console";
+
+/// The sign-in form's cookie (double-submit CSRF token of the sign-in form, before a session
+/// exists).
+pub const LOGIN_COOKIE: &str = "vg_console_login";
+
+/// Default idle timeout: 15 minutes without a request ends a session.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(15 * 60);
+
+/// Default absolute timeout: a session ends 8 hours after sign-in, however busy.
+pub const DEFAULT_MAX: Duration = Duration::from_secs(8 * 60 * 60);
+
+/// Sign-in attempts one operator name may make per [`USER_WINDOW`] (on top of the per-source
+/// limit of the records API).
+pub const SIGN_INS_PER_USER: u32 = 10;
+
+/// The window of [`SIGN_INS_PER_USER`].
+pub const USER_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// The most audit records the overview reads (the oldest of the last 24 hours first).
+const OVERVIEW_CAP: u32 = 20_000;
+
+/// Longest tool list accepted on the emergency page.
+const MAX_TOOLS: usize = 64;
+
+/// The session store key of a console session's state.
+const SESSION_KEY: &str = "console";
+
+const CSS: &str = include_str!("console.css");
+const HTML: &str = "text/html; charset=utf-8";
+
+/// The console's session timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleTimeouts {
+    /// A session ends after this long without a request.
+    pub idle: Duration,
+    /// A session ends this long after sign-in.
+    pub max: Duration,
+}
+
+impl Default for ConsoleTimeouts {
+    fn default() -> Self {
+        Self {
+            idle: DEFAULT_IDLE,
+            max: DEFAULT_MAX,
+        }
+    }
+}
+
+impl ConsoleTimeouts {
+    /// Read `VOXGUARD_CONSOLE_IDLE_SECS` (60 to 86,400; default 900) and
+    /// `VOXGUARD_CONSOLE_MAX_SECS` (60 to 604,800; default 28,800, and at least the idle
+    /// timeout) through `lookup`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::InvalidConsole`] naming the variable for any other value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, RuntimeError> {
+        let read = |name: &'static str, default: Duration, max: u64| match lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(default),
+            Some(value) => match value.parse::<u64>() {
+                Ok(secs) if (60..=max).contains(&secs) => Ok(Duration::from_secs(secs)),
+                _ => Err(RuntimeError::InvalidConsole(format!(
+                    "{name}={value:?} is not valid: a whole number of seconds between 60 and {max}"
+                ))),
+            },
+        };
+        let idle = read("VOXGUARD_CONSOLE_IDLE_SECS", DEFAULT_IDLE, 86_400)?;
+        let max = read("VOXGUARD_CONSOLE_MAX_SECS", DEFAULT_MAX, 7 * 86_400)?;
+        if max < idle {
+            return Err(RuntimeError::InvalidConsole(
+                "VOXGUARD_CONSOLE_MAX_SECS must be at least VOXGUARD_CONSOLE_IDLE_SECS".into(),
+            ));
+        }
+        Ok(Self { idle, max })
+    }
+}
+
+/// A console session's state, as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SessionState {
+    operator: String,
+    /// Unix seconds of sign-in.
+    created: u64,
+    /// Unix seconds of the last request.
+    seen: u64,
+    csrf: String,
+}
+
+/// A signed-in request: the session, its store scope and the operator as the store has them
+/// now (so a removed operator or a changed role takes effect on the next request).
+struct Signed {
+    state: SessionState,
+    operator: Operator,
+}
+
+/// The security console.
+pub(crate) struct Console {
+    api: Arc<RecordsApi>,
+    admin: Arc<Admin>,
+    sessions: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    timeouts: ConsoleTimeouts,
+    per_user: RateLimiter,
+}
+
+impl Console {
+    pub(crate) fn new(
+        api: Arc<RecordsApi>,
+        admin: Arc<Admin>,
+        sessions: Arc<dyn SessionStore>,
+        timeouts: ConsoleTimeouts,
+    ) -> Self {
+        let clock = api.clock.clone();
+        let mut per_user = RateLimiter::with_clock(clock.clone());
+        if let Ok(limit) = RateLimit::new(SIGN_INS_PER_USER, USER_WINDOW) {
+            per_user = per_user.per_caller(limit);
+        }
+        Self {
+            api,
+            admin,
+            sessions,
+            clock,
+            timeouts,
+            per_user,
+        }
+    }
+
+    async fn route(&self, request: &ConsoleRequest) -> ConsoleReply {
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/static/console.css") => ConsoleReply {
+                status: 200,
+                content_type: "text/css; charset=utf-8",
+                body: Bytes::from_static(CSS.as_bytes()),
+                headers: Vec::new(),
+            },
+            ("GET", "" | "/") => match self.signed_in(request).await {
+                Ok(Some(_)) => redirect("/console/overview", Vec::new()),
+                _ => redirect("/console/login", Vec::new()),
+            },
+            ("GET", "/login") => self.sign_in_page(request, None, "", 200),
+            ("POST", "/login") => self.sign_in(request).await,
+            ("POST", "/logout") => self.sign_out(request).await,
+            ("GET", "/overview") => self.overview(request).await,
+            ("GET", "/emergency") => self.emergency_page(request).await,
+            ("POST", "/emergency") => self.emergency_change(request).await,
+            (_, "" | "/" | "/login" | "/logout" | "/overview" | "/emergency") => page(
+                405,
+                pages::problem(
+                    None,
+                    "Method not allowed",
+                    "This address does not accept that HTTP method.",
+                ),
+            ),
+            _ => page(
+                404,
+                pages::problem(None, "Not found", "There is nothing at this address."),
+            ),
+        }
+    }
+
+    /// The session behind the request's cookie, if it is live; an expired or orphaned one is
+    /// deleted. `Err` when the store failed.
+    async fn signed_in(&self, request: &ConsoleRequest) -> Result<Option<Signed>, ConsoleReply> {
+        let Some(id) = request.cookie(SESSION_COOKIE).filter(|id| valid_id(id)) else {
+            return Ok(None);
+        };
+        let scope = scope_of(id);
+        let now = self.clock.now_unix();
+        let stored = self
+            .sessions
+            .get(&scope, SESSION_KEY, now)
+            .await
+            .map_err(|_| unavailable())?;
+        let Some(state) = stored.and_then(|v| serde_json::from_value::<SessionState>(v).ok())
+        else {
+            return Ok(None);
+        };
+        let idle_end = state.seen.saturating_add(self.timeouts.idle.as_secs());
+        let max_end = state.created.saturating_add(self.timeouts.max.as_secs());
+        if now >= idle_end || now >= max_end {
+            let _ = self.sessions.clear(&scope).await;
+            return Ok(None);
+        }
+        let operator = self
+            .api
+            .records
+            .backend()
+            .operator(&state.operator)
+            .await
+            .map_err(|_| unavailable())?;
+        let Some(operator) = operator else {
+            let _ = self.sessions.clear(&scope).await;
+            return Ok(None);
+        };
+        let state = SessionState { seen: now, ..state };
+        self.sessions
+            .set(&scope, SESSION_KEY, &json!(state), now)
+            .await
+            .map_err(|_| unavailable())?;
+        Ok(Some(Signed { state, operator }))
+    }
+
+    /// The signed-in session, or the redirect to the sign-in page.
+    async fn require(&self, request: &ConsoleRequest) -> Result<Signed, ConsoleReply> {
+        match self.signed_in(request).await? {
+            Some(signed) => Ok(signed),
+            None => Err(redirect(
+                "/console/login",
+                vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],
+            )),
+        }
+    }
+
+    fn actor(&self, request: &ConsoleRequest, operator: &Operator) -> Actor {
+        Actor {
+            operator: operator.name.clone(),
+            role: operator.role.clone(),
+            source: Some(request.client.ip().to_string()),
+            request_id: Some(request.request_id.clone()),
+        }
+    }
+
+    fn may(&self, operator: &Operator, permission: Permission) -> bool {
+        self.api.records.roles().allows(&operator.role, permission)
+    }
+
+    fn who<'a>(&self, signed: &'a Signed) -> Who<'a> {
+        Who {
+            name: &signed.operator.name,
+            role: &signed.operator.role,
+            csrf: &signed.state.csrf,
+            emergency: self.may(&signed.operator, Permission::EmergencySwitch),
+        }
+    }
+
+    /// `Ok` when the form's CSRF token is the session's; else the audited 403.
+    async fn check_csrf(
+        &self,
+        request: &ConsoleRequest,
+        signed: &Signed,
+    ) -> Result<(), ConsoleReply> {
+        if same(request.field("csrf"), &signed.state.csrf) {
+            return Ok(());
+        }
+        self.api
+            .denied(&self.actor(request, &signed.operator), "csrf_invalid")
+            .await;
+        Err(page(
+            403,
+            pages::problem(
+                Some(&self.who(signed)),
+                "Form refused",
+                "This form was not sent from this session's console page (missing or wrong CSRF token), so nothing was changed. Open the page again and retry.",
+            ),
+        ))
+    }
+
+    /// `Ok` when the role allows `permission`; else the audited 403 page.
+    async fn check_role(
+        &self,
+        request: &ConsoleRequest,
+        signed: &Signed,
+        permission: Permission,
+    ) -> Result<(), ConsoleReply> {
+        if self.may(&signed.operator, permission) {
+            return Ok(());
+        }
+        self.api
+            .denied(&self.actor(request, &signed.operator), "access_denied")
+            .await;
+        Err(page(
+            403,
+            pages::problem(
+                Some(&self.who(signed)),
+                "Not allowed",
+                &format!(
+                    "The role {:?} does not allow {}.",
+                    signed.operator.role,
+                    permission.as_str()
+                ),
+            ),
+        ))
+    }
+
+    fn sign_in_page(
+        &self,
+        request: &ConsoleRequest,
+        notice: Option<&str>,
+        name: &str,
+        status: u16,
+    ) -> ConsoleReply {
+        let token = new_secret();
+        let cookie = format!(
+            "{LOGIN_COOKIE}={token}; Path={CONSOLE_PREFIX}/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+            secure(request.tls)
+        );
+        ConsoleReply {
+            headers: vec![("set-cookie", cookie)],
+            ..page(status, pages::sign_in(&token, notice, name))
+        }
+    }
+
+    async fn sign_in(&self, request: &ConsoleRequest) -> ConsoleReply {
+        let name = request.field("name").unwrap_or_default().trim();
+        let password = request.field("password").unwrap_or_default();
+        let shown_name: String = name.chars().take(64).collect();
+        // Double submit: the form's token must be the sign-in cookie's (a cross-site page can
+        // neither read nor set it), so no other site can sign a browser in.
+        let cookie = request.cookie(LOGIN_COOKIE).unwrap_or_default();
+        if cookie.is_empty() || !same(request.field("csrf"), cookie) {
+            // Nobody is signed in yet: aggregated per source like other sign-in failures, so
+            // an anonymous flood cannot grow the trail at request rate.
+            self.api
+                .events
+                .auth_failed(
+                    request.client,
+                    "POST",
+                    "/console/login",
+                    voxguard_guard::Reason::RequestRefused,
+                    &request.request_id,
+                )
+                .await;
+            return self.sign_in_page(
+                request,
+                Some("The sign-in form had expired or was not sent from this page; nothing was done. Please sign in again."),
+                "",
+                403,
+            );
+        }
+        if name.is_empty() || password.is_empty() {
+            return self.sign_in_page(
+                request,
+                Some("Enter your operator name and password."),
+                &shown_name,
+                400,
+            );
+        }
+        let at = "/console/login";
+        // Per operator name: guessing one account's password from many addresses is limited
+        // too. Keyed by a hash, so the limiter never holds names that do not exist in clear.
+        if self
+            .per_user
+            .check("console_sign_in", &operator_token_hash(name))
+            .is_err()
+        {
+            self.api
+                .events
+                .auth_failed(
+                    request.client,
+                    "POST",
+                    at,
+                    voxguard_guard::Reason::RateLimited,
+                    &request.request_id,
+                )
+                .await;
+            return self.sign_in_page(
+                request,
+                Some("Too many sign-in attempts for this operator; wait a few minutes and try again."),
+                &shown_name,
+                429,
+            );
+        }
+        let operator = match self
+            .api
+            .sign_in(request.client, &request.request_id, at, name, password)
+            .await
+        {
+            Ok(operator) => operator,
+            Err(reply) => {
+                let (status, sentence) = match reply.status {
+                    429 => (
+                        429,
+                        "Too many sign-in attempts from this address; wait a minute and try again.",
+                    ),
+                    401 => (401, "That operator name and password do not match."),
+                    _ => (
+                        503,
+                        "Signing in is not possible right now; try again shortly.",
+                    ),
+                };
+                return self.sign_in_page(request, Some(sentence), &shown_name, status);
+            }
+        };
+        let now = self.clock.now_unix();
+        let id = new_secret();
+        let state = SessionState {
+            operator: operator.name.clone(),
+            created: now,
+            seen: now,
+            csrf: new_secret(),
+        };
+        if self
+            .sessions
+            .set(&scope_of(&id), SESSION_KEY, &json!(state), now)
+            .await
+            .is_err()
+        {
+            return unavailable();
+        }
+        let mut event = self.api.records.console_event(
+            &self.actor(request, &operator),
+            Outcome::Ok,
+            "console_sign_in",
+        );
+        event.arguments = Some(json!({ "max_secs": self.timeouts.max.as_secs() }));
+        if self.api.records.console_write(event).await.is_err() {
+            let _ = self.sessions.clear(&scope_of(&id)).await;
+            return unavailable();
+        }
+        let session = format!(
+            "{SESSION_COOKIE}={id}; Path={CONSOLE_PREFIX}; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            self.timeouts.max.as_secs(),
+            secure(request.tls)
+        );
+        redirect(
+            "/console/overview",
+            vec![
+                ("set-cookie", session),
+                ("set-cookie", expired_login_cookie(request.tls)),
+            ],
+        )
+    }
+
+    async fn sign_out(&self, request: &ConsoleRequest) -> ConsoleReply {
+        let signed = match self.require(request).await {
+            Ok(signed) => signed,
+            Err(reply) => return reply,
+        };
+        if let Err(reply) = self.check_csrf(request, &signed).await {
+            return reply;
+        }
+        if let Some(id) = request.cookie(SESSION_COOKIE) {
+            if self.sessions.clear(&scope_of(id)).await.is_err() {
+                return unavailable();
+            }
+        }
+        let event = self.api.records.console_event(
+            &self.actor(request, &signed.operator),
+            Outcome::Ok,
+            "console_sign_out",
+        );
+        let _ = self.api.records.console_write(event).await;
+        redirect(
+            "/console/login",
+            vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],
+        )
+    }
+
+    async fn overview(&self, request: &ConsoleRequest) -> ConsoleReply {
+        let signed = match self.require(request).await {
+            Ok(signed) => signed,
+            Err(reply) => return reply,
+        };
+        let audit = if !self.may(&signed.operator, Permission::ReadAudit) {
+            AuditView::NotAllowed
+        } else {
+            let since = self.clock.now_ms().saturating_sub(24 * 60 * 60 * 1000);
+            match self
+                .api
+                .records
+                .audit_since(&self.actor(request, &signed.operator), since, OVERVIEW_CAP)
+                .await
+            {
+                Ok(None) => AuditView::Unreadable,
+                Ok(Some(records)) => AuditView::Summary(summarize(&records, OVERVIEW_CAP)),
+                Err(_) => return unavailable(),
+            }
+        };
+        let state = self.admin.emergency.state();
+        page(200, pages::overview(&self.who(&signed), &state, &audit))
+    }
+
+    async fn emergency_page(&self, request: &ConsoleRequest) -> ConsoleReply {
+        let signed = match self.require(request).await {
+            Ok(signed) => signed,
+            Err(reply) => return reply,
+        };
+        if let Err(reply) = self
+            .check_role(request, &signed, Permission::EmergencySwitch)
+            .await
+        {
+            return reply;
+        }
+        let state = self.admin.emergency.state();
+        page(200, pages::emergency(&self.who(&signed), &state, None))
+    }
+
+    async fn emergency_change(&self, request: &ConsoleRequest) -> ConsoleReply {
+        let signed = match self.require(request).await {
+            Ok(signed) => signed,
+            Err(reply) => return reply,
+        };
+        if let Err(reply) = self.check_csrf(request, &signed).await {
+            return reply;
+        }
+        if let Err(reply) = self
+            .check_role(request, &signed, Permission::EmergencySwitch)
+            .await
+        {
+            return reply;
+        }
+        let who = self.who(&signed);
+        let enabled = match request.field("action") {
+            Some("on") => true,
+            Some("off") => false,
+            _ => {
+                return page(
+                    400,
+                    pages::problem(Some(&who), "Not changed", "Choose on or off."),
+                )
+            }
+        };
+        let text = request.field("tools").unwrap_or_default();
+        let Some(tools) = parse_tools(text) else {
+            return page(
+                400,
+                pages::problem(
+                    Some(&who),
+                    "Not changed",
+                    "Tool names are letters, digits, '_' and '-', separated by commas (at most 64 names of 64 characters).",
+                ),
+            );
+        };
+        let next = EmergencyState {
+            enabled,
+            tools: (!tools.is_empty()).then_some(tools),
+        };
+        let canonical = next
+            .tools
+            .as_ref()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        if request.field("confirm") != Some("yes") {
+            return page(200, pages::emergency_confirm(&who, &next, &canonical));
+        }
+        let reply = self
+            .admin
+            .change(
+                next,
+                request.client.ip().to_string(),
+                &request.request_id,
+                Some((&signed.operator.name, &signed.operator.role)),
+            )
+            .await;
+        if reply.status != 200 {
+            let sentence = reply
+                .body
+                .get("response")
+                .and_then(Value::as_str)
+                .unwrap_or("The change was not made.")
+                .to_string();
+            return page(
+                reply.status,
+                pages::problem(Some(&who), "Not changed", &sentence),
+            );
+        }
+        let state = self.admin.emergency.state();
+        page(
+            200,
+            pages::emergency(
+                &who,
+                &state,
+                Some("Done: the change is in effect and recorded under your name."),
+            ),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl ConsoleService for Console {
+    async fn handle(&self, request: ConsoleRequest) -> ConsoleReply {
+        self.route(&request).await
+    }
+}
+
+/// Count refusals by reason and check each record's hash and link to the one before.
+fn summarize(records: &[voxguard_guard::AuditRecord], cap: u32) -> AuditSummary {
+    let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut broken_at = None;
+    let mut previous: Option<&str> = None;
+    for record in records {
+        if broken_at.is_none() {
+            let linked = previous.is_none_or(|hash| hash == record.prev_hash);
+            if !linked || chain_hash(&record.prev_hash, record.seq, &record.event) != record.hash {
+                broken_at = Some(record.seq);
+            }
+        }
+        previous = Some(&record.hash);
+        if record.event.outcome == Some(Outcome::Refused) {
+            let reason = record
+                .event
+                .reason
+                .clone()
+                .unwrap_or_else(|| "unspecified".into());
+            *refusals.entry(reason).or_default() += 1;
+        }
+    }
+    AuditSummary {
+        records: records.len(),
+        capped: records.len() as u32 >= cap,
+        refusals,
+        broken_at,
+        span: records
+            .first()
+            .zip(records.last())
+            .map(|(a, b)| (a.seq, b.seq)),
+    }
+}
+
+/// Tool names from the emergency form: comma-separated, trimmed, empty entries skipped.
+fn parse_tools(text: &str) -> Option<std::collections::BTreeSet<String>> {
+    let mut tools = std::collections::BTreeSet::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return None;
+        }
+        tools.insert(name.to_string());
+    }
+    (tools.len() <= MAX_TOOLS).then_some(tools)
+}
+
+/// A random 43-character alphanumeric secret (~256 bits): session ids and CSRF tokens.
+fn new_secret() -> String {
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 43)
+}
+
+/// Whether `id` looks like one of our session ids (anything else is not even looked up).
+fn valid_id(id: &str) -> bool {
+    id.len() == 43 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Where a session is stored: its id is never stored, only its SHA-256 (a leaked store does
+/// not hand out live sessions).
+fn scope_of(id: &str) -> String {
+    format!("console/{}", operator_token_hash(id))
+}
+
+/// Whether `given` is `expected`, in constant time (for equal lengths).
+fn same(given: Option<&str>, expected: &str) -> bool {
+    given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+fn secure(tls: bool) -> &'static str {
+    if tls {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn expired_cookie(name: &str, tls: bool) -> String {
+    format!(
+        "{name}=; Path={CONSOLE_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure(tls)
+    )
+}
+
+fn expired_login_cookie(tls: bool) -> String {
+    format!(
+        "{LOGIN_COOKIE}=; Path={CONSOLE_PREFIX}/login; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure(tls)
+    )
+}
+
+fn page(status: u16, html: String) -> ConsoleReply {
+    ConsoleReply {
+        status,
+        content_type: HTML,
+        body: Bytes::from(html),
+        headers: Vec::new(),
+    }
+}
+
+fn redirect(to: &str, mut headers: Vec<(&'static str, String)>) -> ConsoleReply {
+    headers.push(("location", to.to_string()));
+    ConsoleReply {
+        headers,
+        ..page(303, pages::moved(to))
+    }
+}
+
+fn unavailable() -> ConsoleReply {
+    page(
+        503,
+        pages::problem(
+            None,
+            "Unavailable",
+            "The console's store or audit trail is unavailable, so nothing was done. Try again shortly.",
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests;
