@@ -394,6 +394,31 @@ async fn a_session_ends_after_15_idle_minutes_and_after_8_hours() {
 }
 
 #[tokio::test]
+async fn a_session_ends_when_its_operator_is_removed_and_added_again_under_the_same_name() {
+    let desk = desk().await;
+    let client = operator(&desk, "rae", "auditor").await;
+    assert_eq!(
+        get(&client, &desk, "/console/overview").await.status,
+        StatusCode::OK
+    );
+    // Reset the way an admin does it today: remove, then add again (a new password).
+    let actor = voxguard::Actor::cli("test");
+    desk.kit
+        .records
+        .remove_operator(&actor, "rae")
+        .await
+        .expect("removed");
+    let _new_password = desk.kit.password("rae", "auditor").await;
+    let after = get(&client, &desk, "/console/overview").await;
+    assert_eq!(
+        after.status,
+        StatusCode::SEE_OTHER,
+        "the old session opens nothing"
+    );
+    assert_eq!(after.location(), "/console/login");
+}
+
+#[tokio::test]
 async fn sign_out_deletes_the_session_on_the_server() {
     let desk = desk().await;
     let password = desk.kit.password("lou", "auditor").await;
@@ -629,6 +654,11 @@ async fn sign_ins_are_limited_per_operator() {
     let desk = desk().await;
     let password = desk.kit.password("lim", "auditor").await;
     let client = browser();
+    // Successful sign-ins never use up the budget: only failures count.
+    for attempt in 0..12 {
+        let good = sign_in(&client, &desk, "lim", &password).await;
+        assert_eq!(good.status, StatusCode::SEE_OTHER, "sign-in {attempt}");
+    }
     for attempt in 0..10 {
         let bad = sign_in(&client, &desk, "lim", "wrong-password").await;
         assert_eq!(bad.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
@@ -640,6 +670,29 @@ async fn sign_ins_are_limited_per_operator() {
     desk.clock.advance(Duration::from_secs(11 * 60));
     let good = sign_in(&client, &desk, "lim", &password).await;
     assert_eq!(good.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_https_proxy_the_cookies_are_secure_too() {
+    let desk = desk_with(|config| config.trust_proxy = true).await;
+    let client = browser();
+    let via = |proto: &'static str| {
+        client
+            .get(desk.server.url("/console/login"))
+            .header("x-forwarded-proto", proto)
+            .send()
+    };
+    let secure = page(via("https").await.expect("GET")).await;
+    assert!(
+        secure
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("vg_console_login=") && c.ends_with("; Secure")),
+        "{:?}",
+        secure.set_cookies()
+    );
+    let plain = page(via("http").await.expect("GET")).await;
+    assert!(plain.set_cookies().iter().all(|c| !c.contains("Secure")));
 }
 
 #[tokio::test]

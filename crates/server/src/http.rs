@@ -596,6 +596,9 @@ async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
     let Some(form) = pairs(&bytes) else {
         return too_many();
     };
+    // Secure cookies whenever the browser reaches us over https: our own TLS, or the public
+    // URL (SWML_PROXY_URL_BASE, or a trusted proxy's X-Forwarded-Proto) says https.
+    let tls = shared.config.tls.is_some() || info.public_base.scheme() == "https";
     let answer = console
         .handle(ConsoleRequest {
             request_id: info.request_id,
@@ -605,7 +608,7 @@ async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
             query,
             form,
             cookie,
-            tls: shared.config.tls.is_some(),
+            tls,
         })
         .await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -125,6 +125,20 @@ struct SessionState {
     /// Unix seconds of the last request.
     seen: u64,
     csrf: String,
+    /// Which account signed in: a hash of the operator's creation time and password hash, so
+    /// that a password reset or a remove-and-re-add under the same name ends the session.
+    #[serde(default)]
+    account: String,
+}
+
+/// The fingerprint of the account `operator` as it is now (see [`SessionState::account`]).
+fn account_of(operator: &Operator) -> String {
+    operator_token_hash(&format!(
+        "{}\0{}\0{}",
+        operator.name,
+        operator.created_at,
+        operator.password_hash.as_deref().unwrap_or("")
+    ))
 }
 
 /// A signed-in request: the session, its store scope and the operator as the store has them
@@ -142,7 +156,14 @@ pub(crate) struct Console {
     clock: Arc<dyn Clock>,
     timeouts: ConsoleTimeouts,
     per_user: RateLimiter,
+    /// Operator names (by hash) whose failed sign-ins went over [`SIGN_INS_PER_USER`], and
+    /// until when (runtime clock, seconds): refused before any password check.
+    locked: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
+
+/// The most operator names kept locked at once (each needs [`SIGN_INS_PER_USER`] failures
+/// that passed the per-source limits first); past it the oldest are forgotten.
+const MAX_LOCKED: usize = 10_000;
 
 impl Console {
     pub(crate) fn new(
@@ -153,7 +174,9 @@ impl Console {
     ) -> Self {
         let clock = api.clock.clone();
         let mut per_user = RateLimiter::with_clock(clock.clone());
-        if let Ok(limit) = RateLimit::new(SIGN_INS_PER_USER, USER_WINDOW) {
+        // The budget is of failures: the check that fails is the SIGN_INS_PER_USER-th failure,
+        // which locks the name (`failed_for`).
+        if let Ok(limit) = RateLimit::new(SIGN_INS_PER_USER - 1, USER_WINDOW) {
             per_user = per_user.per_caller(limit);
         }
         Self {
@@ -163,7 +186,41 @@ impl Console {
             clock,
             timeouts,
             per_user,
+            locked: Default::default(),
         }
+    }
+
+    /// Whether sign-ins for the name hashed `key` are locked now.
+    fn is_locked(&self, key: &str) -> bool {
+        let now = self.clock.now_unix();
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        match locked.get(key) {
+            Some(&until) if until > now => true,
+            Some(_) => {
+                locked.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Count one failed sign-in for the name hashed `key`; past the budget, lock the name for
+    /// one window. Only failures count, so an operator's own successful sign-ins never use up
+    /// the budget an attacker's guesses would need.
+    fn failed_for(&self, key: &str) {
+        if self.per_user.check("console_sign_in", key).is_ok() {
+            return;
+        }
+        let until = self.clock.now_unix() + USER_WINDOW.as_secs();
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        if locked.len() >= MAX_LOCKED {
+            let now = self.clock.now_unix();
+            locked.retain(|_, &mut until| until > now);
+            if locked.len() >= MAX_LOCKED {
+                locked.clear();
+            }
+        }
+        locked.insert(key.to_string(), until);
     }
 
     async fn route(&self, request: &ConsoleRequest) -> ConsoleReply {
@@ -229,7 +286,10 @@ impl Console {
             .operator(&state.operator)
             .await
             .map_err(|_| unavailable())?;
-        let Some(operator) = operator else {
+        let Some(operator) = operator.filter(|operator| account_of(operator) == state.account)
+        else {
+            // Removed, re-added under the same name, or its password changed: the session
+            // belonged to an account that no longer exists as it was.
             let _ = self.sessions.clear(&scope).await;
             return Ok(None);
         };
@@ -378,12 +438,11 @@ impl Console {
         }
         let at = "/console/login";
         // Per operator name: guessing one account's password from many addresses is limited
-        // too. Keyed by a hash, so the limiter never holds names that do not exist in clear.
-        if self
-            .per_user
-            .check("console_sign_in", &operator_token_hash(name))
-            .is_err()
-        {
+        // too. Keyed by a hash, so the limiter never holds names in clear. Only failed sign-ins
+        // count (after the per-source limit and the password check), so a correct password is
+        // refused only once a name has had SIGN_INS_PER_USER failures in the window.
+        let user_key = operator_token_hash(name);
+        if self.is_locked(&user_key) {
             self.api
                 .events
                 .auth_failed(
@@ -408,6 +467,9 @@ impl Console {
         {
             Ok(operator) => operator,
             Err(reply) => {
+                if reply.status == 401 {
+                    self.failed_for(&user_key);
+                }
                 let (status, sentence) = match reply.status {
                     429 => (
                         429,
@@ -429,6 +491,7 @@ impl Console {
             created: now,
             seen: now,
             csrf: new_secret(),
+            account: account_of(&operator),
         };
         if self
             .sessions
