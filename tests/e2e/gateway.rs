@@ -275,6 +275,14 @@ fn config_for(upstream: &Upstream) -> GatewayConfig {
 }
 
 impl Gateway {
+    /// An upstream of `kind` answering at once, and a gateway with the test configuration
+    /// in front of it.
+    async fn in_front_of(kind: Kind) -> (Upstream, Self) {
+        let upstream = Upstream::start(kind, Duration::ZERO).await;
+        let gateway = Self::start(config_for(&upstream)).await;
+        (upstream, gateway)
+    }
+
     async fn start(config: GatewayConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = Arc::new(
@@ -360,8 +368,7 @@ fn assert_refused(status: StatusCode, body: &Value, reason: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rendered_swml_points_every_webhook_at_the_gateway_and_holds_no_upstream_secret() {
-    let upstream = Upstream::start(Kind::Faithful, Duration::ZERO).await;
-    let gateway = Gateway::start(config_for(&upstream)).await;
+    let (upstream, gateway) = Gateway::in_front_of(Kind::Faithful).await;
     let swml = gateway.swml("call-render").await;
     let text = swml.to_string();
     assert!(
@@ -404,8 +411,7 @@ async fn the_rendered_swml_points_every_webhook_at_the_gateway_and_holds_no_upst
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checked_call_reaches_the_upstream_with_its_own_credentials_and_token() {
-    let upstream = Upstream::start(Kind::Faithful, Duration::ZERO).await;
-    let gateway = Gateway::start(config_for(&upstream)).await;
+    let (upstream, gateway) = Gateway::in_front_of(Kind::Faithful).await;
     let swml = gateway.swml("call-ok").await;
     let (status, body) = gateway
         .call(
@@ -609,8 +615,7 @@ async fn attacks_the_weak_upstream_falls_for_are_refused_by_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_the_emergency_switch_and_the_transfer_allow_list_hold_in_front_of_the_weak_upstream(
 ) {
-    let upstream = Upstream::start(Kind::Weak, Duration::ZERO).await;
-    let gateway = Gateway::start(config_for(&upstream)).await;
+    let (upstream, gateway) = Gateway::in_front_of(Kind::Weak).await;
     let swml = gateway.swml("call-p").await;
     // Per-function rate limit: 3 per minute for echo.
     for _ in 0..3 {
@@ -720,8 +725,7 @@ async fn limits_the_emergency_switch_and_the_transfer_allow_list_hold_in_front_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensitive_arguments_are_redacted_in_the_audit_and_the_summary_is_forwarded_redacted() {
-    let upstream = Upstream::start(Kind::Faithful, Duration::ZERO).await;
-    let gateway = Gateway::start(config_for(&upstream)).await;
+    let (upstream, gateway) = Gateway::in_front_of(Kind::Faithful).await;
     let swml = gateway.swml("call-s").await;
     let (status, _) = gateway
         .call(
@@ -1099,8 +1103,7 @@ async fn two_gateways_on_shared_postgres_and_redis_serve_one_call_between_them()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payment_connector_is_relayed_by_token_to_the_upstreams_connector() {
-    let upstream = Upstream::start(Kind::Faithful, Duration::ZERO).await;
-    let gateway = Gateway::start(config_for(&upstream)).await;
+    let (upstream, gateway) = Gateway::in_front_of(Kind::Faithful).await;
     let swml = gateway.swml("call-pay").await;
     let pay = &swml["sections"]["take_payment"][0]["pay"];
     let connector = reqwest::Url::parse(pay["payment_connector_url"].as_str().unwrap()).unwrap();

@@ -124,24 +124,34 @@ impl Gate {
 
     /// `entry` (the render stored under session `scope`) prepared for its calls, and kept.
     pub(crate) fn prepare(&self, scope: &str, entry: RenderEntry) -> Result<Arc<Prepared>, String> {
+        let prepared = self.assemble(entry)?;
+        self.keep(scope, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// `entry` prepared for its calls (schemas compiled, secret finder built), not kept.
+    pub(crate) fn assemble(&self, entry: RenderEntry) -> Result<Arc<Prepared>, String> {
         let mut tools = HashMap::with_capacity(entry.functions.len());
         for (name, function) in &entry.functions {
             tools.insert(name.clone(), Arc::new(self.tool(name, function)?));
         }
         let secrets =
             rewrite::SecretFinder::new(&rewrite::secrets(&entry, self.upstream.password()));
-        let prepared = Arc::new(Prepared {
+        Ok(Arc::new(Prepared {
             entry,
             tools,
             secrets,
             at: std::time::Instant::now(),
-        });
+        }))
+    }
+
+    /// Keep `prepared` as the render of session `scope`.
+    pub(crate) fn keep(&self, scope: &str, prepared: Arc<Prepared>) {
         let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= PREPARED_CACHE {
             cache.clear();
         }
-        cache.insert(scope.to_string(), prepared.clone());
-        Ok(prepared)
+        cache.insert(scope.to_string(), prepared);
     }
 
     /// The prepared render of session `scope`, if kept and recent.

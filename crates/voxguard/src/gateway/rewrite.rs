@@ -378,12 +378,6 @@ impl SecretFinder {
     }
 }
 
-/// The JSON path of the first string (or key) in `value` that contains one of `secrets`, if
-/// any (see [`SecretFinder`]).
-pub(crate) fn find_secret(value: &Value, secrets: &[String]) -> Option<String> {
-    SecretFinder::new(secrets).find(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,7 +453,7 @@ mod tests {
         let secrets = secrets(&entry, Some("configured-pass"));
         assert!(secrets.iter().any(|s| s == "s3cret-pass"));
         assert!(secrets.iter().any(|s| s == "upstream-token-abcdef"));
-        assert_eq!(find_secret(&doc, &secrets), None, "{doc:#}");
+        assert_eq!(SecretFinder::new(&secrets).find(&doc), None, "{doc:#}");
         let text = doc.to_string();
         assert!(!text.contains("5000"), "{text}");
         let functions = &doc["sections"]["main"][1]["ai"]["SWAIG"]["functions"];
@@ -506,7 +500,11 @@ mod tests {
         );
         assert_eq!(entry.pay.len(), 1);
         assert!(entry.post_prompt_url.is_some());
-        assert_eq!(find_secret(&doc, &secrets(&entry, None)), None, "{doc}");
+        assert_eq!(
+            SecretFinder::new(&secrets(&entry, None)).find(&doc),
+            None,
+            "{doc}"
+        );
     }
 
     #[test]
@@ -514,10 +512,12 @@ mod tests {
         let doc =
             json!({"sections": {"main": [{"ai": {"params": {"x": "a http://u:topsecret@h/ b"}}}]}});
         assert_eq!(
-            find_secret(&doc, &["topsecret".to_string()]).as_deref(),
+            SecretFinder::new(&["topsecret".to_string()])
+                .find(&doc)
+                .as_deref(),
             Some("/sections/main/0/ai/params/x")
         );
-        assert_eq!(find_secret(&doc, &["other".to_string()]), None);
+        assert_eq!(SecretFinder::new(&["other".to_string()]).find(&doc), None);
     }
 
     #[test]

@@ -158,23 +158,25 @@ impl Pipeline {
         if notes.includes_removed > 0 {
             tracing::warn!(agent, removed = notes.includes_removed, "gateway: SWAIG.includes removed (remote function lists are not proxied; declare the functions in the document)");
         }
-        let secrets = rewrite::secrets(&entry, gate.upstream.password());
-        if let Some(path) = rewrite::find_secret(&document, &secrets) {
+        // One preparation serves the leak check now and the render's calls later.
+        let prepared = gate
+            .assemble(entry)
+            .map_err(|why| failed(agent, "", call_id, &why))?;
+        if let Some(path) = prepared.secrets.find(&document) {
             tracing::error!(target: "voxguard::security", event = "upstream_secret_in_swml", agent, path = %path, "gateway: the upstream's SWML carries its credentials or a token where the gateway does not rewrite them; refused (fail closed)");
             return Err(upstream_failed(
                 "The agent behind this gateway answered a document that cannot be served safely.",
             ));
         }
-        if entry != RenderEntry::default() {
+        if prepared.entry != RenderEntry::default() {
             let scope = session_scope(agent, call_id, &render_id);
-            let value = serde_json::to_value(&entry)
+            let value = serde_json::to_value(&prepared.entry)
                 .map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
             self.store
                 .set(&scope, ENTRY_KEY, &value, now)
                 .await
                 .map_err(|e| store_refusal(agent, &e))?;
-            // Every schema compiled at the rewrite's check: this only assembles.
-            let _ = gate.prepare(&scope, entry);
+            gate.keep(&scope, prepared);
         }
         Ok(document)
     }
