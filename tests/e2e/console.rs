@@ -26,14 +26,14 @@ const START: u64 = 1_700_000_000;
 
 /// A runtime with records (so the console is on), one ordinary tool (`hours`) and one
 /// sensitive tool (`wire`), its clock in the test's hand.
-struct Desk {
-    server: Arc<TestServer>,
-    kit: RecordsKit,
-    clock: Arc<ManualClock>,
-    wire: Counter,
+pub(crate) struct Desk {
+    pub(crate) server: Arc<TestServer>,
+    pub(crate) kit: RecordsKit,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) wire: Counter,
 }
 
-async fn desk() -> Desk {
+pub(crate) async fn desk() -> Desk {
     desk_with(|_| {}).await
 }
 
@@ -173,7 +173,7 @@ async fn operator(desk: &Desk, name: &str, role: &str) -> reqwest::Client {
     client
 }
 
-async fn events(desk: &Desk) -> Vec<AuditEvent> {
+pub(crate) async fn events(desk: &Desk) -> Vec<AuditEvent> {
     desk.kit
         .trail()
         .await
