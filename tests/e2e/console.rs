@@ -672,6 +672,16 @@ async fn sign_ins_are_limited_per_operator() {
         .parse()
         .expect("seconds");
     assert!((1..=600).contains(&wait), "Retry-After {wait}");
+    // One lock for the name wherever its password is tried: Basic on /records too, even with
+    // the right password and a remembered login.
+    let basic = reqwest::Client::new()
+        .get(desk.server.url("/records"))
+        .basic_auth("lim", Some(&password))
+        .send()
+        .await
+        .expect("GET /records");
+    assert_eq!(basic.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(basic.headers().contains_key("retry-after"));
     // The window passes on the runtime's clock.
     desk.clock.advance(Duration::from_secs(11 * 60));
     let good = sign_in(&client, &desk, "lim", &password).await;

@@ -411,6 +411,7 @@ impl Runtime {
                 hashers.clone(),
                 auth_events.clone(),
                 self.clock.clone(),
+                self.attempts.clone(),
             ));
             // The security console: the same operators, permission table and auditing.
             let timeouts = ConsoleTimeouts::from_lookup(|name| std::env::var(name).ok())?;

@@ -2,11 +2,12 @@
 //! operators of the records API, signed in with the same accounts.
 //!
 //! This module owns the console's sign-in (password checked by [`RecordsApi::sign_in`]: argon2id
-//! on the shared workers, per-source limits, aggregated auditing of failures), its sessions (an
+//! on the shared workers, per-source limits, the shared per-name lock, aggregated auditing of
+//! failures), its sessions (an
 //! opaque random id in an `HttpOnly`, `SameSite=Strict` cookie; the state kept server-side in
 //! the runtime's [`SessionStore`] under `console/<sha256 of the id>`, with idle and absolute
-//! timeouts read from the runtime's one clock), CSRF tokens on every POST form, the per-user
-//! sign-in limit, and which role may open which page (the records permission table,
+//! timeouts read from the runtime's one clock), CSRF tokens on every POST form, and which role
+//! may open which page (the records permission table,
 //! [`Roles::allows`](voxguard_guard::records::Roles::allows); denials audited as
 //! `access_denied`). It must not write markup (`pages.rs` does), change the emergency switch
 //! itself (`Admin::change` does, naming the operator in the audit event), or answer a change
@@ -22,7 +23,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use voxguard_guard::records::{operator_token_hash, Permission};
-use voxguard_guard::{audit::chain_hash, Clock, EmergencyState, Outcome, RateLimit, RateLimiter};
+use voxguard_guard::{audit::chain_hash, Clock, EmergencyState, Outcome};
 use voxguard_server::{
     Bytes, ConsoleReply, ConsoleRequest, ConsoleService, SecurityEvents, CONSOLE_PREFIX,
 };
@@ -46,13 +47,6 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Default absolute timeout: a session ends 8 hours after sign-in, however busy.
 pub const DEFAULT_MAX: Duration = Duration::from_secs(8 * 60 * 60);
-
-/// Sign-in attempts one operator name may make per [`USER_WINDOW`] (on top of the per-source
-/// limit of the records API).
-pub const SIGN_INS_PER_USER: u32 = 10;
-
-/// The window of [`SIGN_INS_PER_USER`].
-pub const USER_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// The most audit records the overview reads (the oldest of the last 24 hours first).
 const OVERVIEW_CAP: u32 = 20_000;
@@ -155,15 +149,7 @@ pub(crate) struct Console {
     sessions: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     timeouts: ConsoleTimeouts,
-    per_user: RateLimiter,
-    /// Operator names (by hash) whose failed sign-ins went over [`SIGN_INS_PER_USER`], and
-    /// until when (runtime clock, seconds): refused before any password check.
-    locked: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
-
-/// The most operator names kept locked at once (each needs [`SIGN_INS_PER_USER`] failures
-/// that passed the per-source limits first); past it the oldest are forgotten.
-const MAX_LOCKED: usize = 10_000;
 
 impl Console {
     pub(crate) fn new(
@@ -173,54 +159,13 @@ impl Console {
         timeouts: ConsoleTimeouts,
     ) -> Self {
         let clock = api.clock.clone();
-        let mut per_user = RateLimiter::with_clock(clock.clone());
-        // The budget is of failures: the check that fails is the SIGN_INS_PER_USER-th failure,
-        // which locks the name (`failed_for`).
-        if let Ok(limit) = RateLimit::new(SIGN_INS_PER_USER - 1, USER_WINDOW) {
-            per_user = per_user.per_caller(limit);
-        }
         Self {
             api,
             admin,
             sessions,
             clock,
             timeouts,
-            per_user,
-            locked: Default::default(),
         }
-    }
-
-    /// How many seconds sign-ins for the name hashed `key` stay locked, if they are now.
-    fn locked_for(&self, key: &str) -> Option<u64> {
-        let now = self.clock.now_unix();
-        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
-        match locked.get(key) {
-            Some(&until) if until > now => Some(until - now),
-            Some(_) => {
-                locked.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Count one failed sign-in for the name hashed `key`; past the budget, lock the name for
-    /// one window. Only failures count, so an operator's own successful sign-ins never use up
-    /// the budget an attacker's guesses would need.
-    fn failed_for(&self, key: &str) {
-        if self.per_user.check("console_sign_in", key).is_ok() {
-            return;
-        }
-        let until = self.clock.now_unix() + USER_WINDOW.as_secs();
-        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
-        if locked.len() >= MAX_LOCKED {
-            let now = self.clock.now_unix();
-            locked.retain(|_, &mut until| until > now);
-            if locked.len() >= MAX_LOCKED {
-                locked.clear();
-            }
-        }
-        locked.insert(key.to_string(), until);
     }
 
     async fn route(&self, request: &ConsoleRequest) -> ConsoleReply {
@@ -437,32 +382,9 @@ impl Console {
             );
         }
         let at = "/console/login";
-        // Per operator name: guessing one account's password from many addresses is limited
-        // too. Keyed by a hash, so the limiter never holds names in clear. Only failed sign-ins
-        // count (after the per-source limit and the password check), so a correct password is
-        // refused only once a name has had SIGN_INS_PER_USER failures in the window.
-        let user_key = operator_token_hash(name);
-        if let Some(wait) = self.locked_for(&user_key) {
-            self.api
-                .events
-                .auth_failed(
-                    request.client,
-                    "POST",
-                    at,
-                    voxguard_guard::Reason::RateLimited,
-                    &request.request_id,
-                )
-                .await;
-            return retry_after(
-                self.sign_in_page(
-                    request,
-                    Some("Too many sign-in attempts for this operator; wait a few minutes and try again."),
-                    &shown_name,
-                    429,
-                ),
-                Some(wait),
-            );
-        }
+        // The records API's password check: per-source limits, and the per-name lock
+        // (`OPERATOR_FAILURES` failures in a row from anywhere lock the name), shared by every
+        // replica through the attempt store.
         let operator = match self
             .api
             .sign_in(request.client, &request.request_id, at, name, password)
@@ -470,9 +392,6 @@ impl Console {
         {
             Ok(operator) => operator,
             Err(reply) => {
-                if reply.status == 401 {
-                    self.failed_for(&user_key);
-                }
                 let wait = reply
                     .headers
                     .iter()
@@ -481,7 +400,13 @@ impl Console {
                 let (status, sentence) = match reply.status {
                     429 => (
                         429,
-                        "Too many sign-in attempts from this address; wait a minute and try again.",
+                        reply
+                            .body
+                            .get("response")
+                            .and_then(Value::as_str)
+                            .unwrap_or(
+                                "Too many sign-in attempts; wait a few minutes and try again.",
+                            ),
                     ),
                     401 => (401, "That operator name and password do not match."),
                     _ => (

@@ -5,7 +5,8 @@
 //! (looked up by its SHA-256) or Basic with an operator's name and argon2id password (checked on
 //! the shared argon2 workers, against a decoy when the name is unknown, at most
 //! [`LOGINS_PER_MIN`] uncached checks per source and [`LOGINS_PER_MIN_TOTAL`] in all a
-//! minute). The platform's Basic credentials
+//! minute, and [`OPERATOR_FAILURES`] failures in a row per name from anywhere, counted in the
+//! shared attempt store). The platform's Basic credentials
 //! are refused here whatever they are. Every refusal is audited: unauthenticated ones as
 //! `access_denied` aggregated per source and window (an anonymous flood cannot grow the trail
 //! at request rate), authenticated ones one event each. This module must not touch storage or
@@ -26,7 +27,9 @@ use voxguard_guard::{
     Clock, LimitScope, PinVault, RateLimit, RateLimiter, Reason, Refusal, SecretHash,
 };
 use voxguard_server::{OperatorRequest, RecordsService, Reply, SecurityEvents};
-use voxguard_store::{Operator, OperatorStoreError, RecordFilter};
+use voxguard_store::{
+    AttemptLimits, AttemptStore, Operator, OperatorStoreError, RecordFilter, Reservation,
+};
 
 use super::{Actor, Records, RecordsError};
 use crate::audit::AuthEvents;
@@ -39,6 +42,18 @@ pub const LOGINS_PER_MIN: u32 = 20;
 /// shared with caller verification, and many addresses (a botnet, one host's IPv6 /48) each
 /// under [`LOGINS_PER_MIN`] must not keep them busy. Bearer tokens are not limited.
 pub const LOGINS_PER_MIN_TOTAL: u32 = 120;
+
+/// Failed password checks in a row one operator name may have, from any address, before it is
+/// locked for [`OPERATOR_LOCK_SECS`]: for Basic on `/records` and the console's sign-in alike,
+/// counted in the runtime's attempt store (so every replica sharing it counts together).
+pub const OPERATOR_FAILURES: u32 = 10;
+
+/// How long an operator name stays locked after [`OPERATOR_FAILURES`] failures.
+pub const OPERATOR_LOCK_SECS: u64 = 10 * 60;
+
+/// The per-name lock's limits: fixed, no escalation (an attacker must not be able to lock an
+/// operator out for hours by guessing).
+const OPERATOR_LIMITS: AttemptLimits = AttemptLimits::fixed(OPERATOR_FAILURES, OPERATOR_LOCK_SECS);
 
 /// How long a successful Basic login is remembered (so a client sending Basic on every request
 /// costs one argon2 check per this period, not one per request).
@@ -57,6 +72,8 @@ pub(crate) struct RecordsApi {
     pub(crate) hashers: Arc<Hashers>,
     pub(crate) events: Arc<AuthEvents>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Failed password checks per operator name (keyed by hash; see [`OPERATOR_FAILURES`]).
+    attempts: Arc<dyn AttemptStore>,
     logins: RateLimiter,
     /// SHA-256 of (name, password) → (name, stored PHC, expiry ms).
     cache: Mutex<HashMap<String, (String, String, u64)>>,
@@ -72,6 +89,7 @@ impl RecordsApi {
         hashers: Arc<Hashers>,
         events: Arc<AuthEvents>,
         clock: Arc<dyn Clock>,
+        attempts: Arc<dyn AttemptStore>,
     ) -> Self {
         let mut logins = RateLimiter::with_clock(clock.clone());
         if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN, Duration::from_secs(60)) {
@@ -86,6 +104,7 @@ impl RecordsApi {
             hashers,
             events,
             clock,
+            attempts,
             logins,
             cache: Mutex::new(HashMap::new()),
         }
@@ -236,6 +255,17 @@ impl RecordsApi {
         if !valid_operator_name(name) {
             return Ok(None);
         }
+        // A locked name is refused before anything else, the login cache included: while
+        // locked, a right and a wrong password get the same answer.
+        let subject = format!("operator-password/{}", operator_token_hash(name));
+        let status = self
+            .attempts
+            .attempt_status(&subject, self.clock.now_unix())
+            .await
+            .map_err(|_| self.unavailable())?;
+        if let Some(until) = status.locked_until {
+            return Err(self.name_locked(request, prefix, until).await);
+        }
         let store = self.records.backend();
         let operator = store.operator(name).await.map_err(|_| self.unavailable())?;
         let now = self.clock.now_ms();
@@ -269,15 +299,36 @@ impl RecordsApi {
                 )
                 .await);
         }
+        // Counted as a failure before the check and given back only by a success, so parallel
+        // guesses cannot exceed the budget.
+        let now_unix = self.clock.now_unix();
+        match self
+            .attempts
+            .reserve(&subject, &OPERATOR_LIMITS, now_unix)
+            .await
+            .map_err(|_| self.unavailable())?
+        {
+            Reservation::Granted { .. } => {}
+            Reservation::Locked { until } => {
+                let until = until.unwrap_or(now_unix + OPERATOR_LOCK_SECS);
+                return Err(self.name_locked(request, prefix, until).await);
+            }
+        }
         let hash = operator
             .as_ref()
             .and_then(|op| op.password_hash.clone())
             .and_then(|phc| SecretHash::from_phc(phc).ok());
-        let matched = self
+        let checked = self
             .hashers
             .check(&self.vault, vec![(password.to_string(), hash)])
-            .await
-            .map_err(|_| self.unavailable())?;
+            .await;
+        let matched = checked.as_ref().is_ok_and(|m| *m) && operator.is_some();
+        // A failed settle leaves the reservation counted as a failure: fail closed.
+        let _ = self
+            .attempts
+            .settle(&subject, matched, &OPERATOR_LIMITS, self.clock.now_unix())
+            .await;
+        let matched = checked.map_err(|_| self.unavailable())?;
         let Some(operator) = operator.filter(|_| matched) else {
             return Ok(None);
         };
@@ -294,6 +345,22 @@ impl RecordsApi {
             );
         }
         Ok(Some(operator))
+    }
+
+    /// Refuse a password check for a locked operator name: 429 with `Retry-After`, audited
+    /// like the other unauthenticated refusals.
+    async fn name_locked(&self, request: &OperatorRequest, prefix: &str, until: u64) -> Denied {
+        let wait = until.saturating_sub(self.clock.now_unix()).max(1);
+        self.unauthenticated_at(
+            request,
+            prefix,
+            Refusal::new(
+                Reason::RateLimited,
+                "Too many failed sign-ins for this operator; wait a few minutes and try again.",
+            )
+            .with_retry_after(wait),
+        )
+        .await
     }
 
     /// Refuse an authenticated operator (one `access_denied` event each).

@@ -24,6 +24,7 @@ struct Harness {
     audit: Arc<SqliteAuditLog>,
     records: Records,
     api: RecordsApi,
+    clock: Arc<ManualClock>,
 }
 
 impl Harness {
@@ -39,7 +40,8 @@ impl Harness {
                 .await
                 .expect("records store"),
         );
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_800_000_000));
+        let manual = Arc::new(ManualClock::new(1_800_000_000));
+        let clock: Arc<dyn Clock> = manual.clone();
         let auditor = Auditor::new(
             Some(audit.clone() as Arc<dyn AuditSink>),
             clock.clone(),
@@ -57,12 +59,14 @@ impl Harness {
             Hashers::per_core(),
             Arc::new(AuthEvents::new(auditor)),
             clock,
+            Arc::new(voxguard_store::MemoryStore::default()),
         );
         Self {
             _dir: dir,
             audit,
             records,
             api,
+            clock: manual,
         }
     }
 
@@ -203,7 +207,16 @@ async fn password_checks_are_capped_for_all_sources_together() {
         let client: SocketAddr = format!("10.0.{}.{}:5000", i / 250, i % 250 + 1)
             .parse()
             .expect("addr");
-        let reply = h.send_from(GHOST_LOGIN, "GET", "", &[], client).await;
+        // A different unknown name each time: the per-name lock (OPERATOR_FAILURES) is not
+        // what this test is about.
+        let login = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("ghost{i}:not-the-password")
+            )
+        );
+        let reply = h.send_from(&login, "GET", "", &[], client).await;
         match error(&reply) {
             "operator_auth_invalid" => checked += 1,
             "rate_limited" => limited += 1,
@@ -217,6 +230,56 @@ async fn password_checks_are_capped_for_all_sources_together() {
     assert_eq!(limited, 80);
     // Bearer tokens cost no password check and are not limited.
     let reply = h.send(&bearer, "GET", "", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn one_name_is_locked_after_its_failures_from_any_address_even_for_the_right_password() {
+    let h = Harness::new().await;
+    let (_, password) = h
+        .records
+        .add_operator(&Actor::cli("test"), "vic", "auditor", true)
+        .await
+        .expect("operator");
+    let basic = |password: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("vic:{password}")
+            )
+        )
+    };
+    let from = |i: u32| -> SocketAddr { format!("10.1.0.{}:5000", i + 1).parse().expect("addr") };
+    // The right password is remembered (the login cache) before the guessing starts.
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], from(0))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    for i in 0..OPERATOR_FAILURES {
+        let reply = h.send_from(&basic("guess"), "GET", "", &[], from(i)).await;
+        assert_eq!(error(&reply), "operator_auth_invalid", "guess {i}");
+    }
+    // Locked: the same answer for a wrong and a right (even remembered) password, anywhere.
+    for auth in [basic("guess"), basic(&password)] {
+        let reply = h.send_from(&auth, "GET", "", &[], from(99)).await;
+        assert_eq!(error(&reply), "rate_limited", "{}", reply.body);
+        let wait: u64 = reply
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "retry-after")
+            .map(|(_, v)| v.parse().expect("seconds"))
+            .expect("Retry-After");
+        assert!((1..=OPERATOR_LOCK_SECS).contains(&wait), "{wait}");
+    }
+    // Another name is not locked; the lock ends after OPERATOR_LOCK_SECS.
+    let reply = h.send_from(GHOST_LOGIN, "GET", "", &[], from(98)).await;
+    assert_eq!(error(&reply), "operator_auth_invalid");
+    h.clock
+        .advance(std::time::Duration::from_secs(OPERATOR_LOCK_SECS + 1));
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], from(97))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
