@@ -5,7 +5,7 @@
 //! (looked up by its SHA-256) or Basic with an operator's name and argon2id password (checked on
 //! the shared argon2 workers, against a decoy when the name is unknown, at most
 //! [`LOGINS_PER_MIN`] uncached checks per source and [`LOGINS_PER_MIN_TOTAL`] in all a
-//! minute, and [`OPERATOR_FAILURES`] failures in a row per name from anywhere, counted in the
+//! minute, and [`OPERATOR_FAILURES`] failures within 10 minutes per name from anywhere, counted in the
 //! shared attempt store). The platform's Basic credentials
 //! are refused here whatever they are. Every refusal is audited: unauthenticated ones as
 //! `access_denied` aggregated per source and window (an anonymous flood cannot grow the trail
@@ -43,7 +43,8 @@ pub const LOGINS_PER_MIN: u32 = 20;
 /// under [`LOGINS_PER_MIN`] must not keep them busy. Bearer tokens are not limited.
 pub const LOGINS_PER_MIN_TOTAL: u32 = 120;
 
-/// Failed password checks in a row one operator name may have, from any address, before it is
+/// Failed password checks one operator name may have within [`OPERATOR_LOCK_SECS`], from any
+/// address, before it is
 /// locked for [`OPERATOR_LOCK_SECS`]: for Basic on `/records` and the console's sign-in alike,
 /// counted in the runtime's attempt store (so every replica sharing it counts together).
 pub const OPERATOR_FAILURES: u32 = 10;
@@ -51,9 +52,18 @@ pub const OPERATOR_FAILURES: u32 = 10;
 /// How long an operator name stays locked after [`OPERATOR_FAILURES`] failures.
 pub const OPERATOR_LOCK_SECS: u64 = 10 * 60;
 
-/// The per-name lock's limits: fixed, no escalation (an attacker must not be able to lock an
-/// operator out for hours by guessing).
-const OPERATOR_LIMITS: AttemptLimits = AttemptLimits::fixed(OPERATOR_FAILURES, OPERATOR_LOCK_SECS);
+/// The per-name lock's limits: no escalation (an attacker must not be able to lock an operator
+/// out for hours by guessing), and counts forgotten when a window of [`OPERATOR_LOCK_SECS`]
+/// ends, so the maintenance purge removes the entries of names guessed once (unknown names
+/// included): the store holds at most what the per-source and global limits let through in one
+/// window.
+const OPERATOR_LIMITS: AttemptLimits = AttemptLimits {
+    max_failures: OPERATOR_FAILURES,
+    lockout_secs: OPERATOR_LOCK_SECS,
+    max_lockout_secs: OPERATOR_LOCK_SECS,
+    window_cap: OPERATOR_FAILURES,
+    window_secs: OPERATOR_LOCK_SECS,
+};
 
 /// How long a successful Basic login is remembered (so a client sending Basic on every request
 /// costs one argon2 check per this period, not one per request).
