@@ -18,6 +18,7 @@ mod bounded_state;
 mod cli;
 mod clinic_agent;
 mod console;
+mod console_records;
 mod crash_durability;
 mod gateway;
 mod hipaa;
