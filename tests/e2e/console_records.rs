@@ -902,6 +902,8 @@ async fn the_overview_shows_the_tools_the_counts_and_the_last_checkpoint() {
         body.contains("<td>failed_auth_burst</td><td>1</td>"),
         "{body}"
     );
+    // Refusals count the failures an aggregated record stands for: 13, in 3 records.
+    assert!(body.contains("<td>auth_invalid</td><td>13</td>"), "{body}");
     assert!(
         body.contains("<td>verification_required</td><td>1</td>"),
         "{body}"

@@ -102,7 +102,8 @@ impl Console {
     }
 }
 
-/// Summarize the records of the window: refusals by reason, each record's hash and link to
+/// Summarize the records of the window: refusals by reason (an aggregated authentication
+/// failure counts as the failures it stands for), each record's hash and link to
 /// the one before, tool calls by outcome, calls (distinct agent and call id among the events an
 /// agent wrote), verification lockouts, and the anomalies `rules` find when the records are
 /// replayed.
@@ -129,9 +130,11 @@ pub(super) fn summarize(records: &[AuditRecord], cap: u32, rules: &AnomalyRules)
             }
         }
         previous = Some(&record.hash);
+        let folded = folded_failures(event);
         if event.outcome == Some(Outcome::Refused) {
             let reason = event.reason.clone().unwrap_or_else(|| "unspecified".into());
-            *refusals.entry(reason).or_default() += 1;
+            // An aggregated record stands for `count` refusals.
+            *refusals.entry(reason).or_default() += folded.unwrap_or(1);
         }
         if let (Some(agent), Some(call)) = (&event.agent, &event.call_id) {
             calls.insert((agent, call));
@@ -145,7 +148,7 @@ pub(super) fn summarize(records: &[AuditRecord], cap: u32, rules: &AnomalyRules)
             (AuditKind::Lockout, Some(Outcome::VerificationLocked)) => locked_attempts += 1,
             _ => {}
         }
-        let found = match folded_failures(event) {
+        let found = match folded {
             // The live detector saw each failure as it happened (as `auth_failed`, whatever
             // the path); the trail holds one record per source and window.
             Some(count) => {

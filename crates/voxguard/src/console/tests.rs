@@ -156,7 +156,10 @@ fn the_summary_counts_calls_tool_calls_lockouts_and_replays_anomalies() {
     assert_eq!(summary.tool_calls["failed"], 1);
     assert_eq!(summary.lockouts, 1);
     assert_eq!(summary.locked_attempts, 2);
-    assert_eq!(summary.refusals["auth_invalid"], 2);
+    assert_eq!(
+        summary.refusals["auth_invalid"], 12,
+        "the failures, not the records"
+    );
     assert_eq!(
         summary
             .anomalies
