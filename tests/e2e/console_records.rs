@@ -675,6 +675,14 @@ async fn the_audit_page_is_paged_newest_first_and_filtered() {
     assert_eq!(page_two[0], page_one[49] - 1);
     let back = get(&auditor, &desk, &link(&older, "← Newer").expect("newer")).await;
     assert_eq!(seqs(&back.body), page_one);
+    // Past the oldest record: an empty page whose newer link leads to the oldest ones.
+    let past = get(&auditor, &desk, "/console/audit?before=1").await;
+    assert_eq!(past.status, StatusCode::OK, "{}", past.body);
+    assert!(seqs(&past.body).is_empty());
+    assert!(link(&past, "Older →").is_none());
+    let oldest = get(&auditor, &desk, &link(&past, "← Newer").expect("newer")).await;
+    assert_eq!(oldest.status, StatusCode::OK, "{}", oldest.body);
+    assert_eq!(seqs(&oldest.body), (1..=50).rev().collect::<Vec<u64>>());
 
     // Filters: only the sign-in events, then only refusals for a reason.
     let sign_ins = get(&auditor, &desk, "/console/audit?kind=console_session").await;

@@ -90,18 +90,19 @@ fn parse(request: &ConsoleRequest) -> Result<(Filter, Cursor), &'static str> {
             )
         }
     };
-    let number = |name: &str| -> Result<Option<u64>, &'static str> {
+    // `before` names a record (1 or more); `after=0` is the page of the oldest records.
+    let number = |name: &str, least: u64| -> Result<Option<u64>, &'static str> {
         text(name)
             .map(|value| {
                 value
                     .parse::<u64>()
                     .ok()
-                    .filter(|n| *n >= 1)
+                    .filter(|n| *n >= least)
                     .ok_or("The page link is not valid; open the audit trail again.")
             })
             .transpose()
     };
-    let cursor = match (number("before")?, number("after")?) {
+    let cursor = match (number("before", 1)?, number("after", 0)?) {
         (None, None) => Cursor::Newest,
         (Some(before), None) => Cursor::Before(before),
         (None, Some(after)) => Cursor::After(after),

@@ -175,6 +175,8 @@ pub(crate) struct Console {
 const MAX_LOCKED: usize = 10_000;
 
 impl Console {
+    /// The console over the records API `api` (operators, permission table, audit), the
+    /// emergency switch's `admin`, and `sessions` (the runtime's session store).
     pub(crate) fn new(
         api: Arc<RecordsApi>,
         admin: Arc<Admin>,

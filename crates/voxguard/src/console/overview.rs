@@ -63,6 +63,7 @@ pub(crate) fn agent_view(agent: &Agent, gateway: bool) -> AgentView {
 }
 
 impl Console {
+    /// `GET /console/overview`.
     pub(super) async fn overview(&self, request: &ConsoleRequest) -> ConsoleReply {
         let signed = match self.require(request).await {
             Ok(signed) => signed,

@@ -19,8 +19,11 @@ pub(crate) use records::{
 
 /// The signed-in operator, as the layout shows them.
 pub(crate) struct Who<'a> {
+    /// The operator's name.
     pub(crate) name: &'a str,
+    /// The operator's role.
     pub(crate) role: &'a str,
+    /// The session's CSRF token, put in every POST form.
     pub(crate) csrf: &'a str,
     /// Whether the role may use the emergency page (the navigation links it only then).
     pub(crate) emergency: bool,
@@ -32,6 +35,7 @@ pub(crate) struct Who<'a> {
 
 /// One tool as the overview lists it.
 pub(crate) struct ToolView {
+    /// The tool's name.
     pub(crate) name: String,
     /// Needs a per-call function token.
     pub(crate) secure: bool,
@@ -53,7 +57,9 @@ pub(crate) struct ToolView {
 
 /// One agent as the overview lists it.
 pub(crate) struct AgentView {
+    /// The agent's name.
     pub(crate) name: String,
+    /// The path it is served on.
     pub(crate) route: String,
     /// Served in front of another agent (gateway mode): its tools come from the upstream.
     pub(crate) gateway: bool,
@@ -61,13 +67,17 @@ pub(crate) struct AgentView {
     pub(crate) caller_limit: Option<(u32, u64)>,
     /// Limit over every caller and tool: (calls, seconds).
     pub(crate) global_limit: Option<(u32, u64)>,
+    /// Its tools, in declaration order.
     pub(crate) tools: Vec<ToolView>,
 }
 
 /// The newest signed checkpoint of the audit trail.
 pub(crate) struct CheckpointView {
+    /// The sequence number of the record it attests.
     pub(crate) seq: u64,
+    /// When it was signed (unix milliseconds).
     pub(crate) time_ms: u64,
+    /// The attested record's hash.
     pub(crate) hash: String,
     /// Whether its signature is valid under the runtime's audit key.
     pub(crate) valid: bool,

@@ -11,24 +11,33 @@ use super::{layout, short_hash, utc_ms, Who};
 
 /// One audit record as a row of the trail page.
 pub(crate) struct AuditRow {
+    /// Sequence number.
     pub(crate) seq: u64,
+    /// When it happened (unix milliseconds).
     pub(crate) time_ms: u64,
+    /// The event kind's stored name.
     pub(crate) kind: &'static str,
+    /// The outcome's stored name (empty when none).
     pub(crate) outcome: &'static str,
+    /// The stable reason, if any.
     pub(crate) reason: String,
+    /// The tool or console function involved, if any.
     pub(crate) tool: String,
     /// The operator (and role), else the masked caller, else the source address.
     pub(crate) who: String,
     /// The record, masked subject and purpose of a records access, as the trail holds them.
     pub(crate) detail: String,
+    /// The record's hash.
     pub(crate) hash: String,
 }
 
 /// The audit trail page.
 pub(crate) struct AuditPage<'a> {
-    /// The filter as given (validated).
+    /// The event kind filtered on (empty: any).
     pub(crate) kind: &'a str,
+    /// The outcome filtered on (empty: any).
     pub(crate) outcome: &'a str,
+    /// The reason filtered on (empty: any).
     pub(crate) reason: &'a str,
     /// The records shown, newest first.
     pub(crate) rows: Vec<AuditRow>,
@@ -48,14 +57,20 @@ pub(crate) struct AuditPage<'a> {
 pub(crate) enum Verdict {
     /// Every record links and hashes; every checkpoint in range matches.
     Intact {
+        /// Records verified.
         records: u64,
+        /// The last sequence number verified.
         last_seq: Option<u64>,
+        /// Signed checkpoints checked.
         checkpoints: u64,
     },
     /// The first sequence number that does not verify, and why.
     Broken {
+        /// The first sequence number that does not verify.
         seq: u64,
+        /// The problem's stable name (`modified`, `missing`, …).
         problem: &'static str,
+        /// The problem as a sentence.
         sentence: String,
     },
 }

@@ -12,22 +12,31 @@ use crate::records::{DeletionReport, RecordKind};
 /// What the search form shows again (as typed; never a value the operator did not send).
 #[derive(Default)]
 pub(crate) struct SearchForm<'a> {
+    /// The subject id typed.
     pub(crate) subject: &'a str,
+    /// The call id typed.
     pub(crate) call_id: &'a str,
+    /// The kind chosen (empty: any).
     pub(crate) kind: &'a str,
+    /// The first day (`YYYY-MM-DD`).
     pub(crate) from: &'a str,
+    /// The last day, whole (`YYYY-MM-DD`).
     pub(crate) to: &'a str,
 }
 
 /// The export and deletion forms of the subject searched for, as the role allows them.
 pub(crate) struct SubjectActions<'a> {
+    /// The subject searched for, as typed.
     pub(crate) subject: &'a str,
+    /// Whether the role may export (`export`).
     pub(crate) export: bool,
+    /// Whether the role may delete (`delete`).
     pub(crate) delete: bool,
 }
 
 /// The records page.
 pub(crate) struct RecordsPage<'a> {
+    /// The form, filled as sent.
     pub(crate) form: SearchForm<'a>,
     /// `None` before a search; the records found (subjects already masked where they must be).
     pub(crate) results: Option<&'a [RecordMeta]>,
@@ -35,6 +44,8 @@ pub(crate) struct RecordsPage<'a> {
     pub(crate) next: Option<String>,
     /// Whether subjects are shown as pseudonyms (the role may not read content).
     pub(crate) pseudonyms: bool,
+    /// The subject's export and deletion forms, when a subject was searched for and the role
+    /// may use one.
     pub(crate) actions: Option<SubjectActions<'a>>,
 }
 
