@@ -21,8 +21,8 @@ use voxguard::guard::{AuditEvent, ManualClock};
 use voxguard::prelude::*;
 use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const START: u64 = 1_700_000_000;
+pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const START: u64 = 1_700_000_000;
 
 /// A runtime with records (so the console is on), one ordinary tool (`hours`) and one
 /// sensitive tool (`wire`), its clock in the test's hand.
@@ -39,7 +39,16 @@ pub(crate) async fn desk() -> Desk {
 
 /// [`desk`] with `tweak` applied to the server configuration (TLS).
 async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> Desk {
-    let kit = RecordsKit::new().await;
+    desk_from(RecordsKit::new().await, Vec::new(), tweak).await
+}
+
+/// A desk on `kit` (e.g. one whose audit trail signs checkpoints) whose agent also has
+/// `tools`, with `tweak` applied to the server configuration.
+pub(crate) async fn desk_from(
+    kit: RecordsKit,
+    tools: Vec<Tool>,
+    tweak: impl FnOnce(&mut voxguard::server::ServerConfig),
+) -> Desk {
     let clock = Arc::new(ManualClock::new(START));
     let sessions = Arc::new(
         SqliteStore::open_in_dir(kit.dir.path(), DEFAULT_SESSION_TTL)
@@ -48,12 +57,14 @@ async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> D
     );
     let wire = counter();
     let hours = counter();
-    let agent = Agent::builder("desk")
+    let mut builder = Agent::builder("desk")
         .prompt_text("You help callers.")
         .tool(counting_tool("hours", &hours))
-        .tool(counting_tool("wire", &wire).sensitive())
-        .build()
-        .expect("agent builds");
+        .tool(counting_tool("wire", &wire).sensitive());
+    for tool in tools {
+        builder = builder.tool(tool);
+    }
+    let agent = builder.build().expect("agent builds");
     let sink = kit.sink();
     let config = kit.config();
     let runtime_clock = clock.clone();
@@ -79,7 +90,7 @@ async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> D
 }
 
 /// A browser: keeps cookies, follows no redirect.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -87,21 +98,21 @@ fn browser() -> reqwest::Client {
         .expect("client")
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get("location")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     }
 
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         self.headers["x-request-id"]
             .to_str()
             .expect("ascii")
@@ -109,14 +120,14 @@ impl Page {
     }
 
     /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = "name=\"csrf\" value=\"";
         let start = self.body.find(marker).expect("a csrf field") + marker.len();
         let end = self.body[start..].find('"').expect("closing quote") + start;
         self.body[start..end].to_string()
     }
 
-    fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.headers
             .get_all("set-cookie")
             .iter()
@@ -125,7 +136,7 @@ impl Page {
     }
 }
 
-async fn page(response: reqwest::Response) -> Page {
+pub(crate) async fn page(response: reqwest::Response) -> Page {
     Page {
         status: response.status(),
         headers: response.headers().clone(),
@@ -133,11 +144,16 @@ async fn page(response: reqwest::Response) -> Page {
     }
 }
 
-async fn get(client: &reqwest::Client, desk: &Desk, path: &str) -> Page {
+pub(crate) async fn get(client: &reqwest::Client, desk: &Desk, path: &str) -> Page {
     page(client.get(desk.server.url(path)).send().await.expect("GET")).await
 }
 
-async fn post(client: &reqwest::Client, desk: &Desk, path: &str, form: &[(&str, &str)]) -> Page {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    desk: &Desk,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Page {
     page(
         client
             .post(desk.server.url(path))
@@ -150,7 +166,12 @@ async fn post(client: &reqwest::Client, desk: &Desk, path: &str, form: &[(&str, 
 }
 
 /// Open the sign-in page and send `name` and `password` with its token.
-async fn sign_in(client: &reqwest::Client, desk: &Desk, name: &str, password: &str) -> Page {
+pub(crate) async fn sign_in(
+    client: &reqwest::Client,
+    desk: &Desk,
+    name: &str,
+    password: &str,
+) -> Page {
     let form = get(client, desk, "/console/login").await;
     assert_eq!(form.status, StatusCode::OK);
     let csrf = form.csrf();
@@ -164,7 +185,7 @@ async fn sign_in(client: &reqwest::Client, desk: &Desk, name: &str, password: &s
 }
 
 /// A signed-in browser for a new operator `name` with `role`.
-async fn operator(desk: &Desk, name: &str, role: &str) -> reqwest::Client {
+pub(crate) async fn operator(desk: &Desk, name: &str, role: &str) -> reqwest::Client {
     let password = desk.kit.password(name, role).await;
     let client = browser();
     let signed = sign_in(&client, desk, name, &password).await;

@@ -19,6 +19,7 @@ mod cli;
 mod clinic_agent;
 mod console;
 mod console_browser;
+mod console_records;
 mod crash_durability;
 mod gateway;
 mod hipaa;

@@ -74,10 +74,16 @@ pub struct RecordsKit {
 impl RecordsKit {
     /// A fresh data directory.
     pub async fn new() -> Self {
+        Self::with_audit_key(None).await
+    }
+
+    /// A fresh data directory whose audit trail, with `key`, signs a checkpoint every 50
+    /// records and at each flush.
+    pub async fn with_audit_key(key: Option<voxguard::guard::AuditKey>) -> Self {
         use voxguard::store::{Durability, SqliteAuditLog, SqliteRecordStore};
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = Arc::new(
-            SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, None, 50)
+            SqliteAuditLog::open_in_dir(dir.path(), Durability::Normal, key, 50)
                 .await
                 .expect("audit log"),
         );

@@ -10,8 +10,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-/// Seconds in a day.
-const DAY_SECS: u64 = 86_400;
+use voxguard_guard::utc::{days_from_civil, days_in_month, DAY_SECS};
 
 /// `text` safe to print on a terminal: every control character (C0, C1, DEL) and every
 /// bidirectional or invisible formatting character replaced by `?`, so that text from a
@@ -59,47 +58,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Days since 1970-01-01 of the proleptic Gregorian date `year-month-day`.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = i64::from((month + 9) % 12); // March = 0
-    let day_of_year = (153 * month_index + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date (year, month, day) of `days` since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// `secs` (unix seconds) as RFC 3339 UTC: `2024-03-12T09:30:00Z`.
 pub fn utc(secs: u64) -> String {
-    let days = i64::try_from(secs / DAY_SECS).unwrap_or(i64::MAX / 2);
-    let rest = secs % DAY_SECS;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    voxguard_guard::utc::rfc3339(secs)
 }
 
 /// Which end of a day a date-only time stands for.
@@ -174,15 +135,6 @@ fn parse_time(text: &str, end: DayEnd) -> Result<u64, String> {
     };
     let days = u64::try_from(days_from_civil(i64::from(year), month, day)).map_err(|_| bad())?;
     Ok(days * DAY_SECS + day_secs)
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        _ => 31,
-    }
 }
 
 /// An export file created for writing: new (never an existing file), readable by its owner

@@ -9,9 +9,10 @@
 //! tamper-evident audit trail's pure side ([`audit`]), the one secret-key type ([`key`]) and
 //! the one canonical-JSON writer ([`canonical`]) and webhook signatures ([`signature`]),
 //! conversation records' encryption at rest, roles and operator credentials ([`records`]), and
-//! the payment connector's card and amount checks ([`payment`]). It
-//! must not do I/O: no sockets, no files, no environment reads, no logging of secrets. Callers
-//! (the server, the CLI) gather inputs and act on the verdicts.
+//! the payment connector's card and amount checks ([`payment`]), and UTC calendar dates for what
+//! operators type and read ([`utc`]). It must not do I/O: no sockets, no files, no environment
+//! reads, no logging of secrets. Callers (the server, the CLI) gather inputs and act on the
+//! verdicts.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod refusal;
 pub mod sanitize;
 pub mod signature;
 pub mod token;
+pub mod utc;
 pub mod validate;
 pub mod validators;
 

@@ -26,7 +26,7 @@ use crate::config::{
     emergency_from_lookup, keys_from_lookup, render_limit_from_lookup, RuntimeError,
     DEFAULT_SWML_RENDERS_PER_MIN,
 };
-use crate::console::{Console, ConsoleTimeouts};
+use crate::console::{agent_view, Console, ConsoleTimeouts};
 use crate::gateway::{Gate, GatewayConfig};
 use crate::pipeline::limiter::{Limiter, SharedLimiter, LIMIT_KEY_PURPOSE};
 use crate::pipeline::Pipeline;
@@ -415,12 +415,14 @@ impl Runtime {
             ));
             // The security console: the same operators, permission table and auditing.
             let timeouts = ConsoleTimeouts::from_lookup(|name| std::env::var(name).ok())?;
-            server = server.records(api.clone()).console(Arc::new(Console::new(
-                api,
-                admin.clone(),
-                self.store.clone(),
-                timeouts,
-            )));
+            let described = agents
+                .iter()
+                .map(|(agent, gate)| agent_view(agent, gate.is_some()))
+                .collect();
+            server = server.records(api.clone()).console(Arc::new(
+                Console::new(api, admin.clone(), self.store.clone(), timeouts)
+                    .describing(described, self.anomaly_rules.clone()),
+            ));
         }
         let services = Arc::new(Services {
             clock: self.clock.clone(),

@@ -71,11 +71,46 @@ pub enum AuditKind {
     PaymentError,
     /// The platform's connector request named another amount or currency than the pending payment: a security event (`payment_amount_mismatch`).
     PaymentAmountMismatch,
-    /// An operator signed in to or out of the security console; `function` says which (`console_session`).
+    /// An operator signed in to or out of the security console, or verified the audit chain from it; `function` says which (`console_sign_in`, `console_sign_out`, `console_audit_verify`) (`console_session`).
     ConsoleSession,
 }
 
 impl AuditKind {
+    /// Every kind, in declaration order (e.g. the choices of a filter).
+    pub const ALL: [AuditKind; 26] = [
+        AuditKind::AuthFailed,
+        AuditKind::TokenRefused,
+        AuditKind::ToolCalled,
+        AuditKind::PolicyRefused,
+        AuditKind::RateLimited,
+        AuditKind::TransferBlocked,
+        AuditKind::VerificationSucceeded,
+        AuditKind::VerificationFailed,
+        AuditKind::Lockout,
+        AuditKind::EmergencyToggled,
+        AuditKind::Payment,
+        AuditKind::SummaryReceived,
+        AuditKind::RecordAccessed,
+        AuditKind::RecordExported,
+        AuditKind::RecordDeleted,
+        AuditKind::SubjectDeleted,
+        AuditKind::AccessDenied,
+        AuditKind::RecordsPurged,
+        AuditKind::RecordsKeyRotated,
+        AuditKind::OperatorChanged,
+        AuditKind::PaymentRequested,
+        AuditKind::PaymentCharged,
+        AuditKind::PaymentDeclined,
+        AuditKind::PaymentError,
+        AuditKind::PaymentAmountMismatch,
+        AuditKind::ConsoleSession,
+    ];
+
+    /// The kind stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     /// The stored snake_case name, e.g. `tool_called` (the same text serde writes).
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -147,6 +182,27 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (e.g. the choices of a filter).
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Ok,
+        Outcome::Refused,
+        Outcome::Failed,
+        Outcome::Requested,
+        Outcome::Enabled,
+        Outcome::Disabled,
+        Outcome::VerificationSucceeded,
+        Outcome::VerificationFailed,
+        Outcome::VerificationLocked,
+        Outcome::VerificationLockout,
+    ];
+
+    /// The outcome stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == name)
+    }
+
     /// The stored snake_case name, e.g. `refused` (the same text serde writes).
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -237,6 +293,26 @@ mod tests {
                 outcome
             );
         }
+    }
+
+    #[test]
+    fn all_lists_every_kind_and_outcome_once() {
+        assert_eq!(
+            AuditKind::ALL.to_vec(),
+            KINDS.map(|(kind, _)| kind).to_vec()
+        );
+        assert_eq!(
+            Outcome::ALL.to_vec(),
+            OUTCOMES.map(|(outcome, _)| outcome).to_vec()
+        );
+        for (kind, name) in KINDS {
+            assert_eq!(AuditKind::parse(name), Some(kind));
+        }
+        for (outcome, name) in OUTCOMES {
+            assert_eq!(Outcome::parse(name), Some(outcome));
+        }
+        assert_eq!(AuditKind::parse("Tool_Called"), None);
+        assert_eq!(Outcome::parse(""), None);
     }
 
     #[test]

@@ -23,7 +23,9 @@
 //! backend's storage format.
 
 use tokio::sync::{mpsc, oneshot};
-use voxguard_guard::audit::{parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Chain};
+use voxguard_guard::audit::{
+    parse_canonical_event, AuditEvent, AuditKey, AuditRecord, Chain, Checkpoint, VerifyReport,
+};
 
 use crate::StoreError;
 
@@ -93,6 +95,23 @@ pub trait AuditSink: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Option<Vec<AuditRecord>>, StoreError> {
         let _ = (from, limit);
+        Ok(None)
+    }
+
+    /// Verify the stored chain from sequence number `from` with the key this sink signs its
+    /// checkpoints with (checkpoints unchecked without one): the very check `voxguard audit
+    /// verify` runs on the same storage (`SqliteAuditLog::verify_path`,
+    /// `PgAuditLog::verify_url`), reading the records in pages. `Ok(None)` when the sink cannot
+    /// be verified this way (the JSON-lines sink: run the command on its file).
+    async fn verify_stored(&self, from: u64) -> Result<Option<VerifyReport>, StoreError> {
+        let _ = from;
+        Ok(None)
+    }
+
+    /// The newest stored checkpoint and whether its signature is valid under this sink's key
+    /// (`false` without a key). `Ok(None)` when there is none, or when the sink cannot be read
+    /// back this way (the JSON-lines sink).
+    async fn last_checkpoint(&self) -> Result<Option<(Checkpoint, bool)>, StoreError> {
         Ok(None)
     }
 }

@@ -75,6 +75,8 @@ pub struct PgAuditLog {
     pool: PgPool,
     writer: tokio::task::JoinHandle<()>,
     durability: Durability,
+    /// The checkpoint key (a copy of the writer's), for verifying what is stored.
+    key: Option<AuditKey>,
 }
 
 impl PgAuditLog {
@@ -105,7 +107,7 @@ impl PgAuditLog {
             pool: pool.clone(),
             lock_key: schema_lock_key(db.schema()),
             durability,
-            key,
+            key: key.clone(),
             checkpoint_every,
             known_head: None,
             held: None,
@@ -115,6 +117,7 @@ impl PgAuditLog {
             pool,
             writer: tokio::spawn(writer.run(rx)),
             durability,
+            key,
         })
     }
 
@@ -267,6 +270,32 @@ impl AuditSink for PgAuditLog {
             .map(decode_record)
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+
+    async fn verify_stored(&self, from: u64) -> Result<Option<VerifyReport>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::unavailable)?;
+        verify_conn(&mut conn, self.key.as_ref(), from)
+            .await
+            .map(Some)
+    }
+
+    async fn last_checkpoint(&self) -> Result<Option<(Checkpoint, bool)>, StoreError> {
+        let row: Option<(i64, String, i64, String)> = sqlx::query_as(
+            "SELECT seq, hash, time_ms, mac FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::unavailable)?;
+        Ok(row.map(|(seq, hash, time_ms, mac)| {
+            let checkpoint = Checkpoint {
+                seq: u64::try_from(seq).unwrap_or(0),
+                hash,
+                time_ms: u64::try_from(time_ms).unwrap_or(0),
+                mac,
+            };
+            let valid = self.key.as_ref().is_some_and(|key| checkpoint.verify(key));
+            (checkpoint, valid)
+        }))
     }
 }
 

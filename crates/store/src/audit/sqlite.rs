@@ -82,6 +82,8 @@ pub struct SqliteAuditLog {
     readers: SqlitePool,
     writer: std::thread::JoinHandle<()>,
     durability: Durability,
+    /// The checkpoint key (a copy of the writer's), for verifying what is stored.
+    key: Option<AuditKey>,
     /// The checkpointer stops once this is dropped.
     _alive: Arc<()>,
 }
@@ -139,7 +141,7 @@ impl SqliteAuditLog {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let writer = SqliteWriter {
             conn,
-            key,
+            key: key.clone(),
             checkpoint_every,
         };
         let writer = std::thread::Builder::new()
@@ -151,6 +153,7 @@ impl SqliteAuditLog {
             readers,
             writer,
             durability,
+            key,
             _alive: alive,
         })
     }
@@ -324,6 +327,31 @@ impl AuditSink for SqliteAuditLog {
             .map(decode_record)
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+
+    async fn verify_stored(&self, from: u64) -> Result<Option<VerifyReport>, StoreError> {
+        verify_pool(&self.readers, self.key.as_ref(), from)
+            .await
+            .map(Some)
+    }
+
+    async fn last_checkpoint(&self) -> Result<Option<(Checkpoint, bool)>, StoreError> {
+        let row: Option<(i64, String, i64, String)> = sqlx::query_as(
+            "SELECT seq, hash, time_ms, mac FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(StoreError::unavailable)?;
+        Ok(row.map(|(seq, hash, time_ms, mac)| {
+            let checkpoint = Checkpoint {
+                seq: u64::try_from(seq).unwrap_or(0),
+                hash,
+                time_ms: u64::try_from(time_ms).unwrap_or(0),
+                mac,
+            };
+            let valid = self.key.as_ref().is_some_and(|key| checkpoint.verify(key));
+            (checkpoint, valid)
+        }))
     }
 }
 

@@ -293,6 +293,50 @@ async fn flush_checkpoints_the_head() {
     }
 }
 
+/// Through the trait, a SQLite sink verifies itself with its own key (as `voxguard audit verify`
+/// does with the same key) and names its newest checkpoint; a JSON-lines sink declines both.
+#[tokio::test]
+async fn a_sink_verifies_itself_and_names_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let opened = open(Kind::Sqlite, &path, Durability::Normal, Some(key()), 2).await;
+    assert_eq!(opened.sink.last_checkpoint().await.unwrap(), None);
+    let mut records = Vec::new();
+    for i in 0..5 {
+        records.push(opened.sink.append(event(i)).await.unwrap());
+    }
+    let (checkpoint, valid) = opened.sink.last_checkpoint().await.unwrap().unwrap();
+    assert_eq!(checkpoint.seq, 4);
+    assert_eq!(checkpoint.hash, records[3].hash);
+    assert!(valid);
+    assert_eq!(opened.sink.verify_stored(1).await.unwrap(), Some(ok(5, 2)));
+    opened.close().await;
+    // The same file under another key: the checkpoint's signature is not valid, and the
+    // chain no longer verifies.
+    let other = AuditKey::from_bytes(vec![6u8; 32]).unwrap();
+    let reopened = open(Kind::Sqlite, &path, Durability::Normal, Some(other), 100).await;
+    let (_, valid) = reopened.sink.last_checkpoint().await.unwrap().unwrap();
+    assert!(!valid);
+    assert_eq!(
+        reopened.sink.verify_stored(1).await.unwrap(),
+        Some(broken(2, ChainProblem::CheckpointForged))
+    );
+    reopened.close().await;
+
+    let jsonl = open(
+        Kind::Jsonl,
+        &dir.path().join("audit.jsonl"),
+        Durability::Normal,
+        Some(key()),
+        2,
+    )
+    .await;
+    jsonl.sink.append(event(0)).await.unwrap();
+    assert_eq!(jsonl.sink.verify_stored(1).await.unwrap(), None);
+    assert_eq!(jsonl.sink.last_checkpoint().await.unwrap(), None);
+    jsonl.close().await;
+}
+
 /// A checkpoint carries the time of the record it checkpoints (stamped on the event by the
 /// runtime's clock), never a read of the wall clock: periodic checkpoints, a flush's checkpoint
 /// of a head stored by an earlier run, and one of a head written in the same group.

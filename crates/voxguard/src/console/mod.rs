@@ -6,16 +6,21 @@
 //! failures), its sessions (an
 //! opaque random id in an `HttpOnly`, `SameSite=Strict` cookie; the state kept server-side in
 //! the runtime's [`SessionStore`] under `console/<sha256 of the id>`, with idle and absolute
-//! timeouts read from the runtime's one clock), CSRF tokens on every POST form, and which role
-//! may open which page (the records permission table,
+//! timeouts read from the runtime's one clock), CSRF tokens on every POST form, the routing of
+//! every page, and which role may open which page (the records permission table,
 //! [`Roles::allows`](voxguard_guard::records::Roles::allows); denials audited as
-//! `access_denied`). It must not write markup (`pages.rs` does), change the emergency switch
-//! itself (`Admin::change` does, naming the operator in the audit event), or answer a change
-//! before it is on record.
+//! `access_denied`). The pages' own decisions live beside it: the overview in `overview`,
+//! records, export and subject deletion in `records`, the audit trail and its verification in
+//! `audit`. It must not write markup (`pages` does), change the emergency switch itself
+//! (`Admin::change` does, naming the operator in the audit event), read or delete records
+//! other than through [`Records`](crate::Records) (which audits each access), or answer a
+//! change before it is on record.
 
+mod audit;
+mod overview;
 mod pages;
+mod records;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +28,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use voxguard_guard::records::{operator_token_hash, Permission};
-use voxguard_guard::{audit::chain_hash, Clock, EmergencyState, Outcome};
+use voxguard_guard::{AnomalyRules, Clock, EmergencyState, Outcome};
 use voxguard_server::{
     Bytes, ConsoleReply, ConsoleRequest, ConsoleService, SecurityEvents, CONSOLE_PREFIX,
 };
@@ -33,7 +38,8 @@ use crate::admin::Admin;
 use crate::records::api::RecordsApi;
 use crate::records::Actor;
 use crate::RuntimeError;
-use pages::{AuditSummary, AuditView, Who};
+pub(crate) use overview::agent_view;
+use pages::{AgentView, Who};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "vg_console";
@@ -47,9 +53,6 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Default absolute timeout: a session ends 8 hours after sign-in, however busy.
 pub const DEFAULT_MAX: Duration = Duration::from_secs(8 * 60 * 60);
-
-/// The most audit records the overview reads (the oldest of the last 24 hours first).
-const OVERVIEW_CAP: u32 = 20_000;
 
 /// Longest tool list accepted on the emergency page.
 const MAX_TOOLS: usize = 64;
@@ -149,9 +152,17 @@ pub(crate) struct Console {
     sessions: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     timeouts: ConsoleTimeouts,
+    /// What the runtime serves, for the overview.
+    agents: Vec<AgentView>,
+    /// The runtime's anomaly rules, replayed over the overview's window.
+    anomaly_rules: AnomalyRules,
+    /// Held while "Verify now" runs: one verification of the whole trail at a time.
+    verifying: tokio::sync::Mutex<()>,
 }
 
 impl Console {
+    /// The console over the records API `api` (operators, permission table, audit), the
+    /// emergency switch's `admin`, and `sessions` (the runtime's session store).
     pub(crate) fn new(
         api: Arc<RecordsApi>,
         admin: Arc<Admin>,
@@ -165,7 +176,17 @@ impl Console {
             sessions,
             clock,
             timeouts,
+            agents: Vec::new(),
+            anomaly_rules: AnomalyRules::default(),
+            verifying: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Describe `agents` on the overview and replay `rules` over its window.
+    pub(crate) fn describing(mut self, agents: Vec<AgentView>, rules: AnomalyRules) -> Self {
+        self.agents = agents;
+        self.anomaly_rules = rules;
+        self
     }
 
     async fn route(&self, request: &ConsoleRequest) -> ConsoleReply {
@@ -186,18 +207,26 @@ impl Console {
             ("GET", "/overview") => self.overview(request).await,
             ("GET", "/emergency") => self.emergency_page(request).await,
             ("POST", "/emergency") => self.emergency_change(request).await,
-            (_, "" | "/" | "/login" | "/logout" | "/overview" | "/emergency") => page(
-                405,
-                pages::problem(
-                    None,
-                    "Method not allowed",
-                    "This address does not accept that HTTP method.",
-                ),
-            ),
-            _ => page(
-                404,
-                pages::problem(None, "Not found", "There is nothing at this address."),
-            ),
+            ("GET", "/records") => self.records_search(request).await,
+            ("POST", "/subjects/export") => self.subject_export(request).await,
+            ("POST", "/subjects/delete") => self.subject_delete(request).await,
+            ("GET", "/audit") => self.audit_trail(request).await,
+            ("POST", "/audit/verify") => self.audit_verify(request).await,
+            (method, path) => match (method, record_path(path)) {
+                ("GET", Some((id, false))) => self.record_page(request, id).await,
+                ("POST", Some((id, true))) => self.record_content(request, id).await,
+                (_, Some(_)) => not_allowed(),
+                (_, None) => match path {
+                    "" | "/" | "/login" | "/logout" | "/overview" | "/emergency" | "/records"
+                    | "/subjects/export" | "/subjects/delete" | "/audit" | "/audit/verify" => {
+                        not_allowed()
+                    }
+                    _ => page(
+                        404,
+                        pages::problem(None, "Not found", "There is nothing at this address."),
+                    ),
+                },
+            },
         }
     }
 
@@ -276,6 +305,8 @@ impl Console {
             role: &signed.operator.role,
             csrf: &signed.state.csrf,
             emergency: self.may(&signed.operator, Permission::EmergencySwitch),
+            records: self.may(&signed.operator, Permission::ListRecords),
+            audit: self.may(&signed.operator, Permission::ReadAudit),
         }
     }
 
@@ -484,30 +515,6 @@ impl Console {
         )
     }
 
-    async fn overview(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
-            Ok(signed) => signed,
-            Err(reply) => return reply,
-        };
-        let audit = if !self.may(&signed.operator, Permission::ReadAudit) {
-            AuditView::NotAllowed
-        } else {
-            let since = self.clock.now_ms().saturating_sub(24 * 60 * 60 * 1000);
-            match self
-                .api
-                .records
-                .audit_since(&self.actor(request, &signed.operator), since, OVERVIEW_CAP)
-                .await
-            {
-                Ok(None) => AuditView::Unreadable,
-                Ok(Some(records)) => AuditView::Summary(summarize(&records, OVERVIEW_CAP)),
-                Err(_) => return unavailable(),
-            }
-        };
-        let state = self.admin.emergency.state();
-        page(200, pages::overview(&self.who(&signed), &state, &audit))
-    }
-
     async fn emergency_page(&self, request: &ConsoleRequest) -> ConsoleReply {
         let signed = match self.require(request).await {
             Ok(signed) => signed,
@@ -611,38 +618,35 @@ impl ConsoleService for Console {
     }
 }
 
-/// Count refusals by reason and check each record's hash and link to the one before.
-fn summarize(records: &[voxguard_guard::AuditRecord], cap: u32) -> AuditSummary {
-    let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
-    let mut broken_at = None;
-    let mut previous: Option<&str> = None;
-    for record in records {
-        if broken_at.is_none() {
-            let linked = previous.is_none_or(|hash| hash == record.prev_hash);
-            if !linked || chain_hash(&record.prev_hash, record.seq, &record.event) != record.hash {
-                broken_at = Some(record.seq);
-            }
-        }
-        previous = Some(&record.hash);
-        if record.event.outcome == Some(Outcome::Refused) {
-            let reason = record
-                .event
-                .reason
-                .clone()
-                .unwrap_or_else(|| "unspecified".into());
-            *refusals.entry(reason).or_default() += 1;
-        }
+/// `/records/<id>` (`false`) or `/records/<id>/content` (`true`): the record id, as typed
+/// (the handlers check its shape).
+fn record_path(path: &str) -> Option<(&str, bool)> {
+    let rest = path.strip_prefix("/records/")?;
+    match rest.split_once('/') {
+        None if !rest.is_empty() => Some((rest, false)),
+        Some((id, "content")) if !id.is_empty() => Some((id, true)),
+        _ => None,
     }
-    AuditSummary {
-        records: records.len(),
-        capped: records.len() as u32 >= cap,
-        refusals,
-        broken_at,
-        span: records
-            .first()
-            .zip(records.last())
-            .map(|(a, b)| (a.seq, b.seq)),
-    }
+}
+
+/// The first value of query parameter `name`.
+fn query<'r>(request: &'r ConsoleRequest, name: &str) -> Option<&'r str> {
+    request
+        .query
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn not_allowed() -> ConsoleReply {
+    page(
+        405,
+        pages::problem(
+            None,
+            "Method not allowed",
+            "This address does not accept that HTTP method.",
+        ),
+    )
 }
 
 /// Tool names from the emergency form: comma-separated, trimmed, empty entries skipped.

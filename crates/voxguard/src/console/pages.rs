@@ -4,18 +4,83 @@
 //! who may see a page, read any store or clock, or carry a script: the console's
 //! Content-Security-Policy allows none.
 
+mod audit;
+mod records;
+
 use std::collections::BTreeMap;
 
 use maud::{html, Markup, DOCTYPE};
 use voxguard_guard::EmergencyState;
 
+pub(crate) use audit::{audit_trail, verified, AuditPage, AuditRow, Verdict};
+pub(crate) use records::{
+    deletion_report, record, search, RecordPage, RecordsPage, SearchForm, SubjectActions,
+};
+
 /// The signed-in operator, as the layout shows them.
 pub(crate) struct Who<'a> {
+    /// The operator's name.
     pub(crate) name: &'a str,
+    /// The operator's role.
     pub(crate) role: &'a str,
+    /// The session's CSRF token, put in every POST form.
     pub(crate) csrf: &'a str,
     /// Whether the role may use the emergency page (the navigation links it only then).
     pub(crate) emergency: bool,
+    /// Whether the role may list records (`list_records`).
+    pub(crate) records: bool,
+    /// Whether the role may read the audit trail (`read_audit`).
+    pub(crate) audit: bool,
+}
+
+/// One tool as the overview lists it.
+pub(crate) struct ToolView {
+    /// The tool's name.
+    pub(crate) name: String,
+    /// Needs a per-call function token.
+    pub(crate) secure: bool,
+    /// Covered by the emergency switch.
+    pub(crate) sensitive: bool,
+    /// Handles protected health information.
+    pub(crate) phi: bool,
+    /// Offered to the AI at the start of a call.
+    pub(crate) active: bool,
+    /// Session flags that must be set (`requires`).
+    pub(crate) requires: Vec<String>,
+    /// Caller roles, one of which is needed (`requires_role`).
+    pub(crate) roles: Vec<String>,
+    /// Two-step confirmation.
+    pub(crate) confirm: bool,
+    /// Per-caller limit on this tool: (calls, seconds).
+    pub(crate) rate_limit: Option<(u32, u64)>,
+}
+
+/// One agent as the overview lists it.
+pub(crate) struct AgentView {
+    /// The agent's name.
+    pub(crate) name: String,
+    /// The path it is served on.
+    pub(crate) route: String,
+    /// Served in front of another agent (gateway mode): its tools come from the upstream.
+    pub(crate) gateway: bool,
+    /// Per-caller limit over every tool: (calls, seconds).
+    pub(crate) caller_limit: Option<(u32, u64)>,
+    /// Limit over every caller and tool: (calls, seconds).
+    pub(crate) global_limit: Option<(u32, u64)>,
+    /// Its tools, in declaration order.
+    pub(crate) tools: Vec<ToolView>,
+}
+
+/// The newest signed checkpoint of the audit trail.
+pub(crate) struct CheckpointView {
+    /// The sequence number of the record it attests.
+    pub(crate) seq: u64,
+    /// When it was signed (unix milliseconds).
+    pub(crate) time_ms: u64,
+    /// The attested record's hash.
+    pub(crate) hash: String,
+    /// Whether its signature is valid under the runtime's audit key.
+    pub(crate) valid: bool,
 }
 
 /// What the overview shows of the audit trail of the last 24 hours.
@@ -31,6 +96,18 @@ pub(crate) struct AuditSummary {
     pub(crate) broken_at: Option<u64>,
     /// The first and last sequence numbers read.
     pub(crate) span: Option<(u64, u64)>,
+    /// `tool_called` events by outcome.
+    pub(crate) tool_calls: BTreeMap<String, u64>,
+    /// Distinct (agent, call id) pairs among the events an agent wrote.
+    pub(crate) calls: u64,
+    /// `lockout` events that locked a caller's verification (`verification_lockout`).
+    pub(crate) lockouts: u64,
+    /// `lockout` events refused because verification was already locked.
+    pub(crate) locked_attempts: u64,
+    /// Anomalies the runtime's rules find when the records read are replayed, by rule.
+    pub(crate) anomalies: BTreeMap<&'static str, u64>,
+    /// The newest signed checkpoint, if any.
+    pub(crate) checkpoint: Option<CheckpointView>,
 }
 
 /// The overview's audit section.
@@ -60,6 +137,12 @@ fn layout(title: &str, who: Option<&Who<'_>>, body: Markup) -> String {
                     @if let Some(who) = who {
                         nav aria-label="Console pages" {
                             a href="/console/overview" { "Overview" }
+                            @if who.records {
+                                a href="/console/records" { "Records" }
+                            }
+                            @if who.audit {
+                                a href="/console/audit" { "Audit trail" }
+                            }
                             @if who.emergency {
                                 a href="/console/emergency" { "Emergency switch" }
                             }
@@ -119,8 +202,166 @@ fn emergency_words(state: &EmergencyState) -> Markup {
     }
 }
 
+/// `ms` (unix milliseconds) as RFC 3339 UTC, to the second.
+pub(crate) fn utc_ms(ms: u64) -> String {
+    voxguard_guard::utc::rfc3339(ms / 1000)
+}
+
+/// "N per S s" of a rate limit.
+fn limit_words(limit: Option<(u32, u64)>) -> String {
+    match limit {
+        Some((max, secs)) => format!("{max} per {secs} s"),
+        None => "none".into(),
+    }
+}
+
+/// A tool's policies as a short list.
+fn policy_words(tool: &ToolView) -> Markup {
+    html! {
+        ul.plain {
+            @if tool.secure { li { "function token" } }
+            @if !tool.requires.is_empty() { li { "requires: " (tool.requires.join(", ")) } }
+            @if !tool.roles.is_empty() { li { "caller roles: " (tool.roles.join(", ")) } }
+            @if tool.confirm { li { "confirmation" } }
+            @if let Some(limit) = tool.rate_limit { li { "rate limit: " (limit_words(Some(limit))) " per caller" } }
+            @if tool.phi { li { "PHI" } }
+            @if !tool.active { li { "inactive at call start" } }
+        }
+    }
+}
+
+fn agents_section(agents: &[AgentView]) -> Markup {
+    html! {
+        section aria-labelledby="agents-h" {
+            h2 #agents-h { "Agents and tools" }
+            @if agents.is_empty() {
+                p { "No agents." }
+            }
+            @for agent in agents {
+                h3 { (agent.name) " " span.hint { "(route " code { (agent.route) } @if agent.gateway { ", gateway" } ")" } }
+                p.hint {
+                    "Limits: per caller " (limit_words(agent.caller_limit))
+                    ", all callers " (limit_words(agent.global_limit)) "."
+                }
+                @if agent.tools.is_empty() {
+                    p { "No tools." }
+                } @else {
+                    div.scroll {
+                        table {
+                            thead { tr {
+                                th scope="col" { "Tool" }
+                                th scope="col" { "Sensitive" }
+                                th scope="col" { "Policies" }
+                            } }
+                            tbody {
+                                @for tool in &agent.tools {
+                                    tr {
+                                        td { code { (tool.name) } }
+                                        td { @if tool.sensitive { strong { "sensitive" } } @else { "no" } }
+                                        td { (policy_words(tool)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn counts_table(caption: &str, rows: &[(String, u64)]) -> Markup {
+    html! {
+        table {
+            caption { (caption) }
+            thead { tr { th scope="col" { "What" } th scope="col" { "Count" } } }
+            tbody {
+                @for (what, count) in rows {
+                    tr { td { (what) } td { (count) } }
+                }
+            }
+        }
+    }
+}
+
+fn summary_section(summary: &AuditSummary) -> Markup {
+    let tool_calls: u64 = summary.tool_calls.values().sum();
+    let mut activity = vec![
+        ("Calls with audited activity".to_string(), summary.calls),
+        ("Tool calls".to_string(), tool_calls),
+    ];
+    for (outcome, count) in &summary.tool_calls {
+        activity.push((format!("Tool calls: {outcome}"), *count));
+    }
+    activity.push(("Verification lockouts".to_string(), summary.lockouts));
+    activity.push((
+        "Attempts refused while locked".to_string(),
+        summary.locked_attempts,
+    ));
+    let anomalies: Vec<(String, u64)> = summary
+        .anomalies
+        .iter()
+        .map(|(rule, count)| (rule.to_string(), *count))
+        .collect();
+    html! {
+        p {
+            @match summary.broken_at {
+                None => { "Chain: " strong { "intact" } " over the " (summary.records) " records read" }
+                Some(seq) => { "Chain: " strong.state-on { "BROKEN at record " (seq) } }
+            }
+            @if let Some((first, last)) = summary.span { " (records " (first) "–" (last) ")" }
+            "."
+        }
+        @match &summary.checkpoint {
+            None => p { "Last signed checkpoint: none (checkpoints are signed only with " code { "VOXGUARD_AUDIT_KEY" } ")." },
+            Some(checkpoint) => p {
+                "Last signed checkpoint: record " (checkpoint.seq) " at " (utc_ms(checkpoint.time_ms))
+                ", hash " code { (short_hash(&checkpoint.hash)) } ", signature "
+                @if checkpoint.valid { strong { "valid" } " under this runtime's key." }
+                @else { strong.state-on { "NOT valid" } " under this runtime's key." }
+            },
+        }
+        @if summary.capped {
+            p.hint { "Only the oldest records of the window were read: counts are lower bounds." }
+        }
+        p.hint { "Verify the whole chain and its checkpoints on the audit trail page, or with " code { "voxguard audit verify" } "." }
+        h3 { "Activity" }
+        (counts_table("Activity in the last 24 hours", &activity))
+        h3 { "Anomalies" }
+        @if anomalies.is_empty() {
+            p { "No anomalies." }
+        } @else {
+            (counts_table("Anomalies by rule", &anomalies))
+        }
+        p.hint { "The runtime's anomaly rules, replayed over the records read; an alert as it happened is a log line and the voxguard_anomalies_total metric." }
+        h3 { "Refusals by reason" }
+        @if summary.refusals.is_empty() {
+            p { "No refusals." }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Reason" } th scope="col" { "Count" } } }
+                tbody {
+                    @for (reason, count) in &summary.refusals {
+                        tr { td { (reason) } td { (count) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first 12 characters of a hash.
+pub(crate) fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 /// The overview.
-pub(crate) fn overview(who: &Who<'_>, emergency: &EmergencyState, audit: &AuditView) -> String {
+pub(crate) fn overview(
+    who: &Who<'_>,
+    emergency: &EmergencyState,
+    agents: &[AgentView],
+    audit: &AuditView,
+) -> String {
     layout(
         "Overview",
         Some(who),
@@ -130,38 +371,13 @@ pub(crate) fn overview(who: &Who<'_>, emergency: &EmergencyState, audit: &AuditV
                 h2 #emergency-h { "Emergency switch" }
                 p { (emergency_words(emergency)) }
             }
+            (agents_section(agents))
             section aria-labelledby="audit-h" {
                 h2 #audit-h { "Audit trail, last 24 hours" }
                 @match audit {
                     AuditView::NotAllowed => p.hint { "Your role does not include read_audit." },
                     AuditView::Unreadable => p.hint { "This runtime's audit trail cannot be read here (no SQLite or PostgreSQL trail). Use " code { "voxguard audit verify" } "." },
-                    AuditView::Summary(summary) => {
-                        p {
-                            @match summary.broken_at {
-                                None => { "Chain: " strong { "intact" } " over the " (summary.records) " records read" }
-                                Some(seq) => { "Chain: " strong.state-on { "BROKEN at record " (seq) } }
-                            }
-                            @if let Some((first, last)) = summary.span { " (records " (first) "–" (last) ")" }
-                            "."
-                        }
-                        @if summary.capped {
-                            p.hint { "Only the oldest records of the window were read: counts are lower bounds." }
-                        }
-                        p.hint { "The whole chain and its signed checkpoints are verified by " code { "voxguard audit verify" } "." }
-                        h2 { "Refusals by reason" }
-                        @if summary.refusals.is_empty() {
-                            p { "No refusals." }
-                        } @else {
-                            table {
-                                thead { tr { th scope="col" { "Reason" } th scope="col" { "Count" } } }
-                                tbody {
-                                    @for (reason, count) in &summary.refusals {
-                                        tr { td { (reason) } td { (count) } }
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    AuditView::Summary(summary) => (summary_section(summary)),
                 }
             }
         },

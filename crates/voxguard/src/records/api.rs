@@ -28,7 +28,8 @@ use voxguard_guard::{
 };
 use voxguard_server::{OperatorRequest, RecordsService, Reply, SecurityEvents};
 use voxguard_store::{
-    AttemptLimits, AttemptStore, Operator, OperatorStoreError, RecordFilter, Reservation,
+    AttemptLimits, AttemptStore, Operator, OperatorStoreError, RecordFilter, RecordMeta,
+    Reservation,
 };
 
 use super::{Actor, Records, RecordsError};
@@ -73,7 +74,7 @@ const LOGIN_CACHE_MS: u64 = 5 * 60 * 1000;
 const LOGIN_CACHE_SIZE: usize = 1024;
 
 /// The longest purpose accepted.
-const MAX_PURPOSE: usize = 200;
+pub(crate) const MAX_PURPOSE: usize = 200;
 
 /// The operator records API.
 pub(crate) struct RecordsApi {
@@ -464,11 +465,9 @@ impl RecordsApi {
         record: Option<&str>,
         subject: Option<&str>,
     ) -> Result<String, Reply> {
-        match request.query("purpose").map(str::trim) {
-            Some(purpose) if !purpose.is_empty() && purpose.chars().count() <= MAX_PURPOSE => {
-                Ok(purpose.to_string())
-            }
-            _ => Err(self
+        match request.query("purpose").and_then(valid_purpose) {
+            Some(purpose) => Ok(purpose.to_string()),
+            None => Err(self
                 .deny(
                     actor,
                     Refusal::new(
@@ -495,20 +494,10 @@ impl RecordsApi {
         };
         match self.records.list(actor, &filter).await {
             Ok(mut records) => {
-                let next = (records.len() as u32 == filter.limit.unwrap_or(100))
+                let next = (records.len() as u32 == filter.limit.unwrap_or(DEFAULT_PAGE))
                     .then(|| records.last().map(|m| m.id.clone()))
                     .flatten();
-                // Minimum necessary: a role that may not read content (auditor) sees each
-                // subject as the pseudonym the audit trail uses, never the patient id.
-                if !self
-                    .records
-                    .roles()
-                    .allows(&actor.role, Permission::ReadContent)
-                {
-                    for meta in &mut records {
-                        meta.subject = self.records.subject_ref(&meta.subject);
-                    }
-                }
+                mask_subjects(&self.records, &actor.role, &mut records);
                 Reply::ok(json!({ "records": records, "next": next }))
             }
             Err(error) => failure(error),
@@ -583,14 +572,7 @@ impl RecordsApi {
             Err(reply) => return reply,
         };
         match self.records.export_subject(actor, subject, &purpose).await {
-            Ok(records) => Reply::ok(json!({
-                "subject": subject,
-                "exported_at": self.clock.now_unix(),
-                "records": records
-                    .into_iter()
-                    .map(|(meta, content)| json!({ "record": meta, "content": content }))
-                    .collect::<Vec<_>>(),
-            })),
+            Ok(records) => Reply::ok(subject_export(subject, self.clock.now_unix(), records)),
             Err(error) => failure(error),
         }
     }
@@ -739,49 +721,59 @@ impl RecordsService for RecordsApi {
 
 /// The query of `GET /records`.
 fn filter_from(request: &OperatorRequest) -> Result<RecordFilter, Refusal> {
-    let bad = |what: &str| {
+    record_filter(|name| request.query(name).map(str::to_string)).map_err(|what| {
         Refusal::new(
             Reason::InvalidQuery,
             format!("The query parameter {what} is not valid."),
         )
-    };
-    let time = |name: &str| -> Result<Option<u64>, Refusal> {
-        request
-            .query(name)
-            .map(|v| v.parse::<u64>().map_err(|_| bad(name)))
+    })
+}
+
+/// The default page size of a records listing.
+pub(crate) const DEFAULT_PAGE: u32 = 100;
+
+/// A records listing's filter from its parameters, read through `lookup` (`subject`, `call_id`,
+/// `kind`, `from` and `to` as unix seconds, `limit` 1–1000 with [`DEFAULT_PAGE`] by default,
+/// `after`): the one validation the records API and the security console share. `Err` names
+/// the first parameter that is not valid.
+pub(crate) fn record_filter(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<RecordFilter, &'static str> {
+    let time = |name: &'static str| -> Result<Option<u64>, &'static str> {
+        lookup(name)
+            .map(|v| v.parse::<u64>().map_err(|_| name))
             .transpose()
     };
-    let subject = request.query("subject").map(str::to_string);
+    let subject = lookup("subject");
     if subject.as_deref().is_some_and(|s| !super::valid_subject(s)) {
-        return Err(bad("subject"));
+        return Err("subject");
     }
-    let kind = request.query("kind").map(str::to_string);
+    let kind = lookup("kind");
     if kind
         .as_deref()
         .is_some_and(|k| super::RecordKind::parse(k).is_none())
     {
-        return Err(bad("kind"));
+        return Err("kind");
     }
-    let call_id = request.query("call_id").map(str::to_string);
+    let call_id = lookup("call_id");
     if call_id
         .as_deref()
         .is_some_and(|c| c.is_empty() || c.len() > 128)
     {
-        return Err(bad("call_id"));
+        return Err("call_id");
     }
-    let limit = request
-        .query("limit")
+    let limit = lookup("limit")
         .map(|v| {
             v.parse::<u32>()
                 .ok()
                 .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| bad("limit"))
+                .ok_or("limit")
         })
         .transpose()?
-        .or(Some(100));
-    let after = request.query("after").map(str::to_string);
+        .or(Some(DEFAULT_PAGE));
+    let after = lookup("after");
     if after.as_deref().is_some_and(|a| a.len() > 64) {
-        return Err(bad("after"));
+        return Err("after");
     }
     Ok(RecordFilter {
         subject,
@@ -793,6 +785,41 @@ fn filter_from(request: &OperatorRequest) -> Result<RecordFilter, Refusal> {
         after,
         live_at: None,
     })
+}
+
+/// The document of a data-subject export (the records API's answer and the console's
+/// download): the subject, when it was exported, and every record with its content.
+pub(crate) fn subject_export(
+    subject: &str,
+    exported_at: u64,
+    records: Vec<(RecordMeta, Value)>,
+) -> Value {
+    json!({
+        "subject": subject,
+        "exported_at": exported_at,
+        "records": records
+            .into_iter()
+            .map(|(meta, content)| json!({ "record": meta, "content": content }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// Minimum necessary: for a role that may not read content (auditor), each subject of a
+/// listing becomes the pseudonym the audit trail uses, never the patient id (the records API's
+/// listing and the console's record pages).
+pub(crate) fn mask_subjects(records: &Records, role: &str, metas: &mut [RecordMeta]) {
+    if !records.roles().allows(role, Permission::ReadContent) {
+        for meta in metas {
+            meta.subject = records.subject_ref(&meta.subject);
+        }
+    }
+}
+
+/// The purpose an operator gave for reading content, trimmed, if it is usable: 1 to
+/// [`MAX_PURPOSE`] characters (the records API's `?purpose=` and the console's purpose field).
+pub(crate) fn valid_purpose(text: &str) -> Option<&str> {
+    let purpose = text.trim();
+    (!purpose.is_empty() && purpose.chars().count() <= MAX_PURPOSE).then_some(purpose)
 }
 
 /// A records failure as the operator sees it: never content, SQL or a subject id.

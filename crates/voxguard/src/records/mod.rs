@@ -8,17 +8,19 @@
 //! records, backups included, becomes unreadable (crypto-shredding).
 //!
 //! This module owns the records service ([`Records`]) shared by the runtime (summaries,
-//! transcripts, tool logs), the operator API (`api`) and the CLI: storing, listing, reading,
-//! exporting, deleting, the retention purge and key rotation, each access written to the audit
-//! trail with the operator, role, record, masked subject and purpose. It must not decide who may
-//! do what (the API checks roles; the CLI is the local administrator), must not hold a record's
-//! plaintext longer than a call (it is zeroized), and never writes a subject id, a transcript
-//! phrase or a key to a log line or an audit event.
+//! transcripts, tool logs), the operator API (`api`), the security console and the CLI:
+//! storing, listing, reading, exporting, deleting, the retention purge and key rotation, each
+//! access written to the audit trail with the operator, role, record, masked subject and
+//! purpose (reading the trail itself is in `trail`). It must not decide who may do what (the
+//! API and the console check roles; the CLI is the local administrator), must not hold a
+//! record's plaintext longer than a call (it is zeroized), and never writes a subject id, a
+//! transcript phrase or a key to a log line or an audit event.
 
 pub(crate) mod api;
 pub mod compliance;
 mod kind;
 mod operators;
+mod trail;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use crate::audit::Auditor;
 pub use compliance::{Compliance, ComplianceError};
 pub use kind::{RecordKind, Retention, RetentionError};
 pub use operators::{OperatorProblem, ADMIN_ROLE};
+pub(crate) use trail::TrailReader;
 
 /// A store that keeps both conversation records and operator accounts (the SQLite records
 /// database does both).
@@ -826,6 +829,20 @@ impl Records {
         Ok((record.meta, content))
     }
 
+    /// One record's metadata, no content (the security console's record page), audited as
+    /// `record_accessed` with function `metadata`, the record and its masked subject; no
+    /// purpose is needed, as for [`list`](Self::list).
+    pub async fn describe(&self, actor: &Actor, id: &str) -> Result<RecordMeta, RecordsError> {
+        let record = self.fetch(id).await?;
+        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
+        event.record = Some(record.meta.id.clone());
+        event.subject = Some(self.subject_ref(&record.meta.subject));
+        event.call_id = Some(record.meta.call_id.clone());
+        event.function = Some("metadata".into());
+        self.write(event).await?;
+        Ok(record.meta)
+    }
+
     /// The metadata of every record of `subject`, all pages.
     async fn subject_records(&self, subject: &str) -> Result<Vec<RecordMeta>, RecordsError> {
         let mut all = Vec::new();
@@ -904,91 +921,6 @@ impl Records {
         event.arguments = Some(json!({ "records": out.len() }));
         self.write(event).await?;
         Ok(out)
-    }
-
-    /// Up to `limit` audit records from sequence number `from` (the auditor's view of the
-    /// trail), itself audited as `record_accessed` with function `audit_trail`. `Ok(None)` when
-    /// the trail cannot be read back (no sink, or a JSON-lines file).
-    pub async fn audit_page(
-        &self,
-        actor: &Actor,
-        from: u64,
-        limit: u32,
-    ) -> Result<Option<Vec<voxguard_guard::AuditRecord>>, RecordsError> {
-        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
-        event.function = Some("audit_trail".into());
-        event.arguments = Some(json!({ "from": from, "limit": limit }));
-        self.write(event).await?;
-        let Some(sink) = self.inner.auditor.sink() else {
-            return Ok(None);
-        };
-        Ok(sink.read_page(from, limit).await?)
-    }
-
-    /// The audit records written at or after `since_ms` (unix milliseconds), at most `cap` of
-    /// them (the oldest first), for the security console's overview; itself audited as
-    /// `record_accessed` with function `console_overview`. The first such record is found by
-    /// a binary search on the sequence numbers (O(log n) small reads), not by reading the trail.
-    /// `Ok(None)` when the trail cannot be read back (no sink, or a JSON-lines file).
-    pub(crate) async fn audit_since(
-        &self,
-        actor: &Actor,
-        since_ms: u64,
-        cap: u32,
-    ) -> Result<Option<Vec<voxguard_guard::AuditRecord>>, RecordsError> {
-        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
-        event.function = Some("console_overview".into());
-        event.arguments = Some(json!({ "since_ms": since_ms }));
-        self.write(event).await?;
-        let Some(sink) = self.inner.auditor.sink() else {
-            return Ok(None);
-        };
-        let time_at = |seq: u64| {
-            let sink = sink.clone();
-            async move {
-                Ok::<_, RecordsError>(
-                    sink.read_page(seq, 1)
-                        .await?
-                        .and_then(|page| page.into_iter().next())
-                        .map(|record| record.event.time_ms),
-                )
-            }
-        };
-        if time_at(1).await?.is_none() {
-            return Ok(Some(Vec::new()));
-        }
-        // The end of the trail: the first power of two past it.
-        let mut high = 1u64;
-        while time_at(high).await?.is_some() {
-            high = high.saturating_mul(2);
-        }
-        // The first sequence number whose time is at or after `since_ms` (times grow with seq).
-        let mut low = 1u64;
-        while low < high {
-            let mid = low + (high - low) / 2;
-            match time_at(mid).await? {
-                Some(time) if time < since_ms => low = mid + 1,
-                _ => high = mid,
-            }
-        }
-        let mut out = Vec::new();
-        let mut from = low;
-        while (out.len() as u32) < cap {
-            let want = (cap - out.len() as u32).min(1000);
-            let Some(page) = sink.read_page(from, want).await? else {
-                break;
-            };
-            let Some(last) = page.last() else {
-                break;
-            };
-            from = last.seq + 1;
-            let short = (page.len() as u32) < want;
-            out.extend(page);
-            if short {
-                break;
-            }
-        }
-        Ok(Some(out))
     }
 
     /// Delete one record, audited as `record_deleted` — before the deletion, so that nothing is

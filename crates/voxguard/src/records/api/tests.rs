@@ -312,3 +312,41 @@ async fn an_auditor_lists_subjects_as_pseudonyms_and_a_supervisor_sees_them() {
     let listed = h.send(&supervisor, "GET", "", &[]).await;
     assert_eq!(listed.body["records"][0]["subject"], "pat_001");
 }
+
+#[test]
+fn the_shared_filter_and_purpose_rules() {
+    let lookup = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    };
+    let filter = record_filter(lookup(&[
+        ("subject", "pat_001"),
+        ("kind", "transcript"),
+        ("from", "10"),
+        ("to", "20"),
+    ]))
+    .expect("valid");
+    assert_eq!(filter.subject.as_deref(), Some("pat_001"));
+    assert_eq!((filter.from, filter.to), (Some(10), Some(20)));
+    assert_eq!(filter.limit, Some(DEFAULT_PAGE));
+    for (pairs, bad) in [
+        (&[("subject", "")][..], "subject"),
+        (&[("kind", "voicemail")][..], "kind"),
+        (&[("call_id", "")][..], "call_id"),
+        (&[("from", "-1")][..], "from"),
+        (&[("to", "tomorrow")][..], "to"),
+        (&[("limit", "0")][..], "limit"),
+        (&[("limit", "1001")][..], "limit"),
+    ] {
+        let pairs: &'static [(&'static str, &'static str)] = pairs;
+        assert_eq!(record_filter(lookup(pairs)).unwrap_err(), bad);
+    }
+    assert_eq!(valid_purpose("  audit  "), Some("audit"));
+    assert_eq!(valid_purpose("   "), None);
+    assert_eq!(valid_purpose(&"é".repeat(200)).map(str::len), Some(400));
+    assert_eq!(valid_purpose(&"é".repeat(201)), None);
+}
