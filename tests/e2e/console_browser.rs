@@ -256,7 +256,8 @@ impl Browser {
         self.shows("/console/overview", "Overview").await;
     }
 
-    /// Screenshots of the page shown now at both widths, named `<name>-desktop.png` and
+    /// Screenshots of the page shown now at both widths (1280 px with an 800 px viewport, 390 px
+    /// with 844), each as long as the page up to three screens, named `<name>-desktop.png` and
     /// `<name>-phone.png`; at each width nothing may overflow sideways.
     async fn shoot(&self, name: &str) {
         for (label, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
@@ -276,6 +277,18 @@ impl Browser {
                 scroll <= inner,
                 "{name} at {label} width ({inner} px) overflows sideways to {scroll} px"
             );
+            // The whole page (up to three screens) at this width, for the docs.
+            let tall = self
+                .client
+                .execute("return document.documentElement.scrollHeight;", vec![])
+                .await
+                .expect("measure")
+                .as_u64()
+                .and_then(|h| u32::try_from(h).ok())
+                .unwrap_or(height);
+            if tall > height {
+                self.viewport(width, tall.min(3 * height)).await;
+            }
             let png = self.client.screenshot().await.expect("screenshot");
             assert!(png.starts_with(b"\x89PNG"), "a PNG");
             std::fs::write(self.shots.join(format!("{name}-{label}.png")), png)
@@ -495,5 +508,77 @@ async fn an_idle_session_expires_in_the_browser() {
     desk.clock.advance(Duration::from_secs(15 * 60));
     browser.open(&desk, "/console/overview").await;
     browser.shows("/console/login", "Sign in").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcript_read_for_a_purpose_appears_on_the_audit_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = browser("a_transcript_read_for_a_purpose_appears_on_the_audit_page").await
+    else {
+        return;
+    };
+    const PHRASE: &str = "the blue heron entrance";
+    const PURPOSE: &str = "billing dispute 42";
+    let desk = desk().await;
+    let id = desk
+        .kit
+        .records
+        .store(
+            "desk",
+            "call-7",
+            Some("patient-7"),
+            voxguard::RecordKind::Transcript,
+            &json!({ "text": format!("Caller: I am at {PHRASE}.") }),
+        )
+        .await
+        .expect("record stored")
+        .id;
+    let supervisor = desk.kit.password("sue", "supervisor").await;
+    let auditor = desk.kit.password("ann", "auditor").await;
+
+    browser.sign_in(&desk, "sue", &supervisor).await;
+    browser.click("header nav a[href='/console/records']").await;
+    browser.shows("/console/records", "Search").await;
+    browser.type_into("#subject", "patient-7").await;
+    browser.click("main form button[type=submit]").await;
+    browser.shows("/console/records", &id).await;
+    browser.shoot("records").await;
+    browser
+        .click(&format!("main a[href='/console/records/{id}']"))
+        .await;
+    browser
+        .shows(&format!("/console/records/{id}"), "Read the content")
+        .await;
+    assert!(
+        !browser.text("main").await.contains(PHRASE),
+        "no content before a purpose"
+    );
+    browser.shoot("record").await;
+    browser.type_into("#purpose", PURPOSE).await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .shows(&format!("/console/records/{id}/content"), PHRASE)
+        .await;
+    browser.shoot("record-content").await;
+    browser.click("header form button").await;
+    browser.shows("/console/login", "Sign in").await;
+
+    // The auditor finds the read, its reader and its purpose on the audit page.
+    browser.sign_in(&desk, "ann", &auditor).await;
+    browser.click("header nav a[href='/console/audit']").await;
+    browser.shows("/console/audit", "Verify now").await;
+    let trail = browser.text("main").await;
+    assert!(trail.contains(PURPOSE), "{trail}");
+    assert!(trail.contains(&id), "{trail}");
+    assert!(trail.contains("sue (supervisor)"), "{trail}");
+    browser.shoot("audit").await;
+    browser
+        .click("main form[action='/console/audit/verify'] button")
+        .await;
+    browser
+        .shows("/console/audit/verify", "records verified")
+        .await;
+    browser.shoot("audit-verify").await;
     browser.close().await;
 }
