@@ -21,24 +21,26 @@ use voxguard::guard::{AuditEvent, ManualClock};
 use voxguard::prelude::*;
 use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const START: u64 = 1_700_000_000;
+/// The console's Content-Security-Policy: scripts (the live page's one file) and the event
+/// stream from the console itself only, never inline.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const START: u64 = 1_700_000_000;
 
 /// A runtime with records (so the console is on), one ordinary tool (`hours`) and one
 /// sensitive tool (`wire`), its clock in the test's hand.
-struct Desk {
-    server: Arc<TestServer>,
-    kit: RecordsKit,
-    clock: Arc<ManualClock>,
-    wire: Counter,
+pub(crate) struct Desk {
+    pub(crate) server: Arc<TestServer>,
+    pub(crate) kit: RecordsKit,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) wire: Counter,
 }
 
-async fn desk() -> Desk {
+pub(crate) async fn desk() -> Desk {
     desk_with(|_| {}).await
 }
 
 /// [`desk`] with `tweak` applied to the server configuration (TLS).
-async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> Desk {
+pub(crate) async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> Desk {
     let kit = RecordsKit::new().await;
     let clock = Arc::new(ManualClock::new(START));
     let sessions = Arc::new(
@@ -79,7 +81,7 @@ async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> D
 }
 
 /// A browser: keeps cookies, follows no redirect.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -87,21 +89,21 @@ fn browser() -> reqwest::Client {
         .expect("client")
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get("location")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     }
 
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         self.headers["x-request-id"]
             .to_str()
             .expect("ascii")
@@ -109,14 +111,14 @@ impl Page {
     }
 
     /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = "name=\"csrf\" value=\"";
         let start = self.body.find(marker).expect("a csrf field") + marker.len();
         let end = self.body[start..].find('"').expect("closing quote") + start;
         self.body[start..end].to_string()
     }
 
-    fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.headers
             .get_all("set-cookie")
             .iter()
@@ -125,7 +127,7 @@ impl Page {
     }
 }
 
-async fn page(response: reqwest::Response) -> Page {
+pub(crate) async fn page(response: reqwest::Response) -> Page {
     Page {
         status: response.status(),
         headers: response.headers().clone(),
@@ -133,11 +135,11 @@ async fn page(response: reqwest::Response) -> Page {
     }
 }
 
-async fn get(client: &reqwest::Client, desk: &Desk, path: &str) -> Page {
+pub(crate) async fn get(client: &reqwest::Client, desk: &Desk, path: &str) -> Page {
     page(client.get(desk.server.url(path)).send().await.expect("GET")).await
 }
 
-async fn post(client: &reqwest::Client, desk: &Desk, path: &str, form: &[(&str, &str)]) -> Page {
+pub(crate) async fn post(client: &reqwest::Client, desk: &Desk, path: &str, form: &[(&str, &str)]) -> Page {
     page(
         client
             .post(desk.server.url(path))
@@ -150,7 +152,7 @@ async fn post(client: &reqwest::Client, desk: &Desk, path: &str, form: &[(&str, 
 }
 
 /// Open the sign-in page and send `name` and `password` with its token.
-async fn sign_in(client: &reqwest::Client, desk: &Desk, name: &str, password: &str) -> Page {
+pub(crate) async fn sign_in(client: &reqwest::Client, desk: &Desk, name: &str, password: &str) -> Page {
     let form = get(client, desk, "/console/login").await;
     assert_eq!(form.status, StatusCode::OK);
     let csrf = form.csrf();
@@ -164,7 +166,7 @@ async fn sign_in(client: &reqwest::Client, desk: &Desk, name: &str, password: &s
 }
 
 /// A signed-in browser for a new operator `name` with `role`.
-async fn operator(desk: &Desk, name: &str, role: &str) -> reqwest::Client {
+pub(crate) async fn operator(desk: &Desk, name: &str, role: &str) -> reqwest::Client {
     let password = desk.kit.password(name, role).await;
     let client = browser();
     let signed = sign_in(&client, desk, name, &password).await;
@@ -173,7 +175,7 @@ async fn operator(desk: &Desk, name: &str, role: &str) -> reqwest::Client {
     client
 }
 
-async fn events(desk: &Desk) -> Vec<AuditEvent> {
+pub(crate) async fn events(desk: &Desk) -> Vec<AuditEvent> {
     desk.kit
         .trail()
         .await
@@ -183,7 +185,7 @@ async fn events(desk: &Desk) -> Vec<AuditEvent> {
 }
 
 /// Switch the emergency switch from `client`'s emergency page, through the confirmation.
-async fn switch(client: &reqwest::Client, desk: &Desk, action: &str, tools: &str) -> Page {
+pub(crate) async fn switch(client: &reqwest::Client, desk: &Desk, action: &str, tools: &str) -> Page {
     let form = get(client, desk, "/console/emergency").await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
     let csrf = form.csrf();

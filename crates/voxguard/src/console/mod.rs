@@ -230,6 +230,7 @@ impl Console {
                 content_type: "text/css; charset=utf-8",
                 body: Bytes::from_static(CSS.as_bytes()),
                 headers: Vec::new(),
+                stream: None,
             },
             ("GET", "" | "/") => match self.signed_in(request).await {
                 Ok(Some(_)) => redirect("/console/overview", Vec::new()),
@@ -776,6 +777,7 @@ fn page(status: u16, html: String) -> ConsoleReply {
         content_type: HTML,
         body: Bytes::from(html),
         headers: Vec::new(),
+        stream: None,
     }
 }
 
