@@ -115,6 +115,8 @@ pub(crate) struct SharedState {
     pub(crate) metrics: Metrics,
     /// Every path the router answers, for bounded metric labels.
     pub(crate) known_paths: Arc<std::collections::HashSet<String>>,
+    /// Becomes `true` when shutdown starts (streamed answers end then).
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Build the router serving `shared.agents`.
@@ -627,8 +629,14 @@ async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
             // The first bytes, then each chunk as it comes; the headers below (and the
             // security headers of `response_policy`) are sent before any of it.
             let first = futures_util::stream::iter((!answer.body.is_empty()).then_some(answer.body));
+            // A stream ends at shutdown, so that it does not hold the graceful shutdown open.
+            let mut stopping = shared.stopping.clone();
+            let stopped = async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            };
             let chunks = first
                 .chain(stream.0)
+                .take_until(stopped)
                 .map(Ok::<_, std::convert::Infallible>);
             (status, Body::from_stream(chunks)).into_response()
         }
