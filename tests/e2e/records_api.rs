@@ -1659,7 +1659,12 @@ async fn an_admin_resets_a_token_or_a_password_and_the_old_one_stops_working() {
     );
     let refused =
         operator_request(&server, Method::GET, "/records", Auth::Bearer(&old), None).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{:?}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
     assert_eq!(refused.body["error"], "operator_auth_invalid");
     let works = operator_request(&server, Method::GET, "/records", Auth::Bearer(&new), None).await;
     assert_eq!(works.status, StatusCode::OK, "{:?}", works.body);
@@ -1709,7 +1714,12 @@ async fn an_admin_resets_a_token_or_a_password_and_the_old_one_stops_working() {
         None,
     )
     .await;
-    assert_eq!(new_password.status, StatusCode::OK, "{:?}", new_password.body);
+    assert_eq!(
+        new_password.status,
+        StatusCode::OK,
+        "{:?}",
+        new_password.body
+    );
     let trail = kit.trail_text().await;
     for secret in [&old, &new, &first, &second] {
         assert!(!trail.contains(secret.as_str()), "a secret in the trail");
@@ -1767,7 +1777,13 @@ async fn an_admin_resets_a_token_or_a_password_and_the_old_one_stops_working() {
 
     // An admin cannot remove their own account, even with another admin present.
     kit.token("eve.admin", "admin").await;
-    let reply = send(&server, admin, Method::DELETE, "/records/operators/adam.admin").await;
+    let reply = send(
+        &server,
+        admin,
+        Method::DELETE,
+        "/records/operators/adam.admin",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
     assert_eq!(reply.body["error"], "operator_conflict");
     assert!(

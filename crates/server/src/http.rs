@@ -628,7 +628,8 @@ async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
             use futures_util::StreamExt;
             // The first bytes, then each chunk as it comes; the headers below (and the
             // security headers of `response_policy`) are sent before any of it.
-            let first = futures_util::stream::iter((!answer.body.is_empty()).then_some(answer.body));
+            let first =
+                futures_util::stream::iter((!answer.body.is_empty()).then_some(answer.body));
             // A stream ends at shutdown, so that it does not hold the graceful shutdown open.
             let mut stopping = shared.stopping.clone();
             let stopped = async move {

@@ -556,7 +556,12 @@ impl OperatorStore for PgRecordStore {
         } else {
             "UPDATE operators SET token_hash = $1 WHERE name = $2"
         };
-        match sqlx::query(sql).bind(hash).bind(name).execute(self.pool()).await {
+        match sqlx::query(sql)
+            .bind(hash)
+            .bind(name)
+            .execute(self.pool())
+            .await
+        {
             Ok(done) => Ok(done.rows_affected() > 0),
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 Err(OperatorStoreError::TokenInUse)

@@ -699,7 +699,12 @@ impl OperatorStore for SqliteRecordStore {
         } else {
             "UPDATE operators SET token_hash = ? WHERE name = ?"
         };
-        match sqlx::query(sql).bind(hash).bind(name).execute(&self.pool).await {
+        match sqlx::query(sql)
+            .bind(hash)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+        {
             Ok(done) => Ok(done.rows_affected() > 0),
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 Err(OperatorStoreError::TokenInUse)

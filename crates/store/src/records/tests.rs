@@ -944,7 +944,13 @@ async fn an_operator_secret_is_replaced_alone() {
             .unwrap_err();
         assert!(matches!(err, OperatorStoreError::TokenInUse), "{err:?}");
         assert_eq!(
-            store.operator("alice").await.unwrap().unwrap().token_hash.as_deref(),
+            store
+                .operator("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .token_hash
+                .as_deref(),
             Some("cc33")
         );
         assert!(!store
