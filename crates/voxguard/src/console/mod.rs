@@ -8,10 +8,13 @@
 //! timeouts read from the runtime's one clock), CSRF tokens on every POST form, the per-user
 //! sign-in limit, and which role may open which page (the records permission table,
 //! [`Roles::allows`](voxguard_guard::records::Roles::allows); denials audited as
-//! `access_denied`). It must not write markup (`pages.rs` does), change the emergency switch
+//! `access_denied`). The operators page lives in `operators.rs`, the live security events in
+//! `live.rs`. It must not write markup (`pages.rs` does), change the emergency switch
 //! itself (`Admin::change` does, naming the operator in the audit event), or answer a change
 //! before it is on record.
 
+mod live;
+mod operators;
 mod pages;
 
 use std::collections::BTreeMap;
@@ -159,6 +162,8 @@ pub(crate) struct Console {
     /// Operator names (by hash) whose failed sign-ins went over [`SIGN_INS_PER_USER`], and
     /// until when (runtime clock, seconds): refused before any password check.
     locked: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// The live event streams open now, per operator and in all.
+    streams: Arc<live::Streams>,
 }
 
 /// The most operator names kept locked at once (each needs [`SIGN_INS_PER_USER`] failures
@@ -187,6 +192,7 @@ impl Console {
             timeouts,
             per_user,
             locked: Default::default(),
+            streams: Default::default(),
         }
     }
 
@@ -232,6 +238,11 @@ impl Console {
                 headers: Vec::new(),
                 stream: None,
             },
+            ("GET", "/static/live.js") => live::script(),
+            (_, path) if path == "/operators" || path.starts_with("/operators/") => {
+                self.operators(request).await
+            }
+            (_, path) if path == "/live" || path.starts_with("/live/") => self.live(request).await,
             ("GET", "" | "/") => match self.signed_in(request).await {
                 Ok(Some(_)) => redirect("/console/overview", Vec::new()),
                 _ => redirect("/console/login", Vec::new()),
@@ -257,49 +268,31 @@ impl Console {
         }
     }
 
-    /// The session behind the request's cookie, if it is live; an expired or orphaned one is
-    /// deleted. `Err` when the store failed.
+    /// The session behind the request's cookie, if it is live (the request renews its idle
+    /// timeout); an expired or orphaned one is deleted. `Err` when the store failed.
     async fn signed_in(&self, request: &ConsoleRequest) -> Result<Option<Signed>, ConsoleReply> {
+        self.session(request, true).await
+    }
+
+    /// [`signed_in`](Self::signed_in), renewing the idle timeout only when `renew`.
+    async fn session(
+        &self,
+        request: &ConsoleRequest,
+        renew: bool,
+    ) -> Result<Option<Signed>, ConsoleReply> {
         let Some(id) = request.cookie(SESSION_COOKIE).filter(|id| valid_id(id)) else {
             return Ok(None);
         };
-        let scope = scope_of(id);
-        let now = self.clock.now_unix();
-        let stored = self
-            .sessions
-            .get(&scope, SESSION_KEY, now)
-            .await
-            .map_err(|_| unavailable())?;
-        let Some(state) = stored.and_then(|v| serde_json::from_value::<SessionState>(v).ok())
-        else {
-            return Ok(None);
-        };
-        let idle_end = state.seen.saturating_add(self.timeouts.idle.as_secs());
-        let max_end = state.created.saturating_add(self.timeouts.max.as_secs());
-        if now >= idle_end || now >= max_end {
-            let _ = self.sessions.clear(&scope).await;
-            return Ok(None);
-        }
-        let operator = self
-            .api
-            .records
-            .backend()
-            .operator(&state.operator)
-            .await
-            .map_err(|_| unavailable())?;
-        let Some(operator) = operator.filter(|operator| account_of(operator) == state.account)
-        else {
-            // Removed, re-added under the same name, or its password changed: the session
-            // belonged to an account that no longer exists as it was.
-            let _ = self.sessions.clear(&scope).await;
-            return Ok(None);
-        };
-        let state = SessionState { seen: now, ..state };
-        self.sessions
-            .set(&scope, SESSION_KEY, &json!(state), now)
-            .await
-            .map_err(|_| unavailable())?;
-        Ok(Some(Signed { state, operator }))
+        check_session(
+            &*self.sessions,
+            &self.api.records,
+            self.clock.now_unix(),
+            self.timeouts,
+            &scope_of(id),
+            renew,
+        )
+        .await
+        .map_err(|()| unavailable())
     }
 
     /// The signed-in session, or the redirect to the sign-in page.
@@ -332,6 +325,8 @@ impl Console {
             role: &signed.operator.role,
             csrf: &signed.state.csrf,
             emergency: self.may(&signed.operator, Permission::EmergencySwitch),
+            operators: self.may(&signed.operator, Permission::ManageOperators),
+            live: self.may(&signed.operator, Permission::ReadAudit),
         }
     }
 
@@ -678,6 +673,60 @@ impl ConsoleService for Console {
     }
 }
 
+/// **Where a console session is checked.** The session stored under `scope`, if it is live,
+/// with its operator as the operator store has them now: an expired session, or one whose
+/// operator was removed, re-added under the same name or given a new password (see
+/// [`SessionState::account`]), is deleted and `None`. `renew` counts this as a request of the
+/// session (its idle timeout starts again from `now`). `Err` when a store failed.
+async fn check_session(
+    sessions: &dyn SessionStore,
+    records: &crate::records::Records,
+    now: u64,
+    timeouts: ConsoleTimeouts,
+    scope: &str,
+    renew: bool,
+) -> Result<Option<Signed>, ()> {
+    let stored = sessions
+        .get(scope, SESSION_KEY, now)
+        .await
+        .map_err(|_| ())?;
+    let Some(state) = stored.and_then(|v| serde_json::from_value::<SessionState>(v).ok()) else {
+        return Ok(None);
+    };
+    if now >= session_end(&state, timeouts) {
+        let _ = sessions.clear(scope).await;
+        return Ok(None);
+    }
+    let operator = records
+        .backend()
+        .operator(&state.operator)
+        .await
+        .map_err(|_| ())?;
+    let Some(operator) = operator.filter(|operator| account_of(operator) == state.account) else {
+        // Removed, re-added under the same name, or its password changed: the session
+        // belonged to an account that no longer exists as it was.
+        let _ = sessions.clear(scope).await;
+        return Ok(None);
+    };
+    if !renew {
+        return Ok(Some(Signed { state, operator }));
+    }
+    let state = SessionState { seen: now, ..state };
+    sessions
+        .set(scope, SESSION_KEY, &json!(state), now)
+        .await
+        .map_err(|_| ())?;
+    Ok(Some(Signed { state, operator }))
+}
+
+/// When the session ends unless another request renews it (runtime clock, unix seconds): the
+/// earlier of its idle and absolute ends.
+fn session_end(state: &SessionState, timeouts: ConsoleTimeouts) -> u64 {
+    let idle_end = state.seen.saturating_add(timeouts.idle.as_secs());
+    let max_end = state.created.saturating_add(timeouts.max.as_secs());
+    idle_end.min(max_end)
+}
+
 /// Count refusals by reason and check each record's hash and link to the one before.
 fn summarize(records: &[voxguard_guard::AuditRecord], cap: u32) -> AuditSummary {
     let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
@@ -779,6 +828,24 @@ fn page(status: u16, html: String) -> ConsoleReply {
         headers: Vec::new(),
         stream: None,
     }
+}
+
+fn method_not_allowed() -> ConsoleReply {
+    page(
+        405,
+        pages::problem(
+            None,
+            "Method not allowed",
+            "This address does not accept that HTTP method.",
+        ),
+    )
+}
+
+fn not_found() -> ConsoleReply {
+    page(
+        404,
+        pages::problem(None, "Not found", "There is nothing at this address."),
+    )
 }
 
 fn redirect(to: &str, mut headers: Vec<(&'static str, String)>) -> ConsoleReply {

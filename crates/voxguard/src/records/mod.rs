@@ -18,6 +18,7 @@
 pub(crate) mod api;
 pub mod compliance;
 mod kind;
+pub(crate) mod live_feed;
 mod operators;
 
 use std::collections::BTreeMap;
