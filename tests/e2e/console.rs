@@ -139,7 +139,12 @@ pub(crate) async fn get(client: &reqwest::Client, desk: &Desk, path: &str) -> Pa
     page(client.get(desk.server.url(path)).send().await.expect("GET")).await
 }
 
-pub(crate) async fn post(client: &reqwest::Client, desk: &Desk, path: &str, form: &[(&str, &str)]) -> Page {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    desk: &Desk,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Page {
     page(
         client
             .post(desk.server.url(path))
@@ -152,7 +157,12 @@ pub(crate) async fn post(client: &reqwest::Client, desk: &Desk, path: &str, form
 }
 
 /// Open the sign-in page and send `name` and `password` with its token.
-pub(crate) async fn sign_in(client: &reqwest::Client, desk: &Desk, name: &str, password: &str) -> Page {
+pub(crate) async fn sign_in(
+    client: &reqwest::Client,
+    desk: &Desk,
+    name: &str,
+    password: &str,
+) -> Page {
     let form = get(client, desk, "/console/login").await;
     assert_eq!(form.status, StatusCode::OK);
     let csrf = form.csrf();
@@ -185,7 +195,12 @@ pub(crate) async fn events(desk: &Desk) -> Vec<AuditEvent> {
 }
 
 /// Switch the emergency switch from `client`'s emergency page, through the confirmation.
-pub(crate) async fn switch(client: &reqwest::Client, desk: &Desk, action: &str, tools: &str) -> Page {
+pub(crate) async fn switch(
+    client: &reqwest::Client,
+    desk: &Desk,
+    action: &str,
+    tools: &str,
+) -> Page {
     let form = get(client, desk, "/console/emergency").await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
     let csrf = form.csrf();
