@@ -683,6 +683,12 @@ async fn sign_ins_are_limited_per_operator() {
     let limited = sign_in(&client, &desk, "lim", &password).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.body.contains("Too many"), "{}", limited.body);
+    let wait: u64 = limited.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=600).contains(&wait), "Retry-After {wait}");
     // The window passes on the runtime's clock.
     desk.clock.advance(Duration::from_secs(11 * 60));
     let good = sign_in(&client, &desk, "lim", &password).await;

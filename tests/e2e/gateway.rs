@@ -1156,3 +1156,138 @@ async fn the_payment_connector_is_relayed_by_token_to_the_upstreams_connector() 
         serde_json::to_string(&records.iter().map(|r| &r.event).collect::<Vec<_>>()).unwrap();
     assert!(!text.contains("4111111111111111"));
 }
+
+/// The value of the first hidden `csrf` field of a console page.
+fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a csrf field") + marker.len();
+    let end = page[start..].find('"').expect("closing quote") + start;
+    page[start..end].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_the_console_and_its_emergency_switch_stops_a_forwarded_tool() {
+    let upstream = Upstream::start(Kind::Faithful, Duration::ZERO).await;
+    let kit = crate::util::RecordsKit::new().await;
+    let (sink, records) = (kit.sink(), kit.config());
+    let config = config_for(&upstream);
+    let server = TestServer::start_with(
+        vec![],
+        |_| {},
+        move |runtime| runtime.audit(sink).records(records).gateway(config),
+        reqwest::Client::builder(),
+    )
+    .await;
+    let password = kit.password("gia", "compliance").await;
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let text = |response: reqwest::Response| async move {
+        (response.status(), response.text().await.unwrap())
+    };
+    let (_, login) = text(
+        browser
+            .get(server.url("/console/login"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let signed = browser
+        .post(server.url("/console/login"))
+        .form(&[
+            ("csrf", csrf_of(&login).as_str()),
+            ("name", "gia"),
+            ("password", &password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let (status, overview) = text(
+        browser
+            .get(server.url("/console/overview"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    assert!(overview.contains("gia (compliance)"), "{overview}");
+
+    let swml = server.swml("/", "call-console").await;
+    let call = |function: &'static str, args: Value| {
+        let token = token_for(&swml, function);
+        let server = &server;
+        async move {
+            server
+                .swaig(
+                    "/",
+                    function,
+                    "call-console",
+                    "+15551234567",
+                    args,
+                    token.as_deref(),
+                )
+                .await
+        }
+    };
+    let (_, body) = call("get_balance", json!({"account": "123456"})).await;
+    assert!(body.get("error").is_none(), "{body}");
+    let forwarded = upstream.calls();
+
+    // On, through the console's review and confirmation: the gateway's emergency tools stop.
+    let (_, page) = text(
+        browser
+            .get(server.url("/console/emergency"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let form = [
+        ("csrf", csrf_of(&page)),
+        ("action", "on".into()),
+        ("tools", String::new()),
+    ];
+    let (_, review) = text(
+        browser
+            .post(server.url("/console/emergency"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(review.contains("Confirm the change"), "{review}");
+    let mut confirm = form.to_vec();
+    confirm.push(("confirm", "yes".into()));
+    let (status, done) = text(
+        browser
+            .post(server.url("/console/emergency"))
+            .form(&confirm)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let (_, body) = call("get_balance", json!({"account": "123456"})).await;
+    assert_eq!(body["error"], "emergency_disabled", "{body}");
+    assert_eq!(
+        upstream.calls(),
+        forwarded,
+        "a stopped tool never reaches the upstream"
+    );
+    let (_, body) = call("hours", json!({})).await;
+    assert!(
+        body.get("error").is_none(),
+        "a tool not listed keeps working: {body}"
+    );
+    let toggled = kit.trail().await.into_iter().any(|r| {
+        r.event.kind.as_str() == "emergency_toggled" && r.event.operator.as_deref() == Some("gia")
+    });
+    assert!(toggled, "the change is audited under the operator's name");
+}

@@ -18,6 +18,7 @@ mod bounded_state;
 mod cli;
 mod clinic_agent;
 mod console;
+mod console_browser;
 mod console_live;
 mod console_operators;
 mod crash_durability;

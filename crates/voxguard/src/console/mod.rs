@@ -196,17 +196,17 @@ impl Console {
         }
     }
 
-    /// Whether sign-ins for the name hashed `key` are locked now.
-    fn is_locked(&self, key: &str) -> bool {
+    /// How many seconds sign-ins for the name hashed `key` stay locked, if they are now.
+    fn locked_for(&self, key: &str) -> Option<u64> {
         let now = self.clock.now_unix();
         let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
         match locked.get(key) {
-            Some(&until) if until > now => true,
+            Some(&until) if until > now => Some(until - now),
             Some(_) => {
                 locked.remove(key);
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
@@ -438,7 +438,7 @@ impl Console {
         // count (after the per-source limit and the password check), so a correct password is
         // refused only once a name has had SIGN_INS_PER_USER failures in the window.
         let user_key = operator_token_hash(name);
-        if self.is_locked(&user_key) {
+        if let Some(wait) = self.locked_for(&user_key) {
             self.api
                 .events
                 .auth_failed(
@@ -449,11 +449,14 @@ impl Console {
                     &request.request_id,
                 )
                 .await;
-            return self.sign_in_page(
-                request,
-                Some("Too many sign-in attempts for this operator; wait a few minutes and try again."),
-                &shown_name,
-                429,
+            return retry_after(
+                self.sign_in_page(
+                    request,
+                    Some("Too many sign-in attempts for this operator; wait a few minutes and try again."),
+                    &shown_name,
+                    429,
+                ),
+                Some(wait),
             );
         }
         let operator = match self
@@ -466,6 +469,11 @@ impl Console {
                 if reply.status == 401 {
                     self.failed_for(&user_key);
                 }
+                let wait = reply
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+                    .and_then(|(_, value)| value.parse::<u64>().ok());
                 let (status, sentence) = match reply.status {
                     429 => (
                         429,
@@ -477,7 +485,8 @@ impl Console {
                         "Signing in is not possible right now; try again shortly.",
                     ),
                 };
-                return self.sign_in_page(request, Some(sentence), &shown_name, status);
+                let page = self.sign_in_page(request, Some(sentence), &shown_name, status);
+                return retry_after(page, wait.filter(|_| status == 429));
             }
         };
         let now = self.clock.now_unix();
@@ -846,6 +855,14 @@ fn not_found() -> ConsoleReply {
         404,
         pages::problem(None, "Not found", "There is nothing at this address."),
     )
+}
+
+/// `reply` with a `Retry-After` of `secs` when there is one.
+fn retry_after(mut reply: ConsoleReply, secs: Option<u64>) -> ConsoleReply {
+    if let Some(secs) = secs {
+        reply.headers.push(("retry-after", secs.max(1).to_string()));
+    }
+    reply
 }
 
 fn redirect(to: &str, mut headers: Vec<(&'static str, String)>) -> ConsoleReply {
