@@ -33,8 +33,8 @@ use voxguard_store::{AuditSink, SessionStore};
 
 use super::pages::{self, live::LiveEvent, live::LiveView};
 use super::{
-    check_session, expired_cookie, method_not_allowed, not_found, page, redirect, scope_of,
-    unavailable, valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
+    check_session, expired_cookie, method_not_allowed, not_found, page, redirect, retry_after,
+    scope_of, unavailable, valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
 };
 use crate::audit::mask;
 use crate::records::live_feed::trail_end;
@@ -326,19 +326,17 @@ impl Console {
             return reply;
         }
         let Some(slot) = self.streams.open(&signed.operator.name) else {
-            return ConsoleReply {
-                headers: vec![("retry-after", RETRY_AFTER_SECS.to_string())],
-                ..page(
-                    429,
-                    pages::problem(
-                        Some(&self.who(&signed)),
-                        "Too many live streams",
-                        &format!(
-                            "At most {STREAMS_PER_OPERATOR} live event streams per operator and {STREAMS_TOTAL} in all may be open at once. Close another live page and reload this one."
-                        ),
+            let refused = page(
+                429,
+                pages::problem(
+                    Some(&self.who(&signed)),
+                    "Too many live streams",
+                    &format!(
+                        "At most {STREAMS_PER_OPERATOR} live event streams per operator and {STREAMS_TOTAL} in all may be open at once. Close another live page and reload this one."
                     ),
-                )
-            };
+                ),
+            );
+            return retry_after(refused, Some(RETRY_AFTER_SECS));
         };
         let Some(scope) = request
             .cookie(SESSION_COOKIE)
