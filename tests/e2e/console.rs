@@ -21,7 +21,9 @@ use voxguard::guard::{AuditEvent, ManualClock};
 use voxguard::prelude::*;
 use voxguard::store::{SqliteStore, DEFAULT_SESSION_TTL};
 
-pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The console's Content-Security-Policy: scripts (the live page's one file) and the event
+/// stream from the console itself only, never inline.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 pub(crate) const START: u64 = 1_700_000_000;
 
 /// A runtime with records (so the console is on), one ordinary tool (`hours`) and one
@@ -38,7 +40,7 @@ pub(crate) async fn desk() -> Desk {
 }
 
 /// [`desk`] with `tweak` applied to the server configuration (TLS).
-async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> Desk {
+pub(crate) async fn desk_with(tweak: impl FnOnce(&mut voxguard::server::ServerConfig)) -> Desk {
     desk_from(RecordsKit::new().await, Vec::new(), tweak).await
 }
 
@@ -204,7 +206,12 @@ pub(crate) async fn events(desk: &Desk) -> Vec<AuditEvent> {
 }
 
 /// Switch the emergency switch from `client`'s emergency page, through the confirmation.
-async fn switch(client: &reqwest::Client, desk: &Desk, action: &str, tools: &str) -> Page {
+pub(crate) async fn switch(
+    client: &reqwest::Client,
+    desk: &Desk,
+    action: &str,
+    tools: &str,
+) -> Page {
     let form = get(client, desk, "/console/emergency").await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
     let csrf = form.csrf();

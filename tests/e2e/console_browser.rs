@@ -582,3 +582,47 @@ async fn a_transcript_read_for_a_purpose_appears_on_the_audit_page() {
     browser.shoot("audit-verify").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_shows_events_as_they_happen_and_says_when_it_stops() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) =
+        browser("the_live_page_shows_events_as_they_happen_and_says_when_it_stops").await
+    else {
+        return;
+    };
+    let desk = desk().await;
+    let password = desk.kit.password("aud", "auditor").await;
+    browser.sign_in(&desk, "aud", &password).await;
+    browser.click("header nav a[href='/console/live']").await;
+    // live.js ran under the CSP and its EventSource connected.
+    browser
+        .shows("/console/live", "Connected: new events appear")
+        .await;
+    // A forged token on a SWAIG call appears without a reload, the caller masked.
+    let (status, _) = desk
+        .server
+        .swaig(
+            "/",
+            "wire",
+            "call-browser-live",
+            "+15550004444",
+            json!({}),
+            Some("forged-token"),
+        )
+        .await;
+    assert!(status.is_client_error());
+    browser.shows("/console/live", "caller ***4444").await;
+    assert!(browser.text("#live-events").await.contains("token_refused"));
+    assert!(!browser.text("body").await.contains("5550004444"));
+    // The operator is removed: the stream ends, and the page says to reload.
+    desk.kit
+        .records
+        .remove_operator(&voxguard::Actor::cli("test"), "aud")
+        .await
+        .expect("removed");
+    browser
+        .shows("/console/live", "Live updates have stopped")
+        .await;
+    browser.close().await;
+}

@@ -20,6 +20,8 @@ mod clinic_agent;
 mod console;
 mod console_browser;
 mod console_records;
+mod console_live;
+mod console_operators;
 mod crash_durability;
 mod gateway;
 mod hipaa;

@@ -1623,3 +1623,185 @@ async fn a_call_keeps_one_summary_even_when_the_post_is_replayed() {
     );
     server.stop().await;
 }
+
+/// `POST /records/operators/{name}/reset` (admin): a new token or password, shown once; the old
+/// one stops working at once, the other credential is kept, and the reset is on record (never
+/// the secret). Other roles are refused and audited; an admin cannot remove their own account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_resets_a_token_or_a_password_and_the_old_one_stops_working() {
+    let kit = RecordsKit::new().await;
+    let server = server(&kit, Arc::default()).await;
+    let staff = Staff::new(&kit).await;
+    let admin = &staff.admin;
+    let reset = |name: &str| format!("/records/operators/{name}/reset");
+
+    // A token reset: the old token is refused, the new one works.
+    let old = staff.auditor.token.clone();
+    let reply = operator_request(
+        &server,
+        Method::POST,
+        &reset("ann.auditor"),
+        admin.auth(),
+        Some(json!({"password": false})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let new = reply.body["token"]
+        .as_str()
+        .expect("the new token, shown once")
+        .to_string();
+    assert!(new.starts_with("vgo_") && new != old, "{new}");
+    assert!(reply.body.get("password").is_none());
+    assert_eq!(reply.body["operator"]["name"], "ann.auditor");
+    let event = assert_allowed(&kit, &reply, admin, "operator_changed", None, None, None).await;
+    assert_eq!(event.function.as_deref(), Some("reset_token"));
+    assert_eq!(
+        event.arguments,
+        Some(json!({"operator": "ann.auditor", "role": "auditor"}))
+    );
+    let refused =
+        operator_request(&server, Method::GET, "/records", Auth::Bearer(&old), None).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.body["error"], "operator_auth_invalid");
+    let works = operator_request(&server, Method::GET, "/records", Auth::Bearer(&new), None).await;
+    assert_eq!(works.status, StatusCode::OK, "{:?}", works.body);
+
+    // A password reset of an operator who signs in with a password: the old password is
+    // refused, the new one works, and the token added by the reset above is not touched.
+    let first = kit.password("pia.auditor", "auditor").await;
+    let basic = operator_request(
+        &server,
+        Method::GET,
+        "/records",
+        Auth::Basic("pia.auditor", &first),
+        None,
+    )
+    .await;
+    assert_eq!(basic.status, StatusCode::OK, "{:?}", basic.body);
+    let reply = operator_request(
+        &server,
+        Method::POST,
+        &reset("pia.auditor"),
+        admin.auth(),
+        Some(json!({"password": true})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let second = reply.body["password"]
+        .as_str()
+        .expect("the new password, shown once")
+        .to_string();
+    assert_ne!(second, first);
+    let event = assert_allowed(&kit, &reply, admin, "operator_changed", None, None, None).await;
+    assert_eq!(event.function.as_deref(), Some("reset_password"));
+    let old_password = operator_request(
+        &server,
+        Method::GET,
+        "/records",
+        Auth::Basic("pia.auditor", &first),
+        None,
+    )
+    .await;
+    assert_eq!(old_password.status, StatusCode::UNAUTHORIZED);
+    let new_password = operator_request(
+        &server,
+        Method::GET,
+        "/records",
+        Auth::Basic("pia.auditor", &second),
+        None,
+    )
+    .await;
+    assert_eq!(
+        new_password.status,
+        StatusCode::OK,
+        "{:?}",
+        new_password.body
+    );
+    let trail = kit.trail_text().await;
+    for secret in [&old, &new, &first, &second] {
+        assert!(!trail.contains(secret.as_str()), "a secret in the trail");
+    }
+
+    // What to reset must be said; unknown operators are 404; other roles are refused.
+    for body in [None, Some(json!({})), Some(json!({"password": "yes"}))] {
+        let reply = operator_request(
+            &server,
+            Method::POST,
+            &reset("pia.auditor"),
+            admin.auth(),
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+        assert_eq!(reply.body["error"], "invalid_query");
+    }
+    let reply = operator_request(
+        &server,
+        Method::POST,
+        &reset("nobody"),
+        admin.auth(),
+        Some(json!({"password": true})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{:?}", reply.body);
+    let reply = operator_request(
+        &server,
+        Method::GET,
+        &reset("pia.auditor"),
+        admin.auth(),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    for op in [&staff.supervisor, &staff.compliance] {
+        let reply = operator_request(
+            &server,
+            Method::POST,
+            &reset("adam.admin"),
+            op.auth(),
+            Some(json!({"password": false})),
+        )
+        .await;
+        assert_denied(&kit, &reply, op, None, None).await;
+    }
+    // The admin's own token still works: nobody reset it.
+    assert_eq!(
+        send(&server, admin, Method::GET, "/records/operators")
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // An admin cannot remove their own account, even with another admin present.
+    kit.token("eve.admin", "admin").await;
+    let reply = send(
+        &server,
+        admin,
+        Method::DELETE,
+        "/records/operators/adam.admin",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    assert_eq!(reply.body["error"], "operator_conflict");
+    assert!(
+        reply.body["response"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("own account"),
+        "{:?}",
+        reply.body
+    );
+    assert!(kit
+        .records
+        .backend()
+        .operator("adam.admin")
+        .await
+        .expect("store")
+        .is_some());
+    server.stop().await;
+}

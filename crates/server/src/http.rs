@@ -59,9 +59,10 @@ static SECURITY_HEADER_PAIRS: std::sync::LazyLock<[(header::HeaderName, HeaderVa
     });
 
 /// The Content-Security-Policy of every console response (instead of the JSON one in
-/// [`SECURITY_HEADERS`]): no script at all, styles and images from the console itself only,
-/// forms posting only back to it, never framed.
-pub const CONSOLE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// [`SECURITY_HEADERS`]): scripts, styles and images from the console itself only (one
+/// embedded script, the live page's; never an inline script or style), connections (the live
+/// page's event stream) only back to it, forms posting only back to it, never framed.
+pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `Strict-Transport-Security`, sent on every response when TLS is on.
 pub(crate) const HSTS: &str = "max-age=63072000; includeSubDomains";
@@ -114,6 +115,8 @@ pub(crate) struct SharedState {
     pub(crate) metrics: Metrics,
     /// Every path the router answers, for bounded metric labels.
     pub(crate) known_paths: Arc<std::collections::HashSet<String>>,
+    /// Becomes `true` when shutdown starts (streamed answers end then).
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Build the router serving `shared.agents`.
@@ -587,6 +590,12 @@ async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
         .headers()
         .get(header::COOKIE)
         .and_then(|value| value.to_str().ok().map(str::to_string));
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| value.len() <= 64)
+        .map(str::to_string);
     let method = req.method().as_str().to_string();
     let limit = shared.config.body_limit.min(CONSOLE_BODY_LIMIT);
     let bytes = match read_body_up_to(req, limit).await {
@@ -609,10 +618,30 @@ async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
             form,
             cookie,
             tls,
+            last_event_id,
         })
         .await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, answer.body).into_response();
+    let mut response = match answer.stream {
+        None => (status, answer.body).into_response(),
+        Some(stream) => {
+            use futures_util::StreamExt;
+            // The first bytes, then each chunk as it comes; the headers below (and the
+            // security headers of `response_policy`) are sent before any of it.
+            let first =
+                futures_util::stream::iter((!answer.body.is_empty()).then_some(answer.body));
+            // A stream ends at shutdown, so that it does not hold the graceful shutdown open.
+            let mut stopping = shared.stopping.clone();
+            let stopped = async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            };
+            let chunks = first
+                .chain(stream.0)
+                .take_until(stopped)
+                .map(Ok::<_, std::convert::Infallible>);
+            (status, Body::from_stream(chunks)).into_response()
+        }
+    };
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -26,6 +26,7 @@ pub use serve::{shutdown_signal, BoundServer, ServeError, Server};
 pub use service::{
     is_console_path, is_records_path, malformed_json, with_query, AccessHooks, AccessRecord,
     AdminService, AgentRoutes, AgentService, ConsoleReply, ConsoleRequest, ConsoleService,
-    OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents, CONSOLE_BODY_LIMIT,
-    CONSOLE_PREFIX, MAX_CONSOLE_FORM_PAIRS, MAX_OPERATOR_QUERY_PAIRS, RECORDS_PREFIX,
+    ConsoleStream, OperatorRequest, RecordsService, Reply, RequestInfo, SecurityEvents,
+    CONSOLE_BODY_LIMIT, CONSOLE_PREFIX, MAX_CONSOLE_FORM_PAIRS, MAX_OPERATOR_QUERY_PAIRS,
+    RECORDS_PREFIX,
 };

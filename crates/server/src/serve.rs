@@ -10,8 +10,9 @@
 //! served); hyper's header-read timeout and a
 //! TLS-handshake timeout close clients that trickle bytes; each connection is wrapped so that
 //! the errors hyper answers by itself get JSON and the security headers (`raw_errors`). On shutdown the listener
-//! closes at once, in-flight requests finish, idle keep-alive connections are closed, and the
-//! wait is bounded by the request timeout.
+//! closes at once, streamed answers (the console's live events) end, in-flight requests
+//! finish, idle keep-alive connections are closed, and the wait is bounded by the request
+//! timeout.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -177,6 +178,7 @@ impl Server {
             )
             .chain(std::iter::once(crate::http::METRICS_PATH.to_string()))
             .collect();
+        let stopping = tokio::sync::watch::Sender::new(false);
         let shared = Shared::new(SharedState {
             credentials: Arc::new(config.credentials.clone()),
             config: config.clone(),
@@ -188,6 +190,7 @@ impl Server {
             access: self.access,
             metrics: self.metrics,
             known_paths: Arc::new(known_paths),
+            stopping: stopping.subscribe(),
         });
         Ok(BoundServer {
             listener,
@@ -195,6 +198,7 @@ impl Server {
             app: router(shared),
             tls,
             config,
+            stopping,
         })
     }
 }
@@ -256,6 +260,9 @@ pub struct BoundServer {
     app: Router,
     tls: Option<TlsAcceptor>,
     config: Arc<ServerConfig>,
+    /// Set when shutdown starts: streamed answers (the console's live events) end then, so
+    /// that they do not hold the graceful shutdown until its timeout.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl BoundServer {
@@ -286,6 +293,7 @@ impl BoundServer {
             app,
             tls,
             config,
+            stopping,
             ..
         } = self;
         let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -357,6 +365,7 @@ impl BoundServer {
             });
         }
         drop(listener);
+        stopping.send_replace(true);
         let grace = config.request_timeout + Duration::from_secs(1);
         if tokio::time::timeout(grace, graceful.shutdown())
             .await

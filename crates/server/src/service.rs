@@ -440,6 +440,9 @@ pub struct ConsoleRequest {
     pub cookie: Option<String>,
     /// Whether the server runs TLS (the session cookie is then `Secure`).
     pub tls: bool,
+    /// The `Last-Event-ID` header an `EventSource` sends when it reconnects, if it is at most
+    /// 64 visible ASCII characters.
+    pub last_event_id: Option<String>,
 }
 
 impl std::fmt::Debug for ConsoleRequest {
@@ -482,16 +485,29 @@ impl ConsoleRequest {
 
 /// A console answer: status, content type, body and extra headers. The server adds the
 /// console's Content-Security-Policy and the usual security headers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct ConsoleReply {
     /// HTTP status code.
     pub status: u16,
     /// The `Content-Type` header.
     pub content_type: &'static str,
-    /// The body.
+    /// The body (with a [`stream`](Self::stream): its first bytes).
     pub body: Bytes,
     /// Extra headers (`Set-Cookie`, `Location`, …). Invalid ones are dropped.
     pub headers: Vec<(&'static str, String)>,
+    /// A body sent as it is produced (server-sent events): after `body`, each chunk as the
+    /// stream yields it; the response ends when the stream does, or when the client goes away
+    /// (the stream is then dropped). `None` for an ordinary answer.
+    pub stream: Option<ConsoleStream>,
+}
+
+/// The streamed part of a [`ConsoleReply`]: chunks of the body as they are produced.
+pub struct ConsoleStream(pub std::pin::Pin<Box<dyn futures_util::Stream<Item = Bytes> + Send>>);
+
+impl std::fmt::Debug for ConsoleStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleStream")
+    }
 }
 
 /// The security console on [`CONSOLE_PREFIX`]: it authenticates operators itself.

@@ -86,4 +86,15 @@ pub trait OperatorStore: Send + Sync + 'static {
 
     /// How many operators have `role`.
     async fn count_operators_with_role(&self, role: &str) -> Result<u64, StoreError>;
+
+    /// Replace one credential of the operator: its password hash (`password`) or its API-token
+    /// hash, with `hash`; the other credential is left as it is. `false` if there is no such
+    /// operator. A token hash already in use is refused with
+    /// [`OperatorStoreError::TokenInUse`]; nothing changes then.
+    async fn set_operator_secret(
+        &self,
+        name: &str,
+        password: bool,
+        hash: &str,
+    ) -> Result<bool, OperatorStoreError>;
 }

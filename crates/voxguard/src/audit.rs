@@ -5,7 +5,9 @@
 //! runtime's one clock, caller masked to its last four digits, arguments passed through the
 //! redactor — and appending it to the configured [`AuditSink`] *before* the response that
 //! depends on it is sent. Without a sink nothing is recorded (the security log line is still
-//! written by the caller). It must not decide outcomes: callers pass typed kinds and outcomes.
+//! written by the caller). Anomalies found on the way are also handed to the security console's
+//! open live pages (a bounded broadcast; they are not audit records). It must not decide
+//! outcomes: callers pass typed kinds and outcomes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +29,13 @@ pub(crate) struct Auditor {
     pub(crate) metrics: Metrics,
     detector: Option<Arc<AnomalyDetector>>,
     on_anomaly: Option<AnomalyCallback>,
+    /// Every anomaly this process finds, for the security console's live page (its
+    /// subscribers; none most of the time, and then a send costs nothing).
+    anomalies: tokio::sync::broadcast::Sender<Anomaly>,
 }
+
+/// How many anomalies a slow live-page subscriber may fall behind before it misses some.
+const ANOMALY_BACKLOG: usize = 64;
 
 impl Default for Auditor {
     fn default() -> Self {
@@ -61,7 +69,14 @@ impl Auditor {
             metrics,
             detector,
             on_anomaly,
+            anomalies: tokio::sync::broadcast::channel(ANOMALY_BACKLOG).0,
         }
+    }
+
+    /// The anomalies found from now on (the console's live page), at most [`ANOMALY_BACKLOG`]
+    /// behind.
+    pub(crate) fn anomalies(&self) -> tokio::sync::broadcast::Receiver<Anomaly> {
+        self.anomalies.subscribe()
     }
 
     /// Run the anomaly rules over `event`: each finding becomes a warn-level security event, a
@@ -80,6 +95,9 @@ impl Auditor {
                 "anomaly detected"
             );
             self.metrics.anomaly(anomaly.rule);
+            if self.anomalies.receiver_count() > 0 {
+                let _ = self.anomalies.send(anomaly.clone());
+            }
             if let Some(callback) = &self.on_anomaly {
                 tokio::spawn(callback(anomaly));
             }

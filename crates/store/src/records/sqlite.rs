@@ -686,4 +686,30 @@ impl OperatorStore for SqliteRecordStore {
             .map_err(StoreError::unavailable)?;
         Ok(unsigned(count))
     }
+
+    async fn set_operator_secret(
+        &self,
+        name: &str,
+        password: bool,
+        hash: &str,
+    ) -> Result<bool, OperatorStoreError> {
+        let _gate = self.writes.lock().await;
+        let sql = if password {
+            "UPDATE operators SET password_hash = ? WHERE name = ?"
+        } else {
+            "UPDATE operators SET token_hash = ? WHERE name = ?"
+        };
+        match sqlx::query(sql)
+            .bind(hash)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+        {
+            Ok(done) => Ok(done.rows_affected() > 0),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                Err(OperatorStoreError::TokenInUse)
+            }
+            Err(error) => Err(StoreError::unavailable(error).into()),
+        }
+    }
 }

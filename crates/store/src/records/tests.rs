@@ -910,6 +910,57 @@ async fn operators_crud_and_lookups() {
     }
 }
 
+#[tokio::test]
+async fn an_operator_secret_is_replaced_alone() {
+    for under in backends("an_operator_secret_is_replaced_alone", Sqlite::File).await {
+        let store = under.store();
+        let alice = operator("alice", "admin", Some("aa11"));
+        let bob = operator("bob", "auditor", Some("bb22"));
+        for op in [&alice, &bob] {
+            store.add_operator(op).await.unwrap();
+        }
+        // A new password hash: the token stays.
+        assert!(store
+            .set_operator_secret("alice", true, "$argon2id$new")
+            .await
+            .unwrap());
+        let now = store.operator("alice").await.unwrap().unwrap();
+        assert_eq!(now.password_hash.as_deref(), Some("$argon2id$new"));
+        assert_eq!(now.token_hash.as_deref(), Some("aa11"));
+        // A new token hash: the old one finds nobody, the password stays.
+        assert!(store
+            .set_operator_secret("alice", false, "cc33")
+            .await
+            .unwrap());
+        assert_eq!(store.operator_by_token_hash("aa11").await.unwrap(), None);
+        let now = store.operator_by_token_hash("cc33").await.unwrap().unwrap();
+        assert_eq!(now.name, "alice");
+        assert_eq!(now.password_hash.as_deref(), Some("$argon2id$new"));
+        assert_eq!(now.created_at, alice.created_at);
+        // Another operator's token hash is refused and changes nothing.
+        let err = store
+            .set_operator_secret("alice", false, "bb22")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OperatorStoreError::TokenInUse), "{err:?}");
+        assert_eq!(
+            store
+                .operator("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .token_hash
+                .as_deref(),
+            Some("cc33")
+        );
+        assert!(!store
+            .set_operator_secret("nobody", true, "$argon2id$x")
+            .await
+            .unwrap());
+        under.finish().await;
+    }
+}
+
 /// Listings order text by bytes, as SQLite does, whatever the PostgreSQL database's locale
 /// (uppercase before lowercase; a locale would put `alice` first).
 #[tokio::test]

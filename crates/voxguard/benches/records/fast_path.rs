@@ -170,6 +170,14 @@ impl OperatorStore for Timed {
     async fn count_operators_with_role(&self, role: &str) -> Result<u64, StoreError> {
         self.inner.count_operators_with_role(role).await
     }
+    async fn set_operator_secret(
+        &self,
+        name: &str,
+        password: bool,
+        hash: &str,
+    ) -> Result<bool, OperatorStoreError> {
+        self.inner.set_operator_secret(name, password, hash).await
+    }
 }
 
 /// One tool call: when it was due, how long until its answer, whether it was served.

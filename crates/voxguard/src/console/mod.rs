@@ -11,12 +11,15 @@
 //! [`Roles::allows`](voxguard_guard::records::Roles::allows); denials audited as
 //! `access_denied`). The pages' own decisions live beside it: the overview in `overview`,
 //! records, export and subject deletion in `records`, the audit trail and its verification in
-//! `audit`. It must not write markup (`pages` does), change the emergency switch itself
-//! (`Admin::change` does, naming the operator in the audit event), read or delete records
-//! other than through [`Records`](crate::Records) (which audits each access), or answer a
-//! change before it is on record.
+//! `audit`, the operators page in `operators`, the live security events in `live`. It must not
+//! write markup (`pages` does), change the emergency switch itself (`Admin::change` does,
+//! naming the operator in the audit event), read or delete records other than through
+//! [`Records`](crate::Records) (which audits each access), or answer a change before it is on
+//! record.
 
 mod audit;
+mod live;
+mod operators;
 mod overview;
 mod pages;
 mod records;
@@ -158,6 +161,8 @@ pub(crate) struct Console {
     anomaly_rules: AnomalyRules,
     /// Held while "Verify now" runs: one verification of the whole trail at a time.
     verifying: tokio::sync::Mutex<()>,
+    /// The live event streams open now, per operator and in all.
+    streams: Arc<live::Streams>,
 }
 
 impl Console {
@@ -179,6 +184,7 @@ impl Console {
             agents: Vec::new(),
             anomaly_rules: AnomalyRules::default(),
             verifying: tokio::sync::Mutex::new(()),
+            streams: Default::default(),
         }
     }
 
@@ -196,7 +202,13 @@ impl Console {
                 content_type: "text/css; charset=utf-8",
                 body: Bytes::from_static(CSS.as_bytes()),
                 headers: Vec::new(),
+                stream: None,
             },
+            ("GET", "/static/live.js") => live::script(),
+            (_, path) if path == "/operators" || path.starts_with("/operators/") => {
+                self.operators(request).await
+            }
+            (_, path) if path == "/live" || path.starts_with("/live/") => self.live(request).await,
             ("GET", "" | "/") => match self.signed_in(request).await {
                 Ok(Some(_)) => redirect("/console/overview", Vec::new()),
                 _ => redirect("/console/login", Vec::new()),
@@ -230,49 +242,31 @@ impl Console {
         }
     }
 
-    /// The session behind the request's cookie, if it is live; an expired or orphaned one is
-    /// deleted. `Err` when the store failed.
+    /// The session behind the request's cookie, if it is live (the request renews its idle
+    /// timeout); an expired or orphaned one is deleted. `Err` when the store failed.
     async fn signed_in(&self, request: &ConsoleRequest) -> Result<Option<Signed>, ConsoleReply> {
+        self.session(request, true).await
+    }
+
+    /// [`signed_in`](Self::signed_in), renewing the idle timeout only when `renew`.
+    async fn session(
+        &self,
+        request: &ConsoleRequest,
+        renew: bool,
+    ) -> Result<Option<Signed>, ConsoleReply> {
         let Some(id) = request.cookie(SESSION_COOKIE).filter(|id| valid_id(id)) else {
             return Ok(None);
         };
-        let scope = scope_of(id);
-        let now = self.clock.now_unix();
-        let stored = self
-            .sessions
-            .get(&scope, SESSION_KEY, now)
-            .await
-            .map_err(|_| unavailable())?;
-        let Some(state) = stored.and_then(|v| serde_json::from_value::<SessionState>(v).ok())
-        else {
-            return Ok(None);
-        };
-        let idle_end = state.seen.saturating_add(self.timeouts.idle.as_secs());
-        let max_end = state.created.saturating_add(self.timeouts.max.as_secs());
-        if now >= idle_end || now >= max_end {
-            let _ = self.sessions.clear(&scope).await;
-            return Ok(None);
-        }
-        let operator = self
-            .api
-            .records
-            .backend()
-            .operator(&state.operator)
-            .await
-            .map_err(|_| unavailable())?;
-        let Some(operator) = operator.filter(|operator| account_of(operator) == state.account)
-        else {
-            // Removed, re-added under the same name, or its password changed: the session
-            // belonged to an account that no longer exists as it was.
-            let _ = self.sessions.clear(&scope).await;
-            return Ok(None);
-        };
-        let state = SessionState { seen: now, ..state };
-        self.sessions
-            .set(&scope, SESSION_KEY, &json!(state), now)
-            .await
-            .map_err(|_| unavailable())?;
-        Ok(Some(Signed { state, operator }))
+        check_session(
+            &*self.sessions,
+            &self.api.records,
+            self.clock.now_unix(),
+            self.timeouts,
+            &scope_of(id),
+            renew,
+        )
+        .await
+        .map_err(|()| unavailable())
     }
 
     /// The signed-in session, or the redirect to the sign-in page.
@@ -307,6 +301,7 @@ impl Console {
             emergency: self.may(&signed.operator, Permission::EmergencySwitch),
             records: self.may(&signed.operator, Permission::ListRecords),
             audit: self.may(&signed.operator, Permission::ReadAudit),
+            operators: self.may(&signed.operator, Permission::ManageOperators),
         }
     }
 
@@ -618,6 +613,60 @@ impl ConsoleService for Console {
     }
 }
 
+/// **Where a console session is checked.** The session stored under `scope`, if it is live,
+/// with its operator as the operator store has them now: an expired session, or one whose
+/// operator was removed, re-added under the same name or given a new password (see
+/// [`SessionState::account`]), is deleted and `None`. `renew` counts this as a request of the
+/// session (its idle timeout starts again from `now`). `Err` when a store failed.
+async fn check_session(
+    sessions: &dyn SessionStore,
+    records: &crate::records::Records,
+    now: u64,
+    timeouts: ConsoleTimeouts,
+    scope: &str,
+    renew: bool,
+) -> Result<Option<Signed>, ()> {
+    let stored = sessions
+        .get(scope, SESSION_KEY, now)
+        .await
+        .map_err(|_| ())?;
+    let Some(state) = stored.and_then(|v| serde_json::from_value::<SessionState>(v).ok()) else {
+        return Ok(None);
+    };
+    if now >= session_end(&state, timeouts) {
+        let _ = sessions.clear(scope).await;
+        return Ok(None);
+    }
+    let operator = records
+        .backend()
+        .operator(&state.operator)
+        .await
+        .map_err(|_| ())?;
+    let Some(operator) = operator.filter(|operator| account_of(operator) == state.account) else {
+        // Removed, re-added under the same name, or its password changed: the session
+        // belonged to an account that no longer exists as it was.
+        let _ = sessions.clear(scope).await;
+        return Ok(None);
+    };
+    if !renew {
+        return Ok(Some(Signed { state, operator }));
+    }
+    let state = SessionState { seen: now, ..state };
+    sessions
+        .set(scope, SESSION_KEY, &json!(state), now)
+        .await
+        .map_err(|_| ())?;
+    Ok(Some(Signed { state, operator }))
+}
+
+/// When the session ends unless another request renews it (runtime clock, unix seconds): the
+/// earlier of its idle and absolute ends.
+fn session_end(state: &SessionState, timeouts: ConsoleTimeouts) -> u64 {
+    let idle_end = state.seen.saturating_add(timeouts.idle.as_secs());
+    let max_end = state.created.saturating_add(timeouts.max.as_secs());
+    idle_end.min(max_end)
+}
+
 /// `/records/<id>` (`false`) or `/records/<id>/content` (`true`): the record id, as typed
 /// (the handlers check its shape).
 fn record_path(path: &str) -> Option<(&str, bool)> {
@@ -714,7 +763,26 @@ fn page(status: u16, html: String) -> ConsoleReply {
         content_type: HTML,
         body: Bytes::from(html),
         headers: Vec::new(),
+        stream: None,
     }
+}
+
+fn method_not_allowed() -> ConsoleReply {
+    page(
+        405,
+        pages::problem(
+            None,
+            "Method not allowed",
+            "This address does not accept that HTTP method.",
+        ),
+    )
+}
+
+fn not_found() -> ConsoleReply {
+    page(
+        404,
+        pages::problem(None, "Not found", "There is nothing at this address."),
+    )
 }
 
 /// `reply` with a `Retry-After` of `secs` when there is one.

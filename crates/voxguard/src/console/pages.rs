@@ -1,8 +1,13 @@
 //! The security console's HTML: one function per page, rendered with `maud` (every
 //! interpolated value is escaped). This module owns markup only: labels on every form field,
-//! the CSRF field in every POST form, the shared layout and its navigation. It must not decide
-//! who may see a page, read any store or clock, or carry a script: the console's
-//! Content-Security-Policy allows none.
+//! the CSRF field in every POST form, the shared layout and its navigation. The operators and
+//! live pages have submodules of their own. It must not decide who may see a page, read any
+//! store or clock, or carry an inline script or style: the console's Content-Security-Policy
+//! allows neither (only the live page loads the one embedded script, `live.js`).
+
+pub(crate) mod live;
+pub(crate) mod operators;
+mod time;
 
 mod audit;
 mod records;
@@ -31,6 +36,8 @@ pub(crate) struct Who<'a> {
     pub(crate) records: bool,
     /// Whether the role may read the audit trail (`read_audit`).
     pub(crate) audit: bool,
+    /// Whether the role may manage operators (the operators page).
+    pub(crate) operators: bool,
 }
 
 /// One tool as the overview lists it.
@@ -145,6 +152,12 @@ fn layout(title: &str, who: Option<&Who<'_>>, body: Markup) -> String {
                             }
                             @if who.emergency {
                                 a href="/console/emergency" { "Emergency switch" }
+                            }
+                            @if who.audit {
+                                a href="/console/live" { "Live events" }
+                            }
+                            @if who.operators {
+                                a href="/console/operators" { "Operators" }
                             }
                         }
                         span { (who.name) " (" (who.role) ")" }

@@ -264,6 +264,7 @@ impl Console {
                         "content-disposition",
                         format!("attachment; filename=\"{EXPORT_FILE}\""),
                     )],
+                    stream: None,
                 }
             }
             Err(error) => failure(&who, error),

@@ -404,6 +404,9 @@ impl RecordsApi {
             ("POST", ["operators"]) => self.add_operator(request, actor).await,
             ("DELETE", ["operators", name]) => self.remove_operator(actor, name).await,
             ("PUT", ["operators", name]) => self.set_role(request, actor, name).await,
+            ("POST", ["operators", name, "reset"]) => {
+                self.reset_operator(request, actor, name).await
+            }
             ("GET", ["subjects", subject]) => self.export_subject(request, actor, subject).await,
             ("DELETE", ["subjects", subject]) => self.delete_subject(actor, subject).await,
             ("GET", [id]) => self.read(request, actor, id, false).await,
@@ -415,6 +418,7 @@ impl RecordsApi {
                 | ["audit"]
                 | ["operators"]
                 | ["operators", _]
+                | ["operators", _, "reset"]
                 | ["subjects", _]
                 | [_]
                 | [_, "export"],
@@ -678,6 +682,36 @@ impl RecordsApi {
         }
         match self.records.remove_operator(actor, name).await {
             Ok(()) => Reply::ok(json!({ "removed": name })),
+            Err(error) => operator_failure(error),
+        }
+    }
+
+    async fn reset_operator(&self, request: &OperatorRequest, actor: &Actor, name: &str) -> Reply {
+        if let Err(reply) = self
+            .allowed(actor, Permission::ManageOperators, None, None)
+            .await
+        {
+            return reply;
+        }
+        let password = match request.body.as_ref().and_then(|b| b.get("password")) {
+            Some(Value::Bool(password)) => *password,
+            _ => {
+                return Reply::from(Refusal::new(
+                    Reason::InvalidQuery,
+                    "Say what to reset: {\"password\": true} for a new password, {\"password\": false} for a new API token.",
+                ))
+            }
+        };
+        match self
+            .records
+            .reset_operator_secret(actor, name, password)
+            .await
+        {
+            Ok((operator, secret)) => {
+                let mut reply = json!({ "operator": operator });
+                reply[if password { "password" } else { "token" }] = json!(secret.as_str());
+                Reply::ok(reply)
+            }
             Err(error) => operator_failure(error),
         }
     }

@@ -1,11 +1,13 @@
-//! Operator accounts of the records API: add, list, remove, change role — shared by the API
-//! (`admin` role) and the CLI (`voxguard users`), each change audited as `operator_changed`.
+//! Operator accounts of the records API: add, list, remove, change role, reset a password or
+//! token — shared by the API (`admin` role), the security console's operators page and the CLI
+//! (`voxguard users`), each change audited as `operator_changed` before it is made.
 //!
 //! Owns the rules of an account: a valid name, a role that exists in the role table, a secret
 //! generated here and shown once (an argon2id password or a bearer token stored only as its
-//! SHA-256), and never removing or demoting the last `admin` (removals and role changes run one
-//! at a time in this process; a CLI in another process is not serialized with them). It must
-//! not authenticate requests (that is `api`) nor hold a secret after returning it.
+//! SHA-256), never removing or demoting the last `admin`, and never removing one's own account
+//! (removals, role changes and resets run one at a time in this process; a CLI in another
+//! process is not serialized with them). It must not authenticate requests (that is `api`) nor
+//! hold a secret after returning it.
 
 use voxguard_guard::records::{operator_token_hash, valid_operator_name};
 use voxguard_guard::{AuditKind, Outcome, PinVault};
@@ -38,6 +40,9 @@ pub enum OperatorProblem {
     /// The change would leave no admin.
     #[error("the last admin cannot be removed or given another role")]
     LastAdmin,
+    /// An operator asked to remove their own account.
+    #[error("an operator cannot remove their own account; another admin must do it")]
+    SelfRemoval,
 }
 
 impl OperatorProblem {
@@ -45,7 +50,7 @@ impl OperatorProblem {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            OperatorProblem::Exists(_) | OperatorProblem::LastAdmin
+            OperatorProblem::Exists(_) | OperatorProblem::LastAdmin | OperatorProblem::SelfRemoval
         )
     }
 }
@@ -88,17 +93,11 @@ impl Records {
         if self.roles().get(role).is_none() {
             return Err(OperatorProblem::UnknownRole(role.to_string()).into());
         }
-        let secret = super::api::new_secret(with_password);
+        let (secret, hash) = new_credential(with_password)?;
         let (password_hash, token_hash) = if with_password {
-            let vault = PinVault::default();
-            let hash = vault
-                .hash(&secret)
-                .map_err(|_| RecordsError::Corrupt)?
-                .as_phc()
-                .to_string();
             (Some(hash), None)
         } else {
-            (None, Some(operator_token_hash(&secret)))
+            (None, Some(hash))
         };
         let operator = Operator {
             name: name.to_string(),
@@ -117,8 +116,11 @@ impl Records {
         Ok((operator, secret))
     }
 
-    /// Remove operator `name` (never the last admin).
+    /// Remove operator `name` (never the last admin, never the actor's own account).
     pub async fn remove_operator(&self, actor: &Actor, name: &str) -> Result<(), RecordsError> {
+        if actor.operator == name {
+            return Err(OperatorProblem::SelfRemoval.into());
+        }
         let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
         let operator = store
@@ -167,4 +169,63 @@ impl Records {
             ..operator
         })
     }
+
+    /// Give operator `name` a new generated secret: a password when `password` (replacing
+    /// their password; every console session of theirs ends, since a session remembers the
+    /// password hash it signed in with), else an API token (replacing their token, which stops
+    /// working at once). The other credential, if any, is kept. Audited as `operator_changed`
+    /// (`reset_password` or `reset_token`) before the change; returns the account and the
+    /// secret, which is shown once and stored only hashed.
+    pub async fn reset_operator_secret(
+        &self,
+        actor: &Actor,
+        name: &str,
+        password: bool,
+    ) -> Result<(Operator, Zeroizing<String>), RecordsError> {
+        let (secret, hash) = new_credential(password)?;
+        let _one_change_at_a_time = self.inner.operator_changes.lock().await;
+        let store = self.backend();
+        let operator = store
+            .operator(name)
+            .await?
+            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        let action = if password {
+            "reset_password"
+        } else {
+            "reset_token"
+        };
+        self.operator_event(actor, action, name, &operator.role)
+            .await?;
+        if !store.set_operator_secret(name, password, &hash).await? {
+            return Err(OperatorProblem::NotFound(name.to_string()).into());
+        }
+        let operator = if password {
+            Operator {
+                password_hash: Some(hash),
+                ..operator
+            }
+        } else {
+            Operator {
+                token_hash: Some(hash),
+                ..operator
+            }
+        };
+        Ok((operator, secret))
+    }
+}
+
+/// A generated secret and what the store keeps of it: a password and its argon2id PHC string
+/// (`password`), or a bearer token and its SHA-256.
+fn new_credential(password: bool) -> Result<(Zeroizing<String>, String), RecordsError> {
+    let secret = super::api::new_secret(password);
+    let hash = if password {
+        PinVault::default()
+            .hash(&secret)
+            .map_err(|_| RecordsError::Corrupt)?
+            .as_phc()
+            .to_string()
+    } else {
+        operator_token_hash(&secret)
+    };
+    Ok((secret, hash))
 }
