@@ -58,22 +58,36 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The driver runs in its own process group; the browser it started may have left it
-        // (a panicking test never closes its session), so it is also found by its profile.
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.driver.id())])
-            .status();
+        // A panicking test never closes its session: the browser is found by its own profile
+        // directory (every Chromium process carries it on its command line). Never `kill` with
+        // a negative pid here: procps' kill reads `-KILL -PID` in a way that signals every
+        // process the user may signal.
         let _ = Command::new("pkill")
             .args([
                 "-KILL",
                 "-f",
                 "--",
-                &format!("--user-data-dir={}", self.profile.path().display()),
+                &format!(
+                    "--user-data-dir={}( |$)",
+                    regex_escape(&self.profile.path().display().to_string())
+                ),
             ])
             .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// `text` as a POSIX extended regular expression matching exactly it (for `pkill -f`).
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// The browser, or `None` (said on stderr) when this machine has none.
@@ -615,6 +629,7 @@ async fn the_live_page_shows_events_as_they_happen_and_says_when_it_stops() {
     browser.shows("/console/live", "caller ***4444").await;
     assert!(browser.text("#live-events").await.contains("token_refused"));
     assert!(!browser.text("body").await.contains("5550004444"));
+    browser.shoot("live").await;
     // The operator is removed: the stream ends, and the page says to reload.
     desk.kit
         .records
@@ -624,5 +639,111 @@ async fn the_live_page_shows_events_as_they_happen_and_says_when_it_stops() {
     browser
         .shows("/console/live", "Live updates have stopped")
         .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_an_operator_who_signs_in_then_changes_their_role_and_removes_them() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) =
+        browser("an_admin_adds_an_operator_who_signs_in_then_changes_their_role_and_removes_them")
+            .await
+    else {
+        return;
+    };
+    let desk = desk().await;
+    let admin = desk.kit.password("ada", "admin").await;
+    browser.sign_in(&desk, "ada", &admin).await;
+    browser
+        .click("header nav a[href='/console/operators']")
+        .await;
+    browser.shows("/console/operators", "Operators (1)").await;
+    browser.type_into("#add-name", "nia").await;
+    browser.click("#add-password").await;
+    browser
+        .click("form[action='/console/operators/add'] button[type=submit]")
+        .await;
+    browser
+        .shows("/console/operators/add", "Shown only this once.")
+        .await;
+    let secret = browser
+        .client
+        .find(Locator::Css("#secret"))
+        .await
+        .expect("the secret field")
+        .prop("value")
+        .await
+        .expect("its value")
+        .expect("a value");
+    assert_eq!(secret.len(), 24, "a generated password");
+    browser.shoot("operator-added").await;
+    browser.open(&desk, "/console/operators").await;
+    browser.shows("/console/operators", "Operators (2)").await;
+    browser.shoot("operators").await;
+    // The secret is in no address the browser went to, and not on the list page.
+    assert!(!browser.text("body").await.contains(&secret));
+
+    // The new operator signs in with the password shown once.
+    browser.click("header form button").await;
+    browser.shows("/console/login", "Sign in").await;
+    browser.sign_in(&desk, "nia", &secret).await;
+    assert!(browser.text("header").await.contains("nia (auditor)"));
+    browser.click("header form button").await;
+    browser.shows("/console/login", "Sign in").await;
+
+    // A new role, then removal behind the typed name.
+    browser.sign_in(&desk, "ada", &admin).await;
+    browser.open(&desk, "/console/operators").await;
+    browser.shows("/console/operators", "nia (auditor)").await;
+    let nia = "form:has(input[name=name][value=nia])";
+    browser
+        .client
+        .find(Locator::Css(&format!(
+            "{nia}[action='/console/operators/role'] select option[value=supervisor]"
+        )))
+        .await
+        .expect("the supervisor option")
+        .click()
+        .await
+        .expect("choose supervisor");
+    browser
+        .click(&format!("{nia}[action='/console/operators/role'] button"))
+        .await;
+    browser
+        .shows("/console/operators/role", "nia (supervisor)")
+        .await;
+    browser.open(&desk, "/console/operators").await;
+    browser
+        .type_into(
+            &format!("{nia}[action='/console/operators/remove'] input[name=confirm]"),
+            "nia-typo",
+        )
+        .await;
+    browser
+        .click(&format!("{nia}[action='/console/operators/remove'] button"))
+        .await;
+    browser
+        .shows("/console/operators/remove", "Nothing was changed")
+        .await;
+    browser.open(&desk, "/console/operators").await;
+    browser
+        .type_into(
+            &format!("{nia}[action='/console/operators/remove'] input[name=confirm]"),
+            "nia",
+        )
+        .await;
+    browser
+        .click(&format!("{nia}[action='/console/operators/remove'] button"))
+        .await;
+    browser
+        .shows("/console/operators/remove", "Operators (1)")
+        .await;
+    let changes: Vec<_> = events(&desk)
+        .await
+        .into_iter()
+        .filter(|e| e.kind.as_str() == "operator_changed" && e.operator.as_deref() == Some("ada"))
+        .filter_map(|e| e.function)
+        .collect();
+    assert_eq!(changes, ["add", "set_role", "remove"], "{changes:?}");
     browser.close().await;
 }
