@@ -492,6 +492,71 @@ async fn sign_out_deletes_the_session_on_the_server() {
         .iter()
         .any(|e| e.function.as_deref() == Some("console_sign_out")
             && e.operator.as_deref() == Some("lou")));
+    // The replay, and a guessed cookie, are on record (aggregated per source and reason,
+    // written when the window closes or at shutdown), as a refused request of /records is.
+    let guessed = desk
+        .server
+        .client
+        .post(desk.server.url("/console/subjects/delete"))
+        .header("cookie", format!("vg_console={}", "A".repeat(43)))
+        .form(&[("subject", "patient-7"), ("confirm", "patient-7")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(guessed.url().path(), "/console/login");
+    let server = Arc::try_unwrap(desk.server).ok().expect("one owner");
+    server.stop().await;
+    let refused: u64 = desk
+        .kit
+        .trail()
+        .await
+        .into_iter()
+        .map(|r| r.event)
+        .filter(|e| {
+            e.kind.as_str() == "access_denied"
+                && e.reason.as_deref() == Some("operator_auth_invalid")
+                && e.function
+                    .as_deref()
+                    .is_some_and(|f| f.ends_with(" /console"))
+        })
+        .map(|e| e.arguments.as_ref().unwrap()["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(refused, 2, "the replayed and the guessed cookie");
+}
+
+#[tokio::test]
+async fn signing_in_again_in_the_same_browser_ends_the_session_it_had() {
+    let desk = desk().await;
+    let (ali, bob) = (
+        desk.kit.password("ali", "auditor").await,
+        desk.kit.password("bob", "auditor").await,
+    );
+    let client = browser();
+    let first = sign_in(&client, &desk, "ali", &ali).await;
+    let pair = first
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("vg_console="))
+        .expect("session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let second = sign_in(&client, &desk, "bob", &bob).await;
+    assert_eq!(second.status, StatusCode::SEE_OTHER);
+    let overview = get(&client, &desk, "/console/overview").await;
+    assert!(overview.body.contains("bob (auditor)"), "{}", overview.body);
+    // Ali's old cookie, replayed by hand, opens nothing any more.
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(desk.server.url("/console/overview"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -725,6 +725,12 @@ async fn an_admin_adds_an_operator_who_signs_in_then_changes_their_role_and_remo
     browser
         .shows("/console/operators/remove", "Nothing was changed")
         .await;
+    assert!(events(&desk)
+        .await
+        .iter()
+        .any(|e| e.kind.as_str() == "access_denied"
+            && e.operator.as_deref() == Some("ada")
+            && e.reason.as_deref() == Some("confirmation_mismatch")));
     browser.open(&desk, "/console/operators").await;
     browser
         .type_into(

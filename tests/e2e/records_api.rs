@@ -723,6 +723,14 @@ async fn every_endpoint_by_every_role_is_allowed_or_denied_as_documented_and_alw
         .await;
         assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
         assert_eq!(reply.body["error"], "operator_conflict");
+        // The refusal is on record, like every other refusal of an operator.
+        let events = kit.events_of(&reply.request_id).await;
+        assert!(
+            events.iter().any(|e| e.kind.as_str() == "access_denied"
+                && e.reason.as_deref() == Some("operator_conflict")
+                && e.operator.as_deref() == Some("adam.admin")),
+            "{events:?}"
+        );
     }
 
     // The patient's id never reaches the trail, whoever asked.

@@ -119,8 +119,8 @@ const MAX_ROLE_NAME_LEN: usize = 32;
 /// |---|---|
 /// | `auditor` | `list_records`, `read_audit` (metadata and the audit trail, no content) |
 /// | `supervisor` | `list_records`, `read_content` (reads summaries and transcripts) |
-/// | `compliance` | `list_records`, `read_content`, `export`, `delete` |
-/// | `admin` | `manage_operators` (separation of duties: admins do not read content) |
+/// | `compliance` | `list_records`, `read_content`, `export`, `delete`, `emergency_switch` |
+/// | `admin` | `manage_operators`, `emergency_switch` (separation of duties: admins do not read content) |
 ///
 /// ```
 /// use voxguard_guard::records::{Permission, Roles};

@@ -368,7 +368,7 @@ impl Console {
         let who = self.who(&signed);
         // The whole trail is read: one run at a time in this process.
         let Ok(_running) = self.verifying.try_lock() else {
-            return page(
+            let mut reply = page(
                 429,
                 pages::problem(
                     Some(&who),
@@ -376,6 +376,8 @@ impl Console {
                     "A verification of the audit trail is already running; wait for it to finish and try again.",
                 ),
             );
+            reply.headers.push(("retry-after", "5".into()));
+            return reply;
         };
         let actor = self.actor(request, &signed.operator);
         let report = match self.api.records.verify_trail(&actor).await {

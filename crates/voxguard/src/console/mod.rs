@@ -161,6 +161,8 @@ pub(crate) struct Console {
     anomaly_rules: AnomalyRules,
     /// Held while "Verify now" runs: one verification of the whole trail at a time.
     verifying: tokio::sync::Mutex<()>,
+    /// Overview summaries being computed now (at most [`overview::OVERVIEW_CONCURRENCY`]).
+    overviews: tokio::sync::Semaphore,
     /// The live event streams open now, per operator and in all.
     streams: Arc<live::Streams>,
 }
@@ -184,6 +186,7 @@ impl Console {
             agents: Vec::new(),
             anomaly_rules: AnomalyRules::default(),
             verifying: tokio::sync::Mutex::new(()),
+            overviews: tokio::sync::Semaphore::new(overview::OVERVIEW_CONCURRENCY),
             streams: Default::default(),
         }
     }
@@ -269,14 +272,35 @@ impl Console {
         .map_err(|()| unavailable())
     }
 
-    /// The signed-in session, or the redirect to the sign-in page.
+    /// The signed-in session, or the redirect to the sign-in page. A request that is refused
+    /// here is audited like an unauthenticated one of `/records` (aggregated per source and
+    /// reason): `operator_auth_invalid` when it brought a session cookie that opens nothing (a
+    /// replayed, expired, signed-out or guessed id), `operator_auth_required` when it brought
+    /// none.
     async fn require(&self, request: &ConsoleRequest) -> Result<Signed, ConsoleReply> {
         match self.signed_in(request).await? {
             Some(signed) => Ok(signed),
-            None => Err(redirect(
-                "/console/login",
-                vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],
-            )),
+            None => {
+                let reason = if request.cookie(SESSION_COOKIE).is_some() {
+                    voxguard_guard::Reason::OperatorAuthInvalid
+                } else {
+                    voxguard_guard::Reason::OperatorAuthRequired
+                };
+                self.api
+                    .events
+                    .auth_failed(
+                        request.client,
+                        &request.method,
+                        CONSOLE_PREFIX,
+                        reason,
+                        &request.request_id,
+                    )
+                    .await;
+                Err(redirect(
+                    "/console/login",
+                    vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],
+                ))
+            }
         }
     }
 
@@ -444,6 +468,13 @@ impl Console {
                 return retry_after(page, wait.filter(|_| status == 429));
             }
         };
+        // A browser signing in again (another operator at a shared desk) ends the session it
+        // had: its old cookie must not open anything afterwards.
+        if let Some(old) = request.cookie(SESSION_COOKIE).filter(|id| valid_id(id)) {
+            if self.sessions.clear(&scope_of(old)).await.is_err() {
+                return unavailable();
+            }
+        }
         let now = self.clock.now_unix();
         let id = new_secret();
         let state = SessionState {
@@ -493,17 +524,25 @@ impl Console {
         if let Err(reply) = self.check_csrf(request, &signed).await {
             return reply;
         }
-        if let Some(id) = request.cookie(SESSION_COOKIE) {
-            if self.sessions.clear(&scope_of(id)).await.is_err() {
-                return unavailable();
-            }
-        }
+        // On record first; a sign-out only takes rights away, so it happens even when the
+        // trail cannot take the event (which is then logged as an error).
         let event = self.api.records.console_event(
             &self.actor(request, &signed.operator),
             Outcome::Ok,
             "console_sign_out",
         );
-        let _ = self.api.records.console_write(event).await;
+        if self.api.records.console_write(event).await.is_err() {
+            tracing::error!(
+                target: "voxguard::security",
+                operator = %signed.operator.name,
+                "a console sign-out could not be written to the audit trail; the session is ended anyway"
+            );
+        }
+        if let Some(id) = request.cookie(SESSION_COOKIE) {
+            if self.sessions.clear(&scope_of(id)).await.is_err() {
+                return unavailable();
+            }
+        }
         redirect(
             "/console/login",
             vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],

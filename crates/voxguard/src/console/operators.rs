@@ -91,11 +91,15 @@ impl Console {
     ) -> ConsoleReply {
         let (status, text) = match &error {
             RecordsError::Operator(problem) => {
-                let status = match problem {
-                    OperatorProblem::NotFound(_) => 404,
-                    p if p.is_conflict() => 409,
-                    _ => 400,
+                let (status, reason) = match problem {
+                    OperatorProblem::NotFound(_) => (404, "not_found"),
+                    p if p.is_conflict() => (409, "operator_conflict"),
+                    _ => (400, "invalid_query"),
                 };
+                // A change the rules refused is on record, as on the JSON API.
+                self.api
+                    .denied(&self.actor(request, &signed.operator), reason)
+                    .await;
                 (status, format!("Nothing was changed: {problem}."))
             }
             RecordsError::AuditUnavailable => (
@@ -242,6 +246,12 @@ impl Console {
         let name = request.field("name").unwrap_or_default();
         let typed = request.field("confirm").unwrap_or_default().trim();
         if name.is_empty() || typed != name {
+            self.api
+                .denied(
+                    &self.actor(request, &signed.operator),
+                    "confirmation_mismatch",
+                )
+                .await;
             let text =
                 format!("Nothing was changed: to remove {name}, type their name exactly as shown.");
             let notice = Notice {

@@ -26,8 +26,17 @@ use crate::agent::Agent;
 pub(super) const OVERVIEW_CAP: u32 = 20_000;
 
 /// At most this many copies of one aggregated authentication-failure record are replayed (a
-/// burst rule needs `max + 1` events to fire; more only cost time).
+/// burst rule needs `max + 1` events to fire; more only cost time), and fewer when the
+/// `failed_auth` rule's `max + 1` is smaller.
 const MAX_REPLAYED_FAILURES: u64 = 100;
+
+/// At most this many replayed failures per overview in all: an attacker who fills the window
+/// with aggregated failure records cannot make each view cost millions of detector steps.
+const MAX_REPLAYED_TOTAL: u64 = 50_000;
+
+/// Overview summaries computed at once in this process (each reads up to [`OVERVIEW_CAP`]
+/// records and checks their hashes); more answer 429 with `Retry-After`.
+pub(super) const OVERVIEW_CONCURRENCY: usize = 2;
 
 /// How the overview describes `agent` (`gateway`: served in front of another agent).
 pub(crate) fn agent_view(agent: &Agent, gateway: bool) -> AgentView {
@@ -69,9 +78,42 @@ impl Console {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
+        // A role with no permission at all (one no longer in the table) opens nothing, the
+        // overview included: an unknown role may do nothing.
+        if !Permission::ALL
+            .iter()
+            .any(|p| self.may(&signed.operator, *p))
+        {
+            self.api
+                .denied(&self.actor(request, &signed.operator), "access_denied")
+                .await;
+            return page(
+                403,
+                pages::problem(
+                    Some(&self.who(&signed)),
+                    "Not allowed",
+                    &format!(
+                        "The role {:?} has no permission in the role table, so it opens no console page.",
+                        signed.operator.role
+                    ),
+                ),
+            );
+        }
         let audit = if !self.may(&signed.operator, Permission::ReadAudit) {
             AuditView::NotAllowed
         } else {
+            let Ok(_slot) = self.overviews.try_acquire() else {
+                let mut reply = page(
+                    429,
+                    pages::problem(
+                        Some(&self.who(&signed)),
+                        "Busy",
+                        "Other overviews are being computed right now; try again in a few seconds.",
+                    ),
+                );
+                reply.headers.push(("retry-after", "2".into()));
+                return reply;
+            };
             let since = self.clock.now_ms().saturating_sub(24 * 60 * 60 * 1000);
             let records = &self.api.records;
             match records
@@ -80,7 +122,15 @@ impl Console {
             {
                 Ok(None) => AuditView::Unreadable,
                 Ok(Some(read)) => {
-                    let mut summary = summarize(&read, OVERVIEW_CAP, &self.anomaly_rules);
+                    // Hashing and replaying up to OVERVIEW_CAP records is CPU work: off the
+                    // request threads.
+                    let rules = self.anomaly_rules.clone();
+                    let Ok(mut summary) =
+                        tokio::task::spawn_blocking(move || summarize(&read, OVERVIEW_CAP, &rules))
+                            .await
+                    else {
+                        return unavailable();
+                    };
                     summary.checkpoint = match records.last_checkpoint().await {
                         Ok(found) => found.map(|(checkpoint, valid)| CheckpointView {
                             seq: checkpoint.seq,
@@ -110,7 +160,8 @@ impl Console {
 /// replayed.
 ///
 /// The replay's limits: an aggregated authentication-failure record (`arguments.count` over a
-/// window) is replayed as that many failures (at most [`MAX_REPLAYED_FAILURES`]) at the
+/// window) is replayed as that many failures (at most the `failed_auth` rule's `max + 1`,
+/// [`MAX_REPLAYED_FAILURES`], and [`MAX_REPLAYED_TOTAL`] per summary) at the
 /// record's time, not at the failures' own times; a burst that began before the window is
 /// seen only from the window's start; and an anomaly of records past the cap is not seen.
 pub(super) fn summarize(records: &[AuditRecord], cap: u32, rules: &AnomalyRules) -> AuditSummary {
@@ -120,6 +171,12 @@ pub(super) fn summarize(records: &[AuditRecord], cap: u32, rules: &AnomalyRules)
     let mut anomalies: BTreeMap<&'static str, u64> = BTreeMap::new();
     let (mut lockouts, mut locked_attempts) = (0, 0);
     let detector = AnomalyDetector::new(rules.clone());
+    let per_record = rules
+        .failed_auth
+        .as_ref()
+        .map_or(0, |rule| u64::from(rule.max) + 1)
+        .min(MAX_REPLAYED_FAILURES);
+    let mut replay_budget = MAX_REPLAYED_TOTAL;
     let mut broken_at = None;
     let mut previous: Option<&str> = None;
     for record in records {
@@ -157,9 +214,9 @@ pub(super) fn summarize(records: &[AuditRecord], cap: u32, rules: &AnomalyRules)
                 seen.outcome = Some(Outcome::Refused);
                 seen.source = event.source.clone();
                 seen.reason = event.reason.clone();
-                (0..count.min(MAX_REPLAYED_FAILURES))
-                    .flat_map(|_| detector.observe(&seen))
-                    .collect()
+                let copies = count.min(per_record).min(replay_budget);
+                replay_budget -= copies;
+                (0..copies).flat_map(|_| detector.observe(&seen)).collect()
             }
             None => detector.observe(event),
         };

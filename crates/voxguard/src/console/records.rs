@@ -19,7 +19,7 @@ use voxguard_server::{Bytes, ConsoleReply, ConsoleRequest};
 use voxguard_store::{RecordFilter, StoreError};
 
 use super::pages::{self, RecordPage, RecordsPage, SearchForm, SubjectActions, Who};
-use super::{page, query, unavailable, Console};
+use super::{page, query, unavailable, Console, Signed};
 use crate::records::api::{mask_subjects, record_filter, subject_export, valid_purpose};
 use crate::records::{valid_record_id, valid_subject, RecordsError};
 
@@ -187,9 +187,10 @@ impl Console {
 
     /// The subject of an export or deletion form, once the operator typed it again exactly.
     /// `Err`: the 400 page (nothing done).
-    fn confirmed_subject<'r>(
+    async fn confirmed_subject<'r>(
         &self,
         request: &'r ConsoleRequest,
+        signed: &Signed,
         who: &Who<'_>,
         what: &str,
     ) -> Result<&'r str, ConsoleReply> {
@@ -202,6 +203,16 @@ impl Console {
         }
         // Exactly as typed: no trimming, no case folding.
         if request.field("confirm") != Some(subject) {
+            // On record, with the subject as the trail names it (a pseudonym).
+            self.api
+                .records
+                .denied(
+                    &self.actor(request, &signed.operator),
+                    "confirmation_mismatch",
+                    None,
+                    Some(subject),
+                )
+                .await;
             return Err(page(
                 400,
                 pages::problem(
@@ -228,7 +239,10 @@ impl Console {
             return reply;
         }
         let who = self.who(&signed);
-        let subject = match self.confirmed_subject(request, &who, "Not exported") {
+        let subject = match self
+            .confirmed_subject(request, &signed, &who, "Not exported")
+            .await
+        {
             Ok(subject) => subject,
             Err(reply) => return reply,
         };
@@ -284,7 +298,10 @@ impl Console {
             return reply;
         }
         let who = self.who(&signed);
-        let subject = match self.confirmed_subject(request, &who, "Not deleted") {
+        let subject = match self
+            .confirmed_subject(request, &signed, &who, "Not deleted")
+            .await
+        {
             Ok(subject) => subject,
             Err(reply) => return reply,
         };

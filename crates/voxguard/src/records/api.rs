@@ -669,7 +669,7 @@ impl RecordsApi {
                     ..Reply::ok(reply)
                 }
             }
-            Err(error) => operator_failure(error),
+            Err(error) => self.refused_change(actor, error).await,
         }
     }
 
@@ -682,7 +682,7 @@ impl RecordsApi {
         }
         match self.records.remove_operator(actor, name).await {
             Ok(()) => Reply::ok(json!({ "removed": name })),
-            Err(error) => operator_failure(error),
+            Err(error) => self.refused_change(actor, error).await,
         }
     }
 
@@ -712,7 +712,7 @@ impl RecordsApi {
                 reply[if password { "password" } else { "token" }] = json!(secret.as_str());
                 Reply::ok(reply)
             }
-            Err(error) => operator_failure(error),
+            Err(error) => self.refused_change(actor, error).await,
         }
     }
 
@@ -731,7 +731,7 @@ impl RecordsApi {
             .unwrap_or_default();
         match self.records.set_operator_role(actor, name, role).await {
             Ok(operator) => Reply::ok(json!({ "operator": operator })),
-            Err(error) => operator_failure(error),
+            Err(error) => self.refused_change(actor, error).await,
         }
     }
 }
@@ -888,6 +888,20 @@ fn failure(error: RecordsError) -> Reply {
         }
     };
     Reply::from(refusal)
+}
+
+impl RecordsApi {
+    /// Answer a refused operator change, auditing it first (`access_denied` with the
+    /// refusal's reason) when the rules refused it; a store failure is answered as such.
+    async fn refused_change(&self, actor: &Actor, error: RecordsError) -> Reply {
+        let reply = operator_failure(error);
+        if let Some(reason) = reply.body.get("error").and_then(Value::as_str) {
+            if reply.status != 500 && reply.status != 503 {
+                self.records.denied(actor, reason, None, None).await;
+            }
+        }
+        reply
+    }
 }
 
 /// An operator-management failure.
