@@ -1491,7 +1491,7 @@ async fn two_admins_removing_each_other_at_once_never_leave_no_admin() {
         );
         // Reset: remove whoever is left, through the library (bypassing the API's rule).
         for name in [&a, &b] {
-            let _ = kit.records.backend().remove_operator(name).await;
+            let _ = kit.records.backend().remove_operator(name, None).await;
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use voxguard_guard::records::{operator_token_hash, valid_operator_name};
 use voxguard_guard::{AuditKind, Outcome, PinVault};
-use voxguard_store::Operator;
+use voxguard_store::{Operator, OperatorChange};
 use zeroize::Zeroizing;
 
 use super::{Actor, Records, RecordsError};
@@ -132,7 +132,7 @@ impl Records {
         }
         self.operator_event(actor, "remove", name, &operator.role)
             .await?;
-        if !store.remove_operator(name).await? {
+        if store.remove_operator(name, None).await? == OperatorChange::NotFound {
             return Err(OperatorProblem::NotFound(name.to_string()).into());
         }
         Ok(())
@@ -161,7 +161,7 @@ impl Records {
             return Err(OperatorProblem::LastAdmin.into());
         }
         self.operator_event(actor, "set_role", name, role).await?;
-        if !store.set_operator_role(name, role).await? {
+        if store.set_operator_role(name, role, None).await? == OperatorChange::NotFound {
             return Err(OperatorProblem::NotFound(name.to_string()).into());
         }
         Ok(Operator {

@@ -392,7 +392,7 @@ async fn two_admins_removing_or_demoting_each_other_at_once_leave_one_admin() {
         assert_eq!(admins, 1, "round {round}: the last admin is kept");
         // Back to no admin for the next round.
         for name in [&a, &b] {
-            let _ = h.store.remove_operator(name).await;
+            let _ = h.store.remove_operator(name, None).await;
         }
     }
 }
