@@ -1446,7 +1446,7 @@ async fn password_guessing_is_rate_limited_per_source_and_tokens_still_work() {
 }
 
 /// "The last admin cannot be removed or demoted" must hold when two admins remove each other
-/// at the same moment: the check and the removal are separate statements.
+/// at the same moment over HTTP: the store checks and removes in one atomic step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_admins_removing_each_other_at_once_never_leave_no_admin() {
     let kit = RecordsKit::new().await;
