@@ -1454,7 +1454,7 @@ async fn password_guessing_is_rate_limited_per_source_and_tokens_still_work() {
 }
 
 /// "The last admin cannot be removed or demoted" must hold when two admins remove each other
-/// at the same moment: the check and the removal are separate statements.
+/// at the same moment over HTTP: the store checks and removes in one atomic step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_admins_removing_each_other_at_once_never_leave_no_admin() {
     let kit = RecordsKit::new().await;
@@ -1499,7 +1499,7 @@ async fn two_admins_removing_each_other_at_once_never_leave_no_admin() {
         );
         // Reset: remove whoever is left, through the library (bypassing the API's rule).
         for name in [&a, &b] {
-            let _ = kit.records.backend().remove_operator(name).await;
+            let _ = kit.records.backend().remove_operator(name, None).await;
         }
     }
 }

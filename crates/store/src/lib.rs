@@ -35,7 +35,7 @@ pub use audit::{
     AuditSink, Durability, JsonlAuditLog, PgAuditLog, SqliteAuditLog, AUDIT_DB_FILE_NAME,
 };
 pub use memory::MemoryStore;
-pub use operators::{Operator, OperatorStore, OperatorStoreError};
+pub use operators::{Operator, OperatorChange, OperatorStore, OperatorStoreError};
 pub use postgres::{PgEmergency, PgLimits, PgNotifier};
 pub use postgres::{PgStore, MAX_AGE_SECS as PG_SESSION_CACHE_MAX_AGE_SECS};
 pub use records::postgres::PgRecordStore;

@@ -4,10 +4,16 @@
 //! [`OperatorStoreError`]. An operator has a name, a role and at most one password hash
 //! (argon2id, PHC string) and one API-token hash (SHA-256, hex); the store keeps the hashes as
 //! given. It must never hash, verify or generate credentials (that is `voxguard-guard`), must
-//! never decide what a role may do or enforce rules such as "keep one admin" (the caller
-//! does), and must never reveal a hash through `Debug`, serialization or an error. The
-//! backends are [`SqliteRecordStore`](crate::SqliteRecordStore) and
-//! [`PgRecordStore`](crate::PgRecordStore) (shared by replicas).
+//! never decide what a role may do or which role must keep an operator (the caller names it),
+//! and must never reveal a hash through `Debug`, serialization or an error.
+//!
+//! It does own making such a rule hold: removing an operator or changing a role takes the
+//! role to keep (`keep_one`) and checks and changes in one atomic step of the store, so the
+//! rule holds between every handle on the same database — replicas sharing PostgreSQL, the
+//! runtime and the CLI sharing an SQLite file — not only within one process
+//! ([`OperatorChange`] says what happened). The backends are
+//! [`SqliteRecordStore`](crate::SqliteRecordStore) and [`PgRecordStore`](crate::PgRecordStore)
+//! (shared by replicas).
 
 use crate::StoreError;
 
@@ -61,6 +67,19 @@ pub enum OperatorStoreError {
     Store(#[from] StoreError),
 }
 
+/// What [`OperatorStore::remove_operator`] or [`OperatorStore::set_operator_role`] did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorChange {
+    /// The operator was removed or given the role.
+    Done,
+    /// There is no such operator; nothing changed.
+    NotFound,
+    /// The operator is the last one with the role to keep, and the change would leave none;
+    /// nothing changed.
+    LastOfRole,
+}
+
 /// Where operators live.
 #[async_trait::async_trait]
 pub trait OperatorStore: Send + Sync + 'static {
@@ -77,14 +96,30 @@ pub trait OperatorStore: Send + Sync + 'static {
     /// Every operator, ordered by name.
     async fn list_operators(&self) -> Result<Vec<Operator>, StoreError>;
 
-    /// Remove the operator; `false` if there was none. (Whether the last admin may be removed
-    /// is the caller's rule.)
-    async fn remove_operator(&self, name: &str) -> Result<bool, StoreError>;
+    /// Remove the operator, unless it has role `keep_one` and no other operator has that role
+    /// ([`OperatorChange::LastOfRole`]). The check and the removal are one atomic step for
+    /// every handle on the database (other processes and replicas included): of two
+    /// operators of that role removed at once, one is kept. `None` removes unconditionally.
+    async fn remove_operator(
+        &self,
+        name: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError>;
 
-    /// Change the operator's role; `false` if there is no such operator.
-    async fn set_operator_role(&self, name: &str, role: &str) -> Result<bool, StoreError>;
+    /// Give the operator `role`, unless it has role `keep_one`, `role` is another one, and no
+    /// other operator has `keep_one` ([`OperatorChange::LastOfRole`]). Atomic like
+    /// [`remove_operator`](Self::remove_operator); `None` changes unconditionally.
+    async fn set_operator_role(
+        &self,
+        name: &str,
+        role: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError>;
 
-    /// How many operators have `role`.
+    /// How many operators have `role`. A snapshot: another handle may change it at once, so a
+    /// rule such as "keep one admin" must be enforced through the `keep_one` argument of
+    /// [`remove_operator`](Self::remove_operator) and
+    /// [`set_operator_role`](Self::set_operator_role), not by counting first.
     async fn count_operators_with_role(&self, role: &str) -> Result<u64, StoreError>;
 
     /// Replace one credential of the operator: its password hash (`password`) or its API-token

@@ -6,8 +6,9 @@
 //! conformance suite in `records/tests.rs` runs against both. Where SQLite serializes writers
 //! with `BEGIN IMMEDIATE`, this backend makes each operation safe between replicas by itself:
 //! single statements that decide and act at once (`INSERT … ON CONFLICT DO NOTHING`,
-//! `DELETE … RETURNING`, compare-and-swap `UPDATE`s) and purge batches that skip rows another
-//! replica is already deleting. It must never build SQL from caller data (listing filters
+//! `DELETE … RETURNING`, compare-and-swap `UPDATE`s), purge batches that skip rows another
+//! replica is already deleting, and operator removals and role changes that first lock the
+//! rows of the role to keep (`SELECT … FOR UPDATE`), so the last one is kept. It must never build SQL from caller data (listing filters
 //! choose among constant fragments), never look inside bodies or key blobs, and never put SQL,
 //! URLs, subjects or bodies into an error's `Display`.
 //!
@@ -26,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
-use crate::operators::{Operator, OperatorStore, OperatorStoreError};
+use crate::operators::{Operator, OperatorChange, OperatorStore, OperatorStoreError};
 use crate::postgres::PgDatabase;
 use crate::records::rows::{
     meta_from_row, operator_from_row, record_from_row, tally, unsigned, MetaRow, OperatorRow,
@@ -90,6 +91,89 @@ impl PgRecordStore {
 
     fn pool(&self) -> &PgPool {
         self.database.pool()
+    }
+
+    /// Remove operator `name` (`role` is `None`) or give it `role`, unless that would leave no
+    /// operator with role `keep_one` (see [`OperatorStore::remove_operator`]); again if
+    /// PostgreSQL broke a deadlock by aborting the attempt.
+    async fn change_operator(
+        &self,
+        name: &str,
+        role: Option<&str>,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.change_operator_once(name, role, keep_one).await {
+                Err(err) if is_deadlock(&err) && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                done => return done.map_err(StoreError::unavailable),
+            }
+        }
+    }
+
+    /// One attempt of [`change_operator`](Self::change_operator), in one READ COMMITTED
+    /// transaction.
+    ///
+    /// A conditional `UPDATE`/`DELETE` alone would not be safe here: under READ COMMITTED two
+    /// replicas demoting admins `a1` and `a2` at once both count two admins in their snapshots,
+    /// change different rows (so neither waits for the other) and leave none. Instead the
+    /// transaction first locks every row that has the role to keep (`FOR UPDATE`, in name
+    /// order so that two such transactions queue instead of deadlocking), then locks and reads
+    /// the operator to change, and makes the change only if a locked keeper other than that
+    /// operator exists. A keeper locked here cannot be removed or given another role by anyone
+    /// until this transaction ends, so it still has the role afterwards: the rule holds.
+    ///
+    /// What the other replica does meanwhile: a transaction that waits for a row lock in the
+    /// first statement sees, once it has the lock, the row as the winner committed it — a row
+    /// that lost the role or was deleted is no longer returned (PostgreSQL re-checks the
+    /// `WHERE` on the newest version) — so the loser finds no other keeper and changes
+    /// nothing. A row that gained the role after the statement began is not locked nor
+    /// counted: that can only refuse a change that would have been allowed, never allow one
+    /// that leaves no keeper.
+    async fn change_operator_once(
+        &self,
+        name: &str,
+        role: Option<&str>,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, sqlx::Error> {
+        // The reasoning above is READ COMMITTED's, whatever the server's default level.
+        let mut tx = self
+            .pool()
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?;
+        let keepers: Vec<String> = match keep_one {
+            Some(keep) => {
+                sqlx::query_scalar(
+                    "SELECT name FROM operators WHERE role = $1 ORDER BY name FOR UPDATE",
+                )
+                .bind(keep)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => Vec::new(),
+        };
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT role FROM operators WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else {
+            return Ok(OperatorChange::NotFound);
+        };
+        if let Some(keep) = keep_one {
+            if current == keep && role != Some(keep) && !keepers.iter().any(|k| k != name) {
+                return Ok(OperatorChange::LastOfRole);
+            }
+        }
+        let change = match role {
+            Some(role) => sqlx::query("UPDATE operators SET role = $2 WHERE name = $1")
+                .bind(name)
+                .bind(role),
+            None => sqlx::query("DELETE FROM operators WHERE name = $1").bind(name),
+        };
+        change.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(OperatorChange::Done)
     }
 
     /// Delete the subject in one transaction (see [`RecordStore::delete_subject`]), again if
@@ -517,23 +601,21 @@ impl OperatorStore for PgRecordStore {
         Ok(rows.into_iter().map(operator_from_row).collect())
     }
 
-    async fn remove_operator(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM operators WHERE name = $1")
-            .bind(name)
-            .execute(self.pool())
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(done.rows_affected() > 0)
+    async fn remove_operator(
+        &self,
+        name: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        self.change_operator(name, None, keep_one).await
     }
 
-    async fn set_operator_role(&self, name: &str, role: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE operators SET role = $1 WHERE name = $2")
-            .bind(role)
-            .bind(name)
-            .execute(self.pool())
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(done.rows_affected() > 0)
+    async fn set_operator_role(
+        &self,
+        name: &str,
+        role: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        self.change_operator(name, Some(role), keep_one).await
     }
 
     async fn count_operators_with_role(&self, role: &str) -> Result<u64, StoreError> {

@@ -16,7 +16,7 @@ use std::path::Path;
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use crate::operators::{Operator, OperatorStore, OperatorStoreError};
+use crate::operators::{Operator, OperatorChange, OperatorStore, OperatorStoreError};
 use crate::records::rows::{
     meta_from_row, operator_from_row, record_from_row, tally, unsigned, MetaRow, OperatorRow,
     RecordRow, MAX_PURGE_BATCH, META_COLUMNS, OPERATOR_COLUMNS,
@@ -234,6 +234,59 @@ impl SqliteRecordStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::unavailable)
+    }
+
+    /// Remove operator `name` (`role` is `None`) or give it `role`, unless that would leave no
+    /// operator with role `keep_one` (see [`OperatorStore::remove_operator`]).
+    ///
+    /// `BEGIN IMMEDIATE` takes the database's write lock before the first read, and every
+    /// connection of every process needs that lock to write: between reading the operator's
+    /// role and the other keepers and making the change, nobody else can change an operator.
+    /// So two handles demoting or removing the last two admins at once are serialized here,
+    /// and the second one sees the first one's change.
+    async fn change_operator(
+        &self,
+        name: &str,
+        role: Option<&str>,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        let _gate = self.writes.lock().await;
+        let mut tx = self.immediate().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT role FROM operators WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+        let Some(current) = current else {
+            return Ok(OperatorChange::NotFound);
+        };
+        if let Some(keep) = keep_one {
+            if current == keep && role != Some(keep) {
+                let others: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM operators WHERE role = ? AND name <> ?",
+                )
+                .bind(keep)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+                if others == 0 {
+                    return Ok(OperatorChange::LastOfRole);
+                }
+            }
+        }
+        let change = match role {
+            Some(role) => sqlx::query("UPDATE operators SET role = ? WHERE name = ?").bind(role),
+            None => sqlx::query("DELETE FROM operators WHERE name = ?"),
+        };
+        change
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
+        tx.commit().await.map_err(StoreError::unavailable)?;
+        Ok(OperatorChange::Done)
     }
 
     /// Delete the subject in one transaction (see [`RecordStore::delete_subject`]).
@@ -657,25 +710,21 @@ impl OperatorStore for SqliteRecordStore {
         Ok(rows.into_iter().map(operator_from_row).collect())
     }
 
-    async fn remove_operator(&self, name: &str) -> Result<bool, StoreError> {
-        let _gate = self.writes.lock().await;
-        let done = sqlx::query("DELETE FROM operators WHERE name = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(done.rows_affected() > 0)
+    async fn remove_operator(
+        &self,
+        name: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        self.change_operator(name, None, keep_one).await
     }
 
-    async fn set_operator_role(&self, name: &str, role: &str) -> Result<bool, StoreError> {
-        let _gate = self.writes.lock().await;
-        let done = sqlx::query("UPDATE operators SET role = ? WHERE name = ?")
-            .bind(role)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(done.rows_affected() > 0)
+    async fn set_operator_role(
+        &self,
+        name: &str,
+        role: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        self.change_operator(name, Some(role), keep_one).await
     }
 
     async fn count_operators_with_role(&self, role: &str) -> Result<u64, StoreError> {

@@ -6,7 +6,8 @@
 //! `VOXGUARD_TEST_POSTGRES_URL` is set, a fresh PostgreSQL schema dropped at the end (a
 //! `skipped on PostgreSQL` line on stderr says when it is not). The proof-of-deletion tests
 //! are about SQLite's files and run on SQLite only; the cross-replica tests run on PostgreSQL
-//! only.
+//! only, except the race between two handles removing or demoting the last admins, which runs
+//! on two pools of one SQLite file as well.
 
 use std::collections::BTreeMap;
 use std::error::Error as _;
@@ -15,9 +16,9 @@ use std::sync::Arc;
 
 use crate::postgres::{testing, PgDatabase};
 use crate::{
-    Operator, OperatorStore, OperatorStoreError, PgRecordStore, RecordFilter, RecordMeta,
-    RecordStore, SqliteRecordStore, StoreError, StoredKey, StoredRecord, SubjectDeletion,
-    DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, RECORDS_DB_FILE_NAME,
+    Operator, OperatorChange, OperatorStore, OperatorStoreError, PgRecordStore, RecordFilter,
+    RecordMeta, RecordStore, SqliteRecordStore, StoreError, StoredKey, StoredRecord,
+    SubjectDeletion, DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, RECORDS_DB_FILE_NAME,
 };
 
 /// Records and operators in one store, as every backend provides them.
@@ -887,18 +888,33 @@ async fn operators_crud_and_lookups() {
         assert_eq!(store.operator("alice").await.unwrap(), Some(alice.clone()));
 
         assert_eq!(store.count_operators_with_role("admin").await.unwrap(), 2);
-        assert!(store
-            .set_operator_role("carol", "compliance")
-            .await
-            .unwrap());
-        assert!(!store.set_operator_role("nobody", "admin").await.unwrap());
+        assert_eq!(
+            store
+                .set_operator_role("carol", "compliance", Some("admin"))
+                .await
+                .unwrap(),
+            OperatorChange::Done
+        );
+        assert_eq!(
+            store
+                .set_operator_role("nobody", "admin", Some("admin"))
+                .await
+                .unwrap(),
+            OperatorChange::NotFound
+        );
         assert_eq!(store.count_operators_with_role("admin").await.unwrap(), 1);
         assert_eq!(
             store.operator("carol").await.unwrap().unwrap().role,
             "compliance"
         );
-        assert!(store.remove_operator("bob").await.unwrap());
-        assert!(!store.remove_operator("bob").await.unwrap());
+        assert_eq!(
+            store.remove_operator("bob", Some("admin")).await.unwrap(),
+            OperatorChange::Done
+        );
+        assert_eq!(
+            store.remove_operator("bob", Some("admin")).await.unwrap(),
+            OperatorChange::NotFound
+        );
         assert_eq!(store.operator_by_token_hash("ab12").await.unwrap(), None);
         assert_eq!(store.count_operators_with_role("auditor").await.unwrap(), 0);
         // Operators without a token do not collide with each other.
@@ -908,6 +924,147 @@ async fn operators_crud_and_lookups() {
             .unwrap();
         under.finish().await;
     }
+}
+
+#[tokio::test]
+async fn the_last_operator_of_the_role_to_keep_stays() {
+    for under in backends("last_of_role", Sqlite::Memory).await {
+        let store = under.store();
+        for op in [
+            operator("ada", "admin", None),
+            operator("bo", "auditor", None),
+        ] {
+            store.add_operator(&op).await.unwrap();
+        }
+        // The last admin is neither removed nor given another role...
+        assert_eq!(
+            store.remove_operator("ada", Some("admin")).await.unwrap(),
+            OperatorChange::LastOfRole
+        );
+        assert_eq!(
+            store
+                .set_operator_role("ada", "auditor", Some("admin"))
+                .await
+                .unwrap(),
+            OperatorChange::LastOfRole
+        );
+        assert_eq!(
+            store.operator("ada").await.unwrap(),
+            Some(operator("ada", "admin", None)),
+            "nothing changed"
+        );
+        // ...but may be given the role it has, and others change freely.
+        assert_eq!(
+            store
+                .set_operator_role("ada", "admin", Some("admin"))
+                .await
+                .unwrap(),
+            OperatorChange::Done
+        );
+        assert_eq!(
+            store
+                .set_operator_role("bo", "compliance", Some("admin"))
+                .await
+                .unwrap(),
+            OperatorChange::Done
+        );
+        // With a second admin, either may go; then the other is the last one.
+        assert_eq!(
+            store
+                .set_operator_role("bo", "admin", Some("admin"))
+                .await
+                .unwrap(),
+            OperatorChange::Done
+        );
+        assert_eq!(
+            store
+                .set_operator_role("ada", "auditor", Some("admin"))
+                .await
+                .unwrap(),
+            OperatorChange::Done
+        );
+        assert_eq!(
+            store.remove_operator("bo", Some("admin")).await.unwrap(),
+            OperatorChange::LastOfRole
+        );
+        // Without a role to keep, nothing is protected.
+        assert_eq!(
+            store.remove_operator("bo", None).await.unwrap(),
+            OperatorChange::Done
+        );
+        assert_eq!(store.count_operators_with_role("admin").await.unwrap(), 0);
+        assert_eq!(
+            store.remove_operator("bo", None).await.unwrap(),
+            OperatorChange::NotFound
+        );
+        under.finish().await;
+    }
+}
+
+/// Two handles on one database, `one` and `two`, in many rounds removing (even rounds) or
+/// demoting (odd rounds) the only two admins at the same moment, each handle one of them:
+/// exactly one change is made and one admin is left every time. (Checking and changing in
+/// separate steps lost both admins in most rounds.)
+async fn two_handles_racing_keep_one_admin(
+    one: Arc<dyn Backend>,
+    two: Arc<dyn Backend>,
+    rounds: usize,
+) {
+    one.add_operator(&operator("aud", "auditor", None))
+        .await
+        .unwrap();
+    for round in 0..rounds {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        for name in [&a, &b] {
+            one.add_operator(&operator(name, "admin", None))
+                .await
+                .unwrap();
+        }
+        let remove = round % 2 == 0;
+        let race = |store: Arc<dyn Backend>, name: String| {
+            tokio::spawn(async move {
+                if remove {
+                    store.remove_operator(&name, Some("admin")).await
+                } else {
+                    store
+                        .set_operator_role(&name, "auditor", Some("admin"))
+                        .await
+                }
+            })
+        };
+        let (ta, tb) = (race(one.clone(), a.clone()), race(two.clone(), b.clone()));
+        let results = [ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap()];
+        let mut sorted = results;
+        sorted.sort_by_key(|r| *r == OperatorChange::Done);
+        assert_eq!(
+            sorted,
+            [OperatorChange::LastOfRole, OperatorChange::Done],
+            "round {round}: {results:?}"
+        );
+        for store in [&one, &two] {
+            assert_eq!(
+                store.count_operators_with_role("admin").await.unwrap(),
+                1,
+                "round {round}: {results:?}"
+            );
+        }
+        for name in [&a, &b] {
+            let _ = one.remove_operator(name, None).await.unwrap();
+        }
+    }
+    // Only the admins changed.
+    assert_eq!(
+        two.operator("aud").await.unwrap(),
+        Some(operator("aud", "auditor", None))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_sqlite_file_racing_keep_one_admin() {
+    let (first, dir) = file_store().await;
+    // Another pool on the same file, as the CLI opens it while the runtime runs.
+    let second = SqliteRecordStore::open_in_dir(dir.path()).await.unwrap();
+    two_handles_racing_keep_one_admin(Arc::new(first), Arc::new(second), 40).await;
 }
 
 #[tokio::test]
@@ -1183,6 +1340,15 @@ async fn replicas_share_records_operators_deletions_and_purges() {
         pa.get("transcript").copied().unwrap_or(0) + pb.get("transcript").copied().unwrap_or(0);
     assert_eq!(total, 300, "{pa:?} {pb:?}");
     assert_eq!(a.count_expired_records(now).await.unwrap(), BTreeMap::new());
+    a.database().drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_racing_to_remove_or_demote_admins_keep_one() {
+    let Some((a, b)) = replicas("replicas_last_admin").await else {
+        return;
+    };
+    two_handles_racing_keep_one_admin(Arc::new(a.clone()), Arc::new(b), 40).await;
     a.database().drop_schema().await.unwrap();
 }
 

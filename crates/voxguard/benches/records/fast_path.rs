@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 use voxguard::guard::{AuditEvent, AuditKind, AuditRecord};
 use voxguard::prelude::*;
 use voxguard::store::{
-    AuditSink, Operator, OperatorStore, OperatorStoreError, RecordFilter, RecordMeta, RecordStore,
-    SqliteAuditLog, SqliteRecordStore, StoreError, StoredKey, StoredRecord, SubjectDeletion,
+    AuditSink, Operator, OperatorChange, OperatorStore, OperatorStoreError, RecordFilter,
+    RecordMeta, RecordStore, SqliteAuditLog, SqliteRecordStore, StoreError, StoredKey,
+    StoredRecord, SubjectDeletion,
 };
 
 use crate::stats::{histogram, micros};
@@ -161,11 +162,20 @@ impl OperatorStore for Timed {
     async fn list_operators(&self) -> Result<Vec<Operator>, StoreError> {
         self.inner.list_operators().await
     }
-    async fn remove_operator(&self, name: &str) -> Result<bool, StoreError> {
-        self.inner.remove_operator(name).await
+    async fn remove_operator(
+        &self,
+        name: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        self.inner.remove_operator(name, keep_one).await
     }
-    async fn set_operator_role(&self, name: &str, role: &str) -> Result<bool, StoreError> {
-        self.inner.set_operator_role(name, role).await
+    async fn set_operator_role(
+        &self,
+        name: &str,
+        role: &str,
+        keep_one: Option<&str>,
+    ) -> Result<OperatorChange, StoreError> {
+        self.inner.set_operator_role(name, role, keep_one).await
     }
     async fn count_operators_with_role(&self, role: &str) -> Result<u64, StoreError> {
         self.inner.count_operators_with_role(role).await

@@ -448,9 +448,6 @@ struct Inner {
     compliance: Compliance,
     redactor: Redactor,
     cleanup: Option<Cleanup>,
-    /// Held while an operator is removed or given another role, so that the last-admin check
-    /// and the change are one step: two admins removing each other at once leave one.
-    operator_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Records {
@@ -500,7 +497,6 @@ impl Records {
             compliance: shared.compliance,
             redactor: shared.redactor.clone(),
             cleanup: None,
-            operator_changes: shared.operator_changes.clone(),
         });
         Self {
             inner: Arc::new(Inner {
@@ -530,7 +526,6 @@ impl Records {
                 compliance,
                 redactor: Redactor::new(),
                 cleanup,
-                operator_changes: Arc::default(),
             }),
         }
     }

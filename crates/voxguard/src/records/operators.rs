@@ -1,23 +1,30 @@
 //! Operator accounts of the records API: add, list, remove, change role, reset a password or
 //! token — shared by the API (`admin` role), the security console's operators page and the CLI
-//! (`voxguard users`), each change audited as `operator_changed` before it is made.
+//! (`voxguard users`), each change audited as `operator_changed` before it is made (and once
+//! more, as refused, when the store then refuses it to keep the last admin).
 //!
 //! Owns the rules of an account: a valid name, a role that exists in the role table, a secret
 //! generated here and shown once (an argon2id password or a bearer token stored only as its
-//! SHA-256), never removing or demoting the last `admin`, and never removing one's own account
-//! (removals, role changes and resets run one at a time in this process; a CLI in another
-//! process is not serialized with them). It must not authenticate requests (that is `api`) nor
-//! hold a secret after returning it.
+//! SHA-256), never removing or demoting the last `admin`, and never removing one's own account.
+//! The last-admin rule is checked again by the store in the same atomic step as the change
+//! (see [`OperatorStore::remove_operator`](voxguard_store::OperatorStore::remove_operator)),
+//! so it holds between every handle on one database: replicas sharing PostgreSQL, and the
+//! runtime and the CLI sharing the SQLite file. It must not authenticate requests (that is
+//! `api`) nor hold a secret after returning it.
 
 use voxguard_guard::records::{operator_token_hash, valid_operator_name};
 use voxguard_guard::{AuditKind, Outcome, PinVault};
-use voxguard_store::Operator;
+use voxguard_store::{Operator, OperatorChange};
 use zeroize::Zeroizing;
 
 use super::{Actor, Records, RecordsError};
 
 /// The role that manages operators; the last one cannot be removed or demoted.
 pub const ADMIN_ROLE: &str = "admin";
+
+/// The audit reason of a change refused by the store because another handle had just removed
+/// or demoted the other admin (the change was already audited as about to happen).
+const LAST_ADMIN: &str = "last_admin";
 
 /// Why an operator change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,10 +70,48 @@ impl Records {
         name: &str,
         role: &str,
     ) -> Result<(), RecordsError> {
-        let mut event = self.event(AuditKind::OperatorChanged, Outcome::Ok, actor);
+        let event = self.operator_change_event(Outcome::Ok, actor, action, name, role);
+        self.write(event).await
+    }
+
+    fn operator_change_event(
+        &self,
+        outcome: Outcome,
+        actor: &Actor,
+        action: &str,
+        name: &str,
+        role: &str,
+    ) -> voxguard_guard::AuditEvent {
+        let mut event = self.event(AuditKind::OperatorChanged, outcome, actor);
         event.function = Some(action.to_string());
         event.arguments = Some(serde_json::json!({ "operator": name, "role": role }));
-        self.write(event).await
+        event
+    }
+
+    /// What the store answered to a removal or role change already audited as about to
+    /// happen. When it refused because `name` had become the last admin meanwhile (another
+    /// replica or the CLI removed or demoted the other one), that is put on record as
+    /// `operator_changed` refused (`last_admin`), so the trail does not claim a change that
+    /// was never made.
+    async fn operator_changed(
+        &self,
+        change: OperatorChange,
+        actor: &Actor,
+        action: &str,
+        name: &str,
+        role: &str,
+    ) -> Result<(), RecordsError> {
+        match change {
+            OperatorChange::Done => Ok(()),
+            OperatorChange::NotFound => Err(OperatorProblem::NotFound(name.to_string()).into()),
+            OperatorChange::LastOfRole => {
+                let mut event =
+                    self.operator_change_event(Outcome::Refused, actor, action, name, role);
+                event.reason = Some(LAST_ADMIN.into());
+                self.write(event).await?;
+                Err(OperatorProblem::LastAdmin.into())
+            }
+        }
     }
 
     /// Every operator (names, roles, creation times; never a hash).
@@ -121,21 +166,21 @@ impl Records {
         if actor.operator == name {
             return Err(OperatorProblem::SelfRemoval.into());
         }
-        let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
         let operator = store
             .operator(name)
             .await?
             .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        // Plainly the last admin: refused before anything is audited. This count is only a
+        // snapshot; the store decides again, atomically, when it removes.
         if operator.role == ADMIN_ROLE && store.count_operators_with_role(ADMIN_ROLE).await? <= 1 {
             return Err(OperatorProblem::LastAdmin.into());
         }
         self.operator_event(actor, "remove", name, &operator.role)
             .await?;
-        if !store.remove_operator(name).await? {
-            return Err(OperatorProblem::NotFound(name.to_string()).into());
-        }
-        Ok(())
+        let change = store.remove_operator(name, Some(ADMIN_ROLE)).await?;
+        self.operator_changed(change, actor, "remove", name, &operator.role)
+            .await
     }
 
     /// Give operator `name` another role (never demote the last admin).
@@ -148,12 +193,12 @@ impl Records {
         if self.roles().get(role).is_none() {
             return Err(OperatorProblem::UnknownRole(role.to_string()).into());
         }
-        let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
         let operator = store
             .operator(name)
             .await?
             .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        // As for a removal: a snapshot refusal first, the store's atomic check at the change.
         if operator.role == ADMIN_ROLE
             && role != ADMIN_ROLE
             && store.count_operators_with_role(ADMIN_ROLE).await? <= 1
@@ -161,9 +206,11 @@ impl Records {
             return Err(OperatorProblem::LastAdmin.into());
         }
         self.operator_event(actor, "set_role", name, role).await?;
-        if !store.set_operator_role(name, role).await? {
-            return Err(OperatorProblem::NotFound(name.to_string()).into());
-        }
+        let change = store
+            .set_operator_role(name, role, Some(ADMIN_ROLE))
+            .await?;
+        self.operator_changed(change, actor, "set_role", name, role)
+            .await?;
         Ok(Operator {
             role: role.to_string(),
             ..operator
@@ -183,7 +230,6 @@ impl Records {
         password: bool,
     ) -> Result<(Operator, Zeroizing<String>), RecordsError> {
         let (secret, hash) = new_credential(password)?;
-        let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
         let operator = store
             .operator(name)

@@ -1,13 +1,15 @@
 //! The records service against a real SQLite records database and audit trail in a temporary
-//! directory, with a manual clock.
+//! directory, with a manual clock; the race of two replicas over the last admin also runs on
+//! PostgreSQL when `VOXGUARD_TEST_POSTGRES_URL` is set (skipped, saying so, otherwise).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use voxguard_guard::{AuditKind, AuditRecord, Clock, ManualClock};
+use voxguard_guard::{AuditKind, AuditRecord, Clock, ManualClock, Outcome};
 use voxguard_store::{
-    AuditSink, Durability, RecordStore, SqliteAuditLog, SqliteRecordStore, StoredRecord,
+    AuditSink, Durability, OperatorChange, OperatorStore, RecordStore, SqliteAuditLog,
+    SqliteRecordStore, StoredRecord,
 };
 
 use super::*;
@@ -45,7 +47,18 @@ impl Harness {
     }
 
     fn records_with(&self, key: &str, previous: Option<&str>, modes: Compliance) -> Records {
-        let config = RecordsConfig::new(self.store.clone(), key, previous).expect("config");
+        self.records_on(self.store.clone(), key, previous, modes)
+    }
+
+    /// A records service on `store`, auditing to the harness's trail.
+    fn records_on(
+        &self,
+        store: Arc<dyn RecordsBackend>,
+        key: &str,
+        previous: Option<&str>,
+        modes: Compliance,
+    ) -> Records {
+        let config = RecordsConfig::new(store, key, previous).expect("config");
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
         let auditor = Auditor::new(
             Some(self.audit.clone() as Arc<dyn AuditSink>),
@@ -392,9 +405,249 @@ async fn two_admins_removing_or_demoting_each_other_at_once_leave_one_admin() {
         assert_eq!(admins, 1, "round {round}: the last admin is kept");
         // Back to no admin for the next round.
         for name in [&a, &b] {
-            let _ = h.store.remove_operator(name).await;
+            let _ = h.store.remove_operator(name, None).await;
         }
     }
+}
+
+/// Two records services on one store share no lock in memory — two replicas on PostgreSQL, or
+/// the runtime and the `voxguard users` CLI on one SQLite file — so the last-admin rule must
+/// hold in the store: in every round, two admins removing (even rounds) or demoting (odd
+/// rounds) each other through different handles leave exactly one admin, and the loser is
+/// told it was the last admin.
+async fn two_handles_keep_the_last_admin(one: Records, two: Records) {
+    let cli = Actor::cli("test");
+    for round in 0..20 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        for name in [&a, &b] {
+            one.add_operator(&cli, name, ADMIN_ROLE, false)
+                .await
+                .expect("admin added");
+        }
+        let (first, second, cli_a, cli_b) = (one.clone(), two.clone(), cli.clone(), cli.clone());
+        let (name_a, name_b) = (a.clone(), b.clone());
+        let (ra, rb) = if round % 2 == 0 {
+            let ta = tokio::spawn(async move { first.remove_operator(&cli_a, &name_a).await });
+            let tb = tokio::spawn(async move { second.remove_operator(&cli_b, &name_b).await });
+            (ta.await.unwrap(), tb.await.unwrap())
+        } else {
+            let ta = tokio::spawn(async move {
+                first
+                    .set_operator_role(&cli_a, &name_a, "auditor")
+                    .await
+                    .map(drop)
+            });
+            let tb = tokio::spawn(async move {
+                second
+                    .set_operator_role(&cli_b, &name_b, "auditor")
+                    .await
+                    .map(drop)
+            });
+            (ta.await.unwrap(), tb.await.unwrap())
+        };
+        let admins = one
+            .backend()
+            .count_operators_with_role(ADMIN_ROLE)
+            .await
+            .expect("count");
+        assert_eq!(admins, 1, "round {round}: {ra:?} {rb:?}");
+        let refused = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Err(RecordsError::Operator(OperatorProblem::LastAdmin))))
+            .count();
+        assert!(
+            refused == 1 && (ra.is_ok() || rb.is_ok()),
+            "round {round}: one change is made, the other refused: {ra:?} {rb:?}"
+        );
+        // Back to no admin for the next round (the store's own rule is not asked for).
+        for name in [&a, &b] {
+            let _ = one.backend().remove_operator(name, None).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_and_the_cli_on_one_sqlite_file_keep_the_last_admin() {
+    let h = Harness::new().await;
+    // A second handle on the same file, as `voxguard users` opens it from another process.
+    let cli_store = Arc::new(
+        SqliteRecordStore::open_in_dir(h.dir.path())
+            .await
+            .expect("second handle"),
+    );
+    let runtime = h.records();
+    let cli = h.records_on(cli_store, KEY_A, None, Compliance::NONE);
+    two_handles_keep_the_last_admin(runtime, cli).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_keep_the_last_admin() {
+    let Some(first) = voxguard_store::postgres::testing::database("records_last_admin").await
+    else {
+        return;
+    };
+    let url = std::env::var(voxguard_store::postgres::testing::URL_VAR).expect("url");
+    let second = voxguard_store::postgres::PgDatabase::connect(&url, first.schema(), 4)
+        .await
+        .expect("second pool");
+    let h = Harness::new().await;
+    let one = h.records_on(
+        Arc::new(voxguard_store::PgRecordStore::new(first.clone())),
+        KEY_A,
+        None,
+        Compliance::NONE,
+    );
+    let two = h.records_on(
+        Arc::new(voxguard_store::PgRecordStore::new(second)),
+        KEY_A,
+        None,
+        Compliance::NONE,
+    );
+    two_handles_keep_the_last_admin(one, two).await;
+    first.drop_schema().await.expect("schema dropped");
+}
+
+/// An audit sink that, when an operator change is put on record as about to happen, first
+/// has "another replica" demote the admin it is armed with: the moment between the records
+/// service's own last-admin check and the store's change.
+struct Interfering {
+    inner: Arc<SqliteAuditLog>,
+    other_replica: Arc<SqliteRecordStore>,
+    armed: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl AuditSink for Interfering {
+    async fn append(
+        &self,
+        event: voxguard_guard::AuditEvent,
+    ) -> Result<AuditRecord, voxguard_store::StoreError> {
+        let about_to_change =
+            event.kind == AuditKind::OperatorChanged && event.outcome == Some(Outcome::Ok);
+        let victim = self.armed.lock().unwrap().take_if(|_| about_to_change);
+        if let Some(victim) = victim {
+            let change = self
+                .other_replica
+                .set_operator_role(&victim, "auditor", Some(ADMIN_ROLE))
+                .await?;
+            assert_eq!(change, OperatorChange::Done, "the other admin is demoted");
+        }
+        self.inner.append(event).await
+    }
+
+    async fn flush(&self) -> Result<(), voxguard_store::StoreError> {
+        self.inner.flush().await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+#[tokio::test]
+async fn a_change_the_store_refuses_after_it_was_audited_is_on_record_as_refused() {
+    let h = Harness::new().await;
+    let sink = Arc::new(Interfering {
+        inner: h.audit.clone(),
+        other_replica: Arc::new(
+            SqliteRecordStore::open_in_dir(h.dir.path())
+                .await
+                .expect("second handle"),
+        ),
+        armed: std::sync::Mutex::new(None),
+    });
+    let config = RecordsConfig::new(h.store.clone(), KEY_A, None).expect("config");
+    let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
+    let auditor = Auditor::new(
+        Some(sink.clone() as Arc<dyn AuditSink>),
+        clock,
+        voxguard_server::Metrics::new(),
+        None,
+        None,
+    );
+    let records = Records::with_auditor(config, auditor, Compliance::NONE, None);
+    let cli = Actor::cli("test");
+    for name in ["ada", "bo", "cy"] {
+        records
+            .add_operator(&cli, name, ADMIN_ROLE, false)
+            .await
+            .expect("admin added");
+    }
+    records
+        .set_operator_role(&cli, "cy", "auditor")
+        .await
+        .expect("three admins: one may go");
+
+    // Two admins when checked; bo is demoted elsewhere before ada's demotion reaches the store.
+    *sink.armed.lock().unwrap() = Some("bo".into());
+    let err = records
+        .set_operator_role(&cli, "ada", "auditor")
+        .await
+        .expect_err("ada is the last admin by then");
+    assert!(
+        matches!(err, RecordsError::Operator(OperatorProblem::LastAdmin)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), OperatorProblem::LastAdmin.to_string());
+    // The same for a removal: cy is promoted again, then demoted elsewhere meanwhile.
+    records
+        .set_operator_role(&cli, "cy", ADMIN_ROLE)
+        .await
+        .expect("promoted");
+    *sink.armed.lock().unwrap() = Some("cy".into());
+    let err = records
+        .remove_operator(&cli, "ada")
+        .await
+        .expect_err("ada is the last admin by then");
+    assert!(
+        matches!(err, RecordsError::Operator(OperatorProblem::LastAdmin)),
+        "{err:?}"
+    );
+    let roles: Vec<(String, String)> = h
+        .store
+        .list_operators()
+        .await
+        .expect("listed")
+        .into_iter()
+        .map(|op| (op.name, op.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [("ada", "admin"), ("bo", "auditor"), ("cy", "auditor")]
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+    );
+
+    // The trail says each refused change was about to happen, then that it was refused.
+    let changes: Vec<(String, Option<Outcome>, Option<String>)> = h
+        .audit()
+        .await
+        .into_iter()
+        .map(|r| r.event)
+        .filter(|e| e.kind == AuditKind::OperatorChanged)
+        .map(|e| {
+            let operator = e.arguments.as_ref().expect("arguments")["operator"].clone();
+            (
+                format!("{} {}", e.function.unwrap_or_default(), operator),
+                e.outcome,
+                e.reason,
+            )
+        })
+        .collect();
+    let refused = |what: &str| {
+        [
+            (what.to_string(), Some(Outcome::Ok), None),
+            (
+                what.to_string(),
+                Some(Outcome::Refused),
+                Some("last_admin".to_string()),
+            ),
+        ]
+    };
+    assert_eq!(
+        changes[changes.len() - 5..changes.len() - 3],
+        refused("set_role \"ada\"")
+    );
+    assert_eq!(changes[changes.len() - 2..], refused("remove \"ada\""));
 }
 
 #[tokio::test]
