@@ -28,7 +28,13 @@ impl Records {
         event.function = Some(function.to_string());
         event.arguments = Some(arguments);
         self.write(event).await?;
-        Ok(self.inner.auditor.sink().cloned())
+        let Some(sink) = self.inner.auditor.sink() else {
+            return Ok(None);
+        };
+        if sink.read_page(1, 1).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(sink.clone()))
     }
 }
 
