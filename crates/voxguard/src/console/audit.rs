@@ -314,14 +314,19 @@ impl Console {
             "after": match cursor { Cursor::After(n) => Some(n), _ => None },
         });
         let actor = self.actor(request, &signed.operator);
-        let reader = match self.api.records.audit_reader(&actor, arguments).await {
+        let reader = match self
+            .api
+            .records
+            .audit_reader(&actor, "console_audit", arguments)
+            .await
+        {
             Ok(Some(reader)) => reader,
             Ok(None) => return unreadable(&who),
             Err(error) => return trail_failure(error),
         };
         let scanned = match cursor {
             Cursor::Newest => match reader.end().await {
-                Ok(end) => scan_older(&reader, &filter, end.unwrap_or(0)).await,
+                Ok(end) => scan_older(&reader, &filter, end).await,
                 Err(error) => Err(error),
             },
             Cursor::Before(before) => scan_older(&reader, &filter, before - 1).await,

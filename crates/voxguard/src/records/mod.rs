@@ -19,7 +19,6 @@
 pub(crate) mod api;
 pub mod compliance;
 mod kind;
-pub(crate) mod live_feed;
 mod operators;
 mod trail;
 
