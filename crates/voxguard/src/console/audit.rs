@@ -282,16 +282,10 @@ fn link(filter: &Filter, cursor: (&str, u64)) -> String {
 impl Console {
     /// `GET /console/audit`: one page of the trail.
     pub(super) async fn audit_trail(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::ReadAudit).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ReadAudit)
-            .await
-        {
-            return reply;
-        }
         let who = self.who(&signed);
         let (filter, cursor) = match parse(request) {
             Ok(parsed) => parsed,
@@ -357,19 +351,10 @@ impl Console {
 
     /// `POST /console/audit/verify`: verify the whole chain and show the verdict.
     pub(super) async fn audit_verify(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::ReadAudit).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self.check_csrf(request, &signed).await {
-            return reply;
-        }
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ReadAudit)
-            .await
-        {
-            return reply;
-        }
         let who = self.who(&signed);
         // The whole trail is read: one run at a time in this process.
         let Ok(_running) = self.verifying.try_lock() else {

@@ -260,16 +260,10 @@ impl Console {
     }
 
     async fn live_page(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::ReadAudit).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ReadAudit)
-            .await
-        {
-            return reply;
-        }
         let actor = self.actor(request, &signed.operator);
         let trail = match self
             .api

@@ -32,27 +32,15 @@ impl Console {
         if !known {
             return not_found();
         }
-        let post = match (request.method.as_str(), path) {
-            ("GET", "/operators") => false,
-            (_, "/operators") => return method_not_allowed(),
-            ("POST", _) => true,
-            _ => return method_not_allowed(),
-        };
-        let signed = match self.require(request).await {
+        // The list is read with GET; every change is a form, sent with POST.
+        let method = if path == "/operators" { "GET" } else { "POST" };
+        if request.method != method {
+            return method_not_allowed();
+        }
+        let signed = match self.allowed(request, Permission::ManageOperators).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if post {
-            if let Err(reply) = self.check_csrf(request, &signed).await {
-                return reply;
-            }
-        }
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ManageOperators)
-            .await
-        {
-            return reply;
-        }
         match path {
             "/operators/add" => self.operator_add(request, &signed).await,
             "/operators/role" => self.operator_role(request, &signed).await,
