@@ -147,24 +147,40 @@ pub(super) fn shown(record: &AuditRecord, redactor: &Redactor) -> LiveEvent {
 /// An anomaly as shown (its subject is a source address, a masked caller, a pseudonym or a
 /// function name; its detail holds no argument value but a transaction's amount).
 fn shown_anomaly(anomaly: &Anomaly, redactor: &Redactor) -> LiveEvent {
+    let detail = format!(
+        "{} ({})",
+        redactor.redact_text(&anomaly.detail),
+        redactor.redact_text(&anomaly.subject)
+    );
+    anomaly_event(
+        anomaly.time_ms,
+        Some(anomaly.rule.to_string()),
+        None,
+        detail,
+    )
+}
+
+/// An event of kind `anomaly`: no audit record, so no sequence number (and no `id:`).
+fn anomaly_event(
+    time_ms: u64,
+    reason: Option<String>,
+    count: Option<u64>,
+    detail: String,
+) -> LiveEvent {
     LiveEvent {
         seq: None,
-        time_ms: anomaly.time_ms,
+        time_ms,
         kind: "anomaly".to_string(),
         outcome: None,
-        reason: Some(anomaly.rule.to_string()),
+        reason,
         agent: None,
         function: None,
         caller: None,
         source: None,
         operator: None,
         role: None,
-        count: None,
-        detail: Some(format!(
-            "{} ({})",
-            redactor.redact_text(&anomaly.detail),
-            redactor.redact_text(&anomaly.subject)
-        )),
+        count,
+        detail: Some(detail),
     }
 }
 
@@ -474,23 +490,8 @@ impl Feed {
             match self.anomalies.try_recv() {
                 Ok(anomaly) => sse(&shown_anomaly(&anomaly, &self.redactor), out),
                 Err(TryRecvError::Lagged(missed)) => {
-                    let note = LiveEvent {
-                        seq: None,
-                        time_ms: self.clock.now_ms(),
-                        kind: "anomaly".to_string(),
-                        outcome: None,
-                        reason: None,
-                        agent: None,
-                        function: None,
-                        caller: None,
-                        source: None,
-                        operator: None,
-                        role: None,
-                        count: Some(missed),
-                        detail: Some(format!(
-                            "{missed} anomalies were not shown (too many at once)"
-                        )),
-                    };
+                    let detail = format!("{missed} anomalies were not shown (too many at once)");
+                    let note = anomaly_event(self.clock.now_ms(), None, Some(missed), detail);
                     sse(&note, out);
                 }
                 Err(TryRecvError::Empty | TryRecvError::Closed) => return,
