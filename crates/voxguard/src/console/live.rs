@@ -33,8 +33,8 @@ use voxguard_store::SessionStore;
 
 use super::pages::{self, live::LiveEvent, live::LiveView};
 use super::{
-    check_session, expired_cookie, method_not_allowed, not_found, page, redirect, retry_after,
-    scope_of, unavailable, valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
+    check_session, expired_cookie, method_not_allowed, not_found, page, query, redirect,
+    retry_after, scope_of, unavailable, valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
 };
 use crate::audit::mask;
 use crate::records::{Records, RecordsError, TrailReader};
@@ -401,15 +401,6 @@ impl Console {
             stream: Some(ConsoleStream(Box::pin(stream))),
         }
     }
-}
-
-/// The first value of query parameter `name`.
-fn query<'a>(request: &'a ConsoleRequest, name: &str) -> Option<&'a str> {
-    request
-        .query
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
 }
 
 /// One open stream: what it needs to check its session and read the trail on its own (it
