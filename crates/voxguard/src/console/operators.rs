@@ -93,10 +93,18 @@ impl Console {
             ),
             _ => return unavailable(),
         };
-        let notice = Notice {
-            ok: false,
-            text: &text,
-        };
+        self.refused(request, signed, status, &text).await
+    }
+
+    /// The list again as `status`, with `text` saying why nothing was changed.
+    async fn refused(
+        &self,
+        request: &ConsoleRequest,
+        signed: &Signed,
+        status: u16,
+        text: &str,
+    ) -> ConsoleReply {
+        let notice = Notice { ok: false, text };
         self.operators_page(request, signed, status, Some(notice))
             .await
     }
@@ -114,12 +122,13 @@ impl Console {
         let name = request.field("name").unwrap_or_default().trim();
         let role = request.field("role").unwrap_or_default();
         let Some(password) = Self::secret_kind(request) else {
-            let notice = Notice {
-                ok: false,
-                text: "Nothing was changed: choose a password or an API token.",
-            };
             return self
-                .operators_page(request, signed, 400, Some(notice))
+                .refused(
+                    request,
+                    signed,
+                    400,
+                    "Nothing was changed: choose a password or an API token.",
+                )
                 .await;
         };
         let actor = self.actor(request, &signed.operator);
@@ -175,12 +184,13 @@ impl Console {
     async fn operator_reset(&self, request: &ConsoleRequest, signed: &Signed) -> ConsoleReply {
         let name = request.field("name").unwrap_or_default();
         let Some(password) = Self::secret_kind(request) else {
-            let notice = Notice {
-                ok: false,
-                text: "Nothing was changed: choose a new password or a new API token.",
-            };
             return self
-                .operators_page(request, signed, 400, Some(notice))
+                .refused(
+                    request,
+                    signed,
+                    400,
+                    "Nothing was changed: choose a new password or a new API token.",
+                )
                 .await;
         };
         let actor = self.actor(request, &signed.operator);
@@ -232,13 +242,7 @@ impl Console {
         if name.is_empty() || typed != name {
             let text =
                 format!("Nothing was changed: to remove {name}, type their name exactly as shown.");
-            let notice = Notice {
-                ok: false,
-                text: &text,
-            };
-            return self
-                .operators_page(request, signed, 400, Some(notice))
-                .await;
+            return self.refused(request, signed, 400, &text).await;
         }
         let actor = self.actor(request, &signed.operator);
         match self.api.records.remove_operator(&actor, name).await {

@@ -116,6 +116,14 @@ impl Records {
         Ok((operator, secret))
     }
 
+    /// Operator `name` as stored, or [`OperatorProblem::NotFound`].
+    async fn existing_operator(&self, name: &str) -> Result<Operator, RecordsError> {
+        self.backend()
+            .operator(name)
+            .await?
+            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()).into())
+    }
+
     /// Remove operator `name` (never the last admin, never the actor's own account).
     pub async fn remove_operator(&self, actor: &Actor, name: &str) -> Result<(), RecordsError> {
         if actor.operator == name {
@@ -123,10 +131,7 @@ impl Records {
         }
         let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
-        let operator = store
-            .operator(name)
-            .await?
-            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        let operator = self.existing_operator(name).await?;
         if operator.role == ADMIN_ROLE && store.count_operators_with_role(ADMIN_ROLE).await? <= 1 {
             return Err(OperatorProblem::LastAdmin.into());
         }
@@ -150,10 +155,7 @@ impl Records {
         }
         let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
-        let operator = store
-            .operator(name)
-            .await?
-            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        let operator = self.existing_operator(name).await?;
         if operator.role == ADMIN_ROLE
             && role != ADMIN_ROLE
             && store.count_operators_with_role(ADMIN_ROLE).await? <= 1
@@ -185,10 +187,7 @@ impl Records {
         let (secret, hash) = new_credential(password)?;
         let _one_change_at_a_time = self.inner.operator_changes.lock().await;
         let store = self.backend();
-        let operator = store
-            .operator(name)
-            .await?
-            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        let operator = self.existing_operator(name).await?;
         let action = if password {
             "reset_password"
         } else {
