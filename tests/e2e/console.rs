@@ -91,6 +91,24 @@ pub(crate) async fn desk_from(
     }
 }
 
+/// Where a console answers: a [`Desk`], or any runtime with records (the gateway's).
+pub(crate) trait Site {
+    /// The absolute URL of `path`.
+    fn url(&self, path: &str) -> String;
+}
+
+impl Site for Desk {
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+}
+
+impl Site for TestServer {
+    fn url(&self, path: &str) -> String {
+        TestServer::url(self, path)
+    }
+}
+
 /// A browser: keeps cookies, follows no redirect.
 pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -146,19 +164,19 @@ pub(crate) async fn page(response: reqwest::Response) -> Page {
     }
 }
 
-pub(crate) async fn get(client: &reqwest::Client, desk: &Desk, path: &str) -> Page {
-    page(client.get(desk.server.url(path)).send().await.expect("GET")).await
+pub(crate) async fn get(client: &reqwest::Client, site: &impl Site, path: &str) -> Page {
+    page(client.get(site.url(path)).send().await.expect("GET")).await
 }
 
 pub(crate) async fn post(
     client: &reqwest::Client,
-    desk: &Desk,
+    site: &impl Site,
     path: &str,
     form: &[(&str, &str)],
 ) -> Page {
     page(
         client
-            .post(desk.server.url(path))
+            .post(site.url(path))
             .form(form)
             .send()
             .await
@@ -170,16 +188,16 @@ pub(crate) async fn post(
 /// Open the sign-in page and send `name` and `password` with its token.
 pub(crate) async fn sign_in(
     client: &reqwest::Client,
-    desk: &Desk,
+    site: &impl Site,
     name: &str,
     password: &str,
 ) -> Page {
-    let form = get(client, desk, "/console/login").await;
+    let form = get(client, site, "/console/login").await;
     assert_eq!(form.status, StatusCode::OK);
     let csrf = form.csrf();
     post(
         client,
-        desk,
+        site,
         "/console/login",
         &[("csrf", &csrf), ("name", name), ("password", password)],
     )
@@ -205,19 +223,29 @@ pub(crate) async fn events(desk: &Desk) -> Vec<AuditEvent> {
         .collect()
 }
 
+/// Events of `kind` written for the request of `page`.
+pub(crate) async fn audited(desk: &Desk, page: &Page, kind: &str) -> Vec<AuditEvent> {
+    desk.kit
+        .events_of(&page.request_id())
+        .await
+        .into_iter()
+        .filter(|e| e.kind.as_str() == kind)
+        .collect()
+}
+
 /// Switch the emergency switch from `client`'s emergency page, through the confirmation.
 pub(crate) async fn switch(
     client: &reqwest::Client,
-    desk: &Desk,
+    site: &impl Site,
     action: &str,
     tools: &str,
 ) -> Page {
-    let form = get(client, desk, "/console/emergency").await;
+    let form = get(client, site, "/console/emergency").await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
     let csrf = form.csrf();
     let review = post(
         client,
-        desk,
+        site,
         "/console/emergency",
         &[("csrf", &csrf), ("action", action), ("tools", tools)],
     )
@@ -230,7 +258,7 @@ pub(crate) async fn switch(
     );
     post(
         client,
-        desk,
+        site,
         "/console/emergency",
         &[
             ("csrf", &review.csrf()),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::console::{browser, desk, desk_with, get, operator, post, switch, Desk, CSP};
+use crate::console::{audited, browser, desk, desk_with, get, operator, post, switch, Desk, CSP};
 
 /// The longest a test waits for something on a stream before failing.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -252,12 +252,13 @@ async fn a_role_without_read_audit_gets_403_audited() {
             assert_eq!(denied.status, StatusCode::FORBIDDEN, "{role} {path}");
             assert!(denied.body.contains("read_audit"), "{}", denied.body);
             assert!(!denied.body.contains("data:"));
-            let audited = desk.kit.events_of(&denied.request_id()).await;
+            let denials = audited(&desk, &denied, "access_denied").await;
             assert!(
-                audited.iter().any(|e| e.kind.as_str() == "access_denied"
-                    && e.reason.as_deref() == Some("access_denied")
-                    && e.operator.as_deref() == Some(name)),
-                "{audited:?}"
+                denials
+                    .iter()
+                    .any(|e| e.reason.as_deref() == Some("access_denied")
+                        && e.operator.as_deref() == Some(name)),
+                "{denials:?}"
             );
         }
     }

@@ -13,7 +13,9 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::console::{browser, desk, events, get, operator, post, sign_in, Desk, Page, CSP};
+use crate::console::{
+    audited, browser, desk, events, get, operator, post, sign_in, Desk, Page, CSP,
+};
 use crate::util::{operator_request, Auth};
 
 /// The value of the read-only field `secret` of a "shown once" page.
@@ -77,14 +79,7 @@ async fn change(
 
 /// The `operator_changed` event of the request that answered `page`.
 async fn changed_event(desk: &Desk, page: &Page) -> voxguard::guard::AuditEvent {
-    let id = page.request_id();
-    let mut changed: Vec<_> = desk
-        .kit
-        .events_of(&id)
-        .await
-        .into_iter()
-        .filter(|e| e.kind.as_str() == "operator_changed")
-        .collect();
+    let mut changed = audited(desk, page, "operator_changed").await;
     assert_eq!(changed.len(), 1, "{changed:?}");
     changed.remove(0)
 }
@@ -338,12 +333,9 @@ async fn a_removal_needs_the_typed_name_and_ends_the_removed_operators_session()
             "{}",
             refused.body
         );
-        assert!(desk
-            .kit
-            .events_of(&refused.request_id())
+        assert!(audited(&desk, &refused, "operator_changed")
             .await
-            .iter()
-            .all(|e| e.kind.as_str() != "operator_changed"));
+            .is_empty());
     }
     assert!(stored(&desk, "rob").await.is_some());
     assert_eq!(
@@ -394,13 +386,14 @@ async fn other_roles_get_403_audited_and_a_form_without_its_token_changes_nothin
         assert_eq!(denied.status, StatusCode::FORBIDDEN, "{role}");
         assert!(denied.body.contains("manage_operators"), "{}", denied.body);
         assert!(!denied.body.contains("<td>ada</td>"), "no list for {role}");
-        let audited = desk.kit.events_of(&denied.request_id()).await;
+        let denials = audited(&desk, &denied, "access_denied").await;
         assert!(
-            audited.iter().any(|e| e.kind.as_str() == "access_denied"
-                && e.reason.as_deref() == Some("access_denied")
-                && e.operator.as_deref() == Some(name)
-                && e.role.as_deref() == Some(role)),
-            "{audited:?}"
+            denials
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("access_denied")
+                    && e.operator.as_deref() == Some(name)
+                    && e.role.as_deref() == Some(role)),
+            "{denials:?}"
         );
         // A valid CSRF token does not lift the role check.
         for (action, form) in [
@@ -423,12 +416,7 @@ async fn other_roles_get_403_audited_and_a_form_without_its_token_changes_nothin
             )
             .await;
             assert_eq!(refused.status, StatusCode::FORBIDDEN, "{role} {action}");
-            assert!(desk
-                .kit
-                .events_of(&refused.request_id())
-                .await
-                .iter()
-                .any(|e| e.kind.as_str() == "access_denied"));
+            assert!(!audited(&desk, &refused, "access_denied").await.is_empty());
         }
         assert_eq!(stored(&desk, name).await.expect("still there").role, role);
     }
@@ -459,13 +447,10 @@ async fn other_roles_get_403_audited_and_a_form_without_its_token_changes_nothin
                 "{}",
                 refused.body
             );
-            assert!(desk
-                .kit
-                .events_of(&refused.request_id())
+            assert!(audited(&desk, &refused, "access_denied")
                 .await
                 .iter()
-                .any(|e| e.kind.as_str() == "access_denied"
-                    && e.reason.as_deref() == Some("csrf_invalid")
+                .any(|e| e.reason.as_deref() == Some("csrf_invalid")
                     && e.operator.as_deref() == Some("ada")));
         }
     }

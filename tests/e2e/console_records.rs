@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use crate::console::{browser, desk, desk_from, events, get, operator, post, Desk, Page, CSP};
+use crate::console::{
+    audited, browser, desk, desk_from, events, get, operator, post, Desk, Page, CSP,
+};
 use crate::util::{counter, counting_tool, Call, RecordsKit, USER};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -80,16 +82,6 @@ fn link(page: &Page, text: &str) -> Option<String> {
     let end = page.body.find(&format!("\">{text}</a>"))?;
     let start = page.body[..end].rfind("href=\"")? + "href=\"".len();
     Some(page.body[start..end].replace("&amp;", "&"))
-}
-
-/// Events of `kind` written for the request of `page`.
-async fn audited(desk: &Desk, page: &Page, kind: &str) -> Vec<AuditEvent> {
-    desk.kit
-        .events_of(&page.request_id())
-        .await
-        .into_iter()
-        .filter(|e| e.kind.as_str() == kind)
-        .collect()
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::console;
 use crate::util::{functions, swml_schema_path, token_for, TestServer, PASSWORD, USER};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode as AxStatus};
@@ -1157,14 +1158,6 @@ async fn the_payment_connector_is_relayed_by_token_to_the_upstreams_connector() 
     assert!(!text.contains("4111111111111111"));
 }
 
-/// The value of the first hidden `csrf` field of a console page.
-fn csrf_of(page: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = page.find(marker).expect("a csrf field") + marker.len();
-    let end = page[start..].find('"').expect("closing quote") + start;
-    page[start..end].to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_the_console_and_its_emergency_switch_stops_a_forwarded_tool() {
     let upstream = Upstream::start(Kind::Faithful, Duration::ZERO).await;
@@ -1179,43 +1172,16 @@ async fn the_gateway_serves_the_console_and_its_emergency_switch_stops_a_forward
     )
     .await;
     let password = kit.password("gia", "compliance").await;
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let text = |response: reqwest::Response| async move {
-        (response.status(), response.text().await.unwrap())
-    };
-    let (_, login) = text(
-        browser
-            .get(server.url("/console/login"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let signed = browser
-        .post(server.url("/console/login"))
-        .form(&[
-            ("csrf", csrf_of(&login).as_str()),
-            ("name", "gia"),
-            ("password", &password),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
-    let (status, overview) = text(
-        browser
-            .get(server.url("/console/overview"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{overview}");
-    assert!(overview.contains("gia (compliance)"), "{overview}");
+    let browser = console::browser();
+    let signed = console::sign_in(&browser, &server, "gia", &password).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+    let overview = console::get(&browser, &server, "/console/overview").await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    assert!(
+        overview.body.contains("gia (compliance)"),
+        "{}",
+        overview.body
+    );
 
     let swml = server.swml("/", "call-console").await;
     let call = |function: &'static str, args: Value| {
@@ -1239,41 +1205,8 @@ async fn the_gateway_serves_the_console_and_its_emergency_switch_stops_a_forward
     let forwarded = upstream.calls();
 
     // On, through the console's review and confirmation: the gateway's emergency tools stop.
-    let (_, page) = text(
-        browser
-            .get(server.url("/console/emergency"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let form = [
-        ("csrf", csrf_of(&page)),
-        ("action", "on".into()),
-        ("tools", String::new()),
-    ];
-    let (_, review) = text(
-        browser
-            .post(server.url("/console/emergency"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert!(review.contains("Confirm the change"), "{review}");
-    let mut confirm = form.to_vec();
-    confirm.push(("confirm", "yes".into()));
-    let (status, done) = text(
-        browser
-            .post(server.url("/console/emergency"))
-            .form(&confirm)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{done}");
+    let done = console::switch(&browser, &server, "on", "").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     let (_, body) = call("get_balance", json!({"account": "123456"})).await;
     assert_eq!(body["error"], "emergency_disabled", "{body}");
     assert_eq!(

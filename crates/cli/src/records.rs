@@ -18,6 +18,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{json, Value};
 use voxguard::guard::records::RecordsKey;
 use voxguard::guard::{KeyRing, TokenKey};
+use voxguard::records::subject_export;
 use voxguard::store::{RecordFilter, RecordMeta, SqliteStore, DEFAULT_SESSION_TTL};
 use voxguard::{DeletionReport, RecordKind};
 use zeroize::Zeroizing;
@@ -324,17 +325,7 @@ async fn export(
                 .export_subject(&workspace.actor, subject, &args.purpose)
                 .await?;
             let count = records.len();
-            (
-                json!({
-                    "subject": subject,
-                    "exported_at": exported_at,
-                    "records": records
-                        .into_iter()
-                        .map(|(meta, content)| json!({ "record": meta, "content": content }))
-                        .collect::<Vec<_>>(),
-                }),
-                count,
-            )
+            (subject_export(subject, exported_at, records), count)
         }
         (None, None) => {
             return Err(CommandError::InvalidArgument(

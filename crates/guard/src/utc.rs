@@ -109,6 +109,7 @@ mod tests {
         }
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_825_600), "2000-02-29T12:00:00Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
         assert_eq!(date_start("1970-01-01"), Some(0));
         assert_eq!(date_start("2000-02-29"), Some(951_782_400));
         for bad in [

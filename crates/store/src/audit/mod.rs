@@ -17,7 +17,7 @@
 //!
 //! This file holds what the backends share: the trait, [`Durability`], the writer's command
 //! channel and group-commit batch, the chain's [`Tail`], the checkpoint schedule and the strict
-//! decoding of a stored row. No sink reads the wall clock: a checkpoint carries the `time_ms`
+//! decoding of a stored row (and of a stored checkpoint). No sink reads the wall clock: a checkpoint carries the `time_ms`
 //! of the record it checkpoints, which the runtime's clock stamped on the event. Each backend
 //! lives in its own file ([`sqlite`], [`postgres`], [`jsonl`]); nothing here may know a
 //! backend's storage format.
@@ -273,6 +273,29 @@ pub(super) fn decode_stored(
         prev_hash,
         hash,
     })
+}
+
+/// A stored checkpoint from its columns (`seq, hash, time_ms, mac`).
+pub(super) fn decode_checkpoint(
+    (seq, hash, time_ms, mac): (i64, String, i64, String),
+) -> Checkpoint {
+    Checkpoint {
+        seq: u64::try_from(seq).unwrap_or(0),
+        hash,
+        time_ms: u64::try_from(time_ms).unwrap_or(0),
+        mac,
+    }
+}
+
+/// The newest stored checkpoint's row decoded, and whether its signature is valid under `key`
+/// (`false` without one): what [`AuditSink::last_checkpoint`] answers.
+pub(super) fn checked_checkpoint(
+    row: (i64, String, i64, String),
+    key: Option<&AuditKey>,
+) -> (Checkpoint, bool) {
+    let checkpoint = decode_checkpoint(row);
+    let valid = key.is_some_and(|key| checkpoint.verify(key));
+    (checkpoint, valid)
 }
 
 /// The sending half every sink keeps.

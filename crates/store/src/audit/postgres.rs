@@ -30,8 +30,8 @@ use voxguard_guard::audit::{
 };
 
 use super::{
-    checkpoint_due, decode_stored, AuditSink, Batch, Command, Durability, Handle, Tail, MAX_BATCH,
-    QUEUE_CAPACITY,
+    checked_checkpoint, checkpoint_due, decode_checkpoint, decode_stored, AuditSink, Batch,
+    Command, Durability, Handle, Tail, MAX_BATCH, QUEUE_CAPACITY,
 };
 use crate::postgres::{check_schema, PgDatabase};
 use crate::session::to_i64;
@@ -286,16 +286,7 @@ impl AuditSink for PgAuditLog {
         .fetch_optional(&self.pool)
         .await
         .map_err(StoreError::unavailable)?;
-        Ok(row.map(|(seq, hash, time_ms, mac)| {
-            let checkpoint = Checkpoint {
-                seq: u64::try_from(seq).unwrap_or(0),
-                hash,
-                time_ms: u64::try_from(time_ms).unwrap_or(0),
-                mac,
-            };
-            let valid = self.key.as_ref().is_some_and(|key| checkpoint.verify(key));
-            (checkpoint, valid)
-        }))
+        Ok(row.map(|row| checked_checkpoint(row, self.key.as_ref())))
     }
 }
 
@@ -680,15 +671,7 @@ async fn read_checkpoints(conn: &mut PgConnection) -> Result<Vec<Checkpoint>, St
             .fetch_all(conn)
             .await
             .map_err(StoreError::unavailable)?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, hash, time_ms, mac)| Checkpoint {
-            seq: u64::try_from(seq).unwrap_or(0),
-            hash,
-            time_ms: u64::try_from(time_ms).unwrap_or(0),
-            mac,
-        })
-        .collect())
+    Ok(rows.into_iter().map(decode_checkpoint).collect())
 }
 
 /// Verify in one read-only, repeatable-read transaction: the checkpoints and every page of

@@ -30,8 +30,8 @@ use voxguard_guard::audit::{
 };
 
 use super::{
-    checkpoint_due, decode_stored, each_batch_blocking, AuditSink, Batch, Command, Durability,
-    Handle, Tail, QUEUE_CAPACITY,
+    checked_checkpoint, checkpoint_due, decode_checkpoint, decode_stored, each_batch_blocking,
+    AuditSink, Batch, Command, Durability, Handle, Tail, QUEUE_CAPACITY,
 };
 use crate::session::to_i64;
 use crate::sqlite::{create_private_dir, restrict_permissions};
@@ -342,16 +342,7 @@ impl AuditSink for SqliteAuditLog {
         .fetch_optional(&self.readers)
         .await
         .map_err(StoreError::unavailable)?;
-        Ok(row.map(|(seq, hash, time_ms, mac)| {
-            let checkpoint = Checkpoint {
-                seq: u64::try_from(seq).unwrap_or(0),
-                hash,
-                time_ms: u64::try_from(time_ms).unwrap_or(0),
-                mac,
-            };
-            let valid = self.key.as_ref().is_some_and(|key| checkpoint.verify(key));
-            (checkpoint, valid)
-        }))
+        Ok(row.map(|row| checked_checkpoint(row, self.key.as_ref())))
     }
 }
 
@@ -604,15 +595,7 @@ async fn read_checkpoints(pool: &SqlitePool) -> Result<Vec<Checkpoint>, StoreErr
             .fetch_all(pool)
             .await
             .map_err(StoreError::unavailable)?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, hash, time_ms, mac)| Checkpoint {
-            seq: u64::try_from(seq).unwrap_or(0),
-            hash,
-            time_ms: u64::try_from(time_ms).unwrap_or(0),
-            mac,
-        })
-        .collect())
+    Ok(rows.into_iter().map(decode_checkpoint).collect())
 }
 
 async fn verify_pool(

@@ -282,16 +282,10 @@ fn link(filter: &Filter, cursor: (&str, u64)) -> String {
 impl Console {
     /// `GET /console/audit`: one page of the trail.
     pub(super) async fn audit_trail(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::ReadAudit).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ReadAudit)
-            .await
-        {
-            return reply;
-        }
         let who = self.who(&signed);
         let (filter, cursor) = match parse(request) {
             Ok(parsed) => parsed,
@@ -314,14 +308,19 @@ impl Console {
             "after": match cursor { Cursor::After(n) => Some(n), _ => None },
         });
         let actor = self.actor(request, &signed.operator);
-        let reader = match self.api.records.audit_reader(&actor, arguments).await {
+        let reader = match self
+            .api
+            .records
+            .audit_reader(&actor, "console_audit", arguments)
+            .await
+        {
             Ok(Some(reader)) => reader,
             Ok(None) => return unreadable(&who),
             Err(error) => return trail_failure(error),
         };
         let scanned = match cursor {
             Cursor::Newest => match reader.end().await {
-                Ok(end) => scan_older(&reader, &filter, end.unwrap_or(0)).await,
+                Ok(end) => scan_older(&reader, &filter, end).await,
                 Err(error) => Err(error),
             },
             Cursor::Before(before) => scan_older(&reader, &filter, before - 1).await,
@@ -352,19 +351,10 @@ impl Console {
 
     /// `POST /console/audit/verify`: verify the whole chain and show the verdict.
     pub(super) async fn audit_verify(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::ReadAudit).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self.check_csrf(request, &signed).await {
-            return reply;
-        }
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ReadAudit)
-            .await
-        {
-            return reply;
-        }
         let who = self.who(&signed);
         // The whole trail is read: one run at a time in this process.
         let Ok(_running) = self.verifying.try_lock() else {

@@ -29,16 +29,15 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use voxguard_guard::records::Permission;
 use voxguard_guard::{Anomaly, AuditEvent, AuditKind, AuditRecord, Clock, Outcome, Redactor};
 use voxguard_server::{Bytes, ConsoleReply, ConsoleRequest, ConsoleStream};
-use voxguard_store::{AuditSink, SessionStore};
+use voxguard_store::SessionStore;
 
 use super::pages::{self, live::LiveEvent, live::LiveView};
 use super::{
-    check_session, expired_cookie, method_not_allowed, not_found, page, redirect, retry_after,
-    scope_of, unavailable, valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
+    check_session, expired_cookie, method_not_allowed, not_found, page, query, redirect,
+    retry_after, scope_of, unavailable, valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
 };
 use crate::audit::mask;
-use crate::records::live_feed::trail_end;
-use crate::records::{Records, RecordsError};
+use crate::records::{Records, RecordsError, TrailReader};
 
 /// Streams one operator may have open at once.
 pub(super) const STREAMS_PER_OPERATOR: usize = 4;
@@ -63,9 +62,8 @@ const PAGE_SCAN: u64 = 2_000;
 /// `Last-Event-ID` or `after` asks.
 const CATCH_UP: u64 = 1_000;
 
-/// Records one read of the trail asks for; a poll makes at most [`READS_PER_POLL`].
-const READ_BATCH: u32 = 250;
-const READS_PER_POLL: usize = 4;
+/// The most records one poll reads.
+const READ_PER_POLL: u64 = 1_000;
 
 /// `Retry-After` of the 429 when too many streams are open.
 const RETRY_AFTER_SECS: u64 = 10;
@@ -149,24 +147,40 @@ pub(super) fn shown(record: &AuditRecord, redactor: &Redactor) -> LiveEvent {
 /// An anomaly as shown (its subject is a source address, a masked caller, a pseudonym or a
 /// function name; its detail holds no argument value but a transaction's amount).
 fn shown_anomaly(anomaly: &Anomaly, redactor: &Redactor) -> LiveEvent {
+    let detail = format!(
+        "{} ({})",
+        redactor.redact_text(&anomaly.detail),
+        redactor.redact_text(&anomaly.subject)
+    );
+    anomaly_event(
+        anomaly.time_ms,
+        Some(anomaly.rule.to_string()),
+        None,
+        detail,
+    )
+}
+
+/// An event of kind `anomaly`: no audit record, so no sequence number (and no `id:`).
+fn anomaly_event(
+    time_ms: u64,
+    reason: Option<String>,
+    count: Option<u64>,
+    detail: String,
+) -> LiveEvent {
     LiveEvent {
         seq: None,
-        time_ms: anomaly.time_ms,
+        time_ms,
         kind: "anomaly".to_string(),
         outcome: None,
-        reason: Some(anomaly.rule.to_string()),
+        reason,
         agent: None,
         function: None,
         caller: None,
         source: None,
         operator: None,
         role: None,
-        count: None,
-        detail: Some(format!(
-            "{} ({})",
-            redactor.redact_text(&anomaly.detail),
-            redactor.redact_text(&anomaly.subject)
-        )),
+        count,
+        detail: Some(detail),
     }
 }
 
@@ -228,29 +242,19 @@ impl Drop for Slot {
 }
 
 /// The last [`PAGE_EVENTS`] security events (newest first) among the last [`PAGE_SCAN`]
-/// records of `sink`, how many records that was, and the trail's last sequence number.
+/// records of the trail, how many records that was, and the trail's last sequence number.
 async fn recent(
-    sink: &dyn AuditSink,
+    trail: &TrailReader,
     redactor: &Redactor,
 ) -> Result<(Vec<LiveEvent>, u64, u64), RecordsError> {
-    let end = trail_end(sink).await?;
+    let end = trail.end().await?;
     let first = end.saturating_sub(PAGE_SCAN) + 1;
+    let records = trail.read(first, (end + 1).saturating_sub(first)).await?;
     let mut kept: VecDeque<LiveEvent> = VecDeque::with_capacity(PAGE_EVENTS + 1);
-    let mut from = first;
-    while from <= end {
-        let want = u32::try_from((end - from + 1).min(1_000)).unwrap_or(1_000);
-        let Some(page) = sink.read_page(from, want).await? else {
-            break;
-        };
-        let Some(last) = page.last() else {
-            break;
-        };
-        from = last.seq + 1;
-        for record in page.iter().filter(|r| is_security_event(&r.event)) {
-            kept.push_back(shown(record, redactor));
-            if kept.len() > PAGE_EVENTS {
-                kept.pop_front();
-            }
+    for record in records.iter().filter(|r| is_security_event(&r.event)) {
+        kept.push_back(shown(record, redactor));
+        if kept.len() > PAGE_EVENTS {
+            kept.pop_front();
         }
     }
     Ok((
@@ -272,21 +276,15 @@ impl Console {
     }
 
     async fn live_page(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::ReadAudit).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ReadAudit)
-            .await
-        {
-            return reply;
-        }
         let actor = self.actor(request, &signed.operator);
         let trail = match self
             .api
             .records
-            .live_trail(&actor, "console_live", json!({}))
+            .audit_reader(&actor, "console_live", json!({}))
             .await
         {
             Ok(trail) => trail,
@@ -294,7 +292,7 @@ impl Console {
         };
         let view = match trail {
             None => LiveView::Unreadable,
-            Some(sink) => match recent(&*sink, &Redactor::new()).await {
+            Some(trail) => match recent(&trail, &Redactor::new()).await {
                 Ok((events, scanned, end)) => LiveView::Events {
                     events,
                     scanned,
@@ -354,14 +352,14 @@ impl Console {
         let trail = match self
             .api
             .records
-            .live_trail(&actor, "console_live_stream", json!({ "after": asked }))
+            .audit_reader(&actor, "console_live_stream", json!({ "after": asked }))
             .await
         {
             Ok(Some(trail)) => trail,
             Ok(None) => return not_found(),
             Err(_) => return unavailable(),
         };
-        let end = match trail_end(&*trail).await {
+        let end = match trail.end().await {
             Ok(end) => end,
             Err(_) => return unavailable(),
         };
@@ -405,15 +403,6 @@ impl Console {
     }
 }
 
-/// The first value of query parameter `name`.
-fn query<'a>(request: &'a ConsoleRequest, name: &str) -> Option<&'a str> {
-    request
-        .query
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-}
-
 /// One open stream: what it needs to check its session and read the trail on its own (it
 /// outlives the request that opened it), and where it is.
 struct Feed {
@@ -424,7 +413,7 @@ struct Feed {
     /// The session's store scope (the hash of its id).
     scope: String,
     operator: String,
-    trail: Arc<dyn AuditSink>,
+    trail: TrailReader,
     /// The next sequence number to read.
     next: u64,
     anomalies: broadcast::Receiver<Anomaly>,
@@ -492,23 +481,8 @@ impl Feed {
             match self.anomalies.try_recv() {
                 Ok(anomaly) => sse(&shown_anomaly(&anomaly, &self.redactor), out),
                 Err(TryRecvError::Lagged(missed)) => {
-                    let note = LiveEvent {
-                        seq: None,
-                        time_ms: self.clock.now_ms(),
-                        kind: "anomaly".to_string(),
-                        outcome: None,
-                        reason: None,
-                        agent: None,
-                        function: None,
-                        caller: None,
-                        source: None,
-                        operator: None,
-                        role: None,
-                        count: Some(missed),
-                        detail: Some(format!(
-                            "{missed} anomalies were not shown (too many at once)"
-                        )),
-                    };
+                    let detail = format!("{missed} anomalies were not shown (too many at once)");
+                    let note = anomaly_event(self.clock.now_ms(), None, Some(missed), detail);
                     sse(&note, out);
                 }
                 Err(TryRecvError::Empty | TryRecvError::Closed) => return,
@@ -516,20 +490,13 @@ impl Feed {
         }
     }
 
-    /// The security events among the records written since the last poll.
+    /// The security events among the records written since the last poll (at most
+    /// [`READ_PER_POLL`] of them; the next poll reads on).
     async fn records_into(&mut self, out: &mut String) -> Result<(), RecordsError> {
-        for _ in 0..READS_PER_POLL {
-            let Some(page) = self.trail.read_page(self.next, READ_BATCH).await? else {
-                return Ok(());
-            };
-            for record in &page {
-                self.next = record.seq + 1;
-                if is_security_event(&record.event) {
-                    sse(&shown(record, &self.redactor), out);
-                }
-            }
-            if (page.len() as u32) < READ_BATCH {
-                break;
+        for record in self.trail.read(self.next, READ_PER_POLL).await? {
+            self.next = record.seq + 1;
+            if is_security_event(&record.event) {
+                sse(&shown(&record, &self.redactor), out);
             }
         }
         Ok(())

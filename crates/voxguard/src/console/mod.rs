@@ -230,16 +230,13 @@ impl Console {
             (method, path) => match (method, record_path(path)) {
                 ("GET", Some((id, false))) => self.record_page(request, id).await,
                 ("POST", Some((id, true))) => self.record_content(request, id).await,
-                (_, Some(_)) => not_allowed(),
+                (_, Some(_)) => method_not_allowed(),
                 (_, None) => match path {
                     "" | "/" | "/login" | "/logout" | "/overview" | "/emergency" | "/records"
                     | "/subjects/export" | "/subjects/delete" | "/audit" | "/audit/verify" => {
-                        not_allowed()
+                        method_not_allowed()
                     }
-                    _ => page(
-                        404,
-                        pages::problem(None, "Not found", "There is nothing at this address."),
-                    ),
+                    _ => not_found(),
                 },
             },
         }
@@ -376,6 +373,24 @@ impl Console {
                 ),
             ),
         ))
+    }
+
+    /// The signed-in session of an operator whose role allows `permission`, or the reply that
+    /// refuses the request, checked in this order: without a live session, the redirect to the
+    /// sign-in page; for a form (`POST`) without the session's CSRF token, the audited 403 of
+    /// [`check_csrf`](Self::check_csrf); for a role without `permission`, the audited 403 of
+    /// [`check_role`](Self::check_role).
+    async fn allowed(
+        &self,
+        request: &ConsoleRequest,
+        permission: Permission,
+    ) -> Result<Signed, ConsoleReply> {
+        let signed = self.require(request).await?;
+        if request.method == "POST" {
+            self.check_csrf(request, &signed).await?;
+        }
+        self.check_role(request, &signed, permission).await?;
+        Ok(signed)
     }
 
     fn sign_in_page(
@@ -550,34 +565,19 @@ impl Console {
     }
 
     async fn emergency_page(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::EmergencySwitch).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::EmergencySwitch)
-            .await
-        {
-            return reply;
-        }
         let state = self.admin.emergency.state();
         page(200, pages::emergency(&self.who(&signed), &state, None))
     }
 
     async fn emergency_change(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::EmergencySwitch).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self.check_csrf(request, &signed).await {
-            return reply;
-        }
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::EmergencySwitch)
-            .await
-        {
-            return reply;
-        }
         let who = self.who(&signed);
         let enabled = match request.field("action") {
             Some("on") => true,
@@ -724,17 +724,6 @@ fn query<'r>(request: &'r ConsoleRequest, name: &str) -> Option<&'r str> {
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
-}
-
-fn not_allowed() -> ConsoleReply {
-    page(
-        405,
-        pages::problem(
-            None,
-            "Method not allowed",
-            "This address does not accept that HTTP method.",
-        ),
-    )
 }
 
 /// Tool names from the emergency form: comma-separated, trimmed, empty entries skipped.

@@ -32,27 +32,15 @@ impl Console {
         if !known {
             return not_found();
         }
-        let post = match (request.method.as_str(), path) {
-            ("GET", "/operators") => false,
-            (_, "/operators") => return method_not_allowed(),
-            ("POST", _) => true,
-            _ => return method_not_allowed(),
-        };
-        let signed = match self.require(request).await {
+        // The list is read with GET; every change is a form, sent with POST.
+        let method = if path == "/operators" { "GET" } else { "POST" };
+        if request.method != method {
+            return method_not_allowed();
+        }
+        let signed = match self.allowed(request, Permission::ManageOperators).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if post {
-            if let Err(reply) = self.check_csrf(request, &signed).await {
-                return reply;
-            }
-        }
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ManageOperators)
-            .await
-        {
-            return reply;
-        }
         match path {
             "/operators/add" => self.operator_add(request, &signed).await,
             "/operators/role" => self.operator_role(request, &signed).await,
@@ -109,10 +97,18 @@ impl Console {
             ),
             _ => return unavailable(),
         };
-        let notice = Notice {
-            ok: false,
-            text: &text,
-        };
+        self.refused(request, signed, status, &text).await
+    }
+
+    /// The list again as `status`, with `text` saying why nothing was changed.
+    async fn refused(
+        &self,
+        request: &ConsoleRequest,
+        signed: &Signed,
+        status: u16,
+        text: &str,
+    ) -> ConsoleReply {
+        let notice = Notice { ok: false, text };
         self.operators_page(request, signed, status, Some(notice))
             .await
     }
@@ -130,12 +126,13 @@ impl Console {
         let name = request.field("name").unwrap_or_default().trim();
         let role = request.field("role").unwrap_or_default();
         let Some(password) = Self::secret_kind(request) else {
-            let notice = Notice {
-                ok: false,
-                text: "Nothing was changed: choose a password or an API token.",
-            };
             return self
-                .operators_page(request, signed, 400, Some(notice))
+                .refused(
+                    request,
+                    signed,
+                    400,
+                    "Nothing was changed: choose a password or an API token.",
+                )
                 .await;
         };
         let actor = self.actor(request, &signed.operator);
@@ -191,12 +188,13 @@ impl Console {
     async fn operator_reset(&self, request: &ConsoleRequest, signed: &Signed) -> ConsoleReply {
         let name = request.field("name").unwrap_or_default();
         let Some(password) = Self::secret_kind(request) else {
-            let notice = Notice {
-                ok: false,
-                text: "Nothing was changed: choose a new password or a new API token.",
-            };
             return self
-                .operators_page(request, signed, 400, Some(notice))
+                .refused(
+                    request,
+                    signed,
+                    400,
+                    "Nothing was changed: choose a new password or a new API token.",
+                )
                 .await;
         };
         let actor = self.actor(request, &signed.operator);
@@ -254,13 +252,7 @@ impl Console {
                 .await;
             let text =
                 format!("Nothing was changed: to remove {name}, type their name exactly as shown.");
-            let notice = Notice {
-                ok: false,
-                text: &text,
-            };
-            return self
-                .operators_page(request, signed, 400, Some(notice))
-                .await;
+            return self.refused(request, signed, 400, &text).await;
         }
         let actor = self.actor(request, &signed.operator);
         match self.api.records.remove_operator(&actor, name).await {

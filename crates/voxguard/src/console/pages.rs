@@ -7,7 +7,6 @@
 
 pub(crate) mod live;
 pub(crate) mod operators;
-mod time;
 
 mod audit;
 mod records;

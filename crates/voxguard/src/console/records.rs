@@ -43,16 +43,10 @@ fn bad_field(name: &str) -> &'static str {
 impl Console {
     /// `GET /console/records`: the form, and the results when it was sent.
     pub(super) async fn records_search(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::ListRecords).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self
-            .check_role(request, &signed, Permission::ListRecords)
-            .await
-        {
-            return reply;
-        }
         let who = self.who(&signed);
         let text = |name: &str| query(request, name).unwrap_or_default();
         let form = SearchForm {
@@ -228,16 +222,10 @@ impl Console {
     /// `POST /console/subjects/export`: every record of a subject with its content, as a
     /// download.
     pub(super) async fn subject_export(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::Export).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self.check_csrf(request, &signed).await {
-            return reply;
-        }
-        if let Err(reply) = self.check_role(request, &signed, Permission::Export).await {
-            return reply;
-        }
         let who = self.who(&signed);
         let subject = match self
             .confirmed_subject(request, &signed, &who, "Not exported")
@@ -287,16 +275,10 @@ impl Console {
 
     /// `POST /console/subjects/delete`: everything of a subject, and the report.
     pub(super) async fn subject_delete(&self, request: &ConsoleRequest) -> ConsoleReply {
-        let signed = match self.require(request).await {
+        let signed = match self.allowed(request, Permission::Delete).await {
             Ok(signed) => signed,
             Err(reply) => return reply,
         };
-        if let Err(reply) = self.check_csrf(request, &signed).await {
-            return reply;
-        }
-        if let Err(reply) = self.check_role(request, &signed, Permission::Delete).await {
-            return reply;
-        }
         let who = self.who(&signed);
         let subject = match self
             .confirmed_subject(request, &signed, &who, "Not deleted")

@@ -821,13 +821,10 @@ pub(crate) fn record_filter(
     })
 }
 
-/// The document of a data-subject export (the records API's answer and the console's
-/// download): the subject, when it was exported, and every record with its content.
-pub(crate) fn subject_export(
-    subject: &str,
-    exported_at: u64,
-    records: Vec<(RecordMeta, Value)>,
-) -> Value {
+/// The document of a data-subject export (the records API's answer, the console's download
+/// and `voxguard records export --subject`): the subject, when it was exported (unix seconds),
+/// and every record with its content.
+pub fn subject_export(subject: &str, exported_at: u64, records: Vec<(RecordMeta, Value)>) -> Value {
     json!({
         "subject": subject,
         "exported_at": exported_at,

@@ -19,7 +19,6 @@
 pub(crate) mod api;
 pub mod compliance;
 mod kind;
-pub(crate) mod live_feed;
 mod operators;
 mod trail;
 
@@ -40,6 +39,7 @@ use voxguard_store::{
 use zeroize::Zeroizing;
 
 use crate::audit::Auditor;
+pub use api::subject_export;
 pub use compliance::{Compliance, ComplianceError};
 pub use kind::{RecordKind, Retention, RetentionError};
 pub use operators::{OperatorProblem, ADMIN_ROLE};

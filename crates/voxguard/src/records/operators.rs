@@ -161,16 +161,21 @@ impl Records {
         Ok((operator, secret))
     }
 
+    /// Operator `name` as stored, or [`OperatorProblem::NotFound`].
+    async fn existing_operator(&self, name: &str) -> Result<Operator, RecordsError> {
+        self.backend()
+            .operator(name)
+            .await?
+            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()).into())
+    }
+
     /// Remove operator `name` (never the last admin, never the actor's own account).
     pub async fn remove_operator(&self, actor: &Actor, name: &str) -> Result<(), RecordsError> {
         if actor.operator == name {
             return Err(OperatorProblem::SelfRemoval.into());
         }
         let store = self.backend();
-        let operator = store
-            .operator(name)
-            .await?
-            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        let operator = self.existing_operator(name).await?;
         // Plainly the last admin: refused before anything is audited. This count is only a
         // snapshot; the store decides again, atomically, when it removes.
         if operator.role == ADMIN_ROLE && store.count_operators_with_role(ADMIN_ROLE).await? <= 1 {
@@ -194,10 +199,7 @@ impl Records {
             return Err(OperatorProblem::UnknownRole(role.to_string()).into());
         }
         let store = self.backend();
-        let operator = store
-            .operator(name)
-            .await?
-            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        let operator = self.existing_operator(name).await?;
         // As for a removal: a snapshot refusal first, the store's atomic check at the change.
         if operator.role == ADMIN_ROLE
             && role != ADMIN_ROLE
@@ -231,10 +233,7 @@ impl Records {
     ) -> Result<(Operator, Zeroizing<String>), RecordsError> {
         let (secret, hash) = new_credential(password)?;
         let store = self.backend();
-        let operator = store
-            .operator(name)
-            .await?
-            .ok_or_else(|| OperatorProblem::NotFound(name.to_string()))?;
+        let operator = self.existing_operator(name).await?;
         let action = if password {
             "reset_password"
         } else {

@@ -696,6 +696,73 @@ async fn a_read_that_does_not_decrypt_is_on_record_too() {
 }
 
 #[tokio::test]
+async fn the_trail_is_read_from_its_end_or_from_a_time_and_not_from_a_json_lines_file() {
+    let h = Harness::new().await;
+    let (records, dana) = (h.records(), actor());
+    let view = || records.audit_reader(&dana, "test_view", json!({}));
+    // Record n (1 to 9) is a view opened n seconds after the start.
+    for _ in 0..9 {
+        h.clock.advance(Duration::from_secs(1));
+        assert!(view().await.expect("on record").is_some());
+    }
+    let reader = view().await.expect("on record").expect("readable");
+    assert_eq!(
+        reader.end().await.expect("end"),
+        10,
+        "the view is on record first"
+    );
+    let seqs = |read: Vec<AuditRecord>| read.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(reader.read(4, 3).await.expect("read")), [4, 5, 6]);
+    assert_eq!(seqs(reader.read(9, 1_500).await.expect("read")), [9, 10]);
+    let since = |secs: u64| records.audit_since(&dana, (1_800_000_000 + secs) * 1000, 3);
+    assert_eq!(
+        seqs(since(5).await.expect("read").expect("readable")),
+        [5, 6, 7]
+    );
+    assert_eq!(since(60).await.expect("read"), Some(Vec::new()));
+
+    let file: Arc<dyn AuditSink> = Arc::new(
+        voxguard_store::JsonlAuditLog::open(
+            h.dir.path().join("audit.jsonl"),
+            Durability::Normal,
+            None,
+            0,
+        )
+        .await
+        .expect("jsonl"),
+    );
+    let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
+    let auditor = Auditor::new(
+        Some(file),
+        clock,
+        voxguard_server::Metrics::new(),
+        None,
+        None,
+    );
+    let config = RecordsConfig::new(h.store.clone(), KEY_A, None).expect("config");
+    let on_file = Records::with_auditor(config, auditor, Compliance::NONE, None);
+    assert!(on_file
+        .audit_reader(&actor(), "console_live", json!({}))
+        .await
+        .expect("on record")
+        .is_none());
+    assert_eq!(
+        on_file
+            .audit_since(&actor(), 0, 10)
+            .await
+            .expect("on record"),
+        None
+    );
+    assert_eq!(
+        on_file
+            .audit_page(&actor(), 1, 10)
+            .await
+            .expect("on record"),
+        None
+    );
+}
+
+#[tokio::test]
 async fn without_a_key_a_development_key_is_kept_beside_the_data_and_production_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let none = |_: &str| None::<String>;

@@ -1,13 +1,16 @@
 //! Reading the audit trail back for operators: the records API's pages (`GET /records/audit`),
-//! the security console's overview window, its paged audit view and its "verify now".
+//! the security console's overview window, its paged audit view, its live security events and
+//! its "verify now".
 //!
 //! This module owns how an operator's read of the trail is put on record before anything is
-//! read (one `record_accessed` event per view, however many pages the view reads), how the end
-//! of the trail and the start of a time window are found without reading the trail (binary
-//! searches on sequence numbers, O(log n) one-record reads), and how a verification is run
-//! (the sink's own check, the one `voxguard audit verify` runs) and recorded with its verdict.
-//! It must not decide who may read the trail (the API and the console check roles) and must not
-//! write anything but audit events.
+//! read (one `record_accessed` event per view or per live stream opened, however many pages it
+//! reads afterwards, never one per poll), how the end of the trail and the start of a time
+//! window are found without reading the trail (binary searches on sequence numbers, O(log n)
+//! one-record reads), how a range is read in bounded pages, and how a verification is run (the
+//! sink's own check, the one `voxguard audit verify` runs) and recorded with its verdict. It
+//! must not decide who may read the trail (the API and the console check roles), must not
+//! filter or shape events for display (the console does) and must not write anything but
+//! audit events.
 
 use std::sync::Arc;
 
@@ -18,8 +21,12 @@ use voxguard_store::AuditSink;
 
 use super::{Actor, Records, RecordsError};
 
+/// The most records one read of the trail asks for (what the sinks serve at once).
+const PAGE_MAX: u64 = 1_000;
+
 /// A view of the audit trail an operator opened, already on record: read as many pages as the
-/// view needs (each read is bounded by its caller).
+/// view needs (each read is bounded by its caller). A live stream keeps its reader for as long
+/// as it is open.
 pub(crate) struct TrailReader {
     sink: Arc<dyn AuditSink>,
 }
@@ -34,52 +41,111 @@ impl TrailReader {
         Ok(self.sink.read_page(from, limit).await?.unwrap_or_default())
     }
 
-    /// The newest sequence number (`None` for an empty trail), found in O(log n) one-record
-    /// reads.
-    pub(crate) async fn end(&self) -> Result<Option<u64>, RecordsError> {
-        trail_end(&self.sink).await
-    }
-}
-
-/// The time of record `seq`, if it exists.
-async fn time_at(sink: &Arc<dyn AuditSink>, seq: u64) -> Result<Option<u64>, RecordsError> {
-    Ok(sink
-        .read_page(seq, 1)
-        .await?
-        .and_then(|page| page.into_iter().next())
-        .map(|record| record.event.time_ms))
-}
-
-/// The newest sequence number of the trail (`None` when empty): the first power of two past
-/// the end, then a binary search below it (sequence numbers have no gaps in an intact trail;
-/// in a damaged one this finds some record near the end).
-async fn trail_end(sink: &Arc<dyn AuditSink>) -> Result<Option<u64>, RecordsError> {
-    if time_at(sink, 1).await?.is_none() {
-        return Ok(None);
-    }
-    let mut high = 2u64;
-    while time_at(sink, high).await?.is_some() {
-        if high == u64::MAX {
-            return Ok(Some(high));
+    /// Up to `count` records from sequence number `from` on, in order, read [`PAGE_MAX`] at a
+    /// time until `count` or the end of the trail is reached.
+    pub(crate) async fn read(
+        &self,
+        mut from: u64,
+        count: u64,
+    ) -> Result<Vec<AuditRecord>, RecordsError> {
+        let mut out = Vec::new();
+        while (out.len() as u64) < count {
+            let want = (count - out.len() as u64).min(PAGE_MAX) as u32;
+            let page = self.page(from, want).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            from = last.seq + 1;
+            let short = (page.len() as u32) < want;
+            out.extend(page);
+            if short {
+                break;
+            }
         }
-        high = high.saturating_mul(2);
+        Ok(out)
     }
-    // `low` exists, `high` does not.
-    let mut low = high / 2;
-    while high - low > 1 {
-        let mid = low + (high - low) / 2;
-        if time_at(sink, mid).await?.is_some() {
-            low = mid;
-        } else {
-            high = mid;
+
+    /// The newest sequence number (0 for an empty trail), found in O(log n) one-record reads:
+    /// the first power of two past the end, then a binary search below it.
+    pub(crate) async fn end(&self) -> Result<u64, RecordsError> {
+        let mut high = self.past_end().await?;
+        // A record at or after `low`, none at or after `high`.
+        let mut low = high / 2;
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if self.time_from(mid).await?.is_some() {
+                low = mid;
+            } else {
+                high = mid;
+            }
         }
+        Ok(low)
     }
-    Ok(Some(low))
+
+    /// The first sequence number whose record was written at or after `since_ms` (unix
+    /// milliseconds; times grow with sequence numbers), or one past the end when none was,
+    /// found in O(log n) one-record reads.
+    async fn first_since(&self, since_ms: u64) -> Result<u64, RecordsError> {
+        let mut high = self.past_end().await?;
+        let mut low = 1u64;
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.time_from(mid).await? {
+                Some(time) if time < since_ms => low = mid + 1,
+                _ => high = mid,
+            }
+        }
+        Ok(low)
+    }
+
+    /// The first power of two with no record at or after it (1 for an empty trail).
+    async fn past_end(&self) -> Result<u64, RecordsError> {
+        let mut high = 1u64;
+        while high < u64::MAX && self.time_from(high).await?.is_some() {
+            high = high.saturating_mul(2);
+        }
+        Ok(high)
+    }
+
+    /// The time of the first record at or after sequence number `seq`, if there is one (asking
+    /// for the first record at or after a number, not for that record, keeps the searches
+    /// exact where records are missing).
+    async fn time_from(&self, seq: u64) -> Result<Option<u64>, RecordsError> {
+        Ok(self
+            .page(seq, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|record| record.event.time_ms))
+    }
 }
 
 impl Records {
     fn sink(&self) -> Option<Arc<dyn AuditSink>> {
         self.inner.auditor.sink().cloned()
+    }
+
+    /// Open a view of the audit trail: audited first as one `record_accessed` event with
+    /// `function` (`console_audit`, `console_live`, …) and `arguments` (which page, filter or
+    /// resumption point), then readable page by page. `Ok(None)` when the trail cannot be read
+    /// back (no sink, or a JSON-lines file).
+    pub(crate) async fn audit_reader(
+        &self,
+        actor: &Actor,
+        function: &str,
+        arguments: Value,
+    ) -> Result<Option<TrailReader>, RecordsError> {
+        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
+        event.function = Some(function.to_string());
+        event.arguments = Some(arguments);
+        self.write(event).await?;
+        let Some(sink) = self.sink() else {
+            return Ok(None);
+        };
+        if sink.read_page(1, 1).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(TrailReader { sink }))
     }
 
     /// Up to `limit` audit records from sequence number `from` (the auditor's view of the
@@ -91,14 +157,11 @@ impl Records {
         from: u64,
         limit: u32,
     ) -> Result<Option<Vec<AuditRecord>>, RecordsError> {
-        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
-        event.function = Some("audit_trail".into());
-        event.arguments = Some(json!({ "from": from, "limit": limit }));
-        self.write(event).await?;
-        let Some(sink) = self.inner.auditor.sink() else {
-            return Ok(None);
-        };
-        Ok(sink.read_page(from, limit).await?)
+        let arguments = json!({ "from": from, "limit": limit });
+        match self.audit_reader(actor, "audit_trail", arguments).await? {
+            Some(reader) => Ok(Some(reader.page(from, limit).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The audit records written at or after `since_ms` (unix milliseconds), at most `cap` of
@@ -112,70 +175,15 @@ impl Records {
         since_ms: u64,
         cap: u32,
     ) -> Result<Option<Vec<AuditRecord>>, RecordsError> {
-        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
-        event.function = Some("console_overview".into());
-        event.arguments = Some(json!({ "since_ms": since_ms }));
-        self.write(event).await?;
-        let Some(sink) = self.inner.auditor.sink() else {
+        let arguments = json!({ "since_ms": since_ms });
+        let Some(reader) = self
+            .audit_reader(actor, "console_overview", arguments)
+            .await?
+        else {
             return Ok(None);
         };
-        if time_at(sink, 1).await?.is_none() {
-            return Ok(Some(Vec::new()));
-        }
-        // The end of the trail: the first power of two past it.
-        let mut high = 1u64;
-        while time_at(sink, high).await?.is_some() {
-            high = high.saturating_mul(2);
-        }
-        // The first sequence number whose time is at or after `since_ms` (times grow with seq).
-        let mut low = 1u64;
-        while low < high {
-            let mid = low + (high - low) / 2;
-            match time_at(sink, mid).await? {
-                Some(time) if time < since_ms => low = mid + 1,
-                _ => high = mid,
-            }
-        }
-        let mut out = Vec::new();
-        let mut from = low;
-        while (out.len() as u32) < cap {
-            let want = (cap - out.len() as u32).min(1000);
-            let Some(page) = sink.read_page(from, want).await? else {
-                break;
-            };
-            let Some(last) = page.last() else {
-                break;
-            };
-            from = last.seq + 1;
-            let short = (page.len() as u32) < want;
-            out.extend(page);
-            if short {
-                break;
-            }
-        }
-        Ok(Some(out))
-    }
-
-    /// Open a view of the audit trail for the security console's audit page: audited first as
-    /// one `record_accessed` event (function `console_audit`, `arguments` saying which page and
-    /// filter), then readable page by page. `Ok(None)` when the trail cannot be read back (no
-    /// sink, or a JSON-lines file).
-    pub(crate) async fn audit_reader(
-        &self,
-        actor: &Actor,
-        arguments: Value,
-    ) -> Result<Option<TrailReader>, RecordsError> {
-        let mut event = self.event(AuditKind::RecordAccessed, Outcome::Ok, actor);
-        event.function = Some("console_audit".into());
-        event.arguments = Some(arguments);
-        self.write(event).await?;
-        let Some(sink) = self.sink() else {
-            return Ok(None);
-        };
-        if sink.read_page(1, 1).await?.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(TrailReader { sink }))
+        let first = reader.first_since(since_ms).await?;
+        Ok(Some(reader.read(first, u64::from(cap)).await?))
     }
 
     /// Verify the whole stored chain with the sink's own check — the one `voxguard audit

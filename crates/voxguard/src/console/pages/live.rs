@@ -6,7 +6,7 @@
 
 use maud::html;
 
-use super::{layout, Who};
+use super::{layout, utc_ms, Who};
 
 /// One security event as the live page and its stream show it: no arguments (only the count
 /// of an aggregated refusal) and the caller masked to the last four digits.
@@ -49,7 +49,7 @@ impl LiveEvent {
     /// One line: time, kind, outcome, reason, where, who; `live.js` writes the same line for
     /// streamed events.
     pub(crate) fn describe(&self) -> String {
-        let mut parts = vec![super::time::utc(self.time_ms / 1000), self.kind.clone()];
+        let mut parts = vec![utc_ms(self.time_ms), self.kind.clone()];
         parts.extend(self.outcome.clone());
         parts.extend(self.reason.clone());
         let place: Vec<&str> = [self.agent.as_deref(), self.function.as_deref()]

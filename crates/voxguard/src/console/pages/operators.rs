@@ -4,9 +4,10 @@
 //! This module must not decide anything or keep a secret: it renders what it is given.
 
 use maud::{html, Markup};
+use voxguard_guard::utc::rfc3339;
 use voxguard_store::Operator;
 
-use super::{layout, time::utc, Who};
+use super::{layout, Who};
 
 /// A sentence above the list: what was just done, or why it was not.
 pub(crate) struct Notice<'a> {
@@ -71,7 +72,7 @@ pub(crate) fn list(
                                 td { (operator.name) }
                                 td { (operator.role) }
                                 td { (credentials(operator)) }
-                                td { (utc(operator.created_at)) }
+                                td { (rfc3339(operator.created_at)) }
                             }
                         }
                     }

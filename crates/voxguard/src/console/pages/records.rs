@@ -4,6 +4,7 @@
 //! subject id or a form (the handlers pass only what the role may see) nor read any store.
 
 use maud::{html, Markup};
+use voxguard_guard::utc::rfc3339;
 use voxguard_store::RecordMeta;
 
 use super::{layout, Who};
@@ -57,10 +58,6 @@ pub(crate) struct RecordPage<'a> {
     pub(crate) can_read: bool,
     /// The content, pretty-printed, once read for `purpose`.
     pub(crate) content: Option<(&'a str, String)>,
-}
-
-fn time(secs: u64) -> String {
-    voxguard_guard::utc::rfc3339(secs)
 }
 
 fn search_form(form: &SearchForm<'_>) -> Markup {
@@ -118,7 +115,7 @@ fn results_table(records: &[RecordMeta], pseudonyms: bool) -> Markup {
                             td { (meta.kind) }
                             td { code { (meta.subject) } }
                             td { code { (meta.call_id) } }
-                            td { (time(meta.created_at)) }
+                            td { (rfc3339(meta.created_at)) }
                         }
                     }
                 }
@@ -207,8 +204,8 @@ pub(crate) fn record(who: &Who<'_>, page: &RecordPage<'_>) -> String {
                     dt { "Agent" } dd { (meta.agent) }
                     dt { "Call id" } dd { code { (meta.call_id) } }
                     dt { "Subject" } dd { code { (meta.subject) } }
-                    dt { "Created (UTC)" } dd { (time(meta.created_at)) }
-                    dt { "Deleted after (UTC)" } dd { (time(meta.expires_at)) }
+                    dt { "Created (UTC)" } dd { (rfc3339(meta.created_at)) }
+                    dt { "Deleted after (UTC)" } dd { (rfc3339(meta.expires_at)) }
                     dt { "Size" } dd { (meta.size) " bytes" }
                     dt { "Key id" } dd { code { (meta.key_id) } }
                 }
