@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::Mac as _;
-use rand::rngs::OsRng;
 use rand::RngCore as _;
 
 use crate::key::SecretKey;
@@ -128,8 +127,10 @@ impl KeyRing {
         now_unix: u64,
     ) -> String {
         let expiry = now_unix.saturating_add(self.ttl.as_secs());
+        // The thread's CSPRNG (ChaCha, seeded and reseeded from the OS): one system call per
+        // token cost a render of 20 tools more than its 20 MACs (BENCHMARKS.md, issue 13).
         let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce);
         mint_token(&self.current, call_id, function, session, expiry, &nonce)
     }
 
@@ -291,26 +292,23 @@ fn mint_token(
     expiry: u64,
     nonce: &[u8; NONCE_LEN],
 ) -> String {
-    let payload = serde_json::json!([
-        TOKEN_VERSION,
-        call_id,
-        function,
-        expiry,
-        URL_SAFE_NO_PAD.encode(nonce),
-        session
-    ])
-    .to_string();
-    let signed = format!(
-        "{}.{}",
-        key.id(),
-        URL_SAFE_NO_PAD.encode(payload.as_bytes())
-    );
-    // An empty MAC never verifies, so the impossible HMAC-init failure fails closed.
-    let mac = key
-        .mac(signed.as_bytes())
-        .map(|m| m.finalize().into_bytes().to_vec())
+    // Serialized straight from a tuple (a JSON array, the same bytes as building a `Value`
+    // first), and the token assembled in one buffer: a render mints one token per tool.
+    let nonce = URL_SAFE_NO_PAD.encode(nonce);
+    let payload = serde_json::to_vec(&(TOKEN_VERSION, call_id, function, expiry, nonce, session))
+        // A tuple of strings and a number always serializes; an empty payload never verifies.
         .unwrap_or_default();
-    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))
+    let mut token = String::with_capacity(key.id().len() + payload.len() * 4 / 3 + 48);
+    token.push_str(key.id());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    // An empty MAC never verifies, so the impossible HMAC-init failure fails closed.
+    let mac = key.mac(token.as_bytes()).map(|m| m.finalize().into_bytes());
+    token.push('.');
+    if let Some(mac) = mac {
+        URL_SAFE_NO_PAD.encode_string(mac, &mut token);
+    }
+    token
 }
 
 fn now_unix() -> u64 {

@@ -162,16 +162,10 @@ pub(crate) fn router(shared: Shared) -> Router {
                 .route(&pay_status, swaig_route(agent.clone(), Endpoint::PayStatus));
         }
     }
+    // One layer, not three: each `from_fn` layer clones and boxes the rest of the stack for
+    // every request. Inside it the order is response policy → timeout → Basic auth → route.
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            require_basic_auth,
-        ))
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            request_timeout,
-        ))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             response_policy,
@@ -428,7 +422,18 @@ struct CallId(String);
 
 fn reply(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, axum::Json(reply.body)).into_response();
+    let mut response = match reply.serialized {
+        Some(json) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response(),
+        None => (status, axum::Json(reply.body)).into_response(),
+    };
     if let Some(call_id) = reply.call_id {
         response.extensions_mut().insert(CallId(call_id));
     }
@@ -718,11 +723,7 @@ async fn method_not_allowed() -> Response {
 
 /// Basic auth for everything but [`PUBLIC_PATHS`]. Constant-time comparison lives in
 /// [`BasicCredentials::verify_header`].
-pub(crate) async fn require_basic_auth(
-    State(shared): State<Shared>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn require_basic_auth(shared: &Shared, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if PUBLIC_PATHS.contains(&path) {
         return next.run(req).await;
@@ -797,8 +798,14 @@ pub(crate) async fn require_basic_auth(
     }
 }
 
-async fn request_timeout(State(shared): State<Shared>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(shared.config.request_timeout, next.run(req)).await {
+/// The request timeout around Basic auth and the route.
+async fn request_timeout(shared: &Shared, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(
+        shared.config.request_timeout,
+        require_basic_auth(shared, req, next),
+    )
+    .await
+    {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout = ?shared.config.request_timeout, "request timed out");
@@ -830,7 +837,7 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     if let Some(hooks) = &shared.access {
         hooks.on_request(method.as_str(), &path, client, &request_id);
     }
-    let mut response = next.run(req).await;
+    let mut response = request_timeout(&shared, req, next).await;
     let record = AccessRecord {
         method: method.to_string(),
         path,

@@ -75,9 +75,14 @@ pub fn public_base(config: &ServerConfig, headers: &HeaderMap) -> url::Url {
             host = Some(forwarded);
         }
     }
-    let fallback = std::net::SocketAddr::new(config.host, config.port).to_string();
-    let host = host.unwrap_or(&fallback);
-    parse(format!("{scheme}://{host}/")).unwrap_or_else(|| {
+    let url = match host {
+        Some(host) => format!("{scheme}://{host}/"),
+        None => format!(
+            "{scheme}://{}/",
+            std::net::SocketAddr::new(config.host, config.port)
+        ),
+    };
+    parse(url).unwrap_or_else(|| {
         url::Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable_url())
     })
 }

@@ -135,9 +135,20 @@ pub fn malformed_json() -> Refusal {
 
 /// `url` with `query` appended (form-encoded, after any query it has), as a string.
 pub fn with_query(mut url: url::Url, query: &[(&str, &str)]) -> String {
-    if !query.is_empty() {
-        url.query_pairs_mut().extend_pairs(query.iter().copied());
+    if query.is_empty() {
+        return url.into();
     }
+    if url.query().is_none() && url.fragment().is_none() {
+        // The common case (a render appends one token per tool): append to the serialized
+        // URL, which `Url` hands over without copying, instead of re-serializing it.
+        let mut serialized: String = url.into();
+        serialized.push('?');
+        let start = serialized.len();
+        return url::form_urlencoded::Serializer::for_suffix(serialized, start)
+            .extend_pairs(query.iter().copied())
+            .finish();
+    }
+    url.query_pairs_mut().extend_pairs(query.iter().copied());
     url.into()
 }
 
@@ -153,6 +164,9 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     /// The call the request belonged to, for the access log (never sent to the client).
     pub call_id: Option<String>,
+    /// The body already serialized as JSON, sent instead of `body` (then `Value::Null`): a
+    /// rendered SWML document goes from its typed form to bytes without a `Value` between.
+    pub serialized: Option<axum::body::Bytes>,
 }
 
 impl Reply {
@@ -163,6 +177,24 @@ impl Reply {
             body,
             headers: Vec::new(),
             call_id: None,
+            serialized: None,
+        }
+    }
+
+    /// `200 OK` with `json`, a body already serialized as JSON (the caller vouches for it).
+    pub fn ok_serialized(json: impl Into<axum::body::Bytes>) -> Self {
+        Self {
+            serialized: Some(json.into()),
+            ..Self::ok(Value::Null)
+        }
+    }
+
+    /// The body as a JSON value: `body`, or the serialized bytes parsed (`Value::Null` if they
+    /// are not JSON). For tests and tools; the server sends the bytes as they are.
+    pub fn json(&self) -> Value {
+        match &self.serialized {
+            Some(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            None => self.body.clone(),
         }
     }
 
@@ -187,6 +219,7 @@ impl From<Refusal> for Reply {
             body: refusal.body(),
             headers: Vec::new(),
             call_id: None,
+            serialized: None,
         };
         if let Some(secs) = refusal.retry_after_secs() {
             reply.headers.push(("retry-after", secs.to_string()));
@@ -559,6 +592,36 @@ mod tests {
             let url = info.webhook_url("/bank/swaig", &[("__token", "t&x=1")]);
             assert!(url.contains("agent:p%40ss%3Aw%2Frd@"), "{url}");
             assert!(url.ends_with("__token=t%26x%3D1"), "{url}");
+        }
+    }
+
+    /// The appending fast path of `with_query` writes what `Url`'s own query serializer
+    /// writes, for every kind of URL (with or without a query or a fragment) and value.
+    #[test]
+    fn with_query_appends_exactly_what_url_would() {
+        use super::with_query;
+        for base in [
+            "https://a.example/swaig",
+            "https://u:p%40@a.example:8443/x/swaig",
+            "https://a.example/swaig?tenant=a%20b",
+            "https://a.example/swaig#frag",
+            "https://a.example/",
+        ] {
+            for query in [
+                &[("__token", "k1.eyJ2IjoxfQ.AB-_cd")][..],
+                &[("__token", "t&x=1 +/?#é"), ("b", "")][..],
+            ] {
+                let url = url::Url::parse(base).unwrap();
+                let mut expected = url.clone();
+                expected
+                    .query_pairs_mut()
+                    .extend_pairs(query.iter().copied());
+                assert_eq!(
+                    with_query(url, query),
+                    expected.as_str(),
+                    "{base} {query:?}"
+                );
+            }
         }
     }
 

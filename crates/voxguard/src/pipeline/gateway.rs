@@ -238,20 +238,21 @@ impl Pipeline {
 
     /// Forward a call that passed every step to the upstream — the platform's body with the
     /// checked, normalized arguments — and screen its answer as a handler's result.
+    /// `unchanged`: the checks changed nothing in the arguments `raw` carries.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &self,
         tool: &Tool,
         args: Value,
         raw: &[u8],
+        unchanged: bool,
         forwarding: &Forwarding,
         event: &Event<'_>,
         trail: &mut Trail,
     ) -> Result<Verdict, Refusal> {
         let (agent, call_id, info) = (self.agent.name(), event.call_id, event.info);
         // The platform's body as it came when the checks changed nothing in the arguments (the
-        // common case: one typed read, no re-encoding); else with the checked, normalized ones.
-        let unchanged = serde_json::from_slice::<voxguard_swml::SwaigRequest>(raw)
-            .is_ok_and(|request| request.arguments() == args);
+        // common case: no re-encoding); else with the checked, normalized ones.
         let bytes = if unchanged {
             raw.to_vec()
         } else {
@@ -499,9 +500,7 @@ impl Pipeline {
                 (
                     Reply {
                         status: code,
-                        body: answer,
-                        headers: Vec::new(),
-                        call_id: None,
+                        ..Reply::ok(answer)
                     },
                     outcome,
                 )

@@ -426,10 +426,11 @@ impl Pipeline {
         } else {
             &tool.policy.sensitive_args
         };
+        let arguments = request.arguments();
         trail.arguments = Some(bounds::audited_arguments(
             &self.services.auditor,
             &tool.schema,
-            &request.arguments(),
+            &arguments,
             sensitive,
         ));
         check_call_id(call_id)?;
@@ -500,7 +501,10 @@ impl Pipeline {
 
         // Arguments: the confirmation flag belongs to the runtime only for tools that use
         // confirmation.
-        let mut args = request.arguments();
+        // Gateway mode forwards the platform's body as it came when the checks below change
+        // nothing in the arguments, so it keeps them as they came to compare.
+        let as_sent = forwarding.is_some().then(|| arguments.clone());
+        let mut args = arguments;
         let confirmed = tool.policy.confirm.is_some() && confirm::take_confirmed(&mut args);
         if !tool.policy.skip_input_guard {
             // A length the schema declares is enforced (and reported as `maxLength`) by the
@@ -565,7 +569,8 @@ impl Pipeline {
         trail.handler_ran = true;
         match forwarding {
             Some(forwarding) => {
-                self.forward(tool, args, raw, forwarding, &event, trail)
+                let unchanged = as_sent.as_ref() == Some(&args);
+                self.forward(tool, args, raw, unchanged, forwarding, &event, trail)
                     .await
             }
             None => self.run_handler(tool, args, ctx, &event, trail).await,
@@ -848,8 +853,9 @@ impl AgentService for Pipeline {
                 hipaa: self.compliance.hipaa(),
             },
         );
-        match serde_json::to_value(&document) {
-            Ok(body) => Reply::ok(body).with_call_id(Some(call_id)),
+        // Straight to bytes: a `Value` in between cloned every schema and string once more.
+        match serde_json::to_vec(&document) {
+            Ok(body) => Reply::ok_serialized(body).with_call_id(Some(call_id)),
             Err(error) => {
                 tracing::error!(agent = self.agent.name(), %error, "SWML could not be serialized");
                 Reply::from(Refusal::new(
