@@ -318,9 +318,14 @@ pub fn bounded_arguments(arguments: Value, max_bytes: usize) -> Value {
 ///
 /// This can be recomputed with standard tools: `printf '%s%s' "$prev_hash" "$event" | sha256sum`.
 pub fn chain_hash(prev_hash: &str, seq: u64, event: &AuditEvent) -> String {
+    chain_hash_canonical(prev_hash, &canonical_event_string(seq, event))
+}
+
+/// [`chain_hash`] of an event already in canonical form (`canonical_event_string(seq, event)`).
+fn chain_hash_canonical(prev_hash: &str, canonical: &str) -> String {
     let digest = Sha256::new()
         .chain_update(prev_hash.as_bytes())
-        .chain_update(canonical_event_string(seq, event).as_bytes())
+        .chain_update(canonical.as_bytes())
         .finalize();
     to_hex(&digest)
 }
@@ -443,18 +448,26 @@ impl Chain {
 
     /// Give `event` the next sequence number, link it and hash it.
     pub fn append(&mut self, event: AuditEvent) -> AuditRecord {
+        self.append_canonical(event).0
+    }
+
+    /// [`append`](Self::append), also handing back the text that was hashed,
+    /// [`canonical_event_string`]`(seq, event)`, for a sink that stores it (encoded once).
+    pub fn append_canonical(&mut self, event: AuditEvent) -> (AuditRecord, String) {
         let event = event.normalized();
         let seq = self.next_seq;
         let prev_hash = std::mem::take(&mut self.last_hash);
-        let hash = chain_hash(&prev_hash, seq, &event);
+        let canonical = canonical_event_string(seq, &event);
+        let hash = chain_hash_canonical(&prev_hash, &canonical);
         self.last_hash.clone_from(&hash);
         self.next_seq = seq.saturating_add(1);
-        AuditRecord {
+        let record = AuditRecord {
             seq,
             event,
             prev_hash,
             hash,
-        }
+        };
+        (record, canonical)
     }
 }
 

@@ -43,6 +43,24 @@ fn broken(seq: u64, problem: ChainProblem) -> VerifyReport {
     VerifyReport::Broken { seq, problem }
 }
 
+/// `append_canonical` hands back exactly the text that was hashed and that sinks store, and
+/// links the chain exactly as `append` does.
+#[test]
+fn append_canonical_returns_the_hashed_text() {
+    let mut plain = Chain::genesis();
+    let mut with_text = Chain::genesis();
+    for i in 0..5 {
+        let expected = plain.append(event(i));
+        let (record, canonical) = with_text.append_canonical(event(i));
+        assert_eq!(record, expected);
+        assert_eq!(canonical, canonical_event_string(record.seq, &record.event));
+        assert_eq!(
+            chain_hash(&record.prev_hash, record.seq, &record.event),
+            record.hash
+        );
+    }
+}
+
 #[test]
 fn clean_chain_of_1000_verifies() {
     let records = chain_of(1000);

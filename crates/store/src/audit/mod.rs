@@ -229,9 +229,14 @@ impl Tail {
 
     /// Chain `event` as the next record.
     pub(super) fn append(&mut self, event: AuditEvent) -> AuditRecord {
-        let record = self.chain.append(event);
+        self.append_canonical(event).0
+    }
+
+    /// [`append`](Self::append), with the record's canonical event text (what is stored).
+    pub(super) fn append_canonical(&mut self, event: AuditEvent) -> (AuditRecord, String) {
+        let (record, canonical) = self.chain.append_canonical(event);
         self.time_ms = record.event.time_ms;
-        record
+        (record, canonical)
     }
 
     /// The newest record's sequence number (0 for an empty chain), hash and `time_ms`.

@@ -26,7 +26,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 use tokio::sync::mpsc;
 use voxguard_guard::audit::{
-    canonical_event_string, AuditEvent, AuditKey, AuditRecord, Checkpoint, Verifier, VerifyReport,
+    AuditEvent, AuditKey, AuditRecord, Checkpoint, Verifier, VerifyReport,
 };
 
 use super::{
@@ -499,11 +499,8 @@ fn write_in_transaction(
 ) -> rusqlite::Result<Vec<AuditRecord>> {
     // Resume from what is stored, under the write lock.
     let head: Option<(i64, String, i64)> = tx
-        .query_row(
-            "SELECT seq, hash, time_ms FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
+        .prepare_cached("SELECT seq, hash, time_ms FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
     let mut tail = Tail::resume(head.map(|(seq, hash, time_ms)| {
         let decode = |value: i64| u64::try_from(value).unwrap_or(0);
@@ -517,7 +514,7 @@ fn write_in_transaction(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for event in events {
-            let record = tail.append(event);
+            let (record, canonical) = tail.append_canonical(event);
             if checkpoint_due(key, checkpoint_every, record.seq) {
                 due.push((record.seq, record.hash.clone(), record.event.time_ms));
             }
@@ -525,7 +522,7 @@ fn write_in_transaction(
                 to_i64(record.seq),
                 to_i64(record.event.time_ms),
                 record.event.kind.as_str(),
-                canonical_event_string(record.seq, &record.event),
+                canonical,
                 record.prev_hash,
                 record.hash,
             ])?;
