@@ -84,16 +84,28 @@ pub use voxguard_swml as swml;
 /// it. The first successful call also replaces std's panic hook with one that logs the panic
 /// through `tracing` (target `panic`), because the default hook prints the message straight to
 /// stderr, past the redaction; it replaces any hook set before, so set your own after this call.
+///
+/// The access log's lines (one per request) are written in batches, at least every
+/// `VOXGUARD_LOG_FLUSH_MS` milliseconds (default 100, at most 10,000; `0` writes each line at
+/// once); every other line is written at once. See [`logging::BatchedStderr`].
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("VOXGUARD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let flush_setting = std::env::var("VOXGUARD_LOG_FLUSH_MS").ok();
+    let flush_ms = match flush_setting.as_deref().map(str::trim) {
+        None | Some("") => Some(logging::DEFAULT_LOG_FLUSH.as_millis() as u64),
+        Some(text) => text.parse::<u64>().ok().filter(|ms| *ms <= 10_000),
+    };
+    let flush_every = std::time::Duration::from_millis(
+        flush_ms.unwrap_or(logging::DEFAULT_LOG_FLUSH.as_millis() as u64),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only for a person at a terminal: a file or a log collector gets plain text,
         // which the redacting writer need not strip before it looks at a line.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(redacting_writer(std::io::stderr));
+        .with_writer(redacting_writer(logging::BatchedStderr::new(flush_every)));
     let installed = if json {
         builder.json().try_init()
     } else {
@@ -101,6 +113,12 @@ pub fn init_tracing() {
     };
     if installed.is_ok() {
         logging::install_panic_hook();
+        if flush_ms.is_none() {
+            tracing::warn!(
+                "VOXGUARD_LOG_FLUSH_MS must be a whole number of milliseconds from 0 to 10000; using {} ms",
+                logging::DEFAULT_LOG_FLUSH.as_millis()
+            );
+        }
     }
 }
 

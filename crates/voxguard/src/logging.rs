@@ -278,6 +278,173 @@ fn strip_ansi(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The target of the access log's one line per request (`voxguard_server`'s response layer).
+pub const ACCESS_TARGET: &str = "voxguard::access";
+
+/// How often batched access lines are written out when no batch filled up first.
+pub const DEFAULT_LOG_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A batch of access lines is written out once it holds this many bytes.
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// Stderr, with the access log's lines written in batches.
+///
+/// Every `INFO` line of [`ACCESS_TARGET`] is appended to one process-wide buffer, written out
+/// when it holds [`BATCH_BYTES`], every `flush_every` (a background thread), at the end of
+/// [`RunningServer::serve`](crate::RunningServer::serve) and before any other line: one `write`
+/// system call for many requests instead of one each (BENCHMARKS.md, issue 13). Every other
+/// line — warnings, security events, errors, panics — is written at once, after whatever is
+/// buffered, so lines keep their order. An access line is therefore on stderr at most
+/// `flush_every` after its request (`VOXGUARD_LOG_FLUSH_MS`; `0` writes each line at once),
+/// and a process killed with `SIGKILL` loses at most that much of its access log; the audit
+/// trail, not the log, is the durable record.
+#[derive(Debug, Clone)]
+pub struct BatchedStderr {
+    batched: bool,
+}
+
+impl BatchedStderr {
+    /// Access lines batched and written out at least every `flush_every`; `Duration::ZERO`
+    /// writes every line at once. The first batching writer starts the flushing thread; its
+    /// period is the one that stays.
+    pub fn new(flush_every: std::time::Duration) -> Self {
+        if flush_every.is_zero() {
+            return Self { batched: false };
+        }
+        ACCESS_FLUSHER.get_or_init(|| {
+            let started = std::thread::Builder::new()
+                .name("voxguard-log-flush".into())
+                .spawn(move || loop {
+                    std::thread::sleep(flush_every);
+                    flush_access_log();
+                });
+            started.is_ok()
+        });
+        Self {
+            batched: ACCESS_FLUSHER.get() == Some(&true),
+        }
+    }
+}
+
+/// Whether the flushing thread runs (set once).
+static ACCESS_FLUSHER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Access lines not yet written, and stderr.
+static ACCESS_BATCH: LineBatch<StderrOut> = LineBatch::new(StderrOut);
+
+/// Write out the access lines batched so far (see [`BatchedStderr`]).
+pub fn flush_access_log() {
+    let _ = ACCESS_BATCH.flush();
+}
+
+/// The process's stderr as a [`Write`] that can live in a `static`.
+struct StderrOut;
+
+impl Write for StderrOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+/// Lines collected for one output, written out in batches; lines that may not wait go out
+/// at once, after everything collected before them.
+struct LineBatch<W> {
+    state: std::sync::Mutex<(Vec<u8>, W)>,
+}
+
+impl<W: Write> LineBatch<W> {
+    const fn new(out: W) -> Self {
+        Self {
+            state: std::sync::Mutex::new((Vec::new(), out)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<u8>, W)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Collect `line`; write the batch out once it holds [`BATCH_BYTES`].
+    fn batched(&self, line: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        state.0.extend_from_slice(line);
+        if state.0.len() >= BATCH_BYTES {
+            return Self::write_out(&mut state);
+        }
+        Ok(())
+    }
+
+    /// Write the batch, then `line`.
+    fn direct(&self, line: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        let written = Self::write_out(&mut state);
+        state.1.write_all(line)?;
+        written
+    }
+
+    /// Write the batch out.
+    fn flush(&self) -> io::Result<()> {
+        Self::write_out(&mut self.lock())
+    }
+
+    /// Write the batch and empty it (also when the write fails: the output is gone, and a
+    /// batch that cannot be written must not grow without bound).
+    fn write_out(state: &mut (Vec<u8>, W)) -> io::Result<()> {
+        let (pending, out) = state;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let written = out.write_all(pending);
+        pending.clear();
+        written
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchedStderr {
+    type Writer = BatchedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BatchedLine { batched: false }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        BatchedLine {
+            batched: self.batched
+                && meta.target() == ACCESS_TARGET
+                && *meta.level() == tracing::Level::INFO,
+        }
+    }
+}
+
+/// The writer [`BatchedStderr`] hands out for one line.
+#[derive(Debug)]
+pub struct BatchedLine {
+    batched: bool,
+}
+
+impl Write for BatchedLine {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.batched {
+            ACCESS_BATCH.batched(buf)?;
+        } else {
+            // Whatever is batched was logged before this line.
+            ACCESS_BATCH.direct(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // A batched line is written with its batch; only a direct one flushes.
+        if self.batched {
+            return Ok(());
+        }
+        io::stderr().flush()
+    }
+}
+
 /// The text of a panic payload (`panic!` with a literal or a formatted message).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
@@ -362,6 +529,96 @@ mod tests {
         fn make_writer(&'a self) -> Self::Writer {
             BufferWriter(self.0.clone())
         }
+    }
+
+    /// Batched lines wait for a full batch or a flush; a line that may not wait goes out at
+    /// once, after everything batched before it, so the output keeps the order of the calls.
+    #[test]
+    fn batched_lines_wait_and_direct_lines_keep_their_order() {
+        let out = Buffer::default();
+        let batch = LineBatch::new(BufferWriter(out.0.clone()));
+        batch.batched(b"access 1\n").unwrap();
+        batch.batched(b"access 2\n").unwrap();
+        assert_eq!(out.contents(), "", "batched lines wait");
+        batch.direct(b"WARN security\n").unwrap();
+        assert_eq!(out.contents(), "access 1\naccess 2\nWARN security\n");
+        batch.batched(b"access 3\n").unwrap();
+        assert_eq!(out.contents(), "access 1\naccess 2\nWARN security\n");
+        batch.flush().unwrap();
+        assert!(out.contents().ends_with("WARN security\naccess 3\n"));
+        batch.flush().unwrap();
+        assert_eq!(
+            out.contents().matches("access 3").count(),
+            1,
+            "written once"
+        );
+    }
+
+    /// A batch is written out as soon as it holds `BATCH_BYTES`, without waiting for a flush.
+    #[test]
+    fn a_full_batch_is_written_at_once() {
+        let out = Buffer::default();
+        let batch = LineBatch::new(BufferWriter(out.0.clone()));
+        let line = format!("{}\n", "a".repeat(99));
+        for _ in 0..(BATCH_BYTES / line.len()) {
+            batch.batched(line.as_bytes()).unwrap();
+        }
+        assert_eq!(out.contents(), "");
+        batch.batched(line.as_bytes()).unwrap();
+        let written = out.contents();
+        assert!(written.len() >= BATCH_BYTES, "{}", written.len());
+        assert!(written.ends_with(&line));
+    }
+
+    /// Only the access log's INFO lines are batched; warnings on that target, and every other
+    /// target, are written at once; with a period of zero nothing is batched.
+    #[test]
+    fn only_access_lines_are_batched() {
+        use tracing::callsite::Identifier;
+        use tracing::metadata::{Kind, Metadata};
+        use tracing::Level;
+        struct Site;
+        impl tracing::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static SITE: Site = Site;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new(
+                "event",
+                target,
+                level,
+                None,
+                None,
+                None,
+                tracing::field::FieldSet::new(&[], Identifier(&SITE)),
+                Kind::EVENT,
+            )
+        };
+        let writer = BatchedStderr::new(DEFAULT_LOG_FLUSH);
+        assert!(writer.batched, "the flushing thread starts");
+        assert!(
+            writer
+                .make_writer_for(&meta(ACCESS_TARGET, Level::INFO))
+                .batched
+        );
+        for (target, level) in [
+            (ACCESS_TARGET, Level::WARN),
+            ("voxguard::security", Level::INFO),
+            ("voxguard::security", Level::WARN),
+            ("panic", Level::ERROR),
+        ] {
+            assert!(!writer.make_writer_for(&meta(target, level)).batched);
+        }
+        assert!(!writer.make_writer().batched);
+        let unbatched = BatchedStderr::new(std::time::Duration::ZERO);
+        assert!(
+            !unbatched
+                .make_writer_for(&meta(ACCESS_TARGET, Level::INFO))
+                .batched
+        );
     }
 
     /// The panic hook is process-wide: tests that replace it take turns.

@@ -619,6 +619,7 @@ impl Running {
         bound.serve_until(signal).await;
         drop(maintenance);
         auth_events.flush_all().await;
+        crate::logging::flush_access_log();
     }
 
     /// Serve until `shutdown` resolves, then shut down gracefully.
@@ -632,5 +633,6 @@ impl Running {
         bound.serve_until(shutdown).await;
         drop(maintenance);
         auth_events.flush_all().await;
+        crate::logging::flush_access_log();
     }
 }
