@@ -450,6 +450,7 @@ impl Runtime {
             };
             let pipeline = Arc::new(Pipeline {
                 limiter,
+                templates: Default::default(),
                 render_limiter: self
                     .render_limit
                     .map(|limit| RateLimiter::with_clock(self.clock.clone()).per_caller(limit)),

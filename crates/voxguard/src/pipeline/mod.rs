@@ -77,6 +77,8 @@ pub(crate) struct Pipeline {
     pub(crate) limiter: limiter::Limiter,
     /// SWML renders per source address (`None`: unlimited).
     pub(crate) render_limiter: Option<RateLimiter>,
+    /// The agent's SWML document, cut where each render's tokens go.
+    pub(crate) templates: render::Templates,
     /// The compliance modes in force for this agent (its own plus the runtime's).
     pub(crate) compliance: Compliance,
     /// Where the payment connector runs when not on this host.
@@ -842,7 +844,7 @@ impl AgentService for Pipeline {
                 Err(refusal) => Reply::from(refusal).with_call_id(Some(call_id)),
             };
         }
-        let document = render::render(
+        let rendered = self.templates.render(
             &self.agent,
             &self.keys,
             request,
@@ -853,8 +855,7 @@ impl AgentService for Pipeline {
                 hipaa: self.compliance.hipaa(),
             },
         );
-        // Straight to bytes: a `Value` in between cloned every schema and string once more.
-        match serde_json::to_vec(&document) {
+        match rendered {
             Ok(body) => Reply::ok_serialized(body).with_call_id(Some(call_id)),
             Err(error) => {
                 tracing::error!(agent = self.agent.name(), %error, "SWML could not be serialized");

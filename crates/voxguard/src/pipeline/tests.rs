@@ -66,6 +66,7 @@ impl Harness {
             limiter: crate::pipeline::limiter::Limiter::Local(
                 agent.inner.limits.limiter(Arc::new(clock.clone())),
             ),
+            templates: Default::default(),
             render_limiter: Some(
                 voxguard_guard::RateLimiter::with_clock(Arc::new(clock.clone())).per_caller(
                     voxguard_guard::RateLimit::new(2, Duration::from_secs(60)).expect("limit"),
