@@ -76,6 +76,18 @@ pub use voxguard_server as server;
 pub use voxguard_store as store;
 pub use voxguard_swml as swml;
 
+/// # Allocator
+///
+/// With the default `jemalloc` feature, linking voxguard makes jemalloc the process's global
+/// allocator. A request allocates and frees many small objects on several threads (the
+/// runtime's workers, the audit writer); glibc's malloc spent about a sixth of the fast path's
+/// CPU there, partly waiting on its arena locks, and jemalloc cut the CPU per request by about
+/// a quarter (BENCHMARKS.md, issue 13). A binary that sets its own `#[global_allocator]` turns
+/// the feature off (`default-features = false`).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Logging setup for binaries: `RUST_LOG`-style filter (default `info`), JSON lines when
 /// `VOXGUARD_LOG_FORMAT=json`, human-readable otherwise, on stderr. Safe to call more than once.
 ///
