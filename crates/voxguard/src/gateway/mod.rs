@@ -35,7 +35,11 @@ const COMPILED_CACHE: usize = 1024;
 const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 
 /// Renders kept prepared in memory (most recent calls); a miss reads the call's session.
-const PREPARED_CACHE: usize = 16 * 1024;
+const PREPARED_CACHE: usize = 4 * 1024;
+
+/// Every this many renders kept, the ones older than [`PREPARED_FOR`] are dropped, so that
+/// memory follows the calls of the last half minute rather than the cache's bound.
+const SWEEP_EVERY: u64 = 256;
 
 /// How long a prepared render is trusted without reading the session again (so an expired or
 /// cleared session stops being served within this, as on a replica that never had it).
@@ -59,6 +63,8 @@ pub(crate) struct Gate {
     pub(crate) checker: Option<SchemaChecker>,
     compiled: Mutex<HashMap<String, Arc<Compiled>>>,
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    /// Renders kept so far (for [`SWEEP_EVERY`]).
+    kept: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
@@ -91,6 +97,7 @@ impl Gate {
             checker,
             compiled: Mutex::new(HashMap::new()),
             prepared: Mutex::new(HashMap::new()),
+            kept: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -148,8 +155,12 @@ impl Gate {
     /// Keep `prepared` as the render of session `scope`.
     pub(crate) fn keep(&self, scope: &str, prepared: Arc<Prepared>) {
         let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= PREPARED_CACHE {
-            cache.clear();
+        let kept = self.kept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if cache.len() >= PREPARED_CACHE || kept % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            cache.retain(|_, p| p.at.elapsed() < PREPARED_FOR);
+            if cache.len() >= PREPARED_CACHE {
+                cache.clear();
+            }
         }
         cache.insert(scope.to_string(), prepared);
     }
@@ -250,5 +261,36 @@ mod tests {
             .is_ok());
         let huge = json!({"type": "object", "description": "x".repeat(MAX_SCHEMA_BYTES)});
         assert!(gate.compiled(&huge).is_err());
+    }
+
+    /// Prepared renders older than `PREPARED_FOR` are dropped at the next sweep, not kept
+    /// until the cache's bound: a gateway's memory follows its recent calls.
+    #[test]
+    fn stale_prepared_renders_are_swept() {
+        let gate = Gate::new(&GatewayConfig::new(
+            url::Url::parse("http://127.0.0.1:9/").unwrap(),
+        ))
+        .unwrap();
+        let stale = |gate: &Gate| {
+            let mut prepared =
+                Arc::into_inner(gate.assemble(RenderEntry::default()).unwrap()).expect("one owner");
+            prepared.at = std::time::Instant::now()
+                .checked_sub(PREPARED_FOR + std::time::Duration::from_secs(1))
+                .expect("the clock is past the window");
+            Arc::new(prepared)
+        };
+        for i in 0..SWEEP_EVERY - 1 {
+            gate.keep(&format!("old-{i}"), stale(&gate));
+        }
+        assert_eq!(gate.prepared.lock().unwrap().len() as u64, SWEEP_EVERY - 1);
+        assert!(
+            gate.prepared("old-0").is_none(),
+            "stale renders are not served"
+        );
+        let fresh = gate.assemble(RenderEntry::default()).unwrap();
+        gate.keep("fresh", fresh);
+        let cache = gate.prepared.lock().unwrap();
+        assert_eq!(cache.len(), 1, "the sweep dropped every stale render");
+        assert!(cache.contains_key("fresh"));
     }
 }

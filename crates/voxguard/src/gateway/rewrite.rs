@@ -336,7 +336,14 @@ impl SecretFinder {
         if secrets.is_empty() {
             return Self(None);
         }
-        match aho_corasick::AhoCorasick::new(secrets) {
+        // A contiguous NFA, not the DFA the builder picks for a few patterns: one finder is
+        // built per render and kept while its calls last, and the DFA of a handful of
+        // 200-character tokens took about 400 KiB (BENCHMARKS.md, gateway); the NFA is a
+        // small fraction of that and still one pass over the text.
+        let finder = aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(secrets);
+        match finder {
             Ok(finder) => Self(Some(finder)),
             Err(_) => Self(aho_corasick::AhoCorasick::new([""]).ok()),
         }
