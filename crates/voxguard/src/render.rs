@@ -4,7 +4,7 @@
 //! `record_call`, and the `ai` verb whose SWAIG functions carry the platform subset of each
 //! tool schema, webhook URLs with the Basic credentials embedded, and — for every secure tool
 //! and for `post_prompt_url` — a function token minted for this call. Where a token is minted:
-//! [`render`].
+//! [`Templates::render`] (through `minter`).
 
 use std::sync::Arc;
 
@@ -32,20 +32,6 @@ pub(crate) struct RenderOptions {
 pub(crate) const DEFAULT_POST_PROMPT: &str =
     "Summarize the call in a few sentences: why the caller called, what was done, and what is still open.";
 
-/// Render the SWML document for `call_id`, minting tokens that expire one token lifetime after
-/// `now_unix` (the runtime clock's reading).
-pub(crate) fn render(
-    agent: &Agent,
-    keys: &KeyRing,
-    info: &RequestInfo,
-    call_id: &str,
-    now_unix: u64,
-    options: RenderOptions,
-) -> Document {
-    let mut mint = minter(keys, call_id, now_unix);
-    render_with(agent, info, options, &mut mint)
-}
-
 /// Where a render's tokens come from: one new render id (the tokens of one document share a
 /// server-side session that a later render for the same call cannot reach, see
 /// pipeline::session_scope), then a token for each function named.
@@ -61,7 +47,8 @@ fn minter<'a>(
     move |function| keys.mint_with_session_at(call_id, function, &render_id, now_unix)
 }
 
-/// [`render`] with the tokens from `mint` (called with each function's name, in document order).
+/// The document for one call with the tokens from `mint` (called with each function's name,
+/// in document order).
 fn render_with(
     agent: &Agent,
     info: &RequestInfo,
@@ -214,7 +201,8 @@ struct Template {
 }
 
 impl Templates {
-    /// The document for `call_id` as JSON bytes, with new tokens (see [`render`]).
+    /// The document for `call_id` as JSON bytes, with new tokens that expire one token lifetime
+    /// after `now_unix` (the runtime clock's reading).
     pub(crate) fn render(
         &self,
         agent: &Agent,
@@ -238,8 +226,8 @@ impl Templates {
                     template
                 }
                 None => {
-                    let document = render(agent, keys, info, call_id, now_unix, options);
-                    return serde_json::to_vec(&document);
+                    let mut mint = minter(keys, call_id, now_unix);
+                    return serde_json::to_vec(&render_with(agent, info, options, &mut mint));
                 }
             },
         };
