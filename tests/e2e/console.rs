@@ -214,13 +214,20 @@ pub(crate) async fn operator(desk: &Desk, name: &str, role: &str) -> reqwest::Cl
     client
 }
 
+/// Every audit event, after stopping the server (aggregated failures are written then).
+pub(crate) async fn events_after_stop(desk: Desk) -> Vec<AuditEvent> {
+    let Desk { server, kit, .. } = desk;
+    let server = Arc::try_unwrap(server).ok().expect("one owner");
+    server.stop().await;
+    trail_events(&kit).await
+}
+
 pub(crate) async fn events(desk: &Desk) -> Vec<AuditEvent> {
-    desk.kit
-        .trail()
-        .await
-        .into_iter()
-        .map(|r| r.event)
-        .collect()
+    trail_events(&desk.kit).await
+}
+
+async fn trail_events(kit: &RecordsKit) -> Vec<AuditEvent> {
+    kit.trail().await.into_iter().map(|r| r.event).collect()
 }
 
 /// Events of `kind` written for the request of `page`.
@@ -342,14 +349,9 @@ async fn sign_in_with_a_good_and_a_bad_password_and_the_session_cookie() {
     );
     // Failures are aggregated per source and window: written when the window closes or at
     // shutdown.
-    let server = Arc::try_unwrap(desk.server).ok().expect("one owner");
-    server.stop().await;
-    let failed: Vec<_> = desk
-        .kit
-        .trail()
+    let failed: Vec<_> = events_after_stop(desk)
         .await
         .into_iter()
-        .map(|r| r.event)
         .filter(|e| {
             e.kind.as_str() == "access_denied"
                 && e.function.as_deref() == Some("POST /console/login")
@@ -532,14 +534,9 @@ async fn sign_out_deletes_the_session_on_the_server() {
         .await
         .expect("POST");
     assert_eq!(guessed.url().path(), "/console/login");
-    let server = Arc::try_unwrap(desk.server).ok().expect("one owner");
-    server.stop().await;
-    let refused: u64 = desk
-        .kit
-        .trail()
+    let refused: u64 = events_after_stop(desk)
         .await
         .into_iter()
-        .map(|r| r.event)
         .filter(|e| {
             e.kind.as_str() == "access_denied"
                 && e.reason.as_deref() == Some("operator_auth_invalid")

@@ -291,7 +291,7 @@ const BATCH_BYTES: usize = 32 * 1024;
 ///
 /// Every `INFO` line of [`ACCESS_TARGET`] is appended to one process-wide buffer, written out
 /// when it holds 32 KiB, every `flush_every` (a background thread), at the end of
-/// [`RunningServer::serve`](crate::RunningServer::serve) and before any other line: one `write`
+/// [`Running::serve`](crate::Running::serve) and before any other line: one `write`
 /// system call for many requests instead of one each (BENCHMARKS.md, issue 13). Every other
 /// line — warnings, security events, errors, panics — is written at once, after whatever is
 /// buffered, so lines keep their order. An access line is therefore on stderr at most
