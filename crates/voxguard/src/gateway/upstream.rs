@@ -9,6 +9,14 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use super::config::{GatewayConfig, UpstreamCredentials};
@@ -18,6 +26,9 @@ const MAX_SWML_BYTES: usize = 4 * 1024 * 1024;
 
 /// The largest answer to a function call (or summary, or payment) read from the upstream.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Idle connections kept open toward the upstream.
+const MAX_IDLE: usize = 256;
 
 /// Why the upstream gave no usable answer (logged for operators; the caller sees a generic
 /// sentence).
@@ -43,26 +54,57 @@ pub(crate) enum UpstreamError {
 }
 
 /// The upstream agent as the gateway reaches it.
+///
+/// The client is hyper's pooled HTTP/1.1 client with rustls and the webpki roots (the same
+/// trust as the rest of voxguard's outgoing TLS). It follows no redirects; every request is
+/// bounded by the configured upstream timeout, connect and answer included.
 pub(crate) struct Upstream {
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
     swml_url: url::Url,
     credentials: Option<UpstreamCredentials>,
+    /// The `Authorization` value for the configured credentials, built once.
+    authorization: Option<HeaderValue>,
+}
+
+/// A `Basic` `Authorization` header value (marked sensitive, so hyper never logs it).
+fn basic_authorization(user: &str, password: Option<&str>) -> Option<HeaderValue> {
+    let pair = format!("{user}:{}", password.unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 impl Upstream {
     /// A client for `config`'s upstream.
     pub(crate) fn new(config: &GatewayConfig) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(config.upstream_timeout)
-            .connect_timeout(config.upstream_timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| format!("the upstream HTTP client could not be built: {e}"))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.upstream_timeout.min(Duration::from_secs(5))));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .map_err(|e| format!("the upstream TLS client could not be built: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(MAX_IDLE)
+            .build(https);
+        let authorization = config
+            .upstream_credentials
+            .as_ref()
+            .and_then(|c| basic_authorization(&c.user, Some(&c.password)));
         Ok(Self {
             client,
+            timeout: config.upstream_timeout,
             swml_url: config.upstream.clone(),
             credentials: config.upstream_credentials.clone(),
+            authorization,
         })
     }
 
@@ -77,15 +119,16 @@ impl Upstream {
     /// Whether the upstream answers at all (`/ready`): any HTTP answer below 500 to a `GET` of
     /// its SWML URL.
     pub(crate) async fn ping(&self) -> Result<(), UpstreamError> {
-        let mut request = self.client.get(self.swml_url.clone());
-        if let Some(credentials) = &self.credentials {
-            request = request.basic_auth(&credentials.user, Some(&credentials.password));
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-        match response.status().as_u16() {
+        let (status, _) = self
+            .send(
+                hyper::Method::GET,
+                &self.swml_url,
+                self.authorization.clone(),
+                Bytes::new(),
+                MAX_ANSWER_BYTES,
+            )
+            .await?;
+        match status {
             code if code >= 500 => Err(UpstreamError::Status(code)),
             _ => Ok(()),
         }
@@ -169,36 +212,19 @@ impl Upstream {
             // make the gateway call anything else on its network.
             return Err(UpstreamError::OtherOrigin);
         }
-        let mut request = self
-            .client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body);
-        if let Some((user, password)) = embedded {
-            request = request.basic_auth(user, password);
-        } else if let Some(credentials) = &self.credentials {
-            request = request.basic_auth(&credentials.user, Some(&credentials.password));
-        }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-        let status = response.status().as_u16();
-        if response.content_length().is_some_and(|n| n > cap as u64) {
-            return Err(UpstreamError::TooLarge(cap));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(describe(&e)))?
-        {
-            if bytes.len() + chunk.len() > cap {
-                return Err(UpstreamError::TooLarge(cap));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let authorization = match embedded {
+            Some((user, password)) => basic_authorization(&user, password.as_deref()),
+            None => self.authorization.clone(),
+        };
+        let (status, bytes) = self
+            .send(
+                hyper::Method::POST,
+                &url,
+                authorization,
+                Bytes::from(body),
+                cap,
+            )
+            .await?;
         let value = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
@@ -208,28 +234,256 @@ impl Upstream {
     }
 }
 
-/// A reqwest error without its URL (which can carry a token).
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "connection failed".into()
-    } else {
-        error.without_url_ref_string()
+impl Upstream {
+    /// Send one request to `url` and read its answer (at most `cap` bytes), all within the
+    /// upstream timeout. Errors never carry the URL (it can hold a token).
+    async fn send(
+        &self,
+        method: hyper::Method,
+        url: &url::Url,
+        authorization: Option<HeaderValue>,
+        body: Bytes,
+        cap: usize,
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        let uri = hyper::Uri::try_from(url.as_str())
+            .map_err(|_| UpstreamError::Unreachable("the webhook URL is not a valid URI".into()))?;
+        let mut request = hyper::Request::builder().method(method).uri(uri);
+        if !body.is_empty() {
+            request = request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(ACCEPT, HeaderValue::from_static("application/json"));
+        }
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|_| UpstreamError::Unreachable("the request could not be built".into()))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+            let status = response.status().as_u16();
+            let declared = response
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > cap as u64) {
+                return Err(UpstreamError::TooLarge(cap));
+            }
+            let bytes = Limited::new(response.into_body(), cap)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        UpstreamError::TooLarge(cap)
+                    } else {
+                        UpstreamError::Unreachable("the answer was cut off".into())
+                    }
+                })?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Unreachable("timed out".into()))?
     }
 }
 
-/// `without_url` for a borrowed error: the message with any URL removed.
-trait WithoutUrl {
-    fn without_url_ref_string(&self) -> String;
+/// A client error, described without a URL (hyper's errors carry none; the cause chain is
+/// kept for operators).
+fn describe(error: &hyper_util::client::legacy::Error) -> String {
+    if error.is_connect() {
+        "connection failed".into()
+    } else {
+        use std::error::Error as _;
+        match error.source() {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        }
+    }
 }
 
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref_string(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(url) => text.replace(url.as_str(), "<upstream>"),
-            None => text,
+#[cfg(test)]
+mod tests {
+    //! The client's contract against a real HTTP server on port 0: answers capped, no
+    //! redirects followed, only the upstream's origin called, the right credentials sent, one
+    //! timeout for the whole exchange, and no URL (with its token) in any error.
+
+    use std::net::SocketAddr;
+
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use axum::Router;
+
+    use super::*;
+
+    /// What the test upstream answers on each path.
+    fn app() -> Router {
+        Router::new()
+            .route(
+                "/echo-auth",
+                post(|headers: HeaderMap| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    axum::Json(serde_json::json!({ "authorization": auth }))
+                }),
+            )
+            .route(
+                "/big-declared",
+                post(|| async { "x".repeat(MAX_ANSWER_BYTES + 1) }),
+            )
+            .route(
+                "/big-streamed",
+                post(|| async {
+                    let chunks = (0..17).map(|_| {
+                        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(vec![b' '; 64 * 1024]))
+                    });
+                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                }),
+            )
+            .route(
+                "/redirect",
+                post(|| async { (StatusCode::FOUND, [("location", "/echo-auth")], "") }),
+            )
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "{}"
+                }),
+            )
+    }
+
+    async fn serve() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app()).await });
+        addr
+    }
+
+    fn upstream(addr: SocketAddr, timeout: Duration) -> Upstream {
+        let mut config = GatewayConfig::new(format!("http://{addr}/swml").parse().unwrap());
+        config.upstream_credentials = Some(UpstreamCredentials {
+            user: "configured".into(),
+            password: "configured-secret".into(),
+        });
+        config.upstream_timeout = timeout;
+        Upstream::new(&config).unwrap()
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        let pair = format!("{user}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+
+    #[tokio::test]
+    async fn configured_credentials_go_unless_the_url_embeds_its_own() {
+        let addr = serve().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        let answer = up
+            .call(&format!("http://{addr}/echo-auth"), b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            answer["authorization"],
+            basic("configured", "configured-secret")
+        );
+        let answer = up
+            .call(
+                &format!("http://own%20user:p%40ss@{addr}/echo-auth?token=t"),
+                b"{}".to_vec(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer["authorization"], basic("own user", "p@ss"));
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_cap_are_refused_declared_or_streamed() {
+        let addr = serve().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        for path in ["/big-declared", "/big-streamed"] {
+            let outcome = up
+                .call(&format!("http://{addr}{path}"), b"{}".to_vec())
+                .await;
+            assert!(
+                matches!(outcome, Err(UpstreamError::TooLarge(MAX_ANSWER_BYTES))),
+                "{path}: {outcome:?}"
+            );
         }
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        let addr = serve().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        let outcome = up
+            .call(&format!("http://{addr}/redirect"), b"{}".to_vec())
+            .await;
+        assert!(
+            matches!(outcome, Err(UpstreamError::Status(302))),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_upstreams_origin_is_called() {
+        let addr = serve().await;
+        let other = serve().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        let outcome = up
+            .call(&format!("http://{other}/echo-auth"), b"{}".to_vec())
+            .await;
+        assert!(
+            matches!(outcome, Err(UpstreamError::OtherOrigin)),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_timeout_bounds_the_exchange_and_errors_hold_no_url() {
+        let addr = serve().await;
+        let up = upstream(addr, Duration::from_millis(300));
+        let outcome = up
+            .call(
+                &format!("http://{addr}/slow?token=SECRET-TOKEN"),
+                b"{}".to_vec(),
+            )
+            .await;
+        let Err(error) = outcome else {
+            panic!("a 5 s answer passed a 300 ms timeout");
+        };
+        assert!(error.to_string().contains("timed out"), "{error}");
+        assert!(!error.to_string().contains("SECRET-TOKEN"));
+
+        // A closed port: connection refused, described without the URL.
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let down = upstream(closed, Duration::from_secs(5));
+        let error = down
+            .call(
+                &format!("http://{closed}/x?token=SECRET-TOKEN"),
+                b"{}".to_vec(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Unreachable(_)), "{error}");
+        let text = format!("{error} {error:?}");
+        assert!(
+            !text.contains("SECRET-TOKEN") && !text.contains(&closed.to_string()),
+            "{text}"
+        );
     }
 }
