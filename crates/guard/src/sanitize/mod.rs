@@ -102,10 +102,10 @@ impl InjectionDetector {
     /// each: rot13, the text reversed, and up to eight base64 runs decoded. The kind reported
     /// is the decoded attack's. All of this is linear in the length of `text`.
     pub fn detect(&self, text: &str) -> Option<InjectionKind> {
-        let normalized = normalize(text);
+        let normalized = text::normalized(text);
         self.detect_normalized(&normalized).or_else(|| {
             decode::readings(&normalized)
-                .find_map(|reading| self.detect_normalized(&normalize(&reading)))
+                .find_map(|reading| self.detect_normalized(&text::normalized(&reading)))
         })
     }
 
@@ -321,9 +321,10 @@ fn push_segment(path: &mut String, segment: &str) -> usize {
 fn normalize_strings(value: &mut Value) {
     match value {
         Value::String(s) => {
-            let normalized = normalize(s);
-            if normalized != *s {
-                *s = normalized;
+            if let std::borrow::Cow::Owned(normalized) = text::normalized(s) {
+                if normalized != *s {
+                    *s = normalized;
+                }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(normalize_strings),

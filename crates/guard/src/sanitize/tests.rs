@@ -619,9 +619,24 @@ fn ascii_folds_with_the_fast_table() {
     }
 }
 
+#[test]
+fn the_borrowing_normalize_agrees_with_the_definition_at_its_edges() {
+    for text in [
+        "", " ", "  ", "a", " a", "a ", "a b", "a  b", "a\tb", "a\nb", "a\u{7f}b", "a\u{0}b",
+        "~", "ab cd ef", "ab cd  ef", "é", "a\u{200B}b",
+    ] {
+        let visible: String = text.chars().filter_map(visible_char).collect();
+        let slow: String = visible.nfkc().filter_map(visible_char).collect();
+        let expected = slow.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(normalize(text), expected, "{text:?}");
+        let borrowed = matches!(text::normalized(text), std::borrow::Cow::Borrowed(_));
+        assert_eq!(borrowed, text == expected && text.is_ascii(), "{text:?}");
+    }
+}
+
 proptest! {
     #[test]
-    fn the_ascii_fast_paths_agree_with_the_unicode_ones(text in "[ -~\t\n]{0,64}") {
+    fn the_ascii_fast_paths_agree_with_the_unicode_ones(text in "[ -~\t\n\x00-\x1f\x7f]{0,64}") {
         prop_assert_eq!(fold(&text), fold_unicode(&text));
         let visible: String = text.chars().filter_map(visible_char).collect();
         let slow: String = visible.nfkc().filter_map(visible_char).collect();

@@ -5,6 +5,8 @@
 //! letters are resolved. It must not decide what text means (that is the phrase table's job)
 //! and must not allocate tables per call: the ASCII fast path is built once.
 
+use std::borrow::Cow;
+
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
@@ -27,6 +29,36 @@ use unicode_normalization::UnicodeNormalization;
 /// assert_eq!(normalize("  ｉｇｎｏｒｅ\u{200B}d \t\n123  Main\u{00A0}St "), "ignored 123 Main St");
 /// ```
 pub fn normalize(input: &str) -> String {
+    normalized(input).into_owned()
+}
+
+/// [`normalize`], borrowing `input` when it is already normal (the common case: printable
+/// ASCII with single inner spaces), so screening it allocates nothing.
+pub(super) fn normalized(input: &str) -> Cow<'_, str> {
+    if is_plain(input) {
+        Cow::Borrowed(input)
+    } else {
+        Cow::Owned(normalize_slow(input))
+    }
+}
+
+/// Whether `normalize` returns `input` unchanged by its look alone: printable ASCII (no
+/// control characters, so nothing to drop or turn into a space; ASCII is already NFKC), no
+/// space at either end and no two spaces in a row. One pass over the bytes.
+fn is_plain(input: &str) -> bool {
+    let bytes = input.as_bytes();
+    let mut previous_space = true; // a leading space is not plain
+    for &b in bytes {
+        if !(b' '..=b'~').contains(&b) || (b == b' ' && previous_space) {
+            return false;
+        }
+        previous_space = b == b' ';
+    }
+    !previous_space || bytes.is_empty()
+}
+
+/// [`normalize`] by its definition, for any text.
+fn normalize_slow(input: &str) -> String {
     // Invisible characters go before composition, so a hidden character cannot keep a base
     // letter and its combining mark apart; the second filter catches anything composition made.
     let visible: String = input.chars().filter_map(visible_char).collect();
