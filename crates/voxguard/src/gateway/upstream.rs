@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -82,6 +82,11 @@ impl Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
+        // As reqwest did: a pooled connection that died silently (a NAT or load balancer
+        // dropping it) is found by the kernel instead of hanging the next call to its timeout.
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
         http.set_connect_timeout(Some(config.upstream_timeout.min(Duration::from_secs(5))));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(std::sync::Arc::new(
@@ -125,7 +130,7 @@ impl Upstream {
                 &self.swml_url,
                 self.authorization.clone(),
                 Bytes::new(),
-                MAX_ANSWER_BYTES,
+                None,
             )
             .await?;
         match status {
@@ -201,7 +206,7 @@ impl Upstream {
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        let embedded = (!url.username().is_empty())
+        let embedded = (!url.username().is_empty() || url.password().is_some())
             .then(|| (decode(url.username()), url.password().map(decode)));
         // The configured credentials go with every request (all go to the upstream's origin),
         // unless the upstream embedded its own in the URL.
@@ -222,7 +227,7 @@ impl Upstream {
                 &url,
                 authorization,
                 Bytes::from(body),
-                cap,
+                Some(cap),
             )
             .await?;
         let value = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -235,20 +240,23 @@ impl Upstream {
 }
 
 impl Upstream {
-    /// Send one request to `url` and read its answer (at most `cap` bytes), all within the
-    /// upstream timeout. Errors never carry the URL (it can hold a token).
+    /// Send one request to `url` and read its answer — at most `cap` bytes, or only the
+    /// status and headers when `cap` is `None` — all within the upstream timeout. The answer
+    /// is copied into one buffer that never grows past the cap, however it is chunked. Errors
+    /// never carry the URL (it can hold a token).
     async fn send(
         &self,
         method: hyper::Method,
         url: &url::Url,
         authorization: Option<HeaderValue>,
         body: Bytes,
-        cap: usize,
-    ) -> Result<(u16, Bytes), UpstreamError> {
+        cap: Option<usize>,
+    ) -> Result<(u16, Vec<u8>), UpstreamError> {
         let uri = hyper::Uri::try_from(url.as_str())
             .map_err(|_| UpstreamError::Unreachable("the webhook URL is not a valid URI".into()))?;
+        let post = method == hyper::Method::POST;
         let mut request = hyper::Request::builder().method(method).uri(uri);
-        if !body.is_empty() {
+        if post {
             request = request
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .header(ACCEPT, HeaderValue::from_static("application/json"));
@@ -266,6 +274,10 @@ impl Upstream {
                 .await
                 .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
             let status = response.status().as_u16();
+            let Some(cap) = cap else {
+                // Dropping the unread answer closes that connection; fine for a probe.
+                return Ok((status, Vec::new()));
+            };
             let declared = response
                 .headers()
                 .get(hyper::header::CONTENT_LENGTH)
@@ -274,17 +286,19 @@ impl Upstream {
             if declared.is_some_and(|n| n > cap as u64) {
                 return Err(UpstreamError::TooLarge(cap));
             }
-            let bytes = Limited::new(response.into_body(), cap)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        UpstreamError::TooLarge(cap)
-                    } else {
-                        UpstreamError::Unreachable("the answer was cut off".into())
+            let capacity = declared.map_or(8 * 1024, |n| usize::try_from(n).unwrap_or(cap));
+            let mut bytes = Vec::with_capacity(capacity.min(cap));
+            let mut answer = response.into_body();
+            while let Some(frame) = answer.frame().await {
+                let frame = frame
+                    .map_err(|_| UpstreamError::Unreachable("the answer was cut off".into()))?;
+                if let Ok(data) = frame.into_data() {
+                    if bytes.len() + data.len() > cap {
+                        return Err(UpstreamError::TooLarge(cap));
                     }
-                })?
-                .to_bytes();
+                    bytes.extend_from_slice(&data);
+                }
+            }
             Ok((status, bytes))
         };
         tokio::time::timeout(self.timeout, exchange)
@@ -318,6 +332,7 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
     use axum::Router;
+    use futures_util::StreamExt as _;
 
     use super::*;
 
@@ -353,6 +368,43 @@ mod tests {
                 post(|| async { (StatusCode::FOUND, [("location", "/echo-auth")], "") }),
             )
             .route(
+                "/declared-then-stall",
+                post(|| async {
+                    // Declares more than the cap, then never finishes: only the declared
+                    // length can refuse it before the timeout.
+                    let stall = futures_util::stream::once(async {
+                        Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b" "))
+                    })
+                    .chain(futures_util::stream::pending());
+                    (
+                        [("content-length", (MAX_ANSWER_BYTES + 1).to_string())],
+                        axum::body::Body::from_stream(stall),
+                    )
+                }),
+            )
+            .route(
+                "/drip",
+                post(|| async {
+                    // Headers at once, then a byte every 100 ms for ever.
+                    let drip = futures_util::stream::unfold((), |()| async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((
+                            Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b" ")),
+                            (),
+                        ))
+                    });
+                    axum::body::Body::from_stream(drip)
+                }),
+            )
+            .route(
+                "/swml",
+                axum::routing::get(|| async { " ".repeat(2 * MAX_ANSWER_BYTES) }),
+            )
+            .route(
+                "/down/swml",
+                axum::routing::get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .route(
                 "/slow",
                 post(|| async {
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -369,7 +421,11 @@ mod tests {
     }
 
     fn upstream(addr: SocketAddr, timeout: Duration) -> Upstream {
-        let mut config = GatewayConfig::new(format!("http://{addr}/swml").parse().unwrap());
+        upstream_at(addr, "/swml", timeout)
+    }
+
+    fn upstream_at(addr: SocketAddr, path: &str, timeout: Duration) -> Upstream {
+        let mut config = GatewayConfig::new(format!("http://{addr}{path}").parse().unwrap());
         config.upstream_credentials = Some(UpstreamCredentials {
             user: "configured".into(),
             password: "configured-secret".into(),
@@ -406,6 +462,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer["authorization"], basic("own user", "p@ss"));
+        // A password alone (a token in the password slot) is the upstream's own too.
+        let answer = up
+            .call(&format!("http://:tok@{addr}/echo-auth"), b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(answer["authorization"], basic("", "tok"));
+    }
+
+    #[tokio::test]
+    async fn ready_reads_the_status_only() {
+        let addr = serve().await;
+        // The SWML answer is twice the call cap: a probe must not read (or refuse) it.
+        upstream(addr, Duration::from_secs(5)).ping().await.unwrap();
+        let outcome = upstream_at(addr, "/down/swml", Duration::from_secs(5))
+            .ping()
+            .await;
+        assert!(
+            matches!(outcome, Err(UpstreamError::Status(503))),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_is_refused_before_the_body() {
+        let addr = serve().await;
+        let up = upstream(addr, Duration::from_secs(30));
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            up.call(
+                &format!("http://{addr}/declared-then-stall"),
+                b"{}".to_vec(),
+            ),
+        )
+        .await
+        .expect("refused on its declared length, not left to stall");
+        assert!(
+            matches!(outcome, Err(UpstreamError::TooLarge(MAX_ANSWER_BYTES))),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_timeout_covers_a_dripping_answer() {
+        let addr = serve().await;
+        let up = upstream(addr, Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let outcome = up
+            .call(&format!("http://{addr}/drip"), b"{}".to_vec())
+            .await;
+        assert!(
+            matches!(&outcome, Err(UpstreamError::Unreachable(why)) if why == "timed out"),
+            "{outcome:?}"
+        );
+        // Generous: the bound is the configured timeout, not the answer's pace.
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
 
     #[tokio::test]
