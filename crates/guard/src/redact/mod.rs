@@ -131,6 +131,38 @@ const SENSITIVE_SUFFIXES: &[&str] = &[
     "token",
 ];
 
+/// Whether a normalized name is one of [`SENSITIVE_FIELDS`] or ends with one of
+/// [`SENSITIVE_SUFFIXES`]. The log writer asks this for every `:` and `=` of every line, so
+/// the lists are looked up by the name's last byte: a handful of length and byte comparisons
+/// instead of a binary search and a pass over every ending.
+fn is_standard_sensitive(name: &str) -> bool {
+    /// Per last byte: each standard name or ending that ends with it, and whether it is an
+    /// ending (matched at the end of the name) or a whole name (matched exactly).
+    type Buckets = Vec<Vec<(&'static str, bool)>>;
+    static BUCKETS: OnceLock<Buckets> = OnceLock::new();
+    let buckets = BUCKETS.get_or_init(|| {
+        let mut buckets: Buckets = vec![Vec::new(); 256];
+        let whole = SENSITIVE_FIELDS.iter().map(|f| (*f, false));
+        let endings = SENSITIVE_SUFFIXES.iter().map(|f| (*f, true));
+        for (text, is_ending) in whole.chain(endings) {
+            if let Some(&last) = text.as_bytes().last() {
+                buckets[usize::from(last)].push((text, is_ending));
+            }
+        }
+        buckets
+    });
+    let Some(&last) = name.as_bytes().last() else {
+        return false;
+    };
+    buckets[usize::from(last)].iter().any(|&(text, is_ending)| {
+        if is_ending {
+            name.ends_with(text)
+        } else {
+            name == text
+        }
+    })
+}
+
 /// Words that, after "password is" / "token was", describe the secret rather than being it.
 const NOT_A_SECRET: &[&str] = &[
     "a",
@@ -613,12 +645,7 @@ impl Redactor {
     }
 
     fn is_sensitive_normalized(&self, name: &str) -> bool {
-        // Comparing last bytes first skips most suffix comparisons cheaply.
-        let last = name.as_bytes().last();
-        SENSITIVE_FIELDS.binary_search(&name).is_ok()
-            || SENSITIVE_SUFFIXES
-                .iter()
-                .any(|s| s.as_bytes().last() == last && name.ends_with(s))
+        is_standard_sensitive(name)
             || (!self.extra_fields.is_empty() && self.extra_fields.contains(name))
     }
 

@@ -41,6 +41,45 @@ fn sorted_field_list_for_binary_search() {
     }
 }
 
+/// The definition the by-last-byte lookup must agree with.
+fn standard_sensitive_by_definition(name: &str) -> bool {
+    SENSITIVE_FIELDS.contains(&name) || SENSITIVE_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+#[test]
+fn the_sensitive_name_lookup_agrees_with_its_definition() {
+    for name in SENSITIVE_FIELDS.iter().chain(SENSITIVE_SUFFIXES) {
+        for candidate in [
+            name.to_string(),
+            format!("x{name}"),
+            format!("{name}x"),
+            name[1..].to_string(),
+            name[..name.len() - 1].to_string(),
+        ] {
+            assert_eq!(
+                is_standard_sensitive(&candidate),
+                standard_sensitive_by_definition(&candidate),
+                "{candidate:?}"
+            );
+        }
+        assert!(is_standard_sensitive(name), "{name}");
+    }
+    for name in ["", "method", "path", "status", "requestid", "callid", "2", "pins", "tokens"] {
+        assert_eq!(
+            is_standard_sensitive(name),
+            standard_sensitive_by_definition(name),
+            "{name:?}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_names_agree_with_the_definition(name in "[a-z0-9]{0,12}(pin|token|ssn|cvv2|key|dob|pan)?") {
+        prop_assert_eq!(is_standard_sensitive(&name), standard_sensitive_by_definition(&name));
+    }
+}
+
 #[test]
 fn card_numbers() {
     assert_table(&[
