@@ -471,6 +471,76 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_https_upstream_is_verified_and_never_called_in_plain_text() {
+        // A TLS server with a self-signed certificate: the handshake must fail on the
+        // gateway's side (unknown issuer), and no request may be sent.
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (handshakes, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let outcome = acceptor.accept(stream).await.map(|_| ());
+                let _ = handshakes.send(outcome.is_ok());
+            }
+        });
+        let mut config = GatewayConfig::new(
+            format!("https://localhost:{}/swml", addr.port())
+                .parse()
+                .unwrap(),
+        );
+        config.upstream_timeout = Duration::from_secs(5);
+        let up = Upstream::new(&config).unwrap();
+        let outcome = up
+            .call(
+                &format!("https://localhost:{}/x", addr.port()),
+                b"{}".to_vec(),
+            )
+            .await;
+        assert!(
+            matches!(&outcome, Err(UpstreamError::Unreachable(why)) if why == "connection failed"),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            outcomes.recv().await,
+            Some(false),
+            "the client spoke TLS and gave up in the handshake"
+        );
+
+        // An https upstream on a port that speaks plain HTTP: no fallback to plain text.
+        let plain = serve().await;
+        let mut config = GatewayConfig::new(
+            format!("https://localhost:{}/swml", plain.port())
+                .parse()
+                .unwrap(),
+        );
+        config.upstream_timeout = Duration::from_secs(5);
+        let outcome = Upstream::new(&config)
+            .unwrap()
+            .call(
+                &format!("https://localhost:{}/echo-auth", plain.port()),
+                b"{}".to_vec(),
+            )
+            .await;
+        assert!(
+            matches!(outcome, Err(UpstreamError::Unreachable(_))),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn ready_reads_the_status_only() {
         let addr = serve().await;
         // The SWML answer is twice the call cap: a probe must not read (or refuse) it.
