@@ -64,7 +64,17 @@ fn the_sensitive_name_lookup_agrees_with_its_definition() {
         }
         assert!(is_standard_sensitive(name), "{name}");
     }
-    for name in ["", "method", "path", "status", "requestid", "callid", "2", "pins", "tokens"] {
+    for name in [
+        "",
+        "method",
+        "path",
+        "status",
+        "requestid",
+        "callid",
+        "2",
+        "pins",
+        "tokens",
+    ] {
         assert_eq!(
             is_standard_sensitive(name),
             standard_sensitive_by_definition(name),

@@ -622,8 +622,23 @@ fn ascii_folds_with_the_fast_table() {
 #[test]
 fn the_borrowing_normalize_agrees_with_the_definition_at_its_edges() {
     for text in [
-        "", " ", "  ", "a", " a", "a ", "a b", "a  b", "a\tb", "a\nb", "a\u{7f}b", "a\u{0}b",
-        "~", "ab cd ef", "ab cd  ef", "é", "a\u{200B}b",
+        "",
+        " ",
+        "  ",
+        "a",
+        " a",
+        "a ",
+        "a b",
+        "a  b",
+        "a\tb",
+        "a\nb",
+        "a\u{7f}b",
+        "a\u{0}b",
+        "~",
+        "ab cd ef",
+        "ab cd  ef",
+        "é",
+        "a\u{200B}b",
     ] {
         let visible: String = text.chars().filter_map(visible_char).collect();
         let slow: String = visible.nfkc().filter_map(visible_char).collect();
