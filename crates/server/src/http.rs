@@ -3,7 +3,7 @@
 //!
 //! Owns the mapping from HTTP to [`AgentService`] calls. Every request passes, outermost
 //! first: response policy (security headers, `X-Request-Id`, JSON bodies for every error) →
-//! request timeout → Basic auth ([`require_basic_auth`]; only `/health` and `/ready` are
+//! request timeout → Basic auth (`require_basic_auth`; only `/health` and `/ready` are
 //! exempt) → route. Bodies are read up to the configured limit, and their webhook signature
 //! checked (with `SIGNALWIRE_SIGNING_KEY`: required on SWML, checked when present on SWAIG and
 //! post-prompt), before any JSON is parsed.
@@ -59,7 +59,7 @@ static SECURITY_HEADER_PAIRS: std::sync::LazyLock<[(header::HeaderName, HeaderVa
     });
 
 /// The Content-Security-Policy of every console response (instead of the JSON one in
-/// [`SECURITY_HEADERS`]): scripts, styles and images from the console itself only (one
+/// `SECURITY_HEADERS`): scripts, styles and images from the console itself only (one
 /// embedded script, the live page's; never an inline script or style), connections (the live
 /// page's event stream) only back to it, forms posting only back to it, never framed.
 pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";

@@ -5,7 +5,7 @@
 //! ([`http`]), and the public URL used in rendered webhooks ([`public_url`]). Agents plug in
 //! through the [`AgentService`] trait and receive only authenticated, size-checked,
 //! syntactically valid requests. Where a SWAIG request is authenticated:
-//! [`http::require_basic_auth`].
+//! `http::require_basic_auth`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

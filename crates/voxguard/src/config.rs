@@ -150,7 +150,7 @@ pub fn token_ttl_from_lookup(
 pub(crate) const DEFAULT_SWML_RENDERS_PER_MIN: u32 = 120;
 
 /// Read `VOXGUARD_SWML_RENDERS_PER_MIN` through `lookup`: SWML renders per minute per source
-/// address (default [`DEFAULT_SWML_RENDERS_PER_MIN`]; `0` turns the limit off). Behind a trusted
+/// address (default 120; `0` turns the limit off). Behind a trusted
 /// proxy (`VOXGUARD_TRUST_PROXY`) every request's source is the proxy, so the limit is off unless
 /// the variable sets it. Public so inspection tools (`voxguard check`) agree with start-up.
 ///

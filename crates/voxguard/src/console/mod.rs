@@ -1,7 +1,7 @@
 //! The security console on `/console` (docs/console.md): server-rendered pages for the
 //! operators of the records API, signed in with the same accounts.
 //!
-//! This module owns the console's sign-in (password checked by [`RecordsApi::sign_in`]: argon2id
+//! This module owns the console's sign-in (password checked by `RecordsApi::sign_in`: argon2id
 //! on the shared workers, per-source limits, the shared per-name lock, aggregated auditing of
 //! failures), its sessions (an
 //! opaque random id in an `HttpOnly`, `SameSite=Strict` cookie; the state kept server-side in

@@ -3,7 +3,7 @@
 //! agent ([docs/gateway.md](../../docs/gateway.md)).
 //!
 //! Owns what a gateway adds to an ordinary agent: its configuration (`config`), the upstream
-//! client (`upstream`), the SWML rewrite (`rewrite`), the [`Gate`] a `Pipeline` holds in
+//! client (`upstream`), the SWML rewrite (`rewrite`), the `Gate` a `Pipeline` holds in
 //! gateway mode (compiled schemas, the rules of `gateway.toml`, the official schema checker),
 //! and the gateway's `Agent` (name, route, limits, transfer allow-list, summary forwarding).
 //! The request path itself stays the pipeline's (`pipeline/gateway.rs`): the same steps,
