@@ -2,10 +2,11 @@
 //! forwarding of a webhook call to the URL the upstream gave for it.
 //!
 //! Owns the upstream's credentials, the rule that only the upstream's own origin is ever
-//! called (webhook URLs elsewhere are refused), answers capped in size, no redirects followed,
-//! one timeout per request. It must
-//! not decide anything about a call (the pipeline does) and must never log a URL with its
-//! query or credentials.
+//! called (webhook URLs elsewhere are refused), answers capped in size (read into one buffer
+//! that never grows past the cap), no redirects followed, one timeout over each whole
+//! exchange (connect, send, the full answer), and certificate checks for an `https` upstream.
+//! It must not decide anything about a call (the pipeline does) and must never log a URL with
+//! its query or credentials.
 
 use std::time::Duration;
 
