@@ -623,13 +623,33 @@ mod tests {
         let addr = serve().await;
         let other = serve().await;
         let up = upstream(addr, Duration::from_secs(5));
-        let outcome = up
-            .call(&format!("http://{other}/echo-auth"), b"{}".to_vec())
-            .await;
-        assert!(
-            matches!(outcome, Err(UpstreamError::OtherOrigin)),
-            "{outcome:?}"
-        );
+        let (port, other_port) = (addr.port(), other.port());
+        // Spellings that name another origin, whatever they look like at a glance.
+        for url in [
+            format!("http://{other}/echo-auth"),
+            format!("http://{addr}@{other}/echo-auth"),
+            format!("http://user:{addr}@{other}/echo-auth"),
+            format!("http://127.0.0.1:{other_port}/echo-auth#@{addr}"),
+            format!("https://{addr}/echo-auth"),
+            format!("http://localhost:{port}/echo-auth"),
+            format!("http://127.0.0.2:{port}/echo-auth"),
+            format!("http://[::1]:{port}/echo-auth"),
+            "http://127.0.0.1/echo-auth".to_string(),
+        ] {
+            let outcome = up.call(&url, b"{}".to_vec()).await;
+            assert!(
+                matches!(outcome, Err(UpstreamError::OtherOrigin)),
+                "{url}: {outcome:?}"
+            );
+        }
+        // The same origin however it is spelled: scheme and host case, an explicit path.
+        for url in [
+            format!("HTTP://{addr}/echo-auth"),
+            format!("http://127.0.0.1:{port}/./echo-auth"),
+        ] {
+            let outcome = up.call(&url, b"{}".to_vec()).await;
+            assert!(outcome.is_ok(), "{url}: {outcome:?}");
+        }
     }
 
     #[tokio::test]
