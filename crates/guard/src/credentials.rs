@@ -1,5 +1,5 @@
-//! HTTP Basic credentials: resolving them at startup, generating strong ones, and checking an
-//! `Authorization` header in constant time.
+//! HTTP Basic credentials: resolving them at startup, generating strong ones, checking an
+//! `Authorization` header in constant time, and writing one for voxguard's own clients.
 //!
 //! This module owns the rules of invariant 1 in the design: every endpoint but `/health` and
 //! `/ready` needs valid credentials, comparison never leaks timing about length or content,
@@ -224,6 +224,14 @@ pub enum CredentialError {
 const USER_VAR: &str = "SWML_BASIC_AUTH_USER";
 const PASSWORD_VAR: &str = "SWML_BASIC_AUTH_PASSWORD";
 
+/// The `Authorization` header value that presents `user` and `password` with HTTP Basic auth
+/// (`Basic base64(user:password)`), for voxguard's own clients (the gateway toward its
+/// upstream, `voxguard bench`). Zeroized when dropped: it carries the password.
+pub fn basic_authorization(user: &str, password: &str) -> Zeroizing<String> {
+    let pair = Zeroizing::new(format!("{user}:{password}"));
+    Zeroizing::new(format!("Basic {}", STANDARD.encode(pair.as_bytes())))
+}
+
 /// Resolve the Basic credentials from the values of `SWML_BASIC_AUTH_USER` and
 /// `SWML_BASIC_AUTH_PASSWORD` (`None` or empty means unset).
 ///
@@ -274,6 +282,14 @@ mod tests {
 
     fn header(user: &str, password: &str) -> Vec<u8> {
         format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))).into_bytes()
+    }
+
+    #[test]
+    fn the_header_voxguard_sends_is_the_one_it_accepts() {
+        let c = BasicCredentials::new("agent", "s3cret: password é");
+        let value = basic_authorization("agent", "s3cret: password é");
+        assert_eq!(value.as_bytes(), header("agent", "s3cret: password é"));
+        assert!(c.verify_header(value.as_bytes()).is_ok());
     }
 
     #[test]

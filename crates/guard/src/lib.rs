@@ -47,8 +47,8 @@ pub use audit::{
 pub use canonical::canonical_json;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{
-    resolve_credentials, AuthError, BasicCredentials, CredentialError, CredentialSource,
-    MIN_PASSWORD_LEN,
+    basic_authorization, resolve_credentials, AuthError, BasicCredentials, CredentialError,
+    CredentialSource, MIN_PASSWORD_LEN,
 };
 pub use key::{KeyError, SecretKey, MIN_KEY_LEN};
 pub use payment::{

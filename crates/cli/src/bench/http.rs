@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -72,11 +71,9 @@ impl Target {
         };
         let authorization =
             match (user, password) {
-                (Some(user), Some(password)) => {
-                    let token = base64::engine::general_purpose::STANDARD
-                        .encode(format!("{user}:{password}"));
-                    Some(HeaderValue::try_from(format!("Basic {token}"))?)
-                }
+                (Some(user), Some(password)) => Some(HeaderValue::try_from(
+                    voxguard_guard::basic_authorization(&user, &password).as_str(),
+                )?),
                 (None, None) => None,
                 _ => return Err(Usage(
                     "give both a user and a password (URL, --user/--password or SWML_BASIC_AUTH_*)"

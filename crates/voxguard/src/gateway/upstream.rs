@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -70,9 +69,8 @@ pub(crate) struct Upstream {
 
 /// A `Basic` `Authorization` header value (marked sensitive, so hyper never logs it).
 fn basic_authorization(user: &str, password: Option<&str>) -> Option<HeaderValue> {
-    let pair = format!("{user}:{}", password.unwrap_or_default());
-    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    let value = voxguard_guard::basic_authorization(user, password.unwrap_or_default());
+    let mut value = HeaderValue::from_str(&value).ok()?;
     value.set_sensitive(true);
     Some(value)
 }
@@ -333,6 +331,7 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
     use axum::Router;
+    use base64::Engine as _;
     use futures_util::StreamExt as _;
 
     use super::*;
@@ -435,6 +434,13 @@ mod tests {
         Upstream::new(&config).unwrap()
     }
 
+    impl Upstream {
+        /// `call` with an empty JSON object, as every test here sends.
+        async fn empty_call(&self, url: &str) -> Result<Value, UpstreamError> {
+            self.call(url, b"{}".to_vec()).await
+        }
+    }
+
     fn basic(user: &str, password: &str) -> String {
         let pair = format!("{user}:{password}");
         format!(
@@ -448,7 +454,7 @@ mod tests {
         let addr = serve().await;
         let up = upstream(addr, Duration::from_secs(5));
         let answer = up
-            .call(&format!("http://{addr}/echo-auth"), b"{}".to_vec())
+            .empty_call(&format!("http://{addr}/echo-auth"))
             .await
             .unwrap();
         assert_eq!(
@@ -456,16 +462,15 @@ mod tests {
             basic("configured", "configured-secret")
         );
         let answer = up
-            .call(
-                &format!("http://own%20user:p%40ss@{addr}/echo-auth?token=t"),
-                b"{}".to_vec(),
-            )
+            .empty_call(&format!(
+                "http://own%20user:p%40ss@{addr}/echo-auth?token=t"
+            ))
             .await
             .unwrap();
         assert_eq!(answer["authorization"], basic("own user", "p@ss"));
         // A password alone (a token in the password slot) is the upstream's own too.
         let answer = up
-            .call(&format!("http://:tok@{addr}/echo-auth"), b"{}".to_vec())
+            .empty_call(&format!("http://:tok@{addr}/echo-auth"))
             .await
             .unwrap();
         assert_eq!(answer["authorization"], basic("", "tok"));
@@ -505,10 +510,7 @@ mod tests {
         config.upstream_timeout = Duration::from_secs(5);
         let up = Upstream::new(&config).unwrap();
         let outcome = up
-            .call(
-                &format!("https://localhost:{}/x", addr.port()),
-                b"{}".to_vec(),
-            )
+            .empty_call(&format!("https://localhost:{}/x", addr.port()))
             .await;
         assert!(
             matches!(&outcome, Err(UpstreamError::Unreachable(why)) if why == "connection failed"),
@@ -530,10 +532,7 @@ mod tests {
         config.upstream_timeout = Duration::from_secs(5);
         let outcome = Upstream::new(&config)
             .unwrap()
-            .call(
-                &format!("https://localhost:{}/echo-auth", plain.port()),
-                b"{}".to_vec(),
-            )
+            .empty_call(&format!("https://localhost:{}/echo-auth", plain.port()))
             .await;
         assert!(
             matches!(outcome, Err(UpstreamError::Unreachable(_))),
@@ -561,10 +560,7 @@ mod tests {
         let up = upstream(addr, Duration::from_secs(30));
         let outcome = tokio::time::timeout(
             Duration::from_secs(10),
-            up.call(
-                &format!("http://{addr}/declared-then-stall"),
-                b"{}".to_vec(),
-            ),
+            up.empty_call(&format!("http://{addr}/declared-then-stall")),
         )
         .await
         .expect("refused on its declared length, not left to stall");
@@ -579,9 +575,7 @@ mod tests {
         let addr = serve().await;
         let up = upstream(addr, Duration::from_millis(500));
         let started = std::time::Instant::now();
-        let outcome = up
-            .call(&format!("http://{addr}/drip"), b"{}".to_vec())
-            .await;
+        let outcome = up.empty_call(&format!("http://{addr}/drip")).await;
         assert!(
             matches!(&outcome, Err(UpstreamError::Unreachable(why)) if why == "timed out"),
             "{outcome:?}"
@@ -595,9 +589,7 @@ mod tests {
         let addr = serve().await;
         let up = upstream(addr, Duration::from_secs(5));
         for path in ["/big-declared", "/big-streamed"] {
-            let outcome = up
-                .call(&format!("http://{addr}{path}"), b"{}".to_vec())
-                .await;
+            let outcome = up.empty_call(&format!("http://{addr}{path}")).await;
             assert!(
                 matches!(outcome, Err(UpstreamError::TooLarge(MAX_ANSWER_BYTES))),
                 "{path}: {outcome:?}"
@@ -609,9 +601,7 @@ mod tests {
     async fn a_redirect_is_not_followed() {
         let addr = serve().await;
         let up = upstream(addr, Duration::from_secs(5));
-        let outcome = up
-            .call(&format!("http://{addr}/redirect"), b"{}".to_vec())
-            .await;
+        let outcome = up.empty_call(&format!("http://{addr}/redirect")).await;
         assert!(
             matches!(outcome, Err(UpstreamError::Status(302))),
             "{outcome:?}"
@@ -636,7 +626,7 @@ mod tests {
             format!("http://[::1]:{port}/echo-auth"),
             "http://127.0.0.1/echo-auth".to_string(),
         ] {
-            let outcome = up.call(&url, b"{}".to_vec()).await;
+            let outcome = up.empty_call(&url).await;
             assert!(
                 matches!(outcome, Err(UpstreamError::OtherOrigin)),
                 "{url}: {outcome:?}"
@@ -647,7 +637,7 @@ mod tests {
             format!("HTTP://{addr}/echo-auth"),
             format!("http://127.0.0.1:{port}/./echo-auth"),
         ] {
-            let outcome = up.call(&url, b"{}".to_vec()).await;
+            let outcome = up.empty_call(&url).await;
             assert!(outcome.is_ok(), "{url}: {outcome:?}");
         }
     }
@@ -657,10 +647,7 @@ mod tests {
         let addr = serve().await;
         let up = upstream(addr, Duration::from_millis(300));
         let outcome = up
-            .call(
-                &format!("http://{addr}/slow?token=SECRET-TOKEN"),
-                b"{}".to_vec(),
-            )
+            .empty_call(&format!("http://{addr}/slow?token=SECRET-TOKEN"))
             .await;
         let Err(error) = outcome else {
             panic!("a 5 s answer passed a 300 ms timeout");
@@ -675,10 +662,7 @@ mod tests {
         };
         let down = upstream(closed, Duration::from_secs(5));
         let error = down
-            .call(
-                &format!("http://{closed}/x?token=SECRET-TOKEN"),
-                b"{}".to_vec(),
-            )
+            .empty_call(&format!("http://{closed}/x?token=SECRET-TOKEN"))
             .await
             .unwrap_err();
         assert!(matches!(error, UpstreamError::Unreachable(_)), "{error}");
