@@ -1,0 +1,86 @@
+//! A deliberately plain SWML agent, standing for an agent written with an unsecured SDK: the
+//! upstream of the gateway benchmark (BENCHMARKS.md, "Gateway (issue 15)"), where the issue
+//! asks for a *trivial* upstream. It is not built on voxguard and must never be deployed: it
+//! checks no credentials and no token, validates nothing and keeps no audit trail — exactly
+//! what `voxguard gateway` is for.
+//!
+//! Run it with `cargo run --release --example plain_agent`. It prints one line on stdout once it
+//! is listening, `plain agent listening on http://127.0.0.1:PORT/`, and serves until killed.
+//! `VOXGUARD_HOST` (default 127.0.0.1) and `VOXGUARD_PORT` (default 3000; 0 picks a free port)
+//! say where.
+//!
+//! - `POST /` (or `GET /`) answers a SWML document with one `ai` verb and two functions with
+//!   declared parameters, `verify_pin` and `check_order` (the bench agent's `/fast` pair, so
+//!   `voxguard bench` drives both the same way), whose `web_hook_url` carries a per-call
+//!   `__token` the way the SDKs render one — and which this agent never checks;
+//! - `POST /swaig` parses the SWAIG request and answers a fixed sentence per function.
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Json;
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let host = std::env::var("VOXGUARD_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = match std::env::var("VOXGUARD_PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| anyhow::anyhow!("VOXGUARD_PORT={port:?} is not a port number"))?,
+        Err(_) => 3000,
+    };
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/", get(swml).post(swml))
+        .route("/swaig", post(swaig))
+        .with_state(addr);
+    println!("plain agent listening on http://{addr}/");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// The SWML document: the call id (when the request names one) goes into each function's token,
+/// as an SDK's per-call token would.
+async fn swml(State(addr): State<SocketAddr>, body: axum::body::Bytes) -> Json<Value> {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let call_id = request["call_id"].as_str().unwrap_or("none");
+    let hook = |function: &str| format!("http://{addr}/swaig?__token=plain-{call_id}-{function}");
+    Json(json!({
+        "version": "1.0.0",
+        "sections": {"main": [
+            {"answer": {}},
+            {"ai": {
+                "prompt": {"text": "You help callers with their orders."},
+                "SWAIG": {"functions": [
+                    {"function": "verify_pin", "description": "Verify the caller's PIN",
+                     "parameters": {"type": "object",
+                        "properties": {"pin": {"type": "string", "description": "four to eight digits", "pattern": "^[0-9]{4,8}$"}},
+                        "required": ["pin"]},
+                     "web_hook_url": hook("verify_pin")},
+                    {"function": "check_order", "description": "Look up an order",
+                     "parameters": {"type": "object",
+                        "properties": {
+                            "order_number": {"type": "string", "description": "like ORD-12345", "pattern": "^ORD-[0-9]{5}$"},
+                            "amount": {"type": "number", "description": "the amount in dollars"},
+                            "note": {"type": "string", "description": "what the caller said", "maxLength": 200}},
+                        "required": ["order_number"]},
+                     "web_hook_url": hook("check_order")}
+                ]}
+            }}
+        ]}
+    }))
+}
+
+/// A SWAIG call: whatever arrives, a fixed answer per function.
+async fn swaig(body: axum::body::Bytes) -> Json<Value> {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let response = match request["function"].as_str() {
+        Some("verify_pin") => "The caller is verified.",
+        Some("check_order") => "The order shipped yesterday.",
+        _ => "I cannot help with that.",
+    };
+    Json(json!({ "response": response }))
+}
