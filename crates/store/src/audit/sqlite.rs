@@ -46,7 +46,7 @@ pub const AUDIT_DB_FILE_NAME: &str = "audit.db";
 const PAGE: i64 = 1000;
 
 /// How long a connection waits for another writer's lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reader connections of a live [`SqliteAuditLog`].
 const READERS: u32 = 2;
@@ -395,7 +395,7 @@ fn reader_options(path: &Path) -> SqliteConnectOptions {
 /// it beside the writer.
 fn open_writer(path: &Path, durability: Durability) -> Result<rusqlite::Connection, WriteError> {
     let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(writer_busy))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err("the audit database could not be put in WAL mode".into());
@@ -412,6 +412,43 @@ fn open_writer(path: &Path, durability: Durability) -> Result<rusqlite::Connecti
         conn.execute(statement, [])?;
     }
     Ok(conn)
+}
+
+/// Busy-handler calls the writer waits [`WRITER_BUSY_STEP`] each before it waits a millisecond
+/// each (together at least 20 ms).
+pub(super) const WRITER_BUSY_SHORT: i32 = 400;
+
+/// The writer's first waits for a lock.
+const WRITER_BUSY_STEP: Duration = Duration::from_micros(50);
+
+/// Busy-handler calls after which the writer gives up: the short ones, then one per
+/// millisecond of [`BUSY_TIMEOUT`] — so it waits at least that long in all.
+pub(super) const WRITER_BUSY_CALLS: i32 = WRITER_BUSY_SHORT + BUSY_TIMEOUT.as_millis() as i32;
+
+/// How the writer waits for a lock another connection holds — in practice the checkpointer's
+/// RESTART, which holds the write lock for the fraction of a millisecond it takes to copy
+/// the last frames. SQLite's own `busy_timeout` sleeps 1, 2, 5, 10 … ms between tries, so
+/// the writer (and every request waiting for its event) stood still for 1–3 ms at each
+/// restart, about once a second under load, for a lock released long before; this one
+/// tries again every [`WRITER_BUSY_STEP`] for the first 20 ms, then every millisecond, and
+/// gives up after at least [`BUSY_TIMEOUT`] as before.
+fn writer_busy(attempt: i32) -> bool {
+    match writer_wait(attempt) {
+        Some(wait) => {
+            std::thread::sleep(wait);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The writer's wait before its `attempt`th retry (counting from 0), or `None` to give up.
+pub(super) fn writer_wait(attempt: i32) -> Option<Duration> {
+    match attempt {
+        _ if attempt >= WRITER_BUSY_CALLS => None,
+        _ if attempt < WRITER_BUSY_SHORT => Some(WRITER_BUSY_STEP),
+        _ => Some(Duration::from_millis(1)),
+    }
 }
 
 /// What the writer's steps fail with: SQLite's error, or one of this module's sentences.

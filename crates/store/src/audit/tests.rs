@@ -198,6 +198,54 @@ async fn two_writers_on_one_sqlite_file_never_fork_the_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_waits_out_another_connections_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let log = Arc::new(
+        SqliteAuditLog::open(&path, Durability::Normal, None, 0)
+            .await
+            .unwrap(),
+    );
+    log.append(event(0)).await.unwrap();
+    // Another connection takes the write lock, as the checkpointer's RESTART does.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let waiting = tokio::spawn({
+        let log = log.clone();
+        async move { log.append(event(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the append cannot commit while another connection holds the write lock"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    // Once the lock is free the append goes through: the writer waited rather than failed.
+    let record = waiting.await.unwrap().unwrap();
+    assert_eq!(record.seq, 2);
+    drop(other);
+    assert_eq!(log.verify(None, 0).await.unwrap(), ok(2, 0));
+    Arc::into_inner(log).unwrap().close().await.unwrap();
+}
+
+#[test]
+fn the_writer_retries_a_lock_briefly_at_first_and_gives_up_after_the_busy_timeout() {
+    use super::sqlite::{writer_wait, BUSY_TIMEOUT, WRITER_BUSY_CALLS, WRITER_BUSY_SHORT};
+    // A lock held for a fraction of a millisecond costs the writer about that, not SQLite's
+    // 1, 2, 5 ms steps.
+    for attempt in 0..WRITER_BUSY_SHORT {
+        assert!(writer_wait(attempt).unwrap() <= Duration::from_micros(100));
+    }
+    let total: Duration = (0..WRITER_BUSY_CALLS)
+        .map(|a| writer_wait(a).unwrap())
+        .sum();
+    assert!(total >= BUSY_TIMEOUT, "gives up after {total:?}");
+    assert!(total <= BUSY_TIMEOUT + Duration::from_millis(100));
+    assert_eq!(writer_wait(WRITER_BUSY_CALLS), None);
+    assert_eq!(writer_wait(i32::MAX), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpointer_moves_the_wal_into_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
