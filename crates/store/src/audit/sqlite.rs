@@ -426,12 +426,13 @@ const WRITER_BUSY_STEP: Duration = Duration::from_micros(50);
 pub(super) const WRITER_BUSY_CALLS: i32 = WRITER_BUSY_SHORT + BUSY_TIMEOUT.as_millis() as i32;
 
 /// How the writer waits for a lock another connection holds — in practice the checkpointer's
-/// RESTART, which holds the write lock for the fraction of a millisecond it takes to copy
-/// the last frames. SQLite's own `busy_timeout` sleeps 1, 2, 5, 10 … ms between tries, so
-/// the writer (and every request waiting for its event) stood still for 1–3 ms at each
-/// restart, about once a second under load, for a lock released long before; this one
-/// tries again every [`WRITER_BUSY_STEP`] for the first 20 ms, then every millisecond, and
-/// gives up after at least [`BUSY_TIMEOUT`] as before.
+/// RESTART, about once a second under load, which holds the write lock while it copies the
+/// last frames and syncs the files (1–25 ms, the disk's `fsync`). SQLite's own
+/// `busy_timeout` sleeps 1, 2, 5, 10 … ms between tries, so the writer (and every request
+/// waiting for its event) went on waiting up to several milliseconds after the lock was
+/// free; this one tries again every [`WRITER_BUSY_STEP`] for the first 20 ms, then every
+/// millisecond, and gives up after at least [`BUSY_TIMEOUT`] as before (BENCHMARKS.md,
+/// issue 13, fourth round).
 fn writer_busy(attempt: i32) -> bool {
     match writer_wait(attempt) {
         Some(wait) => {
