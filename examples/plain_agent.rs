@@ -10,9 +10,12 @@
 //! say where.
 //!
 //! - `POST /` (or `GET /`) answers a SWML document with one `ai` verb and two functions with
-//!   declared parameters, `verify_pin` and `check_order` (the bench agent's `/fast` pair, so
-//!   `voxguard bench` drives both the same way), whose `web_hook_url` carries a per-call
-//!   `__token` the way the SDKs render one — and which this agent never checks;
+//!   declared parameters, `verify_pin` and `check_order` — the bench agent's `/fast` pair with
+//!   the same arguments, patterns and required fields, limits that the official schema has no
+//!   keyword for stated in the descriptions as voxguard renders them — so `voxguard bench`
+//!   drives both the same way and a gateway checks the same things in front of each. Each
+//!   `web_hook_url` carries a per-call `__token` the way the SDKs render one, which this agent
+//!   never checks;
 //! - `POST /swaig` parses the SWAIG request and answers a fixed sentence per function.
 
 use std::net::SocketAddr;
@@ -46,7 +49,14 @@ async fn main() -> anyhow::Result<()> {
 /// as an SDK's per-call token would.
 async fn swml(State(addr): State<SocketAddr>, body: axum::body::Bytes) -> Json<Value> {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let call_id = request["call_id"].as_str().unwrap_or("none");
+    // Only URL-safe characters of the call id go into the token.
+    let call_id: String = request["call_id"]
+        .as_str()
+        .unwrap_or("none")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
     let hook = |function: &str| format!("http://{addr}/swaig?__token=plain-{call_id}-{function}");
     Json(json!({
         "version": "1.0.0",
@@ -63,10 +73,10 @@ async fn swml(State(addr): State<SocketAddr>, body: axum::body::Bytes) -> Json<V
                     {"function": "check_order", "description": "Look up an order",
                      "parameters": {"type": "object",
                         "properties": {
-                            "order_number": {"type": "string", "description": "like ORD-12345", "pattern": "^ORD-[0-9]{5}$"},
-                            "amount": {"type": "number", "description": "the amount in dollars"},
-                            "note": {"type": "string", "description": "what the caller said", "maxLength": 200}},
-                        "required": ["order_number"]},
+                            "order_number": {"type": "string", "description": "Order number, e.g. ORD-12345.", "pattern": "^ORD-[0-9]{5,10}$"},
+                            "amount": {"type": "number", "description": "Order amount in dollars, more than 0, at most two decimal places."},
+                            "note": {"type": "string", "description": "What the caller said about the order, at most 200 characters."}},
+                        "required": ["order_number", "amount", "note"]},
                      "web_hook_url": hook("check_order")}
                 ]}
             }}

@@ -415,7 +415,7 @@ fn open_writer(path: &Path, durability: Durability) -> Result<rusqlite::Connecti
 }
 
 /// Busy-handler calls the writer waits [`WRITER_BUSY_STEP`] each before it waits a millisecond
-/// each (together at least 20 ms).
+/// each (together at least 20 ms; about twice that with Linux's default 50 µs timer slack).
 pub(super) const WRITER_BUSY_SHORT: i32 = 400;
 
 /// The writer's first waits for a lock.
@@ -424,6 +424,10 @@ const WRITER_BUSY_STEP: Duration = Duration::from_micros(50);
 /// Busy-handler calls after which the writer gives up: the short ones, then one per
 /// millisecond of [`BUSY_TIMEOUT`] — so it waits at least that long in all.
 pub(super) const WRITER_BUSY_CALLS: i32 = WRITER_BUSY_SHORT + BUSY_TIMEOUT.as_millis() as i32;
+const _: () = assert!(
+    BUSY_TIMEOUT.as_millis() < 1_000_000_000,
+    "the cast above stays exact"
+);
 
 /// How the writer waits for a lock another connection holds — in practice the checkpointer's
 /// RESTART, about once a second under load, which holds the write lock while it copies the
@@ -434,6 +438,8 @@ pub(super) const WRITER_BUSY_CALLS: i32 = WRITER_BUSY_SHORT + BUSY_TIMEOUT.as_mi
 /// millisecond, and gives up after at least [`BUSY_TIMEOUT`] as before (BENCHMARKS.md,
 /// issue 13, fourth round).
 fn writer_busy(attempt: i32) -> bool {
+    #[cfg(test)]
+    WRITER_BUSY_CALLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match writer_wait(attempt) {
         Some(wait) => {
             std::thread::sleep(wait);
@@ -442,6 +448,12 @@ fn writer_busy(attempt: i32) -> bool {
         None => false,
     }
 }
+
+/// Calls of [`writer_busy`] in this test process: shows a test that the writer's own handler,
+/// not SQLite's default, waited.
+#[cfg(test)]
+pub(super) static WRITER_BUSY_CALLED: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// The writer's wait before its `attempt`th retry (counting from 0), or `None` to give up.
 pub(super) fn writer_wait(attempt: i32) -> Option<Duration> {

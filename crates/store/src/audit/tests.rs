@@ -210,11 +210,23 @@ async fn an_append_waits_out_another_connections_write_lock() {
     // Another connection takes the write lock, as the checkpointer's RESTART does.
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let called = || super::sqlite::WRITER_BUSY_CALLED.load(std::sync::atomic::Ordering::Relaxed);
+    let before = called();
     let waiting = tokio::spawn({
         let log = log.clone();
         async move { log.append(event(1)).await }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The writer's own handler does the waiting (with rusqlite's default, SQLite's 1, 2, 5 …
+    // ms steps, it would never be called).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while called() == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        called() > before,
+        "the writer's busy handler was never called"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         !waiting.is_finished(),
         "the append cannot commit while another connection holds the write lock"
