@@ -440,13 +440,7 @@ const _: () = assert!(
 fn writer_busy(attempt: i32) -> bool {
     #[cfg(test)]
     WRITER_BUSY_CALLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    match writer_wait(attempt) {
-        Some(wait) => {
-            std::thread::sleep(wait);
-            true
-        }
-        None => false,
-    }
+    writer_wait(attempt).map(std::thread::sleep).is_some()
 }
 
 /// Calls of [`writer_busy`] in this test process: shows a test that the writer's own handler,
@@ -457,10 +451,12 @@ pub(super) static WRITER_BUSY_CALLED: std::sync::atomic::AtomicUsize =
 
 /// The writer's wait before its `attempt`th retry (counting from 0), or `None` to give up.
 pub(super) fn writer_wait(attempt: i32) -> Option<Duration> {
-    match attempt {
-        _ if attempt >= WRITER_BUSY_CALLS => None,
-        _ if attempt < WRITER_BUSY_SHORT => Some(WRITER_BUSY_STEP),
-        _ => Some(Duration::from_millis(1)),
+    if attempt >= WRITER_BUSY_CALLS {
+        None
+    } else if attempt < WRITER_BUSY_SHORT {
+        Some(WRITER_BUSY_STEP)
+    } else {
+        Some(Duration::from_millis(1))
     }
 }
 
