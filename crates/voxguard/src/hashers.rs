@@ -3,10 +3,50 @@
 //! Owns [`Hashers`] — one permit per core, pooled argon2 working memory, and the decoy hash an
 //! unknown subject or operator is checked against so that the answer costs the same. Shared by
 //! caller verification and operator logins. It must not decide what a match means.
+//!
+//! The pool holds memory only while checks overlap. With jemalloc (the default global
+//! allocator) the last check of a burst frees its area (12 MiB by default), which jemalloc
+//! hands back to the system at once (allocations that large go to its own arena, which does
+//! not cache freed pages), so a server that is not checking secrets does not keep one working
+//! area per core resident. Without jemalloc the pool keeps its areas for the life of the
+//! process: glibc's `malloc` would otherwise keep freed areas per thread arena (see
+//! `HashMemory`).
 
 use std::sync::Arc;
 
 use voxguard_guard::{HashMemory, PinVault, SecretHash};
+
+/// Whether working memory is freed when no other check wants it (see the module's
+/// documentation): only where the allocator gives it back to the system.
+const RELEASE_WHEN_IDLE: bool = cfg!(all(feature = "jemalloc", not(target_env = "msvc")));
+
+/// One check counted in [`Hashers::wanted`] from the moment it is asked for until it finishes
+/// ([`Wanted::finish`]) or its caller gives up before it got a permit (dropped).
+struct Wanted(Option<Arc<Hashers>>);
+
+impl Wanted {
+    fn new(hashers: Arc<Hashers>) -> Self {
+        hashers
+            .wanted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(Some(hashers))
+    }
+
+    /// The check is over: its memory goes back to the pool if another check wants one.
+    fn finish(mut self, memory: HashMemory) {
+        if let Some(hashers) = self.0.take() {
+            hashers.give_back(Some(memory));
+        }
+    }
+}
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        if let Some(hashers) = self.0.take() {
+            hashers.give_back(None);
+        }
+    }
+}
 
 /// Why a secret check could not run (not whether it matched).
 #[derive(Debug, thiserror::Error)]
@@ -17,10 +57,12 @@ pub(crate) enum HashError {
 }
 
 /// The argon2 checks that may run at once (one per core: each takes a core and, with the
-/// default cost, 19 MiB), each with working memory kept for reuse so that the process's
-/// resident size stays fixed under load (see [`HashMemory`]).
+/// default cost, 12 MiB), each with working memory kept for reuse while checks overlap, so that
+/// the process's resident size stays bounded under load (see [`HashMemory`]).
 pub(crate) struct Hashers {
     permits: Arc<tokio::sync::Semaphore>,
+    /// Checks asked for and not yet finished (waiting for a permit or running).
+    wanted: std::sync::atomic::AtomicUsize,
     memory: std::sync::Mutex<Vec<HashMemory>>,
     /// Checked against when the subject has no secret on file, so that the answer costs the
     /// same; made on first need with the vault's parameters.
@@ -35,9 +77,32 @@ impl Hashers {
             .unwrap_or(2);
         Arc::new(Self {
             permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            wanted: std::sync::atomic::AtomicUsize::new(0),
             memory: std::sync::Mutex::new(Vec::new()),
             decoy: std::sync::OnceLock::new(),
         })
+    }
+
+    /// One check is over (`memory`: the area it used, if it ran). Decided under the pool's
+    /// lock, so that of checks finishing together exactly the last lets the pool go.
+    fn give_back(&self, memory: Option<HashMemory>) {
+        let mut pool = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let others = self
+            .wanted
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            .saturating_sub(1);
+        let freed = if !RELEASE_WHEN_IDLE || others > 0 {
+            pool.extend(memory);
+            Vec::new()
+        } else {
+            // Nobody wants an area now: this one and any kept (freed below, outside the lock).
+            std::mem::take(&mut *pool)
+                .into_iter()
+                .chain(memory)
+                .collect()
+        };
+        drop(pool);
+        drop(freed);
     }
 
     /// Whether every `(answer, hash)` pair matches, checked on a blocking thread with pooled
@@ -49,6 +114,7 @@ impl Hashers {
     ) -> Result<bool, HashError> {
         // The permit and the memory go with the blocking task: if the caller stops waiting,
         // the check still runs to the end, and only then frees its core and its memory.
+        let wanted = Wanted::new(self.clone());
         let permit = self
             .permits
             .clone()
@@ -86,13 +152,62 @@ impl Hashers {
                 };
                 all &= ok;
             }
-            if let Ok(mut pool) = hashers.memory.lock() {
-                pool.push(memory);
-            }
+            wanted.finish(memory);
             drop(permit);
             all
         })
         .await
         .map_err(|e| HashError::Unavailable(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool against real argon2 checks: what it keeps once the checks are over.
+
+    use super::*;
+
+    fn pooled(hashers: &Hashers) -> usize {
+        hashers.memory.lock().unwrap().len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn working_memory_is_let_go_once_no_check_wants_it() {
+        let vault = PinVault::with_params(1024, 1, 1).unwrap();
+        let stored = vault.hash("4321").unwrap();
+        let hashers = Hashers::per_core();
+
+        assert!(hashers
+            .check(&vault, vec![("4321".into(), Some(stored.clone()))])
+            .await
+            .unwrap());
+        let kept = usize::from(!RELEASE_WHEN_IDLE);
+        assert_eq!(pooled(&hashers), kept, "after one check alone");
+
+        // A burst: more checks than permits, overlapping; wrong answers and unknown subjects
+        // (the decoy) among them.
+        let checks = (0..16).map(|i| {
+            let (hashers, vault, stored) = (hashers.clone(), vault.clone(), stored.clone());
+            tokio::spawn(async move {
+                let pair = match i % 3 {
+                    0 => ("4321".to_string(), Some(stored)),
+                    1 => ("0000".to_string(), Some(stored)),
+                    _ => ("4321".to_string(), None),
+                };
+                hashers.check(&vault, vec![pair]).await.unwrap() == (i % 3 == 0)
+            })
+        });
+        for check in futures_util::future::join_all(checks).await {
+            assert!(check.unwrap(), "every check answers as before");
+        }
+        assert_eq!(hashers.wanted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Without jemalloc the pool keeps at most one area per permit for good.
+        let cores = hashers.permits.available_permits();
+        let after = pooled(&hashers);
+        if RELEASE_WHEN_IDLE {
+            assert_eq!(after, 0, "the last check of the burst lets go");
+        } else {
+            assert!((1..=cores).contains(&after), "areas kept: {after}");
+        }
     }
 }
