@@ -7,7 +7,7 @@
 //! Run it with `cargo run --release --example plain_agent`. It prints one line on stdout once it
 //! is listening, `plain agent listening on http://127.0.0.1:PORT/`, and serves until killed.
 //! `VOXGUARD_HOST` (default 127.0.0.1) and `VOXGUARD_PORT` (default 3000; 0 picks a free port)
-//! say where.
+//! say where; `BENCH_BACKEND_MS` (default 50) is how long `/slow`'s function waits.
 //!
 //! - `POST /` (or `GET /`) answers a SWML document with one `ai` verb and two functions with
 //!   declared parameters, `verify_pin` and `check_order` — the bench agent's `/fast` pair with
@@ -16,9 +16,13 @@
 //!   drives both the same way and a gateway checks the same things in front of each. Each
 //!   `web_hook_url` carries a per-call `__token` the way the SDKs render one, which this agent
 //!   never checks;
-//! - `POST /swaig` parses the SWAIG request and answers a fixed sentence per function.
+//! - `POST /swaig` parses the SWAIG request and answers a fixed sentence per function;
+//! - `POST /slow` (or `GET /slow`) answers a document with one function, `backend_lookup` (the
+//!   bench agent's slow tool, same argument), whose webhook `POST /slow/swaig` waits
+//!   `BENCH_BACKEND_MS` before its fixed answer: the slow upstream of the gateway benchmark.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -34,29 +38,69 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("VOXGUARD_PORT={port:?} is not a port number"))?,
         Err(_) => 3000,
     };
+    let backend = match std::env::var("BENCH_BACKEND_MS") {
+        Ok(ms) => ms.parse().map_err(|_| {
+            anyhow::anyhow!("BENCH_BACKEND_MS={ms:?} is not a whole number of milliseconds")
+        })?,
+        Err(_) => 50,
+    };
+    let backend = Duration::from_millis(backend);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new()
         .route("/", get(swml).post(swml))
         .route("/swaig", post(swaig))
+        .route("/slow", get(slow_swml).post(slow_swml))
+        .route(
+            "/slow/swaig",
+            post(move || async move {
+                tokio::time::sleep(backend).await;
+                Json(json!({ "response": "The customer has no open tickets." }))
+            }),
+        )
         .with_state(addr);
     println!("plain agent listening on http://{addr}/");
     axum::serve(listener, app).await?;
     Ok(())
 }
 
-/// The SWML document: the call id (when the request names one) goes into each function's token,
-/// as an SDK's per-call token would.
-async fn swml(State(addr): State<SocketAddr>, body: axum::body::Bytes) -> Json<Value> {
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    // Only URL-safe characters of the call id go into the token.
-    let call_id: String = request["call_id"]
+/// The URL-safe characters of the call id a SWML request names, for the per-call tokens.
+fn call_id(body: &[u8]) -> String {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    request["call_id"]
         .as_str()
         .unwrap_or("none")
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(64)
-        .collect();
+        .collect()
+}
+
+/// The `/slow` document: `backend_lookup`, its webhook waiting `BENCH_BACKEND_MS`.
+async fn slow_swml(State(addr): State<SocketAddr>, body: axum::body::Bytes) -> Json<Value> {
+    let call_id = call_id(&body);
+    Json(json!({
+        "version": "1.0.0",
+        "sections": {"main": [
+            {"answer": {}},
+            {"ai": {
+                "prompt": {"text": "You look customers up in the CRM."},
+                "SWAIG": {"functions": [
+                    {"function": "backend_lookup", "description": "Look up a customer's account in the CRM by customer reference",
+                     "parameters": {"type": "object",
+                        "properties": {"customer_ref": {"type": "string", "description": "Customer reference, C followed by 4 to 12 digits.", "pattern": "^C[0-9]{4,12}$"}},
+                        "required": ["customer_ref"]},
+                     "web_hook_url": format!("http://{addr}/slow/swaig?__token=plain-{call_id}-backend_lookup")}
+                ]}
+            }}
+        ]}
+    }))
+}
+
+/// The SWML document: the call id (when the request names one) goes into each function's token,
+/// as an SDK's per-call token would.
+async fn swml(State(addr): State<SocketAddr>, body: axum::body::Bytes) -> Json<Value> {
+    let call_id = call_id(&body);
     let hook = |function: &str| format!("http://{addr}/swaig?__token=plain-{call_id}-{function}");
     Json(json!({
         "version": "1.0.0",
