@@ -55,7 +55,7 @@ pub use payment::{
     format_cents, luhn_valid, normalize_currency, parse_amount_cents, AmountError, CardBrand,
     CardData, CardError, CardSummary,
 };
-pub use pin::{HashMemory, PinError, PinVault, SecretHash, DEFAULT_M_COST_KIB, DEFAULT_T_COST};
+pub use pin::{HashMemory, PinError, PinVault, SecretHash};
 pub use policy::{
     args_digest, strip_confirmed, ConfirmationCheck, EmergencyState, EmergencySwitch,
     PendingConfirmation, TransferAllowList, CONFIRMED_ARG,

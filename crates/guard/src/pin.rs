@@ -2,8 +2,8 @@
 //!
 //! This module owns [`PinVault`], which turns a caller's secret (a telephone-banking PIN, a
 //! passphrase) into a salted argon2id hash in the standard PHC string format and later checks a
-//! candidate against it, and [`SecretHash`], the stored form. Hashing uses one of OWASP's
-//! recommended argon2id settings (12 MiB, 3 passes) unless configured, a fresh random salt from the operating system for every
+//! candidate against it, and [`SecretHash`], the stored form. Hashing uses the `argon2` crate's
+//! recommended defaults unless configured, a fresh random salt from the operating system for every
 //! hash, and a constant-time comparison of the derived output (`subtle`). It also owns
 //! [`HashMemory`], argon2's working memory kept for reuse so that a busy server's resident size
 //! stays fixed (see its documentation). This module must never log a secret or a hash, never
@@ -17,24 +17,9 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroize;
 
-/// The default argon2id memory cost in KiB (12 MiB), with [`DEFAULT_T_COST`] passes and one
-/// lane.
-///
-/// OWASP's password storage cheat sheet lists five argon2id settings that it rates as giving an
-/// equal defence — 46 MiB × 1 pass, 19 MiB × 2 (the `argon2` crate's default), 12 MiB × 3,
-/// 9 MiB × 4, 7 MiB × 5 — trading memory for passes. voxguard takes 12 MiB × 3: a server keeps
-/// one working area per check that may run at once (one per core), so the area's size is
-/// resident memory, while a check costs about the same time as with 19 MiB × 2 (16–18 ms
-/// against 18–25 ms on a 2-vCPU VM, BENCHMARKS.md "Fast path (issue 13)"). Hashes made with other
-/// parameters (the crate's default included) carry them and still verify.
-pub const DEFAULT_M_COST_KIB: u32 = 12 * 1024;
-
-/// The default number of argon2id passes (see [`DEFAULT_M_COST_KIB`]).
-pub const DEFAULT_T_COST: u32 = 3;
-
 /// argon2's working memory, kept between checks.
 ///
-/// Every argon2 computation needs `m_cost` KiB of scratch memory (12 MiB with the defaults).
+/// Every argon2 computation needs `m_cost` KiB of scratch memory (19 MiB with the defaults).
 /// Allocating and freeing that much for each check makes glibc's `malloc` raise its mmap
 /// threshold to the block's size, after which every thread arena may keep up to twice that much
 /// freed memory: a server checking PINs on tokio's blocking-thread pool grew to about 480 MiB
@@ -83,7 +68,7 @@ impl std::fmt::Debug for HashMemory {
 ///
 /// Cheap to share: hold one per process (it is `Send + Sync`) and call it from any task. Each
 /// [`hash`](Self::hash) and [`verify`](Self::verify) is deliberately slow and memory-hard (with
-/// the defaults: 12 MiB, 3 passes), so run them off the async executor, e.g. with
+/// the defaults: 19 MiB, 2 passes), so run them off the async executor, e.g. with
 /// `tokio::task::spawn_blocking`.
 ///
 /// ```
@@ -103,16 +88,20 @@ pub struct PinVault {
 }
 
 impl PinVault {
-    /// A vault with voxguard's default argon2id parameters: 12 MiB of memory, 3 passes, 1 lane
-    /// ([`DEFAULT_M_COST_KIB`], [`DEFAULT_T_COST`]).
+    /// A vault with the `argon2` crate's default argon2id parameters (OWASP's recommendation:
+    /// 19 MiB of memory, 2 passes, 1 lane).
     pub fn new() -> Self {
-        Self::with_params(DEFAULT_M_COST_KIB, DEFAULT_T_COST, 1)
-            .expect("the default argon2 parameters are valid")
+        Self::from_params(Params::default())
     }
 
     /// A vault with explicit argon2id parameters: memory in KiB, number of passes and degree of
     /// parallelism. Rejects values the algorithm does not allow (for example memory below
     /// 8 KiB per lane, or zero passes).
+    ///
+    /// Hashes already stored keep the parameters they were made with, and still verify. But a
+    /// subject with no hash on file is checked against a decoy made with the vault's own
+    /// parameters (so that the answer costs the same): change them only together with every
+    /// stored hash, or the time of an answer tells known subjects from unknown ones.
     pub fn with_params(m_cost_kib: u32, t_cost: u32, p_cost: u32) -> Result<Self, PinError> {
         let params = Params::new(m_cost_kib, t_cost, p_cost, None)
             .map_err(|source| PinError::InvalidParams { source })?;
@@ -301,23 +290,9 @@ mod tests {
         let stored = vault.hash("4921").unwrap();
         assert!(stored
             .as_phc()
-            .starts_with("$argon2id$v=19$m=12288,t=3,p=1$"));
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(vault.verify(&stored, "4921"));
         assert!(!vault.verify(&stored, "4922"));
-        // A hash made with the `argon2` crate's defaults (voxguard's before 12 MiB × 3) still
-        // verifies: the hash carries its parameters.
-        let older = SecretHash::from_phc(
-            Argon2::default()
-                .hash_password(b"4921", &SaltString::generate(&mut OsRng))
-                .unwrap()
-                .to_string(),
-        )
-        .unwrap();
-        assert!(older
-            .as_phc()
-            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(vault.verify(&older, "4921"));
-        assert!(!vault.verify(&older, "4922"));
     }
 
     #[test]

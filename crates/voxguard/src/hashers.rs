@@ -5,7 +5,7 @@
 //! caller verification and operator logins. It must not decide what a match means.
 //!
 //! The pool holds memory only while checks overlap. With jemalloc (the default global
-//! allocator) the last check of a burst frees its area (12 MiB by default), which jemalloc
+//! allocator) the last check of a burst frees its area (19 MiB by default), which jemalloc
 //! hands back to the system at once (allocations that large go to its own arena, which does
 //! not cache freed pages), so a server that is not checking secrets does not keep one working
 //! area per core resident. Without jemalloc the pool keeps its areas for the life of the
@@ -21,7 +21,8 @@ use voxguard_guard::{HashMemory, PinVault, SecretHash};
 const RELEASE_WHEN_IDLE: bool = cfg!(all(feature = "jemalloc", not(target_env = "msvc")));
 
 /// One check counted in [`Hashers::wanted`] from the moment it is asked for until it finishes
-/// ([`Wanted::finish`]) or its caller gives up before it got a permit (dropped).
+/// ([`Wanted::finish`]) or ends any other way — its caller gave up before it got a permit, the
+/// pool was poisoned, the blocking task panicked or never ran (dropped).
 struct Wanted(Option<Arc<Hashers>>);
 
 impl Wanted {
@@ -57,7 +58,7 @@ pub(crate) enum HashError {
 }
 
 /// The argon2 checks that may run at once (one per core: each takes a core and, with the
-/// default cost, 12 MiB), each with working memory kept for reuse while checks overlap, so that
+/// default cost, 19 MiB), each with working memory kept for reuse while checks overlap, so that
 /// the process's resident size stays bounded under load (see [`HashMemory`]).
 pub(crate) struct Hashers {
     permits: Arc<tokio::sync::Semaphore>,
@@ -67,6 +68,9 @@ pub(crate) struct Hashers {
     /// Checked against when the subject has no secret on file, so that the answer costs the
     /// same; made on first need with the vault's parameters.
     decoy: std::sync::OnceLock<Option<SecretHash>>,
+    /// Areas made so far (a check that found the pool empty).
+    #[cfg(test)]
+    made: std::sync::atomic::AtomicUsize,
 }
 
 impl Hashers {
@@ -80,6 +84,8 @@ impl Hashers {
             wanted: std::sync::atomic::AtomicUsize::new(0),
             memory: std::sync::Mutex::new(Vec::new()),
             decoy: std::sync::OnceLock::new(),
+            #[cfg(test)]
+            made: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -87,10 +93,11 @@ impl Hashers {
     /// lock, so that of checks finishing together exactly the last lets the pool go.
     fn give_back(&self, memory: Option<HashMemory>) {
         let mut pool = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        let others = self
+        let before = self
             .wanted
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            .saturating_sub(1);
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        debug_assert!(before > 0, "a check given back twice");
+        let others = before.saturating_sub(1);
         let freed = if !RELEASE_WHEN_IDLE || others > 0 {
             pool.extend(memory);
             Vec::new()
@@ -121,12 +128,16 @@ impl Hashers {
             .acquire_owned()
             .await
             .map_err(|e| HashError::Unavailable(e.to_string()))?;
-        let mut memory = self
+        let pooled = self
             .memory
             .lock()
             .map_err(|_| HashError::Unavailable("hash memory pool poisoned".into()))?
-            .pop()
-            .unwrap_or_default();
+            .pop();
+        #[cfg(test)]
+        if pooled.is_none() {
+            self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let mut memory = pooled.unwrap_or_default();
         let hashers = self.clone();
         let vault = vault.clone();
         tokio::task::spawn_blocking(move || {
@@ -184,30 +195,82 @@ mod tests {
         let kept = usize::from(!RELEASE_WHEN_IDLE);
         assert_eq!(pooled(&hashers), kept, "after one check alone");
 
-        // A burst: more checks than permits, overlapping; wrong answers and unknown subjects
-        // (the decoy) among them.
-        let checks = (0..16).map(|i| {
-            let (hashers, vault, stored) = (hashers.clone(), vault.clone(), stored.clone());
-            tokio::spawn(async move {
-                let pair = match i % 3 {
-                    0 => ("4321".to_string(), Some(stored)),
-                    1 => ("0000".to_string(), Some(stored)),
-                    _ => ("4321".to_string(), None),
-                };
-                hashers.check(&vault, vec![pair]).await.unwrap() == (i % 3 == 0)
+        // A burst: more checks than permits, all asked for before any runs (the permits held
+        // until then); wrong answers and unknown subjects (the decoy) among them.
+        let cores = hashers.permits.available_permits();
+        let all = hashers
+            .permits
+            .clone()
+            .acquire_many_owned(cores as u32)
+            .await
+            .unwrap();
+        let checks: Vec<_> = (0..16)
+            .map(|i| {
+                let (hashers, vault, stored) = (hashers.clone(), vault.clone(), stored.clone());
+                tokio::spawn(async move {
+                    let pair = match i % 3 {
+                        0 => ("4321".to_string(), Some(stored)),
+                        1 => ("0000".to_string(), Some(stored)),
+                        _ => ("4321".to_string(), None),
+                    };
+                    hashers.check(&vault, vec![pair]).await.unwrap() == (i % 3 == 0)
+                })
             })
-        });
+            .collect();
+        while hashers.wanted.load(std::sync::atomic::Ordering::SeqCst) < 16 {
+            tokio::task::yield_now().await;
+        }
+        drop(all);
         for check in futures_util::future::join_all(checks).await {
             assert!(check.unwrap(), "every check answers as before");
         }
         assert_eq!(hashers.wanted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // While the checks overlapped they shared areas: never more than one per permit.
+        let made = hashers.made.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(made <= 1 + cores, "areas made for 17 checks: {made}");
         // Without jemalloc the pool keeps at most one area per permit for good.
-        let cores = hashers.permits.available_permits();
         let after = pooled(&hashers);
         if RELEASE_WHEN_IDLE {
             assert_eq!(after, 0, "the last check of the burst lets go");
         } else {
             assert!((1..=cores).contains(&after), "areas kept: {after}");
         }
+    }
+
+    /// A check whose caller gives up while it waits for a permit is no longer counted, and the
+    /// areas go when the last check ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_check_given_up_while_waiting_is_no_longer_wanted() {
+        let vault = PinVault::with_params(1024, 1, 1).unwrap();
+        let stored = vault.hash("4321").unwrap();
+        let hashers = Hashers::per_core();
+        let cores = hashers.permits.available_permits();
+        let all = hashers
+            .permits
+            .clone()
+            .acquire_many_owned(cores as u32)
+            .await
+            .unwrap();
+        let waiting = {
+            let (hashers, vault, stored) = (hashers.clone(), vault.clone(), stored.clone());
+            tokio::spawn(async move {
+                hashers
+                    .check(&vault, vec![("4321".into(), Some(stored))])
+                    .await
+            })
+        };
+        while hashers.wanted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        assert_eq!(hashers.wanted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        drop(all);
+        assert!(hashers
+            .check(&vault, vec![("4321".into(), Some(stored))])
+            .await
+            .unwrap());
+        assert_eq!(hashers.wanted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(pooled(&hashers), usize::from(!RELEASE_WHEN_IDLE));
     }
 }
