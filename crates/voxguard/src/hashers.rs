@@ -182,6 +182,21 @@ mod tests {
         hashers.memory.lock().unwrap().len()
     }
 
+    fn wanted(hashers: &Hashers) -> usize {
+        hashers.wanted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every permit, so that no check runs until they are dropped.
+    async fn hold_every_permit(hashers: &Hashers) -> tokio::sync::OwnedSemaphorePermit {
+        let cores = hashers.permits.available_permits();
+        hashers
+            .permits
+            .clone()
+            .acquire_many_owned(cores as u32)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn working_memory_is_let_go_once_no_check_wants_it() {
         let vault = PinVault::with_params(1024, 1, 1).unwrap();
@@ -198,12 +213,7 @@ mod tests {
         // A burst: more checks than permits, all asked for before any runs (the permits held
         // until then); wrong answers and unknown subjects (the decoy) among them.
         let cores = hashers.permits.available_permits();
-        let all = hashers
-            .permits
-            .clone()
-            .acquire_many_owned(cores as u32)
-            .await
-            .unwrap();
+        let all = hold_every_permit(&hashers).await;
         let checks: Vec<_> = (0..16)
             .map(|i| {
                 let (hashers, vault, stored) = (hashers.clone(), vault.clone(), stored.clone());
@@ -217,14 +227,14 @@ mod tests {
                 })
             })
             .collect();
-        while hashers.wanted.load(std::sync::atomic::Ordering::SeqCst) < 16 {
+        while wanted(&hashers) < 16 {
             tokio::task::yield_now().await;
         }
         drop(all);
         for check in futures_util::future::join_all(checks).await {
             assert!(check.unwrap(), "every check answers as before");
         }
-        assert_eq!(hashers.wanted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(wanted(&hashers), 0);
         // While the checks overlapped they shared areas: never more than one per permit.
         let made = hashers.made.load(std::sync::atomic::Ordering::SeqCst);
         assert!(made <= 1 + cores, "areas made for 17 checks: {made}");
@@ -244,13 +254,7 @@ mod tests {
         let vault = PinVault::with_params(1024, 1, 1).unwrap();
         let stored = vault.hash("4321").unwrap();
         let hashers = Hashers::per_core();
-        let cores = hashers.permits.available_permits();
-        let all = hashers
-            .permits
-            .clone()
-            .acquire_many_owned(cores as u32)
-            .await
-            .unwrap();
+        let all = hold_every_permit(&hashers).await;
         let waiting = {
             let (hashers, vault, stored) = (hashers.clone(), vault.clone(), stored.clone());
             tokio::spawn(async move {
@@ -259,18 +263,18 @@ mod tests {
                     .await
             })
         };
-        while hashers.wanted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        while wanted(&hashers) == 0 {
             tokio::task::yield_now().await;
         }
         waiting.abort();
         assert!(waiting.await.unwrap_err().is_cancelled());
-        assert_eq!(hashers.wanted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(wanted(&hashers), 0);
         drop(all);
         assert!(hashers
             .check(&vault, vec![("4321".into(), Some(stored))])
             .await
             .unwrap());
-        assert_eq!(hashers.wanted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(wanted(&hashers), 0);
         assert_eq!(pooled(&hashers), usize::from(!RELEASE_WHEN_IDLE));
     }
 }
