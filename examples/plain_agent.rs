@@ -38,11 +38,12 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("VOXGUARD_PORT={port:?} is not a port number"))?,
         Err(_) => 3000,
     };
+    // Read as the bench agent reads it: blank or unset is the default.
     let backend = match std::env::var("BENCH_BACKEND_MS") {
-        Ok(ms) => ms.parse().map_err(|_| {
-            anyhow::anyhow!("BENCH_BACKEND_MS={ms:?} is not a whole number of milliseconds")
+        Ok(ms) if !ms.trim().is_empty() => ms.trim().parse().map_err(|_| {
+            anyhow::anyhow!("BENCH_BACKEND_MS={ms:?} is not valid: a whole number of milliseconds")
         })?,
-        Err(_) => 50,
+        _ => 50,
     };
     let backend = Duration::from_millis(backend);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
@@ -53,7 +54,9 @@ async fn main() -> anyhow::Result<()> {
         .route("/slow", get(slow_swml).post(slow_swml))
         .route(
             "/slow/swaig",
-            post(move || async move {
+            post(move |body: axum::body::Bytes| async move {
+                // Parsed like `/swaig`'s, so both handlers do the same work.
+                let _request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 tokio::time::sleep(backend).await;
                 Json(json!({ "response": "The customer has no open tickets." }))
             }),

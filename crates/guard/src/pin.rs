@@ -6,7 +6,7 @@
 //! recommended defaults unless configured, a fresh random salt from the operating system for every
 //! hash, and a constant-time comparison of the derived output (`subtle`). It also owns
 //! [`HashMemory`], argon2's working memory kept for reuse so that a busy server's resident size
-//! stays fixed (see its documentation). This module must never log a secret or a hash, never
+//! stays bounded (see its documentation). This module must never log a secret or a hash, never
 //! show either through `Debug` or an error message, and does not count attempts: lockout after
 //! repeated failures is the job of the attempt store (`voxguard_store::AttemptStore`), which
 //! callers consult *before* calling [`PinVault::verify`].

@@ -6,11 +6,12 @@
 //!
 //! The pool holds memory only while checks overlap. With jemalloc (the default global
 //! allocator) the last check of a burst frees its area (19 MiB by default), which jemalloc
-//! hands back to the system at once (allocations that large go to its own arena, which does
-//! not cache freed pages), so a server that is not checking secrets does not keep one working
-//! area per core resident. Without jemalloc the pool keeps its areas for the life of the
-//! process: glibc's `malloc` would otherwise keep freed areas per thread arena (see
-//! `HashMemory`).
+//! hands back to the system at once: allocations of 8 MiB or more (its default
+//! `oversize_threshold`) go to its own arena, which does not cache freed pages; smaller areas
+//! (from `PinVault::with_params`) go back after its dirty-page decay, 10 s by default. So a
+//! server that is not checking secrets does not keep one working area per core resident.
+//! Without jemalloc the pool keeps its areas for the life of the process: glibc's `malloc`
+//! would otherwise keep freed areas per thread arena (see `HashMemory`).
 
 use std::sync::Arc;
 
