@@ -39,16 +39,23 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => 3000,
     };
     // Read as the bench agent reads it: blank or unset is the default.
-    let backend = match std::env::var("BENCH_BACKEND_MS") {
+    let backend: u64 = match std::env::var("BENCH_BACKEND_MS") {
         Ok(ms) if !ms.trim().is_empty() => ms.trim().parse().map_err(|_| {
             anyhow::anyhow!("BENCH_BACKEND_MS={ms:?} is not valid: a whole number of milliseconds")
         })?,
         _ => 50,
     };
-    let backend = Duration::from_millis(backend);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new()
+    let app = app(addr, Duration::from_millis(backend));
+    println!("plain agent listening on http://{addr}/");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// The agent's routes, its webhook URLs pointing at `addr`; `/slow`'s function waits `backend`.
+pub fn app(addr: SocketAddr, backend: Duration) -> axum::Router {
+    axum::Router::new()
         .route("/", get(swml).post(swml))
         .route("/swaig", post(swaig))
         .route("/slow", get(slow_swml).post(slow_swml))
@@ -61,10 +68,7 @@ async fn main() -> anyhow::Result<()> {
                 Json(json!({ "response": "The customer has no open tickets." }))
             }),
         )
-        .with_state(addr);
-    println!("plain agent listening on http://{addr}/");
-    axum::serve(listener, app).await?;
-    Ok(())
+        .with_state(addr)
 }
 
 /// The URL-safe characters of the call id a SWML request names, for the per-call tokens.

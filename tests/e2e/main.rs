@@ -30,6 +30,7 @@ mod knowledge_verification;
 mod log_redaction;
 mod metrics;
 mod payments;
+mod plain_agent;
 mod policies;
 mod records_api;
 mod records_deletion;
