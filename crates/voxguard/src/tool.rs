@@ -189,6 +189,35 @@ pub(crate) fn force_closed(schema: Value) -> Value {
     walk_objects(schema, true)
 }
 
+/// Whether every schema `schema` can reach is one [`force_closed`] closes: a `$ref` may point
+/// only at the document itself or into its `$defs` / `definitions` (a reference anywhere else
+/// — `#/x`, another document — would lead to a schema the walk never saw, left open), and the
+/// dynamic references are refused outright. The `Err` says what was found.
+pub(crate) fn closable(schema: &Value) -> Result<(), String> {
+    match schema {
+        Value::Object(map) => {
+            for (keyword, child) in map {
+                match (keyword.as_str(), child) {
+                    ("$ref", Value::String(target))
+                        if target == "#"
+                            || target.starts_with("#/$defs/")
+                            || target.starts_with("#/definitions/") => {}
+                    ("$ref" | "$dynamicRef" | "$recursiveRef", _) => {
+                        return Err(format!(
+                            "`{keyword}` to {} cannot be closed to undeclared arguments",
+                            child.to_string().chars().take(64).collect::<String>()
+                        ))
+                    }
+                    _ => closable(child)?,
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(closable),
+        _ => Ok(()),
+    }
+}
+
 fn walk_objects(mut schema: Value, force: bool) -> Value {
     fn close(node: &mut Value, force: bool) {
         let Value::Object(map) = node else {
@@ -197,7 +226,12 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
         // An object with declared properties, or an object type with none at all (a typed
         // tool's `struct NoArgs {}`): nothing undeclared gets in either way.
         let object = map.contains_key("properties")
-            || map.get("type").and_then(Value::as_str) == Some("object");
+            || match map.get("type") {
+                Some(Value::String(kind)) => kind == "object",
+                // `["object", "null"]`: an object when it is one.
+                Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "object"),
+                _ => false,
+            };
         if object && force {
             map.remove("patternProperties");
             map.insert("additionalProperties".into(), Value::Bool(false));

@@ -21,7 +21,7 @@ use serde_json::Value;
 use voxguard_swml::conformance::SchemaChecker;
 
 use crate::agent::{Agent, AgentError};
-use crate::tool::{compile, force_closed, Compiled, Tool, ToolError};
+use crate::tool::{closable, compile, force_closed, Compiled, Tool, ToolError};
 
 pub use config::{GatewayConfig, GatewayConfigError, UpstreamCredentials};
 use rewrite::{FunctionEntry, RenderEntry, ENTRY_KEY};
@@ -110,6 +110,9 @@ impl Gate {
         }
         if let Some(found) = self.lock().get(&key) {
             return Ok(found.clone());
+        }
+        if self.strict {
+            closable(schema)?;
         }
         let compiled = if self.strict {
             compile(&force_closed(schema.clone()), true)
@@ -250,6 +253,25 @@ mod tests {
         assert!(compiled
             .validator
             .validate(&json!({"inner": {"b": "ok", "c": 1}}))
+            .is_err());
+        // A reference the walk would not follow, and a type list, are closed or refused too.
+        let elsewhere = json!({"$ref": "#/x", "x": {"type": "object", "properties": {"a": {"type": "string"}}}});
+        assert!(gate.compiled(&elsewhere).is_err());
+        let defs = json!({"$ref": "#/$defs/x", "$defs": {"x": {"type": "object", "properties": {"a": {"type": "string"}}}}});
+        let compiled = gate.compiled(&defs).unwrap();
+        assert!(compiled.validator.validate(&json!({"a": "ok"})).is_ok());
+        assert!(compiled
+            .validator
+            .validate(&json!({"a": "ok", "admin": true}))
+            .is_err());
+        let nullable =
+            json!({"type": "object", "properties": {"inner": {"type": ["object", "null"]}}});
+        let compiled = gate.compiled(&nullable).unwrap();
+        assert!(compiled.validator.validate(&json!({"inner": null})).is_ok());
+        assert!(compiled.validator.validate(&json!({"inner": {}})).is_ok());
+        assert!(compiled
+            .validator
+            .validate(&json!({"inner": {"admin": true}}))
             .is_err());
         config.strict = false;
         let open = Gate::new(&config).unwrap();
