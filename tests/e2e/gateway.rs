@@ -196,6 +196,17 @@ async fn webhook(
                 axum::Json(json!({"error_code": "auth"})),
             );
         }
+        if body["transaction_id"] == "echo-secret" {
+            // A connector that echoes its own address, credentials and all.
+            let own = format!(
+                "http://agent:{UPSTREAM_PASSWORD}@127.0.0.1:{}/agent/pay",
+                shared.port
+            );
+            return (
+                AxStatus::OK,
+                axum::Json(json!({"charge_id": "ch_upstream_2", "retry_at": own})),
+            );
+        }
         return (
             AxStatus::OK,
             axum::Json(json!({"charge_id": "ch_upstream_1"})),
@@ -453,6 +464,58 @@ async fn a_checked_call_reaches_the_upstream_with_its_own_credentials_and_token(
         .await
         .iter()
         .any(|(kind, reason)| kind == "tool_called" && reason.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_checked_arguments_reach_the_upstream_in_every_form() {
+    let (upstream, gateway) = Gateway::in_front_of(Kind::Weak).await;
+    let swml = gateway.swml("call-forms").await;
+    let token = token_for(&swml, "get_balance").expect("token");
+    let path = crate::util::swaig_path("/", Some(&token));
+    let checked = json!({"account": "123456"});
+    let bodies = [
+        // `parsed` is checked; a `raw` that says something else, and an extra form, must not
+        // reach an upstream that prefers them.
+        json!({"function": "get_balance", "call_id": "call-forms", "argument": {
+            "parsed": [checked], "raw": "{\"account\":\"'; DROP TABLE\",\"admin\":true}",
+            "substituted": "{\"admin\":true}"}}),
+        // Only `raw`: checked, then forwarded in both forms.
+        json!({"function": "get_balance", "call_id": "call-forms", "argument": {
+            "raw": checked.to_string()}}),
+        // The platform's own shape, every form the same: forwarded as it came.
+        json!({"function": "get_balance", "call_id": "call-forms", "argument": {
+            "parsed": [checked], "raw": checked.to_string()}}),
+    ];
+    for body in &bodies {
+        let (status, answer) = gateway.server.post_json(&path, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(
+            answer["response"], "The balance of account 123456 is 100 dollars.",
+            "{body}"
+        );
+    }
+    let forwarded: Vec<Value> = upstream
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "swaig")
+        .map(|r| r.body["argument"].clone())
+        .collect();
+    assert_eq!(forwarded.len(), bodies.len());
+    for argument in &forwarded {
+        assert_eq!(
+            argument,
+            &json!({"parsed": [checked], "raw": checked.to_string()}),
+            "the upstream read unchecked arguments"
+        );
+    }
+    // A `raw` the checks never read is not what they pass: refused like any invalid argument
+    // when it is the only form.
+    let hostile = json!({"function": "get_balance", "call_id": "call-forms",
+        "argument": {"parsed": [], "raw": "{\"account\":\"'; DROP TABLE\"}"}});
+    let (status, answer) = gateway.server.post_json(&path, hostile).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_refused(status, &answer, "invalid_argument");
+    assert_eq!(upstream.calls(), bodies.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1150,6 +1213,15 @@ async fn the_payment_connector_is_relayed_by_token_to_the_upstreams_connector() 
             .count(),
         1
     );
+    // A connector answer that carries the upstream's credentials is not passed on.
+    let echo = json!({"transaction_id": "echo-secret", "chargeAmount": "10.00"});
+    let (status, body) = gateway.server.post_json(&path, echo).await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("gateway_upstream_failed")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(UPSTREAM_PASSWORD), "{body}");
     // Audited: the relay's outcome, never the card.
     let records = gateway.audit.records(1).await.unwrap();
     assert!(records.iter().any(|r| r.event.kind.as_str() == "payment"));

@@ -56,6 +56,11 @@ pub(crate) struct PayEntry {
 /// upstream can make one render cost.
 pub(crate) const MAX_FUNCTIONS: usize = 256;
 
+/// The most payment connectors one render keeps (a `pay` verb naming the same URLs as an
+/// earlier one shares its entry): the entry is stored with the call and read again for each
+/// call, so an upstream cannot grow it without bound.
+pub(crate) const MAX_PAY: usize = 16;
+
 /// The session key a render's [`RenderEntry`] is stored under.
 pub(crate) const ENTRY_KEY: &str = "__vg.gateway";
 
@@ -89,6 +94,9 @@ pub(crate) struct Notes {
     pub(crate) dropped: Vec<(String, String)>,
     /// `SWAIG.includes` entries removed (remote function lists are not proxied).
     pub(crate) includes_removed: usize,
+    /// Why webhooks may be left pointing at the upstream (verbs nested deeper than the
+    /// rewrite looks, more `pay` verbs than a render keeps): such a document is not served.
+    pub(crate) unrewritten: Option<&'static str>,
 }
 
 /// A function's schema, compiled or not: the rewrite drops a function whose schema the gateway
@@ -124,6 +132,7 @@ fn rewrite_verbs(
     depth: usize,
 ) {
     if depth > MAX_DEPTH {
+        notes.unrewritten = Some("verbs nested deeper than the gateway rewrites");
         return;
     }
     match node {
@@ -136,7 +145,11 @@ fn rewrite_verbs(
             for (key, value) in map.iter_mut() {
                 match (key.as_str(), value) {
                     ("ai", Value::Object(ai)) => rewrite_ai(ai, minter, entry, schema_ok, notes),
-                    ("pay", Value::Object(pay)) => rewrite_pay(pay, minter, entry),
+                    ("pay", Value::Object(pay)) => {
+                        if !rewrite_pay(pay, minter, entry) {
+                            notes.unrewritten = Some("more payment connectors than a render keeps");
+                        }
+                    }
                     (_, value) => rewrite_verbs(value, minter, entry, schema_ok, notes, depth + 1),
                 }
             }
@@ -242,11 +255,13 @@ fn rewrite_ai(
 }
 
 /// Point a `pay` verb's connector and status URLs at the gateway, keeping the upstream's.
+/// `false` when the render already keeps [`MAX_PAY`] other connectors: the verb's URLs are
+/// then removed, and the document or answer must not be served.
 pub(crate) fn rewrite_pay(
     pay: &mut Map<String, Value>,
     minter: &Minter<'_>,
     entry: &mut RenderEntry,
-) {
+) -> bool {
     let connector = pay
         .get("payment_connector_url")
         .and_then(Value::as_str)
@@ -256,19 +271,34 @@ pub(crate) fn rewrite_pay(
         .and_then(Value::as_str)
         .map(str::to_string);
     if connector.is_none() && status.is_none() {
-        return;
+        return true;
     }
-    let index = entry.pay.len();
+    let kept = PayEntry { connector, status };
+    // The same URLs share one entry (and tokens for it), so that repeating them costs nothing.
+    let index = match entry.pay.iter().position(|p| *p == kept) {
+        Some(index) => index,
+        None if entry.pay.len() >= MAX_PAY => {
+            // Not pointed at the gateway, so not served: the platform must not reach the
+            // upstream's connector directly.
+            pay.remove("payment_connector_url");
+            pay.remove("status_url");
+            return false;
+        }
+        None => {
+            entry.pay.push(kept.clone());
+            entry.pay.len() - 1
+        }
+    };
     let session = format!("{}|{index}", minter.render_id);
-    if connector.is_some() {
+    if kept.connector.is_some() {
         let ours = minter.url(minter.routes.pay(), PAY_FUNCTION, &session);
         pay.insert("payment_connector_url".into(), Value::String(ours));
     }
-    if status.is_some() {
+    if kept.status.is_some() {
         let ours = minter.url(minter.routes.pay_status(), PAY_STATUS_FUNCTION, &session);
         pay.insert("status_url".into(), Value::String(ours));
     }
-    entry.pay.push(PayEntry { connector, status });
+    true
 }
 
 /// The upstream's secrets a rendered document must not contain: the configured password, and
@@ -349,7 +379,8 @@ impl SecretFinder {
         }
     }
 
-    /// The JSON path of the first string (or key) in `value` that contains a secret, if any.
+    /// The JSON path of the first string (or key) in `value` that contains a secret, if any;
+    /// a key that holds one is shown as `<key>`, since the path is logged.
     pub(crate) fn find(&self, value: &Value) -> Option<String> {
         fn walk(
             value: &Value,
@@ -366,14 +397,14 @@ impl SecretFinder {
                     found
                 }),
                 Value::Object(map) => map.iter().find_map(|(key, item)| {
+                    if finder.is_match(key.as_str()) {
+                        // The path is logged: the key itself holds the secret.
+                        return Some(format!("{path}/<key>"));
+                    }
                     let len = path.len();
                     path.push('/');
                     path.push_str(key);
-                    let found = if finder.is_match(key.as_str()) {
-                        Some(path.clone())
-                    } else {
-                        walk(item, path, finder)
-                    };
+                    let found = walk(item, path, finder);
                     path.truncate(len);
                     found
                 }),
@@ -511,6 +542,100 @@ mod tests {
             SecretFinder::new(&secrets(&entry, None)).find(&doc),
             None,
             "{doc}"
+        );
+    }
+
+    /// A minter for call `c`, render `r`.
+    fn minter<'a>(keys: &'a KeyRing, info: &'a RequestInfo) -> Minter<'a> {
+        Minter {
+            keys,
+            info,
+            routes: AgentRoutes::new("/"),
+            call_id: "c",
+            render_id: "r",
+            now_unix: 1,
+        }
+    }
+
+    #[test]
+    fn a_verb_deeper_than_the_rewrite_looks_is_reported_not_left_silently() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let mut nested =
+            json!([{"ai": {"post_prompt_url": "http://up/pp?token=upstream-tok-123"}}]);
+        for _ in 0..40 {
+            nested = json!([{"cond": [{"when": "true", "then": nested}]}]);
+        }
+        let mut doc = json!({"sections": {"main": nested}});
+        let mut notes = Notes::default();
+        let mut entry = RenderEntry::default();
+        rewrite_document(
+            &mut doc,
+            &minter(&keys, &info),
+            &mut entry,
+            &|_| Ok(()),
+            &mut notes,
+        );
+        assert!(
+            notes.unrewritten.is_some(),
+            "a deep verb left pointing at the upstream"
+        );
+        // Within the depth it looks at, nothing is reported.
+        let mut doc = json!({"sections": {"main": [{"cond": [{"when": "true", "then": [
+            {"ai": {"post_prompt_url": "http://up/pp"}}]}]}]}});
+        let mut notes = Notes::default();
+        rewrite_document(
+            &mut doc,
+            &minter(&keys, &info),
+            &mut entry,
+            &|_| Ok(()),
+            &mut notes,
+        );
+        assert_eq!(notes.unrewritten, None);
+    }
+
+    #[test]
+    fn pay_connectors_are_shared_by_url_and_capped_per_render() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let minter = minter(&keys, &info);
+        let mut entry = RenderEntry::default();
+        let pay = |n: usize| {
+            json!({"payment_connector_url": format!("http://u:pw@up/pay/{n}")})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        // The same URLs again and again: one entry.
+        for _ in 0..100 {
+            assert!(rewrite_pay(&mut pay(0), &minter, &mut entry));
+        }
+        assert_eq!(entry.pay.len(), 1);
+        for n in 1..MAX_PAY {
+            assert!(rewrite_pay(&mut pay(n), &minter, &mut entry));
+        }
+        assert_eq!(entry.pay.len(), MAX_PAY);
+        // One more is refused, and its upstream URL does not stay in the verb.
+        let mut over = pay(MAX_PAY);
+        assert!(!rewrite_pay(&mut over, &minter, &mut entry));
+        assert_eq!(entry.pay.len(), MAX_PAY);
+        assert!(over.get("payment_connector_url").is_none(), "{over:?}");
+        // A known one still is not.
+        let mut known = pay(3);
+        assert!(rewrite_pay(&mut known, &minter, &mut entry));
+        assert!(known["payment_connector_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("gw.example.com/pay?")));
+    }
+
+    #[test]
+    fn a_secret_held_in_a_key_is_not_written_into_the_path() {
+        let doc = json!({"action": [{"set_global_data": {"k-topsecret-1": 1}}]});
+        assert_eq!(
+            SecretFinder::new(&["topsecret".to_string()])
+                .find(&doc)
+                .as_deref(),
+            Some("/action/0/set_global_data/<key>")
         );
     }
 

@@ -72,6 +72,36 @@ fn store_refusal(agent: &str, error: &StoreError) -> Refusal {
     }
 }
 
+/// Whether the body's `argument` holds `args` and nothing else an upstream could read instead:
+/// exactly one `parsed` entry equal to `args`, a `raw` that is absent, blank or the same
+/// arguments, and no other key. The checks read `parsed` first, so a `raw` (or a
+/// `substituted`) saying something else would otherwise reach an upstream that prefers it
+/// unchecked.
+fn forms_agree(body: &[u8], args: &Value) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        argument: Option<Forms>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Forms {
+        parsed: Option<Vec<Value>>,
+        raw: Option<String>,
+    }
+    let Ok(Body {
+        argument: Some(forms),
+    }) = serde_json::from_slice::<Body>(body)
+    else {
+        return false;
+    };
+    let parsed = matches!(forms.parsed.as_deref(), Some([only]) if only == args);
+    let raw = match forms.raw.as_deref().map(str::trim) {
+        None | Some("") => true,
+        Some(text) => serde_json::from_str::<Value>(text).is_ok_and(|v| &v == args),
+    };
+    parsed && raw
+}
+
 /// A call to the upstream function found for it.
 pub(super) struct Forwarding {
     /// The render id from the token.
@@ -154,6 +184,12 @@ impl Pipeline {
         rewrite::rewrite_document(&mut document, &minter, &mut entry, &check, &mut notes);
         for (function, why) in &notes.dropped {
             tracing::warn!(agent, function = %function.chars().take(64).collect::<String>(), why = %why, "gateway: an upstream function was left out of the document");
+        }
+        if let Some(why) = notes.unrewritten {
+            tracing::error!(target: "voxguard::security", event = "upstream_swml_unrewritten", agent, call_id, why, "gateway: the upstream's SWML holds webhooks the gateway did not rewrite; refused (fail closed)");
+            return Err(upstream_failed(
+                "The agent behind this gateway answered a document that cannot be served safely.",
+            ));
         }
         if notes.includes_removed > 0 {
             tracing::warn!(agent, removed = notes.includes_removed, "gateway: SWAIG.includes removed (remote function lists are not proxied; declare the functions in the document)");
@@ -251,20 +287,20 @@ impl Pipeline {
         trail: &mut Trail,
     ) -> Result<Verdict, Refusal> {
         let (agent, call_id, info) = (self.agent.name(), event.call_id, event.info);
-        // The platform's body as it came when the checks changed nothing in the arguments (the
-        // common case: no re-encoding); else with the checked, normalized ones.
-        let bytes = if unchanged {
+        // The platform's body as it came when the checks changed nothing in the arguments and
+        // every form of them in it says the same (the common case: no re-encoding); else with
+        // `argument` replaced by the checked, normalized arguments alone, so that an upstream
+        // reading `raw`, or any other key of `argument`, reads what was checked.
+        let bytes = if unchanged && forms_agree(raw, &args) {
             raw.to_vec()
         } else {
             let mut body: Value = serde_json::from_slice(raw)
                 .map_err(|_| failed(agent, &tool.name, call_id, "the body no longer parses"))?;
             if let Some(object) = body.as_object_mut() {
-                let argument = object.entry("argument").or_insert_with(|| json!({}));
-                if !argument.is_object() {
-                    *argument = json!({});
-                }
-                argument["raw"] = Value::String(args.to_string());
-                argument["parsed"] = json!([args]);
+                object.insert(
+                    "argument".to_string(),
+                    json!({"parsed": [args], "raw": args.to_string()}),
+                );
             }
             serde_json::to_vec(&body).unwrap_or_default()
         };
@@ -341,11 +377,24 @@ impl Pipeline {
         }
         self.screen_result(&tool.name, call_id, &checked)?;
         trail.payments = payments_in(&checked);
-        if pays {
-            self.rewrite_result_pay(info, object, call_id, &forwarding.render)
+        // The answer's `pay` verbs point at the gateway from here on; the render's entry with
+        // their connector URLs is kept only once the answer is known to be served.
+        let grown = if pays {
+            let entry = self
+                .rewrite_result_pay(info, object, call_id, &forwarding.render)
                 .await?;
-        }
-        if let Some(path) = forwarding.prepared.secrets.find(&answer) {
+            let secrets = rewrite::SecretFinder::new(&rewrite::secrets(
+                &entry,
+                self.gate().upstream.password(),
+            ));
+            Some((entry, secrets))
+        } else {
+            None
+        };
+        let secrets = grown
+            .as_ref()
+            .map_or(&forwarding.prepared.secrets, |(_, secrets)| secrets);
+        if let Some(path) = secrets.find(&answer) {
             tracing::error!(target: "voxguard::security", event = "upstream_secret_in_answer", agent, function = %tool.name, call_id, path = %path, "gateway: the upstream's answer carries its credentials or a token; refused (fail closed)");
             return Err(failed(
                 agent,
@@ -354,18 +403,40 @@ impl Pipeline {
                 "the upstream's answer carries an upstream secret",
             ));
         }
+        if let Some((entry, _)) = grown {
+            self.keep_entry(&entry, call_id, &forwarding.render).await?;
+        }
         Ok(Verdict::Answered(answer))
     }
 
-    /// Point the `pay` verbs of a result's SWML actions at the gateway and keep the upstream's
-    /// connector URLs in the render's entry.
+    /// Store a render's grown entry; its prepared form is made again at the next call.
+    async fn keep_entry(
+        &self,
+        entry: &RenderEntry,
+        call_id: &str,
+        render: &str,
+    ) -> Result<(), Refusal> {
+        let agent = self.agent.name();
+        let scope = session_scope(agent, call_id, render);
+        let value =
+            serde_json::to_value(entry).map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
+        self.gate().forget(&scope);
+        self.store
+            .set(&scope, ENTRY_KEY, &value, self.now_unix())
+            .await
+            .map_err(|e| store_refusal(agent, &e))
+    }
+
+    /// Point the `pay` verbs of a result's SWML actions at the gateway; the render's entry
+    /// with their connector URLs added (not stored). A render holds at most
+    /// [`rewrite::MAX_PAY`] connectors; an answer that would add more is refused.
     async fn rewrite_result_pay(
         &self,
         info: &RequestInfo,
         answer: &mut serde_json::Map<String, Value>,
         call_id: &str,
         render: &str,
-    ) -> Result<(), Refusal> {
+    ) -> Result<RenderEntry, Refusal> {
         let agent = self.agent.name();
         let scope = session_scope(agent, call_id, render);
         let now = self.now_unix();
@@ -404,18 +475,18 @@ impl Pipeline {
                 .flatten()
             {
                 if let Some(pay) = verb.get_mut("pay").and_then(Value::as_object_mut) {
-                    rewrite::rewrite_pay(pay, &minter, &mut entry);
+                    if !rewrite::rewrite_pay(pay, &minter, &mut entry) {
+                        return Err(failed(
+                            agent,
+                            "",
+                            call_id,
+                            "the upstream's answers name more payment connectors than a render keeps",
+                        ));
+                    }
                 }
             }
         }
-        let value =
-            serde_json::to_value(&entry).map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
-        // The new connector URLs are secrets of this render too: prepare it again next call.
-        self.gate().forget(&scope);
-        self.store
-            .set(&scope, ENTRY_KEY, &value, now)
-            .await
-            .map_err(|e| store_refusal(agent, &e))
+        Ok(entry)
     }
 
     /// `POST {route}/pay` (`status`: `/pay/status`) in gateway mode: the token names the call,
@@ -477,20 +548,34 @@ impl Pipeline {
                 );
             }
         };
-        let url = stored
+        let found = stored
             .and_then(|v| serde_json::from_value::<RenderEntry>(v).ok())
             .and_then(|entry| {
                 let pay = entry.pay.get(index)?;
-                if status {
+                let url = if status {
                     pay.status.clone()
                 } else {
                     pay.connector.clone()
-                }
+                }?;
+                Some((url, entry))
             });
-        let Some(url) = url else {
+        let Some((url, entry)) = found else {
             return super::pay::refused(404, "payment_not_found", "This payment is not known.");
         };
+        let secrets =
+            rewrite::SecretFinder::new(&rewrite::secrets(&entry, self.gate().upstream.password()));
         let (reply, outcome) = match self.gate().upstream.relay(&url, body).await {
+            Ok((_, answer)) if secrets.find(&answer).is_some() => {
+                tracing::error!(target: "voxguard::security", event = "upstream_secret_in_answer", agent = self.agent.name(), function, "gateway: the upstream's payment connector answered with its credentials or a token; refused (fail closed)");
+                (
+                    super::pay::refused(
+                        502,
+                        "gateway_upstream_failed",
+                        "The payment could not be processed. Please try again.",
+                    ),
+                    Outcome::Failed,
+                )
+            }
             Ok((code, answer)) => {
                 let outcome = if (200..300).contains(&code) {
                     Outcome::Ok
