@@ -566,32 +566,26 @@ mod tests {
         for _ in 0..40 {
             nested = json!([{"cond": [{"when": "true", "then": nested}]}]);
         }
-        let mut doc = json!({"sections": {"main": nested}});
-        let mut notes = Notes::default();
-        let mut entry = RenderEntry::default();
-        rewrite_document(
-            &mut doc,
-            &minter(&keys, &info),
-            &mut entry,
-            &|_| Ok(()),
-            &mut notes,
-        );
+        let unrewritten = |mut doc: Value| {
+            let mut notes = Notes::default();
+            let minter = minter(&keys, &info);
+            rewrite_document(
+                &mut doc,
+                &minter,
+                &mut RenderEntry::default(),
+                &|_| Ok(()),
+                &mut notes,
+            );
+            notes.unrewritten
+        };
         assert!(
-            notes.unrewritten.is_some(),
+            unrewritten(json!({"sections": {"main": nested}})).is_some(),
             "a deep verb left pointing at the upstream"
         );
         // Within the depth it looks at, nothing is reported.
-        let mut doc = json!({"sections": {"main": [{"cond": [{"when": "true", "then": [
+        let shallow = json!({"sections": {"main": [{"cond": [{"when": "true", "then": [
             {"ai": {"post_prompt_url": "http://up/pp"}}]}]}]}});
-        let mut notes = Notes::default();
-        rewrite_document(
-            &mut doc,
-            &minter(&keys, &info),
-            &mut entry,
-            &|_| Ok(()),
-            &mut notes,
-        );
-        assert_eq!(notes.unrewritten, None);
+        assert_eq!(unrewritten(shallow), None);
     }
 
     #[test]
