@@ -484,7 +484,7 @@ async fn only_the_checked_arguments_reach_the_upstream_in_every_form() {
             "raw": checked.to_string()}}),
         // The platform's own shape, every form the same: forwarded as it came.
         json!({"function": "get_balance", "call_id": "call-forms", "argument": {
-            "parsed": [checked], "raw": checked.to_string()}}),
+            "parsed": [checked], "raw": checked.to_string(), "substituted": ""}}),
     ];
     for body in &bodies {
         let (status, answer) = gateway.server.post_json(&path, body.clone()).await;
@@ -501,13 +501,14 @@ async fn only_the_checked_arguments_reach_the_upstream_in_every_form() {
         .map(|r| r.body["argument"].clone())
         .collect();
     assert_eq!(forwarded.len(), bodies.len());
-    for argument in &forwarded {
+    for argument in &forwarded[..2] {
         assert_eq!(
             argument,
             &json!({"parsed": [checked], "raw": checked.to_string()}),
             "the upstream read unchecked arguments"
         );
     }
+    assert_eq!(forwarded[2], bodies[2]["argument"]);
     // A `raw` the checks never read is not what they pass: refused like any invalid argument
     // when it is the only form.
     let hostile = json!({"function": "get_balance", "call_id": "call-forms",

@@ -73,10 +73,10 @@ fn store_refusal(agent: &str, error: &StoreError) -> Refusal {
 }
 
 /// Whether the body's `argument` holds `args` and nothing else an upstream could read instead:
-/// exactly one `parsed` entry equal to `args`, a `raw` that is absent, blank or the same
-/// arguments, and no other key. The checks read `parsed` first, so a `raw` (or a
-/// `substituted`) saying something else would otherwise reach an upstream that prefers it
-/// unchecked.
+/// exactly one `parsed` entry equal to `args`, a `raw` and a `substituted` (the platform sends
+/// both) each absent, blank or the same arguments, and no other key. The checks read `parsed`
+/// first, so a `raw` or `substituted` saying something else would otherwise reach an upstream
+/// that prefers it unchecked.
 fn forms_agree(body: &[u8], args: &Value) -> bool {
     #[derive(serde::Deserialize)]
     struct Body {
@@ -87,6 +87,7 @@ fn forms_agree(body: &[u8], args: &Value) -> bool {
     struct Forms {
         parsed: Option<Vec<Value>>,
         raw: Option<String>,
+        substituted: Option<String>,
     }
     let Ok(Body {
         argument: Some(forms),
@@ -94,12 +95,13 @@ fn forms_agree(body: &[u8], args: &Value) -> bool {
     else {
         return false;
     };
-    let parsed = matches!(forms.parsed.as_deref(), Some([only]) if only == args);
-    let raw = match forms.raw.as_deref().map(str::trim) {
+    let same = |text: Option<&str>| match text.map(str::trim) {
         None | Some("") => true,
         Some(text) => serde_json::from_str::<Value>(text).is_ok_and(|v| &v == args),
     };
-    parsed && raw
+    matches!(forms.parsed.as_deref(), Some([only]) if only == args)
+        && same(forms.raw.as_deref())
+        && same(forms.substituted.as_deref())
 }
 
 /// A call to the upstream function found for it.
