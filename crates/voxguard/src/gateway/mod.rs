@@ -111,10 +111,8 @@ impl Gate {
         if let Some(found) = self.lock().get(&key) {
             return Ok(found.clone());
         }
-        if self.strict {
-            closable(schema)?;
-        }
         let compiled = if self.strict {
+            closable(schema)?;
             compile(&force_closed(schema.clone()), true)
         } else {
             compile(schema, false)
@@ -145,14 +143,17 @@ impl Gate {
         for (name, function) in &entry.functions {
             tools.insert(name.clone(), Arc::new(self.tool(name, function)?));
         }
-        let secrets =
-            rewrite::SecretFinder::new(&rewrite::secrets(&entry, self.upstream.password()));
         Ok(Arc::new(Prepared {
+            secrets: self.secrets(&entry),
             entry,
             tools,
-            secrets,
             at: std::time::Instant::now(),
         }))
+    }
+
+    /// The finder of the upstream's secrets that `entry` holds, with its configured password.
+    pub(crate) fn secrets(&self, entry: &RenderEntry) -> rewrite::SecretFinder {
+        rewrite::SecretFinder::new(&rewrite::secrets(entry, self.upstream.password()))
     }
 
     /// Keep `prepared` as the render of session `scope`.

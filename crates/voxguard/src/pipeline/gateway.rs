@@ -385,10 +385,7 @@ impl Pipeline {
             let entry = self
                 .rewrite_result_pay(info, object, call_id, &forwarding.render)
                 .await?;
-            let secrets = rewrite::SecretFinder::new(&rewrite::secrets(
-                &entry,
-                self.gate().upstream.password(),
-            ));
+            let secrets = self.gate().secrets(&entry);
             Some((entry, secrets))
         } else {
             None
@@ -564,8 +561,7 @@ impl Pipeline {
         let Some((url, entry)) = found else {
             return super::pay::refused(404, "payment_not_found", "This payment is not known.");
         };
-        let secrets =
-            rewrite::SecretFinder::new(&rewrite::secrets(&entry, self.gate().upstream.password()));
+        let secrets = self.gate().secrets(&entry);
         let (reply, outcome) = match self.gate().upstream.relay(&url, body).await {
             Ok((_, answer)) if secrets.find(&answer).is_some() => {
                 tracing::error!(target: "voxguard::security", event = "upstream_secret_in_answer", agent = self.agent.name(), function, "gateway: the upstream's payment connector answered with its credentials or a token; refused (fail closed)");
