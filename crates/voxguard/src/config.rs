@@ -45,6 +45,9 @@ pub enum RuntimeError {
     /// Invalid token lifetime.
     #[error("VOXGUARD_TOKEN_TTL_SECS={0:?} is not valid: a whole number of seconds between 60 and 86400")]
     InvalidTtl(String),
+    /// Invalid number of secret checks at once.
+    #[error("VOXGUARD_SECRET_CHECKS={0:?} is not valid: a whole number of argon2 checks (PINs, operator passwords) that may run at once, from 1 to 1024")]
+    InvalidSecretChecks(String),
     /// Invalid SWML render limit.
     #[error("VOXGUARD_SWML_RENDERS_PER_MIN={0:?} is not valid: a whole number of renders per minute per source address (0 turns the limit off)")]
     InvalidRenderLimit(String),
@@ -141,6 +144,30 @@ pub fn token_ttl_from_lookup(
     match ttl.parse::<u64>() {
         Ok(secs) if (60..=86_400).contains(&secs) => Ok(Some(Duration::from_secs(secs))),
         _ => Err(RuntimeError::InvalidTtl(ttl)),
+    }
+}
+
+/// Read `VOXGUARD_SECRET_CHECKS` through `lookup`: how many argon2 checks (caller PINs and
+/// secrets, operator passwords) may run at once. `None` when unset or blank: half the cores,
+/// at least one, so a flood of attempts never takes every core. Each running check holds a
+/// core and, with the default cost, 19 MiB. Public so inspection tools (`voxguard check`)
+/// agree with start-up.
+///
+/// # Errors
+///
+/// [`RuntimeError::InvalidSecretChecks`] for anything but a whole number from 1 to 1024.
+pub fn secret_checks_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<usize>, RuntimeError> {
+    let Some(text) = lookup("VOXGUARD_SECRET_CHECKS")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(Some(n)),
+        _ => Err(RuntimeError::InvalidSecretChecks(text)),
     }
 }
 
@@ -347,6 +374,28 @@ mod tests {
             error.to_string().contains("VOXGUARD_SWML_RENDERS_PER_MIN"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn secret_checks_at_once_are_read_and_bad_values_name_the_variable() {
+        assert_eq!(secret_checks_from_lookup(lookup(&[])).unwrap(), None);
+        let blank = [("VOXGUARD_SECRET_CHECKS", " ")];
+        assert_eq!(secret_checks_from_lookup(lookup(&blank)).unwrap(), None);
+        for (value, want) in [("1", 1), (" 4 ", 4), ("1024", 1024)] {
+            let vars = [("VOXGUARD_SECRET_CHECKS", value)];
+            assert_eq!(
+                secret_checks_from_lookup(lookup(&vars)).unwrap(),
+                Some(want)
+            );
+        }
+        for value in ["0", "-1", "1025", "two", "1.5"] {
+            let vars = [("VOXGUARD_SECRET_CHECKS", value)];
+            let error = secret_checks_from_lookup(lookup(&vars)).expect_err(value);
+            assert!(
+                error.to_string().contains("VOXGUARD_SECRET_CHECKS"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

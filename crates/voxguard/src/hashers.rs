@@ -1,15 +1,21 @@
 //! The argon2 workers: how many secret checks may run at once, and the memory they reuse.
 //!
-//! Owns [`Hashers`] — one permit per core, pooled argon2 working memory, and the decoy hash an
-//! unknown subject or operator is checked against so that the answer costs the same. Shared by
-//! caller verification and operator logins. It must not decide what a match means.
+//! Owns [`Hashers`] — a bounded number of permits (half the cores by default,
+//! `VOXGUARD_SECRET_CHECKS`), pooled argon2 working memory, and the decoy hash an unknown
+//! subject or operator is checked against so that the answer costs the same. Shared by caller
+//! verification and operator logins. It must not decide what a match means.
+//!
+//! Why half the cores: a check is deliberately expensive (about 20 ms of a core and 19 MiB
+//! with the default cost), so a flood of PIN or login attempts could otherwise take every core
+//! and starve every other call's requests; with half, the rest of the traffic always keeps the
+//! other half, and the working memory resident at once is bounded by the same number.
 //!
 //! The pool holds memory only while checks overlap. With jemalloc (the default global
 //! allocator) the last check of a burst frees its area (19 MiB by default), which jemalloc
 //! hands back to the system at once: allocations of 8 MiB or more (its default
 //! `oversize_threshold`) go to its own arena, which does not cache freed pages; smaller areas
 //! (from `PinVault::with_params`) go back after its dirty-page decay, 10 s by default. So a
-//! server that is not checking secrets does not keep one working area per core resident.
+//! server that is not checking secrets does not keep one working area per permit resident.
 //! Without jemalloc the pool keeps its areas for the life of the process: glibc's `malloc`
 //! would otherwise keep freed areas per thread arena (see `HashMemory`).
 
@@ -58,9 +64,9 @@ pub(crate) enum HashError {
     Unavailable(String),
 }
 
-/// The argon2 checks that may run at once (one per core: each takes a core and, with the
-/// default cost, 19 MiB), each with working memory kept for reuse while checks overlap, so that
-/// the process's resident size stays bounded under load (see [`HashMemory`]).
+/// The argon2 checks that may run at once (half the cores by default: each takes a core and,
+/// with the default cost, 19 MiB), each with working memory kept for reuse while checks
+/// overlap, so that the process's resident size stays bounded under load (see [`HashMemory`]).
 pub(crate) struct Hashers {
     permits: Arc<tokio::sync::Semaphore>,
     /// Checks asked for and not yet finished (waiting for a permit or running).
@@ -75,13 +81,19 @@ pub(crate) struct Hashers {
 }
 
 impl Hashers {
-    /// One permit per core.
-    pub(crate) fn per_core() -> Arc<Self> {
+    /// The default number of checks at once: half the cores this process may use, at least
+    /// one (see the module's documentation).
+    pub(crate) fn default_permits() -> usize {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        (cores / 2).max(1)
+    }
+
+    /// A pool running at most `permits` checks at once (at least one).
+    pub(crate) fn new(permits: usize) -> Arc<Self> {
         Arc::new(Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            permits: Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
             wanted: std::sync::atomic::AtomicUsize::new(0),
             memory: std::sync::Mutex::new(Vec::new()),
             decoy: std::sync::OnceLock::new(),
@@ -198,11 +210,21 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn by_default_checks_never_take_every_core() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = Hashers::default_permits();
+        assert!(permits >= 1);
+        assert!(permits < cores || cores == 1, "{permits} of {cores} cores");
+        assert_eq!(Hashers::new(0).permits.available_permits(), 1);
+        assert_eq!(Hashers::new(3).permits.available_permits(), 3);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn working_memory_is_let_go_once_no_check_wants_it() {
         let vault = PinVault::with_params(1024, 1, 1).unwrap();
         let stored = vault.hash("4321").unwrap();
-        let hashers = Hashers::per_core();
+        let hashers = Hashers::new(2);
 
         assert!(hashers
             .check(&vault, vec![("4321".into(), Some(stored.clone()))])
@@ -254,7 +276,7 @@ mod tests {
     async fn a_check_given_up_while_waiting_is_no_longer_wanted() {
         let vault = PinVault::with_params(1024, 1, 1).unwrap();
         let stored = vault.hash("4321").unwrap();
-        let hashers = Hashers::per_core();
+        let hashers = Hashers::new(2);
         let all = hold_every_permit(&hashers).await;
         let waiting = {
             let (hashers, vault, stored) = (hashers.clone(), vault.clone(), stored.clone());

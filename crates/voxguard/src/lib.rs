@@ -53,7 +53,8 @@ mod verify_policy;
 pub use agent::{Agent, AgentBuilder, AgentError};
 pub use config::{
     audit_durability_from_lookup, checkpoint_every_from_lookup, emergency_from_lookup,
-    open_audit_log_from_env, render_limit_from_lookup, token_ttl_from_lookup, RuntimeError,
+    open_audit_log_from_env, render_limit_from_lookup, secret_checks_from_lookup,
+    token_ttl_from_lookup, RuntimeError,
 };
 pub use context::{CallContext, Session, SessionError};
 pub use gateway::{GatewayConfig, GatewayConfigError};

@@ -23,8 +23,8 @@ use crate::admin::Admin;
 use crate::agent::Agent;
 use crate::audit::{AnomalyCallback, Auditor, AuthEvents};
 use crate::config::{
-    emergency_from_lookup, keys_from_lookup, render_limit_from_lookup, RuntimeError,
-    DEFAULT_SWML_RENDERS_PER_MIN,
+    emergency_from_lookup, keys_from_lookup, render_limit_from_lookup, secret_checks_from_lookup,
+    RuntimeError, DEFAULT_SWML_RENDERS_PER_MIN,
 };
 use crate::console::{agent_view, Console, ConsoleTimeouts};
 use crate::gateway::{Gate, GatewayConfig};
@@ -40,6 +40,8 @@ use crate::verify_policy::SUBJECT_KEY_PURPOSE;
 pub struct Runtime {
     config: ServerConfig,
     render_limit: Option<RateLimit>,
+    /// Argon2 checks at once (`None`: half the cores).
+    secret_checks: Option<usize>,
     keys: KeyRing,
     key_generated: bool,
     store: Arc<dyn SessionStore>,
@@ -90,6 +92,7 @@ impl Runtime {
         let emergency = emergency_from_lookup(|name| std::env::var(name).ok())?;
         let render_limit =
             render_limit_from_lookup(|name| std::env::var(name).ok(), config.trust_proxy)?;
+        let secret_checks = secret_checks_from_lookup(|name| std::env::var(name).ok())?;
         let memory = Arc::new(MemoryStore::default());
         let compliance = match std::env::var("VOXGUARD_COMPLIANCE") {
             Ok(text) => Compliance::parse(&text)?,
@@ -98,6 +101,7 @@ impl Runtime {
         Ok(Self {
             config,
             render_limit,
+            secret_checks,
             keys: keys.keys,
             key_generated: keys.generated,
             store: memory.clone(),
@@ -123,6 +127,7 @@ impl Runtime {
             config,
             render_limit: RateLimit::new(DEFAULT_SWML_RENDERS_PER_MIN, Duration::from_secs(60))
                 .ok(),
+            secret_checks: None,
             keys,
             key_generated: false,
             store: memory.clone(),
@@ -199,6 +204,14 @@ impl Runtime {
     /// per-call budgets one client can make itself.
     pub fn swml_render_limit(mut self, limit: Option<RateLimit>) -> Self {
         self.render_limit = limit;
+        self
+    }
+
+    /// At most `checks` argon2 checks (caller PINs and secrets, operator passwords) at once
+    /// (default: half the cores, at least one, or `VOXGUARD_SECRET_CHECKS`). Each running check
+    /// holds a core and, with the default cost, 19 MiB; more checks wait their turn.
+    pub fn secret_checks(mut self, checks: usize) -> Self {
+        self.secret_checks = Some(checks.max(1));
         self
     }
 
@@ -378,7 +391,7 @@ impl Runtime {
             return Err(RuntimeError::DuplicateAgent(dup.name().to_string()));
         }
         let subject_key = self.keys.derive(SUBJECT_KEY_PURPOSE);
-        let hashers = Hashers::per_core();
+        let hashers = Hashers::new(self.secret_checks.unwrap_or_else(Hashers::default_permits));
         let records = self.records.map(|config| {
             let attempt_keys = agents
                 .iter()

@@ -43,7 +43,7 @@ impl Default for Services {
             attempts: Arc::new(MemoryStore::default()),
             subject_key: SecretKey::generate(),
             vault: PinVault::default(),
-            hashers: Hashers::per_core(),
+            hashers: Hashers::new(Hashers::default_permits()),
             auditor: Auditor::default(),
             records: None,
         }

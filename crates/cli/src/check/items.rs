@@ -5,6 +5,7 @@
 //! Each function turns a few variables into one [`Item`] with a fix for anything short of a
 //! pass. Validation is the runtime's wherever it is public (`ServerConfig::from_lookup`,
 //! `token_ttl_from_lookup`, `render_limit_from_lookup`, `audit_durability_from_lookup`,
+//! `secret_checks_from_lookup`,
 //! `SecretKey::from_base64`, `RecordsKeyring::from_text`, `BasicCredentials::check_strength`,
 //! `Retention::from_lookup`, `Compliance::parse`), so `check` and start-up agree. It must
 //! never put a value into a detail (only variable names, lengths and non-secret settings).
@@ -63,7 +64,7 @@ pub fn production(env: &Env) -> Item {
 
 /// `server_config`: the runtime's own start-up checks of the server settings
 /// (`ServerConfig::from_lookup`), the token lifetime, the SWML render limit, the audit
-/// durability and checkpoint interval, and the emergency mode.
+/// durability and checkpoint interval, the emergency mode and the secret checks at once.
 pub fn server_config(env: &Env) -> Item {
     let checked = voxguard::server::ServerConfig::from_lookup(env.lookup())
         .map_err(|err| err.to_string())
@@ -73,12 +74,13 @@ pub fn server_config(env: &Env) -> Item {
                 .map_err(|err| err.to_string())?;
             voxguard::checkpoint_every_from_lookup(env.lookup()).map_err(|err| err.to_string())?;
             voxguard::emergency_from_lookup(env.lookup()).map_err(|err| err.to_string())?;
+            voxguard::secret_checks_from_lookup(env.lookup()).map_err(|err| err.to_string())?;
             voxguard::audit_durability_from_lookup(env.lookup()).map_err(|err| err.to_string())
         });
     match checked {
         Ok(_) => Item::pass(
             "server_config",
-            "the runtime's start-up checks (ServerConfig, token lifetime, SWML render limit, audit durability and checkpoints, emergency mode) accept these settings",
+            "the runtime's start-up checks (ServerConfig, token lifetime, SWML render limit, audit durability and checkpoints, emergency mode, secret checks at once) accept these settings",
         ),
         Err(err) => Item::fail(
             "server_config",
@@ -550,6 +552,9 @@ mod tests {
             ("VOXGUARD_SWML_RENDERS_PER_MIN", "lots"),
             ("VOXGUARD_AUDIT_CHECKPOINT_EVERY", "0"),
             ("VOXGUARD_EMERGENCY_MODE", "maybe"),
+            ("VOXGUARD_SECRET_CHECKS", "0"),
+            ("VOXGUARD_SECRET_CHECKS", "all"),
+            ("VOXGUARD_SECRET_CHECKS", "5000"),
         ] {
             let item = server_config(&Env::of(&[(name, value)]));
             assert_eq!(item.status, Status::Fail, "{name}={value}: {item:?}");
@@ -561,6 +566,7 @@ mod tests {
             ("VOXGUARD_SWML_RENDERS_PER_MIN", "0"),
             ("VOXGUARD_AUDIT_CHECKPOINT_EVERY", "50"),
             ("VOXGUARD_EMERGENCY_MODE", "on"),
+            ("VOXGUARD_SECRET_CHECKS", "4"),
         ]);
         assert_eq!(server_config(&good).status, Status::Pass);
     }

@@ -56,7 +56,7 @@ impl Harness {
         let api = RecordsApi::new(
             records.clone(),
             vault,
-            Hashers::per_core(),
+            Hashers::new(2),
             Arc::new(AuthEvents::new(auditor)),
             clock,
             Arc::new(voxguard_store::MemoryStore::default()),
