@@ -147,9 +147,13 @@ pub fn token_ttl_from_lookup(
     }
 }
 
+/// The most argon2 checks a runtime lets run at once, however configured.
+pub(crate) const MAX_SECRET_CHECKS: usize = 1024;
+
 /// Read `VOXGUARD_SECRET_CHECKS` through `lookup`: how many argon2 checks (caller PINs and
-/// secrets, operator passwords) may run at once. `None` when unset or blank: half the cores,
-/// at least one, so a flood of attempts never takes every core. Each running check holds a
+/// secrets, operator passwords) may run at once. `None` when unset or blank: half the cores
+/// this process may use (its CPU quota where one is set), at least one — so on more than one
+/// core a flood of attempts never takes them all. Each running check holds a
 /// core and, with the default cost, 19 MiB. Public so inspection tools (`voxguard check`)
 /// agree with start-up.
 ///
@@ -166,7 +170,7 @@ pub fn secret_checks_from_lookup(
         return Ok(None);
     };
     match text.parse::<usize>() {
-        Ok(n) if (1..=1024).contains(&n) => Ok(Some(n)),
+        Ok(n) if (1..=MAX_SECRET_CHECKS).contains(&n) => Ok(Some(n)),
         _ => Err(RuntimeError::InvalidSecretChecks(text)),
     }
 }

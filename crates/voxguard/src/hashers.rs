@@ -7,8 +7,10 @@
 //!
 //! Why half the cores: a check is deliberately expensive (about 20 ms of a core and 19 MiB
 //! with the default cost), so a flood of PIN or login attempts could otherwise take every core
-//! and starve every other call's requests; with half, the rest of the traffic always keeps the
-//! other half, and the working memory resident at once is bounded by the same number.
+//! and starve every other call's requests; with half (on more than one core, unless
+//! `VOXGUARD_SECRET_CHECKS` raises it), the rest of the traffic keeps the other half, and the
+//! working memory resident at once is bounded by the same number. Hashing a new operator
+//! password (an administrator's action, `records::operators`) does not go through this pool.
 //!
 //! The pool holds memory only while checks overlap. With jemalloc (the default global
 //! allocator) the last check of a burst frees its area (19 MiB by default), which jemalloc
@@ -100,6 +102,12 @@ impl Hashers {
             #[cfg(test)]
             made: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Checks that could start now (all of them in a pool nothing is using).
+    #[cfg(test)]
+    pub(crate) fn free_permits(&self) -> usize {
+        self.permits.available_permits()
     }
 
     /// One check is over (`memory`: the area it used, if it ran). Decided under the pool's

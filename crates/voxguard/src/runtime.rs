@@ -207,12 +207,19 @@ impl Runtime {
         self
     }
 
-    /// At most `checks` argon2 checks (caller PINs and secrets, operator passwords) at once
-    /// (default: half the cores, at least one, or `VOXGUARD_SECRET_CHECKS`). Each running check
-    /// holds a core and, with the default cost, 19 MiB; more checks wait their turn.
+    /// At most `checks` argon2 checks (caller PINs and secrets, operator passwords) at once,
+    /// kept within 1–1024 as `VOXGUARD_SECRET_CHECKS` is (default: half the cores this process
+    /// may use, at least one). Each running check holds a core and, with the default cost,
+    /// 19 MiB; more checks wait their turn.
     pub fn secret_checks(mut self, checks: usize) -> Self {
-        self.secret_checks = Some(checks.max(1));
+        self.secret_checks = Some(checks.clamp(1, crate::config::MAX_SECRET_CHECKS));
         self
+    }
+
+    /// The argon2 pool every check of this runtime shares, sized by
+    /// [`secret_checks`](Self::secret_checks).
+    fn hashers(&self) -> Arc<Hashers> {
+        Hashers::new(self.secret_checks.unwrap_or_else(Hashers::default_permits))
     }
 
     /// Anomaly rules run over every audit event (failed-auth bursts per source, tool-call
@@ -319,6 +326,7 @@ impl Runtime {
                 self.config.credentials.expose_password().to_string(),
             )
         });
+        let hashers = self.hashers();
         let shared_emergency = self.shared.clone().map(|shared| SharedEmergency { shared });
         if let Some(shared) = &shared_emergency {
             shared.start(&self.emergency).await.map_err(|e| {
@@ -391,7 +399,6 @@ impl Runtime {
             return Err(RuntimeError::DuplicateAgent(dup.name().to_string()));
         }
         let subject_key = self.keys.derive(SUBJECT_KEY_PURPOSE);
-        let hashers = Hashers::new(self.secret_checks.unwrap_or_else(Hashers::default_permits));
         let records = self.records.map(|config| {
             let attempt_keys = agents
                 .iter()
@@ -648,5 +655,35 @@ impl Running {
         drop(maintenance);
         auth_events.flush_all().await;
         crate::logging::flush_access_log();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxguard_guard::{BasicCredentials, TokenKey};
+
+    fn runtime() -> Runtime {
+        let config = ServerConfig::new(BasicCredentials::new(
+            "user",
+            "a-password-long-enough-for-tests",
+        ));
+        Runtime::new(config, KeyRing::new(TokenKey::generate()))
+    }
+
+    /// The pool the runtime binds with is the one `secret_checks` asked for, clamped like the
+    /// variable, and half the cores when nothing asked.
+    #[test]
+    fn the_secret_check_pool_follows_the_setting() {
+        assert_eq!(runtime().secret_checks(3).hashers().free_permits(), 3);
+        assert_eq!(runtime().secret_checks(0).hashers().free_permits(), 1);
+        assert_eq!(
+            runtime().secret_checks(usize::MAX).hashers().free_permits(),
+            crate::config::MAX_SECRET_CHECKS
+        );
+        assert_eq!(
+            runtime().hashers().free_permits(),
+            Hashers::default_permits()
+        );
     }
 }
