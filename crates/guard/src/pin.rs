@@ -25,8 +25,8 @@ use zeroize::Zeroize;
 /// freed memory: a server checking PINs on tokio's blocking-thread pool grew to about 480 MiB
 /// resident under a load test. Holding one `HashMemory` per check that may run at once and
 /// passing it to [`PinVault::verify_with`] bounds the memory at that many areas. (The voxguard
-/// runtime keeps one per check allowed at once while checks overlap, and with jemalloc frees them once none
-/// runs.)
+/// runtime keeps one per check allowed at once while checks overlap, and with jemalloc frees
+/// them once none runs.)
 ///
 /// It grows on first use to the size the parameters need and never shrinks.
 #[derive(Default)]

@@ -73,6 +73,14 @@ pub enum RuntimeError {
     GatewayAgent(#[from] crate::agent::AgentError),
 }
 
+/// The value of `name` through `lookup`, trimmed; unset and blank both read as `None`, the
+/// way every variable here is read.
+fn setting(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// Token keys resolved from the environment.
 pub(crate) struct KeySettings {
     /// The key ring.
@@ -87,11 +95,7 @@ pub(crate) fn keys_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
     production: bool,
 ) -> Result<KeySettings, RuntimeError> {
-    let get = |name: &str| {
-        lookup(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let get = |name: &str| setting(&lookup, name);
     let (current, generated) = match get("VOXGUARD_TOKEN_KEY") {
         Some(text) => (
             TokenKey::from_base64(&text).map_err(|source| RuntimeError::Key {
@@ -135,10 +139,7 @@ pub(crate) fn keys_from_lookup(
 pub fn token_ttl_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Duration>, RuntimeError> {
-    let Some(ttl) = lookup("VOXGUARD_TOKEN_TTL_SECS")
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-    else {
+    let Some(ttl) = setting(&lookup, "VOXGUARD_TOKEN_TTL_SECS") else {
         return Ok(None);
     };
     match ttl.parse::<u64>() {
@@ -163,10 +164,7 @@ pub(crate) const MAX_SECRET_CHECKS: usize = 1024;
 pub fn secret_checks_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<usize>, RuntimeError> {
-    let Some(text) = lookup("VOXGUARD_SECRET_CHECKS")
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-    else {
+    let Some(text) = setting(&lookup, "VOXGUARD_SECRET_CHECKS") else {
         return Ok(None);
     };
     match text.parse::<usize>() {
@@ -192,10 +190,7 @@ pub fn render_limit_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
     behind_proxy: bool,
 ) -> Result<Option<RateLimit>, RuntimeError> {
-    let per_minute = match lookup("VOXGUARD_SWML_RENDERS_PER_MIN")
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-    {
+    let per_minute = match setting(&lookup, "VOXGUARD_SWML_RENDERS_PER_MIN") {
         None if behind_proxy => 0,
         None => DEFAULT_SWML_RENDERS_PER_MIN,
         Some(text) => text
@@ -236,9 +231,8 @@ pub async fn open_audit_log_from_env(
 pub fn audit_durability_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Durability, RuntimeError> {
-    match lookup("VOXGUARD_AUDIT_DURABILITY")
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
+    match setting(&lookup, "VOXGUARD_AUDIT_DURABILITY")
+        .map(|v| v.to_ascii_lowercase())
         .as_deref()
     {
         None | Some("normal") => Ok(Durability::Normal),
@@ -258,10 +252,7 @@ pub fn audit_durability_from_lookup(
 pub fn checkpoint_every_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<u64, RuntimeError> {
-    match lookup("VOXGUARD_AUDIT_CHECKPOINT_EVERY")
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-    {
+    match setting(&lookup, "VOXGUARD_AUDIT_CHECKPOINT_EVERY") {
         None => Ok(100),
         Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
             RuntimeError::Audit(format!(
@@ -282,12 +273,7 @@ pub(crate) struct AuditSettings {
 impl AuditSettings {
     /// Read and check the variables (see [`open_audit_log_from_env`]).
     pub(crate) fn from_env(production: bool) -> Result<Self, RuntimeError> {
-        let get = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| setting(|name| std::env::var(name).ok(), name);
         let durability = audit_durability_from_lookup(|name| std::env::var(name).ok())?;
         let key = match get("VOXGUARD_AUDIT_KEY") {
             Some(text) => Some(
