@@ -105,7 +105,7 @@ pub enum GatewayConfigError {
     Parse {
         /// The file.
         path: String,
-        /// The parser's message (it names the key and the line).
+        /// The parser's message with its line (it names the key, never the value).
         error: String,
     },
     /// A value is not valid.
@@ -215,7 +215,7 @@ impl GatewayConfig {
         let file: File = match text {
             Some(text) => toml::from_str(text).map_err(|error| GatewayConfigError::Parse {
                 path: path.to_string(),
-                error: error.to_string(),
+                error: toml_error(text, &error),
             })?,
             None => File::default(),
         };
@@ -422,6 +422,28 @@ impl GatewayConfig {
     }
 }
 
+/// A `gateway.toml` error as `line N: message`, never quoting the value: toml's own `Display`
+/// prints the offending line and serde's "invalid type" messages quote the value, and either
+/// could be the upstream's password.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message();
+    let message = match message.split_once(": ") {
+        Some((kind, rest)) if kind.starts_with("invalid") => match rest.rfind(", expected ") {
+            Some(at) => format!("{kind} (value not shown){}", &rest[at..]),
+            None => format!("{kind} (value not shown)"),
+        },
+        _ => message.trim_end().to_string(),
+    };
+    let line = error
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| before.matches('\n').count() + 1);
+    match line {
+        Some(line) => format!("line {line}: {message}"),
+        None => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +540,27 @@ mod tests {
                 .unwrap_or_else(|| panic!("{text} was accepted"));
             assert!(error.to_string().contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_file_error_names_the_line_and_never_shows_the_value() {
+        let cases = [
+            // A value of the wrong type: serde's message quotes it.
+            "[upstream]\nurl = \"http://x/\"\npassword = 31415926535\n",
+            // An unknown key: toml's own message prints the whole line.
+            "[upstream]\nurl = \"http://x/\"\npasword = \"s3cret-typo-value\"\n",
+            // Not TOML at all.
+            "[upstream]\nurl = \"http://x/\"\npassword = s3cret-bare-value\n",
+        ];
+        for text in cases {
+            let error = parse(text, &[]).expect_err("refused").to_string();
+            for secret in ["31415926535", "s3cret"] {
+                assert!(!error.contains(secret), "{text}: {error}");
+            }
+            assert!(error.contains("line 3"), "{text}: {error}");
+        }
+        let typo = parse(cases[1], &[]).expect_err("refused").to_string();
+        assert!(typo.contains("pasword"), "the key is still named: {typo}");
     }
 
     #[test]

@@ -103,6 +103,9 @@ impl Gate {
 
     /// `schema` compiled for enforcement (closed to undeclared arguments in strict mode), from
     /// the cache when the same schema was seen before.
+    ///
+    /// The errors are fixed sentences: they are logged, and the validator's own messages quote
+    /// the schema — a `$ref` to `https://user:password@…`, cut anywhere, say.
     pub(crate) fn compiled(&self, schema: &Value) -> Result<Arc<Compiled>, String> {
         let key = schema.to_string();
         if key.len() > MAX_SCHEMA_BYTES {
@@ -112,12 +115,17 @@ impl Gate {
             return Ok(found.clone());
         }
         let compiled = if self.strict {
-            closable(schema)?;
+            closable(schema).map_err(|_| {
+                "it refers to another schema ($ref), which strict mode cannot close to undeclared arguments".to_string()
+            })?;
             compile(&force_closed(schema.clone()), true)
         } else {
             compile(schema, false)
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| {
+            "it is not a valid JSON Schema, or it refers to one the gateway cannot resolve"
+                .to_string()
+        })?;
         let mut cache = self.lock();
         if cache.len() >= COMPILED_CACHE {
             cache.clear();
@@ -151,9 +159,9 @@ impl Gate {
         }))
     }
 
-    /// The finder of the upstream's secrets that `entry` holds, with its configured password.
+    /// The finder of the upstream's secrets that `entry` holds, with its configured credentials.
     pub(crate) fn secrets(&self, entry: &RenderEntry) -> rewrite::SecretFinder {
-        rewrite::SecretFinder::new(&rewrite::secrets(entry, self.upstream.password()))
+        rewrite::SecretFinder::new(&rewrite::secrets(entry, self.upstream.credentials()))
     }
 
     /// Keep `prepared` as the render of session `scope`.
@@ -284,6 +292,19 @@ mod tests {
             .is_ok());
         let huge = json!({"type": "object", "description": "x".repeat(MAX_SCHEMA_BYTES)});
         assert!(gate.compiled(&huge).is_err());
+        // Why a schema is refused is logged: it never quotes the schema, whose `$ref` can
+        // carry the upstream's credentials (cut at any length by a quoting message).
+        let remote = json!({"type": "object", "properties": {"a": {"$ref": "https://agent:pw-in-ref-123456@127.0.0.1:9/s.json"}}});
+        let invalid = json!({"type": "object", "properties": {"a": {"type": "pw-in-ref-123456"}}});
+        for (gate, schema) in [
+            (&gate, &remote),
+            (&open, &remote),
+            (&gate, &invalid),
+            (&open, &invalid),
+        ] {
+            let why = gate.compiled(schema).err().expect("refused");
+            assert!(!why.contains("pw-in-ref"), "{why}");
+        }
     }
 
     /// Prepared renders older than `PREPARED_FOR` are dropped at the next sweep, not kept

@@ -34,6 +34,11 @@ pub(crate) struct RenderEntry {
     pub(crate) post_prompt_url: Option<String>,
     /// The upstream's payment connector and status URLs, by `pay` verb.
     pub(crate) pay: Vec<PayEntry>,
+    /// The secrets of upstream URLs the rewrite took out of the document without keeping them
+    /// (`SWAIG.includes`, a `SWAIG.defaults` URL, left-out functions): not forwarded to, but
+    /// still never served. At most [`MAX_REMOVED_SECRETS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) removed_secrets: Vec<String>,
 }
 
 /// One upstream function.
@@ -60,6 +65,10 @@ pub(crate) const MAX_FUNCTIONS: usize = 256;
 /// earlier one shares its entry): the entry is stored with the call and read again for each
 /// call, so an upstream cannot grow it without bound.
 pub(crate) const MAX_PAY: usize = 16;
+
+/// The most distinct secrets a render keeps from the URLs it removed (upstreams reuse one
+/// password or token): past it the document is not served, as the rest could not be looked for.
+pub(crate) const MAX_REMOVED_SECRETS: usize = 256;
 
 /// The session key a render's [`RenderEntry`] is stored under.
 pub(crate) const ENTRY_KEY: &str = "__vg.gateway";
@@ -179,12 +188,21 @@ fn rewrite_ai(
     };
     if let Some(includes) = swaig.remove("includes") {
         notes.includes_removed += includes.as_array().map_or(1, Vec::len);
+        for include in includes.as_array().into_iter().flatten() {
+            if let Some(url) = include.get("url").and_then(Value::as_str) {
+                keep_removed(url, entry, notes);
+            }
+        }
     }
     let default_url = swaig
         .get("defaults")
         .and_then(|d| d.get("web_hook_url"))
         .and_then(Value::as_str)
         .map(str::to_string);
+    if let Some(url) = &default_url {
+        // Whether or not a function inherits it, it leaves the document.
+        keep_removed(url, entry, notes);
+    }
     if let Some(defaults) = swaig.get_mut("defaults").and_then(Value::as_object_mut) {
         if defaults.contains_key("web_hook_url") {
             // Tokenless: a function that reaches it is refused `token_missing`.
@@ -204,54 +222,69 @@ fn rewrite_ai(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let own = function.get("web_hook_url").and_then(Value::as_str);
-        if function.contains_key("data_map") {
-            // Run by the platform itself: nothing of it would pass through the gateway (its
-            // actions, transfers included, would never meet the allow-list).
-            notes.dropped.push((
-                name,
-                "data_map functions run on the platform, past the gateway".into(),
-            ));
-            return false;
-        }
-        if entry.functions.len() >= MAX_FUNCTIONS {
-            notes.dropped.push((
-                name,
-                format!("a render keeps at most {MAX_FUNCTIONS} functions"),
-            ));
-            return false;
-        }
-        let Some(url) = own.map(str::to_string).or_else(|| default_url.clone()) else {
-            notes.dropped.push((name, "it has no webhook URL".into()));
-            return false;
-        };
-        if name.is_empty() || name.starts_with("__") || name.len() > 64 {
-            notes
-                .dropped
-                .push((name, "its name is empty, too long or reserved (__)".into()));
-            return false;
-        }
-        if entry.functions.contains_key(&name) {
-            notes.dropped.push((name, "it is declared twice".into()));
-            return false;
-        }
+        let own = function
+            .get("web_hook_url")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let url = own.clone().or_else(|| default_url.clone());
         let schema = function
             .get("parameters")
             .cloned()
             .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
-        if let Err(why) = schema_ok(&schema) {
-            notes
-                .dropped
-                .push((name, format!("its parameters cannot be enforced: {why}")));
-            return false;
+        match (
+            url,
+            why_left_out(function, &name, &schema, entry, schema_ok),
+        ) {
+            (None, None) => {
+                notes.dropped.push((name, "it has no webhook URL".into()));
+                false
+            }
+            (_, Some(why)) => {
+                notes.dropped.push((name, why));
+                if let Some(own) = &own {
+                    // Out of the document, but its secrets are still never served.
+                    keep_removed(own, entry, notes);
+                }
+                false
+            }
+            (Some(url), None) => {
+                function.insert(
+                    "web_hook_url".into(),
+                    Value::String(minter.function_url(&name)),
+                );
+                entry.functions.insert(name, FunctionEntry { url, schema });
+                true
+            }
         }
-        function.insert(
-            "web_hook_url".into(),
-            Value::String(minter.function_url(&name)),
-        );
-        entry.functions.insert(name, FunctionEntry { url, schema });
-        true
     });
+}
+
+/// Why the upstream's function `name` (declaring `schema`) is left out of the document, if it
+/// is for anything but a missing webhook URL.
+fn why_left_out(
+    function: &Map<String, Value>,
+    name: &str,
+    schema: &Value,
+    entry: &RenderEntry,
+    schema_ok: SchemaCheck<'_>,
+) -> Option<String> {
+    if function.contains_key("data_map") {
+        // Run by the platform itself: nothing of it would pass through the gateway (its
+        // actions, transfers included, would never meet the allow-list).
+        return Some("data_map functions run on the platform, past the gateway".into());
+    }
+    if entry.functions.len() >= MAX_FUNCTIONS {
+        return Some(format!("a render keeps at most {MAX_FUNCTIONS} functions"));
+    }
+    if name.is_empty() || name.starts_with("__") || name.len() > 64 {
+        return Some("its name is empty, too long or reserved (__)".into());
+    }
+    if entry.functions.contains_key(name) {
+        return Some("it is declared twice".into());
+    }
+    schema_ok(schema)
+        .err()
+        .map(|why| format!("its parameters cannot be enforced: {why}"))
 }
 
 /// Point a `pay` verb's connector and status URLs at the gateway, keeping the upstream's.
@@ -301,11 +334,103 @@ pub(crate) fn rewrite_pay(
     true
 }
 
-/// The upstream's secrets a rendered document must not contain: the configured password, and
-/// from every original URL kept in `entry` its password, its token-like query values and the
-/// URL itself.
-pub(crate) fn secrets(entry: &RenderEntry, password: Option<&str>) -> Vec<String> {
-    let mut secrets: Vec<String> = password.map(str::to_string).into_iter().collect();
+/// Query keys whose values are secrets (a key containing any of these, in any case), when the
+/// value is at least 8 characters.
+const SECRET_QUERY_KEYS: &[&str] = &[
+    "token",
+    "key",
+    "secret",
+    "sig",
+    "auth",
+    "pass",
+    "pwd",
+    "code",
+    "jwt",
+    "session",
+    "credential",
+    "bearer",
+    "hmac",
+];
+
+/// Keep the secrets of `url`, which the rewrite took out of the document, in
+/// `entry.removed_secrets`; past [`MAX_REMOVED_SECRETS`] the document is not served.
+fn keep_removed(url: &str, entry: &mut RenderEntry, notes: &mut Notes) {
+    let mut found = Vec::new();
+    url_secrets(url, &mut found);
+    for secret in found {
+        if secret.len() < MIN_SECRET || entry.removed_secrets.contains(&secret) {
+            continue;
+        }
+        if entry.removed_secrets.len() >= MAX_REMOVED_SECRETS {
+            notes.unrewritten =
+                Some("more distinct credentials in removed URLs than a render keeps");
+            return;
+        }
+        entry.removed_secrets.push(secret);
+    }
+}
+
+/// Secrets shorter than this are not looked for (they would match ordinary text).
+const MIN_SECRET: usize = 4;
+
+/// Every spelling of a credential pair a document could carry: the password, `user:password`,
+/// and the pair as a Basic `Authorization` value (with and without its `=` padding). A user
+/// without a password counts as a key (an API key given as the user name) when it is at least
+/// 8 characters long.
+fn credential_forms(user: &str, password: &str, out: &mut Vec<String>) {
+    if password.is_empty() {
+        if user.len() < 8 {
+            return;
+        }
+        out.push(user.to_string());
+    } else {
+        out.push(password.to_string());
+        if !user.is_empty() {
+            out.push(format!("{user}:{password}"));
+        }
+    }
+    let header = voxguard_guard::basic_authorization(user, password);
+    let encoded = header.trim_start_matches("Basic ");
+    out.push(encoded.to_string());
+    out.push(encoded.trim_end_matches('=').to_string());
+}
+
+/// The secrets one upstream URL carries: its credentials (as written and decoded, in every
+/// form of [`credential_forms`]), the values of token-like query keys (as written and
+/// decoded) and the URL itself.
+fn url_secrets(text: &str, out: &mut Vec<String>) {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    if let Ok(url) = url::Url::parse(text) {
+        let (user, password) = (url.username(), url.password().unwrap_or(""));
+        credential_forms(user, password, out);
+        credential_forms(&decode(user), &decode(password), out);
+        for pair in url.query().unwrap_or("").split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode(key).to_ascii_lowercase();
+            if value.len() >= 8 && SECRET_QUERY_KEYS.iter().any(|k| key.contains(k)) {
+                out.push(value.to_string());
+                out.extend(
+                    url::form_urlencoded::parse(pair.as_bytes())
+                        .map(|(_, value)| value.into_owned()),
+                );
+            }
+        }
+    }
+    out.push(text.to_string());
+}
+
+/// The upstream's secrets a rendered document must not contain: the configured credentials
+/// (user, password), the secrets of every original URL kept in `entry` ([`url_secrets`]) and
+/// those of the URLs the rewrite removed.
+pub(crate) fn secrets(entry: &RenderEntry, configured: Option<(&str, &str)>) -> Vec<String> {
+    let mut secrets = Vec::new();
+    if let Some((user, password)) = configured {
+        credential_forms(user, password, &mut secrets);
+    }
     let urls = entry
         .functions
         .values()
@@ -319,37 +444,10 @@ pub(crate) fn secrets(entry: &RenderEntry, password: Option<&str>) -> Vec<String
                 .map(String::as_str),
         );
     for text in urls {
-        if let Ok(url) = url::Url::parse(text) {
-            if let Some(password) = url.password().filter(|p| !p.is_empty()) {
-                secrets.push(password.to_string());
-                secrets.push(
-                    percent_encoding::percent_decode_str(password)
-                        .decode_utf8_lossy()
-                        .into_owned(),
-                );
-            }
-            for (key, value) in url.query_pairs() {
-                let key = key.to_ascii_lowercase();
-                if [
-                    "token",
-                    "key",
-                    "secret",
-                    "signature",
-                    "auth",
-                    "password",
-                    "sig",
-                ]
-                .iter()
-                .any(|k| key.contains(k))
-                    && value.len() >= 8
-                {
-                    secrets.push(value.into_owned());
-                }
-            }
-        }
-        secrets.push(text.to_string());
+        url_secrets(text, &mut secrets);
     }
-    secrets.retain(|s| s.len() >= 4);
+    secrets.extend(entry.removed_secrets.iter().cloned());
+    secrets.retain(|s| s.len() >= MIN_SECRET);
     secrets.sort();
     secrets.dedup();
     secrets
@@ -379,7 +477,7 @@ impl SecretFinder {
         }
     }
 
-    /// The JSON path of the first string (or key) in `value` that contains a secret, if any;
+    /// The JSON path of the first string, number or key in `value` that contains a secret, if any;
     /// a key that holds one is shown as `<key>`, since the path is logged.
     pub(crate) fn find(&self, value: &Value) -> Option<String> {
         fn walk(
@@ -389,6 +487,10 @@ impl SecretFinder {
         ) -> Option<String> {
             match value {
                 Value::String(text) => finder.is_match(text.as_str()).then(|| path.clone()),
+                // A numeric password or token sent as a JSON number.
+                Value::Number(number) => finder
+                    .is_match(number.to_string().as_str())
+                    .then(|| path.clone()),
                 Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
                     let len = path.len();
                     path.push_str(&format!("/{i}"));
@@ -488,7 +590,7 @@ mod tests {
         assert_eq!(notes.includes_removed, 1);
         assert_eq!(notes.dropped.len(), 2);
         assert_eq!(entry.pay.len(), 1);
-        let secrets = secrets(&entry, Some("configured-pass"));
+        let secrets = secrets(&entry, Some(("configured-user", "configured-pass")));
         assert!(secrets.iter().any(|s| s == "s3cret-pass"));
         assert!(secrets.iter().any(|s| s == "upstream-token-abcdef"));
         assert_eq!(SecretFinder::new(&secrets).find(&doc), None, "{doc:#}");
@@ -542,6 +644,100 @@ mod tests {
             SecretFinder::new(&secrets(&entry, None)).find(&doc),
             None,
             "{doc}"
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_an_upstream_secret_is_looked_for() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let mut doc = json!({"sections": {"main": [{"ai": {"SWAIG": {
+            "defaults": {"web_hook_url": "https://dflt:default-pass-77@up.example.com/unused"},
+            "includes": [{"url": "https://inc:include-pass-88@up.example.com/list", "functions": ["x"]}],
+            "functions": [
+                {"function": "lookup", "web_hook_url": "https://agent:s3cret-pass@up.example.com/swaig?token=ab+cD/ef%3D%3D9xYz"},
+                {"function": "__reserved", "web_hook_url": "https://up.example.com/swaig?api_key=dropped-key-123456"},
+                {"function": "keyed", "web_hook_url": "https://sk_live_9f8e7d6c@up.example.com/swaig"}
+            ]
+        }}}]}});
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        rewrite_document(
+            &mut doc,
+            &minter(&keys, &info),
+            &mut entry,
+            &|_| Ok(()),
+            &mut notes,
+        );
+        assert_eq!(notes.unrewritten, None);
+        assert_eq!(entry.functions.len(), 2, "{entry:?}");
+        let finder = SecretFinder::new(&secrets(&entry, Some(("cfg-user", "cfg-password-1"))));
+        assert_eq!(
+            finder.find(&doc),
+            None,
+            "the rewritten document is clean: {doc:#}"
+        );
+        let basic = |user: &str, password: &str| {
+            voxguard_guard::basic_authorization(user, password).to_string()
+        };
+        let unpadded = basic("agent", "s3cret-pass")
+            .trim_end_matches('=')
+            .to_string();
+        let leaks = [
+            // A query token as written, and decoded.
+            json!({"debug_webhook_url": "https://up.example.com/dbg?token=ab+cD/ef%3D%3D9xYz"}),
+            json!({"note": "ab cD/ef==9xYz"}),
+            // Credentials as a Basic header value (padded or not) and as the pair.
+            json!({"headers": {"Authorization": basic("agent", "s3cret-pass")}}),
+            json!({"headers": {"Authorization": unpadded}}),
+            json!({"headers": {"Authorization": basic("cfg-user", "cfg-password-1")}}),
+            json!({"pair": "agent:s3cret-pass"}),
+            // From URLs the rewrite removed: a left-out function, the defaults, the includes.
+            json!({"url": "https://up.example.com/other?k=dropped-key-123456"}),
+            json!({"x": "default-pass-77"}),
+            json!({"x": "include-pass-88"}),
+            // A key given as the user name.
+            json!({"x": "sk_live_9f8e7d6c"}),
+        ];
+        for leak in leaks {
+            assert!(finder.find(&leak).is_some(), "not found: {leak}");
+        }
+        let numeric = SecretFinder::new(&secrets(&RenderEntry::default(), Some(("u", "31415926"))));
+        assert_eq!(
+            numeric.find(&json!({"pin": 31415926})).as_deref(),
+            Some("/pin")
+        );
+        // Stored with the call (replicas read it back), the removed secrets survive.
+        let stored: RenderEntry =
+            serde_json::from_value(serde_json::to_value(&entry).unwrap()).unwrap();
+        assert_eq!(stored, entry);
+        assert!(stored
+            .removed_secrets
+            .iter()
+            .any(|s| s == "include-pass-88"));
+    }
+
+    #[test]
+    fn the_secrets_of_removed_urls_are_bounded() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let functions: Vec<Value> = (0..=MAX_REMOVED_SECRETS)
+            .map(|i| json!({"function": format!("__{i}"), "web_hook_url": format!("https://up.example.com/s?token=token-{i:08}")}))
+            .collect();
+        let mut doc = json!({"sections": {"main": [{"ai": {"SWAIG": {"functions": functions}}}]}});
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        rewrite_document(
+            &mut doc,
+            &minter(&keys, &info),
+            &mut entry,
+            &|_| Ok(()),
+            &mut notes,
+        );
+        assert_eq!(entry.removed_secrets.len(), MAX_REMOVED_SECRETS);
+        assert!(
+            notes.unrewritten.is_some(),
+            "a document whose removed secrets could not all be kept is not served"
         );
     }
 

@@ -112,12 +112,12 @@ impl Upstream {
         })
     }
 
-    /// The configured password, if any: it must never reach a rendered document.
-    pub(crate) fn password(&self) -> Option<&str> {
+    /// The configured credentials (user, password), if any: neither the password nor the
+    /// pair may ever reach a rendered document.
+    pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
         self.credentials
             .as_ref()
-            .map(|c| c.password.as_str())
-            .filter(|p| !p.is_empty())
+            .map(|c| (c.user.as_str(), c.password.as_str()))
     }
 
     /// Whether the upstream answers at all (`/ready`): any HTTP answer below 500 to a `GET` of
