@@ -68,7 +68,7 @@ pub(crate) const MAX_PAY: usize = 16;
 
 /// The most distinct secrets a render keeps from the URLs it removed (upstreams reuse one
 /// password or token): past it the document is not served, as the rest could not be looked for.
-pub(crate) const MAX_REMOVED_SECRETS: usize = 256;
+pub(crate) const MAX_REMOVED_SECRETS: usize = 1024;
 
 /// The session key a render's [`RenderEntry`] is stored under.
 pub(crate) const ENTRY_KEY: &str = "__vg.gateway";
@@ -106,6 +106,10 @@ pub(crate) struct Notes {
     /// Why webhooks may be left pointing at the upstream (verbs nested deeper than the
     /// rewrite looks, more `pay` verbs than a render keeps): such a document is not served.
     pub(crate) unrewritten: Option<&'static str>,
+    /// The secrets already in `RenderEntry::removed_secrets` (one lookup each, not a scan).
+    removed_seen: std::collections::HashSet<String>,
+    /// Whether `RenderEntry::removed_secrets` is full (the document is then not served).
+    removed_overflow: bool,
 }
 
 /// A function's schema, compiled or not: the rewrite drops a function whose schema the gateway
@@ -175,7 +179,10 @@ fn rewrite_ai(
     notes: &mut Notes,
 ) {
     if let Some(url) = ai.get("post_prompt_url").and_then(Value::as_str) {
-        entry.post_prompt_url = Some(url.to_string());
+        if let Some(earlier) = entry.post_prompt_url.replace(url.to_string()) {
+            // Another `ai` verb's: no longer forwarded to, but still never served.
+            keep_removed(&earlier, entry, notes);
+        }
         let ours = minter.url(
             minter.routes.post_prompt(),
             POST_PROMPT_FUNCTION,
@@ -188,7 +195,11 @@ fn rewrite_ai(
     };
     if let Some(includes) = swaig.remove("includes") {
         notes.includes_removed += includes.as_array().map_or(1, Vec::len);
-        for include in includes.as_array().into_iter().flatten() {
+        let listed = match &includes {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for include in listed {
             if let Some(url) = include.get("url").and_then(Value::as_str) {
                 keep_removed(url, entry, notes);
             }
@@ -231,22 +242,8 @@ fn rewrite_ai(
             .get("parameters")
             .cloned()
             .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
-        match (
-            url,
-            why_left_out(function, &name, &schema, entry, schema_ok),
-        ) {
-            (None, None) => {
-                notes.dropped.push((name, "it has no webhook URL".into()));
-                false
-            }
-            (_, Some(why)) => {
-                notes.dropped.push((name, why));
-                if let Some(own) = &own {
-                    // Out of the document, but its secrets are still never served.
-                    keep_removed(own, entry, notes);
-                }
-                false
-            }
+        let why = why_left_out(function, &name, &schema, url.is_some(), entry, schema_ok);
+        match (url, why) {
             (Some(url), None) => {
                 function.insert(
                     "web_hook_url".into(),
@@ -255,16 +252,28 @@ fn rewrite_ai(
                 entry.functions.insert(name, FunctionEntry { url, schema });
                 true
             }
+            (_, why) => {
+                let why = why.unwrap_or_else(|| "it has no webhook URL".into());
+                notes.dropped.push((name, why));
+                if let Some(own) = &own {
+                    // Out of the document, but its secrets are still never served.
+                    keep_removed(own, entry, notes);
+                }
+                false
+            }
         }
     });
 }
 
-/// Why the upstream's function `name` (declaring `schema`) is left out of the document, if it
-/// is for anything but a missing webhook URL.
+/// Why the upstream's function `name` (declaring `schema`; with a webhook URL of its own or
+/// inherited, or not) is left out of the document, if it is. The checks run in this order, so
+/// the reason logged is the first that applies, and a schema is compiled only for a function
+/// that is otherwise kept.
 fn why_left_out(
     function: &Map<String, Value>,
     name: &str,
     schema: &Value,
+    has_url: bool,
     entry: &RenderEntry,
     schema_ok: SchemaCheck<'_>,
 ) -> Option<String> {
@@ -275,6 +284,9 @@ fn why_left_out(
     }
     if entry.functions.len() >= MAX_FUNCTIONS {
         return Some(format!("a render keeps at most {MAX_FUNCTIONS} functions"));
+    }
+    if !has_url {
+        return Some("it has no webhook URL".into());
     }
     if name.is_empty() || name.starts_with("__") || name.len() > 64 {
         return Some("its name is empty, too long or reserved (__)".into());
@@ -334,34 +346,48 @@ pub(crate) fn rewrite_pay(
     true
 }
 
-/// Query keys whose values are secrets (a key containing any of these, in any case), when the
-/// value is at least 8 characters.
+/// Query keys whose values are secrets: a key containing any of these (in any case)…
 const SECRET_QUERY_KEYS: &[&str] = &[
     "token",
     "key",
     "secret",
     "sig",
     "auth",
-    "pass",
+    "password",
+    "passwd",
     "pwd",
-    "code",
     "jwt",
-    "session",
     "credential",
     "bearer",
     "hmac",
 ];
 
+/// …or one of these as a whole word of it (`pass`, `api-pass`; not `passthrough`).
+const SECRET_QUERY_WORDS: &[&str] = &["pass"];
+
+/// Whether the values of query key `key` are secrets (when 8 characters or longer).
+fn secret_query_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_QUERY_KEYS.iter().any(|k| key.contains(k))
+        || key
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| SECRET_QUERY_WORDS.contains(&word))
+}
+
 /// Keep the secrets of `url`, which the rewrite took out of the document, in
 /// `entry.removed_secrets`; past [`MAX_REMOVED_SECRETS`] the document is not served.
 fn keep_removed(url: &str, entry: &mut RenderEntry, notes: &mut Notes) {
+    if notes.removed_overflow {
+        return;
+    }
     let mut found = Vec::new();
-    url_secrets(url, &mut found);
+    url_credentials(url, &mut found);
     for secret in found {
-        if secret.len() < MIN_SECRET || entry.removed_secrets.contains(&secret) {
+        if secret.len() < MIN_SECRET || !notes.removed_seen.insert(secret.clone()) {
             continue;
         }
         if entry.removed_secrets.len() >= MAX_REMOVED_SECRETS {
+            notes.removed_overflow = true;
             notes.unrewritten =
                 Some("more distinct credentials in removed URLs than a render keeps");
             return;
@@ -373,8 +399,9 @@ fn keep_removed(url: &str, entry: &mut RenderEntry, notes: &mut Notes) {
 /// Secrets shorter than this are not looked for (they would match ordinary text).
 const MIN_SECRET: usize = 4;
 
-/// Every spelling of a credential pair a document could carry: the password, `user:password`,
-/// and the pair as a Basic `Authorization` value (with and without its `=` padding). A user
+/// Every spelling of a credential pair a document could carry: the password (or
+/// `user:password` when the password alone is too short to look for), and the pair as a Basic
+/// `Authorization` value (without its `=` padding, which a padded value contains). A user
 /// without a password counts as a key (an API key given as the user name) when it is at least
 /// 8 characters long.
 fn credential_forms(user: &str, password: &str, out: &mut Vec<String>) {
@@ -383,53 +410,61 @@ fn credential_forms(user: &str, password: &str, out: &mut Vec<String>) {
             return;
         }
         out.push(user.to_string());
-    } else {
+    } else if password.len() >= MIN_SECRET {
         out.push(password.to_string());
-        if !user.is_empty() {
-            out.push(format!("{user}:{password}"));
-        }
+    } else {
+        out.push(format!("{user}:{password}"));
     }
     let header = voxguard_guard::basic_authorization(user, password);
-    let encoded = header.trim_start_matches("Basic ");
+    let encoded = header.trim_start_matches("Basic ").trim_end_matches('=');
     out.push(encoded.to_string());
-    out.push(encoded.trim_end_matches('=').to_string());
 }
 
-/// The secrets one upstream URL carries: its credentials (as written and decoded, in every
-/// form of [`credential_forms`]), the values of token-like query keys (as written and
-/// decoded) and the URL itself.
-fn url_secrets(text: &str, out: &mut Vec<String>) {
+/// [`credential_forms`] of `user` and `password` both as given and percent-encoded the way
+/// a URL's userinfo carries them (`p@ss` is written `p%40ss` there).
+fn credential_spellings(user: &str, password: &str, out: &mut Vec<String>) {
+    credential_forms(user, password, out);
+    if let Ok(mut url) = url::Url::parse("http://host/") {
+        if url.set_username(user).is_ok() && url.set_password(Some(password)).is_ok() {
+            let (user, password) = (url.username(), url.password().unwrap_or(""));
+            credential_forms(user, password, out);
+        }
+    }
+}
+
+/// The secrets one upstream URL carries besides the URL itself: its credentials (as written
+/// and decoded, in every form of [`credential_forms`]) and the values of token-like query keys
+/// (as written and decoded).
+fn url_credentials(text: &str, out: &mut Vec<String>) {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()
             .into_owned()
     };
-    if let Ok(url) = url::Url::parse(text) {
-        let (user, password) = (url.username(), url.password().unwrap_or(""));
-        credential_forms(user, password, out);
-        credential_forms(&decode(user), &decode(password), out);
-        for pair in url.query().unwrap_or("").split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = decode(key).to_ascii_lowercase();
-            if value.len() >= 8 && SECRET_QUERY_KEYS.iter().any(|k| key.contains(k)) {
-                out.push(value.to_string());
-                out.extend(
-                    url::form_urlencoded::parse(pair.as_bytes())
-                        .map(|(_, value)| value.into_owned()),
-                );
-            }
+    let Ok(url) = url::Url::parse(text) else {
+        return;
+    };
+    let (user, password) = (url.username(), url.password().unwrap_or(""));
+    credential_forms(user, password, out);
+    credential_forms(&decode(user), &decode(password), out);
+    for pair in url.query().unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if value.len() >= 8 && secret_query_key(&decode(key)) {
+            out.push(value.to_string());
+            out.extend(
+                url::form_urlencoded::parse(pair.as_bytes()).map(|(_, value)| value.into_owned()),
+            );
         }
     }
-    out.push(text.to_string());
 }
 
 /// The upstream's secrets a rendered document must not contain: the configured credentials
-/// (user, password), the secrets of every original URL kept in `entry` ([`url_secrets`]) and
-/// those of the URLs the rewrite removed.
+/// (user, password), every original URL kept in `entry` with its [`url_credentials`], and the
+/// credentials of the URLs the rewrite removed.
 pub(crate) fn secrets(entry: &RenderEntry, configured: Option<(&str, &str)>) -> Vec<String> {
     let mut secrets = Vec::new();
     if let Some((user, password)) = configured {
-        credential_forms(user, password, &mut secrets);
+        credential_spellings(user, password, &mut secrets);
     }
     let urls = entry
         .functions
@@ -444,7 +479,8 @@ pub(crate) fn secrets(entry: &RenderEntry, configured: Option<(&str, &str)>) -> 
                 .map(String::as_str),
         );
     for text in urls {
-        url_secrets(text, &mut secrets);
+        url_credentials(text, &mut secrets);
+        secrets.push(text.to_string());
     }
     secrets.extend(entry.removed_secrets.iter().cloned());
     secrets.retain(|s| s.len() >= MIN_SECRET);
@@ -487,9 +523,11 @@ impl SecretFinder {
         ) -> Option<String> {
             match value {
                 Value::String(text) => finder.is_match(text.as_str()).then(|| path.clone()),
-                // A numeric password or token sent as a JSON number.
+                // A numeric password or token sent as a JSON number (8 digits or more: a
+                // shorter one would match ordinary amounts and numbers).
                 Value::Number(number) => finder
-                    .is_match(number.to_string().as_str())
+                    .find_iter(number.to_string().as_str())
+                    .any(|found| found.len() >= 8)
                     .then(|| path.clone()),
                 Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
                     let len = path.len();
@@ -715,6 +753,66 @@ mod tests {
             .removed_secrets
             .iter()
             .any(|s| s == "include-pass-88"));
+    }
+
+    #[test]
+    fn ordinary_query_values_and_numbers_are_not_taken_for_secrets() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let url = "https://up.example.com/swaig?session_id=3f2a9c1e-77aa&promo_code=SUMMER2024&passthrough=abcdefgh12&call_id=c-123456789&api-pass=pass-word-1234";
+        let mut doc = json!({"sections": {"main": [{"ai": {
+            "prompt": {"text": "Offer SUMMER2024; session 3f2a9c1e-77aa; ref abcdefgh12; call c-123456789; total 4321.5"},
+            "SWAIG": {"functions": [{"function": "lookup", "web_hook_url": url}]}
+        }}]}});
+        let mut entry = RenderEntry::default();
+        rewrite_document(
+            &mut doc,
+            &minter(&keys, &info),
+            &mut entry,
+            &|_| Ok(()),
+            &mut Notes::default(),
+        );
+        let finder = SecretFinder::new(&secrets(&entry, Some(("agent", "cfg-password-77"))));
+        assert_eq!(finder.find(&doc), None, "{doc:#}");
+        // A short numeric password is looked for in text, not in every number.
+        let short = SecretFinder::new(&secrets(&entry, Some(("agent", "4321"))));
+        assert_eq!(short.find(&json!({"amount": 4321, "zip": 43210})), None);
+        assert!(short.find(&json!({"note": "pin 4321"})).is_some());
+        assert!(
+            finder.find(&json!({"x": "pass-word-1234"})).is_some(),
+            "`pass` as a word of the key"
+        );
+    }
+
+    #[test]
+    fn secrets_of_replaced_or_single_urls_and_encoded_credentials_are_found() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let mut doc = json!({"sections": {"main": [
+            {"ai": {"post_prompt_url": "https://u:first-pp-pass@up.example.com/pp"}},
+            {"ai": {"post_prompt_url": "https://u:second-pp-pass@up.example.com/pp",
+                    "SWAIG": {"includes": {"url": "https://i:single-include-pass@up.example.com/l"}}}}
+        ]}});
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        rewrite_document(
+            &mut doc,
+            &minter(&keys, &info),
+            &mut entry,
+            &|_| Ok(()),
+            &mut notes,
+        );
+        assert_eq!(notes.includes_removed, 1);
+        let finder = SecretFinder::new(&secrets(&entry, Some(("agent", "p@ss/w0rd-9"))));
+        assert_eq!(finder.find(&doc), None, "{doc:#}");
+        for leak in [
+            json!({"x": "first-pp-pass"}),
+            json!({"x": "second-pp-pass"}),
+            json!({"x": "single-include-pass"}),
+            json!({"debug_webhook_url": "https://agent:p%40ss%2Fw0rd-9@up.example.com/dbg"}),
+        ] {
+            assert!(finder.find(&leak).is_some(), "not found: {leak}");
+        }
     }
 
     #[test]
