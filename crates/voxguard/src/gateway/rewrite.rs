@@ -55,6 +55,33 @@ pub(crate) struct FunctionEntry {
 pub(crate) struct PayEntry {
     pub(crate) connector: Option<String>,
     pub(crate) status: Option<String>,
+    /// What the gateway's payment tokens name this entry by: random, so that two answers
+    /// adding connectors at once (each writing the entry it read) can never hand one's token
+    /// the other's connector — at worst the entry lost to the other write is not found. Empty
+    /// in entries stored before ids, which tokens named by position.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) id: String,
+}
+
+impl PayEntry {
+    /// Whether `other` names the same connector and status URLs.
+    fn same_urls(&self, other: &PayEntry) -> bool {
+        self.connector == other.connector && self.status == other.status
+    }
+}
+
+impl RenderEntry {
+    /// The `pay` entry a payment token's session part names: by id, or by position for an
+    /// entry stored before ids (tokens minted then).
+    pub(crate) fn pay_named(&self, name: &str) -> Option<&PayEntry> {
+        match self.pay.iter().find(|p| !p.id.is_empty() && p.id == name) {
+            Some(found) => Some(found),
+            None => {
+                let index: usize = name.parse().ok()?;
+                self.pay.get(index).filter(|p| p.id.is_empty())
+            }
+        }
+    }
 }
 
 /// The most functions one render keeps (the rest are left out and logged): what a hostile
@@ -318,9 +345,13 @@ pub(crate) fn rewrite_pay(
     if connector.is_none() && status.is_none() {
         return true;
     }
-    let kept = PayEntry { connector, status };
+    let kept = PayEntry {
+        connector,
+        status,
+        id: String::new(),
+    };
     // The same URLs share one entry (and tokens for it), so that repeating them costs nothing.
-    let index = match entry.pay.iter().position(|p| *p == kept) {
+    let index = match entry.pay.iter().position(|p| p.same_urls(&kept)) {
         Some(index) => index,
         None if entry.pay.len() >= MAX_PAY => {
             // Not pointed at the gateway, so not served: the platform must not reach the
@@ -330,11 +361,19 @@ pub(crate) fn rewrite_pay(
             return false;
         }
         None => {
-            entry.pay.push(kept.clone());
+            use rand::Rng as _;
+            entry.pay.push(PayEntry {
+                id: format!("{:032x}", rand::thread_rng().gen::<u128>()),
+                ..kept.clone()
+            });
             entry.pay.len() - 1
         }
     };
-    let session = format!("{}|{index}", minter.render_id);
+    let named = match &entry.pay[index].id {
+        id if id.is_empty() => index.to_string(),
+        id => id.clone(),
+    };
+    let session = format!("{}|{named}", minter.render_id);
     if kept.connector.is_some() {
         let ours = minter.url(minter.routes.pay(), PAY_FUNCTION, &session);
         pay.insert("payment_connector_url".into(), Value::String(ours));
@@ -813,6 +852,63 @@ mod tests {
         ] {
             assert!(finder.find(&leak).is_some(), "not found: {leak}");
         }
+    }
+
+    /// Two answers of one render, each adding its own connector to the entry it read, then
+    /// each writing it back: the second write loses the first's connector, and the first's
+    /// token must find nothing rather than the second's connector.
+    #[test]
+    fn connectors_added_at_once_never_get_each_others_tokens() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let minter = minter(&keys, &info);
+        let stored = RenderEntry::default();
+        let (mut a, mut b) = (stored.clone(), stored.clone());
+        let pay = |url: &str| {
+            json!({ "payment_connector_url": url })
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let (mut pay_a, mut pay_b) = (
+            pay("https://up.example.com/pay-a"),
+            pay("https://up.example.com/pay-b"),
+        );
+        assert!(rewrite_pay(&mut pay_a, &minter, &mut a));
+        assert!(rewrite_pay(&mut pay_b, &minter, &mut b));
+        let named = |pay: &Map<String, Value>| {
+            let url = pay["payment_connector_url"].as_str().unwrap();
+            let token = url.split("__token=").nth(1).unwrap();
+            let session = keys
+                .verify_with_session_at(token, "c", PAY_FUNCTION, 1)
+                .unwrap();
+            session.split_once('|').unwrap().1.to_string()
+        };
+        let (name_a, name_b) = (named(&pay_a), named(&pay_b));
+        assert_ne!(name_a, name_b);
+        assert_eq!(
+            b.pay_named(&name_a),
+            None,
+            "a's token finds nothing in b's entry"
+        );
+        assert_eq!(
+            b.pay_named(&name_b).and_then(|p| p.connector.as_deref()),
+            Some("https://up.example.com/pay-b")
+        );
+        assert_eq!(
+            b.pay_named("0"),
+            None,
+            "entries with ids are never named by position"
+        );
+        // An entry stored before ids keeps answering the tokens minted then, by position.
+        let legacy: RenderEntry = serde_json::from_value(
+            json!({"functions": {}, "post_prompt_url": null, "pay": [{"connector": "https://up.example.com/old", "status": null}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            legacy.pay_named("0").and_then(|p| p.connector.as_deref()),
+            Some("https://up.example.com/old")
+        );
     }
 
     #[test]

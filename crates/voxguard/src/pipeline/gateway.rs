@@ -524,11 +524,7 @@ impl Pipeline {
                 );
             }
         };
-        let Some((render, index)) = claims
-            .session
-            .split_once('|')
-            .and_then(|(render, index)| Some((render, index.parse::<usize>().ok()?)))
-        else {
+        let Some((render, named)) = claims.session.split_once('|') else {
             return super::pay::refused(
                 403,
                 "payment_token_invalid",
@@ -550,7 +546,7 @@ impl Pipeline {
         let found = stored
             .and_then(|v| serde_json::from_value::<RenderEntry>(v).ok())
             .and_then(|entry| {
-                let pay = entry.pay.get(index)?;
+                let pay = entry.pay_named(named)?;
                 let url = if status {
                     pay.status.clone()
                 } else {
