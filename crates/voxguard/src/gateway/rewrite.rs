@@ -76,10 +76,12 @@ impl RenderEntry {
     pub(crate) fn pay_named(&self, name: &str) -> Option<&PayEntry> {
         match self.pay.iter().find(|p| !p.id.is_empty() && p.id == name) {
             Some(found) => Some(found),
-            None => {
+            // Positions are below `MAX_PAY` (16): never mistake an id for one.
+            None if name.len() <= 2 => {
                 let index: usize = name.parse().ok()?;
                 self.pay.get(index).filter(|p| p.id.is_empty())
             }
+            None => None,
         }
     }
 }
@@ -399,18 +401,33 @@ const SECRET_QUERY_KEYS: &[&str] = &[
     "credential",
     "bearer",
     "hmac",
+    "passcode",
+    "passphrase",
 ];
 
-/// …or one of these as a whole word of it (`pass`, `api-pass`; not `passthrough`).
-const SECRET_QUERY_WORDS: &[&str] = &["pass"];
-
-/// Whether the values of query key `key` are secrets (when 8 characters or longer).
+/// …or has `pass` as a whole word (`pass`, `api-pass`, `apiPass`; not `passthrough`), or is
+/// exactly `code` (Azure Functions' function key; not `promo_code`).
 fn secret_query_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_QUERY_KEYS.iter().any(|k| key.contains(k))
-        || key
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|word| SECRET_QUERY_WORDS.contains(&word))
+    let lower = key.to_ascii_lowercase();
+    if lower == "code" || SECRET_QUERY_KEYS.iter().any(|k| lower.contains(k)) {
+        return true;
+    }
+    // Words: split at anything not a letter or digit, and where camelCase turns upper.
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in key.chars() {
+        let boundary = !c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && previous_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    words.push(word);
+    words.iter().any(|w| w == "pass")
 }
 
 /// Keep the secrets of `url`, which the rewrite took out of the document, in
@@ -451,7 +468,7 @@ fn credential_forms(user: &str, password: &str, out: &mut Vec<String>) {
         out.push(user.to_string());
     } else if password.len() >= MIN_SECRET {
         out.push(password.to_string());
-    } else {
+    } else if !user.is_empty() {
         out.push(format!("{user}:{password}"));
     }
     let header = voxguard_guard::basic_authorization(user, password);
@@ -565,7 +582,7 @@ impl SecretFinder {
                 // A numeric password or token sent as a JSON number (8 digits or more: a
                 // shorter one would match ordinary amounts and numbers).
                 Value::Number(number) => finder
-                    .find_iter(number.to_string().as_str())
+                    .find_overlapping_iter(number.to_string().as_str())
                     .any(|found| found.len() >= 8)
                     .then(|| path.clone()),
                 Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
@@ -817,10 +834,30 @@ mod tests {
         let short = SecretFinder::new(&secrets(&entry, Some(("agent", "4321"))));
         assert_eq!(short.find(&json!({"amount": 4321, "zip": 43210})), None);
         assert!(short.find(&json!({"note": "pin 4321"})).is_some());
+        // A long numeric secret is found even where a short one matches inside it first.
+        let both = SecretFinder::new(&["1415".to_string(), "31415926".to_string()]);
+        assert!(both.find(&json!({"n": 31415926})).is_some());
+        assert_eq!(both.find(&json!({"n": 14150})), None);
         assert!(
             finder.find(&json!({"x": "pass-word-1234"})).is_some(),
             "`pass` as a word of the key"
         );
+        for (key, secret) in [
+            ("code", true),
+            ("apiPass", true),
+            ("userPass", true),
+            ("passcode", true),
+            ("passphrase", true),
+            ("api_key", true),
+            ("promo_code", false),
+            ("zipcode", false),
+            ("passthrough", false),
+            ("session_id", false),
+            ("call_id", false),
+            ("compass", false),
+        ] {
+            assert_eq!(secret_query_key(key), secret, "{key}");
+        }
     }
 
     #[test]
