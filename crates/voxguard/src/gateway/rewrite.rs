@@ -744,7 +744,6 @@ mod tests {
     #[test]
     fn every_spelling_of_an_upstream_secret_is_looked_for() {
         let keys = KeyRing::new(SecretKey::generate());
-        let info = info();
         let mut doc = json!({"sections": {"main": [{"ai": {"SWAIG": {
             "defaults": {"web_hook_url": "https://dflt:default-pass-77@up.example.com/unused"},
             "includes": [{"url": "https://inc:include-pass-88@up.example.com/list", "functions": ["x"]}],
@@ -754,15 +753,7 @@ mod tests {
                 {"function": "keyed", "web_hook_url": "https://sk_live_9f8e7d6c@up.example.com/swaig"}
             ]
         }}}]}});
-        let mut entry = RenderEntry::default();
-        let mut notes = Notes::default();
-        rewrite_document(
-            &mut doc,
-            &minter(&keys, &info),
-            &mut entry,
-            &|_| Ok(()),
-            &mut notes,
-        );
+        let (entry, notes) = rewrite_all(&mut doc, &keys);
         assert_eq!(notes.unrewritten, None);
         assert_eq!(entry.functions.len(), 2, "{entry:?}");
         let finder = SecretFinder::new(&secrets(&entry, Some(("cfg-user", "cfg-password-1"))));
@@ -814,20 +805,12 @@ mod tests {
     #[test]
     fn ordinary_query_values_and_numbers_are_not_taken_for_secrets() {
         let keys = KeyRing::new(SecretKey::generate());
-        let info = info();
         let url = "https://up.example.com/swaig?session_id=3f2a9c1e-77aa&promo_code=SUMMER2024&passthrough=abcdefgh12&call_id=c-123456789&api-pass=pass-word-1234";
         let mut doc = json!({"sections": {"main": [{"ai": {
             "prompt": {"text": "Offer SUMMER2024; session 3f2a9c1e-77aa; ref abcdefgh12; call c-123456789; total 4321.5"},
             "SWAIG": {"functions": [{"function": "lookup", "web_hook_url": url}]}
         }}]}});
-        let mut entry = RenderEntry::default();
-        rewrite_document(
-            &mut doc,
-            &minter(&keys, &info),
-            &mut entry,
-            &|_| Ok(()),
-            &mut Notes::default(),
-        );
+        let (entry, _) = rewrite_all(&mut doc, &keys);
         let finder = SecretFinder::new(&secrets(&entry, Some(("agent", "cfg-password-77"))));
         assert_eq!(finder.find(&doc), None, "{doc:#}");
         // A short numeric password is looked for in text, not in every number.
@@ -863,21 +846,12 @@ mod tests {
     #[test]
     fn secrets_of_replaced_or_single_urls_and_encoded_credentials_are_found() {
         let keys = KeyRing::new(SecretKey::generate());
-        let info = info();
         let mut doc = json!({"sections": {"main": [
             {"ai": {"post_prompt_url": "https://u:first-pp-pass@up.example.com/pp"}},
             {"ai": {"post_prompt_url": "https://u:second-pp-pass@up.example.com/pp",
                     "SWAIG": {"includes": {"url": "https://i:single-include-pass@up.example.com/l"}}}}
         ]}});
-        let mut entry = RenderEntry::default();
-        let mut notes = Notes::default();
-        rewrite_document(
-            &mut doc,
-            &minter(&keys, &info),
-            &mut entry,
-            &|_| Ok(()),
-            &mut notes,
-        );
+        let (entry, notes) = rewrite_all(&mut doc, &keys);
         assert_eq!(notes.includes_removed, 1);
         let finder = SecretFinder::new(&secrets(&entry, Some(("agent", "p@ss/w0rd-9"))));
         assert_eq!(finder.find(&doc), None, "{doc:#}");
@@ -970,6 +944,22 @@ mod tests {
             notes.unrewritten.is_some(),
             "a document whose removed secrets could not all be kept is not served"
         );
+    }
+
+    /// `doc` rewritten for call `c`, render `r`, every schema accepted: what it keeps and the
+    /// notes.
+    fn rewrite_all(doc: &mut Value, keys: &KeyRing) -> (RenderEntry, Notes) {
+        let info = info();
+        let mut entry = RenderEntry::default();
+        let mut notes = Notes::default();
+        rewrite_document(
+            doc,
+            &minter(keys, &info),
+            &mut entry,
+            &|_| Ok(()),
+            &mut notes,
+        );
+        (entry, notes)
     }
 
     /// A minter for call `c`, render `r`.
