@@ -37,6 +37,12 @@ const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 /// Renders kept prepared in memory (most recent calls); a miss reads the call's session.
 const PREPARED_CACHE: usize = 4 * 1024;
 
+/// The most bytes of upstream documents (their kept entries, counted twice: the entry and
+/// the tools' copies of its schemas) the prepared renders may hold together. A render of a
+/// 4 MiB document fits; past the budget the stale renders go, then all: a miss only costs
+/// preparing the render again from the call's session.
+const PREPARED_BYTES: usize = 64 * 1024 * 1024;
+
 /// Every this many renders kept, the ones older than [`PREPARED_FOR`] are dropped, so that
 /// memory follows the calls of the last half minute rather than the cache's bound.
 const SWEEP_EVERY: u64 = 256;
@@ -52,6 +58,36 @@ pub(crate) struct Prepared {
     pub(crate) tools: HashMap<String, Arc<Tool>>,
     pub(crate) secrets: rewrite::SecretFinder,
     at: std::time::Instant,
+    /// About what it holds (its entry as JSON, twice), for [`PREPARED_BYTES`].
+    bytes: usize,
+}
+
+/// The prepared renders by session scope, and the bytes they hold.
+#[derive(Default)]
+struct PreparedCache {
+    renders: HashMap<String, Arc<Prepared>>,
+    bytes: usize,
+}
+
+impl PreparedCache {
+    fn insert(&mut self, scope: String, prepared: Arc<Prepared>) {
+        self.bytes += prepared.bytes;
+        if let Some(old) = self.renders.insert(scope, prepared) {
+            self.bytes -= old.bytes;
+        }
+    }
+
+    fn remove(&mut self, scope: &str) {
+        if let Some(old) = self.renders.remove(scope) {
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Keep only the renders `keep` says to.
+    fn retain(&mut self, keep: impl Fn(&Prepared) -> bool) {
+        self.renders.retain(|_, p| keep(p));
+        self.bytes = self.renders.values().map(|p| p.bytes).sum();
+    }
 }
 
 /// What a pipeline in gateway mode holds besides its agent.
@@ -62,7 +98,9 @@ pub(crate) struct Gate {
     pub(crate) emergency_tools: HashSet<String>,
     pub(crate) checker: Option<SchemaChecker>,
     compiled: Mutex<HashMap<String, Arc<Compiled>>>,
-    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    prepared: Mutex<PreparedCache>,
+    /// [`PREPARED_BYTES`], lower in tests.
+    prepared_bytes: usize,
     /// Renders kept so far (for [`SWEEP_EVERY`]).
     kept: std::sync::atomic::AtomicU64,
 }
@@ -96,7 +134,8 @@ impl Gate {
             emergency_tools: config.emergency_tools.iter().cloned().collect(),
             checker,
             compiled: Mutex::new(HashMap::new()),
-            prepared: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(PreparedCache::default()),
+            prepared_bytes: PREPARED_BYTES,
             kept: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -151,11 +190,13 @@ impl Gate {
         for (name, function) in &entry.functions {
             tools.insert(name.clone(), Arc::new(self.tool(name, function)?));
         }
+        let bytes = serde_json::to_vec(&entry).map_or(0, |json| json.len()) * 2;
         Ok(Arc::new(Prepared {
             secrets: self.secrets(&entry),
             entry,
             tools,
             at: std::time::Instant::now(),
+            bytes,
         }))
     }
 
@@ -164,23 +205,33 @@ impl Gate {
         rewrite::SecretFinder::new(&rewrite::secrets(entry, self.upstream.credentials()))
     }
 
-    /// Keep `prepared` as the render of session `scope`.
+    /// Keep `prepared` as the render of session `scope`: past [`PREPARED_CACHE`] renders or
+    /// [`PREPARED_BYTES`] the stale ones go first, then all (a render larger than the budget
+    /// alone is not kept).
     pub(crate) fn keep(&self, scope: &str, prepared: Arc<Prepared>) {
         let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         let kept = self.kept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if cache.len() >= PREPARED_CACHE || kept % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            cache.retain(|_, p| p.at.elapsed() < PREPARED_FOR);
-            if cache.len() >= PREPARED_CACHE {
-                cache.clear();
+        cache.remove(scope);
+        let full = |cache: &PreparedCache| {
+            cache.renders.len() >= PREPARED_CACHE
+                || cache.bytes + prepared.bytes > self.prepared_bytes
+        };
+        if full(&cache) || kept % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            cache.retain(|p| p.at.elapsed() < PREPARED_FOR);
+            if full(&cache) {
+                cache.retain(|_| false);
             }
         }
-        cache.insert(scope.to_string(), prepared);
+        if prepared.bytes <= self.prepared_bytes {
+            cache.insert(scope.to_string(), prepared);
+        }
     }
 
     /// The prepared render of session `scope`, if kept and recent.
     pub(crate) fn prepared(&self, scope: &str) -> Option<Arc<Prepared>> {
         let cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         cache
+            .renders
             .get(scope)
             .filter(|p| p.at.elapsed() < PREPARED_FOR)
             .cloned()
@@ -188,8 +239,10 @@ impl Gate {
 
     /// Forget the prepared render of `scope` (its entry changed).
     pub(crate) fn forget(&self, scope: &str) {
-        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        cache.remove(scope);
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(scope);
     }
 
     /// The tool the pipeline checks a call to upstream function `name` as: its declared schema,
@@ -326,7 +379,10 @@ mod tests {
         for i in 0..SWEEP_EVERY - 1 {
             gate.keep(&format!("old-{i}"), stale(&gate));
         }
-        assert_eq!(gate.prepared.lock().unwrap().len() as u64, SWEEP_EVERY - 1);
+        assert_eq!(
+            gate.prepared.lock().unwrap().renders.len() as u64,
+            SWEEP_EVERY - 1
+        );
         assert!(
             gate.prepared("old-0").is_none(),
             "stale renders are not served"
@@ -334,7 +390,60 @@ mod tests {
         let fresh = gate.assemble(RenderEntry::default()).unwrap();
         gate.keep("fresh", fresh);
         let cache = gate.prepared.lock().unwrap();
-        assert_eq!(cache.len(), 1, "the sweep dropped every stale render");
-        assert!(cache.contains_key("fresh"));
+        assert_eq!(
+            cache.renders.len(),
+            1,
+            "the sweep dropped every stale render"
+        );
+        assert!(cache.renders.contains_key("fresh"));
+        assert_eq!(cache.bytes, cache.renders["fresh"].bytes);
+    }
+
+    /// However large the upstream's documents, the prepared renders hold at most their byte
+    /// budget together; one larger than the budget alone is not kept (it is prepared again
+    /// from the call's session at each call).
+    #[test]
+    fn prepared_renders_hold_at_most_their_byte_budget() {
+        let mut gate = Gate::new(&GatewayConfig::new(
+            url::Url::parse("http://127.0.0.1:9/").unwrap(),
+        ))
+        .unwrap();
+        gate.prepared_bytes = 1024 * 1024;
+        let entry = |functions: usize| RenderEntry {
+            functions: (0..functions)
+                .map(|i| {
+                    let schema = json!({"type": "object", "description": "x".repeat(40 * 1024)});
+                    let url = "http://127.0.0.1:9/swaig".to_string();
+                    (format!("f{i}"), FunctionEntry { url, schema })
+                })
+                .collect(),
+            ..RenderEntry::default()
+        };
+        for i in 0..40 {
+            gate.keep(&format!("r{i}"), gate.assemble(entry(3)).unwrap());
+            let cache = gate.prepared.lock().unwrap();
+            assert!(
+                cache.bytes <= gate.prepared_bytes,
+                "{} bytes held",
+                cache.bytes
+            );
+            assert_eq!(
+                cache.bytes,
+                cache.renders.values().map(|p| p.bytes).sum::<usize>()
+            );
+        }
+        assert!(gate.prepared("r39").is_some(), "the newest render is kept");
+        assert!(gate.prepared("r0").is_none(), "the oldest went for it");
+        let huge = gate.assemble(entry(15)).unwrap();
+        assert!(huge.bytes > gate.prepared_bytes);
+        gate.keep("huge", huge);
+        assert!(gate.prepared("huge").is_none());
+        // Forgetting a render gives its bytes back.
+        gate.forget("r39");
+        let cache = gate.prepared.lock().unwrap();
+        assert_eq!(
+            cache.bytes,
+            cache.renders.values().map(|p| p.bytes).sum::<usize>()
+        );
     }
 }
