@@ -30,6 +30,10 @@ use upstream::Upstream;
 /// Compiled schemas kept (distinct schemas; a gateway's upstream declares a few dozen).
 const COMPILED_CACHE: usize = 1024;
 
+/// The most schema text (JSON bytes) the compiled schemas are kept for together; their
+/// validators grow with it. Past it the cache starts over (renders keep what they use).
+const COMPILED_BYTES: usize = 16 * 1024 * 1024;
+
 /// The largest function schema the gateway enforces (as JSON text); a larger one leaves its
 /// function out of the render.
 const MAX_SCHEMA_BYTES: usize = 64 * 1024;
@@ -37,10 +41,11 @@ const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 /// Renders kept prepared in memory (most recent calls); a miss reads the call's session.
 const PREPARED_CACHE: usize = 4 * 1024;
 
-/// The most bytes of upstream documents (their kept entries, counted twice: the entry and
-/// the tools' copies of its schemas) the prepared renders may hold together. A render of a
-/// 4 MiB document fits; past the budget the stale renders go, then all: a miss only costs
-/// preparing the render again from the call's session.
+/// The most memory the prepared renders may hold together, as [`Prepared::bytes`] estimates
+/// it (the entry and the tools' copies of its schemas as `serde_json::Value`s, the secret
+/// finder's automaton). Past it the stale renders go, then the oldest; a render larger than
+/// the whole budget is not kept. A miss only costs preparing the render again from the call's
+/// session.
 const PREPARED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Every this many renders kept, the ones older than [`PREPARED_FOR`] are dropped, so that
@@ -58,7 +63,28 @@ pub(crate) struct Prepared {
     pub(crate) tools: HashMap<String, Arc<Tool>>,
     pub(crate) secrets: rewrite::SecretFinder,
     at: std::time::Instant,
-    /// About what it holds (its entry as JSON, twice), for [`PREPARED_BYTES`].
+    /// About the memory it holds, for [`PREPARED_BYTES`].
+    bytes: usize,
+}
+
+/// About the memory `value` takes as a `serde_json::Value`: every node, key and string.
+pub(crate) fn value_bytes(value: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>() + 16;
+    NODE + match value {
+        Value::String(text) => text.len(),
+        Value::Array(items) => items.iter().map(value_bytes).sum(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| NODE + k.len() + value_bytes(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// The compiled schemas by their JSON text, and the text's bytes.
+#[derive(Default)]
+struct CompiledCache {
+    schemas: HashMap<String, Arc<Compiled>>,
     bytes: usize,
 }
 
@@ -97,7 +123,9 @@ pub(crate) struct Gate {
     pub(crate) sensitive_args: Vec<String>,
     pub(crate) emergency_tools: HashSet<String>,
     pub(crate) checker: Option<SchemaChecker>,
-    compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+    compiled: Mutex<CompiledCache>,
+    /// [`COMPILED_BYTES`], lower in tests.
+    compiled_bytes: usize,
     prepared: Mutex<PreparedCache>,
     /// [`PREPARED_BYTES`], lower in tests.
     prepared_bytes: usize,
@@ -133,7 +161,8 @@ impl Gate {
             sensitive_args: config.sensitive_args.clone(),
             emergency_tools: config.emergency_tools.iter().cloned().collect(),
             checker,
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(CompiledCache::default()),
+            compiled_bytes: COMPILED_BYTES,
             prepared: Mutex::new(PreparedCache::default()),
             prepared_bytes: PREPARED_BYTES,
             kept: std::sync::atomic::AtomicU64::new(0),
@@ -150,7 +179,7 @@ impl Gate {
         if key.len() > MAX_SCHEMA_BYTES {
             return Err(format!("the schema is over {MAX_SCHEMA_BYTES} bytes"));
         }
-        if let Some(found) = self.lock().get(&key) {
+        if let Some(found) = self.lock().schemas.get(&key) {
             return Ok(found.clone());
         }
         let compiled = if self.strict {
@@ -166,14 +195,18 @@ impl Gate {
                 .to_string()
         })?;
         let mut cache = self.lock();
-        if cache.len() >= COMPILED_CACHE {
-            cache.clear();
+        if cache.schemas.len() >= COMPILED_CACHE || cache.bytes + key.len() > self.compiled_bytes {
+            *cache = CompiledCache::default();
         }
-        cache.insert(key, compiled.clone());
+        // Another caller may have compiled the same schema meanwhile: count its text once.
+        if !cache.schemas.contains_key(&key) {
+            cache.bytes += key.len();
+        }
+        cache.schemas.insert(key, compiled.clone());
         Ok(compiled)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Compiled>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CompiledCache> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -190,9 +223,17 @@ impl Gate {
         for (name, function) in &entry.functions {
             tools.insert(name.clone(), Arc::new(self.tool(name, function)?));
         }
-        let bytes = serde_json::to_vec(&entry).map_or(0, |json| json.len()) * 2;
+        let secrets = self.secrets(&entry);
+        // The entry, and each tool's own copy of its schema (the validators are the compiled
+        // cache's, bounded there).
+        let schemas: usize = entry
+            .functions
+            .values()
+            .map(|f| value_bytes(&f.schema))
+            .sum();
+        let bytes = entry.memory_bytes() + schemas + secrets.memory_bytes();
         Ok(Arc::new(Prepared {
-            secrets: self.secrets(&entry),
+            secrets,
             entry,
             tools,
             at: std::time::Instant::now(),
@@ -206,9 +247,12 @@ impl Gate {
     }
 
     /// Keep `prepared` as the render of session `scope`: past [`PREPARED_CACHE`] renders or
-    /// [`PREPARED_BYTES`] the stale ones go first, then all (a render larger than the budget
-    /// alone is not kept).
+    /// [`PREPARED_BYTES`] the stale ones go first, then the oldest until it fits. A render
+    /// larger than the whole budget is not kept (and takes nothing from the others).
     pub(crate) fn keep(&self, scope: &str, prepared: Arc<Prepared>) {
+        if prepared.bytes > self.prepared_bytes {
+            return;
+        }
         let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         let kept = self.kept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         cache.remove(scope);
@@ -218,13 +262,22 @@ impl Gate {
         };
         if full(&cache) || kept % SWEEP_EVERY == SWEEP_EVERY - 1 {
             cache.retain(|p| p.at.elapsed() < PREPARED_FOR);
-            if full(&cache) {
-                cache.retain(|_| false);
+        }
+        if full(&cache) {
+            let mut by_age: Vec<(std::time::Instant, String)> = cache
+                .renders
+                .iter()
+                .map(|(scope, p)| (p.at, scope.clone()))
+                .collect();
+            by_age.sort();
+            for (_, oldest) in by_age {
+                if !full(&cache) {
+                    break;
+                }
+                cache.remove(&oldest);
             }
         }
-        if prepared.bytes <= self.prepared_bytes {
-            cache.insert(scope.to_string(), prepared);
-        }
+        cache.insert(scope.to_string(), prepared);
     }
 
     /// The prepared render of session `scope`, if kept and recent.
@@ -399,6 +452,28 @@ mod tests {
         assert_eq!(cache.bytes, cache.renders["fresh"].bytes);
     }
 
+    /// The compiled schemas are kept for at most their budget of schema text.
+    #[test]
+    fn compiled_schemas_hold_at_most_their_byte_budget() {
+        let mut gate = Gate::new(&GatewayConfig::new(
+            url::Url::parse("http://127.0.0.1:9/").unwrap(),
+        ))
+        .unwrap();
+        gate.compiled_bytes = 100 * 1024;
+        for i in 0..20 {
+            let schema =
+                json!({"type": "object", "description": format!("{i}{}", "x".repeat(30 * 1024))});
+            gate.compiled(&schema).unwrap();
+            gate.compiled(&schema).unwrap();
+            let cache = gate.lock();
+            assert!(cache.bytes <= gate.compiled_bytes, "{} bytes", cache.bytes);
+            assert_eq!(
+                cache.bytes,
+                cache.schemas.keys().map(String::len).sum::<usize>()
+            );
+        }
+    }
+
     /// However large the upstream's documents, the prepared renders hold at most their byte
     /// budget together; one larger than the budget alone is not kept (it is prepared again
     /// from the call's session at each call).
@@ -438,6 +513,10 @@ mod tests {
         assert!(huge.bytes > gate.prepared_bytes);
         gate.keep("huge", huge);
         assert!(gate.prepared("huge").is_none());
+        assert!(
+            gate.prepared("r39").is_some() && gate.prepared("r38").is_some(),
+            "a render over the whole budget takes nothing from the others"
+        );
         // Forgetting a render gives its bytes back.
         gate.forget("r39");
         let cache = gate.prepared.lock().unwrap();

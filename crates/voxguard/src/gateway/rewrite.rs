@@ -71,6 +71,29 @@ impl PayEntry {
 }
 
 impl RenderEntry {
+    /// About the memory this entry takes (its URLs, secrets and schemas as `Value`s).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        const ITEM: usize = 64;
+        let functions: usize = self
+            .functions
+            .iter()
+            .map(|(name, f)| {
+                ITEM + name.len() + f.url.len() + crate::gateway::value_bytes(&f.schema)
+            })
+            .sum();
+        let pay: usize = self
+            .pay
+            .iter()
+            .map(|p| {
+                ITEM + p.id.len()
+                    + p.connector.as_ref().map_or(0, String::len)
+                    + p.status.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        let removed: usize = self.removed_secrets.iter().map(|s| ITEM + s.len()).sum();
+        functions + pay + removed + self.post_prompt_url.as_ref().map_or(0, String::len)
+    }
+
     /// The `pay` entry a payment token's session part names: by id, or by position for an
     /// entry stored before ids (tokens minted then).
     pub(crate) fn pay_named(&self, name: &str) -> Option<&PayEntry> {
@@ -85,6 +108,11 @@ impl RenderEntry {
         }
     }
 }
+
+/// The longest webhook URL a function may have (its own or the inherited default): each
+/// kept function stores its URL in the render entry, so a long default URL inherited by every
+/// function would make the entry hundreds of times the document.
+pub(crate) const MAX_URL_BYTES: usize = 8 * 1024;
 
 /// The most functions one render keeps (the rest are left out and logged): what a hostile
 /// upstream can make one render cost.
@@ -271,7 +299,7 @@ fn rewrite_ai(
             .get("parameters")
             .cloned()
             .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
-        let why = why_left_out(function, &name, &schema, url.is_some(), entry, schema_ok);
+        let why = why_left_out(function, &name, &schema, url.as_deref(), entry, schema_ok);
         match (url, why) {
             (Some(url), None) => {
                 function.insert(
@@ -302,7 +330,7 @@ fn why_left_out(
     function: &Map<String, Value>,
     name: &str,
     schema: &Value,
-    has_url: bool,
+    url: Option<&str>,
     entry: &RenderEntry,
     schema_ok: SchemaCheck<'_>,
 ) -> Option<String> {
@@ -314,8 +342,12 @@ fn why_left_out(
     if entry.functions.len() >= MAX_FUNCTIONS {
         return Some(format!("a render keeps at most {MAX_FUNCTIONS} functions"));
     }
-    if !has_url {
-        return Some("it has no webhook URL".into());
+    match url {
+        None => return Some("it has no webhook URL".into()),
+        Some(url) if url.len() > MAX_URL_BYTES => {
+            return Some(format!("its webhook URL is over {MAX_URL_BYTES} bytes"))
+        }
+        Some(_) => {}
     }
     if name.is_empty() || name.starts_with("__") || name.len() > 64 {
         return Some("its name is empty, too long or reserved (__)".into());
@@ -550,6 +582,13 @@ pub(crate) fn secrets(entry: &RenderEntry, configured: Option<(&str, &str)>) -> 
 pub(crate) struct SecretFinder(Option<aho_corasick::AhoCorasick>);
 
 impl SecretFinder {
+    /// The heap memory of the automaton.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, aho_corasick::AhoCorasick::memory_usage)
+    }
+
     /// A finder for `secrets` (none: finds nothing). An automaton too large to build becomes
     /// one that matches every text (the empty pattern): fail closed.
     pub(crate) fn new(secrets: &[String]) -> Self {
@@ -919,6 +958,29 @@ mod tests {
         assert_eq!(
             legacy.pay_named("0").and_then(|p| p.connector.as_deref()),
             Some("https://up.example.com/old")
+        );
+    }
+
+    #[test]
+    fn a_function_whose_webhook_url_is_too_long_is_left_out() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let long = format!(
+            "https://up.example.com/swaig?pad={}",
+            "a".repeat(MAX_URL_BYTES)
+        );
+        let mut doc = json!({"sections": {"main": [{"ai": {"SWAIG": {
+            "defaults": {"web_hook_url": long},
+            "functions": [{"function": "inherits"}, {"function": "own", "web_hook_url": "https://up.example.com/swaig"}]
+        }}}]}});
+        let (entry, notes) = rewrite_all(&mut doc, &keys);
+        assert_eq!(entry.functions.keys().collect::<Vec<_>>(), ["own"]);
+        assert!(
+            notes
+                .dropped
+                .iter()
+                .any(|(name, why)| name == "inherits" && why.contains("over")),
+            "{:?}",
+            notes.dropped
         );
     }
 

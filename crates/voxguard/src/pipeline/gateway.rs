@@ -419,11 +419,14 @@ impl Pipeline {
         let scope = session_scope(agent, call_id, render);
         let value =
             serde_json::to_value(entry).map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
-        self.gate().forget(&scope);
-        self.store
+        let stored = self
+            .store
             .set(&scope, ENTRY_KEY, &value, self.now_unix())
-            .await
-            .map_err(|e| store_refusal(agent, &e))
+            .await;
+        // After the write: a call preparing the render in between would otherwise keep the
+        // old entry (without the new connectors' secrets) for the rest of the window.
+        self.gate().forget(&scope);
+        stored.map_err(|e| store_refusal(agent, &e))
     }
 
     /// Point the `pay` verbs of a result's SWML actions at the gateway; the render's entry
