@@ -195,11 +195,13 @@ impl Gate {
                 .to_string()
         })?;
         let mut cache = self.lock();
-        if cache.schemas.len() >= COMPILED_CACHE || cache.bytes + key.len() > self.compiled_bytes {
-            *cache = CompiledCache::default();
-        }
-        // Another caller may have compiled the same schema meanwhile: count its text once.
+        // Another caller may have compiled the same schema meanwhile: counted once.
         if !cache.schemas.contains_key(&key) {
+            if cache.schemas.len() >= COMPILED_CACHE
+                || cache.bytes + key.len() > self.compiled_bytes
+            {
+                *cache = CompiledCache::default();
+            }
             cache.bytes += key.len();
         }
         cache.schemas.insert(key, compiled.clone());
@@ -251,6 +253,8 @@ impl Gate {
     /// larger than the whole budget is not kept (and takes nothing from the others).
     pub(crate) fn keep(&self, scope: &str, prepared: Arc<Prepared>) {
         if prepared.bytes > self.prepared_bytes {
+            // Not kept; nor is the scope's older render, whose entry this one replaces.
+            self.forget(scope);
             return;
         }
         let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
@@ -264,6 +268,12 @@ impl Gate {
             cache.retain(|p| p.at.elapsed() < PREPARED_FOR);
         }
         if full(&cache) {
+            // Down to three quarters of both bounds at once, so that the next renders do not
+            // sort the cache again.
+            let roomy = |cache: &PreparedCache| {
+                cache.renders.len() < PREPARED_CACHE * 3 / 4
+                    && cache.bytes + prepared.bytes <= self.prepared_bytes * 3 / 4
+            };
             let mut by_age: Vec<(std::time::Instant, String)> = cache
                 .renders
                 .iter()
@@ -271,7 +281,7 @@ impl Gate {
                 .collect();
             by_age.sort();
             for (_, oldest) in by_age {
-                if !full(&cache) {
+                if roomy(&cache) {
                     break;
                 }
                 cache.remove(&oldest);

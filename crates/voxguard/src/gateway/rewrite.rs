@@ -217,7 +217,8 @@ fn rewrite_verbs(
                     ("ai", Value::Object(ai)) => rewrite_ai(ai, minter, entry, schema_ok, notes),
                     ("pay", Value::Object(pay)) => {
                         if !rewrite_pay(pay, minter, entry) {
-                            notes.unrewritten = Some("more payment connectors than a render keeps");
+                            notes.unrewritten =
+                                Some("more payment connectors than a render keeps, or a connector URL over 8 KiB");
                         }
                     }
                     (_, value) => rewrite_verbs(value, minter, entry, schema_ok, notes, depth + 1),
@@ -361,8 +362,9 @@ fn why_left_out(
 }
 
 /// Point a `pay` verb's connector and status URLs at the gateway, keeping the upstream's.
-/// `false` when the render already keeps [`MAX_PAY`] other connectors: the verb's URLs are
-/// then removed, and the document or answer must not be served.
+/// `false` when the render already keeps [`MAX_PAY`] other connectors, or a URL is over
+/// [`MAX_URL_BYTES`]: the verb's URLs are then removed, and the document or answer must not
+/// be served.
 pub(crate) fn rewrite_pay(
     pay: &mut Map<String, Value>,
     minter: &Minter<'_>,
@@ -378,6 +380,16 @@ pub(crate) fn rewrite_pay(
         .map(str::to_string);
     if connector.is_none() && status.is_none() {
         return true;
+    }
+    if [&connector, &status]
+        .into_iter()
+        .flatten()
+        .any(|url| url.len() > MAX_URL_BYTES)
+    {
+        // Kept with the call and read back at each call: not served, as past `MAX_PAY`.
+        pay.remove("payment_connector_url");
+        pay.remove("status_url");
+        return false;
     }
     let kept = PayEntry {
         connector,
@@ -982,6 +994,25 @@ mod tests {
             "{:?}",
             notes.dropped
         );
+    }
+
+    #[test]
+    fn a_pay_verb_with_a_too_long_url_is_not_served() {
+        let keys = KeyRing::new(SecretKey::generate());
+        let info = info();
+        let long = format!(
+            "https://up.example.com/pay?pad={}",
+            "a".repeat(MAX_URL_BYTES)
+        );
+        let mut pay =
+            json!({"payment_connector_url": long, "status_url": "https://up.example.com/st"})
+                .as_object()
+                .cloned()
+                .unwrap();
+        let mut entry = RenderEntry::default();
+        assert!(!rewrite_pay(&mut pay, &minter(&keys, &info), &mut entry));
+        assert!(pay.get("payment_connector_url").is_none() && pay.get("status_url").is_none());
+        assert!(entry.pay.is_empty());
     }
 
     #[test]

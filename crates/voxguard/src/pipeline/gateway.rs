@@ -482,7 +482,7 @@ impl Pipeline {
                             agent,
                             "",
                             call_id,
-                            "the upstream's answers name more payment connectors than a render keeps",
+                            "the upstream's answers name more payment connectors than a render keeps, or a connector URL over 8 KiB",
                         ));
                     }
                 }
