@@ -131,6 +131,9 @@ pub(crate) struct Gate {
     prepared_bytes: usize,
     /// Renders kept so far (for [`SWEEP_EVERY`]).
     kept: std::sync::atomic::AtomicU64,
+    /// Renders forgotten so far: a render prepared from an entry read before a forget is not
+    /// kept (see [`Gate::generation`]).
+    forgets: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
@@ -166,6 +169,7 @@ impl Gate {
             prepared: Mutex::new(PreparedCache::default()),
             prepared_bytes: PREPARED_BYTES,
             kept: std::sync::atomic::AtomicU64::new(0),
+            forgets: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -212,10 +216,23 @@ impl Gate {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `entry` (the render stored under session `scope`) prepared for its calls, and kept.
-    pub(crate) fn prepare(&self, scope: &str, entry: RenderEntry) -> Result<Arc<Prepared>, String> {
+    /// Which forget is the newest: read it *before* reading a render's entry from the store
+    /// and hand it to [`Gate::prepare`], so that an entry a forget has since replaced is not
+    /// kept (the writer stores the new entry, then forgets).
+    pub(crate) fn generation(&self) -> u64 {
+        self.forgets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `entry` (the render stored under session `scope`, read at [`Gate::generation`]
+    /// `since`) prepared for its calls, and kept unless a render was forgotten meanwhile.
+    pub(crate) fn prepare(
+        &self,
+        scope: &str,
+        entry: RenderEntry,
+        since: u64,
+    ) -> Result<Arc<Prepared>, String> {
         let prepared = self.assemble(entry)?;
-        self.keep(scope, prepared.clone());
+        self.keep_since(scope, prepared.clone(), Some(since));
         Ok(prepared)
     }
 
@@ -252,12 +269,22 @@ impl Gate {
     /// [`PREPARED_BYTES`] the stale ones go first, then the oldest until it fits. A render
     /// larger than the whole budget is not kept (and takes nothing from the others).
     pub(crate) fn keep(&self, scope: &str, prepared: Arc<Prepared>) {
+        self.keep_since(scope, prepared, None);
+    }
+
+    /// [`Gate::keep`], unless a render was forgotten since generation `since`.
+    fn keep_since(&self, scope: &str, prepared: Arc<Prepared>, since: Option<u64>) {
         if prepared.bytes > self.prepared_bytes {
             // Not kept; nor is the scope's older render, whose entry this one replaces.
             self.forget(scope);
             return;
         }
         let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        // Forgets count under the same lock, so no forget falls between this check and the
+        // insert below.
+        if since.is_some_and(|since| since != self.generation()) {
+            return;
+        }
         let kept = self.kept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         cache.remove(scope);
         let full = |cache: &PreparedCache| {
@@ -302,10 +329,10 @@ impl Gate {
 
     /// Forget the prepared render of `scope` (its entry changed).
     pub(crate) fn forget(&self, scope: &str) {
-        self.prepared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(scope);
+        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(scope);
+        self.forgets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The tool the pipeline checks a call to upstream function `name` as: its declared schema,
@@ -460,6 +487,23 @@ mod tests {
         );
         assert!(cache.renders.contains_key("fresh"));
         assert_eq!(cache.bytes, cache.renders["fresh"].bytes);
+    }
+
+    /// A render prepared from an entry read before a forget (a pay answer grew the entry
+    /// meanwhile) is served to its call but not kept; one read after it is.
+    #[test]
+    fn a_render_read_before_a_forget_is_not_kept() {
+        let gate = Gate::new(&GatewayConfig::new(
+            url::Url::parse("http://127.0.0.1:9/").unwrap(),
+        ))
+        .unwrap();
+        let since = gate.generation();
+        gate.forget("s");
+        assert!(gate.prepare("s", RenderEntry::default(), since).is_ok());
+        assert!(gate.prepared("s").is_none(), "the old entry is not kept");
+        let since = gate.generation();
+        gate.prepare("s", RenderEntry::default(), since).unwrap();
+        assert!(gate.prepared("s").is_some());
     }
 
     /// The compiled schemas are kept for at most their budget of schema text.

@@ -236,6 +236,7 @@ impl Pipeline {
         let prepared = match gate.prepared(&scope) {
             Some(prepared) => Some(prepared),
             None => {
+                let since = gate.generation();
                 let stored = self
                     .store
                     .get(&scope, ENTRY_KEY, self.now_unix())
@@ -243,7 +244,7 @@ impl Pipeline {
                     .map_err(|e| store_refusal(agent, &e))?;
                 match stored.and_then(|v| serde_json::from_value::<RenderEntry>(v).ok()) {
                     Some(entry) => Some(
-                        gate.prepare(&scope, entry)
+                        gate.prepare(&scope, entry, since)
                             .map_err(|why| failed(agent, function, call_id, &why))?,
                     ),
                     None => None,
@@ -423,8 +424,8 @@ impl Pipeline {
             .store
             .set(&scope, ENTRY_KEY, &value, self.now_unix())
             .await;
-        // After the write: a call preparing the render in between would otherwise keep the
-        // old entry (without the new connectors' secrets) for the rest of the window.
+        // After the write: a call that read the old entry (without the new connectors'
+        // secrets) before this forget does not keep its render (`Gate::generation`).
         self.gate().forget(&scope);
         stored.map_err(|e| store_refusal(agent, &e))
     }
