@@ -81,6 +81,22 @@ fn setting(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Option<String
         .filter(|v| !v.is_empty())
 }
 
+/// Setting `name` read through `lookup` as a whole number within `range`: `Ok(None)` when
+/// unset or blank, `Err` with the value as given for anything else.
+fn number_in<T: std::str::FromStr + PartialOrd>(
+    lookup: impl Fn(&str) -> Option<String>,
+    name: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, String> {
+    let Some(text) = setting(lookup, name) else {
+        return Ok(None);
+    };
+    match text.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(text),
+    }
+}
+
 /// Token keys resolved from the environment.
 pub(crate) struct KeySettings {
     /// The key ring.
@@ -139,13 +155,9 @@ pub(crate) fn keys_from_lookup(
 pub fn token_ttl_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Duration>, RuntimeError> {
-    let Some(ttl) = setting(&lookup, "VOXGUARD_TOKEN_TTL_SECS") else {
-        return Ok(None);
-    };
-    match ttl.parse::<u64>() {
-        Ok(secs) if (60..=86_400).contains(&secs) => Ok(Some(Duration::from_secs(secs))),
-        _ => Err(RuntimeError::InvalidTtl(ttl)),
-    }
+    number_in(lookup, "VOXGUARD_TOKEN_TTL_SECS", 60..=86_400)
+        .map(|secs| secs.map(Duration::from_secs))
+        .map_err(RuntimeError::InvalidTtl)
 }
 
 /// The most argon2 checks a runtime lets run at once, however configured.
@@ -164,13 +176,8 @@ pub(crate) const MAX_SECRET_CHECKS: usize = 1024;
 pub fn secret_checks_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<usize>, RuntimeError> {
-    let Some(text) = setting(&lookup, "VOXGUARD_SECRET_CHECKS") else {
-        return Ok(None);
-    };
-    match text.parse::<usize>() {
-        Ok(n) if (1..=MAX_SECRET_CHECKS).contains(&n) => Ok(Some(n)),
-        _ => Err(RuntimeError::InvalidSecretChecks(text)),
-    }
+    number_in(lookup, "VOXGUARD_SECRET_CHECKS", 1..=MAX_SECRET_CHECKS)
+        .map_err(RuntimeError::InvalidSecretChecks)
 }
 
 /// SWML renders allowed per minute from one source address by default. A render mints fresh
@@ -190,12 +197,12 @@ pub fn render_limit_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
     behind_proxy: bool,
 ) -> Result<Option<RateLimit>, RuntimeError> {
-    let per_minute = match setting(&lookup, "VOXGUARD_SWML_RENDERS_PER_MIN") {
+    let per_minute = match number_in(lookup, "VOXGUARD_SWML_RENDERS_PER_MIN", 0..=u32::MAX)
+        .map_err(RuntimeError::InvalidRenderLimit)?
+    {
         None if behind_proxy => 0,
         None => DEFAULT_SWML_RENDERS_PER_MIN,
-        Some(text) => text
-            .parse::<u32>()
-            .map_err(|_| RuntimeError::InvalidRenderLimit(text.clone()))?,
+        Some(per_minute) => per_minute,
     };
     if per_minute == 0 {
         return Ok(None);
@@ -252,14 +259,13 @@ pub fn audit_durability_from_lookup(
 pub fn checkpoint_every_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<u64, RuntimeError> {
-    match setting(&lookup, "VOXGUARD_AUDIT_CHECKPOINT_EVERY") {
-        None => Ok(100),
-        Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+    number_in(lookup, "VOXGUARD_AUDIT_CHECKPOINT_EVERY", 1..=u64::MAX)
+        .map(|every| every.unwrap_or(100))
+        .map_err(|v| {
             RuntimeError::Audit(format!(
                 "VOXGUARD_AUDIT_CHECKPOINT_EVERY={v:?} is not valid: a whole number greater than 0"
             ))
-        }),
-    }
+        })
 }
 
 /// The audit trail's settings from `VOXGUARD_AUDIT_DURABILITY`, `VOXGUARD_AUDIT_KEY` and
