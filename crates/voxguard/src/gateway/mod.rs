@@ -243,14 +243,9 @@ impl Gate {
             tools.insert(name.clone(), Arc::new(self.tool(name, function)?));
         }
         let secrets = self.secrets(&entry);
-        // The entry, and each tool's own copy of its schema (the validators are the compiled
-        // cache's, bounded there).
-        let schemas: usize = entry
-            .functions
-            .values()
-            .map(|f| value_bytes(&f.schema))
-            .sum();
-        let bytes = entry.memory_bytes() + schemas + secrets.memory_bytes();
+        // The entry, with each tool's own copy of its schema (the validators are the compiled
+        // cache's, bounded there), and the finder.
+        let bytes = entry.memory_bytes(2) + secrets.memory_bytes();
         Ok(Arc::new(Prepared {
             secrets,
             entry,
@@ -450,14 +445,19 @@ mod tests {
         }
     }
 
+    /// A gate in front of an upstream nothing listens on (these tests never call it).
+    fn unreachable_gate() -> Gate {
+        Gate::new(&GatewayConfig::new(
+            url::Url::parse("http://127.0.0.1:9/").unwrap(),
+        ))
+        .unwrap()
+    }
+
     /// Prepared renders older than `PREPARED_FOR` are dropped at the next sweep, not kept
     /// until the cache's bound: a gateway's memory follows its recent calls.
     #[test]
     fn stale_prepared_renders_are_swept() {
-        let gate = Gate::new(&GatewayConfig::new(
-            url::Url::parse("http://127.0.0.1:9/").unwrap(),
-        ))
-        .unwrap();
+        let gate = unreachable_gate();
         let stale = |gate: &Gate| {
             let mut prepared =
                 Arc::into_inner(gate.assemble(RenderEntry::default()).unwrap()).expect("one owner");
@@ -493,10 +493,7 @@ mod tests {
     /// meanwhile) is served to its call but not kept; one read after it is.
     #[test]
     fn a_render_read_before_a_forget_is_not_kept() {
-        let gate = Gate::new(&GatewayConfig::new(
-            url::Url::parse("http://127.0.0.1:9/").unwrap(),
-        ))
-        .unwrap();
+        let gate = unreachable_gate();
         let since = gate.generation();
         gate.forget("s");
         assert!(gate.prepare("s", RenderEntry::default(), since).is_ok());
@@ -509,10 +506,7 @@ mod tests {
     /// The compiled schemas are kept for at most their budget of schema text.
     #[test]
     fn compiled_schemas_hold_at_most_their_byte_budget() {
-        let mut gate = Gate::new(&GatewayConfig::new(
-            url::Url::parse("http://127.0.0.1:9/").unwrap(),
-        ))
-        .unwrap();
+        let mut gate = unreachable_gate();
         gate.compiled_bytes = 100 * 1024;
         for i in 0..20 {
             let schema =
@@ -533,10 +527,7 @@ mod tests {
     /// from the call's session at each call).
     #[test]
     fn prepared_renders_hold_at_most_their_byte_budget() {
-        let mut gate = Gate::new(&GatewayConfig::new(
-            url::Url::parse("http://127.0.0.1:9/").unwrap(),
-        ))
-        .unwrap();
+        let mut gate = unreachable_gate();
         gate.prepared_bytes = 1024 * 1024;
         let entry = |functions: usize| RenderEntry {
             functions: (0..functions)

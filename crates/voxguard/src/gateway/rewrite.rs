@@ -71,14 +71,17 @@ impl PayEntry {
 }
 
 impl RenderEntry {
-    /// About the memory this entry takes (its URLs, secrets and schemas as `Value`s).
-    pub(crate) fn memory_bytes(&self) -> usize {
+    /// About the memory this entry takes (its URLs, secrets and schemas as `Value`s), with
+    /// `schema_copies` copies of each schema (the entry's own, and any held elsewhere).
+    pub(crate) fn memory_bytes(&self, schema_copies: usize) -> usize {
         const ITEM: usize = 64;
         let functions: usize = self
             .functions
             .iter()
             .map(|(name, f)| {
-                ITEM + name.len() + f.url.len() + crate::gateway::value_bytes(&f.schema)
+                ITEM + name.len()
+                    + f.url.len()
+                    + schema_copies * crate::gateway::value_bytes(&f.schema)
             })
             .sum();
         let pay: usize = self
