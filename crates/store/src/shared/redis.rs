@@ -1,14 +1,22 @@
 //! Redis as the shared state of several replicas: GCRA rate limits and notices.
 //!
 //! This module owns [`RedisState`]: one multiplexed connection (redis' `ConnectionManager`,
-//! which reconnects by itself) on which every rate-limit decision is one atomic Lua script
-//! (sent by `EVALSHA`, loaded on first use), and one pub/sub connection kept by a background
-//! task that re-subscribes forever with backoff and forwards [`Notice`]s into a broadcast
-//! channel. The script follows governor's GCRA exactly (a bucket is its "theoretical arrival
-//! time", `tat`): with emission interval `t` and tolerance `tau = t * (burst - 1)`, a call at
-//! `now` passes when `now >= tat - tau` and moves `tat` to `max(tat, now) + t`; a refused call
-//! changes nothing and must wait `tat - tau - now`. Each bucket expires (`PX`) when it has fully
+//! which reconnects by itself) on which rate-limit decisions are atomic Lua scripts (sent by
+//! `EVALSHA`, loaded on first use), and one pub/sub connection kept by a background task that
+//! re-subscribes forever with backoff and forwards [`Notice`]s into a broadcast channel. The
+//! script follows governor's GCRA exactly (a bucket is its "theoretical arrival time", `tat`):
+//! with emission interval `t` and tolerance `tau = t * (burst - 1)`, a call at `now` passes
+//! when `now >= tat - tau` and moves `tat` to `max(tat, now) + t`; a refused call changes
+//! nothing and must wait `tat - tau - now`. Each bucket expires (`PX`) when it has fully
 //! refilled, since a missing bucket means the same thing, so idle callers cost no memory.
+//!
+//! Calls are decided in batches: a background task (the batcher) takes every call queued
+//! while its previous script was running — up to [`MAX_CALLS_PER_SCRIPT`] — and decides them
+//! in ONE script, in the order they were queued, each exactly as if it had been sent alone
+//! (the script carries each bucket's `tat` from one call to the next and writes each bucket
+//! once at the end). Under load that is one round trip, one Lua invocation and one read and
+//! write per bucket for a whole group instead of per call; alone, a call goes out at once. A
+//! call whose caller stopped waiting before its batch left is not counted.
 //! Every key starts with the prefix given to [`RedisState::connect`]. Time always comes from
 //! the caller (`now_ms`), never from Redis `TIME`, so replicas and the in-process limiter agree.
 //! Every command is bounded by [`COMMAND_TIMEOUT`] and a failure is
@@ -23,7 +31,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::shared::{GcraLimit, LimitCheck, LimitDecision, LimitStore, Notice, Notifier};
 use crate::StoreError;
@@ -47,26 +55,64 @@ const NOTICE_CAPACITY: usize = 1024;
 /// exact to 2^53; this bound (some 35,000 years) keeps every sum well inside.
 const MAX_MS: u64 = 1 << 50;
 
-/// The GCRA of every bucket, in one atomic step. `KEYS[i]` is bucket `i`; `ARGV[1]` is now
-/// (ms); `ARGV[2i]` and `ARGV[2i+1]` are bucket `i`'s emission interval and tolerance (ms).
-/// Answers `{0, 0}` when every bucket passed (each counted one call), or `{i, wait}` for the
-/// first bucket `i` (1-based) that refused, the ones before it having counted their call.
+/// The GCRA of a batch of calls, in one atomic step. `ARGV[1]` is the number of calls; then
+/// each call gives its now (ms), its number of checks `n`, and `n` triples (bucket index into
+/// `KEYS`, emission interval, tolerance; ms). A bucket shared by several calls is read once
+/// and its `tat` carried from call to call, so each call sees what the calls before it in the
+/// batch did. Answers two numbers per call: `0, 0` when every check of the call passed (each
+/// counted one call), or `i, wait` for its first check `i` (1-based) that refused, the ones
+/// before it having counted. Every bucket that changed is written once, at the end.
 const GCRA_SCRIPT: &str = r"
-local now = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local t = tonumber(ARGV[2 * i])
-  local tau = tonumber(ARGV[2 * i + 1])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  local earliest = tat - tau
-  if now < earliest then
-    return {i, earliest - now}
+local tats, since, answer = {}, {}, {}
+local at = 2
+for c = 1, tonumber(ARGV[1]) do
+  local now = tonumber(ARGV[at])
+  local n = tonumber(ARGV[at + 1])
+  at = at + 2
+  local refused, wait = 0, 0
+  for i = 1, n do
+    if refused == 0 then
+      local k = tonumber(ARGV[at])
+      local t = tonumber(ARGV[at + 1])
+      local tau = tonumber(ARGV[at + 2])
+      local tat = tats[k]
+      if tat == nil then
+        local stored = redis.call('GET', KEYS[k])
+        if stored then
+          tat = tonumber(stored)
+          tats[k] = tat
+        else
+          tat = now
+        end
+      end
+      local earliest = tat - tau
+      if now < earliest then
+        refused, wait = i, earliest - now
+      else
+        tats[k] = math.max(tat, now) + t
+        since[k] = now
+      end
+    end
+    at = at + 3
   end
-  local next_tat = math.max(tat, now) + t
-  redis.call('SET', KEYS[i], string.format('%d', next_tat),
-    'PX', string.format('%d', next_tat - now))
+  answer[2 * c - 1] = refused
+  answer[2 * c] = wait
 end
-return {0, 0}
+for k = 1, #KEYS do
+  if since[k] then
+    redis.call('SET', KEYS[k], string.format('%d', tats[k]),
+      'PX', string.format('%d', tats[k] - since[k]))
+  end
+end
+return answer
 ";
+
+/// The most calls one script decides; more queued calls wait for the next script.
+pub const MAX_CALLS_PER_SCRIPT: usize = 128;
+
+/// Calls that may wait for the batcher; a caller that finds the queue full waits for room
+/// (within [`COMMAND_TIMEOUT`]).
+const LIMIT_QUEUE: usize = 4096;
 
 /// The key suffix of notices: they are published on `<prefix>notices`.
 const NOTICES_CHANNEL: &str = "notices";
@@ -102,14 +148,125 @@ pub struct RedisState {
 struct Inner {
     prefix: String,
     connection: ConnectionManager,
-    script: redis::Script,
+    /// The batcher's queue of calls to decide.
+    limits: mpsc::Sender<QueuedCall>,
+    /// Scripts the batcher has sent (for tests and diagnostics).
+    scripts: Arc<std::sync::atomic::AtomicU64>,
     notices: broadcast::Sender<Notice>,
     subscriber: tokio::task::JoinHandle<()>,
+    batcher: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.subscriber.abort();
+        self.batcher.abort();
+    }
+}
+
+/// One call waiting for the batcher: its checks as (Redis key, emission interval, tolerance),
+/// its now, and where its answer goes (the refusing check's 1-based index or 0, and the wait).
+struct QueuedCall {
+    now_ms: u64,
+    checks: Vec<(String, u64, u64)>,
+    reply: oneshot::Sender<Result<(u64, u64), StoreError>>,
+}
+
+/// Why a whole batch failed, handed to each of its callers.
+#[derive(Clone)]
+enum BatchFailure {
+    /// The script did not answer within [`COMMAND_TIMEOUT`].
+    TimedOut,
+    /// Redis answered with an error, or the connection failed.
+    Redis(Arc<redis::RedisError>),
+    /// The script answered something it never answers.
+    Impossible,
+}
+
+impl BatchFailure {
+    fn error(&self) -> StoreError {
+        match self {
+            BatchFailure::TimedOut => timed_out(),
+            BatchFailure::Redis(error) => StoreError::unavailable(Arc::clone(error)),
+            BatchFailure::Impossible => impossible_answer(),
+        }
+    }
+}
+
+/// The error of a script answer that cannot be right; a server that gives it is not trusted.
+fn impossible_answer() -> StoreError {
+    StoreError::unavailable(std::io::Error::other(
+        "the rate-limit script answered an impossible index",
+    ))
+}
+
+/// The error of a batcher that is gone (the state is being dropped).
+fn batcher_gone() -> StoreError {
+    StoreError::unavailable(std::io::Error::other("the rate-limit batcher has stopped"))
+}
+
+/// Decide every queued call, in batches of at most [`MAX_CALLS_PER_SCRIPT`], until the queue
+/// closes (the last clone of the state was dropped).
+async fn decide_forever(
+    mut connection: ConnectionManager,
+    mut queue: mpsc::Receiver<QueuedCall>,
+    scripts: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let script = redis::Script::new(GCRA_SCRIPT);
+    let mut calls = Vec::with_capacity(MAX_CALLS_PER_SCRIPT);
+    while queue.recv_many(&mut calls, MAX_CALLS_PER_SCRIPT).await > 0 {
+        // A caller that stopped waiting is not counted.
+        calls.retain(|call| !call.reply.is_closed());
+        if !calls.is_empty() {
+            scripts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let answers = decide(&mut connection, &script, &calls).await;
+            for (index, call) in calls.drain(..).enumerate() {
+                let answer = match &answers {
+                    Ok(answers) => Ok((answers[2 * index], answers[2 * index + 1])),
+                    Err(failure) => Err(failure.error()),
+                };
+                // A caller that stopped waiting meanwhile has nobody to tell.
+                let _ = call.reply.send(answer);
+            }
+        }
+        calls.clear();
+    }
+}
+
+/// One script for `calls`: two numbers per call, checked to be possible answers.
+async fn decide(
+    connection: &mut ConnectionManager,
+    script: &redis::Script,
+    calls: &[QueuedCall],
+) -> Result<Vec<u64>, BatchFailure> {
+    let mut invocation = script.prepare_invoke();
+    let mut buckets: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    invocation.arg(calls.len());
+    for call in calls {
+        invocation.arg(call.now_ms).arg(call.checks.len());
+        for (key, t, tau) in &call.checks {
+            let next = buckets.len() + 1;
+            let bucket = *buckets.entry(key.as_str()).or_insert_with(|| {
+                invocation.key(key.as_str());
+                next
+            });
+            invocation.arg(bucket).arg(*t).arg(*tau);
+        }
+    }
+    let answers: Vec<u64> =
+        match tokio::time::timeout(COMMAND_TIMEOUT, invocation.invoke_async(connection)).await {
+            Ok(Ok(answers)) => answers,
+            Ok(Err(error)) => return Err(BatchFailure::Redis(Arc::new(error))),
+            Err(_) => return Err(BatchFailure::TimedOut),
+        };
+    let possible = answers.len() == 2 * calls.len()
+        && calls.iter().enumerate().all(|(index, call)| {
+            usize::try_from(answers[2 * index]).is_ok_and(|refused| refused <= call.checks.len())
+        });
+    if possible {
+        Ok(answers)
+    } else {
+        Err(BatchFailure::Impossible)
     }
 }
 
@@ -164,15 +321,31 @@ impl RedisState {
             (sink, stream),
             ping_every,
         ));
+        let (limits, queue) = mpsc::channel(LIMIT_QUEUE);
+        let scripts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let batcher = tokio::spawn(decide_forever(
+            connection.clone(),
+            queue,
+            Arc::clone(&scripts),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 prefix: prefix.to_string(),
                 connection,
-                script: redis::Script::new(GCRA_SCRIPT),
+                limits,
+                scripts,
                 notices,
                 subscriber,
+                batcher,
             }),
         })
+    }
+
+    /// How many rate-limit scripts this state has sent (each decides a batch of calls).
+    pub fn scripts_sent(&self) -> u64 {
+        self.inner
+            .scripts
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The prefix every key of this state starts with.
@@ -211,24 +384,40 @@ impl LimitStore for RedisState {
         if checks.is_empty() {
             return Ok(LimitDecision::Allowed);
         }
-        let mut invocation = self.inner.script.prepare_invoke();
-        invocation.arg(now_ms.min(MAX_MS));
-        for check in checks {
-            let (t, tau) = script_limit(check.limit);
-            invocation.key(self.limit_key(check.key)).arg(t).arg(tau);
-        }
-        let mut connection = self.inner.connection.clone();
-        let (index, wait): (u64, u64) = bounded(invocation.invoke_async(&mut connection)).await?;
+        let (reply, answer) = oneshot::channel();
+        let call = QueuedCall {
+            now_ms: now_ms.min(MAX_MS),
+            checks: checks
+                .iter()
+                .map(|check| {
+                    let (t, tau) = script_limit(check.limit);
+                    (self.limit_key(check.key), t, tau)
+                })
+                .collect(),
+            reply,
+        };
+        // Queueing and the batch together are bounded like one command; a caller that gives
+        // up before its batch leaves is not counted.
+        let queued = async {
+            self.inner
+                .limits
+                .send(call)
+                .await
+                .map_err(|_| batcher_gone())?;
+            answer.await.map_err(|_| batcher_gone())?
+        };
+        let (index, wait) = match tokio::time::timeout(COMMAND_TIMEOUT, queued).await {
+            Ok(answer) => answer?,
+            Err(_) => return Err(timed_out()),
+        };
         match usize::try_from(index) {
             Ok(0) => Ok(LimitDecision::Allowed),
             Ok(one_based) if one_based <= checks.len() => Ok(LimitDecision::Denied {
                 index: one_based - 1,
                 retry_after_ms: wait,
             }),
-            // The script never answers this; a server that does is not to be trusted.
-            _ => Err(StoreError::unavailable(std::io::Error::other(
-                "the rate-limit script answered an impossible index",
-            ))),
+            // `decide` lets no such answer through.
+            _ => Err(impossible_answer()),
         }
     }
 

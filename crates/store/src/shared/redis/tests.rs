@@ -109,6 +109,134 @@ async fn redis_checks_are_atomic_across_connections() {
     cleanup(&url, &prefix).await;
 }
 
+/// The checks of call `i` in the batching tests: one of five callers (20 at once) and the
+/// global bucket (70 at once), so that both kinds of refusal happen.
+fn batch_checks(i: usize) -> (String, [GcraLimit; 2]) {
+    let caller = GcraLimit {
+        burst: 20,
+        emission_ms: 60_000,
+    };
+    let global = GcraLimit {
+        burst: 70,
+        emission_ms: 60_000,
+    };
+    (format!("caller-{}", i % 5), [caller, global])
+}
+
+/// Calls queued together are decided by one script, each exactly as if it had been sent
+/// alone and in the order queued: the same decisions (which check refused, how long to wait)
+/// and the same stored buckets as the same calls sent one at a time. The test runtime has one
+/// thread, so all 300 calls are queued before the batcher runs.
+#[tokio::test]
+async fn redis_batched_calls_decide_as_sent_one_at_a_time() {
+    let Some(url) = redis_url("batched") else {
+        return;
+    };
+    let batched_prefix = unique_prefix("batched");
+    let alone_prefix = unique_prefix("alone");
+    let batched = RedisState::connect(&url, &batched_prefix).await.unwrap();
+    let alone = RedisState::connect(&url, &alone_prefix).await.unwrap();
+    const CALLS: usize = 300;
+    let mut tasks = Vec::new();
+    for i in 0..CALLS {
+        let state = batched.clone();
+        tasks.push(tokio::spawn(async move {
+            let (caller, [per_caller, global]) = batch_checks(i);
+            let checks = [
+                LimitCheck {
+                    key: &caller,
+                    limit: per_caller,
+                },
+                LimitCheck {
+                    key: "global",
+                    limit: global,
+                },
+            ];
+            state.check(&checks, NOW + i as u64).await.unwrap()
+        }));
+    }
+    let mut together = Vec::new();
+    for task in tasks {
+        together.push(task.await.unwrap());
+    }
+    let mut one_at_a_time = Vec::new();
+    for i in 0..CALLS {
+        let (caller, [per_caller, global]) = batch_checks(i);
+        let checks = [
+            LimitCheck {
+                key: &caller,
+                limit: per_caller,
+            },
+            LimitCheck {
+                key: "global",
+                limit: global,
+            },
+        ];
+        one_at_a_time.push(alone.check(&checks, NOW + i as u64).await.unwrap());
+    }
+    assert_eq!(together, one_at_a_time);
+    let allowed = together
+        .iter()
+        .filter(|d| **d == LimitDecision::Allowed)
+        .count();
+    let by_global = together
+        .iter()
+        .filter(|d| matches!(d, LimitDecision::Denied { index: 1, .. }))
+        .count();
+    assert_eq!(allowed, 70);
+    assert!(by_global > 0 && by_global < CALLS - allowed, "{together:?}");
+    // Batched for real: a few scripts for 300 calls, against one per call alone.
+    assert_eq!(alone.scripts_sent(), CALLS as u64);
+    assert!(batched.scripts_sent() <= 4, "{}", batched.scripts_sent());
+    // And the buckets are left as the calls one at a time left them.
+    let mut connection = plain(&url).await;
+    for key in [
+        "caller-0", "caller-1", "caller-2", "caller-3", "caller-4", "global",
+    ] {
+        let tat = |state: &RedisState| redis::cmd("GET").arg(state.limit_key(key)).clone();
+        let stored: Option<u64> = tat(&batched).query_async(&mut connection).await.unwrap();
+        let expected: Option<u64> = tat(&alone).query_async(&mut connection).await.unwrap();
+        assert!(stored.is_some(), "{key}");
+        assert_eq!(stored, expected, "{key}");
+    }
+    cleanup(&url, &batched_prefix).await;
+    cleanup(&url, &alone_prefix).await;
+}
+
+/// A caller that stopped waiting before its batch left is not counted: with a burst of one,
+/// the next call still passes.
+#[tokio::test]
+async fn redis_a_call_given_up_before_its_batch_is_not_counted() {
+    use futures_util::FutureExt as _;
+    let Some(url) = redis_url("given-up") else {
+        return;
+    };
+    let prefix = unique_prefix("given-up");
+    let state = RedisState::connect(&url, &prefix).await.unwrap();
+    let checks = [LimitCheck {
+        key: "one",
+        limit: GcraLimit {
+            burst: 1,
+            emission_ms: 60_000,
+        },
+    }];
+    // Polled once (so queued), then dropped before the batcher ran.
+    assert!(state.check(&checks, NOW).now_or_never().is_none());
+    assert_eq!(
+        state.check(&checks, NOW).await.unwrap(),
+        LimitDecision::Allowed
+    );
+    assert_eq!(
+        state.check(&checks, NOW).await.unwrap(),
+        LimitDecision::Denied {
+            index: 0,
+            retry_after_ms: 60_000
+        }
+    );
+    assert_eq!(state.scripts_sent(), 2);
+    cleanup(&url, &prefix).await;
+}
+
 #[tokio::test]
 async fn redis_buckets_expire_once_refilled() {
     let Some(url) = redis_url("expire") else {
