@@ -3,7 +3,9 @@
 //! its public key id and its one error type.
 //!
 //! This module owns how a key is accepted (raw bytes or base64 text, at least [`MIN_KEY_LEN`]
-//! bytes), generated, identified and kept secret: the bytes are zeroized on drop, `Debug` shows
+//! bytes), generated, identified and kept secret: the bytes are zeroized on drop, and so, as
+//! far as safe code can, is the keyed HMAC state kept beside them (overwritten with a state of
+//! an all-zero key before it is freed; the hmac crate offers no zeroize), `Debug` shows
 //! only the public id, and the bytes never leave this module except as HMAC output or derived
 //! keys (one-way: a derived key reveals nothing about the key it came from). It must not
 //! know what a key signs — the token and checkpoint formats live in [`crate::token`] and
@@ -161,6 +163,19 @@ impl SecretKey {
         let id = to_hex(digest.get(..8).unwrap_or_default());
         let keyed = HmacSha256::new_from_slice(&secret).ok().map(Box::new);
         Self { id, secret, keyed }
+    }
+}
+
+impl Drop for SecretKey {
+    /// Overwrite the keyed HMAC state (which can forge MACs under this key) before its memory
+    /// is freed; `black_box` keeps the store from being optimised away as dead.
+    fn drop(&mut self) {
+        if let Some(keyed) = self.keyed.as_deref_mut() {
+            if let Ok(blank) = HmacSha256::new_from_slice(&[0u8; MIN_KEY_LEN]) {
+                *keyed = blank;
+            }
+            std::hint::black_box(keyed);
+        }
     }
 }
 

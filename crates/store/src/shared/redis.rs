@@ -16,14 +16,17 @@
 //! (the script carries each bucket's `tat` from one call to the next and writes each bucket
 //! once at the end). Under load that is one round trip, one Lua invocation and one read and
 //! write per bucket for a whole group instead of per call; alone, a call goes out at once. A
-//! call whose caller stopped waiting before its batch left is not counted.
+//! call whose caller stopped waiting before its batch left is not counted. A batch fails as a
+//! whole (every call in it is refused as unavailable, nothing of it is stored) when Redis
+//! fails it, e.g. on a bucket key that holds something else than a number. A caller waits for
+//! at most the script running when it queued and its own (2 × [`COMMAND_TIMEOUT`]).
 //! Every key starts with the prefix given to [`RedisState::connect`]. Time always comes from
 //! the caller (`now_ms`), never from Redis `TIME`, so replicas and the in-process limiter agree.
 //! Every command is bounded by [`COMMAND_TIMEOUT`] and a failure is
 //! [`StoreError::Unavailable`] so callers fail closed. It must not decide limits, must not
 //! panic or spin when Redis goes away, and its errors must not show URLs or keys through
-//! `Display`. The script touches several keys, so a Redis Cluster would need all of one
-//! call's keys in one hash slot; a single server (or a primary with replicas) is assumed.
+//! `Display`. One script touches every key of its batch, so a Redis Cluster would need all
+//! bucket keys in one hash slot; a single server (or a primary with replicas) is assumed.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -173,7 +176,6 @@ struct QueuedCall {
 }
 
 /// Why a whole batch failed, handed to each of its callers.
-#[derive(Clone)]
 enum BatchFailure {
     /// The script did not answer within [`COMMAND_TIMEOUT`].
     TimedOut,
@@ -200,7 +202,8 @@ fn impossible_answer() -> StoreError {
     ))
 }
 
-/// The error of a batcher that is gone (the state is being dropped).
+/// The error of a batcher that is gone (it ended or was aborted; every limit check fails
+/// closed, and [`LimitStore::ping`] says so, so `/ready` does too).
 fn batcher_gone() -> StoreError {
     StoreError::unavailable(std::io::Error::other("the rate-limit batcher has stopped"))
 }
@@ -396,8 +399,9 @@ impl LimitStore for RedisState {
                 .collect(),
             reply,
         };
-        // Queueing and the batch together are bounded like one command; a caller that gives
-        // up before its batch leaves is not counted.
+        // The script running when this call queued and this call's own are each bounded by
+        // COMMAND_TIMEOUT in the batcher; a caller that gives up before its batch leaves is
+        // not counted.
         let queued = async {
             self.inner
                 .limits
@@ -406,7 +410,7 @@ impl LimitStore for RedisState {
                 .map_err(|_| batcher_gone())?;
             answer.await.map_err(|_| batcher_gone())?
         };
-        let (index, wait) = match tokio::time::timeout(COMMAND_TIMEOUT, queued).await {
+        let (index, wait) = match tokio::time::timeout(COMMAND_TIMEOUT * 2, queued).await {
             Ok(answer) => answer?,
             Err(_) => return Err(timed_out()),
         };
@@ -422,6 +426,10 @@ impl LimitStore for RedisState {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        // Without its batcher this state refuses every limited call: not ready.
+        if self.inner.batcher.is_finished() || self.inner.limits.is_closed() {
+            return Err(batcher_gone());
+        }
         let mut connection = self.inner.connection.clone();
         bounded(redis::cmd("PING").query_async::<String>(&mut connection))
             .await

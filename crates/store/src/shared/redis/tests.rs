@@ -109,24 +109,43 @@ async fn redis_checks_are_atomic_across_connections() {
     cleanup(&url, &prefix).await;
 }
 
-/// The checks of call `i` in the batching tests: one of five callers (20 at once) and the
-/// global bucket (70 at once), so that both kinds of refusal happen.
-fn batch_checks(i: usize) -> (String, [GcraLimit; 2]) {
+/// Call `i` of the batching tests: its now and its checks (key, limit). One of five callers
+/// (20 at once, one more a minute) and the global bucket (70 at once), 1 s apart so buckets
+/// refill as they go; every 7th call's clock is 5 s behind the others, every 11th names its
+/// caller's bucket twice, every 13th has a stricter global limit, so that every case of the
+/// script meets every other in one batch.
+fn batch_call(i: usize) -> (u64, Vec<(String, GcraLimit)>) {
     let caller = GcraLimit {
         burst: 20,
         emission_ms: 60_000,
     };
     let global = GcraLimit {
-        burst: 70,
+        burst: if i % 13 == 0 { 60 } else { 70 },
         emission_ms: 60_000,
     };
-    (format!("caller-{}", i % 5), [caller, global])
+    let now = NOW + 1_000 * i as u64 - if i % 7 == 0 { 5_000 } else { 0 };
+    let mut checks = vec![(format!("caller-{}", i % 5), caller)];
+    if i % 11 == 0 {
+        checks.push((format!("caller-{}", i % 5), caller));
+    }
+    checks.push(("global".to_string(), global));
+    (now, checks)
+}
+
+/// Decide call `i` of [`batch_call`] on `state`.
+async fn decide_call(state: &RedisState, i: usize) -> Result<LimitDecision, StoreError> {
+    let (now, checks) = batch_call(i);
+    let checks: Vec<LimitCheck<'_>> = checks
+        .iter()
+        .map(|(key, limit)| LimitCheck { key, limit: *limit })
+        .collect();
+    state.check(&checks, now).await
 }
 
 /// Calls queued together are decided by one script, each exactly as if it had been sent
 /// alone and in the order queued: the same decisions (which check refused, how long to wait)
-/// and the same stored buckets as the same calls sent one at a time. The test runtime has one
-/// thread, so all 300 calls are queued before the batcher runs.
+/// and the same stored buckets and expiries as the same calls sent one at a time. The test
+/// runtime has one thread, so all 300 calls are queued before the batcher runs.
 #[tokio::test]
 async fn redis_batched_calls_decide_as_sent_one_at_a_time() {
     let Some(url) = redis_url("batched") else {
@@ -141,18 +160,7 @@ async fn redis_batched_calls_decide_as_sent_one_at_a_time() {
     for i in 0..CALLS {
         let state = batched.clone();
         tasks.push(tokio::spawn(async move {
-            let (caller, [per_caller, global]) = batch_checks(i);
-            let checks = [
-                LimitCheck {
-                    key: &caller,
-                    limit: per_caller,
-                },
-                LimitCheck {
-                    key: "global",
-                    limit: global,
-                },
-            ];
-            state.check(&checks, NOW + i as u64).await.unwrap()
+            decide_call(&state, i).await.unwrap()
         }));
     }
     let mut together = Vec::new();
@@ -161,46 +169,169 @@ async fn redis_batched_calls_decide_as_sent_one_at_a_time() {
     }
     let mut one_at_a_time = Vec::new();
     for i in 0..CALLS {
-        let (caller, [per_caller, global]) = batch_checks(i);
-        let checks = [
-            LimitCheck {
-                key: &caller,
-                limit: per_caller,
-            },
-            LimitCheck {
-                key: "global",
-                limit: global,
-            },
-        ];
-        one_at_a_time.push(alone.check(&checks, NOW + i as u64).await.unwrap());
+        one_at_a_time.push(decide_call(&alone, i).await.unwrap());
     }
     assert_eq!(together, one_at_a_time);
-    let allowed = together
-        .iter()
-        .filter(|d| **d == LimitDecision::Allowed)
-        .count();
-    let by_global = together
-        .iter()
-        .filter(|d| matches!(d, LimitDecision::Denied { index: 1, .. }))
-        .count();
-    assert_eq!(allowed, 70);
-    assert!(by_global > 0 && by_global < CALLS - allowed, "{together:?}");
+    let count = |wanted: fn(&LimitDecision) -> bool| together.iter().filter(|d| wanted(d)).count();
+    assert!(count(|d| *d == LimitDecision::Allowed) > 70, "{together:?}");
+    assert!(count(|d| matches!(d, LimitDecision::Denied { index: 0, .. })) > 0);
+    assert!(count(|d| matches!(d, LimitDecision::Denied { index: 1 | 2, .. })) > 0);
     // Batched for real: a few scripts for 300 calls, against one per call alone.
     assert_eq!(alone.scripts_sent(), CALLS as u64);
     assert!(batched.scripts_sent() <= 4, "{}", batched.scripts_sent());
-    // And the buckets are left as the calls one at a time left them.
+    // And the buckets are left as the calls one at a time left them: the same `tat`, and the
+    // same expiry (measured from each SET, so the two differ by the seconds between them; a
+    // wrong expiry would be off by up to the 300 s the calls span).
     let mut connection = plain(&url).await;
     for key in [
         "caller-0", "caller-1", "caller-2", "caller-3", "caller-4", "global",
     ] {
-        let tat = |state: &RedisState| redis::cmd("GET").arg(state.limit_key(key)).clone();
-        let stored: Option<u64> = tat(&batched).query_async(&mut connection).await.unwrap();
-        let expected: Option<u64> = tat(&alone).query_async(&mut connection).await.unwrap();
+        let get = |command: &str, state: &RedisState| {
+            redis::cmd(command).arg(state.limit_key(key)).clone()
+        };
+        let stored: Option<u64> = get("GET", &batched)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let expected: Option<u64> = get("GET", &alone)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
         assert!(stored.is_some(), "{key}");
         assert_eq!(stored, expected, "{key}");
+        let ttl: i64 = get("PTTL", &batched)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let expected: i64 = get("PTTL", &alone)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(
+            ttl > 0 && (ttl - expected).abs() < 60_000,
+            "{key}: {ttl} against {expected}"
+        );
     }
     cleanup(&url, &batched_prefix).await;
     cleanup(&url, &alone_prefix).await;
+}
+
+/// A bucket two calls of one batch passed expires when it has refilled after the LATER one:
+/// `tat - now` of the last passing call, as the same calls one at a time leave it.
+#[tokio::test]
+async fn redis_a_batch_leaves_each_bucket_expiring_when_refilled() {
+    let Some(url) = redis_url("batch-expiry") else {
+        return;
+    };
+    let prefix = unique_prefix("batch-expiry");
+    let state = RedisState::connect(&url, &prefix).await.unwrap();
+    let limit = GcraLimit {
+        burst: 5,
+        emission_ms: 60_000,
+    };
+    let mut tasks = Vec::new();
+    for now in [NOW, NOW + 10_000] {
+        let state = state.clone();
+        tasks.push(tokio::spawn(async move {
+            state.check(&[LimitCheck { key: "two", limit }], now).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), LimitDecision::Allowed);
+    }
+    assert_eq!(state.scripts_sent(), 1);
+    let mut connection = plain(&url).await;
+    // tat: NOW + 60 s after the first, NOW + 120 s after the second; refilled 110 s after the
+    // second's now (120 s would be counted from the first's).
+    let tat: u64 = redis::cmd("GET")
+        .arg(state.limit_key("two"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(tat, NOW + 120_000);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(state.limit_key("two"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(ttl > 80_000 && ttl <= 110_000, "{ttl}");
+    cleanup(&url, &prefix).await;
+}
+
+/// A batch Redis fails (here: one bucket holds text) refuses every call in it as unavailable
+/// and stores nothing of it; the next batch is decided normally.
+#[tokio::test]
+async fn redis_a_failed_batch_refuses_all_its_calls_and_stores_nothing() {
+    let Some(url) = redis_url("failed-batch") else {
+        return;
+    };
+    let prefix = unique_prefix("failed-batch");
+    let state = RedisState::connect(&url, &prefix).await.unwrap();
+    let mut connection = plain(&url).await;
+    let _: () = redis::cmd("SET")
+        .arg(state.limit_key("poisoned"))
+        .arg("not a number")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let one = GcraLimit {
+        burst: 1,
+        emission_ms: 60_000,
+    };
+    let mut tasks = Vec::new();
+    for key in ["fine", "poisoned", "fine"] {
+        let state = state.clone();
+        tasks.push(tokio::spawn(async move {
+            state.check(&[LimitCheck { key, limit: one }], NOW).await
+        }));
+    }
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable { .. })),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(state.scripts_sent(), 1);
+    // Nothing of the failed batch was counted: "fine" still has its one call.
+    let fine = [LimitCheck {
+        key: "fine",
+        limit: one,
+    }];
+    assert_eq!(
+        state.check(&fine, NOW).await.unwrap(),
+        LimitDecision::Allowed
+    );
+    cleanup(&url, &prefix).await;
+}
+
+/// Without its batcher a state refuses every call as unavailable and is not ready.
+#[tokio::test]
+async fn redis_without_its_batcher_fails_closed_and_is_not_ready() {
+    let Some(url) = redis_url("no-batcher") else {
+        return;
+    };
+    let prefix = unique_prefix("no-batcher");
+    let state = RedisState::connect(&url, &prefix).await.unwrap();
+    LimitStore::ping(&state).await.unwrap();
+    state.inner.batcher.abort();
+    while !state.inner.batcher.is_finished() {
+        tokio::task::yield_now().await;
+    }
+    let checks = [LimitCheck {
+        key: "any",
+        limit: GcraLimit {
+            burst: 5,
+            emission_ms: 1_000,
+        },
+    }];
+    let outcome = state.check(&checks, NOW).await;
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable { .. })),
+        "{outcome:?}"
+    );
+    assert!(LimitStore::ping(&state).await.is_err());
+    cleanup(&url, &prefix).await;
 }
 
 /// A caller that stopped waiting before its batch left is not counted: with a burst of one,
