@@ -114,7 +114,7 @@ return answer
 pub const MAX_CALLS_PER_SCRIPT: usize = 128;
 
 /// Calls that may wait for the batcher; a caller that finds the queue full waits for room
-/// (within [`COMMAND_TIMEOUT`]).
+/// (within its whole bound, 2 × [`COMMAND_TIMEOUT`]).
 const LIMIT_QUEUE: usize = 4096;
 
 /// The key suffix of notices: they are published on `<prefix>notices`.
