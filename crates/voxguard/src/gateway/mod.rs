@@ -15,7 +15,7 @@ pub(crate) mod rewrite;
 pub(crate) mod upstream;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 use voxguard_swml::conformance::SchemaChecker;
@@ -25,7 +25,7 @@ use crate::tool::{closable, compile, force_closed, Compiled, Tool, ToolError};
 
 pub use config::{GatewayConfig, GatewayConfigError, UpstreamCredentials};
 use rewrite::{FunctionEntry, RenderEntry, ENTRY_KEY};
-use upstream::Upstream;
+use upstream::{Target, Upstream};
 
 /// Compiled schemas kept (distinct schemas; a gateway's upstream declares a few dozen).
 const COMPILED_CACHE: usize = 1024;
@@ -62,9 +62,27 @@ pub(crate) struct Prepared {
     pub(crate) entry: RenderEntry,
     pub(crate) tools: HashMap<String, Arc<Tool>>,
     pub(crate) secrets: rewrite::SecretFinder,
+    /// Each function's webhook URL as the upstream client checked it, at its first call.
+    targets: HashMap<String, OnceLock<Result<Target, String>>>,
     at: std::time::Instant,
     /// About the memory it holds, for [`PREPARED_BYTES`].
     bytes: usize,
+}
+
+impl Prepared {
+    /// `function`'s webhook URL as `upstream` checked it ([`Upstream::target`]), checked at
+    /// the function's first call and kept for the render's others; the error says why not.
+    pub(crate) fn target(&self, function: &str, upstream: &Upstream) -> Result<&Target, String> {
+        let (Some(cell), Some(entry)) = (
+            self.targets.get(function),
+            self.entry.functions.get(function),
+        ) else {
+            return Err("the render holds no such function".into());
+        };
+        cell.get_or_init(|| upstream.target(&entry.url).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// About the memory `value` takes as a `serde_json::Value`: every node, key and string.
@@ -245,9 +263,17 @@ impl Gate {
         let secrets = self.secrets(&entry);
         // The entry, with each tool's own copy of its schema (the validators are the compiled
         // cache's, bounded there), and the finder.
-        let bytes = entry.memory_bytes(2) + secrets.memory_bytes();
+        // The targets, once checked: a copy of each URL and an `Authorization` value.
+        let targets_bytes: usize = entry.functions.values().map(|f| 128 + f.url.len()).sum();
+        let bytes = entry.memory_bytes(2) + secrets.memory_bytes() + targets_bytes;
+        let targets = entry
+            .functions
+            .keys()
+            .map(|name| (name.clone(), OnceLock::new()))
+            .collect();
         Ok(Arc::new(Prepared {
             secrets,
+            targets,
             entry,
             tools,
             at: std::time::Instant::now(),

@@ -4,20 +4,27 @@
 //! Owns the upstream's credentials, the rule that only the upstream's own origin is ever
 //! called (webhook URLs elsewhere are refused), answers capped in size (read into one buffer
 //! that never grows past the cap), no redirects followed, one timeout over each whole
-//! exchange (connect, send, the full answer), and certificate checks for an `https` upstream.
+//! exchange (connect, send, the full answer), certificate checks for an `https` upstream, and
+//! the pool of keep-alive connections to it, each driven by the call that uses it.
 //! It must not decide anything about a call (the pipeline does) and must never log a URL with
 //! its query or credentials.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use hyper_rustls::HttpsConnector;
+use hyper::client::conn::http1;
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tokio::net::TcpStream;
+use tower::ServiceExt as _;
 
 use super::config::{GatewayConfig, UpstreamCredentials};
 
@@ -29,6 +36,12 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Idle connections kept open toward the upstream.
 const MAX_IDLE: usize = 256;
+
+/// How long an idle connection is kept before it is closed. Nothing reads a kept connection
+/// while it is idle, so one the upstream closed (many close theirs after 5 s) is only found
+/// when it is next taken — which costs that call one more attempt, never its request — and
+/// its socket lingers until then or until the sweep, at most about 1⅓ × this.
+const IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// Why the upstream gave no usable answer (logged for operators; the caller sees a generic
 /// sentence).
@@ -55,16 +68,72 @@ pub(crate) enum UpstreamError {
 
 /// The upstream agent as the gateway reaches it.
 ///
-/// The client is hyper's pooled HTTP/1.1 client with rustls and the webpki roots (the same
-/// trust as the rest of voxguard's outgoing TLS). It follows no redirects; every request is
-/// bounded by the configured upstream timeout, connect and answer included.
+/// The client is hyper's HTTP/1.1 connection with rustls and the webpki roots (the same trust
+/// as the rest of voxguard's outgoing TLS), over a pool of keep-alive connections to the one
+/// origin it may call. A call takes an idle connection (or opens one) and drives it in its own
+/// task until the answer is read — no connection task, no hand-off between tasks — then puts
+/// it back. It follows no redirects; every request is bounded by the configured upstream
+/// timeout, connect and answer included.
 pub(crate) struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    connector: HttpsConnector<HttpConnector>,
+    /// Idle connections, the most recently used last.
+    idle: Arc<Mutex<VecDeque<Conn>>>,
+    /// Whether the sweep of stale idle connections runs.
+    sweeping: std::sync::Once,
+    /// How long an idle connection is kept ([`IDLE_FOR`]; shorter in tests).
+    idle_for: Duration,
     timeout: Duration,
     swml_url: url::Url,
+    /// The upstream's origin (`scheme://host:port/`), where connections are opened.
+    origin: hyper::Uri,
+    /// The `Host` header every request carries (the origin's host, and port unless default).
+    host: HeaderValue,
     credentials: Option<UpstreamCredentials>,
     /// The `Authorization` value for the configured credentials, built once.
     authorization: Option<HeaderValue>,
+}
+
+/// The transport of a connection: TCP, or TLS over it.
+type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// One keep-alive HTTP/1.1 connection to the upstream. Whoever holds it drives it.
+struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: http1::Connection<Stream, Full<Bytes>>,
+    /// The driver finished: the connection is closed or failed, never to be used again.
+    ended: bool,
+    /// When it was last put back idle.
+    since: Instant,
+}
+
+/// Poll `work` to its end while driving `driver` in the same task (the connection reads and
+/// writes only while polled). `None`: the connection ended and left `work` unfinished.
+async fn driving<W: Future>(
+    driver: &mut http1::Connection<Stream, Full<Bytes>>,
+    ended: &mut bool,
+    work: W,
+) -> Option<W::Output> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if *ended {
+            return Poll::Ready(None);
+        }
+        match driver.poll_without_shutdown(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                // Its end settles what was waiting on it (an error, or the answer's end).
+                *ended = true;
+                Poll::Ready(match work.as_mut().poll(cx) {
+                    Poll::Ready(output) => Some(output),
+                    Poll::Pending => None,
+                })
+            }
+        }
+    })
+    .await
 }
 
 /// A `Basic` `Authorization` header value (marked sensitive, so hyper never logs it).
@@ -95,18 +164,29 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(MAX_IDLE)
-            .build(https);
+        let swml_url = config.upstream.clone();
+        let host = match (swml_url.host_str(), swml_url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => return Err("the upstream URL names no host".into()),
+        };
+        let host = HeaderValue::from_str(&host)
+            .map_err(|_| "the upstream URL's host is not a valid Host header".to_string())?;
+        let origin = hyper::Uri::try_from(swml_url.origin().ascii_serialization())
+            .map_err(|_| "the upstream URL's origin is not a valid URI".to_string())?;
         let authorization = config
             .upstream_credentials
             .as_ref()
             .and_then(|c| basic_authorization(&c.user, Some(&c.password)));
         Ok(Self {
-            client,
+            connector: https,
+            idle: Arc::default(),
+            sweeping: std::sync::Once::new(),
+            idle_for: IDLE_FOR,
             timeout: config.upstream_timeout,
-            swml_url: config.upstream.clone(),
+            swml_url,
+            origin,
+            host,
             credentials: config.upstream_credentials.clone(),
             authorization,
         })
@@ -126,7 +206,7 @@ impl Upstream {
         let (status, _) = self
             .send(
                 hyper::Method::GET,
-                &self.swml_url,
+                &uri_of(&self.swml_url)?,
                 self.authorization.clone(),
                 Bytes::new(),
                 None,
@@ -141,65 +221,24 @@ impl Upstream {
     /// Fetch SWML the way the platform does: `POST` the platform's body to the SWML URL.
     pub(crate) async fn fetch_swml(&self, body: &Value) -> Result<Value, UpstreamError> {
         let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-        let (_, answer) = self
-            .post(self.swml_url.clone(), bytes, MAX_SWML_BYTES)
-            .await?;
+        let target = self.target(self.swml_url.as_str())?;
+        let (status, answer) = self.post_any(&target, bytes, MAX_SWML_BYTES).await?;
+        if !(200..300).contains(&status) {
+            return Err(UpstreamError::Status(status));
+        }
         match answer {
             Value::Object(_) => Ok(answer),
             _ => Err(UpstreamError::NotJson("an SWML document (a JSON object)")),
         }
     }
 
-    /// `POST body` to `url` (a webhook URL the upstream gave in its SWML) and read the JSON
-    /// answer. Non-2xx answers are errors.
-    pub(crate) async fn call(&self, url: &str, body: Vec<u8>) -> Result<Value, UpstreamError> {
-        let url = url::Url::parse(url).map_err(|_| {
+    /// `url` (a webhook URL the upstream gave in its SWML) checked and split once: refused
+    /// unless it is on the upstream's origin; the credentials it embeds taken out for the
+    /// `Authorization` header (else the configured ones go).
+    pub(crate) fn target(&self, url: &str) -> Result<Target, UpstreamError> {
+        let mut url = url::Url::parse(url).map_err(|_| {
             UpstreamError::Unreachable("the stored webhook URL does not parse".into())
         })?;
-        let (status, answer) = self.post(url, body, MAX_ANSWER_BYTES).await?;
-        if (200..300).contains(&status) {
-            Ok(answer)
-        } else {
-            Err(UpstreamError::Status(status))
-        }
-    }
-
-    /// `POST body` to `url` and answer the status and JSON body whatever the status (the
-    /// payment connector passes the upstream's non-200 answers on).
-    pub(crate) async fn relay(
-        &self,
-        url: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, Value), UpstreamError> {
-        let url = url::Url::parse(url).map_err(|_| {
-            UpstreamError::Unreachable("the stored webhook URL does not parse".into())
-        })?;
-        self.post_any(url, body, MAX_ANSWER_BYTES).await
-    }
-
-    async fn post(
-        &self,
-        url: url::Url,
-        body: Vec<u8>,
-        cap: usize,
-    ) -> Result<(u16, Value), UpstreamError> {
-        let (status, value) = self.post_any(url, body, cap).await?;
-        if (200..300).contains(&status) {
-            Ok((status, value))
-        } else {
-            Err(UpstreamError::Status(status))
-        }
-    }
-
-    /// The one place a request leaves for the upstream. Credentials: the ones embedded in
-    /// `url` (the upstream put them there for the platform), else the configured ones — but
-    /// those only toward the upstream's own origin.
-    async fn post_any(
-        &self,
-        mut url: url::Url,
-        body: Vec<u8>,
-        cap: usize,
-    ) -> Result<(u16, Value), UpstreamError> {
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
@@ -220,11 +259,56 @@ impl Upstream {
             Some((user, password)) => basic_authorization(&user, password.as_deref()),
             None => self.authorization.clone(),
         };
+        Ok(Target {
+            uri: uri_of(&url)?,
+            authorization,
+        })
+    }
+
+    /// `POST body` to `url` (a webhook URL the upstream gave in its SWML) and read the JSON
+    /// answer. Non-2xx answers are errors.
+    pub(crate) async fn call(&self, url: &str, body: Vec<u8>) -> Result<Value, UpstreamError> {
+        self.call_target(&self.target(url)?, body).await
+    }
+
+    /// [`Upstream::call`] to a URL already checked by [`Upstream::target`].
+    pub(crate) async fn call_target(
+        &self,
+        target: &Target,
+        body: Vec<u8>,
+    ) -> Result<Value, UpstreamError> {
+        let (status, answer) = self.post_any(target, body, MAX_ANSWER_BYTES).await?;
+        if (200..300).contains(&status) {
+            Ok(answer)
+        } else {
+            Err(UpstreamError::Status(status))
+        }
+    }
+
+    /// `POST body` to `url` and answer the status and JSON body whatever the status (the
+    /// payment connector passes the upstream's non-200 answers on).
+    pub(crate) async fn relay(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Value), UpstreamError> {
+        self.post_any(&self.target(url)?, body, MAX_ANSWER_BYTES)
+            .await
+    }
+
+    /// The one place a request leaves for the upstream (but for `ping`): `POST body` to a
+    /// checked target and read its JSON answer, whatever the status.
+    async fn post_any(
+        &self,
+        target: &Target,
+        body: Vec<u8>,
+        cap: usize,
+    ) -> Result<(u16, Value), UpstreamError> {
         let (status, bytes) = self
             .send(
                 hyper::Method::POST,
-                &url,
-                authorization,
+                &target.uri,
+                target.authorization.clone(),
                 Bytes::from(body),
                 Some(cap),
             )
@@ -238,6 +322,30 @@ impl Upstream {
     }
 }
 
+/// A webhook URL of the upstream's as [`Upstream::target`] checked it: on the upstream's
+/// origin, without credentials, and the `Authorization` value that goes with it. It holds no
+/// origin: it is sent only by the `Upstream` that checked it. Its `Debug` shows neither the
+/// path and query (a token) nor the credentials.
+#[derive(Clone)]
+pub(crate) struct Target {
+    /// The path and query, as the request line carries them (the origin is the upstream's).
+    uri: hyper::Uri,
+    authorization: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").finish_non_exhaustive()
+    }
+}
+
+/// The path and query of `url` (on the upstream's origin) as the request line's `Uri`: the
+/// URL's own serialization, so nothing is read differently.
+fn uri_of(url: &url::Url) -> Result<hyper::Uri, UpstreamError> {
+    hyper::Uri::try_from(&url[url::Position::BeforePath..url::Position::AfterQuery])
+        .map_err(|_| UpstreamError::Unreachable("the webhook URL is not a valid URI".into()))
+}
+
 impl Upstream {
     /// Send one request to `url` and read its answer — at most `cap` bytes, or only the
     /// status and headers when `cap` is `None` — all within the upstream timeout. The answer
@@ -246,15 +354,13 @@ impl Upstream {
     async fn send(
         &self,
         method: hyper::Method,
-        url: &url::Url,
+        uri: &hyper::Uri,
         authorization: Option<HeaderValue>,
         body: Bytes,
         cap: Option<usize>,
     ) -> Result<(u16, Vec<u8>), UpstreamError> {
-        let uri = hyper::Uri::try_from(url.as_str())
-            .map_err(|_| UpstreamError::Unreachable("the webhook URL is not a valid URI".into()))?;
         let post = method == hyper::Method::POST;
-        let mut request = hyper::Request::builder().method(method).uri(uri);
+        let mut request = hyper::Request::builder().method(method).uri(uri.clone());
         if post {
             request = request
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -267,14 +373,10 @@ impl Upstream {
             .body(Full::new(body))
             .map_err(|_| UpstreamError::Unreachable("the request could not be built".into()))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+            let (response, mut conn) = self.request(request).await?;
             let status = response.status().as_u16();
             let Some(cap) = cap else {
-                // Dropping the unread answer closes that connection; fine for a probe.
+                // The answer is not read: its connection is not reused (fine for a probe).
                 return Ok((status, Vec::new()));
             };
             let declared = response
@@ -288,7 +390,14 @@ impl Upstream {
             let capacity = declared.map_or(8 * 1024, |n| usize::try_from(n).unwrap_or(cap));
             let mut bytes = Vec::with_capacity(capacity.min(cap));
             let mut answer = response.into_body();
-            while let Some(frame) = answer.frame().await {
+            loop {
+                let frame = match driving(&mut conn.driver, &mut conn.ended, answer.frame()).await {
+                    Some(Some(frame)) => frame,
+                    Some(None) => break,
+                    None => {
+                        return Err(UpstreamError::Unreachable("the answer was cut off".into()))
+                    }
+                };
                 let frame = frame
                     .map_err(|_| UpstreamError::Unreachable("the answer was cut off".into()))?;
                 if let Ok(data) = frame.into_data() {
@@ -298,25 +407,158 @@ impl Upstream {
                     bytes.extend_from_slice(&data);
                 }
             }
+            self.put_back(conn);
             Ok((status, bytes))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| UpstreamError::Unreachable("timed out".into()))?
     }
+
+    /// Send `request` on an idle connection, or a new one, and read the answer's head. A
+    /// kept connection the upstream has closed meanwhile is dropped and the request goes on
+    /// the next (it was never sent); an error on a new connection is the call's.
+    async fn request(
+        &self,
+        mut request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, Conn), UpstreamError> {
+        request.headers_mut().insert(HOST, self.host.clone());
+        loop {
+            let (mut conn, kept) = match self.take_idle() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            let ready = driving(&mut conn.driver, &mut conn.ended, conn.sender.ready()).await;
+            if !matches!(ready, Some(Ok(()))) {
+                if kept {
+                    continue;
+                }
+                return Err(UpstreamError::Unreachable(
+                    "the connection closed before the request".into(),
+                ));
+            }
+            let mut sent = std::pin::pin!(conn.sender.try_send_request(request));
+            let error = match driving(&mut conn.driver, &mut conn.ended, sent.as_mut()).await {
+                Some(Ok(response)) => return Ok((response, conn)),
+                Some(Err(error)) => error,
+                None => {
+                    // The connection ended with the request still in it: dropping it gives
+                    // the request back if it was never written.
+                    drop(conn);
+                    match sent.await {
+                        Err(error) => error,
+                        Ok(_) => {
+                            return Err(UpstreamError::Unreachable(
+                                "the connection closed before the answer".into(),
+                            ))
+                        }
+                    }
+                }
+            };
+            request = retry(error, kept)?;
+        }
+    }
+
+    /// A new connection to the upstream's origin (TLS when it is `https`).
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let stream = self
+            .connector
+            .clone()
+            .oneshot(self.origin.clone())
+            .await
+            .map_err(|_| UpstreamError::Unreachable("connection failed".into()))?;
+        let (sender, driver) = http1::handshake(stream)
+            .await
+            .map_err(|_| UpstreamError::Unreachable("connection failed".into()))?;
+        Ok(Conn {
+            sender,
+            driver,
+            ended: false,
+            since: Instant::now(),
+        })
+    }
+
+    /// The most recently used idle connection younger than [`IDLE_FOR`].
+    fn take_idle(&self) -> Option<Conn> {
+        let stale = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = idle.pop_back()?;
+            if conn.since.elapsed() < self.idle_for {
+                return Some(conn);
+            }
+            // Everything before it is older still; closed once the lock is released.
+            (conn, std::mem::take(&mut *idle))
+        };
+        drop(stale);
+        None
+    }
+
+    /// Keep `conn` for the next call if it is ready for one: not ended, and done with the
+    /// last request (an upstream may answer before it has read the whole request, which
+    /// hyper is then still writing); past [`MAX_IDLE`] the oldest goes.
+    fn put_back(&self, mut conn: Conn) {
+        if conn.ended || !conn.sender.is_ready() {
+            return;
+        }
+        let dropped = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // Under the lock, so the queue stays ordered by it (the sweep relies on that).
+            conn.since = Instant::now();
+            idle.push_back(conn);
+            (idle.len() > MAX_IDLE).then(|| idle.pop_front())
+        };
+        drop(dropped);
+        self.sweeping
+            .call_once(|| sweep(Arc::downgrade(&self.idle), self.idle_for));
+    }
+}
+
+/// The request back from a send that failed before writing it on a kept connection (the
+/// upstream closed it while it was idle: the request goes on another); else the call's error.
+fn retry(
+    mut error: hyper::client::conn::TrySendError<hyper::Request<Full<Bytes>>>,
+    kept: bool,
+) -> Result<hyper::Request<Full<Bytes>>, UpstreamError> {
+    match error.take_message() {
+        Some(unsent) if kept => Ok(unsent),
+        _ => Err(UpstreamError::Unreachable(describe(&error.into_error()))),
+    }
+}
+
+/// Close the idle connections older than [`IDLE_FOR`] now and then, for as long as the pool
+/// lives (a pool no call uses would otherwise hold them open).
+fn sweep(idle: Weak<Mutex<VecDeque<Conn>>>, idle_for: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(idle_for / 3);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(idle) = idle.upgrade() else {
+                return;
+            };
+            let stale: Vec<Conn> = {
+                let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+                let fresh = idle
+                    .iter()
+                    .position(|conn| conn.since.elapsed() < idle_for)
+                    .unwrap_or(idle.len());
+                idle.drain(..fresh).collect()
+            };
+            drop(stale);
+        }
+    });
 }
 
 /// A client error, described without a URL (hyper's errors carry none; the cause chain is
 /// kept for operators).
-fn describe(error: &hyper_util::client::legacy::Error) -> String {
-    if error.is_connect() {
-        "connection failed".into()
-    } else {
-        use std::error::Error as _;
-        match error.source() {
-            Some(source) => format!("{error}: {source}"),
-            None => error.to_string(),
-        }
+fn describe(error: &hyper::Error) -> String {
+    use std::error::Error as _;
+    match error.source() {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
     }
 }
 
@@ -336,9 +578,34 @@ mod tests {
 
     use super::*;
 
+    /// Requests `/hang` received (in any test: only one uses it).
+    static HANGING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
     /// What the test upstream answers on each path.
     fn app() -> Router {
         Router::new()
+            .route(
+                "/hang",
+                post(|| async {
+                    HANGING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    std::future::pending::<()>().await;
+                }),
+            )
+            .route(
+                "/echo-target",
+                post(|uri: axum::http::Uri, headers: HeaderMap| async move {
+                    let host = headers
+                        .get("host")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    axum::Json(serde_json::json!({ "target": uri.to_string(), "host": host }))
+                }),
+            )
+            .route(
+                "/close",
+                post(|| async { ([("connection", "close")], "{}") }),
+            )
             .route(
                 "/echo-auth",
                 post(|headers: HeaderMap| async move {
@@ -418,6 +685,55 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app()).await });
         addr
+    }
+
+    /// How the test server ends its connections when told to ([`serve_counting`]).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Close {
+        /// Not told yet.
+        No,
+        /// Once the request in it (if any) is answered: an upstream dropping idle keep-alive
+        /// connections.
+        Graceful,
+        /// At once, whatever it is doing: an upstream that dies mid-request.
+        Abrupt,
+    }
+
+    /// [`app`] on port 0, counting the connections it accepts; sending a [`Close`] on the
+    /// channel returned ends every connection open at that moment that way.
+    async fn serve_counting() -> (
+        SocketAddr,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::sync::watch::Sender<Close>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let (close, told) = tokio::sync::watch::channel(Close::No);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let service = hyper_util::service::TowerToHyperService::new(app());
+                let serving = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let mut told = told.clone();
+                // Only what is sent from now on concerns this connection.
+                told.mark_unchanged();
+                tokio::spawn(async move {
+                    let mut serving = std::pin::pin!(serving);
+                    tokio::select! {
+                        _ = serving.as_mut() => return,
+                        _ = told.changed() => {}
+                    }
+                    if *told.borrow() == Close::Graceful {
+                        serving.as_mut().graceful_shutdown();
+                        let _ = serving.await;
+                    }
+                });
+            }
+        });
+        (addr, accepted, close)
     }
 
     fn upstream(addr: SocketAddr, timeout: Duration) -> Upstream {
@@ -538,6 +854,148 @@ mod tests {
             matches!(outcome, Err(UpstreamError::Unreachable(_))),
             "{outcome:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn calls_reuse_one_kept_connection_and_concurrent_calls_open_more() {
+        let (addr, accepted, _close) = serve_counting().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        let url = format!("http://{addr}/echo-auth");
+        for _ in 0..5 {
+            let answer = up.empty_call(&url).await.unwrap();
+            assert_eq!(
+                answer["authorization"],
+                basic("configured", "configured-secret")
+            );
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Eight at once: each needs a connection of its own, all are answered, and the
+        // connections are kept (the next eight open none).
+        for round in 0..2 {
+            let calls = (0..8).map(|_| up.empty_call(&url));
+            for outcome in futures_util::future::join_all(calls).await {
+                assert!(outcome.is_ok(), "round {round}: {outcome:?}");
+            }
+        }
+        let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((2..=9).contains(&opened), "{opened} connections");
+        let calls = (0..8).map(|_| up.empty_call(&url));
+        futures_util::future::join_all(calls).await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), opened);
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_the_upstream_closed_is_replaced_without_failing_the_call() {
+        let (addr, accepted, close) = serve_counting().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        let url = format!("http://{addr}/echo-auth");
+        up.empty_call(&url).await.unwrap();
+        assert_eq!(
+            up.idle.lock().unwrap().len(),
+            1,
+            "kept after the first call"
+        );
+        // The upstream closes its idle connections, the kept one among them.
+        close.send(Close::Graceful).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let answer = up.empty_call(&url).await.unwrap();
+        assert_eq!(
+            answer["authorization"],
+            basic("configured", "configured-secret")
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_the_upstream_received_is_never_sent_again() {
+        let (addr, accepted, close) = serve_counting().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        up.empty_call(&format!("http://{addr}/echo-auth"))
+            .await
+            .unwrap();
+        // On the kept connection: the upstream takes the request, then dies before answering.
+        let hang = format!("http://{addr}/hang");
+        let call = up.empty_call(&hang);
+        let die = async {
+            while HANGING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            close.send(Close::Abrupt).unwrap();
+        };
+        let (outcome, ()) = tokio::join!(call, die);
+        assert!(
+            matches!(outcome, Err(UpstreamError::Unreachable(_))),
+            "{outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(HANGING.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_timed_out_leaves_no_connection_behind() {
+        let (addr, _, _close) = serve_counting().await;
+        let up = upstream(addr, Duration::from_millis(300));
+        up.empty_call(&format!("http://{addr}/echo-auth"))
+            .await
+            .unwrap();
+        let outcome = up.empty_call(&format!("http://{addr}/slow")).await;
+        assert!(
+            matches!(&outcome, Err(UpstreamError::Unreachable(why)) if why == "timed out"),
+            "{outcome:?}"
+        );
+        assert!(up.idle.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_request_line_and_host_are_the_origins() {
+        let (addr, _, _close) = serve_counting().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        let answer = up
+            .empty_call(&format!("http://{addr}/echo-target?token=t&b=2#fragment"))
+            .await
+            .unwrap();
+        assert_eq!(answer["target"], "/echo-target?token=t&b=2");
+        assert_eq!(answer["host"], addr.to_string());
+        // An answer that closes its connection leaves none kept.
+        let answer = up
+            .empty_call(&format!("http://{addr}/close"))
+            .await
+            .unwrap();
+        assert_eq!(answer, serde_json::json!({}));
+        assert!(up.idle.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_their_time() {
+        let (addr, accepted, _close) = serve_counting().await;
+        let mut up = upstream(addr, Duration::from_secs(5));
+        up.idle_for = Duration::from_millis(300);
+        let url = format!("http://{addr}/echo-auth");
+        up.empty_call(&url).await.unwrap();
+        assert_eq!(up.idle.lock().unwrap().len(), 1);
+        // The sweep (every 100 ms here) closes it once it is 300 ms old, with no call.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(up.idle.lock().unwrap().is_empty(), "swept");
+        up.empty_call(&url).await.unwrap();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_answer_was_not_read_whole_is_not_kept() {
+        let (addr, accepted, _close) = serve_counting().await;
+        let up = upstream(addr, Duration::from_secs(5));
+        let outcome = up.empty_call(&format!("http://{addr}/big-streamed")).await;
+        assert!(
+            matches!(outcome, Err(UpstreamError::TooLarge(_))),
+            "{outcome:?}"
+        );
+        assert!(up.idle.lock().unwrap().is_empty());
+        up.empty_call(&format!("http://{addr}/echo-auth"))
+            .await
+            .unwrap();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(up.idle.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

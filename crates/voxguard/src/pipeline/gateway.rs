@@ -114,18 +114,6 @@ pub(super) struct Forwarding {
     pub(crate) function: String,
 }
 
-impl Forwarding {
-    /// The upstream's webhook URL for the function.
-    fn url(&self) -> &str {
-        self.prepared
-            .entry
-            .functions
-            .get(&self.function)
-            .map(|f| f.url.as_str())
-            .unwrap_or("")
-    }
-}
-
 impl Pipeline {
     fn gate(&self) -> &Gate {
         self.gateway
@@ -307,10 +295,13 @@ impl Pipeline {
             }
             serde_json::to_vec(&body).unwrap_or_default()
         };
-        let mut answer = self
-            .gate()
-            .upstream
-            .call(forwarding.url(), bytes)
+        let upstream = &self.gate().upstream;
+        let target = forwarding
+            .prepared
+            .target(&forwarding.function, upstream)
+            .map_err(|why| failed(agent, &tool.name, call_id, &why))?;
+        let mut answer = upstream
+            .call_target(target, bytes)
             .await
             .map_err(|error| failed(agent, &tool.name, call_id, &error.to_string()))?;
         let Some(object) = answer.as_object_mut() else {
