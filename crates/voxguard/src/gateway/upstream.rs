@@ -886,15 +886,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_connection_the_upstream_closed_is_replaced_without_failing_the_call() {
-        let (addr, accepted, close) = serve_counting().await;
-        let up = upstream(addr, Duration::from_secs(5));
+        let (addr, accepted, close, up) = one_kept(Duration::from_secs(5)).await;
         let url = format!("http://{addr}/echo-auth");
-        up.empty_call(&url).await.unwrap();
-        assert_eq!(
-            up.idle.lock().unwrap().len(),
-            1,
-            "kept after the first call"
-        );
         // The upstream closes its idle connections, the kept one among them.
         close.send(Close::Graceful).unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -906,13 +899,32 @@ mod tests {
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
-    async fn a_request_the_upstream_received_is_never_sent_again() {
+    /// A counting server ([`serve_counting`]) and a client with `timeout` that has made one
+    /// call and kept its connection.
+    async fn one_kept(
+        timeout: Duration,
+    ) -> (
+        SocketAddr,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::sync::watch::Sender<Close>,
+        Upstream,
+    ) {
         let (addr, accepted, close) = serve_counting().await;
-        let up = upstream(addr, Duration::from_secs(5));
+        let up = upstream(addr, timeout);
         up.empty_call(&format!("http://{addr}/echo-auth"))
             .await
             .unwrap();
+        assert_eq!(
+            up.idle.lock().unwrap().len(),
+            1,
+            "kept after the first call"
+        );
+        (addr, accepted, close, up)
+    }
+
+    #[tokio::test]
+    async fn a_request_the_upstream_received_is_never_sent_again() {
+        let (addr, accepted, close, up) = one_kept(Duration::from_secs(5)).await;
         // On the kept connection: the upstream takes the request, then dies before answering.
         let hang = format!("http://{addr}/hang");
         let call = up.empty_call(&hang);
@@ -934,11 +946,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_timed_out_leaves_no_connection_behind() {
-        let (addr, _, _close) = serve_counting().await;
-        let up = upstream(addr, Duration::from_millis(300));
-        up.empty_call(&format!("http://{addr}/echo-auth"))
-            .await
-            .unwrap();
+        let (addr, _, _close, up) = one_kept(Duration::from_millis(300)).await;
         let outcome = up.empty_call(&format!("http://{addr}/slow")).await;
         assert!(
             matches!(&outcome, Err(UpstreamError::Unreachable(why)) if why == "timed out"),
