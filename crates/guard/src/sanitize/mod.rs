@@ -113,10 +113,16 @@ impl InjectionDetector {
     fn detect_normalized(&self, normalized: &str) -> Option<InjectionKind> {
         let folded = fold(normalized);
         // Symbols are read both ways: as separators ("stop!ignore") and as leetspeak
-        // ("@dm!n"); each reading alone would miss what the other catches.
-        [false, true]
-            .into_iter()
-            .filter_map(|symbols_as_letters| {
+        // ("@dm!n"); each reading alone would miss what the other catches. A text without
+        // such symbols reads the same both ways, and is read once.
+        let readings: &[bool] = if phrases::has_letter_symbols(&folded) {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        readings
+            .iter()
+            .filter_map(|&symbols_as_letters| {
                 let view = View::new(&folded, symbols_as_letters);
                 self.inner.first_match(&view)
             })

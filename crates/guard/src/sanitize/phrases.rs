@@ -69,9 +69,19 @@ impl fmt::Display for InjectionKind {
     }
 }
 
+/// The symbols [`leet`] reads as letters only when asked to (`symbols_as_letters`): a text
+/// without any of them has one [`View`], however symbols are read.
+pub(super) const LETTER_SYMBOLS: [char; 3] = ['@', '$', '!'];
+
+/// Whether `folded` reads differently with symbols as letters (it holds one of
+/// [`LETTER_SYMBOLS`]), so that both [`View`]s are worth building.
+pub(super) fn has_letter_symbols(folded: &str) -> bool {
+    folded.contains(LETTER_SYMBOLS)
+}
+
 /// Leetspeak, after folding (the skeleton has already turned `0` into `o` and `1`, `I`, `|`
 /// into `l`). `l` and `i` become one letter because the skeleton cannot tell `1`, `l` and `I`
-/// apart.
+/// apart. Only the characters of [`LETTER_SYMBOLS`] depend on `symbols_as_letters`.
 fn leet(c: char, symbols_as_letters: bool) -> char {
     match c {
         'l' | '1' | '|' => 'i',
