@@ -72,6 +72,8 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// `function`'s webhook URL as `upstream` checked it ([`Upstream::target`]), checked at
     /// the function's first call and kept for the render's others; the error says why not.
+    /// `upstream` must be the gate's own (a `Target` holds no origin): a `Prepared` lives only
+    /// in the cache of the `Gate` that made it.
     pub(crate) fn target(&self, function: &str, upstream: &Upstream) -> Result<&Target, String> {
         let (Some(cell), Some(entry)) = (
             self.targets.get(function),

@@ -699,17 +699,34 @@ mod tests {
         Abrupt,
     }
 
-    /// [`app`] on port 0, counting the connections it accepts; sending a [`Close`] on the
-    /// channel returned ends every connection open at that moment that way.
-    async fn serve_counting() -> (
-        SocketAddr,
-        Arc<std::sync::atomic::AtomicUsize>,
-        tokio::sync::watch::Sender<Close>,
-    ) {
+    /// A test upstream ([`serve_counting`]): where it listens, the connections it accepted
+    /// and ended, and the channel that tells it to close them.
+    struct TestServer {
+        addr: SocketAddr,
+        accepted: Arc<std::sync::atomic::AtomicUsize>,
+        ended: Arc<std::sync::atomic::AtomicUsize>,
+        close: tokio::sync::watch::Sender<Close>,
+    }
+
+    impl TestServer {
+        fn accepted(&self) -> usize {
+            self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn ended(&self) -> usize {
+            self.ended.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// [`app`] on port 0, counting the connections it accepts and ends; sending a [`Close`] on
+    /// the channel ends every connection open at that moment that way.
+    async fn serve_counting() -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
+        let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ended_counter = ended.clone();
         let (close, told) = tokio::sync::watch::channel(Close::No);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -720,20 +737,28 @@ mod tests {
                 let mut told = told.clone();
                 // Only what is sent from now on concerns this connection.
                 told.mark_unchanged();
+                let ended = ended_counter.clone();
                 tokio::spawn(async move {
                     let mut serving = std::pin::pin!(serving);
                     tokio::select! {
-                        _ = serving.as_mut() => return,
-                        _ = told.changed() => {}
+                        _ = serving.as_mut() => {}
+                        _ = told.changed() => {
+                            if *told.borrow() == Close::Graceful {
+                                serving.as_mut().graceful_shutdown();
+                                let _ = serving.await;
+                            }
+                        }
                     }
-                    if *told.borrow() == Close::Graceful {
-                        serving.as_mut().graceful_shutdown();
-                        let _ = serving.await;
-                    }
+                    ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
         });
-        (addr, accepted, close)
+        TestServer {
+            addr,
+            accepted,
+            ended,
+            close,
+        }
     }
 
     fn upstream(addr: SocketAddr, timeout: Duration) -> Upstream {
@@ -858,7 +883,8 @@ mod tests {
 
     #[tokio::test]
     async fn calls_reuse_one_kept_connection_and_concurrent_calls_open_more() {
-        let (addr, accepted, _close) = serve_counting().await;
+        let server = serve_counting().await;
+        let addr = server.addr;
         let up = upstream(addr, Duration::from_secs(5));
         let url = format!("http://{addr}/echo-auth");
         for _ in 0..5 {
@@ -868,7 +894,7 @@ mod tests {
                 basic("configured", "configured-secret")
             );
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(server.accepted(), 1);
         // Eight at once: each needs a connection of its own, all are answered, and the
         // connections are kept (the next eight open none).
         for round in 0..2 {
@@ -877,41 +903,41 @@ mod tests {
                 assert!(outcome.is_ok(), "round {round}: {outcome:?}");
             }
         }
-        let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let opened = server.accepted();
         assert!((2..=9).contains(&opened), "{opened} connections");
         let calls = (0..8).map(|_| up.empty_call(&url));
         futures_util::future::join_all(calls).await;
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), opened);
+        assert_eq!(server.accepted(), opened);
     }
 
     #[tokio::test]
     async fn a_kept_connection_the_upstream_closed_is_replaced_without_failing_the_call() {
-        let (addr, accepted, close, up) = one_kept(Duration::from_secs(5)).await;
+        let (server, up) = one_kept().await;
+        let addr = server.addr;
         let url = format!("http://{addr}/echo-auth");
         // The upstream closes its idle connections, the kept one among them.
-        close.send(Close::Graceful).unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.close.send(Close::Graceful).unwrap();
+        for _ in 0..1_000 {
+            if server.ended() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(server.ended(), 1, "the upstream closed the kept connection");
         let answer = up.empty_call(&url).await.unwrap();
         assert_eq!(
             answer["authorization"],
             basic("configured", "configured-secret")
         );
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(server.accepted(), 2);
     }
 
-    /// A counting server ([`serve_counting`]) and a client with `timeout` that has made one
-    /// call and kept its connection.
-    async fn one_kept(
-        timeout: Duration,
-    ) -> (
-        SocketAddr,
-        Arc<std::sync::atomic::AtomicUsize>,
-        tokio::sync::watch::Sender<Close>,
-        Upstream,
-    ) {
-        let (addr, accepted, close) = serve_counting().await;
-        let up = upstream(addr, timeout);
-        up.empty_call(&format!("http://{addr}/echo-auth"))
+    /// A counting server ([`serve_counting`]) and a client that has made one call and kept
+    /// its connection.
+    async fn one_kept() -> (TestServer, Upstream) {
+        let server = serve_counting().await;
+        let up = upstream(server.addr, Duration::from_secs(5));
+        up.empty_call(&format!("http://{}/echo-auth", server.addr))
             .await
             .unwrap();
         assert_eq!(
@@ -919,12 +945,13 @@ mod tests {
             1,
             "kept after the first call"
         );
-        (addr, accepted, close, up)
+        (server, up)
     }
 
     #[tokio::test]
     async fn a_request_the_upstream_received_is_never_sent_again() {
-        let (addr, accepted, close, up) = one_kept(Duration::from_secs(5)).await;
+        let (server, up) = one_kept().await;
+        let addr = server.addr;
         // On the kept connection: the upstream takes the request, then dies before answering.
         let hang = format!("http://{addr}/hang");
         let call = up.empty_call(&hang);
@@ -932,7 +959,7 @@ mod tests {
             while HANGING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            close.send(Close::Abrupt).unwrap();
+            server.close.send(Close::Abrupt).unwrap();
         };
         let (outcome, ()) = tokio::join!(call, die);
         assert!(
@@ -941,12 +968,14 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(HANGING.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(server.accepted(), 1);
     }
 
     #[tokio::test]
     async fn a_call_that_timed_out_leaves_no_connection_behind() {
-        let (addr, _, _close, up) = one_kept(Duration::from_millis(300)).await;
+        let (server, mut up) = one_kept().await;
+        let addr = server.addr;
+        up.timeout = Duration::from_millis(300);
         let outcome = up.empty_call(&format!("http://{addr}/slow")).await;
         assert!(
             matches!(&outcome, Err(UpstreamError::Unreachable(why)) if why == "timed out"),
@@ -957,7 +986,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_request_line_and_host_are_the_origins() {
-        let (addr, _, _close) = serve_counting().await;
+        let server = serve_counting().await;
+        let addr = server.addr;
         let up = upstream(addr, Duration::from_secs(5));
         let answer = up
             .empty_call(&format!("http://{addr}/echo-target?token=t&b=2#fragment"))
@@ -976,7 +1006,8 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_closed_after_their_time() {
-        let (addr, accepted, _close) = serve_counting().await;
+        let server = serve_counting().await;
+        let addr = server.addr;
         let mut up = upstream(addr, Duration::from_secs(5));
         up.idle_for = Duration::from_millis(300);
         let url = format!("http://{addr}/echo-auth");
@@ -986,12 +1017,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         assert!(up.idle.lock().unwrap().is_empty(), "swept");
         up.empty_call(&url).await.unwrap();
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(server.accepted(), 2);
     }
 
     #[tokio::test]
     async fn a_connection_whose_answer_was_not_read_whole_is_not_kept() {
-        let (addr, accepted, _close) = serve_counting().await;
+        let server = serve_counting().await;
+        let addr = server.addr;
         let up = upstream(addr, Duration::from_secs(5));
         let outcome = up.empty_call(&format!("http://{addr}/big-streamed")).await;
         assert!(
@@ -1002,7 +1034,7 @@ mod tests {
         up.empty_call(&format!("http://{addr}/echo-auth"))
             .await
             .unwrap();
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(server.accepted(), 2);
         assert_eq!(up.idle.lock().unwrap().len(), 1);
     }
 
