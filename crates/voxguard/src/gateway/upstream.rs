@@ -222,12 +222,8 @@ impl Upstream {
     pub(crate) async fn fetch_swml(&self, body: &Value) -> Result<Value, UpstreamError> {
         let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
         let target = self.target(self.swml_url.as_str())?;
-        let (status, answer) = self.post_any(&target, bytes, MAX_SWML_BYTES).await?;
-        if !(200..300).contains(&status) {
-            return Err(UpstreamError::Status(status));
-        }
-        match answer {
-            Value::Object(_) => Ok(answer),
+        match self.post(&target, bytes, MAX_SWML_BYTES).await? {
+            answer @ Value::Object(_) => Ok(answer),
             _ => Err(UpstreamError::NotJson("an SWML document (a JSON object)")),
         }
     }
@@ -277,11 +273,19 @@ impl Upstream {
         target: &Target,
         body: Vec<u8>,
     ) -> Result<Value, UpstreamError> {
-        let (status, answer) = self.post_any(target, body, MAX_ANSWER_BYTES).await?;
-        if (200..300).contains(&status) {
-            Ok(answer)
-        } else {
-            Err(UpstreamError::Status(status))
+        self.post(target, body, MAX_ANSWER_BYTES).await
+    }
+
+    /// [`Upstream::post_any`], with answers other than 2xx as errors.
+    async fn post(
+        &self,
+        target: &Target,
+        body: Vec<u8>,
+        cap: usize,
+    ) -> Result<Value, UpstreamError> {
+        match self.post_any(target, body, cap).await? {
+            (200..300, answer) => Ok(answer),
+            (status, _) => Err(UpstreamError::Status(status)),
         }
     }
 
@@ -392,14 +396,11 @@ impl Upstream {
             let mut answer = response.into_body();
             loop {
                 let frame = match driving(&mut conn.driver, &mut conn.ended, answer.frame()).await {
-                    Some(Some(frame)) => frame,
+                    Some(Some(Ok(frame))) => frame,
                     Some(None) => break,
-                    None => {
-                        return Err(UpstreamError::Unreachable("the answer was cut off".into()))
-                    }
+                    // A body error, or the connection ended under it.
+                    _ => return Err(UpstreamError::Unreachable("the answer was cut off".into())),
                 };
-                let frame = frame
-                    .map_err(|_| UpstreamError::Unreachable("the answer was cut off".into()))?;
                 if let Ok(data) = frame.into_data() {
                     if bytes.len() + data.len() > cap {
                         return Err(UpstreamError::TooLarge(cap));
