@@ -77,7 +77,7 @@ pub(crate) enum UpstreamError {
 pub(crate) struct Upstream {
     connector: HttpsConnector<HttpConnector>,
     /// Idle connections, the most recently used last.
-    idle: Arc<Mutex<VecDeque<Conn>>>,
+    idle: Arc<Mutex<VecDeque<Box<Conn>>>>,
     /// Whether the sweep of stale idle connections runs.
     sweeping: std::sync::Once,
     /// How long an idle connection is kept ([`IDLE_FOR`]; shorter in tests).
@@ -96,7 +96,9 @@ pub(crate) struct Upstream {
 /// The transport of a connection: TCP, or TLS over it.
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 
-/// One keep-alive HTTP/1.1 connection to the upstream. Whoever holds it drives it.
+/// One keep-alive HTTP/1.1 connection to the upstream. Whoever holds it drives it. Always
+/// boxed (one allocation per connection): inline, its TLS state and buffers made every
+/// call's future several KB larger, copied on every request.
 struct Conn {
     sender: http1::SendRequest<Full<Bytes>>,
     driver: http1::Connection<Stream, Full<Bytes>>,
@@ -422,12 +424,13 @@ impl Upstream {
     async fn request(
         &self,
         mut request: hyper::Request<Full<Bytes>>,
-    ) -> Result<(hyper::Response<hyper::body::Incoming>, Conn), UpstreamError> {
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, Box<Conn>), UpstreamError> {
         request.headers_mut().insert(HOST, self.host.clone());
         loop {
             let (mut conn, kept) = match self.take_idle() {
                 Some(conn) => (conn, true),
-                None => (self.connect().await?, false),
+                // Boxed: opening a connection (TLS included) is the rare path.
+                None => (Box::pin(self.connect()).await?, false),
             };
             let ready = driving(&mut conn.driver, &mut conn.ended, conn.sender.ready()).await;
             if !matches!(ready, Some(Ok(()))) {
@@ -461,7 +464,7 @@ impl Upstream {
     }
 
     /// A new connection to the upstream's origin (TLS when it is `https`).
-    async fn connect(&self) -> Result<Conn, UpstreamError> {
+    async fn connect(&self) -> Result<Box<Conn>, UpstreamError> {
         let stream = self
             .connector
             .clone()
@@ -471,16 +474,16 @@ impl Upstream {
         let (sender, driver) = http1::handshake(stream)
             .await
             .map_err(|_| UpstreamError::Unreachable("connection failed".into()))?;
-        Ok(Conn {
+        Ok(Box::new(Conn {
             sender,
             driver,
             ended: false,
             since: Instant::now(),
-        })
+        }))
     }
 
     /// The most recently used idle connection younger than [`IDLE_FOR`].
-    fn take_idle(&self) -> Option<Conn> {
+    fn take_idle(&self) -> Option<Box<Conn>> {
         let stale = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             let conn = idle.pop_back()?;
@@ -497,7 +500,7 @@ impl Upstream {
     /// Keep `conn` for the next call if it is ready for one: not ended, and done with the
     /// last request (an upstream may answer before it has read the whole request, which
     /// hyper is then still writing); past [`MAX_IDLE`] the oldest goes.
-    fn put_back(&self, mut conn: Conn) {
+    fn put_back(&self, mut conn: Box<Conn>) {
         if conn.ended || !conn.sender.is_ready() {
             return;
         }
@@ -528,7 +531,7 @@ fn retry(
 
 /// Close the idle connections older than [`IDLE_FOR`] now and then, for as long as the pool
 /// lives (a pool no call uses would otherwise hold them open).
-fn sweep(idle: Weak<Mutex<VecDeque<Conn>>>, idle_for: Duration) {
+fn sweep(idle: Weak<Mutex<VecDeque<Box<Conn>>>>, idle_for: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -540,7 +543,7 @@ fn sweep(idle: Weak<Mutex<VecDeque<Conn>>>, idle_for: Duration) {
             let Some(idle) = idle.upgrade() else {
                 return;
             };
-            let stale: Vec<Conn> = {
+            let stale: Vec<Box<Conn>> = {
                 let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
                 let fresh = idle
                     .iter()

@@ -1431,3 +1431,17 @@ async fn review_pay_status_keeps_a_pan_sent_as_a_float() {
     let trail = serde_json::to_string(&h.records().await).unwrap();
     assert!(!trail.contains("4242424242424242"), "{trail}");
 }
+
+/// A SWAIG call's future is moved into its `Box` on every request, so what it holds inline is
+/// copied each time: rare branches keep their large state behind a pointer (the gateway's
+/// upstream connection is boxed; inline, it made every call's future 10,448 bytes in a debug
+/// build, whichever branch the call takes; 4,552 since). Sizes vary by profile and compiler:
+/// the bound leaves room for that, not for the connection coming back inline.
+#[tokio::test]
+async fn a_swaig_calls_future_stays_small() {
+    let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    let info = h.info(None);
+    let body = b"{}".to_vec();
+    let size = std::mem::size_of_val(&h.pipeline.swaig_raw(&info, &body));
+    assert!(size <= 6 * 1024, "a SWAIG call's future is {size} bytes");
+}
