@@ -41,14 +41,28 @@ pub const MIN_PASSWORD_LEN: usize = 32;
 pub struct BasicCredentials {
     user: String,
     password: SecretString,
+    /// SHA-256 of the user name and of the password, computed once: every request's check
+    /// hashes only what it was sent. The password's is on the heap, so moving the credentials
+    /// leaves no copy of it behind, and wiped on drop.
+    user_digest: [u8; 32],
+    password_digest: Box<Zeroizing<[u8; 32]>>,
 }
 
 impl BasicCredentials {
     /// Credentials from a known user name and password.
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self::from_parts(user.into(), SecretString::from(password.into()))
+    }
+
+    fn from_parts(user: String, password: SecretString) -> Self {
+        let user_digest = Sha256::digest(user.as_bytes()).into();
+        let mut password_digest = Box::new(Zeroizing::new([0u8; 32]));
+        password_digest.copy_from_slice(&Sha256::digest(password.expose_secret().as_bytes()));
         Self {
-            user: user.into(),
-            password: SecretString::from(password.into()),
+            user,
+            password,
+            user_digest,
+            password_digest,
         }
     }
 
@@ -64,10 +78,7 @@ impl BasicCredentials {
                 .take(MIN_PASSWORD_LEN)
                 .map(char::from),
         );
-        Self {
-            user: user.into(),
-            password: SecretString::from(password),
-        }
+        Self::from_parts(user.into(), SecretString::from(password))
     }
 
     /// The user name.
@@ -87,12 +98,13 @@ impl BasicCredentials {
     /// (length does not leak), and both the user and the password comparisons always run (no
     /// early return), so which one was wrong does not leak either.
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        let want_user = Sha256::digest(self.user.as_bytes());
-        let want_password = Sha256::digest(self.password.expose_secret().as_bytes());
         let got_user = Sha256::digest(user.as_bytes());
         let got_password = Sha256::digest(password.as_bytes());
-        let user_ok = want_user.as_slice().ct_eq(got_user.as_slice());
-        let password_ok = want_password.as_slice().ct_eq(got_password.as_slice());
+        let user_ok = self.user_digest.as_slice().ct_eq(got_user.as_slice());
+        let password_ok = self
+            .password_digest
+            .as_slice()
+            .ct_eq(got_password.as_slice());
         (user_ok & password_ok).into()
     }
 
