@@ -116,10 +116,13 @@ fn is_invisible(c: char) -> bool {
 pub(super) fn fold(normalized: &str) -> String {
     if normalized.is_ascii() {
         if let Some(table) = ascii_fold_table() {
-            return normalized
-                .bytes()
-                .map(|b| table[usize::from(b)].as_str())
-                .collect();
+            // Sized up front (collecting regrew the string several times): most ASCII characters
+            // fold to one byte; the few that fold to more may still grow it once.
+            let mut folded = String::with_capacity(normalized.len() + 8);
+            for b in normalized.bytes() {
+                folded.push_str(&table[usize::from(b)]);
+            }
+            return folded;
         }
     }
     fold_unicode(normalized)
