@@ -75,7 +75,8 @@ pub use sanitize::{
 pub use signature::{EmptySigningKey, SignatureError, SigningKey, SIGNATURE_HEADER};
 pub use token::{KeyRing, TokenClaims, TokenError, TokenKey, DEFAULT_TOKEN_TTL};
 pub use validate::{
-    declared_path, max_length_at, platform_parameters, ArgError, ArgValidator, SchemaError,
+    declared_path, max_length_at, platform_parameters, push_path_segment, ArgError, ArgValidator,
+    SchemaError, SchemaPaths,
 };
 pub use validators::{
     account_number_schema, currency_schema, e164_schema, is_account_number, is_currency_amount,

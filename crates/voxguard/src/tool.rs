@@ -13,7 +13,9 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use voxguard_guard::{platform_parameters, ArgValidator, InvalidRateLimit, RateLimit, SchemaError};
+use voxguard_guard::{
+    platform_parameters, ArgValidator, InvalidRateLimit, RateLimit, SchemaError, SchemaPaths,
+};
 use voxguard_swml::FunctionResult;
 
 use crate::context::{CallContext, SessionError};
@@ -168,6 +170,7 @@ pub(crate) fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc
             Ok(Compiled {
                 validator: ArgValidator::new(&enforced)?,
                 parameters,
+                paths: SchemaPaths::new(schema),
             })
         })
         .map(Arc::new)
@@ -266,6 +269,8 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
 pub(crate) struct Compiled {
     pub(crate) validator: ArgValidator,
     pub(crate) parameters: Value,
+    /// The path questions about the schema as declared, answered once per root member.
+    pub(crate) paths: SchemaPaths,
 }
 
 impl std::fmt::Debug for Tool {
@@ -551,6 +556,23 @@ impl Tool {
     /// Whether the tool requires a function token.
     pub fn is_secure(&self) -> bool {
         self.secure
+    }
+
+    /// [`declared_path`](voxguard_guard::declared_path) on the schema as declared: whether
+    /// the schema itself names every member on `path`.
+    pub(crate) fn declares_path(&self, path: &str) -> bool {
+        match &self.compiled {
+            Ok(compiled) => compiled.paths.declared(&self.schema, path),
+            Err(_) => voxguard_guard::declared_path(&self.schema, path),
+        }
+    }
+
+    /// [`max_length_at`](voxguard_guard::max_length_at) on the schema as declared.
+    pub(crate) fn max_length_at(&self, path: &str) -> Option<usize> {
+        match &self.compiled {
+            Ok(compiled) => compiled.paths.max_length(&self.schema, path),
+            Err(_) => voxguard_guard::max_length_at(&self.schema, path),
+        }
     }
 
     /// Whether `field` is a top-level property the schema declares (safe to name to the AI).

@@ -273,7 +273,8 @@ impl InputGuard {
                 .map_err(|why| (path.clone(), why)),
             Value::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
-                    let restore = push_segment(path, &index.to_string());
+                    let restore = path.len();
+                    crate::validate::push_path_segment(path, &index.to_string());
                     let outcome = self.check(item, path, max_len_for);
                     path.truncate(restore);
                     outcome?;
@@ -285,7 +286,8 @@ impl InputGuard {
                 keys.sort();
                 for key in keys {
                     let Some(item) = map.get(key) else { continue };
-                    let restore = push_segment(path, &key.replace('~', "~0").replace('/', "~1"));
+                    let restore = path.len();
+                    crate::validate::push_path_segment(path, key);
                     let outcome = self.check(item, path, max_len_for);
                     path.truncate(restore);
                     outcome?;
@@ -312,16 +314,6 @@ impl InputGuard {
             None => Ok(()),
         }
     }
-}
-
-/// Append `/segment` (or `segment` at the root) and return the length to truncate back to.
-fn push_segment(path: &mut String, segment: &str) -> usize {
-    let restore = path.len();
-    if !path.is_empty() {
-        path.push('/');
-    }
-    path.push_str(segment);
-    restore
 }
 
 fn normalize_strings(value: &mut Value) {

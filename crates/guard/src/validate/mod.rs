@@ -16,7 +16,7 @@ mod platform;
 #[cfg(test)]
 mod tests;
 
-pub use path::{declared_path, max_length_at};
+pub use path::{declared_path, max_length_at, push_path_segment, SchemaPaths};
 pub use platform::platform_parameters;
 use std::fmt;
 
@@ -259,12 +259,9 @@ fn arg_error(err: &ValidationError<'_>) -> ArgError {
         .trim_start_matches('/')
         .to_string();
     let child = |name: &str| {
-        let name = name.replace('~', "~0").replace('/', "~1");
-        if here.is_empty() {
-            name
-        } else {
-            format!("{here}/{name}")
-        }
+        let mut path = here.clone();
+        push_path_segment(&mut path, name);
+        path
     };
     match err.kind() {
         ValidationErrorKind::Required { property } => ArgError {

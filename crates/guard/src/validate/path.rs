@@ -1,20 +1,50 @@
 //! The one walk from an argument path (`address/zip`, `items/0`) to the parts of a tool's JSON
 //! schema that describe the value there.
 //!
-//! This module owns how such a path is read (segments split on `/`, `~1` meaning `/` and `~0`
-//! meaning `~`, as [`ArgError::field`](super::ArgError::field) writes them) and how a schema is
-//! followed along it: `properties`; array positions through `prefixItems`, then `items`; local
-//! `$ref`s (`#` or any JSON pointer into the same document); `allOf`, `anyOf` and `oneOf`; and,
-//! only for questions about values, never about names, `additionalProperties`. Two answers are
-//! built on that walk: [`declared_path`] (does the schema itself name every member on the path,
-//! so the path is safe to report?) and [`max_length_at`] (which `maxLength` applies there, for
-//! the input guard). It must not fetch remote schemas, compile validators or report errors: a
-//! `$ref` that cannot be resolved, or that cycles back, simply leads nowhere.
+//! This module owns how such a path is written and read (segments split on `/`, `~1` meaning
+//! `/` and `~0` meaning `~`, as [`ArgError::field`](super::ArgError::field) writes them) and
+//! how a schema is followed along it: `properties`; array positions through `prefixItems`, then
+//! `items`; local `$ref`s (`#` or any JSON pointer into the same document); `allOf`, `anyOf`
+//! and `oneOf`; and, only for questions about values, never about names,
+//! `additionalProperties`. Two answers are built on that walk: [`declared_path`] (does the
+//! schema itself name every member on the path, so the path is safe to report?) and
+//! [`max_length_at`] (which `maxLength` applies there, for the input guard); [`SchemaPaths`]
+//! keeps both for a schema's root members. It must not fetch remote schemas, compile validators
+//! or report errors: a `$ref` that cannot be resolved, or that cycles back, simply leads
+//! nowhere.
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::{Map, Value};
+
+/// Append the member `name` to the argument path `path` as the paths here are written: `/`
+/// between segments (none at the root), `~` as `~0` and `/` as `~1` — straight into `path`,
+/// without an escaped copy of `name`.
+///
+/// ```
+/// let mut path = String::from("address");
+/// voxguard_guard::push_path_segment(&mut path, "a/b~c");
+/// assert_eq!(path, "address/a~1b~0c");
+/// ```
+pub fn push_path_segment(path: &mut String, name: &str) {
+    if !path.is_empty() {
+        path.push('/');
+    }
+    for part in name.split_inclusive(['~', '/']) {
+        match part.as_bytes().last() {
+            Some(b'~') => {
+                path.push_str(&part[..part.len() - 1]);
+                path.push_str("~0");
+            }
+            Some(b'/') => {
+                path.push_str(&part[..part.len() - 1]);
+                path.push_str("~1");
+            }
+            _ => path.push_str(part),
+        }
+    }
+}
 
 /// Which members a walk may step into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +170,66 @@ pub fn max_length_at(schema: &Value, path: &str) -> Option<usize> {
         &MAX_LENGTH,
         &mut Vec::new(),
     )
+}
+
+/// [`declared_path`] and [`max_length_at`] of one schema, answered from memory for each member
+/// its root lists under `properties` — every call asks both about each of its arguments, and
+/// most tools' arguments are flat — and walked for any other path. It keeps one entry per
+/// declared member (a size the schema fixes), never one per path it is asked about.
+///
+/// ```
+/// use serde_json::json;
+/// use voxguard_guard::{declared_path, max_length_at, SchemaPaths};
+///
+/// let schema = json!({"properties": {"note": {"type": "string", "maxLength": 9}}});
+/// let paths = SchemaPaths::new(&schema);
+/// for path in ["note", "note/x", "other", ""] {
+///     assert_eq!(paths.declared(&schema, path), declared_path(&schema, path));
+///     assert_eq!(paths.max_length(&schema, path), max_length_at(&schema, path));
+/// }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SchemaPaths {
+    /// Path of a root member → (declared, maxLength), as the walks answer them.
+    members: std::collections::HashMap<String, (bool, Option<usize>)>,
+}
+
+impl SchemaPaths {
+    /// The answers for `schema`'s root members. Pass the same `schema` to every question.
+    pub fn new(schema: &Value) -> Self {
+        let members = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|properties| {
+                properties
+                    .keys()
+                    .map(|name| {
+                        let mut path = String::new();
+                        push_path_segment(&mut path, name);
+                        let answers = (declared_path(schema, &path), max_length_at(schema, &path));
+                        (path, answers)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { members }
+    }
+
+    /// [`declared_path`]`(schema, path)`.
+    pub fn declared(&self, schema: &Value, path: &str) -> bool {
+        match self.members.get(path) {
+            Some(&(declared, _)) => declared,
+            None => declared_path(schema, path),
+        }
+    }
+
+    /// [`max_length_at`]`(schema, path)`.
+    pub fn max_length(&self, schema: &Value, path: &str) -> Option<usize> {
+        match self.members.get(path) {
+            Some(&(_, max)) => max,
+            None => max_length_at(schema, path),
+        }
+    }
 }
 
 /// The target of a `$ref` inside `doc`: `#` is the root, `#/…` a JSON pointer into it. `None`

@@ -7,7 +7,7 @@
 //! request must never cost (such requests are recorded in O(1)).
 
 use serde_json::{Map, Value};
-use voxguard_guard::{bounded_arguments, declared_path, MAX_AUDITED_ARGUMENT_BYTES};
+use voxguard_guard::{bounded_arguments, MAX_AUDITED_ARGUMENT_BYTES};
 
 use crate::audit::Auditor;
 
@@ -34,34 +34,32 @@ pub(crate) fn caller_name(raw: Option<&str>) -> Option<String> {
     raw.map(|name| name.chars().take(MAX_CALLER_NAME_CHARS).collect())
 }
 
-/// The arguments an audit record keeps: only what `schema` declares (a name the caller made up
-/// is dropped), redacted, and bounded to [`MAX_AUDITED_ARGUMENT_BYTES`].
+/// The arguments an audit record keeps: only the paths the tool's schema declares (`declared`,
+/// [`declared_path`](voxguard_guard::declared_path) on it: a name the caller made up is
+/// dropped), redacted, and bounded to [`MAX_AUDITED_ARGUMENT_BYTES`].
 pub(crate) fn audited_arguments(
     auditor: &Auditor,
-    schema: &Value,
+    declared: &dyn Fn(&str) -> bool,
     args: &Value,
     sensitive: &[String],
 ) -> Value {
-    let declared = declared_only(schema, args, &mut String::new());
+    let declared = declared_only(declared, args, &mut String::new());
     bounded_arguments(
         auditor.redact_args(&declared, sensitive),
         MAX_AUDITED_ARGUMENT_BYTES,
     )
 }
 
-/// `value` without the object members whose path `schema` does not declare.
-fn declared_only(schema: &Value, value: &Value, path: &mut String) -> Value {
+/// `value` without the object members whose path is not `declared`.
+fn declared_only(declared: &dyn Fn(&str) -> bool, value: &Value, path: &mut String) -> Value {
     match value {
         Value::Object(map) => {
             let mut kept = Map::new();
             for (name, member) in map {
                 let len = path.len();
-                if !path.is_empty() {
-                    path.push('/');
-                }
-                path.push_str(&name.replace('~', "~0").replace('/', "~1"));
-                if declared_path(schema, path) {
-                    kept.insert(name.clone(), declared_only(schema, member, path));
+                voxguard_guard::push_path_segment(path, name);
+                if declared(path) {
+                    kept.insert(name.clone(), declared_only(declared, member, path));
                 }
                 path.truncate(len);
             }
@@ -77,7 +75,7 @@ fn declared_only(schema: &Value, value: &Value, path: &mut String) -> Value {
                         path.push('/');
                     }
                     path.push_str(&i.to_string());
-                    let kept = declared_only(schema, item, path);
+                    let kept = declared_only(declared, item, path);
                     path.truncate(len);
                     kept
                 })
@@ -129,7 +127,10 @@ mod tests {
             "address": {"zip": "10001", "pin_hint": "4321"},
             "items": [{"sku": "A1", "secret": "x"}]
         });
-        let audited = audited_arguments(&Auditor::default(), &schema, &args, &[]);
+        // As the pipeline asks: root members answered from memory, deeper paths walked.
+        let paths = voxguard_guard::SchemaPaths::new(&schema);
+        let declared = |path: &str| paths.declared(&schema, path);
+        let audited = audited_arguments(&Auditor::default(), &declared, &args, &[]);
         assert_eq!(audited["amount"], 5);
         assert_ne!(audited["pin"], "1234", "redacted: {audited}");
         for undeclared in ["code", "pín"] {
@@ -142,7 +143,7 @@ mod tests {
             assert!(!text.contains(secret), "{text}");
         }
         let huge = json!({"amount": 1, "address": {"zip": "9".repeat(100_000)}});
-        let bounded = audited_arguments(&Auditor::default(), &schema, &huge, &[]);
+        let bounded = audited_arguments(&Auditor::default(), &declared, &huge, &[]);
         assert!(
             bounded.to_string().len() <= MAX_AUDITED_ARGUMENT_BYTES,
             "{bounded}"

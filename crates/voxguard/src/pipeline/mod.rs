@@ -31,8 +31,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use voxguard_guard::{
-    declared_path, max_length_at, EmergencySwitch, InputGuard, KeyRing, RateLimiter, Reason,
-    Refusal, TokenError,
+    EmergencySwitch, InputGuard, KeyRing, RateLimiter, Reason, Refusal, TokenError,
 };
 use voxguard_server::{AgentService, Reply, RequestInfo};
 use voxguard_store::{SessionStore, StoreError};
@@ -263,7 +262,7 @@ fn token_refusal(agent: &str, function: &str, info: &RequestInfo, error: TokenEr
 
 /// The field name safe to report: schema-declared paths as they are, anything else masked.
 fn safe_field(tool: &Tool, field: &str) -> String {
-    if declared_path(&tool.schema, field) {
+    if tool.declares_path(field) {
         field.to_string()
     } else {
         UNDECLARED_FIELD.to_string()
@@ -431,7 +430,7 @@ impl Pipeline {
         let arguments = request.arguments();
         trail.arguments = Some(bounds::audited_arguments(
             &self.services.auditor,
-            &tool.schema,
+            &|path| tool.declares_path(path),
             &arguments,
             sensitive,
         ));
@@ -511,7 +510,7 @@ impl Pipeline {
         if !tool.policy.skip_input_guard {
             // A length the schema declares is enforced (and reported as `maxLength`) by the
             // validator; the guard's own cap covers strings the schema leaves unbounded.
-            let max_len = |path: &str| max_length_at(&tool.schema, path).map(|_| usize::MAX);
+            let max_len = |path: &str| tool.max_length_at(path).map(|_| usize::MAX);
             if let Err((field, rejection)) = self.input_guard.screen(&mut args, &max_len) {
                 event.log(Reason::InputRejected.as_str(), rejection.reason());
                 return Err(Refusal::new(

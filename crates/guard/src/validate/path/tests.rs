@@ -236,3 +236,56 @@ fn schemars_shapes_are_declared() {
         assert!(!declared_path(&schema, path), "{path}");
     }
 }
+
+#[test]
+fn path_segments_are_escaped_as_paths_are_read() {
+    let mut path = String::new();
+    push_path_segment(&mut path, "a/b");
+    assert_eq!(path, "a~1b", "no separator at the root");
+    push_path_segment(&mut path, "~1");
+    assert_eq!(path, "a~1b/~01", "a literal `~1` is not read back as `/`");
+    push_path_segment(&mut path, "");
+    assert_eq!(path, "a~1b/~01/");
+    assert_eq!(
+        segments("a~1b/~01"),
+        vec!["a/b".to_string(), "~1".to_string()]
+    );
+}
+
+#[test]
+fn schema_paths_answer_as_the_walks_do() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "a/b": {"type": "string", "maxLength": 3},
+            "~": {"$ref": "#/$defs/Short"},
+            "note": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}]},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 7}},
+            "open": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 2}}
+        },
+        "allOf": [{"properties": {"extra": {"type": "string", "maxLength": 1}}}],
+        "$defs": {"Short": {"type": "string", "maxLength": 4}}
+    });
+    let paths = SchemaPaths::new(&schema);
+    for path in [
+        "", "a~1b", "a/b", "~0", "~", "note", "tags", "tags/2", "open", "open/x", "extra",
+        "missing", "note/x",
+    ] {
+        assert_eq!(
+            paths.declared(&schema, path),
+            declared_path(&schema, path),
+            "{path}"
+        );
+        assert_eq!(
+            paths.max_length(&schema, path),
+            max_length_at(&schema, path),
+            "{path}"
+        );
+    }
+    assert_eq!(paths.max_length(&schema, "a~1b"), Some(3));
+    assert_eq!(paths.max_length(&schema, "~0"), Some(4));
+    assert_eq!(
+        SchemaPaths::new(&json!(true)).max_length(&json!(true), "x"),
+        None
+    );
+}
