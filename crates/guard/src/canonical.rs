@@ -64,23 +64,36 @@ pub(crate) fn write_value(out: &mut String, value: &Value) {
 }
 
 /// Append `s` to `out` as a JSON string literal, escaped as [`canonical_json`] does.
+///
+/// Every character that needs an escape is ASCII, so the text is copied in runs between them
+/// (audit events are canonicalized on every request; char by char was the writer's hottest
+/// loop).
 pub(crate) fn write_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+    let mut run = 0;
+    for (at, byte) in s.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // `at` is an ASCII byte, so both slices end on character boundaries.
+        out.push_str(&s[run..at]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", byte);
+        } else {
+            out.push_str(escape);
         }
+        run = at + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -149,6 +162,25 @@ mod tests {
             "text": "\u{2028}\u{7f}\u{0}\u{1b}😀 \\ \"",
         });
         assert_eq!(canonical_json(&value), value.to_string());
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_does_for_every_ascii_byte_and_beside_wide_characters() {
+        // Runs are copied between escapes: every ASCII character, alone and between
+        // multi-byte ones, at the start, the middle and the end of a string.
+        for byte in 0u8..0x80 {
+            let c = char::from(byte);
+            for text in [
+                c.to_string(),
+                format!("é{c}😀"),
+                format!("{c}{c}ab"),
+                format!("ab{c}"),
+            ] {
+                let mut out = String::new();
+                write_json_str(&mut out, &text);
+                assert_eq!(out, Value::String(text.clone()).to_string(), "{byte:#x}");
+            }
+        }
     }
 
     #[test]
