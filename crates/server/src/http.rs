@@ -824,11 +824,13 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     let request_id = new_request_id();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let path: String = loggable_path(req.uri().path()).chars().take(256).collect();
+    let loggable = loggable_path(req.uri().path());
+    let path: String = loggable.chars().take(256).collect();
     // The access log's path: cut at MAX_LOG_PATH bytes before redaction, with a marker.
     let log_path = Redactor::new()
-        .redact_bounded(&loggable_path(req.uri().path()), MAX_LOG_PATH)
+        .redact_bounded(&loggable, MAX_LOG_PATH)
         .into_owned();
+    drop(loggable);
     let client = req
         .extensions()
         .get::<ClientAddr>()
@@ -847,6 +849,7 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         request_id: request_id.clone(),
         call_id: response.extensions().get::<CallId>().map(|c| c.0.clone()),
     };
+    let micros = (record.duration.as_nanos() + 500) / 1000;
     // The default access log: one structured line per request (JSON with
     // VOXGUARD_LOG_FORMAT=json), through the redacting log writer like every line.
     tracing::info!(
@@ -854,7 +857,8 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         method = %record.method,
         path = ?log_path,
         status = record.status,
-        duration_ms = %format_args!("{:.3}", record.duration.as_secs_f64() * 1000.0),
+        // Milliseconds with three decimals, rounded to the microsecond (integer formatting).
+        duration_ms = %format_args!("{}.{:03}", micros / 1000, micros % 1000),
         client = %record.client,
         request_id = %record.request_id,
         call_id = ?record.call_id,
