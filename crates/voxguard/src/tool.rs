@@ -269,7 +269,8 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
 pub(crate) struct Compiled {
     pub(crate) validator: ArgValidator,
     pub(crate) parameters: Value,
-    /// The path questions about the schema as declared, answered once per root member.
+    /// The path questions about the schema as declared (`Tool::schema`; asked with it), each
+    /// answered once per root member.
     pub(crate) paths: SchemaPaths,
 }
 

@@ -172,10 +172,11 @@ pub fn max_length_at(schema: &Value, path: &str) -> Option<usize> {
     )
 }
 
-/// [`declared_path`] and [`max_length_at`] of one schema, answered from memory for each member
-/// its root lists under `properties` — every call asks both about each of its arguments, and
-/// most tools' arguments are flat — and walked for any other path. It keeps one entry per
-/// declared member (a size the schema fixes), never one per path it is asked about.
+/// [`declared_path`] and [`max_length_at`] of one schema, remembered for each member its root
+/// lists under `properties` — every call asks both about each of its arguments, and most tools'
+/// arguments are flat — and walked for any other path. An answer is computed the first time it
+/// is asked for (never more walking than asking without it would cost), then kept: one entry
+/// per declared member (a size the schema fixes), never one per path asked about.
 ///
 /// ```
 /// use serde_json::json;
@@ -190,12 +191,20 @@ pub fn max_length_at(schema: &Value, path: &str) -> Option<usize> {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SchemaPaths {
-    /// Path of a root member → (declared, maxLength), as the walks answer them.
-    members: std::collections::HashMap<String, (bool, Option<usize>)>,
+    /// Path of a root member → its answers, once asked for.
+    members: std::collections::HashMap<String, Answers>,
+}
+
+/// The remembered answers for one path.
+#[derive(Debug, Clone, Default)]
+struct Answers {
+    declared: std::sync::OnceLock<bool>,
+    max_length: std::sync::OnceLock<Option<usize>>,
 }
 
 impl SchemaPaths {
-    /// The answers for `schema`'s root members. Pass the same `schema` to every question.
+    /// Room for the answers about `schema`'s root members (nothing is walked yet). Every
+    /// question must pass the same `schema`.
     pub fn new(schema: &Value) -> Self {
         let members = schema
             .get("properties")
@@ -206,8 +215,7 @@ impl SchemaPaths {
                     .map(|name| {
                         let mut path = String::new();
                         push_path_segment(&mut path, name);
-                        let answers = (declared_path(schema, &path), max_length_at(schema, &path));
-                        (path, answers)
+                        (path, Answers::default())
                     })
                     .collect()
             })
@@ -218,7 +226,7 @@ impl SchemaPaths {
     /// [`declared_path`]`(schema, path)`.
     pub fn declared(&self, schema: &Value, path: &str) -> bool {
         match self.members.get(path) {
-            Some(&(declared, _)) => declared,
+            Some(answers) => *answers.declared.get_or_init(|| declared_path(schema, path)),
             None => declared_path(schema, path),
         }
     }
@@ -226,9 +234,19 @@ impl SchemaPaths {
     /// [`max_length_at`]`(schema, path)`.
     pub fn max_length(&self, schema: &Value, path: &str) -> Option<usize> {
         match self.members.get(path) {
-            Some(&(_, max)) => max,
+            Some(answers) => *answers
+                .max_length
+                .get_or_init(|| max_length_at(schema, path)),
             None => max_length_at(schema, path),
         }
+    }
+
+    /// About how many bytes of memory the answers take (for a cache's budget).
+    pub fn heap_bytes(&self) -> usize {
+        self.members
+            .keys()
+            .map(|path| path.len() + std::mem::size_of::<(String, Answers)>() + 16)
+            .sum()
     }
 }
 

@@ -222,11 +222,11 @@ impl Gate {
         // Another caller may have compiled the same schema meanwhile: counted once.
         if !cache.schemas.contains_key(&key) {
             if cache.schemas.len() >= COMPILED_CACHE
-                || cache.bytes + key.len() > self.compiled_bytes
+                || cache.bytes + key.len() + compiled.paths.heap_bytes() > self.compiled_bytes
             {
                 *cache = CompiledCache::default();
             }
-            cache.bytes += key.len();
+            cache.bytes += key.len() + compiled.paths.heap_bytes();
         }
         cache.schemas.insert(key, compiled.clone());
         Ok(compiled)
