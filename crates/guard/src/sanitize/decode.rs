@@ -21,14 +21,22 @@ pub(super) fn readings(normalized: &str) -> impl Iterator<Item = String> + '_ {
     let rot13 = normalized
         .bytes()
         .any(|b| b.is_ascii_alphabetic())
-        .then(|| normalized.chars().map(rot13).collect::<String>());
-    let reversed = normalized.chars().rev().collect::<String>();
+        .then(|| sized(normalized.len(), normalized.chars().map(rot13)));
+    let reversed = sized(normalized.len(), normalized.chars().rev());
     rot13
         .into_iter()
         .chain(std::iter::once(reversed))
         // Undecodable runs do not use up the budget (they could hide a payload behind them);
         // each run is decoded once, so the work stays linear in the text.
         .chain(base64_runs(normalized).filter_map(decode).take(MAX_RUNS))
+}
+
+/// `chars` collected into a string of `len` bytes' room: both readings are exactly as long as
+/// the text (rot13 maps ASCII letters to ASCII letters), where collecting regrew them.
+fn sized(len: usize, chars: impl Iterator<Item = char>) -> String {
+    let mut reading = String::with_capacity(len);
+    reading.extend(chars);
+    reading
 }
 
 fn rot13(c: char) -> char {
