@@ -221,12 +221,11 @@ impl Gate {
         let mut cache = self.lock();
         // Another caller may have compiled the same schema meanwhile: counted once.
         if !cache.schemas.contains_key(&key) {
-            if cache.schemas.len() >= COMPILED_CACHE
-                || cache.bytes + key.len() + compiled.paths.heap_bytes() > self.compiled_bytes
-            {
+            let bytes = key.len() + compiled.paths.heap_bytes();
+            if cache.schemas.len() >= COMPILED_CACHE || cache.bytes + bytes > self.compiled_bytes {
                 *cache = CompiledCache::default();
             }
-            cache.bytes += key.len() + compiled.paths.heap_bytes();
+            cache.bytes += bytes;
         }
         cache.schemas.insert(key, compiled.clone());
         Ok(compiled)

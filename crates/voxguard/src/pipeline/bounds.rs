@@ -71,10 +71,7 @@ fn declared_only(declared: &dyn Fn(&str) -> bool, value: &Value, path: &mut Stri
                 .enumerate()
                 .map(|(i, item)| {
                     let len = path.len();
-                    if !path.is_empty() {
-                        path.push('/');
-                    }
-                    path.push_str(&i.to_string());
+                    voxguard_guard::push_path_segment(path, &i.to_string());
                     let kept = declared_only(declared, item, path);
                     path.truncate(len);
                     kept
