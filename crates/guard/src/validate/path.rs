@@ -61,6 +61,9 @@ struct Fold<T> {
     members: Members,
     /// The answer of one schema the path ends at.
     at_end: fn(&Value) -> Option<T>,
+    /// The answer of a schema that describes no member `name` where the path goes on through it
+    /// (a `true`/`false` schema, or an object schema with no such member).
+    missing: fn(&Value, &str) -> Option<T>,
     /// Join answers that all apply at once: a schema with its `$ref` target and `allOf` branches.
     all: fn(Vec<T>) -> Option<T>,
     /// Join the answers of alternatives: the branches of one `anyOf` or `oneOf`.
@@ -76,19 +79,63 @@ fn exists(answers: Vec<()>) -> Option<()> {
 const DECLARED: Fold<()> = Fold {
     members: Members::Declared,
     at_end: |_| Some(()),
+    missing: |_, _| None,
     all: exists,
     any: exists,
 };
 
+/// What one schema says about the length of a string at the end of a path, ordered from the
+/// tightest to the loosest so that limits applying together join by `min` and alternatives by
+/// `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Limit {
+    /// No string can be there through this schema (`type` names no string, `false`, or an
+    /// object that allows no such member): an alternative like this — the `null` of an
+    /// `Option` — does not loosen the others.
+    Excluded,
+    /// `maxLength` characters at most.
+    Max(usize),
+    /// A string of any length can be there.
+    Unbounded,
+}
+
+/// Whether the `type` keyword of `schema`, when it has one, names none of `kinds`.
+fn type_excludes(schema: &Value, kinds: &[&str]) -> bool {
+    match schema.get("type") {
+        Some(Value::String(kind)) => !kinds.contains(&kind.as_str()),
+        Some(Value::Array(types)) => !types
+            .iter()
+            .any(|kind| kind.as_str().is_some_and(|kind| kinds.contains(&kind))),
+        _ => false,
+    }
+}
+
 /// [`max_length_at`]: the smallest limit of those that apply together, the largest across
-/// alternatives.
-const MAX_LENGTH: Fold<usize> = Fold {
+/// alternatives; an alternative that leaves the string unbounded leaves it unbounded.
+const MAX_LENGTH: Fold<Limit> = Fold {
     members: Members::Any,
     at_end: |schema| {
-        schema
-            .get("maxLength")
-            .and_then(Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok())
+        Some(match schema {
+            Value::Bool(false) => Limit::Excluded,
+            _ if type_excludes(schema, &["string"]) => Limit::Excluded,
+            _ => match schema.get("maxLength").and_then(Value::as_u64) {
+                Some(n) => Limit::Max(usize::try_from(n).unwrap_or(usize::MAX)),
+                None => Limit::Unbounded,
+            },
+        })
+    },
+    missing: |schema, name| {
+        // No object with an undeclared member `name` can match…
+        let no_object = type_excludes(schema, &["object"])
+            || schema.get("additionalProperties") == Some(&Value::Bool(false));
+        // …nor an array with an element there.
+        let no_array = array_index(name).is_none() || type_excludes(schema, &["array"]);
+        Some(match schema {
+            Value::Bool(false) => Limit::Excluded,
+            _ if no_object && no_array => Limit::Excluded,
+            // Nothing constrains the member: any string can be there.
+            _ => Limit::Unbounded,
+        })
     },
     all: |limits| limits.into_iter().min(),
     any: |limits| limits.into_iter().max(),
@@ -138,7 +185,9 @@ pub fn declared_path(schema: &Value, path: &str) -> bool {
 /// `path` is an [`ArgError::field`](super::ArgError::field)-style pointer (`"name"`,
 /// `"address/street"`, `"items/0"`, `""` for the root). Where several limits apply at once
 /// (`$ref` siblings, `allOf`) the smallest wins; across alternatives (`anyOf`/`oneOf`, e.g. an
-/// `Option`) the largest. `None` when no limit is set.
+/// `Option`) the largest, counting only alternatives that allow a string there (`{"type":
+/// "null"}` does not). `None` when no limit is set — also when one alternative sets a limit and
+/// another allows a string of any length: the value may match the unbounded one.
 ///
 /// Feed it to [`InputGuard::screen`](crate::InputGuard::screen) so a schema's own limit replaces
 /// the guard's default:
@@ -163,13 +212,16 @@ pub fn declared_path(schema: &Value, path: &str) -> bool {
 /// assert!(InputGuard::new().screen(&mut args, &|p| max_length_at(&schema, p)).is_ok());
 /// ```
 pub fn max_length_at(schema: &Value, path: &str) -> Option<usize> {
-    walk(
+    match walk(
         schema,
         schema,
         &segments(path),
         &MAX_LENGTH,
         &mut Vec::new(),
-    )
+    ) {
+        Some(Limit::Max(n)) => Some(n),
+        Some(Limit::Excluded | Limit::Unbounded) | None => None,
+    }
 }
 
 /// [`declared_path`] and [`max_length_at`] of one schema, remembered for each member its root
@@ -283,10 +335,9 @@ fn walk<'d, T>(
 ) -> Option<T> {
     let Value::Object(map) = schema else {
         // `true`/`false` schemas describe no members.
-        return if path.is_empty() {
-            (fold.at_end)(schema)
-        } else {
-            None
+        return match path.first() {
+            None => (fold.at_end)(schema),
+            Some(name) => (fold.missing)(schema, name),
         };
     };
     let mut answers: Vec<T> = Vec::new();
@@ -314,11 +365,10 @@ fn walk<'d, T>(
     }
     match path.split_first() {
         None => answers.extend((fold.at_end)(schema)),
-        Some((name, rest)) => {
-            if let Some(child) = member(map, name, fold.members) {
-                answers.extend(walk(doc, child, rest, fold, visiting));
-            }
-        }
+        Some((name, rest)) => match member(map, name, fold.members) {
+            Some(child) => answers.extend(walk(doc, child, rest, fold, visiting)),
+            None => answers.extend((fold.missing)(schema, name)),
+        },
     }
     (fold.all)(answers)
 }

@@ -218,6 +218,53 @@ async fn a_call_that_passes_every_step_runs_once_and_is_audited_as_ok() {
     );
 }
 
+/// The guard's own cap is lifted only where the schema bounds the string on every alternative:
+/// one `anyOf` branch with a `maxLength` beside one without leaves it unbounded, so the guard's
+/// 256 characters still apply; an `Option`'s `null` branch does not loosen its limit.
+#[tokio::test]
+async fn the_input_cap_is_lifted_only_where_every_alternative_has_a_limit() {
+    let h = Harness::new(agent(|runs| {
+        let runs = runs.clone();
+        vec![Tool::untyped(
+            "loose",
+            "Echo",
+            json!({"type": "object", "properties": {
+                "either": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "string"}]},
+                "option": {"anyOf": [{"type": "string", "maxLength": 400}, {"type": "null"}]}
+            }}),
+            move |_args, _ctx| {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(FunctionResult::new("ok"))
+                }
+            },
+        )]
+    }))
+    .await;
+    let reply = h
+        .call("c1", "loose", json!({"either": "x".repeat(300)}))
+        .await;
+    assert_refused(&reply, 200, "input_rejected");
+    assert_eq!(
+        (reply.body["field"].as_str(), reply.body["rule"].as_str()),
+        (Some("either"), Some("input_too_long"))
+    );
+    assert_eq!(h.runs(), 0);
+    // Within the schema's own limit on every branch that can hold a string: the guard's cap
+    // is the schema's.
+    let reply = h
+        .call(
+            "c1",
+            "loose",
+            json!({"option": "x".repeat(300), "either": "x".repeat(200)}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["response"], "ok", "{}", reply.body);
+    assert_eq!(h.runs(), 1);
+}
+
 #[tokio::test]
 async fn the_raw_body_is_parsed_once_and_strictly() {
     let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;

@@ -85,6 +85,53 @@ fn max_length_follows_the_schema() {
     assert_eq!(max_length_at(&schema, "lines/2/zip"), None);
 }
 
+#[test]
+fn an_alternative_without_a_limit_leaves_the_string_unbounded() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "loose": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "string"}]},
+            "untyped": {"oneOf": [{"maxLength": 5}, {}]},
+            "open": {"anyOf": [{"maxLength": 5}, true]},
+            "nullable": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}]},
+            "numbers": {"oneOf": [{"type": "string", "maxLength": 5},
+                                  {"type": ["integer", "boolean"]}, false]},
+            "nested": {"anyOf": [
+                {"type": "object", "properties": {"a": {"type": "string", "maxLength": 9}}},
+                {"type": "object", "properties": {"b": {"type": "string"}}}
+            ]},
+            "closed": {"anyOf": [
+                {"type": "object", "properties": {"a": {"type": "string", "maxLength": 9}}},
+                {"type": "object", "properties": {"b": {}}, "additionalProperties": false},
+                {"type": "array", "items": {"type": "integer"}},
+                {"type": "string"}
+            ]},
+            "tight": {"allOf": [{"maxLength": 5}, {"type": "string"}]}
+        }
+    });
+    let cases = [
+        // The value may match the unbounded alternative: no limit applies.
+        ("loose", None),
+        ("untyped", None),
+        ("open", None),
+        ("nested/a", None),
+        // Alternatives that cannot hold a string there do not loosen the others.
+        ("nullable", Some(5)),
+        ("numbers", Some(5)),
+        ("closed/a", Some(9)),
+        // Limits that apply together still join to the smallest.
+        ("tight", Some(5)),
+    ];
+    for (path, want) in cases {
+        assert_eq!(max_length_at(&schema, path), want, "{path}");
+        assert_eq!(
+            SchemaPaths::new(&schema).max_length(&schema, path),
+            want,
+            "{path}"
+        );
+    }
+}
+
 /// A schema with every construct the walker follows, and some it must not.
 fn walked() -> Value {
     json!({
