@@ -14,7 +14,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use voxguard_guard::{
-    platform_parameters, ArgValidator, InvalidRateLimit, RateLimit, SchemaError, SchemaPaths,
+    platform_parameters, ArgError, ArgValidator, InvalidRateLimit, RateLimit, SchemaError,
+    SchemaPaths,
 };
 use voxguard_swml::FunctionResult;
 
@@ -165,10 +166,29 @@ pub(crate) fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc
     } else {
         schema.clone()
     };
+    compile_enforcing(schema, enforced)
+}
+
+/// [`compile`] with the schema to enforce given: `enforced` is `schema` closed to undeclared
+/// arguments (or `schema` itself).
+pub(crate) fn compile_enforcing(
+    schema: &Value,
+    enforced: Value,
+) -> Result<Arc<Compiled>, Arc<SchemaError>> {
+    let closed = enforced != *schema;
     platform_parameters(schema)
         .and_then(|parameters| {
+            // Closing the branches of a `oneOf` can make a value that matched two of them —
+            // refused as declared — match just one: such a schema is also checked as declared,
+            // so closing only ever refuses more.
+            let declared = (closed && mentions(schema, "oneOf"))
+                .then(|| ArgValidator::new(schema))
+                .transpose()?;
             Ok(Compiled {
-                validator: ArgValidator::new(&enforced)?,
+                validator: Validator {
+                    closed: ArgValidator::new(&enforced)?,
+                    declared,
+                },
                 parameters,
                 paths: SchemaPaths::new(schema),
             })
@@ -177,10 +197,25 @@ pub(crate) fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc
         .map_err(Arc::new)
 }
 
+/// Whether `key` is a member name anywhere in `value` (a property of that name counts too: the
+/// answer may only be too cautious).
+fn mentions(value: &Value, key: &str) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key(key) || map.values().any(|v| mentions(v, key)),
+        Value::Array(items) => items.iter().any(|v| mentions(v, key)),
+        _ => false,
+    }
+}
+
 /// `schema` with `additionalProperties: false` on every object schema that lists `properties`
 /// and says nothing about additional ones: the root, nested objects, array items, `$defs`
 /// entries and the branches of `anyOf`/`allOf`/`oneOf` (walked by keyword, so a property that
 /// happens to be *named* `properties` is never mistaken for a schema).
+///
+/// The conditional and negated schemas (`not`, `if`, `then`, `else`) are left as declared:
+/// closed, a `not` would pass any value with one member more than it names, and an `if` would
+/// stop matching, so their rules would never apply; a `then`/`else` would refuse the members
+/// the root declares. The root's closure already keeps undeclared members out beside them.
 fn close_objects(schema: Value) -> Value {
     walk_objects(schema, false)
 }
@@ -256,7 +291,7 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
                         schemas.iter_mut().for_each(|s| close(s, force));
                     }
                 }
-                "items" | "not" | "if" | "then" | "else" => close(child, force),
+                "items" => close(child, force),
                 _ => {}
             }
         }
@@ -265,9 +300,27 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
     schema
 }
 
+/// A tool's argument check: the schema as enforced (closed to undeclared arguments when the
+/// tool is), and, where closing could have loosened a `oneOf`, the schema as declared too.
+pub(crate) struct Validator {
+    closed: ArgValidator,
+    declared: Option<ArgValidator>,
+}
+
+impl Validator {
+    /// The first error of the enforced schema, then of the schema as declared.
+    pub(crate) fn validate(&self, args: &Value) -> Result<(), ArgError> {
+        self.closed.validate(args)?;
+        match &self.declared {
+            Some(declared) => declared.validate(args),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The schema forms derived once when the tool is declared.
 pub(crate) struct Compiled {
-    pub(crate) validator: ArgValidator,
+    pub(crate) validator: Validator,
     pub(crate) parameters: Value,
     /// The path questions about the schema as declared (`Tool::schema`; asked with it), each
     /// answered once per root member.

@@ -21,7 +21,7 @@ use serde_json::Value;
 use voxguard_swml::conformance::SchemaChecker;
 
 use crate::agent::{Agent, AgentError};
-use crate::tool::{closable, compile, force_closed, Compiled, Tool, ToolError};
+use crate::tool::{closable, compile, compile_enforcing, force_closed, Compiled, Tool, ToolError};
 
 pub use config::{GatewayConfig, GatewayConfigError, UpstreamCredentials};
 use rewrite::{FunctionEntry, RenderEntry, ENTRY_KEY};
@@ -210,7 +210,7 @@ impl Gate {
             closable(schema).map_err(|_| {
                 "it refers to another schema ($ref), which strict mode cannot close to undeclared arguments".to_string()
             })?;
-            compile(&force_closed(schema.clone()), true)
+            compile_enforcing(schema, force_closed(schema.clone()))
         } else {
             compile(schema, false)
         }
@@ -408,6 +408,53 @@ pub(crate) fn agent(config: &GatewayConfig, gate: Arc<Gate>) -> Result<Agent, Ag
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Closing a schema to undeclared arguments only ever refuses more: the rules of `not`,
+    /// `if`/`then` and `oneOf` keep their meaning, in strict mode and for a runtime tool.
+    #[test]
+    fn closing_keeps_negated_conditional_and_exclusive_rules() {
+        let mut config = GatewayConfig::new(url::Url::parse("http://127.0.0.1:9/").unwrap());
+        config.strict = true;
+        let gate = Gate::new(&config).unwrap();
+        let negated = json!({"type": "object",
+            "properties": {"role": {"type": "string"}, "note": {"type": "string"}},
+            "not": {"properties": {"role": {"const": "admin"}}, "required": ["role"]}});
+        let conditional = json!({"type": "object",
+            "properties": {"kind": {"type": "string"}, "amount": {"type": "number"}},
+            "if": {"properties": {"kind": {"const": "refund"}}, "required": ["kind"]},
+            "then": {"properties": {"amount": {"maximum": 100}}}});
+        let exclusive = json!({"type": "object",
+            "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+            "oneOf": [{"properties": {"a": {"type": "string"}}},
+                      {"properties": {"b": {"type": "string"}}}]});
+        let cases = [
+            (&negated, json!({"role": "admin", "note": "x"}), false),
+            (&negated, json!({"role": "admin"}), false),
+            (&negated, json!({"role": "clerk", "note": "x"}), true),
+            (
+                &conditional,
+                json!({"kind": "refund", "amount": 5000}),
+                false,
+            ),
+            (&conditional, json!({"kind": "refund", "amount": 50}), true),
+            (&conditional, json!({"kind": "sale", "amount": 5000}), true),
+            // Both branches match a value with `a` alone, as declared: exactly one must.
+            (&exclusive, json!({"a": "x"}), false),
+            (&negated, json!({"role": "clerk", "admin": true}), false),
+        ];
+        for (schema, args, ok) in cases {
+            for (how, compiled) in [
+                ("strict", gate.compiled(schema).unwrap()),
+                ("runtime", compile(schema, true).unwrap()),
+            ] {
+                assert_eq!(
+                    compiled.validator.validate(&args).is_ok(),
+                    ok,
+                    "{how}: {args} under {schema}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn strict_mode_closes_schemas_that_open_themselves() {
