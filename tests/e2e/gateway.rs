@@ -54,6 +54,8 @@ struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     /// Extra text put into the SWML's prompt (to leak a secret on purpose).
     prompt_extra: Arc<Mutex<String>>,
+    /// Verbs appended to the SWML's `main` section.
+    extra_verbs: Arc<Mutex<Vec<Value>>>,
 }
 
 /// An upstream agent on port 0.
@@ -75,6 +77,7 @@ impl Upstream {
             port: addr.port(),
             received: Arc::default(),
             prompt_extra: Arc::default(),
+            extra_verbs: Arc::default(),
         };
         let app = axum::Router::new()
             .route("/agent", post(swml).get(swml))
@@ -138,7 +141,7 @@ async fn swml(
     let hook =
         |function: &str| format!("{base}/swaig?__token={UPSTREAM_TOKEN}-{call_id}-{function}");
     let extra = shared.prompt_extra.lock().unwrap().clone();
-    let doc = json!({
+    let mut doc = json!({
         "version": "1.0.0",
         "sections": {"main": [
             {"answer": {}},
@@ -168,6 +171,9 @@ async fn swml(
             {"pay": {"payment_connector_url": format!("{base}/pay"), "status_url": format!("{base}/pay/status"), "charge_amount": "10.00"}}
         ]}
     });
+    if let Some(main) = doc["sections"]["main"].as_array_mut() {
+        main.extend(shared.extra_verbs.lock().unwrap().iter().cloned());
+    }
     (AxStatus::OK, axum::Json(doc))
 }
 
@@ -907,6 +913,77 @@ async fn an_upstream_secret_left_where_the_gateway_cannot_rewrite_it_refuses_the
     let text = response.text().await.unwrap();
     assert!(
         text.contains("upstream_failed") && !text.contains(UPSTREAM_PASSWORD),
+        "{text}"
+    );
+}
+
+/// A URL on the upstream's origin that the gateway does not proxy — a `transfer`/`execute`
+/// destination, an SWML document given as a string, an `ai_sidecar` — would let the platform
+/// reach the upstream around the gateway: the render is refused. Amazon Bedrock's agent verb
+/// has its webhooks rewritten as `ai`'s are; a destination elsewhere is served as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_on_the_upstreams_origin_the_gateway_does_not_proxy_refuses_the_render() {
+    let upstream = Upstream::start(Kind::Weak, Duration::ZERO).await;
+    let gateway = Gateway::start(config_for(&upstream)).await;
+    let port = upstream.addr.port();
+    let render = |verbs: Vec<Value>| {
+        *upstream.shared.extra_verbs.lock().unwrap() = verbs;
+        let request = gateway
+            .server
+            .client
+            .post(gateway.server.url("/"))
+            .basic_auth(USER, Some(PASSWORD))
+            .json(&json!({"call_id": "call-origin"}))
+            .send();
+        async move {
+            let response = request.await.unwrap();
+            let status = response.status();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let inline = json!({"sections": {"main": [{"ai": {"SWAIG": {"functions": [
+        {"function": "x", "web_hook_url": format!("http://127.0.0.1:{port}/agent/swaig")}]}}}]}})
+    .to_string();
+    for verb in [
+        json!({"transfer": {"dest": format!("http://127.0.0.1:{port}/agent/other")}}),
+        json!({"execute": {"dest": inline}}),
+        json!({"transfer": {"dest": json!({"x": inline}).to_string()}}),
+        json!({"ai_sidecar": {"url": format!("HTTP://127.0.0.1:{port}/agent/sidecar")}}),
+        json!({"request": {"url": format!("http://user:pw@127.0.0.1:{port}/agent/x"), "method": "GET"}}),
+    ] {
+        let (status, text) = render(vec![verb.clone()]).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{verb}: {text}");
+        assert!(text.contains("upstream_failed"), "{text}");
+        assert!(!text.contains(&port.to_string()), "{text}");
+    }
+    let (status, text) = render(vec![
+        json!({"amazon_bedrock": {"prompt": {"text": "Help."}, "SWAIG": {"functions": [
+            {"function": "bedrock_lookup", "description": "Look up",
+             "parameters": {"type": "object", "properties": {"q": {"type": "string", "description": "query"}}},
+             "web_hook_url": format!("http://agent:{UPSTREAM_PASSWORD}@127.0.0.1:{port}/agent/swaig")}]}}}),
+        json!({"transfer": {"dest": "https://elsewhere.example.com/swml"}}),
+        json!({"play": {"url": format!("http://127.0.0.1:{}/hold.mp3", port.wrapping_add(1).max(1))}}),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let bedrock = doc["sections"]["main"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|verb| verb.get("amazon_bedrock"))
+        .expect("the bedrock verb is served");
+    let hook = bedrock["SWAIG"]["functions"][0]["web_hook_url"]
+        .as_str()
+        .unwrap();
+    let gateway_base = format!(
+        "http://{USER}:{PASSWORD}@127.0.0.1:{}/swaig?__token=",
+        gateway.server.addr.port()
+    );
+    assert!(hook.starts_with(&gateway_base), "{hook}");
+    assert!(!text.contains(UPSTREAM_PASSWORD), "{text}");
+    assert!(
+        text.contains("https://elsewhere.example.com/swml"),
         "{text}"
     );
 }

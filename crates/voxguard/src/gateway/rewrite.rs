@@ -4,9 +4,10 @@
 //!
 //! Owns which fields are webhooks — each SWAIG function's `web_hook_url` (or the
 //! `SWAIG.defaults` one it inherits), `SWAIG.defaults.web_hook_url`, `post_prompt_url`, and a
-//! `pay` verb's `payment_connector_url` and `status_url`, in every section and in a function
-//! result's SWML action — and the final check that none of the upstream's secrets is left
-//! anywhere in the document. It must not talk to the upstream or the store.
+//! `pay` verb's `payment_connector_url` and `status_url`, in every section (in `ai` and
+//! `amazon_bedrock` verbs) and in a function result's SWML action — and the final checks that
+//! none of the upstream's secrets, and no URL on the upstream's origin, is left anywhere in the
+//! document. It must not talk to the upstream or the store.
 
 use std::collections::BTreeMap;
 
@@ -194,7 +195,7 @@ pub(crate) fn rewrite_document(
 /// at most 4 MiB and serde_json stops at 128 levels anyway.
 const MAX_DEPTH: usize = 64;
 
-/// Rewrite every `ai` and `pay` verb under `node`, at any depth: a verb nested in a `cond`
+/// Rewrite every `ai`, `amazon_bedrock` and `pay` verb under `node`, at any depth: a verb nested in a `cond`
 /// branch or a `switch` case is as much the platform's as one at the top of a section.
 fn rewrite_verbs(
     node: &mut Value,
@@ -217,7 +218,10 @@ fn rewrite_verbs(
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
                 match (key.as_str(), value) {
-                    ("ai", Value::Object(ai)) => rewrite_ai(ai, minter, entry, schema_ok, notes),
+                    // Amazon Bedrock's agent verb takes the same `SWAIG` and `post_prompt_url`.
+                    ("ai" | "amazon_bedrock", Value::Object(ai)) => {
+                        rewrite_ai(ai, minter, entry, schema_ok, notes)
+                    }
                     ("pay", Value::Object(pay)) => {
                         if !rewrite_pay(pay, minter, entry) {
                             notes.unrewritten =
@@ -626,44 +630,112 @@ impl SecretFinder {
     /// The JSON path of the first string, number or key in `value` that contains a secret, if any;
     /// a key that holds one is shown as `<key>`, since the path is logged.
     pub(crate) fn find(&self, value: &Value) -> Option<String> {
-        fn walk(
-            value: &Value,
-            path: &mut String,
-            finder: &aho_corasick::AhoCorasick,
-        ) -> Option<String> {
-            match value {
-                Value::String(text) => finder.is_match(text.as_str()).then(|| path.clone()),
-                // A numeric password or token sent as a JSON number (8 digits or more: a
-                // shorter one would match ordinary amounts and numbers).
-                Value::Number(number) => finder
+        let finder = self.0.as_ref()?;
+        first_path(
+            value,
+            &|text| finder.is_match(text),
+            // A numeric password or token sent as a JSON number (8 digits or more: a shorter
+            // one would match ordinary amounts and numbers).
+            &|number| {
+                finder
                     .find_overlapping_iter(number.to_string().as_str())
                     .any(|found| found.len() >= 8)
-                    .then(|| path.clone()),
-                Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-                    let len = path.len();
-                    path.push_str(&format!("/{i}"));
-                    let found = walk(item, path, finder);
-                    path.truncate(len);
-                    found
-                }),
-                Value::Object(map) => map.iter().find_map(|(key, item)| {
-                    if finder.is_match(key.as_str()) {
-                        // The path is logged: the key itself holds the secret.
-                        return Some(format!("{path}/<key>"));
-                    }
-                    let len = path.len();
-                    path.push('/');
-                    path.push_str(key);
-                    let found = walk(item, path, finder);
-                    path.truncate(len);
-                    found
-                }),
-                _ => None,
-            }
-        }
-        let finder = self.0.as_ref()?;
-        walk(value, &mut String::new(), finder)
+            },
+        )
     }
+}
+
+/// The JSON path of the first string or key in `value` for which `text` holds, or number for
+/// which `number` does; a key is shown as `<key>` (the path is logged, and the key may be the
+/// very thing looked for).
+fn first_path(
+    value: &Value,
+    text: &dyn Fn(&str) -> bool,
+    number: &dyn Fn(&serde_json::Number) -> bool,
+) -> Option<String> {
+    fn walk(
+        value: &Value,
+        path: &mut String,
+        text: &dyn Fn(&str) -> bool,
+        number: &dyn Fn(&serde_json::Number) -> bool,
+    ) -> Option<String> {
+        match value {
+            Value::String(s) => text(s).then(|| path.clone()),
+            Value::Number(n) => number(n).then(|| path.clone()),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                let found = walk(item, path, text, number);
+                path.truncate(len);
+                found
+            }),
+            Value::Object(map) => map.iter().find_map(|(key, item)| {
+                if text(key) {
+                    return Some(format!("{path}/<key>"));
+                }
+                let len = path.len();
+                path.push('/');
+                path.push_str(key);
+                let found = walk(item, path, text, number);
+                path.truncate(len);
+                found
+            }),
+            Value::Null | Value::Bool(_) => None,
+        }
+    }
+    walk(value, &mut String::new(), text, number)
+}
+
+/// The JSON path of the first string (or key) in `value` holding a URL on `origin`, the
+/// upstream's: after the rewrite, such a URL can only be one the gateway does not proxy — a
+/// `transfer`/`execute` destination the platform would fetch SWML from, an `ai_sidecar` or
+/// `request` URL, a webhook inside an SWML document given as a string — through which the
+/// platform would reach the upstream without the gateway's checks. URLs are found by their
+/// `://` wherever they stand in a text (also inside JSON held in a string, whose escaping
+/// backslashes are ignored); each costs one parse of its scheme and authority, so a text costs
+/// O(its length).
+pub(crate) fn url_on_origin(value: &Value, origin: &url::Origin) -> Option<String> {
+    first_path(value, &|text| text_has_origin(text, origin), &|_| false)
+}
+
+/// Whether `text` holds a URL on `origin`.
+fn text_has_origin(text: &str, origin: &url::Origin) -> bool {
+    let unescaped;
+    let text = if text.contains('\\') {
+        unescaped = text.replace('\\', "");
+        unescaped.as_str()
+    } else {
+        text
+    };
+    if !text.contains("://") {
+        return false;
+    }
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("://").map(|i| from + i) {
+        // The scheme: the letters before `://` (back to the previous match at most).
+        let scheme_start = bytes[from..at]
+            .iter()
+            .rposition(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+            .map_or(from, |i| from + i + 1);
+        // The authority: up to the path, query or fragment, or anything a URL cannot hold.
+        let rest = &text[at + 3..];
+        let authority_len = rest
+            .find(|c: char| {
+                matches!(
+                    c,
+                    '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | '{' | '}' | '|' | '^'
+                ) || c.is_whitespace()
+                    || c.is_control()
+            })
+            .unwrap_or(rest.len());
+        let candidate = format!("{}://{}/", &text[scheme_start..at], &rest[..authority_len]);
+        if url::Url::parse(&candidate).is_ok_and(|url| url.origin() == *origin) {
+            return true;
+        }
+        from = at + 3;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -917,6 +989,53 @@ mod tests {
         ] {
             assert!(finder.find(&leak).is_some(), "not found: {leak}");
         }
+    }
+
+    #[test]
+    fn urls_on_the_upstreams_origin_are_found_wherever_they_stand() {
+        let origin = url::Url::parse("http://127.0.0.1:3000/agent")
+            .unwrap()
+            .origin();
+        for text in [
+            "http://127.0.0.1:3000/agent/swaig",
+            "see HTTP://127.0.0.1:3000?x",
+            "http://user:pw@127.0.0.1:3000",
+            r#"{"web_hook_url":"http:\/\/127.0.0.1:3000\/agent"}"#,
+            "x://y http://127.0.0.1:3000/",
+        ] {
+            assert!(text_has_origin(text, &origin), "{text}");
+        }
+        for text in [
+            "http://127.0.0.1:3001/agent",
+            "https://127.0.0.1:3000/agent",
+            "http://127.0.0.1/agent",
+            "http://127.0.0.1:30000/",
+            "127.0.0.1:3000 without a scheme",
+            "://127.0.0.1:3000",
+            "",
+        ] {
+            assert!(!text_has_origin(text, &origin), "{text}");
+        }
+        let default_port = url::Url::parse("https://agent.example.com/")
+            .unwrap()
+            .origin();
+        assert!(text_has_origin(
+            "https://Agent.Example.com:443/x",
+            &default_port
+        ));
+        assert!(!text_has_origin(
+            "https://agent.example.com.evil/x",
+            &default_port
+        ));
+        // Every `://` costs one parse of what follows it up to the next `/`.
+        let many = "a://b".repeat(100_000);
+        assert!(!text_has_origin(&many, &origin));
+        let doc =
+            json!({"sections": {"main": [{"transfer": {"dest": "http://127.0.0.1:3000/x"}}]}});
+        assert_eq!(
+            url_on_origin(&doc, &origin).as_deref(),
+            Some("/sections/main/0/transfer/dest")
+        );
     }
 
     /// Two answers of one render, each adding its own connector to the entry it read, then

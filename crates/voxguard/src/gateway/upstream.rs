@@ -194,6 +194,11 @@ impl Upstream {
         })
     }
 
+    /// The upstream's origin (scheme, host and port): every URL the gateway forwards to is on it.
+    pub(crate) fn origin(&self) -> url::Origin {
+        self.swml_url.origin()
+    }
+
     /// The configured credentials (user, password), if any: neither the password nor the
     /// pair may ever reach a rendered document.
     pub(crate) fn credentials(&self) -> Option<(&str, &str)> {

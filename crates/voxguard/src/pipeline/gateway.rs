@@ -181,6 +181,12 @@ impl Pipeline {
                 "The agent behind this gateway answered a document that cannot be served safely.",
             ));
         }
+        if let Some(path) = rewrite::url_on_origin(&document, &gate.upstream.origin()) {
+            tracing::error!(target: "voxguard::security", event = "upstream_swml_unrewritten", agent, call_id, path = %path, "gateway: the upstream's SWML holds a URL on the upstream's origin that the gateway does not proxy (the platform would reach the upstream around the gateway); refused (fail closed)");
+            return Err(upstream_failed(
+                "The agent behind this gateway answered a document that cannot be served safely.",
+            ));
+        }
         if notes.includes_removed > 0 {
             tracing::warn!(agent, removed = notes.includes_removed, "gateway: SWAIG.includes removed (remote function lists are not proxied; declare the functions in the document)");
         }
