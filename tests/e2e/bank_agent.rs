@@ -183,7 +183,10 @@ async fn bank_swml_lists_every_tool_with_a_token_and_conforms() {
     for tool in TOOLS {
         let token = token_for(&swml, tool).unwrap_or_else(|| panic!("{tool} has a token"));
         assert_eq!(
-            server.keys.verify(&token, "call-bank-swml", tool),
+            server
+                .keys
+                .for_agent("/")
+                .verify(&token, "call-bank-swml", tool),
             Ok(()),
             "{tool}'s token is bound to this call and function"
         );

@@ -63,7 +63,7 @@ async fn every_route_renders_conforming_swml_with_a_token_per_function() {
             let token =
                 token_for(&swml, tool).unwrap_or_else(|| panic!("{route}: {tool} has a token"));
             assert_eq!(
-                server.keys.verify(&token, &call_id, tool),
+                server.keys.for_agent(route).verify(&token, &call_id, tool),
                 Ok(()),
                 "{route}: {tool}'s token is bound to this call and function"
             );
@@ -85,7 +85,13 @@ async fn wide_renders_twenty_distinct_validated_functions_each_with_its_own_toke
     for function in &list {
         let name = function["function"].as_str().expect("a name");
         let token = token_for(&swml, name).unwrap_or_else(|| panic!("{name} has a token"));
-        assert_eq!(server.keys.verify(&token, "call-wide", name), Ok(()));
+        assert_eq!(
+            server
+                .keys
+                .for_agent("/wide")
+                .verify(&token, "call-wide", name),
+            Ok(())
+        );
         assert!(tokens.insert(token), "{name}'s token is its own");
         let description = function["description"].as_str().expect("a description");
         assert!(

@@ -33,7 +33,8 @@ async fn hundred_thousand_distinct_callers_and_calls_grow_rss_under_64_mib() {
         ("VOXGUARD_TOKEN_KEY", key.as_str()),
     ])
     .await;
-    let keys = KeyRing::new(TokenKey::from_base64(&key).expect("key"));
+    // The bank agent's (on `/`) ring, as the runtime derives it from the configured key.
+    let keys = KeyRing::new(TokenKey::from_base64(&key).expect("key")).for_agent("/");
     let client = reqwest::Client::new();
     let url = bank.url("/swaig");
     let send = |i: u32| {

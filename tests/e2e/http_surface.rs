@@ -1584,12 +1584,11 @@ async fn swml_post_with_nested_call_id_binds_tokens_to_it() {
         .await;
     assert_eq!(status, StatusCode::OK, "{swml}");
     let token = token_for(&swml, "tool_a").expect("tool_a token");
-    server
-        .keys
-        .verify(&token, call_id, "tool_a")
+    let keys = server.keys.for_agent("/a");
+    keys.verify(&token, call_id, "tool_a")
         .expect("token bound to call.call_id and tool_a");
-    assert!(server.keys.verify(&token, "other-call", "tool_a").is_err());
-    assert!(server.keys.verify(&token, call_id, "open_a").is_err());
+    assert!(keys.verify(&token, "other-call", "tool_a").is_err());
+    assert!(keys.verify(&token, call_id, "open_a").is_err());
     // And the server agrees.
     let (status, body) = server
         .swaig(
@@ -1613,8 +1612,52 @@ async fn swml_post_with_nested_call_id_binds_tokens_to_it() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let token = token_for(&swml, "tool_a").expect("tool_a token");
-    assert!(server.keys.verify(&token, "top-level", "tool_a").is_ok());
-    assert!(server.keys.verify(&token, call_id, "tool_a").is_err());
+    assert!(keys.verify(&token, "top-level", "tool_a").is_ok());
+    assert!(keys.verify(&token, call_id, "tool_a").is_err());
+}
+
+/// A token rendered for one agent is refused by another on the same server, even for a
+/// function of the same name in the same call: each agent mints with its own derived ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rendered_for_one_agent_is_refused_by_another() {
+    let a_runs = counter();
+    let b_runs = counter();
+    let server = TestServer::start(
+        vec![
+            agent("/a", vec![counting_tool("lookup", &a_runs)]),
+            agent("/b", vec![counting_tool("lookup", &b_runs)]),
+        ],
+        |_| {},
+    )
+    .await;
+    let call_id = "call-cross-agent";
+    let token = token_for(&server.swml("/a", call_id).await, "lookup").expect("a's token");
+    let (status, body) = server
+        .swaig(
+            "/b",
+            "lookup",
+            call_id,
+            "+15551234567",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "token_invalid", "{body}");
+    assert_eq!(count(&b_runs), 0);
+    // Control: the same token on its own agent runs the tool.
+    let (status, body) = server
+        .swaig(
+            "/a",
+            "lookup",
+            call_id,
+            "+15551234567",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(count(&a_runs), 1);
 }
 
 /// An agent called `name` at `route`, without tools.
@@ -2010,7 +2053,9 @@ async fn bank_agent_binary_in_production_needs_a_token_key() {
         assert!(url.path().starts_with("/bank/"), "{url}");
     }
     let token = token_for(&swml, "get_balance").expect("token");
-    let replica = KeyRing::new(TokenKey::from_base64(&key).expect("key"));
+    // The bank agent's ring (its route is `/`; `/bank` is the public base's path), derived
+    // from the key as every replica derives it.
+    let replica = KeyRing::new(TokenKey::from_base64(&key).expect("key")).for_agent("/");
     replica
         .verify(&token, "prod-call", "get_balance")
         .expect("a replica with the same key accepts the token");

@@ -510,23 +510,20 @@ async fn missing_and_foreign_tokens_are_refused() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let claims = shop
-        .server
-        .keys
+    // The shop agent's (on `/`) ring, as a replica derives it.
+    let keys = shop.server.keys.for_agent("/");
+    let claims = keys
         .claims_at(&token, "__pay", now)
         .expect("the rendered token is a pay token");
     let (render, _payment) = claims.session.split_once('|').expect("render|payment");
-    let other_call =
-        shop.server
-            .keys
-            .mint_with_session_at("call-someone-else", "__pay", &claims.session, now);
-    let other_payment = shop.server.keys.mint_with_session_at(
+    let other_call = keys.mint_with_session_at("call-someone-else", "__pay", &claims.session, now);
+    let other_payment = keys.mint_with_session_at(
         "call-tokens",
         "__pay",
         &format!("{render}|pay_abcdefghijklmnopqrstuvwx"),
         now,
     );
-    let other_render = shop.server.keys.mint_with_session_at(
+    let other_render = keys.mint_with_session_at(
         "call-tokens",
         "__pay",
         &format!("another-render|{}", _payment),

@@ -47,7 +47,7 @@ async fn call_tool(
     call_id: &str,
     args: Value,
 ) -> (StatusCode, Value) {
-    let token = server.keys.mint(call_id, function);
+    let token = server.keys.for_agent(route).mint(call_id, function);
     server
         .post_json(
             &swaig_url_path(route, &format!("__token={token}")),
@@ -242,9 +242,11 @@ async fn token_invalid_is_refused_for_garbage_tampered_and_foreign_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_expired_is_refused() {
     let (server, counters) = token_server().await;
-    let expired = server
-        .keys
-        .mint_at(CALL_A, "get_balance", now_unix() - 2 * 60 * 60);
+    let expired =
+        server
+            .keys
+            .for_agent("/")
+            .mint_at(CALL_A, "get_balance", now_unix() - 2 * 60 * 60);
     let (status, reply) = server
         .swaig(
             "/",
@@ -390,7 +392,7 @@ async fn rotated_key_ring_accepts_tokens_minted_with_the_previous_key() {
 
     let (agent, counters) = token_agent();
     let server = TestServer::start_with_keys(vec![agent.clone()], rotated.clone()).await;
-    let old_token = old_ring.mint(CALL_A, "get_balance");
+    let old_token = old_ring.for_agent("/").mint(CALL_A, "get_balance");
     let (status, reply) = server
         .post_json(
             &swaig_url_path("/", &format!("__token={old_token}")),
@@ -406,8 +408,8 @@ async fn rotated_key_ring_accepts_tokens_minted_with_the_previous_key() {
     let new_token = token_for(&swml, "get_balance").expect("token rendered");
     assert_eq!(
         new_token.split('.').next(),
-        Some(new_key.id()),
-        "the current key mints"
+        Some(rotated.for_agent("/").current_key_id()),
+        "the current key mints (derived for the agent)"
     );
     let (status, _) = server
         .post_json(
@@ -661,7 +663,7 @@ async fn invalid_arguments_are_refused_with_field_and_rule_before_the_handler() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_only_arguments_are_parsed_and_validated() {
     let (server, runs, seen, _) = validation_server().await;
-    let token = server.keys.mint(CALL_A, "check");
+    let token = server.keys.for_agent("/").mint(CALL_A, "check");
     let path = swaig_url_path("/", &format!("__token={token}"));
     let raw_call = |raw: &str| {
         json!({
@@ -995,7 +997,10 @@ async fn agent_without_summary_handler_renders_no_post_prompt_url() {
     assert!(ai_verb(&notes)["post_prompt_url"].is_string());
 
     // Even with a valid summary token minted for this call, the plain agent accepts nothing.
-    let token = server.keys.mint(CALL_A, "__post_prompt");
+    let token = server
+        .keys
+        .for_agent("/plain")
+        .mint(CALL_A, "__post_prompt");
     let (status, reply) = server
         .post_json(
             &format!("/plain/post_prompt?__token={token}"),
@@ -1073,7 +1078,7 @@ async fn session_state_is_per_call_and_server_side() {
     assert_eq!(reply["response"], "The note is: blue umbrella.");
 
     // Another call sees nothing, even when its global_data claims a note.
-    let token = server.keys.mint(CALL_B, "recall");
+    let token = server.keys.for_agent("/").mint(CALL_B, "recall");
     let mut body = call_body("recall", CALL_B, json!({}));
     body["global_data"] = json!({"note": "blue umbrella"});
     let (status, reply) = server

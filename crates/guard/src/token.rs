@@ -8,7 +8,8 @@
 //! 16 random bytes, URL-safe unpadded base64. The MAC is checked (in constant time) before the
 //! payload is parsed, so unauthenticated bytes never reach the JSON parser. Keys come from
 //! configuration so every replica accepts every other replica's tokens; previous keys stay
-//! valid for verification during rotation. This module must not log, store or print keys or tokens, and
+//! valid for verification during rotation. The runtime gives each agent its own ring
+//! ([`KeyRing::for_agent`]), so a token minted for one agent verifies on no other. This module must not log, store or print keys or tokens, and
 //! must not decide HTTP status codes: it returns a [`TokenError`] with a stable reason.
 
 use std::fmt;
@@ -67,6 +68,33 @@ impl KeyRing {
     /// the current key is rotated.
     pub fn derive(&self, purpose: &str) -> SecretKey {
         self.current.derive(purpose)
+    }
+
+    /// The ring one agent mints and verifies its function tokens with: every key of this ring
+    /// derived for `agent` (the agent's route), the lifetime kept. A token minted for one agent
+    /// is refused by every other (`token_invalid`), even for a function of the same name in the
+    /// same call; every replica derives the same ring.
+    ///
+    /// ```
+    /// use voxguard_guard::{KeyRing, TokenError, TokenKey};
+    ///
+    /// let ring = KeyRing::new(TokenKey::generate());
+    /// let token = ring.for_agent("/bank").mint("call-1", "lookup");
+    /// assert_eq!(ring.for_agent("/bank").verify(&token, "call-1", "lookup"), Ok(()));
+    /// assert_eq!(ring.for_agent("/shop").verify(&token, "call-1", "lookup"), Err(TokenError::Invalid));
+    /// assert_eq!(ring.verify(&token, "call-1", "lookup"), Err(TokenError::Invalid));
+    /// ```
+    pub fn for_agent(&self, agent: &str) -> Self {
+        let purpose = format!("function-tokens/agent/{agent}");
+        Self {
+            current: Arc::new(self.current.derive(&purpose)),
+            previous: self
+                .previous
+                .iter()
+                .map(|key| key.derive(&purpose))
+                .collect(),
+            ttl: self.ttl,
+        }
     }
 
     /// A ring that mints and verifies with `current`, with [`DEFAULT_TOKEN_TTL`].

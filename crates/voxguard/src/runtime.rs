@@ -475,8 +475,10 @@ impl Runtime {
                     .render_limit
                     .map(|limit| RateLimiter::with_clock(self.clock.clone()).per_caller(limit)),
                 policy: agent.inner.verification.clone(),
+                // Each agent its own ring: a token rendered for one agent is refused by the
+                // others, even for a function of the same name in the same call.
+                keys: self.keys.for_agent(agent.route()),
                 agent,
-                keys: self.keys.clone(),
                 store: self.store.clone(),
                 services: services.clone(),
                 emergency: self.emergency.clone(),
