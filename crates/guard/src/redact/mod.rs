@@ -578,8 +578,10 @@ impl Redactor {
     /// case-insensitive, `_`/`-` insensitive) are replaced wholesale by `"[REDACTED]"` (a `null`
     /// stays `null`); every other string is passed through [`Redactor::redact_text`], and so are
     /// object keys (a key that changes is renamed; on a clash `~2`, `~3`, … is appended).
-    /// Integers that are Luhn-valid card numbers become the string `"****1111"`. Nesting depth
-    /// is not limited by the stack: the walk is iterative.
+    /// Integers that are Luhn-valid card numbers (negative ones too) become the string
+    /// `"****1111"`; so does a float (`4111111111111111.0`, `4.111111111111111e15`) whose
+    /// integer part has a card number's length, Luhn-valid or not (a float holds such numbers
+    /// only approximately). Nesting depth is not limited by the stack: the walk is iterative.
     pub fn redact_json(&self, value: &mut Value) {
         let mut stack = vec![value];
         while let Some(value) = stack.pop() {
@@ -590,7 +592,7 @@ impl Redactor {
                     }
                 }
                 Value::Number(n) => {
-                    if let Some(masked) = n.as_u64().and_then(mask_card_integer) {
+                    if let Some(masked) = mask_card_number(n) {
                         *value = Value::String(masked);
                     }
                 }

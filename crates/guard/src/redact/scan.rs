@@ -288,6 +288,30 @@ impl LuhnSums {
 pub(super) use crate::payment::luhn_valid;
 
 /// `****1111` for an integer that is a Luhn-valid card number.
+/// [`mask_card_integer`] for any JSON number: an integer by its magnitude (a sign does not
+/// hide a card). A float (a fraction or an exponent was written) is masked whenever its integer
+/// part has as many digits as a card number, without the Luhn check: a float holds such a
+/// number only approximately (`4111111111111111.75` is stored as `4111111111111112.0`), and no
+/// amount is that large.
+pub(super) fn mask_card_number(n: &serde_json::Number) -> Option<String> {
+    if let Some(n) = n.as_u64() {
+        return mask_card_integer(n);
+    }
+    if let Some(n) = n.as_i64() {
+        return mask_card_integer(n.unsigned_abs());
+    }
+    let whole = n.as_f64()?.abs().trunc();
+    if whole >= 1e19 {
+        return None;
+    }
+    // Below 1e19 (< 2^64), so the cast keeps the value (the nearest integer, past 2^53).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let digits = (whole as u64).to_string();
+    (CARD_MIN_DIGITS..=CARD_MAX_DIGITS)
+        .contains(&digits.len())
+        .then(|| format!("****{}", last_digits(&digits, 4)))
+}
+
 pub(super) fn mask_card_integer(n: u64) -> Option<String> {
     let digits = n.to_string();
     ((CARD_MIN_DIGITS..=CARD_MAX_DIGITS).contains(&digits.len()) && luhn_valid(&digits))

@@ -455,6 +455,38 @@ fn json_redaction_at_depth() {
     );
 }
 
+/// A card number sent as a JSON number is masked however it is written: negative, with a
+/// fraction, in exponent form, or too large for a float to hold exactly; amounts are not.
+#[test]
+fn card_numbers_written_as_any_json_number_are_masked() {
+    let redactor = Redactor::new();
+    let parse = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+    for (text, want) in [
+        ("4111111111111111", json!("****1111")),
+        ("-4111111111111111", json!("****1111")),
+        ("4111111111111111.0", json!("****1111")),
+        ("4111111111111111.75", json!("****1112")),
+        ("-4.111111111111111e15", json!("****1111")),
+        // 4111111111111111168 as a float: the digits it holds, masked.
+        ("4.111111111111111e18", json!("****1168")),
+        ("6011111111111117e0", json!("****1117")),
+        ("150.25", json!(150.25)),
+        ("-12", json!(-12)),
+        ("4111111111111112", json!(4111111111111112_u64)),
+        ("1234567890123.5", json!("****0123")),
+        ("123456789012.5", json!(123456789012.5)),
+        ("1e300", json!(1e300)),
+    ] {
+        let mut value = json!({"note": parse(text)});
+        redactor.redact_json(&mut value);
+        assert_eq!(value["note"], want, "{text}");
+        if want.is_string() {
+            let stored = value.to_string();
+            assert!(!stored.contains("411111111111"), "{text}: {stored}");
+        }
+    }
+}
+
 #[test]
 fn json_keys_are_redacted_too() {
     let mut value = json!({"4111111111111111": 1, "****1111": 2, "plain": 3});

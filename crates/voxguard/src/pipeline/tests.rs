@@ -869,6 +869,39 @@ async fn audited_arguments_are_declared_redacted_and_bounded() {
     );
 }
 
+/// A card number sent as a number in a declared field — negative, as a float, in exponent
+/// form — is masked in the audit trail, whether the schema then refuses it or not.
+#[tokio::test]
+async fn card_numbers_sent_as_numbers_never_reach_the_audit_trail() {
+    let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    for (i, count) in [
+        "-4111111111111111",
+        "4111111111111111.0",
+        "4.111111111111111e15",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!(
+            r#"{{"function":"note","call_id":"c{i}","argument":{{"parsed":[{{"count":{count}}}]}}}}"#
+        );
+        let token = h.token(&format!("c{i}"), "note", "r1");
+        // Refused by the schema (below its minimum) or run (a float with no fraction is an
+        // integer to it): audited either way.
+        let _ = h
+            .pipeline
+            .swaig_raw(&h.info(Some(token)), body.as_bytes())
+            .await;
+    }
+    let records = h.records().await;
+    assert_eq!(records.len(), 3);
+    for record in records {
+        let text = serde_json::to_string(&record.event).unwrap();
+        assert!(!text.contains("411111111111"), "{text}");
+        assert!(text.contains("****1111"), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn typed_tools_refuse_undeclared_arguments_unless_they_opt_out() {
     #[derive(serde::Deserialize, schemars::JsonSchema)]
