@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::bank_process::*;
 use crate::util::{count, counter, counting_tool, empty_schema, Counter};
-use crate::util::{functions, token_for, TestServer, PASSWORD, USER};
+use crate::util::{functions, token_for, RecordsKit, TestServer, PASSWORD, USER};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use reqwest::header::HeaderMap;
@@ -2421,6 +2421,95 @@ async fn idle_connections_from_one_address_are_still_capped() {
     drop(silent.remove(0));
     assert_eq!(read_response(&mut fourth).await.status, 200);
     drop(silent);
+}
+
+/// A records-API server (the records API and the console read a body before they know who is
+/// calling) with `tweak` applied.
+async fn records_server(kit: &RecordsKit, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let sink = kit.sink();
+    let records = kit.config();
+    TestServer::start_with(
+        vec![root_agent(counter())],
+        tweak,
+        move |runtime| runtime.audit(sink).records(records),
+        reqwest::Client::builder(),
+    )
+    .await
+}
+
+/// The head of a records request whose 16,000-byte body the client then drips.
+fn dripping_records_request(server: &TestServer) -> String {
+    format!(
+        "POST /records/subjects HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 16000\r\n\r\n{{",
+        server.addr
+    )
+}
+
+/// Review finding: a body dripped to the records API without credentials held a connection
+/// slot for the whole request timeout and did not count against its address's cap, so one
+/// address could hold every slot. Until its body is read, such a request counts as waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_read_before_authentication_count_against_their_address() {
+    let kit = RecordsKit::new().await;
+    let server = records_server(&kit, |config| {
+        config.max_connections_per_ip = 3;
+        config.header_read_timeout = Duration::from_secs(30);
+        config.request_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let mut dripping = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        stream
+            .write_all(dripping_records_request(&server).as_bytes())
+            .await
+            .expect("send");
+        dripping.push(stream);
+    }
+    let mut fourth = TcpStream::connect(server.addr).await.expect("connect");
+    fourth
+        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
+        .await
+        .expect("send");
+    let mut probe = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_secs(1), fourth.read(&mut probe)).await;
+    assert!(
+        early.is_err(),
+        "the fourth connection was served while three unauthenticated bodies held the cap of 3"
+    );
+    // Another address is served meanwhile; when one dripping connection goes, the fourth is.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut other = socket.connect(server.addr).await.expect("connect");
+    other
+        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
+        .await
+        .expect("send");
+    assert_eq!(read_response(&mut other).await.status, 200);
+    drop(dripping.remove(0));
+    assert_eq!(read_response(&mut fourth).await.status, 200);
+}
+
+/// The same body must arrive within the header-read timeout, as a request head must: it is
+/// refused `request_timeout` then, long before the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_read_before_authentication_must_arrive_in_time() {
+    let kit = RecordsKit::new().await;
+    let server = records_server(&kit, |config| {
+        config.header_read_timeout = Duration::from_millis(500);
+        config.request_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(dripping_records_request(&server).as_bytes())
+        .await
+        .expect("send");
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json()["error"], "request_timeout");
 }
 
 /// Review finding: connections queued over their address's cap must not hold the global

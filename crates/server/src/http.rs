@@ -26,6 +26,7 @@ use voxguard_guard::{BasicCredentials, Reason, Redactor, Refusal};
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
+use crate::per_ip::BodyPending;
 use crate::service::{
     is_console_path, is_records_path, malformed_json, new_request_id, AccessHooks, AccessRecord,
     AdminService, AgentRoutes, AgentService, ConsoleRequest, ConsoleService, OperatorRequest,
@@ -416,6 +417,34 @@ async fn read_body_up_to(req: Request, limit: usize) -> Result<Bytes, Response> 
     }
 }
 
+/// [`read_body_up_to`] for a route that authenticates after the body (the records API, the
+/// console): the body must arrive within the header-read timeout, as a request head must, and
+/// until it has, the connection counts against its address's cap (`BodyPending`). Without
+/// this, anyone could hold connection slots for the whole request timeout by dripping a body
+/// to `/records` without credentials.
+async fn read_unauthenticated_body(
+    shared: &Shared,
+    mut req: Request,
+    limit: usize,
+) -> Result<Bytes, Response> {
+    let pending = req.extensions_mut().remove::<BodyPending>();
+    let read = tokio::time::timeout(
+        shared.config.header_read_timeout,
+        read_body_up_to(req, limit),
+    )
+    .await;
+    if let Some(pending) = pending {
+        pending.body_read();
+    }
+    match read {
+        Ok(read) => read,
+        Err(_) => Err(refuse(Refusal::new(
+            Reason::RequestTimeout,
+            "The request body did not arrive in time.",
+        ))),
+    }
+}
+
 /// The call id a reply belonged to, carried to the access log in the response extensions.
 #[derive(Debug, Clone)]
 struct CallId(String);
@@ -535,7 +564,7 @@ async fn records_route(State(shared): State<Shared>, req: Request) -> Response {
     let authorization = header.and_then(|value| value.to_str().ok().map(str::to_string));
     let method = req.method().as_str().to_string();
     let limit = shared.config.body_limit.min(RECORDS_BODY_LIMIT);
-    let bytes = match read_body_up_to(req, limit).await {
+    let bytes = match read_unauthenticated_body(&shared, req, limit).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refusal,
     };
@@ -603,7 +632,7 @@ async fn console_route(State(shared): State<Shared>, req: Request) -> Response {
         .map(str::to_string);
     let method = req.method().as_str().to_string();
     let limit = shared.config.body_limit.min(CONSOLE_BODY_LIMIT);
-    let bytes = match read_body_up_to(req, limit).await {
+    let bytes = match read_unauthenticated_body(&shared, req, limit).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refusal,
     };

@@ -11,7 +11,8 @@
 //! from while it waits, so it cannot start a request, and it holds no slot of the global
 //! connection cap while it waits (so one address cannot fill the server with queued
 //! connections); the queue itself is bounded, and a connection that finds it full is closed at
-//! once. It must not read from or
+//! once. A request to a route that authenticates only after its body (the records API, the
+//! console) counts as waiting until its body is read ([`BodyPending`]). It must not read from or
 //! write to connections, and it does not know about HTTP: `serve` tells it when a request
 //! starts and when its response is ready.
 
@@ -138,6 +139,20 @@ impl Waiting {
     #[cfg(test)]
     fn count(&self, ip: IpAddr) -> usize {
         self.lock().get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// The slot of a connection whose request is not authenticated before its body is read (the
+/// records API and the console check who is calling themselves, after the body): put in the
+/// request's extensions instead of marking the connection busy at its head, so that while its
+/// body arrives it still counts against its address's cap, like a request head.
+#[derive(Clone)]
+pub(crate) struct BodyPending(pub(crate) Arc<Slot>);
+
+impl BodyPending {
+    /// The body was read (or refused): the connection is working now.
+    pub(crate) fn body_read(&self) {
+        self.0.busy();
     }
 }
 

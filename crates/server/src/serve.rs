@@ -31,11 +31,11 @@ use tower::ServiceExt;
 use crate::config::ServerConfig;
 use crate::http::{router, ClientAddr, Shared, SharedState, ADMIN_PATHS, PUBLIC_PATHS};
 use crate::metrics::Metrics;
-use crate::per_ip::{Slot, Waiting};
+use crate::per_ip::{BodyPending, Slot, Waiting};
 use crate::raw_errors::JsonErrors;
 use crate::service::{
-    AccessHooks, AdminService, AgentRoutes, AgentService, ConsoleService, RecordsService,
-    SecurityEvents,
+    is_console_path, is_records_path, AccessHooks, AdminService, AgentRoutes, AgentService,
+    ConsoleService, RecordsService, SecurityEvents,
 };
 
 /// Why the server could not start.
@@ -395,7 +395,14 @@ async fn serve_connection(
         let app = app.clone();
         let slot = slot.clone();
         async move {
-            slot.busy();
+            // The records API and the console read the body before they know who is calling:
+            // until then the connection counts as waiting, like one sending its head.
+            let path = req.uri().path();
+            if is_records_path(path) || is_console_path(path) {
+                req.extensions_mut().insert(BodyPending(slot.clone()));
+            } else {
+                slot.busy();
+            }
             let mut response = app.oneshot(req.map(axum::body::Body::new)).await?;
             if !slot.idle() {
                 response.headers_mut().insert(
