@@ -364,25 +364,25 @@ impl RateLimiter {
         self.check_keys(tool, &[caller])
     }
 
-    /// Count one call of `tool` that every key in `keys` answers for (e.g. the caller's number
-    /// *and* the call's SWML render, which the caller cannot change), or say which limit refuses
-    /// it. Keys new to a limit get their state only after the global limit has let the call
-    /// through, and each per-key map holds at most [`MAX_KEYS`] keys, beyond which new keys
-    /// share one bucket: a flood of distinct keys costs bounded memory.
+    /// Count one call of `tool` that every key in `keys` answers for (e.g. the call's SWML
+    /// render, which the caller cannot change, *and* the caller's number), or say which limit
+    /// refuses it. The keys are checked in order, each in every scope before the next: a call
+    /// refused on an earlier key (its render's budget spent) takes nothing from a later one's
+    /// (a number anyone can claim). Keys new to a limit get their state only after the global
+    /// limit has let the call through, and each per-key map holds at most [`MAX_KEYS`] keys,
+    /// beyond which new keys share one bucket: a flood of distinct keys costs bounded memory.
     pub fn check_keys(&self, tool: &str, keys: &[&str]) -> Result<(), Limited> {
         let refused = |scope, not_until: governor::NotUntil<Duration>| Limited {
             scope,
             retry_after: not_until.wait_time_from(self.clock.now()),
         };
         let mut fresh = Vec::new();
-        let keyed = self
-            .per_tool
-            .get(tool)
-            .map(|l| (LimitScope::Tool, l))
-            .into_iter()
-            .chain(self.per_caller.as_ref().map(|l| (LimitScope::Caller, l)));
-        for (scope, limit) in keyed {
-            for key in keys {
+        let keyed = [
+            self.per_tool.get(tool).map(|l| (LimitScope::Tool, l)),
+            self.per_caller.as_ref().map(|l| (LimitScope::Caller, l)),
+        ];
+        for key in keys {
+            for (scope, limit) in keyed.iter().flatten().copied() {
                 let key = bounded_key(limit, key, &self.sweeps);
                 if limit.cells.0.contains_key(&key) {
                     limit

@@ -90,14 +90,15 @@ impl SharedLimiter {
                 source: Box::new(std::io::Error::other("a limit key could not be derived")),
             })
         };
-        if let Some((_, limit)) = self.limits.tools.iter().find(|(name, _)| name == tool) {
-            for key in keys {
+        // Key by key, each in every scope, as the local limiter checks them: a call refused on
+        // an earlier key takes nothing from a later one's buckets.
+        let tool_limit = self.limits.tools.iter().find(|(name, _)| name == tool);
+        for key in keys {
+            if let Some((_, limit)) = tool_limit {
                 let bucket = self.bucket(&["tool", tool, key]).ok_or_else(fail)?;
                 planned.push((LimitScope::Tool, bucket, gcra(limit)));
             }
-        }
-        if let Some(limit) = &self.limits.caller {
-            for key in keys {
+            if let Some(limit) = &self.limits.caller {
                 let bucket = self.bucket(&["caller", key]).ok_or_else(fail)?;
                 planned.push((LimitScope::Caller, bucket, gcra(limit)));
             }

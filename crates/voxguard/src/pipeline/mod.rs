@@ -462,8 +462,10 @@ impl Pipeline {
                 "This service is temporarily unavailable.",
             )));
         }
-        // Limits answer for the caller's number *and* the call's SWML render (from the token,
-        // which the caller cannot change), so varying a spoofed number buys nothing.
+        // Limits answer for the call's SWML render (from the token, which the caller cannot
+        // change) *and* the caller's number, so varying a spoofed number buys nothing; the
+        // render first, so that a call its render's budget refuses takes nothing from the
+        // number's (which anyone can claim: a spent render cannot drain a victim's budget).
         // An insecure tool has no token: its calls answer for their source address instead of
         // the call id, which the caller chooses.
         let source = info.client.ip().to_string();
@@ -473,7 +475,7 @@ impl Pipeline {
             source.as_str()
         };
         let keys: &[&str] = match caller {
-            Some(caller) => &[caller, render_key],
+            Some(caller) => &[render_key, caller],
             None => &[render_key],
         };
         match self.limiter.check_keys(&tool.name, keys).await {

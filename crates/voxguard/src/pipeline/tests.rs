@@ -983,6 +983,40 @@ async fn spoofed_caller_numbers_share_their_renders_limit_and_huge_ones_are_unkn
     assert_eq!(records.last().expect("a record").event.caller, None);
 }
 
+/// A render whose budget is spent cannot drain the budget of a number it claims: the render is
+/// checked first, and its refusal takes nothing from the number's bucket.
+#[tokio::test]
+async fn a_spent_render_takes_nothing_from_the_number_it_claims() {
+    let h = Harness::new(agent(|runs| {
+        vec![counting("note", runs).rate_limit(3, Duration::from_secs(60))]
+    }))
+    .await;
+    let call = |call_id: &'static str, render: &'static str, caller: &'static str| {
+        let token = h.token(call_id, "note", render);
+        let info = h.info(Some(token));
+        let body = json!({"function": "note", "call_id": call_id, "caller_id_num": caller,
+                          "argument": {"parsed": [{}]}});
+        let pipeline = &h.pipeline;
+        async move { pipeline.swaig(&info, body).await }
+    };
+    const VICTIM: &str = "+15550000001";
+    // The victim calls once; the attacker spends its own render's budget.
+    assert_eq!(call("victim", "rv", VICTIM).await.status, 200);
+    for _ in 0..3 {
+        assert_eq!(call("attack", "ra", "+15550009999").await.status, 200);
+    }
+    // Refused on its spent render, claiming the victim's number, again and again.
+    for _ in 0..5 {
+        assert_refused(&call("attack", "ra", VICTIM).await, 429, "rate_limited");
+    }
+    // The victim's number still has the two calls it had left.
+    for _ in 0..2 {
+        let reply = call("victim", "rv", VICTIM).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_refused(&call("victim", "rv", VICTIM).await, 429, "rate_limited");
+}
+
 #[tokio::test]
 async fn swml_renders_are_limited_per_source_address() {
     let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
