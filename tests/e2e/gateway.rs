@@ -241,6 +241,10 @@ async fn webhook(
                 Some("parallel") => {
                     json!({"version": "1.0.0", "sections": {"main": [{"connect": {"to": dest, "parallel": [{"to": "+19005550000"}]}}]}})
                 }
+                // A payment whose description carries the upstream's password.
+                Some("pay_leak") => {
+                    json!({"version": "1.0.0", "sections": {"main": [{"pay": {"payment_connector_url": format!("http://127.0.0.1:{}/agent/pay", shared.port), "charge_amount": "5.00", "description": format!("order {UPSTREAM_PASSWORD}")}}]}})
+                }
                 // An ai verb whose webhook leads the platform straight to the upstream.
                 Some("ai") => {
                     json!({"version": "1.0.0", "sections": {"main": [{"ai": {"prompt": {"text": "x"}, "SWAIG": {"functions": [{"function": "f", "description": "d", "web_hook_url": format!("http://127.0.0.1:{}/agent/swaig", shared.port)}]}}}]}})
@@ -986,6 +990,34 @@ async fn a_url_on_the_upstreams_origin_the_gateway_does_not_proxy_refuses_the_re
         text.contains("https://elsewhere.example.com/swml"),
         "{text}"
     );
+}
+
+/// An answer refused for carrying an upstream secret leaves no `payment_requested` record: its
+/// `pay` was never served, and its description (the secret) never reaches the trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_answers_payment_is_not_audited() {
+    let (_upstream, gateway) = Gateway::in_front_of(Kind::Weak).await;
+    let swml = gateway.swml("call-pay-leak").await;
+    gateway
+        .refuses(
+            &swml,
+            "transfer_call",
+            "call-pay-leak",
+            json!({"dest": "+15550001111", "trick": "pay_leak"}),
+            "tool_failed",
+        )
+        .await;
+    let records = gateway.audit.records(1).await.unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.event.kind.as_str() != "payment_requested"),
+        "{:?}",
+        gateway.reasons().await
+    );
+    let text =
+        serde_json::to_string(&records.iter().map(|r| &r.event).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains(UPSTREAM_PASSWORD), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

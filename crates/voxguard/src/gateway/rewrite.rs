@@ -627,6 +627,15 @@ impl SecretFinder {
         }
     }
 
+    /// `text` cut to 64 characters for a log line, or a placeholder when it holds a secret: what
+    /// the upstream names (an action, a function) is logged before its answer is checked.
+    pub(crate) fn loggable(&self, text: &str) -> String {
+        match &self.0 {
+            Some(finder) if finder.is_match(text) => "<holds an upstream secret>".to_string(),
+            _ => text.chars().take(64).collect(),
+        }
+    }
+
     /// The JSON path of the first string, number or key in `value` that contains a secret, if any;
     /// a key that holds one is shown as `<key>`, since the path is logged.
     pub(crate) fn find(&self, value: &Value) -> Option<String> {

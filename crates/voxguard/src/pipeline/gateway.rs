@@ -172,8 +172,12 @@ impl Pipeline {
         let mut notes = Notes::default();
         let check = |schema: &Value| gate.compiled(schema).map(drop);
         rewrite::rewrite_document(&mut document, &minter, &mut entry, &check, &mut notes);
-        for (function, why) in &notes.dropped {
-            tracing::warn!(agent, function = %function.chars().take(64).collect::<String>(), why = %why, "gateway: an upstream function was left out of the document");
+        if !notes.dropped.is_empty() {
+            // Logged before the document's leak check: a name holding a secret is not shown.
+            let secrets = gate.secrets(&entry);
+            for (function, why) in &notes.dropped {
+                tracing::warn!(agent, function = %secrets.loggable(function), why = %why, "gateway: an upstream function was left out of the document");
+            }
         }
         if let Some(why) = notes.unrewritten {
             tracing::error!(target: "voxguard::security", event = "upstream_swml_unrewritten", agent, call_id, why, "gateway: the upstream's SWML holds webhooks the gateway did not rewrite; refused (fail closed)");
@@ -190,10 +194,13 @@ impl Pipeline {
         if notes.includes_removed > 0 {
             tracing::warn!(agent, removed = notes.includes_removed, "gateway: SWAIG.includes removed (remote function lists are not proxied; declare the functions in the document)");
         }
+        // A render that fails here is no tool's: an HTTP error, never `tool_failed` (200).
+        let render_failed = |why: &str| {
+            tracing::error!(agent, call_id, reason = why, "gateway: the render failed");
+            Refusal::new(Reason::InternalError, "The agent could not be rendered.")
+        };
         // One preparation serves the leak check now and the render's calls later.
-        let prepared = gate
-            .assemble(entry)
-            .map_err(|why| failed(agent, "", call_id, &why))?;
+        let prepared = gate.assemble(entry).map_err(|why| render_failed(&why))?;
         if let Some(path) = prepared.secrets.find(&document) {
             tracing::error!(target: "voxguard::security", event = "upstream_secret_in_swml", agent, path = %path, "gateway: the upstream's SWML carries its credentials or a token where the gateway does not rewrite them; refused (fail closed)");
             return Err(upstream_failed(
@@ -202,12 +209,15 @@ impl Pipeline {
         }
         if prepared.entry != RenderEntry::default() {
             let scope = session_scope(agent, call_id, &render_id);
-            let value = serde_json::to_value(&prepared.entry)
-                .map_err(|e| failed(agent, "", call_id, &e.to_string()))?;
+            let value =
+                serde_json::to_value(&prepared.entry).map_err(|e| render_failed(&e.to_string()))?;
             self.store
                 .set(&scope, ENTRY_KEY, &value, now)
                 .await
-                .map_err(|e| store_refusal(agent, &e))?;
+                .map_err(|e| match e {
+                    StoreError::Unavailable { .. } => store_refusal(agent, &e),
+                    _ => render_failed(&e.to_string()),
+                })?;
             gate.keep(&scope, prepared);
         }
         Ok(document)
@@ -223,8 +233,10 @@ impl Pipeline {
         call_id: &str,
     ) -> Result<(Arc<Tool>, Forwarding), Refusal> {
         let agent = self.agent.name();
+        // The body's name, whatever its length, until a render declares it: logged cut short.
+        let shown = super::truncate(function);
         let render = check_token(&self.keys, info, call_id, function, self.now_unix())
-            .map_err(|error| token_refusal(agent, function, info, error))?;
+            .map_err(|error| token_refusal(agent, &shown, info, error))?;
         let scope = session_scope(agent, call_id, &render);
         let gate = self.gate();
         let prepared = match gate.prepared(&scope) {
@@ -251,7 +263,7 @@ impl Pipeline {
         }) else {
             tracing::info!(
                 agent,
-                function,
+                function = %shown,
                 "gateway: the call's render holds no such function (expired session?)"
             );
             return Err(Refusal::new(
@@ -348,7 +360,7 @@ impl Pipeline {
                     .keys()
                     .find(|k| !PASSED_ACTIONS.contains(&k.as_str()))
                 {
-                    tracing::warn!(target: "voxguard::security", event = "transfer_blocked", agent, function = %tool.name, call_id, action = %key.chars().take(64).collect::<String>(), "gateway: the upstream's answer holds an action voxguard does not check; refused");
+                    tracing::warn!(target: "voxguard::security", event = "transfer_blocked", agent, function = %tool.name, call_id, action = %forwarding.prepared.secrets.loggable(key), "gateway: the upstream's answer holds an action voxguard does not check; refused");
                     return Err(blocked("unknown action"));
                 }
                 let Some(swml) = action.get_mut("SWML") else {
@@ -376,7 +388,6 @@ impl Pipeline {
             }
         }
         self.screen_result(&tool.name, call_id, &checked)?;
-        trail.payments = payments_in(&checked);
         // The answer's `pay` verbs point at the gateway from here on; the render's entry with
         // their connector URLs is kept only once the answer is known to be served.
         let grown = if pays {
@@ -403,6 +414,9 @@ impl Pipeline {
         if let Some((entry, _)) = grown {
             self.keep_entry(&entry, call_id, &forwarding.render).await?;
         }
+        // Audited as requested only once the answer is known to be served: a refused answer's
+        // `pay` (its description may hold the secret that refused it) never reaches the trail.
+        trail.payments = payments_in(&checked);
         Ok(Verdict::Answered(answer))
     }
 
