@@ -1332,6 +1332,32 @@ async fn the_payment_connector_is_relayed_by_token_to_the_upstreams_connector() 
         "{body}"
     );
     assert!(!body.to_string().contains(UPSTREAM_PASSWORD), "{body}");
+    // The emergency switch (no tool list) stops the relay before the upstream hears of it.
+    let relayed = |upstream: &Upstream| {
+        upstream
+            .received()
+            .iter()
+            .filter(|r| r.path == "pay")
+            .count()
+    };
+    let before = relayed(&upstream);
+    gateway.emergency.set(EmergencyState {
+        enabled: true,
+        tools: None,
+    });
+    let card = json!({"transaction_id": "t2", "cardnumber": "4111111111111111", "cvv": "123",
+        "expiry_month": "12", "expiry_year": "2030", "chargeAmount": "10.00"});
+    let (status, body) = gateway.server.post_json(&path, card).await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("emergency_disabled")),
+        "{body}"
+    );
+    assert_eq!(relayed(&upstream), before);
+    gateway.emergency.set(EmergencyState {
+        enabled: false,
+        tools: None,
+    });
     // Audited: the relay's outcome, never the card.
     let records = gateway.audit.records(1).await.unwrap();
     assert!(records.iter().any(|r| r.event.kind.as_str() == "payment"));

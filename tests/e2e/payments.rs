@@ -35,6 +35,7 @@ struct Shop {
     server: Arc<TestServer>,
     kit: RecordsKit,
     gateway: Arc<TestGateway>,
+    emergency: Arc<voxguard::guard::EmergencySwitch>,
 }
 
 impl Shop {
@@ -62,17 +63,25 @@ impl Shop {
         );
         let sink = kit.sink();
         let config = kit.config();
+        let slot: Arc<std::sync::Mutex<Option<Arc<voxguard::guard::EmergencySwitch>>>> =
+            Arc::default();
+        let keep = slot.clone();
         let server = TestServer::start_with(
             vec![agent],
             |_| {},
-            move |runtime| runtime.store(sessions).audit(sink).records(config),
+            move |runtime| {
+                *keep.lock().unwrap() = Some(runtime.emergency());
+                runtime.store(sessions).audit(sink).records(config)
+            },
             reqwest::Client::builder(),
         )
         .await;
+        let emergency = slot.lock().unwrap().clone().expect("emergency switch");
         Self {
             server: Arc::new(server),
             kit,
             gateway,
+            emergency,
         }
     }
 
@@ -616,6 +625,38 @@ async fn fifty_concurrent_retries_of_one_transaction_charge_once() {
     );
     assert_eq!(shop.gateway.charges(), 1);
     assert_eq!(shop.events(AuditKind::PaymentCharged).await.len(), 1);
+}
+
+/// The emergency switch stops the connector too: a payment requested before it was turned on
+/// charges nothing while it is on (with no tool list, or a list naming `__pay`), and goes
+/// through once it is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emergency_switch_stops_a_requested_payment() {
+    let shop = Shop::start(TestGateway::new()).await;
+    let call = shop.call("call-emergency-pay").await;
+    let pay = checkout(&call, &[("MUG-01", 1)]).await;
+    for tools in [None, Some(["__pay".to_string()].into())] {
+        shop.emergency.set(voxguard::guard::EmergencyState {
+            enabled: true,
+            tools,
+        });
+        let (status, reply) = shop.pay(&pay, "txn-emergency", card(GOOD)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+        assert_eq!(shop.gateway.charges(), 0);
+    }
+    let refused = shop.events(AuditKind::PolicyRefused).await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused
+        .iter()
+        .all(|e| e.reason.as_deref() == Some("emergency_disabled")));
+    // A list naming only tools leaves payments alone; off, the same payment goes through.
+    shop.emergency.set(voxguard::guard::EmergencyState {
+        enabled: true,
+        tools: Some(["checkout".to_string()].into()),
+    });
+    let (status, reply) = shop.pay(&pay, "txn-emergency", card(GOOD)).await;
+    assert_charged(status, &reply);
+    assert_eq!(shop.gateway.charges(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -546,6 +546,11 @@ impl Pipeline {
                 "The payment link is not valid.",
             );
         };
+        if !status {
+            if let Some(stopped) = self.payments_stopped(info, &claims.call_id, function).await {
+                return stopped;
+            }
+        }
         let scope = session_scope(self.agent.name(), &claims.call_id, render);
         let stored = match self.store.get(&scope, ENTRY_KEY, now).await {
             Ok(stored) => stored,

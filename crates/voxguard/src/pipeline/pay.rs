@@ -104,7 +104,38 @@ pub(super) fn refused(status: u16, code: &str, message: &str) -> Reply {
     answer(status, None, None, Some((code, message)))
 }
 
+/// The name the emergency switch knows payments by: with no tool list it stops them, as it
+/// stops every sensitive tool (charging a card is one); with a list, when the list names it.
+pub(crate) const PAY_SWITCH_NAME: &str = "__pay";
+
 impl Pipeline {
+    /// The connector's refusal while the emergency switch stops payments (audited), else
+    /// `None`. Checked after the payment token, before anything is charged or relayed.
+    pub(super) async fn payments_stopped(
+        &self,
+        info: &RequestInfo,
+        call_id: &str,
+        function: &str,
+    ) -> Option<Reply> {
+        if !self.emergency.blocks(PAY_SWITCH_NAME, true) {
+            return None;
+        }
+        let mut event = self.pay_event(
+            AuditKind::PolicyRefused,
+            Outcome::Refused,
+            info,
+            Some(call_id),
+        );
+        event.function = Some(function.into());
+        event.reason = Some(voxguard_guard::Reason::EmergencyDisabled.as_str().into());
+        let _ = self.services.auditor.record(event).await;
+        Some(refused(
+            503,
+            "emergency_disabled",
+            "Payments are temporarily unavailable.",
+        ))
+    }
+
     /// Handle `POST {route}/pay`.
     pub(crate) async fn pay(&self, info: &RequestInfo, body: Bytes) -> Reply {
         let Some(gateway) = self.agent.inner.payments.clone() else {
@@ -143,6 +174,9 @@ impl Pipeline {
             );
         };
         let call_id = claims.call_id.clone();
+        if let Some(stopped) = self.payments_stopped(info, &call_id, PAY_FUNCTION).await {
+            return stopped;
+        }
         let scope = session_scope(self.agent.name(), &call_id, render);
         // The card goes straight from the body into wiped fields; the body is not kept.
         let request: ConnectorRequest = match serde_json::from_slice(&body) {
