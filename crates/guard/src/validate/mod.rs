@@ -27,6 +27,10 @@ use serde_json::{Map, Value};
 
 use crate::validators::{self, formats, CURRENCY_KEYWORD};
 
+/// The most memory one `pattern` (or `patternProperties` key) of a schema may take compiled,
+/// and its lazy matching cache as much again: 256 KiB. Ordinary patterns take a few KiB.
+pub const MAX_PATTERN_BYTES: usize = 256 * 1024;
+
 /// A compiled tool argument schema that checks arguments before a handler runs.
 ///
 /// ```
@@ -78,10 +82,19 @@ impl ArgValidator {
     ///
     /// [`SchemaError::Invalid`] when the schema is not a valid draft 2020-12 schema, has a
     /// `$ref` that cannot be resolved inside the document, or uses `x-currency` with a value
-    /// other than a boolean or on a property that is not a number.
+    /// other than a boolean or on a property that is not a number, or a `pattern` whose
+    /// compiled form would exceed [`MAX_PATTERN_BYTES`].
     pub fn new(schema: &Value) -> Result<Self, SchemaError> {
         let validator = jsonschema::options()
             .with_draft(Draft::Draft202012)
+            // A pattern compiles to at most this much, and its matching cache stays as small:
+            // `\w{200}` repeated across a schema (an upstream's, in gateway mode) would
+            // otherwise take the regex crate's default of about 10 MiB each.
+            .with_pattern_options(
+                jsonschema::PatternOptions::fancy_regex()
+                    .size_limit(MAX_PATTERN_BYTES)
+                    .dfa_size_limit(MAX_PATTERN_BYTES),
+            )
             .should_validate_formats(true)
             .with_format(formats::E164, validators::is_e164)
             .with_format(formats::ACCOUNT_NUMBER, validators::is_account_number)

@@ -233,3 +233,26 @@ fn invalid_schema_is_refused() {
     );
     assert!(e.is_err());
 }
+
+/// A pattern whose compiled form would take more than `MAX_PATTERN_BYTES` (3,000 Unicode `.`,
+/// which the regex crate's default limit lets compile to megabytes) refuses the schema;
+/// ordinary patterns compile and match.
+#[test]
+fn a_pattern_too_large_to_compile_is_refused() {
+    let huge = json!({"type": "object", "properties": {
+        "a": {"type": "string", "pattern": "^(?:.{100}){30}$"}}});
+    assert!(matches!(
+        ArgValidator::new(&huge),
+        Err(SchemaError::Invalid(_))
+    ));
+    let keyed = json!({"type": "object", "patternProperties": {"^(?:.{100}){30}$": {}}});
+    assert!(ArgValidator::new(&keyed).is_err());
+    let ordinary = ArgValidator::new(&json!({"type": "object", "properties": {
+        "email": {"type": "string", "pattern": "^[\\w.+-]+@[\\w-]+\\.[\\w.]+$"},
+        "code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{5}$"}}}))
+    .expect("ordinary patterns compile");
+    assert!(ordinary
+        .validate(&json!({"email": "ana@example.org", "code": "ORD-12345"}))
+        .is_ok());
+    assert!(ordinary.validate(&json!({"code": "ORD-1"})).is_err());
+}
