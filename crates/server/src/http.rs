@@ -865,13 +865,14 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         .get::<ClientAddr>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    // The hooks are user code that may log what they get: the redacted path, as the log's.
     if let Some(hooks) = &shared.access {
-        hooks.on_request(method.as_str(), &path, client, &request_id);
+        hooks.on_request(method.as_str(), &log_path, client, &request_id);
     }
     let mut response = request_timeout(&shared, req, next).await;
     let record = AccessRecord {
         method: method.to_string(),
-        path,
+        path: log_path,
         status: response.status().as_u16(),
         duration: started.elapsed(),
         client,
@@ -884,7 +885,7 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     tracing::info!(
         target: "voxguard::access",
         method = %record.method,
-        path = ?log_path,
+        path = ?record.path,
         status = record.status,
         // Milliseconds with three decimals, rounded to the microsecond (integer formatting).
         duration_ms = %format_args!("{}.{:03}", micros / 1000, micros % 1000),
@@ -893,10 +894,11 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         call_id = ?record.call_id,
         "request"
     );
-    let console = shared.console.is_some() && is_console_path(&record.path);
-    let route = if shared.known_paths.contains(&record.path) {
-        record.path.as_str()
-    } else if shared.records.is_some() && is_records_path(&record.path) {
+    // Routes are told apart by the path as it came (cut, the records API's masked).
+    let console = shared.console.is_some() && is_console_path(&path);
+    let route = if shared.known_paths.contains(&path) {
+        path.as_str()
+    } else if shared.records.is_some() && is_records_path(&path) {
         RECORDS_PREFIX
     } else if console {
         CONSOLE_PREFIX

@@ -315,7 +315,8 @@ pub trait SecurityEvents: Send + Sync + 'static {
 }
 
 /// One finished request, as the access hooks and the access log see it. The path never
-/// includes the query string (which carries function tokens).
+/// includes the query string (which carries function tokens), and is redacted as every log
+/// line is (a card number in it masked; cut at 256 bytes with a marker).
 #[derive(Debug, Clone)]
 pub struct AccessRecord {
     /// HTTP method.
@@ -337,7 +338,7 @@ pub struct AccessRecord {
 /// Callbacks around every request (e.g. for custom metrics or logging). Both run on the
 /// request path: keep them cheap and non-blocking.
 pub trait AccessHooks: Send + Sync + 'static {
-    /// A request arrived (before authentication).
+    /// A request arrived (before authentication); `path` redacted as [`AccessRecord::path`].
     fn on_request(&self, _method: &str, _path: &str, _client: SocketAddr, _request_id: &str) {}
     /// A response is about to be sent.
     fn on_response(&self, _record: &AccessRecord) {}
