@@ -758,7 +758,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
         assert_eq!(value["fields"]["pin"], "[REDACTED]", "{out}");
         assert_eq!(value["fields"]["n"], "****1111", "{out}");
-        assert_eq!(value["fields"]["f"], "0.****1111", "{out}");
+        assert_eq!(value["fields"]["f"], "****1111", "{out}");
         assert_eq!(
             value["fields"]["message"], "pin=[REDACTED] $150.00",
             "{out}"

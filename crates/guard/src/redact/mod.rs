@@ -581,7 +581,9 @@ impl Redactor {
     /// Integers that are Luhn-valid card numbers (negative ones too) become the string
     /// `"****1111"`; so does a float (`4111111111111111.0`, `4.111111111111111e15`) whose
     /// integer part has a card number's length, Luhn-valid or not (a float holds such numbers
-    /// only approximately). Nesting depth is not limited by the stack: the walk is iterative.
+    /// only approximately); so does any other float whose significant digits could be one
+    /// (`0.4111111111111111`, `4.111111111111111e19`). Nesting depth is not limited by the
+    /// stack: the walk is iterative.
     pub fn redact_json(&self, value: &mut Value) {
         let mut stack = vec![value];
         while let Some(value) = stack.pop() {

@@ -301,15 +301,30 @@ pub(super) fn mask_card_number(n: &serde_json::Number) -> Option<String> {
         return mask_card_integer(n.unsigned_abs());
     }
     let whole = n.as_f64()?.abs().trunc();
-    if whole >= 1e19 {
-        return None;
+    if whole < 1e19 {
+        // Below 1e19 (< 2^64), so the cast keeps the value (the nearest integer, past 2^53).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let digits = (whole as u64).to_string();
+        if (CARD_MIN_DIGITS..=CARD_MAX_DIGITS).contains(&digits.len()) {
+            return Some(format!("****{}", last_digits(&digits, 4)));
+        }
     }
-    // Below 1e19 (< 2^64), so the cast keeps the value (the nearest integer, past 2^53).
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let digits = (whole as u64).to_string();
-    (CARD_MIN_DIGITS..=CARD_MAX_DIGITS)
-        .contains(&digits.len())
-        .then(|| format!("****{}", last_digits(&digits, 4)))
+    // The digits wherever the point stands (`0.4111111111111111`, `4111.111111111111`,
+    // `4.111111111111111e19`): the significant ones of the number as written, a card when
+    // there are as many as a card has — Luhn-valid, or 16 and more, which a float holds only
+    // approximately (it keeps about 16).
+    let text = n.to_string();
+    let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_start_matches('0');
+    let digits = if mantissa.contains('.') {
+        digits.trim_end_matches('0')
+    } else {
+        digits
+    };
+    let card = (CARD_MIN_DIGITS..=CARD_MAX_DIGITS).contains(&digits.len())
+        && (digits.len() >= 16 || luhn_valid(digits));
+    card.then(|| format!("****{}", last_digits(digits, 4)))
 }
 
 pub(super) fn mask_card_integer(n: u64) -> Option<String> {
