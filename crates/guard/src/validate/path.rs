@@ -6,7 +6,10 @@
 //! how a schema is followed along it: `properties`; array positions through `prefixItems`, then
 //! `items`; local `$ref`s (`#` or any JSON pointer into the same document); `allOf`, `anyOf`
 //! and `oneOf`; and, only for questions about values, never about names,
-//! `additionalProperties`. Two answers are built on that walk: [`declared_path`] (does the
+//! `additionalProperties` (not where `patternProperties` may match instead: the walk does not
+//! evaluate patterns, and answers as if nothing constrained the member). A digit segment is
+//! an array's element or an object's member, whichever `type` allows; a subschema with its own
+//! `$id` (a new base for its `$ref`s) is not walked into. Two answers are built on that walk: [`declared_path`] (does the
 //! schema itself name every member on the path, so the path is safe to report?) and
 //! [`max_length_at`] (which `maxLength` applies there, for the input guard); [`SchemaPaths`]
 //! keeps both for a schema's root members. It must not fetch remote schemas, compile validators
@@ -61,9 +64,10 @@ struct Fold<T> {
     members: Members,
     /// The answer of one schema the path ends at.
     at_end: fn(&Value) -> Option<T>,
-    /// The answer of a schema that describes no member `name` where the path goes on through it
-    /// (a `true`/`false` schema, or an object schema with no such member).
-    missing: fn(&Value, &str) -> Option<T>,
+    /// The answer where nothing constrains the value (a member no keyword describes).
+    open: fn() -> Option<T>,
+    /// The answer where no value can be (a `false` schema, a member an object cannot have).
+    excluded: fn() -> Option<T>,
     /// Join answers that all apply at once: a schema with its `$ref` target and `allOf` branches.
     all: fn(Vec<T>) -> Option<T>,
     /// Join the answers of alternatives: the branches of one `anyOf` or `oneOf`.
@@ -79,7 +83,8 @@ fn exists(answers: Vec<()>) -> Option<()> {
 const DECLARED: Fold<()> = Fold {
     members: Members::Declared,
     at_end: |_| Some(()),
-    missing: |_, _| None,
+    open: || None,
+    excluded: || None,
     all: exists,
     any: exists,
 };
@@ -124,19 +129,8 @@ const MAX_LENGTH: Fold<Limit> = Fold {
             },
         })
     },
-    missing: |schema, name| {
-        // No object with an undeclared member `name` can match…
-        let no_object = type_excludes(schema, &["object"])
-            || schema.get("additionalProperties") == Some(&Value::Bool(false));
-        // …nor an array with an element there.
-        let no_array = array_index(name).is_none() || type_excludes(schema, &["array"]);
-        Some(match schema {
-            Value::Bool(false) => Limit::Excluded,
-            _ if no_object && no_array => Limit::Excluded,
-            // Nothing constrains the member: any string can be there.
-            _ => Limit::Unbounded,
-        })
-    },
+    open: || Some(Limit::Unbounded),
+    excluded: || Some(Limit::Excluded),
     all: |limits| limits.into_iter().min(),
     any: |limits| limits.into_iter().max(),
 };
@@ -337,9 +331,14 @@ fn walk<'d, T>(
         // `true`/`false` schemas describe no members.
         return match path.first() {
             None => (fold.at_end)(schema),
-            Some(name) => (fold.missing)(schema, name),
+            Some(_) if *schema == Value::Bool(false) => (fold.excluded)(),
+            Some(_) => (fold.open)(),
         };
     };
+    if map.contains_key("$id") && !std::ptr::eq(schema, doc) {
+        // A new base for the `$ref`s below, which this walk does not follow: no answer.
+        return (fold.open)();
+    }
     let mut answers: Vec<T> = Vec::new();
     if let Some(Value::String(reference)) = map.get("$ref") {
         let key = (reference.as_str(), path.len());
@@ -365,37 +364,66 @@ fn walk<'d, T>(
     }
     match path.split_first() {
         None => answers.extend((fold.at_end)(schema)),
-        Some((name, rest)) => match member(map, name, fold.members) {
-            Some(child) => answers.extend(walk(doc, child, rest, fold, visiting)),
-            None => answers.extend((fold.missing)(schema, name)),
-        },
+        Some((name, rest)) => answers.extend(step(doc, schema, map, name, rest, fold, visiting)),
     }
     (fold.all)(answers)
 }
 
-/// The subschema of `map` that describes its member `name`: a declared property, else an array
-/// position (`prefixItems`, then `items`), else (for [`Members::Any`]) `additionalProperties`.
-fn member<'v>(map: &'v Map<String, Value>, name: &str, members: Members) -> Option<&'v Value> {
+/// The answer of the member `name` of `schema` (an object schema, `map`), for the rest of the
+/// path. A declared property is followed. Otherwise the value there may be an object's member
+/// (unless `type` rules objects out) — described by `additionalProperties` for
+/// [`Members::Any`], or by nothing a walk can tell where `patternProperties` may match — and,
+/// for an index, an array's element (unless `type` rules arrays out) — described by
+/// `prefixItems`, then `items`; when both may be, their answers are alternatives.
+fn step<'d, T>(
+    doc: &'d Value,
+    schema: &'d Value,
+    map: &'d Map<String, Value>,
+    name: &str,
+    rest: &[String],
+    fold: &Fold<T>,
+    visiting: &mut Vec<(&'d str, usize)>,
+) -> Option<T> {
     if let Some(property) = map.get("properties").and_then(|p| p.get(name)) {
-        return Some(property);
+        return walk(doc, property, rest, fold, visiting);
     }
-    if let Some(index) = array_index(name) {
-        if let Some(item) = map.get("prefixItems").and_then(|p| p.get(index)) {
-            return Some(item);
-        }
-        match map.get("items") {
-            Some(Value::Array(tuple)) => {
-                if let Some(item) = tuple.get(index) {
-                    return Some(item);
-                }
+    let object = (!type_excludes(schema, &["object"])).then(|| match fold.members {
+        Members::Declared => None,
+        Members::Any => {
+            let patterned = map
+                .get("patternProperties")
+                .and_then(Value::as_object)
+                .is_some_and(|patterns| !patterns.is_empty());
+            match map.get("additionalProperties") {
+                _ if patterned => (fold.open)(),
+                Some(Value::Bool(false)) => (fold.excluded)(),
+                Some(extra @ Value::Object(_)) => walk(doc, extra, rest, fold, visiting),
+                _ => (fold.open)(),
             }
-            Some(items) => return Some(items),
-            None => {}
         }
-    }
-    match (members, map.get("additionalProperties")) {
-        (Members::Any, Some(extra @ Value::Object(_))) => Some(extra),
-        _ => None,
+    });
+    let element = array_index(name)
+        .filter(|_| !type_excludes(schema, &["array"]))
+        .map(|index| {
+            let item = match (
+                map.get("prefixItems").and_then(|p| p.get(index)),
+                map.get("items"),
+            ) {
+                (Some(item), _) => Some(item),
+                // The tuple form of older drafts.
+                (None, Some(Value::Array(tuple))) => tuple.get(index),
+                (None, Some(items)) => Some(items),
+                (None, None) => None,
+            };
+            match item {
+                Some(item) => walk(doc, item, rest, fold, visiting),
+                None => (fold.open)(),
+            }
+        });
+    match (object, element) {
+        (Some(a), Some(b)) => (fold.any)(a.into_iter().chain(b).collect()),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => (fold.excluded)(),
     }
 }
 

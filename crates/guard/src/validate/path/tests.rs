@@ -132,6 +132,62 @@ fn an_alternative_without_a_limit_leaves_the_string_unbounded() {
     }
 }
 
+/// Where the validator may read a member through something the walk cannot follow — a
+/// `patternProperties` that may match, an object where `items` describe arrays, a `$ref` under
+/// another `$id` — no limit is answered, so the input guard keeps its own cap.
+#[test]
+fn members_the_walk_cannot_tell_have_no_limit() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "patterned": {"type": "object",
+                "patternProperties": {"^note_": {"type": "string"}},
+                "additionalProperties": {"type": "string", "maxLength": 5}},
+            "closed_patterned": {"type": "object",
+                "patternProperties": {"^note_": {"type": "string"}},
+                "additionalProperties": false},
+            "untyped_items": {"items": {"type": "string", "maxLength": 20}},
+            "typed_items": {"type": "array", "items": {"type": "string", "maxLength": 20}},
+            "short_tuple": {"type": "array", "prefixItems": [{"maxLength": 3}]},
+            "closed_tuple": {"type": "array", "prefixItems": [{"maxLength": 3}], "items": false},
+            "object_only": {"type": "object",
+                "additionalProperties": {"type": "string", "maxLength": 7},
+                "items": {"maxLength": 1}},
+            "rebased": {"$id": "https://example.com/inner",
+                "properties": {"x": {"$ref": "#/$defs/S"}},
+                "$defs": {"S": {"type": "string"}}}
+        },
+        "$defs": {"S": {"type": "string", "maxLength": 4}}
+    });
+    let cases = [
+        ("patterned/note_1", None),
+        // The walk does not evaluate patterns: any name may match one.
+        ("patterned/other", None),
+        ("closed_patterned/note_1", None),
+        ("untyped_items/0", None),
+        ("typed_items/0", Some(20)),
+        ("short_tuple/0", Some(3)),
+        ("short_tuple/1", None),
+        ("closed_tuple/1", None),
+        ("object_only/0", Some(7)),
+        ("rebased/x", None),
+    ];
+    for (path, want) in cases {
+        assert_eq!(max_length_at(&schema, path), want, "{path}");
+    }
+    // The validator agrees that the unbounded ones are unbounded.
+    let validator = crate::ArgValidator::new(&schema).expect("compiles");
+    let long = "A".repeat(5_000);
+    for args in [
+        json!({"patterned": {"note_1": long}}),
+        json!({"untyped_items": {"0": long}}),
+        json!({"short_tuple": ["abc", long]}),
+        json!({"rebased": {"x": long}}),
+    ] {
+        assert!(validator.validate(&args).is_ok(), "{args}");
+    }
+}
+
 /// A schema with every construct the walker follows, and some it must not.
 fn walked() -> Value {
     json!({
