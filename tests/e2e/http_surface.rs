@@ -2492,6 +2492,38 @@ async fn bodies_read_before_authentication_count_against_their_address() {
     assert_eq!(read_response(&mut fourth).await.status, 200);
 }
 
+/// Review finding: with the records API (and console) off, an agent may take `/records` as its
+/// route; its requests are the agent's, marked busy at their head like any other, so one
+/// address can have more of them in progress than its cap of waiting connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_on_a_records_path_is_not_held_to_the_waiting_cap() {
+    const N: usize = 8;
+    let (arrived, saw_all) = (counter(), counter());
+    let server = TestServer::start(
+        vec![agent(
+            "/records",
+            vec![rendezvous_tool(N, arrived.clone(), saw_all.clone())],
+        )],
+        |config| config.max_connections_per_ip = 2,
+    )
+    .await;
+    let requests = (0..N).map(|i| {
+        server
+            .client
+            .post(server.url("/records/swaig"))
+            .basic_auth(USER, Some(PASSWORD))
+            .json(&swaig_body("gather", &format!("call-{i}")))
+            .send()
+    });
+    let responses = tokio::time::timeout(EVENTUALLY * 3, futures_util::future::join_all(requests))
+        .await
+        .expect("every request is answered");
+    for response in responses {
+        assert_eq!(response.expect("answered").status(), StatusCode::OK);
+    }
+    assert_eq!(count(&saw_all), N, "all {N} were in progress at once");
+}
+
 /// The same body must arrive within the header-read timeout, as a request head must: it is
 /// refused `request_timeout` then, long before the request timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

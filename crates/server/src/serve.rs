@@ -143,6 +143,10 @@ impl Server {
     /// Check the routes, load TLS and bind the listening socket.
     pub async fn bind(self) -> Result<BoundServer, ServeError> {
         check_routes(&self.agents, self.records.is_some(), self.console.is_some())?;
+        let late_auth = LateAuth {
+            records: self.records.is_some(),
+            console: self.console.is_some(),
+        };
         if let Some(admin) = &self.config.admin_credentials {
             // The platform's credentials travel in every webhook URL: they must never open the
             // operator endpoints.
@@ -199,6 +203,7 @@ impl Server {
             tls,
             config,
             stopping,
+            late_auth,
         })
     }
 }
@@ -263,6 +268,31 @@ pub struct BoundServer {
     /// Set when shutdown starts: streamed answers (the console's live events) end then, so
     /// that they do not hold the graceful shutdown until its timeout.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The services served that read a body before they know who is calling.
+    late_auth: LateAuth,
+}
+
+/// What each connection serves: the router, and which of its paths authenticate after the
+/// body.
+#[derive(Clone)]
+struct Served {
+    router: Router,
+    late_auth: LateAuth,
+}
+
+/// Which of the services that authenticate after the body are served (a path of one that is
+/// not may be an agent's route).
+#[derive(Debug, Clone, Copy)]
+struct LateAuth {
+    records: bool,
+    console: bool,
+}
+
+impl LateAuth {
+    /// Whether a request to `path` reaches such a service.
+    fn covers(self, path: &str) -> bool {
+        (self.records && is_records_path(path)) || (self.console && is_console_path(path))
+    }
 }
 
 impl BoundServer {
@@ -294,6 +324,7 @@ impl BoundServer {
             tls,
             config,
             stopping,
+            late_auth,
             ..
         } = self;
         let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -328,7 +359,10 @@ impl BoundServer {
             };
             let _ = stream.set_nodelay(true);
             let watcher = graceful.watcher();
-            let app = app.clone();
+            let app = Served {
+                router: app.clone(),
+                late_auth,
+            };
             let tls = tls.clone();
             let config = config.clone();
             let waiting = waiting.clone();
@@ -383,12 +417,16 @@ impl BoundServer {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: Served,
     tls: Option<TlsAcceptor>,
     config: &ServerConfig,
     watcher: hyper_util::server::graceful::Watcher,
     slot: Slot,
 ) {
+    let Served {
+        router: app,
+        late_auth,
+    } = app;
     let slot = Arc::new(slot);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
@@ -397,8 +435,7 @@ async fn serve_connection(
         async move {
             // The records API and the console read the body before they know who is calling:
             // until then the connection counts as waiting, like one sending its head.
-            let path = req.uri().path();
-            if is_records_path(path) || is_console_path(path) {
+            if late_auth.covers(req.uri().path()) {
                 req.extensions_mut().insert(BodyPending(slot.clone()));
             } else {
                 slot.busy();
