@@ -178,10 +178,13 @@ pub(crate) fn compile_enforcing(
     let closed = enforced != *schema;
     platform_parameters(schema)
         .and_then(|parameters| {
-            // Closing the branches of a `oneOf` can make a value that matched two of them —
-            // refused as declared — match just one: such a schema is also checked as declared,
-            // so closing only ever refuses more.
-            let declared = (closed && mentions(schema, "oneOf"))
+            // Closing a schema that a negation or an exclusive choice reaches — a `$defs` entry
+            // under `not`/`if`/`contains` through a `$ref`, the branches of a `oneOf` — or
+            // dropping its `patternProperties` (strict mode) can make it accept a value it
+            // refuses as declared: such a schema is also checked as declared, so that closing
+            // only ever refuses more. Others (most tools) close only where a closed schema can
+            // only refuse more, and are checked once.
+            let declared = (closed && LOOSENING.iter().any(|key| mentions(schema, key)))
                 .then(|| ArgValidator::new(schema))
                 .transpose()?;
             Ok(Compiled {
@@ -196,6 +199,16 @@ pub(crate) fn compile_enforcing(
         .map(Arc::new)
         .map_err(Arc::new)
 }
+
+/// The keywords under which closing a schema can loosen it (see [`compile_enforcing`]).
+const LOOSENING: [&str; 6] = [
+    "not",
+    "if",
+    "oneOf",
+    "contains",
+    "patternProperties",
+    "dependentSchemas",
+];
 
 /// Whether `key` is a member name anywhere in `value` (a property of that name counts too: the
 /// answer may only be too cautious).
@@ -212,10 +225,12 @@ fn mentions(value: &Value, key: &str) -> bool {
 /// entries and the branches of `anyOf`/`allOf`/`oneOf` (walked by keyword, so a property that
 /// happens to be *named* `properties` is never mistaken for a schema).
 ///
-/// The conditional and negated schemas (`not`, `if`, `then`, `else`) are left as declared:
-/// closed, a `not` would pass any value with one member more than it names, and an `if` would
-/// stop matching, so their rules would never apply; a `then`/`else` would refuse the members
-/// the root declares. The root's closure already keeps undeclared members out beside them.
+/// The negated and conditional schemas (`not`, `if`) are left as declared: closed, a `not`
+/// would pass any value with one member more than it names, and an `if` would stop matching,
+/// so their rules would never apply. A `then`/`else` is not closed itself (it would refuse the
+/// members the schema beside it declares), but the objects it declares are. Where closing can
+/// still loosen a schema (through a `$ref` from a negation, a `oneOf`), [`compile_enforcing`]
+/// also checks the schema as declared.
 fn close_objects(schema: Value) -> Value {
     walk_objects(schema, false)
 }
@@ -257,7 +272,8 @@ pub(crate) fn closable(schema: &Value) -> Result<(), String> {
 }
 
 fn walk_objects(mut schema: Value, force: bool) -> Value {
-    fn close(node: &mut Value, force: bool) {
+    /// Close `node` (unless `itself` is false: only what it holds) and the schemas under it.
+    fn close(node: &mut Value, force: bool, itself: bool) {
         let Value::Object(map) = node else {
             return;
         };
@@ -270,10 +286,11 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
                 Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "object"),
                 _ => false,
             };
-        if object && force {
+        if object && itself && force {
             map.remove("patternProperties");
             map.insert("additionalProperties".into(), Value::Bool(false));
         } else if object
+            && itself
             && !map.contains_key("additionalProperties")
             && !map.contains_key("patternProperties")
         {
@@ -283,25 +300,28 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
             match keyword.as_str() {
                 "properties" | "$defs" | "definitions" => {
                     if let Value::Object(schemas) = child {
-                        schemas.values_mut().for_each(|s| close(s, force));
+                        schemas.values_mut().for_each(|s| close(s, force, true));
                     }
                 }
                 "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
                     if let Value::Array(schemas) = child {
-                        schemas.iter_mut().for_each(|s| close(s, force));
+                        schemas.iter_mut().for_each(|s| close(s, force, true));
                     }
                 }
-                "items" => close(child, force),
+                "items" => close(child, force, true),
+                // Applied beside the schema that holds them: closed themselves, they would
+                // refuse the members it declares; the objects they declare are closed.
+                "then" | "else" => close(child, force, false),
                 _ => {}
             }
         }
     }
-    close(&mut schema, force);
+    close(&mut schema, force, true);
     schema
 }
 
 /// A tool's argument check: the schema as enforced (closed to undeclared arguments when the
-/// tool is), and, where closing could have loosened a `oneOf`, the schema as declared too.
+/// tool is), and, where closing could have loosened it, the schema as declared too.
 pub(crate) struct Validator {
     closed: ArgValidator,
     declared: Option<ArgValidator>,

@@ -427,7 +427,46 @@ mod tests {
             "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
             "oneOf": [{"properties": {"a": {"type": "string"}}},
                       {"properties": {"b": {"type": "string"}}}]});
+        // The same rules reached through `$ref`s into `$defs`, which are closed.
+        let negated_ref = json!({"type": "object",
+            "properties": {"role": {"type": "string"}, "note": {"type": "string"}},
+            "not": {"$ref": "#/$defs/Admin"},
+            "$defs": {"Admin": {"properties": {"role": {"const": "admin"}}, "required": ["role"]}}});
+        let conditional_ref = json!({"type": "object",
+            "properties": {"kind": {"type": "string"}, "amount": {"type": "number"}},
+            "if": {"$ref": "#/$defs/Refund"},
+            "then": {"properties": {"amount": {"maximum": 100}}},
+            "$defs": {"Refund": {"properties": {"kind": {"const": "refund"}}, "required": ["kind"]}}});
+        // A pattern that constrains a declared member (strict mode drops patternProperties).
+        let patterned = json!({"type": "object", "properties": {"x-id": {"type": "string"}},
+            "patternProperties": {"^x-": {"maxLength": 3}}});
+        // An object declared only in a `then` is closed like any other (strict mode closes the
+        // root's `card` itself as well).
+        let nested_then = json!({"type": "object",
+            "properties": {"kind": {"type": "string"},
+                           "card": {"type": "object", "additionalProperties": true}},
+            "if": {"properties": {"kind": {"const": "card"}}, "required": ["kind"]},
+            "then": {"properties": {"card": {"type": "object", "properties": {"last4": {}}}}}});
         let cases = [
+            (&negated_ref, json!({"role": "admin", "note": "x"}), false),
+            (&negated_ref, json!({"role": "clerk", "note": "x"}), true),
+            (
+                &conditional_ref,
+                json!({"kind": "refund", "amount": 5000}),
+                false,
+            ),
+            (
+                &conditional_ref,
+                json!({"kind": "refund", "amount": 50}),
+                true,
+            ),
+            (&patterned, json!({"x-id": "abcdef"}), false),
+            (&patterned, json!({"x-id": "abc"}), true),
+            (
+                &nested_then,
+                json!({"kind": "card", "card": {"last4": "1", "cvv": "123"}}),
+                false,
+            ),
             (&negated, json!({"role": "admin", "note": "x"}), false),
             (&negated, json!({"role": "admin"}), false),
             (&negated, json!({"role": "clerk", "note": "x"}), true),
