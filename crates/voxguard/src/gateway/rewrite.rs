@@ -695,56 +695,119 @@ fn first_path(
     walk(value, &mut String::new(), text, number)
 }
 
-/// The JSON path of the first string (or key) in `value` holding a URL on `origin`, the
-/// upstream's: after the rewrite, such a URL can only be one the gateway does not proxy — a
-/// `transfer`/`execute` destination the platform would fetch SWML from, an `ai_sidecar` or
-/// `request` URL, a webhook inside an SWML document given as a string — through which the
-/// platform would reach the upstream without the gateway's checks. URLs are found by their
-/// `://` wherever they stand in a text (also inside JSON held in a string, whose escaping
-/// backslashes are ignored); each costs one parse of its scheme and authority, so a text costs
-/// O(its length).
+/// The JSON path of the first string (or key) in `value` holding a URL on `origin`'s host and
+/// port, the upstream's: after the rewrite, such a URL can only be one the gateway does not
+/// proxy — a `transfer`/`execute` destination the platform would fetch SWML from, an
+/// `ai_sidecar` or `request` URL, a webhook inside an SWML document given as a string — through
+/// which the platform would reach the upstream without the gateway's checks. URLs are found
+/// wherever they stand in a text, read as a URL parser reads them: any scheme (`ws:` reaches
+/// the same socket as `http:`), `http:/host` and `http:\\host`, a tab or newline inside,
+/// JSON escapes (`\/`, `\u002f`, nested documents) decoded, a trailing dot on the host. Each
+/// costs one parse of its scheme and authority, so a text costs O(its length).
 pub(crate) fn url_on_origin(value: &Value, origin: &url::Origin) -> Option<String> {
-    first_path(value, &|text| text_has_origin(text, origin), &|_| false)
+    let url::Origin::Tuple(_, host, port) = origin else {
+        return None;
+    };
+    let host = host.to_string();
+    let host = host.trim_end_matches('.');
+    first_path(value, &|text| text_names(text, host, *port), &|_| false)
 }
 
-/// Whether `text` holds a URL on `origin`.
-fn text_has_origin(text: &str, origin: &url::Origin) -> bool {
-    let unescaped;
-    let text = if text.contains('\\') {
-        unescaped = text.replace('\\', "");
-        unescaped.as_str()
-    } else {
-        text
-    };
-    if !text.contains("://") {
-        return false;
-    }
+/// Whether `text` holds a URL whose host is `host` and whose port is `port`.
+fn text_names(text: &str, host: &str, port: u16) -> bool {
+    let text = unescaped(text);
+    let text = text.as_ref();
     let bytes = text.as_bytes();
+    // Where the current scheme may start, and where to look for the next `:`.
     let mut from = 0;
-    while let Some(at) = text[from..].find("://").map(|i| from + i) {
-        // The scheme: the letters before `://` (back to the previous match at most).
-        let scheme_start = bytes[from..at]
+    while let Some(colon) = text[from..].find(':').map(|i| from + i) {
+        let scheme_start = bytes[from..colon]
             .iter()
             .rposition(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
             .map_or(from, |i| from + i + 1);
-        // The authority: up to the path, query or fragment, or anything a URL cannot hold.
-        let rest = &text[at + 3..];
+        let scheme = text[scheme_start..colon].to_ascii_lowercase();
+        let after = &text[colon + 1..];
+        let special = matches!(scheme.as_str(), "http" | "https" | "ws" | "wss");
+        // A special scheme takes its authority after any number of `/` and `\\`; any other
+        // after `//`.
+        let slashes = after
+            .bytes()
+            .take_while(|b| *b == b'/' || (special && *b == b'\\'))
+            .count();
+        if scheme.is_empty() || !(special || slashes >= 2) {
+            from = colon + 1;
+            continue;
+        }
+        let rest = &after[slashes..];
         let authority_len = rest
             .find(|c: char| {
                 matches!(
                     c,
-                    '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | '{' | '}' | '|' | '^'
+                    '/' | '\\' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | '{' | '}' | '|' | '^'
                 ) || c.is_whitespace()
                     || c.is_control()
             })
             .unwrap_or(rest.len());
-        let candidate = format!("{}://{}/", &text[scheme_start..at], &rest[..authority_len]);
-        if url::Url::parse(&candidate).is_ok_and(|url| url.origin() == *origin) {
-            return true;
+        let authority = &rest[..authority_len];
+        // Parsed as the scheme's own URL when special (its default port), else as http.
+        let parse_as = if special { scheme.as_str() } else { "http" };
+        if let Ok(url) = url::Url::parse(&format!("{parse_as}://{authority}/")) {
+            let same_host = url
+                .host_str()
+                .is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host));
+            if same_host && url.port_or_known_default() == Some(port) {
+                return true;
+            }
         }
-        from = at + 3;
+        // Past the authority: its own `:`s (a port, a password) start no URL.
+        from = colon + 1 + slashes + authority_len;
     }
     false
+}
+
+/// `text` as a URL parser would meet it once the JSON strings around it are read: `\/`,
+/// `\"`, `\\`, `\uXXXX` and the other JSON escapes decoded (up to four levels of nested
+/// documents), tabs and line breaks dropped (a URL parser drops them); a backslash before
+/// anything else is kept (a special scheme reads it as `/`).
+fn unescaped(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for _ in 0..4 {
+        if !text.contains(['\\', '\t', '\n', '\r']) {
+            break;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\t' | '\n' | '\r' => {}
+                '\\' => match chars.clone().next() {
+                    Some('u') => {
+                        chars.next();
+                        let hex: String = chars.by_ref().take(4).collect();
+                        if let Some(decoded) =
+                            u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32)
+                        {
+                            out.push(decoded);
+                        }
+                    }
+                    Some('n' | 't' | 'r' | 'b' | 'f') => {
+                        chars.next();
+                    }
+                    Some(escaped @ ('/' | '"' | '\\')) => {
+                        chars.next();
+                        out.push(escaped);
+                    }
+                    _ => out.push('\\'),
+                },
+                c => out.push(c),
+            }
+        }
+        if out == *text {
+            break;
+        }
+        text = std::borrow::Cow::Owned(out);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -1005,40 +1068,55 @@ mod tests {
         let origin = url::Url::parse("http://127.0.0.1:3000/agent")
             .unwrap()
             .origin();
+        let found = |text: &str| url_on_origin(&json!({"x": text}), &origin).is_some();
         for text in [
             "http://127.0.0.1:3000/agent/swaig",
             "see HTTP://127.0.0.1:3000?x",
             "http://user:pw@127.0.0.1:3000",
-            r#"{"web_hook_url":"http:\/\/127.0.0.1:3000\/agent"}"#,
+            r#"{"web_hook_url":"http:\\/\\/127.0.0.1:3000\\/agent"}"#,
+            r#"{"u":"http:\\u002f\\u002f127.0.0.1:3000"}"#,
+            r#"{"u":"\\u0068ttp://127.0.0.1:3000"}"#,
             "x://y http://127.0.0.1:3000/",
+            "ws://127.0.0.1:3000/socket",
+            "http:/127.0.0.1:3000/",
+            "http:\\\\127.0.0.1:3000\\agent",
+            "http://127.0.0.1:30\n00/",
+            "http://127.0.0.1.:3000/",
+            "foo://127.0.0.1:3000/",
         ] {
-            assert!(text_has_origin(text, &origin), "{text}");
+            assert!(found(text), "{text}");
         }
         for text in [
             "http://127.0.0.1:3001/agent",
-            "https://127.0.0.1:3000/agent",
+            "https://127.0.0.1/agent",
             "http://127.0.0.1/agent",
             "http://127.0.0.1:30000/",
             "127.0.0.1:3000 without a scheme",
             "://127.0.0.1:3000",
+            "mailto:someone@127.0.0.1",
+            "time 10:30:00, ratio 3:1",
             "",
         ] {
-            assert!(!text_has_origin(text, &origin), "{text}");
+            assert!(!found(text), "{text}");
         }
         let default_port = url::Url::parse("https://agent.example.com/")
             .unwrap()
             .origin();
-        assert!(text_has_origin(
-            "https://Agent.Example.com:443/x",
-            &default_port
-        ));
-        assert!(!text_has_origin(
-            "https://agent.example.com.evil/x",
-            &default_port
-        ));
-        // Every `://` costs one parse of what follows it up to the next `/`.
-        let many = "a://b".repeat(100_000);
-        assert!(!text_has_origin(&many, &origin));
+        let found = |text: &str| url_on_origin(&json!([text]), &default_port).is_some();
+        assert!(found("https://Agent.Example.com:443/x"));
+        assert!(found("wss://agent.example.com/x"));
+        assert!(found("https://agent.example.com./x"));
+        assert!(!found("https://agent.example.com.evil/x"));
+        assert!(!found("http://agent.example.com/x"));
+        // Every `:` costs one look at what follows it up to the next `/`, colons inside an
+        // authority included.
+        for many in [
+            "a://b".repeat(100_000),
+            format!("http://{}", "a:".repeat(200_000)),
+            ":".repeat(300_000),
+        ] {
+            assert!(url_on_origin(&json!({"x": many}), &origin).is_none());
+        }
         let doc =
             json!({"sections": {"main": [{"transfer": {"dest": "http://127.0.0.1:3000/x"}}]}});
         assert_eq!(

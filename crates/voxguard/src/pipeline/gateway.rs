@@ -185,12 +185,6 @@ impl Pipeline {
                 "The agent behind this gateway answered a document that cannot be served safely.",
             ));
         }
-        if let Some(path) = rewrite::url_on_origin(&document, &gate.upstream.origin()) {
-            tracing::error!(target: "voxguard::security", event = "upstream_swml_unrewritten", agent, call_id, path = %path, "gateway: the upstream's SWML holds a URL on the upstream's origin that the gateway does not proxy (the platform would reach the upstream around the gateway); refused (fail closed)");
-            return Err(upstream_failed(
-                "The agent behind this gateway answered a document that cannot be served safely.",
-            ));
-        }
         if notes.includes_removed > 0 {
             tracing::warn!(agent, removed = notes.includes_removed, "gateway: SWAIG.includes removed (remote function lists are not proxied; declare the functions in the document)");
         }
@@ -203,6 +197,15 @@ impl Pipeline {
         let prepared = gate.assemble(entry).map_err(|why| render_failed(&why))?;
         if let Some(path) = prepared.secrets.find(&document) {
             tracing::error!(target: "voxguard::security", event = "upstream_secret_in_swml", agent, path = %path, "gateway: the upstream's SWML carries its credentials or a token where the gateway does not rewrite them; refused (fail closed)");
+            return Err(upstream_failed(
+                "The agent behind this gateway answered a document that cannot be served safely.",
+            ));
+        }
+        // After the leak check, so that the path it logs (keys the upstream chose) holds none
+        // of the upstream's secrets; cut short all the same.
+        if let Some(path) = rewrite::url_on_origin(&document, &gate.upstream.origin()) {
+            let path: String = path.chars().take(256).collect();
+            tracing::error!(target: "voxguard::security", event = "upstream_swml_unrewritten", agent, call_id, path = %path, "gateway: the upstream's SWML holds a URL on the upstream's origin that the gateway does not proxy (the platform would reach the upstream around the gateway); refused (fail closed)");
             return Err(upstream_failed(
                 "The agent behind this gateway answered a document that cannot be served safely.",
             ));
