@@ -76,7 +76,7 @@ pub use signature::{EmptySigningKey, SignatureError, SigningKey, SIGNATURE_HEADE
 pub use token::{KeyRing, TokenClaims, TokenError, TokenKey, DEFAULT_TOKEN_TTL};
 pub use validate::{
     declared_path, max_length_at, platform_parameters, push_path_segment, ArgError, ArgValidator,
-    SchemaError, SchemaPaths, MAX_PATTERN_BYTES,
+    SchemaError, SchemaPaths, MAX_PATTERN_BYTES, MAX_UNTRUSTED_PATTERNS,
 };
 pub use validators::{
     account_number_schema, currency_schema, e164_schema, is_account_number, is_currency_amount,

@@ -166,15 +166,24 @@ pub(crate) fn compile(schema: &Value, closed: bool) -> Result<Arc<Compiled>, Arc
     } else {
         schema.clone()
     };
-    compile_enforcing(schema, enforced)
+    compile_enforcing(schema, enforced, false)
 }
 
 /// [`compile`] with the schema to enforce given: `enforced` is `schema` closed to undeclared
-/// arguments (or `schema` itself).
+/// arguments (or `schema` itself). An `untrusted` schema (an upstream's) is compiled with
+/// [`ArgValidator::new_untrusted`].
 pub(crate) fn compile_enforcing(
     schema: &Value,
     enforced: Value,
+    untrusted: bool,
 ) -> Result<Arc<Compiled>, Arc<SchemaError>> {
+    let validator = |schema: &Value| {
+        if untrusted {
+            ArgValidator::new_untrusted(schema)
+        } else {
+            ArgValidator::new(schema)
+        }
+    };
     let closed = enforced != *schema;
     platform_parameters(schema)
         .and_then(|parameters| {
@@ -185,11 +194,11 @@ pub(crate) fn compile_enforcing(
             // only ever refuses more. Others (most tools) close only where a closed schema can
             // only refuse more, and are checked once.
             let declared = (closed && LOOSENING.iter().any(|key| mentions(schema, key)))
-                .then(|| ArgValidator::new(schema))
+                .then(|| validator(schema))
                 .transpose()?;
             Ok(Compiled {
                 validator: Validator {
-                    closed: ArgValidator::new(&enforced)?,
+                    closed: validator(&enforced)?,
                     declared,
                 },
                 parameters,

@@ -31,6 +31,31 @@ use crate::validators::{self, formats, CURRENCY_KEYWORD};
 /// and its lazy matching cache as much again: 256 KiB. Ordinary patterns take a few KiB.
 pub const MAX_PATTERN_BYTES: usize = 256 * 1024;
 
+/// The most patterns (`pattern` values and `patternProperties` keys) a schema from outside
+/// the deployment may have ([`ArgValidator::new_untrusted`]): with [`MAX_PATTERN_BYTES`], at
+/// most 16 MiB of compiled patterns and caches for one schema.
+pub const MAX_UNTRUSTED_PATTERNS: usize = 32;
+
+/// How many patterns `schema` holds: every string `pattern` and every `patternProperties` key,
+/// at any depth (a member that merely has one of these names counts too: only ever more).
+fn count_patterns(schema: &Value) -> usize {
+    match schema {
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, value)| {
+                let own = match (key.as_str(), value) {
+                    ("pattern", Value::String(_)) => 1,
+                    ("patternProperties", Value::Object(patterns)) => patterns.len(),
+                    _ => 0,
+                };
+                own + count_patterns(value)
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(count_patterns).sum(),
+        _ => 0,
+    }
+}
+
 /// A compiled tool argument schema that checks arguments before a handler runs.
 ///
 /// ```
@@ -85,16 +110,47 @@ impl ArgValidator {
     /// other than a boolean or on a property that is not a number, or a `pattern` whose
     /// compiled form would exceed [`MAX_PATTERN_BYTES`].
     pub fn new(schema: &Value) -> Result<Self, SchemaError> {
-        let validator = jsonschema::options()
-            .with_draft(Draft::Draft202012)
-            // A pattern compiles to at most this much, and its matching cache stays as small:
-            // `\w{200}` repeated across a schema (an upstream's, in gateway mode) would
-            // otherwise take the regex crate's default of about 10 MiB each.
-            .with_pattern_options(
+        Self::build(schema, false)
+    }
+
+    /// [`ArgValidator::new`] for a schema from outside the deployment (an upstream agent's, in
+    /// gateway mode): its patterns compile with the `regex` engine, which applies
+    /// [`MAX_PATTERN_BYTES`] wherever a pattern is compiled (the `fancy-regex` engine leaves
+    /// the parts of a pattern it splits off unlimited) and never backtracks, and there may be
+    /// at most [`MAX_UNTRUSTED_PATTERNS`] of them.
+    ///
+    /// # Errors
+    ///
+    /// As [`ArgValidator::new`]; also a pattern with lookaround or a backreference (which the
+    /// `regex` engine does not take), and a schema with more patterns than allowed.
+    pub fn new_untrusted(schema: &Value) -> Result<Self, SchemaError> {
+        let patterns = count_patterns(schema);
+        if patterns > MAX_UNTRUSTED_PATTERNS {
+            return Err(SchemaError::Invalid(format!(
+                "{patterns} patterns; a schema from outside may have {MAX_UNTRUSTED_PATTERNS}"
+            )));
+        }
+        Self::build(schema, true)
+    }
+
+    fn build(schema: &Value, untrusted: bool) -> Result<Self, SchemaError> {
+        let options = jsonschema::options().with_draft(Draft::Draft202012);
+        // A pattern compiles to at most this much, and its matching cache stays as small:
+        // `(?:.{100}){30}` would otherwise take the regex crate's default of about 10 MiB.
+        let options = if untrusted {
+            options.with_pattern_options(
+                jsonschema::PatternOptions::regex()
+                    .size_limit(MAX_PATTERN_BYTES)
+                    .dfa_size_limit(MAX_PATTERN_BYTES),
+            )
+        } else {
+            options.with_pattern_options(
                 jsonschema::PatternOptions::fancy_regex()
                     .size_limit(MAX_PATTERN_BYTES)
                     .dfa_size_limit(MAX_PATTERN_BYTES),
             )
+        };
+        let validator = options
             .should_validate_formats(true)
             .with_format(formats::E164, validators::is_e164)
             .with_format(formats::ACCOUNT_NUMBER, validators::is_account_number)

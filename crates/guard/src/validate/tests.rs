@@ -256,3 +256,34 @@ fn a_pattern_too_large_to_compile_is_refused() {
         .is_ok());
     assert!(ordinary.validate(&json!({"code": "ORD-1"})).is_err());
 }
+
+/// A schema from outside (an upstream's) compiles its patterns with the `regex` engine, which
+/// bounds every compiled piece — also the parts of a pattern split at a leading lookahead,
+/// which the default engine leaves unlimited — and refuses lookaround outright; it may hold at
+/// most `MAX_UNTRUSTED_PATTERNS` patterns.
+#[test]
+fn a_schema_from_outside_compiles_bounded_patterns_only() {
+    let with = |pattern: &str| json!({"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}});
+    for pattern in [
+        "^(?=(?:.{100}){30}$)",
+        "^(?:.{100}){30}$",
+        "(x)\\1(?:.{100}){20}",
+    ] {
+        assert!(
+            ArgValidator::new_untrusted(&with(pattern)).is_err(),
+            "{pattern}"
+        );
+    }
+    let ordinary = ArgValidator::new_untrusted(&with("^[A-Z]{3}-[0-9]{5}$")).expect("compiles");
+    assert!(ordinary.validate(&json!({"a": "ORD-12345"})).is_ok());
+    assert!(ordinary.validate(&json!({"a": "ORD-1"})).is_err());
+    let many: serde_json::Map<String, Value> = (0..=crate::MAX_UNTRUSTED_PATTERNS)
+        .map(|i| (format!("p{i}"), json!({"type": "string", "pattern": "^a$"})))
+        .collect();
+    let schema = json!({"type": "object", "properties": many});
+    assert!(ArgValidator::new_untrusted(&schema).is_err());
+    assert!(
+        ArgValidator::new(&schema).is_ok(),
+        "a deployment's own schema may have more"
+    );
+}

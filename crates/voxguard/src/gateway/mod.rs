@@ -21,7 +21,7 @@ use serde_json::Value;
 use voxguard_swml::conformance::SchemaChecker;
 
 use crate::agent::{Agent, AgentError};
-use crate::tool::{closable, compile, compile_enforcing, force_closed, Compiled, Tool, ToolError};
+use crate::tool::{closable, compile_enforcing, force_closed, Compiled, Tool, ToolError};
 
 pub use config::{GatewayConfig, GatewayConfigError, UpstreamCredentials};
 use rewrite::{FunctionEntry, RenderEntry, ENTRY_KEY};
@@ -210,9 +210,9 @@ impl Gate {
             closable(schema).map_err(|_| {
                 "it refers to another schema ($ref), which strict mode cannot close to undeclared arguments".to_string()
             })?;
-            compile_enforcing(schema, force_closed(schema.clone()))
+            compile_enforcing(schema, force_closed(schema.clone()), true)
         } else {
-            compile(schema, false)
+            compile_enforcing(schema, schema.clone(), true)
         }
         .map_err(|_| {
             "it is not a valid JSON Schema, or it refers to one the gateway cannot resolve"
@@ -407,6 +407,7 @@ pub(crate) fn agent(config: &GatewayConfig, gate: Arc<Gate>) -> Result<Agent, Ag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tool::compile;
     use serde_json::json;
 
     /// Closing a schema to undeclared arguments only ever refuses more: the rules of `not`,
