@@ -74,13 +74,32 @@ async fn hooks_see_every_request_with_its_call_and_never_the_token() {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Percent-encoded too.
+    for path in [
+        "/cards/%34111111111111111",
+        "/cards/4111%2D1111%2D1111%2D1111",
+    ] {
+        let response = server
+            .client
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
 
     let records = records.lock().unwrap().clone();
     let arrivals = arrivals.lock().unwrap().clone();
-    assert_eq!(records.len(), 4, "{records:?}");
-    assert_eq!(arrivals.len(), 4, "{arrivals:?}");
-    assert_eq!(records[3].path, "/cards/****1111");
-    assert_eq!(arrivals[3].1, "/cards/****1111");
+    assert_eq!(records.len(), 6, "{records:?}");
+    assert_eq!(arrivals.len(), 6, "{arrivals:?}");
+    for (record, arrival) in records[3..].iter().zip(&arrivals[3..]) {
+        assert_eq!(record.path, arrival.1);
+        assert!(
+            record.path.contains("****1111") && !record.path.contains("411111"),
+            "{record:?}"
+        );
+        assert!(!record.path.contains("%34") && !record.path.contains("4111%2D"));
+    }
     let records = records[..3].to_vec();
     let statuses: Vec<(&str, &str, u16)> = records
         .iter()

@@ -856,9 +856,19 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     let loggable = loggable_path(req.uri().path());
     let path: String = loggable.chars().take(256).collect();
     // The access log's path: cut at MAX_LOG_PATH bytes before redaction, with a marker.
-    let log_path = Redactor::new()
+    let redactor = Redactor::new();
+    let mut log_path = redactor
         .redact_bounded(&loggable, MAX_LOG_PATH)
         .into_owned();
+    if loggable.contains('%') {
+        // A secret written percent-encoded (`/%34111…`, `/4111%2D1111…`) is found in the
+        // decoded path; the decoded path is logged, redacted, when that finds one.
+        let decoded = percent_encoding::percent_decode_str(&loggable).decode_utf8_lossy();
+        let redacted = redactor.redact_bounded(&decoded, MAX_LOG_PATH);
+        if let std::borrow::Cow::Owned(redacted) = redacted {
+            log_path = redacted;
+        }
+    }
     drop(loggable);
     let client = req
         .extensions()

@@ -316,7 +316,8 @@ pub trait SecurityEvents: Send + Sync + 'static {
 
 /// One finished request, as the access hooks and the access log see it. The path never
 /// includes the query string (which carries function tokens), and is redacted as every log
-/// line is (a card number in it masked; cut at 256 bytes with a marker).
+/// line is (a card number in it masked, also written percent-encoded, in which case the path
+/// is given decoded; cut at 256 bytes with a marker).
 #[derive(Debug, Clone)]
 pub struct AccessRecord {
     /// HTTP method.
