@@ -74,14 +74,18 @@ async fn hooks_see_every_request_with_its_call_and_never_the_token() {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    // Percent-encoded too.
+    // Percent-encoded too; a card masked before decoding stays masked; decoded control
+    // characters never reach the hooks.
+    let padding = "a".repeat(300);
     for path in [
-        "/cards/%34111111111111111",
-        "/cards/4111%2D1111%2D1111%2D1111",
+        "/cards/%34111111111111111".to_string(),
+        "/cards/4111%2D1111%2D1111%2D1111".to_string(),
+        format!("/cards/4111111111111111%30/{padding}"),
+        "/cards/%0Afake%1B/%34111111111111111".to_string(),
     ] {
         let response = server
             .client
-            .get(server.url(path))
+            .get(server.url(&path))
             .send()
             .await
             .expect("request");
@@ -90,8 +94,8 @@ async fn hooks_see_every_request_with_its_call_and_never_the_token() {
 
     let records = records.lock().unwrap().clone();
     let arrivals = arrivals.lock().unwrap().clone();
-    assert_eq!(records.len(), 6, "{records:?}");
-    assert_eq!(arrivals.len(), 6, "{arrivals:?}");
+    assert_eq!(records.len(), 8, "{records:?}");
+    assert_eq!(arrivals.len(), 8, "{arrivals:?}");
     for (record, arrival) in records[3..].iter().zip(&arrivals[3..]) {
         assert_eq!(record.path, arrival.1);
         assert!(
@@ -99,6 +103,7 @@ async fn hooks_see_every_request_with_its_call_and_never_the_token() {
             "{record:?}"
         );
         assert!(!record.path.contains("%34") && !record.path.contains("4111%2D"));
+        assert!(!record.path.chars().any(char::is_control), "{record:?}");
     }
     let records = records[..3].to_vec();
     let statuses: Vec<(&str, &str, u16)> = records

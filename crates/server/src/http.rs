@@ -860,13 +860,17 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     let mut log_path = redactor
         .redact_bounded(&loggable, MAX_LOG_PATH)
         .into_owned();
-    if loggable.contains('%') {
-        // A secret written percent-encoded (`/%34111…`, `/4111%2D1111…`) is found in the
-        // decoded path; the decoded path is logged, redacted, when that finds one.
-        let decoded = percent_encoding::percent_decode_str(&loggable).decode_utf8_lossy();
-        let redacted = redactor.redact_bounded(&decoded, MAX_LOG_PATH);
-        if let std::borrow::Cow::Owned(redacted) = redacted {
-            log_path = redacted;
+    if log_path.contains('%') {
+        // A secret written percent-encoded (`/%34111…`, `/4111%2D1111…`) shows once decoded:
+        // the path already redacted is decoded and redacted again (so nothing the first pass
+        // masked comes back), and taken only when that masks something; control characters
+        // the decoding produced are replaced, for the hooks' sake.
+        let decoded = percent_encoding::percent_decode_str(&log_path).decode_utf8_lossy();
+        if let std::borrow::Cow::Owned(masked) = redactor.redact_text(&decoded) {
+            log_path = masked
+                .chars()
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect();
         }
     }
     drop(loggable);
