@@ -311,8 +311,8 @@ pub(super) fn mask_card_number(n: &serde_json::Number) -> Option<String> {
     }
     // The digits wherever the point stands (`0.4111111111111111`, `4111.111111111111`,
     // `4.111111111111111e19`): the significant ones of the number as written, a card when
-    // there are as many as a card has — Luhn-valid, or 16 and more, which a float holds only
-    // approximately (it keeps about 16).
+    // they are as many as a card has and Luhn-valid — also with the zeros a fraction's
+    // shortest form drops (`0.4291417776317030` prints as `0.429141777631703`).
     let text = n.to_string();
     let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
@@ -322,9 +322,21 @@ pub(super) fn mask_card_number(n: &serde_json::Number) -> Option<String> {
     } else {
         digits
     };
-    let card = (CARD_MIN_DIGITS..=CARD_MAX_DIGITS).contains(&digits.len())
-        && (digits.len() >= 16 || luhn_valid(digits));
-    card.then(|| format!("****{}", last_digits(digits, 4)))
+    let mut candidate = digits.to_string();
+    for _ in 0..3 {
+        if candidate.len() > CARD_MAX_DIGITS {
+            break;
+        }
+        if candidate.len() >= CARD_MIN_DIGITS && luhn_valid(&candidate) {
+            return Some(format!("****{}", last_digits(&candidate, 4)));
+        }
+        if !mantissa.contains('.') && !text.contains(['e', 'E']) {
+            // An integer as written: no zeros were dropped.
+            break;
+        }
+        candidate.push('0');
+    }
+    None
 }
 
 pub(super) fn mask_card_integer(n: u64) -> Option<String> {

@@ -482,7 +482,12 @@ fn card_numbers_written_as_any_json_number_are_masked() {
         ("4111111111111111e-20", json!("****1111")),
         ("4.111111111111111e19", json!("****1111")),
         ("0.00004111111111111111", json!("****1111")),
+        ("0.4291417776317030", json!("****7030")),
+        ("4291.417776317030", json!("****7030")),
         ("12.5", json!(12.5)),
+        // Ordinary floats with many digits are not cards.
+        ("0.30000000000000004", json!(0.30000000000000004)),
+        ("0.6666666666666666", json!(0.6666666666666666)),
     ] {
         let mut value = json!({"note": parse(text)});
         redactor.redact_json(&mut value);
