@@ -288,7 +288,14 @@ impl InputGuard {
                     let Some(item) = map.get(key) else { continue };
                     let restore = path.len();
                     crate::validate::push_path_segment(path, key);
-                    let outcome = self.check(item, path, max_len_for);
+                    // An empty name at the root leaves the path empty, so the paths under it
+                    // would read as the root's own members' (`{"": {"note": …}}` as `note`):
+                    // no schema's limit is asked for under an empty name.
+                    let outcome = if key.is_empty() {
+                        self.check(item, path, &|_| None)
+                    } else {
+                        self.check(item, path, max_len_for)
+                    };
                     path.truncate(restore);
                     outcome?;
                 }

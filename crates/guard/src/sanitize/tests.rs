@@ -746,3 +746,24 @@ fn new_readings_and_markers_are_detected_with_their_kind() {
         assert_eq!(d.detect(text), None, "{text}");
     }
 }
+
+/// An empty member name at the root leaves the path empty: the members under it must not be
+/// read as the root's own (whose schema limit would lift the default cap).
+#[test]
+fn members_under_an_empty_name_get_no_schema_limit() {
+    let guard = InputGuard::new();
+    let mut args = serde_json::json!({"": {"note": "x".repeat(1000)}});
+    let limit = |path: &str| (path == "note").then_some(5000);
+    let (field, why) = guard.screen(&mut args, &limit).unwrap_err();
+    assert_eq!(field, "note");
+    assert_eq!(
+        why,
+        InputRejection::TooLong {
+            max: 256,
+            len: 1000
+        }
+    );
+    // The same string under its declared name keeps the schema's limit.
+    let mut args = serde_json::json!({"note": "x".repeat(1000)});
+    assert_eq!(guard.screen(&mut args, &limit), Ok(()));
+}

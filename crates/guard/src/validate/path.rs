@@ -296,15 +296,31 @@ impl SchemaPaths {
     }
 }
 
-/// The target of a `$ref` inside `doc`: `#` is the root, `#/…` a JSON pointer into it. `None`
-/// for a reference to anything else (another document, an anchor) or to nothing.
+/// The target of a `$ref` inside `doc`: `#` is the root, `#/…` a JSON pointer into it,
+/// percent-decoded as a validator reads it. `None` for a reference to anything else (another
+/// document, an anchor), to nothing, or through a subschema with its own `$id` (which a
+/// validator would resolve against that base instead).
 pub(super) fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Option<&'d Value> {
     let pointer = reference.strip_prefix('#')?;
     if pointer.is_empty() {
-        Some(doc)
-    } else {
-        doc.pointer(pointer)
+        return Some(doc);
     }
+    let pointer = percent_encoding::percent_decode_str(pointer)
+        .decode_utf8()
+        .ok()?;
+    let mut node = doc;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        node = match node {
+            Value::Object(map) => map.get(&token)?,
+            Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+        if node.get("$id").is_some() {
+            return None;
+        }
+    }
+    Some(node)
 }
 
 /// The member names of `path`: split on `/`, then `~1` → `/` and `~0` → `~`. `""` is the root.
@@ -384,12 +400,11 @@ fn step<'d, T>(
     fold: &Fold<T>,
     visiting: &mut Vec<(&'d str, usize)>,
 ) -> Option<T> {
-    if let Some(property) = map.get("properties").and_then(|p| p.get(name)) {
-        return walk(doc, property, rest, fold, visiting);
-    }
-    let object = (!type_excludes(schema, &["object"])).then(|| match fold.members {
-        Members::Declared => None,
-        Members::Any => {
+    let property = map.get("properties").and_then(|p| p.get(name));
+    let object = (!type_excludes(schema, &["object"])).then(|| match (property, fold.members) {
+        (Some(property), _) => walk(doc, property, rest, fold, visiting),
+        (None, Members::Declared) => None,
+        (None, Members::Any) => {
             let patterned = map
                 .get("patternProperties")
                 .and_then(Value::as_object)
@@ -403,6 +418,9 @@ fn step<'d, T>(
         }
     });
     let element = array_index(name)
+        // A caller's digits as an object key are never an element's declared position: no
+        // array within a request body has a million elements.
+        .filter(|_| fold.members == Members::Any || name.len() <= MAX_INDEX_DIGITS)
         .filter(|_| !type_excludes(schema, &["array"]))
         .map(|index| {
             let item = match (
@@ -426,6 +444,10 @@ fn step<'d, T>(
         (None, None) => (fold.excluded)(),
     }
 }
+
+/// The most digits an array position has in a path [`declared_path`] reports: longer digit
+/// names are object keys a caller chose (a card number, say).
+const MAX_INDEX_DIGITS: usize = 6;
 
 /// `name` read as an array index: digits only (indexes too large for `usize` saturate).
 fn array_index(name: &str) -> Option<usize> {

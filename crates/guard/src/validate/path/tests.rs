@@ -159,6 +159,39 @@ fn members_the_walk_cannot_tell_have_no_limit() {
         },
         "$defs": {"S": {"type": "string", "maxLength": 4}}
     });
+    let more = json!({
+        "type": "object",
+        "properties": {
+            "indexed": {"properties": {"0": {"type": "string", "maxLength": 8}}},
+            "array_indexed": {"type": "array", "properties": {"0": {"maxLength": 8}}},
+            "encoded": {"$ref": "#/$defs/a%25b"},
+            "through_id": {"$ref": "#/$defs/Inner/properties/s"}
+        },
+        "$defs": {
+            "a%b": {"type": "string"},
+            "a%25b": {"type": "string", "maxLength": 10},
+            "Inner": {"$id": "https://x.example/inner",
+                "properties": {"s": {"$ref": "#/$defs/S"}},
+                "$defs": {"S": {"type": "string"}}},
+            "S": {"type": "string", "maxLength": 10}
+        }
+    });
+    for path in ["indexed/0", "array_indexed/0", "encoded", "through_id"] {
+        assert_eq!(max_length_at(&more, path), None, "{path}");
+    }
+    let validator = crate::ArgValidator::new(&more).expect("compiles");
+    let long = "A".repeat(5_000);
+    for args in [
+        json!({"indexed": [long]}),
+        json!({"encoded": long}),
+        json!({"through_id": long}),
+    ] {
+        assert!(validator.validate(&args).is_ok(), "{args}");
+    }
+    // A caller's long digit key is no declared array position.
+    let ids = json!({"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}});
+    assert!(declared_path(&ids, "ids/12"));
+    assert!(!declared_path(&ids, "ids/4111111111111111"));
     let cases = [
         ("patterned/note_1", None),
         // The walk does not evaluate patterns: any name may match one.
