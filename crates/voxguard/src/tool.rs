@@ -234,12 +234,12 @@ fn mentions(value: &Value, key: &str) -> bool {
 /// entries and the branches of `anyOf`/`allOf`/`oneOf` (walked by keyword, so a property that
 /// happens to be *named* `properties` is never mistaken for a schema).
 ///
-/// The negated and conditional schemas (`not`, `if`) are left as declared: closed, a `not`
-/// would pass any value with one member more than it names, and an `if` would stop matching,
-/// so their rules would never apply. A `then`/`else` is not closed itself (it would refuse the
-/// members the schema beside it declares), but the objects it declares are. Where closing can
-/// still loosen a schema (through a `$ref` from a negation, a `oneOf`), [`compile_enforcing`]
-/// also checks the schema as declared.
+/// The negated and conditional schemas (`not`, `if`, `then`, `else`) are left as declared:
+/// closed, a `not` would pass any value with one member more than it names, and an `if` would
+/// stop matching, so their rules would never apply; a `then`/`else` (or an object it refines)
+/// would refuse the members the schema beside it declares. Where closing can still loosen a
+/// schema (through a `$ref` from a negation, a `oneOf`), [`compile_enforcing`] also checks the
+/// schema as declared.
 fn close_objects(schema: Value) -> Value {
     walk_objects(schema, false)
 }
@@ -281,8 +281,7 @@ pub(crate) fn closable(schema: &Value) -> Result<(), String> {
 }
 
 fn walk_objects(mut schema: Value, force: bool) -> Value {
-    /// Close `node` (unless `itself` is false: only what it holds) and the schemas under it.
-    fn close(node: &mut Value, force: bool, itself: bool) {
+    fn close(node: &mut Value, force: bool) {
         let Value::Object(map) = node else {
             return;
         };
@@ -295,11 +294,10 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
                 Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "object"),
                 _ => false,
             };
-        if object && itself && force {
+        if object && force {
             map.remove("patternProperties");
             map.insert("additionalProperties".into(), Value::Bool(false));
         } else if object
-            && itself
             && !map.contains_key("additionalProperties")
             && !map.contains_key("patternProperties")
         {
@@ -309,23 +307,20 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
             match keyword.as_str() {
                 "properties" | "$defs" | "definitions" => {
                     if let Value::Object(schemas) = child {
-                        schemas.values_mut().for_each(|s| close(s, force, true));
+                        schemas.values_mut().for_each(|s| close(s, force));
                     }
                 }
                 "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
                     if let Value::Array(schemas) = child {
-                        schemas.iter_mut().for_each(|s| close(s, force, true));
+                        schemas.iter_mut().for_each(|s| close(s, force));
                     }
                 }
-                "items" => close(child, force, true),
-                // Applied beside the schema that holds them: closed themselves, they would
-                // refuse the members it declares; the objects they declare are closed.
-                "then" | "else" => close(child, force, false),
+                "items" => close(child, force),
                 _ => {}
             }
         }
     }
-    close(&mut schema, force, true);
+    close(&mut schema, force);
     schema
 }
 
