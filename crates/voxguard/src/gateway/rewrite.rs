@@ -714,11 +714,50 @@ pub(crate) fn url_on_origin(value: &Value, origin: &url::Origin) -> Option<Strin
 }
 
 /// Whether `text` holds a URL whose host is `host` and whose port is `port`.
+///
+/// At each scheme's colon, the authority runs to the next `/`, `?`, `#` or `\\`. Two readings
+/// of it are tried: up to the first character no host holds (a quote, a space: the URL ended
+/// there, as in JSON held in a string), and after its last `@` (user-info may hold such
+/// characters, which a URL parser percent-encodes). The scans are cached while the candidates
+/// stay in one authority, so a text costs O(its length).
 fn text_names(text: &str, host: &str, port: u16) -> bool {
+    /// Longer than any host and port: not parsed.
+    const MAX_HOST: usize = 300;
     let text = unescaped(text);
     let text = text.as_ref();
     let bytes = text.as_bytes();
-    // Where the current scheme may start, and where to look for the next `:`.
+    let ends_host = |c: char| {
+        matches!(c, '"' | '\'' | '<' | '>' | '`' | '{' | '}' | '|' | '^')
+            || c.is_whitespace()
+            || c.is_control()
+    };
+    let names = |scheme: &str, authority: &str| {
+        if authority.is_empty() || authority.len() > MAX_HOST {
+            return false;
+        }
+        let Ok(url) = url::Url::parse(&format!("{scheme}://{authority}/")) else {
+            return false;
+        };
+        let same_host = match url.host() {
+            Some(url::Host::Ipv6(address)) => {
+                address
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.to_string() == host)
+                    || url.host_str().is_some_and(|h| h == host)
+            }
+            Some(_) => url
+                .host_str()
+                .is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host)),
+            None => false,
+        };
+        same_host && url.port_or_known_default() == Some(port)
+    };
+    // The current authority: where it ends, its last `@`, and whether the reading after that
+    // `@` names the upstream (checked once per authority).
+    let mut region_end = 0;
+    let mut after_at: Option<(usize, bool)> = None;
+    // The first character that ends a host, at or after the last place looked from.
+    let mut next_end = 0;
     let mut from = 0;
     while let Some(colon) = text[from..].find(':').map(|i| from + i) {
         let scheme_start = bytes[from..colon]
@@ -738,29 +777,34 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
             from = colon + 1;
             continue;
         }
-        let rest = &after[slashes..];
-        let authority_len = rest
-            .find(|c: char| {
-                matches!(
-                    c,
-                    '/' | '\\' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | '{' | '}' | '|' | '^'
-                ) || c.is_whitespace()
-                    || c.is_control()
-            })
-            .unwrap_or(rest.len());
-        let authority = &rest[..authority_len];
         // Parsed as the scheme's own URL when special (its default port), else as http.
         let parse_as = if special { scheme.as_str() } else { "http" };
-        if let Ok(url) = url::Url::parse(&format!("{parse_as}://{authority}/")) {
-            let same_host = url
-                .host_str()
-                .is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host));
-            if same_host && url.port_or_known_default() == Some(port) {
-                return true;
-            }
+        let start = colon + 1 + slashes;
+        if start >= region_end {
+            region_end = text[start..]
+                .find(['/', '?', '#', '\\'])
+                .map_or(text.len(), |i| start + i);
+            after_at = text[start..region_end].rfind('@').map(|i| {
+                let host_start = start + i + 1;
+                let host_end = text[host_start..region_end]
+                    .find(ends_host)
+                    .map_or(region_end, |j| host_start + j);
+                (host_start, names(parse_as, &text[host_start..host_end]))
+            });
         }
-        // Past the authority: its own `:`s (a port, a password) start no URL.
-        from = colon + 1 + slashes + authority_len;
+        if after_at.is_some_and(|(at, named)| at > start && named) {
+            return true;
+        }
+        if next_end < start {
+            next_end = text[start..]
+                .find(ends_host)
+                .map_or(text.len(), |i| start + i);
+        }
+        if names(parse_as, &text[start..next_end.min(region_end)]) {
+            return true;
+        }
+        // The colons inside the authority (a port, a password) are looked at in turn.
+        from = start.max(colon + 1);
     }
     false
 }
@@ -806,6 +850,10 @@ fn unescaped(text: &str) -> std::borrow::Cow<'_, str> {
             break;
         }
         text = std::borrow::Cow::Owned(out);
+    }
+    // What the last round decoded may hold tabs and line breaks too.
+    if text.contains(['\t', '\n', '\r']) {
+        text = std::borrow::Cow::Owned(text.replace(['\t', '\n', '\r'], ""));
     }
     text
 }
@@ -1083,6 +1131,12 @@ mod tests {
             "http://127.0.0.1:30\n00/",
             "http://127.0.0.1.:3000/",
             "foo://127.0.0.1:3000/",
+            "http://x'@127.0.0.1:3000/swml",
+            "http://a\"b@127.0.0.1:3000/",
+            "http://a b@127.0.0.1:3000/",
+            "http://[::ffff:127.0.0.1]:3000/",
+            r#"{"u":"http://127.0.0.1:3000"} and "a@b""#,
+            r#"http://127.0.0.1:30\\\\\\\\u0009\\\\\\\\u000900/"#,
         ] {
             assert!(found(text), "{text}");
         }
