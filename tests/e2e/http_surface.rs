@@ -2349,6 +2349,27 @@ fn rendezvous_tool(expected: usize, arrived: Counter, saw_all: Counter) -> Tool 
     .secure(false)
 }
 
+/// POST `n` calls of the rendezvous tool (`gather`) to `path` at once, and check that every
+/// one was answered 200.
+async fn gather_at_once(server: &TestServer, path: &str, n: usize) {
+    let requests = (0..n).map(|i| {
+        server
+            .client
+            .post(server.url(path))
+            .basic_auth(USER, Some(PASSWORD))
+            .json(&swaig_body("gather", &format!("call-{i}")))
+            .send()
+    });
+    let responses = tokio::time::timeout(EVENTUALLY * 3, futures_util::future::join_all(requests))
+        .await
+        .expect("every request is answered");
+    assert_eq!(responses.len(), n);
+    for response in responses {
+        let response = response.expect("a request from the busy address was dropped");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_from_one_address_are_served_at_defaults() {
     const N: usize = 1000;
@@ -2365,24 +2386,7 @@ async fn a_thousand_concurrent_requests_from_one_address_are_served_at_defaults(
         },
     )
     .await;
-    let requests = (0..N).map(|i| {
-        server
-            .client
-            .post(server.url("/swaig"))
-            .basic_auth(USER, Some(PASSWORD))
-            .json(&swaig_body("gather", &format!("call-{i}")))
-            .send()
-    });
-    let responses = tokio::time::timeout(EVENTUALLY * 3, futures_util::future::join_all(requests))
-        .await
-        .expect("every request is answered");
-    let mut served = 0;
-    for response in responses {
-        let response = response.expect("a request from the busy address was dropped");
-        assert_eq!(response.status(), StatusCode::OK);
-        served += 1;
-    }
-    assert_eq!(served, N);
+    gather_at_once(&server, "/swaig", N).await;
     assert_eq!(count(&arrived), N);
     assert_eq!(count(&saw_all), N, "all {N} were in progress at once");
 }
@@ -2507,20 +2511,7 @@ async fn an_agent_on_a_records_path_is_not_held_to_the_waiting_cap() {
         |config| config.max_connections_per_ip = 2,
     )
     .await;
-    let requests = (0..N).map(|i| {
-        server
-            .client
-            .post(server.url("/records/swaig"))
-            .basic_auth(USER, Some(PASSWORD))
-            .json(&swaig_body("gather", &format!("call-{i}")))
-            .send()
-    });
-    let responses = tokio::time::timeout(EVENTUALLY * 3, futures_util::future::join_all(requests))
-        .await
-        .expect("every request is answered");
-    for response in responses {
-        assert_eq!(response.expect("answered").status(), StatusCode::OK);
-    }
+    gather_at_once(&server, "/records/swaig", N).await;
     assert_eq!(count(&saw_all), N, "all {N} were in progress at once");
 }
 
