@@ -787,13 +787,14 @@ pub(crate) async fn require_basic_auth(shared: &Shared, req: Request, next: Next
         Ok(()) => next.run(req).await,
         Err(reason) => {
             let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+            // Capped before redaction: an unauthenticated path costs O(cap) to log.
+            let path = log_path(req.uri().path());
             if let Some(events) = &shared.events {
                 let request_id = req
                     .extensions()
                     .get::<RequestId>()
                     .map(|r| r.0.clone())
                     .unwrap_or_default();
-                let path: String = req.uri().path().chars().take(128).collect();
                 events
                     .auth_failed(
                         client.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
@@ -810,8 +811,7 @@ pub(crate) async fn require_basic_auth(shared: &Shared, req: Request, next: Next
                 reason = reason.as_str(),
                 client = ?client,
                 method = %req.method(),
-                // Capped before redaction: an unauthenticated path costs O(cap) to log.
-                path = ?Redactor::new().redact_bounded(req.uri().path(), MAX_LOG_PATH),
+                path = ?path,
                 "request refused: missing or invalid credentials"
             );
             let mut response = refuse(Refusal::new(
@@ -846,6 +846,26 @@ async fn request_timeout(shared: &Shared, req: Request, next: Next) -> Response 
     }
 }
 
+/// A request path as every log line and audit event shows it: cut at [`MAX_LOG_PATH`] bytes
+/// before redaction (with a marker; a secret the cut goes through is cut whole), redacted, and,
+/// when it holds `%`, decoded and redacted again — taken only when that masks something (so a
+/// secret written percent-encoded, `/%34111…`, is masked and nothing masked before comes back),
+/// control characters replaced.
+fn log_path(path: &str) -> String {
+    let redactor = Redactor::new();
+    let mut logged = redactor.redact_bounded(path, MAX_LOG_PATH).into_owned();
+    if logged.contains('%') {
+        let decoded = percent_encoding::percent_decode_str(&logged).decode_utf8_lossy();
+        if let std::borrow::Cow::Owned(masked) = redactor.redact_text(&decoded) {
+            logged = masked
+                .chars()
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect();
+        }
+    }
+    logged
+}
+
 /// Security headers and a request id on every response; any error response that is not
 /// already JSON (e.g. a rejection produced inside axum) gets a JSON body.
 async fn response_policy(State(shared): State<Shared>, mut req: Request, next: Next) -> Response {
@@ -855,24 +875,7 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     let method = req.method().clone();
     let loggable = loggable_path(req.uri().path());
     let path: String = loggable.chars().take(256).collect();
-    // The access log's path: cut at MAX_LOG_PATH bytes before redaction, with a marker.
-    let redactor = Redactor::new();
-    let mut log_path = redactor
-        .redact_bounded(&loggable, MAX_LOG_PATH)
-        .into_owned();
-    if log_path.contains('%') {
-        // A secret written percent-encoded (`/%34111…`, `/4111%2D1111…`) shows once decoded:
-        // the path already redacted is decoded and redacted again (so nothing the first pass
-        // masked comes back), and taken only when that masks something; control characters
-        // the decoding produced are replaced, for the hooks' sake.
-        let decoded = percent_encoding::percent_decode_str(&log_path).decode_utf8_lossy();
-        if let std::borrow::Cow::Owned(masked) = redactor.redact_text(&decoded) {
-            log_path = masked
-                .chars()
-                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-                .collect();
-        }
-    }
+    let log_path = log_path(&loggable);
     drop(loggable);
     let client = req
         .extensions()

@@ -29,7 +29,8 @@ pub fn truncation_marker(dropped: usize) -> String {
 /// `text` cut to at most `max` bytes on a character boundary, and how many bytes were cut.
 ///
 /// When anything is cut, the run of word characters (ASCII letters, digits, the separators of
-/// card numbers and tokens — `-`, `_`, `.`, space — and the `:`/`=` of `name=value`) that the
+/// card numbers and tokens — `-`, `_`, `.`, space, and `%` of their percent-encoded forms — and
+/// the `:`/`=` of `name=value`) that the
 /// cut went through is cut too: a secret split by the cap would otherwise leave a part too short
 /// for the redactor to recognise (12 digits of a card number pass no Luhn check) in clear, and a
 /// dangling `pin:` would make the redactor take the marker for its value.
@@ -41,8 +42,9 @@ pub fn clip(text: &str, max: usize) -> (&str, usize) {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
+    // `%` too: a separator written percent-encoded (`4111%2D1111…`) is part of the run.
     let kept = text[..end].trim_end_matches(|c: char| {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ' | ':' | '=')
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ' | ':' | '=' | '%')
     });
     (kept, text.len() - kept.len())
 }

@@ -486,6 +486,8 @@ fn card_numbers_written_as_any_json_number_are_masked() {
         ("4291.417776317030", json!("****7030")),
         ("12.5", json!(12.5)),
         // Ordinary floats with many digits are not cards.
+        ("1732771234.56", json!(1732771234.56)),
+        ("144.65483091216691", json!(144.65483091216691)),
         ("0.30000000000000004", json!(0.30000000000000004)),
         ("0.6666666666666666", json!(0.6666666666666666)),
     ] {
@@ -888,5 +890,21 @@ fn cards_grouped_with_dots_slashes_spaced_dashes_or_double_spaces_are_masked() {
         "4111.1111.1111.1112",
     ] {
         assert_eq!(r.redact_text(kept), kept);
+    }
+}
+
+/// A path cut by the log cap inside a card written with percent-encoded separators is cut
+/// before the whole run, as one with plain separators is: no part of the card is left.
+#[test]
+fn a_card_with_encoded_separators_cut_by_the_cap_is_cut_whole() {
+    let redactor = Redactor::new();
+    // From 231 on the path is longer than the cap, which cuts somewhere in the card.
+    for pad in 231..260 {
+        let path = format!("/{}/4111%2D1111%2D1111%2D1111", "a".repeat(pad));
+        let logged = redactor.redact_bounded(&path, crate::redact::MAX_LOG_PATH);
+        assert!(
+            !logged.contains("1111%2D1111") && !logged.contains("4111%2D1"),
+            "{pad}: {logged}"
+        );
     }
 }
