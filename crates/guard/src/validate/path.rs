@@ -299,7 +299,8 @@ impl SchemaPaths {
 /// The target of a `$ref` inside `doc`: `#` is the root, `#/…` a JSON pointer into it,
 /// percent-decoded as a validator reads it. `None` for a reference to anything else (another
 /// document, an anchor), to nothing, or through a subschema with its own `$id` (which a
-/// validator would resolve against that base instead).
+/// validator would resolve the rest of the pointer against instead; a target that has one is
+/// fine).
 pub(super) fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Option<&'d Value> {
     let pointer = reference.strip_prefix('#')?;
     if pointer.is_empty() {
@@ -310,15 +311,15 @@ pub(super) fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Option<&'d Val
         .ok()?;
     let mut node = doc;
     for token in pointer.strip_prefix('/')?.split('/') {
+        if !std::ptr::eq(node, doc) && node.get("$id").is_some() {
+            return None;
+        }
         let token = token.replace("~1", "/").replace("~0", "~");
         node = match node {
             Value::Object(map) => map.get(&token)?,
             Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
             _ => return None,
         };
-        if node.get("$id").is_some() {
-            return None;
-        }
     }
     Some(node)
 }
@@ -351,8 +352,11 @@ fn walk<'d, T>(
             Some(_) => (fold.open)(),
         };
     };
-    if map.contains_key("$id") && !std::ptr::eq(schema, doc) {
-        // A new base for the `$ref`s below, which this walk does not follow: no answer.
+    if (map.contains_key("$id") || map.contains_key("$schema") || map.contains_key("id"))
+        && !std::ptr::eq(schema, doc)
+    {
+        // A new base for the `$ref`s below, or another draft's rules (a draft-07 `$ref`
+        // hides its siblings), which this walk does not follow: no answer.
         return (fold.open)();
     }
     let mut answers: Vec<T> = Vec::new();

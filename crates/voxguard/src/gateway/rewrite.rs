@@ -731,9 +731,18 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
             || c.is_whitespace()
             || c.is_control()
     };
+    // Characters an IP literal and port can be written with, leading zeros and `%30` included.
+    let ip_char =
+        |c: char| c.is_ascii_hexdigit() || matches!(c, 'x' | 'X' | '.' | ':' | '[' | ']' | '%');
     let names = |scheme: &str, authority: &str| {
-        if authority.is_empty() || authority.len() > MAX_HOST {
+        if authority.is_empty() {
             return false;
+        }
+        if authority.len() > MAX_HOST {
+            // Too long to be parsed here, but a URL parser reads any number of leading zeros
+            // in a port or an IP number: an authority written only with what those are
+            // written with is taken to name the upstream (fail closed).
+            return authority.chars().all(ip_char);
         }
         let Ok(url) = url::Url::parse(&format!("{scheme}://{authority}/")) else {
             return false;
@@ -753,9 +762,11 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
         same_host && url.port_or_known_default() == Some(port)
     };
     // The current authority: where it ends, its last `@`, and whether the reading after that
-    // `@` names the upstream (checked once per authority).
+    // `@` names the upstream, for each scheme it was read as (each at most once per
+    // authority: the scheme gives the default port).
     let mut region_end = 0;
-    let mut after_at: Option<(usize, bool)> = None;
+    let mut after_at: Option<(usize, usize)> = None;
+    let mut after_at_named: Vec<(String, bool)> = Vec::new();
     // The first character that ends a host, at or after the last place looked from.
     let mut next_end = 0;
     let mut from = 0;
@@ -789,11 +800,22 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
                 let host_end = text[host_start..region_end]
                     .find(ends_host)
                     .map_or(region_end, |j| host_start + j);
-                (host_start, names(parse_as, &text[host_start..host_end]))
+                (host_start, host_end)
             });
+            after_at_named.clear();
         }
-        if after_at.is_some_and(|(at, named)| at > start && named) {
-            return true;
+        if let Some((host_start, host_end)) = after_at.filter(|(at, _)| *at > start) {
+            let named = match after_at_named.iter().find(|(s, _)| s == parse_as) {
+                Some((_, named)) => *named,
+                None => {
+                    let named = names(parse_as, &text[host_start..host_end]);
+                    after_at_named.push((parse_as.to_string(), named));
+                    named
+                }
+            };
+            if named {
+                return true;
+            }
         }
         if next_end < start {
             next_end = text[start..]
@@ -1153,6 +1175,23 @@ mod tests {
         ] {
             assert!(!found(text), "{text}");
         }
+        // A URL parser reads any number of leading zeros: an authority too long to parse,
+        // written only with what IP numbers and ports are written with, counts as the upstream.
+        for text in [
+            format!("http://127.0.0.1:{}3000/swml", "0".repeat(300)),
+            format!("http://0x{}7f000001:3000/", "0".repeat(300)),
+            format!("http://x'@127.0.0.1:{}3000/", "0".repeat(400)),
+        ] {
+            assert!(url_on_origin(&json!([text]), &origin).is_some(), "{text}");
+        }
+        // One authority read as two schemes: each with its own default port.
+        let port_80 = url::Url::parse("http://127.0.0.1/").unwrap().origin();
+        for text in [
+            r#"{"a":"https://q","dest":"http:x'@127.0.0.1/swml"}"#,
+            "https://q http:x'@127.0.0.1/",
+        ] {
+            assert!(url_on_origin(&json!([text]), &port_80).is_some(), "{text}");
+        }
         let default_port = url::Url::parse("https://agent.example.com/")
             .unwrap()
             .origin();
@@ -1166,7 +1205,7 @@ mod tests {
         // authority included.
         for many in [
             "a://b".repeat(100_000),
-            format!("http://{}", "a:".repeat(200_000)),
+            format!("http://{}", "g:".repeat(200_000)),
             ":".repeat(300_000),
         ] {
             assert!(url_on_origin(&json!({"x": many}), &origin).is_none());

@@ -176,6 +176,15 @@ fn members_the_walk_cannot_tell_have_no_limit() {
             "S": {"type": "string", "maxLength": 10}
         }
     });
+    let older_draft = json!({"type": "object", "properties": {"note": {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$ref": "#/$defs/S", "maxLength": 10}},
+        "$defs": {"S": {"type": "string"}}});
+    assert_eq!(max_length_at(&older_draft, "note"), None);
+    // A `$ref` to a target that has its own `$id` resolves (only a pointer through one does not).
+    let target_id = json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
+        "$defs": {"A": {"$id": "https://e.example/a", "type": "string"}}});
+    assert!(crate::platform_parameters(&target_id).is_ok());
     for path in ["indexed/0", "array_indexed/0", "encoded", "through_id"] {
         assert_eq!(max_length_at(&more, path), None, "{path}");
     }
