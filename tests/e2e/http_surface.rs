@@ -2391,6 +2391,26 @@ async fn a_thousand_concurrent_requests_from_one_address_are_served_at_defaults(
     assert_eq!(count(&saw_all), N, "all {N} were in progress at once");
 }
 
+/// A new connection (from `from`, another loopback address, when given) that has sent
+/// `GET /health`, for the caller to read the answer from.
+async fn health_request(server: &TestServer, from: Option<&str>) -> TcpStream {
+    let mut stream = match from {
+        None => TcpStream::connect(server.addr).await.expect("connect"),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(format!("{ip}:0").parse().expect("addr"))
+                .expect("bind a loopback address");
+            socket.connect(server.addr).await.expect("connect")
+        }
+    };
+    stream
+        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
+        .await
+        .expect("send");
+    stream
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_one_address_are_still_capped() {
     let runs = counter();
@@ -2410,11 +2430,7 @@ async fn idle_connections_from_one_address_are_still_capped() {
     }
     // A fourth sends a complete request but is not served while they wait. (This bounds
     // nothing from above: a slower machine only makes it more true.)
-    let mut fourth = TcpStream::connect(server.addr).await.expect("connect");
-    fourth
-        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
-        .await
-        .expect("send");
+    let mut fourth = health_request(&server, None).await;
     let mut probe = [0u8; 1];
     let early = tokio::time::timeout(Duration::from_secs(1), fourth.read(&mut probe)).await;
     assert!(
@@ -2470,11 +2486,7 @@ async fn bodies_read_before_authentication_count_against_their_address() {
             .expect("send");
         dripping.push(stream);
     }
-    let mut fourth = TcpStream::connect(server.addr).await.expect("connect");
-    fourth
-        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
-        .await
-        .expect("send");
+    let mut fourth = health_request(&server, None).await;
     let mut probe = [0u8; 1];
     let early = tokio::time::timeout(Duration::from_secs(1), fourth.read(&mut probe)).await;
     assert!(
@@ -2482,15 +2494,7 @@ async fn bodies_read_before_authentication_count_against_their_address() {
         "the fourth connection was served while three unauthenticated bodies held the cap of 3"
     );
     // Another address is served meanwhile; when one dripping connection goes, the fourth is.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.2:0".parse().expect("addr"))
-        .expect("bind 127.0.0.2");
-    let mut other = socket.connect(server.addr).await.expect("connect");
-    other
-        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
-        .await
-        .expect("send");
+    let mut other = health_request(&server, Some("127.0.0.2")).await;
     assert_eq!(read_response(&mut other).await.status, 200);
     drop(dripping.remove(0));
     assert_eq!(read_response(&mut fourth).await.status, 200);
@@ -2554,15 +2558,7 @@ async fn queued_connections_of_one_address_do_not_hold_the_global_slots() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Another address on the loopback network is served while they sit there.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.2:0".parse().expect("addr"))
-        .expect("bind 127.0.0.2");
-    let mut other = socket.connect(server.addr).await.expect("connect");
-    other
-        .write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes())
-        .await
-        .expect("send");
+    let mut other = health_request(&server, Some("127.0.0.2")).await;
     let answered = tokio::time::timeout(EVENTUALLY, read_response(&mut other)).await;
     assert_eq!(
         answered

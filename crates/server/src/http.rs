@@ -873,10 +873,15 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     let request_id = new_request_id();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let loggable = loggable_path(req.uri().path());
-    let path: String = loggable.chars().take(256).collect();
+    // The URI shares its bytes (a clone counts references), so the path outlives the request.
+    let uri = req.uri().clone();
+    let loggable = loggable_path(uri.path());
+    // The first 256 characters, to tell routes apart (a slice, not a copy).
+    let path = &loggable[..loggable
+        .char_indices()
+        .nth(256)
+        .map_or(loggable.len(), |(at, _)| at)];
     let log_path = log_path(&loggable);
-    drop(loggable);
     let client = req
         .extensions()
         .get::<ClientAddr>()
@@ -912,10 +917,10 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
         "request"
     );
     // Routes are told apart by the path as it came (cut, the records API's masked).
-    let console = shared.console.is_some() && is_console_path(&path);
-    let route = if shared.known_paths.contains(&path) {
-        path.as_str()
-    } else if shared.records.is_some() && is_records_path(&path) {
+    let console = shared.console.is_some() && is_console_path(path);
+    let route = if shared.known_paths.contains(path) {
+        path
+    } else if shared.records.is_some() && is_records_path(path) {
         RECORDS_PREFIX
     } else if console {
         CONSOLE_PREFIX

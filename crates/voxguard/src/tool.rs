@@ -193,7 +193,7 @@ pub(crate) fn compile_enforcing(
             // refuses as declared: such a schema is also checked as declared, so that closing
             // only ever refuses more. Others (most tools) close only where a closed schema can
             // only refuse more, and are checked once.
-            let declared = (closed && LOOSENING.iter().any(|key| mentions(schema, key)))
+            let declared = (closed && mentions_any(schema, &LOOSENING))
                 .then(|| validator(schema))
                 .transpose()?;
             Ok(Compiled {
@@ -219,12 +219,14 @@ const LOOSENING: [&str; 6] = [
     "dependentSchemas",
 ];
 
-/// Whether `key` is a member name anywhere in `value` (a property of that name counts too: the
-/// answer may only be too cautious).
-fn mentions(value: &Value, key: &str) -> bool {
+/// Whether any of `keys` is a member name anywhere in `value`, in one walk (a property of that
+/// name counts too: the answer may only be too cautious).
+fn mentions_any(value: &Value, keys: &[&str]) -> bool {
     match value {
-        Value::Object(map) => map.contains_key(key) || map.values().any(|v| mentions(v, key)),
-        Value::Array(items) => items.iter().any(|v| mentions(v, key)),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, v)| keys.contains(&key.as_str()) || mentions_any(v, keys)),
+        Value::Array(items) => items.iter().any(|v| mentions_any(v, keys)),
         _ => false,
     }
 }
