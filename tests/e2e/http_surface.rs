@@ -1632,30 +1632,22 @@ async fn a_token_rendered_for_one_agent_is_refused_by_another() {
     .await;
     let call_id = "call-cross-agent";
     let token = token_for(&server.swml("/a", call_id).await, "lookup").expect("a's token");
-    let (status, body) = server
-        .swaig(
-            "/b",
+    let call = |route: &'static str| {
+        server.swaig(
+            route,
             "lookup",
             call_id,
             "+15551234567",
             json!({}),
             Some(&token),
         )
-        .await;
+    };
+    let (status, body) = call("/b").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "token_invalid", "{body}");
     assert_eq!(count(&b_runs), 0);
     // Control: the same token on its own agent runs the tool.
-    let (status, body) = server
-        .swaig(
-            "/a",
-            "lookup",
-            call_id,
-            "+15551234567",
-            json!({}),
-            Some(&token),
-        )
-        .await;
+    let (status, body) = call("/a").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(count(&a_runs), 1);
 }
