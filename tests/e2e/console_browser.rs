@@ -433,6 +433,11 @@ async fn the_emergency_switch_from_the_browser_is_seen_by_a_tool_call() {
         .shows("/console/emergency", "Confirm the change")
         .await;
     browser.click("main form button[type=submit]").await;
+    // The confirmation page itself says "tools run normally" (of the state to come): wait for
+    // the page that says the change is done.
+    browser
+        .shows("/console/emergency", "recorded under your name")
+        .await;
     browser
         .shows("/console/emergency", "tools run normally")
         .await;
