@@ -447,9 +447,10 @@ impl Console {
             );
         }
         let at = "/console/login";
-        // The records API's password check: per-source limits, and the per-name lock
-        // (`OPERATOR_FAILURES` failures in a row from anywhere lock the name), shared by every
-        // replica through the attempt store.
+        // The records API's password check: per-source limits, and the per-name locks
+        // (`OPERATOR_FAILURES` failures from one address lock the name there,
+        // `OPERATOR_FAILURES_TOTAL` from anywhere lock it everywhere), shared by every replica
+        // through the attempt store.
         let operator = match self
             .api
             .sign_in(request.client, &request.request_id, at, name, password)

@@ -5,8 +5,8 @@
 //! (looked up by its SHA-256) or Basic with an operator's name and argon2id password (checked on
 //! the shared argon2 workers, against a decoy when the name is unknown, at most
 //! [`LOGINS_PER_MIN`] uncached checks per source and [`LOGINS_PER_MIN_TOTAL`] in all a
-//! minute, and [`OPERATOR_FAILURES`] failures within 10 minutes per name from anywhere, counted in the
-//! shared attempt store). The platform's Basic credentials
+//! minute, [`OPERATOR_FAILURES`] failures within 10 minutes per name from one address and
+//! [`OPERATOR_FAILURES_TOTAL`] per name from anywhere, counted in the shared attempt store). The platform's Basic credentials
 //! are refused here whatever they are. Every refusal is audited: unauthenticated ones as
 //! `access_denied` aggregated per source and window (an anonymous flood cannot grow the trail
 //! at request rate), authenticated ones one event each. This module must not touch storage or
@@ -44,27 +44,42 @@ pub const LOGINS_PER_MIN: u32 = 20;
 /// under [`LOGINS_PER_MIN`] must not keep them busy. Bearer tokens are not limited.
 pub const LOGINS_PER_MIN_TOTAL: u32 = 120;
 
-/// Failed password checks one operator name may have within [`OPERATOR_LOCK_SECS`], from any
-/// address, before it is
-/// locked for [`OPERATOR_LOCK_SECS`]: for Basic on `/records` and the console's sign-in alike,
-/// counted in the runtime's attempt store (so every replica sharing it counts together).
+/// Failed password checks one operator name may have from one source address (the /64 for
+/// IPv6) within [`OPERATOR_LOCK_SECS`] before the name is locked *for that address* for
+/// [`OPERATOR_LOCK_SECS`]: for Basic on `/records` and the console's sign-in alike, counted in
+/// the runtime's attempt store (so every replica sharing it counts together). Someone guessing
+/// from one address therefore cannot lock the operator out from their own.
 pub const OPERATOR_FAILURES: u32 = 10;
 
-/// How long an operator name stays locked after [`OPERATOR_FAILURES`] failures.
+/// Failed password checks one operator name may have from all addresses together within
+/// [`OPERATOR_LOCK_SECS`] before it is locked everywhere (guessing spread over many
+/// addresses). Operator passwords are generated (24 characters), so this bounds a distributed
+/// attempt rather than a dictionary; locking the name out everywhere takes at least ten
+/// addresses.
+pub const OPERATOR_FAILURES_TOTAL: u32 = 100;
+
+/// How long an operator name stays locked (for one address, or everywhere).
 pub const OPERATOR_LOCK_SECS: u64 = 10 * 60;
 
-/// The per-name lock's limits: no escalation (an attacker must not be able to lock an operator
-/// out for hours by guessing), and counts forgotten when a window of [`OPERATOR_LOCK_SECS`]
-/// ends, so the maintenance purge removes the entries of names guessed once (unknown names
-/// included): the store holds at most what the per-source and global limits let through in one
-/// window.
-const OPERATOR_LIMITS: AttemptLimits = AttemptLimits {
-    max_failures: OPERATOR_FAILURES,
-    lockout_secs: OPERATOR_LOCK_SECS,
-    max_lockout_secs: OPERATOR_LOCK_SECS,
-    window_cap: OPERATOR_FAILURES,
-    window_secs: OPERATOR_LOCK_SECS,
-};
+/// The locks' limits: no escalation (an attacker must not be able to lock an operator out for
+/// hours by guessing), and counts forgotten when a window of [`OPERATOR_LOCK_SECS`] ends, so the
+/// maintenance purge removes the entries of names guessed once (unknown names included): the
+/// store holds at most what the per-source and global limits let through in one window, twice.
+const fn operator_limits(max_failures: u32) -> AttemptLimits {
+    AttemptLimits {
+        max_failures,
+        lockout_secs: OPERATOR_LOCK_SECS,
+        max_lockout_secs: OPERATOR_LOCK_SECS,
+        window_cap: max_failures,
+        window_secs: OPERATOR_LOCK_SECS,
+    }
+}
+
+/// The lock of one name from one source address ([`OPERATOR_FAILURES`]).
+const SOURCE_LIMITS: AttemptLimits = operator_limits(OPERATOR_FAILURES);
+
+/// The lock of one name from anywhere ([`OPERATOR_FAILURES_TOTAL`]).
+const NAME_LIMITS: AttemptLimits = operator_limits(OPERATOR_FAILURES_TOTAL);
 
 /// How long a successful Basic login is remembered (so a client sending Basic on every request
 /// costs one argon2 check per this period, not one per request).
@@ -83,7 +98,8 @@ pub(crate) struct RecordsApi {
     pub(crate) hashers: Arc<Hashers>,
     pub(crate) events: Arc<AuthEvents>,
     pub(crate) clock: Arc<dyn Clock>,
-    /// Failed password checks per operator name (keyed by hash; see [`OPERATOR_FAILURES`]).
+    /// Failed password checks per operator name, from one address and from anywhere (keyed
+    /// by hash; see [`OPERATOR_FAILURES`], [`OPERATOR_FAILURES_TOTAL`]).
     attempts: Arc<dyn AttemptStore>,
     logins: RateLimiter,
     /// SHA-256 of (name, password) → (name, stored PHC, expiry ms).
@@ -267,15 +283,30 @@ impl RecordsApi {
             return Ok(None);
         }
         // A locked name is refused before anything else, the login cache included: while
-        // locked, a right and a wrong password get the same answer.
-        let subject = format!("operator-password/{}", operator_token_hash(name));
-        let status = self
-            .attempts
-            .attempt_status(&subject, self.clock.now_unix())
-            .await
-            .map_err(|_| self.unavailable())?;
-        if let Some(until) = status.locked_until {
-            return Err(self.name_locked(request, prefix, until).await);
+        // locked, a right and a wrong password get the same answer. Two counts: the name from
+        // this address, and the name from anywhere.
+        let locks = [
+            (
+                format!(
+                    "operator-password-source/{}",
+                    operator_token_hash(&format!("{name}\0{}", source_key(request.client.ip())))
+                ),
+                &SOURCE_LIMITS,
+            ),
+            (
+                format!("operator-password/{}", operator_token_hash(name)),
+                &NAME_LIMITS,
+            ),
+        ];
+        for (subject, _) in &locks {
+            let status = self
+                .attempts
+                .attempt_status(subject, self.clock.now_unix())
+                .await
+                .map_err(|_| self.unavailable())?;
+            if let Some(until) = status.locked_until {
+                return Err(self.name_locked(request, prefix, until).await);
+            }
         }
         let store = self.records.backend();
         let operator = store.operator(name).await.map_err(|_| self.unavailable())?;
@@ -311,18 +342,21 @@ impl RecordsApi {
                 .await);
         }
         // Counted as a failure before the check and given back only by a success, so parallel
-        // guesses cannot exceed the budget.
+        // guesses cannot exceed the budget. A reservation refused by the second count leaves the
+        // first counted (fail closed).
         let now_unix = self.clock.now_unix();
-        match self
-            .attempts
-            .reserve(&subject, &OPERATOR_LIMITS, now_unix)
-            .await
-            .map_err(|_| self.unavailable())?
-        {
-            Reservation::Granted { .. } => {}
-            Reservation::Locked { until } => {
-                let until = until.unwrap_or(now_unix + OPERATOR_LOCK_SECS);
-                return Err(self.name_locked(request, prefix, until).await);
+        for (subject, limits) in &locks {
+            match self
+                .attempts
+                .reserve(subject, limits, now_unix)
+                .await
+                .map_err(|_| self.unavailable())?
+            {
+                Reservation::Granted { .. } => {}
+                Reservation::Locked { until } => {
+                    let until = until.unwrap_or(now_unix + OPERATOR_LOCK_SECS);
+                    return Err(self.name_locked(request, prefix, until).await);
+                }
             }
         }
         let hash = operator
@@ -335,10 +369,12 @@ impl RecordsApi {
             .await;
         let matched = checked.as_ref().is_ok_and(|m| *m) && operator.is_some();
         // A failed settle leaves the reservation counted as a failure: fail closed.
-        let _ = self
-            .attempts
-            .settle(&subject, matched, &OPERATOR_LIMITS, self.clock.now_unix())
-            .await;
+        for (subject, limits) in &locks {
+            let _ = self
+                .attempts
+                .settle(subject, matched, limits, self.clock.now_unix())
+                .await;
+        }
         let matched = checked.map_err(|_| self.unavailable())?;
         let Some(operator) = operator.filter(|_| matched) else {
             return Ok(None);

@@ -233,8 +233,21 @@ async fn password_checks_are_capped_for_all_sources_together() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
+/// The `Retry-After` of a 429, checked to lie within one lock.
+fn lock_wait(reply: &Reply) -> u64 {
+    assert_eq!(error(reply), "rate_limited", "{}", reply.body);
+    let wait: u64 = reply
+        .headers
+        .iter()
+        .find(|(name, _)| *name == "retry-after")
+        .map(|(_, v)| v.parse().expect("seconds"))
+        .expect("Retry-After");
+    assert!((1..=OPERATOR_LOCK_SECS).contains(&wait), "{wait}");
+    wait
+}
+
 #[tokio::test]
-async fn one_name_is_locked_after_its_failures_from_any_address_even_for_the_right_password() {
+async fn guessing_from_one_address_locks_the_name_there_and_not_for_the_operator_elsewhere() {
     let h = Harness::new().await;
     let (_, password) = h
         .records
@@ -250,35 +263,84 @@ async fn one_name_is_locked_after_its_failures_from_any_address_even_for_the_rig
             )
         )
     };
-    let from = |i: u32| -> SocketAddr { format!("10.1.0.{}:5000", i + 1).parse().expect("addr") };
+    let attacker: SocketAddr = "10.1.0.1:5000".parse().expect("addr");
+    // The operator works from another address.
+    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
     // The right password is remembered (the login cache) before the guessing starts.
     let reply = h
-        .send_from(&basic(&password), "GET", "", &[], from(0))
+        .send_from(&basic(&password), "GET", "", &[], attacker)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     for i in 0..OPERATOR_FAILURES {
-        let reply = h.send_from(&basic("guess"), "GET", "", &[], from(i)).await;
+        let reply = h.send_from(&basic("guess"), "GET", "", &[], attacker).await;
         assert_eq!(error(&reply), "operator_auth_invalid", "guess {i}");
     }
-    // Locked: the same answer for a wrong and a right (even remembered) password, anywhere.
+    // Locked from that address: the same answer for a wrong and a right (even remembered)
+    // password, so the lock is no oracle.
     for auth in [basic("guess"), basic(&password)] {
-        let reply = h.send_from(&auth, "GET", "", &[], from(99)).await;
-        assert_eq!(error(&reply), "rate_limited", "{}", reply.body);
-        let wait: u64 = reply
-            .headers
-            .iter()
-            .find(|(name, _)| *name == "retry-after")
-            .map(|(_, v)| v.parse().expect("seconds"))
-            .expect("Retry-After");
-        assert!((1..=OPERATOR_LOCK_SECS).contains(&wait), "{wait}");
+        lock_wait(&h.send_from(&auth, "GET", "", &[], attacker).await);
+    }
+    // The operator, elsewhere, still signs in; a wrong guess there is an ordinary failure.
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The lock ends after OPERATOR_LOCK_SECS.
+    h.clock
+        .advance(std::time::Duration::from_secs(OPERATOR_LOCK_SECS + 1));
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], attacker)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn one_name_is_locked_everywhere_after_its_failures_from_many_addresses() {
+    let h = Harness::new().await;
+    let (_, password) = h
+        .records
+        .add_operator(&Actor::cli("test"), "vic", "auditor", true)
+        .await
+        .expect("operator");
+    let basic = |password: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("vic:{password}")
+            )
+        )
+    };
+    let from = |i: u32| -> SocketAddr { format!("10.1.{i}.1:5000").parse().expect("addr") };
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], from(240))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Spread under every address's own lock (and under the per-source and global login
+    // limits: fewer than OPERATOR_FAILURES per address, within one minute).
+    let per_address = OPERATOR_FAILURES - 1;
+    let addresses = OPERATOR_FAILURES_TOTAL.div_ceil(per_address);
+    const { assert!(OPERATOR_FAILURES_TOTAL < LOGINS_PER_MIN_TOTAL) };
+    let mut failures = 0;
+    'guessing: for a in 0..addresses {
+        for _ in 0..per_address {
+            if failures == OPERATOR_FAILURES_TOTAL {
+                break 'guessing;
+            }
+            let reply = h.send_from(&basic("guess"), "GET", "", &[], from(a)).await;
+            assert_eq!(error(&reply), "operator_auth_invalid", "guess {failures}");
+            failures += 1;
+        }
+    }
+    // Locked everywhere, a fresh address and a right password included.
+    for auth in [basic("guess"), basic(&password)] {
+        lock_wait(&h.send_from(&auth, "GET", "", &[], from(200)).await);
     }
     // Another name is not locked; the lock ends after OPERATOR_LOCK_SECS.
-    let reply = h.send_from(GHOST_LOGIN, "GET", "", &[], from(98)).await;
+    let reply = h.send_from(GHOST_LOGIN, "GET", "", &[], from(201)).await;
     assert_eq!(error(&reply), "operator_auth_invalid");
     h.clock
         .advance(std::time::Duration::from_secs(OPERATOR_LOCK_SECS + 1));
     let reply = h
-        .send_from(&basic(&password), "GET", "", &[], from(97))
+        .send_from(&basic(&password), "GET", "", &[], from(202))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
