@@ -850,7 +850,8 @@ async fn request_timeout(shared: &Shared, req: Request, next: Next) -> Response 
 /// before redaction (with a marker; a secret the cut goes through is cut whole), redacted, and,
 /// when it holds `%`, decoded and redacted again — taken only when that masks something (so a
 /// secret written percent-encoded, `/%34111…`, is masked and nothing masked before comes back),
-/// control characters replaced.
+/// characters a log viewer would take as a line break or as bidi steering (control characters,
+/// U+2028/U+2029, bidi overrides, zero-width characters) replaced with U+FFFD.
 fn log_path(path: &str) -> String {
     let redactor = Redactor::new();
     let mut logged = redactor.redact_bounded(path, MAX_LOG_PATH).into_owned();
@@ -859,7 +860,13 @@ fn log_path(path: &str) -> String {
         if let std::borrow::Cow::Owned(masked) = redactor.redact_text(&decoded) {
             logged = masked
                 .chars()
-                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .map(|c| {
+                    if voxguard_guard::sanitize::is_unsafe_in_line(c) {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
                 .collect();
         }
     }
@@ -1019,7 +1026,7 @@ fn merge_missing(target: &mut HeaderMap, source: HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    use super::loggable_path;
+    use super::{log_path, loggable_path};
     use crate::service::is_records_path;
 
     #[test]
@@ -1059,5 +1066,29 @@ mod tests {
         ] {
             assert_eq!(loggable_path(path), path);
         }
+    }
+
+    #[test]
+    fn a_decoded_log_path_holds_no_line_break_or_bidi_steering() {
+        // A card number written percent-encoded makes the path be logged decoded (masked);
+        // what else was encoded beside it must not break or reorder the line it lands in.
+        for (encoded, unsafe_char) in [
+            ("%0A", '\n'),
+            ("%C2%85", '\u{85}'),
+            ("%E2%80%A8", '\u{2028}'),
+            ("%E2%80%A9", '\u{2029}'),
+            ("%E2%80%AE", '\u{202E}'),
+            ("%E2%81%A6", '\u{2066}'),
+            ("%E2%80%8B", '\u{200B}'),
+        ] {
+            let path = format!("/swaig/%34111111111111111{encoded}admin");
+            let logged = log_path(&path);
+            assert!(!logged.contains("4111111111111111"), "{path} → {logged}");
+            assert!(!logged.contains(unsafe_char), "{path} → {logged:?}");
+            assert!(logged.contains("\u{FFFD}admin"), "{path} → {logged:?}");
+        }
+        // Ordinary text beside it stays as it was.
+        let logged = log_path("/swaig/%34111111111111111/caf%C3%A9");
+        assert!(logged.ends_with("/café"), "{logged}");
     }
 }

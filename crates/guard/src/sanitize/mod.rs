@@ -33,7 +33,7 @@ use serde_json::Value;
 pub use phrases::InjectionKind;
 use phrases::{PhraseMatcher, View};
 use text::fold;
-pub use text::normalize;
+pub use text::{is_unsafe_in_line, normalize};
 
 /// Longest string argument, in characters, that [`InputGuard`] accepts when the tool's schema
 /// sets no `maxLength` for it.

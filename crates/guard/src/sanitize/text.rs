@@ -85,6 +85,14 @@ pub(super) fn visible_char(c: char) -> Option<char> {
     }
 }
 
+/// Whether `c` must not be shown as it is in a line a person or a log tool reads: a control
+/// character (C0, DEL, C1), a line or paragraph separator (U+2028, U+2029: a new line to many
+/// viewers), or a default-ignorable one (bidi overrides and isolates, zero-width characters),
+/// which can forge or reorder what the line seems to say.
+pub fn is_unsafe_in_line(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_invisible(c)
+}
+
 /// Default-ignorable code points: characters that render as nothing (or only steer rendering)
 /// and so can hide text from a person reading it.
 fn is_invisible(c: char) -> bool {
