@@ -550,6 +550,56 @@ async fn sign_out_deletes_the_session_on_the_server() {
 }
 
 #[tokio::test]
+async fn a_guessed_cookie_at_the_entry_point_or_the_live_stream_is_on_record() {
+    let desk = desk().await;
+    let guessed = format!("vg_console={}", "B".repeat(43));
+    for path in ["/console", "/console/live/events"] {
+        let reply = desk
+            .server
+            .client
+            .get(desk.server.url(path))
+            .header("cookie", &guessed)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(reply.url().path(), "/console/login", "{path}");
+    }
+    // The stream without any cookie is refused and on record too; the entry point without a
+    // cookie is a browser's first visit and is not.
+    for path in ["/console/live/events", "/console"] {
+        let reply = desk
+            .server
+            .client
+            .get(desk.server.url(path))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(reply.url().path(), "/console/login", "{path}");
+    }
+    let refused = |reason: &'static str| {
+        move |e: &AuditEvent| {
+            e.kind.as_str() == "access_denied"
+                && e.reason.as_deref() == Some(reason)
+                && e.function.as_deref() == Some("GET /console")
+        }
+    };
+    let trail = events_after_stop(desk).await;
+    let counted = |reason: &'static str| -> u64 {
+        trail
+            .iter()
+            .filter(|e| refused(reason)(e))
+            .map(|e| e.arguments.as_ref().unwrap()["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(counted("operator_auth_invalid"), 2, "both guessed cookies");
+    assert_eq!(
+        counted("operator_auth_required"),
+        1,
+        "the stream without a cookie"
+    );
+}
+
+#[tokio::test]
 async fn signing_in_again_in_the_same_browser_ends_the_session_it_had() {
     let desk = desk().await;
     let (ali, bob) = (

@@ -33,8 +33,8 @@ use voxguard_store::SessionStore;
 
 use super::pages::{self, live::LiveEvent, live::LiveView};
 use super::{
-    check_session, expired_cookie, method_not_allowed, not_found, page, query, redirect,
-    retry_after, scope_of, unavailable, valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
+    check_session, method_not_allowed, not_found, page, query, retry_after, scope_of, unavailable,
+    valid_id, Console, ConsoleTimeouts, SESSION_COOKIE,
 };
 use crate::audit::mask;
 use crate::records::{Records, RecordsError, TrailReader};
@@ -309,12 +309,7 @@ impl Console {
         // renew the session.
         let signed = match self.session(request, false).await {
             Ok(Some(signed)) => signed,
-            Ok(None) => {
-                return redirect(
-                    "/console/login",
-                    vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],
-                )
-            }
+            Ok(None) => return self.no_session(request).await,
             Err(reply) => return reply,
         };
         if let Err(reply) = self

@@ -212,9 +212,15 @@ impl Console {
                 self.operators(request).await
             }
             (_, path) if path == "/live" || path.starts_with("/live/") => self.live(request).await,
+            // The console's entry point: without a cookie, a browser's first visit (not on
+            // record); a cookie that names no live session is a failed access like any other.
             ("GET", "" | "/") => match self.signed_in(request).await {
                 Ok(Some(_)) => redirect("/console/overview", Vec::new()),
-                _ => redirect("/console/login", Vec::new()),
+                Ok(None) if request.cookie(SESSION_COOKIE).is_some() => {
+                    self.no_session(request).await
+                }
+                Ok(None) => redirect("/console/login", Vec::new()),
+                Err(reply) => reply,
             },
             ("GET", "/login") => self.sign_in_page(request, None, "", 200),
             ("POST", "/login") => self.sign_in(request).await,
@@ -277,28 +283,32 @@ impl Console {
     async fn require(&self, request: &ConsoleRequest) -> Result<Signed, ConsoleReply> {
         match self.signed_in(request).await? {
             Some(signed) => Ok(signed),
-            None => {
-                let reason = if request.cookie(SESSION_COOKIE).is_some() {
-                    voxguard_guard::Reason::OperatorAuthInvalid
-                } else {
-                    voxguard_guard::Reason::OperatorAuthRequired
-                };
-                self.api
-                    .events
-                    .auth_failed(
-                        request.client,
-                        &request.method,
-                        CONSOLE_PREFIX,
-                        reason,
-                        &request.request_id,
-                    )
-                    .await;
-                Err(redirect(
-                    "/console/login",
-                    vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],
-                ))
-            }
+            None => Err(self.no_session(request).await),
         }
+    }
+
+    /// A request that needed a live session and had none: on record (aggregated, like the
+    /// records API's), then sent to the sign-in page with its cookie expired.
+    pub(super) async fn no_session(&self, request: &ConsoleRequest) -> ConsoleReply {
+        let reason = if request.cookie(SESSION_COOKIE).is_some() {
+            voxguard_guard::Reason::OperatorAuthInvalid
+        } else {
+            voxguard_guard::Reason::OperatorAuthRequired
+        };
+        self.api
+            .events
+            .auth_failed(
+                request.client,
+                &request.method,
+                CONSOLE_PREFIX,
+                reason,
+                &request.request_id,
+            )
+            .await;
+        redirect(
+            "/console/login",
+            vec![("set-cookie", expired_cookie(SESSION_COOKIE, request.tls))],
+        )
     }
 
     fn actor(&self, request: &ConsoleRequest, operator: &Operator) -> Actor {
