@@ -251,6 +251,25 @@ async fn webhook(
                 }
                 _ => json!({"version": "1.0.0", "sections": {"main": [{"connect": {"to": dest}}]}}),
             };
+            if args["trick"] == "origin" {
+                // Audio fetched from the upstream itself: the platform would go around the
+                // gateway.
+                let file = format!("http://127.0.0.1:{}/agent/hold.mp3", shared.port);
+                return (
+                    AxStatus::OK,
+                    axum::Json(
+                        json!({"response": "ok", "action": [{"playback_bg": {"file": file, "wait": false}}]}),
+                    ),
+                );
+            }
+            if args["trick"] == "origin_text" {
+                // The same URL in the model's text only: nothing fetches it.
+                let file = format!("http://127.0.0.1:{}/agent/hold.mp3", shared.port);
+                return (
+                    AxStatus::OK,
+                    axum::Json(json!({"response": format!("See {file}.")})),
+                );
+            }
             if args["trick"] == "action" {
                 return (
                     AxStatus::OK,
@@ -990,6 +1009,35 @@ async fn a_url_on_the_upstreams_origin_the_gateway_does_not_proxy_refuses_the_re
         text.contains("https://elsewhere.example.com/swml"),
         "{text}"
     );
+}
+
+/// An answer whose actions hold a URL on the upstream's origin is refused like such a render;
+/// the same URL in the model's text is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_with_a_url_on_the_upstreams_origin_is_refused() {
+    let (upstream, gateway) = Gateway::in_front_of(Kind::Weak).await;
+    let swml = gateway.swml("call-origin-answer").await;
+    gateway
+        .refuses(
+            &swml,
+            "transfer_call",
+            "call-origin-answer",
+            json!({"dest": "+15550001111", "trick": "origin"}),
+            "tool_failed",
+        )
+        .await;
+    let (status, body) = gateway
+        .call(
+            &swml,
+            "transfer_call",
+            "call-origin-answer",
+            json!({"dest": "+15550001111", "trick": "origin_text"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.get("error").is_none(), "{body}");
+    let port = upstream.addr.port().to_string();
+    assert!(body["response"].as_str().unwrap().contains(&port), "{body}");
 }
 
 /// An answer refused for carrying an upstream secret leaves no `payment_requested` record: its

@@ -118,6 +118,10 @@ impl RenderEntry {
 /// function would make the entry hundreds of times the document.
 pub(crate) const MAX_URL_BYTES: usize = 8 * 1024;
 
+/// The functions left out of a render that are named (and logged) one by one; the rest are
+/// counted, so a render of a million bad functions costs one line, not a million.
+pub(crate) const DROPPED_NAMED: usize = 16;
+
 /// The most functions one render keeps (the rest are left out and logged): what a hostile
 /// upstream can make one render cost.
 pub(crate) const MAX_FUNCTIONS: usize = 256;
@@ -160,8 +164,10 @@ impl Minter<'_> {
 /// What the rewrite changed besides the URLs, for the operator's log.
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
-    /// Functions left out of the document, with why.
+    /// Functions left out of the document, with why: the first [`DROPPED_NAMED`] of them.
     pub(crate) dropped: Vec<(String, String)>,
+    /// How many functions were left out in all.
+    pub(crate) dropped_total: usize,
     /// `SWAIG.includes` entries removed (remote function lists are not proxied).
     pub(crate) includes_removed: usize,
     /// Why webhooks may be left pointing at the upstream (verbs nested deeper than the
@@ -298,17 +304,21 @@ fn rewrite_ai(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let own = function
+        // Borrowed until the function is kept: a long default URL is not copied for every
+        // function that inherits it (a render of many functions would cost its square).
+        let url = function
             .get("web_hook_url")
             .and_then(Value::as_str)
-            .map(str::to_string);
-        let url = own.clone().or_else(|| default_url.clone());
+            .or(default_url.as_deref());
         let schema = function
             .get("parameters")
             .cloned()
             .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
-        let why = why_left_out(function, &name, &schema, url.as_deref(), entry, schema_ok);
-        match (url, why) {
+        let why = why_left_out(function, &name, &schema, url, entry, schema_ok);
+        match (
+            why.is_none().then(|| url.map(str::to_string)).flatten(),
+            why,
+        ) {
             (Some(url), None) => {
                 function.insert(
                     "web_hook_url".into(),
@@ -319,8 +329,11 @@ fn rewrite_ai(
             }
             (_, why) => {
                 let why = why.unwrap_or_else(|| "it has no webhook URL".into());
-                notes.dropped.push((name, why));
-                if let Some(own) = &own {
+                notes.dropped_total += 1;
+                if notes.dropped.len() < DROPPED_NAMED {
+                    notes.dropped.push((name, why));
+                }
+                if let Some(own) = function.get("web_hook_url").and_then(Value::as_str) {
                     // Out of the document, but its secrets are still never served.
                     keep_removed(own, entry, notes);
                 }
@@ -731,18 +744,17 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
             || c.is_whitespace()
             || c.is_control()
     };
-    // Characters an IP literal and port can be written with, leading zeros and `%30` included.
-    let ip_char =
-        |c: char| c.is_ascii_hexdigit() || matches!(c, 'x' | 'X' | '.' | ':' | '[' | ']' | '%');
     let names = |scheme: &str, authority: &str| {
         if authority.is_empty() {
             return false;
         }
         if authority.len() > MAX_HOST {
-            // Too long to be parsed here, but a URL parser reads any number of leading zeros
-            // in a port or an IP number: an authority written only with what those are
-            // written with is taken to name the upstream (fail closed).
-            return authority.chars().all(ip_char);
+            // Too long to be parsed here. No host and port is this long, but a URL parser
+            // reads any number of leading zeros in a port or an IP number and drops the
+            // characters IDNA ignores, so such an authority may still name the upstream: it is
+            // taken to (fail closed) — unless it holds user-info, whose host is the reading
+            // after its last `@`, looked at on its own.
+            return !authority.contains('@');
         }
         let Ok(url) = url::Url::parse(&format!("{scheme}://{authority}/")) else {
             return false;
@@ -1175,15 +1187,23 @@ mod tests {
         ] {
             assert!(!found(text), "{text}");
         }
-        // A URL parser reads any number of leading zeros: an authority too long to parse,
-        // written only with what IP numbers and ports are written with, counts as the upstream.
+        // A URL parser reads any number of leading zeros and drops what IDNA ignores: an
+        // authority too long to parse counts as the upstream's, whatever it is written with.
         for text in [
             format!("http://127.0.0.1:{}3000/swml", "0".repeat(300)),
             format!("http://0x{}7f000001:3000/", "0".repeat(300)),
             format!("http://x'@127.0.0.1:{}3000/", "0".repeat(400)),
+            format!("http://127.0.0.1{}:3000/", "\u{AD}".repeat(200)),
+            format!("http://x{}.example:3000/", "y".repeat(400)),
         ] {
             assert!(url_on_origin(&json!([text]), &origin).is_some(), "{text}");
         }
+        let named = url::Url::parse("http://agent:3000/").unwrap().origin();
+        let text = format!("http://agent:{}3000/swml", "0".repeat(300));
+        assert!(url_on_origin(&json!([text]), &named).is_some(), "{text}");
+        // Long user-info is no reason: its host is read after the last `@`.
+        let text = format!("http://{}@elsewhere.example:3000/", "u".repeat(400));
+        assert!(url_on_origin(&json!([text]), &origin).is_none(), "{text}");
         // One authority read as two schemes: each with its own default port.
         let port_80 = url::Url::parse("http://127.0.0.1/").unwrap().origin();
         for text in [
@@ -1202,13 +1222,14 @@ mod tests {
         assert!(!found("https://agent.example.com.evil/x"));
         assert!(!found("http://agent.example.com/x"));
         // Every `:` costs one look at what follows it up to the next `/`, colons inside an
-        // authority included.
-        for many in [
-            "a://b".repeat(100_000),
-            format!("http://{}", "g:".repeat(200_000)),
-            ":".repeat(300_000),
+        // authority included (one too long to be a host counts as the upstream's).
+        for (many, long_authority) in [
+            ("a://b".repeat(100_000), false),
+            (format!("http://{}", "g:".repeat(200_000)), true),
+            (":".repeat(300_000), false),
         ] {
-            assert!(url_on_origin(&json!({"x": many}), &origin).is_none());
+            let found = url_on_origin(&json!({"x": many}), &origin).is_some();
+            assert_eq!(found, long_authority);
         }
         let doc =
             json!({"sections": {"main": [{"transfer": {"dest": "http://127.0.0.1:3000/x"}}]}});
@@ -1296,6 +1317,27 @@ mod tests {
             "{:?}",
             notes.dropped
         );
+    }
+
+    #[test]
+    fn many_functions_left_out_are_counted_not_named_and_a_long_default_is_not_copied_each() {
+        let keys = KeyRing::new(SecretKey::generate());
+        // A default URL over the cap inherited by many functions: each is left out. The URL
+        // is borrowed until a function is kept (copied per function, this render alone would
+        // copy 200 GB), and only the first few are named.
+        let long = format!("https://up.example.com/swaig?pad={}", "a".repeat(2 << 20));
+        let functions: Vec<Value> = (0..100_000)
+            .map(|i| json!({"function": format!("f{i}")}))
+            .collect();
+        let mut doc = json!({"sections": {"main": [{"ai": {"SWAIG": {
+            "defaults": {"web_hook_url": long},
+            "functions": functions
+        }}}]}});
+        let (entry, notes) = rewrite_all(&mut doc, &keys);
+        assert!(entry.functions.is_empty());
+        assert_eq!(notes.dropped_total, 100_000);
+        assert_eq!(notes.dropped.len(), DROPPED_NAMED);
+        assert!(notes.dropped.iter().all(|(_, why)| why.contains("over")));
     }
 
     #[test]

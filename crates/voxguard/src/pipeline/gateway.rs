@@ -178,6 +178,10 @@ impl Pipeline {
             for (function, why) in &notes.dropped {
                 tracing::warn!(agent, function = %secrets.loggable(function), why = %why, "gateway: an upstream function was left out of the document");
             }
+            if notes.dropped_total > notes.dropped.len() {
+                let more = notes.dropped_total - notes.dropped.len();
+                tracing::warn!(agent, more, "gateway: more upstream functions were left out of the document (not named one by one)");
+            }
         }
         if let Some(why) = notes.unrewritten {
             tracing::error!(target: "voxguard::security", event = "upstream_swml_unrewritten", agent, call_id, why, "gateway: the upstream's SWML holds webhooks the gateway did not rewrite; refused (fail closed)");
@@ -412,6 +416,23 @@ impl Pipeline {
                 &tool.name,
                 call_id,
                 "the upstream's answer carries an upstream secret",
+            ));
+        }
+        // After the leak check, as for a render (the path holds keys the upstream chose): an
+        // action left with a URL on the upstream's origin — a `playback_bg` file, a `pay`
+        // prompt's audio, a `play` — would have the platform reach the upstream around the
+        // gateway. The answer's `response` text is the model's to read, not fetched.
+        let on_origin = answer
+            .get("action")
+            .and_then(|actions| rewrite::url_on_origin(actions, &self.gate().upstream.origin()));
+        if let Some(path) = on_origin {
+            let path: String = path.chars().take(256).collect();
+            tracing::error!(target: "voxguard::security", event = "upstream_swml_unrewritten", agent, function = %tool.name, call_id, path = %path, "gateway: the upstream's answer holds a URL on the upstream's origin (the platform would reach the upstream around the gateway); refused (fail closed)");
+            return Err(failed(
+                agent,
+                &tool.name,
+                call_id,
+                "the upstream's answer holds a URL on the upstream's origin",
             ));
         }
         if let Some((entry, _)) = grown {
