@@ -503,6 +503,9 @@ fn keep_removed(url: &str, entry: &mut RenderEntry, notes: &mut Notes) {
     let mut found = Vec::new();
     url_credentials(url, &mut found);
     for secret in found {
+        // Kept by its prefix only, as it is looked for (a removed URL's credentials can be
+        // megabytes long; the session and the finder hold 256 bytes of each).
+        let secret = secret_prefix(&secret).to_string();
         if secret.len() < MIN_SECRET || !notes.removed_seen.insert(secret.clone()) {
             continue;
         }
@@ -518,6 +521,21 @@ fn keep_removed(url: &str, entry: &mut RenderEntry, notes: &mut Notes) {
 
 /// Secrets shorter than this are not looked for (they would match ordinary text).
 const MIN_SECRET: usize = 4;
+
+/// The bytes of a secret that are kept and looked for: its start, long enough to be unique.
+const SECRET_PREFIX: usize = 256;
+
+/// The first [`SECRET_PREFIX`] bytes of `secret` (cut at a character boundary).
+fn secret_prefix(secret: &str) -> &str {
+    if secret.len() <= SECRET_PREFIX {
+        return secret;
+    }
+    let mut end = SECRET_PREFIX;
+    while !secret.is_char_boundary(end) {
+        end -= 1;
+    }
+    &secret[..end]
+}
 
 /// Every spelling of a credential pair a document could carry: the password (or
 /// `user:password` when the password alone is too short to look for), and the pair as a Basic
@@ -627,13 +645,17 @@ impl SecretFinder {
         if secrets.is_empty() {
             return Self(None);
         }
+        // Each looked for by its first SECRET_PREFIX bytes: whatever holds a secret holds
+        // them (so nothing is missed), and the automaton stays small however long the
+        // upstream made its credentials.
+        let secrets: Vec<&str> = secrets.iter().map(|s| secret_prefix(s)).collect();
         // A contiguous NFA, not the DFA the builder picks for a few patterns: one finder is
         // built per render and kept while its calls last, and the DFA of a handful of
         // 200-character tokens took about 400 KiB (BENCHMARKS.md, gateway); the NFA is a
         // small fraction of that and still one pass over the text.
         let finder = aho_corasick::AhoCorasick::builder()
             .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
-            .build(secrets);
+            .build(&secrets);
         match finder {
             Ok(finder) => Self(Some(finder)),
             Err(_) => Self(aho_corasick::AhoCorasick::new([""]).ok()),
@@ -1338,6 +1360,32 @@ mod tests {
         assert_eq!(notes.dropped_total, 100_000);
         assert_eq!(notes.dropped.len(), DROPPED_NAMED);
         assert!(notes.dropped.iter().all(|(_, why)| why.contains("over")));
+    }
+
+    #[test]
+    fn a_long_upstream_secret_is_kept_and_looked_for_by_its_start() {
+        let keys = KeyRing::new(SecretKey::generate());
+        // A removed URL (an include) with a megabyte of password: the session keeps 256 bytes
+        // of it, the finder looks for them, and a document holding the password is refused.
+        let password: String = (0..120_000).map(|i| format!("{i:x}")).collect();
+        let mut doc = json!({"sections": {"main": [{"ai": {"SWAIG": {
+            "includes": [{"url": format!("http://u:{password}@x.example/")}],
+            "functions": [{"function": "f", "description": "d", "web_hook_url": "https://up.example.com/f"}]
+        }}}]}});
+        let (entry, _) = rewrite_all(&mut doc, &keys);
+        assert!(!entry.removed_secrets.is_empty());
+        assert!(entry
+            .removed_secrets
+            .iter()
+            .all(|s| s.len() <= SECRET_PREFIX));
+        let finder = SecretFinder::new(&secrets(&entry, None));
+        assert!(finder.memory_bytes() < 1 << 20, "{}", finder.memory_bytes());
+        let leaked = json!({"x": format!("say {password} now")});
+        assert!(finder.find(&leaked).is_some());
+        // A configured secret of any length is looked for the same way.
+        let finder = SecretFinder::new(std::slice::from_ref(&password));
+        assert!(finder.find(&leaked).is_some());
+        assert!(finder.find(&json!({"x": "nothing here"})).is_none());
     }
 
     #[test]
