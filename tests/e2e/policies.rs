@@ -1015,7 +1015,7 @@ async fn transfers_outside_the_allow_list_are_blocked() {
     for (destination, via) in [
         ("+15550100001", "connect"),
         ("+1-555-010-0001", "connect"),
-        ("SIP:Desk@Example.com", "connect"),
+        ("SIP:desk@Example.COM", "connect"),
         ("https://example.com/next.swml", "transfer"),
         ("sip:desk@example.com", "hidden"),
     ] {
@@ -1035,6 +1035,7 @@ async fn transfers_outside_the_allow_list_are_blocked() {
         ("+19995550000", "connect"),
         ("+155501000011", "connect"),
         ("sip:desk@example.com.evil", "connect"),
+        ("sip:DESK@example.com", "connect"),
         ("+19995550000", "transfer"),
         ("https://evil.example.com/next.swml", "transfer"),
         ("+19995550000", "hidden"),
@@ -1057,7 +1058,7 @@ async fn transfers_outside_the_allow_list_are_blocked() {
     }
     // The check is on the handler's result, so the handler did run — and nothing it produced
     // reached the platform.
-    assert_eq!(count(&runs), allowed + 6);
+    assert_eq!(count(&runs), allowed + 7);
 
     // Without an allow-list, no transfer is allowed at all.
     let closed = Call::start(&server, "/closed", "transfer-closed", JOHN).await;

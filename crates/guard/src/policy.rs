@@ -100,7 +100,9 @@ impl TransferAllowList {
     }
 
     /// Whether `destination` is on the list (after canonicalization: trimmed; phone numbers
-    /// without spaces, dashes, dots or parentheses; SIP URIs and URLs case-folded).
+    /// without spaces, dashes, dots or parentheses; in SIP URIs and URLs the scheme and the
+    /// host case-folded, the user part and the path kept as written — `sip:Desk@…` is
+    /// another user than `sip:desk@…`).
     pub fn allows(&self, destination: &str) -> bool {
         self.entries.contains(&canonical_destination(destination))
     }
@@ -127,8 +129,33 @@ fn canonical_destination(destination: &str) -> String {
             .filter(|c| c.is_ascii_digit() || *c == '+')
             .collect()
     } else {
-        trimmed.to_ascii_lowercase()
+        fold_scheme_and_host(trimmed)
     }
+}
+
+/// A SIP URI or URL with its scheme and host (and what follows a SIP host: port, parameters)
+/// in lower case, and its user part and path as written: only those are case-insensitive.
+fn fold_scheme_and_host(destination: &str) -> String {
+    let Some((scheme, rest)) = destination.split_once(':') else {
+        return destination.to_ascii_lowercase();
+    };
+    let (slashes, rest) = match rest.strip_prefix("//") {
+        Some(rest) => ("//", rest),
+        None => ("", rest),
+    };
+    // A URL's authority ends at its path, query or fragment; a SIP URI has none of those.
+    let end = if slashes.is_empty() {
+        rest.len()
+    } else {
+        rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    };
+    let (authority, tail) = rest.split_at(end);
+    let (user, host) = authority.split_at(authority.rfind('@').map_or(0, |at| at + 1));
+    format!(
+        "{}:{slashes}{user}{}{tail}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
 }
 
 /// The argument that confirms a pending action.
@@ -235,10 +262,21 @@ mod tests {
 
     #[test]
     fn allow_list_canonicalizes_numbers_and_uris() {
-        let list = TransferAllowList::new(["+1 (555) 010-0001", "SIP:Desk@Example.com"]);
+        let list = TransferAllowList::new([
+            "+1 (555) 010-0001",
+            "SIP:desk@Example.com",
+            "https://Example.com/Next.swml",
+        ]);
         assert!(list.allows("+15550100001"));
         assert!(list.allows(" +1-555-010-0001 "));
         assert!(list.allows("sip:desk@example.com"));
+        assert!(list.allows("sip:desk@EXAMPLE.COM"));
+        assert!(list.allows("HTTPS://example.com/Next.swml"));
+        // The user part of a SIP URI and a URL's path are case-sensitive: another user, another
+        // document.
+        assert!(!list.allows("sip:DESK@example.com"));
+        assert!(!list.allows("sip:Desk@example.com"));
+        assert!(!list.allows("https://example.com/next.swml"));
         assert!(!list.allows("+15550100002"));
         assert!(!list.allows("+155501000011"));
         assert!(!list.allows("sip:desk@example.com.evil"));
