@@ -3,11 +3,13 @@
 //! Owns the registry and its families: HTTP requests by route and status, request latency,
 //! tool calls by function and outcome, refusals by reason, audit write latency and anomalies.
 //! The HTTP layer records requests; the agent runtime (`voxguard`) records the rest through the
-//! shared [`Metrics`] handle. Label values are bounded sets (known routes, declared tools,
-//! stable reasons) — never raw client input — so a client cannot blow up the cardinality.
+//! shared [`Metrics`] handle. Label values are bounded sets (known routes, the first
+//! [`MAX_FUNCTION_LABELS`] function names, stable reasons) — never raw client input — so
+//! neither a client nor a gateway's upstream can blow up the cardinality.
 //! `/metrics` is served only with its own credentials (`VOXGUARD_METRICS_USER/PASSWORD`).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -17,6 +19,14 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// The most function names `tool_calls` is labelled with; calls of any other function are
+/// counted under [`OTHER_FUNCTION`]. An agent's tools are its own bounded set, but a gateway's
+/// come from each upstream render, which may name new functions for ever.
+pub const MAX_FUNCTION_LABELS: usize = 1024;
+
+/// The `function` label of calls past [`MAX_FUNCTION_LABELS`] names.
+pub const OTHER_FUNCTION: &str = "other";
 
 fn latency_histogram() -> Histogram {
     // 0.1 ms … ~3.3 s
@@ -37,6 +47,9 @@ struct Inner {
     refusals: Family<Labels, Counter>,
     audit_latency: Histogram,
     anomalies: Family<Labels, Counter>,
+    /// The function names `tool_calls` is labelled with so far (at most
+    /// [`MAX_FUNCTION_LABELS`]).
+    functions: RwLock<HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -98,6 +111,7 @@ impl Metrics {
                 refusals,
                 audit_latency,
                 anomalies,
+                functions: RwLock::new(HashSet::new()),
             }),
         }
     }
@@ -120,7 +134,14 @@ impl Metrics {
     }
 
     /// Count one tool call that reached its handler, by outcome (`ok`, `failed`, `refused`).
+    /// The first [`MAX_FUNCTION_LABELS`] function names are labels of their own; later ones are
+    /// counted as [`OTHER_FUNCTION`].
     pub fn tool_call(&self, function: &str, outcome: &str) {
+        let function = if self.function_label(function) {
+            function
+        } else {
+            OTHER_FUNCTION
+        };
         self.inner
             .tool_calls
             .get_or_create(&vec![
@@ -128,6 +149,25 @@ impl Metrics {
                 ("outcome", outcome.to_string()),
             ])
             .inc();
+    }
+
+    /// Whether `function` is (or now becomes) a label of its own.
+    fn function_label(&self, function: &str) -> bool {
+        let known = |set: &HashSet<String>| set.contains(function);
+        if self.inner.functions.read().is_ok_and(|set| known(&set)) {
+            return true;
+        }
+        let Ok(mut set) = self.inner.functions.write() else {
+            return false;
+        };
+        if known(&set) {
+            return true;
+        }
+        if set.len() >= MAX_FUNCTION_LABELS {
+            return false;
+        }
+        set.insert(function.to_string());
+        true
     }
 
     /// Count one refusal by its stable reason.
@@ -157,5 +197,34 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.inner.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_call_labels_stay_bounded_whatever_functions_are_called() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_FUNCTION_LABELS + 500 {
+            metrics.tool_call(&format!("lookup_{i}"), "ok");
+        }
+        metrics.tool_call("lookup_0", "ok");
+        let text = metrics.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("voxguard_tool_calls_total{"))
+            .collect();
+        assert_eq!(series.len(), MAX_FUNCTION_LABELS + 1, "{}", series.len());
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains("function=\"other\"") && l.ends_with(" 500")),
+            "{series:?}"
+        );
+        assert!(series
+            .iter()
+            .any(|l| l.contains("function=\"lookup_0\"") && l.ends_with(" 2")));
     }
 }

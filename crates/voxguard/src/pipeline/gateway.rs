@@ -148,13 +148,13 @@ impl Pipeline {
                 "The agent behind this gateway did not answer with an SWML document.",
             ));
         }
-        if let Some(checker) = &gate.checker {
-            // Paths only: the validator's messages quote values, which can hold credentials.
-            let problems = checker.document_problem_paths(&document);
-            if !problems.is_empty() {
-                tracing::warn!(agent, call_id, problems = %problems.join("; "), "gateway: the upstream's SWML does not validate against the official schema");
-            }
-        }
+        // Paths only: the validator's messages quote values, which can hold credentials. The
+        // paths hold keys the upstream chose: logged once the leak check has passed.
+        let problems = gate
+            .checker
+            .as_ref()
+            .map(|checker| checker.document_problem_paths(&document))
+            .unwrap_or_default();
         let render_id = {
             use rand::Rng;
             format!("{:032x}", rand::thread_rng().gen::<u128>())
@@ -213,6 +213,9 @@ impl Pipeline {
             return Err(upstream_failed(
                 "The agent behind this gateway answered a document that cannot be served safely.",
             ));
+        }
+        if !problems.is_empty() {
+            tracing::warn!(agent, call_id, problems = %problems.join("; "), "gateway: the upstream's SWML does not validate against the official schema");
         }
         if prepared.entry != RenderEntry::default() {
             let scope = session_scope(agent, call_id, &render_id);
