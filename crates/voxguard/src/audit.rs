@@ -171,6 +171,13 @@ pub(crate) const AUTH_FAILURE_WINDOW_SECS: u64 = 60;
 /// writes out) the oldest window.
 pub(crate) const AUTH_FAILURE_SOURCES: usize = 4096;
 
+/// How many failure records are written per window of [`AUTH_FAILURE_WINDOW_SECS`], all
+/// sources together. Past it (many sources at once: a botnet, one host rotating the /64s of its
+/// /48), the records are folded into one per reason, written with source `many` when the
+/// window ends: the trail grows by at most this many (plus one per reason) records a window,
+/// however many addresses fail.
+pub(crate) const AUTH_FAILURE_RECORDS: u64 = 256;
+
 /// Refused logins and webhook signatures at the HTTP layer go to the audit trail too —
 /// aggregated, so that an anonymous flood cannot grow the trail at request rate.
 ///
@@ -178,7 +185,10 @@ pub(crate) const AUTH_FAILURE_SOURCES: usize = 4096;
 /// `arguments: {"count": 1, "window_secs": w}`); the further ones in the same window are only
 /// counted, and written as one event with their `count` when the next failure after the window
 /// arrives, when the maintenance task finds the window closed, when the window is evicted to
-/// make room, or at shutdown. The counts in the trail add up to the failures that happened.
+/// make room, or at shutdown. At most [`AUTH_FAILURE_RECORDS`] such records are written per
+/// window; the rest are folded per reason into one record with source `many` and `sources`
+/// (how many records it stands for). The counts in the trail add up to the failures that
+/// happened.
 pub(crate) struct AuthEvents {
     auditor: Auditor,
     windows: std::sync::Mutex<FailureWindows>,
@@ -226,21 +236,33 @@ impl AuthEvents {
             };
             let mut event = self.auditor.event(kind, Outcome::Refused);
             event.reason = Some(failures.reason.as_str().into());
-            event.source = Some(failures.source.to_string());
             event.request_id = Some(failures.request_id);
             event.function = Some(format!(
                 "{} {}",
                 failures.method,
                 self.auditor.redactor.redact_text(&failures.path)
             ));
-            event.arguments = Some(serde_json::json!({
-                "count": failures.count,
-                "window_secs": AUTH_FAILURE_WINDOW_SECS,
-            }));
+            if failures.folded > 0 {
+                event.source = Some(MANY_SOURCES.into());
+                event.arguments = Some(serde_json::json!({
+                    "count": failures.count,
+                    "sources": failures.folded,
+                    "window_secs": AUTH_FAILURE_WINDOW_SECS,
+                }));
+            } else {
+                event.source = Some(failures.source.to_string());
+                event.arguments = Some(serde_json::json!({
+                    "count": failures.count,
+                    "window_secs": AUTH_FAILURE_WINDOW_SECS,
+                }));
+            }
             let _ = self.auditor.append(event).await;
         }
     }
 }
+
+/// The `source` of a record that folds the failures of many sources ([`AUTH_FAILURE_RECORDS`]).
+pub(crate) const MANY_SOURCES: &str = "many";
 
 /// The source failures are counted under: the address itself for IPv4, its /64 network for
 /// IPv6 (one host commonly holds a whole /64, so counting per address would let it write one
@@ -282,6 +304,7 @@ impl SecurityEvents for AuthEvents {
             path: path.into(),
             request_id: request_id.into(),
             count: 1,
+            folded: 0,
         };
         let due = self.windows().observe(failure, self.auditor.clock.now_ms());
         self.write(due).await;
@@ -297,6 +320,8 @@ pub(crate) struct Failures {
     path: String,
     request_id: String,
     count: u64,
+    /// How many per-source records this one stands for (0: it is one source's own).
+    folded: u64,
 }
 
 /// One open window: when it opened, and the failures counted (not yet written) since.
@@ -310,19 +335,82 @@ pub(crate) struct FailureWindows {
     window_ms: u64,
     cap: usize,
     open: std::collections::HashMap<(std::net::IpAddr, Reason), Window>,
+    /// Records written per window, all sources together, and past it folded per reason.
+    budget: RecordBudget,
+}
+
+/// The records written in the current budget window, and those folded past
+/// [`AUTH_FAILURE_RECORDS`] (one per reason).
+struct RecordBudget {
+    limit: u64,
+    started_ms: u64,
+    used: u64,
+    folded: Vec<Failures>,
+}
+
+impl RecordBudget {
+    /// `due` as it may be written at `now_ms`: within the budget as they are, the rest folded
+    /// (and the records folded in a window that ended by now, first).
+    fn admit(&mut self, due: Vec<Failures>, now_ms: u64, window_ms: u64) -> Vec<Failures> {
+        let mut out = Vec::new();
+        if now_ms >= self.started_ms.saturating_add(window_ms) {
+            self.started_ms = now_ms;
+            self.used = 0;
+            out.append(&mut self.folded);
+        }
+        for failure in due {
+            if self.used < self.limit {
+                self.used += 1;
+                out.push(failure);
+                continue;
+            }
+            let folds = failure.folded.max(1);
+            match self.folded.iter_mut().find(|f| f.reason == failure.reason) {
+                Some(folded) => {
+                    folded.count += failure.count;
+                    folded.folded += folds;
+                    folded.method = failure.method;
+                    folded.path = failure.path;
+                    folded.request_id = failure.request_id;
+                }
+                None => self.folded.push(Failures {
+                    source: std::net::IpAddr::from([0, 0, 0, 0]),
+                    folded: folds,
+                    ..failure
+                }),
+            }
+        }
+        out
+    }
 }
 
 impl FailureWindows {
     pub(crate) fn new(window_ms: u64, cap: usize) -> Self {
+        Self::with_budget(window_ms, cap, AUTH_FAILURE_RECORDS)
+    }
+
+    /// Windows of `window_ms`, at most `cap` at once, at most `records` written per window.
+    pub(crate) fn with_budget(window_ms: u64, cap: usize, records: u64) -> Self {
         Self {
             window_ms,
             cap: cap.max(1),
             open: std::collections::HashMap::new(),
+            budget: RecordBudget {
+                limit: records.max(1),
+                started_ms: 0,
+                used: 0,
+                folded: Vec::new(),
+            },
         }
     }
 
     /// Count `failure` at `now_ms`; returns what must be written now (in order).
     pub(crate) fn observe(&mut self, failure: Failures, now_ms: u64) -> Vec<Failures> {
+        let due = self.observe_unbudgeted(failure, now_ms);
+        self.budget.admit(due, now_ms, self.window_ms)
+    }
+
+    fn observe_unbudgeted(&mut self, failure: Failures, now_ms: u64) -> Vec<Failures> {
         let key = (failure.source, failure.reason);
         let window_ms = self.window_ms;
         let mut due = Vec::new();
@@ -336,7 +424,7 @@ impl FailureWindows {
             window.opened_ms = now_ms;
         } else {
             if self.open.len() >= self.cap {
-                due.extend(self.take_closed(now_ms));
+                due.extend(self.close_ended(now_ms));
             }
             if self.open.len() >= self.cap {
                 let oldest = self
@@ -360,8 +448,14 @@ impl FailureWindows {
         due
     }
 
-    /// Close every window that ended by `now_ms`; returns their counted failures.
+    /// Close every window that ended by `now_ms`; returns what must be written of their
+    /// counted failures (and of the records folded in a budget window that ended).
     pub(crate) fn take_closed(&mut self, now_ms: u64) -> Vec<Failures> {
+        let due = self.close_ended(now_ms);
+        self.budget.admit(due, now_ms, self.window_ms)
+    }
+
+    fn close_ended(&mut self, now_ms: u64) -> Vec<Failures> {
         let window_ms = self.window_ms;
         let mut due = Vec::new();
         self.open.retain(|_, window| {
@@ -374,12 +468,16 @@ impl FailureWindows {
         due
     }
 
-    /// Close every window; returns their counted failures.
+    /// Close every window; returns their counted failures and every folded record (shutdown:
+    /// everything is written).
     pub(crate) fn take_all(&mut self) -> Vec<Failures> {
-        self.open
+        let mut due: Vec<Failures> = self
+            .open
             .drain()
             .filter_map(|(_, window)| window.pending)
-            .collect()
+            .collect();
+        due.append(&mut self.budget.folded);
+        due
     }
 }
 
@@ -406,6 +504,7 @@ mod tests {
             path: "/".into(),
             request_id: request_id.into(),
             count: 1,
+            folded: 0,
         }
     }
 
@@ -449,6 +548,29 @@ mod tests {
         written.extend(windows.take_all());
         assert_eq!(total(&written), 13, "4 sources x 3 + 1");
         assert!(windows.open.is_empty());
+    }
+
+    #[test]
+    fn many_sources_at_once_write_a_bounded_number_of_records_and_lose_no_count() {
+        let mut windows = FailureWindows::with_budget(60_000, 4096, 16);
+        let mut written = Vec::new();
+        // 10,000 sources (a /48's /64s, say) failing twice each within one window.
+        for round in 0..2u64 {
+            for i in 0..10_000u32 {
+                let [_, _, a, b] = i.to_be_bytes();
+                written.extend(windows.observe(failure([10, 1, a, b], "x"), round * 100 + 1));
+            }
+        }
+        assert_eq!(written.len(), 16, "only the budget is written at once");
+        // The window ends: what was counted is folded, not written source by source.
+        written.extend(windows.take_closed(60_001));
+        written.extend(windows.take_closed(120_002));
+        assert!(written.len() <= 16 + 16 + 1, "{}", written.len());
+        let folded: Vec<_> = written.iter().filter(|f| f.folded > 0).collect();
+        assert!(!folded.is_empty());
+        assert!(folded.iter().all(|f| f.source.is_unspecified()));
+        written.extend(windows.take_all());
+        assert_eq!(total(&written), 20_000, "every failure is counted");
     }
 
     #[test]
