@@ -1453,6 +1453,66 @@ async fn password_guessing_is_rate_limited_per_source_and_tokens_still_work() {
     server.stop().await;
 }
 
+/// Behind a trusted proxy every connection comes from the proxy: the per-address lock must
+/// follow the address the proxy forwards, or one guesser locks the operator out for everyone
+/// behind it. Without trust, `X-Forwarded-For` is the client's own words and never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_lock_follows_the_forwarded_address() {
+    let kit = RecordsKit::new().await;
+    let password = kit.password("ana.proxy", "auditor").await;
+    let sessions = Arc::new(
+        SqliteStore::open_in_dir(kit.dir.path(), DEFAULT_SESSION_TTL)
+            .await
+            .expect("session store"),
+    );
+    let (sink, config) = (kit.sink(), kit.config());
+    let server = TestServer::start_with(
+        vec![agent(Arc::default())],
+        |config| config.trust_proxy = true,
+        move |runtime| runtime.store(sessions).audit(sink).records(config),
+        reqwest::Client::builder(),
+    )
+    .await;
+    let login = |from: &'static str, password: String| {
+        let request = server
+            .client
+            .get(server.url("/records"))
+            .basic_auth("ana.proxy", Some(password))
+            // What a client sent, then what the proxy appended: only the last entry counts.
+            .header("x-forwarded-for", format!("192.0.2.66, {from}"));
+        async move { request.send().await.expect("request").status() }
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            login("198.51.100.7", "guess".into()).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login("198.51.100.7", password.clone()).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the guessing address is locked"
+    );
+    assert_eq!(
+        login("203.0.113.9", password.clone()).await,
+        StatusCode::OK,
+        "the operator's own address is not"
+    );
+    server.stop().await;
+    // The trail names the forwarded sources, not the proxy's.
+    let sources: Vec<String> = kit
+        .audit
+        .records(1)
+        .await
+        .expect("records")
+        .into_iter()
+        .filter_map(|r| r.event.source)
+        .collect();
+    assert!(sources.iter().any(|s| s == "198.51.100.7"), "{sources:?}");
+    assert!(sources.iter().any(|s| s == "203.0.113.9"), "{sources:?}");
+    assert!(!sources.iter().any(|s| s == "192.0.2.66"), "{sources:?}");
+}
+
 /// "The last admin cannot be removed or demoted" must hold when two admins remove each other
 /// at the same moment over HTTP: the store checks and removes in one atomic step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,8 @@ pub struct ServerConfig {
     /// (`VOXGUARD_PAYMENT_CONNECTOR_URL`): rendered `pay` verbs send card data there instead
     /// of to this process.
     pub payment_connector_url: Option<url::Url>,
-    /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` (only behind a proxy you control).
+    /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host`, and take a request's source address
+    /// from the last `X-Forwarded-For` entry (only behind a proxy you control).
     pub trust_proxy: bool,
     /// Production mode (`VOXGUARD_ENV=production`): strong credentials and keys are mandatory.
     pub production: bool,

@@ -77,7 +77,9 @@ pub const METRICS_PATH: &str = "/metrics";
 /// Operator paths: they accept only the admin credentials, never the platform's.
 pub const ADMIN_PATHS: [&str; 2] = ["/admin/emergency", "/ready/detail"];
 
-/// The peer address of a connection, inserted by the listener.
+/// The address a request came from, inserted by the listener: the connection's peer, or with
+/// `VOXGUARD_TRUST_PROXY` the address the proxy forwarded
+/// ([`client_addr`](crate::public_url::client_addr)).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 

@@ -7,6 +7,11 @@
 //! could redirect the platform's webhooks, credentials included, to a host of its choosing.
 //! Parsed bases are remembered by their text (a bounded map), because parsing a URL is a
 //! visible share of every request's CPU and the same few hosts arrive again and again.
+//!
+//! It also owns the other proxy header with security weight, `X-Forwarded-For`
+//! ([`client_addr`]): who a request came from, for per-source limits, locks and the audit
+//! trail. Honoured only with the same setting, and only its last entry (the one the proxy
+//! added: anything before it is what the client sent).
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -39,6 +44,40 @@ fn parse(text: String) -> Option<url::Url> {
     }
     map.insert(text, parsed.clone());
     parsed
+}
+
+/// The address a request came from: the connection's `peer`, or with `trust_proxy`
+/// ([`ServerConfig::trust_proxy`]) the last address of the last `X-Forwarded-For` header — the
+/// one the proxy in front added (port 0). Entries before it are the client's own words and
+/// never read; a missing or unreadable last entry leaves the peer (the proxy), so such
+/// requests share one source rather than choose their own.
+pub fn client_addr(
+    trust_proxy: bool,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    if !trust_proxy {
+        return peer;
+    }
+    let Some(last) = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+    else {
+        return peer;
+    };
+    // A bare address (nginx, Caddy), or one written with a port (`[v6]:p`, `v4:p`).
+    let ip = last
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()));
+    match ip {
+        Some(ip) => std::net::SocketAddr::new(ip.to_canonical(), 0),
+        None => peer,
+    }
 }
 
 /// The base URL (no credentials, path ending in `/` or the proxy base's path) for `headers`.
@@ -209,5 +248,48 @@ mod tests {
             }
             assert!(PARSED.lock().unwrap().len() <= MAX_PARSED);
         }
+    }
+
+    #[test]
+    fn the_client_is_the_proxys_last_forwarded_entry_and_only_when_trusted() {
+        let peer: std::net::SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let ip = |trust: bool, pairs: &[(&'static str, &str)]| {
+            client_addr(trust, &headers(pairs), peer).to_string()
+        };
+        let spoofed = [("x-forwarded-for", "1.1.1.1, 203.0.113.9")];
+        // Not trusted: the header is the client's own words.
+        assert_eq!(ip(false, &spoofed), "10.0.0.2:40000");
+        // Trusted: the entry the proxy appended, never the ones the client sent before it.
+        assert_eq!(ip(true, &spoofed), "203.0.113.9:0");
+        assert_eq!(
+            ip(true, &[("x-forwarded-for", "2001:db8::7")]),
+            "[2001:db8::7]:0"
+        );
+        assert_eq!(
+            ip(true, &[("x-forwarded-for", "[2001:db8::7]:443")]),
+            "[2001:db8::7]:0"
+        );
+        assert_eq!(
+            ip(true, &[("x-forwarded-for", "198.51.100.4:5060")]),
+            "198.51.100.4:0"
+        );
+        assert_eq!(
+            ip(true, &[("x-forwarded-for", "::ffff:198.51.100.4")]),
+            "198.51.100.4:0"
+        );
+        // Missing or unreadable: the proxy itself (one shared source, never a chosen one).
+        for pairs in [
+            &[][..],
+            &[("x-forwarded-for", "203.0.113.9, unknown")][..],
+            &[("x-forwarded-for", "")][..],
+            &[("x-forwarded-for", "203.0.113.9,")][..],
+        ] {
+            assert_eq!(ip(true, pairs), "10.0.0.2:40000", "{pairs:?}");
+        }
+        // Several headers: the last one is the nearest proxy's.
+        let mut map = HeaderMap::new();
+        map.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        map.append("x-forwarded-for", "203.0.113.10".parse().unwrap());
+        assert_eq!(client_addr(true, &map, peer).to_string(), "203.0.113.10:0");
     }
 }

@@ -428,8 +428,13 @@ async fn serve_connection(
         late_auth,
     } = app;
     let slot = Arc::new(slot);
+    let trust_proxy = config.trust_proxy;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ClientAddr(peer));
+        // Who the request came from: the peer, or behind a trusted proxy the address it
+        // forwarded (per-source limits, locks and the audit trail read this; the per-address
+        // connection cap counts the peer).
+        let client = crate::public_url::client_addr(trust_proxy, req.headers(), peer);
+        req.extensions_mut().insert(ClientAddr(client));
         let app = app.clone();
         let slot = slot.clone();
         async move {
