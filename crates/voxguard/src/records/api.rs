@@ -44,7 +44,7 @@ pub const LOGINS_PER_MIN: u32 = 20;
 /// under [`LOGINS_PER_MIN`] must not keep them busy. Bearer tokens are not limited.
 pub const LOGINS_PER_MIN_TOTAL: u32 = 120;
 
-/// Failed password checks one operator name may have from one source address (the /64 for
+/// Failed password checks one operator name may have from one source address (the /48 for
 /// IPv6) within [`OPERATOR_LOCK_SECS`] before the name is locked *for that address* for
 /// [`OPERATOR_LOCK_SECS`]: for Basic on `/records` and the console's sign-in alike, counted in
 /// the runtime's attempt store (so every replica sharing it counts together). Someone guessing
@@ -53,9 +53,9 @@ pub const OPERATOR_FAILURES: u32 = 10;
 
 /// Failed password checks one operator name may have from all addresses together within
 /// [`OPERATOR_LOCK_SECS`] before it is locked everywhere (guessing spread over many
-/// addresses). Operator passwords are generated (24 characters), so this bounds a distributed
-/// attempt rather than a dictionary; locking the name out everywhere takes at least ten
-/// addresses.
+/// addresses) — except where the operator signed in within the last 30 days, so that such
+/// guessing cannot lock them out of their own addresses. Operator passwords are generated (24
+/// characters), so this bounds a distributed attempt rather than a dictionary.
 pub const OPERATOR_FAILURES_TOTAL: u32 = 100;
 
 /// How long an operator name stays locked (for one address, or everywhere).
@@ -81,6 +81,13 @@ const SOURCE_LIMITS: AttemptLimits = operator_limits(OPERATOR_FAILURES);
 /// The lock of one name from anywhere ([`OPERATOR_FAILURES_TOTAL`]).
 const NAME_LIMITS: AttemptLimits = operator_limits(OPERATOR_FAILURES_TOTAL);
 
+/// How long a source an operator signed in from is exempt from the name-wide lock
+/// ([`OPERATOR_FAILURES_TOTAL`]): 30 days.
+const KNOWN_SOURCE_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// The most (operator, source) pairs remembered as known.
+const KNOWN_SOURCES: usize = 4096;
+
 /// How long a successful Basic login is remembered (so a client sending Basic on every request
 /// costs one argon2 check per this period, not one per request).
 const LOGIN_CACHE_MS: u64 = 5 * 60 * 1000;
@@ -104,6 +111,9 @@ pub(crate) struct RecordsApi {
     logins: RateLimiter,
     /// SHA-256 of (name, password) → (name, stored PHC, expiry ms).
     cache: Mutex<HashMap<String, (String, String, u64)>>,
+    /// Where operators signed in: SHA-256 of (name, [`lock_source`]) → until (ms). The
+    /// name-wide lock does not apply there.
+    known: Mutex<HashMap<String, u64>>,
 }
 
 /// A refusal plus, for an authenticated operator, who was refused.
@@ -134,6 +144,7 @@ impl RecordsApi {
             attempts,
             logins,
             cache: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
@@ -284,20 +295,18 @@ impl RecordsApi {
         }
         // A locked name is refused before anything else, the login cache included: while
         // locked, a right and a wrong password get the same answer. Two counts: the name from
-        // this address, and the name from anywhere.
-        let locks = [
-            (
-                format!(
-                    "operator-password-source/{}",
-                    operator_token_hash(&format!("{name}\0{}", source_key(request.client.ip())))
-                ),
-                &SOURCE_LIMITS,
-            ),
-            (
+        // this address, and the name from anywhere — which does not apply where the operator
+        // signed in before (so guessing spread over many addresses cannot lock them out of
+        // their own).
+        let from = operator_token_hash(&format!("{name}\0{}", lock_source(request.client.ip())));
+        let known = self.known_source(&from);
+        let mut locks = vec![(format!("operator-password-source/{from}"), &SOURCE_LIMITS)];
+        if !known {
+            locks.push((
                 format!("operator-password/{}", operator_token_hash(name)),
                 &NAME_LIMITS,
-            ),
-        ];
+            ));
+        }
         for (subject, _) in &locks {
             let status = self
                 .attempts
@@ -323,6 +332,7 @@ impl RecordsApi {
                     && cached_name == operator.name
                     && operator.password_hash.as_deref() == Some(phc.as_str())
                 {
+                    self.remember_source(from);
                     return Ok(Some(operator.clone()));
                 }
             }
@@ -379,6 +389,7 @@ impl RecordsApi {
         let Some(operator) = operator.filter(|_| matched) else {
             return Ok(None);
         };
+        self.remember_source(from);
         if let (Ok(mut cache), Some(phc)) = (self.cache.lock(), operator.password_hash.clone()) {
             if cache.len() >= LOGIN_CACHE_SIZE {
                 cache.retain(|_, (_, _, until)| *until > now);
@@ -392,6 +403,30 @@ impl RecordsApi {
             );
         }
         Ok(Some(operator))
+    }
+
+    /// Whether the operator named in `from` (a hash of name and [`lock_source`]) signed in
+    /// from that source within [`KNOWN_SOURCE_MS`] (on this replica).
+    fn known_source(&self, from: &str) -> bool {
+        let now = self.clock.now_ms();
+        self.known
+            .lock()
+            .is_ok_and(|known| known.get(from).is_some_and(|until| *until > now))
+    }
+
+    /// Remember a successful sign-in from `from` (bounded: past [`KNOWN_SOURCES`] the expired
+    /// entries go, then all).
+    fn remember_source(&self, from: String) {
+        let now = self.clock.now_ms();
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= KNOWN_SOURCES && !known.contains_key(&from) {
+                known.retain(|_, until| *until > now);
+                if known.len() >= KNOWN_SOURCES {
+                    known.clear();
+                }
+            }
+            known.insert(from, now + KNOWN_SOURCE_MS);
+        }
     }
 
     /// Refuse a password check for a locked operator name: 429 with `Retry-After`, audited
@@ -949,6 +984,20 @@ fn operator_failure(error: RecordsError) -> Reply {
             problem.to_string(),
         )),
         other => failure(other),
+    }
+}
+
+/// The source a sign-in lock counts under: the address for IPv4, the /48 for IPv6 (one host
+/// commonly holds a /48 or a /56: per /64 it could spread its guesses over thousands of
+/// sources).
+fn lock_source(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut octets = v6.octets();
+            octets[6..].fill(0);
+            format!("{}/48", IpAddr::from(octets))
+        }
+        other => other.to_string(),
     }
 }
 

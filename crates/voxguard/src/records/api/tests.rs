@@ -293,6 +293,42 @@ async fn guessing_from_one_address_locks_the_name_there_and_not_for_the_operator
 }
 
 #[tokio::test]
+async fn one_ipv6_host_is_one_source_for_the_lock_whichever_64_it_uses() {
+    let h = Harness::new().await;
+    let (_, password) = h
+        .records
+        .add_operator(&Actor::cli("test"), "vic", "auditor", true)
+        .await
+        .expect("operator");
+    let basic = |password: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("vic:{password}")
+            )
+        )
+    };
+    // Each guess from another /64 of one /48.
+    let from =
+        |i: u32| -> SocketAddr { format!("[2001:db8:7:{i:x}::1]:5000").parse().expect("addr") };
+    for i in 0..OPERATOR_FAILURES {
+        let reply = h.send_from(&basic("guess"), "GET", "", &[], from(i)).await;
+        assert_eq!(error(&reply), "operator_auth_invalid", "guess {i}");
+    }
+    lock_wait(
+        &h.send_from(&basic(&password), "GET", "", &[], from(99))
+            .await,
+    );
+    // Another /48 is another source.
+    let elsewhere: SocketAddr = "[2001:db8:8::1]:5000".parse().expect("addr");
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], elsewhere)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
 async fn one_name_is_locked_everywhere_after_its_failures_from_many_addresses() {
     let h = Harness::new().await;
     let (_, password) = h
@@ -330,10 +366,16 @@ async fn one_name_is_locked_everywhere_after_its_failures_from_many_addresses() 
             failures += 1;
         }
     }
-    // Locked everywhere, a fresh address and a right password included.
+    // Locked everywhere, a fresh address and a right password included...
     for auth in [basic("guess"), basic(&password)] {
         lock_wait(&h.send_from(&auth, "GET", "", &[], from(200)).await);
     }
+    // ...but where the operator signed in before: guessing spread over many addresses does not
+    // lock them out of their own.
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], from(240))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
     // Another name is not locked; the lock ends after OPERATOR_LOCK_SECS.
     let reply = h.send_from(GHOST_LOGIN, "GET", "", &[], from(201)).await;
     assert_eq!(error(&reply), "operator_auth_invalid");
