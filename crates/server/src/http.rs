@@ -860,17 +860,21 @@ fn log_path(path: &str) -> String {
     if logged.contains('%') {
         let decoded = percent_encoding::percent_decode_str(&logged).decode_utf8_lossy();
         if let std::borrow::Cow::Owned(masked) = redactor.redact_text(&decoded) {
-            logged = masked
-                .chars()
-                .map(|c| {
-                    if voxguard_guard::sanitize::is_unsafe_in_line(c) {
-                        '\u{FFFD}'
-                    } else {
-                        c
-                    }
-                })
-                .collect();
+            logged = masked;
         }
+    }
+    // Decoded, or sent raw (a request target may carry bytes over 0x7F as they are).
+    if logged.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+        logged = logged
+            .chars()
+            .map(|c| {
+                if voxguard_guard::sanitize::is_unsafe_in_line(c) {
+                    '\u{FFFD}'
+                } else {
+                    c
+                }
+            })
+            .collect();
     }
     logged
 }
@@ -1092,5 +1096,15 @@ mod tests {
         // Ordinary text beside it stays as it was.
         let logged = log_path("/swaig/%34111111111111111/caf%C3%A9");
         assert!(logged.ends_with("/café"), "{logged}");
+        // The same characters sent raw, not percent-encoded (nothing to mask, no `%`).
+        for raw in ["/x\u{202E}txt.exe", "/x\u{2028}forged", "/x\u{85}y"] {
+            let logged = log_path(raw);
+            assert_eq!(
+                logged,
+                "/x\u{FFFD}".to_string() + &raw[raw.char_indices().nth(3).unwrap().0..],
+                "{raw:?}"
+            );
+        }
+        assert_eq!(log_path("/café"), "/café");
     }
 }

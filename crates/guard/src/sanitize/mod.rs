@@ -33,7 +33,7 @@ use serde_json::Value;
 pub use phrases::InjectionKind;
 use phrases::{PhraseMatcher, View};
 use text::fold;
-pub use text::{is_unsafe_in_line, normalize};
+pub use text::{is_unsafe_in_line, may_fold_to_ascii, normalize};
 
 /// Longest string argument, in characters, that [`InputGuard`] accepts when the tool's schema
 /// sets no `maxLength` for it.

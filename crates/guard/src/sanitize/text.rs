@@ -93,6 +93,23 @@ pub fn is_unsafe_in_line(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_invisible(c)
 }
 
+/// Whether `c` may stand for ASCII in a host name once IDNA (UTS #46) has mapped it: ASCII
+/// itself, a character mapped to nothing (default ignorables, controls), one whose compatibility
+/// decomposition is ASCII (fullwidth `ｈ`, mathematical `𝐡`, circled `ⓗ`), or a full stop IDNA
+/// reads as `.`. Kana, ideographs and most letters of other scripts may not.
+pub fn may_fold_to_ascii(c: char) -> bool {
+    if c.is_ascii() || is_unsafe_in_line(c) || matches!(c, '\u{3002}' | '\u{FF0E}' | '\u{FF61}') {
+        return true;
+    }
+    let mut ascii = true;
+    let mut any = false;
+    unicode_normalization::char::decompose_compatible(c, |d| {
+        any = true;
+        ascii &= d.is_ascii();
+    });
+    any && ascii
+}
+
 /// Default-ignorable code points: characters that render as nothing (or only steer rendering)
 /// and so can hide text from a person reading it.
 fn is_invisible(c: char) -> bool {

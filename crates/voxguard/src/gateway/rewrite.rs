@@ -771,12 +771,7 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
             return false;
         }
         if authority.len() > MAX_HOST {
-            // Too long to be parsed here. No host and port is this long, but a URL parser
-            // reads any number of leading zeros in a port or an IP number and drops the
-            // characters IDNA ignores, so such an authority may still name the upstream: it is
-            // taken to (fail closed) — unless it holds user-info, whose host is the reading
-            // after its last `@`, looked at on its own.
-            return !authority.contains('@');
+            return long_authority_may_name(authority, host);
         }
         let Ok(url) = url::Url::parse(&format!("{scheme}://{authority}/")) else {
             return false;
@@ -863,6 +858,41 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
         from = start.max(colon + 1);
     }
     false
+}
+
+/// Whether an authority too long to parse here (over 300 bytes: no host and port is this
+/// long) may still name the upstream's `host`: a URL parser reads any number of leading zeros
+/// in a port or an IP number, and IDNA drops ignorable characters and maps compatibility forms
+/// (`ｈ`, `𝐡`) to ASCII, so it may — and is taken to (fail closed) — unless something in it
+/// rules a host and port out: user-info (its host is the reading after the last `@`, looked at
+/// on its own), a second `:` outside brackets or a second bracket, or a character that cannot
+/// become part of an ASCII host (kana, ideographs: text that merely runs on after a URL). The
+/// scan stops at the first of those, so the candidates of one text, whose own colons and
+/// brackets end each other's scans, cost O(its length) together. An upstream whose host is not
+/// ASCII (an IDN) is matched by any long authority without user-info.
+fn long_authority_may_name(authority: &str, host: &str) -> bool {
+    let ascii_host = host.is_ascii() && !host.contains("xn--");
+    let (mut colons, mut opened, mut closed, mut inside) = (0, 0, 0, false);
+    for c in authority.chars() {
+        match c {
+            '@' => return false,
+            '[' => {
+                opened += 1;
+                inside = true;
+            }
+            ']' => {
+                closed += 1;
+                inside = false;
+            }
+            ':' if !inside => colons += 1,
+            _ if ascii_host && !voxguard_guard::sanitize::may_fold_to_ascii(c) => return false,
+            _ => {}
+        }
+        if colons > 1 || opened > 1 || closed > 1 {
+            return false;
+        }
+    }
+    true
 }
 
 /// `text` as a URL parser would meet it once the JSON strings around it are read: `\/`,
@@ -1209,23 +1239,38 @@ mod tests {
         ] {
             assert!(!found(text), "{text}");
         }
-        // A URL parser reads any number of leading zeros and drops what IDNA ignores: an
-        // authority too long to parse counts as the upstream's, whatever it is written with.
+        // A URL parser reads any number of leading zeros, drops what IDNA ignores and maps
+        // compatibility forms: an authority too long to parse counts as the upstream's when it
+        // could become an ASCII host and port.
         for text in [
             format!("http://127.0.0.1:{}3000/swml", "0".repeat(300)),
             format!("http://0x{}7f000001:3000/", "0".repeat(300)),
             format!("http://x'@127.0.0.1:{}3000/", "0".repeat(400)),
             format!("http://127.0.0.1{}:3000/", "\u{AD}".repeat(200)),
             format!("http://x{}.example:3000/", "y".repeat(400)),
+            format!("http://１２７.0.0.1:{}3000/", "０".repeat(150)),
         ] {
             assert!(url_on_origin(&json!([text]), &origin).is_some(), "{text}");
         }
         let named = url::Url::parse("http://agent:3000/").unwrap().origin();
-        let text = format!("http://agent:{}3000/swml", "0".repeat(300));
-        assert!(url_on_origin(&json!([text]), &named).is_some(), "{text}");
-        // Long user-info is no reason: its host is read after the last `@`.
-        let text = format!("http://{}@elsewhere.example:3000/", "u".repeat(400));
-        assert!(url_on_origin(&json!([text]), &origin).is_none(), "{text}");
+        for text in [
+            format!("http://agent:{}3000/swml", "0".repeat(300)),
+            format!("http://𝐚𝐠𝐞𝐧𝐭:{}3000/swml", "0".repeat(300)),
+        ] {
+            assert!(url_on_origin(&json!([text]), &named).is_some(), "{text}");
+        }
+        // Long user-info is no reason: its host is read after the last `@`. Nor is text that
+        // runs on after a URL in a language written without spaces.
+        for text in [
+            format!("http://{}@elsewhere.example:3000/", "u".repeat(400)),
+            format!(
+                "詳しくはhttps://example.jpをご覧ください。{}",
+                "あ".repeat(150)
+            ),
+            format!("see http://127.0.0.1:3000{}", "ข".repeat(150)),
+        ] {
+            assert!(url_on_origin(&json!([text]), &origin).is_none(), "{text}");
+        }
         // One authority read as two schemes: each with its own default port.
         let port_80 = url::Url::parse("http://127.0.0.1/").unwrap().origin();
         for text in [
@@ -1247,7 +1292,10 @@ mod tests {
         // authority included (one too long to be a host counts as the upstream's).
         for (many, long_authority) in [
             ("a://b".repeat(100_000), false),
-            (format!("http://{}", "g:".repeat(200_000)), true),
+            (format!("http://{}", "g:".repeat(200_000)), false),
+            (format!("http://{}", "g".repeat(400_000)), true),
+            ("http:ahttp:[a".repeat(50_000), false),
+            ("http:a".repeat(100_000), false),
             (":".repeat(300_000), false),
         ] {
             let found = url_on_origin(&json!({"x": many}), &origin).is_some();
