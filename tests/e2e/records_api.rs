@@ -1455,7 +1455,8 @@ async fn password_guessing_is_rate_limited_per_source_and_tokens_still_work() {
 
 /// Behind a trusted proxy every connection comes from the proxy: the per-address lock must
 /// follow the address the proxy forwards, or one guesser locks the operator out for everyone
-/// behind it. Without trust, `X-Forwarded-For` is the client's own words and never read.
+/// behind it. From any other peer, `X-Forwarded-For` is the client's own words and never read
+/// (`forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_lock_follows_the_forwarded_address() {
     let kit = RecordsKit::new().await;
@@ -1468,7 +1469,7 @@ async fn behind_a_trusted_proxy_the_lock_follows_the_forwarded_address() {
     let (sink, config) = (kit.sink(), kit.config());
     let server = TestServer::start_with(
         vec![agent(Arc::default())],
-        |config| config.trust_proxy = true,
+        |config| config.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")],
         move |runtime| runtime.store(sessions).audit(sink).records(config),
         reqwest::Client::builder(),
     )
@@ -1511,6 +1512,55 @@ async fn behind_a_trusted_proxy_the_lock_follows_the_forwarded_address() {
     assert!(sources.iter().any(|s| s == "198.51.100.7"), "{sources:?}");
     assert!(sources.iter().any(|s| s == "203.0.113.9"), "{sources:?}");
     assert!(!sources.iter().any(|s| s == "192.0.2.66"), "{sources:?}");
+}
+
+/// `VOXGUARD_TRUST_PROXY` (the public URL's headers) does not make `X-Forwarded-For` trusted:
+/// a proxy trusted for those may pass a client's own `X-Forwarded-For` through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let kit = RecordsKit::new().await;
+    let password = kit.password("ben.proxy", "auditor").await;
+    let sessions = Arc::new(
+        SqliteStore::open_in_dir(kit.dir.path(), DEFAULT_SESSION_TTL)
+            .await
+            .expect("session store"),
+    );
+    let (sink, config) = (kit.sink(), kit.config());
+    let server = TestServer::start_with(
+        vec![agent(Arc::default())],
+        |config| {
+            config.trust_proxy = true;
+            // Some proxy, but not the peer these requests come from.
+            config.trusted_proxies = vec!["10.0.0.0/8".parse().expect("network")];
+        },
+        move |runtime| runtime.store(sessions).audit(sink).records(config),
+        reqwest::Client::builder(),
+    )
+    .await;
+    for i in 0..10 {
+        let status = server
+            .client
+            .get(server.url("/records"))
+            .basic_auth("ben.proxy", Some("guess"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .send()
+            .await
+            .expect("request")
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // Every guess counted against the real peer, whatever the header said.
+    let status = server
+        .client
+        .get(server.url("/records"))
+        .basic_auth("ben.proxy", Some(&password))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    server.stop().await;
 }
 
 /// "The last admin cannot be removed or demoted" must hold when two admins remove each other

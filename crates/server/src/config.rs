@@ -63,9 +63,12 @@ pub struct ServerConfig {
     /// (`VOXGUARD_PAYMENT_CONNECTOR_URL`): rendered `pay` verbs send card data there instead
     /// of to this process.
     pub payment_connector_url: Option<url::Url>,
-    /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host`, and take a request's source address
-    /// from the last `X-Forwarded-For` entry (only behind a proxy you control).
+    /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` (only behind a proxy you control).
     pub trust_proxy: bool,
+    /// The proxies whose `X-Forwarded-For` names a request's source
+    /// (`VOXGUARD_TRUSTED_PROXIES`): a request from one of these addresses comes from the
+    /// header's last entry that is not itself one of them. Empty: the header is never read.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Production mode (`VOXGUARD_ENV=production`): strong credentials and keys are mandatory.
     pub production: bool,
     /// Credentials for the operator endpoints (`/admin/*`, `/ready/detail`); `None` disables
@@ -159,6 +162,7 @@ impl ServerConfig {
             role: ServeRole::All,
             payment_connector_url: None,
             trust_proxy: false,
+            trusted_proxies: Vec::new(),
             production: false,
             admin_credentials: None,
             metrics_credentials: None,
@@ -341,6 +345,7 @@ impl ServerConfig {
             "at least 32 characters",
         )?;
         let trust_proxy = parse_bool(&get, "VOXGUARD_TRUST_PROXY")?;
+        let trusted_proxies = parse_networks(&get, "VOXGUARD_TRUSTED_PROXIES")?;
         // Taken verbatim (not trimmed): the key is the dashboard's text, byte for byte.
         let signing_key = match lookup("SIGNALWIRE_SIGNING_KEY") {
             None => None,
@@ -382,6 +387,7 @@ impl ServerConfig {
             role,
             payment_connector_url,
             trust_proxy,
+            trusted_proxies,
             production,
             admin_credentials,
             metrics_credentials,
@@ -473,6 +479,31 @@ fn secs_or(
     }
 }
 
+/// A comma-separated list of addresses (`10.0.0.7`, `2001:db8::1`) and networks
+/// (`10.0.0.0/8`, `fd00::/8`); unset or blank is the empty list.
+fn parse_networks(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(value) = get(name) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    name,
+                    value: item.chars().take(64).collect(),
+                    expected: "comma-separated addresses or networks (10.0.0.0/8, 2001:db8::1)",
+                })
+        })
+        .collect()
+}
+
 fn parse_bool(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -555,12 +586,24 @@ mod tests {
             ("VOXGUARD_BODY_LIMIT", "0"),
             ("VOXGUARD_REQUEST_TIMEOUT_SECS", "-1"),
             ("VOXGUARD_TRUST_PROXY", "maybe"),
+            ("VOXGUARD_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("VOXGUARD_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"),
             ("SWML_PROXY_URL_BASE", "https://user:pw@example.com"),
             ("VOXGUARD_ENV", "staging"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        assert!(config(&[]).unwrap().trusted_proxies.is_empty());
+        let proxies = config(&[("VOXGUARD_TRUSTED_PROXIES", " 10.0.0.0/8, 2001:db8::1 ,")])
+            .unwrap()
+            .trusted_proxies;
+        let shown: Vec<String> = proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "2001:db8::1/128"]);
     }
 
     #[test]

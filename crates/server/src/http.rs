@@ -77,8 +77,8 @@ pub const METRICS_PATH: &str = "/metrics";
 /// Operator paths: they accept only the admin credentials, never the platform's.
 pub const ADMIN_PATHS: [&str; 2] = ["/admin/emergency", "/ready/detail"];
 
-/// The address a request came from, inserted by the listener: the connection's peer, or with
-/// `VOXGUARD_TRUST_PROXY` the address the proxy forwarded
+/// The address a request came from, inserted by the listener: the connection's peer, or from
+/// one of `VOXGUARD_TRUSTED_PROXIES` the address it forwarded
 /// ([`client_addr`](crate::public_url::client_addr)).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);

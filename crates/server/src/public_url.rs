@@ -10,8 +10,9 @@
 //!
 //! It also owns the other proxy header with security weight, `X-Forwarded-For`
 //! ([`client_addr`]): who a request came from, for per-source limits, locks and the audit
-//! trail. Honoured only with the same setting, and only its last entry (the one the proxy
-//! added: anything before it is what the client sent).
+//! trail. Read only on requests whose peer is one of `VOXGUARD_TRUSTED_PROXIES` (a separate
+//! setting: a proxy trusted for the public URL may still pass a client's own header through),
+//! and only from the right: the first entry that is not a trusted proxy is the client.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -46,38 +47,41 @@ fn parse(text: String) -> Option<url::Url> {
     parsed
 }
 
-/// The address a request came from: the connection's `peer`, or with `trust_proxy`
-/// ([`ServerConfig::trust_proxy`]) the last address of the last `X-Forwarded-For` header — the
-/// one the proxy in front added (port 0). Entries before it are the client's own words and
-/// never read; a missing or unreadable last entry leaves the peer (the proxy), so such
-/// requests share one source rather than choose their own.
+/// The address a request came from: the connection's `peer`, or — when the peer is one of the
+/// `trusted` proxies ([`ServerConfig::trusted_proxies`]) — the last entry of `X-Forwarded-For`
+/// (all its headers, in order) that is not itself a trusted proxy, with port 0. Entries to the
+/// left of it are the client's own words and never read; an unreadable entry met first leaves
+/// the peer, so such requests share one source rather than choose their own.
 pub fn client_addr(
-    trust_proxy: bool,
+    trusted: &[ipnet::IpNet],
     headers: &HeaderMap,
     peer: std::net::SocketAddr,
 ) -> std::net::SocketAddr {
-    if !trust_proxy {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    if trusted.is_empty() || !is_trusted(peer.ip().to_canonical()) {
         return peer;
     }
-    let Some(last) = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(str::trim)
-    else {
-        return peer;
-    };
-    // A bare address (nginx, Caddy), or one written with a port (`[v6]:p`, `v4:p`).
-    let ip = last
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .or_else(|| last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()));
-    match ip {
-        Some(ip) => std::net::SocketAddr::new(ip.to_canonical(), 0),
-        None => peer,
+    let mut headers = headers.get_all("x-forwarded-for").iter().rev();
+    // The entries from the right, across headers (bounded by the request head's size).
+    let entries = std::iter::from_fn(|| headers.next()).flat_map(|value| {
+        value
+            .to_str()
+            .map(|v| v.rsplit(',').map(str::trim).collect::<Vec<_>>())
+            .unwrap_or_else(|_| vec![""])
+    });
+    for entry in entries {
+        // A bare address (nginx, Caddy), or one written with a port (`[v6]:p`, `v4:p`).
+        let ip = entry
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()));
+        match ip.map(|ip| ip.to_canonical()) {
+            Some(ip) if is_trusted(ip) => continue,
+            Some(ip) => return std::net::SocketAddr::new(ip, 0),
+            None => return peer,
+        }
     }
+    peer
 }
 
 /// The base URL (no credentials, path ending in `/` or the proxy base's path) for `headers`.
@@ -251,32 +255,30 @@ mod tests {
     }
 
     #[test]
-    fn the_client_is_the_proxys_last_forwarded_entry_and_only_when_trusted() {
-        let peer: std::net::SocketAddr = "10.0.0.2:40000".parse().unwrap();
-        let ip = |trust: bool, pairs: &[(&'static str, &str)]| {
-            client_addr(trust, &headers(pairs), peer).to_string()
+    fn the_client_is_the_first_untrusted_forwarded_entry_from_the_right() {
+        let proxy: std::net::SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |trusted: &[ipnet::IpNet], peer, pairs: &[(&'static str, &str)]| {
+            client_addr(trusted, &headers(pairs), peer).to_string()
         };
         let spoofed = [("x-forwarded-for", "1.1.1.1, 203.0.113.9")];
-        // Not trusted: the header is the client's own words.
-        assert_eq!(ip(false, &spoofed), "10.0.0.2:40000");
-        // Trusted: the entry the proxy appended, never the ones the client sent before it.
-        assert_eq!(ip(true, &spoofed), "203.0.113.9:0");
-        assert_eq!(
-            ip(true, &[("x-forwarded-for", "2001:db8::7")]),
-            "[2001:db8::7]:0"
-        );
-        assert_eq!(
-            ip(true, &[("x-forwarded-for", "[2001:db8::7]:443")]),
-            "[2001:db8::7]:0"
-        );
-        assert_eq!(
-            ip(true, &[("x-forwarded-for", "198.51.100.4:5060")]),
-            "198.51.100.4:0"
-        );
-        assert_eq!(
-            ip(true, &[("x-forwarded-for", "::ffff:198.51.100.4")]),
-            "198.51.100.4:0"
-        );
+        // No trusted proxies, or a peer that is not one: the header is the client's words.
+        assert_eq!(ip(&[], proxy, &spoofed), "10.0.0.2:40000");
+        let direct: std::net::SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        assert_eq!(ip(&trusted, direct, &spoofed), "198.51.100.1:5000");
+        // From a trusted proxy: the entry it appended, never the ones the client sent first.
+        assert_eq!(ip(&trusted, proxy, &spoofed), "203.0.113.9:0");
+        // A chain of trusted proxies is walked from the right.
+        let chain = [("x-forwarded-for", "1.1.1.1, 203.0.113.9, 10.1.2.3")];
+        assert_eq!(ip(&trusted, proxy, &chain), "203.0.113.9:0");
+        for (value, client) in [
+            ("2001:db8::7", "[2001:db8::7]:0"),
+            ("[2001:db8::7]:443", "[2001:db8::7]:0"),
+            ("198.51.100.4:5060", "198.51.100.4:0"),
+            ("::ffff:198.51.100.4", "198.51.100.4:0"),
+        ] {
+            assert_eq!(ip(&trusted, proxy, &[("x-forwarded-for", value)]), client);
+        }
         // Missing or unreadable: the proxy itself (one shared source, never a chosen one).
         for pairs in [
             &[][..],
@@ -284,12 +286,15 @@ mod tests {
             &[("x-forwarded-for", "")][..],
             &[("x-forwarded-for", "203.0.113.9,")][..],
         ] {
-            assert_eq!(ip(true, pairs), "10.0.0.2:40000", "{pairs:?}");
+            assert_eq!(ip(&trusted, proxy, pairs), "10.0.0.2:40000", "{pairs:?}");
         }
-        // Several headers: the last one is the nearest proxy's.
+        // Several headers: read from the last one back.
         let mut map = HeaderMap::new();
         map.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
-        map.append("x-forwarded-for", "203.0.113.10".parse().unwrap());
-        assert_eq!(client_addr(true, &map, peer).to_string(), "203.0.113.10:0");
+        map.append("x-forwarded-for", "203.0.113.10, 10.9.9.9".parse().unwrap());
+        assert_eq!(
+            client_addr(&trusted, &map, proxy).to_string(),
+            "203.0.113.10:0"
+        );
     }
 }

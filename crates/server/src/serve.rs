@@ -428,12 +428,12 @@ async fn serve_connection(
         late_auth,
     } = app;
     let slot = Arc::new(slot);
-    let trust_proxy = config.trust_proxy;
+    let trusted_proxies = Arc::new(config.trusted_proxies.clone());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // Who the request came from: the peer, or behind a trusted proxy the address it
         // forwarded (per-source limits, locks and the audit trail read this; the per-address
         // connection cap counts the peer).
-        let client = crate::public_url::client_addr(trust_proxy, req.headers(), peer);
+        let client = crate::public_url::client_addr(&trusted_proxies, req.headers(), peer);
         req.extensions_mut().insert(ClientAddr(client));
         let app = app.clone();
         let slot = slot.clone();
