@@ -186,8 +186,8 @@ pub(crate) const AUTH_FAILURE_RECORDS: u64 = 256;
 /// counted, and written as one event with their `count` when the next failure after the window
 /// arrives, when the maintenance task finds the window closed, when the window is evicted to
 /// make room, or at shutdown. At most [`AUTH_FAILURE_RECORDS`] such records are written per
-/// window; the rest are folded per reason into one record with source `many` and `sources`
-/// (how many records it stands for). The counts in the trail add up to the failures that
+/// window; the rest are folded per reason into one record with source `many` and `records`
+/// (how many per-source records it stands for). The counts in the trail add up to the failures that
 /// happened.
 pub(crate) struct AuthEvents {
     auditor: Auditor,
@@ -246,7 +246,7 @@ impl AuthEvents {
                 event.source = Some(MANY_SOURCES.into());
                 event.arguments = Some(serde_json::json!({
                     "count": failures.count,
-                    "sources": failures.folded,
+                    "records": failures.folded,
                     "window_secs": AUTH_FAILURE_WINDOW_SECS,
                 }));
             } else {
@@ -264,14 +264,15 @@ impl AuthEvents {
 /// The `source` of a record that folds the failures of many sources ([`AUTH_FAILURE_RECORDS`]).
 pub(crate) const MANY_SOURCES: &str = "many";
 
-/// The source failures are counted under: the address itself for IPv4, its /64 network for
-/// IPv6 (one host commonly holds a whole /64, so counting per address would let it write one
-/// durable event per request by rotating addresses).
+/// The source failures are counted under: the address itself for IPv4, its /48 network for
+/// IPv6 (one host commonly holds a /48 or a /56, so counting per address or per /64 would let
+/// it write one durable event per request — or spend the records budget of every other source,
+/// [`AUTH_FAILURE_RECORDS`] — by rotating addresses).
 fn aggregation_source(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
         std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let mut octets = v6.octets();
-            octets[8..].fill(0);
+            octets[6..].fill(0);
             std::net::IpAddr::from(octets)
         }
         other => other,
@@ -486,10 +487,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipv6_failures_are_counted_per_64_and_ipv4_per_address() {
+    fn ipv6_failures_are_counted_per_48_and_ipv4_per_address() {
         let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
-        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
-        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        let b: std::net::IpAddr = "2001:db8:1:ff:bbbb::9".parse().expect("ip");
+        let c: std::net::IpAddr = "2001:db8:2:2::1".parse().expect("ip");
         assert_eq!(aggregation_source(a), aggregation_source(b));
         assert_ne!(aggregation_source(a), aggregation_source(c));
         let v4: std::net::IpAddr = "198.51.100.7".parse().expect("ip");

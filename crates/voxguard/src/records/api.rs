@@ -415,14 +415,20 @@ impl RecordsApi {
     }
 
     /// Remember a successful sign-in from `from` (bounded: past [`KNOWN_SOURCES`] the expired
-    /// entries go, then all).
+    /// entries go, then the one remembered longest ago).
     fn remember_source(&self, from: String) {
         let now = self.clock.now_ms();
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= KNOWN_SOURCES && !known.contains_key(&from) {
                 known.retain(|_, until| *until > now);
                 if known.len() >= KNOWN_SOURCES {
-                    known.clear();
+                    let oldest = known
+                        .iter()
+                        .min_by_key(|(_, until)| **until)
+                        .map(|(key, _)| key.clone());
+                    if let Some(oldest) = oldest {
+                        known.remove(&oldest);
+                    }
                 }
             }
             known.insert(from, now + KNOWN_SOURCE_MS);
