@@ -92,6 +92,22 @@ fn agent(seen: Seen) -> Agent {
 
 /// A server with records on, on the kit's data directory (sessions in SQLite there too).
 async fn server(kit: &RecordsKit, seen: Seen) -> TestServer {
+    server_seen(kit, seen, |_| {}).await
+}
+
+/// [`server`] with its server configuration adjusted by `configure`.
+async fn server_with(
+    kit: &RecordsKit,
+    configure: impl FnOnce(&mut voxguard::server::ServerConfig),
+) -> TestServer {
+    server_seen(kit, Arc::default(), configure).await
+}
+
+async fn server_seen(
+    kit: &RecordsKit,
+    seen: Seen,
+    configure: impl FnOnce(&mut voxguard::server::ServerConfig),
+) -> TestServer {
     let sessions = Arc::new(
         SqliteStore::open_in_dir(kit.dir.path(), DEFAULT_SESSION_TTL)
             .await
@@ -101,7 +117,7 @@ async fn server(kit: &RecordsKit, seen: Seen) -> TestServer {
     let config = kit.config();
     TestServer::start_with(
         vec![agent(seen)],
-        |_| {},
+        configure,
         move |runtime| runtime.store(sessions).audit(sink).records(config),
         reqwest::Client::builder(),
     )
@@ -1461,18 +1477,9 @@ async fn password_guessing_is_rate_limited_per_source_and_tokens_still_work() {
 async fn behind_a_trusted_proxy_the_lock_follows_the_forwarded_address() {
     let kit = RecordsKit::new().await;
     let password = kit.password("ana.proxy", "auditor").await;
-    let sessions = Arc::new(
-        SqliteStore::open_in_dir(kit.dir.path(), DEFAULT_SESSION_TTL)
-            .await
-            .expect("session store"),
-    );
-    let (sink, config) = (kit.sink(), kit.config());
-    let server = TestServer::start_with(
-        vec![agent(Arc::default())],
-        |config| config.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")],
-        move |runtime| runtime.store(sessions).audit(sink).records(config),
-        reqwest::Client::builder(),
-    )
+    let server = server_with(&kit, |config| {
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")];
+    })
     .await;
     let login = |from: &'static str, password: String| {
         let request = server
@@ -1520,22 +1527,11 @@ async fn behind_a_trusted_proxy_the_lock_follows_the_forwarded_address() {
 async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     let kit = RecordsKit::new().await;
     let password = kit.password("ben.proxy", "auditor").await;
-    let sessions = Arc::new(
-        SqliteStore::open_in_dir(kit.dir.path(), DEFAULT_SESSION_TTL)
-            .await
-            .expect("session store"),
-    );
-    let (sink, config) = (kit.sink(), kit.config());
-    let server = TestServer::start_with(
-        vec![agent(Arc::default())],
-        |config| {
-            config.trust_proxy = true;
-            // Some proxy, but not the peer these requests come from.
-            config.trusted_proxies = vec!["10.0.0.0/8".parse().expect("network")];
-        },
-        move |runtime| runtime.store(sessions).audit(sink).records(config),
-        reqwest::Client::builder(),
-    )
+    let server = server_with(&kit, |config| {
+        config.trust_proxy = true;
+        // Some proxy, but not the peer these requests come from.
+        config.trusted_proxies = vec!["10.0.0.0/8".parse().expect("network")];
+    })
     .await;
     for i in 0..10 {
         let status = server

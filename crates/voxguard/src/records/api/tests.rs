@@ -246,23 +246,33 @@ fn lock_wait(reply: &Reply) -> u64 {
     wait
 }
 
+impl Harness {
+    /// A harness with the auditor `vic`; returns it and vic's password.
+    async fn with_vic() -> (Self, String) {
+        let h = Self::new().await;
+        let (_, password) = h
+            .records
+            .add_operator(&Actor::cli("test"), "vic", "auditor", true)
+            .await
+            .expect("operator");
+        (h, password.to_string())
+    }
+}
+
+/// `Authorization` for vic with `password`.
+fn basic(password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("vic:{password}")
+        )
+    )
+}
+
 #[tokio::test]
 async fn guessing_from_one_address_locks_the_name_there_and_not_for_the_operator_elsewhere() {
-    let h = Harness::new().await;
-    let (_, password) = h
-        .records
-        .add_operator(&Actor::cli("test"), "vic", "auditor", true)
-        .await
-        .expect("operator");
-    let basic = |password: &str| {
-        format!(
-            "Basic {}",
-            base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                format!("vic:{password}")
-            )
-        )
-    };
+    let (h, password) = Harness::with_vic().await;
     let attacker: SocketAddr = "10.1.0.1:5000".parse().expect("addr");
     // The operator works from another address.
     let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
@@ -294,21 +304,7 @@ async fn guessing_from_one_address_locks_the_name_there_and_not_for_the_operator
 
 #[tokio::test]
 async fn one_ipv6_host_is_one_source_for_the_lock_whichever_64_it_uses() {
-    let h = Harness::new().await;
-    let (_, password) = h
-        .records
-        .add_operator(&Actor::cli("test"), "vic", "auditor", true)
-        .await
-        .expect("operator");
-    let basic = |password: &str| {
-        format!(
-            "Basic {}",
-            base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                format!("vic:{password}")
-            )
-        )
-    };
+    let (h, password) = Harness::with_vic().await;
     // Each guess from another /64 of one /48.
     let from =
         |i: u32| -> SocketAddr { format!("[2001:db8:7:{i:x}::1]:5000").parse().expect("addr") };
@@ -330,21 +326,7 @@ async fn one_ipv6_host_is_one_source_for_the_lock_whichever_64_it_uses() {
 
 #[tokio::test]
 async fn one_name_is_locked_everywhere_after_its_failures_from_many_addresses() {
-    let h = Harness::new().await;
-    let (_, password) = h
-        .records
-        .add_operator(&Actor::cli("test"), "vic", "auditor", true)
-        .await
-        .expect("operator");
-    let basic = |password: &str| {
-        format!(
-            "Basic {}",
-            base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                format!("vic:{password}")
-            )
-        )
-    };
+    let (h, password) = Harness::with_vic().await;
     let from = |i: u32| -> SocketAddr { format!("10.1.{i}.1:5000").parse().expect("addr") };
     let reply = h
         .send_from(&basic(&password), "GET", "", &[], from(240))
