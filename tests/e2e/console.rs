@@ -818,6 +818,38 @@ async fn the_emergency_switch_from_the_console_is_seen_by_a_tool_call() {
 }
 
 #[tokio::test]
+async fn one_operator_opens_at_most_20_sessions_in_10_minutes() {
+    let desk = desk().await;
+    let password = desk.kit.password("many", "auditor").await;
+    // A remembered password costs no argon2 check: the cap is on sessions opened.
+    for attempt in 0..20 {
+        let good = sign_in(&browser(), &desk, "many", &password).await;
+        assert_eq!(good.status, StatusCode::SEE_OTHER, "sign-in {attempt}");
+    }
+    let refused = sign_in(&browser(), &desk, "many", &password).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        refused.body.contains("Too many sign-ins for this operator"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    // Another operator is not affected.
+    let other = desk.kit.password("few", "auditor").await;
+    let good = sign_in(&browser(), &desk, "few", &other).await;
+    assert_eq!(good.status, StatusCode::SEE_OTHER);
+    let sessions = events(&desk)
+        .await
+        .iter()
+        .filter(|e| {
+            e.function.as_deref() == Some("console_sign_in")
+                && e.operator.as_deref() == Some("many")
+        })
+        .count();
+    assert_eq!(sessions, 20);
+}
+
+#[tokio::test]
 async fn sign_ins_are_limited_per_operator() {
     let desk = desk().await;
     let password = desk.kit.password("lim", "auditor").await;

@@ -165,7 +165,14 @@ pub(crate) struct Console {
     overviews: tokio::sync::Semaphore,
     /// The live event streams open now, per operator and in all.
     streams: Arc<live::Streams>,
+    /// Sessions opened per operator ([`SIGN_INS_PER_OPERATOR`]).
+    sign_ins: voxguard_guard::RateLimiter,
 }
+
+/// Sessions one operator may open per 10 minutes, however they sign in (a remembered password
+/// costs no argon2 check): each is a stored session and an audit event, so an operator's
+/// script cannot open them at request rate.
+pub(crate) const SIGN_INS_PER_OPERATOR: u32 = 20;
 
 impl Console {
     /// The console over the records API `api` (operators, permission table, audit), the
@@ -177,10 +184,18 @@ impl Console {
         timeouts: ConsoleTimeouts,
     ) -> Self {
         let clock = api.clock.clone();
+        let mut sign_ins = voxguard_guard::RateLimiter::with_clock(clock.clone());
+        if let Ok(limit) = voxguard_guard::RateLimit::new(
+            SIGN_INS_PER_OPERATOR,
+            std::time::Duration::from_secs(600),
+        ) {
+            sign_ins = sign_ins.per_caller(limit);
+        }
         Self {
             api,
             admin,
             sessions,
+            sign_ins,
             clock,
             timeouts,
             agents: Vec::new(),
@@ -494,6 +509,26 @@ impl Console {
                 return retry_after(page, wait.filter(|_| status == 429));
             }
         };
+        if let Err(limited) = self.sign_ins.check("console_sign_in", &operator.name) {
+            // On record like other refused sign-ins (aggregated per source).
+            self.api
+                .events
+                .auth_failed(
+                    request.client,
+                    "POST",
+                    at,
+                    voxguard_guard::Reason::RateLimited,
+                    &request.request_id,
+                )
+                .await;
+            let page = self.sign_in_page(
+                request,
+                Some("Too many sign-ins for this operator; wait a few minutes and try again."),
+                &shown_name,
+                429,
+            );
+            return retry_after(page, Some(limited.retry_after_secs()));
+        }
         // A browser signing in again (another operator at a shared desk) ends the session it
         // had: its old cookie must not open anything afterwards.
         if let Some(old) = request.cookie(SESSION_COOKIE).filter(|id| valid_id(id)) {
