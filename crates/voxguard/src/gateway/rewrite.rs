@@ -756,10 +756,32 @@ pub(crate) fn url_on_origin(value: &Value, origin: &url::Origin) -> Option<Strin
 /// characters, which a URL parser percent-encodes). The scans are cached while the candidates
 /// stay in one authority, so a text costs O(its length).
 fn text_names(text: &str, host: &str, port: u16) -> bool {
+    // Every reading the platform may make of it: as it stands (where `\` after an authority is
+    // a path separator to a URL parser), and after each round of JSON decoding (documents held
+    // in strings). Text still holding escapes after the last round is taken to name the
+    // upstream (fail closed).
+    let mut level = std::borrow::Cow::Borrowed(text);
+    for round in 0..=MAX_UNESCAPES {
+        let reading = without_tabs_and_breaks(&level);
+        if reading_names(&reading, host, port) {
+            return true;
+        }
+        match unescape_once(&level) {
+            None => return false,
+            Some(_) if round == MAX_UNESCAPES => return true,
+            Some(next) => level = std::borrow::Cow::Owned(next),
+        }
+    }
+    false
+}
+
+/// How many rounds of JSON decoding [`text_names`] reads through (documents nested in strings).
+const MAX_UNESCAPES: usize = 4;
+
+/// [`text_names`] on one reading of a text.
+fn reading_names(text: &str, host: &str, port: u16) -> bool {
     /// Longer than any host and port: not parsed.
     const MAX_HOST: usize = 300;
-    let text = unescaped(text);
-    let text = text.as_ref();
     let bytes = text.as_bytes();
     let ends_host = |c: char| {
         matches!(c, '"' | '\'' | '<' | '>' | '`' | '{' | '}' | '|' | '^')
@@ -796,8 +818,12 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
     let mut region_end = 0;
     let mut after_at: Option<(usize, usize)> = None;
     let mut after_at_named: Vec<(String, bool)> = Vec::new();
-    // The first character that ends a host, at or after the last place looked from.
+    // The first character that ends a host, at or after the last place looked from; the last
+    // `@` before it (the user-info of a reading cut there); and whether the host after that
+    // `@` names the upstream, per scheme and reading end.
     let mut next_end = 0;
+    let mut direct_at: Option<usize> = None;
+    let mut direct_named: Vec<(String, usize, bool)> = Vec::new();
     let mut from = 0;
     while let Some(colon) = text[from..].find(':').map(|i| from + i) {
         let scheme_start = bytes[from..colon]
@@ -850,8 +876,30 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
             next_end = text[start..]
                 .find(ends_host)
                 .map_or(text.len(), |i| start + i);
+            direct_at = text[start..next_end].rfind('@').map(|i| start + i);
+            direct_named.clear();
         }
-        if names(parse_as, &text[start..next_end.min(region_end)]) {
+        let reading_end = next_end.min(region_end);
+        if reading_end - start > MAX_HOST {
+            // Too long to parse whole: its host is what follows its last `@`, if it has one.
+            if let Some(at) = direct_at.filter(|at| (start..reading_end).contains(at)) {
+                let named = match direct_named
+                    .iter()
+                    .find(|(s, end, _)| s == parse_as && *end == reading_end)
+                {
+                    Some((_, _, named)) => *named,
+                    None => {
+                        let named = names(parse_as, &text[at + 1..reading_end]);
+                        direct_named.push((parse_as.to_string(), reading_end, named));
+                        named
+                    }
+                };
+                if named {
+                    return true;
+                }
+            }
+        }
+        if names(parse_as, &text[start..reading_end]) {
             return true;
         }
         // The colons inside the authority (a port, a password) are looked at in turn.
@@ -895,53 +943,71 @@ fn long_authority_may_name(authority: &str, host: &str) -> bool {
     true
 }
 
-/// `text` as a URL parser would meet it once the JSON strings around it are read: `\/`,
-/// `\"`, `\\`, `\uXXXX` and the other JSON escapes decoded (up to four levels of nested
-/// documents), tabs and line breaks dropped (a URL parser drops them); a backslash before
-/// anything else is kept (a special scheme reads it as `/`).
-fn unescaped(text: &str) -> std::borrow::Cow<'_, str> {
-    let mut text = std::borrow::Cow::Borrowed(text);
-    for _ in 0..4 {
-        if !text.contains(['\\', '\t', '\n', '\r']) {
-            break;
+/// `text` as a URL parser meets it: tabs and line breaks dropped.
+fn without_tabs_and_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\t', '\n', '\r']) {
+        std::borrow::Cow::Owned(text.replace(['\t', '\n', '\r'], ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// One round of JSON string decoding of `text` — `\/`, `\"`, `\\`, `\uXXXX` (a surrogate pair
+/// as its one character, a lone surrogate as U+FFFD) and the other escapes (`\n`, `\t`, … as
+/// nothing: a URL parser drops them) — or `None` when it holds nothing to decode. A backslash
+/// before anything else is kept (a special scheme reads it as `/`).
+fn unescape_once(text: &str) -> Option<String> {
+    if !text.contains('\\') {
+        return None;
+    }
+    let hex4 = |chars: &mut std::str::Chars<'_>| -> Option<u32> {
+        let hex: String = chars.by_ref().take(4).collect();
+        u32::from_str_radix(&hex, 16).ok()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
         }
-        let mut out = String::with_capacity(text.len());
-        let mut chars = text.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\t' | '\n' | '\r' => {}
-                '\\' => match chars.clone().next() {
-                    Some('u') => {
-                        chars.next();
-                        let hex: String = chars.by_ref().take(4).collect();
-                        if let Some(decoded) =
-                            u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32)
-                        {
-                            out.push(decoded);
+        match chars.clone().next() {
+            Some('u') => {
+                chars.next();
+                let Some(unit) = hex4(&mut chars) else {
+                    continue;
+                };
+                let decoded = match unit {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate: the pair's character, when a low one follows.
+                        let mut ahead = chars.clone();
+                        let low = (ahead.next() == Some('\\') && ahead.next() == Some('u'))
+                            .then(|| hex4(&mut ahead))
+                            .flatten()
+                            .filter(|low| (0xDC00..=0xDFFF).contains(low));
+                        match low {
+                            Some(low) => {
+                                chars = ahead;
+                                char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                            }
+                            None => None,
                         }
                     }
-                    Some('n' | 't' | 'r' | 'b' | 'f') => {
-                        chars.next();
-                    }
-                    Some(escaped @ ('/' | '"' | '\\')) => {
-                        chars.next();
-                        out.push(escaped);
-                    }
-                    _ => out.push('\\'),
-                },
-                c => out.push(c),
+                    unit => char::from_u32(unit),
+                };
+                out.push(decoded.unwrap_or('\u{FFFD}'));
             }
+            Some('n' | 't' | 'r' | 'b' | 'f') => {
+                chars.next();
+            }
+            Some(escaped @ ('/' | '"' | '\\')) => {
+                chars.next();
+                out.push(escaped);
+            }
+            _ => out.push('\\'),
         }
-        if out == *text {
-            break;
-        }
-        text = std::borrow::Cow::Owned(out);
     }
-    // What the last round decoded may hold tabs and line breaks too.
-    if text.contains(['\t', '\n', '\r']) {
-        text = std::borrow::Cow::Owned(text.replace(['\t', '\n', '\r'], ""));
-    }
-    text
+    (out != text).then_some(out)
 }
 
 #[cfg(test)]
@@ -1259,6 +1325,37 @@ mod tests {
         ] {
             assert!(url_on_origin(&json!([text]), &named).is_some(), "{text}");
         }
+        // Long user-info before the upstream, with another `@` later in the same stretch (the
+        // reading ends at the quote, its host is after its own last `@`).
+        let doc = json!({"sections": {"main": [
+            {"transfer": {"dest": format!("http://{}@127.0.0.1:3000", "u".repeat(301))}},
+            {"play": {"url": "say:write to ops@example.com"}}
+        ]}})
+        .to_string();
+        assert!(url_on_origin(&json!([doc]), &origin).is_some());
+        // An escape right after the authority is a path to a URL parser, and part of the
+        // authority once decoded: every reading is looked at.
+        for text in [
+            r"http://127.0.0.1:3000\u0030/swml",
+            r"http://127.0.0.1:3000\n1",
+            r#"{"dest":"http://\ud835\udfcf27.0.0.1:3000/swml"}"#,
+        ] {
+            assert!(url_on_origin(&json!([text]), &origin).is_some(), "{text}");
+        }
+        let https = url::Url::parse("https://upstream.example/")
+            .unwrap()
+            .origin();
+        let text = r"https://upstream.example\u0078";
+        assert!(url_on_origin(&json!([text]), &https).is_some(), "{text}");
+        // Still escaped after four rounds of decoding: taken to name the upstream.
+        let mut nested = "http://\\u0031\\u0032\\u0037.0.0.1:3000/".to_string();
+        for _ in 0..4 {
+            nested = serde_json::to_string(&nested).unwrap();
+        }
+        assert!(
+            url_on_origin(&json!([nested]), &origin).is_some(),
+            "{nested}"
+        );
         // Long user-info is no reason: its host is read after the last `@`. Nor is text that
         // runs on after a URL in a language written without spaces.
         for text in [
