@@ -493,13 +493,25 @@ fn parse_networks(
         .map(str::trim)
         .filter(|item| !item.is_empty())
         .map(|item| {
-            item.parse::<ipnet::IpNet>()
+            let net = item
+                .parse::<ipnet::IpNet>()
                 .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| ConfigError::Invalid {
                     name,
                     value: item.chars().take(64).collect(),
                     expected: "comma-separated addresses or networks (10.0.0.0/8, 2001:db8::1)",
-                })
+                })?;
+            // An IPv4-mapped entry (::ffff:10.0.0.5) names the IPv4 peer it will be compared
+            // with (peers are compared in their canonical form).
+            Ok(match net {
+                ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                    Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                        .map(ipnet::IpNet::V4)
+                        .unwrap_or(net),
+                    None => net,
+                },
+                other => other,
+            })
         })
         .collect()
 }
@@ -604,6 +616,10 @@ mod tests {
             .trusted_proxies;
         let shown: Vec<String> = proxies.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["10.0.0.0/8", "2001:db8::1/128"]);
+        let mapped = config(&[("VOXGUARD_TRUSTED_PROXIES", "::ffff:10.0.0.5")])
+            .unwrap()
+            .trusted_proxies;
+        assert_eq!(mapped[0].to_string(), "10.0.0.5/32");
     }
 
     #[test]

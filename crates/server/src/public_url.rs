@@ -58,17 +58,16 @@ pub fn client_addr(
     peer: std::net::SocketAddr,
 ) -> std::net::SocketAddr {
     let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip));
-    if trusted.is_empty() || !is_trusted(peer.ip().to_canonical()) {
+    if !is_trusted_proxy(trusted, peer) {
         return peer;
     }
-    let mut headers = headers.get_all("x-forwarded-for").iter().rev();
-    // The entries from the right, across headers (bounded by the request head's size).
-    let entries = std::iter::from_fn(|| headers.next()).flat_map(|value| {
-        value
-            .to_str()
-            .map(|v| v.rsplit(',').map(str::trim).collect::<Vec<_>>())
-            .unwrap_or_else(|_| vec![""])
-    });
+    // The entries from the right, across headers (bounded by the request head's size); an
+    // unreadable header reads as one unreadable entry.
+    let entries = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .rev()
+        .flat_map(|value| value.to_str().unwrap_or("").rsplit(',').map(str::trim));
     for entry in entries {
         // A bare address (nginx, Caddy), or one written with a port (`[v6]:p`, `v4:p`).
         let ip = entry
@@ -82,6 +81,12 @@ pub fn client_addr(
         }
     }
     peer
+}
+
+/// Whether `peer` is one of the `trusted` proxies ([`ServerConfig::trusted_proxies`]).
+pub fn is_trusted_proxy(trusted: &[ipnet::IpNet], peer: std::net::SocketAddr) -> bool {
+    let ip = peer.ip().to_canonical();
+    trusted.iter().any(|net| net.contains(&ip))
 }
 
 /// The base URL (no credentials, path ending in `/` or the proxy base's path) for `headers`.

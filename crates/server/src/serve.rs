@@ -429,6 +429,10 @@ async fn serve_connection(
     } = app;
     let slot = Arc::new(slot);
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
+    // A listed proxy's connections carry many clients' requests (and a proxy that streams
+    // bodies forwards a slow one's head at once): their bodies are not counted against the
+    // proxy's waiting connections, or one slow client would shut every other one out.
+    let from_proxy = crate::public_url::is_trusted_proxy(&trusted_proxies, peer);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // Who the request came from: the peer, or behind a trusted proxy the address it
         // forwarded (per-source limits, locks and the audit trail read this; the per-address
@@ -440,7 +444,7 @@ async fn serve_connection(
         async move {
             // The records API and the console read the body before they know who is calling:
             // until then the connection counts as waiting, like one sending its head.
-            if late_auth.covers(req.uri().path()) {
+            if late_auth.covers(req.uri().path()) && !from_proxy {
                 req.extensions_mut().insert(BodyPending(slot.clone()));
             } else {
                 slot.busy();

@@ -85,8 +85,12 @@ const NAME_LIMITS: AttemptLimits = operator_limits(OPERATOR_FAILURES_TOTAL);
 /// ([`OPERATOR_FAILURES_TOTAL`]): 30 days.
 const KNOWN_SOURCE_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 
-/// The most (operator, source) pairs remembered as known.
-const KNOWN_SOURCES: usize = 4096;
+/// The most sources remembered as known per operator: one operator's sign-ins from many
+/// places (a script, spoofed sources) evict only that operator's own.
+const KNOWN_PER_OPERATOR: usize = 8;
+
+/// The most operators whose known sources are remembered.
+const KNOWN_OPERATORS: usize = 4096;
 
 /// How long a successful Basic login is remembered (so a client sending Basic on every request
 /// costs one argon2 check per this period, not one per request).
@@ -111,9 +115,9 @@ pub(crate) struct RecordsApi {
     logins: RateLimiter,
     /// SHA-256 of (name, password) → (name, stored PHC, expiry ms).
     cache: Mutex<HashMap<String, (String, String, u64)>>,
-    /// Where operators signed in: SHA-256 of (name, [`lock_source`]) → until (ms). The
-    /// name-wide lock does not apply there.
-    known: Mutex<HashMap<String, u64>>,
+    /// Where operators signed in: per operator name, SHA-256 of (name, [`lock_source`]) and
+    /// until when (ms), at most [`KNOWN_PER_OPERATOR`]. The name-wide lock does not apply there.
+    known: Mutex<HashMap<String, Vec<(String, u64)>>>,
 }
 
 /// A refusal plus, for an authenticated operator, who was refused.
@@ -299,7 +303,7 @@ impl RecordsApi {
         // signed in before (so guessing spread over many addresses cannot lock them out of
         // their own).
         let from = operator_token_hash(&format!("{name}\0{}", lock_source(request.client.ip())));
-        let known = self.known_source(&from);
+        let known = self.known_source(name, &from);
         let mut locks = vec![(format!("operator-password-source/{from}"), &SOURCE_LIMITS)];
         if !known {
             locks.push((
@@ -332,7 +336,7 @@ impl RecordsApi {
                     && cached_name == operator.name
                     && operator.password_hash.as_deref() == Some(phc.as_str())
                 {
-                    self.remember_source(from);
+                    self.remember_source(name, from);
                     return Ok(Some(operator.clone()));
                 }
             }
@@ -389,7 +393,7 @@ impl RecordsApi {
         let Some(operator) = operator.filter(|_| matched) else {
             return Ok(None);
         };
-        self.remember_source(from);
+        self.remember_source(name, from);
         if let (Ok(mut cache), Some(phc)) = (self.cache.lock(), operator.password_hash.clone()) {
             if cache.len() >= LOGIN_CACHE_SIZE {
                 cache.retain(|_, (_, _, until)| *until > now);
@@ -405,34 +409,39 @@ impl RecordsApi {
         Ok(Some(operator))
     }
 
-    /// Whether the operator named in `from` (a hash of name and [`lock_source`]) signed in
-    /// from that source within [`KNOWN_SOURCE_MS`] (on this replica).
-    fn known_source(&self, from: &str) -> bool {
+    /// Whether operator `name` signed in from `from` (a hash of name and [`lock_source`])
+    /// within [`KNOWN_SOURCE_MS`] (on this replica).
+    fn known_source(&self, name: &str, from: &str) -> bool {
         let now = self.clock.now_ms();
-        self.known
-            .lock()
-            .is_ok_and(|known| known.get(from).is_some_and(|until| *until > now))
+        self.known.lock().is_ok_and(|known| {
+            known
+                .get(name)
+                .is_some_and(|sources| sources.iter().any(|(f, until)| f == from && *until > now))
+        })
     }
 
-    /// Remember a successful sign-in from `from` (bounded: past [`KNOWN_SOURCES`] the expired
-    /// entries go, then the one remembered longest ago).
-    fn remember_source(&self, from: String) {
+    /// Remember that operator `name` signed in from `from`: at most [`KNOWN_PER_OPERATOR`] per
+    /// operator (the one remembered longest ago goes), for at most [`KNOWN_OPERATORS`]
+    /// operators (past it, the operators with nothing live go; if none, nothing is remembered).
+    fn remember_source(&self, name: &str, from: String) {
         let now = self.clock.now_ms();
-        if let Ok(mut known) = self.known.lock() {
-            if known.len() >= KNOWN_SOURCES && !known.contains_key(&from) {
-                known.retain(|_, until| *until > now);
-                if known.len() >= KNOWN_SOURCES {
-                    let oldest = known
-                        .iter()
-                        .min_by_key(|(_, until)| **until)
-                        .map(|(key, _)| key.clone());
-                    if let Some(oldest) = oldest {
-                        known.remove(&oldest);
-                    }
-                }
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        if known.len() >= KNOWN_OPERATORS && !known.contains_key(name) {
+            known.retain(|_, sources| sources.iter().any(|(_, until)| *until > now));
+            if known.len() >= KNOWN_OPERATORS {
+                return;
             }
-            known.insert(from, now + KNOWN_SOURCE_MS);
         }
+        let sources = known.entry(name.to_string()).or_default();
+        sources.retain(|(f, until)| *until > now && *f != from);
+        if sources.len() >= KNOWN_PER_OPERATOR {
+            if let Some(oldest) = (0..sources.len()).min_by_key(|i| sources[*i].1) {
+                sources.remove(oldest);
+            }
+        }
+        sources.push((from, now + KNOWN_SOURCE_MS));
     }
 
     /// Refuse a password check for a locked operator name: 429 with `Retry-After`, audited
