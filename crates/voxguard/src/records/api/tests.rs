@@ -325,6 +325,53 @@ async fn one_ipv6_host_is_one_source_for_the_lock_whichever_64_it_uses() {
 }
 
 #[tokio::test]
+async fn another_operators_many_sign_ins_do_not_evict_an_operators_known_source() {
+    let (h, password) = Harness::with_vic().await;
+    let (_, eve_password) = h
+        .records
+        .add_operator(&Actor::cli("test"), "eve", "auditor", true)
+        .await
+        .expect("operator");
+    let eve = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("eve:{}", eve_password.as_str())
+        )
+    );
+    let home: SocketAddr = "10.7.0.1:5000".parse().expect("addr");
+    let reply = h.send_from(&basic(&password), "GET", "", &[], home).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // eve signs in from many places (cached: no argon2 check each).
+    for i in 0..50u32 {
+        let from: SocketAddr = format!("10.8.{i}.1:5000").parse().expect("addr");
+        let reply = h.send_from(&eve, "GET", "", &[], from).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // Guessing at vic spread over many addresses locks vic's name...
+    for i in 0..OPERATOR_FAILURES_TOTAL {
+        let from: SocketAddr = format!("10.9.{}.{}:5000", i / 9, i % 9 + 1)
+            .parse()
+            .expect("addr");
+        let reply = h.send_from(&basic("guess"), "GET", "", &[], from).await;
+        assert_eq!(error(&reply), "operator_auth_invalid", "guess {i}");
+    }
+    lock_wait(
+        &h.send_from(
+            &basic(&password),
+            "GET",
+            "",
+            &[],
+            "10.10.0.1:5000".parse().expect("addr"),
+        )
+        .await,
+    );
+    // ...but not at home: eve's sign-ins did not push it out.
+    let reply = h.send_from(&basic(&password), "GET", "", &[], home).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
 async fn one_name_is_locked_everywhere_after_its_failures_from_many_addresses() {
     let (h, password) = Harness::with_vic().await;
     let from = |i: u32| -> SocketAddr { format!("10.1.{i}.1:5000").parse().expect("addr") };
