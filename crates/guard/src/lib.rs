@@ -60,7 +60,9 @@ pub use policy::{
     args_digest, strip_confirmed, ConfirmationCheck, EmergencyState, EmergencySwitch,
     PendingConfirmation, TransferAllowList, CONFIRMED_ARG,
 };
-pub use ratelimit::{InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter};
+pub use ratelimit::{
+    source_network, InvalidRateLimit, LimitScope, Limited, RateLimit, RateLimiter,
+};
 pub use records::{
     generate_operator_password, generate_operator_token, open, operator_token_hash,
     parse_operator_authorization, seal, subject_ref, valid_operator_name, DataKey,

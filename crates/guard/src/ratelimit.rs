@@ -22,6 +22,22 @@ use governor::Quota;
 
 use crate::clock::{Clock, SystemClock};
 
+/// The network a source address is counted under by limits, locks and aggregated records: an
+/// IPv4 (or IPv4-mapped) address as it is, an IPv6 address by its first `v6_prefix` bits (one
+/// host commonly holds a /64 and often a /48 or /56: counted per address, it could rotate
+/// through them).
+pub fn source_network(ip: std::net::IpAddr, v6_prefix: u8) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let keep = u32::from(v6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits & mask))
+        }
+        v4 => v4,
+    }
+}
+
 /// `max` calls per `per`, refilling continuously (a burst of `max` is allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -424,6 +440,18 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_are_counted_per_ipv4_address_and_per_ipv6_network() {
+        let net = |ip: &str, prefix| source_network(ip.parse().expect("ip"), prefix).to_string();
+        assert_eq!(net("198.51.100.7", 64), "198.51.100.7");
+        assert_eq!(net("::ffff:198.51.100.7", 48), "198.51.100.7");
+        assert_eq!(net("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::");
+        assert_eq!(net("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::");
+        assert_eq!(net("2001:db8:1:ffff::9", 48), "2001:db8:1::");
+        assert_eq!(net("2001:db8::1", 128), "2001:db8::1");
+        assert_eq!(net("2001:db8::1", 0), "::");
+    }
     use crate::ManualClock;
 
     fn manual() -> (ManualClock, Arc<dyn Clock>) {

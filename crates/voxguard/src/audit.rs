@@ -269,14 +269,7 @@ pub(crate) const MANY_SOURCES: &str = "many";
 /// it write one durable event per request — or spend the records budget of every other source,
 /// [`AUTH_FAILURE_RECORDS`] — by rotating addresses).
 fn aggregation_source(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let mut octets = v6.octets();
-            octets[6..].fill(0);
-            std::net::IpAddr::from(octets)
-        }
-        other => other,
-    }
+    voxguard_guard::source_network(ip, 48)
 }
 
 #[async_trait::async_trait]

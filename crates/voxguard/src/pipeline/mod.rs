@@ -466,9 +466,10 @@ impl Pipeline {
         // change) *and* the caller's number, so varying a spoofed number buys nothing; the
         // render first, so that a call its render's budget refuses takes nothing from the
         // number's (which anyone can claim: a spent render cannot drain a victim's budget).
-        // An insecure tool has no token: its calls answer for their source address instead of
-        // the call id, which the caller chooses.
-        let source = info.client.ip().to_string();
+        // An insecure tool has no token: its calls answer for their source address (an IPv6
+        // /64, through which one host could otherwise rotate) instead of the call id, which
+        // the caller chooses.
+        let source = voxguard_guard::source_network(info.client.ip(), 64).to_string();
         let render_key = if tool.secure {
             render.as_str()
         } else {
@@ -813,7 +814,8 @@ impl AgentService for Pipeline {
             ));
         }
         if let Some(limiter) = &self.render_limiter {
-            let source = request.client.ip().to_string();
+            // Per address, an IPv6 /64 as one (a host could otherwise rotate through it).
+            let source = voxguard_guard::source_network(request.client.ip(), 64).to_string();
             if let Err(limited) = limiter.check("swml", &source) {
                 tracing::warn!(
                     target: "voxguard::security",

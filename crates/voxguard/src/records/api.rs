@@ -1006,26 +1006,15 @@ fn operator_failure(error: RecordsError) -> Reply {
 /// commonly holds a /48 or a /56: per /64 it could spread its guesses over thousands of
 /// sources).
 fn lock_source(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let mut octets = v6.octets();
-            octets[6..].fill(0);
-            format!("{}/48", IpAddr::from(octets))
-        }
-        other => other.to_string(),
+    match voxguard_guard::source_network(ip, 48) {
+        v6 @ IpAddr::V6(_) => format!("{v6}/48"),
+        v4 => v4.to_string(),
     }
 }
 
 /// The key uncached logins are limited under: the address (the /64 for IPv6).
 fn source_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let mut octets = v6.octets();
-            octets[8..].fill(0);
-            IpAddr::from(octets).to_string()
-        }
-        other => other.to_string(),
-    }
+    voxguard_guard::source_network(ip, 64).to_string()
 }
 
 /// Generated secrets, re-exported for the operator helpers in `Records`.
