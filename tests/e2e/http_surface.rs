@@ -2492,39 +2492,6 @@ async fn bodies_read_before_authentication_count_against_their_address() {
     assert_eq!(read_response(&mut fourth).await.status, 200);
 }
 
-/// Review finding: a listed proxy carries many clients' requests, and one that streams bodies
-/// forwards a slow client's head at once; counting those bodies against the proxy's waiting
-/// cap let one slow client shut every other one out. A listed proxy's bodies are not counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listed_proxys_slow_bodies_do_not_fill_its_waiting_cap() {
-    let kit = RecordsKit::new().await;
-    let server = records_server(&kit, |config| {
-        config.max_connections_per_ip = 3;
-        config.header_read_timeout = Duration::from_secs(30);
-        config.request_timeout = Duration::from_secs(120);
-        config.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")];
-    })
-    .await;
-    let mut dripping = Vec::new();
-    for _ in 0..3 {
-        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-        stream
-            .write_all(dripping_records_request(&server).as_bytes())
-            .await
-            .expect("send");
-        dripping.push(stream);
-    }
-    let mut fourth = health_request(&server, None).await;
-    let answered = tokio::time::timeout(EVENTUALLY, read_response(&mut fourth)).await;
-    assert_eq!(
-        answered
-            .expect("the proxy's fourth connection is served while three bodies drip")
-            .status,
-        200
-    );
-    drop(dripping);
-}
-
 /// Review finding: with the records API (and console) off, an agent may take `/records` as its
 /// route; its requests are the agent's, marked busy at their head like any other, so one
 /// address can have more of them in progress than its cap of waiting connections.

@@ -84,7 +84,7 @@ pub fn client_addr(
 }
 
 /// Whether `peer` is one of the `trusted` proxies ([`ServerConfig::trusted_proxies`]).
-pub fn is_trusted_proxy(trusted: &[ipnet::IpNet], peer: std::net::SocketAddr) -> bool {
+fn is_trusted_proxy(trusted: &[ipnet::IpNet], peer: std::net::SocketAddr) -> bool {
     let ip = peer.ip().to_canonical();
     trusted.iter().any(|net| net.contains(&ip))
 }

@@ -368,8 +368,10 @@ impl BoundServer {
             let waiting = waiting.clone();
             let permits = permits.clone();
             // Counted here, in accept order, so an address's connections take its slots first
-            // come, first served (a task spawned later can run first).
-            let slot = waiting.try_acquire(peer.ip());
+            // come, first served (a task spawned later can run first). An IPv6 /64 counts as
+            // one address: a host holds at least that many.
+            let counted_as = voxguard_guard::source_network(peer.ip(), 64);
+            let slot = waiting.try_acquire(counted_as);
             connections.spawn(async move {
                 let (slot, _permit) = match slot {
                     Some(slot) => (slot, permit),
@@ -381,7 +383,7 @@ impl BoundServer {
                             tracing::debug!(%peer, "connection queue full; closing");
                             return;
                         };
-                        let Some(slot) = waiting.acquire(peer.ip(), grace).await else {
+                        let Some(slot) = waiting.acquire(counted_as, grace).await else {
                             // One host may not hold more than its share of waiting connections.
                             tracing::debug!(%peer, "per-address connection cap reached; closing");
                             return;
@@ -429,10 +431,6 @@ async fn serve_connection(
     } = app;
     let slot = Arc::new(slot);
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
-    // A listed proxy's connections carry many clients' requests (and a proxy that streams
-    // bodies forwards a slow one's head at once): their bodies are not counted against the
-    // proxy's waiting connections, or one slow client would shut every other one out.
-    let from_proxy = crate::public_url::is_trusted_proxy(&trusted_proxies, peer);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // Who the request came from: the peer, or behind a trusted proxy the address it
         // forwarded (per-source limits, locks and the audit trail read this; the per-address
@@ -444,7 +442,7 @@ async fn serve_connection(
         async move {
             // The records API and the console read the body before they know who is calling:
             // until then the connection counts as waiting, like one sending its head.
-            if late_auth.covers(req.uri().path()) && !from_proxy {
+            if late_auth.covers(req.uri().path()) {
                 req.extensions_mut().insert(BodyPending(slot.clone()));
             } else {
                 slot.busy();

@@ -740,12 +740,17 @@ fn first_path(
 /// JSON escapes (`\/`, `\u002f`, nested documents) decoded, a trailing dot on the host. Each
 /// costs one parse of its scheme and authority, so a text costs O(its length).
 pub(crate) fn url_on_origin(value: &Value, origin: &url::Origin) -> Option<String> {
-    let url::Origin::Tuple(_, host, port) = origin else {
+    let url::Origin::Tuple(scheme, host, port) = origin else {
         return None;
     };
     let host = host.to_string();
     let host = host.trim_end_matches('.');
-    first_path(value, &|text| text_names(text, host, *port), &|_| false)
+    let upstream = Upstream {
+        scheme,
+        host,
+        port: *port,
+    };
+    first_path(value, &|text| text_names(text, &upstream), &|_| false)
 }
 
 /// Whether `text` holds a URL whose host is `host` and whose port is `port`.
@@ -755,7 +760,15 @@ pub(crate) fn url_on_origin(value: &Value, origin: &url::Origin) -> Option<Strin
 /// there, as in JSON held in a string), and after its last `@` (user-info may hold such
 /// characters, which a URL parser percent-encodes). The scans are cached while the candidates
 /// stay in one authority, so a text costs O(its length).
-fn text_names(text: &str, host: &str, port: u16) -> bool {
+/// The upstream's origin as [`text_names`] compares with it.
+struct Upstream<'a> {
+    /// Its scheme: how a URL whose scheme is an SWML variable (`%{…}://`) is read.
+    scheme: &'a str,
+    host: &'a str,
+    port: u16,
+}
+
+fn text_names(text: &str, upstream: &Upstream<'_>) -> bool {
     // Every reading the platform may make of it: as it stands (where `\` after an authority is
     // a path separator to a URL parser), and after each round of JSON decoding (documents held
     // in strings). Text still holding escapes after the last round is taken to name the
@@ -763,12 +776,15 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
     let mut level = std::borrow::Cow::Borrowed(text);
     for round in 0..=MAX_UNESCAPES {
         let reading = without_tabs_and_breaks(&level);
-        if reading_names(&reading, host, port) {
+        if reading_names(&reading, upstream) {
             return true;
         }
         match unescape_once(&level) {
             None => return false,
-            Some(_) if round == MAX_UNESCAPES => return true,
+            // Only a colon, or an escape that may decode to one, can still make a URL.
+            Some(_) if round == MAX_UNESCAPES => {
+                return level.contains(':') || level.contains("\\u")
+            }
             Some(next) => level = std::borrow::Cow::Owned(next),
         }
     }
@@ -779,9 +795,10 @@ fn text_names(text: &str, host: &str, port: u16) -> bool {
 const MAX_UNESCAPES: usize = 4;
 
 /// [`text_names`] on one reading of a text.
-fn reading_names(text: &str, host: &str, port: u16) -> bool {
+fn reading_names(text: &str, upstream: &Upstream<'_>) -> bool {
     /// Longer than any host and port: not parsed.
     const MAX_HOST: usize = 300;
+    let (host, port) = (upstream.host, upstream.port);
     let bytes = text.as_bytes();
     let ends_host = |c: char| {
         matches!(c, '"' | '\'' | '<' | '>' | '`' | '{' | '}' | '|' | '^')
@@ -830,8 +847,13 @@ fn reading_names(text: &str, host: &str, port: u16) -> bool {
             .iter()
             .rposition(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
             .map_or(from, |i| from + i + 1);
-        let scheme = text[scheme_start..colon].to_ascii_lowercase();
+        let mut scheme = text[scheme_start..colon].to_ascii_lowercase();
         let after = &text[colon + 1..];
+        if scheme.is_empty() && colon > 0 && bytes[colon - 1] == b'}' && after.starts_with("//") {
+            // A scheme the platform fills in from an SWML variable (`%{params.s}://…`): read
+            // as the upstream's own.
+            scheme = upstream.scheme.to_string();
+        }
         let special = matches!(scheme.as_str(), "http" | "https" | "ws" | "wss");
         // A special scheme takes its authority after any number of `/` and `\\`; any other
         // after `//`.
@@ -880,6 +902,15 @@ fn reading_names(text: &str, host: &str, port: u16) -> bool {
             direct_named.clear();
         }
         let reading_end = next_end.min(region_end);
+        // An authority the platform fills in from an SWML variable (`http://%{params.h}/`,
+        // `http://host:%{p}/`) could be anything, the upstream's included: fail closed.
+        if text[start..].starts_with("%{")
+            || (reading_end > start
+                && bytes[reading_end - 1] == b'%'
+                && bytes.get(reading_end) == Some(&b'{'))
+        {
+            return true;
+        }
         if reading_end - start > MAX_HOST {
             // Too long to parse whole: its host is what follows its last `@`, if it has one.
             if let Some(at) = direct_at.filter(|at| (start..reading_end).contains(at)) {
@@ -1347,6 +1378,17 @@ mod tests {
             .origin();
         let text = r"https://upstream.example\u0078";
         assert!(url_on_origin(&json!([text]), &https).is_some(), "{text}");
+        // Filled in by the platform from SWML variables: could be the upstream.
+        for text in [
+            "http://%{params.h}/swml",
+            "http://127.0.0.1:%{params.p}/swml",
+            "%{params.s}://127.0.0.1:3000/swml",
+        ] {
+            assert!(url_on_origin(&json!([text]), &origin).is_some(), "{text}");
+        }
+        // Backslashes that no round of decoding turns into a URL are served.
+        let art = format!("{} the end", "\\".repeat(32));
+        assert!(url_on_origin(&json!([art]), &origin).is_none());
         // Still escaped after four rounds of decoding: taken to name the upstream.
         let mut nested = "http://\\u0031\\u0032\\u0037.0.0.1:3000/".to_string();
         for _ in 0..4 {
