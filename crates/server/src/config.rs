@@ -503,7 +503,7 @@ fn parse_networks(
                 })?;
             // An IPv4-mapped entry (::ffff:10.0.0.5) names the IPv4 peer it will be compared
             // with (peers are compared in their canonical form).
-            Ok(match net {
+            let net = match net {
                 ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
                     Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
                         .map(ipnet::IpNet::V4)
@@ -511,7 +511,21 @@ fn parse_networks(
                     None => net,
                 },
                 other => other,
-            })
+            };
+            // Every host in a listed network may name its own source: a network wider than
+            // any proxy fleet (a /8 of IPv4, a /32 of IPv6) is a mistake, not a choice.
+            let too_wide = match net {
+                ipnet::IpNet::V4(v4) => v4.prefix_len() < 8,
+                ipnet::IpNet::V6(v6) => v6.prefix_len() < 32,
+            };
+            if too_wide {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: item.chars().take(64).collect(),
+                    expected: "your proxies' own addresses, or networks no wider than a /8 (IPv4) or a /32 (IPv6)",
+                });
+            }
+            Ok(net)
         })
         .collect()
 }
@@ -600,6 +614,9 @@ mod tests {
             ("VOXGUARD_TRUST_PROXY", "maybe"),
             ("VOXGUARD_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("VOXGUARD_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"),
+            ("VOXGUARD_TRUSTED_PROXIES", "0.0.0.0/0"),
+            ("VOXGUARD_TRUSTED_PROXIES", "::ffff:0:0/96"),
+            ("VOXGUARD_TRUSTED_PROXIES", "2000::/3"),
             ("SWML_PROXY_URL_BASE", "https://user:pw@example.com"),
             ("VOXGUARD_ENV", "staging"),
         ] {
