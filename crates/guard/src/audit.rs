@@ -300,15 +300,12 @@ pub fn bounded_arguments(arguments: Value, max_bytes: usize) -> Value {
     if text.len() <= max_bytes {
         return arguments;
     }
-    let mut cut = AUDITED_PREFIX_BYTES.min(max_bytes).min(text.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let kept = crate::redact::prefix(&text, AUDITED_PREFIX_BYTES.min(max_bytes));
     serde_json::json!({
         "truncated": true,
         "bytes": text.len(),
         "sha256": to_hex(&Sha256::digest(text.as_bytes())),
-        "prefix": &text[..cut],
+        "prefix": kept,
     })
 }
 

@@ -440,6 +440,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ManualClock;
 
     #[test]
     fn sources_are_counted_per_ipv4_address_and_per_ipv6_network() {
@@ -452,7 +453,6 @@ mod tests {
         assert_eq!(net("2001:db8::1", 128), "2001:db8::1");
         assert_eq!(net("2001:db8::1", 0), "::");
     }
-    use crate::ManualClock;
 
     fn manual() -> (ManualClock, Arc<dyn Clock>) {
         let clock = ManualClock::new(1_700_000_000);

@@ -480,7 +480,8 @@ fn secs_or(
 }
 
 /// A comma-separated list of addresses (`10.0.0.7`, `2001:db8::1`) and networks
-/// (`10.0.0.0/8`, `fd00::/8`); unset or blank is the empty list.
+/// (`10.0.0.0/24`, `fd00:1::/64`; none wider than a /8 or a /32); unset or blank is the
+/// empty list.
 fn parse_networks(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,

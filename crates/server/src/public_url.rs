@@ -57,8 +57,7 @@ pub fn client_addr(
     headers: &HeaderMap,
     peer: std::net::SocketAddr,
 ) -> std::net::SocketAddr {
-    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip));
-    if !is_trusted_proxy(trusted, peer) {
+    if !is_trusted_proxy(trusted, peer.ip()) {
         return peer;
     }
     // The entries from the right, across headers (bounded by the request head's size); an
@@ -75,7 +74,7 @@ pub fn client_addr(
             .ok()
             .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()));
         match ip.map(|ip| ip.to_canonical()) {
-            Some(ip) if is_trusted(ip) => continue,
+            Some(ip) if is_trusted_proxy(trusted, ip) => continue,
             Some(ip) => return std::net::SocketAddr::new(ip, 0),
             None => return peer,
         }
@@ -83,9 +82,9 @@ pub fn client_addr(
     peer
 }
 
-/// Whether `peer` is one of the `trusted` proxies ([`ServerConfig::trusted_proxies`]).
-fn is_trusted_proxy(trusted: &[ipnet::IpNet], peer: std::net::SocketAddr) -> bool {
-    let ip = peer.ip().to_canonical();
+/// Whether `ip` is one of the `trusted` proxies ([`ServerConfig::trusted_proxies`]).
+fn is_trusted_proxy(trusted: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    let ip = ip.to_canonical();
     trusted.iter().any(|net| net.contains(&ip))
 }
 

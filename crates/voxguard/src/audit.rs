@@ -242,20 +242,17 @@ impl AuthEvents {
                 failures.method,
                 self.auditor.redactor.redact_text(&failures.path)
             ));
-            if failures.folded > 0 {
-                event.source = Some(MANY_SOURCES.into());
-                event.arguments = Some(serde_json::json!({
-                    "count": failures.count,
-                    "records": failures.folded,
-                    "window_secs": AUTH_FAILURE_WINDOW_SECS,
-                }));
+            let mut arguments = serde_json::json!({
+                "count": failures.count,
+                "window_secs": AUTH_FAILURE_WINDOW_SECS,
+            });
+            event.source = Some(if failures.folded > 0 {
+                arguments["records"] = failures.folded.into();
+                MANY_SOURCES.to_string()
             } else {
-                event.source = Some(failures.source.to_string());
-                event.arguments = Some(serde_json::json!({
-                    "count": failures.count,
-                    "window_secs": AUTH_FAILURE_WINDOW_SECS,
-                }));
-            }
+                failures.source.to_string()
+            });
+            event.arguments = Some(arguments);
             let _ = self.auditor.append(event).await;
         }
     }

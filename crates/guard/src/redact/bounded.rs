@@ -26,6 +26,18 @@ pub fn truncation_marker(dropped: usize) -> String {
     format!(" …[truncated {dropped} bytes]")
 }
 
+/// The longest start of `text` of at most `max` bytes that ends on a character boundary.
+pub fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// `text` cut to at most `max` bytes on a character boundary, and how many bytes were cut.
 ///
 /// When anything is cut, the run of word characters (ASCII letters, digits, the separators of
@@ -38,12 +50,8 @@ pub fn clip(text: &str, max: usize) -> (&str, usize) {
     if text.len() <= max {
         return (text, 0);
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
     // `%` too: a separator written percent-encoded (`4111%2D1111…`) is part of the run.
-    let kept = text[..end].trim_end_matches(|c: char| {
+    let kept = prefix(text, max).trim_end_matches(|c: char| {
         c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ' | ':' | '=' | '%')
     });
     (kept, text.len() - kept.len())

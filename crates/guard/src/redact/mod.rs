@@ -45,7 +45,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{CaptureLocations, Regex};
 use serde_json::{Map, Value};
 
-pub use bounded::{clip, truncation_marker, MAX_LOG_FIELD, MAX_LOG_LINE, MAX_LOG_PATH};
+pub use bounded::{clip, prefix, truncation_marker, MAX_LOG_FIELD, MAX_LOG_LINE, MAX_LOG_PATH};
 pub use scan::REDACTED;
 use scan::*;
 

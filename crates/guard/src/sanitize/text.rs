@@ -101,13 +101,10 @@ pub fn may_fold_to_ascii(c: char) -> bool {
     if c.is_ascii() || is_unsafe_in_line(c) || matches!(c, '\u{3002}' | '\u{FF0E}' | '\u{FF61}') {
         return true;
     }
+    // A character without a decomposition is given back as itself (not ASCII here).
     let mut ascii = true;
-    let mut any = false;
-    unicode_normalization::char::decompose_compatible(c, |d| {
-        any = true;
-        ascii &= d.is_ascii();
-    });
-    any && ascii
+    unicode_normalization::char::decompose_compatible(c, |d| ascii &= d.is_ascii());
+    ascii
 }
 
 /// Default-ignorable code points: characters that render as nothing (or only steer rendering)

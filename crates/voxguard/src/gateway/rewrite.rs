@@ -314,12 +314,12 @@ fn rewrite_ai(
             .get("parameters")
             .cloned()
             .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
-        let why = why_left_out(function, &name, &schema, url, entry, schema_ok);
         match (
-            why.is_none().then(|| url.map(str::to_string)).flatten(),
-            why,
+            why_left_out(function, &name, &schema, url, entry, schema_ok),
+            url,
         ) {
-            (Some(url), None) => {
+            (None, Some(url)) => {
+                let url = url.to_string();
                 function.insert(
                     "web_hook_url".into(),
                     Value::String(minter.function_url(&name)),
@@ -327,7 +327,7 @@ fn rewrite_ai(
                 entry.functions.insert(name, FunctionEntry { url, schema });
                 true
             }
-            (_, why) => {
+            (why, _) => {
                 let why = why.unwrap_or_else(|| "it has no webhook URL".into());
                 notes.dropped_total += 1;
                 if notes.dropped.len() < DROPPED_NAMED {
@@ -527,14 +527,7 @@ const SECRET_PREFIX: usize = 256;
 
 /// The first [`SECRET_PREFIX`] bytes of `secret` (cut at a character boundary).
 fn secret_prefix(secret: &str) -> &str {
-    if secret.len() <= SECRET_PREFIX {
-        return secret;
-    }
-    let mut end = SECRET_PREFIX;
-    while !secret.is_char_boundary(end) {
-        end -= 1;
-    }
-    &secret[..end]
+    voxguard_guard::redact::prefix(secret, SECRET_PREFIX)
 }
 
 /// Every spelling of a credential pair a document could carry: the password (or

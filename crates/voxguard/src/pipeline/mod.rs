@@ -469,10 +469,11 @@ impl Pipeline {
         // An insecure tool has no token: its calls answer for their source address (an IPv6
         // /64, through which one host could otherwise rotate) instead of the call id, which
         // the caller chooses.
-        let source = voxguard_guard::source_network(info.client.ip(), 64).to_string();
+        let source;
         let render_key = if tool.secure {
             render.as_str()
         } else {
+            source = voxguard_guard::source_network(info.client.ip(), 64).to_string();
             source.as_str()
         };
         let keys: &[&str] = match caller {
