@@ -342,6 +342,13 @@ impl RecordsApi {
             }
         }
         if let Err(limited) = self.logins.check("login", &source_key(request.client.ip())) {
+            // Not checked, yet counted as a failure against the name's locks: the cache above
+            // answers a remembered right password even here, so free refusals of every other
+            // guess would make it an oracle at the rate of requests (once another name has
+            // spent this source's budget, or many sources the total). Counted, the guessing
+            // locks the name as the checked failures do.
+            self.reserve(&locks, request, prefix).await?;
+            self.settle(&locks, false).await;
             let sentence = match limited.scope {
                 LimitScope::Global => "Too many operator logins right now; try again shortly.",
                 _ => "Too many operator logins from this address; try again shortly.",
@@ -358,21 +365,7 @@ impl RecordsApi {
         // Counted as a failure before the check and given back only by a success, so parallel
         // guesses cannot exceed the budget. A reservation refused by the second count leaves the
         // first counted (fail closed).
-        let now_unix = self.clock.now_unix();
-        for (subject, limits) in &locks {
-            match self
-                .attempts
-                .reserve(subject, limits, now_unix)
-                .await
-                .map_err(|_| self.unavailable())?
-            {
-                Reservation::Granted { .. } => {}
-                Reservation::Locked { until } => {
-                    let until = until.unwrap_or(now_unix + OPERATOR_LOCK_SECS);
-                    return Err(self.name_locked(request, prefix, until).await);
-                }
-            }
-        }
+        self.reserve(&locks, request, prefix).await?;
         let hash = operator
             .as_ref()
             .and_then(|op| op.password_hash.clone())
@@ -382,13 +375,7 @@ impl RecordsApi {
             .check(&self.vault, vec![(password.to_string(), hash)])
             .await;
         let matched = checked.as_ref().is_ok_and(|m| *m) && operator.is_some();
-        // A failed settle leaves the reservation counted as a failure: fail closed.
-        for (subject, limits) in &locks {
-            let _ = self
-                .attempts
-                .settle(subject, matched, limits, self.clock.now_unix())
-                .await;
-        }
+        self.settle(&locks, matched).await;
         let matched = checked.map_err(|_| self.unavailable())?;
         let Some(operator) = operator.filter(|_| matched) else {
             return Ok(None);
@@ -407,6 +394,45 @@ impl RecordsApi {
             );
         }
         Ok(Some(operator))
+    }
+
+    /// Count an attempt as a failure on each of `locks` until [`settle`](Self::settle)d; a
+    /// locked one refuses. A reservation refused by a later lock leaves the earlier ones counted
+    /// (fail closed).
+    async fn reserve(
+        &self,
+        locks: &[(String, &AttemptLimits)],
+        request: &OperatorRequest,
+        prefix: &str,
+    ) -> Result<(), Denied> {
+        let now = self.clock.now_unix();
+        for (subject, limits) in locks {
+            match self
+                .attempts
+                .reserve(subject, limits, now)
+                .await
+                .map_err(|_| self.unavailable())?
+            {
+                Reservation::Granted { .. } => {}
+                Reservation::Locked { until } => {
+                    let until = until.unwrap_or(now + OPERATOR_LOCK_SECS);
+                    return Err(self.name_locked(request, prefix, until).await);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Settle the attempts [`reserve`](Self::reserve)d on `locks`: a success forgets the
+    /// name's failures, a failure locks it at the limit. A failed settle leaves the
+    /// reservation counted as a failure: fail closed.
+    async fn settle(&self, locks: &[(String, &AttemptLimits)], success: bool) {
+        for (subject, limits) in locks {
+            let _ = self
+                .attempts
+                .settle(subject, success, limits, self.clock.now_unix())
+                .await;
+        }
     }
 
     /// Whether operator `name` signed in from `from` (a hash of name and [`lock_source`])

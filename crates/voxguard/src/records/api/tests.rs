@@ -303,6 +303,48 @@ async fn guessing_from_one_address_locks_the_name_there_and_not_for_the_operator
 }
 
 #[tokio::test]
+async fn a_rate_limited_source_gets_no_uncounted_guesses_at_a_remembered_password() {
+    let (h, password) = Harness::with_vic().await;
+    let attacker: SocketAddr = "10.1.0.1:5000".parse().expect("addr");
+    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
+    // The operator signs in at the office: the right password is in the login cache.
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The attacker spends its address's budget of password checks on names that do not exist,
+    // so that every further attempt is refused by the rate limit without an argon2 check.
+    for i in 0..LOGINS_PER_MIN {
+        let login = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("ghost{i}:not-the-password")
+            )
+        );
+        let reply = h.send_from(&login, "GET", "", &[], attacker).await;
+        assert_eq!(error(&reply), "operator_auth_invalid", "ghost {i}");
+    }
+    // Guesses at vic's password are now refused by the rate limit. Each still counts against the
+    // name at that address: were they free, a remembered right password answering 200 among
+    // refusals would be an oracle at the rate of requests.
+    for i in 0..OPERATOR_FAILURES {
+        let reply = h.send_from(&basic("guess"), "GET", "", &[], attacker).await;
+        assert_eq!(error(&reply), "rate_limited", "guess {i}: {}", reply.body);
+    }
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], attacker)
+        .await;
+    assert_eq!(
+        reply.status, 429,
+        "the right password after the guesses: {}",
+        reply.body
+    );
+    lock_wait(&reply);
+    // The operator at the office is not affected.
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
 async fn one_ipv6_host_is_one_source_for_the_lock_whichever_64_it_uses() {
     let (h, password) = Harness::with_vic().await;
     // Each guess from another /64 of one /48.
