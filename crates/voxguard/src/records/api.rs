@@ -5,7 +5,7 @@
 //! (looked up by its SHA-256) or Basic with an operator's name and argon2id password (checked on
 //! the shared argon2 workers, against a decoy when the name is unknown, at most
 //! [`LOGINS_PER_MIN`] uncached checks per source and [`LOGINS_PER_MIN_TOTAL`] in all a
-//! minute, [`OPERATOR_FAILURES`] failures within 10 minutes per name from one address and
+//! minute except at a name's known sources, [`OPERATOR_FAILURES`] failures within 10 minutes per name from one address and
 //! [`OPERATOR_FAILURES_TOTAL`] per name from anywhere, counted in the shared attempt store). The platform's Basic credentials
 //! are refused here whatever they are. Every refusal is audited: unauthenticated ones as
 //! `access_denied` aggregated per source and window (an anonymous flood cannot grow the trail
@@ -41,7 +41,9 @@ pub const LOGINS_PER_MIN: u32 = 20;
 
 /// Uncached password checks all sources together may start per minute: the argon2 workers are
 /// shared with caller verification, and many addresses (a botnet, one host's IPv6 /48) each
-/// under [`LOGINS_PER_MIN`] must not keep them busy. Bearer tokens are not limited.
+/// under [`LOGINS_PER_MIN`] must not keep them busy. Bearer tokens are not limited, and a name's
+/// checks at a source it signed in from before are not counted here (six sources could
+/// otherwise keep every operator from signing in).
 pub const LOGINS_PER_MIN_TOTAL: u32 = 120;
 
 /// Failed password checks one operator name may have from one source address (the /48 for
@@ -113,6 +115,8 @@ pub(crate) struct RecordsApi {
     /// by hash; see [`OPERATOR_FAILURES`], [`OPERATOR_FAILURES_TOTAL`]).
     attempts: Arc<dyn AttemptStore>,
     logins: RateLimiter,
+    /// [`LOGINS_PER_MIN_TOTAL`], not applied at the sources where the name signed in before.
+    logins_total: RateLimiter,
     /// SHA-256 of (name, password) → (name, stored PHC, expiry ms).
     cache: Mutex<HashMap<String, (String, String, u64)>>,
     /// Where operators signed in: per operator name, SHA-256 of (name, [`lock_source`]) and
@@ -136,8 +140,9 @@ impl RecordsApi {
         if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN, Duration::from_secs(60)) {
             logins = logins.per_caller(limit);
         }
+        let mut logins_total = RateLimiter::with_clock(clock.clone());
         if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN_TOTAL, Duration::from_secs(60)) {
-            logins = logins.global(limit);
+            logins_total = logins_total.global(limit);
         }
         Self {
             records,
@@ -147,6 +152,7 @@ impl RecordsApi {
             clock,
             attempts,
             logins,
+            logins_total,
             cache: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
         }
@@ -341,7 +347,19 @@ impl RecordsApi {
                 }
             }
         }
-        if let Err(limited) = self.logins.check("login", &source_key(request.client.ip())) {
+        // The total budget is waived where the name signed in before: sources that each stay
+        // under their own limit can spend it, and must not keep the operator out of their own.
+        let limited = self
+            .logins
+            .check("login", &source_key(request.client.ip()))
+            .and_then(|()| {
+                if known {
+                    Ok(())
+                } else {
+                    self.logins_total.check("login", "")
+                }
+            });
+        if let Err(limited) = limited {
             // Not checked, yet counted as a failure against the name's locks: the cache above
             // answers a remembered right password even here, so free refusals of every other
             // guess would make it an oracle at the rate of requests (once another name has

@@ -233,6 +233,45 @@ async fn password_checks_are_capped_for_all_sources_together() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
+#[tokio::test]
+async fn spent_total_budget_still_lets_an_operator_sign_in_where_they_did_before() {
+    let (h, password) = Harness::with_vic().await;
+    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Past the login cache: the next sign-in is a password check again.
+    h.clock.advance(std::time::Duration::from_secs(6 * 60));
+    // Many addresses, each under its own limit, spend the total budget of the minute.
+    for i in 0..=LOGINS_PER_MIN_TOTAL {
+        let client: SocketAddr = format!("10.0.{}.{}:5000", i / 250, i % 250 + 1)
+            .parse()
+            .expect("addr");
+        let login = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("ghost{i}:not-the-password")
+            )
+        );
+        let reply = h.send_from(&login, "GET", "", &[], client).await;
+        let expected = if i < LOGINS_PER_MIN_TOTAL {
+            "operator_auth_invalid"
+        } else {
+            "rate_limited"
+        };
+        assert_eq!(error(&reply), expected, "ghost {i}: {}", reply.body);
+    }
+    // From a new address the operator is refused by the spent total; from the office, where
+    // they signed in before, their password is checked.
+    let elsewhere: SocketAddr = "10.3.0.1:5000".parse().expect("addr");
+    let reply = h
+        .send_from(&basic(&password), "GET", "", &[], elsewhere)
+        .await;
+    assert_eq!(error(&reply), "rate_limited", "{}", reply.body);
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
 /// The `Retry-After` of a 429, checked to lie within one lock.
 fn lock_wait(reply: &Reply) -> u64 {
     assert_eq!(error(reply), "rate_limited", "{}", reply.body);
