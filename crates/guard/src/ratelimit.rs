@@ -388,6 +388,17 @@ impl RateLimiter {
     /// limit has let the call through, and each per-key map holds at most [`MAX_KEYS`] keys,
     /// beyond which new keys share one bucket: a flood of distinct keys costs bounded memory.
     pub fn check_keys(&self, tool: &str, keys: &[&str]) -> Result<(), Limited> {
+        self.check_keys_in(tool, keys, true)
+    }
+
+    /// [`check`](Self::check) by the per-tool and per-caller limits only, the global limit
+    /// neither asked nor counted: for callers a global budget must not keep out (an operator
+    /// at an address they signed in from before, while others spend the budget).
+    pub fn check_local(&self, tool: &str, caller: &str) -> Result<(), Limited> {
+        self.check_keys_in(tool, &[caller], false)
+    }
+
+    fn check_keys_in(&self, tool: &str, keys: &[&str], global: bool) -> Result<(), Limited> {
         let refused = |scope, not_until: governor::NotUntil<Duration>| Limited {
             scope,
             retry_after: not_until.wait_time_from(self.clock.now()),
@@ -410,7 +421,7 @@ impl RateLimiter {
                 }
             }
         }
-        if let Some(limiter) = &self.global {
+        if let Some(limiter) = self.global.as_ref().filter(|_| global) {
             limiter
                 .check()
                 .map_err(|n| refused(LimitScope::Global, n))?;
@@ -452,6 +463,28 @@ mod tests {
         assert_eq!(net("2001:db8:1:ffff::9", 48), "2001:db8:1::");
         assert_eq!(net("2001:db8::1", 128), "2001:db8::1");
         assert_eq!(net("2001:db8::1", 0), "::");
+    }
+
+    #[test]
+    fn a_local_check_neither_asks_nor_spends_the_global_budget() {
+        let (_clock, clock) = manual();
+        let limiter = RateLimiter::with_clock(clock)
+            .per_caller(RateLimit::new(3, Duration::from_secs(60)).expect("limit"))
+            .global(RateLimit::new(2, Duration::from_secs(60)).expect("limit"));
+        assert!(limiter.check("login", "a").is_ok());
+        assert!(limiter.check("login", "b").is_ok());
+        let refused = limiter
+            .check("login", "c")
+            .expect_err("the global budget is spent");
+        assert_eq!(refused.scope, LimitScope::Global);
+        // A local check passes while the global budget is spent, and spends none of it...
+        assert!(limiter.check_local("login", "a").is_ok());
+        assert!(limiter.check_local("login", "a").is_ok());
+        // ...but the caller's own limit still applies.
+        let refused = limiter
+            .check_local("login", "a")
+            .expect_err("a's own budget is spent");
+        assert_eq!(refused.scope, LimitScope::Caller);
     }
 
     fn manual() -> (ManualClock, Arc<dyn Clock>) {

@@ -66,7 +66,10 @@ pub const OPERATOR_LOCK_SECS: u64 = 10 * 60;
 /// The locks' limits: no escalation (an attacker must not be able to lock an operator out for
 /// hours by guessing), and counts forgotten when a window of [`OPERATOR_LOCK_SECS`] ends, so the
 /// maintenance purge removes the entries of names guessed once (unknown names included): the
-/// store holds at most what the per-source and global limits let through in one window, twice.
+/// store holds at most what the per-source and global limits let through in one window, twice,
+/// plus the refusals of the limits counted against names the login cache remembers (each such
+/// name at most its [`OPERATOR_FAILURES_TOTAL`], and [`OPERATOR_FAILURES`] per known source,
+/// before its locks refuse with a read).
 const fn operator_limits(max_failures: u32) -> AttemptLimits {
     AttemptLimits {
         max_failures,
@@ -114,9 +117,9 @@ pub(crate) struct RecordsApi {
     /// Failed password checks per operator name, from one address and from anywhere (keyed
     /// by hash; see [`OPERATOR_FAILURES`], [`OPERATOR_FAILURES_TOTAL`]).
     attempts: Arc<dyn AttemptStore>,
+    /// [`LOGINS_PER_MIN`] per source and [`LOGINS_PER_MIN_TOTAL`] in all, the total not
+    /// applied at the sources where the name signed in before.
     logins: RateLimiter,
-    /// [`LOGINS_PER_MIN_TOTAL`], not applied at the sources where the name signed in before.
-    logins_total: RateLimiter,
     /// SHA-256 of (name, password) → (name, stored PHC, expiry ms).
     cache: Mutex<HashMap<String, (String, String, u64)>>,
     /// Where operators signed in: per operator name, SHA-256 of (name, [`lock_source`]) and
@@ -140,9 +143,8 @@ impl RecordsApi {
         if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN, Duration::from_secs(60)) {
             logins = logins.per_caller(limit);
         }
-        let mut logins_total = RateLimiter::with_clock(clock.clone());
         if let Ok(limit) = RateLimit::new(LOGINS_PER_MIN_TOTAL, Duration::from_secs(60)) {
-            logins_total = logins_total.global(limit);
+            logins = logins.global(limit);
         }
         Self {
             records,
@@ -152,7 +154,6 @@ impl RecordsApi {
             clock,
             attempts,
             logins,
-            logins_total,
             cache: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
         }
@@ -349,24 +350,23 @@ impl RecordsApi {
         }
         // The total budget is waived where the name signed in before: sources that each stay
         // under their own limit can spend it, and must not keep the operator out of their own.
-        let limited = self
-            .logins
-            .check("login", &source_key(request.client.ip()))
-            .and_then(|()| {
-                if known {
-                    Ok(())
-                } else {
-                    self.logins_total.check("login", "")
-                }
-            });
+        let source = source_key(request.client.ip());
+        let limited = if known {
+            self.logins.check_local("login", &source)
+        } else {
+            self.logins.check("login", &source)
+        };
         if let Err(limited) = limited {
-            // Not checked, yet counted as a failure against the name's locks: the cache above
-            // answers a remembered right password even here, so free refusals of every other
-            // guess would make it an oracle at the rate of requests (once another name has
-            // spent this source's budget, or many sources the total). Counted, the guessing
-            // locks the name as the checked failures do.
-            self.reserve(&locks, request, prefix).await?;
-            self.settle(&locks, false).await;
+            // While the cache remembers a right password for the name, a refusal here is
+            // counted as a failure of the name: the cache above answers that password even
+            // now, so free refusals of every other guess would make it an oracle at the rate of
+            // requests (once another name has spent this source's budget, or many sources the
+            // total). Otherwise a refusal tells nothing and counts nothing (an operator retrying
+            // their right password is not charged, and a flood writes nothing to the store).
+            if self.remembered(name, now) {
+                self.reserve(&locks, request, prefix).await?;
+                self.settle(&locks, false).await;
+            }
             let sentence = match limited.scope {
                 LimitScope::Global => "Too many operator logins right now; try again shortly.",
                 _ => "Too many operator logins from this address; try again shortly.",
@@ -412,6 +412,16 @@ impl RecordsApi {
             );
         }
         Ok(Some(operator))
+    }
+
+    /// Whether the login cache holds a right password of `name` at `now` (ms); at most
+    /// [`LOGIN_CACHE_SIZE`] entries are read.
+    fn remembered(&self, name: &str, now: u64) -> bool {
+        self.cache.lock().is_ok_and(|cache| {
+            cache
+                .values()
+                .any(|(cached, _, until)| *until > now && cached == name)
+        })
     }
 
     /// Count an attempt as a failure on each of `locks` until [`settle`](Self::settle)d; a

@@ -234,6 +234,44 @@ async fn password_checks_are_capped_for_all_sources_together() {
 }
 
 #[tokio::test]
+async fn refusals_of_the_limit_count_nothing_while_no_password_of_the_name_is_remembered() {
+    let (h, password) = Harness::with_vic().await;
+    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
+    // Someone else at the operator's address spends its budget on names that do not exist.
+    for i in 0..LOGINS_PER_MIN {
+        let login = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("ghost{i}:not-the-password")
+            )
+        );
+        let reply = h.send_from(&login, "GET", "", &[], office).await;
+        assert_eq!(error(&reply), "operator_auth_invalid", "ghost {i}");
+    }
+    // The operator retries with their right password while the limit refuses: nothing is
+    // remembered for the name, so no refusal is an oracle, and none is charged to them.
+    for i in 0..(2 * OPERATOR_FAILURES) {
+        let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+        assert_eq!(error(&reply), "rate_limited", "retry {i}: {}", reply.body);
+    }
+    let status = h
+        .api
+        .attempts
+        .attempt_status(
+            &format!("operator-password/{}", operator_token_hash("vic")),
+            h.clock.now_unix(),
+        )
+        .await
+        .expect("status");
+    assert_eq!(status.failures, 0, "nothing counted against the name");
+    // Once the minute has passed, they sign in.
+    h.clock.advance(std::time::Duration::from_secs(61));
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
 async fn spent_total_budget_still_lets_an_operator_sign_in_where_they_did_before() {
     let (h, password) = Harness::with_vic().await;
     let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
