@@ -289,7 +289,9 @@ impl Sweeps {
 ///    always has its first call, so this order changes no decision, but while the global limit
 ///    refuses, a flood of new callers creates no state at all.
 ///
-/// Per-key maps are also capped at [`MAX_KEYS`].
+/// [`RateLimiter::check_local`] skips step 2, so its new keys get their state at once: use it
+/// only for callers the caller of the limiter has already bounded. Per-key maps are also
+/// capped at [`MAX_KEYS`].
 ///
 /// Time comes from an injected [`Clock`] ([`RateLimiter::with_clock`]); the default reads the
 /// system clock.
@@ -393,7 +395,9 @@ impl RateLimiter {
 
     /// [`check`](Self::check) by the per-tool and per-caller limits only, the global limit
     /// neither asked nor counted: for callers a global budget must not keep out (an operator
-    /// at an address they signed in from before, while others spend the budget).
+    /// at an address they signed in from before, while others spend the budget). A new key
+    /// gets its state here whatever the global limit says, so the callers given to it must be
+    /// bounded by other means (known sources: at most 8 per operator).
     pub fn check_local(&self, tool: &str, caller: &str) -> Result<(), Limited> {
         self.check_keys_in(tool, &[caller], false)
     }
@@ -472,15 +476,17 @@ mod tests {
             .per_caller(RateLimit::new(3, Duration::from_secs(60)).expect("limit"))
             .global(RateLimit::new(2, Duration::from_secs(60)).expect("limit"));
         assert!(limiter.check("login", "a").is_ok());
-        assert!(limiter.check("login", "b").is_ok());
+        // Local checks leave the one global call left untouched...
+        assert!(limiter.check_local("login", "b").is_ok());
+        assert!(limiter.check_local("login", "b").is_ok());
+        assert!(limiter.check("login", "c").is_ok());
         let refused = limiter
-            .check("login", "c")
+            .check("login", "d")
             .expect_err("the global budget is spent");
         assert_eq!(refused.scope, LimitScope::Global);
-        // A local check passes while the global budget is spent, and spends none of it...
+        // ...pass while it is spent, and still answer to the caller's own limit.
         assert!(limiter.check_local("login", "a").is_ok());
         assert!(limiter.check_local("login", "a").is_ok());
-        // ...but the caller's own limit still applies.
         let refused = limiter
             .check_local("login", "a")
             .expect_err("a's own budget is spent");

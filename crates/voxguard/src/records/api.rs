@@ -24,7 +24,7 @@ use voxguard_guard::records::{
     parse_operator_authorization, valid_operator_name, OperatorCredential, Permission,
 };
 use voxguard_guard::{
-    Clock, LimitScope, PinVault, RateLimit, RateLimiter, Reason, Refusal, SecretHash,
+    Clock, LimitScope, Limited, PinVault, RateLimit, RateLimiter, Reason, Refusal, SecretHash,
 };
 use voxguard_server::{OperatorRequest, RecordsService, Reply, SecurityEvents};
 use voxguard_store::{
@@ -67,9 +67,9 @@ pub const OPERATOR_LOCK_SECS: u64 = 10 * 60;
 /// hours by guessing), and counts forgotten when a window of [`OPERATOR_LOCK_SECS`] ends, so the
 /// maintenance purge removes the entries of names guessed once (unknown names included): the
 /// store holds at most what the per-source and global limits let through in one window, twice,
-/// plus the refusals of the limits counted against names the login cache remembers (each such
-/// name at most its [`OPERATOR_FAILURES_TOTAL`], and [`OPERATOR_FAILURES`] per known source,
-/// before its locks refuse with a read).
+/// plus the refusals of a known source's limit counted against a name the login cache
+/// remembers (at most [`OPERATOR_FAILURES`] per known source before its lock refuses with a
+/// read).
 const fn operator_limits(max_failures: u32) -> AttemptLimits {
     AttemptLimits {
         max_failures,
@@ -328,57 +328,44 @@ impl RecordsApi {
                 return Err(self.name_locked(request, prefix, until).await);
             }
         }
+        // At a source where the name never signed in, the login limits come before the login
+        // cache: once they refuse, a remembered right password gets the same refusal as any
+        // other guess or name, so the cache is no oracle there, and nothing is counted or
+        // written. (A right password signed in makes its source known: only an operator's
+        // first sign-in at a source spends this budget.)
+        let source = source_key(request.client.ip());
+        if !known {
+            if let Err(limited) = self.logins.check("login", &source) {
+                return Err(self.login_limited(request, prefix, &limited).await);
+            }
+        }
         let store = self.records.backend();
         let operator = store.operator(name).await.map_err(|_| self.unavailable())?;
         let now = self.clock.now_ms();
         let cache_key = operator_token_hash(&format!("{name}\0{password}"));
         if let Some(operator) = &operator {
-            let cached = self
-                .cache
-                .lock()
-                .ok()
-                .and_then(|cache| cache.get(&cache_key).cloned());
-            if let Some((cached_name, phc, until)) = cached {
-                if until > now
-                    && cached_name == operator.name
-                    && operator.password_hash.as_deref() == Some(phc.as_str())
-                {
-                    self.remember_source(name, from);
-                    return Ok(Some(operator.clone()));
-                }
+            if self.remembered(operator, Some(&cache_key), now) {
+                self.remember_source(name, from);
+                return Ok(Some(operator.clone()));
             }
         }
-        // The total budget is waived where the name signed in before: sources that each stay
-        // under their own limit can spend it, and must not keep the operator out of their own.
-        let source = source_key(request.client.ip());
-        let limited = if known {
-            self.logins.check_local("login", &source)
-        } else {
-            self.logins.check("login", &source)
-        };
-        if let Err(limited) = limited {
-            // While the cache remembers a right password for the name, a refusal here is
-            // counted as a failure of the name: the cache above answers that password even
-            // now, so free refusals of every other guess would make it an oracle at the rate of
-            // requests (once another name has spent this source's budget, or many sources the
-            // total). Otherwise a refusal tells nothing and counts nothing (an operator retrying
-            // their right password is not charged, and a flood writes nothing to the store).
-            if self.remembered(name, now) {
-                self.reserve(&locks, request, prefix).await?;
-                self.settle(&locks, false).await;
+        // At a known source the cache answers first and the total budget is waived (sources
+        // that each stay under their own limit can spend it, and must not keep the operator
+        // out of their own). A refusal of the source's own limit is then counted as a failure
+        // of the name while the cache remembers a right password of it (which it would answer
+        // even now: free refusals of every other guess would be an oracle at the rate of
+        // requests); otherwise it tells nothing and counts nothing.
+        if known {
+            if let Err(limited) = self.logins.check_local("login", &source) {
+                if operator
+                    .as_ref()
+                    .is_some_and(|operator| self.remembered(operator, None, now))
+                {
+                    self.reserve(&locks, request, prefix).await?;
+                    self.settle(&locks, false).await;
+                }
+                return Err(self.login_limited(request, prefix, &limited).await);
             }
-            let sentence = match limited.scope {
-                LimitScope::Global => "Too many operator logins right now; try again shortly.",
-                _ => "Too many operator logins from this address; try again shortly.",
-            };
-            return Err(self
-                .unauthenticated_at(
-                    request,
-                    prefix,
-                    Refusal::new(Reason::RateLimited, sentence)
-                        .with_retry_after(limited.retry_after_secs()),
-                )
-                .await);
         }
         // Counted as a failure before the check and given back only by a success, so parallel
         // guesses cannot exceed the budget. A reservation refused by the second count leaves the
@@ -414,14 +401,39 @@ impl RecordsApi {
         Ok(Some(operator))
     }
 
-    /// Whether the login cache holds a right password of `name` at `now` (ms); at most
-    /// [`LOGIN_CACHE_SIZE`] entries are read.
-    fn remembered(&self, name: &str, now: u64) -> bool {
-        self.cache.lock().is_ok_and(|cache| {
-            cache
-                .values()
-                .any(|(cached, _, until)| *until > now && cached == name)
+    /// Whether the login cache holds a right password of `operator` at `now` (ms), stored
+    /// for their present password hash: the one under `key` (a hash of name and password), or
+    /// with `None` any (at most [`LOGIN_CACHE_SIZE`] entries are read).
+    fn remembered(&self, operator: &Operator, key: Option<&str>, now: u64) -> bool {
+        let fits = |(cached, phc, until): &(String, String, u64)| {
+            *until > now
+                && *cached == operator.name
+                && operator.password_hash.as_deref() == Some(phc.as_str())
+        };
+        self.cache.lock().is_ok_and(|cache| match key {
+            Some(key) => cache.get(key).is_some_and(fits),
+            None => cache.values().any(fits),
         })
+    }
+
+    /// The 429 of a refusal by the login limits, audited like any unauthenticated request.
+    async fn login_limited(
+        &self,
+        request: &OperatorRequest,
+        prefix: &str,
+        limited: &Limited,
+    ) -> Denied {
+        let sentence = match limited.scope {
+            LimitScope::Global => "Too many operator logins right now; try again shortly.",
+            _ => "Too many operator logins from this address; try again shortly.",
+        };
+        self.unauthenticated_at(
+            request,
+            prefix,
+            Refusal::new(Reason::RateLimited, sentence)
+                .with_retry_after(limited.retry_after_secs()),
+        )
+        .await
     }
 
     /// Count an attempt as a failure on each of `locks` until [`settle`](Self::settle)d; a

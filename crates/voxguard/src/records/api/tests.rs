@@ -234,44 +234,6 @@ async fn password_checks_are_capped_for_all_sources_together() {
 }
 
 #[tokio::test]
-async fn refusals_of_the_limit_count_nothing_while_no_password_of_the_name_is_remembered() {
-    let (h, password) = Harness::with_vic().await;
-    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
-    // Someone else at the operator's address spends its budget on names that do not exist.
-    for i in 0..LOGINS_PER_MIN {
-        let login = format!(
-            "Basic {}",
-            base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                format!("ghost{i}:not-the-password")
-            )
-        );
-        let reply = h.send_from(&login, "GET", "", &[], office).await;
-        assert_eq!(error(&reply), "operator_auth_invalid", "ghost {i}");
-    }
-    // The operator retries with their right password while the limit refuses: nothing is
-    // remembered for the name, so no refusal is an oracle, and none is charged to them.
-    for i in 0..(2 * OPERATOR_FAILURES) {
-        let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
-        assert_eq!(error(&reply), "rate_limited", "retry {i}: {}", reply.body);
-    }
-    let status = h
-        .api
-        .attempts
-        .attempt_status(
-            &format!("operator-password/{}", operator_token_hash("vic")),
-            h.clock.now_unix(),
-        )
-        .await
-        .expect("status");
-    assert_eq!(status.failures, 0, "nothing counted against the name");
-    // Once the minute has passed, they sign in.
-    h.clock.advance(std::time::Duration::from_secs(61));
-    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-}
-
-#[tokio::test]
 async fn spent_total_budget_still_lets_an_operator_sign_in_where_they_did_before() {
     let (h, password) = Harness::with_vic().await;
     let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
@@ -379,17 +341,9 @@ async fn guessing_from_one_address_locks_the_name_there_and_not_for_the_operator
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
-#[tokio::test]
-async fn a_rate_limited_source_gets_no_uncounted_guesses_at_a_remembered_password() {
-    let (h, password) = Harness::with_vic().await;
-    let attacker: SocketAddr = "10.1.0.1:5000".parse().expect("addr");
-    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
-    // The operator signs in at the office: the right password is in the login cache.
-    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    // The attacker spends its address's budget of password checks on names that do not exist,
-    // so that every further attempt is refused by the rate limit without an argon2 check.
-    for i in 0..LOGINS_PER_MIN {
+/// Spend what is left of the login budget of `client`'s source on names that do not exist.
+async fn spend_budget(h: &Harness, client: SocketAddr) {
+    for i in 0..=LOGINS_PER_MIN {
         let login = format!(
             "Basic {}",
             base64::Engine::encode(
@@ -397,26 +351,96 @@ async fn a_rate_limited_source_gets_no_uncounted_guesses_at_a_remembered_passwor
                 format!("ghost{i}:not-the-password")
             )
         );
-        let reply = h.send_from(&login, "GET", "", &[], attacker).await;
-        assert_eq!(error(&reply), "operator_auth_invalid", "ghost {i}");
+        let reply = h.send_from(&login, "GET", "", &[], client).await;
+        match error(&reply) {
+            "operator_auth_invalid" => {}
+            "rate_limited" => return,
+            other => panic!("ghost {i}: {other}"),
+        }
     }
-    // Guesses at vic's password are now refused by the rate limit. Each still counts against the
-    // name at that address: were they free, a remembered right password answering 200 among
-    // refusals would be an oracle at the rate of requests.
+    panic!("the budget of {client} was never spent");
+}
+
+impl Harness {
+    /// The failures counted against `name` from everywhere.
+    async fn name_failures(&self, name: &str) -> u32 {
+        self.api
+            .attempts
+            .attempt_status(
+                &format!("operator-password/{}", operator_token_hash(name)),
+                self.clock.now_unix(),
+            )
+            .await
+            .expect("status")
+            .failures
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_source_gets_no_oracle_of_a_remembered_password() {
+    let (h, password) = Harness::with_vic().await;
+    let attacker: SocketAddr = "10.1.0.1:5000".parse().expect("addr");
+    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
+    // The operator signs in at the office: the right password is in the login cache.
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The attacker spends its address's budget on names that do not exist.
+    spend_budget(&h, attacker).await;
+    // Now every attempt there gets the limit's refusal, the remembered right password too (the
+    // cache would otherwise tell it from the wrong ones at the rate of requests), a real name
+    // and a made-up one alike (no lock either, which would tell which names exist).
+    let mut answers = Vec::new();
+    for auth in [basic("guess"), basic(&password), GHOST_LOGIN.to_string()] {
+        for _ in 0..(OPERATOR_FAILURES + 1) {
+            let reply = h.send_from(&auth, "GET", "", &[], attacker).await;
+            assert_eq!(reply.status, 429, "{}", reply.body);
+            answers.push(reply.body.clone());
+        }
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    assert_eq!(h.name_failures("vic").await, 0, "nothing counted");
+    // The operator at the office is not affected.
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn at_a_known_source_refusals_of_its_limit_count_while_the_password_is_remembered() {
+    let (h, password) = Harness::with_vic().await;
+    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Someone at the operator's own address spends its budget, then guesses vic's password:
+    // the cache answers the right one there, so each refused guess counts.
+    spend_budget(&h, office).await;
     for i in 0..OPERATOR_FAILURES {
-        let reply = h.send_from(&basic("guess"), "GET", "", &[], attacker).await;
+        let reply = h.send_from(&basic("guess"), "GET", "", &[], office).await;
         assert_eq!(error(&reply), "rate_limited", "guess {i}: {}", reply.body);
     }
-    let reply = h
-        .send_from(&basic(&password), "GET", "", &[], attacker)
-        .await;
+    let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+    assert_eq!(reply.status, 429, "locked at that address: {}", reply.body);
+    assert!(lock_wait(&reply) > 60, "a lock, not the minute's limit");
+}
+
+#[tokio::test]
+async fn refusals_of_the_limit_count_nothing_against_an_operator_retrying() {
+    let (h, password) = Harness::with_vic().await;
+    let office: SocketAddr = "10.2.0.1:5000".parse().expect("addr");
+    // Someone else at the operator's address spends its budget on names that do not exist.
+    spend_budget(&h, office).await;
+    // The operator retries with their right password while the limit refuses: none of it is
+    // charged to them.
+    for i in 0..(2 * OPERATOR_FAILURES) {
+        let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
+        assert_eq!(error(&reply), "rate_limited", "retry {i}: {}", reply.body);
+    }
     assert_eq!(
-        reply.status, 429,
-        "the right password after the guesses: {}",
-        reply.body
+        h.name_failures("vic").await,
+        0,
+        "nothing counted against the name"
     );
-    lock_wait(&reply);
-    // The operator at the office is not affected.
+    // Once the minute has passed, they sign in.
+    h.clock.advance(std::time::Duration::from_secs(61));
     let reply = h.send_from(&basic(&password), "GET", "", &[], office).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
@@ -467,6 +491,8 @@ async fn another_operators_many_sign_ins_do_not_evict_an_operators_known_source(
         let reply = h.send_from(&eve, "GET", "", &[], from).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
+    // (A first sign-in at a source spends the minute's login budget, cached or not.)
+    h.clock.advance(std::time::Duration::from_secs(61));
     // Guessing at vic spread over many addresses locks vic's name...
     for i in 0..OPERATOR_FAILURES_TOTAL {
         let from: SocketAddr = format!("10.9.{}.{}:5000", i / 9, i % 9 + 1)
