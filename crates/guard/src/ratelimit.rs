@@ -397,7 +397,7 @@ impl RateLimiter {
     /// neither asked nor counted: for callers a global budget must not keep out (an operator
     /// at an address they signed in from before, while others spend the budget). A new key
     /// gets its state here whatever the global limit says, so the callers given to it must be
-    /// bounded by other means (known sources: at most 8 per operator).
+    /// bounded by other means.
     pub fn check_local(&self, tool: &str, caller: &str) -> Result<(), Limited> {
         self.check_keys_in(tool, &[caller], false)
     }

@@ -356,7 +356,10 @@ impl RecordsApi {
         // even now: free refusals of every other guess would be an oracle at the rate of
         // requests); otherwise it tells nothing and counts nothing.
         if known {
-            if let Err(limited) = self.logins.check_local("login", &source) {
+            // Keyed by the lock's source (an IPv6 /48), as known sources are: the global limit
+            // does not bound the keys made here, a name's few known sources do.
+            let local = format!("known/{}", lock_source(request.client.ip()));
+            if let Err(limited) = self.logins.check_local("login", &local) {
                 if operator
                     .as_ref()
                     .is_some_and(|operator| self.remembered(operator, None, now))
