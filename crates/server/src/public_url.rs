@@ -82,6 +82,39 @@ pub fn client_addr(
     peer
 }
 
+/// Whether a request from `peer` carries an `X-Forwarded-For` that [`client_addr`] ignores
+/// because `peer` is not a listed proxy: behind a proxy left out of `VOXGUARD_TRUSTED_PROXIES`,
+/// every client would be the proxy.
+pub(crate) fn forwarding_ignored(
+    trusted: &[ipnet::IpNet],
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> bool {
+    headers.contains_key("x-forwarded-for") && !is_trusted_proxy(trusted, peer.ip())
+}
+
+/// Log once per process that a request's `X-Forwarded-For` was ignored
+/// ([`forwarding_ignored`]): a reverse proxy missing from `VOXGUARD_TRUSTED_PROXIES` makes every
+/// client one source for the limits, the locks and the audit trail. The header's value is never
+/// logged (the client writes it).
+pub(crate) fn warn_if_forwarding_ignored(
+    trusted: &[ipnet::IpNet],
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering::Relaxed;
+    if !WARNED.load(Relaxed)
+        && forwarding_ignored(trusted, headers, peer)
+        && !WARNED.swap(true, Relaxed)
+    {
+        tracing::warn!(
+            peer = %peer.ip(),
+            "a request came with X-Forwarded-For from an address not listed in VOXGUARD_TRUSTED_PROXIES: the header is ignored, and limits, locks and the audit trail take that address as the client; behind a reverse proxy, list the proxy there (docs/configuration.md; logged once)"
+        );
+    }
+}
+
 /// Whether `ip` is one of the `trusted` proxies ([`ServerConfig::trusted_proxies`]).
 fn is_trusted_proxy(trusted: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
     let ip = ip.to_canonical();
@@ -256,6 +289,20 @@ mod tests {
             }
             assert!(PARSED.lock().unwrap().len() <= MAX_PARSED);
         }
+    }
+
+    #[test]
+    fn forwarding_is_reported_ignored_only_from_an_unlisted_peer() {
+        let proxy: std::net::SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let listed: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        // A proxy left out of the list (or no list at all): every client would be the proxy.
+        assert!(forwarding_ignored(&[], &forwarded, proxy));
+        let other: Vec<ipnet::IpNet> = vec!["192.168.0.0/16".parse().unwrap()];
+        assert!(forwarding_ignored(&other, &forwarded, proxy));
+        // A listed proxy's header is read; a request without the header says nothing.
+        assert!(!forwarding_ignored(&listed, &forwarded, proxy));
+        assert!(!forwarding_ignored(&[], &headers(&[("host", "a")]), proxy));
     }
 
     #[test]

@@ -436,6 +436,7 @@ async fn serve_connection(
         // forwarded (per-source limits, locks and the audit trail read this; the per-address
         // connection cap counts the peer).
         let client = crate::public_url::client_addr(&trusted_proxies, req.headers(), peer);
+        crate::public_url::warn_if_forwarding_ignored(&trusted_proxies, req.headers(), peer);
         req.extensions_mut().insert(ClientAddr(client));
         let app = app.clone();
         let slot = slot.clone();
