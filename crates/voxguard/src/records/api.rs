@@ -5,9 +5,10 @@
 //! (looked up by its SHA-256) or Basic with an operator's name and argon2id password (checked on
 //! the shared argon2 workers, against a decoy when the name is unknown, at most
 //! [`LOGINS_PER_MIN`] uncached checks per source and [`LOGINS_PER_MIN_TOTAL`] in all a
-//! minute except at a name's known sources, [`OPERATOR_FAILURES`] failures within 10 minutes per name from one address and
-//! [`OPERATOR_FAILURES_TOTAL`] per name from anywhere, counted in the shared attempt store). The platform's Basic credentials
-//! are refused here whatever they are. Every refusal is audited: unauthenticated ones as
+//! minute except at a name's known sources, [`OPERATOR_FAILURES`] failures within 10 minutes
+//! per name from one address and [`OPERATOR_FAILURES_TOTAL`] per name from anywhere, counted in
+//! the shared attempt store). The platform's Basic credentials are refused here whatever they
+//! are. Every refusal is audited: unauthenticated ones as
 //! `access_denied` aggregated per source and window (an anonymous flood cannot grow the trail
 //! at request rate), authenticated ones one event each. This module must not touch storage or
 //! encryption itself (`Records` does) and must not answer before the access is on record.
@@ -309,7 +310,8 @@ impl RecordsApi {
         // this address, and the name from anywhere — which does not apply where the operator
         // signed in before (so guessing spread over many addresses cannot lock them out of
         // their own).
-        let from = operator_token_hash(&format!("{name}\0{}", lock_source(request.client.ip())));
+        let lock_from = lock_source(request.client.ip());
+        let from = operator_token_hash(&format!("{name}\0{lock_from}"));
         let known = self.known_source(name, &from);
         let mut locks = vec![(format!("operator-password-source/{from}"), &SOURCE_LIMITS)];
         if !known {
@@ -333,9 +335,8 @@ impl RecordsApi {
         // other guess or name, so the cache is no oracle there, and nothing is counted or
         // written. (A right password signed in makes its source known: only an operator's
         // first sign-in at a source spends this budget.)
-        let source = source_key(request.client.ip());
         if !known {
-            if let Err(limited) = self.logins.check("login", &source) {
+            if let Err(limited) = self.logins.check("login", &source_key(request.client.ip())) {
                 return Err(self.login_limited(request, prefix, &limited).await);
             }
         }
@@ -358,8 +359,10 @@ impl RecordsApi {
         if known {
             // Keyed by the lock's source (an IPv6 /48), as known sources are: the global limit
             // does not bound the keys made here, a name's few known sources do.
-            let local = format!("known/{}", lock_source(request.client.ip()));
-            if let Err(limited) = self.logins.check_local("login", &local) {
+            if let Err(limited) = self
+                .logins
+                .check_local("login", &format!("known/{lock_from}"))
+            {
                 if operator
                     .as_ref()
                     .is_some_and(|operator| self.remembered(operator, None, now))
