@@ -280,14 +280,28 @@ fn request_info(shared: &Shared, req: &Request) -> RequestInfo {
     }
 }
 
-/// The function token from `__token` (preferred) or `token` in the query string.
+/// The function token from `__token` (preferred) or `token` in the query string, read as
+/// `application/x-www-form-urlencoded` (so `%5F%5Ftoken` names `__token` too). Pairs without
+/// `%` or `+` are taken as they are; only the others go through the form decoder.
 fn query_token(uri: &Uri) -> Option<String> {
     let query = uri.query()?;
     let mut fallback = None;
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "__token" => return Some(value.into_owned()),
-            "token" if fallback.is_none() => fallback = Some(value.into_owned()),
+    for pair in query.split('&') {
+        let decoded;
+        let (key, value): (&str, &str) = if pair.contains(['%', '+']) {
+            let Some((key, value)) = url::form_urlencoded::parse(pair.as_bytes()).next() else {
+                continue;
+            };
+            decoded = (key, value);
+            (decoded.0.as_ref(), decoded.1.as_ref())
+        } else if pair.is_empty() {
+            continue;
+        } else {
+            pair.split_once('=').unwrap_or((pair, ""))
+        };
+        match key {
+            "__token" => return Some(value.to_string()),
+            "token" if fallback.is_none() => fallback = Some(value.to_string()),
             _ => {}
         }
     }
@@ -1032,7 +1046,47 @@ fn merge_missing(target: &mut HeaderMap, source: HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    use super::{log_path, loggable_path};
+    use super::{log_path, loggable_path, query_token};
+
+    #[test]
+    fn the_query_token_is_read_as_the_form_decoder_reads_it() {
+        // Every query is read the same as `url::form_urlencoded` reads it, whatever the path
+        // taken (raw pairs, or the decoder for pairs with `%` or `+`).
+        let reference = |query: &str| {
+            let mut fallback = None;
+            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                match key.as_ref() {
+                    "__token" => return Some(value.into_owned()),
+                    "token" if fallback.is_none() => fallback = Some(value.into_owned()),
+                    _ => {}
+                }
+            }
+            fallback
+        };
+        for query in [
+            "__token=abc.def-_",
+            "token=t1&__token=t2",
+            "__token=t2&token=t1",
+            "token=a&token=b",
+            "token",
+            "__token=",
+            "&&__token=x&",
+            "=x&token=y",
+            "%5F%5Ftoken=enc",
+            "__token=a%2Bb+c",
+            "tok%65n=e&x=1",
+            "__token=%ZZ",
+            "__token=a=b",
+            "__token+=x&token=y",
+            "a=1&b=2",
+            "",
+        ] {
+            let uri: axum::http::Uri = format!("/swaig?{query}").parse().unwrap();
+            assert_eq!(query_token(&uri), reference(query), "{query}");
+        }
+        let uri: axum::http::Uri = "/swaig".parse().unwrap();
+        assert_eq!(query_token(&uri), None);
+    }
     use crate::service::is_records_path;
 
     #[test]
