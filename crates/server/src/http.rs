@@ -1086,6 +1086,41 @@ mod tests {
         }
         let uri: axum::http::Uri = "/swaig".parse().unwrap();
         assert_eq!(query_token(&uri), None);
+        // And on many queries made of the pieces that matter (seeded: the same every run).
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&str] = &[
+            "__token",
+            "token",
+            "tok",
+            "%5F%5Ftoken",
+            "%74oken",
+            "=",
+            "=",
+            "&",
+            "&",
+            "+",
+            "%2B",
+            "%",
+            "%Z",
+            "a",
+            "_",
+            "%5F",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let mut found = 0;
+        for _ in 0..20_000 {
+            let query: String = (0..rng.gen_range(0..10))
+                .map(|_| PIECES[rng.gen_range(0..PIECES.len())])
+                .collect();
+            let Ok(uri) = format!("/swaig?{query}").parse::<axum::http::Uri>() else {
+                continue;
+            };
+            let token = query_token(&uri);
+            found += usize::from(token.is_some());
+            assert_eq!(token, reference(&query), "{query}");
+        }
+        // The pieces make a token often enough for the comparison to mean something.
+        assert!(found > 2_000, "{found}");
     }
     use crate::service::is_records_path;
 
