@@ -223,11 +223,45 @@ impl AuthEvents {
         self.write(due).await;
     }
 
+    /// Count a webhook refused before its token was verified (the event as it would have been
+    /// written, already shown to the anomaly rules): the first of a window of its source and
+    /// reason is written at once, the rest are counted into one record, as for refused
+    /// authentications — a sender with the webhook credentials but no token grows the trail by
+    /// a bounded number of records (invariant 10).
+    pub(crate) async fn refused_unverified(
+        &self,
+        client: SocketAddr,
+        reason: Reason,
+        event: &AuditEvent,
+    ) {
+        let failure = Failures {
+            source: aggregation_source(client.ip()),
+            reason,
+            method: String::new(),
+            path: String::new(),
+            request_id: event.request_id.clone().unwrap_or_default(),
+            count: 1,
+            folded: 0,
+            call: Some(RefusedCall {
+                kind: event.kind,
+                agent: event.agent.clone().unwrap_or_default(),
+                function: event.function.clone(),
+                call_id: event.call_id.clone(),
+                caller: event.caller.clone(),
+            }),
+        };
+        let due = self.windows().observe(failure, self.auditor.clock.now_ms());
+        self.write(due).await;
+    }
+
     async fn write(&self, failures: Vec<Failures>) {
         for failures in failures {
-            // Refusals on the operator records API are `access_denied` (issue 10); the others
-            // are refused webhook or agent authentications.
-            let kind = if voxguard_server::is_records_path(&failures.path)
+            // Refusals on the operator records API are `access_denied` (issue 10); webhooks
+            // refused before their token was verified keep the kind they were refused as; the
+            // others are refused webhook or agent authentications.
+            let kind = if let Some(call) = &failures.call {
+                call.kind
+            } else if voxguard_server::is_records_path(&failures.path)
                 || voxguard_server::is_console_path(&failures.path)
             {
                 AuditKind::AccessDenied
@@ -237,11 +271,23 @@ impl AuthEvents {
             let mut event = self.auditor.event(kind, Outcome::Refused);
             event.reason = Some(failures.reason.as_str().into());
             event.request_id = Some(failures.request_id);
-            event.function = Some(format!(
-                "{} {}",
-                failures.method,
-                self.auditor.redactor.redact_text(&failures.path)
-            ));
+            if let Some(call) = failures.call {
+                // The sender chose these: cut, and redacted like a log line.
+                let named = |text: String| {
+                    let cut: String = text.chars().take(MAX_NAMED_CHARS).collect();
+                    self.auditor.redactor.redact_text(&cut).into_owned()
+                };
+                event.agent = Some(call.agent);
+                event.function = call.function.map(named);
+                event.call_id = call.call_id.map(named);
+                event.caller = call.caller;
+            } else {
+                event.function = Some(format!(
+                    "{} {}",
+                    failures.method,
+                    self.auditor.redactor.redact_text(&failures.path)
+                ));
+            }
             let mut arguments = serde_json::json!({
                 "count": failures.count,
                 "window_secs": AUTH_FAILURE_WINDOW_SECS,
@@ -257,6 +303,9 @@ impl AuthEvents {
         }
     }
 }
+
+/// The most characters of a function name or call id a refused webhook's record keeps.
+const MAX_NAMED_CHARS: usize = 128;
 
 /// The `source` of a record that folds the failures of many sources ([`AUTH_FAILURE_RECORDS`]).
 pub(crate) const MANY_SOURCES: &str = "many";
@@ -296,13 +345,16 @@ impl SecurityEvents for AuthEvents {
             request_id: request_id.into(),
             count: 1,
             folded: 0,
+            call: None,
         };
         let due = self.windows().observe(failure, self.auditor.clock.now_ms());
         self.write(due).await;
     }
 }
 
-/// Failures of one source for one reason: the last request's method, path and id, and how many.
+/// Failures of one source for one reason: the last request's method, path and id (and, for a
+/// webhook refused before its token was verified, its agent, function and call id), and how
+/// many.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Failures {
     source: std::net::IpAddr,
@@ -313,6 +365,21 @@ pub(crate) struct Failures {
     count: u64,
     /// How many per-source records this one stands for (0: it is one source's own).
     folded: u64,
+    /// What the last refused webhook named; `None` for a refused authentication.
+    call: Option<RefusedCall>,
+}
+
+/// The parts of a webhook refused before its token was verified that its record keeps: the
+/// kind it is recorded as and the agent, function and call id the sender named (redacted and
+/// cut when written: the sender chose them).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RefusedCall {
+    pub(crate) kind: AuditKind,
+    pub(crate) agent: String,
+    pub(crate) function: Option<String>,
+    pub(crate) call_id: Option<String>,
+    /// The caller number as the event shows it (its last four digits).
+    pub(crate) caller: Option<String>,
 }
 
 /// One open window: when it opened, and the failures counted (not yet written) since.
@@ -363,6 +430,7 @@ impl RecordBudget {
                     folded.method = failure.method;
                     folded.path = failure.path;
                     folded.request_id = failure.request_id;
+                    folded.call = failure.call;
                 }
                 None => self.folded.push(Failures {
                     source: std::net::IpAddr::from([0, 0, 0, 0]),
@@ -496,6 +564,7 @@ mod tests {
             request_id: request_id.into(),
             count: 1,
             folded: 0,
+            call: None,
         }
     }
 

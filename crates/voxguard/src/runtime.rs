@@ -451,6 +451,7 @@ impl Runtime {
             vault: PinVault::default(),
             hashers,
             auditor: auditor.clone(),
+            failures: auth_events.clone(),
             records: records.clone(),
         });
         let input_guard = InputGuard::new();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use voxguard_guard::{Clock, PinVault, SecretKey, SystemClock};
 use voxguard_store::{AttemptStore, MemoryStore};
 
-use crate::audit::Auditor;
+use crate::audit::{Auditor, AuthEvents};
 pub(crate) use crate::hashers::Hashers;
 use crate::records::Records;
 
@@ -31,6 +31,9 @@ pub(crate) struct Services {
     pub(crate) hashers: Arc<Hashers>,
     /// The audit trail.
     pub(crate) auditor: Auditor,
+    /// Where refusals before a token was verified are counted and written (aggregated per
+    /// source and reason, like refused authentications).
+    pub(crate) failures: Arc<AuthEvents>,
     /// Conversation records, when the runtime keeps them.
     pub(crate) records: Option<Records>,
 }
@@ -44,6 +47,7 @@ impl Default for Services {
             subject_key: SecretKey::generate(),
             vault: PinVault::default(),
             hashers: Hashers::new(Hashers::default_permits()),
+            failures: Arc::new(AuthEvents::new(Auditor::default())),
             auditor: Auditor::default(),
             records: None,
         }

@@ -4,7 +4,9 @@
 //! It must not make decisions: the steps decide, `verdict` maps, this records. An endpoint
 //! added later (payments, records) gets its audit record by returning a `Verdict` with its own
 //! `Endpoint`. When an event cannot be stored the answer is `audit_unavailable`: nothing is
-//! acknowledged that is not on record.
+//! acknowledged that is not on record. A refusal before the request's token was verified is
+//! counted per source and reason and written aggregated (`AuthEvents`), so that a sender without
+//! a token cannot grow the trail at request rate.
 
 use voxguard_guard::{AuditKind, Outcome, Reason, Refusal};
 use voxguard_server::{Reply, RequestInfo};
@@ -66,6 +68,17 @@ impl Pipeline {
         let mut event = stamp(kind, outcome);
         event.arguments = trail.arguments.clone();
         event.reason = reason.clone();
+        if let (false, Verdict::Refused(refusal)) = (trail.verified, &verdict) {
+            // Refused before its token was verified (no token, a wrong one, an unknown
+            // function, not a SWAIG call): anyone with the webhook credentials can send these at
+            // request rate, so they are counted per source and reason, not written one by one.
+            auditor.watch(&event);
+            self.services
+                .failures
+                .refused_unverified(info.client, refusal.reason(), &event)
+                .await;
+            return verdict.into_reply().with_call_id(trail.call_id);
+        }
         if auditor.record(event).await.is_err() {
             return audit_unavailable();
         }

@@ -36,13 +36,20 @@ pub(crate) fn caller_name(raw: Option<&str>) -> Option<String> {
 
 /// The arguments an audit record keeps: only the paths the tool's schema declares (`declared`,
 /// [`declared_path`](voxguard_guard::declared_path) on it: a name the caller made up is
-/// dropped), redacted, and bounded to [`MAX_AUDITED_ARGUMENT_BYTES`].
+/// dropped, and so is an array element at a position the schema does not declare), redacted,
+/// and bounded to [`MAX_AUDITED_ARGUMENT_BYTES`]. Arguments that are not an object (a bare
+/// string, number or list where the schema wants an object) declare nothing: they are kept
+/// as `null`, never as the value the caller sent — a bare `"4321"` has no name for the
+/// redactor to mask it by.
 pub(crate) fn audited_arguments(
     auditor: &Auditor,
     declared: &dyn Fn(&str) -> bool,
     args: &Value,
     sensitive: &[String],
 ) -> Value {
+    if !args.is_object() {
+        return Value::Null;
+    }
     let declared = declared_only(declared, args, &mut String::new());
     bounded_arguments(
         auditor.redact_args(&declared, sensitive),
@@ -65,6 +72,8 @@ fn declared_only(declared: &dyn Fn(&str) -> bool, value: &Value, path: &mut Stri
             }
             Value::Object(kept)
         }
+        // Elements at undeclared positions (a list where the schema declares a string or an
+        // object) are kept as `null`, so the positions of the declared ones stay as sent.
         Value::Array(items) => Value::Array(
             items
                 .iter()
@@ -72,7 +81,11 @@ fn declared_only(declared: &dyn Fn(&str) -> bool, value: &Value, path: &mut Stri
                 .map(|(i, item)| {
                     let len = path.len();
                     voxguard_guard::push_path_segment(path, &i.to_string());
-                    let kept = declared_only(declared, item, path);
+                    let kept = if declared(path) {
+                        declared_only(declared, item, path)
+                    } else {
+                        Value::Null
+                    };
                     path.truncate(len);
                     kept
                 })
@@ -139,6 +152,27 @@ mod tests {
         for secret in ["1234", "9876", "5555", "4321"] {
             assert!(!text.contains(secret), "{text}");
         }
+        // Arguments that are not an object, or a list where the schema declares no list,
+        // keep no value the caller sent (a bare PIN has no name to be masked by).
+        for bare in [
+            json!("4321"),
+            json!(4321),
+            json!(["4321"]),
+            json!([{"pin": "4321"}]),
+        ] {
+            let audited = audited_arguments(&Auditor::default(), &declared, &bare, &[]);
+            assert_eq!(audited, Value::Null, "{bare}");
+        }
+        let listed = json!({"amount": ["4321", 7], "address": [{"zip": "4321"}], "items": [
+            {"sku": "A1"}, "4321"]});
+        let audited = audited_arguments(&Auditor::default(), &declared, &listed, &[]);
+        assert_eq!(audited["amount"], json!([null, null]), "{audited}");
+        assert_eq!(audited["address"], json!([null]), "{audited}");
+        assert_eq!(
+            audited["items"],
+            json!([{"sku": "A1"}, "4321"]),
+            "{audited}"
+        );
         let huge = json!({"amount": 1, "address": {"zip": "9".repeat(100_000)}});
         let bounded = audited_arguments(&Auditor::default(), &declared, &huge, &[]);
         assert!(

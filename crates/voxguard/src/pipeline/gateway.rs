@@ -554,11 +554,7 @@ impl Pipeline {
         let claims = match claims {
             Ok(claims) => claims,
             Err(error) => {
-                let mut event =
-                    self.pay_event(AuditKind::TokenRefused, Outcome::Refused, info, None);
-                event.function = Some(function.into());
-                event.reason = Some(Reason::from(error).as_str().into());
-                let _ = self.services.auditor.record(event).await;
+                self.pay_token_refused(info, function, error).await;
                 return super::pay::refused(
                     403,
                     "payment_token_invalid",

@@ -412,6 +412,7 @@ impl Pipeline {
             }
             None => PUBLIC_SCOPE.to_string(),
         };
+        trail.verified = true;
         // Per-argument work starts only now: a token-refused request is recorded in O(1).
         // Under HIPAA every argument of a PHI tool is masked: the trail is append-only and
         // outlives a patient's deletion, so it keeps the argument names, never their values.

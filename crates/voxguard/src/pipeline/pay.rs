@@ -154,11 +154,7 @@ impl Pipeline {
         {
             Ok(claims) => claims,
             Err(error) => {
-                let mut event =
-                    self.pay_event(AuditKind::TokenRefused, Outcome::Refused, info, None);
-                event.function = Some(PAY_FUNCTION.into());
-                event.reason = Some(voxguard_guard::Reason::from(error).as_str().into());
-                let _ = self.services.auditor.record(event).await;
+                self.pay_token_refused(info, PAY_FUNCTION, error).await;
                 return refused(
                     403,
                     "payment_token_invalid",
@@ -398,6 +394,25 @@ impl Pipeline {
     }
 
     /// An audit event about a payment connector request.
+    /// Record a payment webhook refused for its token: counted per source and reason, like
+    /// every refusal before a token is verified.
+    pub(super) async fn pay_token_refused(
+        &self,
+        info: &RequestInfo,
+        function: &str,
+        error: voxguard_guard::TokenError,
+    ) {
+        let mut event = self.pay_event(AuditKind::TokenRefused, Outcome::Refused, info, None);
+        event.function = Some(function.into());
+        let reason = voxguard_guard::Reason::from(error);
+        event.reason = Some(reason.as_str().into());
+        self.services.auditor.watch(&event);
+        self.services
+            .failures
+            .refused_unverified(info.client, reason, &event)
+            .await;
+    }
+
     pub(super) fn pay_event(
         &self,
         kind: AuditKind,

@@ -68,6 +68,7 @@ impl Pipeline {
             self.now_unix(),
         )
         .map_err(|error| token_refusal(agent.name(), POST_PROMPT_FUNCTION, info, error))?;
+        trail.verified = true;
         check_call_id(&call_id)?;
         let ctx = self
             .context(info, &call_id, &render)

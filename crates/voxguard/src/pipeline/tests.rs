@@ -58,6 +58,7 @@ impl Harness {
         let services = Arc::new(Services {
             clock: Arc::new(clock.clone()),
             attempts: store.clone(),
+            failures: Arc::new(crate::audit::AuthEvents::new(auditor.clone())),
             auditor,
             ..Services::default()
         });
@@ -360,8 +361,6 @@ async fn token_refusals_come_before_the_call_id_and_are_audited_as_token_refused
             "call-1",
             "token_wrong_function",
         ),
-        // An invalid call id with no token: the token is checked first.
-        (None, "", "token_missing"),
     ];
     for (token, call, reason) in cases {
         let reply = h.call_with(token, call, "note", json!({})).await;
@@ -374,6 +373,73 @@ async fn token_refusals_come_before_the_call_id_and_are_audited_as_token_refused
                 Some(reason.into())
             )
         );
+    }
+    // An invalid call id with no token: the token is checked first (and, a second
+    // `token_missing` from the same source within the window, it is counted, not written).
+    let written = h.records().await.len();
+    let reply = h.call_with(None, "", "note", json!({})).await;
+    assert_refused(&reply, 403, "token_missing");
+    assert_eq!(h.records().await.len(), written);
+    assert_eq!(h.runs(), 0);
+}
+
+#[tokio::test]
+async fn refusals_before_the_token_grow_the_trail_by_a_bounded_number_of_records() {
+    // Anyone with the webhook credentials can send token-less calls at request rate: each
+    // source and reason gets one record at once and one with the count when the window
+    // closes, whatever the number of requests (invariant 10), and the counts add up.
+    let h = Harness::new(agent(|runs| vec![counting("note", runs)])).await;
+    let before = h.records().await.len();
+    for i in 0..300 {
+        let reply = h
+            .call_with(None, &format!("4111111111111111-{i}"), "note", json!({}))
+            .await;
+        assert_refused(&reply, 403, "token_missing");
+        let body = json!({"function": "nope", "call_id": "c"});
+        assert_refused(
+            &h.pipeline.swaig(&h.info(None), body).await,
+            404,
+            "unknown_function",
+        );
+        assert_refused(
+            &h.pipeline.swaig(&h.info(None), json!({})).await,
+            400,
+            "invalid_request",
+        );
+    }
+    assert_eq!(
+        h.records().await.len(),
+        before + 3,
+        "one record per reason at once"
+    );
+    h.clock.advance(Duration::from_secs(61));
+    h.pipeline.services.failures.flush_closed().await;
+    let records = h.records().await;
+    assert_eq!(
+        records.len(),
+        before + 6,
+        "and one per reason with the count"
+    );
+    let mut counted = std::collections::BTreeMap::new();
+    for record in &records[before..] {
+        let event = &record.event;
+        let reason = event.reason.clone().expect("a reason");
+        let count = event.arguments.as_ref().expect("the count")["count"]
+            .as_u64()
+            .expect("a number");
+        *counted.entry(reason).or_insert(0) += count;
+        let kind = if event.reason.as_deref() == Some("token_missing") {
+            AuditKind::TokenRefused
+        } else {
+            AuditKind::PolicyRefused
+        };
+        assert_eq!(event.kind, kind, "{event:?}");
+        // The call id the sender chose is redacted like a log line.
+        let text = serde_json::to_string(event).expect("json");
+        assert!(!text.contains("4111111111111111"), "{text}");
+    }
+    for reason in ["token_missing", "unknown_function", "invalid_request"] {
+        assert_eq!(counted.get(reason), Some(&300), "{counted:?}");
     }
     assert_eq!(h.runs(), 0);
 }
@@ -829,8 +895,9 @@ async fn token_refused_requests_are_recorded_without_their_arguments() {
     let event = &records.last().expect("a record").event;
     assert_eq!(event.kind, AuditKind::TokenRefused);
     assert_eq!(
-        event.arguments, None,
-        "no per-argument work before the token"
+        event.arguments,
+        Some(json!({"count": 1, "window_secs": 60})),
+        "no per-argument work before the token: only the count"
     );
 }
 
