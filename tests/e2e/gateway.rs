@@ -285,6 +285,13 @@ async fn webhook(
             };
             json!({"response": "Transferring you now.", "action": [{"say": "One moment."}, {"SWML": swml, "transfer": "true"}]})
         }
+        // The official Python SDK answers a handler's exception with 200 and its text.
+        "echo" if args["text"] == "raise" => {
+            json!({"error": "OperationalError at /srv/app/db.py:42: no such table", "function": "echo"})
+        }
+        "echo" if args["text"] == "extra" => {
+            json!({"response": "ok", "post_process": true, "internal_id": "db-row-7", "trace": ["/srv/app/x.py"]})
+        }
         "echo" => json!({"response": format!("You said: {}", args["text"].as_str().unwrap_or(""))}),
         "hours" => json!({"response": "We are open 9 to 5."}),
         _ => json!({"response": "unknown"}),
@@ -704,6 +711,36 @@ async fn attacks_the_weak_upstream_falls_for_are_refused_by_the_gateway() {
             "{reason} not audited: {reasons:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_or_an_unknown_member_of_its_answer_never_reaches_the_platform() {
+    let (_upstream, gateway) = Gateway::in_front_of(Kind::Weak).await;
+    let swml = gateway.swml("call-e").await;
+    // A handler's exception, answered 200 with its text: a failure, with the generic sentence.
+    let (status, body) = gateway
+        .call(&swml, "echo", "call-e", json!({"text": "raise"}))
+        .await;
+    assert_refused(status, &body, "tool_failed");
+    let text = body.to_string();
+    for internal in ["OperationalError", "/srv/app", "no such table"] {
+        assert!(!text.contains(internal), "{text}");
+    }
+    let records = gateway.audit.records(1).await.expect("audit records");
+    let failed = records.last().expect("a record").event.clone();
+    assert_eq!(
+        failed.outcome,
+        Some(voxguard_guard::Outcome::Failed),
+        "{failed:?}"
+    );
+    assert_eq!(failed.reason.as_deref(), Some("tool_failed"));
+    // An answer with members a function result does not have: only `response`, `action` and
+    // `post_process` are passed on.
+    let (status, body) = gateway
+        .call(&swml, "echo", "call-e", json!({"text": "extra"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"response": "ok", "post_process": true}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -340,6 +340,36 @@ impl Pipeline {
                 "the upstream's answer is not a JSON object",
             ));
         };
+        // A function result is `response` (text), `action` (a list) and `post_process` (a
+        // flag): an answer with an `error` (the official Python SDK answers a handler's
+        // exception with 200 and `{"error": "<the exception's text>"}`), with a `response` that
+        // is not text, or with neither a response nor actions, is a failure — its text goes to
+        // the operators' log (redacted like every line), never to the platform.
+        if let Some(error) = object.get("error") {
+            let text: String = match error {
+                Value::String(text) => text.chars().take(256).collect(),
+                other => other.to_string().chars().take(256).collect(),
+            };
+            return Err(failed(
+                agent,
+                &tool.name,
+                call_id,
+                &format!("the upstream's function reported an error: {text}"),
+            ));
+        }
+        let readable = match object.get("response") {
+            Some(Value::String(_)) => true,
+            Some(_) => false,
+            None => object.contains_key("action"),
+        };
+        if !readable {
+            return Err(failed(
+                agent,
+                &tool.name,
+                call_id,
+                "the upstream's answer holds no `response` text and no `action`",
+            ));
+        }
         // The actions: only the kinds voxguard knows are passed on, and each SWML action is
         // parsed for the same checks as a handler's result and passed on *as checked* (fields
         // the model does not read, such as a `connect`'s `parallel` list, never reach the
@@ -444,7 +474,7 @@ impl Pipeline {
         // Audited as requested only once the answer is known to be served: a refused answer's
         // `pay` (its description may hold the secret that refused it) never reaches the trail.
         trail.payments = payments_in(&checked);
-        Ok(Verdict::Answered(answer))
+        Ok(Verdict::Answered(function_result(answer)))
     }
 
     /// Store a render's grown entry; its prepared form is made again at the next call.
@@ -649,4 +679,23 @@ impl Pipeline {
         }
         reply.with_call_id(Some(claims.call_id))
     }
+}
+
+/// What the platform gets of an upstream's checked answer: the members of a function result
+/// (`response`, the checked `action` list, `post_process` when it is a flag) and nothing else,
+/// so that no other member the upstream wrote (a traceback, an internal id) reaches it.
+fn function_result(answer: Value) -> Value {
+    let Value::Object(mut object) = answer else {
+        return answer;
+    };
+    let mut result = serde_json::Map::new();
+    for key in ["response", "action"] {
+        if let Some(value) = object.remove(key) {
+            result.insert(key.to_string(), value);
+        }
+    }
+    if let Some(flag @ Value::Bool(_)) = object.remove("post_process") {
+        result.insert("post_process".to_string(), flag);
+    }
+    Value::Object(result)
 }
