@@ -254,18 +254,17 @@ pub(crate) fn force_closed(schema: Value) -> Value {
 }
 
 /// Whether every schema `schema` can reach is one [`force_closed`] closes: a `$ref` may point
-/// only at the document itself or into its `$defs` / `definitions` (a reference anywhere else
-/// — `#/x`, another document — would lead to a schema the walk never saw, left open), and the
-/// dynamic references are refused outright. The `Err` says what was found.
+/// only at the document itself or at a schema the walk reaches (`#/$defs/A`,
+/// `#/$defs/A/properties/b`, `#/definitions/A/items`, … — see [`walked_pointer`]; a reference
+/// anywhere else — `#/$defs/A/not`, `#/x`, another document — would lead to a schema the walk
+/// never saw, left open), and the dynamic references are refused outright. The `Err` says what
+/// was found.
 pub(crate) fn closable(schema: &Value) -> Result<(), String> {
     match schema {
         Value::Object(map) => {
             for (keyword, child) in map {
                 match (keyword.as_str(), child) {
-                    ("$ref", Value::String(target))
-                        if target == "#"
-                            || target.starts_with("#/$defs/")
-                            || target.starts_with("#/definitions/") => {}
+                    ("$ref", Value::String(target)) if walked_pointer(target) => {}
                     ("$ref" | "$dynamicRef" | "$recursiveRef", _) => {
                         return Err(format!(
                             "`{keyword}` to {} cannot be closed to undeclared arguments",
@@ -282,6 +281,40 @@ pub(crate) fn closable(schema: &Value) -> Result<(), String> {
     }
 }
 
+/// Whether `target` is `#` or a JSON pointer into `$defs` / `definitions` made only of the
+/// keywords [`walk_objects`] follows: each `properties`, `$defs` or `definitions` followed by a
+/// name, each `anyOf`, `allOf`, `oneOf` or `prefixItems` by a position, and `items` alone.
+fn walked_pointer(target: &str) -> bool {
+    if target == "#" {
+        return true;
+    }
+    let Some(pointer) = target.strip_prefix("#/") else {
+        return false;
+    };
+    let mut segments = pointer.split('/');
+    let mut first = true;
+    while let Some(keyword) = segments.next() {
+        let named = match keyword {
+            "$defs" | "definitions" => true,
+            "properties" if !first => true,
+            "anyOf" | "allOf" | "oneOf" | "prefixItems" if !first => {
+                match segments.next() {
+                    Some(at) if !at.is_empty() && at.bytes().all(|b| b.is_ascii_digit()) => {}
+                    _ => return false,
+                }
+                false
+            }
+            "items" if !first => false,
+            _ => return false,
+        };
+        if named && segments.next().is_none() {
+            return false;
+        }
+        first = false;
+    }
+    !first
+}
+
 fn walk_objects(mut schema: Value, force: bool) -> Value {
     fn close(node: &mut Value, force: bool) {
         let Value::Object(map) = node else {
@@ -296,6 +329,10 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
                 Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "object"),
                 _ => false,
             };
+        // Strict: positions past a tuple's `prefixItems` are undeclared too.
+        if force && map.contains_key("prefixItems") && !map.contains_key("items") {
+            map.insert("items".into(), Value::Bool(false));
+        }
         if object && force {
             map.remove("patternProperties");
             map.insert("additionalProperties".into(), Value::Bool(false));

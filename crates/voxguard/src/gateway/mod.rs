@@ -410,6 +410,77 @@ mod tests {
     use crate::tool::compile;
     use serde_json::json;
 
+    /// Strict mode reaches every object a call can fill: a `$ref` may lead only to schemas the
+    /// closing walk visits, and a tuple's positions past its `prefixItems` are undeclared.
+    #[test]
+    fn strict_mode_leaves_no_reference_or_tuple_open() {
+        let mut config = GatewayConfig::new(url::Url::parse("http://127.0.0.1:9/").unwrap());
+        config.strict = true;
+        let gate = Gate::new(&config).unwrap();
+        // A reference into a keyword the walk does not visit is refused, not left open.
+        for target in [
+            "#/$defs/H/x-order",
+            "#/$defs/A/not",
+            "#/$defs/A/if",
+            "#/x",
+            "#/$defs",
+        ] {
+            let via_ref = json!({"type": "object", "properties": {"order": {"$ref": target}},
+                "$defs": {"H": {"x-order": {"type": "object",
+                    "properties": {"sku": {"type": "string"}}}},
+                    "A": {"not": {"type": "object", "properties": {"sku": {"type": "string"}}}}}});
+            assert!(gate.compiled(&via_ref).is_err(), "{target}");
+        }
+        // References the walk does visit are closed.
+        for target in [
+            "#/$defs/O",
+            "#/$defs/W/properties/o",
+            "#/$defs/L/items",
+            "#/$defs/U/anyOf/0",
+        ] {
+            let schema = json!({"type": "object", "properties": {"order": {"$ref": target}},
+                "$defs": {
+                    "O": {"type": "object", "properties": {"sku": {"type": "string"}}},
+                    "W": {"type": "object", "properties": {"o": {"type": "object",
+                        "properties": {"sku": {"type": "string"}}}}},
+                    "L": {"type": "array", "items": {"type": "object",
+                        "properties": {"sku": {"type": "string"}}}},
+                    "U": {"anyOf": [{"type": "object", "properties": {"sku": {"type": "string"}}}]}}});
+            let compiled = gate
+                .compiled(&schema)
+                .unwrap_or_else(|e| panic!("{target}: {e}"));
+            assert!(
+                compiled
+                    .validator
+                    .validate(&json!({"order": {"sku": "a"}}))
+                    .is_ok(),
+                "{target}"
+            );
+            assert!(
+                compiled
+                    .validator
+                    .validate(&json!({"order": {"sku": "a", "admin": true}}))
+                    .is_err(),
+                "{target}"
+            );
+        }
+        let tuple = json!({"type": "object", "properties": {"lines": {"type": "array",
+            "prefixItems": [{"type": "object", "properties": {"sku": {"type": "string"}}}]}}});
+        let compiled = gate.compiled(&tuple).unwrap();
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": [{"sku": "a"}]}))
+            .is_ok());
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": [{"sku": "a"}, {"admin": true}]}))
+            .is_err());
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": [{"sku": "a", "admin": true}]}))
+            .is_err());
+    }
+
     /// Closing a schema to undeclared arguments only ever refuses more: the rules of `not`,
     /// `if`/`then` and `oneOf` keep their meaning, in strict mode and for a runtime tool.
     #[test]
