@@ -214,13 +214,13 @@ impl AuthEvents {
     /// Write out every window that closed by now (maintenance).
     pub(crate) async fn flush_closed(&self) {
         let due = self.windows().take_closed(self.auditor.clock.now_ms());
-        self.write(due).await;
+        let _ = self.write(due).await;
     }
 
     /// Write out every counted failure (shutdown).
     pub(crate) async fn flush_all(&self) {
         let due = self.windows().take_all();
-        self.write(due).await;
+        let _ = self.write(due).await;
     }
 
     /// Count a webhook refused before its token was verified (the event as it would have been
@@ -228,12 +228,14 @@ impl AuthEvents {
     /// reason is written at once, the rest are counted into one record, as for refused
     /// authentications — a sender with the webhook credentials but no token grows the trail by
     /// a bounded number of records (invariant 10).
+    /// `Err` when a record due now could not be stored (the request is then answered
+    /// `audit_unavailable`, as any whose record is lost).
     pub(crate) async fn refused_unverified(
         &self,
         client: SocketAddr,
         reason: Reason,
         event: &AuditEvent,
-    ) {
+    ) -> Result<(), AuditUnavailable> {
         let failure = Failures {
             source: aggregation_source(client.ip()),
             reason,
@@ -251,10 +253,12 @@ impl AuthEvents {
             }),
         };
         let due = self.windows().observe(failure, self.auditor.clock.now_ms());
-        self.write(due).await;
+        self.write(due).await
     }
 
-    async fn write(&self, failures: Vec<Failures>) {
+    /// Write `failures`; `Err` when any of them could not be stored.
+    async fn write(&self, failures: Vec<Failures>) -> Result<(), AuditUnavailable> {
+        let mut stored = Ok(());
         for failures in failures {
             // Refusals on the operator records API are `access_denied` (issue 10); webhooks
             // refused before their token was verified keep the kind they were refused as; the
@@ -299,8 +303,11 @@ impl AuthEvents {
                 failures.source.to_string()
             });
             event.arguments = Some(arguments);
-            let _ = self.auditor.append(event).await;
+            if self.auditor.append(event).await.is_err() {
+                stored = Err(AuditUnavailable);
+            }
         }
+        stored
     }
 }
 
@@ -348,7 +355,7 @@ impl SecurityEvents for AuthEvents {
             call: None,
         };
         let due = self.windows().observe(failure, self.auditor.clock.now_ms());
-        self.write(due).await;
+        let _ = self.write(due).await;
     }
 }
 
@@ -382,6 +389,27 @@ pub(crate) struct RefusedCall {
     pub(crate) caller: Option<String>,
 }
 
+/// What failures are counted together under: the source, the reason, and for a refused webhook
+/// the kind, agent and function it was refused as (so that refusals of one endpoint never hide
+/// under another's record).
+type WindowKey = (
+    std::net::IpAddr,
+    Reason,
+    Option<(AuditKind, String, Option<String>)>,
+);
+
+impl Failures {
+    fn label(&self) -> Option<(AuditKind, String, Option<String>)> {
+        self.call
+            .as_ref()
+            .map(|call| (call.kind, call.agent.clone(), call.function.clone()))
+    }
+
+    fn key(&self) -> WindowKey {
+        (self.source, self.reason, self.label())
+    }
+}
+
 /// One open window: when it opened, and the failures counted (not yet written) since.
 struct Window {
     opened_ms: u64,
@@ -392,7 +420,7 @@ struct Window {
 pub(crate) struct FailureWindows {
     window_ms: u64,
     cap: usize,
-    open: std::collections::HashMap<(std::net::IpAddr, Reason), Window>,
+    open: std::collections::HashMap<WindowKey, Window>,
     /// Records written per window, all sources together, and past it folded per reason.
     budget: RecordBudget,
 }
@@ -423,7 +451,12 @@ impl RecordBudget {
                 continue;
             }
             let folds = failure.folded.max(1);
-            match self.folded.iter_mut().find(|f| f.reason == failure.reason) {
+            let label = failure.label();
+            match self
+                .folded
+                .iter_mut()
+                .find(|f| f.reason == failure.reason && f.label() == label)
+            {
                 Some(folded) => {
                     folded.count += failure.count;
                     folded.folded += folds;
@@ -470,7 +503,7 @@ impl FailureWindows {
     }
 
     fn observe_unbudgeted(&mut self, failure: Failures, now_ms: u64) -> Vec<Failures> {
-        let key = (failure.source, failure.reason);
+        let key = failure.key();
         let window_ms = self.window_ms;
         let mut due = Vec::new();
         if let Some(window) = self.open.get_mut(&key) {
@@ -490,7 +523,7 @@ impl FailureWindows {
                     .open
                     .iter()
                     .min_by_key(|(_, w)| w.opened_ms)
-                    .map(|(k, _)| *k);
+                    .map(|(k, _)| k.clone());
                 if let Some(window) = oldest.and_then(|k| self.open.remove(&k)) {
                     due.extend(window.pending);
                 }

@@ -288,7 +288,9 @@ fn walked_pointer(target: &str) -> bool {
     if target == "#" {
         return true;
     }
-    let Some(pointer) = target.strip_prefix("#/") else {
+    // A fragment is percent-decoded before it is split (`%2F` is a `/`): refused outright
+    // rather than read two ways.
+    let Some(pointer) = target.strip_prefix("#/").filter(|p| !p.contains('%')) else {
         return false;
     };
     let mut segments = pointer.split('/');
@@ -329,9 +331,16 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
                 Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "object"),
                 _ => false,
             };
-        // Strict: positions past a tuple's `prefixItems` are undeclared too.
-        if force && map.contains_key("prefixItems") && !map.contains_key("items") {
-            map.insert("items".into(), Value::Bool(false));
+        // Strict: positions past a tuple's `prefixItems` (or a draft-07 tuple's `items` list)
+        // are undeclared too, unless the schema says what they take.
+        if force && !map.contains_key("unevaluatedItems") {
+            if map.contains_key("prefixItems") && !map.contains_key("items") {
+                map.insert("items".into(), Value::Bool(false));
+            }
+            if map.get("items").is_some_and(Value::is_array) && !map.contains_key("additionalItems")
+            {
+                map.insert("additionalItems".into(), Value::Bool(false));
+            }
         }
         if object && force {
             map.remove("patternProperties");
@@ -354,7 +363,11 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
                         schemas.iter_mut().for_each(|s| close(s, force));
                     }
                 }
-                "items" => close(child, force),
+                // A schema, or (draft 7) a list of them by position.
+                "items" => match child {
+                    Value::Array(schemas) => schemas.iter_mut().for_each(|s| close(s, force)),
+                    _ => close(child, force),
+                },
                 _ => {}
             }
         }

@@ -420,7 +420,9 @@ mod tests {
         // A reference into a keyword the walk does not visit is refused, not left open.
         for target in [
             "#/$defs/H/x-order",
+            "#/$defs/H%2Fx-order",
             "#/$defs/A/not",
+            "#/$defs/A%2Fnot",
             "#/$defs/A/if",
             "#/x",
             "#/$defs",
@@ -478,6 +480,36 @@ mod tests {
         assert!(compiled
             .validator
             .validate(&json!({"lines": [{"sku": "a", "admin": true}]}))
+            .is_err());
+        // A draft-07 tuple (`items` as a list): its positions closed, its tail refused.
+        let draft7 = json!({"type": "object", "properties": {"lines": {"$id": "urn:lines",
+            "$schema": "http://json-schema.org/draft-07/schema#", "type": "array",
+            "items": [{"type": "object", "properties": {"sku": {"type": "string"}}}]}}});
+        let compiled = gate.compiled(&draft7).unwrap();
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": [{"sku": "a"}]}))
+            .is_ok());
+        for undeclared in [
+            json!({"lines": [{"sku": "a", "admin": true}]}),
+            json!({"lines": [{"sku": "a"}, {"admin": true}]}),
+        ] {
+            assert!(
+                compiled.validator.validate(&undeclared).is_err(),
+                "{undeclared}"
+            );
+        }
+        // A tail the schema declares with `unevaluatedItems` stays allowed.
+        let tail = json!({"type": "object", "properties": {"lines": {"type": "array",
+            "prefixItems": [{"type": "string"}], "unevaluatedItems": {"type": "string"}}}});
+        let compiled = gate.compiled(&tail).unwrap();
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": ["a", "b"]}))
+            .is_ok());
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": ["a", 2]}))
             .is_err());
     }
 

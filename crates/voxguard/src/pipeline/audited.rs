@@ -73,10 +73,15 @@ impl Pipeline {
             // function, not a SWAIG call): anyone with the webhook credentials can send these at
             // request rate, so they are counted per source and reason, not written one by one.
             auditor.watch(&event);
-            self.services
+            if self
+                .services
                 .failures
                 .refused_unverified(info.client, refusal.reason(), &event)
-                .await;
+                .await
+                .is_err()
+            {
+                return audit_unavailable();
+            }
             return verdict.into_reply().with_call_id(trail.call_id);
         }
         if auditor.record(event).await.is_err() {

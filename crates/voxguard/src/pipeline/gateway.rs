@@ -241,12 +241,15 @@ impl Pipeline {
         info: &RequestInfo,
         function: &str,
         call_id: &str,
+        verified: &mut bool,
     ) -> Result<(Arc<Tool>, Forwarding), Refusal> {
         let agent = self.agent.name();
         // The body's name, whatever its length, until a render declares it: logged cut short.
         let shown = super::truncate(function);
         let render = check_token(&self.keys, info, call_id, function, self.now_unix())
             .map_err(|error| token_refusal(agent, &shown, info, error))?;
+        // Past the token: what follows (the store, the render's entry) is on record call by call.
+        *verified = true;
         let scope = session_scope(agent, call_id, &render);
         let gate = self.gate();
         let prepared = match gate.prepared(&scope) {
@@ -345,7 +348,7 @@ impl Pipeline {
         // exception with 200 and `{"error": "<the exception's text>"}`), with a `response` that
         // is not text, or with neither a response nor actions, is a failure — its text goes to
         // the operators' log (redacted like every line), never to the platform.
-        if let Some(error) = object.get("error") {
+        if let Some(error) = object.get("error").filter(|error| !error.is_null()) {
             let text: String = match error {
                 Value::String(text) => text.chars().take(256).collect(),
                 other => other.to_string().chars().take(256).collect(),

@@ -390,7 +390,9 @@ impl Pipeline {
         let (tool, forwarding) = if self.gateway.is_some() {
             trail.function = Some(truncate(&request.function));
             trail.call_id = Some(call_id.chars().take(MAX_CALL_ID_LEN).collect());
-            forwarded = self.gateway_tool(info, &request.function, call_id).await?;
+            forwarded = self
+                .gateway_tool(info, &request.function, call_id, &mut trail.verified)
+                .await?;
             (&*forwarded.0, Some(&forwarded.1))
         } else {
             let Some(tool) = agent.tool(&request.function) else {
@@ -412,7 +414,9 @@ impl Pipeline {
             }
             None => PUBLIC_SCOPE.to_string(),
         };
-        trail.verified = true;
+        // A secure tool's call is on record call by call from its token on; a public tool's
+        // (no token) only once its rate limits admit it, below.
+        trail.verified = tool.secure || forwarding.is_some();
         // Per-argument work starts only now: a token-refused request is recorded in O(1).
         // Under HIPAA every argument of a PHI tool is masked: the trail is append-only and
         // outlives a patient's deletion, so it keeps the argument names, never their values.
@@ -482,7 +486,7 @@ impl Pipeline {
             None => &[render_key],
         };
         match self.limiter.check_keys(&tool.name, keys).await {
-            Ok(()) => {}
+            Ok(()) => trail.verified = true,
             Err(limiter::LimitError::Limited(limited)) => {
                 event.log(Reason::RateLimited.as_str(), limited.scope.as_str());
                 return Err(Refusal::new(

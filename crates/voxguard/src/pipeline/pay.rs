@@ -407,7 +407,9 @@ impl Pipeline {
         let reason = voxguard_guard::Reason::from(error);
         event.reason = Some(reason.as_str().into());
         self.services.auditor.watch(&event);
-        self.services
+        // As before aggregation: a refusal whose record is lost is still refused.
+        let _ = self
+            .services
             .failures
             .refused_unverified(info.client, reason, &event)
             .await;

@@ -512,6 +512,69 @@ async fn a_read_back_whose_type_does_not_fit_the_arguments_is_an_argument_refusa
 }
 
 #[tokio::test]
+async fn token_refusals_of_different_functions_are_never_folded_into_one_record() {
+    // One window per source, reason *and function*: probing one endpoint cannot hide under
+    // another's record.
+    let h = Harness::new(agent(|runs| {
+        vec![counting("note", runs), counting("other", runs)]
+    }))
+    .await;
+    let before = h.records().await.len();
+    for function in ["note", "other", "other", "other", "note"] {
+        let reply = h.call_with(None, "c1", function, json!({})).await;
+        assert_refused(&reply, 403, "token_missing");
+    }
+    assert_eq!(
+        h.records().await.len(),
+        before + 2,
+        "one record per function at once"
+    );
+    h.clock.advance(Duration::from_secs(61));
+    h.pipeline.services.failures.flush_closed().await;
+    let records = h.records().await;
+    let counted: Vec<(Option<String>, u64)> = records[before..]
+        .iter()
+        .map(|r| {
+            let count = r.event.arguments.as_ref().expect("count")["count"]
+                .as_u64()
+                .expect("a number");
+            (r.event.function.clone(), count)
+        })
+        .collect();
+    let total = |name: &str| -> u64 {
+        counted
+            .iter()
+            .filter(|(f, _)| f.as_deref() == Some(name))
+            .map(|(_, c)| c)
+            .sum()
+    };
+    assert_eq!((total("note"), total("other")), (2, 3), "{counted:?}");
+}
+
+#[tokio::test]
+async fn a_public_tool_refused_by_its_rate_limit_is_counted_not_written_per_call() {
+    // A public tool has no token: until its rate limits admit a call, its refusals are
+    // aggregated like those before a token (invariant 10); admitted calls are written one by one.
+    let h = Harness::new(agent(|runs| {
+        vec![counting("note", runs)
+            .secure(false)
+            .rate_limit(2, Duration::from_secs(60))]
+    }))
+    .await;
+    let before = h.records().await.len();
+    let mut limited = 0;
+    for _ in 0..50 {
+        let reply = h.call_with(None, "c1", "note", json!({"note": "a"})).await;
+        if reply.body["error"] == "rate_limited" {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 48);
+    // Two admitted calls, and one record for the first refusal of the window.
+    assert_eq!(h.records().await.len(), before + 3);
+}
+
+#[tokio::test]
 async fn an_invalid_call_id_is_refused_after_a_valid_token() {
     let h = Harness::new(agent(|runs| vec![counting("note", runs).secure(false)])).await;
     let reply = h

@@ -67,8 +67,9 @@ pub(crate) struct Trail {
     /// The session scope of a token-verified call (secure tools only): where the call's data
     /// subject is found when its tool log is stored as a record.
     pub(crate) session: Option<String>,
-    /// Whether the request got past its token (or named a tool that needs none): until then a
-    /// refusal is counted per source and reason rather than written one record per request.
+    /// Whether the request got past its token (or, for a public tool, which has none, past its
+    /// rate limits): until then a refusal is counted per source, reason and function rather than
+    /// written one record per request.
     pub(crate) verified: bool,
 }
 
