@@ -399,6 +399,27 @@ type WindowKey = (
 );
 
 impl Failures {
+    /// A token-less SWAIG refusal of function `function` from one source, numbered `i`.
+    #[cfg(test)]
+    pub(crate) fn refused_call_for_tests(i: usize, function: &str) -> Self {
+        Self {
+            source: std::net::IpAddr::from([198, 51, 100, 7]),
+            reason: Reason::TokenMissing,
+            method: String::new(),
+            path: String::new(),
+            request_id: format!("r{i}"),
+            count: 1,
+            folded: 0,
+            call: Some(RefusedCall {
+                kind: AuditKind::TokenRefused,
+                agent: "gw".into(),
+                function: Some(function.into()),
+                call_id: None,
+                caller: None,
+            }),
+        }
+    }
+
     fn label(&self) -> Option<(AuditKind, String, Option<String>)> {
         self.call
             .as_ref()
@@ -451,12 +472,9 @@ impl RecordBudget {
                 continue;
             }
             let folds = failure.folded.max(1);
-            let label = failure.label();
-            match self
-                .folded
-                .iter_mut()
-                .find(|f| f.reason == failure.reason && f.label() == label)
-            {
+            // Past the budget, folded by reason alone (whatever each window's label): the
+            // folded records stay one per reason however many functions a sender names.
+            match self.folded.iter_mut().find(|f| f.reason == failure.reason) {
                 Some(folded) => {
                     folded.count += failure.count;
                     folded.folded += folds;

@@ -333,11 +333,15 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
             };
         // Strict: positions past a tuple's `prefixItems` (or a draft-07 tuple's `items` list)
         // are undeclared too, unless the schema says what they take.
-        if force && !map.contains_key("unevaluatedItems") {
-            if map.contains_key("prefixItems") && !map.contains_key("items") {
+        // (A tail given as a schema — `unevaluatedItems`, draft 7's `additionalItems` — is
+        // declared, and closed by the walk below like any schema.)
+        if force {
+            let tail_declared = map.get("unevaluatedItems").is_some_and(Value::is_object);
+            if map.contains_key("prefixItems") && !map.contains_key("items") && !tail_declared {
                 map.insert("items".into(), Value::Bool(false));
             }
-            if map.get("items").is_some_and(Value::is_array) && !map.contains_key("additionalItems")
+            if map.get("items").is_some_and(Value::is_array)
+                && !map.get("additionalItems").is_some_and(Value::is_object)
             {
                 map.insert("additionalItems".into(), Value::Bool(false));
             }
@@ -363,6 +367,7 @@ fn walk_objects(mut schema: Value, force: bool) -> Value {
                         schemas.iter_mut().for_each(|s| close(s, force));
                     }
                 }
+                "unevaluatedItems" | "additionalItems" => close(child, force),
                 // A schema, or (draft 7) a list of them by position.
                 "items" => match child {
                     Value::Array(schemas) => schemas.iter_mut().for_each(|s| close(s, force)),

@@ -511,6 +511,56 @@ mod tests {
             .validator
             .validate(&json!({"lines": ["a", 2]}))
             .is_err());
+        // … and closed like any schema: an object tail takes no undeclared member.
+        let object_tail = json!({"type": "object", "properties": {"lines": {"type": "array",
+            "prefixItems": [{"type": "string"}], "unevaluatedItems": {"type": "object",
+                "properties": {"sku": {"type": "string"}}}}}});
+        let compiled = gate.compiled(&object_tail).unwrap();
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": ["a", {"sku": "b"}]}))
+            .is_ok());
+        assert!(compiled
+            .validator
+            .validate(&json!({"lines": ["a", {"admin": true}]}))
+            .is_err());
+        // A draft-07 tuple with a keyword draft 7 does not read is closed all the same, and
+        // so is an `additionalItems` schema.
+        for extra in [
+            json!({"unevaluatedItems": false}),
+            json!({"additionalItems": true}),
+            json!({"additionalItems": {"type": "object", "properties": {"sku": {"type": "string"}}}}),
+        ] {
+            let mut lines = json!({"$id": "urn:lines7",
+                "$schema": "http://json-schema.org/draft-07/schema#", "type": "array",
+                "items": [{"type": "object", "properties": {"sku": {"type": "string"}}}]});
+            for (k, v) in extra.as_object().unwrap() {
+                lines[k] = v.clone();
+            }
+            let schema = json!({"type": "object", "properties": {"lines": lines}});
+            let compiled = gate.compiled(&schema).unwrap();
+            assert!(
+                compiled
+                    .validator
+                    .validate(&json!({"lines": [{"sku": "a"}, {"admin": true}]}))
+                    .is_err(),
+                "{extra}"
+            );
+        }
+    }
+
+    /// Past the records budget, refusals are folded by reason alone, however many functions a
+    /// sender names: the trail's growth stays bounded.
+    #[test]
+    fn folded_refusals_stay_one_per_reason_whatever_the_functions() {
+        let mut windows = crate::audit::FailureWindows::with_budget(60_000, 4096, 4);
+        let mut written = 0;
+        for i in 0..1_000 {
+            let failure = crate::audit::Failures::refused_call_for_tests(i, &format!("f{i}"));
+            written += windows.observe(failure, 1_000).len();
+        }
+        written += windows.take_closed(61_000).len();
+        assert!(written <= 4 + 1, "{written} records");
     }
 
     /// Closing a schema to undeclared arguments only ever refuses more: the rules of `not`,
