@@ -223,8 +223,8 @@ impl AuthEvents {
         let _ = self.write(due).await;
     }
 
-    /// Count a webhook refused before its token was verified (the event as it would have been
-    /// written, already shown to the anomaly rules): the first of a window of its source and
+    /// Show a webhook refused before its token was verified to the anomaly rules (`event`: as
+    /// it would have been written) and count it: the first of a window of its source and
     /// reason is written at once, the rest are counted into one record, as for refused
     /// authentications — a sender with the webhook credentials but no token grows the trail by
     /// a bounded number of records (invariant 10).
@@ -236,6 +236,7 @@ impl AuthEvents {
         reason: Reason,
         event: &AuditEvent,
     ) -> Result<(), AuditUnavailable> {
+        self.auditor.watch(event);
         let failure = Failures {
             source: aggregation_source(client.ip()),
             reason,
@@ -420,14 +421,12 @@ impl Failures {
         }
     }
 
-    fn label(&self) -> Option<(AuditKind, String, Option<String>)> {
-        self.call
-            .as_ref()
-            .map(|call| (call.kind, call.agent.clone(), call.function.clone()))
-    }
-
     fn key(&self) -> WindowKey {
-        (self.source, self.reason, self.label())
+        let label = self
+            .call
+            .as_ref()
+            .map(|call| (call.kind, call.agent.clone(), call.function.clone()));
+        (self.source, self.reason, label)
     }
 }
 

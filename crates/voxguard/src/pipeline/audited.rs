@@ -72,7 +72,6 @@ impl Pipeline {
             // Refused before its token was verified (no token, a wrong one, an unknown
             // function, not a SWAIG call): anyone with the webhook credentials can send these at
             // request rate, so they are counted per source and reason, not written one by one.
-            auditor.watch(&event);
             if self
                 .services
                 .failures

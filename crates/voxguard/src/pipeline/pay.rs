@@ -406,7 +406,6 @@ impl Pipeline {
         event.function = Some(function.into());
         let reason = voxguard_guard::Reason::from(error);
         event.reason = Some(reason.as_str().into());
-        self.services.auditor.watch(&event);
         // As before aggregation: a refusal whose record is lost is still refused.
         let _ = self
             .services
