@@ -122,7 +122,10 @@ pub fn init_tracing() {
     let installed = if json {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        // The same text as the default format; the access lines by a shorter path.
+        builder
+            .event_format(logging::TextFormat::default())
+            .try_init()
     };
     if installed.is_ok() {
         logging::install_panic_hook();

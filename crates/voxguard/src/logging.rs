@@ -43,12 +43,16 @@
 //! line; when the log filter leaves that target out, it writes the redacted message to stderr
 //! itself.
 
+mod access_format;
+
 use std::borrow::Cow;
 use std::io::{self, Write};
 
 use tracing_subscriber::fmt::MakeWriter;
 use voxguard_guard::redact::{truncation_marker, MAX_LOG_LINE};
 use voxguard_guard::Redactor;
+
+pub use access_format::TextFormat;
 
 /// Wrap `inner` so every line written through it is redacted first.
 ///
