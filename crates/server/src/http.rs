@@ -930,7 +930,9 @@ async fn response_policy(State(shared): State<Shared>, mut req: Request, next: N
     };
     let micros = (record.duration.as_nanos() + 500) / 1000;
     // The default access log: one structured line per request (JSON with
-    // VOXGUARD_LOG_FORMAT=json), through the redacting log writer like every line.
+    // VOXGUARD_LOG_FORMAT=json), through the redacting log writer like every line. Its field
+    // names are `voxguard::logging::ACCESS_FIELDS` (the text format's short
+    // path takes only that set): change both together.
     tracing::info!(
         target: "voxguard::access",
         method = %record.method,

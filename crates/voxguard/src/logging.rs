@@ -52,7 +52,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use voxguard_guard::redact::{truncation_marker, MAX_LOG_LINE};
 use voxguard_guard::Redactor;
 
-pub use access_format::TextFormat;
+pub use access_format::{TextFormat, ACCESS_FIELDS};
 
 /// Wrap `inner` so every line written through it is redacted first.
 ///

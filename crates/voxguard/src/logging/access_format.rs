@@ -5,11 +5,14 @@
 //! cost on machinery the line does not need (a `write!` per field name, per `=` and per value,
 //! styles that are off, the date computed anew for every line); here the line is assembled in
 //! one buffer, the date is computed once a second, and plain values are copied as they are.
-//! Anything the short path does not cover — another target, colours, an enclosing span, an
-//! unusual field, a message with control characters — is formatted by the generic formatter.
-//! It must not change a line's text (a unit test compares both formatters on many events), and
-//! it must not redact or write anything itself: every line, this one too, still goes through
-//! the [`RedactingWriter`](super::RedactingWriter).
+//! Only the access line itself takes the short path: an event of [`ACCESS_TARGET`] with exactly
+//! the access line's fields ([`ACCESS_FIELDS`]), no colours and no enclosing span. Anything else
+//! — and an access line whose message holds a control character, or whose value fails to format
+//! — is formatted by the generic formatter (after a short path that gave up, the values are
+//! formatted a second time: the access line's own values are plain strings and numbers). It
+//! must not change a line's text (unit tests compare both formatters on many events), and it
+//! must not redact or write anything itself: every line, this one too, still goes through the
+//! [`RedactingWriter`](super::RedactingWriter).
 
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
@@ -22,6 +25,19 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::ACCESS_TARGET;
+
+/// The fields of the access line (`voxguard_server`'s response layer logs them); an event of
+/// [`ACCESS_TARGET`] with any other set is formatted by the generic formatter.
+pub const ACCESS_FIELDS: [&str; 8] = [
+    "message",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "client",
+    "request_id",
+    "call_id",
+];
 
 /// `tracing_subscriber`'s full text format (what `tracing_subscriber::fmt()` writes by
 /// default), with the lines of [`ACCESS_TARGET`] formatted without the generic machinery; the
@@ -42,7 +58,10 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
+        let fields = meta.fields();
         if meta.target() != ACCESS_TARGET
+            || fields.len() != ACCESS_FIELDS.len()
+            || !fields.iter().all(|f| ACCESS_FIELDS.contains(&f.name()))
             || writer.has_ansi_escapes()
             || ctx.event_scope().is_some()
         {
@@ -183,8 +202,8 @@ impl Visit for Fields<'_> {
             return;
         }
         if !self.start(field) {
-            // The generic formatter escapes ANSI sequences in a message: not covered here.
-            if value.bytes().any(|b| b.is_ascii_control()) {
+            // The generic formatter escapes control characters in a message: not covered here.
+            if value.chars().any(char::is_control) {
                 self.covered = false;
             } else {
                 self.line.push_str(value);
@@ -201,7 +220,7 @@ impl Visit for Fields<'_> {
             self.line.push_str(value);
             self.line.push('"');
         } else {
-            let _ = write!(self.line, "{value:?}");
+            self.covered &= write!(self.line, "{value:?}").is_ok();
         }
     }
 
@@ -209,13 +228,14 @@ impl Visit for Fields<'_> {
         if !self.covered {
             return;
         }
+        // A value that fails to format makes the generic formatter write its own line.
         if self.start(field) {
-            let _ = write!(self.line, "{value:?}");
+            self.covered &= write!(self.line, "{value:?}").is_ok();
         } else {
             // A message from `format_args!`: its text, checked as `record_str` checks one.
             let at = self.line.len();
-            let _ = write!(self.line, "{value:?}");
-            if self.line[at..].bytes().any(|b| b.is_ascii_control()) {
+            self.covered &= write!(self.line, "{value:?}").is_ok();
+            if self.line[at..].chars().any(char::is_control) {
                 self.covered = false;
             }
         }
@@ -280,42 +300,80 @@ mod tests {
         }
     }
 
-    fn events() {
+    /// A value whose `Debug` writes part of itself, then fails.
+    struct Failing;
+
+    impl fmt::Debug for Failing {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("part")?;
+            Err(fmt::Error)
+        }
+    }
+
+    /// An access line as the response layer logs it, with `path`, `call_id` and `message`.
+    fn access(path: &dyn fmt::Debug, call_id: Option<&str>, message: &str) {
         let client: std::net::SocketAddr = "127.0.0.1:53714".parse().unwrap();
-        let call_id = Some("bench-1a222f59999-14-1".to_owned());
-        let none: Option<String> = None;
+        tracing::info!(
+            target: "voxguard::access",
+            method = %"POST",
+            path = ?path,
+            status = 200u16,
+            duration_ms = %format_args!("{}.{:03}", 1, 222),
+            client = %client,
+            request_id = %"ytxunbxpdlwphnia",
+            call_id = ?call_id.map(str::to_owned),
+            "{message}"
+        );
+    }
+
+    /// Lines the short path writes (22), then lines it leaves to the generic formatter (12).
+    fn events() {
         for path in [
             "/fast/swaig",
             "/a \"quoted\" \\ path",
             "/caf\u{e9}/\u{1f600}",
             "/tab\there",
             "/\u{1b}[31mred",
+            "/\u{9b}31mC1",
             "/\u{301}combining",
             "",
         ] {
-            tracing::info!(
-                target: "voxguard::access",
-                method = %"POST",
-                path = ?path.to_owned(),
-                status = 200u16,
-                duration_ms = %format_args!("{}.{:03}", 1, 222),
-                client = %client,
-                request_id = %"ytxunbxpdlwphnia",
-                call_id = ?call_id,
-                "request"
-            );
-            tracing::info!(target: "voxguard::access", path, call_id = ?none, "request");
+            access(&path.to_owned(), Some("bench-1a222f59999-14-1"), "request");
+            access(&path, None, "request");
         }
-        tracing::warn!(target: "voxguard::access", a = 1i64, b = -2i64, c = 2.5f64, d = true, e = u128::MAX, "request {}", 7);
-        tracing::error!(target: "voxguard::access", "\u{1b}[2Jescape in message");
-        tracing::debug!(target: "voxguard::access", message = "line\nbreak");
-        tracing::trace!(target: "voxguard::access", r#type = "raw name", x = "y");
-        tracing::info!(target: "voxguard::access", error = &std::io::Error::other("boom") as &(dyn std::error::Error + 'static));
+        access(&"/", None, "caf\u{e9} \u{1f600}");
+        tracing::info!(target: "voxguard::access", message = "plain", method = "GET", path = "/",
+            status = 404u64, duration_ms = 0.5f64, client = "::1", request_id = "r", call_id = false);
+        tracing::warn!(target: "voxguard::access", method = %"POST", path = ?"/", status = 413u16,
+            duration_ms = %"0.001", client = %"c", request_id = %"r", call_id = ?None::<String>, "request");
+        tracing::error!(target: "voxguard::access", method = 1i64, path = -2i64, status = u128::MAX,
+            duration_ms = 2.5f64, client = true, request_id = ?'x', call_id = ?(), "request {}", 7);
+        tracing::debug!(target: "voxguard::access", method = "", path = "", status = 0u8,
+            duration_ms = "", client = "", request_id = "", call_id = "", "request");
+        tracing::trace!(target: "voxguard::access", method = "", path = "", status = 0u8,
+            duration_ms = "", client = "", request_id = "", call_id = "", "request");
+
+        // Left to the generic formatter: control characters in the message (C0, ESC, C1, a
+        // line break), a value that fails to format, an explicit message with a tab, an error
+        // value, another set of fields, another target, a span.
+        access(&"/", None, "with \u{9b}31m C1");
+        access(&"/", None, "\u{1b}[2J escape");
+        access(&"/", None, "line\nbreak");
+        access(&"/", None, "bell\u{7}");
+        access(&Failing, None, "request");
+        tracing::info!(target: "voxguard::access", message = "tab\there", method = "GET", path = "/",
+            status = 404u64, duration_ms = 0.5f64, client = "::1", request_id = "r", call_id = false);
+        tracing::info!(target: "voxguard::access", method = "GET", path = "/", status = 1u8,
+            duration_ms = 1u8, client = "c", request_id = "r",
+            call_id = &std::io::Error::other("boom") as &(dyn std::error::Error + 'static), "request");
         tracing::info!(target: "voxguard::access", "no fields");
         tracing::info!(target: "voxguard::access", only = 1u64);
-        tracing::info!(target: "voxguard::other", a = "b", "another target");
+        tracing::info!(target: "voxguard::access", method = "GET", path = "/", status = 1u8,
+            duration_ms = 1u8, client = "c", request_id = "r", call_id = "x", extra = 1u8, "request");
+        tracing::info!(target: "voxguard::other", method = "GET", path = "/", status = 1u8,
+            duration_ms = 1u8, client = "c", request_id = "r", call_id = "x", "another target");
         let span = tracing::info_span!("call", id = 7);
-        span.in_scope(|| tracing::info!(target: "voxguard::access", a = "b", "in a span"));
+        span.in_scope(|| access(&"/in/a/span", None, "request"));
     }
 
     #[test]
@@ -323,11 +381,9 @@ mod tests {
         let generic = lines(Format::<Full, SystemTime>::default(), &events);
         let before = SHORT_LINES.load(Ordering::Relaxed);
         let short = lines(TextFormat::default(), &events);
-        // The access lines, two messages and two lines of a single field or none took the short
-        // path; a line break or an escape in a message, an error, another target
-        // and a span did not.
-        assert_eq!(SHORT_LINES.load(Ordering::Relaxed) - before, 18);
-        assert_eq!(generic.len(), 24, "{generic:#?}");
+        assert_eq!(SHORT_LINES.load(Ordering::Relaxed) - before, 22);
+        // 34 events, one of them on two lines.
+        assert_eq!(generic.len(), 35, "{generic:#?}");
         assert_eq!(short, generic);
         assert_eq!(
             short[0],
@@ -335,6 +391,37 @@ mod tests {
              duration_ms=1.222 client=127.0.0.1:53714 request_id=ytxunbxpdlwphnia \
              call_id=Some(\"bench-1a222f59999-14-1\")"
         );
+        // The generic formatter's own line for a value that fails to format.
+        assert!(
+            short
+                .iter()
+                .any(|l| l.starts_with("Unable to format the following event")),
+            "{short:#?}"
+        );
+    }
+
+    #[test]
+    fn timestamps_match_the_generic_formatter() {
+        use tracing_subscriber::fmt::time::FormatTime;
+        // Both read the clock: retried until both fall in the same second.
+        for _ in 0..100 {
+            let mut generic = String::new();
+            SystemTime
+                .format_time(&mut Writer::new(&mut generic))
+                .unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            let mut short = String::new();
+            write_timestamp(&mut short, now.as_secs(), now.subsec_micros());
+            if generic[..19] == short[..19] {
+                assert_eq!(generic.len(), short.len(), "{generic} {short}");
+                assert_eq!(&generic[19..20], ".");
+                assert!(generic.ends_with('Z') && short.ends_with('Z'));
+                return;
+            }
+        }
+        panic!("the two clocks never agreed on the second");
     }
 
     #[test]
