@@ -71,12 +71,10 @@ where
         thread_local! {
             static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
         }
+        let mut write = |line: &mut String| short_line(line, event).then(|| writer.write_str(line));
         let short = LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => short_line(&mut line, event).then(|| writer.write_str(&line)),
-            Err(_) => {
-                let mut line = String::new();
-                short_line(&mut line, event).then(|| writer.write_str(&line))
-            }
+            Ok(mut line) => write(&mut line),
+            Err(_) => write(&mut String::new()),
         });
         match short {
             Some(written) => written,
@@ -176,13 +174,10 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    /// Write the separator and `name=` for `field`; `false` for the message (no name) and for
-    /// names the generic formatter treats specially (`r#…`, `log.…`), which clear `covered`.
+    /// Write the separator and `name=` for `field`; `false` for the message (no name). The
+    /// names are [`ACCESS_FIELDS`], none of which the generic formatter treats specially.
     fn start(&mut self, field: &Field) -> bool {
         let name = field.name();
-        if name.starts_with("r#") || name.starts_with("log.") {
-            self.covered = false;
-        }
         if !self.first {
             self.line.push(' ');
         }

@@ -393,7 +393,6 @@ impl Pipeline {
         }
     }
 
-    /// An audit event about a payment connector request.
     /// Record a payment webhook refused for its token: counted per source and reason, like
     /// every refusal before a token is verified.
     pub(super) async fn pay_token_refused(
@@ -414,6 +413,7 @@ impl Pipeline {
             .await;
     }
 
+    /// An audit event about a payment connector request.
     pub(super) fn pay_event(
         &self,
         kind: AuditKind,
