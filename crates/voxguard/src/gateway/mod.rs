@@ -360,6 +360,10 @@ impl Gate {
     /// The tool the pipeline checks a call to upstream function `name` as: its declared schema,
     /// the configured sensitive argument names, sensitive for the emergency switch when listed.
     pub(crate) fn tool(&self, name: &str, entry: &FunctionEntry) -> Result<Tool, String> {
+        if !rewrite::forwardable_name(name) {
+            // The rewrite never keeps such a name; only an altered session store could.
+            return Err("a stored render names a reserved or unfit function".into());
+        }
         let compiled = self.compiled(&entry.schema)?;
         let mut tool = Tool::forwarded(name, entry.schema.clone(), compiled);
         tool.policy.sensitive = self.emergency_tools.contains(name);
@@ -756,6 +760,35 @@ mod tests {
         let since = gate.generation();
         gate.prepare("s", RenderEntry::default(), since).unwrap();
         assert!(gate.prepared("s").is_some());
+    }
+
+    /// A render rebuilt from the session store is held to the rewrite's name rule: a stored
+    /// entry naming a reserved (`__`), empty or over-long function is refused as a whole, so
+    /// only names the rewrite could have kept ever reach the pipeline (and the metrics).
+    #[test]
+    fn a_stored_render_with_a_reserved_name_is_refused() {
+        let gate = unreachable_gate();
+        let entry = |name: &str| RenderEntry {
+            functions: [(
+                name.to_string(),
+                FunctionEntry {
+                    url: "http://127.0.0.1:9/swaig".to_string(),
+                    schema: json!({"type": "object"}),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..RenderEntry::default()
+        };
+        assert!(gate.assemble(entry("get_balance")).is_ok());
+        assert!(gate.assemble(entry(&"f".repeat(64))).is_ok());
+        for name in ["__other", "__pay", "", &"f".repeat(65)] {
+            let why = gate.assemble(entry(name)).err().expect("refused");
+            assert!(why.contains("reserved"), "{why}");
+            let since = gate.generation();
+            assert!(gate.prepare("s", entry(name), since).is_err());
+            assert!(gate.prepared("s").is_none(), "nothing kept for {name:?}");
+        }
     }
 
     /// The compiled schemas are kept for at most their budget of schema text.

@@ -343,6 +343,13 @@ fn rewrite_ai(
     });
 }
 
+/// Whether the gateway may serve an upstream function called `name`: 1–64 bytes, not starting
+/// with `__` (the runtime's own names, and the metrics' overflow label). Checked when a render
+/// is rewritten and again when a render is rebuilt from the session store.
+pub(crate) fn forwardable_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && !name.starts_with("__")
+}
+
 /// Why the upstream's function `name` (declaring `schema`; with a webhook URL of its own or
 /// inherited, or not) is left out of the document, if it is. The checks run in this order, so
 /// the reason logged is the first that applies, and a schema is compiled only for a function
@@ -370,7 +377,7 @@ fn why_left_out(
         }
         Some(_) => {}
     }
-    if name.is_empty() || name.starts_with("__") || name.len() > 64 {
+    if !forwardable_name(name) {
         return Some("its name is empty, too long or reserved (__)".into());
     }
     if entry.functions.contains_key(name) {
