@@ -809,3 +809,43 @@ async fn files_are_private() {
         assert_eq!(mode, 0o600, "{}", file.display());
     }
 }
+
+/// The writer's group transaction: dropped uncommitted (a step failed) nothing of it stays and
+/// the connection is ready for the next group; committed, all of it stays. A failure halfway
+/// through a group (here a duplicate key after a good row) takes the good row back with it.
+#[test]
+fn a_writer_group_is_all_or_nothing() {
+    use super::sqlite::Group;
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        .unwrap();
+    let count = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap()
+    };
+    let failed = (|| -> rusqlite::Result<()> {
+        let group = Group::begin(&conn)?;
+        conn.execute("INSERT INTO t (x) VALUES (1)", [])?;
+        conn.execute("INSERT INTO t (x) VALUES (1)", [])?;
+        group.commit()
+    })();
+    assert!(failed.is_err(), "the duplicate key fails the group");
+    assert!(conn.is_autocommit(), "the failed group was rolled back");
+    assert_eq!(count(&conn), 0, "nothing of the failed group stays");
+    for round in 0..3 {
+        let group = Group::begin(&conn).unwrap();
+        conn.execute("INSERT INTO t (x) VALUES (?1)", [10 + round])
+            .unwrap();
+        group.commit().unwrap();
+        assert!(conn.is_autocommit());
+    }
+    assert_eq!(count(&conn), 3, "each committed group stays");
+    let group = Group::begin(&conn).unwrap();
+    conn.execute("INSERT INTO t (x) VALUES (99)", []).unwrap();
+    drop(group);
+    assert_eq!(
+        count(&conn),
+        3,
+        "a group dropped before COMMIT leaves nothing"
+    );
+}
