@@ -259,7 +259,8 @@ pub fn canonical_event(seq: u64, event: &AuditEvent) -> Vec<u8> {
 
 /// [`canonical_event`] as text (it is always valid UTF-8).
 pub fn canonical_event_string(seq: u64, event: &AuditEvent) -> String {
-    let mut out = String::with_capacity(192);
+    // A tool call's event (agent, ids, source, function, arguments) is 300–500 bytes.
+    let mut out = String::with_capacity(512);
     write_event(&mut out, Some(seq), event);
     out
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 /// assert_eq!(canonical_json(&json!({"b": 1, "a": [true, null]})), r#"{"a":[true,null],"b":1}"#);
 /// ```
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(128);
     write_value(&mut out, value);
     out
 }
