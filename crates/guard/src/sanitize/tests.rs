@@ -617,6 +617,18 @@ fn ascii_folds_with_the_fast_table() {
     ] {
         assert_eq!(fold(text), fold_unicode(text), "{text:?}");
     }
+    // Every ASCII character alone, and all of them in a row: both the one-byte copies and the
+    // longer foldings (`%` reads `°/₀`) agree with the Unicode path.
+    let all: String = (0u8..128).map(char::from).collect();
+    assert_eq!(fold(&all), fold_unicode(&all));
+    for c in all.chars() {
+        let text = c.to_string();
+        assert_eq!(fold(&text), fold_unicode(&text), "{c:?}");
+    }
+    assert!(
+        fold("%").len() > 1,
+        "one character folds to more than one byte"
+    );
 }
 
 #[test]

@@ -139,10 +139,13 @@ pub(super) fn fold(normalized: &str) -> String {
     if normalized.is_ascii() {
         if let Some(table) = ascii_fold_table() {
             // Sized up front (collecting regrew the string several times): most ASCII characters
-            // fold to one byte; the few that fold to more may still grow it once.
+            // fold to one byte, copied as a byte; the few that fold to more may still grow it.
             let mut folded = String::with_capacity(normalized.len() + 8);
             for b in normalized.bytes() {
-                folded.push_str(&table[usize::from(b)]);
+                match table.single[usize::from(b)] {
+                    MANY => folded.push_str(&table.strings[usize::from(b)]),
+                    one => folded.push(char::from(one)),
+                }
             }
             return folded;
         }
@@ -150,24 +153,40 @@ pub(super) fn fold(normalized: &str) -> String {
     fold_unicode(normalized)
 }
 
+/// In [`AsciiFold::single`]: the character folds to more (or other) than one ASCII byte.
+const MANY: u8 = 0xFF;
+
+/// What each ASCII character folds to: as text, and as its one ASCII byte when it is one.
+pub(super) struct AsciiFold {
+    /// [`fold_unicode`] of each ASCII character.
+    pub(super) strings: [String; 128],
+    /// The same as one byte (ASCII), or [`MANY`].
+    single: [u8; 128],
+}
+
 /// [`fold_unicode`] of each ASCII character. Folding ASCII text is a per-character mapping:
 /// NFD is the identity on ASCII, and what the characters fold to (ASCII letters, and `%` to
 /// `°/₀`) has no combining marks to reorder across character boundaries. Built once from the
 /// Unicode path itself, so both agree character by character; a property test checks whole
 /// random ASCII strings. `None` only if that ever stopped holding for a single character.
-pub(super) fn ascii_fold_table() -> Option<&'static [String; 128]> {
-    static TABLE: std::sync::OnceLock<Option<[String; 128]>> = std::sync::OnceLock::new();
+pub(super) fn ascii_fold_table() -> Option<&'static AsciiFold> {
+    static TABLE: std::sync::OnceLock<Option<AsciiFold>> = std::sync::OnceLock::new();
     TABLE
         .get_or_init(|| {
-            let table: [String; 128] = std::array::from_fn(|b| {
+            let strings: [String; 128] = std::array::from_fn(|b| {
                 let c = char::from(u8::try_from(b).unwrap_or(0));
                 fold_unicode(c.encode_utf8(&mut [0; 4]))
+            });
+            let single = std::array::from_fn(|b| match strings[b].as_bytes() {
+                // One byte of UTF-8 is ASCII.
+                [one] => *one,
+                _ => MANY,
             });
             // Self-check: a two-character probe of every pair would be 16k folds; one string
             // of every character in order is a cheap witness that concatenation holds.
             let all: String = (0u8..128).map(char::from).collect();
-            let joined: String = table.iter().map(String::as_str).collect();
-            (fold_unicode(&all) == joined).then_some(table)
+            let joined: String = strings.iter().map(String::as_str).collect();
+            (fold_unicode(&all) == joined).then_some(AsciiFold { strings, single })
         })
         .as_ref()
 }
