@@ -156,7 +156,7 @@ pub fn public_base(config: &ServerConfig, headers: &HeaderMap) -> url::Url {
         }
     }
     let url = match host {
-        Some(host) => format!("{scheme}://{host}/"),
+        Some(host) => [scheme, "://", host, "/"].concat(),
         None => format!(
             "{scheme}://{}/",
             std::net::SocketAddr::new(config.host, config.port)
@@ -194,7 +194,7 @@ fn valid_host(host: &str) -> Option<&str> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-        && parse(format!("http://{host}/"))
+        && parse(["http://", host, "/"].concat())
             .is_some_and(|u| u.path() == "/" && u.username().is_empty());
     ok.then_some(host)
 }

@@ -98,17 +98,32 @@ impl SwaigRequest {
         if let Some(first) = argument.parsed.as_ref().and_then(|parsed| parsed.first()) {
             return first.clone();
         }
-        match argument.raw.as_deref().map(str::trim) {
-            None | Some("") => Value::Object(Map::new()),
-            Some(raw) => {
-                serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
-            }
-        }
+        raw_arguments(argument.raw.as_deref())
     }
 
     /// The call id, if present and non-empty.
     pub fn call_id(&self) -> Option<&str> {
         self.call_id.as_deref().filter(|id| !id.is_empty())
+    }
+}
+
+impl SwaigArgument {
+    /// The argument object, moved out rather than copied: `parsed[0]`, else `raw` parsed as
+    /// JSON, else `{}` (as [`SwaigRequest::arguments`]).
+    pub fn into_arguments(self) -> Value {
+        match self.parsed.and_then(|parsed| parsed.into_iter().next()) {
+            Some(first) => first,
+            None => raw_arguments(self.raw.as_deref()),
+        }
+    }
+}
+
+/// The arguments `argument.raw` holds: `{}` when it is missing or blank, the raw text as a
+/// string when it is not JSON.
+fn raw_arguments(raw: Option<&str>) -> Value {
+    match raw.map(str::trim) {
+        None | Some("") => Value::Object(Map::new()),
+        Some(raw) => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
     }
 }
 
@@ -177,5 +192,25 @@ mod tests {
             serde_json::from_value(json!({"function": "f", "argument": {"raw": "not json"}}))
                 .unwrap();
         assert_eq!(req.arguments(), json!("not json"));
+    }
+
+    /// Moving the arguments out reads exactly what copying them does, in every form.
+    #[test]
+    fn into_arguments_agrees_with_arguments() {
+        for argument in [
+            json!({"parsed": [{"a": 1}, {"b": 2}], "raw": "{\"a\":2}"}),
+            json!({"parsed": [], "raw": "{\"a\":2}"}),
+            json!({"parsed": [], "raw": "  "}),
+            json!({"parsed": null, "raw": "not json"}),
+            json!({"parsed": ["text"]}),
+            json!({"raw": "[1, 2]"}),
+            json!({}),
+        ] {
+            let req: SwaigRequest =
+                serde_json::from_value(json!({"function": "f", "argument": argument})).unwrap();
+            let copied = req.arguments();
+            let moved = req.argument.clone().unwrap().into_arguments();
+            assert_eq!(moved, copied, "{argument}");
+        }
     }
 }

@@ -158,10 +158,9 @@ impl Auditor {
 
 /// The last four characters of a caller number or destination, for logs and audit records.
 pub(crate) fn mask(value: &str) -> String {
-    let chars: Vec<char> = value.chars().collect();
-    let keep = chars.len().min(4);
-    let tail: String = chars[chars.len() - keep..].iter().collect();
-    format!("***{tail}")
+    // The last four characters (not bytes), after three stars.
+    let from = value.char_indices().rev().nth(3).map_or(0, |(at, _)| at);
+    ["***", &value[from..]].concat()
 }
 
 /// How long one source's repeated authentication failures are folded into one record.
@@ -593,6 +592,23 @@ impl FailureWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A masked value keeps its last four characters (not bytes) after three stars, whatever
+    /// its length and script.
+    #[test]
+    fn mask_keeps_the_last_four_characters() {
+        for (value, masked) in [
+            ("+15551234567", "***4567"),
+            ("4567", "***4567"),
+            ("567", "***567"),
+            ("", "***"),
+            ("ab€€€€", "***€€€€"),
+            ("x😀é1", "***x😀é1"),
+            ("yx😀é1", "***x😀é1"),
+        ] {
+            assert_eq!(mask(value), masked, "{value:?}");
+        }
+    }
 
     #[test]
     fn ipv6_failures_are_counted_per_48_and_ipv4_per_address() {
