@@ -848,4 +848,26 @@ fn a_writer_group_is_all_or_nothing() {
         3,
         "a group dropped before COMMIT leaves nothing"
     );
+    // A COMMIT that fails (a deferred foreign key, checked only then) leaves SQLite's
+    // transaction open: the group rolls it back, and the next group commits.
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE child (x INTEGER REFERENCES t (x) DEFERRABLE INITIALLY DEFERRED)",
+    )
+    .unwrap();
+    let group = Group::begin(&conn).unwrap();
+    conn.execute("INSERT INTO t (x) VALUES (50)", []).unwrap();
+    conn.execute("INSERT INTO child (x) VALUES (12345)", [])
+        .unwrap();
+    assert!(group.commit().is_err(), "the COMMIT itself fails");
+    assert!(conn.is_autocommit(), "the failed COMMIT was rolled back");
+    assert_eq!(
+        count(&conn),
+        3,
+        "nothing of the group whose COMMIT failed stays"
+    );
+    let group = Group::begin(&conn).unwrap();
+    conn.execute("INSERT INTO t (x) VALUES (51)", []).unwrap();
+    group.commit().unwrap();
+    assert_eq!(count(&conn), 4);
 }

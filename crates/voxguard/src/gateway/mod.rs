@@ -780,15 +780,27 @@ mod tests {
             .collect(),
             ..RenderEntry::default()
         };
-        assert!(gate.assemble(entry("get_balance")).is_ok());
         assert!(gate.assemble(entry(&"f".repeat(64))).is_ok());
-        for name in ["__other", "__pay", "", &"f".repeat(65)] {
+        // A render with fit names is prepared and kept under its scope…
+        let since = gate.generation();
+        gate.prepare("good", entry("get_balance"), since).unwrap();
+        assert!(gate.prepared("good").is_some());
+        for (i, name) in ["__other", "__pay", "", &"f".repeat(65)]
+            .into_iter()
+            .enumerate()
+        {
             let why = gate.assemble(entry(name)).err().expect("refused");
             assert!(why.contains("reserved"), "{why}");
+            // …one naming an unfit function is refused and kept nowhere.
+            let scope = format!("bad-{i}");
             let since = gate.generation();
-            assert!(gate.prepare("s", entry(name), since).is_err());
-            assert!(gate.prepared("s").is_none(), "nothing kept for {name:?}");
+            assert!(gate.prepare(&scope, entry(name), since).is_err());
+            assert!(gate.prepared(&scope).is_none(), "nothing kept for {name:?}");
         }
+        assert!(
+            gate.prepared("good").is_some(),
+            "the good render is untouched"
+        );
     }
 
     /// The compiled schemas are kept for at most their budget of schema text.
