@@ -538,7 +538,7 @@ impl SqliteWriter {
 }
 
 /// One group's transaction on the writer's connection: `BEGIN IMMEDIATE` and `COMMIT` from
-/// the statement cache (rusqlite's `Transaction` parses both again for every group, a third of
+/// the statement cache (rusqlite's `Transaction` parses both again for every group, a fifth of
 /// the writer's work at low load), rolled back when dropped uncommitted.
 pub(super) struct Group<'c> {
     conn: &'c rusqlite::Connection,
