@@ -137,7 +137,7 @@ pub fn public_base(config: &ServerConfig, headers: &HeaderMap) -> url::Url {
     } else {
         "http"
     };
-    let mut host = header_str(header::HOST.as_str()).and_then(valid_host);
+    let mut forwarded_host = None;
     if config.trust_proxy {
         if let Some(proto) =
             header_str("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or("").trim())
@@ -148,23 +148,24 @@ pub fn public_base(config: &ServerConfig, headers: &HeaderMap) -> url::Url {
                 _ => {}
             }
         }
-        if let Some(forwarded) = header_str("x-forwarded-host")
+        forwarded_host = header_str("x-forwarded-host")
             .and_then(|h| h.split(',').next())
-            .and_then(|h| valid_host(h.trim()))
-        {
-            host = Some(forwarded);
-        }
+            .map(str::trim);
     }
-    let url = match host {
-        Some(host) => [scheme, "://", host, "/"].concat(),
-        None => format!(
-            "{scheme}://{}/",
-            std::net::SocketAddr::new(config.host, config.port)
-        ),
-    };
-    parse(url).unwrap_or_else(|| {
-        url::Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable_url())
-    })
+    // The forwarded host when trusted and valid, else the `Host` header when valid: each is
+    // parsed once, as the base itself.
+    forwarded_host
+        .and_then(|host| base_at(scheme, host))
+        .or_else(|| header_str(header::HOST.as_str()).and_then(|host| base_at(scheme, host)))
+        .or_else(|| {
+            parse(format!(
+                "{scheme}://{}/",
+                std::net::SocketAddr::new(config.host, config.port)
+            ))
+        })
+        .unwrap_or_else(|| {
+            url::Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable_url())
+        })
 }
 
 /// The absolute URL the platform called for a request to `uri`, as it signed it: the public
@@ -187,16 +188,20 @@ pub fn request_url(config: &ServerConfig, headers: &HeaderMap, uri: &Uri) -> Str
     text
 }
 
-/// `host` or `host:port` made only of characters a host name, IPv4/IPv6 literal and port use.
-fn valid_host(host: &str) -> Option<&str> {
-    let ok = !host.is_empty()
+/// `scheme://host/`, when `host` (or `host:port`) is made only of characters a host name,
+/// IPv4/IPv6 literal and port use, and parses as a host alone (no path, no credentials). `http`
+/// and `https` parse a host alike.
+fn base_at(scheme: &str, host: &str) -> Option<url::Url> {
+    let plain = !host.is_empty()
         && host.len() <= 255
         && host
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-        && parse(["http://", host, "/"].concat())
-            .is_some_and(|u| u.path() == "/" && u.username().is_empty());
-    ok.then_some(host)
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !plain {
+        return None;
+    }
+    parse([scheme, "://", host, "/"].concat())
+        .filter(|url| url.path() == "/" && url.username().is_empty())
 }
 
 fn unreachable_url() -> url::Url {
@@ -232,6 +237,16 @@ mod tests {
         assert_eq!(public_base(&c, &h).as_str(), "http://agent.local:3000/");
         c.trust_proxy = true;
         assert_eq!(public_base(&c, &h).as_str(), "https://evil.example/");
+        // A forwarded host that is not a host alone leaves the `Host` header, in the forwarded
+        // scheme; a bad one of each leaves the listening address.
+        let h = headers(&[
+            ("host", "agent.local:443"),
+            ("x-forwarded-host", "evil.example/x"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(public_base(&c, &h).as_str(), "https://agent.local/");
+        let h = headers(&[("host", "a@b"), ("x-forwarded-host", "c d")]);
+        assert_eq!(public_base(&c, &h).as_str(), "http://127.0.0.1:0/");
     }
 
     #[test]

@@ -159,7 +159,7 @@ const MANY: u8 = 0xFF;
 /// What each ASCII character folds to: as text, and as its one ASCII byte when it is one.
 pub(super) struct AsciiFold {
     /// [`fold_unicode`] of each ASCII character.
-    pub(super) strings: [String; 128],
+    strings: [String; 128],
     /// The same as one byte (ASCII), or [`MANY`].
     single: [u8; 128],
 }

@@ -189,6 +189,16 @@ impl Fields<'_> {
         self.line.push('=');
         true
     }
+
+    /// Write the message with `push`; one with a control character (which the generic
+    /// formatter escapes) is not covered here.
+    fn message(&mut self, push: impl FnOnce(&mut String) -> fmt::Result) {
+        let at = self.line.len();
+        self.covered &= push(self.line).is_ok();
+        if self.line[at..].chars().any(char::is_control) {
+            self.covered = false;
+        }
+    }
 }
 
 impl Visit for Fields<'_> {
@@ -197,12 +207,10 @@ impl Visit for Fields<'_> {
             return;
         }
         if !self.start(field) {
-            // The generic formatter escapes control characters in a message: not covered here.
-            if value.chars().any(char::is_control) {
-                self.covered = false;
-            } else {
-                self.line.push_str(value);
-            }
+            self.message(|line| {
+                line.push_str(value);
+                Ok(())
+            });
             return;
         }
         // `Debug` of a string: quoted, with escapes; printable ASCII without `"` or `\` needs
@@ -227,12 +235,8 @@ impl Visit for Fields<'_> {
         if self.start(field) {
             self.covered &= write!(self.line, "{value:?}").is_ok();
         } else {
-            // A message from `format_args!`: its text, checked as `record_str` checks one.
-            let at = self.line.len();
-            self.covered &= write!(self.line, "{value:?}").is_ok();
-            if self.line[at..].chars().any(char::is_control) {
-                self.covered = false;
-            }
+            // A message from `format_args!`.
+            self.message(|line| write!(line, "{value:?}"));
         }
     }
 
